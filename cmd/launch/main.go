@@ -1,0 +1,149 @@
+// Command launch runs a Go program with OpenTelemetry tracing attached from eBPF,
+// as the container's init: launch [flags] -- PROG [ARGS...].
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
+	"github.com/otel-go-launcher/otel-go-launcher/launcher"
+)
+
+func main() {
+	if launcher.IsGateProcess() {
+		launcher.RunGate() // the app's own process, before it becomes the app
+	}
+	os.Exit(run(os.Args))
+}
+
+// exitError carries the launcher's exit code out of a cli action.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return "exit " + fmt.Sprint(e.code) }
+
+func run(args []string) int {
+	// Everything after the first "--" is the app's, even words that look like our
+	// flags or subcommands.
+	var command []string
+	for i, a := range args {
+		if a == "--" {
+			args, command = args[:i], args[i+1:]
+			break
+		}
+	}
+	app := newApp(command)
+	err := app.Run(args)
+	var exit exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return exit.code
+	default:
+		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
+		return launcher.ExitUsage
+	}
+}
+
+func flagEnv(name string) []string {
+	env := []byte("LAUNCH_")
+	for _, c := range []byte(name) {
+		switch {
+		case c == '-':
+			env = append(env, '_')
+		case c >= 'a' && c <= 'z':
+			env = append(env, c-'a'+'A')
+		default:
+			env = append(env, c)
+		}
+	}
+	return []string{string(env)}
+}
+
+func newApp(command []string) *cli.App {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "launcher messages on stderr: debug, info, warn or error"},
+		&cli.DurationFlag{Name: "attach-timeout", Value: 5 * time.Second, Usage: "start the app after this long even if probes are still attaching"},
+		&cli.DurationFlag{Name: "flush-timeout", Value: 5 * time.Second, Usage: "bound on exporting buffered spans after the app exits"},
+		&cli.DurationFlag{Name: "grace", Value: 0, Usage: "when the app exits, send SIGTERM to what it left running and SIGKILL after this `DURATION` (0: leave it running)"},
+		&cli.BoolFlag{Name: "signal-group", Usage: "relay signals to the app's whole process group, not only to the app"},
+		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
+		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group), while the launcher keeps its privileges"},
+		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
+	}
+	for _, f := range flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			f.EnvVars = flagEnv(f.Name)
+		case *cli.DurationFlag:
+			f.EnvVars = flagEnv(f.Name)
+		case *cli.BoolFlag:
+			f.EnvVars = flagEnv(f.Name)
+		}
+	}
+	return &cli.App{
+		Name:      "launch",
+		Usage:     "run a Go program with OpenTelemetry tracing from eBPF, as its init",
+		UsageText: "launch [flags] -- PROG [ARGS...]",
+		Description: `launch starts PROG as its child and holds it at a start gate while eBPF probes are
+attached to it, then lets it run, so that its first request is traced. It relays
+signals to PROG, reaps zombies, and exits with PROG's exit code (128+N if signal N
+killed it; 127 if PROG was not found, 126 if it could not be executed). PROG runs
+without the capabilities the launcher needs. If tracing cannot be set up, launch
+says why in one line and runs PROG anyway.
+
+Every flag can also be set with an environment variable LAUNCH_<FLAG>, for example
+LAUNCH_ATTACH_TIMEOUT=2s. Tracing is configured with the standard OTEL_* variables.`,
+		Version:               version.String(),
+		Flags:                 flags,
+		HideHelpCommand:       true,
+		ExitErrHandler:        func(*cli.Context, error) {},
+		CustomAppHelpTemplate: "",
+		Action: func(c *cli.Context) error {
+			return exitError{runApp(c, command)}
+		},
+	}
+}
+
+func runApp(c *cli.Context, command []string) int {
+	level, err := parseLevel(c.String("log-level"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "launch: --log-level %q: want debug, info, warn or error\n", c.String("log-level"))
+		return launcher.ExitUsage
+	}
+	slog.SetDefault(slog.New(newLineHandler(os.Stderr, level)))
+
+	if command == nil {
+		command = c.Args().Slice()
+	}
+	if len(command) == 0 {
+		fmt.Fprintln(os.Stderr, "launch: no program to run: usage: launch [flags] -- PROG [ARGS...]")
+		return launcher.ExitUsage
+	}
+	cfg := launcher.Config{
+		Argv:                   command,
+		Instrumenter:           launcher.NotImplemented,
+		AttachTimeout:          c.Duration("attach-timeout"),
+		FlushTimeout:           c.Duration("flush-timeout"),
+		Grace:                  c.Duration("grace"),
+		SignalGroup:            c.Bool("signal-group"),
+		RequireInstrumentation: c.Bool("require-instrumentation"),
+	}
+	if cfg.KeepCaps, err = launcher.ParseKeepCaps(c.String("keep-caps")); err != nil {
+		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
+		return launcher.ExitUsage
+	}
+	if u := c.String("user"); u != "" {
+		if cfg.User, err = launcher.ResolveUser(u); err != nil {
+			fmt.Fprintf(os.Stderr, "launch: %v\n", err)
+			return launcher.ExitUsage
+		}
+	}
+	return launcher.Run(cfg)
+}

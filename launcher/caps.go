@@ -1,0 +1,180 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Capability is a Linux capability number (CAP_SYS_ADMIN = 21, ...).
+type Capability int
+
+// The capabilities the launcher needs for itself (uprobes, BPF, socket programs,
+// reading the target, memlock) and therefore removes from the app by default.
+const (
+	CapNetAdmin    Capability = unix.CAP_NET_ADMIN
+	CapSysPtrace   Capability = unix.CAP_SYS_PTRACE
+	CapSysAdmin    Capability = unix.CAP_SYS_ADMIN
+	CapSysResource Capability = unix.CAP_SYS_RESOURCE
+	CapPerfmon     Capability = unix.CAP_PERFMON
+	CapBPF         Capability = unix.CAP_BPF
+)
+
+// LauncherCapabilities are removed from the app unless kept with --keep-caps.
+var LauncherCapabilities = []Capability{CapSysAdmin, CapBPF, CapPerfmon, CapNetAdmin, CapSysPtrace, CapSysResource}
+
+var capNames = map[Capability]string{
+	CapNetAdmin:    "NET_ADMIN",
+	CapSysPtrace:   "SYS_PTRACE",
+	CapSysAdmin:    "SYS_ADMIN",
+	CapSysResource: "SYS_RESOURCE",
+	CapPerfmon:     "PERFMON",
+	CapBPF:         "BPF",
+}
+
+func (c Capability) String() string {
+	if n, ok := capNames[c]; ok {
+		return "CAP_" + n
+	}
+	return fmt.Sprintf("capability %d", int(c))
+}
+
+// ParseKeepCaps reads a --keep-caps list: names separated by commas, with or without the
+// CAP_ prefix, any case ("net_admin,CAP_SYS_PTRACE"). Only capabilities the launcher would
+// remove can be named.
+func ParseKeepCaps(list string) ([]Capability, error) {
+	var keep []Capability
+	for _, f := range strings.Split(list, ",") {
+		name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(f)), "CAP_")
+		if name == "" {
+			continue
+		}
+		found := false
+		for c, n := range capNames {
+			if n == name {
+				keep = append(keep, c)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("--keep-caps: %q is not a capability the launcher removes (it removes %s)", f, capList(LauncherCapabilities))
+		}
+	}
+	return keep, nil
+}
+
+func capList(caps []Capability) string {
+	names := make([]string, len(caps))
+	for i, c := range caps {
+		names[i] = capNames[c]
+	}
+	return strings.Join(names, ", ")
+}
+
+// capsToDrop is LauncherCapabilities without the kept ones.
+func capsToDrop(keep []Capability) []Capability {
+	var drop []Capability
+	for _, c := range LauncherCapabilities {
+		kept := false
+		for _, k := range keep {
+			kept = kept || k == c
+		}
+		if !kept {
+			drop = append(drop, c)
+		}
+	}
+	return drop
+}
+
+// capSets are the calling thread's capability sets as bit masks.
+type capSets struct{ effective, permitted, inheritable uint64 }
+
+func getCaps() (capSets, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return capSets{}, os.NewSyscallError("capget", err)
+	}
+	join := func(lo, hi uint32) uint64 { return uint64(lo) | uint64(hi)<<32 }
+	return capSets{
+		effective:   join(data[0].Effective, data[1].Effective),
+		permitted:   join(data[0].Permitted, data[1].Permitted),
+		inheritable: join(data[0].Inheritable, data[1].Inheritable),
+	}, nil
+}
+
+func setCaps(s capSets) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{
+		{Effective: uint32(s.effective), Permitted: uint32(s.permitted), Inheritable: uint32(s.inheritable)},
+		{Effective: uint32(s.effective >> 32), Permitted: uint32(s.permitted >> 32), Inheritable: uint32(s.inheritable >> 32)},
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return os.NewSyscallError("capset", err)
+	}
+	return nil
+}
+
+// HasEffective reports whether the calling thread holds every capability in caps.
+func HasEffective(caps ...Capability) (missing []Capability, err error) {
+	s, err := getCaps()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range caps {
+		if s.effective&(1<<uint(c)) == 0 {
+			missing = append(missing, c)
+		}
+	}
+	return missing, nil
+}
+
+// dropFromBoundingSet removes caps from the calling thread's bounding set, so that no
+// later execve (of a root or file-capability program) can grant them again. It needs
+// CAP_SETPCAP; capabilities this kernel does not know are skipped.
+func dropFromBoundingSet(caps []Capability) error {
+	for _, c := range caps {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+		if errors.Is(err, unix.EINVAL) {
+			continue
+		}
+		if err != nil || in == 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("remove %s from the bounding set: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// lowerCaps removes caps from the calling thread's effective, permitted, inheritable
+// and ambient sets. Lowering never needs a privilege.
+func lowerCaps(caps []Capability) error {
+	s, err := getCaps()
+	if err != nil {
+		return err
+	}
+	var mask uint64
+	for _, c := range caps {
+		mask |= 1 << uint(c)
+	}
+	if s.effective&mask != 0 || s.permitted&mask != 0 || s.inheritable&mask != 0 {
+		s.effective &^= mask
+		s.permitted &^= mask
+		s.inheritable &^= mask
+		if err := setCaps(s); err != nil {
+			return err
+		}
+	}
+	for _, c := range caps {
+		err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_LOWER, uintptr(c), 0, 0)
+		if err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("remove %s from the ambient set: %w", c, err)
+		}
+	}
+	return nil
+}

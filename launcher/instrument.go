@@ -1,0 +1,75 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Target is the app's process while it waits at the start gate.
+type Target struct {
+	PID  int    // the app's PID, unchanged when the gate opens
+	Path string // the program it will exec, resolved on PATH
+}
+
+// Instrumenter attaches tracing to a target held at the start gate.
+type Instrumenter interface {
+	// Instrument attaches what it can before ctx ends. A Session, even a partial
+	// one, means tracing is on; an error means it is off, and the app runs anyway
+	// unless the user required instrumentation.
+	Instrument(ctx context.Context, t Target) (Session, error)
+}
+
+// Session is live instrumentation; Shutdown flushes what it holds and detaches.
+type Session interface {
+	Shutdown(ctx context.Context) error
+}
+
+// Unavailable explains why a target cannot be instrumented: what is wrong and how to
+// fix it. The launcher prints it as its single warning line.
+type Unavailable struct {
+	Cause string // "missing CAP_SYS_ADMIN, CAP_BPF"
+	Fix   string // "add cap_add: [SYS_ADMIN, BPF] ..." ("" when nothing can be done)
+}
+
+func (u *Unavailable) Error() string {
+	if u.Fix == "" {
+		return u.Cause
+	}
+	return u.Cause + ": " + u.Fix
+}
+
+// Preflight checks what instrumentation needs from the launcher's own process, so
+// the common misconfiguration is reported with its fix before anything is tried.
+func Preflight() error {
+	missing, err := HasEffective(CapSysAdmin, CapBPF, CapPerfmon)
+	if err != nil {
+		return &Unavailable{Cause: "cannot read the launcher's capabilities: " + err.Error()}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	names := make([]string, len(missing))
+	for i, c := range missing {
+		names[i] = capNames[c]
+	}
+	return &Unavailable{
+		Cause: "the launcher lacks " + capList(missing) + " (uprobes need SYS_ADMIN, BPF programs need BPF and PERFMON)",
+		Fix: fmt.Sprintf("add cap_add: [%s] to the service (Compose) or securityContext.capabilities.add: [%s] (Kubernetes); the app does not receive them",
+			strings.Join(names, ", "), strings.Join(names, ", ")),
+	}
+}
+
+// notImplemented stands in for the eBPF instrumentation until it exists: the control
+// flow around it (gate, warning, fail-open, --require-instrumentation) is the real one.
+type notImplemented struct{}
+
+func (notImplemented) Instrument(context.Context, Target) (Session, error) {
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	return nil, &Unavailable{Cause: "eBPF instrumentation is not implemented in this build"}
+}
+
+// NotImplemented is the stand-in Instrumenter.
+var NotImplemented Instrumenter = notImplemented{}

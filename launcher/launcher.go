@@ -1,0 +1,280 @@
+// Package launcher supervises the app: it starts it behind a start gate, lets an
+// Instrumenter attach to it there, relays signals, reaps zombies, and exits with the
+// app's exit code, like an init (tini) that also traces.
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit codes of the launcher itself; otherwise it exits with the app's.
+const (
+	ExitInstrumentationRequired = 1   // --require-instrumentation and tracing is off
+	ExitUsage                   = 2   // bad flags or arguments
+	exitCannotExec              = 126 // the app exists but could not be started
+	exitNotFound                = 127 // the app was not found
+)
+
+// Config is what `launch -- PROG ARGS` was asked to do.
+type Config struct {
+	Argv                   []string // PROG and its arguments
+	Instrumenter           Instrumenter
+	AttachTimeout          time.Duration // the gate opens after this even if attaching goes on
+	FlushTimeout           time.Duration // bound on flushing telemetry at exit
+	Grace                  time.Duration // >0: TERM, then KILL after this, leftover descendants
+	SignalGroup            bool          // relay signals to the app's process group
+	KeepCaps               []Capability  // launcher capabilities the app may keep
+	User                   *Credential   // run the app as this user (nil: as the launcher)
+	RequireInstrumentation bool          // do not start the app untraced
+}
+
+// Run starts the app, supervises it to the end and returns the exit code for the
+// launcher. It must be the only code in the process that starts or waits for children.
+func Run(cfg Config) int {
+	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
+		slog.Error("no program to run: usage: launch [flags] -- PROG [ARGS...]")
+		return ExitUsage
+	}
+	// Read inherited dispositions before changing any.
+	ignored := inheritedIgnored()
+	// SIGTTIN/SIGTTOU: never stop in a background process group (as tini). SIGPIPE: a
+	// write to a closed stderr or collector socket returns EPIPE instead of killing us.
+	signal.Ignore(unix.SIGTTIN, unix.SIGTTOU, unix.SIGPIPE)
+	if os.Getpid() != 1 {
+		// Orphans of the app come to us instead of to an init that may not reap.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			slog.Warn("cannot become a child subreaper; the app's orphans are reaped by its ancestors", "err", err)
+		}
+	}
+
+	// The gate process boots while we register for signals (about 1 ms each way).
+	proc, err := startGate()
+	if err != nil {
+		slog.Error(err.Error())
+		return exitCannotExec
+	}
+	sigs := make(chan os.Signal, 128)
+	notifyRelayed(sigs, ignored)
+	slog.Debug("relaying signals", "pid", os.Getpid(), "app_pid", proc.pid)
+	s := &supervisor{cfg: cfg, sigs: sigs, proc: proc, reap: startReaper(proc.pid)}
+
+	path, code, err := lookupProgram(cfg.Argv[0])
+	if err != nil {
+		slog.Error(err.Error())
+		proc.abort()
+		<-s.reap.appExit
+		return code
+	}
+	return s.run(path, gateSpec{
+		Path:       path,
+		Argv:       cfg.Argv,
+		Env:        os.Environ(),
+		Cred:       cfg.User,
+		DropCaps:   capsToDrop(cfg.KeepCaps),
+		Foreground: ownsTerminal(),
+		Ignored:    ignored,
+	})
+}
+
+// notifyRelayed routes every relayed signal to c, except those the launcher inherited
+// as ignored (they would not reach the app without a launcher either). Registering
+// costs a round trip to the runtime's signal thread per signal, so the ones that stop
+// programs come first.
+func notifyRelayed(c chan<- os.Signal, ignored signalSet) {
+	first := []syscall.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2}
+	for _, s := range first {
+		if !ignored.has(int(s)) {
+			signal.Notify(c, s)
+		}
+	}
+	var rest []os.Signal
+	for _, s := range RelayedSignals() {
+		if !ignored.has(int(s)) && !slices.Contains(first, s) {
+			rest = append(rest, s)
+		}
+	}
+	signal.Notify(c, rest...)
+}
+
+type supervisor struct {
+	cfg     Config
+	sigs    chan os.Signal
+	proc    *gatedProcess
+	reap    *reaper
+	pending []os.Signal // received while the app was not running yet
+
+	mu      sync.Mutex
+	session Session // may arrive after the gate opened (attach timeout)
+}
+
+func (s *supervisor) run(path string, spec gateSpec) int {
+	t := Target{PID: s.proc.pid, Path: path}
+	ctx, cancelAttach := context.WithCancel(context.Background())
+	defer cancelAttach()
+
+	if appExit, err := s.attach(ctx, t); appExit != nil {
+		// Killed at the gate, before the app ran.
+		return exitCode(*appExit)
+	} else if err != nil {
+		if s.cfg.RequireInstrumentation {
+			slog.Error(fmt.Sprintf("not starting %s: tracing is required (--require-instrumentation) and unavailable: %v", t.Path, err))
+			s.proc.abort()
+			<-s.reap.appExit
+			return ExitInstrumentationRequired
+		}
+		slog.Warn(fmt.Sprintf("not tracing %s: %v; the app runs without tracing", t.Path, err))
+	}
+
+	if code, err := s.proc.release(spec); err != nil {
+		slog.Error(err.Error())
+		if ws, ok := s.awaitApp(time.Second); ok {
+			return exitCode(ws)
+		}
+		return code
+	}
+	for _, sig := range s.pending {
+		s.relay(sig)
+	}
+	s.pending = nil
+
+	var status unix.WaitStatus
+	for waiting := true; waiting; {
+		select {
+		case sig := <-s.sigs:
+			s.relay(sig)
+		case status = <-s.reap.appExit:
+			waiting = false
+		}
+	}
+	slog.Debug("app exited", "pid", t.PID, "status", describeStatus(status))
+	cancelAttach()
+	s.flush()
+	if s.cfg.Grace > 0 {
+		s.endDescendants()
+	}
+	return exitCode(status)
+}
+
+var errAttachTimeout = errors.New("attaching took longer than --attach-timeout")
+
+// attach runs the Instrumenter while the app waits at the gate, queueing signals meant
+// for the app. It returns the app's wait status if it died at the gate.
+func (s *supervisor) attach(ctx context.Context, t Target) (*unix.WaitStatus, error) {
+	type result struct {
+		session Session
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sess, err := s.cfg.Instrumenter.Instrument(ctx, t)
+		done <- result{sess, err}
+	}()
+	timeout := time.NewTimer(s.cfg.AttachTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case sig := <-s.sigs:
+			s.pending = append(s.pending, sig)
+		case r := <-done:
+			s.setSession(r.session)
+			return nil, r.err
+		case <-timeout.C:
+			// The gate opens now; probes that attach later still trace later requests.
+			go func() {
+				r := <-done
+				s.setSession(r.session)
+				if r.err == nil {
+					slog.Info("tracing attached after the app started", "pid", t.PID)
+				}
+			}()
+			return nil, fmt.Errorf("%w (%s); requests before attaching completes are not traced", errAttachTimeout, s.cfg.AttachTimeout)
+		case ws := <-s.reap.appExit:
+			return &ws, nil
+		}
+	}
+}
+
+func (s *supervisor) setSession(sess Session) {
+	s.mu.Lock()
+	s.session = sess
+	s.mu.Unlock()
+}
+
+// relay forwards a signal the launcher received to the app (or its process group).
+func (s *supervisor) relay(sig os.Signal) {
+	sysSig := sig.(syscall.Signal)
+	var err error
+	if s.cfg.SignalGroup {
+		err = unix.Kill(-s.proc.pid, sysSig)
+	} else {
+		err = s.proc.signal(sysSig)
+	}
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		slog.Warn("cannot relay "+signalName(sysSig)+" to the app", "pid", s.proc.pid, "err", err)
+		return
+	}
+	slog.Debug("relayed signal", "signal", signalName(sysSig), "pid", s.proc.pid)
+}
+
+// awaitApp waits up to d for the app's exit status.
+func (s *supervisor) awaitApp(d time.Duration) (unix.WaitStatus, bool) {
+	select {
+	case ws := <-s.reap.appExit:
+		return ws, true
+	case <-time.After(d):
+		return 0, false
+	}
+}
+
+// flush hands what tracing holds to the exporter, within --flush-timeout.
+func (s *supervisor) flush() {
+	s.mu.Lock()
+	sess := s.session
+	s.mu.Unlock()
+	if sess == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
+	defer cancel()
+	if err := sess.Shutdown(ctx); err != nil {
+		slog.Warn("flushing telemetry at exit", "err", err)
+	}
+}
+
+// endDescendants asks what the app left behind to stop (SIGTERM), and kills what is
+// still there after --grace.
+func (s *supervisor) endDescendants() {
+	if !signalDescendants(unix.SIGTERM) {
+		return
+	}
+	select {
+	case <-s.reap.done:
+		return
+	case <-time.After(s.cfg.Grace):
+	}
+	slog.Info("descendants still running after --grace; killing them", "grace", s.cfg.Grace)
+	signalDescendants(unix.SIGKILL)
+	select {
+	case <-s.reap.done:
+	case <-time.After(time.Second):
+	}
+}
+
+// ownsTerminal reports whether stdin is a terminal whose foreground process group is
+// the launcher's: then the app takes the foreground, as under tini. A launcher started
+// in the background leaves the terminal to its shell.
+func ownsTerminal() bool {
+	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}
