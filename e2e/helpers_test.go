@@ -67,6 +67,7 @@ func start(t testing.TB, o opts, argv ...string) *run {
 		stderr: &syncBuffer{}, done: make(chan struct{})}
 	r.cmd.Env, r.cmd.Dir, r.cmd.ExtraFiles = o.env, o.dir, o.extra
 	r.cmd.Stderr = r.stderr
+	r.cmd.WaitDelay = time.Second // an orphan holding our pipes must not hang Wait
 	if o.stdin != nil {
 		r.cmd.Stdin = o.stdin
 	} else {
@@ -107,8 +108,10 @@ func start(t testing.TB, o opts, argv ...string) *run {
 		r.pid = r.findLauncher(argv[0])
 	}
 	t.Cleanup(func() {
+		for _, pid := range descendantsOf(r.cmd.Process.Pid) {
+			killPID(pid, syscall.SIGKILL)
+		}
 		r.cmd.Process.Kill()
-		killPID(r.pid, syscall.SIGKILL)
 		<-r.done
 	})
 	return r

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +23,7 @@ func TestSignalsRelayedExactlyOnce(t *testing.T) {
 			// No async preemption: the app's runtime then sends itself no SIGURG,
 			// so any SIGURG it sees came from outside.
 			env := append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
-			r := start(t, opts{pid1: pid1, env: env}, launchBin(t), "--", testApp(t), "signals")
+			r := start(t, opts{pid1: pid1, env: env}, launchBin(t), "--log-level", "debug", "--", testApp(t), "signals")
 			r.expectLine("ready")
 			relayed := launcher.RelayedSignals()
 			if len(relayed) < 50 {
@@ -73,6 +74,7 @@ func TestPID1AppWithoutHandlersStops(t *testing.T) {
 // waitAppRunning waits until the launcher's child runs exe (past the gate).
 func waitAppRunning(t testing.TB, r *run, exe string) int {
 	t.Helper()
+	exe, _ = filepath.EvalSymlinks(exe)
 	var app int
 	if !eventually(10*time.Second, func() bool {
 		for c := range childrenOf(r.pid) {

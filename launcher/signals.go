@@ -13,23 +13,24 @@ import (
 //   - SIGKILL, SIGSTOP: cannot be caught.
 //   - SIGCHLD: reports the launcher's own children; the reaper owns it.
 //   - SIGURG: the Go runtime preempts goroutines with it; a real one cannot be told apart.
+//   - SIGPROF: the Go runtime consumes it for its profiler; os/signal never sees it.
 //   - SIGPIPE: the kernel sends it to the launcher when one of its own writes meets a
 //     closed pipe or socket (a collector going away); relaying that would kill the app.
 //   - SIGTTIN, SIGTTOU: ignored by the launcher, as tini does, so that a launcher in a
 //     background process group is never stopped; the app gets its inherited disposition back.
-//   - 32, 33: reserved by libc and the Go runtime for thread set-up (SIGCANCEL, SIGSETXID).
+//   - 32, 33, 34: reserved by C libraries (glibc SIGCANCEL and SIGSETXID, musl
+//     SIGSYNCCALL); the Go runtime does not let a program catch them.
 const (
-	sigCancel = 32
-	sigSetxid = 33
-	sigMax    = 64 // SIGRTMAX on Linux
+	sigFirstUsableRT = 35
+	sigMax           = 64 // SIGRTMAX on Linux
 )
 
 func isRelayed(sig int) bool {
 	switch syscall.Signal(sig) {
-	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE, unix.SIGTTIN, unix.SIGTTOU:
+	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGPIPE, unix.SIGTTIN, unix.SIGTTOU:
 		return false
 	}
-	return sig >= 1 && sig <= sigMax && sig != sigCancel && sig != sigSetxid
+	return sig >= 1 && sig <= sigMax && (sig < 32 || sig >= sigFirstUsableRT)
 }
 
 // RelayedSignals lists the signals the launcher forwards to the app, in number order.

@@ -11,6 +11,10 @@
 //	testapp touch FILE       create FILE and exit 0
 //	testapp linger MS        print the PID of a child that ignores SIGTERM for MS, exit
 //	testapp sleep-ms MS      sleep MS milliseconds, exit 0
+//	testapp exec-with BLOCKED IGNORED PROG ARGS...
+//	                         exec PROG with the signals in BLOCKED (comma-separated
+//	                         numbers, or -) blocked and those in IGNORED ignored, as a
+//	                         shell or service manager might start the launcher
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -82,6 +87,8 @@ func main() {
 		time.Sleep(50 * time.Millisecond) // let it install its handler
 		fmt.Println(c.Process.Pid)
 		os.Exit(0)
+	case "exec-with":
+		execWith(parseSigs(arg(2)), parseSigs(arg(3)), os.Args[4:])
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		ms, _ := strconv.Atoi(arg(2))
@@ -167,4 +174,32 @@ func orphans(n int) {
 	}
 	fmt.Println("spawned")
 	io.Copy(io.Discard, os.Stdin)
+}
+
+func parseSigs(list string) []int {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// execWith execs argv with a chosen signal mask and ignored set. The mask belongs to
+// the thread that calls execve, so everything happens on one locked thread.
+func execWith(blocked, ignored []int, argv []string) {
+	runtime.LockOSThread()
+	for _, s := range ignored {
+		ign := [4]uint64{1} // struct sigaction, handler SIG_IGN
+		unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(s), uintptr(unsafe.Pointer(&ign)), 0, 8, 0, 0)
+	}
+	var mask uint64
+	for _, s := range blocked {
+		mask |= 1 << (s - 1)
+	}
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_BLOCK, uintptr(unsafe.Pointer(&mask)), 0, 8, 0, 0)
+	err := syscall.Exec(argv[0], argv, os.Environ())
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	os.Exit(127)
 }
