@@ -126,5 +126,3 @@ func TestVersionHelpAndEnvFlags(t *testing.T) {
 		t.Errorf("LAUNCH_REQUIRE_INSTRUMENTATION=true: %v, want exit 1 (tracing is not available in this build)", e)
 	}
 }
-
-
