@@ -3,6 +3,7 @@ module github.com/otel-go-launcher/otel-go-launcher
 go 1.26.0
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.50.0
 )

@@ -2,8 +2,6 @@ package launcher
 
 import (
 	"context"
-	"fmt"
-	"strings"
 )
 
 // Target is the app's process while it waits at the start gate.
@@ -49,14 +47,10 @@ func Preflight() error {
 	if len(missing) == 0 {
 		return nil
 	}
-	names := make([]string, len(missing))
-	for i, c := range missing {
-		names[i] = capNames[c]
-	}
+	list := capList(missing)
 	return &Unavailable{
-		Cause: "the launcher lacks " + capList(missing) + " (uprobes need SYS_ADMIN, BPF programs need BPF and PERFMON)",
-		Fix: fmt.Sprintf("add cap_add: [%s] to the service (Compose) or securityContext.capabilities.add: [%s] (Kubernetes); the app does not receive them",
-			strings.Join(names, ", "), strings.Join(names, ", ")),
+		Cause: "the launcher lacks " + list,
+		Fix:   "add cap_add: [" + list + "] (Compose) or securityContext.capabilities.add (Kubernetes); the app does not get them",
 	}
 }
 

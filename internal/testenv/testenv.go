@@ -71,6 +71,7 @@ func Build(t testing.TB, pkg string, env ...string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		os.Chmod(d, 0o755) // tests run these programs as other users too
 		buildDir = d
 	}
 	out := filepath.Join(buildDir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(built)))
