@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"reflect"
 	"strconv"
 	"strings"
@@ -107,26 +108,43 @@ func TestAppEnvironmentIsUntouched(t *testing.T) {
 }
 
 // The signal mask and the ignored signals the launcher inherited are the app's; the
-// launcher's own (it ignores SIGTTIN, SIGTTOU, SIGPIPE) are not.
+// launcher's own (it ignores SIGTTIN, SIGTTOU, SIGPIPE) are not. The reference is the
+// same app started without the launcher.
 func TestAppSignalStateIsInherited(t *testing.T) {
-	rep := appReport(t, opts{}, nil)
-	if rep.Status["SigBlk"] != sigset() || rep.Status["SigIgn"] != sigset() {
-		t.Errorf("started with nothing blocked or ignored, the app has SigBlk %s SigIgn %s", rep.Status["SigBlk"], rep.Status["SigIgn"])
+	direct := func(wrap []string) report {
+		argv := append(append([]string{}, wrap...), testApp(t), "report")
+		out, err := exec.Command(argv[0], argv[1:]...).Output()
+		if err != nil {
+			t.Fatalf("%v: %v", argv, err)
+		}
+		return parseReport(t, string(out), "")
 	}
+	check := func(name string, got, want report, lost ...syscall.Signal) {
+		t.Helper()
+		if got.Status["SigBlk"] != want.Status["SigBlk"] {
+			t.Errorf("%s: app SigBlk %s, without the launcher %s", name, got.Status["SigBlk"], want.Status["SigBlk"])
+		}
+		wantIgn, _ := strconv.ParseUint(want.Status["SigIgn"], 16, 64)
+		for _, s := range lost {
+			wantIgn &^= 1 << (uint(s) - 1)
+		}
+		if gotIgn, _ := strconv.ParseUint(got.Status["SigIgn"], 16, 64); gotIgn != wantIgn {
+			t.Errorf("%s: app SigIgn %016x, want %016x", name, gotIgn, wantIgn)
+		}
+	}
+	check("as started", appReport(t, opts{}, nil), direct(nil))
 
 	// As a shell starts background jobs and nohup starts programs. The Go runtime
 	// keeps an inherited SIG_IGN only for SIGHUP, SIGINT and the job-control
 	// signals; SIGQUIT's is lost before the launcher's first instruction (documented).
 	blocked := []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
-	ignored := []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTSTP, syscall.SIGTTOU}
-	wrap := []string{testApp(t), "exec-with", sigList(blocked), sigList(append(ignored, syscall.SIGQUIT))}
-	rep = appReport(t, opts{wrap: wrap}, nil)
-	if rep.Status["SigBlk"] != sigset(blocked...) {
-		t.Errorf("app SigBlk %s, want %s", rep.Status["SigBlk"], sigset(blocked...))
+	ignored := []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTSTP, syscall.SIGTTOU, syscall.SIGQUIT}
+	wrap := []string{testApp(t), "exec-with", sigList(blocked), sigList(ignored)}
+	withWrap := direct(wrap)
+	if withWrap.Status["SigBlk"] == direct(nil).Status["SigBlk"] {
+		t.Fatalf("the wrapper changed nothing: %v", withWrap.Status)
 	}
-	if rep.Status["SigIgn"] != sigset(ignored...) {
-		t.Errorf("app SigIgn %s, want %s", rep.Status["SigIgn"], sigset(ignored...))
-	}
+	check("blocked and ignored by the parent", appReport(t, opts{wrap: wrap}, nil), withWrap, syscall.SIGQUIT)
 }
 
 func sigList(sigs []syscall.Signal) string {

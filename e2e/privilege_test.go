@@ -88,6 +88,10 @@ func TestAppLacksAmbientLauncherCapabilities(t *testing.T) {
 	if amb&(1<<13) == 0 { // CAP_NET_RAW is not the launcher's: it stays
 		t.Errorf("the app lost ambient NET_RAW: CapAmb %016x", amb)
 	}
+	// Not root, no CAP_SETPCAP, but SYS_ADMIN to keep from the app: no_new_privs.
+	if rep.Status["NoNewPrivs"] != "1" {
+		t.Errorf("NoNewPrivs %s, want 1", rep.Status["NoNewPrivs"])
+	}
 }
 
 // --user runs the app as another user, with its groups, from /etc/passwd and
@@ -151,13 +155,14 @@ func TestFailOpenAsUnprivilegedUser(t *testing.T) {
 	os.Chmod(dir, 0o777)
 	wrap := []string{setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all", "--"}
 
-	marker := filepath.Join(dir, "ran")
-	e, _, stderr := runLaunch(t, opts{wrap: wrap}, launchBin(t), "--", testApp(t), "touch", marker)
+	e, out, stderr := runLaunch(t, opts{wrap: wrap}, launchBin(t), "--", testApp(t), "report")
 	if e.code != 0 {
 		t.Fatalf("launcher %v\nstderr:\n%s", e, stderr)
 	}
-	if _, err := os.Stat(marker); err != nil {
-		t.Errorf("the app did not run: %v", err)
+	// The app ran, as nobody, and - with nothing to keep from it - without no_new_privs.
+	rep := parseReport(t, out, stderr)
+	if rep.Status["NoNewPrivs"] != "0" || !strings.HasPrefix(rep.Status["Uid"], "65534") {
+		t.Errorf("app Uid %q NoNewPrivs %s, want 65534 and 0", rep.Status["Uid"], rep.Status["NoNewPrivs"])
 	}
 	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], "launch: warning: not tracing") ||

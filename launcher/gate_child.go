@@ -67,10 +67,11 @@ func becomeApp(spec *gateSpec) error {
 		if !errors.Is(err, unix.EPERM) {
 			return err
 		}
-		// No CAP_SETPCAP: the bounding set stays, so a root app would get the
-		// capabilities back at execve. no_new_privs caps it at what this thread
-		// holds after lowerCaps below.
-		noNewPrivs = true
+		// No CAP_SETPCAP: the capabilities stay in the bounding set, so a root app
+		// would get them back at execve, and so would any app through a setuid
+		// program. no_new_privs caps the app at what this thread keeps after
+		// lowerCaps - needed only where there is something to keep from it.
+		noNewPrivs = holdsAny(spec.DropCaps) || appUID(spec) == 0
 	}
 	if c := spec.Cred; c != nil {
 		// The syscall package applies these to every thread of the process.
@@ -105,6 +106,27 @@ func becomeApp(spec *gateSpec) error {
 		return closeOnExecFrom(3)
 	}
 	return nil
+}
+
+// holdsAny reports whether the calling thread has any of caps in its permitted set.
+func holdsAny(caps []Capability) bool {
+	s, err := getCaps()
+	if err != nil {
+		return true // assume the worst
+	}
+	for _, c := range caps {
+		if s.permitted&(1<<uint(c)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func appUID(spec *gateSpec) int {
+	if spec.Cred != nil {
+		return spec.Cred.UID
+	}
+	return os.Getuid()
 }
 
 // closeOnExecFrom marks every open fd >= first close-on-exec, for kernels before 5.11.

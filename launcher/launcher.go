@@ -58,14 +58,20 @@ func Run(cfg Config) int {
 		}
 	}
 
-	// The gate process boots while we register for signals (about 1 ms each way).
+	// Registering for signals (a round trip to the runtime's signal thread each, about
+	// 1 ms in all) overlaps with forking the gate process and its Go runtime's start.
+	sigs := make(chan os.Signal, 128)
+	registered := make(chan struct{})
+	go func() {
+		notifyRelayed(sigs, ignored)
+		close(registered)
+	}()
 	proc, err := startGate()
 	if err != nil {
 		slog.Error(err.Error())
 		return exitCannotExec
 	}
-	sigs := make(chan os.Signal, 128)
-	notifyRelayed(sigs, ignored)
+	<-registered
 	slog.Debug("relaying signals", "pid", os.Getpid(), "app_pid", proc.pid)
 	s := &supervisor{cfg: cfg, sigs: sigs, proc: proc, reap: startReaper(proc.pid)}
 

@@ -27,16 +27,20 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return "exit " + fmt.Sprint(e.code) }
 
-func run(args []string) int {
-	// Everything after the first "--" is the app's, even words that look like our
-	// flags or subcommands.
-	var command []string
+// splitCommand separates the launcher's arguments from the app's: everything after the
+// first "--" is the app's, even words that look like our flags or subcommands. command
+// is nil when there is no "--".
+func splitCommand(args []string) (own, command []string) {
 	for i, a := range args {
 		if a == "--" {
-			args, command = args[:i], args[i+1:]
-			break
+			return args[:i], append([]string{}, args[i+1:]...)
 		}
 	}
+	return args, nil
+}
+
+func run(args []string) int {
+	args, command := splitCommand(args)
 	app := newApp(command)
 	err := app.Run(args)
 	var exit exitError

@@ -60,16 +60,25 @@ var (
 // process and returns the binary's path. env adds to the build environment.
 func Build(t testing.TB, pkg string, env ...string) string {
 	t.Helper()
+	p, err := BuildProgram(pkg, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// BuildProgram is Build for code that is not a test (benchmarks).
+func BuildProgram(pkg string, env ...string) (string, error) {
 	key := pkg + "|" + strings.Join(env, " ")
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if p, ok := built[key]; ok {
-		return p
+		return p, nil
 	}
 	if buildDir == "" {
 		d, err := os.MkdirTemp("", "otel-go-launcher-test-")
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		os.Chmod(d, 0o755) // tests run these programs as other users too
 		buildDir = d
@@ -79,10 +88,10 @@ func Build(t testing.TB, pkg string, env ...string) string {
 	cmd.Dir = RepoRoot()
 	cmd.Env = append(os.Environ(), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	built[key] = out
-	return out
+	return out, nil
 }
 
 // Launcher returns the launch binary under test: $LAUNCH_BIN (the Makefile passes the

@@ -1,0 +1,42 @@
+# otel-go-launcher. `make demo` and `make test` are the two set-up commands.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+PKG      := github.com/otel-go-launcher/otel-go-launcher
+# urfave_cli_no_docs drops the man-page generator: it costs 0.3 ms of start-up twice
+# (launcher and start gate) and nothing uses it.
+TAGS     := urfave_cli_no_docs
+LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
+LAUNCH   := $(CURDIR)/bin/launch
+
+.PHONY: all build test unit e2e bench demo generate image deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/launch ./cmd/launch
+
+# Installs what the tests need (Debian, as root), then runs every suite. Under CI=true
+# a missing prerequisite fails the run instead of skipping tests.
+test: deps build
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) test -count=1 -race ./launcher/... ./internal/... ./cmd/...
+	LAUNCH_BIN=$(LAUNCH) $(GO) test -count=1 -timeout 20m ./e2e/...
+
+bench: build
+	$(GO) run ./bench -launch $(LAUNCH)
+
+demo: deps build
+	./scripts/demo.sh
+
+deps:
+	@./scripts/deps.sh
+
+generate:
+	@echo "generate: nothing to generate yet (BPF objects arrive with the eBPF pipeline)"
+
+image:
+	@echo "image: the base image arrives with Dockerfile.base (issue 7)"; exit 1
+
+clean:
+	rm -rf bin

@@ -1,0 +1,66 @@
+// Command bench measures the launcher against the same work without it, in the same
+// run, and prints Markdown tables (make bench). Timings on shared machines are noisy:
+// cases are interleaved round by round and medians compared, never absolute targets.
+//
+//	go run ./bench [-rounds N] [-launch PATH] [section ...]
+//
+// Sections: startup.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+var sections = map[string]func(env *benchEnv) error{
+	"startup": startup,
+}
+
+type benchEnv struct {
+	rounds int
+	launch string // the launcher binary
+}
+
+func main() {
+	rounds := flag.Int("rounds", 300, "rounds per case")
+	launch := flag.String("launch", "bin/launch", "launcher binary to measure")
+	flag.Parse()
+	names := flag.Args()
+	if len(names) == 0 {
+		names = []string{"startup"}
+	}
+	defer testenv.Cleanup()
+
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	fmt.Printf("Measured %s on Linux %s, %d CPUs, %s.\n\n", time.Now().UTC().Format("2006-01-02"),
+		unix.ByteSliceToString(uts.Release[:]), runtime.NumCPU(), runtime.Version())
+	env := &benchEnv{rounds: *rounds, launch: *launch}
+	for _, n := range names {
+		f, ok := sections[n]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench: no section %q (have: %s)\n", n, strings.Join(keys(), ", "))
+			os.Exit(2)
+		}
+		if err := f(env); err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", n, err)
+			os.Exit(1)
+		}
+	}
+}
+
+func keys() []string {
+	var k []string
+	for n := range sections {
+		k = append(k, n)
+	}
+	return k
+}

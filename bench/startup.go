@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// startup: wall time of a program started directly and through the launcher (with
+// instrumentation unavailable, as in this build), and the launcher's memory.
+func startup(env *benchEnv) error {
+	hello, err := testenv.BuildProgram("./e2e/testdata/hello", "CGO_ENABLED=0")
+	if err != nil {
+		return err
+	}
+	type pair struct{ name, direct, launched string }
+	cases := map[string][]string{
+		"true":          {"/bin/true"},
+		"launch true":   {env.launch, "--", "/bin/true"},
+		"hello":         {hello},
+		"launch hello":  {env.launch, "--", hello},
+		"launch --help": {env.launch, "--help"},
+	}
+	pairs := []pair{{"/bin/true", "true", "launch true"}, {"Go hello world", "hello", "launch hello"}}
+
+	wall := map[string][]time.Duration{}
+	rss := map[string][]int64{}
+	order := make([]string, 0, len(cases))
+	for name := range cases {
+		order = append(order, name)
+	}
+	for r := 0; r < env.rounds; r++ {
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, name := range order {
+			d, maxrss, err := timeRun(cases[name])
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			wall[name] = append(wall[name], d)
+			rss[name] = append(rss[name], maxrss)
+		}
+	}
+
+	fmt.Printf("### Start-up (%d interleaved rounds)\n\n", env.rounds)
+	fmt.Println("| program | direct, median | via launch, median | added | ratio | direct p90 | via launch p90 |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for _, p := range pairs {
+		d, l := median(wall[p.direct]), median(wall[p.launched])
+		fmt.Printf("| %s | %s | %s | **%s** | %.2f× | %s | %s |\n", p.name, ms(d), ms(l), ms(l-d),
+			float64(l)/float64(d), ms(pct(wall[p.direct], 90)), ms(pct(wall[p.launched], 90)))
+	}
+	fmt.Printf("\n`launch --help` alone (the launcher's own process start): %s median.\n", ms(median(wall["launch --help"])))
+
+	steady, err := steadyRSS(env.launch)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nLauncher memory: peak RSS %d KiB over a short run (median of `launch -- /bin/true`), "+
+		"%d KiB resident while supervising a running app.\n\n", medianInt(rss["launch true"]), steady)
+	return nil
+}
+
+// timeRun runs argv with no I/O and returns its wall time and peak RSS (KiB).
+func timeRun(argv []string) (time.Duration, int64, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	begin := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, 0, err
+	}
+	d := time.Since(begin)
+	return d, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, nil
+}
+
+// steadyRSS is the launcher's resident memory while the app runs.
+func steadyRSS(launch string) (int64, error) {
+	cmd := exec.Command(launch, "--", "/bin/sleep", "2")
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer cmd.Wait()
+	time.Sleep(500 * time.Millisecond)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+func median(d []time.Duration) time.Duration { return pct(d, 50) }
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[(len(s)-1)*p/100]
+}
+
+func medianInt(v []int64) int64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }

@@ -1,0 +1,106 @@
+package launcher
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseKeepCaps(t *testing.T) {
+	got, err := ParseKeepCaps(" net_admin, CAP_SYS_PTRACE ,bpf,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Capability{CapNetAdmin, CapSysPtrace, CapBPF}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if got, err := ParseKeepCaps(""); err != nil || got != nil {
+		t.Errorf("empty list: %v %v", got, err)
+	}
+	if _, err := ParseKeepCaps("chown"); err == nil || !strings.Contains(err.Error(), "SYS_ADMIN") {
+		t.Errorf("unknown capability: err %v, want one listing what can be kept", err)
+	}
+	if drop := capsToDrop([]Capability{CapNetAdmin}); len(drop) != len(LauncherCapabilities)-1 || drop[0] != CapSysAdmin {
+		t.Errorf("capsToDrop: %v", drop)
+	}
+}
+
+func TestResolveUser(t *testing.T) {
+	root, err := ResolveUser("root")
+	if err != nil || root.UID != 0 || root.GID != 0 {
+		t.Fatalf("root: %+v %v", root, err)
+	}
+	if c, err := ResolveUser("0:12"); err != nil || c.UID != 0 || c.GID != 12 {
+		t.Errorf("0:12: %+v %v", c, err)
+	}
+	if c, err := ResolveUser("54321"); err != nil || c.UID != 54321 || c.GID != 0 || c.Groups != nil {
+		t.Errorf("unknown numeric user: %+v %v", c, err)
+	}
+	for _, bad := range []string{"", ":", "root:", ":0", "-1", "0:-1", "no-such-user-xyz", "root:no-such-group-xyz"} {
+		if _, err := ResolveUser(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestRelayedSignals(t *testing.T) {
+	relayed := RelayedSignals()
+	for _, s := range []syscall.Signal{unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGPIPE, unix.SIGTTIN, unix.SIGTTOU, 32, 33, 34} {
+		for _, r := range relayed {
+			if r == s {
+				t.Errorf("%v is relayed", s)
+			}
+		}
+	}
+	if len(relayed) != 64-11 {
+		t.Errorf("%d relayed signals, want %d", len(relayed), 64-11)
+	}
+	if signalName(unix.SIGTERM) != "SIGTERM" || signalName(40) != "SIGRTMIN+6" {
+		t.Errorf("names: %s %s", signalName(unix.SIGTERM), signalName(40))
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for _, c := range []struct {
+		ws   unix.WaitStatus
+		code int
+	}{
+		{0, 0}, {3 << 8, 3}, {255 << 8, 255}, {unix.WaitStatus(unix.SIGTERM), 143}, {unix.WaitStatus(unix.SIGKILL) | 0x80, 137},
+	} {
+		if got := exitCode(c.ws); got != c.code {
+			t.Errorf("status %#x: exit %d, want %d", uint32(c.ws), got, c.code)
+		}
+	}
+}
+
+func TestLookupProgram(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "tool")
+	os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755)
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, nil, 0o644)
+	t.Setenv("PATH", "/nonexistent:"+dir)
+
+	for _, c := range []struct {
+		name, path string
+		code       int
+	}{
+		{"tool", exe, 0},
+		{exe, exe, 0},
+		{"plain", "", 126},
+		{plain, "", 126},
+		{dir, "", 126},
+		{"missing", "", 127},
+		{dir + "/missing", "", 127},
+	} {
+		path, code, err := lookupProgram(c.name)
+		if path != c.path || code != c.code || (c.code == 0) != (err == nil) {
+			t.Errorf("%s: %q %d %v, want %q %d", c.name, path, code, err, c.path, c.code)
+		}
+	}
+}
