@@ -154,3 +154,18 @@ func sigList(sigs []syscall.Signal) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// stdin, stdout and stderr are the app's own: data in, data out, errors apart.
+func TestStdio(t *testing.T) {
+	for _, pid1 := range []bool{false, true} {
+		input := strings.Repeat("line of input\n", 10000) // larger than a pipe buffer
+		script := `cat; echo to-stderr >&2`
+		e, out, stderr := runLaunch(t, opts{pid1: pid1, stdin: strings.NewReader(input)}, launchBin(t), "--", "/bin/sh", "-c", script)
+		if e.code != 0 || out != input {
+			t.Errorf("pid1=%v: %v, stdout %d bytes, want the %d bytes of stdin", pid1, e, len(out), len(input))
+		}
+		if !strings.HasSuffix(stderr, "to-stderr\n") {
+			t.Errorf("pid1=%v: stderr %q", pid1, stderr)
+		}
+	}
+}
