@@ -94,7 +94,7 @@ func newApp(command []string) *cli.App {
 	return &cli.App{
 		Name:      "launch",
 		Usage:     "run a Go program with OpenTelemetry tracing from eBPF, as its init",
-		UsageText: "launch [flags] -- PROG [ARGS...]",
+		UsageText: "launch [flags] -- PROG [ARGS...]\nlaunch inspect [--json] BINARY",
 		Description: `launch starts PROG as its child and holds it at a start gate while eBPF probes are
 attached to it, then lets it run, so that its first request is traced. It relays
 signals to PROG, reaps zombies, and exits with PROG's exit code (128+N if signal N
@@ -106,6 +106,7 @@ Every flag can also be set with an environment variable LAUNCH_<FLAG>, for examp
 LAUNCH_ATTACH_TIMEOUT=2s. Tracing is configured with the standard OTEL_* variables.`,
 		Version:               version.String(),
 		Flags:                 flags,
+		Commands:              []*cli.Command{inspectCommand()},
 		HideHelpCommand:       true,
 		ExitErrHandler:        func(*cli.Context, error) {},
 		CustomAppHelpTemplate: "",

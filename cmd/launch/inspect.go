@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes"
+)
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "show what the launcher finds in a Go binary: versions, probes, offsets",
+		ArgsUsage: "BINARY",
+		Description: `inspect reads BINARY without running it: its Go and module versions, and for each
+probe whether it can be enabled, the functions it attaches to (ELF file offsets of their
+entries and RET instructions) and the struct field offsets it reads, with their source.
+Stripped binaries work: functions come from the Go runtime's own table.`,
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON (the format is a stable contract)"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				fmt.Fprintln(os.Stderr, "launch inspect: want exactly one BINARY: launch inspect [--json] BINARY")
+				return exitError{2}
+			}
+			r, err := inspect(c.Args().First())
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "launch inspect: %v\n", err)
+				return exitError{1}
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			}
+			printReport(os.Stdout, r)
+			return nil
+		},
+	}
+}
+
+func inspect(path string) (*offsets.Report, error) {
+	b, err := offsets.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	return offsets.Analyze(b, probes.Specs())
+}
+
+func printReport(w io.Writer, r *offsets.Report) {
+	yes := func(ok bool, y, n string) string {
+		if ok {
+			return y
+		}
+		return n
+	}
+	fmt.Fprintf(w, "%s: %s, %s, %s, %s, %s\n", r.Path, r.GoVersion, r.Arch,
+		yes(r.PIE, "PIE", "not PIE"), yes(r.Stripped, "stripped", "symbol table"), yes(r.DWARF, "DWARF", "no DWARF"))
+	const shown = 10
+	for i, m := range r.Modules {
+		if i == shown {
+			fmt.Fprintf(w, "  ... and %d more modules (--json lists them)\n", len(r.Modules)-shown)
+			break
+		}
+		label := "dependency"
+		if i == 0 {
+			label = "main module"
+		}
+		fmt.Fprintf(w, "  %-11s %s %s\n", label, m.Path, m.Version)
+	}
+	for _, p := range r.Probes {
+		state := "enabled"
+		if !p.Enabled {
+			state = "disabled: " + p.Reason
+		}
+		fmt.Fprintf(w, "probe %s: %s\n", p.Name, state)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, u := range p.Uprobes {
+			rets := make([]string, len(u.Returns))
+			for i, o := range u.Returns {
+				rets[i] = fmt.Sprintf("%#x", o)
+			}
+			fmt.Fprintf(tw, "  uprobe\t%s\tat %#x\treturns %s\n", u.Symbol, u.Offset, strings.Join(rets, " "))
+		}
+		for _, f := range p.Fields {
+			off := "-"
+			if f.Offset != nil {
+				off = fmt.Sprint(*f.Offset)
+			}
+			fmt.Fprintf(tw, "  field\t%s\t%s\t%s\n", f.Name, off, f.Source)
+		}
+		tw.Flush()
+	}
+}

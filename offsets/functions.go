@@ -1,0 +1,227 @@
+package offsets
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Func is a function found in the binary.
+type Func struct {
+	Name   string
+	Addr   uint64 // entry virtual address
+	End    uint64 // first address past the function
+	Offset uint64 // file offset of the entry: where a uprobe attaches
+}
+
+// Functions finds the named functions: in the ELF symbol table when the binary has one,
+// in the pclntab otherwise. Names not found are absent from the result.
+func (b *Binary) Functions(names ...string) (map[string]Func, error) {
+	if b.Stripped {
+		return b.PclntabFunctions(names...)
+	}
+	return b.SymtabFunctions(names...)
+}
+
+// SymtabFunctions finds functions in .symtab. The table is walked in place and names
+// are compared without allocating: a large binary has hundreds of thousands of symbols.
+func (b *Binary) SymtabFunctions(names ...string) (map[string]Func, error) {
+	want := wantSet(names)
+	symtab, syms := b.sectionData(".symtab")
+	if symtab == nil {
+		return nil, errors.New("no symbol table")
+	}
+	if syms == nil || symtab.Link == 0 || int(symtab.Link) >= len(b.elf.Sections) {
+		return nil, errors.New("symbol table unreadable")
+	}
+	strs := b.slice(b.elf.Sections[symtab.Link].Offset, b.elf.Sections[symtab.Link].FileSize)
+	if strs == nil {
+		return nil, errors.New("symbol names unreadable")
+	}
+	found := map[string]Func{}
+	le := binary.LittleEndian
+	const entSize = 24 // Elf64_Sym
+	for off := 0; off+entSize <= len(syms) && len(found) < len(want); off += entSize {
+		e := syms[off : off+entSize]
+		if elf.ST_TYPE(e[4]) != elf.STT_FUNC {
+			continue
+		}
+		nameOff := le.Uint32(e)
+		if int(nameOff) >= len(strs) {
+			continue
+		}
+		name := cstring(strs[nameOff:])
+		if _, ok := want[string(name)]; !ok { // no allocation: map lookup by []byte conversion
+			continue
+		}
+		addr, size := le.Uint64(e[8:]), le.Uint64(e[16:])
+		fn := Func{Name: string(name), Addr: addr, End: addr + size}
+		var ok bool
+		if fn.Offset, ok = b.FileOffset(addr); !ok {
+			return nil, fmt.Errorf("%s at %#x is outside the file's segments", name, addr)
+		}
+		found[fn.Name] = fn
+	}
+	return found, nil
+}
+
+// PclntabFunctions finds functions in the Go runtime's own function table.
+func (b *Binary) PclntabFunctions(names ...string) (map[string]Func, error) {
+	t, err := b.pclntab()
+	if err != nil {
+		return nil, err
+	}
+	want := wantSet(names)
+	found := map[string]Func{}
+	var outside error
+	err = t.forEach(func(name []byte, entry, end uint64) bool {
+		if _, ok := want[string(name)]; !ok {
+			return true
+		}
+		fn := Func{Name: string(name), Addr: entry, End: end}
+		var ok bool
+		if fn.Offset, ok = b.FileOffset(entry); !ok {
+			outside = fmt.Errorf("%s at %#x is outside the file's segments", name, entry)
+			return false
+		}
+		found[fn.Name] = fn
+		return len(found) < len(want)
+	})
+	if err == nil {
+		err = outside
+	}
+	return found, err
+}
+
+// pclntab locates and parses the function table and settles runtime.text.
+func (b *Binary) pclntab() (*pclntab, error) {
+	sec, data := b.sectionData(".gopclntab")
+	if sec == nil {
+		// Older external links put it inside .data.rel.ro with no section of its own.
+		return nil, errNoPclntab
+	}
+	if data == nil {
+		return nil, errors.New("function table (.gopclntab) unreadable")
+	}
+	t, err := parsePclntab(data)
+	if err != nil {
+		return nil, err
+	}
+	if t.textStart == 0 {
+		if t.textStart, err = b.textStart(t, sec.Addr); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// textStart finds runtime.text when the pclntab header does not record it (Go 1.26+).
+// It is not always the start of .text: an external (cgo) link puts C start-up code
+// first. In order: the symbol table, the runtime's module data (which points to the
+// pclntab and records text), and for an internal link, the .text section.
+func (b *Binary) textStart(t *pclntab, pclntabAddr uint64) (uint64, error) {
+	if b.text != 0 {
+		return b.text, nil
+	}
+	if !b.Stripped {
+		if v, ok := b.symbolValue("runtime.text"); ok {
+			b.text = v
+			return v, nil
+		}
+	}
+	if v, ok := b.moduledataText(t, pclntabAddr); ok {
+		b.text = v
+		return v, nil
+	}
+	return 0, errors.New("cannot find where Go code starts (runtime.text): no symbol table and no module data")
+}
+
+// symbolValue returns the value of one symbol of any type from .symtab.
+func (b *Binary) symbolValue(name string) (uint64, bool) {
+	symtab, syms := b.sectionData(".symtab")
+	if syms == nil || symtab.Link == 0 || int(symtab.Link) >= len(b.elf.Sections) {
+		return 0, false
+	}
+	strs := b.slice(b.elf.Sections[symtab.Link].Offset, b.elf.Sections[symtab.Link].FileSize)
+	le := binary.LittleEndian
+	for off := 0; off+24 <= len(syms); off += 24 {
+		if nameOff := le.Uint32(syms[off:]); int(nameOff) < len(strs) && string(cstring(strs[nameOff:])) == name {
+			return le.Uint64(syms[off+8:]), true
+		}
+	}
+	return 0, false
+}
+
+// moduledataText finds runtime.firstmoduledata by its first word, a pointer to the
+// pclntab, and reads its text field. The layout of its head has been the same since
+// Go 1.18: pcHeader, six slices (funcnametab, cutab, filetab, pctab, pclntable, ftab),
+// findfunctab, minpc, maxpc, text, etext. minpc - text must equal the first function's
+// offset, which rules out a stray word that happens to hold the pclntab's address.
+func (b *Binary) moduledataText(t *pclntab, pclntabAddr uint64) (uint64, bool) {
+	const (
+		minpcWord = 1 + 6*3 + 1
+		textWord  = minpcWord + 2
+		words     = textWord + 2
+	)
+	le := binary.LittleEndian
+	// Go 1.26 gives it a section of its own, .go.module; before, it sits in one of the
+	// writable data sections.
+	for _, sec := range b.dataSectionsModuledataFirst() {
+		_, data := b.sectionData(sec.Name)
+		for off := 0; off+words*8 <= len(data); off += 8 {
+			if le.Uint64(data[off:]) != pclntabAddr {
+				continue
+			}
+			minpc := le.Uint64(data[off+minpcWord*8:])
+			text := le.Uint64(data[off+textWord*8:])
+			if text != 0 && minpc >= text && minpc-text == t.firstEntryOff() {
+				return text, true
+			}
+		}
+	}
+	// An internal link starts Go code at the start of .text.
+	if b.internallyLinked() {
+		if s := b.elf.Section(".text"); s != nil {
+			return s.Addr, true
+		}
+	}
+	return 0, false
+}
+
+func (b *Binary) dataSectionsModuledataFirst() []*elf.Section {
+	var secs []*elf.Section
+	for _, s := range b.elf.Sections {
+		if s.Type == elf.SHT_PROGBITS && s.Flags&(elf.SHF_ALLOC|elf.SHF_WRITE) == elf.SHF_ALLOC|elf.SHF_WRITE {
+			if s.Name == ".go.module" {
+				secs = append([]*elf.Section{s}, secs...)
+			} else {
+				secs = append(secs, s)
+			}
+		}
+	}
+	return secs
+}
+
+// internallyLinked reports whether the Go linker alone produced the binary: an
+// external link leaves the C toolchain's mark (.comment, or glibc start files).
+func (b *Binary) internallyLinked() bool {
+	return b.elf.Section(".comment") == nil && b.elf.Section(".init") == nil
+}
+
+func wantSet(names []string) map[string]struct{} {
+	m := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		m[n] = struct{}{}
+	}
+	return m
+}
+
+func cstring(b []byte) []byte {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i]
+		}
+	}
+	return b
+}
