@@ -212,4 +212,3 @@ func faultsArePanics() func() {
 	old := debug.SetPanicOnFault(true)
 	return func() { debug.SetPanicOnFault(old) }
 }
-
