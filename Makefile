@@ -7,6 +7,7 @@ PKG      := github.com/otel-go-launcher/otel-go-launcher
 TAGS     := urfave_cli_no_docs
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
 LAUNCH   := $(CURDIR)/bin/launch
+FUZZ     := FuzzParse FuzzPclntab FuzzDWARF
 
 .PHONY: all build test unit e2e bench demo generate image deps clean
 
@@ -20,8 +21,9 @@ build:
 test: deps build
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) test -count=1 -race ./launcher/... ./internal/... ./cmd/...
+	$(GO) test -count=1 -race -timeout 30m ./launcher/... ./internal/... ./cmd/... ./offsets/... ./probes/...
 	LAUNCH_BIN=$(LAUNCH) $(GO) test -count=1 -timeout 20m ./e2e/...
+	@for f in $(FUZZ); do echo "fuzz $$f (10s)"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 10s -fuzzminimizetime 1s ./offsets/ || exit 1; done
 
 bench: build
 	$(GO) run ./bench -launch $(LAUNCH)

@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [section ...]
 //
-// Sections: startup.
+// Sections: startup, analysis.
 package main
 
 import (
@@ -21,7 +21,8 @@ import (
 )
 
 var sections = map[string]func(env *benchEnv) error{
-	"startup": startup,
+	"startup":  startup,
+	"analysis": analysis,
 }
 
 type benchEnv struct {
@@ -35,7 +36,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup"}
+		names = []string{"startup", "analysis"}
 	}
 	defer testenv.Cleanup()
 

@@ -105,7 +105,12 @@ func (b *Binary) Close() {
 
 // Parse reads a binary already in memory. It never panics, whatever data holds.
 func Parse(path string, data []byte) (b *Binary, err error) {
+	defer faultsArePanics()()
 	defer recoverAs(&err, path)
+	return parse(path, data)
+}
+
+func parse(path string, data []byte) (*Binary, error) {
 	if len(data) < 4 || string(data[:4]) != elf.ELFMAG {
 		return nil, &Error{path, errors.New("not an ELF file (not a Linux program)")}
 	}
@@ -113,7 +118,7 @@ func Parse(path string, data []byte) (b *Binary, err error) {
 	if err != nil {
 		return nil, &Error{path, fmt.Errorf("corrupt or truncated ELF file: %w", err)}
 	}
-	b = &Binary{Path: path, data: data, elf: ef}
+	b := &Binary{Path: path, data: data, elf: ef}
 	switch {
 	case ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB:
 		return nil, &Error{path, fmt.Errorf("%v %v ELF: only 64-bit little-endian programs are supported", ef.Class, ef.Data)}

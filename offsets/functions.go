@@ -13,6 +13,7 @@ type Func struct {
 	Addr   uint64 // entry virtual address
 	End    uint64 // first address past the function
 	Offset uint64 // file offset of the entry: where a uprobe attaches
+	rank   uint8  // pclntab: which of two same-named entries to prefer
 }
 
 // Functions finds the named functions: in the ELF symbol table when the binary has one,
@@ -74,19 +75,26 @@ func (b *Binary) PclntabFunctions(names ...string) (map[string]Func, error) {
 	}
 	want := wantSet(names)
 	found := map[string]Func{}
+	best := 0 // names found with the best possible rank: no better entry can follow
 	var outside error
-	err = t.forEach(func(name []byte, entry, end uint64) bool {
+	err = t.forEach(func(name []byte, entry, end uint64, rank uint8) bool {
 		if _, ok := want[string(name)]; !ok {
 			return true
 		}
-		fn := Func{Name: string(name), Addr: entry, End: end}
+		if prev, ok := found[string(name)]; ok && prev.rank >= rank {
+			return true
+		}
+		fn := Func{Name: string(name), Addr: entry, End: end, rank: rank}
 		var ok bool
 		if fn.Offset, ok = b.FileOffset(entry); !ok {
 			outside = fmt.Errorf("%s at %#x is outside the file's segments", name, entry)
 			return false
 		}
 		found[fn.Name] = fn
-		return len(found) < len(want)
+		if rank == rankBest {
+			best++
+		}
+		return best < len(want)
 	})
 	if err == nil {
 		err = outside
@@ -94,11 +102,17 @@ func (b *Binary) PclntabFunctions(names ...string) (map[string]Func, error) {
 	return found, err
 }
 
-// pclntab locates and parses the function table and settles runtime.text.
+// pclntab locates and parses the function table and settles runtime.text. Its section
+// is .gopclntab, or .data.rel.ro.gopclntab in PIE builds of Go before 1.26.
 func (b *Binary) pclntab() (*pclntab, error) {
-	sec, data := b.sectionData(".gopclntab")
+	var sec *elf.Section
+	var data []byte
+	for _, name := range []string{".gopclntab", ".data.rel.ro.gopclntab"} {
+		if sec, data = b.sectionData(name); sec != nil {
+			break
+		}
+	}
 	if sec == nil {
-		// Older external links put it inside .data.rel.ro with no section of its own.
 		return nil, errNoPclntab
 	}
 	if data == nil {

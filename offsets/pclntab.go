@@ -70,15 +70,39 @@ func parsePclntab(data []byte) (*pclntab, error) {
 	return t, nil
 }
 
-// forEach calls fn with each function's name and entry and end addresses, in address
-// order, until fn returns false. Names alias the table: copy them to keep them.
-func (t *pclntab) forEach(fn func(name []byte, entry, end uint64) bool) error {
+// A name can appear twice in the table: a Go function called from assembly has an ABI0
+// wrapper of the same name, and an assembly function called from Go an ABIInternal
+// wrapper. The symbol table names the ABI0 one NAME.abi0 and the other NAME; this is
+// the one a uprobe wants, since Go code calls it. It is the entry that is not assembly
+// (_func.flag ASM) and, among those, an ordinary function (_func.funcID 0), not a
+// compiler-made wrapper; ties go to the lower address. rank orders them so.
+const (
+	funcFlagASM  = 1 << 2
+	funcIDNormal = 0
+	rankBest     = 3
+)
+
+func rank(funcID, flag uint8) uint8 {
+	r := uint8(0)
+	if flag&funcFlagASM == 0 {
+		r += 2
+	}
+	if funcID == funcIDNormal {
+		r++
+	}
+	return r
+}
+
+// forEach calls fn with each function's name, entry and end addresses and rank, in
+// address order, until fn returns false. Names alias the table: copy them to keep them.
+func (t *pclntab) forEach(fn func(name []byte, entry, end uint64, rank uint8) bool) error {
 	le := binary.LittleEndian
 	for i := 0; i < t.nfunc; i++ {
 		entryOff := le.Uint32(t.functab[i*8:])
 		funcOff := le.Uint32(t.functab[i*8+4:])
 		endOff := le.Uint32(t.functab[(i+1)*8:])
-		if uint64(funcOff)+8 > uint64(len(t.pcln)) {
+		const funcIDOff = 40 // _func: 10 32-bit fields, then funcID and flag
+		if uint64(funcOff)+funcIDOff+2 > uint64(len(t.pcln)) {
 			return fmt.Errorf("function %d: record outside the table", i)
 		}
 		nameOff := int32(le.Uint32(t.pcln[funcOff+4:]))
@@ -90,7 +114,7 @@ func (t *pclntab) forEach(fn func(name []byte, entry, end uint64) bool) error {
 		for n < len(name) && name[n] != 0 {
 			n++
 		}
-		if !fn(name[:n], t.textStart+uint64(entryOff), t.textStart+uint64(endOff)) {
+		if !fn(name[:n], t.textStart+uint64(entryOff), t.textStart+uint64(endOff), rank(t.pcln[funcOff+funcIDOff], t.pcln[funcOff+funcIDOff+1])) {
 			return nil
 		}
 	}

@@ -100,7 +100,11 @@ func (p *ProbeReport) FieldOffset(f FieldRef) (uint64, bool) {
 func Analyze(b *Binary, specs []Spec) (r *Report, err error) {
 	defer faultsArePanics()()
 	defer recoverAs(&err, b.Path)
-	r = &Report{Path: b.Path, GoVersion: b.GoVersion, Arch: b.Arch, PIE: b.PIE, Stripped: b.Stripped, DWARF: b.DWARF, Modules: b.Modules}
+	return analyze(b, specs), nil
+}
+
+func analyze(b *Binary, specs []Spec) *Report {
+	r := &Report{Path: b.Path, GoVersion: b.GoVersion, Arch: b.Arch, PIE: b.PIE, Stripped: b.Stripped, DWARF: b.DWARF, Modules: b.Modules}
 
 	// One pass over the function table and one over DWARF for all probes.
 	var names []string
@@ -118,7 +122,7 @@ func Analyze(b *Binary, specs []Spec) (r *Report, err error) {
 	for _, s := range specs {
 		r.Probes = append(r.Probes, resolve(b, s, funcs, funcErr, offsets, dwarfErr))
 	}
-	return r, nil
+	return r
 }
 
 func resolve(b *Binary, s Spec, funcs map[string]Func, funcErr error, offsets map[FieldRef]uint64, dwarfErr error) ProbeReport {

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// launch inspect --json follows the contract: the keys and kinds other tools rely on.
+func TestInspectJSONContract(t *testing.T) {
+	tgs := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped})
+	for _, tg := range tgs {
+		e, out, stderr := runLaunch(t, opts{}, launchBin(t), "inspect", "--json", tg.Path)
+		if e.code != 0 {
+			t.Fatalf("%s: %v\n%s", tg, e, stderr)
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%s: %v\n%s", tg, err, out)
+		}
+		if r["go_version"] != "go1.26.8" || r["arch"] != "amd64" || r["stripped"] != (tg.Variant.Name == "stripped") || r["dwarf"] != (tg.Variant.Name == "plain") {
+			t.Errorf("%s: header %v", tg, r)
+		}
+		mods, _ := r["modules"].([]any)
+		if len(mods) == 0 || mods[0].(map[string]any)["path"] != "example.com/httpserver" {
+			t.Errorf("%s: modules %v", tg, r["modules"])
+		}
+		probes, _ := r["probes"].([]any)
+		if len(probes) == 0 {
+			t.Fatalf("%s: no probes", tg)
+		}
+		p := probes[0].(map[string]any)
+		for _, k := range []string{"name", "enabled", "reason", "uprobes", "fields"} {
+			if _, ok := p[k]; !ok {
+				t.Errorf("%s: probe lacks %q: %v", tg, k, p)
+			}
+		}
+		u := p["uprobes"].([]any)[0].(map[string]any)
+		if u["symbol"] != "net/http.serverHandler.ServeHTTP" || u["offset"].(float64) <= 0 || len(u["returns"].([]any)) == 0 {
+			t.Errorf("%s: uprobe %v", tg, u)
+		}
+		for _, f := range p["fields"].([]any) {
+			f := f.(map[string]any)
+			src := f["source"]
+			if src != "dwarf" && src != "missing" || (src == "missing") != (f["offset"] == nil) {
+				t.Errorf("%s: field %v", tg, f)
+			}
+		}
+	}
+	// The human form is short and says the same.
+	e, out, _ := runLaunch(t, opts{}, launchBin(t), "inspect", tgs[0].Path)
+	if e.code != 0 || !strings.Contains(out, "probe net/http.server: enabled") || strings.Count(out, "\n") > 30 {
+		t.Errorf("human report:\n%s", out)
+	}
+}
+
+// Bad input: one line naming the file and the cause, exit 1.
+func TestInspectBadInput(t *testing.T) {
+	dir, err := os.MkdirTemp("", "inspect-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	text := filepath.Join(dir, "text")
+	os.WriteFile(text, []byte("#!/bin/sh\n"), 0o755)
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("x"), 0o600)
+
+	cases := []struct {
+		wrap []string
+		path string
+		want string
+	}{
+		{nil, text, "not an ELF file"},
+		{nil, dir, "is a directory"},
+		{nil, "/bin/true", "not a Go program"},
+		{nil, filepath.Join(dir, "missing"), "no such file"},
+	}
+	if os.Geteuid() == 0 { // as another user, a root-only file is unreadable
+		cases = append(cases, struct {
+			wrap []string
+			path string
+			want string
+		}{[]string{testenv.RequireCommand(t, "setpriv"), "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"}, secret, "permission denied"})
+	}
+	for _, c := range cases {
+		e, out, stderr := runLaunch(t, opts{wrap: c.wrap}, launchBin(t), "inspect", c.path)
+		if e.code != 1 || out != "" || !strings.HasPrefix(stderr, "launch inspect: "+c.path+": ") ||
+			!strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("inspect %s: %v, stderr %q; want exit 1 and one line with %q", c.path, e, stderr, c.want)
+		}
+	}
+	if e, _, stderr := runLaunch(t, opts{}, launchBin(t), "inspect"); e.code != 2 || !strings.Contains(stderr, "BINARY") {
+		t.Errorf("inspect without a binary: %v %q", e, stderr)
+	}
+}

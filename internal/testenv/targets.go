@@ -1,0 +1,170 @@
+package testenv
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Toolchains are the Go releases test targets are built with (GOTOOLCHAIN values; the
+// go command fetches each from the module proxy on first use).
+var Toolchains = []string{"go1.22.12", "go1.24.11", "go1.26.8", "go1.27.3"}
+
+// Variant is a way to build a target.
+type Variant struct {
+	Name  string
+	Env   []string
+	Flags []string
+}
+
+// The build modes the tests cover.
+var (
+	Plain         = Variant{Name: "plain"}
+	Stripped      = Variant{Name: "stripped", Flags: []string{"-ldflags=-s -w"}}
+	Trimpath      = Variant{Name: "trimpath", Flags: []string{"-trimpath"}}
+	PIE           = Variant{Name: "pie", Flags: []string{"-buildmode=pie"}}
+	PIEStripped   = Variant{Name: "pie-stripped", Flags: []string{"-buildmode=pie", "-ldflags=-s -w"}}
+	Cgo           = Variant{Name: "cgo", Env: []string{"CGO_ENABLED=1"}, Flags: []string{"-tags=withcgo", "-ldflags=-linkmode=external"}}
+	CgoStripped   = Variant{Name: "cgo-stripped", Env: []string{"CGO_ENABLED=1"}, Flags: []string{"-tags=withcgo", "-ldflags=-linkmode=external -s -w"}}
+	ARM64         = Variant{Name: "arm64", Env: []string{"GOARCH=arm64"}}
+	ARM64Stripped = Variant{Name: "arm64-stripped", Env: []string{"GOARCH=arm64"}, Flags: []string{"-ldflags=-s -w"}}
+)
+
+// StrippedTwin is the stripped build of the same code and layout as v, if any.
+func StrippedTwin(v Variant) (Variant, bool) {
+	switch v.Name {
+	case Plain.Name, Trimpath.Name:
+		return Stripped, true
+	case PIE.Name:
+		return PIEStripped, true
+	case Cgo.Name:
+		return CgoStripped, true
+	case ARM64.Name:
+		return ARM64Stripped, true
+	}
+	return Variant{}, false
+}
+
+// Target is a built test program.
+type Target struct {
+	Name      string // "httpserver"
+	Toolchain string
+	Variant   Variant
+	Path      string
+}
+
+func (t Target) String() string { return t.Name + "/" + t.Toolchain + "/" + t.Variant.Name }
+
+var (
+	targetMu   sync.Mutex
+	targetOnce = map[string]*sync.Once{}
+	targetErr  = map[string]error{}
+)
+
+// BuildTargets builds the program in internal/testenv/targets/NAME with every
+// toolchain and variant given, two at a time, and returns them in that order. Builds
+// are cached on disk by source, toolchain and variant, so suites and runs share them.
+func BuildTargets(t testing.TB, name string, toolchains []string, variants []Variant) []Target {
+	t.Helper()
+	var targets []Target
+	for _, tc := range toolchains {
+		for _, v := range variants {
+			targets = append(targets, Target{Name: name, Toolchain: tc, Variant: v})
+		}
+	}
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	errs := make([]error, len(targets))
+	for i := range targets {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			targets[i].Path, errs[i] = buildTarget(targets[i])
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return targets
+}
+
+func buildTarget(tg Target) (string, error) {
+	dir := filepath.Join(RepoRoot(), "internal", "testenv", "targets", tg.Name)
+	key, err := targetKey(dir, tg)
+	if err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	out := filepath.Join(cache, "otel-go-launcher", "targets", tg.Name+"-"+tg.Toolchain+"-"+tg.Variant.Name+"-"+key)
+	targetMu.Lock()
+	once, ok := targetOnce[out]
+	if !ok {
+		once = &sync.Once{}
+		targetOnce[out] = once
+	}
+	targetMu.Unlock()
+	once.Do(func() {
+		if _, err := os.Stat(out); err == nil {
+			return
+		}
+		os.MkdirAll(filepath.Dir(out), 0o755)
+		tmp := out + ".tmp" + fmt.Sprint(os.Getpid())
+		cmd := exec.Command("go", append(append([]string{"build", "-o", tmp}, tg.Variant.Flags...), ".")...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+tg.Toolchain, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0", "GOWORK=off")
+		cmd.Env = append(cmd.Env, tg.Variant.Env...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			targetMu.Lock()
+			targetErr[out] = fmt.Errorf("build %s: %v\n%s", tg, err, b)
+			targetMu.Unlock()
+			return
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			targetMu.Lock()
+			targetErr[out] = err
+			targetMu.Unlock()
+		}
+	})
+	targetMu.Lock()
+	defer targetMu.Unlock()
+	return out, targetErr[out]
+}
+
+// targetKey hashes the target's sources with how it is built.
+func targetKey(dir string, tg Target) (string, error) {
+	h := sha256.New()
+	fmt.Fprintln(h, tg.Toolchain, tg.Variant.Name, strings.Join(tg.Variant.Env, " "), strings.Join(tg.Variant.Flags, " "))
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(h, n, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}

@@ -1,0 +1,75 @@
+// Command httpserver is the Go program the tests analyse and trace: a net/http server,
+// built with several Go toolchains and build modes (plain, stripped, PIE, cgo, arm64).
+// It is its own module, with no dependencies, so that any toolchain builds it.
+//
+//	httpserver [ADDR]   serve on ADDR (default 127.0.0.1:8080)
+//	httpserver offsets  print, as JSON, the struct field offsets reflect reports for
+//	                    the fields the probes read
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"reflect"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "offsets" {
+		printOffsets()
+		return
+	}
+	addr := "127.0.0.1:8080"
+	if len(os.Args) > 1 {
+		addr = os.Args[1]
+	}
+	log.Fatal(http.ListenAndServe(addr, routes()))
+}
+
+func routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "item %s\n", r.PathValue("id"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "root") })
+	return mux
+}
+
+func printOffsets() {
+	out := map[string]uintptr{}
+	add := func(t reflect.Type, prefix string, fields ...string) {
+		for _, f := range fields {
+			if sf, ok := t.FieldByName(f); ok {
+				out[prefix+"."+f] = sf.Offset
+			}
+		}
+	}
+	req := reflect.TypeOf(http.Request{})
+	add(req, "net/http.Request", "Method", "URL", "ProtoMajor", "ProtoMinor", "Header", "Host", "RemoteAddr", "Pattern", "pat")
+	if pat, ok := req.FieldByName("pat"); ok {
+		add(pat.Type.Elem(), "net/http.pattern", "str")
+	}
+	add(reflect.TypeOf(url.URL{}), "net/url.URL", "Path")
+
+	// net/http.response is unexported: a real request hands one to a handler.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan struct{})
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		add(reflect.TypeOf(w).Elem(), "net/http.response", "status")
+		close(done)
+	}))
+	resp, err := http.Get("http://" + l.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp.Body.Close()
+	<-done
+	json.NewEncoder(os.Stdout).Encode(out)
+}

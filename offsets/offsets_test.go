@@ -1,0 +1,456 @@
+package offsets_test
+
+import (
+	"bytes"
+	"debug/dwarf"
+	"debug/elf"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/arch/arm64/arm64asm"
+	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+)
+
+var (
+	targetsOnce sync.Once
+	allTargets  []testenv.Target
+)
+
+// targets builds the HTTP server target across toolchains and build modes: every
+// toolchain plain, stripped and with -trimpath; PIE and cgo (external link) with the
+// oldest, the first with Go 1.26's pclntab and the newest; arm64 with the oldest and
+// newest.
+func targets(t *testing.T) []testenv.Target {
+	t.Helper()
+	testenv.RequireCommand(t, "go")
+	targetsOnce.Do(func() {
+		all := testenv.Toolchains
+		edge := []string{all[0], "go1.26.8", all[len(all)-1]}
+		ends := []string{all[0], all[len(all)-1]}
+		allTargets = append(allTargets, testenv.BuildTargets(t, "httpserver", all, []testenv.Variant{testenv.Plain, testenv.Stripped, testenv.Trimpath})...)
+		allTargets = append(allTargets, testenv.BuildTargets(t, "httpserver", edge, []testenv.Variant{testenv.PIE, testenv.PIEStripped, testenv.Cgo, testenv.CgoStripped})...)
+		allTargets = append(allTargets, testenv.BuildTargets(t, "httpserver", ends, []testenv.Variant{testenv.ARM64, testenv.ARM64Stripped})...)
+	})
+	if len(allTargets) == 0 {
+		t.Fatal("no targets built")
+	}
+	return allTargets
+}
+
+func find(ts []testenv.Target, toolchain string, v testenv.Variant) (testenv.Target, bool) {
+	for _, t := range ts {
+		if t.Toolchain == toolchain && t.Variant.Name == v.Name {
+			return t, true
+		}
+	}
+	return testenv.Target{}, false
+}
+
+func open(t *testing.T, path string) *offsets.Binary {
+	t.Helper()
+	b, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+func TestOpenReadsVersionsAndKind(t *testing.T) {
+	for _, tg := range targets(t) {
+		b := open(t, tg.Path)
+		stripped := strings.Contains(tg.Variant.Name, "stripped")
+		wantArch := "amd64"
+		if strings.HasPrefix(tg.Variant.Name, "arm64") {
+			wantArch = "arm64"
+		}
+		if b.GoVersion != tg.Toolchain || b.Arch != wantArch || b.PIE != strings.HasPrefix(tg.Variant.Name, "pie") ||
+			b.Stripped != stripped || b.DWARF == stripped {
+			t.Errorf("%s: go %s arch %s pie %v stripped %v dwarf %v", tg, b.GoVersion, b.Arch, b.PIE, b.Stripped, b.DWARF)
+		}
+		if len(b.Modules) == 0 || b.Modules[0].Path != "example.com/httpserver" {
+			t.Errorf("%s: modules %v", tg, b.Modules)
+		}
+	}
+}
+
+// Every Go function the symbol table lists is at the same address in the pclntab, and
+// a stripped binary's pclntab gives the same file offsets as its unstripped twin's
+// symbol table.
+func TestPclntabMatchesSymbolTable(t *testing.T) {
+	ts := targets(t)
+	for _, tg := range ts {
+		if strings.Contains(tg.Variant.Name, "stripped") {
+			continue
+		}
+		ef, err := elf.Open(tg.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		syms, err := ef.Symbols()
+		ef.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		want := map[string]uint64{}
+		seen := map[string]int{}
+		for _, s := range syms {
+			seen[s.Name]++
+		}
+		for _, s := range syms {
+			// Go functions only (the pclntab does not list C code), and names that are
+			// unique (some generic closures share a name).
+			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 && strings.Contains(s.Name, ".") && !strings.HasPrefix(s.Name, "_") && seen[s.Name] == 1 {
+				names = append(names, s.Name)
+				want[s.Name] = s.Value
+			}
+		}
+		b := open(t, tg.Path)
+		fromPclntab, err := b.PclntabFunctions(names...)
+		if err != nil {
+			t.Fatalf("%s: %v", tg, err)
+		}
+		matched := 0
+		for name, fn := range fromPclntab {
+			if fn.Addr != want[name] {
+				t.Errorf("%s: %s at %#x in the pclntab, %#x in the symbol table", tg, name, fn.Addr, want[name])
+			}
+			matched++
+		}
+		if matched < 5000 {
+			t.Errorf("%s: only %d of %d symbol-table functions found in the pclntab", tg, matched, len(names))
+		}
+
+		twin, ok := testenv.StrippedTwin(tg.Variant)
+		if !ok {
+			continue
+		}
+		st, ok := find(ts, tg.Toolchain, twin)
+		if !ok {
+			continue
+		}
+		probeNames := []string{"net/http.serverHandler.ServeHTTP", "main.main", "net/http.(*conn).serve", "runtime.main", "net/http.(*Server).Serve"}
+		fromSymtab, err := b.SymtabFunctions(probeNames...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromStripped, err := open(t, st.Path).Functions(probeNames...)
+		if err != nil {
+			t.Fatalf("%s: %v", st, err)
+		}
+		for _, n := range probeNames {
+			if fromSymtab[n].Offset == 0 || fromStripped[n].Offset != fromSymtab[n].Offset {
+				t.Errorf("%s: %s at file offset %#x stripped, %#x in the unstripped twin's symbol table", st, n, fromStripped[n].Offset, fromSymtab[n].Offset)
+			}
+		}
+	}
+}
+
+// Every listed return offset decodes to a RET, and for amd64 the set equals what
+// `go tool objdump` (the Go toolchain's own disassembler) lists.
+func TestReturnOffsetsAreRETs(t *testing.T) {
+	names := []string{"net/http.serverHandler.ServeHTTP", "net/http.(*conn).serve", "net/http.(*conn).readRequest", "main.routes"}
+	for _, tg := range targets(t) {
+		b := open(t, tg.Path)
+		funcs, err := b.Functions(names...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(tg.Path)
+		for _, n := range names {
+			fn, ok := funcs[n]
+			if !ok {
+				t.Errorf("%s: %s not found", tg, n)
+				continue
+			}
+			rets, err := b.ReturnOffsets(fn)
+			if err != nil {
+				t.Errorf("%s: %v", tg, err)
+				continue
+			}
+			for _, off := range rets {
+				if !isRET(b.Arch, data[off:]) {
+					t.Errorf("%s: %s: offset %#x is not a RET: % x", tg, n, off, data[off:off+4])
+				}
+			}
+			if tg.Variant.Name == "plain" {
+				if want := objdumpRETs(t, tg.Path, n, fn); !equalUints(rets, want) {
+					t.Errorf("%s: %s: RETs %#x, objdump lists %#x", tg, n, rets, want)
+				}
+			}
+		}
+	}
+}
+
+func isRET(arch string, code []byte) bool {
+	if arch == "arm64" {
+		inst, err := arm64asm.Decode(code)
+		return err == nil && inst.Op == arm64asm.RET
+	}
+	inst, err := x86asm.Decode(code, 64)
+	return err == nil && inst.Op == x86asm.RET
+}
+
+var objdumpLine = regexp.MustCompile(`^\s+\S+:\d+\s+0x([0-9a-f]+)\s+[0-9a-f]+\s+(RET|RETQ)\b`)
+
+// objdumpRETs lists fn's RET file offsets as go tool objdump disassembles them.
+func objdumpRETs(t *testing.T, path, name string, fn offsets.Func) []uint64 {
+	out, err := exec.Command("go", "tool", "objdump", "-s", "^"+regexp.QuoteMeta(name)+"$", path).Output()
+	if err != nil {
+		t.Fatalf("go tool objdump: %v", err)
+	}
+	var rets []uint64
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := objdumpLine.FindStringSubmatch(line); m != nil {
+			addr, _ := strconv.ParseUint(m[1], 16, 64)
+			rets = append(rets, addr-fn.Addr+fn.Offset)
+		}
+	}
+	return rets
+}
+
+func equalUints(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// DWARF field offsets equal what reflect reports inside the program (run it), for
+// every field the probes read.
+func TestDWARFFieldOffsetsMatchReflect(t *testing.T) {
+	var refs []offsets.FieldRef
+	for _, s := range probes.Specs() {
+		for _, f := range s.Fields {
+			refs = append(refs, f.FieldRef)
+		}
+	}
+	for _, tg := range targets(t) {
+		if strings.Contains(tg.Variant.Name, "stripped") || strings.HasPrefix(tg.Variant.Name, "arm64") && runtime.GOARCH != "arm64" {
+			continue
+		}
+		out, err := exec.Command(tg.Path, "offsets").Output()
+		if err != nil {
+			t.Fatalf("%s offsets: %v", tg, err)
+		}
+		var want map[string]uint64
+		if err := json.Unmarshal(out, &want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := open(t, tg.Path).DWARFFieldOffsets(refs)
+		if err != nil {
+			t.Fatalf("%s: %v", tg, err)
+		}
+		for _, r := range refs {
+			w, inProgram := want[r.String()]
+			g, inDWARF := got[r]
+			if inProgram != inDWARF || w != g {
+				t.Errorf("%s: %s: DWARF %d (%v), reflect %d (%v)", tg, r, g, inDWARF, w, inProgram)
+			}
+		}
+		if len(want) < 10 {
+			t.Errorf("%s: reflect reported only %v", tg, want)
+		}
+	}
+}
+
+// The streaming DWARF walker agrees with debug/dwarf (which parses everything) on every
+// member of some large types, for each toolchain's DWARF.
+func TestDWARFWalkerMatchesDebugDWARF(t *testing.T) {
+	types := []string{"runtime.g", "runtime.m", "net/http.Server", "net/http.Request", "net/http.conn", "net/http.response", "net/url.URL", "os.File"}
+	for _, tg := range targets(t) {
+		if tg.Variant.Name != "plain" {
+			continue
+		}
+		want := debugDWARFMembers(t, tg.Path, types)
+		if len(want) < 100 {
+			t.Fatalf("%s: debug/dwarf found only %d members", tg, len(want))
+		}
+		var refs []offsets.FieldRef
+		for r := range want {
+			refs = append(refs, r)
+		}
+		got, err := open(t, tg.Path).DWARFFieldOffsets(refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r, w := range want {
+			if g, ok := got[r]; !ok || g != w {
+				t.Errorf("%s: %s: walker %d (%v), debug/dwarf %d", tg, r, g, ok, w)
+			}
+		}
+	}
+}
+
+// debugDWARFMembers lists the members of the named struct types with debug/dwarf.
+func debugDWARFMembers(t *testing.T, path string, types []string) map[offsets.FieldRef]uint64 {
+	ef, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	d, err := ef.DWARF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[offsets.FieldRef]uint64{}
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			break
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		if e.Tag != dwarf.TagStructType || !contains(types, name) {
+			continue
+		}
+		for {
+			m, err := r.Next()
+			if err != nil || m == nil || m.Tag == 0 {
+				break
+			}
+			if m.Tag == dwarf.TagMember {
+				fname, _ := m.Val(dwarf.AttrName).(string)
+				loc, _ := m.Val(dwarf.AttrDataMemberLoc).(int64)
+				want[offsets.FieldRef{Struct: name, Field: fname}] = uint64(loc)
+			}
+			if m.Children {
+				r.SkipChildren()
+			}
+		}
+	}
+	return want
+}
+
+func contains(list []string, s string) bool {
+	for _, l := range list {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
+
+// The net/http server probe resolves on every build with DWARF, and is disabled with
+// the reason on stripped ones; its functions resolve on all of them.
+func TestAnalyzeServerProbe(t *testing.T) {
+	for _, tg := range targets(t) {
+		b := open(t, tg.Path)
+		r, err := offsets.Analyze(b, []offsets.Spec{nethttp.ServerSpec})
+		if err != nil {
+			t.Fatalf("%s: %v", tg, err)
+		}
+		p := r.Probes[0]
+		if p.Enabled != b.DWARF {
+			t.Errorf("%s: enabled %v with DWARF %v: %s", tg, p.Enabled, b.DWARF, p.Reason)
+		}
+		if !b.DWARF && !strings.Contains(p.Reason, "no DWARF") {
+			t.Errorf("%s: reason %q", tg, p.Reason)
+		}
+		if len(p.Uprobes) != 1 || len(p.Uprobes[0].Returns) == 0 {
+			t.Errorf("%s: uprobes %+v", tg, p.Uprobes)
+		}
+		// Pattern arrived in Go 1.23; pat exists from 1.22.
+		_, hasPattern := p.FieldOffset(offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"})
+		if b.DWARF && hasPattern != (tg.Toolchain != "go1.22.12") {
+			t.Errorf("%s: Request.Pattern resolved: %v", tg, hasPattern)
+		}
+	}
+}
+
+// Bad input gives one clear error naming the file and the cause, never a panic.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	goBin, err := os.ReadFile(targets(t)[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Go version is recorded in .go.buildinfo; rewrite it there.
+	old := bytes.Clone(goBin)
+	ef, err := elf.NewFile(bytes.NewReader(goBin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bi := ef.Section(".go.buildinfo")
+	i := bytes.Index(old[bi.Offset:bi.Offset+bi.Size], []byte("go1.22.12"))
+	if i < 0 {
+		t.Fatal("no version string in .go.buildinfo")
+	}
+	copy(old[int(bi.Offset)+i:], "go1.19.12")
+	class32 := bytes.Clone(goBin)
+	class32[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+	noPclntab := bytes.Clone(goBin)
+	if j := bytes.Index(noPclntab, []byte(".gopclntab")); j >= 0 {
+		copy(noPclntab[j:], ".xxpclntab")
+	}
+
+	cases := []struct {
+		name, path, want string
+	}{
+		{"text file", write("text", []byte("hello, world\n")), "not an ELF file"},
+		{"empty", write("empty", nil), "empty file"},
+		{"directory", dir, "is a directory"},
+		{"missing", filepath.Join(dir, "nope"), "no such file"},
+		{"truncated header", write("trunc64", goBin[:64]), "corrupt or truncated ELF"},
+		{"truncated half", write("trunchalf", goBin[:len(goBin)/2]), ""},
+		{"C program", "/bin/true", "not a Go program"},
+		{"old Go", write("old", old), "built with go1.19.12; the oldest Go supported is go1.20"},
+		{"32-bit", write("class32", class32), ""},
+	}
+	for _, c := range cases {
+		b, err := offsets.Open(c.path)
+		if err == nil {
+			// Some damage only shows when the parts are read: analysis must say so.
+			r, aerr := offsets.Analyze(b, probes.Specs())
+			b.Close()
+			if aerr == nil && c.want == "" && !r.Probes[0].Enabled {
+				continue
+			}
+			if aerr == nil {
+				t.Errorf("%s: no error", c.name)
+				continue
+			}
+			err = aerr
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, c.path+": ") || !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: error %q, want one line naming the file and %q", c.name, msg, c.want)
+		}
+	}
+	// A binary whose function table is gone still opens; looking up functions in it
+	// says why that cannot work.
+	b, err := offsets.Open(write("nopclntab", noPclntab))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.PclntabFunctions("main.main"); err == nil || !strings.Contains(err.Error(), "function table") {
+		t.Errorf("no pclntab: %v", err)
+	}
+}
