@@ -207,4 +207,3 @@ func main() {
 	}
 	return g, nil
 }
-
