@@ -29,11 +29,19 @@ func analysis(env *benchEnv) error {
 	}
 	defer os.Remove(launcherDWARF)
 
-	bins := []struct{ name, path string }{
-		{"launcher (make build: stripped)", env.launch},
-		{"launcher with DWARF", launcherDWARF},
-		{"generated HTTP server", big.plain},
-		{"generated HTTP server, -s -w", big.stripped},
+	// The worst case for DWARF: a wanted type the binary does not have, so the whole
+	// runtime unit (every type) is decoded.
+	absent := append(probes.Specs(), offsets.Spec{Name: "absent", Module: "std",
+		Fields: []offsets.FieldSpec{{FieldRef: offsets.FieldRef{Struct: "example.com/absent.T", Field: "x"}}}})
+	bins := []struct {
+		name, path string
+		specs      []offsets.Spec
+	}{
+		{"launcher (make build: stripped)", env.launch, probes.Specs()},
+		{"launcher with DWARF", launcherDWARF, probes.Specs()},
+		{"generated HTTP server", big.plain, probes.Specs()},
+		{"generated HTTP server, a type it lacks (worst case)", big.plain, absent},
+		{"generated HTTP server, -s -w", big.stripped, probes.Specs()},
 	}
 	fmt.Println("### Binary analysis (offsets.Open + Analyze, all probes)")
 	fmt.Println()
@@ -48,7 +56,7 @@ func analysis(env *benchEnv) error {
 		var peak, allocated uint64
 		var enabled string
 		for i := 0; i < 20; i++ {
-			d, p, a, r, err := measureAnalysis(b.path)
+			d, p, a, r, err := measureAnalysis(b.path, b.specs)
 			if err != nil {
 				return fmt.Errorf("%s: %w", b.name, err)
 			}
@@ -67,7 +75,7 @@ func analysis(env *benchEnv) error {
 }
 
 // measureAnalysis analyses path once, sampling the live heap every 100 µs for its peak.
-func measureAnalysis(path string) (time.Duration, uint64, uint64, *offsets.Report, error) {
+func measureAnalysis(path string, specs []offsets.Spec) (time.Duration, uint64, uint64, *offsets.Report, error) {
 	runtime.GC()
 	base, before := heapLive(), totalAlloc()
 	var peak atomic.Uint64
@@ -92,7 +100,7 @@ func measureAnalysis(path string) (time.Duration, uint64, uint64, *offsets.Repor
 		close(stop)
 		return 0, 0, 0, nil, err
 	}
-	r, err := offsets.Analyze(b, probes.Specs())
+	r, err := offsets.Analyze(b, specs)
 	b.Close()
 	d := time.Since(begin)
 	close(stop)
@@ -112,7 +120,7 @@ type generated struct{ plain, stripped, describe string }
 // bigBinary generates (once; cached on disk) a Go HTTP server with enough packages,
 // types and functions to exceed 100 MB with DWARF, and builds it with and without.
 func bigBinary() (*generated, error) {
-	const packages, funcsPerPkg, typesPerPkg = 120, 400, 60
+	const packages, funcsPerPkg, typesPerPkg = 180, 400, 60
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()

@@ -5,11 +5,13 @@ import (
 	"debug/dwarf"
 	"debug/elf"
 	"encoding/json"
+	"go/version"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,14 +32,14 @@ var (
 )
 
 // targets builds the HTTP server target across toolchains and build modes: every
-// toolchain plain, stripped and with -trimpath; PIE and cgo (external link) with the
-// oldest, the first with Go 1.26's pclntab and the newest; arm64 with the oldest and
-// newest.
+// toolchain from Go 1.20 plain, stripped and with -trimpath; PIE and cgo (external
+// link) with the oldest, the first with Go 1.26's pclntab and the newest; arm64 with
+// the oldest and newest.
 func targets(t *testing.T) []testenv.Target {
 	t.Helper()
 	testenv.RequireCommand(t, "go")
 	targetsOnce.Do(func() {
-		all := testenv.Toolchains
+		all := append(slices.Clone(testenv.OldToolchains), testenv.Toolchains...)
 		edge := []string{all[0], "go1.26.8", all[len(all)-1]}
 		ends := []string{all[0], all[len(all)-1]}
 		allTargets = append(allTargets, testenv.BuildTargets(t, "httpserver", all, []testenv.Variant{testenv.Plain, testenv.Stripped, testenv.Trimpath})...)
@@ -112,9 +114,7 @@ func TestPclntabMatchesSymbolTable(t *testing.T) {
 			seen[s.Name]++
 		}
 		for _, s := range syms {
-			// Go functions only (the pclntab does not list C code), and names that are
-			// unique (some generic closures share a name).
-			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 && strings.Contains(s.Name, ".") && !strings.HasPrefix(s.Name, "_") && seen[s.Name] == 1 {
+			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 && samePclntabName(s.Name) && seen[s.Name] == 1 {
 				names = append(names, s.Name)
 				want[s.Name] = s.Value
 			}
@@ -124,15 +124,13 @@ func TestPclntabMatchesSymbolTable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tg, err)
 		}
-		matched := 0
-		for name, fn := range fromPclntab {
-			if fn.Addr != want[name] {
-				t.Errorf("%s: %s at %#x in the pclntab, %#x in the symbol table", tg, name, fn.Addr, want[name])
+		for _, name := range names {
+			if fn, ok := fromPclntab[name]; !ok || fn.Addr != want[name] {
+				t.Errorf("%s: %s at %#x (found: %v) in the pclntab, %#x in the symbol table", tg, name, fn.Addr, ok, want[name])
 			}
-			matched++
 		}
-		if matched < 5000 {
-			t.Errorf("%s: only %d of %d symbol-table functions found in the pclntab", tg, matched, len(names))
+		if len(names) < 4000 {
+			t.Errorf("%s: only %d functions compared", tg, len(names))
 		}
 
 		twin, ok := testenv.StrippedTwin(tg.Variant)
@@ -158,6 +156,17 @@ func TestPclntabMatchesSymbolTable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// samePclntabName reports whether a symbol-table name is also the function's pclntab
+// name: Go functions written by people. Left out: C code (cgo objects' "pkg(.text)",
+// gcc's ".cold" parts, names without a dot), NAME.abi0 (the pclntab calls that wrapper
+// NAME), compiler-made equality functions and generic instantiations (their local names
+// and Go 1.20's "[...]" shorthand differ between the two tables).
+func samePclntabName(name string) bool {
+	return strings.Contains(name, ".") && !strings.HasPrefix(name, "_") && !strings.HasPrefix(name, "x_cgo") &&
+		!strings.Contains(name, "(.text") && !strings.HasSuffix(name, ".cold") && !strings.HasSuffix(name, ".abi0") &&
+		!strings.HasPrefix(name, "type:") && !strings.HasPrefix(name, "type..") && !strings.Contains(name, "[")
 }
 
 // Every listed return offset decodes to a RET, and for amd64 the set equals what
@@ -267,7 +276,7 @@ func TestDWARFFieldOffsetsMatchReflect(t *testing.T) {
 				t.Errorf("%s: %s: DWARF %d (%v), reflect %d (%v)", tg, r, g, inDWARF, w, inProgram)
 			}
 		}
-		if len(want) < 10 {
+		if len(want) < 9 {
 			t.Errorf("%s: reflect reported only %v", tg, want)
 		}
 	}
@@ -369,9 +378,9 @@ func TestAnalyzeServerProbe(t *testing.T) {
 		if len(p.Uprobes) != 1 || len(p.Uprobes[0].Returns) == 0 {
 			t.Errorf("%s: uprobes %+v", tg, p.Uprobes)
 		}
-		// Pattern arrived in Go 1.23; pat exists from 1.22.
+		// Pattern arrived in Go 1.23.
 		_, hasPattern := p.FieldOffset(offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"})
-		if b.DWARF && hasPattern != (tg.Toolchain != "go1.22.12") {
+		if b.DWARF && hasPattern != (version.Compare(tg.Toolchain, "go1.23") >= 0) {
 			t.Errorf("%s: Request.Pattern resolved: %v", tg, hasPattern)
 		}
 	}
@@ -398,11 +407,11 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	bi := ef.Section(".go.buildinfo")
-	i := bytes.Index(old[bi.Offset:bi.Offset+bi.Size], []byte("go1.22.12"))
+	i := bytes.Index(old[bi.Offset:bi.Offset+bi.Size], []byte("go1.20.14"))
 	if i < 0 {
 		t.Fatal("no version string in .go.buildinfo")
 	}
-	copy(old[int(bi.Offset)+i:], "go1.19.12")
+	copy(old[int(bi.Offset)+i:], "go1.19.14")
 	class32 := bytes.Clone(goBin)
 	class32[elf.EI_CLASS] = byte(elf.ELFCLASS32)
 	noPclntab := bytes.Clone(goBin)
@@ -420,7 +429,7 @@ func TestBadInput(t *testing.T) {
 		{"truncated header", write("trunc64", goBin[:64]), "corrupt or truncated ELF"},
 		{"truncated half", write("trunchalf", goBin[:len(goBin)/2]), ""},
 		{"C program", "/bin/true", "not a Go program"},
-		{"old Go", write("old", old), "built with go1.19.12; the oldest Go supported is go1.20"},
+		{"old Go", write("old", old), "built with go1.19.14; the oldest Go supported is go1.20"},
 		{"32-bit", write("class32", class32), ""},
 	}
 	for _, c := range cases {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,10 @@ import (
 // Toolchains are the Go releases test targets are built with (GOTOOLCHAIN values; the
 // go command fetches each from the module proxy on first use).
 var Toolchains = []string{"go1.22.12", "go1.24.11", "go1.26.8", "go1.27.3"}
+
+// OldToolchains are the releases before Go 1.22 that binary analysis still supports.
+// Targets build with them through go.legacy.mod.
+var OldToolchains = []string{"go1.20.14", "go1.21.13"}
 
 // Variant is a way to build a target.
 type Variant struct {
@@ -124,7 +129,11 @@ func buildTarget(tg Target) (string, error) {
 		}
 		os.MkdirAll(filepath.Dir(out), 0o755)
 		tmp := out + ".tmp" + fmt.Sprint(os.Getpid())
-		cmd := exec.Command("go", append(append([]string{"build", "-o", tmp}, tg.Variant.Flags...), ".")...)
+		args := append([]string{"build", "-o", tmp}, tg.Variant.Flags...)
+		if slices.Contains(OldToolchains, tg.Toolchain) {
+			args = append(args, "-modfile=go.legacy.mod")
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+tg.Toolchain, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0", "GOWORK=off")
 		cmd.Env = append(cmd.Env, tg.Variant.Env...)

@@ -13,9 +13,8 @@ func field(s, f string) offsets.FieldSpec {
 // per request. At entry the request is complete (method, URL, headers); at return the
 // handler has run, so the route pattern is set and the response status written.
 var ServerSpec = offsets.Spec{
-	Name:       "net/http.server",
-	Module:     "std",
-	MinVersion: "go1.21",
+	Name:   "net/http.server",
+	Module: "std",
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Returns: true},
 	},

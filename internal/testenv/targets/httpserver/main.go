@@ -32,9 +32,7 @@ func main() {
 
 func routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "item %s\n", r.PathValue("id"))
-	})
+	addPatternRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "root") })
 	return mux
 }
