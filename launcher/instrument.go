@@ -28,6 +28,7 @@ type Session interface {
 type Unavailable struct {
 	Cause string // "missing CAP_SYS_ADMIN, CAP_BPF"
 	Fix   string // "add cap_add: [SYS_ADMIN, BPF] ..." ("" when nothing can be done)
+	Quiet bool   // off by the user's own choice (OTEL_SDK_DISABLED): no warning
 }
 
 func (u *Unavailable) Error() string {
@@ -53,17 +54,3 @@ func Preflight() error {
 		Fix:   "add cap_add: [" + list + "] (Compose) or securityContext.capabilities.add (Kubernetes); the app does not get them",
 	}
 }
-
-// notImplemented stands in for the eBPF instrumentation until it exists: the control
-// flow around it (gate, warning, fail-open, --require-instrumentation) is the real one.
-type notImplemented struct{}
-
-func (notImplemented) Instrument(context.Context, Target) (Session, error) {
-	if err := Preflight(); err != nil {
-		return nil, err
-	}
-	return nil, &Unavailable{Cause: "eBPF instrumentation is not implemented in this build"}
-}
-
-// NotImplemented is the stand-in Instrumenter.
-var NotImplemented Instrumenter = notImplemented{}

@@ -139,7 +139,12 @@ func (s *supervisor) run(path string, spec gateSpec) int {
 			<-s.reap.appExit
 			return ExitInstrumentationRequired
 		}
-		slog.Warn(fmt.Sprintf("not tracing %s: %v; the app runs without tracing", t.Path, err))
+		var u *Unavailable
+		if errors.As(err, &u) && u.Quiet {
+			slog.Info(fmt.Sprintf("not tracing %s: %v", t.Path, err))
+		} else {
+			slog.Warn(fmt.Sprintf("not tracing %s: %v; the app runs without tracing", t.Path, err))
+		}
 	}
 
 	if code, err := s.proc.release(spec); err != nil {

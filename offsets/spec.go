@@ -206,3 +206,6 @@ func compareVersions(a, b string) int {
 func inRange(v, since, before string) bool {
 	return (since == "" || compareVersions(v, since) >= 0) && (before == "" || compareVersions(v, before) < 0)
 }
+
+// VersionAtLeast reports whether v (a Go or module version) is min or later.
+func VersionAtLeast(v, min string) bool { return compareVersions(v, min) >= 0 }

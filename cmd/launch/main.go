@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher"
+	"github.com/otel-go-launcher/otel-go-launcher/probes"
 )
 
 func main() {
@@ -80,6 +83,7 @@ func newApp(command []string) *cli.App {
 		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
 		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group), while the launcher keeps its privileges"},
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
+		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
 	}
 	for _, f := range flags {
 		switch f := f.(type) {
@@ -133,13 +137,19 @@ func runApp(c *cli.Context, command []string) int {
 	}
 	cfg := launcher.Config{
 		Argv:                   command,
-		Instrumenter:           launcher.NotImplemented,
+		Instrumenter:           launcher.EBPF{},
 		AttachTimeout:          c.Duration("attach-timeout"),
 		FlushTimeout:           c.Duration("flush-timeout"),
 		Grace:                  c.Duration("grace"),
 		SignalGroup:            c.Bool("signal-group"),
 		RequireInstrumentation: c.Bool("require-instrumentation"),
 	}
+	ring, err := parseSize(c.String("ring-buffer"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "launch: --ring-buffer %q: %v\n", c.String("ring-buffer"), err)
+		return launcher.ExitUsage
+	}
+	cfg.Instrumenter = launcher.EBPF{Probes: probes.Options{RingBufferSize: ring}}
 	if cfg.KeepCaps, err = launcher.ParseKeepCaps(c.String("keep-caps")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
 		return launcher.ExitUsage
@@ -151,4 +161,24 @@ func runApp(c *cli.Context, command []string) int {
 		}
 	}
 	return launcher.Run(cfg)
+}
+
+// parseSize reads "4096", "256KiB" or "1MiB": a power of two of at least 4 KiB (a page).
+func parseSize(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "KiB"):
+		s, mult = strings.TrimSuffix(s, "KiB"), 1<<10
+	case strings.HasSuffix(s, "MiB"):
+		s, mult = strings.TrimSuffix(s, "MiB"), 1<<20
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a size such as 1MiB")
+	}
+	n *= mult
+	if n < 4096 || n&(n-1) != 0 || n > 1<<30 {
+		return 0, errors.New("want a power of two from 4KiB to 1024MiB")
+	}
+	return n, nil
 }

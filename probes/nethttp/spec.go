@@ -4,9 +4,34 @@ package nethttp
 
 import "github.com/otel-go-launcher/otel-go-launcher/offsets"
 
-func field(s, f string) offsets.FieldSpec {
-	return offsets.FieldSpec{FieldRef: offsets.FieldRef{Struct: s, Field: f}}
-}
+// Fields read by the BPF program, by name.
+var (
+	reqMethod      = offsets.FieldRef{Struct: "net/http.Request", Field: "Method"}
+	reqURL         = offsets.FieldRef{Struct: "net/http.Request", Field: "URL"}
+	reqProtoMajor  = offsets.FieldRef{Struct: "net/http.Request", Field: "ProtoMajor"}
+	reqProtoMinor  = offsets.FieldRef{Struct: "net/http.Request", Field: "ProtoMinor"}
+	reqHeader      = offsets.FieldRef{Struct: "net/http.Request", Field: "Header"}
+	reqHost        = offsets.FieldRef{Struct: "net/http.Request", Field: "Host"}
+	reqRemoteAddr  = offsets.FieldRef{Struct: "net/http.Request", Field: "RemoteAddr"}
+	reqPat         = offsets.FieldRef{Struct: "net/http.Request", Field: "pat"}
+	reqPattern     = offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"}
+	patternStr     = offsets.FieldRef{Struct: "net/http.pattern", Field: "str"}
+	urlPath        = offsets.FieldRef{Struct: "net/url.URL", Field: "Path"}
+	responseStatus = offsets.FieldRef{Struct: "net/http.response", Field: "status"}
+
+	// http.Header is a map[string][]string: its layout is the runtime's.
+	hmapB          = offsets.FieldRef{Struct: "runtime.hmap", Field: "B"}
+	hmapBuckets    = offsets.FieldRef{Struct: "runtime.hmap", Field: "buckets"}
+	hmapOldbuckets = offsets.FieldRef{Struct: "runtime.hmap", Field: "oldbuckets"}
+	swissDirPtr    = offsets.FieldRef{Struct: "internal/runtime/maps.Map", Field: "dirPtr"}
+	swissDirLen    = offsets.FieldRef{Struct: "internal/runtime/maps.Map", Field: "dirLen"}
+	tableGroups    = offsets.FieldRef{Struct: "internal/runtime/maps.table", Field: "groups"}
+	groupsData     = offsets.FieldRef{Struct: "internal/runtime/maps.groupsReference", Field: "data"}
+	groupsMask     = offsets.FieldRef{Struct: "internal/runtime/maps.groupsReference", Field: "lengthMask"}
+)
+
+// swissMapsSince is the Go release whose maps are Swiss tables.
+const swissMapsSince = "go1.24"
 
 // ServerSpec: one uprobe at the entry of serverHandler.ServeHTTP, the one function every
 // request to a net/http server passes through, and one at each of its RETs - two hits
@@ -19,17 +44,20 @@ var ServerSpec = offsets.Spec{
 		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Returns: true},
 	},
 	Fields: []offsets.FieldSpec{
-		field("net/http.Request", "Method"),
-		field("net/http.Request", "URL"),
-		field("net/http.Request", "ProtoMajor"),
-		field("net/http.Request", "ProtoMinor"),
-		field("net/http.Request", "Header"),
-		field("net/http.Request", "Host"),
-		field("net/http.Request", "RemoteAddr"),
-		{FieldRef: offsets.FieldRef{Struct: "net/http.Request", Field: "pat"}, Since: "go1.22", Optional: true},
-		{FieldRef: offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"}, Since: "go1.23", Optional: true},
-		{FieldRef: offsets.FieldRef{Struct: "net/http.pattern", Field: "str"}, Since: "go1.22", Optional: true},
-		field("net/url.URL", "Path"),
-		field("net/http.response", "status"),
+		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
+		{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr},
+		{FieldRef: reqPat, Since: "go1.22", Optional: true},
+		{FieldRef: reqPattern, Since: "go1.23", Optional: true},
+		{FieldRef: patternStr, Since: "go1.22", Optional: true},
+		{FieldRef: urlPath},
+		{FieldRef: responseStatus},
+		{FieldRef: hmapB, Before: swissMapsSince},
+		{FieldRef: hmapBuckets, Before: swissMapsSince},
+		{FieldRef: hmapOldbuckets, Before: swissMapsSince},
+		{FieldRef: swissDirPtr, Since: swissMapsSince},
+		{FieldRef: swissDirLen, Since: swissMapsSince},
+		{FieldRef: tableGroups, Since: swissMapsSince},
+		{FieldRef: groupsData, Since: swissMapsSince},
+		{FieldRef: groupsMask, Since: swissMapsSince},
 	},
 }

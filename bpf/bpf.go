@@ -1,0 +1,200 @@
+// Package bpf holds the eBPF C headers every probe shares (include/) and the Go side
+// common to all probes: setting a target's offsets as constants, attaching uprobes to
+// the app's process, and reading a probe's ring buffer and its loss counter.
+package bpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Load loads a probe's collection, its ring buffer sized ringSize bytes.
+func Load(spec *ebpf.CollectionSpec, ringSize int) (*ebpf.Collection, error) {
+	if m, ok := spec.Maps["events"]; ok && ringSize > 0 {
+		m.MaxEntries = uint32(ringSize)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, Explain(err)
+	}
+	return coll, nil
+}
+
+// SetVariables assigns a loaded program's global variables (its target's offsets).
+func SetVariables(coll *ebpf.Collection, values map[string]uint64) error {
+	for name, v := range values {
+		vr, ok := coll.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := vr.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Uprobe is a program to attach at one function's entry or return sites.
+type Uprobe struct {
+	Symbol  string // for messages
+	Program *ebpf.Program
+	Offsets []uint64 // ELF file offsets
+}
+
+// AttachUprobes attaches every uprobe at each of its offsets in the executable at path,
+// firing only in process pid. The binding is to the process: a uprobe attached before
+// the process execs path takes effect when the exec maps it.
+//
+// The kernel sleeps several milliseconds in each uprobe registration (waiting for a
+// grace period), so they are made concurrently: the start gate waits for one.
+func AttachUprobes(path string, pid int, ups ...Uprobe) ([]link.Link, error) {
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s for uprobes: %w", path, err)
+	}
+	type result struct {
+		l   link.Link
+		err error
+	}
+	var results []chan result
+	for _, u := range ups {
+		for _, off := range u.Offsets {
+			c := make(chan result, 1)
+			results = append(results, c)
+			go func(u Uprobe, off uint64) {
+				l, err := ex.Uprobe(u.Symbol, u.Program, &link.UprobeOptions{Address: off, PID: pid})
+				if err != nil {
+					err = fmt.Errorf("uprobe %s on %s: %w%s", u.Symbol, path, err, hint(err))
+				}
+				c <- result{l, err}
+			}(u, off)
+		}
+	}
+	var links []link.Link
+	var first error
+	for _, c := range results {
+		r := <-c
+		if r.err != nil && first == nil {
+			first = r.err
+		}
+		if r.l != nil {
+			links = append(links, r.l)
+		}
+	}
+	if first != nil {
+		CloseAll(links)
+		return nil, first
+	}
+	return links, nil
+}
+
+// hint says what to do about common attach errors.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return ": add CAP_SYS_ADMIN (uprobes), CAP_BPF and CAP_PERFMON to the launcher"
+	case errors.Is(err, os.ErrNotExist):
+		return ": the kernel has no uprobe support (CONFIG_UPROBE_EVENTS), or tracefs is missing"
+	}
+	return ""
+}
+
+// CloseAll closes links, concurrently (each waits for a grace period in the kernel),
+// ignoring errors: detaching is best effort.
+func CloseAll(links []link.Link) {
+	var wg sync.WaitGroup
+	for _, l := range links {
+		wg.Add(1)
+		go func(l link.Link) {
+			defer wg.Done()
+			l.Close()
+		}(l)
+	}
+	wg.Wait()
+}
+
+// Reader drains one probe's ring buffer.
+type Reader struct {
+	rd   *ringbuf.Reader
+	lost *ebpf.Map
+}
+
+// NewReader reads the ring buffer map events; lost is the per-CPU counter of records
+// the kernel could not queue.
+func NewReader(events, lost *ebpf.Map) (*Reader, error) {
+	rd, err := ringbuf.NewReader(events)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	return &Reader{rd: rd, lost: lost}, nil
+}
+
+// poll bounds how long a record can wait: programs wake the reader only once a batch
+// has built up, so a quiet app's records are picked up on this timer.
+const poll = 20 * time.Millisecond
+
+// Run calls fn with each record, in order, until ctx is done; then it drains what is
+// left and returns. The slice is only valid during the call.
+func (r *Reader) Run(ctx context.Context, fn func([]byte)) {
+	var rec ringbuf.Record
+	for {
+		draining := ctx.Err() != nil
+		if draining {
+			r.rd.SetDeadline(time.Now()) // no waiting: take what is there
+		} else {
+			r.rd.SetDeadline(time.Now().Add(poll))
+		}
+		err := r.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			fn(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if draining {
+				return
+			}
+		case errors.Is(err, ringbuf.ErrClosed):
+			return
+		default:
+			if draining {
+				return
+			}
+			time.Sleep(poll)
+		}
+	}
+}
+
+// Lost is the number of records dropped so far because the ring buffer was full.
+func (r *Reader) Lost() uint64 {
+	var perCPU []uint64
+	if err := r.lost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// Close releases the ring buffer.
+func (r *Reader) Close() error { return r.rd.Close() }
+
+// Explain shortens a verifier rejection to its last lines (the reason); the full log is
+// in the error for --log-level debug.
+func Explain(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) && len(ve.Log) > 0 {
+		n := len(ve.Log)
+		return fmt.Errorf("verifier: %s", strings.Join(ve.Log[max(0, n-3):], " | "))
+	}
+	return err
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* What every probe program includes. */
+#pragma once
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+#include "go_abi.h"
+#include "go_types.h"
+
+/* A field the target binary does not have (the loader sets it so). */
+#define OFFSET_NONE ((__u64)-1)
+
+/* Records lost because the ring buffer was full, summed by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_events SEC(".maps");
+
+/* Events to userspace. The loader sizes it (--ring-buffer). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+/* Wake the reader only once this much is waiting: one wakeup per batch, not per
+ * request. The reader also polls on a short timer, so nothing waits long. */
+#define WAKEUP_BYTES (64 * 1024)
+
+static __always_inline void submit(void *rec, __u64 size)
+{
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, rec, size, flags) != 0) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
+		if (n)
+			*n += 1;
+	}
+}

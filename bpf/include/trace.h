@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* W3C trace context: IDs chosen in the kernel, and the traceparent header. */
+#pragma once
+
+#define TRACE_ID_SIZE 16
+#define SPAN_ID_SIZE 8
+#define TRACEPARENT_LEN 55 /* 00-<32 hex>-<16 hex>-<2 hex> */
+#define TRACESTATE_MAX 256
+
+struct span_context {
+	__u8 trace_id[TRACE_ID_SIZE];
+	__u8 span_id[SPAN_ID_SIZE];
+};
+
+static __always_inline void random_bytes(__u8 *buf, int n)
+{
+	for (int i = 0; i < n; i += 4) {
+		__u32 r = bpf_get_prandom_u32();
+		__builtin_memcpy(&buf[i], &r, 4);
+	}
+}
+
+static __always_inline int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1; /* W3C: lowercase only */
+}
+
+static __always_inline int parse_hex(const char *s, __u8 *out, int n)
+{
+	__u8 any = 0;
+	for (int i = 0; i < n; i++) {
+		int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (hi << 4) | lo;
+		any |= out[i];
+	}
+	return any ? 0 : -1; /* all-zero IDs are invalid */
+}
+
+/* parse_traceparent reads a W3C traceparent value: trace ID, parent span ID, flags. */
+static __always_inline int parse_traceparent(const char *s, __u32 len, __u8 *trace_id, __u8 *parent_id, __u8 *flags)
+{
+	if (len < TRACEPARENT_LEN || s[2] != '-' || s[35] != '-' || s[52] != '-')
+		return -1;
+	if (s[0] == 'f' && s[1] == 'f') /* version ff is forbidden */
+		return -1;
+	if (hex_value(s[0]) < 0 || hex_value(s[1]) < 0 || (s[0] == '0' && s[1] == '0' && len != TRACEPARENT_LEN))
+		return -1;
+	if (parse_hex(s + 3, trace_id, TRACE_ID_SIZE) || parse_hex(s + 36, parent_id, SPAN_ID_SIZE))
+		return -1;
+	int hi = hex_value(s[53]), lo = hex_value(s[54]);
+	if (hi < 0 || lo < 0)
+		return -1;
+	*flags = (hi << 4) | lo;
+	return 0;
+}

@@ -1,0 +1,126 @@
+package testenv
+
+import (
+	"context"
+	"encoding/hex"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+)
+
+// Span is a received span, flattened for assertions.
+type Span struct {
+	TraceID, SpanID, ParentSpanID string // hex
+	TraceState                    string
+	Name                          string
+	Kind                          tracepb.Span_SpanKind
+	Start, End                    time.Time
+	Attrs                         map[string]any
+	StatusCode                    tracepb.Status_StatusCode
+	Resource                      map[string]any
+}
+
+// Receiver is a real OTLP/gRPC trace receiver (the collector's TraceService).
+type Receiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	Endpoint string // http://127.0.0.1:PORT, for OTEL_EXPORTER_OTLP_ENDPOINT
+	srv      *grpc.Server
+	mu       sync.Mutex
+	spans    []Span
+	changed  chan struct{}
+}
+
+// StartReceiver listens on a free loopback port until the test ends.
+func StartReceiver(t testing.TB) *Receiver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Receiver{Endpoint: "http://" + l.Addr().String(), srv: grpc.NewServer(), changed: make(chan struct{})}
+	collectortrace.RegisterTraceServiceServer(r.srv, r)
+	go r.srv.Serve(l)
+	t.Cleanup(r.srv.Stop)
+	return r
+}
+
+// Export implements the collector's TraceService.
+func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	var got []Span
+	for _, rs := range req.ResourceSpans {
+		res := attrMap(rs.GetResource().GetAttributes())
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				got = append(got, Span{
+					TraceID:      hex.EncodeToString(s.TraceId),
+					SpanID:       hex.EncodeToString(s.SpanId),
+					ParentSpanID: hex.EncodeToString(s.ParentSpanId),
+					TraceState:   s.TraceState,
+					Name:         s.Name,
+					Kind:         s.Kind,
+					Start:        time.Unix(0, int64(s.StartTimeUnixNano)),
+					End:          time.Unix(0, int64(s.EndTimeUnixNano)),
+					Attrs:        attrMap(s.Attributes),
+					StatusCode:   s.GetStatus().GetCode(),
+					Resource:     res,
+				})
+			}
+		}
+	}
+	r.mu.Lock()
+	r.spans = append(r.spans, got...)
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func attrMap(kvs []*commonpb.KeyValue) map[string]any {
+	m := map[string]any{}
+	for _, kv := range kvs {
+		switch v := kv.Value.GetValue().(type) {
+		case *commonpb.AnyValue_StringValue:
+			m[kv.Key] = v.StringValue
+		case *commonpb.AnyValue_IntValue:
+			m[kv.Key] = v.IntValue
+		case *commonpb.AnyValue_BoolValue:
+			m[kv.Key] = v.BoolValue
+		case *commonpb.AnyValue_DoubleValue:
+			m[kv.Key] = v.DoubleValue
+		default:
+			m[kv.Key] = kv.Value.String()
+		}
+	}
+	return m
+}
+
+// Spans returns what has arrived so far.
+func (r *Receiver) Spans() []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Span(nil), r.spans...)
+}
+
+// WaitFor waits until match returns true for the spans received, or timeout.
+func (r *Receiver) WaitFor(timeout time.Duration, match func([]Span) bool) ([]Span, bool) {
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		spans, changed := append([]Span(nil), r.spans...), r.changed
+		r.mu.Unlock()
+		if match(spans) {
+			return spans, true
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return spans, false
+		}
+	}
+}

@@ -1,0 +1,34 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/otel-go-launcher/otel-go-launcher/probes"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+// EBPF attaches the eBPF probes: the launcher's real Instrumenter.
+type EBPF struct {
+	Probes probes.Options
+}
+
+// Instrument checks privileges, analyses the target, and attaches the probes.
+func (e EBPF) Instrument(ctx context.Context, t Target) (Session, error) {
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the
+	// cgroup, and this is a no-op.
+	rlimit.RemoveMemlock()
+	s, err := probes.Instrument(ctx, t.Path, t.PID, e.Probes)
+	switch {
+	case errors.Is(err, telemetry.ErrDisabled):
+		return nil, &Unavailable{Cause: err.Error(), Quiet: true}
+	case err != nil:
+		return nil, &Unavailable{Cause: err.Error()}
+	}
+	return s, nil
+}

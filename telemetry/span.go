@@ -1,0 +1,20 @@
+package telemetry
+
+import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Span is one span as a probe saw it in the kernel: its IDs were chosen there, its
+// times are CLOCK_MONOTONIC nanoseconds.
+type Span struct {
+	TraceID    trace.TraceID
+	SpanID     trace.SpanID
+	Parent     trace.SpanContext // remote parent; invalid for a root span
+	Kind       trace.SpanKind
+	Name       string
+	Start, End uint64
+	Attributes []attribute.KeyValue
+	Status     codes.Code
+}
