@@ -1,34 +1,47 @@
 #!/usr/bin/env bash
-# make demo: run an example Go HTTP service under the launcher, talk to it, stop it
-# the way `docker stop` does, and show what the launcher did.
+# make demo: run an example Go HTTP service under the launcher with spans going to a
+# small OTLP receiver that prints them, send requests (one carrying a W3C traceparent),
+# stop the service the way `docker stop` does, and show what arrived. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-addr=127.0.0.1:18080
+app=127.0.0.1:18080
+otlp=127.0.0.1:14317
 go build -o bin/hello-service ./examples/hello
+go build -o bin/otlp-printer ./examples/otlp-printer
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+spans=$(mktemp)
+cleanup() { kill "${printer:-}" "${launcher:-}" 2>/dev/null || true; rm -f "$spans"; }
+trap cleanup EXIT
 
-say "start: bin/launch -- bin/hello-service -addr $addr"
-bin/launch -- bin/hello-service -addr "$addr" &
+bin/otlp-printer -addr "$otlp" >"$spans" &
+printer=$!
+
+say "start: OTEL_EXPORTER_OTLP_ENDPOINT=http://$otlp bin/launch -- bin/hello-service -addr $app"
+OTEL_EXPORTER_OTLP_ENDPOINT=http://$otlp OTEL_BSP_SCHEDULE_DELAY=100 \
+	bin/launch -- bin/hello-service -addr "$app" &
 launcher=$!
-for _ in $(seq 100); do curl -fs "http://$addr/hello/probe" >/dev/null 2>&1 && break; sleep 0.05; done
+for _ in $(seq 200); do curl -fs "http://$app/hello/first" >/dev/null 2>&1 && break; sleep 0.01; done
 
-say "process tree: the app runs as the launcher's child, in its own process group"
-app=$(cat "/proc/$launcher/task/$launcher/children" | awk '{print $1}')
-ps -o pid,ppid,pgid,comm -p "$launcher","$app"
-grep -E '^Cap(Eff|Bnd)' "/proc/$app/status" | sed 's/^/app /'
-echo "(the app holds none of CAP_SYS_ADMIN, CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_SYS_RESOURCE)"
+say "process tree: the app is the launcher's child, in its own process group, without the launcher's capabilities"
+app_pid=$(awk '{print $1}' "/proc/$launcher/task/$launcher/children")
+ps -o pid,ppid,pgid,comm -p "$launcher","$app_pid"
+grep -E '^Cap(Eff|Bnd)' "/proc/$app_pid/status" | sed 's/^/app /'
 
 say "requests"
-for name in gopher otel launcher; do curl -fsS "http://$addr/hello/$name"; done
+curl -fsS "http://$app/hello/gopher"
+curl -fsS -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' -H 'User-Agent: demo/1.0' "http://$app/hello/otel"
+curl -sS -o /dev/null -w 'GET /nope -> %{http_code}\n' "http://$app/nope"
 
-say "stop: SIGTERM to the launcher, as docker stop does; it relays it to the app"
+say "stop: SIGTERM to the launcher, as docker stop does; it relays it, the app exits, spans are flushed"
 kill -TERM "$launcher"
 set +e
 wait "$launcher"
 code=$?
 set -e
+launcher=
 echo "launcher exit code: $code (the app's own)"
 
-say "tracing"
-echo "Spans need the eBPF pipeline (not in this build): the launcher said so in one line above and ran the app anyway."
+say "spans received over OTLP/gRPC (the first request included)"
+sleep 0.3
+cat "$spans"

@@ -4,31 +4,35 @@
 # anything missing is an error.
 set -euo pipefail
 
-# command -> Debian package
-declare -A needs=(
-	[unshare]=util-linux [setpriv]=util-linux [bash]=bash [curl]=curl [gcc]=gcc
+# A command or file, and the Debian package that provides it.
+needs=(
+	"unshare util-linux" "setpriv util-linux" "bash bash" "curl curl" "gcc gcc"
+	"clang clang" "llvm-strip llvm" "/usr/include/bpf/bpf_helpers.h libbpf-dev"
+	"/usr/include/asm-generic/types.h linux-libc-dev"
 )
 
-missing_pkgs=()
-for cmd in "${!needs[@]}"; do
-	command -v "$cmd" >/dev/null 2>&1 || missing_pkgs+=("${needs[$cmd]}")
+missing=()
+for n in "${needs[@]}"; do
+	what=${n% *} pkg=${n#* }
+	if [[ $what == /* ]]; then [ -e "$what" ] && continue; else command -v "$what" >/dev/null 2>&1 && continue; fi
+	missing+=("$pkg")
 done
 
-if [ ${#missing_pkgs[@]} -gt 0 ]; then
-	mapfile -t missing_pkgs < <(printf '%s\n' "${missing_pkgs[@]}" | sort -u)
+if [ ${#missing[@]} -gt 0 ]; then
+	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "deps: installing ${missing_pkgs[*]}"
+		echo "deps: installing ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq >/dev/null
-		apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	else
-		echo "deps: missing Debian packages: ${missing_pkgs[*]} (install them as root)" >&2
+		echo "deps: missing Debian packages: ${missing[*]} (install them as root)" >&2
 		[ "${CI:-}" = true ] && exit 1
 	fi
 fi
 
 if [ "$(id -u)" != 0 ]; then
-	echo "deps: not root: tests that need root (PID namespaces, capabilities, --user) will skip" >&2
+	echo "deps: not root: tests that need root (PID namespaces, capabilities, BPF) will skip" >&2
 	[ "${CI:-}" = true ] && { echo "deps: CI=true needs root" >&2; exit 1; }
 fi
 
