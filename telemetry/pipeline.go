@@ -44,6 +44,10 @@ func New(ctx context.Context, app App) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newPipeline(ctx, app, exps)
+}
+
+func newPipeline(ctx context.Context, app App, exps []sdktrace.SpanExporter) (*Pipeline, error) {
 	res, err := appResource(ctx, app)
 	if err != nil {
 		return nil, err

@@ -39,15 +39,40 @@ type Receiver struct {
 // StartReceiver listens on a free loopback port until the test ends.
 func StartReceiver(t testing.TB) *Receiver {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	r, err := NewReceiver()
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// NewReceiver listens on a free loopback port until Stop.
+func NewReceiver() (*Receiver, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
 	r := &Receiver{Endpoint: "http://" + l.Addr().String(), srv: grpc.NewServer(), changed: make(chan struct{})}
 	collectortrace.RegisterTraceServiceServer(r.srv, r)
 	go r.srv.Serve(l)
-	t.Cleanup(r.srv.Stop)
-	return r
+	return r, nil
+}
+
+// Stop closes the receiver.
+func (r *Receiver) Stop() { r.srv.Stop() }
+
+// Count returns how many spans have arrived, and forgets them (for long runs).
+func (r *Receiver) Count(keep func(Span) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, s := range r.spans {
+		if keep(s) {
+			n++
+		}
+	}
+	return n
 }
 
 // Export implements the collector's TraceService.

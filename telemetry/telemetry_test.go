@@ -1,0 +1,126 @@
+package telemetry
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
+)
+
+func monoNow() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+func TestClockConvertsMonotonicToWall(t *testing.T) {
+	c := NewClock()
+	before := time.Now()
+	w := c.Wall(monoNow())
+	after := time.Now()
+	if w.Before(before.Add(-100*time.Microsecond)) || w.After(after.Add(100*time.Microsecond)) {
+		t.Errorf("wall %v outside [%v, %v]", w, before, after)
+	}
+}
+
+// Spans keep the IDs the kernel chose, join their remote parent, and carry what the
+// probe gave them; the sampler sees the parent's sampled flag.
+func TestEmitKeepsKernelIDs(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
+	mem := tracetest.NewInMemoryExporter()
+	p, err := newPipeline(context.Background(), App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, []sdktrace.SpanExporter{mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid := trace.TraceID{1, 2, 3}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{9}, TraceFlags: trace.FlagsSampled, Remote: true})
+	now := monoNow()
+	p.Emit(&Span{TraceID: tid, SpanID: trace.SpanID{7}, Parent: parent, Kind: trace.SpanKindServer, Name: "GET /x",
+		Start: now, End: now + 1000, Attributes: []attribute.KeyValue{attribute.String("k", "v")}, Status: codes.Error})
+	unsampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{5}, SpanID: trace.SpanID{5}, Remote: true})
+	p.Emit(&Span{TraceID: trace.TraceID{5}, SpanID: trace.SpanID{6}, Parent: unsampled, Name: "dropped", Start: now, End: now})
+	p.Emit(&Span{TraceID: trace.TraceID{8}, SpanID: trace.SpanID{8}, Name: "root", Start: now, End: now})
+	if err := p.tp.ForceFlush(context.Background()); err != nil { // Shutdown would reset mem
+		t.Fatal(err)
+	}
+	spans := mem.GetSpans()
+	defer p.Shutdown(context.Background())
+	if len(spans) != 2 {
+		t.Fatalf("%d spans exported, want 2 (the unsampled parent's child is dropped)", len(spans))
+	}
+	s := spans[0]
+	if s.SpanContext.TraceID() != tid || s.SpanContext.SpanID() != (trace.SpanID{7}) || s.Parent.SpanID() != (trace.SpanID{9}) ||
+		s.Name != "GET /x" || s.SpanKind != trace.SpanKindServer || s.Status.Code != codes.Error || s.EndTime.Sub(s.StartTime) != time.Microsecond {
+		t.Errorf("span %+v", s)
+	}
+	if spans[1].SpanContext.TraceID() != (trace.TraceID{8}) || spans[1].Parent.IsValid() {
+		t.Errorf("root span %+v", spans[1])
+	}
+	attrs := map[string]string{}
+	for _, kv := range s.Resource.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	for k, v := range map[string]string{"service.name": "app", "process.pid": "42", "process.runtime.version": "go1.26.8",
+		"telemetry.distro.name": "otel-go-launcher", "deployment.environment.name": "test", "process.executable.path": "/srv/app"} {
+		if attrs[k] != v {
+			t.Errorf("resource %s = %q, want %q", k, attrs[k], v)
+		}
+	}
+}
+
+func TestServiceNameFromEnvironment(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "checkout")
+	res, err := appResource(context.Background(), App{Path: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := res.Set().Value("service.name"); v.AsString() != "checkout" {
+		t.Errorf("service.name %q", v.AsString())
+	}
+}
+
+func TestExportersFromEnvironment(t *testing.T) {
+	for _, c := range []struct {
+		exporter, protocol string
+		n                  int
+		bad                bool
+	}{
+		{"", "", 1, false}, {"otlp", "grpc", 1, false}, {"otlp", "http/protobuf", 1, false}, {"console,otlp", "", 2, false},
+		{"none", "", 0, false}, {"zipkin", "", 0, true}, {"otlp", "http/json", 0, true},
+	} {
+		t.Setenv("OTEL_TRACES_EXPORTER", c.exporter)
+		t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", c.protocol)
+		exps, err := exporters(context.Background())
+		if (err != nil) != c.bad || len(exps) != c.n {
+			t.Errorf("%q %q: %d exporters, err %v", c.exporter, c.protocol, len(exps), err)
+		}
+	}
+	t.Setenv("OTEL_SDK_DISABLED", "true")
+	if _, err := New(context.Background(), App{Path: "/app"}); err != ErrDisabled {
+		t.Errorf("OTEL_SDK_DISABLED: %v", err)
+	}
+}
+
+func TestContainerIDPattern(t *testing.T) {
+	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, line := range []string{
+		"0::/system.slice/docker-" + id + ".scope",
+		"12:memory:/docker/" + id,
+		"1234 24 0:23 /var/lib/docker/containers/" + id + "/hostname /etc/hostname rw",
+		"0::/machine.slice/libpod-" + id + ".scope/container",
+	} {
+		if m := containerIDPattern.FindStringSubmatch(line); m == nil || m[1] != id {
+			t.Errorf("%q: %v", line, m)
+		}
+	}
+	if m := containerIDPattern.FindStringSubmatch("0::/user.slice/user-0.slice/session-1.scope"); m != nil {
+		t.Errorf("matched a non-container cgroup: %v", m)
+	}
+}
