@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [section ...]
 //
-// Sections: startup, analysis.
+// Sections: startup, analysis, gate, tracing, rate.
 package main
 
 import (
@@ -23,6 +23,9 @@ import (
 var sections = map[string]func(env *benchEnv) error{
 	"startup":  startup,
 	"analysis": analysis,
+	"tracing":  tracing,
+	"rate":     rate,
+	"gate":     gate,
 }
 
 type benchEnv struct {
@@ -36,7 +39,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis"}
+		names = []string{"startup", "analysis", "gate", "tracing", "rate"}
 	}
 	defer testenv.Cleanup()
 

@@ -17,22 +17,77 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 )
 
-// Load loads a probe's collection, its ring buffer sized ringSize bytes.
-func Load(spec *ebpf.CollectionSpec, ringSize int) (*ebpf.Collection, error) {
+// Objects are a probe's loaded BPF objects. Its large programs are loaded (verified:
+// most of the start gate's time) in the background, while its maps and small programs
+// are ready at once - so the small ones can be attached, the kernel sleeping through
+// each uprobe registration, while the large ones are verified.
+type Objects struct {
+	coll *ebpf.Collection // maps, variables, the programs loaded at once
+	slow map[string]*pendingProgram
+}
+
+type pendingProgram struct {
+	ready chan struct{}
+	coll  *ebpf.Collection
+	err   error
+}
+
+// LoadObjects loads spec, its ring buffer sized ringSize bytes; the programs named in
+// slow load in the background, sharing the maps.
+func LoadObjects(spec *ebpf.CollectionSpec, ringSize int, slow ...string) (*Objects, error) {
 	if m, ok := spec.Maps["events"]; ok && ringSize > 0 {
 		m.MaxEntries = uint32(ringSize)
 	}
-	coll, err := ebpf.NewCollection(spec)
+	fast := spec.Copy()
+	for _, name := range slow {
+		delete(fast.Programs, name)
+	}
+	coll, err := ebpf.NewCollection(fast)
 	if err != nil {
 		return nil, Explain(err)
 	}
-	return coll, nil
+	o := &Objects{coll: coll, slow: map[string]*pendingProgram{}}
+	for _, name := range slow {
+		one := spec.Copy()
+		for n := range one.Programs {
+			if n != name {
+				delete(one.Programs, n)
+			}
+		}
+		p := &pendingProgram{ready: make(chan struct{})}
+		o.slow[name] = p
+		go func() {
+			defer close(p.ready)
+			p.coll, p.err = ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: coll.Maps})
+			p.err = Explain(p.err)
+		}()
+	}
+	return o, nil
 }
 
-// SetVariables assigns a loaded program's global variables (its target's offsets).
-func SetVariables(coll *ebpf.Collection, values map[string]uint64) error {
+// Program returns a loaded program, waiting for it if it is one of the slow ones.
+func (o *Objects) Program(name string) (*ebpf.Program, error) {
+	if p, ok := o.coll.Programs[name]; ok {
+		return p, nil
+	}
+	pending, ok := o.slow[name]
+	if !ok {
+		return nil, fmt.Errorf("BPF object has no program %s", name)
+	}
+	<-pending.ready
+	if pending.err != nil {
+		return nil, fmt.Errorf("load %s: %w", name, pending.err)
+	}
+	return pending.coll.Programs[name], nil
+}
+
+// Map returns one of the maps.
+func (o *Objects) Map(name string) *ebpf.Map { return o.coll.Maps[name] }
+
+// SetVariables assigns the programs' global variables (the target's offsets).
+func (o *Objects) SetVariables(values map[string]uint64) error {
 	for name, v := range values {
-		vr, ok := coll.Variables[name]
+		vr, ok := o.coll.Variables[name]
 		if !ok {
 			return fmt.Errorf("BPF object has no variable %s", name)
 		}
@@ -41,6 +96,17 @@ func SetVariables(coll *ebpf.Collection, values map[string]uint64) error {
 		}
 	}
 	return nil
+}
+
+// Close frees the programs and maps (waiting for those still loading).
+func (o *Objects) Close() {
+	for _, p := range o.slow {
+		<-p.ready
+		if p.coll != nil {
+			p.coll.Close()
+		}
+	}
+	o.coll.Close()
 }
 
 // Uprobe is a program to attach at one function's entry or return sites.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/cilium/ebpf/rlimit"
-
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
@@ -20,9 +18,6 @@ func (e EBPF) Instrument(ctx context.Context, t Target) (Session, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the
-	// cgroup, and this is a no-op.
-	rlimit.RemoveMemlock()
 	s, err := probes.Instrument(ctx, t.Path, t.PID, e.Probes)
 	switch {
 	case errors.Is(err, telemetry.ErrDisabled):

@@ -53,6 +53,7 @@ type ProbeReport struct {
 	Reason  string   `json:"reason"` // why it is disabled; "" when enabled
 	Uprobes []Uprobe `json:"uprobes"`
 	Fields  []Field  `json:"fields"`
+	reasons []string
 }
 
 // Uprobe is one function to attach to, by ELF file offset.
@@ -97,16 +98,55 @@ func (p *ProbeReport) FieldOffset(f FieldRef) (uint64, bool) {
 
 // Analyze resolves every spec against the binary. One probe's failure never affects
 // another's: each report says why it is disabled.
-func Analyze(b *Binary, specs []Spec) (r *Report, err error) {
-	defer faultsArePanics()()
-	defer recoverAs(&err, b.Path)
-	return analyze(b, specs), nil
+func Analyze(b *Binary, specs []Spec) (*Report, error) {
+	r, err := AnalyzeFunctions(b, specs)
+	if err != nil {
+		return nil, err
+	}
+	return r, r.AddFields(b, specs)
 }
 
-func analyze(b *Binary, specs []Spec) *Report {
-	r := &Report{Path: b.Path, GoVersion: b.GoVersion, Arch: b.Arch, PIE: b.PIE, Stripped: b.Stripped, DWARF: b.DWARF, Modules: b.Modules}
+// AnalyzeFunctions is the fast half of Analyze: versions and functions (from the symbol
+// table or pclntab), no field offsets. The start gate attaches uprobes with it while
+// AddFields reads DWARF.
+func AnalyzeFunctions(b *Binary, specs []Spec) (r *Report, err error) {
+	defer faultsArePanics()()
+	defer recoverAs(&err, b.Path)
+	r = &Report{Path: b.Path, GoVersion: b.GoVersion, Arch: b.Arch, PIE: b.PIE, Stripped: b.Stripped, DWARF: b.DWARF, Modules: b.Modules}
+	var names []string
+	for _, s := range specs {
+		for _, f := range s.Functions {
+			names = append(names, f.Symbols...)
+		}
+	}
+	funcs, funcErr := b.Functions(names...)
+	for _, s := range specs {
+		r.Probes = append(r.Probes, resolveFunctions(b, s, funcs, funcErr))
+	}
+	return r, nil
+}
 
-	// One pass over the function table and one over DWARF for all probes.
+// AddFields resolves the specs' field offsets (one pass over DWARF for all probes) and
+// settles which probes are enabled.
+func (r *Report) AddFields(b *Binary, specs []Spec) (err error) {
+	defer faultsArePanics()()
+	defer recoverAs(&err, b.Path)
+	var fields []FieldRef
+	for _, s := range specs {
+		for _, f := range s.Fields {
+			fields = append(fields, f.FieldRef)
+		}
+	}
+	offsets, dwarfErr := b.DWARFFieldOffsets(fields)
+	for i, s := range specs {
+		resolveFields(b, s, &r.Probes[i], offsets, dwarfErr)
+	}
+	return nil
+}
+
+// analyze is Analyze without the recover, for fuzzing.
+func analyze(b *Binary, specs []Spec) *Report {
+	r := &Report{}
 	var names []string
 	var fields []FieldRef
 	for _, s := range specs {
@@ -120,27 +160,31 @@ func analyze(b *Binary, specs []Spec) *Report {
 	funcs, funcErr := b.Functions(names...)
 	offsets, dwarfErr := b.DWARFFieldOffsets(fields)
 	for _, s := range specs {
-		r.Probes = append(r.Probes, resolve(b, s, funcs, funcErr, offsets, dwarfErr))
+		p := resolveFunctions(b, s, funcs, funcErr)
+		resolveFields(b, s, &p, offsets, dwarfErr)
+		r.Probes = append(r.Probes, p)
 	}
 	return r
 }
 
-func resolve(b *Binary, s Spec, funcs map[string]Func, funcErr error, offsets map[FieldRef]uint64, dwarfErr error) ProbeReport {
-	p := ProbeReport{Name: s.Name, Uprobes: []Uprobe{}, Fields: []Field{}}
-	var reasons []string
-	disable := func(format string, args ...any) { reasons = append(reasons, fmt.Sprintf(format, args...)) }
+func (p *ProbeReport) disable(format string, args ...any) {
+	p.reasons = append(p.reasons, fmt.Sprintf(format, args...))
+	p.Enabled = false
+	p.Reason = strings.Join(p.reasons, "; ")
+}
 
+func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) ProbeReport {
+	p := ProbeReport{Name: s.Name, Enabled: true, Uprobes: []Uprobe{}, Fields: []Field{}}
 	ver := b.GoVersion
 	if s.Module != "std" {
 		ver = b.ModuleVersion(s.Module)
 	}
 	switch {
 	case ver == "":
-		disable("the program does not use %s", s.Module)
+		p.disable("the program does not use %s", s.Module)
 	case s.MinVersion != "" && compareVersions(ver, s.MinVersion) < 0:
-		disable("%s %s is older than the oldest supported, %s", s.Module, ver, s.MinVersion)
+		p.disable("%s %s is older than the oldest supported, %s", s.Module, ver, s.MinVersion)
 	}
-
 	for _, f := range s.Functions {
 		fn, ok := Func{}, false
 		for _, sym := range f.Symbols {
@@ -150,22 +194,29 @@ func resolve(b *Binary, s Spec, funcs map[string]Func, funcErr error, offsets ma
 		}
 		switch {
 		case funcErr != nil:
-			disable("cannot read functions: %v", funcErr)
+			p.disable("cannot read functions: %v", funcErr)
 		case !ok:
-			disable("%s not in the binary (the program does not use it)", strings.Join(f.Symbols, " or "))
+			p.disable("%s not in the binary (the program does not use it)", strings.Join(f.Symbols, " or "))
 		default:
 			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, Returns: []uint64{}}
 			if f.Returns {
 				rets, err := b.ReturnOffsets(fn)
 				if err != nil {
-					disable("return sites: %v", err)
+					p.disable("return sites: %v", err)
 				}
 				u.Returns = append(u.Returns, rets...)
 			}
 			p.Uprobes = append(p.Uprobes, u)
 		}
 	}
+	return p
+}
 
+func resolveFields(b *Binary, s Spec, p *ProbeReport, offsets map[FieldRef]uint64, dwarfErr error) {
+	ver := b.GoVersion
+	if s.Module != "std" {
+		ver = b.ModuleVersion(s.Module)
+	}
 	var missing []string
 	for _, f := range s.Fields {
 		if ver != "" && !inRange(ver, f.Since, f.Before) {
@@ -187,11 +238,8 @@ func resolve(b *Binary, s Spec, funcs map[string]Func, funcErr error, offsets ma
 		case dwarfErr != nil:
 			why = dwarfErr.Error()
 		}
-		disable("field offsets unknown, %s: %s", why, strings.Join(missing, ", "))
+		p.disable("field offsets unknown, %s: %s", why, strings.Join(missing, ", "))
 	}
-	p.Enabled = len(reasons) == 0
-	p.Reason = strings.Join(reasons, "; ")
-	return p
 }
 
 // compareVersions orders Go versions ("go1.22.3") or module versions ("v1.60.1").

@@ -19,10 +19,14 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
-// Probe is one library's instrumentation: loaded, then attached to one process.
+// Probe is one library's instrumentation: loaded, attached to one process, then
+// configured with the process's field offsets.
 type Probe interface {
-	// Attach configures the probe for the target (its analysis report) and attaches.
-	Attach(path string, pid int, goVersion string, rep *offsets.ProbeReport) error
+	// Attach attaches the probe's uprobes at the functions rep resolved. The probe
+	// stays inert until Configure: the app is held at the start gate meanwhile.
+	Attach(path string, pid int, rep *offsets.ProbeReport) error
+	// Configure sets the target's field offsets and enables the probe.
+	Configure(goVersion string, rep *offsets.ProbeReport) error
 	// Run delivers spans to emit until ctx ends, then drains what is left.
 	Run(ctx context.Context, emit func(*telemetry.Span))
 	// Lost counts spans the kernel dropped (ring buffer full).
@@ -59,21 +63,28 @@ type Options struct {
 
 // Session is an instrumented app: attached probes feeding a pipeline.
 type Session struct {
-	probes   []Probe
-	names    []string
-	pipeline *telemetry.Pipeline
-	cancel   context.CancelFunc
-	running  sync.WaitGroup
-	lost     uint64 // reported so far
+	probes  []Probe
+	names   []string
+	app     telemetry.App
+	started chan struct{} // closed once the pipeline exists (or failed)
+	pipe    *telemetry.Pipeline
+	cancel  context.CancelFunc
+	running sync.WaitGroup
+	lost    uint64 // reported so far
 }
 
-// Instrument analyses the executable at path, builds the telemetry pipeline for the
-// app and attaches every probe that applies to process pid. It fails only when no
-// probe could be attached; probes that could not are logged, with why.
+// Instrument analyses the executable at path and attaches every probe that applies to
+// process pid. It fails only when no probe could be attached; probes that could not
+// are logged, with why. The telemetry pipeline is built after it returns: spans only
+// come once the app runs, and they wait in the kernel until then.
 //
-// This runs inside the start gate, so the three independent parts - analysing the
-// binary, loading (verifying) the BPF programs, starting the pipeline - run at once.
+// This runs inside the start gate, so the work overlaps: the BPF programs are loaded
+// (verified) while the binary is analysed, and uprobes are attached - the kernel
+// sleeps through each registration - while DWARF is read.
 func Instrument(ctx context.Context, path string, pid int, opts Options) (*Session, error) {
+	if err := telemetry.CheckEnv(); err != nil {
+		return nil, err
+	}
 	bin, err := offsets.Open(path) // headers and Go version only: fast
 	if err != nil {
 		return nil, err
@@ -92,49 +103,39 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			loads[i] <- loaded{p, err}
 		}(i, r.load)
 	}
-	closeLoaded := func() {
+
+	specs := Specs()
+	rep, err := offsets.AnalyzeFunctions(bin, specs)
+	if err != nil {
 		for i := range loads {
 			if l := <-loads[i]; l.probe != nil {
 				l.probe.Close()
 			}
 		}
-	}
-	pipeReady := make(chan struct{})
-	var pipe *telemetry.Pipeline
-	var pipeErr error
-	go func() {
-		defer close(pipeReady)
-		pipe, pipeErr = telemetry.New(ctx, telemetry.App{Path: path, PID: pid, GoVersion: bin.GoVersion})
-	}()
-	rep, err := offsets.Analyze(bin, Specs())
-	<-pipeReady
-	if err == nil {
-		err = pipeErr
-	}
-	if err != nil {
-		closeLoaded()
-		if pipe != nil {
-			pipe.Shutdown(ctx)
-		}
 		return nil, err
 	}
+	// Which probes the functions allow, and where to attach, before AddFields changes rep.
+	canAttach := make([]bool, len(specs))
+	uprobes := make([]offsets.ProbeReport, len(specs))
+	for i, p := range rep.Probes {
+		canAttach[i], uprobes[i] = p.Enabled, offsets.ProbeReport{Name: p.Name, Uprobes: p.Uprobes}
+	}
+	fields := make(chan error, 1)
+	go func() { fields <- rep.AddFields(bin, specs) }()
 
-	s := &Session{pipeline: pipe}
+	attached := make([]Probe, len(specs))
 	var failures []string
-	for i := range registry {
+	for i := range specs {
 		l := <-loads[i]
-		pr := &rep.Probes[i]
 		switch {
-		case !pr.Enabled:
-			failures = append(failures, pr.Name+": "+pr.Reason)
+		case !canAttach[i]:
 		case l.err != nil:
-			failures = append(failures, pr.Name+": "+l.err.Error())
+			failures = append(failures, specs[i].Name+": "+l.err.Error())
 		default:
-			if err := l.probe.Attach(path, pid, bin.GoVersion, pr); err != nil {
-				failures = append(failures, pr.Name+": "+err.Error())
+			if err := l.probe.Attach(path, pid, &uprobes[i]); err != nil {
+				failures = append(failures, specs[i].Name+": "+err.Error())
 			} else {
-				s.probes = append(s.probes, l.probe)
-				s.names = append(s.names, pr.Name)
+				attached[i] = l.probe
 				continue
 			}
 		}
@@ -142,8 +143,38 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			l.probe.Close()
 		}
 	}
+	fieldErr := <-fields
+
+	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: bin.GoVersion}, started: make(chan struct{})}
+	for i, p := range attached {
+		pr := &rep.Probes[i]
+		switch {
+		case fieldErr != nil:
+			failures = append(failures, pr.Name+": "+fieldErr.Error())
+		case !pr.Enabled:
+			failures = append(failures, pr.Name+": "+pr.Reason)
+		default:
+			if p == nil {
+				continue
+			}
+			if err := p.Configure(bin.GoVersion, pr); err != nil {
+				failures = append(failures, pr.Name+": "+err.Error())
+			} else {
+				s.probes = append(s.probes, p)
+				s.names = append(s.names, pr.Name)
+				continue
+			}
+		}
+		if p != nil {
+			p.Close()
+		}
+	}
+	for i, p := range rep.Probes {
+		if !canAttach[i] {
+			failures = append(failures, p.Name+": "+p.Reason)
+		}
+	}
 	if len(s.probes) == 0 {
-		pipe.Shutdown(ctx)
 		return nil, errors.New(strings.Join(failures, "; "))
 	}
 	for _, f := range failures {
@@ -151,17 +182,33 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	go s.start(runCtx)
+	slog.Debug("probes attached", "probes", strings.Join(s.names, ","), "pid", pid)
+	return s, nil
+}
+
+// start builds the pipeline and starts delivering spans. Without a pipeline, the
+// probes are detached: tracing is off, said once.
+func (s *Session) start(ctx context.Context) {
+	defer close(s.started)
+	pipe, err := telemetry.New(ctx, s.app)
+	if err != nil {
+		slog.Warn(fmt.Sprintf("not tracing %s: %v", s.app.Path, err))
+		for _, p := range s.probes {
+			p.Detach()
+		}
+		return
+	}
+	s.pipe = pipe
 	for _, p := range s.probes {
 		s.running.Add(1)
 		go func(p Probe) {
 			defer s.running.Done()
-			p.Run(runCtx, pipe.Emit)
+			p.Run(ctx, pipe.Emit)
 		}(p)
 	}
 	s.running.Add(1)
-	go s.reportLost(runCtx)
-	slog.Debug("probes attached", "probes", strings.Join(s.names, ","), "pid", pid)
-	return s, nil
+	go s.reportLost(ctx)
 }
 
 // lossInterval is how often lost spans are counted and, if any, reported.
@@ -208,6 +255,7 @@ func (s *Session) Shutdown(ctx context.Context) error {
 	for _, p := range s.probes {
 		p.Detach()
 	}
+	<-s.started
 	s.cancel()
 	drained := make(chan struct{})
 	go func() { s.running.Wait(); close(drained) }()
@@ -219,5 +267,8 @@ func (s *Session) Shutdown(ctx context.Context) error {
 	for _, p := range s.probes {
 		p.Close()
 	}
-	return s.pipeline.Shutdown(ctx)
+	if s.pipe == nil {
+		return nil
+	}
+	return s.pipe.Shutdown(ctx)
 }

@@ -33,12 +33,41 @@ type Pipeline struct {
 	done   sync.WaitGroup
 }
 
+// CheckEnv validates the tracing configuration in the environment without building
+// anything, so that a mistake is reported before the app starts. ErrDisabled when
+// OTEL_SDK_DISABLED=true.
+func CheckEnv() error {
+	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
+		return ErrDisabled
+	}
+	for _, name := range strings.Split(os.Getenv("OTEL_TRACES_EXPORTER"), ",") {
+		switch strings.TrimSpace(name) {
+		case "", "otlp", "console", "none":
+		default:
+			return fmt.Errorf("OTEL_TRACES_EXPORTER=%s: want otlp, console or none", name)
+		}
+	}
+	switch p := otlpProtocol(); p {
+	case "", "grpc", "http/protobuf":
+	default:
+		return fmt.Errorf("OTLP protocol %q: want grpc or http/protobuf", p)
+	}
+	return nil
+}
+
+func otlpProtocol() string {
+	if p := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"); p != "" {
+		return p
+	}
+	return os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+}
+
 // New builds the pipeline from the environment (OTEL_TRACES_EXPORTER,
 // OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_*, OTEL_SERVICE_NAME,
 // OTEL_RESOURCE_ATTRIBUTES), for the app described by app.
 func New(ctx context.Context, app App) (*Pipeline, error) {
-	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
-		return nil, ErrDisabled
+	if err := CheckEnv(); err != nil {
+		return nil, err
 	}
 	exps, err := exporters(ctx)
 	if err != nil {
@@ -134,17 +163,14 @@ func exporters(ctx context.Context) ([]sdktrace.SpanExporter, error) {
 }
 
 func otlpExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
-	protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-	if protocol == "" {
-		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-	}
-	switch protocol {
+	switch protocol := otlpProtocol(); protocol {
 	case "", "grpc":
 		return otlptracegrpc.New(ctx)
 	case "http/protobuf":
 		return otlptracehttp.New(ctx)
+	default:
+		return nil, fmt.Errorf("OTLP protocol %q: want grpc or http/protobuf", protocol)
 	}
-	return nil, fmt.Errorf("OTLP protocol %q: want grpc or http/protobuf", protocol)
 }
 
 type idsKey struct{}

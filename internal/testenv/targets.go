@@ -78,6 +78,15 @@ var (
 // are cached on disk by source, toolchain and variant, so suites and runs share them.
 func BuildTargets(t testing.TB, name string, toolchains []string, variants []Variant) []Target {
 	t.Helper()
+	targets, err := BuildTargetsErr(name, toolchains, variants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
+// BuildTargetsErr is BuildTargets for code that is not a test (benchmarks).
+func BuildTargetsErr(name string, toolchains []string, variants []Variant) ([]Target, error) {
 	var targets []Target
 	for _, tc := range toolchains {
 		for _, v := range variants {
@@ -99,10 +108,10 @@ func BuildTargets(t testing.TB, name string, toolchains []string, variants []Var
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	return targets
+	return targets, nil
 }
 
 func buildTarget(tg Target) (string, error) {

@@ -34,6 +34,9 @@ volatile __u64 off_req_pat = OFFSET_NONE;     /* Go 1.22: Request.pat (*pattern)
 volatile __u64 off_pattern_str = 0;
 volatile __u64 off_url_path = 56;
 volatile __u64 off_response_status = 120;
+/* Set last: the uprobes may be attached before the offsets are known (the app is held
+ * at the start gate meanwhile), and must do nothing until they are. */
+volatile __u64 configured = 0;
 
 #define METHOD_MAX 16
 #define PATH_MAX 128
@@ -162,6 +165,8 @@ __noinline int join_trace(struct inflight *st)
 
 static __always_inline int server_entry(struct go_regs *ctx, const int swiss_maps)
 {
+	if (!configured)
+		return 0;
 	__u32 zero = 0;
 	struct inflight *st = bpf_map_lookup_elem(&scratch, &zero);
 	if (!st)

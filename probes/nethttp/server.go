@@ -22,36 +22,75 @@ import (
 
 // Server is the net/http server probe: loaded, then attached to one process.
 type Server struct {
-	coll   *ebpf.Collection
+	objs   *bpf.Objects
+	entry  string // the entry program for the target's map layout
 	links  []link.Link
 	reader *bpf.Reader
 }
 
 const offsetNone = ^uint64(0)
 
-// LoadServer loads (and so verifies) the probe's programs for a target built with Go
-// goVersion. It needs nothing else from the target, so it runs while the target is
-// analysed. Only the entry program for that Go's map layout is loaded.
+// LoadServer loads the probe's programs for a target built with Go goVersion: only the
+// entry program for that Go's map layout. It needs nothing else from the target, so it
+// runs while the target is analysed; the entry program (the large one) goes on loading
+// in the background.
 func LoadServer(goVersion string, ringSize int) (*Server, error) {
 	spec, err := loadServer()
 	if err != nil {
 		return nil, err
 	}
+	s := &Server{entry: "server_entry_hmap"}
 	unused := "server_entry_swiss"
 	if offsets.VersionAtLeast(goVersion, swissMapsSince) {
-		unused = "server_entry_hmap"
+		s.entry, unused = unused, s.entry
 	}
 	delete(spec.Programs, unused)
-	coll, err := bpf.Load(spec, ringSize)
-	if err != nil {
+	if s.objs, err = bpf.LoadObjects(spec, ringSize, s.entry); err != nil {
 		return nil, fmt.Errorf("load the net/http server probe: %w", err)
 	}
-	return &Server{coll: coll}, nil
+	return s, nil
 }
 
-// Attach sets the target's field offsets and attaches the probe to process pid
-// running the executable at path.
-func (s *Server) Attach(path string, pid int, goVersion string, rep *offsets.ProbeReport) error {
+// Attach attaches the probe to process pid running the executable at path, at the
+// functions rep resolved. It does nothing until Configure: the offsets may still be
+// being read while the app waits at the start gate. The return uprobes are attached
+// while the entry program is still being verified.
+func (s *Server) Attach(path string, pid int, rep *offsets.ProbeReport) error {
+	fn, ok := rep.Uprobe(serveHTTP)
+	if !ok {
+		return fmt.Errorf("%s not resolved", serveHTTP)
+	}
+	ret, err := s.objs.Program("server_return")
+	if err != nil {
+		return err
+	}
+	type attached struct {
+		links []link.Link
+		err   error
+	}
+	returns := make(chan attached, 1)
+	go func() {
+		l, err := bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: serveHTTP + " (returns)", Program: ret, Offsets: fn.Returns})
+		returns <- attached{l, err}
+	}()
+	entry, err := s.objs.Program(s.entry)
+	var entryLinks []link.Link
+	if err == nil {
+		entryLinks, err = bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: serveHTTP, Program: entry, Offsets: []uint64{fn.Offset}})
+	}
+	r := <-returns
+	s.links = append(entryLinks, r.links...)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		s.Detach()
+	}
+	return err
+}
+
+// Configure sets the target's field offsets and enables the probe.
+func (s *Server) Configure(goVersion string, rep *offsets.ProbeReport) error {
 	field := func(f offsets.FieldRef) uint64 {
 		if off, ok := rep.FieldOffset(f); ok {
 			return off
@@ -83,36 +122,27 @@ func (s *Server) Attach(path string, pid int, goVersion string, rep *offsets.Pro
 		vars["off_hmap_buckets"] = field(hmapBuckets)
 		vars["off_hmap_oldbuckets"] = field(hmapOldbuckets)
 	}
-	if err := bpf.SetVariables(s.coll, vars); err != nil {
+	if err := s.objs.SetVariables(vars); err != nil {
 		return err
-	}
-	fn, ok := rep.Uprobe(serveHTTP)
-	if !ok {
-		return fmt.Errorf("%s not resolved", serveHTTP)
 	}
 	var err error
-	if s.reader, err = bpf.NewReader(s.coll.Maps["events"], s.coll.Maps["lost_events"]); err != nil {
+	if s.reader, err = bpf.NewReader(s.objs.Map("events"), s.objs.Map("lost_events")); err != nil {
 		return err
 	}
-	s.links, err = bpf.AttachUprobes(path, pid,
-		bpf.Uprobe{Symbol: serveHTTP, Program: s.entry(), Offsets: []uint64{fn.Offset}},
-		bpf.Uprobe{Symbol: serveHTTP + " (returns)", Program: s.coll.Programs["server_return"], Offsets: fn.Returns})
-	return err
+	return s.objs.SetVariables(map[string]uint64{"configured": 1})
 }
 
 const serveHTTP = "net/http.serverHandler.ServeHTTP"
 
 // Programs lists the probe's programs, for counting their runs.
 func (s *Server) Programs() []*ebpf.Program {
-	return []*ebpf.Program{s.entry(), s.coll.Programs["server_return"]}
-}
-
-// entry is the loaded entry program (one of the per-layout variants).
-func (s *Server) entry() *ebpf.Program {
-	if p, ok := s.coll.Programs["server_entry_swiss"]; ok {
-		return p
+	var progs []*ebpf.Program
+	for _, name := range []string{s.entry, "server_return"} {
+		if p, err := s.objs.Program(name); err == nil {
+			progs = append(progs, p)
+		}
 	}
-	return s.coll.Programs["server_entry_hmap"]
+	return progs
 }
 
 // Run decodes events into spans for emit until ctx ends, then drains what is left.
@@ -130,7 +160,12 @@ func (s *Server) Run(ctx context.Context, emit func(*telemetry.Span)) {
 }
 
 // Lost is the number of spans the kernel dropped because the ring buffer was full.
-func (s *Server) Lost() uint64 { return s.reader.Lost() }
+func (s *Server) Lost() uint64 {
+	if s.reader == nil {
+		return 0
+	}
+	return s.reader.Lost()
+}
 
 // Detach removes the uprobes; events already queued can still be read.
 func (s *Server) Detach() {
@@ -144,7 +179,7 @@ func (s *Server) Close() error {
 	if s.reader != nil {
 		s.reader.Close()
 	}
-	s.coll.Close()
+	s.objs.Close()
 	return nil
 }
 

@@ -67,6 +67,7 @@ const (
 	serverProgServerEntryHmap  = "server_entry_hmap"
 	serverProgServerEntrySwiss = "server_entry_swiss"
 	serverProgServerReturn     = "server_return"
+	serverVarConfigured        = "configured"
 	serverVarOffGroupsData     = "off_groups_data"
 	serverVarOffGroupsMask     = "off_groups_mask"
 	serverVarOffHmapB          = "off_hmap_B"
@@ -151,6 +152,7 @@ type serverMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
+	Configured        *ebpf.VariableSpec `ebpf:"configured"`
 	OffGroupsData     *ebpf.VariableSpec `ebpf:"off_groups_data"`
 	OffGroupsMask     *ebpf.VariableSpec `ebpf:"off_groups_mask"`
 	OffHmapB          *ebpf.VariableSpec `ebpf:"off_hmap_B"`
@@ -213,6 +215,7 @@ func (m *serverMaps) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
+	Configured        *ebpf.Variable `ebpf:"configured"`
 	OffGroupsData     *ebpf.Variable `ebpf:"off_groups_data"`
 	OffGroupsMask     *ebpf.Variable `ebpf:"off_groups_mask"`
 	OffHmapB          *ebpf.Variable `ebpf:"off_hmap_B"`

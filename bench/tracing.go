@@ -1,0 +1,393 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// server is the HTTP server under test, started directly or under the launcher.
+type server struct {
+	cmd      *exec.Cmd
+	addr     string
+	launcher int // the launcher's PID, 0 when direct
+}
+
+func startServer(env *benchEnv, path string, launched bool, otlp string, extraEnv ...string) (*server, error) {
+	addr := freePort()
+	argv := []string{path, addr}
+	if launched {
+		argv = append([]string{env.launch, "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp, "OTEL_BSP_SCHEDULE_DELAY=200")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, addr: addr}
+	if launched {
+		s.launcher = cmd.Process.Pid
+	}
+	for i := 0; i < 2000; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return s, nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.stop()
+	return nil, fmt.Errorf("%s never listened", path)
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// load sends requests over conns keep-alive connections for d; it returns the number
+// completed and their mean latency.
+func load(addr string, conns int, d time.Duration) (int, time.Duration, error) {
+	var n, total atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for c := 0; c < conns; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+			url := "http://" + addr + "/items/" + strconv.Itoa(c)
+			for time.Now().Before(deadline) {
+				begin := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				total.Add(int64(time.Since(begin)))
+				n.Add(1)
+			}
+		}(c)
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, 0, err
+	}
+	return int(n.Load()), time.Duration(total.Load() / max(1, n.Load())), nil
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+func rssKiB(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// probeRuns sums the run counts of the loaded BPF programs whose names start with
+// prefix (kernel.bpf_stats_enabled must be on).
+func probeRuns(prefix string) uint64 {
+	var total uint64
+	id := ebpf.ProgramID(0)
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return total
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, prefix) {
+			if st, err := p.Stats(); err == nil {
+				total += st.RunCount
+			}
+		}
+		p.Close()
+	}
+}
+
+// tracing: the cost of tracing an HTTP server - uprobe hits per request, throughput and
+// latency with and without the launcher, the launcher's CPU per span and memory.
+func tracing(env *benchEnv) error {
+	tg, err := buildTarget("go1.26.8")
+	if err != nil {
+		return err
+	}
+	recv, err := testenv.NewReceiver()
+	if err != nil {
+		return err
+	}
+	defer recv.Stop()
+	recv.CountOnly()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fmt.Errorf("enable BPF run counts: %w", err)
+	}
+	defer stats.Close()
+
+	const rounds, dur, conns = 3, 5 * time.Second, 16
+	type result struct {
+		reqs               int
+		latency1           time.Duration // mean at one connection
+		launcherCPU        time.Duration
+		hits, spans, rssKB int64
+	}
+	var results [2][]result
+	for r := 0; r < rounds; r++ {
+		for _, launched := range []bool{false, true} {
+			s, err := startServer(env, tg, launched, recv.Endpoint)
+			if err != nil {
+				return err
+			}
+			load(s.addr, 1, 300*time.Millisecond) // warm up
+			var res result
+			_, res.latency1, err = load(s.addr, 1, dur/2)
+			if err != nil {
+				s.stop()
+				return err
+			}
+			runs0, spans0 := probeRuns("server_"), recv.Received()
+			cpu0 := time.Duration(0)
+			if launched {
+				cpu0 = cpuTime(s.launcher)
+			}
+			if res.reqs, _, err = load(s.addr, conns, dur); err != nil {
+				s.stop()
+				return err
+			}
+			if launched {
+				time.Sleep(500 * time.Millisecond) // let the last batch export
+				res.launcherCPU = cpuTime(s.launcher) - cpu0
+				res.hits = int64(probeRuns("server_") - runs0)
+				res.spans = int64(recv.Received() - spans0)
+				res.rssKB = rssKiB(s.launcher)
+			}
+			s.stop()
+			results[boolIndex(launched)] = append(results[boolIndex(launched)], res)
+		}
+	}
+	mean := func(rs []result, f func(result) float64) float64 {
+		var s float64
+		for _, r := range rs {
+			s += f(r)
+		}
+		return s / float64(len(rs))
+	}
+	direct, traced := results[0], results[1]
+	rpsD := mean(direct, func(r result) float64 { return float64(r.reqs) / dur.Seconds() })
+	rpsT := mean(traced, func(r result) float64 { return float64(r.reqs) / dur.Seconds() })
+	latD := mean(direct, func(r result) float64 { return float64(r.latency1.Microseconds()) })
+	latT := mean(traced, func(r result) float64 { return float64(r.latency1.Microseconds()) })
+	hitsPerReq := mean(traced, func(r result) float64 { return float64(r.hits) / float64(r.reqs) })
+	cpuPerSpan := mean(traced, func(r result) float64 { return float64(r.launcherCPU.Microseconds()) / float64(max(1, r.spans)) })
+	spansPerReq := mean(traced, func(r result) float64 { return float64(r.spans) / float64(r.reqs) })
+	rss := mean(traced, func(r result) float64 { return float64(r.rssKB) / 1024 })
+
+	fmt.Printf("### Tracing an HTTP server (Go 1.26 net/http, %d rounds of %s, interleaved)\n\n", rounds, dur)
+	fmt.Println("| measure | without launcher | with launcher | |")
+	fmt.Println("|---|---:|---:|---|")
+	fmt.Printf("| throughput, %d connections | %.0f req/s | %.0f req/s | **%.2f×** |\n", conns, rpsD, rpsT, rpsT/rpsD)
+	fmt.Printf("| mean latency, 1 connection | %.0f µs | %.0f µs | **+%.0f µs/request** |\n", latD, latT, latT-latD)
+	fmt.Printf("| uprobe hits per request | | %.2f | kernel run counts / requests |\n", hitsPerReq)
+	fmt.Printf("| spans per request | | %.3f | received by the OTLP receiver |\n", spansPerReq)
+	fmt.Printf("| launcher CPU per span | | %.1f µs | user+system at %.0f req/s |\n", cpuPerSpan, rpsT)
+	fmt.Printf("| launcher RSS at that load | | %.1f MiB | |\n\n", rss)
+	return nil
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func buildTarget(toolchain string) (string, error) {
+	tgs, err := testenv.BuildTargetsErr("httpserver", []string{toolchain}, []testenv.Variant{testenv.Plain})
+	if err != nil {
+		return "", err
+	}
+	return tgs[0].Path, nil
+}
+
+// rate: spans received for requests sent at a fixed rate (open loop) for a while.
+func rate(env *benchEnv) error {
+	tg, err := buildTarget("go1.26.8")
+	if err != nil {
+		return err
+	}
+	recv, err := testenv.NewReceiver()
+	if err != nil {
+		return err
+	}
+	defer recv.Stop()
+	recv.CountOnly()
+	const perSecond, dur, workers = 5000, 30 * time.Second, 64
+	s, err := startServer(env, tg, true, recv.Endpoint)
+	if err != nil {
+		return err
+	}
+	load(s.addr, 1, 200*time.Millisecond)
+	base := recv.Received()
+	var sent, ok, late atomic.Int64
+	ticks := make(chan struct{}, perSecond)
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	go func() { // one tick per request, on schedule
+		interval := time.Second / perSecond
+		next := time.Now()
+		for ctx.Err() == nil {
+			next = next.Add(interval)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			select {
+			case ticks <- struct{}{}:
+			default:
+				late.Add(1) // every worker busy: the generator, not the server, fell behind
+			}
+		}
+		close(ticks)
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			for range ticks {
+				sent.Add(1)
+				resp, err := client.Get("http://" + s.addr + "/items/" + strconv.Itoa(w))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						ok.Add(1)
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	cancel()
+	s.stop() // flushes
+	time.Sleep(500 * time.Millisecond)
+	got := recv.Received() - base
+	fmt.Printf("### Sustained rate (%d req/s for %s, open loop, %d connections)\n\n", perSecond, dur, workers)
+	fmt.Println("| requests sent | answered 200 | spans received | received / sent | generator ticks missed |")
+	fmt.Println("|---:|---:|---:|---:|---:|")
+	fmt.Printf("| %d | %d | %d | **%.4f** | %d |\n\n", sent.Load(), ok.Load(), got, float64(got)/float64(sent.Load()), late.Load())
+	return nil
+}
+
+// gate: how long the app waits at the start gate - time from exec to the app's main,
+// with and without the launcher, for a ~30 MB Go HTTP server with DWARF.
+func gate(env *benchEnv) error {
+	bin, err := generatedBinary(40, 400, 60)
+	if err != nil {
+		return err
+	}
+	st, _ := os.Stat(bin.plain)
+	const runs = 20
+	var direct, launched []time.Duration
+	for i := 0; i < runs; i++ {
+		for _, l := range []bool{false, true} {
+			d, err := timeToMain(env, bin.plain, l)
+			if err != nil {
+				return err
+			}
+			if l {
+				launched = append(launched, d)
+			} else {
+				direct = append(direct, d)
+			}
+		}
+	}
+	fmt.Printf("### Start gate (%.0f MB Go HTTP server with DWARF, %d runs each, interleaved)\n\n", float64(st.Size())/1e6, runs)
+	fmt.Println("| exec to the app's main | median | p90 |")
+	fmt.Println("|---|---:|---:|")
+	fmt.Printf("| direct | %s | %s |\n", ms(median(direct)), ms(pct(direct, 90)))
+	fmt.Printf("| under launch (analysis, BPF load, uprobes attached) | %s | %s |\n", ms(median(launched)), ms(pct(launched, 90)))
+	fmt.Printf("| **gate delay** | **%s** | |\n\n", ms(median(launched)-median(direct)))
+	return nil
+}
+
+// timeToMain runs the generated program with BENCH_MAIN=1: it prints CLOCK_MONOTONIC at
+// main and exits.
+func timeToMain(env *benchEnv, path string, launched bool) (time.Duration, error) {
+	argv := []string{path}
+	if launched {
+		argv = []string{env.launch, "--", path}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "BENCH_MAIN=1", "OTEL_TRACES_EXPORTER=none")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	begin := ts.Nano()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	cmd.Wait()
+	mainAt, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "MAIN ")), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s printed %q", path, line)
+	}
+	return time.Duration(mainAt - begin), nil
+}
