@@ -199,6 +199,9 @@ func tracing(env *benchEnv) error {
 				s.stop()
 				return err
 			}
+			if launched {
+				time.Sleep(time.Second) // the latency run's spans arrive before counting starts
+			}
 			runs0, spans0 := probeRuns("server_"), recv.Received()
 			cpu0 := time.Duration(0)
 			if launched {
@@ -281,6 +284,7 @@ func rate(env *benchEnv) error {
 		return err
 	}
 	load(s.addr, 1, 200*time.Millisecond)
+	time.Sleep(time.Second) // the warm-up's spans arrive before counting starts
 	base := recv.Received()
 	var sent, ok, late atomic.Int64
 	ticks := make(chan struct{}, perSecond)
