@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -74,16 +73,16 @@ func capList(caps []Capability) string {
 	return strings.Join(names, ", ")
 }
 
-// capsToDrop is LauncherCapabilities without the kept ones.
-func capsToDrop(keep []Capability) []Capability {
-	var drop []Capability
+// capsToDrop is LauncherCapabilities without the kept ones, as numbers.
+func capsToDrop(keep []Capability) []int {
+	var drop []int
 	for _, c := range LauncherCapabilities {
 		kept := false
 		for _, k := range keep {
 			kept = kept || k == c
 		}
 		if !kept {
-			drop = append(drop, c)
+			drop = append(drop, int(c))
 		}
 	}
 	return drop
@@ -106,18 +105,6 @@ func getCaps() (capSets, error) {
 	}, nil
 }
 
-func setCaps(s capSets) error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	data := [2]unix.CapUserData{
-		{Effective: uint32(s.effective), Permitted: uint32(s.permitted), Inheritable: uint32(s.inheritable)},
-		{Effective: uint32(s.effective >> 32), Permitted: uint32(s.permitted >> 32), Inheritable: uint32(s.inheritable >> 32)},
-	}
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return os.NewSyscallError("capset", err)
-	}
-	return nil
-}
-
 // HasEffective reports whether the calling thread holds every capability in caps.
 func HasEffective(caps ...Capability) (missing []Capability, err error) {
 	s, err := getCaps()
@@ -130,51 +117,4 @@ func HasEffective(caps ...Capability) (missing []Capability, err error) {
 		}
 	}
 	return missing, nil
-}
-
-// dropFromBoundingSet removes caps from the calling thread's bounding set, so that no
-// later execve (of a root or file-capability program) can grant them again. It needs
-// CAP_SETPCAP; capabilities this kernel does not know are skipped.
-func dropFromBoundingSet(caps []Capability) error {
-	for _, c := range caps {
-		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
-		if errors.Is(err, unix.EINVAL) {
-			continue
-		}
-		if err != nil || in == 0 {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			return fmt.Errorf("remove %s from the bounding set: %w", c, err)
-		}
-	}
-	return nil
-}
-
-// lowerCaps removes caps from the calling thread's effective, permitted, inheritable
-// and ambient sets. Lowering never needs a privilege.
-func lowerCaps(caps []Capability) error {
-	s, err := getCaps()
-	if err != nil {
-		return err
-	}
-	var mask uint64
-	for _, c := range caps {
-		mask |= 1 << uint(c)
-	}
-	if s.effective&mask != 0 || s.permitted&mask != 0 || s.inheritable&mask != 0 {
-		s.effective &^= mask
-		s.permitted &^= mask
-		s.inheritable &^= mask
-		if err := setCaps(s); err != nil {
-			return err
-		}
-	}
-	for _, c := range caps {
-		err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_LOWER, uintptr(c), 0, 0)
-		if err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("remove %s from the ambient set: %w", c, err)
-		}
-	}
-	return nil
 }

@@ -1,26 +1,9 @@
 package launcher
 
-// The start gate.
-//
-// The app's process is created before the app runs: the launcher starts a copy of
-// itself (argv[0] = gateArgv0) as its child, with the app's working directory, stdio and
-// process group. That copy waits on a pipe. Meanwhile the launcher knows the PID and
-// attaches probes to it; uprobes are bound to the process, not to the image it runs,
-// so they take effect when the process execs the app. Releasing the gate sends the spec
-// (what to exec, with which environment and credentials) and closes the pipe: the copy
-// takes the app's credentials, capabilities and signal dispositions and execs the app
-// in place, so the PID, parent, session and process group are the app's own.
-//
-// The gate process is forked first thing, so that its Go runtime starts while the
-// launcher registers its signal handlers. It runs with a minimal environment of its own
-// (GOMAXPROCS=1: a single-threaded job); the app's environment travels in the spec.
-//
-// File descriptors in the gate process:
-//
-//	3  gate: read end of a pipe; the spec, then EOF. EOF without a complete spec means
-//	   the launcher died before releasing: the gate process exits without the app.
-//	4  status: write end of a close-on-exec pipe; EOF without a message means the
-//	   exec succeeded, otherwise it carries the reason the app could not start
+// The parent's side of the start gate (package gate is the child's). The gate process
+// is forked first thing, so that its Go runtime starts while the launcher registers its
+// signal handlers. It runs with a minimal environment of its own (GOMAXPROCS=1: a
+// single-threaded job); the app's environment travels in the spec.
 
 import (
 	"encoding/json"
@@ -31,26 +14,9 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
-
-// gateArgv0 marks the launcher's own child while it waits at the gate.
-const gateArgv0 = "otel-go-launcher:gate"
-
-const (
-	gateFD   = 3
-	statusFD = 4
-)
-
-// gateSpec tells the gate process what to exec and how.
-type gateSpec struct {
-	Path       string       `json:"path"` // resolved executable
-	Argv       []string     `json:"argv"`
-	Env        []string     `json:"env"`
-	Cred       *Credential  `json:"cred,omitempty"`
-	DropCaps   []Capability `json:"drop_caps,omitempty"`
-	Foreground bool         `json:"foreground,omitempty"` // take the terminal's foreground
-	Ignored    signalSet    `json:"ignored,omitempty"`    // dispositions to restore as SIG_IGN
-}
 
 // gatedProcess is the app's process, held at the start gate until release.
 type gatedProcess struct {
@@ -84,7 +50,7 @@ func startGate() (*gatedProcess, error) {
 			PidFD:   &pidfd,
 		},
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{gateArgv0}, attr)
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{gate.Argv0}, attr)
 	if err != nil {
 		gateW.Close()
 		statusR.Close()
@@ -95,7 +61,7 @@ func startGate() (*gatedProcess, error) {
 
 // release opens the gate and waits for the outcome of the app's exec: nil once the app
 // runs, or why it could not start (its process then exits with exitCode).
-func (p *gatedProcess) release(spec gateSpec) (exitCode int, err error) {
+func (p *gatedProcess) release(spec gate.Spec) (exitCode int, err error) {
 	payload, err := json.Marshal(spec)
 	if err != nil {
 		p.abort()
@@ -111,7 +77,7 @@ func (p *gatedProcess) release(spec gateSpec) (exitCode int, err error) {
 	if len(msg) == 0 {
 		return 0, nil
 	}
-	var f gateFailure
+	var f gate.Failure
 	if json.Unmarshal(msg, &f) != nil {
 		return exitCannotExec, fmt.Errorf("the app's process reported %q", msg)
 	}
@@ -132,10 +98,4 @@ func (p *gatedProcess) signal(sig syscall.Signal) error {
 		return unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
 	}
 	return unix.Kill(p.pid, sig)
-}
-
-// gateFailure is what the gate process reports when it cannot exec the app.
-type gateFailure struct {
-	Message  string `json:"message"`
-	ExitCode int    `json:"exit_code"`
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
 // Exit codes of the launcher itself; otherwise it exits with the app's.
@@ -47,7 +49,7 @@ func Run(cfg Config) int {
 		return ExitUsage
 	}
 	// Read inherited dispositions before changing any.
-	ignored := inheritedIgnored()
+	ignored := signalSet(gate.IgnoredSignals())
 	// SIGTTIN/SIGTTOU: never stop in a background process group (as tini). SIGPIPE: a
 	// write to a closed stderr or collector socket returns EPIPE instead of killing us.
 	signal.Ignore(unix.SIGTTIN, unix.SIGTTOU, unix.SIGPIPE)
@@ -82,15 +84,18 @@ func Run(cfg Config) int {
 		<-s.reap.appExit
 		return code
 	}
-	return s.run(path, gateSpec{
+	spec := gate.Spec{
 		Path:       path,
 		Argv:       cfg.Argv,
 		Env:        os.Environ(),
-		Cred:       cfg.User,
 		DropCaps:   capsToDrop(cfg.KeepCaps),
 		Foreground: ownsTerminal(),
-		Ignored:    ignored,
-	})
+		Ignored:    uint64(ignored),
+	}
+	if u := cfg.User; u != nil {
+		spec.User = &gate.User{UID: u.UID, GID: u.GID, Groups: u.Groups}
+	}
+	return s.run(path, spec)
 }
 
 // notifyRelayed routes every relayed signal to c, except those the launcher inherited
@@ -124,7 +129,7 @@ type supervisor struct {
 	session Session // may arrive after the gate opened (attach timeout)
 }
 
-func (s *supervisor) run(path string, spec gateSpec) int {
+func (s *supervisor) run(path string, spec gate.Spec) int {
 	t := Target{PID: s.proc.pid, Path: path}
 	ctx, cancelAttach := context.WithCancel(context.Background())
 	defer cancelAttach()

@@ -25,7 +25,7 @@ func TestParseKeepCaps(t *testing.T) {
 	if _, err := ParseKeepCaps("chown"); err == nil || !strings.Contains(err.Error(), "SYS_ADMIN") {
 		t.Errorf("unknown capability: err %v, want one listing what can be kept", err)
 	}
-	if drop := capsToDrop([]Capability{CapNetAdmin}); len(drop) != len(LauncherCapabilities)-1 || drop[0] != CapSysAdmin {
+	if drop := capsToDrop([]Capability{CapNetAdmin}); len(drop) != len(LauncherCapabilities)-1 || drop[0] != int(CapSysAdmin) {
 		t.Errorf("capsToDrop: %v", drop)
 	}
 }

@@ -1,10 +1,8 @@
 package launcher
 
 import (
-	"os"
 	"strconv"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,75 +47,6 @@ type signalSet uint64
 
 func (s signalSet) has(sig int) bool { return sig >= 1 && sig <= sigMax && s&(1<<(sig-1)) != 0 }
 func (s *signalSet) add(sig int)     { *s |= 1 << (sig - 1) }
-
-// kernelSigaction is the kernel's struct sigaction on amd64 and arm64
-// (handler, flags, restorer, mask). Only the handler is read or written here.
-type kernelSigaction struct {
-	handler  uintptr
-	flags    uint64
-	restorer uintptr
-	mask     uint64
-}
-
-const (
-	sigDFL uintptr = 0
-	sigIGN uintptr = 1
-)
-
-func sigaction(sig int, act, old *kernelSigaction) error {
-	_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
-		uintptr(unsafe.Pointer(act)), uintptr(unsafe.Pointer(old)), 8, 0, 0)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-// inheritedIgnored returns the signals that are ignored (SIG_IGN) right now.
-//
-// Called first thing, it tells which signals the launcher's parent ignored: the Go
-// runtime keeps an inherited SIG_IGN for SIGHUP and SIGINT and leaves the job-control
-// signals alone, so those are exact. For every other signal the runtime has already
-// installed its own handler before any of our code runs, so an inherited SIG_IGN cannot
-// be seen and the app gets SIG_DFL, as it would from any Go parent.
-func inheritedIgnored() signalSet {
-	var set signalSet
-	for s := 1; s <= sigMax; s++ {
-		if s == int(unix.SIGKILL) || s == int(unix.SIGSTOP) {
-			continue
-		}
-		var old kernelSigaction
-		if sigaction(s, nil, &old) == nil && old.handler == sigIGN {
-			set.add(s)
-		}
-	}
-	return set
-}
-
-// restoreDispositions gives the calling process the dispositions the launcher
-// inherited: SIG_IGN for the signals in ignored, SIG_DFL for the others. Handlers the
-// Go runtime installed need no work: execve resets caught signals to SIG_DFL.
-func restoreDispositions(ignored signalSet) error {
-	for s := 1; s <= sigMax; s++ {
-		if s == int(unix.SIGKILL) || s == int(unix.SIGSTOP) {
-			continue
-		}
-		var cur kernelSigaction
-		if err := sigaction(s, nil, &cur); err != nil {
-			continue // numbers the kernel does not have
-		}
-		want := sigDFL
-		if ignored.has(s) {
-			want = sigIGN
-		}
-		if (cur.handler == sigIGN) != (want == sigIGN) {
-			if err := sigaction(s, &kernelSigaction{handler: want}, nil); err != nil {
-				return os.NewSyscallError("rt_sigaction", err)
-			}
-		}
-	}
-	return nil
-}
 
 // signalName is the conventional name of a signal ("SIGTERM", "SIGRTMIN+3").
 func signalName(sig syscall.Signal) string {

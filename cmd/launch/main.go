@@ -19,9 +19,8 @@ import (
 )
 
 func main() {
-	if launcher.IsGateProcess() {
-		launcher.RunGate() // the app's own process, before it becomes the app
-	}
+	// The app's process at the start gate never gets here: package launcher/gate
+	// runs it from its init, before the rest of the program initializes.
 	os.Exit(run(os.Args))
 }
 

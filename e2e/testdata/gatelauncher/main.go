@@ -18,9 +18,6 @@ import (
 )
 
 func main() {
-	if launcher.IsGateProcess() {
-		launcher.RunGate()
-	}
 	cfg := launcher.Config{
 		Argv:          os.Args[1:],
 		Instrumenter:  scripted(os.Getenv("GATE_TEST")),

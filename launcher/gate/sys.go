@@ -1,0 +1,191 @@
+package gate
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// The system interfaces the gate needs, from the syscall package and the kernel's UAPI
+// (this package imports nothing outside the standard library; see the package doc).
+const (
+	prCapbsetRead     = 23
+	prCapbsetDrop     = 24
+	prSetNoNewPrivs   = 38
+	prCapAmbient      = 47
+	prCapAmbientLower = 3
+	sysCloseRange     = 436 // the same number on amd64 and arm64
+	closeRangeCloexec = 1 << 2
+	capVersion3       = 0x20080522
+	sigDFL            = 0
+	sigIGN            = 1
+	sigMax            = 64
+)
+
+func uintptrOf[T any](p *T) uintptr { return uintptr(unsafe.Pointer(p)) }
+
+func prctl(option int, arg2, arg3 uintptr) error {
+	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, uintptr(option), arg2, arg3, 0, 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// capSets are the calling thread's capability sets as bit masks.
+type capSets struct{ effective, permitted, inheritable uint64 }
+
+type capHeader struct {
+	version uint32
+	pid     int32
+}
+
+type capData struct{ effective, permitted, inheritable uint32 }
+
+func getCaps() (capSets, error) {
+	hdr := capHeader{version: capVersion3}
+	var data [2]capData
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_CAPGET, uintptrOf(&hdr), uintptrOf(&data[0]), 0); errno != 0 {
+		return capSets{}, os.NewSyscallError("capget", errno)
+	}
+	join := func(lo, hi uint32) uint64 { return uint64(lo) | uint64(hi)<<32 }
+	return capSets{
+		effective:   join(data[0].effective, data[1].effective),
+		permitted:   join(data[0].permitted, data[1].permitted),
+		inheritable: join(data[0].inheritable, data[1].inheritable),
+	}, nil
+}
+
+func setCaps(s capSets) error {
+	hdr := capHeader{version: capVersion3}
+	data := [2]capData{
+		{uint32(s.effective), uint32(s.permitted), uint32(s.inheritable)},
+		{uint32(s.effective >> 32), uint32(s.permitted >> 32), uint32(s.inheritable >> 32)},
+	}
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_CAPSET, uintptrOf(&hdr), uintptrOf(&data[0]), 0); errno != 0 {
+		return os.NewSyscallError("capset", errno)
+	}
+	return nil
+}
+
+// dropFromBoundingSet removes caps from the calling thread's bounding set, so that no
+// later execve (of a root or file-capability program) can grant them again. It needs
+// CAP_SETPCAP; capabilities this kernel does not know are skipped.
+func dropFromBoundingSet(caps []int) error {
+	for _, c := range caps {
+		in, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapbsetRead, uintptr(c), 0, 0, 0, 0)
+		if errno != 0 || in == 0 { // EINVAL: a capability this kernel does not have
+			continue
+		}
+		if err := prctl(prCapbsetDrop, uintptr(c), 0); err != nil {
+			return fmt.Errorf("remove capability %d from the bounding set: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// lowerCaps removes caps from the calling thread's effective, permitted, inheritable
+// and ambient sets. Lowering never needs a privilege.
+func lowerCaps(caps []int) error {
+	s, err := getCaps()
+	if err != nil {
+		return err
+	}
+	var mask uint64
+	for _, c := range caps {
+		mask |= 1 << uint(c)
+	}
+	if s.effective&mask != 0 || s.permitted&mask != 0 || s.inheritable&mask != 0 {
+		s.effective &^= mask
+		s.permitted &^= mask
+		s.inheritable &^= mask
+		if err := setCaps(s); err != nil {
+			return err
+		}
+	}
+	for _, c := range caps {
+		if err := prctl(prCapAmbient, prCapAmbientLower, uintptr(c)); err != nil && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("remove capability %d from the ambient set: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// holdsAny reports whether the calling thread has any of caps in its permitted set.
+func holdsAny(caps []int) bool {
+	s, err := getCaps()
+	if err != nil {
+		return true // assume the worst
+	}
+	for _, c := range caps {
+		if s.permitted&(1<<uint(c)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// kernelSigaction is the kernel's struct sigaction on amd64 and arm64
+// (handler, flags, restorer, mask). Only the handler is read or written here.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+func sigaction(sig int, act, old *kernelSigaction) error {
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig),
+		uintptr(unsafe.Pointer(act)), uintptr(unsafe.Pointer(old)), 8, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// IgnoredSignals returns the signals ignored (SIG_IGN) right now, bit N-1 for signal N.
+//
+// Called first thing, it tells which signals the launcher's parent ignored: the Go
+// runtime keeps an inherited SIG_IGN for SIGHUP and SIGINT and leaves the job-control
+// signals alone, so those are exact. For every other signal the runtime has already
+// installed its own handler before any of our code runs, so an inherited SIG_IGN cannot
+// be seen and the app gets SIG_DFL, as it would from any Go parent.
+func IgnoredSignals() uint64 {
+	var set uint64
+	for s := 1; s <= sigMax; s++ {
+		if s == int(syscall.SIGKILL) || s == int(syscall.SIGSTOP) {
+			continue
+		}
+		var old kernelSigaction
+		if sigaction(s, nil, &old) == nil && old.handler == sigIGN {
+			set |= 1 << (s - 1)
+		}
+	}
+	return set
+}
+
+// restoreDispositions gives the calling process the dispositions the launcher
+// inherited: SIG_IGN for the signals in ignored, SIG_DFL for the others. Handlers the
+// Go runtime installed need no work: execve resets caught signals to SIG_DFL.
+func restoreDispositions(ignored uint64) error {
+	for s := 1; s <= sigMax; s++ {
+		if s == int(syscall.SIGKILL) || s == int(syscall.SIGSTOP) {
+			continue
+		}
+		var cur kernelSigaction
+		if err := sigaction(s, nil, &cur); err != nil {
+			continue // numbers the kernel does not have
+		}
+		want := uintptr(sigDFL)
+		if ignored&(1<<(s-1)) != 0 {
+			want = sigIGN
+		}
+		if (cur.handler == sigIGN) != (want == sigIGN) {
+			if err := sigaction(s, &kernelSigaction{handler: want}, nil); err != nil {
+				return os.NewSyscallError("rt_sigaction", err)
+			}
+		}
+	}
+	return nil
+}
