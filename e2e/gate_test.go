@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -112,5 +113,27 @@ func TestFlushTimeout(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "shutdown gave up") {
 		t.Errorf("the session was not asked to shut down:\n%s", stderr)
+	}
+}
+
+// The gate process execs the app from package launcher/gate's init, before the
+// launcher's heavy dependencies initialize (they would cost it milliseconds).
+func TestGateProcessSkipsTheLaunchersDependencies(t *testing.T) {
+	cmd := exec.Command(launchBin(t))
+	cmd.Args[0] = "otel-go-launcher:gate" // no fd 3: it exits at once, having initialized what it needs
+	cmd.Env = []string{"GODEBUG=inittrace=1"}
+	out, _ := cmd.CombinedOutput()
+	inits := strings.Count(string(out), "\ninit ")
+	heavy := []string{"init google.golang.org/grpc @", "init google.golang.org/protobuf/internal/encoding/json @", "init go.opentelemetry.io/otel/sdk/trace @"}
+	for _, h := range heavy {
+		if strings.Contains(string(out), h) {
+			t.Errorf("the gate process ran %q", h)
+		}
+	}
+	if inits == 0 || inits > 120 {
+		t.Errorf("the gate process initialized %d packages:\n%s", inits, out)
+	}
+	if cmd.ProcessState.ExitCode() != 126 {
+		t.Errorf("gate process without a gate pipe: exit %d, want 126", cmd.ProcessState.ExitCode())
 	}
 }
