@@ -22,14 +22,26 @@ func startup(env *benchEnv) error {
 		return err
 	}
 	type pair struct{ name, direct, launched string }
+	// "launch hello" analyses the Go program and finds nothing to trace (it serves no
+	// HTTP); "off" is the launcher with tracing disabled, its instrumentation a no-op.
+	off := "OTEL_SDK_DISABLED=true"
 	cases := map[string][]string{
-		"true":          {"/bin/true"},
-		"launch true":   {env.launch, "--", "/bin/true"},
-		"hello":         {hello},
-		"launch hello":  {env.launch, "--", hello},
-		"launch --help": {env.launch, "--help"},
+		"true":               {"/bin/true"},
+		"launch true":        {env.launch, "--", "/bin/true"},
+		"launch true, off":   {"/usr/bin/env", off, env.launch, "--", "/bin/true"},
+		"hello":              {hello},
+		"launch hello":       {env.launch, "--", hello},
+		"launch hello, off":  {"/usr/bin/env", off, env.launch, "--", hello},
+		"launch --help":      {env.launch, "--help"},
+		"env true (for off)": {"/usr/bin/env", off, "/bin/true"},
+		"env hello":          {"/usr/bin/env", off, hello},
 	}
-	pairs := []pair{{"/bin/true", "true", "launch true"}, {"Go hello world", "hello", "launch hello"}}
+	pairs := []pair{
+		{"/bin/true", "true", "launch true"},
+		{"/bin/true, tracing off", "env true (for off)", "launch true, off"},
+		{"Go hello world (analysed: nothing to trace)", "hello", "launch hello"},
+		{"Go hello world, tracing off", "env hello", "launch hello, off"},
+	}
 
 	wall := map[string][]time.Duration{}
 	rss := map[string][]int64{}

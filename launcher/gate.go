@@ -1,16 +1,13 @@
 package launcher
 
-// The parent's side of the start gate (package gate is the child's). The gate process
-// is forked first thing, so that its Go runtime starts while the launcher registers its
-// signal handlers. It runs with a minimal environment of its own (GOMAXPROCS=1: a
-// single-threaded job); the app's environment travels in the spec.
+// The parent's side of the start gate; package gate holds the process's side and
+// creates the process (as early as its init, when the command line runs an app).
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -20,43 +17,16 @@ import (
 
 // gatedProcess is the app's process, held at the start gate until release.
 type gatedProcess struct {
-	pid    int
-	pidfd  int      // -1 where the kernel has no pidfds
-	gate   *os.File // the spec goes in, then closing it opens the gate
-	status *os.File // reports the outcome of the exec
+	*gate.Process
 }
 
-// startGate creates the app's process, held at the gate. Its stdio are the launcher's
-// fds 0-2, passed on unchanged.
+// startGate takes the app's process, created at init or now.
 func startGate() (*gatedProcess, error) {
-	gateR, gateW, err := os.Pipe()
+	p, err := gate.Take()
 	if err != nil {
 		return nil, err
 	}
-	defer gateR.Close()
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		gateW.Close()
-		return nil, err
-	}
-	defer statusW.Close()
-
-	pidfd := -1
-	attr := &syscall.ProcAttr{
-		Env:   []string{"GOMAXPROCS=1"},
-		Files: []uintptr{0, 1, 2, gateR.Fd(), statusW.Fd()},
-		Sys: &syscall.SysProcAttr{
-			Setpgid: true, // like tini: the app leads its own process group
-			PidFD:   &pidfd,
-		},
-	}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{gate.Argv0}, attr)
-	if err != nil {
-		gateW.Close()
-		statusR.Close()
-		return nil, fmt.Errorf("start the app's process: %w", err)
-	}
-	return &gatedProcess{pid: pid, pidfd: pidfd, gate: gateW, status: statusR}, nil
+	return &gatedProcess{p}, nil
 }
 
 // release opens the gate and waits for the outcome of the app's exec: nil once the app
@@ -70,10 +40,10 @@ func (p *gatedProcess) release(spec gate.Spec) (exitCode int, err error) {
 	// The gate process reads while we write, so a spec larger than the pipe
 	// buffer (a huge argv or environment) cannot block. EPIPE means it died at
 	// the gate; the reaper reports how.
-	p.gate.Write(payload)
-	p.gate.Close()
-	defer p.status.Close()
-	msg, _ := io.ReadAll(p.status)
+	p.Gate.Write(payload)
+	p.Gate.Close()
+	defer p.Status.Close()
+	msg, _ := io.ReadAll(p.Status)
 	if len(msg) == 0 {
 		return 0, nil
 	}
@@ -87,15 +57,15 @@ func (p *gatedProcess) release(spec gate.Spec) (exitCode int, err error) {
 // abort ends a process that never left the gate (its reaping is the reaper's job).
 func (p *gatedProcess) abort() {
 	p.signal(unix.SIGKILL)
-	p.gate.Close()
-	p.status.Close()
+	p.Gate.Close()
+	p.Status.Close()
 }
 
 // signal sends sig to the process. With a pidfd it cannot reach another process that
 // reused the PID after the app was reaped.
 func (p *gatedProcess) signal(sig syscall.Signal) error {
-	if p.pidfd >= 0 {
-		return unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	if p.PidFD >= 0 {
+		return unix.PidfdSendSignal(p.PidFD, sig, nil, 0)
 	}
-	return unix.Kill(p.pid, sig)
+	return unix.Kill(p.Pid, sig)
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -48,8 +47,9 @@ func Run(cfg Config) int {
 		slog.Error("no program to run: usage: launch [flags] -- PROG [ARGS...]")
 		return ExitUsage
 	}
-	// Read inherited dispositions before changing any.
-	ignored := signalSet(gate.IgnoredSignals())
+	// Registered at init when possible; first, as it reads the inherited dispositions.
+	in := gate.TakeSignals()
+	ignored := in.Ignored
 	// SIGTTIN/SIGTTOU: never stop in a background process group (as tini). SIGPIPE: a
 	// write to a closed stderr or collector socket returns EPIPE instead of killing us.
 	signal.Ignore(unix.SIGTTIN, unix.SIGTTOU, unix.SIGPIPE)
@@ -60,22 +60,14 @@ func Run(cfg Config) int {
 		}
 	}
 
-	// Registering for signals (a round trip to the runtime's signal thread each, about
-	// 1 ms in all) overlaps with forking the gate process and its Go runtime's start.
-	sigs := make(chan os.Signal, 128)
-	registered := make(chan struct{})
-	go func() {
-		notifyRelayed(sigs, ignored)
-		close(registered)
-	}()
 	proc, err := startGate()
 	if err != nil {
 		slog.Error(err.Error())
 		return exitCannotExec
 	}
-	<-registered
-	slog.Debug("relaying signals", "pid", os.Getpid(), "app_pid", proc.pid)
-	s := &supervisor{cfg: cfg, sigs: sigs, proc: proc, reap: startReaper(proc.pid)}
+	in.Wait()
+	slog.Debug("relaying signals", "pid", os.Getpid(), "app_pid", proc.Pid)
+	s := &supervisor{cfg: cfg, sigs: in.C, proc: proc, reap: startReaper(proc.Pid)}
 
 	path, code, err := lookupProgram(cfg.Argv[0])
 	if err != nil {
@@ -90,32 +82,12 @@ func Run(cfg Config) int {
 		Env:        os.Environ(),
 		DropCaps:   capsToDrop(cfg.KeepCaps),
 		Foreground: ownsTerminal(),
-		Ignored:    uint64(ignored),
+		Ignored:    ignored,
 	}
 	if u := cfg.User; u != nil {
 		spec.User = &gate.User{UID: u.UID, GID: u.GID, Groups: u.Groups}
 	}
 	return s.run(path, spec)
-}
-
-// notifyRelayed routes every relayed signal to c, except those the launcher inherited
-// as ignored (they would not reach the app without a launcher either). Registering
-// costs a round trip to the runtime's signal thread per signal, so the ones that stop
-// programs come first.
-func notifyRelayed(c chan<- os.Signal, ignored signalSet) {
-	first := []syscall.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2}
-	for _, s := range first {
-		if !ignored.has(int(s)) {
-			signal.Notify(c, s)
-		}
-	}
-	var rest []os.Signal
-	for _, s := range RelayedSignals() {
-		if !ignored.has(int(s)) && !slices.Contains(first, s) {
-			rest = append(rest, s)
-		}
-	}
-	signal.Notify(c, rest...)
 }
 
 type supervisor struct {
@@ -130,7 +102,7 @@ type supervisor struct {
 }
 
 func (s *supervisor) run(path string, spec gate.Spec) int {
-	t := Target{PID: s.proc.pid, Path: path}
+	t := Target{PID: s.proc.Pid, Path: path}
 	ctx, cancelAttach := context.WithCancel(context.Background())
 	defer cancelAttach()
 
@@ -232,15 +204,15 @@ func (s *supervisor) relay(sig os.Signal) {
 	sysSig := sig.(syscall.Signal)
 	var err error
 	if s.cfg.SignalGroup {
-		err = unix.Kill(-s.proc.pid, sysSig)
+		err = unix.Kill(-s.proc.Pid, sysSig)
 	} else {
 		err = s.proc.signal(sysSig)
 	}
 	if err != nil && !errors.Is(err, unix.ESRCH) {
-		slog.Warn("cannot relay "+signalName(sysSig)+" to the app", "pid", s.proc.pid, "err", err)
+		slog.Warn("cannot relay "+signalName(sysSig)+" to the app", "pid", s.proc.Pid, "err", err)
 		return
 	}
-	slog.Debug("relayed signal", "signal", signalName(sysSig), "pid", s.proc.pid)
+	slog.Debug("relayed signal", "signal", signalName(sysSig), "pid", s.proc.Pid)
 }
 
 // awaitApp waits up to d for the app's exit status.

@@ -126,20 +126,28 @@ func AnalyzeFunctions(b *Binary, specs []Spec) (r *Report, err error) {
 	return r, nil
 }
 
-// AddFields resolves the specs' field offsets (one pass over DWARF for all probes) and
-// settles which probes are enabled.
+// AddFields resolves the field offsets of the probes still enabled (one pass over
+// DWARF for all of them) and settles which probes are enabled. A probe whose functions
+// are missing needs no offsets: reading DWARF for it would only delay the app.
 func (r *Report) AddFields(b *Binary, specs []Spec) (err error) {
 	defer faultsArePanics()()
 	defer recoverAs(&err, b.Path)
 	var fields []FieldRef
-	for _, s := range specs {
-		for _, f := range s.Fields {
-			fields = append(fields, f.FieldRef)
+	for i, s := range specs {
+		if r.Probes[i].Enabled {
+			for _, f := range s.Fields {
+				fields = append(fields, f.FieldRef)
+			}
 		}
+	}
+	if len(fields) == 0 {
+		return nil
 	}
 	offsets, dwarfErr := b.DWARFFieldOffsets(fields)
 	for i, s := range specs {
-		resolveFields(b, s, &r.Probes[i], offsets, dwarfErr)
+		if r.Probes[i].Enabled {
+			resolveFields(b, s, &r.Probes[i], offsets, dwarfErr)
+		}
 	}
 	return nil
 }

@@ -104,21 +104,36 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		}(i, r.load)
 	}
 
+	// Loaded probes not needed are closed in the background: closing one still
+	// being verified would wait for the verifier.
+	discard := func(l loaded) {
+		if l.probe != nil {
+			go l.probe.Close()
+		}
+	}
 	specs := Specs()
 	rep, err := offsets.AnalyzeFunctions(bin, specs)
 	if err != nil {
 		for i := range loads {
-			if l := <-loads[i]; l.probe != nil {
-				l.probe.Close()
-			}
+			go func(c chan loaded) { discard(<-c) }(loads[i])
 		}
 		return nil, err
 	}
 	// Which probes the functions allow, and where to attach, before AddFields changes rep.
 	canAttach := make([]bool, len(specs))
 	uprobes := make([]offsets.ProbeReport, len(specs))
+	var reasons []string
 	for i, p := range rep.Probes {
 		canAttach[i], uprobes[i] = p.Enabled, offsets.ProbeReport{Name: p.Name, Uprobes: p.Uprobes}
+		if !p.Enabled {
+			reasons = append(reasons, p.Name+": "+p.Reason)
+		}
+	}
+	if len(reasons) == len(specs) { // nothing to trace: do not hold the app for DWARF
+		for i := range loads {
+			go func(c chan loaded) { discard(<-c) }(loads[i])
+		}
+		return nil, errors.New(strings.Join(reasons, "; "))
 	}
 	fields := make(chan error, 1)
 	go func() { fields <- rep.AddFields(bin, specs) }()
@@ -139,9 +154,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 				continue
 			}
 		}
-		if l.probe != nil {
-			l.probe.Close()
-		}
+		discard(l)
 	}
 	fieldErr := <-fields
 
@@ -166,7 +179,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			}
 		}
 		if p != nil {
-			p.Close()
+			go p.Close() // detaching waits out a kernel grace period: not in the gate
 		}
 	}
 	for i, p := range rep.Probes {

@@ -6,6 +6,9 @@
 // spec and closes the pipe; the copy takes the app's credentials, capabilities and
 // signal dispositions and execs the app in place. See launcher.startGate.
 //
+// It also does the launcher's first steps from init when the command line runs an
+// app: registering for signals and forking the gate process.
+//
 // The copy runs from this package's init, before the rest of the program initializes:
 // Go initializes a package once its imports are, in import path order, so this one -
 // standard library imports only - comes before the launcher's heavy dependencies (the
@@ -63,8 +66,15 @@ type Failure struct {
 }
 
 func init() {
-	if len(os.Args) == 1 && os.Args[0] == Argv0 {
-		run()
+	switch {
+	case len(os.Args) == 1 && os.Args[0] == Argv0:
+		run() // never returns
+	case runsApp(os.Args):
+		// Catch signals from the start (one arriving during init would otherwise
+		// kill the launcher) and let the gate process boot while the launcher's own
+		// packages initialize.
+		earlySignals = catchSignals()
+		early, earlyErr = Start()
 	}
 }
 
@@ -106,10 +116,7 @@ func run() {
 // privileges each step needs until that step is done.
 func becomeApp(spec *Spec) error {
 	if spec.Foreground {
-		// The launcher ignores SIGTTOU, so this works from a background group too.
-		// ENOTTY/ENXIO/EPERM: no usable controlling terminal; tini carries on too.
-		pgrp := int32(syscall.Getpgrp())
-		syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCSPGRP, uintptrOf(&pgrp))
+		takeForeground()
 	}
 	// The bounding set first: changing it needs CAP_SETPCAP, which a switch to
 	// another user takes away.

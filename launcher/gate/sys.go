@@ -189,3 +189,14 @@ func restoreDispositions(ignored uint64) error {
 	}
 	return nil
 }
+
+// takeForeground makes the process's group the terminal's foreground. SIGTTOU is
+// blocked meanwhile: from a background group the ioctl would otherwise stop us.
+// ENOTTY/ENXIO/EPERM (no usable controlling terminal) are ignored, as tini does.
+func takeForeground() {
+	var ttou, old uint64 = 1 << (syscall.SIGTTOU - 1), 0
+	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, 0 /* SIG_BLOCK */, uintptrOf(&ttou), uintptrOf(&old), 8, 0, 0)
+	pgrp := int32(syscall.Getpgrp())
+	syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCSPGRP, uintptrOf(&pgrp))
+	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, 2 /* SIG_SETMASK */, uintptrOf(&old), 0, 8, 0, 0)
+}
