@@ -2,10 +2,11 @@ package launcher
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
 // Capability is a Linux capability number (CAP_SYS_ADMIN = 21, ...).
@@ -88,31 +89,14 @@ func capsToDrop(keep []Capability) []int {
 	return drop
 }
 
-// capSets are the calling thread's capability sets as bit masks.
-type capSets struct{ effective, permitted, inheritable uint64 }
-
-func getCaps() (capSets, error) {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return capSets{}, os.NewSyscallError("capget", err)
-	}
-	join := func(lo, hi uint32) uint64 { return uint64(lo) | uint64(hi)<<32 }
-	return capSets{
-		effective:   join(data[0].Effective, data[1].Effective),
-		permitted:   join(data[0].Permitted, data[1].Permitted),
-		inheritable: join(data[0].Inheritable, data[1].Inheritable),
-	}, nil
-}
-
 // HasEffective reports whether the calling thread holds every capability in caps.
 func HasEffective(caps ...Capability) (missing []Capability, err error) {
-	s, err := getCaps()
+	eff, err := gate.EffectiveCaps()
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range caps {
-		if s.effective&(1<<uint(c)) == 0 {
+		if eff&(1<<uint(c)) == 0 {
 			missing = append(missing, c)
 		}
 	}

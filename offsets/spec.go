@@ -135,9 +135,7 @@ func (r *Report) AddFields(b *Binary, specs []Spec) (err error) {
 	var fields []FieldRef
 	for i, s := range specs {
 		if r.Probes[i].Enabled {
-			for _, f := range s.Fields {
-				fields = append(fields, f.FieldRef)
-			}
+			fields = append(fields, s.fieldsFor(b)...)
 		}
 	}
 	if len(fields) == 0 {
@@ -161,9 +159,7 @@ func analyze(b *Binary, specs []Spec) *Report {
 		for _, f := range s.Functions {
 			names = append(names, f.Symbols...)
 		}
-		for _, f := range s.Fields {
-			fields = append(fields, f.FieldRef)
-		}
+		fields = append(fields, s.fieldsFor(b)...)
 	}
 	funcs, funcErr := b.Functions(names...)
 	offsets, dwarfErr := b.DWARFFieldOffsets(fields)
@@ -175,6 +171,28 @@ func analyze(b *Binary, specs []Spec) *Report {
 	return r
 }
 
+// version is the version of the spec's module in b, "" if b does not have it.
+func (s Spec) version(b *Binary) string {
+	if s.Module == "std" {
+		return b.GoVersion
+	}
+	return b.ModuleVersion(s.Module)
+}
+
+// fieldsFor lists the fields the spec needs in b: those its module's version has. A
+// field of another version would never be found, and looking for it would read all of
+// DWARF.
+func (s Spec) fieldsFor(b *Binary) []FieldRef {
+	ver := s.version(b)
+	var refs []FieldRef
+	for _, f := range s.Fields {
+		if ver == "" || inRange(ver, f.Since, f.Before) {
+			refs = append(refs, f.FieldRef)
+		}
+	}
+	return refs
+}
+
 func (p *ProbeReport) disable(format string, args ...any) {
 	p.reasons = append(p.reasons, fmt.Sprintf(format, args...))
 	p.Enabled = false
@@ -183,10 +201,7 @@ func (p *ProbeReport) disable(format string, args ...any) {
 
 func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) ProbeReport {
 	p := ProbeReport{Name: s.Name, Enabled: true, Uprobes: []Uprobe{}, Fields: []Field{}}
-	ver := b.GoVersion
-	if s.Module != "std" {
-		ver = b.ModuleVersion(s.Module)
-	}
+	ver := s.version(b)
 	switch {
 	case ver == "":
 		p.disable("the program does not use %s", s.Module)
@@ -221,10 +236,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 }
 
 func resolveFields(b *Binary, s Spec, p *ProbeReport, offsets map[FieldRef]uint64, dwarfErr error) {
-	ver := b.GoVersion
-	if s.Module != "std" {
-		ver = b.ModuleVersion(s.Module)
-	}
+	ver := s.version(b)
 	var missing []string
 	for _, f := range s.Fields {
 		if ver != "" && !inRange(ver, f.Since, f.Before) {

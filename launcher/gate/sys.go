@@ -57,6 +57,12 @@ func getCaps() (capSets, error) {
 	}, nil
 }
 
+// EffectiveCaps is the calling thread's effective capability set (bit N: capability N).
+func EffectiveCaps() (uint64, error) {
+	s, err := getCaps()
+	return s.effective, err
+}
+
 func setCaps(s capSets) error {
 	hdr := capHeader{version: capVersion3}
 	data := [2]capData{
