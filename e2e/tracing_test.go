@@ -34,7 +34,7 @@ func tracedServer(t *testing.T, tg testenv.Target, recv *testenv.Receiver, env .
 	addr := freeAddr(t)
 	base := append(os.Environ(),
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint,
-		"OTEL_BSP_SCHEDULE_DELAY=50",
+		"OTEL_BSP_SCHEDULE_DELAY=500", // longer than stopping takes: flushing at exit must deliver the last spans
 		"OTEL_SERVICE_NAME=", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
 	r := start(t, opts{env: append(base, env...), stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path, addr)
 	return r, addr
@@ -199,8 +199,24 @@ func TestServerSpans(t *testing.T) {
 			if c := count(recv.Spans()); c != n {
 				t.Errorf("%d requests gave %d spans", n, c)
 			}
+			// Spans still queued when the app exits are flushed before the launcher
+			// exits (the batch delay is longer than the time to stop).
+			for i := 0; i < 10; i++ {
+				get(t, client, base+"/items/last-"+strconv.Itoa(i), nil)
+			}
 			r.signal(syscall.SIGTERM)
-			r.wait(10 * time.Second)
+			if e := r.wait(10 * time.Second); e.code != 128+int(syscall.SIGTERM) {
+				t.Errorf("launcher %v after SIGTERM, want the app's 143", e)
+			}
+			last := 0
+			for _, s := range recv.Spans() {
+				if p, _ := s.Attrs["url.path"].(string); strings.HasPrefix(p, "/items/last-") {
+					last++
+				}
+			}
+			if last != 10 {
+				t.Errorf("%d of the last 10 spans arrived: not flushed at exit\n%s", last, r.stderr)
+			}
 		})
 	}
 }
