@@ -162,16 +162,11 @@ func probeRuns(prefix string) uint64 {
 // tracing: the cost of tracing an HTTP server - uprobe hits per request, throughput and
 // latency with and without the launcher, the launcher's CPU per span and memory.
 func tracing(env *benchEnv) error {
-	tg, err := buildTarget("go1.26.8")
-	if err != nil {
-		return err
-	}
-	recv, err := testenv.NewReceiver()
+	tg, recv, err := serverAndReceiver()
 	if err != nil {
 		return err
 	}
 	defer recv.Stop()
-	recv.CountOnly()
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		return fmt.Errorf("enable BPF run counts: %w", err)
@@ -258,26 +253,28 @@ func boolIndex(b bool) int {
 	return 0
 }
 
-func buildTarget(toolchain string) (string, error) {
-	tgs, err := testenv.BuildTargetsErr("httpserver", []string{toolchain}, []testenv.Variant{testenv.Plain})
+// serverAndReceiver builds the test HTTP server (Go 1.26) and starts an OTLP receiver
+// that counts spans.
+func serverAndReceiver() (string, *testenv.Receiver, error) {
+	tgs, err := testenv.BuildTargetsErr("httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return tgs[0].Path, nil
+	recv, err := testenv.NewReceiver()
+	if err != nil {
+		return "", nil, err
+	}
+	recv.CountOnly()
+	return tgs[0].Path, recv, nil
 }
 
 // rate: spans received for requests sent at a fixed rate (open loop) for a while.
 func rate(env *benchEnv) error {
-	tg, err := buildTarget("go1.26.8")
-	if err != nil {
-		return err
-	}
-	recv, err := testenv.NewReceiver()
+	tg, recv, err := serverAndReceiver()
 	if err != nil {
 		return err
 	}
 	defer recv.Stop()
-	recv.CountOnly()
 	const perSecond, dur, workers = 5000, 30 * time.Second, 64
 	s, err := startServer(env, tg, true, recv.Endpoint)
 	if err != nil {
