@@ -122,6 +122,7 @@ func (b *Binary) pclntab() (*pclntab, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.addr = sec.Addr
 	if t.textStart == 0 {
 		if t.textStart, err = b.textStart(t, sec.Addr); err != nil {
 			return nil, err
@@ -167,40 +168,53 @@ func (b *Binary) symbolValue(name string) (uint64, bool) {
 	return 0, false
 }
 
-// moduledataText finds runtime.firstmoduledata by its first word, a pointer to the
-// pclntab, and reads its text field. The layout of its head has been the same since
-// Go 1.18: pcHeader, six slices (funcnametab, cutab, filetab, pctab, pclntable, ftab),
-// findfunctab, minpc, maxpc, text, etext. minpc - text must equal the first function's
-// offset, which rules out a stray word that happens to hold the pclntab's address.
+// moduledataText reads runtime.text from the runtime's module data; for an internal
+// link without it, Go code starts at the start of .text.
 func (b *Binary) moduledataText(t *pclntab, pclntabAddr uint64) (uint64, bool) {
-	const (
-		minpcWord = 1 + 6*3 + 1
-		textWord  = minpcWord + 2
-		words     = textWord + 2
-	)
-	le := binary.LittleEndian
-	// Go 1.26 gives it a section of its own, .go.module; before, it sits in one of the
-	// writable data sections.
-	for _, sec := range b.dataSectionsModuledataFirst() {
-		_, data := b.sectionData(sec.Name)
-		for off := 0; off+words*8 <= len(data); off += 8 {
-			if le.Uint64(data[off:]) != pclntabAddr {
-				continue
-			}
-			minpc := le.Uint64(data[off+minpcWord*8:])
-			text := le.Uint64(data[off+textWord*8:])
-			if text != 0 && minpc >= text && minpc-text == t.firstEntryOff() {
-				return text, true
-			}
-		}
+	if md := b.moduledata(t, pclntabAddr); md != nil {
+		return binary.LittleEndian.Uint64(md[moduledataText*8:]), true
 	}
-	// An internal link starts Go code at the start of .text.
 	if b.internallyLinked() {
 		if s := b.elf.Section(".text"); s != nil {
 			return s.Addr, true
 		}
 	}
 	return 0, false
+}
+
+// Words of runtime.moduledata. Its head has kept this layout since Go 1.20: pcHeader,
+// six slices (funcnametab, cutab, filetab, pctab, pclntable, ftab), findfunctab, minpc,
+// maxpc, text, etext, then pairs for noptrdata, data, bss, noptrbss and covctrs, then
+// end, gcdata, gcbss, types; etypes follows, or in Go 1.27+ typedesclen and etypes.
+const (
+	moduledataMinpc = 1 + 6*3 + 1
+	moduledataText  = moduledataMinpc + 2
+	moduledataTypes = moduledataText + 2 + 5*2 + 3
+	moduledataWords = moduledataTypes + 3
+)
+
+// moduledata finds runtime.firstmoduledata by its first word, a pointer to the
+// pclntab, and returns its head (moduledataWords words), or nil. minpc - text must
+// equal the first function's offset, which rules out a stray word that happens to hold
+// the pclntab's address.
+func (b *Binary) moduledata(t *pclntab, pclntabAddr uint64) []byte {
+	le := binary.LittleEndian
+	// Go 1.26 gives it a section of its own, .go.module; before, it sits in one of the
+	// writable data sections.
+	for _, sec := range b.dataSectionsModuledataFirst() {
+		_, data := b.sectionData(sec.Name)
+		for off := 0; off+moduledataWords*8 <= len(data); off += 8 {
+			if le.Uint64(data[off:]) != pclntabAddr {
+				continue
+			}
+			minpc := le.Uint64(data[off+moduledataMinpc*8:])
+			text := le.Uint64(data[off+moduledataText*8:])
+			if text != 0 && minpc >= text && minpc-text == t.firstEntryOff() {
+				return data[off : off+moduledataWords*8]
+			}
+		}
+	}
+	return nil
 }
 
 func (b *Binary) dataSectionsModuledataFirst() []*elf.Section {

@@ -474,3 +474,48 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("no pclntab: %v", err)
 	}
 }
+
+// TypeNames names error types by the addresses of their runtime descriptors in a running
+// process as %T does, for every build mode: stripped (no symbols), PIE (loaded at a
+// random address), cgo.
+func TestTypeNamesMatchFmt(t *testing.T) {
+	for _, tg := range targets(t) {
+		if strings.HasPrefix(tg.Variant.Name, "arm64") && runtime.GOARCH != "arm64" {
+			continue
+		}
+		cmd := exec.Command(tg.Path, "types")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var addrs map[string]uint64
+		err = json.NewDecoder(out).Decode(&addrs)
+		if err == nil {
+			tn := offsets.NewTypeNames(tg.Path)
+			for name, addr := range addrs {
+				if got := tn.Name(cmd.Process.Pid, addr); got != name {
+					t.Errorf("%s: type at %#x: %q, want %q", tg, addr, got, name)
+				}
+			}
+			if got := tn.Name(cmd.Process.Pid, 8); got != "" {
+				t.Errorf("%s: a stray address named %q", tg, got)
+			}
+			tn.Close()
+		}
+		stdin.Close()
+		cmd.Wait()
+		if err != nil {
+			t.Fatalf("%s: %v", tg, err)
+		}
+		if len(addrs) < 5 {
+			t.Errorf("%s: types printed %v", tg, addrs)
+		}
+	}
+}

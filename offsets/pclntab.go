@@ -27,6 +27,7 @@ const (
 )
 
 type pclntab struct {
+	addr        uint64 // its address
 	textStart   uint64 // runtime.text: what function entry offsets are relative to
 	headerText  uint64 // textStart as the header has it (0 since Go 1.26)
 	nfunc       int

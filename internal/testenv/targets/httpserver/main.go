@@ -5,22 +5,31 @@
 //	httpserver [ADDR]   serve on ADDR (default 127.0.0.1:8080)
 //	httpserver offsets  print, as JSON, the struct field offsets reflect reports for
 //	                    the fields the probes read
+//	httpserver types    print, as JSON, the addresses of some error types' runtime
+//	                    type descriptors by their %T names; then wait for stdin to close
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"reflect"
+	"unsafe"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "offsets" {
 		printOffsets()
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "types" {
+		printTypes()
 		return
 	}
 	addr := "127.0.0.1:8080"
@@ -33,6 +42,7 @@ func main() {
 func routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	addPatternRoutes(mux)
+	addClientRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "root") })
 	return mux
 }
@@ -47,11 +57,12 @@ func printOffsets() {
 		}
 	}
 	req := reflect.TypeOf(http.Request{})
-	add(req, "net/http.Request", "Method", "URL", "ProtoMajor", "ProtoMinor", "Header", "Host", "RemoteAddr", "Pattern", "pat")
+	add(req, "net/http.Request", "Method", "URL", "ProtoMajor", "ProtoMinor", "Header", "Host", "RemoteAddr", "Pattern", "pat", "ctx")
 	if pat, ok := req.FieldByName("pat"); ok {
 		add(pat.Type.Elem(), "net/http.pattern", "str")
 	}
-	add(reflect.TypeOf(url.URL{}), "net/url.URL", "Path")
+	add(reflect.TypeOf(url.URL{}), "net/url.URL", "Scheme", "Host", "Path", "RawQuery")
+	add(reflect.TypeOf(http.Response{}), "net/http.Response", "StatusCode", "ProtoMajor", "ProtoMinor")
 
 	// net/http.response is unexported: a real request hands one to a handler.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,4 +81,16 @@ func printOffsets() {
 	resp.Body.Close()
 	<-done
 	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// printTypes prints the address of the runtime type descriptor of some errors (an
+// interface's type word), keyed by what %T prints for them.
+func printTypes() {
+	out := map[string]uintptr{}
+	for _, err := range []error{&net.OpError{}, &url.Error{}, context.DeadlineExceeded, http.ErrServerClosed, &json.SyntaxError{}, os.ErrNotExist} {
+		var v any = err // an empty interface's first word is the type itself
+		out[fmt.Sprintf("%T", err)] = (*[2]uintptr)(unsafe.Pointer(&v))[0]
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+	io.Copy(io.Discard, os.Stdin)
 }
