@@ -63,9 +63,9 @@ func otlpProtocol() string {
 }
 
 // New builds the pipeline from the environment (OTEL_TRACES_EXPORTER,
-// OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_*, OTEL_SERVICE_NAME,
-// OTEL_RESOURCE_ATTRIBUTES), for the app described by app.
-func New(ctx context.Context, app App) (*Pipeline, error) {
+// OTEL_EXPORTER_OTLP_*, OTEL_BSP_*, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), for
+// the app described by app, sampling as the probes do (see Sampling).
+func New(ctx context.Context, app App, sampling Sampling) (*Pipeline, error) {
 	if err := CheckEnv(); err != nil {
 		return nil, err
 	}
@@ -73,16 +73,18 @@ func New(ctx context.Context, app App) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newPipeline(ctx, app, exps)
+	return newPipeline(ctx, app, sampling, exps)
 }
 
-func newPipeline(ctx context.Context, app App, exps []sdktrace.SpanExporter) (*Pipeline, error) {
+func newPipeline(ctx context.Context, app App, sampling Sampling, exps []sdktrace.SpanExporter) (*Pipeline, error) {
 	res, err := appResource(ctx, app)
 	if err != nil {
 		return nil, err
 	}
 	otel.SetErrorHandler(newRateLimitedErrors(10 * time.Second))
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithIDGenerator(kernelIDs{})}
+	opts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res), sdktrace.WithIDGenerator(kernelIDs{}), sdktrace.WithSampler(sampling.sdkSampler()),
+	}
 	for _, e := range exps {
 		// Blocking: a slow exporter pushes back onto the probes' ring buffers, whose
 		// losses the kernel counts. Memory stays bounded (OTEL_BSP_MAX_QUEUE_SIZE).

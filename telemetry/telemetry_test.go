@@ -35,7 +35,7 @@ func TestEmitKeepsKernelIDs(t *testing.T) {
 	t.Setenv("OTEL_SERVICE_NAME", "")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
 	mem := tracetest.NewInMemoryExporter()
-	p, err := newPipeline(context.Background(), App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, []sdktrace.SpanExporter{mem})
+	p, err := newPipeline(context.Background(), App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, DefaultSampling, []sdktrace.SpanExporter{mem})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestExportersFromEnvironment(t *testing.T) {
 		}
 	}
 	t.Setenv("OTEL_SDK_DISABLED", "true")
-	if _, err := New(context.Background(), App{Path: "/app"}); err != ErrDisabled {
+	if _, err := New(context.Background(), App{Path: "/app"}, DefaultSampling); err != ErrDisabled {
 		t.Errorf("OTEL_SDK_DISABLED: %v", err)
 	}
 }

@@ -1,0 +1,121 @@
+package telemetry
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Sampling is the sampler OTEL_TRACES_SAMPLER[_ARG] choose. The probes decide it in
+// the kernel, where the sampled flag of an outgoing traceparent must be known before
+// the request leaves; the pipeline's SDK sampler is built from the same value, so that
+// both always decide alike.
+type Sampling struct {
+	Root        SamplingRoot // for spans without a parent; for all when !ParentBased
+	ParentBased bool         // a parent's sampled flag decides for its children
+	Ratio       float64      // TraceIDRatio's fraction, in [0, 1]
+}
+
+// SamplingRoot is the sampler for spans without a parent.
+type SamplingRoot int
+
+const (
+	AlwaysOn SamplingRoot = iota
+	AlwaysOff
+	TraceIDRatio
+)
+
+// DefaultSampling is parentbased_always_on, the specification's default.
+var DefaultSampling = Sampling{Root: AlwaysOn, ParentBased: true, Ratio: 1}
+
+// SamplingFromEnv reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG. As the
+// specification asks, a value it does not support is warned about and replaced by the
+// default, not fatal.
+func SamplingFromEnv() Sampling {
+	name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER")))
+	s := DefaultSampling
+	switch name {
+	case "", "parentbased_always_on":
+	case "always_on":
+		s.ParentBased = false
+	case "always_off":
+		s = Sampling{Root: AlwaysOff}
+	case "parentbased_always_off":
+		s.Root = AlwaysOff
+	case "traceidratio", "parentbased_traceidratio":
+		s = Sampling{Root: TraceIDRatio, ParentBased: name != "traceidratio", Ratio: samplerRatio()}
+	default:
+		slog.Warn(fmt.Sprintf("OTEL_TRACES_SAMPLER=%s is not supported (always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio): using parentbased_always_on", name))
+	}
+	return s
+}
+
+func samplerRatio() float64 {
+	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	if arg == "" {
+		return 1
+	}
+	r, err := strconv.ParseFloat(arg, 64)
+	if err != nil || r < 0 || r > 1 {
+		slog.Warn(fmt.Sprintf("OTEL_TRACES_SAMPLER_ARG=%s: want a ratio from 0 to 1: using 1", arg))
+		return 1
+	}
+	return r
+}
+
+// RatioBound is TraceIDRatio's threshold as the SDK computes it: a trace is sampled when
+// the last 8 bytes of its ID, big-endian and shifted right by one, are below it.
+func (s Sampling) RatioBound() uint64 {
+	if s.Ratio >= 1 {
+		return 1 << 63
+	}
+	return uint64(s.Ratio * (1 << 63))
+}
+
+// sdkSampler is the same decision for the SDK.
+func (s Sampling) sdkSampler() sdktrace.Sampler {
+	var root sdktrace.Sampler
+	switch s.Root {
+	case AlwaysOff:
+		root = sdktrace.NeverSample()
+	case TraceIDRatio:
+		root = sdktrace.TraceIDRatioBased(s.Ratio)
+	default:
+		root = sdktrace.AlwaysSample()
+	}
+	if s.ParentBased {
+		return sdktrace.ParentBased(root)
+	}
+	return root
+}
+
+// TraceContextFromEnv reports whether OTEL_PROPAGATORS asks for W3C trace context
+// (the default): incoming traceparents are joined and outgoing requests carry one.
+// Propagators the launcher does not implement are warned about; baggage, in the
+// specification's default, is accepted without a word, though the launcher does not
+// propagate it (an app's own baggage header passes untouched).
+func TraceContextFromEnv() bool {
+	v := strings.TrimSpace(os.Getenv("OTEL_PROPAGATORS"))
+	if v == "" {
+		return true
+	}
+	tc := false
+	var unsupported []string
+	for _, p := range strings.Split(v, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "tracecontext":
+			tc = true
+		case "baggage", "none", "":
+		default:
+			unsupported = append(unsupported, p)
+		}
+	}
+	if len(unsupported) > 0 {
+		slog.Warn(fmt.Sprintf("OTEL_PROPAGATORS: %s not supported (only tracecontext is): ignored", strings.Join(unsupported, ", ")))
+	}
+	return tc
+}

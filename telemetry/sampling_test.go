@@ -1,0 +1,84 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func TestSamplingFromEnv(t *testing.T) {
+	for _, c := range []struct {
+		sampler, arg string
+		want         Sampling
+	}{
+		{"", "", DefaultSampling},
+		{"parentbased_always_on", "", DefaultSampling},
+		{"always_on", "", Sampling{Root: AlwaysOn, Ratio: 1}},
+		{"always_off", "", Sampling{Root: AlwaysOff}},
+		{"parentbased_always_off", "", Sampling{Root: AlwaysOff, ParentBased: true, Ratio: 1}},
+		{"traceidratio", "0.25", Sampling{Root: TraceIDRatio, Ratio: 0.25}},
+		{"parentbased_traceidratio", "", Sampling{Root: TraceIDRatio, ParentBased: true, Ratio: 1}},
+		{"parentbased_traceidratio", "2", Sampling{Root: TraceIDRatio, ParentBased: true, Ratio: 1}}, // warned
+		{"jaeger_remote", "", DefaultSampling},                                                       // warned
+	} {
+		t.Setenv("OTEL_TRACES_SAMPLER", c.sampler)
+		t.Setenv("OTEL_TRACES_SAMPLER_ARG", c.arg)
+		if got := SamplingFromEnv(); got != c.want {
+			t.Errorf("%s %s: %+v, want %+v", c.sampler, c.arg, got, c.want)
+		}
+	}
+}
+
+// kernelDecision is the rule the probes apply in the kernel (bpf/include/trace.h,
+// sample()), written out again: the SDK sampler built from the same Sampling must agree
+// with it on every trace ID and parent.
+func kernelDecision(s Sampling, id trace.TraceID, hasParent, parentSampled bool) bool {
+	if hasParent && s.ParentBased {
+		return parentSampled
+	}
+	switch s.Root {
+	case AlwaysOff:
+		return false
+	case TraceIDRatio:
+		return binary.BigEndian.Uint64(id[8:])>>1 < s.RatioBound()
+	}
+	return true
+}
+
+func TestSDKSamplerAgreesWithKernel(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for _, s := range []Sampling{DefaultSampling, {Root: AlwaysOff}, {Root: TraceIDRatio, Ratio: 0.3}, {Root: TraceIDRatio, ParentBased: true, Ratio: 0.7},
+		{Root: TraceIDRatio, Ratio: 0}, {Root: TraceIDRatio, Ratio: 1}} {
+		sampler := s.sdkSampler()
+		for i := 0; i < 2000; i++ {
+			var id trace.TraceID
+			rng.Read(id[:])
+			hasParent, parentSampled := i%3 != 0, i%2 == 0
+			ctx := context.Background()
+			if hasParent {
+				flags := trace.TraceFlags(0)
+				if parentSampled {
+					flags = trace.FlagsSampled
+				}
+				ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: id, SpanID: trace.SpanID{1}, TraceFlags: flags, Remote: true}))
+			}
+			sdk := sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: id}).Decision == sdktrace.RecordAndSample
+			if k := kernelDecision(s, id, hasParent, parentSampled); sdk != k {
+				t.Fatalf("%+v, trace %s, parent %v sampled %v: SDK %v, kernel %v", s, id, hasParent, parentSampled, sdk, k)
+			}
+		}
+	}
+}
+
+func TestTraceContextFromEnv(t *testing.T) {
+	for v, want := range map[string]bool{"": true, "tracecontext,baggage": true, "baggage": false, "none": false, "b3,tracecontext": true} {
+		t.Setenv("OTEL_PROPAGATORS", v)
+		if got := TraceContextFromEnv(); got != want {
+			t.Errorf("OTEL_PROPAGATORS=%q: %v", v, got)
+		}
+	}
+}
