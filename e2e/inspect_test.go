@@ -53,7 +53,8 @@ func TestInspectJSONContract(t *testing.T) {
 	}
 	// The human form is short and says the same.
 	e, out, _ := runLaunch(t, opts{}, launchBin(t), "inspect", tgs[0].Path)
-	if e.code != 0 || !strings.Contains(out, "probe net/http.server: enabled") || strings.Count(out, "\n") > 30 {
+	if e.code != 0 || !strings.Contains(out, "probe net/http.server: enabled") || !strings.Contains(out, "probe net/http.client: enabled") ||
+		!strings.Contains(out, "from dwarf") || strings.Count(out, "\n") > 20 {
 		t.Errorf("human report:\n%s", out)
 	}
 }

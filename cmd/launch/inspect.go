@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -21,8 +20,9 @@ func inspectCommand() *cli.Command {
 		ArgsUsage: "BINARY",
 		Description: `inspect reads BINARY without running it: its Go and module versions, and for each
 probe whether it can be enabled, the functions it attaches to (ELF file offsets of their
-entries and RET instructions) and the struct field offsets it reads, with their source.
-Stripped binaries work: functions come from the Go runtime's own table.`,
+entries and RET instructions) and the struct field offsets it reads, with their source
+(--json lists every offset). Stripped binaries work: functions come from the Go
+runtime's own table.`,
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON (the format is a stable contract)"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -83,18 +83,31 @@ func printReport(w io.Writer, r *offsets.Report) {
 		fmt.Fprintf(w, "probe %s: %s\n", p.Name, state)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, u := range p.Uprobes {
-			rets := make([]string, len(u.Returns))
-			for i, o := range u.Returns {
-				rets[i] = fmt.Sprintf("%#x", o)
+			rets := ""
+			switch n := len(u.Returns); {
+			case n == 1:
+				rets = "1 return"
+			case n > 1:
+				rets = fmt.Sprintf("%d returns", n)
 			}
-			fmt.Fprintf(tw, "  uprobe\t%s\tat %#x\treturns %s\n", u.Symbol, u.Offset, strings.Join(rets, " "))
+			fmt.Fprintf(tw, "  uprobe\t%s\tat %#x\t%s\n", u.Symbol, u.Offset, rets)
 		}
+		// Offsets are in --json; here, where they come from (the reason names the
+		// missing ones that matter).
+		sources := map[string]int{}
+		var order []string
 		for _, f := range p.Fields {
-			off := "-"
-			if f.Offset != nil {
-				off = fmt.Sprint(*f.Offset)
+			if sources[f.Source] == 0 {
+				order = append(order, f.Source)
 			}
-			fmt.Fprintf(tw, "  field\t%s\t%s\t%s\n", f.Name, off, f.Source)
+			sources[f.Source]++
+		}
+		for _, src := range order {
+			what := "from " + src
+			if src == offsets.SourceMissing {
+				what = "missing"
+			}
+			fmt.Fprintf(tw, "  fields\t%d %s\t\t\n", sources[src], what)
 		}
 		tw.Flush()
 	}
