@@ -14,63 +14,84 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/otel-go-launcher/otel-go-launcher/bpf"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
-// Probe is one library's instrumentation: loaded, attached to one process, then
-// configured with the process's field offsets.
+// Probe is one library's instrumentation, covering one or more specs (a server and a
+// client side, say): loaded, attached to one process, then configured with the
+// process's field offsets. Reports come in the order of the probe's specs.
 type Probe interface {
-	// Attach attaches the probe's uprobes at the functions rep resolved. The probe
-	// stays inert until Configure: the app is held at the start gate meanwhile.
-	Attach(path string, pid int, rep *offsets.ProbeReport) error
-	// Configure sets the target's field offsets and enables the probe.
-	Configure(goVersion string, rep *offsets.ProbeReport) error
+	// Attach attaches the uprobes of each spec whose functions its report resolved.
+	// The probe stays inert until Configure: the app is held at the start gate
+	// meanwhile.
+	Attach(path string, pid int, reps []offsets.ProbeReport) error
+	// Configure sets the target's field offsets and enables the specs whose reports
+	// are enabled. It fails if it enables none.
+	Configure(goVersion string, reps []offsets.ProbeReport) error
 	// Run delivers spans to emit until ctx ends, then drains what is left.
 	Run(ctx context.Context, emit func(*telemetry.Span))
 	// Lost counts spans the kernel dropped (ring buffer full).
 	Lost() uint64
-	// Programs are its BPF programs, for run counts.
+	// Programs are its attached BPF programs, for run counts.
 	Programs() []*ebpf.Program
 	// Detach stops new events; Run still delivers those already queued.
 	Detach()
 	Close() error
 }
 
+// registry lists the instrumented libraries: their specs, in report order, and how
+// to load their probe.
 var registry = []struct {
-	spec offsets.Spec
-	load func(goVersion string, opts Options) (Probe, error)
+	specs []offsets.Spec
+	load  func(goVersion string, opts Options) (Probe, error)
+	check func() bpf.HostCheck // for launch doctor
 }{
-	{nethttp.ServerSpec, func(goVersion string, opts Options) (Probe, error) {
-		return nethttp.LoadServer(goVersion, opts.RingBufferSize)
-	}},
+	{nethttp.Specs, func(goVersion string, opts Options) (Probe, error) {
+		return nethttp.Load(goVersion, nethttp.Config{
+			RingBufferSize: opts.RingBufferSize,
+			Sampling:       opts.Sampling,
+			TraceContext:   opts.TraceContext,
+			Propagate:      opts.Propagate,
+		})
+	}, nethttp.Check},
 }
 
 // Specs is what every probe needs from a target binary, in report order.
 func Specs() []offsets.Spec {
-	specs := make([]offsets.Spec, len(registry))
-	for i, r := range registry {
-		specs[i] = r.spec
+	var specs []offsets.Spec
+	for _, r := range registry {
+		specs = append(specs, r.specs...)
 	}
 	return specs
 }
 
 // Options tune the probes.
 type Options struct {
-	RingBufferSize int // bytes per probe; a power of two, at least a page
+	RingBufferSize int                // bytes per probe; a power of two, at least a page
+	Sampling       telemetry.Sampling // OTEL_TRACES_SAMPLER[_ARG], decided in the kernel
+	TraceContext   bool               // OTEL_PROPAGATORS has tracecontext
+	Propagate      bool               // insert traceparent into outgoing requests (--propagate)
+}
+
+// OptionsFromEnv reads the OpenTelemetry settings the probes apply themselves.
+func OptionsFromEnv() Options {
+	return Options{Sampling: telemetry.SamplingFromEnv(), TraceContext: telemetry.TraceContextFromEnv(), Propagate: true}
 }
 
 // Session is an instrumented app: attached probes feeding a pipeline.
 type Session struct {
-	probes  []Probe
-	names   []string
-	app     telemetry.App
-	started chan struct{} // closed once the pipeline exists (or failed)
-	pipe    *telemetry.Pipeline
-	cancel  context.CancelFunc
-	running sync.WaitGroup
-	lost    uint64 // reported so far
+	probes   []Probe
+	names    []string
+	app      telemetry.App
+	sampling telemetry.Sampling
+	started  chan struct{} // closed once the pipeline exists (or failed)
+	pipe     *telemetry.Pipeline
+	cancel   context.CancelFunc
+	running  sync.WaitGroup
+	lost     uint64 // reported so far
 }
 
 // Instrument analyses the executable at path and attaches every probe that applies to
@@ -103,7 +124,6 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			loads[i] <- loaded{p, err}
 		}(i, r.load)
 	}
-
 	// Loaded probes not needed are closed in the background: closing one still
 	// being verified would wait for the verifier.
 	discard := func(l loaded) {
@@ -111,44 +131,60 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			go l.probe.Close()
 		}
 	}
+	discardAll := func() {
+		for i := range loads {
+			go func(c chan loaded) { discard(<-c) }(loads[i])
+		}
+	}
+
 	specs := Specs()
 	rep, err := offsets.AnalyzeFunctions(bin, specs)
 	if err != nil {
-		for i := range loads {
-			go func(c chan loaded) { discard(<-c) }(loads[i])
-		}
+		discardAll()
 		return nil, err
 	}
-	// Which probes the functions allow, and where to attach, before AddFields changes rep.
-	canAttach := make([]bool, len(specs))
+	// Where to attach, before AddFields changes rep; and which specs cannot be.
 	uprobes := make([]offsets.ProbeReport, len(specs))
-	var reasons []string
+	var unresolved []string
 	for i, p := range rep.Probes {
-		canAttach[i], uprobes[i] = p.Enabled, offsets.ProbeReport{Name: p.Name, Uprobes: p.Uprobes}
+		uprobes[i] = offsets.ProbeReport{Name: p.Name, Enabled: p.Enabled, Uprobes: p.Uprobes}
 		if !p.Enabled {
-			reasons = append(reasons, p.Name+": "+p.Reason)
+			unresolved = append(unresolved, p.Name+": "+p.Reason)
 		}
 	}
-	if len(reasons) == len(specs) { // nothing to trace: do not hold the app for DWARF
-		for i := range loads {
-			go func(c chan loaded) { discard(<-c) }(loads[i])
-		}
-		return nil, errors.New(strings.Join(reasons, "; "))
+	if len(unresolved) == len(specs) { // nothing to trace: do not hold the app for DWARF
+		discardAll()
+		return nil, errors.New(strings.Join(unresolved, "; "))
 	}
 	fields := make(chan error, 1)
 	go func() { fields <- rep.AddFields(bin, specs) }()
 
-	attached := make([]Probe, len(specs))
-	var failures []string
-	for i := range specs {
+	// Each probe's reports are a window of rep.Probes.
+	type window struct{ lo, hi int }
+	windows := make([]window, len(registry))
+	for i, lo := 0, 0; i < len(registry); i++ {
+		windows[i] = window{lo, lo + len(registry[i].specs)}
+		lo = windows[i].hi
+	}
+	anyResolved := func(w window) bool {
+		for _, u := range uprobes[w.lo:w.hi] {
+			if u.Enabled {
+				return true
+			}
+		}
+		return false
+	}
+	attached := make([]Probe, len(registry))
+	failures := unresolved
+	for i, w := range windows {
 		l := <-loads[i]
 		switch {
-		case !canAttach[i]:
+		case !anyResolved(w):
 		case l.err != nil:
-			failures = append(failures, specs[i].Name+": "+l.err.Error())
+			failures = append(failures, specNames(specs[w.lo:w.hi])+": "+l.err.Error())
 		default:
-			if err := l.probe.Attach(path, pid, &uprobes[i]); err != nil {
-				failures = append(failures, specs[i].Name+": "+err.Error())
+			if err := l.probe.Attach(path, pid, uprobes[w.lo:w.hi]); err != nil {
+				failures = append(failures, specNames(specs[w.lo:w.hi])+": "+err.Error())
 			} else {
 				attached[i] = l.probe
 				continue
@@ -158,33 +194,32 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	fieldErr := <-fields
 
-	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: bin.GoVersion}, started: make(chan struct{})}
+	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: bin.GoVersion}, sampling: opts.Sampling, started: make(chan struct{})}
 	for i, p := range attached {
-		pr := &rep.Probes[i]
-		switch {
-		case fieldErr != nil:
-			failures = append(failures, pr.Name+": "+fieldErr.Error())
-		case !pr.Enabled:
-			failures = append(failures, pr.Name+": "+pr.Reason)
-		default:
-			if p == nil {
-				continue
-			}
-			if err := p.Configure(bin.GoVersion, pr); err != nil {
-				failures = append(failures, pr.Name+": "+err.Error())
-			} else {
-				s.probes = append(s.probes, p)
-				s.names = append(s.names, pr.Name)
-				continue
+		if p == nil {
+			continue
+		}
+		w := windows[i]
+		reps := rep.Probes[w.lo:w.hi]
+		for j := range reps {
+			if uprobes[w.lo+j].Enabled && !reps[j].Enabled { // missing fields
+				failures = append(failures, reps[j].Name+": "+reps[j].Reason)
 			}
 		}
-		if p != nil {
+		err := fieldErr
+		if err == nil {
+			err = p.Configure(bin.GoVersion, reps)
+		}
+		if err != nil {
+			failures = append(failures, specNames(specs[w.lo:w.hi])+": "+err.Error())
 			go p.Close() // detaching waits out a kernel grace period: not in the gate
+			continue
 		}
-	}
-	for i, p := range rep.Probes {
-		if !canAttach[i] {
-			failures = append(failures, p.Name+": "+p.Reason)
+		s.probes = append(s.probes, p)
+		for _, r := range reps {
+			if r.Enabled {
+				s.names = append(s.names, r.Name)
+			}
 		}
 	}
 	if len(s.probes) == 0 {
@@ -200,11 +235,19 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	return s, nil
 }
 
+func specNames(specs []offsets.Spec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
 // start builds the pipeline and starts delivering spans. Without a pipeline, the
 // probes are detached: tracing is off, said once.
 func (s *Session) start(ctx context.Context) {
 	defer close(s.started)
-	pipe, err := telemetry.New(ctx, s.app)
+	pipe, err := telemetry.New(ctx, s.app, s.sampling)
 	if err != nil {
 		slog.Warn(fmt.Sprintf("not tracing %s: %v", s.app.Path, err))
 		for _, p := range s.probes {
@@ -284,4 +327,24 @@ func (s *Session) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return s.pipe.Shutdown(ctx)
+}
+
+// HostCheck is what checking one probe on this host found.
+type HostCheck struct {
+	Probes []string // the specs it serves
+	bpf.HostCheck
+}
+
+// CheckHost loads every probe's programs, and attaches what can be attached without an
+// app, then detaches: for `launch doctor`.
+func CheckHost() []HostCheck {
+	var checks []HostCheck
+	for _, r := range registry {
+		var names []string
+		for _, s := range r.specs {
+			names = append(names, s.Name)
+		}
+		checks = append(checks, HostCheck{Probes: names, HostCheck: r.check()})
+	}
+	return checks
 }

@@ -13,8 +13,8 @@
  *   lengthMask+1 groups. A group is {ctrl u64; slots [8]{key string; elem []string}}; a
  *   slot is in use when the top bit of its ctrl byte is clear.
  *
- * Field offsets of the map headers come from the target binary (volatile consts set by
- * the loader); the bucket and group layouts follow from string and []string sizes.
+ * Field offsets of the map headers come from the target binary (globals the loader
+ * sets); the bucket and group layouts follow from string and []string sizes.
  * Scans are bounded: far more slots than any real request has headers. */
 #pragma once
 

@@ -59,3 +59,51 @@ static __always_inline int parse_traceparent(const char *s, __u32 len, __u8 *tra
 	*flags = (hi << 4) | lo;
 	return 0;
 }
+
+/* Sampling, decided in the kernel as the SDK's sampler (OTEL_TRACES_SAMPLER) decides it
+ * in userspace: the flag goes on the wire with the outgoing traceparent. The loader
+ * sets these. */
+volatile __u64 sampler_root = 0;         /* 0 always_on, 1 always_off, 2 traceidratio */
+volatile __u64 sampler_parent_based = 1; /* a remote or local parent's flag decides */
+volatile __u64 sampler_ratio_bound = 0;  /* traceidratio: sampled when id[8:16]>>1 < bound */
+
+#define FLAG_SAMPLED 1
+
+static __always_inline __u8 sample(const __u8 *trace_id, int has_parent, __u8 parent_flags)
+{
+	if (has_parent && sampler_parent_based)
+		return parent_flags & FLAG_SAMPLED;
+	switch (sampler_root) {
+	case 1:
+		return 0;
+	case 2: {
+		__u64 x = 0;
+		for (int i = 8; i < 16; i++)
+			x = (x << 8) | trace_id[i];
+		return (x >> 1) < sampler_ratio_bound ? FLAG_SAMPLED : 0;
+	}
+	}
+	return FLAG_SAMPLED;
+}
+
+static __always_inline void hex_encode(__u8 *out, const __u8 *in, int n)
+{
+	const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+}
+
+/* format_traceparent writes the TRACEPARENT_LEN bytes of a version 00 traceparent. */
+static __always_inline void format_traceparent(__u8 *out, const __u8 *trace_id, const __u8 *span_id, __u8 flags)
+{
+	out[0] = '0';
+	out[1] = '0';
+	out[2] = '-';
+	hex_encode(out + 3, trace_id, TRACE_ID_SIZE);
+	out[35] = '-';
+	hex_encode(out + 36, span_id, SPAN_ID_SIZE);
+	out[52] = '-';
+	hex_encode(out + 53, &flags, 1);
+}

@@ -82,6 +82,7 @@ func newApp(command []string) *cli.App {
 		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
 		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group), while the launcher keeps its privileges"},
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
+		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests, from the kernel (needs CAP_NET_ADMIN and cgroup v2; HTTPS cannot be changed below TLS: its calls get client spans only); --propagate=false to leave requests as they are"},
 		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
 	}
 	for _, f := range flags {
@@ -97,7 +98,7 @@ func newApp(command []string) *cli.App {
 	return &cli.App{
 		Name:      "launch",
 		Usage:     "run a Go program with OpenTelemetry tracing from eBPF, as its init",
-		UsageText: "launch [flags] -- PROG [ARGS...]\nlaunch inspect [--json] BINARY",
+		UsageText: "launch [flags] -- PROG [ARGS...]\nlaunch inspect [--json] BINARY\nlaunch doctor",
 		Description: `launch starts PROG as its child and holds it at a start gate while eBPF probes are
 attached to it, then lets it run, so that its first request is traced. It relays
 signals to PROG, reaps zombies, and exits with PROG's exit code (128+N if signal N
@@ -109,7 +110,7 @@ Every flag can also be set with an environment variable LAUNCH_<FLAG>, for examp
 LAUNCH_ATTACH_TIMEOUT=2s. Tracing is configured with the standard OTEL_* variables.`,
 		Version:               version.String(),
 		Flags:                 flags,
-		Commands:              []*cli.Command{inspectCommand()},
+		Commands:              []*cli.Command{inspectCommand(), doctorCommand()},
 		HideHelpCommand:       true,
 		ExitErrHandler:        func(*cli.Context, error) {},
 		CustomAppHelpTemplate: "",
@@ -148,7 +149,9 @@ func runApp(c *cli.Context, command []string) int {
 		fmt.Fprintf(os.Stderr, "launch: --ring-buffer %q: %v\n", c.String("ring-buffer"), err)
 		return launcher.ExitUsage
 	}
-	cfg.Instrumenter = launcher.EBPF{Probes: probes.Options{RingBufferSize: ring}}
+	opts := probes.OptionsFromEnv()
+	opts.RingBufferSize, opts.Propagate = ring, c.Bool("propagate")
+	cfg.Instrumenter = launcher.EBPF{Probes: opts}
 	if cfg.KeepCaps, err = launcher.ParseKeepCaps(c.String("keep-caps")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
 		return launcher.ExitUsage

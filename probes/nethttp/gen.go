@@ -2,4 +2,4 @@ package nethttp
 
 // The BPF objects are generated and committed, so that go build and go install work
 // without clang. make generate runs this.
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I../../bpf/include" -target amd64,arm64 -type http_server_event server server.bpf.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I../../bpf/include" -target amd64,arm64 -type http_server_event -type http_client_event nethttp nethttp.bpf.c

@@ -1,4 +1,5 @@
-// Package nethttp instruments net/http: server spans now, client spans later. This
+// Package nethttp instruments net/http: server spans, client spans linked to the
+// server request that caused them, and the W3C traceparent on outgoing requests. This
 // file declares what the probes need from a target binary.
 package nethttp
 
@@ -15,9 +16,16 @@ var (
 	reqRemoteAddr  = offsets.FieldRef{Struct: "net/http.Request", Field: "RemoteAddr"}
 	reqPat         = offsets.FieldRef{Struct: "net/http.Request", Field: "pat"}
 	reqPattern     = offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"}
+	reqCtx         = offsets.FieldRef{Struct: "net/http.Request", Field: "ctx"}
 	patternStr     = offsets.FieldRef{Struct: "net/http.pattern", Field: "str"}
+	urlScheme      = offsets.FieldRef{Struct: "net/url.URL", Field: "Scheme"}
+	urlHost        = offsets.FieldRef{Struct: "net/url.URL", Field: "Host"}
 	urlPath        = offsets.FieldRef{Struct: "net/url.URL", Field: "Path"}
+	urlRawQuery    = offsets.FieldRef{Struct: "net/url.URL", Field: "RawQuery"}
 	responseStatus = offsets.FieldRef{Struct: "net/http.response", Field: "status"}
+	respStatusCode = offsets.FieldRef{Struct: "net/http.Response", Field: "StatusCode"}
+	respProtoMajor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMajor"}
+	respProtoMinor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMinor"}
 
 	// http.Header is a map[string][]string: its layout is the runtime's.
 	hmapB          = offsets.FieldRef{Struct: "runtime.hmap", Field: "B"}
@@ -43,7 +51,7 @@ var ServerSpec = offsets.Spec{
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Returns: true},
 	},
-	Fields: []offsets.FieldSpec{
+	Fields: append([]offsets.FieldSpec{
 		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
 		{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr},
 		{FieldRef: reqPat, Since: "go1.22", Optional: true},
@@ -51,13 +59,46 @@ var ServerSpec = offsets.Spec{
 		{FieldRef: patternStr, Since: "go1.22", Optional: true},
 		{FieldRef: urlPath},
 		{FieldRef: responseStatus},
-		{FieldRef: hmapB, Before: swissMapsSince},
-		{FieldRef: hmapBuckets, Before: swissMapsSince},
-		{FieldRef: hmapOldbuckets, Before: swissMapsSince},
-		{FieldRef: swissDirPtr, Since: swissMapsSince},
-		{FieldRef: swissDirLen, Since: swissMapsSince},
-		{FieldRef: tableGroups, Since: swissMapsSince},
-		{FieldRef: groupsData, Since: swissMapsSince},
-		{FieldRef: groupsMask, Since: swissMapsSince},
-	},
+	}, headerMapFields...),
 }
+
+// headerMapFields are what reading an http.Header (a map[string][]string) takes.
+var headerMapFields = []offsets.FieldSpec{
+	{FieldRef: hmapB, Before: swissMapsSince},
+	{FieldRef: hmapBuckets, Before: swissMapsSince},
+	{FieldRef: hmapOldbuckets, Before: swissMapsSince},
+	{FieldRef: swissDirPtr, Since: swissMapsSince},
+	{FieldRef: swissDirLen, Since: swissMapsSince},
+	{FieldRef: tableGroups, Since: swissMapsSince},
+	{FieldRef: groupsData, Since: swissMapsSince},
+	{FieldRef: groupsMask, Since: swissMapsSince},
+}
+
+// ClientSpec: the entry of Transport.roundTrip and each of its RETs, two hits per
+// call; with propagation, the entry of Request.write too (three). roundTrip is where
+// every http.Client request passes, once per attempt, with its final URL and context:
+// at entry the request is complete, at return the response (or the error) is known.
+// Request.write runs in the connection's writer goroutine, just before the request's
+// bytes are written: where the kernel can tie a write to the request.
+var ClientSpec = offsets.Spec{
+	Name:   "net/http.client",
+	Module: "std",
+	Functions: []offsets.FuncSpec{
+		{Symbols: []string{roundTrip}, Returns: true},
+		{Symbols: []string{requestWrite}},
+	},
+	Fields: append([]offsets.FieldSpec{
+		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqHeader}, {FieldRef: reqCtx},
+		{FieldRef: urlScheme}, {FieldRef: urlHost}, {FieldRef: urlPath}, {FieldRef: urlRawQuery},
+		{FieldRef: respStatusCode}, {FieldRef: respProtoMajor}, {FieldRef: respProtoMinor},
+	}, headerMapFields...),
+}
+
+// Specs are this package's probes, in the order Attach and Configure take reports.
+var Specs = []offsets.Spec{ServerSpec, ClientSpec}
+
+const (
+	serveHTTP    = "net/http.serverHandler.ServeHTTP"
+	roundTrip    = "net/http.(*Transport).roundTrip"
+	requestWrite = "net/http.(*Request).write"
+)

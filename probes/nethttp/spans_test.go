@@ -1,0 +1,151 @@
+package nethttp
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+func event(method, path, pattern string, status uint16) *nethttpHttpServerEvent {
+	ev := &nethttpHttpServerEvent{Status: status, ProtoMajor: 1, ProtoMinor: 1}
+	ev.MethodLen = uint16(copy(ev.Method[:], method))
+	ev.PathLen = uint16(copy(ev.Path[:], path))
+	ev.RouteLen = uint16(copy(ev.Route[:], pattern))
+	ev.HostLen = uint16(copy(ev.Host[:], "example.com:8080"))
+	ev.RemoteLen = uint16(copy(ev.RemoteAddr[:], "[::1]:5555"))
+	ev.Sc.TraceId = [16]uint8{1}
+	ev.Sc.SpanId = [8]uint8{2}
+	return ev
+}
+
+func attrs(s *telemetry.Span) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func TestServerSpanFollowsSemanticConventions(t *testing.T) {
+	var s telemetry.Span
+	serverSpan(event("GET", "/items/7", "GET example.com/items/{id}", 200), &s)
+	a := attrs(&s)
+	if s.Name != "GET /items/{id}" || a["http.route"].AsString() != "/items/{id}" || s.Kind != trace.SpanKindServer || s.Status != codes.Unset {
+		t.Errorf("name %q route %q", s.Name, a["http.route"].AsString())
+	}
+	if a["server.address"].AsString() != "example.com" || a["server.port"].AsInt64() != 8080 ||
+		a["client.address"].AsString() != "::1" || a["client.port"].AsInt64() != 5555 || a["network.protocol.version"].AsString() != "1.1" {
+		t.Errorf("attributes %v", a)
+	}
+
+	serverSpan(event("PURGE", "/x", "", 503), &s)
+	a = attrs(&s)
+	if s.Name != "HTTP" || a["http.request.method"].AsString() != "_OTHER" || a["http.request.method_original"].AsString() != "PURGE" ||
+		s.Status != codes.Error || a["error.type"].AsString() != "503" {
+		t.Errorf("unknown method, 503: %q %v", s.Name, a)
+	}
+	if s.Parent.IsValid() {
+		t.Error("no traceparent, yet a parent")
+	}
+
+	ev := event("POST", "/p", "/p", 201)
+	ev.HasParent, ev.ParentSpanId, ev.TraceFlags = 1, [8]uint8{3}, 1
+	ev.Hdr.TracestateLen = uint16(copy(ev.Hdr.Tracestate[:], "a=1,b=2"))
+	serverSpan(ev, &s)
+	if !s.Parent.IsRemote() || s.Parent.SpanID() != (trace.SpanID{3}) || !s.Parent.IsSampled() || s.Parent.TraceState().String() != "a=1,b=2" || s.Name != "POST /p" {
+		t.Errorf("parent %+v name %q", s.Parent, s.Name)
+	}
+}
+
+func clientEvent(method, scheme, host, path, query string, status uint16) *nethttpHttpClientEvent {
+	ev := &nethttpHttpClientEvent{Status: status, ProtoMajor: 1, ProtoMinor: 1}
+	ev.MethodLen = uint16(copy(ev.Method[:], method))
+	ev.SchemeLen = uint16(copy(ev.Scheme[:], scheme))
+	ev.HostLen = uint16(copy(ev.Host[:], host))
+	ev.PathLen = uint16(copy(ev.Path[:], path))
+	ev.QueryLen = uint16(copy(ev.Query[:], query))
+	ev.Sc.TraceId = [16]uint8{1}
+	ev.Sc.SpanId = [8]uint8{2}
+	return ev
+}
+
+func TestClientSpanFollowsSemanticConventions(t *testing.T) {
+	p := &Probe{types: offsets.NewTypeNames("/nonexistent")}
+	var s telemetry.Span
+	ev := clientEvent("GET", "http", "backend:9000", "/a b/c", "x=1&sig=secret&Signature=s2&X-Goog-Signature=s3&AWSAccessKeyId=k&y=%20", 200)
+	ev.HasParent, ev.ParentSpanId, ev.TraceFlags = 1, [8]uint8{3}, 1
+	p.clientSpan(ev, &s)
+	a := attrs(&s)
+	if s.Name != "GET" || s.Kind != trace.SpanKindClient || s.Status != codes.Unset {
+		t.Errorf("name %q kind %v status %v", s.Name, s.Kind, s.Status)
+	}
+	wantURL := "http://backend:9000/a%20b/c?x=1&sig=REDACTED&Signature=REDACTED&X-Goog-Signature=REDACTED&AWSAccessKeyId=REDACTED&y=%20"
+	if a["url.full"].AsString() != wantURL {
+		t.Errorf("url.full %q, want %q", a["url.full"].AsString(), wantURL)
+	}
+	if a["server.address"].AsString() != "backend" || a["server.port"].AsInt64() != 9000 || a["http.response.status_code"].AsInt64() != 200 ||
+		a["network.protocol.version"].AsString() != "1.1" || a["http.request.method"].AsString() != "GET" {
+		t.Errorf("attributes %v", a)
+	}
+	if s.Parent.SpanID() != (trace.SpanID{3}) || !s.Parent.IsSampled() || s.Parent.TraceID() != (trace.TraceID{1}) {
+		t.Errorf("parent %+v", s.Parent)
+	}
+
+	p.clientSpan(clientEvent("GET", "https", "[::1]", "/", "", 404), &s)
+	a = attrs(&s)
+	if a["server.address"].AsString() != "::1" || a["server.port"].AsInt64() != 443 || s.Status != codes.Error || a["error.type"].AsString() != "404" || s.Parent.IsValid() {
+		t.Errorf("404 over https: %v, status %v", a, s.Status)
+	}
+
+	ev = clientEvent("QUERY", "http", "h", "/", "", 0)
+	ev.ErrorType = 0x1234 // not a type of any binary here
+	p.clientSpan(ev, &s)
+	a = attrs(&s)
+	if s.Name != "HTTP" || a["http.request.method"].AsString() != "_OTHER" || a["http.request.method_original"].AsString() != "QUERY" ||
+		s.Status != codes.Error || a["error.type"].AsString() != "_OTHER" || a["http.response.status_code"].Type() != attribute.INVALID {
+		t.Errorf("failed call: %q %v", s.Name, a)
+	}
+}
+
+func TestRedactQuery(t *testing.T) {
+	for q, want := range map[string]string{
+		"":                      "",
+		"a=1":                   "a=1",
+		"sig":                   "sig", // no value to hide
+		"sig=&a=b":              "sig=REDACTED&a=b",
+		"%73ig=x":               "%73ig=REDACTED",
+		"signature=x":           "signature=x", // keys are case-sensitive
+		"a=1;b=2&Signature=x=y": "a=1;b=2&Signature=REDACTED",
+	} {
+		if got := redactQuery(q); got != want {
+			t.Errorf("%q: %q, want %q", q, got, want)
+		}
+	}
+}
+
+func TestRouteOf(t *testing.T) {
+	for pattern, want := range map[string]string{
+		"": "", "/": "/", "/items/{id}": "/items/{id}", "GET /items/{id}": "/items/{id}",
+		"example.com/x": "/x", "GET example.com/x/{$}": "/x/{$}",
+	} {
+		if got := routeOf(pattern); got != want {
+			t.Errorf("%q: %q, want %q", pattern, got, want)
+		}
+	}
+}
+
+func TestProtocolVersion(t *testing.T) {
+	for _, c := range []struct {
+		major, minor uint8
+		want         string
+	}{{1, 1, "1.1"}, {1, 0, "1.0"}, {2, 0, "2"}, {0, 0, ""}} {
+		if got := protocolVersion(c.major, c.minor); got != c.want {
+			t.Errorf("%d.%d: %q", c.major, c.minor, got)
+		}
+	}
+}
