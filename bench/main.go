@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, rate.
+// Sections: startup, analysis, gate, tracing, proxy, rate.
 package main
 
 import (
@@ -24,6 +24,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"startup":  startup,
 	"analysis": analysis,
 	"tracing":  tracing,
+	"proxy":    proxy,
 	"rate":     rate,
 	"gate":     gate,
 }
@@ -39,7 +40,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "rate"}
+		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate"}
 	}
 	defer testenv.Cleanup()
 

@@ -79,8 +79,13 @@ func freePort() string {
 }
 
 // load sends requests over conns keep-alive connections for d; it returns the number
-// completed and their mean latency.
+// completed and their mean latency. Connection c requests /items/c.
 func load(addr string, conns int, d time.Duration) (int, time.Duration, error) {
+	return loadPath(addr, "", conns, d)
+}
+
+// loadPath is load requesting path (when not "") on every connection.
+func loadPath(addr, path string, conns int, d time.Duration) (int, time.Duration, error) {
 	var n, total atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
@@ -91,6 +96,9 @@ func load(addr string, conns int, d time.Duration) (int, time.Duration, error) {
 			defer wg.Done()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
 			url := "http://" + addr + "/items/" + strconv.Itoa(c)
+			if path != "" {
+				url = "http://" + addr + path
+			}
 			for time.Now().Before(deadline) {
 				begin := time.Now()
 				resp, err := client.Get(url)
@@ -100,6 +108,10 @@ func load(addr string, conns int, d time.Duration) (int, time.Duration, error) {
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("%s: %s", url, resp.Status))
+					return
+				}
 				total.Add(int64(time.Since(begin)))
 				n.Add(1)
 			}

@@ -20,10 +20,14 @@ import (
 // Objects are a probe's loaded BPF objects. Its large programs are loaded (verified:
 // most of the start gate's time) in the background, while its maps and small programs
 // are ready at once - so the small ones can be attached, the kernel sleeping through
-// each uprobe registration, while the large ones are verified.
+// each uprobe registration, while the large ones are verified. A large program starts
+// loading when Preload or Program first names it: a program the target does not need
+// takes no CPU from those it does.
 type Objects struct {
 	coll *ebpf.Collection // maps, variables, the programs loaded at once
-	slow map[string]*pendingProgram
+	spec *ebpf.CollectionSpec
+	mu   sync.Mutex
+	slow map[string]*pendingProgram // nil until started
 }
 
 type pendingProgram struct {
@@ -32,8 +36,8 @@ type pendingProgram struct {
 	err   error
 }
 
-// LoadObjects loads spec, its ring buffer sized ringSize bytes; the programs named in
-// slow load in the background, sharing the maps.
+// LoadObjects loads spec, its ring buffer sized ringSize bytes, except the programs
+// named in slow: those load in the background when asked for, sharing the maps.
 func LoadObjects(spec *ebpf.CollectionSpec, ringSize int, slow ...string) (*Objects, error) {
 	if m, ok := spec.Maps["events"]; ok && ringSize > 0 {
 		m.MaxEntries = uint32(ringSize)
@@ -46,32 +50,52 @@ func LoadObjects(spec *ebpf.CollectionSpec, ringSize int, slow ...string) (*Obje
 	if err != nil {
 		return nil, Explain(err)
 	}
-	o := &Objects{coll: coll, slow: map[string]*pendingProgram{}}
+	o := &Objects{coll: coll, spec: spec, slow: map[string]*pendingProgram{}}
 	for _, name := range slow {
-		one := spec.Copy()
-		for n := range one.Programs {
-			if n != name {
-				delete(one.Programs, n)
-			}
-		}
-		p := &pendingProgram{ready: make(chan struct{})}
-		o.slow[name] = p
-		go func() {
-			defer close(p.ready)
-			p.coll, p.err = ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: coll.Maps})
-			p.err = Explain(p.err)
-		}()
+		o.slow[name] = nil
 	}
 	return o, nil
 }
 
-// Program returns a loaded program, waiting for it if it is one of the slow ones.
+// Preload starts loading the named slow programs in the background.
+func (o *Objects) Preload(names ...string) {
+	for _, name := range names {
+		o.start(name)
+	}
+}
+
+// start starts loading a slow program, once; nil if name is not one.
+func (o *Objects) start(name string) *pendingProgram {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.slow[name]
+	if !ok || p != nil {
+		return p
+	}
+	one := o.spec.Copy()
+	for n := range one.Programs {
+		if n != name {
+			delete(one.Programs, n)
+		}
+	}
+	p = &pendingProgram{ready: make(chan struct{})}
+	o.slow[name] = p
+	go func() {
+		defer close(p.ready)
+		p.coll, p.err = ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: o.coll.Maps})
+		p.err = Explain(p.err)
+	}()
+	return p
+}
+
+// Program returns a loaded program, loading it or waiting for it if it is one of the
+// slow ones.
 func (o *Objects) Program(name string) (*ebpf.Program, error) {
 	if p, ok := o.coll.Programs[name]; ok {
 		return p, nil
 	}
-	pending, ok := o.slow[name]
-	if !ok {
+	pending := o.start(name)
+	if pending == nil {
 		return nil, fmt.Errorf("BPF object has no program %s", name)
 	}
 	<-pending.ready
@@ -100,7 +124,12 @@ func (o *Objects) SetVariables(values map[string]uint64) error {
 
 // Close frees the programs and maps (waiting for those still loading).
 func (o *Objects) Close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	for _, p := range o.slow {
+		if p == nil {
+			continue
+		}
 		<-p.ready
 		if p.coll != nil {
 			p.coll.Close()

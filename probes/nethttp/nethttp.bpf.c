@@ -230,16 +230,18 @@ struct {
  * app), then established (in the sockhash, where sk_msg sees their writes). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, __u8);
 } connecting SEC(".maps");
 
+/* Sizes, not BTF types: the kernel takes no BTF for a sockhash, and the loader's
+ * fallback after trying costs 30 ms of start gate. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
+	__uint(key_size, sizeof(__u64));
+	__uint(value_size, sizeof(__u64));
 } app_sockets SEC(".maps");
 
 const struct http_server_event *unused_server_event __attribute__((unused)); /* bpf2go -type */

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -77,6 +78,9 @@ func Load(goVersion string, cfg Config) (*Probe, error) {
 	if p.objs, err = bpf.LoadObjects(spec, cfg.RingBufferSize, slow...); err != nil {
 		return nil, fmt.Errorf("load the net/http probe: %w", err)
 	}
+	// Most Go HTTP programs serve: verify the server's entry now. The client's
+	// programs wait until Attach knows the program makes calls.
+	p.objs.Preload(p.entry[server])
 	return p, nil
 }
 
@@ -104,22 +108,26 @@ func (p *Probe) Attach(path string, pid int, reps []offsets.ProbeReport) error {
 			uprobeGroup{server, p.entry[server], bpf.Uprobe{Symbol: serveHTTP, Offsets: []uint64{fn.Offset}}},
 			uprobeGroup{server, "server_return", bpf.Uprobe{Symbol: serveHTTP + " (returns)", Offsets: fn.Returns}})
 	}
+	propagation := make(chan error, 1)
 	if reps[client].Enabled {
 		fn, ok1 := reps[client].Uprobe(roundTrip)
 		write, ok2 := reps[client].Uprobe(requestWrite)
 		if !ok1 || !ok2 {
 			return fmt.Errorf("%s, %s not resolved", roundTrip, requestWrite)
 		}
+		p.objs.Preload(p.entry[client])
 		groups = append(groups,
 			uprobeGroup{client, p.entry[client], bpf.Uprobe{Symbol: roundTrip, Offsets: []uint64{fn.Offset}}},
 			uprobeGroup{client, "client_return", bpf.Uprobe{Symbol: roundTrip + " (returns)", Offsets: fn.Returns}})
 		if p.cfg.Propagate && p.cfg.TraceContext {
-			if err := p.attachPropagation(); err != nil {
-				slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", err))
-			} else {
-				groups = append(groups, uprobeGroup{client, "request_write", bpf.Uprobe{Symbol: requestWrite, Offsets: []uint64{write.Offset}}})
-			}
+			p.objs.Preload("app_sockops", "inject")
+			go func() { propagation <- p.attachPropagation() }()
+			groups = append(groups, uprobeGroup{client, "request_write", bpf.Uprobe{Symbol: requestWrite, Offsets: []uint64{write.Offset}}})
+		} else {
+			propagation <- nil
 		}
+	} else {
+		propagation <- nil
 	}
 
 	type attached struct {
@@ -140,14 +148,27 @@ func (p *Probe) Attach(path string, pid int, reps []offsets.ProbeReport) error {
 		}(g)
 	}
 	var errs []error
+	var writeLinks []link.Link
 	for range groups {
 		r := <-results
-		p.links[r.group.spec] = append(p.links[r.group.spec], r.links...)
+		if r.group.program == "request_write" {
+			writeLinks = r.links // kept only if propagation is on
+		} else {
+			p.links[r.group.spec] = append(p.links[r.group.spec], r.links...)
+		}
 		if r.err != nil {
 			errs = append(errs, r.err)
 		} else {
 			p.progs = append(p.progs, r.group.program)
 		}
+	}
+	if err := <-propagation; err != nil {
+		slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", err))
+		go bpf.CloseAll(writeLinks) // waits out a grace period: not in the gate
+		p.progs = slices.DeleteFunc(p.progs, func(name string) bool { return name == "request_write" })
+	} else if p.sockets != nil {
+		p.links[client] = append(p.links[client], writeLinks...)
+		p.progs = append(p.progs, "inject")
 	}
 	if err := errors.Join(errs...); err != nil {
 		p.Detach()
@@ -170,11 +191,8 @@ func (p *Probe) attachPropagation() error {
 	if err != nil {
 		return err
 	}
-	if p.sockets, err = bpf.AttachSocketPrograms(cgroup, sockops, p.objs.Map("app_sockets"), inject); err != nil {
-		return err
-	}
-	p.progs = append(p.progs, "inject")
-	return nil
+	p.sockets, err = bpf.AttachSocketPrograms(cgroup, sockops, p.objs.Map("app_sockets"), inject)
+	return err
 }
 
 // Configure sets the target's field offsets and enables each spec reps (in Specs order)
@@ -362,12 +380,13 @@ func Check() bpf.HostCheck {
 	for name := range spec.Programs {
 		names = append(names, name)
 	}
-	objs, err := bpf.LoadObjects(spec, 4096, names...) // each on its own, in parallel
+	objs, err := bpf.LoadObjects(spec, 4096, names...)
 	if err != nil {
 		c.Load = err
 		return c
 	}
 	defer objs.Close()
+	objs.Preload(names...) // each on its own, in parallel
 	for _, name := range names {
 		if _, err := objs.Program(name); err != nil && c.Load == nil {
 			c.Load = err
