@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -163,6 +164,9 @@ func (s *supervisor) attach(ctx context.Context, t Target) (*unix.WaitStatus, er
 		session Session
 		err     error
 	}
+	// No garbage collection while the app waits: loading and analysis allocate a few
+	// megabytes, and collecting them mid-way would only lengthen the wait.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	done := make(chan result, 1)
 	go func() {
 		sess, err := s.cfg.Instrumenter.Instrument(ctx, t)

@@ -121,6 +121,9 @@ LAUNCH_ATTACH_TIMEOUT=2s. Tracing is configured with the standard OTEL_* variabl
 }
 
 func runApp(c *cli.Context, command []string) int {
+	if !strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
+		probes.Prepare()
+	}
 	level, err := parseLevel(c.String("log-level"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "launch: --log-level %q: want debug, info, warn or error\n", c.String("log-level"))

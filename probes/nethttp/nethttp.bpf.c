@@ -207,24 +207,12 @@ union zero_value {
 	struct client_call client;
 	struct span_ref ref;
 	struct outgoing out;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, union zero_value);
-} zeroes SEC(".maps");
+} zeroes;
 
 /* The app's process ID as the kernel knows it (the launcher may sit in a PID namespace
  * of its own): learned from the uprobes, which only the app hits; used by sockops to
  * pick the app's connections. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} app_tgid SEC(".maps");
+volatile __u32 app_tgid;
 
 /* The app's TCP connections, by socket cookie: connecting (sockops saw connect() in the
  * app), then established (in the sockhash, where sk_msg sees their writes). */
@@ -250,19 +238,15 @@ const struct http_client_event *unused_client_event __attribute__((unused));
 /* new_entry creates map[key] zeroed and returns it, to be filled in place. */
 static __always_inline void *new_entry(void *map, __u64 *key)
 {
-	__u32 zero = 0;
-	void *z = bpf_map_lookup_elem(&zeroes, &zero);
-	if (!z || bpf_map_update_elem(map, key, z, BPF_ANY) != 0)
+	if (bpf_map_update_elem(map, key, &zeroes, BPF_ANY) != 0)
 		return 0;
 	return bpf_map_lookup_elem(map, key);
 }
 
 static __always_inline void learn_app_tgid(void)
 {
-	__u32 zero = 0;
-	__u32 *t = bpf_map_lookup_elem(&app_tgid, &zero);
-	if (t && !*t)
-		*t = bpf_get_current_pid_tgid() >> 32;
+	if (!app_tgid)
+		app_tgid = bpf_get_current_pid_tgid() >> 32;
 }
 
 /* ---------------------------------------------------------------- server */
@@ -520,15 +504,14 @@ int request_write(struct go_regs *ctx)
 SEC("sockops")
 int app_sockops(struct bpf_sock_ops *ops)
 {
-	__u32 zero = 0;
-	__u32 *tgid = bpf_map_lookup_elem(&app_tgid, &zero);
-	if (!tgid || !*tgid)
+	__u32 tgid = app_tgid;
+	if (!tgid)
 		return 1;
 	__u64 cookie;
 	__u8 one = 1;
 	switch (ops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB: /* in the connecting thread */
-		if ((bpf_get_current_pid_tgid() >> 32) == *tgid) {
+		if ((bpf_get_current_pid_tgid() >> 32) == tgid) {
 			cookie = bpf_get_socket_cookie(ops);
 			bpf_map_update_elem(&connecting, &cookie, &one, BPF_ANY);
 		}

@@ -135,8 +135,51 @@ type nethttpSpanRef struct {
 
 type nethttpZeroValue struct {
 	_      structs.HostLayout
-	Server nethttpServerCall
-	_      [192]byte
+	Server struct {
+		_  structs.HostLayout
+		Ev struct {
+			_          structs.HostLayout
+			Kind       uint32
+			HasParent  uint8
+			ProtoMajor uint8
+			ProtoMinor uint8
+			TraceFlags uint8
+			StartNs    uint64
+			EndNs      uint64
+			Sc         struct {
+				_       structs.HostLayout
+				TraceId [16]uint8
+				SpanId  [8]uint8
+			}
+			ParentSpanId [8]uint8
+			Status       uint16
+			MethodLen    uint16
+			PathLen      uint16
+			RouteLen     uint16
+			HostLen      uint16
+			RemoteLen    uint16
+			Method       [16]uint8
+			Path         [128]uint8
+			Route        [128]uint8
+			Host         [64]uint8
+			RemoteAddr   [64]uint8
+			Hdr          struct {
+				_              structs.HostLayout
+				Traceparent    [56]uint8
+				Found          uint8
+				TraceparentLen uint8
+				TracestateLen  uint16
+				UserAgentLen   uint16
+				Tracestate     [256]uint8
+				UserAgent      [128]uint8
+			}
+			_ [6]byte
+		}
+		Req  uint64
+		Resp uint64
+		Ctx  uint64
+	}
+	_ [192]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -144,7 +187,6 @@ type nethttpZeroValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	nethttpMapAppSockets         = "app_sockets"
-	nethttpMapAppTgid            = "app_tgid"
 	nethttpMapClientCalls        = "client_calls"
 	nethttpMapConnecting         = "connecting"
 	nethttpMapEvents             = "events"
@@ -153,7 +195,6 @@ const (
 	nethttpMapServerCalls        = "server_calls"
 	nethttpMapServerContexts     = "server_contexts"
 	nethttpMapWaiting            = "waiting"
-	nethttpMapZeroes             = "zeroes"
 	nethttpProgAppSockops        = "app_sockops"
 	nethttpProgClientEntryHmap   = "client_entry_hmap"
 	nethttpProgClientEntrySwiss  = "client_entry_swiss"
@@ -163,6 +204,7 @@ const (
 	nethttpProgServerEntryHmap   = "server_entry_hmap"
 	nethttpProgServerEntrySwiss  = "server_entry_swiss"
 	nethttpProgServerReturn      = "server_return"
+	nethttpVarAppTgid            = "app_tgid"
 	nethttpVarClientEnabled      = "client_enabled"
 	nethttpVarExtract            = "extract"
 	nethttpVarOffGroupsData      = "off_groups_data"
@@ -199,6 +241,7 @@ const (
 	nethttpVarServerEnabled      = "server_enabled"
 	nethttpVarUnusedClientEvent  = "unused_client_event"
 	nethttpVarUnusedServerEvent  = "unused_server_event"
+	nethttpVarZeroes             = "zeroes"
 )
 
 // loadNethttp returns the embedded CollectionSpec for nethttp.
@@ -259,7 +302,6 @@ type nethttpProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpMapSpecs struct {
 	AppSockets     *ebpf.MapSpec `ebpf:"app_sockets"`
-	AppTgid        *ebpf.MapSpec `ebpf:"app_tgid"`
 	ClientCalls    *ebpf.MapSpec `ebpf:"client_calls"`
 	Connecting     *ebpf.MapSpec `ebpf:"connecting"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
@@ -268,13 +310,13 @@ type nethttpMapSpecs struct {
 	ServerCalls    *ebpf.MapSpec `ebpf:"server_calls"`
 	ServerContexts *ebpf.MapSpec `ebpf:"server_contexts"`
 	Waiting        *ebpf.MapSpec `ebpf:"waiting"`
-	Zeroes         *ebpf.MapSpec `ebpf:"zeroes"`
 }
 
 // nethttpVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpVariableSpecs struct {
+	AppTgid            *ebpf.VariableSpec `ebpf:"app_tgid"`
 	ClientEnabled      *ebpf.VariableSpec `ebpf:"client_enabled"`
 	Extract            *ebpf.VariableSpec `ebpf:"extract"`
 	OffGroupsData      *ebpf.VariableSpec `ebpf:"off_groups_data"`
@@ -311,6 +353,7 @@ type nethttpVariableSpecs struct {
 	ServerEnabled      *ebpf.VariableSpec `ebpf:"server_enabled"`
 	UnusedClientEvent  *ebpf.VariableSpec `ebpf:"unused_client_event"`
 	UnusedServerEvent  *ebpf.VariableSpec `ebpf:"unused_server_event"`
+	Zeroes             *ebpf.VariableSpec `ebpf:"zeroes"`
 }
 
 // nethttpObjects contains all objects after they have been loaded into the kernel.
@@ -334,7 +377,6 @@ func (o *nethttpObjects) Close() error {
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpMaps struct {
 	AppSockets     *ebpf.Map `ebpf:"app_sockets"`
-	AppTgid        *ebpf.Map `ebpf:"app_tgid"`
 	ClientCalls    *ebpf.Map `ebpf:"client_calls"`
 	Connecting     *ebpf.Map `ebpf:"connecting"`
 	Events         *ebpf.Map `ebpf:"events"`
@@ -343,13 +385,11 @@ type nethttpMaps struct {
 	ServerCalls    *ebpf.Map `ebpf:"server_calls"`
 	ServerContexts *ebpf.Map `ebpf:"server_contexts"`
 	Waiting        *ebpf.Map `ebpf:"waiting"`
-	Zeroes         *ebpf.Map `ebpf:"zeroes"`
 }
 
 func (m *nethttpMaps) Close() error {
 	return _NethttpClose(
 		m.AppSockets,
-		m.AppTgid,
 		m.ClientCalls,
 		m.Connecting,
 		m.Events,
@@ -358,7 +398,6 @@ func (m *nethttpMaps) Close() error {
 		m.ServerCalls,
 		m.ServerContexts,
 		m.Waiting,
-		m.Zeroes,
 	)
 }
 
@@ -366,6 +405,7 @@ func (m *nethttpMaps) Close() error {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpVariables struct {
+	AppTgid            *ebpf.Variable `ebpf:"app_tgid"`
 	ClientEnabled      *ebpf.Variable `ebpf:"client_enabled"`
 	Extract            *ebpf.Variable `ebpf:"extract"`
 	OffGroupsData      *ebpf.Variable `ebpf:"off_groups_data"`
@@ -402,6 +442,7 @@ type nethttpVariables struct {
 	ServerEnabled      *ebpf.Variable `ebpf:"server_enabled"`
 	UnusedClientEvent  *ebpf.Variable `ebpf:"unused_client_event"`
 	UnusedServerEvent  *ebpf.Variable `ebpf:"unused_server_event"`
+	Zeroes             *ebpf.Variable `ebpf:"zeroes"`
 }
 
 // nethttpPrograms contains all programs after they have been loaded into the kernel.

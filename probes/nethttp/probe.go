@@ -55,10 +55,11 @@ const offsetNone = ^uint64(0)
 // programs for that Go's map layout. It needs nothing else from the target, so it runs
 // while the target is analysed; the large programs go on loading in the background.
 func Load(goVersion string, cfg Config) (*Probe, error) {
-	spec, err := loadNethttp()
+	parsed, err := objectSpec()
 	if err != nil {
 		return nil, err
 	}
+	spec := parsed.Copy()
 	layout, unused := "_hmap", "_swiss"
 	if offsets.VersionAtLeast(goVersion, swissMapsSince) {
 		layout, unused = unused, layout
@@ -66,23 +67,31 @@ func Load(goVersion string, cfg Config) (*Probe, error) {
 	delete(spec.Programs, "server_entry"+unused)
 	delete(spec.Programs, "client_entry"+unused)
 	p := &Probe{cfg: cfg, entry: [2]string{"server_entry" + layout, "client_entry" + layout}}
-	slow := []string{p.entry[server], p.entry[client]}
+	// Loaded when needed: the client's programs once the target is known to make
+	// calls; the socket programs apart, so that a kernel without what they use still
+	// gets spans.
+	slow := []string{p.entry[server], p.entry[client], "client_return"}
+	propagation := []string{"request_write", "app_sockops", "inject"}
 	if cfg.Propagate && cfg.TraceContext {
-		// Loaded apart: a kernel without them still gets spans.
-		slow = append(slow, "app_sockops", "inject")
+		slow = append(slow, propagation...)
 	} else {
-		for _, name := range []string{"app_sockops", "inject", "request_write"} {
+		for _, name := range propagation {
 			delete(spec.Programs, name)
 		}
 	}
 	if p.objs, err = bpf.LoadObjects(spec, cfg.RingBufferSize, slow...); err != nil {
 		return nil, fmt.Errorf("load the net/http probe: %w", err)
 	}
-	// Most Go HTTP programs serve: verify the server's entry now. The client's
-	// programs wait until Attach knows the program makes calls.
 	p.objs.Preload(p.entry[server])
 	return p, nil
 }
+
+// objectSpec is the embedded BPF object, parsed once (2 ms): Prepare starts that
+// before the launcher needs it.
+var objectSpec = sync.OnceValues(loadNethttp)
+
+// Prepare parses the BPF object in the background.
+func Prepare() { go objectSpec() }
 
 // uprobeGroup is one program at some offsets.
 type uprobeGroup struct {
@@ -115,12 +124,12 @@ func (p *Probe) Attach(path string, pid int, reps []offsets.ProbeReport) error {
 		if !ok1 || !ok2 {
 			return fmt.Errorf("%s, %s not resolved", roundTrip, requestWrite)
 		}
-		p.objs.Preload(p.entry[client])
+		p.objs.Preload(p.entry[client], "client_return")
 		groups = append(groups,
 			uprobeGroup{client, p.entry[client], bpf.Uprobe{Symbol: roundTrip, Offsets: []uint64{fn.Offset}}},
 			uprobeGroup{client, "client_return", bpf.Uprobe{Symbol: roundTrip + " (returns)", Offsets: fn.Returns}})
 		if p.cfg.Propagate && p.cfg.TraceContext {
-			p.objs.Preload("app_sockops", "inject")
+			p.objs.Preload("app_sockops", "inject", "request_write")
 			go func() { propagation <- p.attachPropagation() }()
 			groups = append(groups, uprobeGroup{client, "request_write", bpf.Uprobe{Symbol: requestWrite, Offsets: []uint64{write.Offset}}})
 		} else {
