@@ -45,7 +45,7 @@ func analysis(env *benchEnv) error {
 	}
 	fmt.Println("### Binary analysis (offsets.Open + Analyze, all probes)")
 	fmt.Println()
-	fmt.Println("| binary | size | probe | median time | p90 | peak heap | allocated |")
+	fmt.Println("| binary | size | probes enabled | median time | p90 | peak heap | allocated |")
 	fmt.Println("|---|---:|---|---:|---:|---:|---:|")
 	for _, b := range bins {
 		st, err := os.Stat(b.path)
@@ -62,12 +62,18 @@ func analysis(env *benchEnv) error {
 			}
 			times = append(times, d)
 			peak, allocated = max(peak, p), a
-			enabled = "off"
-			if len(r.Probes) > 0 && r.Probes[0].Enabled {
-				enabled = "on"
+			var on []string
+			for _, p := range r.Probes {
+				if p.Enabled && p.Name != "absent" {
+					on = append(on, p.Name)
+				}
+			}
+			enabled = strings.Join(on, ", ")
+			if enabled == "" {
+				enabled = "none"
 			}
 		}
-		fmt.Printf("| %s | %.1f MB | net/http.server %s | %s | %s | %.1f MB | %.1f MB |\n", b.name, float64(st.Size())/1e6, enabled,
+		fmt.Printf("| %s | %.1f MB | %s | %s | %s | %.1f MB | %.1f MB |\n", b.name, float64(st.Size())/1e6, enabled,
 			ms(median(times)), ms(pct(times, 90)), float64(peak)/1e6, float64(allocated)/1e6)
 	}
 	fmt.Printf("\nGenerated program: %s.\n\n", big.describe)
@@ -117,20 +123,20 @@ func totalAlloc() uint64 { metrics.Read(heapSample); return heapSample[1].Value.
 
 type generated struct{ plain, stripped, describe string }
 
-// generatedBinary generates (once; cached on disk) a Go HTTP server with the given
-// numbers of packages, functions and struct types, and builds it with and without
-// DWARF. 180, 400, 60 make a binary of over 100 MB. With BENCH_MAIN=1 it prints
+// generatedBinary generates (once; cached on disk) a Go HTTP server that also makes
+// HTTP calls, with the given numbers of packages, functions and struct types, and
+// builds it with and without DWARF. 180, 400, 60 make a binary of over 100 MB. With BENCH_MAIN=1 it prints
 // CLOCK_MONOTONIC at the start of main and exits.
 func generatedBinary(packages, funcsPerPkg, typesPerPkg int) (*generated, error) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "otel-go-launcher", fmt.Sprintf("generated-v2-%d-%d-%d-%s", packages, funcsPerPkg, typesPerPkg, runtime.Version()))
+	dir := filepath.Join(cache, "otel-go-launcher", fmt.Sprintf("generated-v3-%d-%d-%d-%s", packages, funcsPerPkg, typesPerPkg, runtime.Version()))
 	g := &generated{
 		plain:    filepath.Join(dir, "server"),
 		stripped: filepath.Join(dir, "server-stripped"),
-		describe: fmt.Sprintf("%d packages of %d functions and %d struct types each, plus net/http", packages, funcsPerPkg, typesPerPkg),
+		describe: fmt.Sprintf("%d packages of %d functions and %d struct types each, plus a net/http server and client", packages, funcsPerPkg, typesPerPkg),
 	}
 	if _, err := os.Stat(g.stripped); err == nil {
 		return g, nil
@@ -204,7 +210,14 @@ func main() {
 		fmt.Println("MAIN", ts.Nano())
 		return
 	}
-%s	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, sink) })
+%s	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if up := os.Getenv("UPSTREAM"); up != "" {
+			if resp, err := http.Get(up); err == nil {
+				resp.Body.Close()
+			}
+		}
+		fmt.Fprintln(w, sink)
+	})
 	http.ListenAndServe("127.0.0.1:0", nil)
 }
 `, imports.String(), calls.String())

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -42,6 +43,7 @@ func LoadObjects(spec *ebpf.CollectionSpec, ringSize int, slow ...string) (*Obje
 	if m, ok := spec.Maps["events"]; ok && ringSize > 0 {
 		m.MaxEntries = uint32(ringSize)
 	}
+	useUprobeMulti(spec)
 	fast := spec.Copy()
 	for _, name := range slow {
 		delete(fast.Programs, name)
@@ -149,8 +151,10 @@ type Uprobe struct {
 // firing only in process pid. The binding is to the process: a uprobe attached before
 // the process execs path takes effect when the exec maps it.
 //
-// The kernel sleeps several milliseconds in each uprobe registration (waiting for a
-// grace period), so they are made concurrently: the start gate waits for one.
+// With uprobe_multi links (Linux 6.6+; see LoadObjects) a program is attached at all
+// its offsets in one system call, and detached in one: perf-event uprobes are
+// registered one by one and, worse, each waits for its own grace period when removed
+// (20 of them: 1.7 s). Without, the perf-event uprobes are made concurrently.
 func AttachUprobes(path string, pid int, ups ...Uprobe) ([]link.Link, error) {
 	ex, err := link.OpenExecutable(path)
 	if err != nil {
@@ -161,17 +165,33 @@ func AttachUprobes(path string, pid int, ups ...Uprobe) ([]link.Link, error) {
 		err error
 	}
 	var results []chan result
+	attach := func(f func() (link.Link, error)) {
+		c := make(chan result, 1)
+		results = append(results, c)
+		go func() {
+			l, err := f()
+			c <- result{l, err}
+		}()
+	}
 	for _, u := range ups {
+		if u.Program.Type() == ebpf.Kprobe && haveUprobeMulti() {
+			attach(func() (link.Link, error) {
+				l, err := ex.UprobeMulti(nil, u.Program, &link.UprobeMultiOptions{Addresses: u.Offsets, PID: uint32(pid)})
+				if err != nil {
+					err = fmt.Errorf("uprobe %s on %s: %w%s", u.Symbol, path, err, hint(err))
+				}
+				return l, err
+			})
+			continue
+		}
 		for _, off := range u.Offsets {
-			c := make(chan result, 1)
-			results = append(results, c)
-			go func(u Uprobe, off uint64) {
+			attach(func() (link.Link, error) {
 				l, err := ex.Uprobe(u.Symbol, u.Program, &link.UprobeOptions{Address: off, PID: pid})
 				if err != nil {
 					err = fmt.Errorf("uprobe %s on %s: %w%s", u.Symbol, path, err, hint(err))
 				}
-				c <- result{l, err}
-			}(u, off)
+				return l, err
+			})
 		}
 	}
 	var links []link.Link
@@ -190,6 +210,22 @@ func AttachUprobes(path string, pid int, ups ...Uprobe) ([]link.Link, error) {
 		return nil, first
 	}
 	return links, nil
+}
+
+// haveUprobeMulti reports whether this kernel has uprobe_multi links.
+var haveUprobeMulti = sync.OnceValue(func() bool { return features.HaveBPFLinkUprobeMulti() == nil })
+
+// useUprobeMulti loads spec's uprobe programs for uprobe_multi links, if the kernel
+// has them.
+func useUprobeMulti(spec *ebpf.CollectionSpec) {
+	if !haveUprobeMulti() {
+		return
+	}
+	for _, p := range spec.Programs {
+		if p.Type == ebpf.Kprobe && strings.HasPrefix(p.SectionName, "uprobe") {
+			p.AttachType = ebpf.AttachTraceUprobeMulti
+		}
+	}
 }
 
 // hint says what to do about common attach errors.

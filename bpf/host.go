@@ -10,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,20 +69,21 @@ func CheckUprobes() error {
 		}
 	}
 	f.Close()
-	prog, err := emptyProgram(ebpf.Kprobe, ebpf.AttachNone)
+	attach := ebpf.AttachNone
+	if haveUprobeMulti() {
+		attach = ebpf.AttachTraceUprobeMulti // as the probes' programs are loaded
+	}
+	prog, err := emptyProgram(ebpf.Kprobe, attach)
 	if err != nil {
 		return fmt.Errorf("load a uprobe program: %w%s", err, permissionHint(err, "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"))
 	}
 	defer prog.Close()
-	ex, err := link.OpenExecutable(exe)
+	links, err := AttachUprobes(exe, os.Getpid(), Uprobe{Symbol: "entry point", Program: prog, Offsets: []uint64{entry}})
 	if err != nil {
 		return err
 	}
-	l, err := ex.Uprobe("entry", prog, &link.UprobeOptions{Address: entry, PID: os.Getpid()})
-	if err != nil {
-		return fmt.Errorf("attach a uprobe to %s: %w%s", exe, err, hint(err))
-	}
-	return l.Close()
+	CloseAll(links)
+	return nil
 }
 
 // CheckRingBuffer creates a ring buffer map.

@@ -46,12 +46,12 @@ type Probe interface {
 // to load their probe.
 var registry = []struct {
 	specs   []offsets.Spec
-	load    func(goVersion string, opts Options) (Probe, error)
+	load    func(goVersion string, resolved []offsets.ProbeReport, opts Options) (Probe, error)
 	prepare func()               // start work that needs no target
 	check   func() bpf.HostCheck // for launch doctor
 }{
-	{nethttp.Specs, func(goVersion string, opts Options) (Probe, error) {
-		return nethttp.Load(goVersion, nethttp.Config{
+	{nethttp.Specs, func(goVersion string, resolved []offsets.ProbeReport, opts Options) (Probe, error) {
+		return nethttp.Load(goVersion, resolved, nethttp.Config{
 			RingBufferSize: opts.RingBufferSize,
 			Sampling:       opts.Sampling,
 			TraceContext:   opts.TraceContext,
@@ -109,9 +109,9 @@ type Session struct {
 // are logged, with why. The telemetry pipeline is built after it returns: spans only
 // come once the app runs, and they wait in the kernel until then.
 //
-// This runs inside the start gate, so the work overlaps: the BPF programs are loaded
-// (verified) while the binary is analysed, and uprobes are attached - the kernel
-// sleeps through each registration - while DWARF is read.
+// This runs inside the start gate, so the work overlaps: functions are resolved first
+// (under a millisecond), then the programs those probes need are loaded (verified) and
+// attached - the kernel sleeps through each uprobe registration - while DWARF is read.
 func Instrument(ctx context.Context, path string, pid int, opts Options) (*Session, error) {
 	if err := telemetry.CheckEnv(); err != nil {
 		return nil, err
@@ -122,35 +122,9 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	defer bin.Close()
 
-	type loaded struct {
-		probe Probe
-		err   error
-	}
-	loads := make([]chan loaded, len(registry))
-	for i, r := range registry {
-		loads[i] = make(chan loaded, 1)
-		go func(i int, load func(string, Options) (Probe, error)) {
-			p, err := load(bin.GoVersion, opts)
-			loads[i] <- loaded{p, err}
-		}(i, r.load)
-	}
-	// Loaded probes not needed are closed in the background: closing one still
-	// being verified would wait for the verifier.
-	discard := func(l loaded) {
-		if l.probe != nil {
-			go l.probe.Close()
-		}
-	}
-	discardAll := func() {
-		for i := range loads {
-			go func(c chan loaded) { discard(<-c) }(loads[i])
-		}
-	}
-
 	specs := Specs()
-	rep, err := offsets.AnalyzeFunctions(bin, specs)
+	rep, err := offsets.AnalyzeFunctions(bin, specs) // < 1 ms: symbols or pclntab
 	if err != nil {
-		discardAll()
 		return nil, err
 	}
 	// Where to attach, before AddFields changes rep; and which specs cannot be.
@@ -163,13 +137,11 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		}
 	}
 	if len(unresolved) == len(specs) { // nothing to trace: do not hold the app for DWARF
-		discardAll()
 		return nil, errors.New(strings.Join(unresolved, "; "))
 	}
-	fields := make(chan error, 1)
-	go func() { fields <- rep.AddFields(bin, specs) }()
 
-	// Each probe's reports are a window of rep.Probes.
+	// Each probe's reports are a window of rep.Probes. A probe with a spec to attach
+	// loads what those specs need, while DWARF is read.
 	type window struct{ lo, hi int }
 	windows := make([]window, len(registry))
 	for i, lo := 0, 0; i < len(registry); i++ {
@@ -184,12 +156,31 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		}
 		return false
 	}
+	type loaded struct {
+		probe Probe
+		err   error
+	}
+	loads := make([]chan loaded, len(registry))
+	for i, r := range registry {
+		loads[i] = make(chan loaded, 1)
+		if !anyResolved(windows[i]) {
+			loads[i] <- loaded{}
+			continue
+		}
+		go func(i int, load func(string, []offsets.ProbeReport, Options) (Probe, error)) {
+			p, err := load(bin.GoVersion, uprobes[windows[i].lo:windows[i].hi], opts)
+			loads[i] <- loaded{p, err}
+		}(i, r.load)
+	}
+	fields := make(chan error, 1)
+	go func() { fields <- rep.AddFields(bin, specs) }()
+
 	attached := make([]Probe, len(registry))
 	failures := unresolved
 	for i, w := range windows {
 		l := <-loads[i]
 		switch {
-		case !anyResolved(w):
+		case l.probe == nil && l.err == nil: // nothing to attach
 		case l.err != nil:
 			failures = append(failures, specNames(specs[w.lo:w.hi])+": "+l.err.Error())
 		default:
@@ -200,7 +191,9 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 				continue
 			}
 		}
-		discard(l)
+		if l.probe != nil {
+			go l.probe.Close() // detaching waits out a kernel grace period: not in the gate
+		}
 	}
 	fieldErr := <-fields
 

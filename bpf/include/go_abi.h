@@ -30,11 +30,6 @@ static __always_inline unsigned long go_arg(const struct go_regs *r, int n)
 	return 0;
 }
 #define GO_G(r) ((r)->r14)
-/* The kernel's own pt_regs, read through BTF (CO-RE) where the kernel saved them. */
-struct pt_regs___go {
-	unsigned long r14;
-} __attribute__((preserve_access_index));
-#define PT_REGS_GO_G(r) ((r)->r14)
 #elif defined(__TARGET_ARCH_arm64)
 struct go_regs {
 	unsigned long regs[31];
@@ -45,10 +40,6 @@ static __always_inline unsigned long go_arg(const struct go_regs *r, int n)
 	return (n >= 1 && n <= 16) ? r->regs[n - 1] : 0;
 }
 #define GO_G(r) ((r)->regs[28])
-struct pt_regs___go {
-	unsigned long regs[31];
-} __attribute__((preserve_access_index));
-#define PT_REGS_GO_G(r) ((r)->regs[28])
 #else
 #error "define __TARGET_ARCH_x86 or __TARGET_ARCH_arm64"
 #endif
@@ -63,9 +54,12 @@ static __always_inline __u64 go_goroutine(const struct go_regs *r)
 /* go_current_goroutine is the goroutine of the app thread the kernel is running on
  * behalf of, in a program that is not a uprobe (an sk_msg program runs inside the
  * write system call): Go enters system calls with g still in its register, and the
- * kernel saved the user registers at entry. It needs kernel BTF. */
+ * kernel saved the user registers at entry. The kernel's pt_regs has the UAPI layout of
+ * go_regs, so the read needs no relocation (CO-RE would make the loader parse the
+ * kernel's BTF: 10 ms of the start gate); the verifier checks it against the kernel's
+ * own type. */
 static __always_inline __u64 go_current_goroutine(void)
 {
-	struct pt_regs___go *regs = (struct pt_regs___go *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	return regs ? PT_REGS_GO_G(regs) : 0;
+	struct go_regs *regs = (struct go_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return regs ? GO_G(regs) : 0;
 }

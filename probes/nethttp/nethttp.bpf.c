@@ -423,6 +423,10 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 		st->ev.query_len = read_go_string(st->ev.query, QUERY_MAX, st->url + off_url_rawquery);
 	}
 
+	/* Read before the paths below part: verified once, not once per path. */
+	if (propagate)
+		capture_headers(read_ptr(req + off_req_header), &st->hdr, swiss_maps);
+
 	struct span_ref *parent = find_parent(read_ptr(req + off_req_ctx + 8));
 	__u8 flags;
 	if (parent) {
@@ -439,11 +443,9 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 
 	/* Never a second traceparent: a request that has one is left as it is. Below TLS
 	 * nothing can be inserted: https requests get their span only. */
-	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX) {
-		capture_headers(read_ptr(req + off_req_header), &st->hdr, swiss_maps);
-		if (!(st->hdr.found & HEADER_TRACEPARENT))
-			st->ev.propagated = file_traceparent(st, parent, flags);
-	}
+	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX &&
+	    !(st->hdr.found & HEADER_TRACEPARENT))
+		st->ev.propagated = file_traceparent(st, parent, flags);
 	return 0;
 }
 

@@ -51,38 +51,43 @@ type Probe struct {
 
 const offsetNone = ^uint64(0)
 
-// Load loads the probe's programs for a target built with Go goVersion: only the entry
-// programs for that Go's map layout. It needs nothing else from the target, so it runs
-// while the target is analysed; the large programs go on loading in the background.
-func Load(goVersion string, cfg Config) (*Probe, error) {
+// Load loads the programs of the specs whose functions resolved (reports in Specs
+// order), for a target built with Go goVersion: the entry programs for its map layout.
+// It needs nothing else from the target, so it runs while DWARF is read. The entry and
+// socket programs (the ones the verifier takes time over) load in the background, each
+// on its own; the small ones at once.
+func Load(goVersion string, resolved []offsets.ProbeReport, cfg Config) (*Probe, error) {
 	parsed, err := objectSpec()
 	if err != nil {
 		return nil, err
 	}
-	spec := parsed.Copy()
-	layout, unused := "_hmap", "_swiss"
+	layout := "_hmap"
 	if offsets.VersionAtLeast(goVersion, swissMapsSince) {
-		layout, unused = unused, layout
+		layout = "_swiss"
 	}
-	delete(spec.Programs, "server_entry"+unused)
-	delete(spec.Programs, "client_entry"+unused)
 	p := &Probe{cfg: cfg, entry: [2]string{"server_entry" + layout, "client_entry" + layout}}
-	// Loaded when needed: the client's programs once the target is known to make
-	// calls; the socket programs apart, so that a kernel without what they use still
-	// gets spans.
-	slow := []string{p.entry[server], p.entry[client], "client_return"}
-	propagation := []string{"request_write", "app_sockops", "inject"}
-	if cfg.Propagate && cfg.TraceContext {
-		slow = append(slow, propagation...)
-	} else {
-		for _, name := range propagation {
+	fast, slow := []string{}, []string{}
+	if resolved[server].Enabled {
+		fast, slow = append(fast, "server_return"), append(slow, p.entry[server])
+	}
+	if resolved[client].Enabled {
+		fast, slow = append(fast, "client_return"), append(slow, p.entry[client])
+		if cfg.Propagate && cfg.TraceContext {
+			// The socket programs load apart: a kernel without what they use still
+			// gets spans.
+			fast, slow = append(fast, "request_write"), append(slow, "app_sockops", "inject")
+		}
+	}
+	spec := parsed.Copy()
+	for name := range spec.Programs {
+		if !slices.Contains(fast, name) && !slices.Contains(slow, name) {
 			delete(spec.Programs, name)
 		}
 	}
 	if p.objs, err = bpf.LoadObjects(spec, cfg.RingBufferSize, slow...); err != nil {
 		return nil, fmt.Errorf("load the net/http probe: %w", err)
 	}
-	p.objs.Preload(p.entry[server])
+	p.objs.Preload(slow...)
 	return p, nil
 }
 
@@ -124,12 +129,10 @@ func (p *Probe) Attach(path string, pid int, reps []offsets.ProbeReport) error {
 		if !ok1 || !ok2 {
 			return fmt.Errorf("%s, %s not resolved", roundTrip, requestWrite)
 		}
-		p.objs.Preload(p.entry[client], "client_return")
 		groups = append(groups,
 			uprobeGroup{client, p.entry[client], bpf.Uprobe{Symbol: roundTrip, Offsets: []uint64{fn.Offset}}},
 			uprobeGroup{client, "client_return", bpf.Uprobe{Symbol: roundTrip + " (returns)", Offsets: fn.Returns}})
 		if p.cfg.Propagate && p.cfg.TraceContext {
-			p.objs.Preload("app_sockops", "inject", "request_write")
 			go func() { propagation <- p.attachPropagation() }()
 			groups = append(groups, uprobeGroup{client, "request_write", bpf.Uprobe{Symbol: requestWrite, Offsets: []uint64{write.Offset}}})
 		} else {
