@@ -19,7 +19,7 @@ import (
 // runs inside the start gate) on large real binaries: the launcher itself, and a
 // generated Go program of over 100 MB that also serves HTTP, with and without DWARF.
 func analysis(env *benchEnv) error {
-	big, err := generatedBinary(180, 400, 60)
+	big, err := generatedBinary(180, 400, 60, true)
 	if err != nil {
 		return err
 	}
@@ -123,20 +123,24 @@ func totalAlloc() uint64 { metrics.Read(heapSample); return heapSample[1].Value.
 
 type generated struct{ plain, stripped, describe string }
 
-// generatedBinary generates (once; cached on disk) a Go HTTP server that also makes
-// HTTP calls, with the given numbers of packages, functions and struct types, and
-// builds it with and without DWARF. 180, 400, 60 make a binary of over 100 MB. With BENCH_MAIN=1 it prints
+// generatedBinary generates (once; cached on disk) a Go HTTP server - that also makes
+// HTTP calls, if client - with the given numbers of packages, functions and struct
+// types, and builds it with and without DWARF. 180, 400, 60 make a binary of over 100 MB. With BENCH_MAIN=1 it prints
 // CLOCK_MONOTONIC at the start of main and exits.
-func generatedBinary(packages, funcsPerPkg, typesPerPkg int) (*generated, error) {
+func generatedBinary(packages, funcsPerPkg, typesPerPkg int, client bool) (*generated, error) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "otel-go-launcher", fmt.Sprintf("generated-v3-%d-%d-%d-%s", packages, funcsPerPkg, typesPerPkg, runtime.Version()))
+	kind, describe := "server", "a net/http server"
+	if client {
+		kind, describe = "client", "a net/http server and client"
+	}
+	dir := filepath.Join(cache, "otel-go-launcher", fmt.Sprintf("generated-v3-%s-%d-%d-%d-%s", kind, packages, funcsPerPkg, typesPerPkg, runtime.Version()))
 	g := &generated{
 		plain:    filepath.Join(dir, "server"),
 		stripped: filepath.Join(dir, "server-stripped"),
-		describe: fmt.Sprintf("%d packages of %d functions and %d struct types each, plus a net/http server and client", packages, funcsPerPkg, typesPerPkg),
+		describe: fmt.Sprintf("%d packages of %d functions and %d struct types each, plus %s", packages, funcsPerPkg, typesPerPkg, describe),
 	}
 	if _, err := os.Stat(g.stripped); err == nil {
 		return g, nil
@@ -211,16 +215,11 @@ func main() {
 		return
 	}
 %s	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if up := os.Getenv("UPSTREAM"); up != "" {
-			if resp, err := http.Get(up); err == nil {
-				resp.Body.Close()
-			}
-		}
-		fmt.Fprintln(w, sink)
+%s		fmt.Fprintln(w, sink)
 	})
 	http.ListenAndServe("127.0.0.1:0", nil)
 }
-`, imports.String(), calls.String())
+`, imports.String(), calls.String(), clientCall(client))
 	if err := write("main.go", main); err != nil {
 		return nil, err
 	}
@@ -236,4 +235,17 @@ func main() {
 		}
 	}
 	return g, nil
+}
+
+// clientCall is the handler's outgoing call, in a generated program that makes them.
+func clientCall(client bool) string {
+	if !client {
+		return ""
+	}
+	return `		if up := os.Getenv("UPSTREAM"); up != "" {
+			if resp, err := http.Get(up); err == nil {
+				resp.Body.Close()
+			}
+		}
+`
 }

@@ -346,34 +346,40 @@ func rate(env *benchEnv) error {
 }
 
 // gate: how long the app waits at the start gate - time from exec to the app's main,
-// with and without the launcher, for a ~30 MB Go HTTP server with DWARF.
+// with and without the launcher, for ~30 MB Go HTTP servers with DWARF: one that only
+// serves, one that also makes calls (client probe and outgoing context too).
 func gate(env *benchEnv) error {
-	bin, err := generatedBinary(40, 400, 60)
-	if err != nil {
-		return err
-	}
-	st, _ := os.Stat(bin.plain)
 	const runs = 20
-	var direct, launched []time.Duration
-	for i := 0; i < runs; i++ {
-		for _, l := range []bool{false, true} {
-			d, err := timeToMain(env, bin.plain, l)
-			if err != nil {
-				return err
-			}
-			if l {
-				launched = append(launched, d)
-			} else {
-				direct = append(direct, d)
+	fmt.Printf("### Start gate (30 MB Go HTTP servers with DWARF, %d runs each, interleaved)\n\n", runs)
+	fmt.Println("| exec to the app's main | direct, median | under launch, median | under launch, p90 | **gate delay** |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for _, client := range []bool{false, true} {
+		bin, err := generatedBinary(40, 400, 60, client)
+		if err != nil {
+			return err
+		}
+		var direct, launched []time.Duration
+		for i := 0; i < runs; i++ {
+			for _, l := range []bool{false, true} {
+				d, err := timeToMain(env, bin.plain, l)
+				if err != nil {
+					return err
+				}
+				if l {
+					launched = append(launched, d)
+				} else {
+					direct = append(direct, d)
+				}
 			}
 		}
+		st, _ := os.Stat(bin.plain)
+		what := fmt.Sprintf("server, %.0f MB: server probe", float64(st.Size())/1e6)
+		if client {
+			what = fmt.Sprintf("server and client, %.0f MB: both probes, outgoing context", float64(st.Size())/1e6)
+		}
+		fmt.Printf("| %s | %s | %s | %s | **%s** |\n", what, ms(median(direct)), ms(median(launched)), ms(pct(launched, 90)), ms(median(launched)-median(direct)))
 	}
-	fmt.Printf("### Start gate (%.0f MB Go HTTP server with DWARF, %d runs each, interleaved)\n\n", float64(st.Size())/1e6, runs)
-	fmt.Println("| exec to the app's main | median | p90 |")
-	fmt.Println("|---|---:|---:|")
-	fmt.Printf("| direct | %s | %s |\n", ms(median(direct)), ms(pct(direct, 90)))
-	fmt.Printf("| under launch (analysis, BPF load, uprobes attached) | %s | %s |\n", ms(median(launched)), ms(pct(launched, 90)))
-	fmt.Printf("| **gate delay** | **%s** | |\n\n", ms(median(launched)-median(direct)))
+	fmt.Println()
 	return nil
 }
 
