@@ -73,9 +73,8 @@ func Load(goVersion string, resolved []offsets.ProbeReport, cfg Config) (*Probe,
 	if resolved[client].Enabled {
 		fast, slow = append(fast, "client_return"), append(slow, p.entry[client])
 		if cfg.Propagate && cfg.TraceContext {
-			// The socket programs load apart: a kernel without what they use still
-			// gets spans.
-			fast, slow = append(fast, "request_write"), append(slow, "app_sockops", "inject")
+			// sk_msg loads apart: a kernel without what it uses still gets spans.
+			fast, slow = append(fast, "request_write", "app_sockops"), append(slow, "inject")
 		}
 	}
 	spec := parsed.Copy()
