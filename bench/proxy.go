@@ -3,9 +3,6 @@ package main
 import (
 	"fmt"
 	"time"
-
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
 // proxy: service A's handler calls service B (GET /proxy -> B's /echo), both under the
@@ -13,16 +10,11 @@ import (
 // client spans only (--propagate=false) and with the traceparent inserted by the kernel
 // too; the difference is the propagation mechanism's own cost.
 func proxy(env *benchEnv) error {
-	tg, recv, err := serverAndReceiver()
+	tg, recv, stop, err := countedBench()
 	if err != nil {
 		return err
 	}
-	defer recv.Stop()
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		return fmt.Errorf("enable BPF run counts: %w", err)
-	}
-	defer stats.Close()
+	defer stop()
 
 	type config struct {
 		name      string

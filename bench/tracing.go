@@ -174,16 +174,11 @@ func probeRuns(prefix string) uint64 {
 // tracing: the cost of tracing an HTTP server - uprobe hits per request, throughput and
 // latency with and without the launcher, the launcher's CPU per span and memory.
 func tracing(env *benchEnv) error {
-	tg, recv, err := serverAndReceiver()
+	tg, recv, stop, err := countedBench()
 	if err != nil {
 		return err
 	}
-	defer recv.Stop()
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		return fmt.Errorf("enable BPF run counts: %w", err)
-	}
-	defer stats.Close()
+	defer stop()
 
 	const rounds, dur, conns = 3, 5 * time.Second, 16
 	type result struct {
@@ -263,6 +258,21 @@ func boolIndex(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// countedBench is serverAndReceiver with the kernel counting BPF program runs (for
+// uprobe hits per request); stop undoes both.
+func countedBench() (string, *testenv.Receiver, func(), error) {
+	tg, recv, err := serverAndReceiver()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		recv.Stop()
+		return "", nil, nil, fmt.Errorf("enable BPF run counts: %w", err)
+	}
+	return tg, recv, func() { stats.Close(); recv.Stop() }, nil
 }
 
 // serverAndReceiver builds the test HTTP server (Go 1.26) and starts an OTLP receiver
