@@ -32,6 +32,8 @@ say "requests"
 curl -fsS "http://$app/hello/gopher"
 curl -fsS -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' -H 'User-Agent: demo/1.0' "http://$app/hello/otel"
 curl -sS -o /dev/null -w 'GET /nope -> %{http_code}\n' "http://$app/nope"
+say "a call out: /greet asks /hello over HTTP; the kernel adds the traceparent to the outgoing request"
+curl -fsS "http://$app/greet/kernel"
 
 say "stop: SIGTERM to the launcher, as docker stop does; it relays it, the app exits, spans are flushed"
 kill -TERM "$launcher"

@@ -45,8 +45,9 @@ func (printer) Export(_ context.Context, req *collectortrace.ExportTraceServiceR
 					parent = "-"
 				}
 				d := time.Duration(s.EndTimeUnixNano - s.StartTimeUnixNano)
-				fmt.Printf("%s %-22q trace=%s span=%s parent=%s %s %s\n    %s\n",
-					service, s.Name, hex.EncodeToString(s.TraceId), hex.EncodeToString(s.SpanId), parent,
+				kind := strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_")
+				fmt.Printf("%s %-6s %-20q trace=%s span=%s parent=%s %s %s\n    %s\n",
+					service, kind, s.Name, hex.EncodeToString(s.TraceId), hex.EncodeToString(s.SpanId), parent,
 					d.Round(time.Microsecond), s.GetStatus().GetCode(), strings.Join(attrs, " "))
 			}
 		}
