@@ -16,7 +16,6 @@ import (
 // program on that sockhash: together they see (and may amend) what the cgroup's
 // processes write to the sockets the sockops program chose.
 type SocketPrograms struct {
-	Cgroup   string
 	sockops  link.Link
 	msg      *ebpf.Program
 	sockhash *ebpf.Map
@@ -33,7 +32,7 @@ func AttachSocketPrograms(cgroup string, sockops *ebpf.Program, sockhash *ebpf.M
 		link.RawDetachProgram(link.RawDetachProgramOptions{Target: sockhash.FD(), Program: msg, Attach: ebpf.AttachSkMsgVerdict})
 		return nil, fmt.Errorf("attach sockops to cgroup %s: %w%s", cgroup, err, netAdminHint(err))
 	}
-	return &SocketPrograms{Cgroup: cgroup, sockops: l, msg: msg, sockhash: sockhash}, nil
+	return &SocketPrograms{sockops: l, msg: msg, sockhash: sockhash}, nil
 }
 
 // Close detaches both programs: connections made from now on are left alone, and

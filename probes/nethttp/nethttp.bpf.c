@@ -423,8 +423,9 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 		st->ev.query_len = read_go_string(st->ev.query, QUERY_MAX, st->url + off_url_rawquery);
 	}
 
-	/* Read before the paths below part: verified once, not once per path. */
-	if (propagate)
+	/* Only for a request that may get a traceparent (below TLS nothing can be
+	 * inserted); read before the paths below part: verified once, not once per path. */
+	if (propagate && st->url && is_http(st))
 		capture_headers(read_ptr(req + off_req_header), &st->hdr, swiss_maps);
 
 	struct span_ref *parent = find_parent(read_ptr(req + off_req_ctx + 8));
@@ -441,8 +442,7 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 	}
 	random_bytes(st->ev.sc.span_id, SPAN_ID_SIZE);
 
-	/* Never a second traceparent: a request that has one is left as it is. Below TLS
-	 * nothing can be inserted: https requests get their span only. */
+	/* Never a second traceparent: a request that has one is left as it is. */
 	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX &&
 	    !(st->hdr.found & HEADER_TRACEPARENT))
 		st->ev.propagated = file_traceparent(st, parent, flags);

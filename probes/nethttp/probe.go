@@ -290,9 +290,6 @@ func boolVar(b bool) uint64 {
 	return 0
 }
 
-// Enabled reports which of Specs are enabled, in order.
-func (p *Probe) Enabled() []bool { return p.enabled[:] }
-
 // Programs lists the probe's attached programs, for counting their runs.
 func (p *Probe) Programs() []*ebpf.Program {
 	var progs []*ebpf.Program
