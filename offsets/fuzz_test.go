@@ -125,3 +125,35 @@ func TestDWARFWalkerSynthetic(t *testing.T) {
 		t.Errorf("found %v, err %v", w.found, err)
 	}
 }
+
+// FuzzTypeInfo runs the type descriptor search on any types section: the seed is the
+// real one of a binary without DWARF, in which it finds os.File and runtime.g.
+func FuzzTypeInfo(f *testing.F) {
+	path, err := testenv.BuildProgram("./e2e/testdata/hello", "CGO_ENABLED=0", "GOFLAGS=-ldflags=-w")
+	if err != nil {
+		f.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := parse("seed", data)
+	if err != nil {
+		f.Fatal(err)
+	}
+	types, etypes, err := b.typeRange()
+	if err != nil {
+		f.Fatal(err)
+	}
+	fields := []FieldRef{{"os.File", "file"}, {"runtime.g", "m"}, {"internal/poll.FD", "Sysfd"}}
+	seed := &typeInfo{b: b, region: b.at(types, etypes-types), types: types}
+	found := map[FieldRef]uint64{}
+	if seed.find(fields, found); len(found) == 0 {
+		f.Fatal("the seed's type descriptors have none of the fields")
+	}
+	f.Add(seed.region)
+	f.Fuzz(func(t *testing.T, region []byte) {
+		ti := &typeInfo{b: b, region: region, types: types}
+		ti.find(fields, map[FieldRef]uint64{})
+	})
+}

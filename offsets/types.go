@@ -53,21 +53,8 @@ func (tn *TypeNames) open() (err error) {
 	defer b.Close()
 	defer faultsArePanics()()
 	defer recoverAs(&err, b.Path)
-	t, err := b.pclntab()
-	if err != nil {
+	if tn.types, tn.etypes, err = b.typeRange(); err != nil {
 		return err
-	}
-	md := b.moduledata(t, t.addr)
-	if md == nil {
-		return errors.New("runtime module data not found")
-	}
-	le := binary.LittleEndian
-	tn.types, tn.etypes = le.Uint64(md[moduledataTypes*8:]), le.Uint64(md[(moduledataTypes+1)*8:])
-	if tn.etypes < tn.types { // Go 1.27+: that word is typedesclen
-		tn.etypes = le.Uint64(md[(moduledataTypes+2)*8:])
-	}
-	if tn.types == 0 || tn.etypes <= tn.types {
-		return fmt.Errorf("runtime module data has no type range (%#x-%#x)", tn.types, tn.etypes)
 	}
 	for _, p := range b.elf.Progs {
 		if p.Type == elf.PT_LOAD {

@@ -1,0 +1,267 @@
+package offsets
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The runtime's type descriptors (internal/abi), unchanged from Go 1.21 to 1.27 on
+// 64-bit targets: Type is 48 bytes; a StructType adds PkgPath (a Name) and Fields (a
+// slice of StructField{Name, Typ, Offset}, 24 bytes each); a named type's
+// UncommonType, whose first word is its package path's nameOff, follows.
+const (
+	abiTypeSize         = 48
+	abiTypeTFlagOff     = 20
+	abiTypeKindOff      = 23
+	abiTypeStrOff       = 40
+	abiStructFieldsOff  = abiTypeSize + 8
+	abiStructTypeSize   = abiTypeSize + 8 + 24
+	abiStructFieldSize  = 24
+	abiKindMask         = 1<<5 - 1
+	abiKindStruct       = 25
+	abiTFlagUncommon    = 1 << 0
+	abiTFlagNamed       = 1 << 2
+	maxTypeInfoFields   = 4096
+	maxTypeInfoNameSize = 1 << 16
+)
+
+// typeRange is the runtime's type data, moduledata.types to etypes (link addresses):
+// the descriptors and the names they refer to by offset.
+func (b *Binary) typeRange() (types, etypes uint64, err error) {
+	t, err := b.pclntab()
+	if err != nil {
+		return 0, 0, err
+	}
+	md := b.moduledata(t, t.addr)
+	if md == nil {
+		return 0, 0, errors.New("runtime module data not found")
+	}
+	le := binary.LittleEndian
+	types, etypes = le.Uint64(md[moduledataTypes*8:]), le.Uint64(md[(moduledataTypes+1)*8:])
+	if etypes < types { // Go 1.27+: that word is typedesclen
+		etypes = le.Uint64(md[(moduledataTypes+2)*8:])
+	}
+	if types == 0 || etypes <= types {
+		return 0, 0, fmt.Errorf("runtime module data has no type range (%#x-%#x)", types, etypes)
+	}
+	return types, etypes, nil
+}
+
+// TypeInfoFieldOffsets reads field offsets from the runtime type descriptors: Go keeps
+// one, with every field's name and offset, for each struct type used through an
+// interface or reflection (or behind a pointer type that is), stripped or not. This is
+// how offsets are found for a version the database has never seen.
+//
+// A struct is found by its type string, which the named type T shares with *T
+// ("*http.Request"; T's flag says to drop the star), then confirmed by its kind, its
+// flags and its package path: a type of another package with the same name is not it.
+func (b *Binary) TypeInfoFieldOffsets(fields []FieldRef) (found map[FieldRef]uint64, err error) {
+	defer faultsArePanics()()
+	defer recoverAs(&err, b.Path)
+	return b.typeInfoFieldOffsets(fields)
+}
+
+// typeInfoFieldOffsets is TypeInfoFieldOffsets without the recover, for analysis
+// (which recovers) and fuzzing (which must see panics).
+func (b *Binary) typeInfoFieldOffsets(fields []FieldRef) (map[FieldRef]uint64, error) {
+	found := map[FieldRef]uint64{}
+	if len(fields) == 0 {
+		return found, nil
+	}
+	types, etypes, err := b.typeRange()
+	if err != nil {
+		return found, err
+	}
+	region := b.at(types, etypes-types)
+	if region == nil {
+		return found, fmt.Errorf("type data %#x-%#x is not in the file", types, etypes)
+	}
+	ti := &typeInfo{b: b, region: region, types: types}
+	ti.find(fields, found)
+	return found, nil
+}
+
+// find adds to found the offsets of fields whose struct has a descriptor.
+func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
+	region, types := ti.region, ti.types
+	// The nameOffs of each wanted struct's type string.
+	wanted := map[string][]FieldRef{}
+	typeStrings := map[int32]string{} // nameOff -> struct
+	for _, f := range fields {
+		if wanted[f.Struct] == nil {
+			for _, off := range ti.nameOffs("*" + typeString(f.Struct)) {
+				typeStrings[off] = f.Struct
+			}
+		}
+		wanted[f.Struct] = append(wanted[f.Struct], f)
+	}
+	if len(typeStrings) == 0 {
+		return
+	}
+	le := binary.LittleEndian
+	done := map[string]bool{}
+	for p := 0; p+abiStructTypeSize+4 <= len(region) && len(done) < len(wanted); p += 8 {
+		const flags = abiTFlagUncommon | tflagExtraStar | abiTFlagNamed
+		if region[p+abiTypeKindOff]&abiKindMask != abiKindStruct || region[p+abiTypeTFlagOff]&flags != flags {
+			continue
+		}
+		st, ok := typeStrings[int32(le.Uint32(region[p+abiTypeStrOff:]))]
+		if !ok || done[st] {
+			continue
+		}
+		pkg, _ := splitStruct(st)
+		if name, ok := ti.nameAt(int32(le.Uint32(region[p+abiStructTypeSize:]))); !ok || name != pkg {
+			continue // another package's type of the same name
+		}
+		offs, ok := ti.structFields(types + uint64(p))
+		if !ok {
+			continue
+		}
+		for _, f := range wanted[st] {
+			if off, ok := offs[f.Field]; ok {
+				found[f] = off
+			}
+		}
+		done[st] = true
+	}
+}
+
+// typeString is how the runtime spells a struct's type: "net/http.Request" is
+// "http.Request", "example.com/m/v2.T" is "m.T".
+func typeString(st string) string {
+	pkg, name := splitStruct(st)
+	elems := strings.Split(pkg, "/")
+	last := elems[len(elems)-1]
+	if len(elems) > 1 && len(last) > 1 && last[0] == 'v' && strings.Trim(last[1:], "0123456789") == "" {
+		last = elems[len(elems)-2] // a major version suffix is not the package name
+	}
+	return last + "." + name
+}
+
+// splitStruct splits "net/http.Request" into "net/http" and "Request".
+func splitStruct(st string) (pkg, name string) {
+	slash := strings.LastIndexByte(st, '/')
+	dot := strings.IndexByte(st[slash+1:], '.')
+	if dot < 0 {
+		return "", st
+	}
+	return st[:slash+1+dot], st[slash+1+dot+1:]
+}
+
+type typeInfo struct {
+	b      *Binary
+	region []byte // types..etypes
+	types  uint64
+	relocs map[uint64]uint64 // PIE pointers the file leaves zero, by address; built on need
+}
+
+// nameOffs finds the encoded name s (a flags byte, its length as a varint, the bytes)
+// and returns the offsets of each copy from moduledata.types.
+func (ti *typeInfo) nameOffs(s string) []int32 {
+	enc := binary.AppendUvarint(nil, uint64(len(s)))
+	enc = append(enc, s...)
+	var offs []int32
+	for at := 0; ; {
+		i := bytes.Index(ti.region[at:], enc)
+		if i < 0 {
+			return offs
+		}
+		if pos := at + i; pos > 0 && ti.region[pos-1] < 1<<4 { // a flags byte
+			offs = append(offs, int32(pos-1))
+		}
+		at += i + 1
+	}
+}
+
+// nameAt reads the name at nameOff from moduledata.types.
+func (ti *typeInfo) nameAt(off int32) (string, bool) {
+	if off < 0 || int(off) >= len(ti.region) {
+		return "", false
+	}
+	return decodeName(ti.region[off:])
+}
+
+// decodeName reads an abi.Name: flags, varint length, bytes.
+func decodeName(data []byte) (string, bool) {
+	if len(data) < 2 {
+		return "", false
+	}
+	n, w := binary.Uvarint(data[1:])
+	if w <= 0 || n > maxTypeInfoNameSize || uint64(len(data)-1-w) < n {
+		return "", false
+	}
+	return string(data[1+w : 1+w+int(n)]), true
+}
+
+// structFields reads the field names and offsets of the StructType at addr.
+func (ti *typeInfo) structFields(addr uint64) (map[string]uint64, bool) {
+	le := binary.LittleEndian
+	head := ti.b.at(addr+abiStructFieldsOff, 24)
+	if head == nil {
+		return nil, false
+	}
+	ptr, n, c := ti.pointer(addr+abiStructFieldsOff), le.Uint64(head[8:]), le.Uint64(head[16:])
+	if n != c || n > maxTypeInfoFields {
+		return nil, false
+	}
+	fields := ti.b.at(ptr, n*abiStructFieldSize)
+	if n > 0 && fields == nil {
+		return nil, false
+	}
+	offs := make(map[string]uint64, n)
+	for i := uint64(0); i < n; i++ {
+		name := ti.b.at(ti.pointer(ptr+i*abiStructFieldSize), 1+binary.MaxVarintLen32)
+		if name == nil {
+			return nil, false
+		}
+		n, w := binary.Uvarint(name[1:])
+		full := ti.b.at(ti.pointer(ptr+i*abiStructFieldSize), 1+uint64(w)+n)
+		s, ok := decodeName(full)
+		if w <= 0 || !ok {
+			return nil, false
+		}
+		offs[s] = le.Uint64(fields[i*abiStructFieldSize+16:])
+	}
+	return offs, true
+}
+
+// pointer reads the pointer at addr. A position-independent binary's pointers are
+// relocated at load: Go's linker also writes the target in place, but other linkers
+// may leave zero there and only the relocation entry knows it.
+func (ti *typeInfo) pointer(addr uint64) uint64 {
+	w := ti.b.at(addr, 8)
+	if w == nil {
+		return 0
+	}
+	if v := binary.LittleEndian.Uint64(w); v != 0 || !ti.b.PIE {
+		return v
+	}
+	if ti.relocs == nil {
+		ti.relocs = ti.b.relativeRelocations()
+	}
+	return ti.relocs[addr]
+}
+
+// relativeRelocations maps each address a R_*_RELATIVE relocation patches to its value.
+func (b *Binary) relativeRelocations() map[uint64]uint64 {
+	relocs := map[uint64]uint64{}
+	for _, s := range b.elf.Sections {
+		if s.Type != elf.SHT_RELA {
+			continue
+		}
+		_, data := b.sectionData(s.Name)
+		le := binary.LittleEndian
+		for i := 0; i+24 <= len(data); i += 24 {
+			typ := uint32(le.Uint64(data[i+8:]))
+			if (b.elf.Machine == elf.EM_X86_64 && typ == uint32(elf.R_X86_64_RELATIVE)) ||
+				(b.elf.Machine == elf.EM_AARCH64 && typ == uint32(elf.R_AARCH64_RELATIVE)) {
+				relocs[le.Uint64(data[i:])] = le.Uint64(data[i+16:])
+			}
+		}
+	}
+	return relocs
+}
