@@ -7,9 +7,9 @@ PKG      := github.com/otel-go-launcher/otel-go-launcher
 TAGS     := urfave_cli_no_docs
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
 LAUNCH   := $(CURDIR)/bin/launch
-FUZZ     := FuzzParse FuzzPclntab FuzzDWARF
+FUZZ     := FuzzParse FuzzPclntab FuzzDWARF FuzzTypeInfo
 
-.PHONY: all build test bench demo generate image deps clean
+.PHONY: all build test bench demo generate offsets image deps clean
 
 all: build
 
@@ -38,6 +38,13 @@ deps:
 # Compiles the BPF C sources (clang) into the committed bpf2go objects.
 generate:
 	$(GO) generate ./probes/...
+
+# Refreshes offsets/database.json, the field offsets for binaries without DWARF: every
+# Go release (and instrumented module version) the module proxy serves, measured from
+# the DWARF of a small program built with each. Incremental: skips what it has. Commit
+# the result; the launcher embeds it.
+offsets:
+	$(GO) run ./offsets/tracker -db offsets/database.json
 
 image:
 	@echo "image: the base image arrives with Dockerfile.base (issue 7)"; exit 1

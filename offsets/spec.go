@@ -18,6 +18,10 @@ type Spec struct {
 	MinVersion string // oldest supported version of Module, "" for any
 	Functions  []FuncSpec
 	Fields     []FieldSpec
+	// Program is a main package that reaches the functions and types above: the
+	// offsets tracker builds it with each version of Module and reads the fields'
+	// offsets from its DWARF. Specs of one module may share it.
+	Program string
 }
 
 // FuncSpec is a function the probe attaches to.
@@ -70,10 +74,12 @@ type Field struct {
 	Source string  `json:"source"` // dwarf, db, typeinfo or missing
 }
 
-// Field sources.
+// Field sources, in the order they are tried.
 const (
-	SourceDWARF   = "dwarf"
-	SourceMissing = "missing"
+	SourceDWARF    = "dwarf"    // the target's own debug information
+	SourceDB       = "db"       // the embedded offsets database, for this exact version
+	SourceTypeInfo = "typeinfo" // the target's runtime type descriptors
+	SourceMissing  = "missing"
 )
 
 // Uprobe returns the resolved function, if the probe has it.
@@ -132,7 +138,7 @@ func AnalyzeFunctions(b *Binary, specs []Spec) (r *Report, err error) {
 func (r *Report) AddFields(b *Binary, specs []Spec) (err error) {
 	defer faultsArePanics()()
 	defer recoverAs(&err, b.Path)
-	var fields []FieldRef
+	var fields []moduleField
 	for i, s := range specs {
 		if r.Probes[i].Enabled {
 			fields = append(fields, s.fieldsFor(b)...)
@@ -141,20 +147,127 @@ func (r *Report) AddFields(b *Binary, specs []Spec) (err error) {
 	if len(fields) == 0 {
 		return nil
 	}
-	offsets, dwarfErr := b.DWARFFieldOffsets(fields)
+	res := resolveOffsets(b, fields)
 	for i, s := range specs {
 		if r.Probes[i].Enabled {
-			resolveFields(b, s, &r.Probes[i], offsets, dwarfErr)
+			resolveFields(b, s, &r.Probes[i], res)
 		}
 	}
 	return nil
+}
+
+// moduleField is a field a spec of module at version needs.
+type moduleField struct {
+	FieldRef
+	module, version string
+}
+
+// offsetResolution is where each field's offset came from, and what each source said.
+type offsetResolution struct {
+	b           *Binary
+	fields      map[FieldRef]resolvedOffset
+	dwarfErr    error
+	db          *Database
+	dbErr       error
+	typeinfoErr error
+	guesses     map[FieldRef]uint64 // nearest-version offsets typeinfo did not confirm
+}
+
+type resolvedOffset struct {
+	offset uint64
+	source string
+}
+
+// resolveOffsets finds each field's offset: in the target's DWARF; else in the
+// database, for exactly the target's version of the field's module; else in the
+// target's type descriptors. A version the database has not measured (newer than it,
+// say) gets no offset from it: its nearest version's offset is only a guess, and type
+// descriptors that confirm it have the offset anyway. Never guess.
+func resolveOffsets(b *Binary, fields []moduleField) offsetResolution {
+	res := offsetResolution{b: b, fields: map[FieldRef]resolvedOffset{}, guesses: map[FieldRef]uint64{}}
+	refs := make([]FieldRef, len(fields))
+	for i, f := range fields {
+		refs[i] = f.FieldRef
+	}
+	dwarf, err := b.DWARFFieldOffsets(refs)
+	res.dwarfErr = err
+	res.db, res.dbErr = database()
+	var rest []FieldRef
+	for _, f := range fields {
+		if _, done := res.fields[f.FieldRef]; done {
+			continue
+		}
+		if off, ok := dwarf[f.FieldRef]; ok {
+			res.fields[f.FieldRef] = resolvedOffset{off, SourceDWARF}
+			continue
+		}
+		if res.dbErr == nil {
+			off, exact, ok := res.db.Lookup(f.module, f.version, f.FieldRef)
+			if ok && exact {
+				res.fields[f.FieldRef] = resolvedOffset{off, SourceDB}
+				continue
+			}
+			if ok {
+				res.guesses[f.FieldRef] = off
+			}
+		}
+		res.fields[f.FieldRef] = resolvedOffset{source: SourceMissing}
+		rest = append(rest, f.FieldRef)
+	}
+	if len(rest) > 0 {
+		typeinfo, err := b.typeInfoFieldOffsets(rest)
+		res.typeinfoErr = err
+		for _, f := range rest {
+			if off, ok := typeinfo[f]; ok {
+				res.fields[f] = resolvedOffset{off, SourceTypeInfo}
+				delete(res.guesses, f)
+			}
+		}
+	}
+	return res
+}
+
+// why says why fields of module at version have no offset from any source.
+func (res offsetResolution) why(module, version string) string {
+	var parts []string
+	switch {
+	case !res.b.DWARF:
+		parts = append(parts, "no DWARF (built with -ldflags=-w, or stripped)")
+	case res.dwarfErr != nil:
+		parts = append(parts, "DWARF: "+res.dwarfErr.Error())
+	default:
+		parts = append(parts, "not in its DWARF")
+	}
+	switch {
+	case res.dbErr != nil:
+		parts = append(parts, res.dbErr.Error())
+	case version == "":
+	default:
+		_, exact, _ := res.db.Lookup(module, version, FieldRef{})
+		switch newest := res.db.Newest(module); {
+		case exact:
+			parts = append(parts, "not in the offsets database for "+version)
+		case newest == "":
+			parts = append(parts, "the offsets database has no "+module)
+		case len(res.guesses) > 0:
+			parts = append(parts, fmt.Sprintf("%s is not in the offsets database (newest %s) and its nearest version's offsets are not confirmed: not guessing", version, newest))
+		default:
+			parts = append(parts, fmt.Sprintf("%s is not in the offsets database (newest %s)", version, newest))
+		}
+	}
+	if res.typeinfoErr != nil {
+		parts = append(parts, "type descriptors: "+res.typeinfoErr.Error())
+	} else {
+		parts = append(parts, "not in its type descriptors")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // analyze is Analyze without the recover, for fuzzing.
 func analyze(b *Binary, specs []Spec) *Report {
 	r := &Report{}
 	var names []string
-	var fields []FieldRef
+	var fields []moduleField
 	for _, s := range specs {
 		for _, f := range s.Functions {
 			names = append(names, f.Symbols...)
@@ -162,10 +275,10 @@ func analyze(b *Binary, specs []Spec) *Report {
 		fields = append(fields, s.fieldsFor(b)...)
 	}
 	funcs, funcErr := b.Functions(names...)
-	offsets, dwarfErr := b.DWARFFieldOffsets(fields)
+	res := resolveOffsets(b, fields)
 	for _, s := range specs {
 		p := resolveFunctions(b, s, funcs, funcErr)
-		resolveFields(b, s, &p, offsets, dwarfErr)
+		resolveFields(b, s, &p, res)
 		r.Probes = append(r.Probes, p)
 	}
 	return r
@@ -182,12 +295,12 @@ func (s Spec) version(b *Binary) string {
 // fieldsFor lists the fields the spec needs in b: those its module's version has. A
 // field of another version would never be found, and looking for it would read all of
 // DWARF.
-func (s Spec) fieldsFor(b *Binary) []FieldRef {
+func (s Spec) fieldsFor(b *Binary) []moduleField {
 	ver := s.version(b)
-	var refs []FieldRef
+	var refs []moduleField
 	for _, f := range s.Fields {
 		if ver == "" || inRange(ver, f.Since, f.Before) {
-			refs = append(refs, f.FieldRef)
+			refs = append(refs, moduleField{f.FieldRef, s.Module, ver})
 		}
 	}
 	return refs
@@ -235,7 +348,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 	return p
 }
 
-func resolveFields(b *Binary, s Spec, p *ProbeReport, offsets map[FieldRef]uint64, dwarfErr error) {
+func resolveFields(b *Binary, s Spec, p *ProbeReport, res offsetResolution) {
 	ver := s.version(b)
 	var missing []string
 	for _, f := range s.Fields {
@@ -243,22 +356,16 @@ func resolveFields(b *Binary, s Spec, p *ProbeReport, offsets map[FieldRef]uint6
 			continue // the field does not exist in this version
 		}
 		fl := Field{Name: f.String(), Source: SourceMissing}
-		if off, ok := offsets[f.FieldRef]; ok {
-			fl.Offset, fl.Source = &off, SourceDWARF
+		if r, ok := res.fields[f.FieldRef]; ok && r.source != SourceMissing {
+			off := r.offset
+			fl.Offset, fl.Source = &off, r.source
 		} else if !f.Optional {
 			missing = append(missing, f.String())
 		}
 		p.Fields = append(p.Fields, fl)
 	}
 	if len(missing) > 0 {
-		why := "not described in its DWARF"
-		switch {
-		case !b.DWARF:
-			why = "no DWARF to read them from (built with -ldflags=-w, or stripped)"
-		case dwarfErr != nil:
-			why = dwarfErr.Error()
-		}
-		p.disable("field offsets unknown, %s: %s", why, strings.Join(missing, ", "))
+		p.disable("field offsets unknown (%s): %s", strings.Join(missing, ", "), res.why(s.Module, ver))
 	}
 }
 

@@ -64,6 +64,7 @@ var registry = []struct {
 // target (parsing their BPF objects): the launcher calls it first thing, so that the
 // work overlaps its own start and the app's time at the start gate shrinks.
 func Prepare() {
+	go offsets.EmbeddedDatabase() // parsed before analysis needs it
 	for _, r := range registry {
 		r.prepare()
 	}
@@ -234,8 +235,31 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.start(runCtx)
-	slog.Debug("probes attached", "probes", strings.Join(s.names, ","), "pid", pid)
+	slog.Debug("probes attached", "probes", strings.Join(s.names, ","), "pid", pid, "offsets", offsetSources(rep))
 	return s, nil
+}
+
+// offsetSources counts the enabled probes' fields by source: "db:20" for a stripped
+// binary of a known release.
+func offsetSources(rep *offsets.Report) string {
+	counts := map[string]int{}
+	var order []string
+	for _, p := range rep.Probes {
+		for _, f := range p.Fields {
+			if !p.Enabled {
+				continue
+			}
+			if counts[f.Source] == 0 {
+				order = append(order, f.Source)
+			}
+			counts[f.Source]++
+		}
+	}
+	parts := make([]string, len(order))
+	for i, src := range order {
+		parts[i] = fmt.Sprintf("%s:%d", src, counts[src])
+	}
+	return strings.Join(parts, ",")
 }
 
 func specNames(specs []offsets.Spec) string {

@@ -18,6 +18,12 @@ import (
 // go command fetches each from the module proxy on first use).
 var Toolchains = []string{"go1.22.12", "go1.24.11", "go1.26.8", "go1.27.3"}
 
+// MoreToolchains fill the gaps between Toolchains, for the checks that must cover
+// every Go release from 1.21 (offsets from type metadata and from the database);
+// go1.26.11 is a patch release that moved a field the probes read (http.response's
+// status, 120 -> 128).
+var MoreToolchains = []string{"go1.23.12", "go1.25.9", "go1.26.11"}
+
 // OldToolchains are the releases before Go 1.22 that binary analysis still supports.
 // Targets build with them through go.legacy.mod.
 var OldToolchains = []string{"go1.20.14", "go1.21.13"}
@@ -34,6 +40,7 @@ var (
 	Plain         = Variant{Name: "plain"}
 	Stripped      = Variant{Name: "stripped", Flags: []string{"-ldflags=-s -w"}}
 	Trimpath      = Variant{Name: "trimpath", Flags: []string{"-trimpath"}}
+	Production    = Variant{Name: "production", Flags: []string{"-trimpath", "-ldflags=-s -w"}} // as shipped
 	PIE           = Variant{Name: "pie", Flags: []string{"-buildmode=pie"}}
 	PIEStripped   = Variant{Name: "pie-stripped", Flags: []string{"-buildmode=pie", "-ldflags=-s -w"}}
 	Cgo           = Variant{Name: "cgo", Env: []string{"CGO_ENABLED=1"}, Flags: []string{"-tags=withcgo", "-ldflags=-linkmode=external"}}

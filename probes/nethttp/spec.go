@@ -41,6 +41,21 @@ var (
 // swissMapsSince is the Go release whose maps are Swiss tables.
 const swissMapsSince = "go1.24"
 
+// trackerProgram reaches the server and client paths, so that every type the probes
+// read is in its DWARF: the offsets tracker builds it with each Go release.
+const trackerProgram = `package main
+
+import "net/http"
+
+func main() {
+	http.HandleFunc("/{name}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	go http.ListenAndServe("127.0.0.1:0", nil)
+	if resp, err := http.Get("http://127.0.0.1:1/"); err == nil {
+		resp.Body.Close()
+	}
+}
+`
+
 // ServerSpec: one uprobe at the entry of serverHandler.ServeHTTP, the one function every
 // request to a net/http server passes through, and one at each of its RETs - two hits
 // per request. At entry the request is complete (method, URL, headers); at return the
@@ -60,6 +75,7 @@ var ServerSpec = offsets.Spec{
 		{FieldRef: urlPath},
 		{FieldRef: responseStatus},
 	}, headerMapFields...),
+	Program: trackerProgram,
 }
 
 // headerMapFields are what reading an http.Header (a map[string][]string) takes.
@@ -92,6 +108,7 @@ var ClientSpec = offsets.Spec{
 		{FieldRef: urlScheme}, {FieldRef: urlHost}, {FieldRef: urlPath}, {FieldRef: urlRawQuery},
 		{FieldRef: respStatusCode}, {FieldRef: respProtoMajor}, {FieldRef: respProtoMinor},
 	}, headerMapFields...),
+	Program: trackerProgram,
 }
 
 // Specs are this package's probes, in the order Attach and Configure take reports.

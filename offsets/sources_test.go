@@ -1,0 +1,321 @@
+package offsets_test
+
+import (
+	"bytes"
+	"fmt"
+	"go/version"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes"
+)
+
+var (
+	sourceTargetsOnce sync.Once
+	sourceTargets_    []testenv.Target
+)
+
+// sourceTargets are targets() plus plain and stripped builds with the releases between
+// them: every Go minor release from 1.21 to 1.27.
+func sourceTargets(t *testing.T) []testenv.Target {
+	all := targets(t)
+	sourceTargetsOnce.Do(func() {
+		sourceTargets_ = append(slices.Clone(all), testenv.BuildTargets(t, "httpserver", testenv.MoreToolchains, []testenv.Variant{testenv.Plain, testenv.Stripped})...)
+	})
+	return sourceTargets_
+}
+
+// probeFields are the fields the probes read in a binary of Go version v.
+func probeFields(v string) []offsets.FieldRef {
+	var fields []offsets.FieldRef
+	for _, s := range probes.Specs() {
+		for _, f := range s.Fields {
+			if (f.Since == "" || version.Compare(v, f.Since) >= 0) && (f.Before == "" || version.Compare(v, f.Before) < 0) &&
+				!slices.Contains(fields, f.FieldRef) {
+				fields = append(fields, f.FieldRef)
+			}
+		}
+	}
+	return fields
+}
+
+// withDWARF pairs each target that has DWARF with its stripped twin, if built, and the
+// field offsets its DWARF gives.
+func withDWARF(t *testing.T, tgs []testenv.Target) (pairs []struct {
+	plain, stripped testenv.Target
+	hasStripped     bool
+	dwarf           map[offsets.FieldRef]uint64
+	goVersion       string
+}) {
+	for _, tg := range tgs {
+		b := open(t, tg.Path)
+		if !b.DWARF {
+			continue
+		}
+		dw, err := b.DWARFFieldOffsets(probeFields(b.GoVersion))
+		if err != nil {
+			t.Fatalf("%s: %v", tg, err)
+		}
+		p := struct {
+			plain, stripped testenv.Target
+			hasStripped     bool
+			dwarf           map[offsets.FieldRef]uint64
+			goVersion       string
+		}{plain: tg, dwarf: dw, goVersion: b.GoVersion}
+		if v, ok := testenv.StrippedTwin(tg.Variant); ok {
+			p.stripped, p.hasStripped = find(tgs, tg.Toolchain, v)
+		}
+		pairs = append(pairs, p)
+	}
+	return pairs
+}
+
+// Type metadata gives every field the probes read, at the offset DWARF gives: on every
+// Go release from 1.20 to 1.27, stripped or not, PIE, cgo (external link), arm64.
+func TestTypeInfoAgreesWithDWARF(t *testing.T) {
+	covered := map[string]bool{}
+	defer func() {
+		for minor := 21; minor <= 27; minor++ {
+			if !covered[fmt.Sprintf("go1.%d", minor)] {
+				t.Errorf("no stripped build of Go 1.%d checked", minor)
+			}
+		}
+	}()
+	for _, p := range withDWARF(t, sourceTargets(t)) {
+		covered[version.Lang(p.goVersion)] = covered[version.Lang(p.goVersion)] || p.hasStripped
+		want := probeFields(p.goVersion)
+		if len(p.dwarf) != len(want) {
+			t.Errorf("%s: DWARF has %d of the %d fields: %v", p.plain, len(p.dwarf), len(want), p.dwarf)
+		}
+		check := []testenv.Target{p.plain}
+		if p.hasStripped {
+			check = append(check, p.stripped)
+		}
+		for _, tg := range check {
+			got, err := open(t, tg.Path).TypeInfoFieldOffsets(want)
+			if err != nil {
+				t.Errorf("%s: %v", tg, err)
+				continue
+			}
+			for f, off := range p.dwarf {
+				if g, ok := got[f]; !ok || g != off {
+					t.Errorf("%s: %s: typeinfo %d (found %v), DWARF %d", tg, f, g, ok, off)
+				}
+			}
+			if len(got) != len(p.dwarf) {
+				t.Errorf("%s: typeinfo found %d fields, DWARF %d", tg, len(got), len(p.dwarf))
+			}
+		}
+	}
+}
+
+// The embedded database agrees with the DWARF of every binary the tests build with a
+// release it covers, field by field, and knows each of those releases exactly.
+func TestDatabaseAgreesWithDWARF(t *testing.T) {
+	db, err := offsets.EmbeddedDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, p := range withDWARF(t, sourceTargets(t)) {
+		if version.Compare(p.goVersion, "go1.21") < 0 {
+			continue // older than the database
+		}
+		for _, f := range probeFields(p.goVersion) {
+			off, exact, ok := db.Lookup("std", p.goVersion, f)
+			dw, inDWARF := p.dwarf[f]
+			if !exact || ok != inDWARF || off != dw {
+				t.Errorf("%s: %s: database %d (exact %v, found %v), DWARF %d (found %v)", p.plain, f, off, exact, ok, dw, inDWARF)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("nothing checked")
+	}
+}
+
+// The database is well formed: releases from go1.21.0 in order, every field's runs
+// ordered, not overlapping, not adjacent with equal offsets (collapsed), and encoding
+// it again gives the committed file byte for byte.
+func TestDatabaseIsCanonical(t *testing.T) {
+	db, err := offsets.EmbeddedDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	std := db.Modules["std"]
+	if std == nil || len(std.Versions) < 60 || std.Versions[0] != "go1.21.0" {
+		t.Fatalf("std versions: %v", std)
+	}
+	index := map[string]int{}
+	for i, v := range std.Versions {
+		index[v] = i
+	}
+	for f, runs := range std.Fields {
+		for i, r := range runs {
+			from, ok1 := index[r.From]
+			to, ok2 := index[r.To]
+			if !ok1 || !ok2 || from > to {
+				t.Errorf("%s: run %+v", f, r)
+			}
+			if i > 0 {
+				prev := runs[i-1]
+				if index[prev.To] >= from || (index[prev.To]+1 == from && prev.Offset == r.Offset) {
+					t.Errorf("%s: runs %+v then %+v", f, prev, r)
+				}
+			}
+		}
+	}
+	again, err := db.Filter(func(string, string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := again.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile("database.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(append(enc, '\n'), committed) {
+		t.Errorf("re-encoding the database changes it: the tracker's output is not canonical")
+	}
+}
+
+// Merge collapses equal runs, keeps a field absent from a version out of its runs, and
+// refuses a field measured at only some versions.
+func TestDatabaseMerge(t *testing.T) {
+	db := &offsets.Database{}
+	m := func(v string, offs map[string]uint64) offsets.Measured {
+		return offsets.Measured{Module: "std", Version: v, Wanted: []string{"p.T.a", "p.T.b"}, Offsets: offs}
+	}
+	err := db.Merge(m("go1.22.0", map[string]uint64{"p.T.a": 8}), m("go1.21.0", map[string]uint64{"p.T.a": 8, "p.T.b": 16}),
+		m("go1.22.1", map[string]uint64{"p.T.a": 16, "p.T.b": 24}), m("go1.23.0", map[string]uint64{"p.T.a": 16, "p.T.b": 24}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := offsets.FieldRef{Struct: "p.T", Field: "a"}, offsets.FieldRef{Struct: "p.T", Field: "b"}
+	if got := db.Modules["std"].Fields["p.T.a"]; len(got) != 2 || got[0] != (offsets.OffsetRange{From: "go1.21.0", To: "go1.22.0", Offset: 8}) ||
+		got[1] != (offsets.OffsetRange{From: "go1.22.1", To: "go1.23.0", Offset: 16}) {
+		t.Errorf("a: %+v", got)
+	}
+	cases := []struct {
+		v             string
+		f             offsets.FieldRef
+		off           uint64
+		exact, exists bool
+	}{
+		{"go1.21.0", b, 16, true, true},
+		{"go1.22.0", b, 0, true, false}, // measured: not there
+		{"go1.22.1", a, 16, true, true},
+		{"go1.22.5", a, 16, false, true}, // not measured: the nearest below is a guess
+		{"go1.30.0", b, 24, false, true},
+		{"go1.20.0", a, 8, false, true},
+	}
+	for _, c := range cases {
+		off, exact, ok := db.Lookup("std", c.v, c.f)
+		if off != c.off || exact != c.exact || ok != c.exists {
+			t.Errorf("Lookup(%s, %s) = %d %v %v, want %d %v %v", c.v, c.f, off, exact, ok, c.off, c.exact, c.exists)
+		}
+	}
+	err = db.Merge(offsets.Measured{Module: "std", Version: "go1.24.0", Wanted: []string{"p.T.a", "p.T.b", "p.T.c"}})
+	if err == nil || !strings.Contains(err.Error(), "p.T.c was not measured at go1.21.0") {
+		t.Errorf("a new field measured at one version only: %v", err)
+	}
+}
+
+// dbWithout is the embedded database without the versions drop selects.
+func dbWithout(t *testing.T, drop func(v string) bool) *offsets.Database {
+	db, err := offsets.EmbeddedDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := db.Filter(func(_, v string) bool { return !drop(v) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Stripped binaries of a Go release the database has get every offset from it; of a
+// release it lacks (here: the database without it), from their type metadata. Either
+// way the offsets are the unstripped twin's DWARF offsets and every probe is enabled.
+func TestStrippedBinarySources(t *testing.T) {
+	for _, unknown := range []bool{false, true} {
+		for _, p := range withDWARF(t, sourceTargets(t)) {
+			if !p.hasStripped {
+				continue
+			}
+			wantSource := offsets.SourceDB
+			if version.Compare(p.goVersion, "go1.21") < 0 {
+				wantSource = offsets.SourceTypeInfo // older than the database
+			}
+			restore := func() {}
+			if unknown {
+				minor := version.Lang(p.goVersion)
+				restore = offsets.SetDatabase(dbWithout(t, func(v string) bool { return version.Lang(v) == minor }))
+				wantSource = offsets.SourceTypeInfo
+			}
+			r, err := offsets.Analyze(open(t, p.stripped.Path), probes.Specs())
+			restore()
+			if err != nil {
+				t.Fatalf("%s: %v", p.stripped, err)
+			}
+			for _, pr := range r.Probes {
+				if !pr.Enabled {
+					t.Errorf("%s (release known: %v): %s disabled: %s", p.stripped, !unknown, pr.Name, pr.Reason)
+				}
+				for _, f := range pr.Fields {
+					ref := fieldRef(f.Name)
+					want, inDWARF := p.dwarf[ref]
+					if !inDWARF {
+						if f.Source != offsets.SourceMissing {
+							t.Errorf("%s: %s from %s, but DWARF has no such field", p.stripped, f.Name, f.Source)
+						}
+						continue
+					}
+					if f.Source != wantSource || f.Offset == nil || *f.Offset != want {
+						t.Errorf("%s (release known: %v): %s = %v from %s, want %d from %s", p.stripped, !unknown, f.Name, f.Offset, f.Source, want, wantSource)
+					}
+				}
+			}
+		}
+	}
+}
+
+// fieldRef parses "net/http.Request.Method".
+func fieldRef(name string) offsets.FieldRef {
+	last := strings.LastIndexByte(name, '.')
+	return offsets.FieldRef{Struct: name[:last], Field: name[last+1:]}
+}
+
+// A release newer than the database, for a field its type metadata lacks: the nearest
+// release's offset is a guess, so the probe is refused with the reason, never guessed.
+func TestNearestGuessRefused(t *testing.T) {
+	tg, ok := find(sourceTargets(t), "go1.27.3", testenv.Stripped)
+	if !ok {
+		t.Fatal("no stripped go1.27.3 target")
+	}
+	ghost := offsets.FieldRef{Struct: "net/http.noSuchType", Field: "x"}
+	db := &offsets.Database{}
+	if err := db.Merge(offsets.Measured{Module: "std", Version: "go1.26.0", Wanted: []string{ghost.String()}, Offsets: map[string]uint64{ghost.String(): 8}}); err != nil {
+		t.Fatal(err)
+	}
+	defer offsets.SetDatabase(db)()
+	spec := offsets.Spec{Name: "test.guess", Module: "std", Functions: probes.Specs()[0].Functions, Fields: []offsets.FieldSpec{{FieldRef: ghost}}}
+	r, err := offsets.Analyze(open(t, tg.Path), []offsets.Spec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Probes[0]
+	if p.Enabled || len(p.Fields) != 1 || p.Fields[0].Source != offsets.SourceMissing || p.Fields[0].Offset != nil ||
+		!strings.Contains(p.Reason, "go1.27.3 is not in the offsets database (newest go1.26.0)") || !strings.Contains(p.Reason, "not guessing") {
+		t.Errorf("guess: enabled %v, fields %+v, reason %q", p.Enabled, p.Fields, p.Reason)
+	}
+}

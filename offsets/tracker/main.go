@@ -1,0 +1,419 @@
+// Command tracker refreshes the offsets database (offsets/database.json): for every
+// release of every instrumented library - Go toolchains from go1.21 for the standard
+// library, `go list -m -versions` for modules - it builds the probes' small program
+// (offsets.Spec.Program) and reads the fields the probes use from its DWARF. Versions
+// the database already has are skipped; builds run in parallel. `make offsets` runs it.
+//
+// Toolchains come from the module proxy (GOTOOLCHAIN=go1.X.Y) into a cache of the
+// tracker's own, and each is deleted after use unless -keep-toolchains: all of them
+// would take 20 GB.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes"
+)
+
+// minGo is the oldest Go release tracked: older ones are out of support.
+const minGo = "go1.21.0"
+
+func main() {
+	dbPath := flag.String("db", "offsets/database.json", "the database to refresh")
+	jobs := flag.Int("j", runtime.NumCPU(), "builds at once")
+	only := flag.String("versions", "", "comma-separated versions to measure (default: every release)")
+	force := flag.Bool("force", false, "measure again versions the database has")
+	keep := flag.Bool("keep-toolchains", false, "keep downloaded toolchains (about 300 MB each)")
+	cache := flag.String("cache", defaultCache(), "where toolchains and modules are downloaded")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: tracker [flags]\n\nRefreshes the offsets database from the DWARF of a program built with every\nrelease of every instrumented library. Skips versions it already has.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	t := &tracker{dbPath: *dbPath, specs: probes.Specs(), jobs: max(*jobs, 1), force: *force, keep: *keep, cache: *cache, log: os.Stderr}
+	if *only != "" {
+		t.only = strings.Split(*only, ",")
+	}
+	if err := t.run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "tracker:", err)
+		os.Exit(1)
+	}
+}
+
+func defaultCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "otel-go-launcher", "tracker")
+}
+
+type tracker struct {
+	dbPath    string
+	specs     []offsets.Spec
+	log       io.Writer
+	jobs      int
+	only      []string
+	force     bool
+	keep      bool
+	cache     string
+	mu        sync.Mutex // db and its file
+	db        *offsets.Database
+	hostArch  string
+	completed int
+}
+
+// target is one module's specs: what to build and which fields to read.
+type target struct {
+	module   string
+	programs []string
+	fields   []offsets.FieldRef
+	minVer   string
+}
+
+type job struct {
+	target  *target
+	version string
+}
+
+func (t *tracker) run(ctx context.Context) error {
+	start := time.Now()
+	t.hostArch = runtime.GOARCH
+	t.db = &offsets.Database{}
+	if data, err := os.ReadFile(t.dbPath); err == nil {
+		if t.db, err = offsets.ParseDatabase(data); err != nil {
+			return fmt.Errorf("%s: %w (delete it to start afresh)", t.dbPath, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	targets := t.targetsOf()
+	var todo []job
+	have := 0
+	matched := map[string]bool{}
+	for _, tg := range targets {
+		versions, err := t.versions(ctx, tg)
+		if err != nil {
+			return fmt.Errorf("%s: list versions: %w", tg.module, err)
+		}
+		for _, v := range versions {
+			matched[v] = true
+			if !t.force && t.db.Has(tg.module, v, fieldNames(tg.fields)) {
+				have++
+				continue
+			}
+			todo = append(todo, job{tg, v})
+		}
+	}
+	for _, v := range t.only {
+		if !matched[v] {
+			return fmt.Errorf("-versions: %s is not a served release of any instrumented module", v)
+		}
+	}
+	fmt.Fprintf(t.log, "tracker: %d versions to measure, %d already in %s, %d at once\n", len(todo), have, t.dbPath, t.jobs)
+
+	jobs := make(chan job)
+	errs := make(chan error, len(todo))
+	var wg sync.WaitGroup
+	for range t.jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				errs <- t.measure(ctx, j, len(todo))
+			}
+		}()
+	}
+	for _, j := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- j
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	if err := t.save(); err != nil { // canonical form, even when nothing was measured
+		return err
+	}
+	var failed []string
+	for err := range errs {
+		if err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	fmt.Fprintf(t.log, "tracker: %d measured, %d skipped, %d failed in %s; %s is %d bytes\n",
+		t.completed-len(failed), have, len(failed), time.Since(start).Round(time.Second), t.dbPath, fileSize(t.dbPath))
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "\n"))
+	}
+	return ctx.Err()
+}
+
+// targetsOf groups the specs by module, fields deduplicated and sorted.
+func (t *tracker) targetsOf() []*target {
+	byModule := map[string]*target{}
+	var order []string
+	for _, s := range t.specs {
+		tg := byModule[s.Module]
+		if tg == nil {
+			tg = &target{module: s.Module, minVer: s.MinVersion}
+			byModule[s.Module] = tg
+			order = append(order, s.Module)
+		}
+		if s.Program != "" && !contains(tg.programs, s.Program) {
+			tg.programs = append(tg.programs, s.Program)
+		}
+		for _, f := range s.Fields {
+			if !containsField(tg.fields, f.FieldRef) {
+				tg.fields = append(tg.fields, f.FieldRef)
+			}
+		}
+	}
+	var out []*target
+	for _, m := range order {
+		tg := byModule[m]
+		sort.Slice(tg.fields, func(i, j int) bool { return tg.fields[i].String() < tg.fields[j].String() })
+		if len(tg.programs) == 0 {
+			fmt.Fprintf(t.log, "tracker: %s: no spec has a Program, skipped\n", m)
+			continue
+		}
+		out = append(out, tg)
+	}
+	return out
+}
+
+// versions lists the releases to measure: Go toolchains served by the proxy for this
+// host, or the module's versions.
+func (t *tracker) versions(ctx context.Context, tg *target) ([]string, error) {
+	var vs []string
+	if tg.module == "std" {
+		out, err := t.goCmd(ctx, "", nil, "list", "-m", "-versions", "golang.org/toolchain")
+		if err != nil {
+			return nil, err
+		}
+		suffix := ".linux-" + t.hostArch
+		for _, f := range strings.Fields(out)[1:] {
+			v, ok := strings.CutSuffix(strings.TrimPrefix(f, "v0.0.1-"), suffix)
+			// Releases only: "go1.22.5", not "go1.23rc1" (never in production).
+			if ok && strings.Count(v, ".") == 2 && !strings.ContainsAny(v, "rcbeta") && offsets.VersionAtLeast(v, minGo) {
+				vs = append(vs, v)
+			}
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "tracker-list-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module offsetstracker\n\ngo 1.21\n"), 0o644); err != nil {
+			return nil, err
+		}
+		out, err := t.goCmd(ctx, dir, nil, "list", "-m", "-versions", tg.module)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range strings.Fields(out)[1:] {
+			if tg.minVer == "" || offsets.VersionAtLeast(v, tg.minVer) {
+				vs = append(vs, v)
+			}
+		}
+	}
+	if t.only != nil {
+		var picked []string
+		for _, v := range vs {
+			if contains(t.only, v) {
+				picked = append(picked, v)
+			}
+		}
+		vs = picked
+	}
+	sort.Slice(vs, func(i, j int) bool { return !offsets.VersionAtLeast(vs[i], vs[j]) })
+	return vs, nil
+}
+
+// measure builds the target's programs with one version and records their offsets.
+func (t *tracker) measure(ctx context.Context, j job, total int) (err error) {
+	began := time.Now()
+	label := j.target.module + " " + j.version
+	defer func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.completed++
+		status := "ok"
+		if err != nil {
+			status = "FAILED: " + err.Error()
+			err = fmt.Errorf("%s: %w", label, err)
+		}
+		fmt.Fprintf(t.log, "[%d/%d] %-32s %s (%s)\n", t.completed, total, label, status, time.Since(began).Round(100*time.Millisecond))
+	}()
+	dir, err := os.MkdirTemp("", "tracker-build-")
+	if err != nil {
+		return err
+	}
+	defer removeAll(dir)
+	env := []string{"GOCACHE=" + filepath.Join(dir, "cache")}
+	gomod := "module offsetstracker\n\ngo 1.21\n"
+	if j.target.module == "std" {
+		env = append(env, "GOTOOLCHAIN="+j.version)
+		defer t.pruneToolchain(j.version)
+	} else {
+		env = append(env, "GOTOOLCHAIN=local")
+		gomod += fmt.Sprintf("\nrequire %s %s\n", j.target.module, j.version)
+	}
+	measured := offsets.Measured{Module: j.target.module, Version: j.version, Wanted: fieldNames(j.target.fields), Offsets: map[string]uint64{}}
+	for i, prog := range j.target.programs {
+		src := filepath.Join(dir, fmt.Sprintf("p%d", i))
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(gomod), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(prog), 0o644); err != nil {
+			return err
+		}
+		if j.target.module != "std" {
+			if _, err := t.goCmd(ctx, src, env, "mod", "tidy"); err != nil {
+				return err
+			}
+		}
+		bin := filepath.Join(dir, fmt.Sprintf("p%d.bin", i))
+		if _, err := t.goCmd(ctx, src, env, "build", "-o", bin, "."); err != nil {
+			return err
+		}
+		offs, err := readOffsets(bin, j.target.fields)
+		if err != nil {
+			return err
+		}
+		for f, off := range offs {
+			name := f.String()
+			if prev, ok := measured.Offsets[name]; ok && prev != off {
+				return fmt.Errorf("%s is at %d in one program and %d in another", name, prev, off)
+			}
+			measured.Offsets[name] = off
+		}
+	}
+	if len(measured.Offsets) == 0 {
+		return errors.New("none of the fields is in the program's DWARF: does its Program reach the probed code?")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.db.Merge(measured); err != nil {
+		return err
+	}
+	return t.save() // after each version: an interrupted run keeps what it measured
+}
+
+func readOffsets(bin string, fields []offsets.FieldRef) (map[offsets.FieldRef]uint64, error) {
+	b, err := offsets.Open(bin)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	return b.DWARFFieldOffsets(fields)
+}
+
+func (t *tracker) save() error {
+	data, err := t.db.Encode()
+	if err != nil {
+		return err
+	}
+	tmp := t.dbPath + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, t.dbPath)
+}
+
+// goCmd runs the go command with the tracker's caches, returning its output.
+func (t *tracker) goCmd(ctx context.Context, dir string, env []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOMODCACHE="+filepath.Join(t.cache, "mod"), "GOFLAGS=-mod=mod", "GOWORK=off",
+		"CGO_ENABLED=0", "GOOS=linux", "GOARCH="+t.hostArch)
+	cmd.Env = append(cmd.Env, env...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out.String(), nil
+}
+
+// pruneToolchain deletes a downloaded toolchain and its zip.
+func (t *tracker) pruneToolchain(version string) {
+	if t.keep {
+		return
+	}
+	name := "v0.0.1-" + version + ".linux-" + t.hostArch
+	mod := filepath.Join(t.cache, "mod")
+	removeAll(filepath.Join(mod, "golang.org", "toolchain@"+name))
+	matches, _ := filepath.Glob(filepath.Join(mod, "cache", "download", "golang.org", "toolchain", "@v", name+".*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}
+
+// removeAll removes a tree the module cache made read-only.
+func removeAll(dir string) {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+}
+
+func fieldNames(fs []offsets.FieldRef) []string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.String()
+	}
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsField(list []offsets.FieldRef, f offsets.FieldRef) bool {
+	for _, x := range list {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
