@@ -43,19 +43,27 @@ func TestInspectJSONContract(t *testing.T) {
 		if u["symbol"] != "net/http.serverHandler.ServeHTTP" || u["offset"].(float64) <= 0 || len(u["returns"].([]any)) == 0 {
 			t.Errorf("%s: uprobe %v", tg, u)
 		}
+		// Plain builds have DWARF; stripped ones use the embedded database.
+		want := map[string]string{"plain": "dwarf", "stripped": "db"}[tg.Variant.Name]
 		for _, f := range p["fields"].([]any) {
 			f := f.(map[string]any)
 			src := f["source"]
-			if src != "dwarf" && src != "missing" || (src == "missing") != (f["offset"] == nil) {
-				t.Errorf("%s: field %v", tg, f)
+			if src != want && src != "missing" || (src == "missing") != (f["offset"] == nil) {
+				t.Errorf("%s: field %v, want source %s", tg, f, want)
 			}
+		}
+		if p["enabled"] != true {
+			t.Errorf("%s: probe disabled: %v", tg, p["reason"])
 		}
 	}
 	// The human form is short and says the same.
-	e, out, _ := runLaunch(t, opts{}, launchBin(t), "inspect", tgs[0].Path)
-	if e.code != 0 || !strings.Contains(out, "probe net/http.server: enabled") || !strings.Contains(out, "probe net/http.client: enabled") ||
-		!strings.Contains(out, "from dwarf") || strings.Count(out, "\n") > 20 {
-		t.Errorf("human report:\n%s", out)
+	for _, tg := range tgs {
+		want := map[string]string{"plain": "from dwarf", "stripped": "from db"}[tg.Variant.Name]
+		e, out, _ := runLaunch(t, opts{}, launchBin(t), "inspect", tg.Path)
+		if e.code != 0 || !strings.Contains(out, "probe net/http.server: enabled") || !strings.Contains(out, "probe net/http.client: enabled") ||
+			!strings.Contains(out, want) || strings.Count(out, "\n") > 20 {
+			t.Errorf("%s: human report:\n%s", tg, out)
+		}
 	}
 }
 

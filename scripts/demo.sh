@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo: run an example Go HTTP service under the launcher with spans going to a
+# make demo: run an example Go HTTP service (stripped) under the launcher with spans going to a
 # small OTLP receiver that prints them, send requests (one carrying a W3C traceparent),
 # stop the service the way `docker stop` does, and show what arrived. Needs root.
 set -euo pipefail
@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 
 app=127.0.0.1:18080
 otlp=127.0.0.1:14317
-go build -o bin/hello-service ./examples/hello
+# Built as production builds are: no symbols, no DWARF.
+go build -trimpath -ldflags='-s -w' -o bin/hello-service ./examples/hello
 go build -o bin/otlp-printer ./examples/otlp-printer
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "the service is built -trimpath -ldflags='-s -w'; bin/launch inspect bin/hello-service:"
+bin/launch inspect bin/hello-service
 spans=$(mktemp)
 cleanup() { kill "${printer:-}" "${launcher:-}" 2>/dev/null || true; rm -f "$spans"; }
 trap cleanup EXIT

@@ -14,6 +14,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/bpf"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
@@ -28,6 +29,9 @@ settings. Each line says what works or what does not and the fix. Run it in the
 container, with the capabilities the launcher gets there. Exit code 1 if tracing
 cannot work.`,
 		Action: func(c *cli.Context) error {
+			if !useOffsetsDB(c, "launch doctor") {
+				return exitError{2}
+			}
 			if failed := doctor(os.Stdout); failed {
 				return exitError{1}
 			}
@@ -83,6 +87,15 @@ func doctor(w io.Writer) (failed bool) {
 	}
 	check(bpf.CheckKernelBTF(), "kernel BTF at %s", bpf.KernelBTF)
 	add("limit", "outgoing traceparent goes on plain HTTP/1 requests only: HTTPS is encrypted before the kernel sees it, and HTTP/2 is not handled; those calls get client spans, and the next service starts a new trace")
+
+	if db, err := offsets.CurrentDatabase(); err != nil {
+		add("FAIL", "offsets database: %v", err)
+	} else if std := db.Modules["std"]; std == nil || len(std.Versions) == 0 {
+		add("warn", "offsets database: empty: binaries without DWARF get offsets from their type descriptors only")
+	} else {
+		add("ok", "offsets database: Go %s to %s (%d releases), for binaries without DWARF; newer releases use the binary's own type descriptors",
+			std.Versions[0], std.Versions[len(std.Versions)-1], len(std.Versions))
+	}
 
 	var rl unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl) == nil {

@@ -22,11 +22,18 @@ func inspectCommand() *cli.Command {
 probe whether it can be enabled, the functions it attaches to (ELF file offsets of their
 entries and RET instructions) and the struct field offsets it reads, with their source
 (--json lists every offset). Stripped binaries work: functions come from the Go
-runtime's own table.`,
+runtime's own table; field offsets come from DWARF (source "dwarf"), else from the
+offsets database embedded in the launcher for exactly the binary's version ("db"),
+else from the binary's runtime type descriptors ("typeinfo"), else they are "missing"
+and the probe is disabled with the reason. A version the database has not seen is
+never given a neighbouring version's offsets unconfirmed.`,
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON (the format is a stable contract)"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				fmt.Fprintln(os.Stderr, "launch inspect: want exactly one BINARY: launch inspect [--json] BINARY")
+				return exitError{2}
+			}
+			if !useOffsetsDB(c, "launch inspect") {
 				return exitError{2}
 			}
 			r, err := inspect(c.Args().First())
@@ -103,7 +110,11 @@ func printReport(w io.Writer, r *offsets.Report) {
 			sources[f.Source]++
 		}
 		for _, src := range order {
-			what := "from " + src
+			what := "from " + src + " " + map[string]string{
+				offsets.SourceDWARF:    "(the binary's debug information)",
+				offsets.SourceDB:       "(the embedded offsets database, for " + r.GoVersion + ")",
+				offsets.SourceTypeInfo: "(the binary's runtime type descriptors)",
+			}[src]
 			if src == offsets.SourceMissing {
 				what = "missing"
 			}

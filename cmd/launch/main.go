@@ -15,6 +15,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
 )
 
@@ -83,6 +84,7 @@ func newApp(command []string) *cli.App {
 		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group), while the launcher keeps its privileges"},
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
 		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests, from the kernel (needs CAP_NET_ADMIN and cgroup v2; HTTPS cannot be changed below TLS: its calls get client spans only); --propagate=false to leave requests as they are"},
+		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher"},
 		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
 	}
 	for _, f := range flags {
@@ -131,6 +133,9 @@ func runApp(c *cli.Context, command []string) int {
 	}
 	slog.SetDefault(slog.New(newLineHandler(os.Stderr, level)))
 
+	if !useOffsetsDB(c, "launch") {
+		return launcher.ExitUsage
+	}
 	if command == nil {
 		command = c.Args().Slice()
 	}
@@ -166,6 +171,19 @@ func runApp(c *cli.Context, command []string) int {
 		}
 	}
 	return launcher.Run(cfg)
+}
+
+// useOffsetsDB applies --offsets-db, reporting a bad file.
+func useOffsetsDB(c *cli.Context, prefix string) bool {
+	path := c.String("offsets-db")
+	if path == "" {
+		return true
+	}
+	if err := offsets.UseDatabaseFile(path); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: --offsets-db: %v\n", prefix, err)
+		return false
+	}
+	return true
 }
 
 // parseSize reads "4096", "256KiB" or "1MiB": a power of two of at least 4 KiB (a page).
