@@ -26,7 +26,7 @@ test: deps build
 	LAUNCH_BIN=$(LAUNCH) $(GO) test -count=1 -timeout 20m ./e2e/...
 	@for f in $(FUZZ); do echo "fuzz $$f (10s)"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 10s -fuzzminimizetime 1s ./offsets/ || exit 1; done
 
-bench: build
+bench: deps build
 	$(GO) run ./bench -launch $(LAUNCH)
 
 demo: deps build

@@ -33,15 +33,34 @@ func analysis(env *benchEnv) error {
 	// runtime unit (every type) is decoded.
 	absent := append(probes.Specs(), offsets.Spec{Name: "absent", Module: "std",
 		Fields: []offsets.FieldSpec{{FieldRef: offsets.FieldRef{Struct: "example.com/absent.T", Field: "x"}}}})
+	// A release the offsets database lacks: the embedded one without the binary's.
+	embedded, err := offsets.EmbeddedDatabase()
+	if err != nil {
+		return err
+	}
+	goVersion := runtime.Version()
+	unknown, err := embedded.Filter(func(_, v string) bool { return v != goVersion })
+	if err != nil {
+		return err
+	}
+	unknownFile := filepath.Join(os.TempDir(), "offsets-without-"+goVersion+".json")
+	if data, err := unknown.Encode(); err != nil {
+		return err
+	} else if err := os.WriteFile(unknownFile, data, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(unknownFile)
 	bins := []struct {
 		name, path string
 		specs      []offsets.Spec
+		db         *offsets.Database
 	}{
-		{"launcher (make build: stripped)", env.launch, probes.Specs()},
-		{"launcher with DWARF", launcherDWARF, probes.Specs()},
-		{"generated HTTP server", big.plain, probes.Specs()},
-		{"generated HTTP server, a type it lacks (worst case)", big.plain, absent},
-		{"generated HTTP server, -s -w", big.stripped, probes.Specs()},
+		{"launcher (make build: stripped)", env.launch, probes.Specs(), embedded},
+		{"launcher with DWARF", launcherDWARF, probes.Specs(), embedded},
+		{"generated HTTP server", big.plain, probes.Specs(), embedded},
+		{"generated HTTP server, a type it lacks (worst case)", big.plain, absent, embedded},
+		{"generated HTTP server, -s -w: offsets from the database", big.stripped, probes.Specs(), embedded},
+		{"generated HTTP server, -s -w, release not in the database: type descriptors", big.stripped, probes.Specs(), unknown},
 	}
 	fmt.Println("### Binary analysis (offsets.Open + Analyze, all probes)")
 	fmt.Println()
@@ -55,6 +74,7 @@ func analysis(env *benchEnv) error {
 		var times []time.Duration
 		var peak, allocated uint64
 		var enabled string
+		offsets.UseDatabase(b.db)
 		for i := 0; i < 20; i++ {
 			d, p, a, r, err := measureAnalysis(b.path, b.specs)
 			if err != nil {
@@ -76,7 +96,46 @@ func analysis(env *benchEnv) error {
 		fmt.Printf("| %s | %.1f MB | %s | %s | %s | %.1f MB | %.1f MB |\n", b.name, float64(st.Size())/1e6, enabled,
 			ms(median(times)), ms(pct(times, 90)), float64(peak)/1e6, float64(allocated)/1e6)
 	}
+	offsets.UseDatabase(embedded)
 	fmt.Printf("\nGenerated program: %s.\n\n", big.describe)
+
+	// What a user sees: the whole `launch inspect` process, start to exit.
+	fmt.Println("| `launch inspect` on | size | offsets from | median wall | p90 | max RSS |")
+	fmt.Println("|---|---:|---|---:|---:|---:|")
+	for _, c := range []struct {
+		name, path, source string
+		env                []string
+	}{
+		{"generated HTTP server", big.plain, "dwarf", nil},
+		{"generated HTTP server, -s -w", big.stripped, "db", nil},
+		{"generated HTTP server, -s -w, release not in the database", big.stripped, "typeinfo", []string{"LAUNCH_OFFSETS_DB=" + unknownFile}},
+	} {
+		st, err := os.Stat(c.path)
+		if err != nil {
+			return err
+		}
+		var times []time.Duration
+		for i := 0; i < 20; i++ {
+			cmd := exec.Command(env.launch, "inspect", "--json", c.path)
+			cmd.Env = append(os.Environ(), c.env...)
+			begin := time.Now()
+			out, err := cmd.Output()
+			times = append(times, time.Since(begin))
+			if err != nil {
+				return fmt.Errorf("launch inspect %s: %v", c.path, err)
+			}
+			if !strings.Contains(string(out), `"source": "`+c.source+`"`) {
+				return fmt.Errorf("launch inspect %s: no field from %s:\n%s", c.path, c.source, out)
+			}
+		}
+		kib, err := peakRSS(c.env, env.launch, "inspect", "--json", c.path)
+		if err != nil {
+			return err
+		}
+		rss := fmt.Sprintf("%.1f MB", float64(kib)/1024)
+		fmt.Printf("| %s | %.1f MB | %s | %s | %s | %s |\n", c.name, float64(st.Size())/1e6, c.source, ms(median(times)), ms(pct(times, 90)), rss)
+	}
+	fmt.Println()
 	return nil
 }
 

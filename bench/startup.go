@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
@@ -44,7 +43,6 @@ func startup(env *benchEnv) error {
 	}
 
 	wall := map[string][]time.Duration{}
-	rss := map[string][]int64{}
 	order := make([]string, 0, len(cases))
 	for name := range cases {
 		order = append(order, name)
@@ -52,12 +50,11 @@ func startup(env *benchEnv) error {
 	for r := 0; r < env.rounds; r++ {
 		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, name := range order {
-			d, maxrss, err := timeRun(cases[name])
+			d, err := timeRun(cases[name])
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			wall[name] = append(wall[name], d)
-			rss[name] = append(rss[name], maxrss)
 		}
 	}
 
@@ -75,20 +72,44 @@ func startup(env *benchEnv) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nLauncher memory: peak RSS %d KiB over a short run (median of `launch -- /bin/true`), "+
-		"%d KiB resident while supervising a running app.\n\n", medianInt(rss["launch true"]), steady)
+	var peaks []int64
+	for i := 0; i < 20; i++ {
+		kib, err := peakRSS(nil, env.launch, "--", "/bin/true")
+		if err != nil {
+			return err
+		}
+		peaks = append(peaks, kib)
+	}
+	fmt.Printf("\nLauncher memory: peak RSS %d KiB over a short run (median of 20 `launch -- /bin/true`), "+
+		"%d KiB resident while supervising a running app.\n\n", medianInt(peaks), steady)
 	return nil
 }
 
-// timeRun runs argv with no I/O and returns its wall time and peak RSS (KiB).
-func timeRun(argv []string) (time.Duration, int64, error) {
+// timeRun runs argv with no I/O and returns its wall time.
+func timeRun(argv []string) (time.Duration, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	begin := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	d := time.Since(begin)
-	return d, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, nil
+	return time.Since(begin), nil
+}
+
+// peakRSS runs argv under /usr/bin/time and returns its peak RSS (KiB). A child's own
+// rusage would not do: its peak counts the bench process it was forked from.
+func peakRSS(env []string, argv ...string) (int64, error) {
+	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M"}, argv...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("/usr/bin/time %s: %v: %s", strings.Join(argv, " "), err, stderr.String())
+	}
+	lines := strings.Fields(stderr.String())
+	if len(lines) == 0 {
+		return 0, fmt.Errorf("/usr/bin/time printed nothing")
+	}
+	return strconv.ParseInt(lines[len(lines)-1], 10, 64)
 }
 
 // steadyRSS is the launcher's resident memory while the app runs.

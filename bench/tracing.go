@@ -357,21 +357,26 @@ func rate(env *benchEnv) error {
 
 // gate: how long the app waits at the start gate - time from exec to the app's main,
 // with and without the launcher, for ~30 MB Go HTTP servers with DWARF: one that only
-// serves, one that also makes calls (client probe and outgoing context too).
+// serves, one that also makes calls (client probe and outgoing context too), and that
+// one built -s -w (offsets from the embedded database).
 func gate(env *benchEnv) error {
 	const runs = 20
-	fmt.Printf("### Start gate (30 MB Go HTTP servers with DWARF, %d runs each, interleaved)\n\n", runs)
+	fmt.Printf("### Start gate (30 MB Go HTTP servers, %d runs each, interleaved)\n\n", runs)
 	fmt.Println("| exec to the app's main | direct, median | under launch, median | under launch, p90 | **gate delay** |")
 	fmt.Println("|---|---:|---:|---:|---:|")
-	for _, client := range []bool{false, true} {
-		bin, err := generatedBinary(40, 400, 60, client)
+	for _, c := range []struct{ client, stripped bool }{{false, false}, {true, false}, {true, true}} {
+		bin, err := generatedBinary(40, 400, 60, c.client)
 		if err != nil {
 			return err
+		}
+		path := bin.plain
+		if c.stripped {
+			path = bin.stripped
 		}
 		var direct, launched []time.Duration
 		for i := 0; i < runs; i++ {
 			for _, l := range []bool{false, true} {
-				d, err := timeToMain(env, bin.plain, l)
+				d, err := timeToMain(env, path, l)
 				if err != nil {
 					return err
 				}
@@ -382,9 +387,12 @@ func gate(env *benchEnv) error {
 				}
 			}
 		}
-		st, _ := os.Stat(bin.plain)
+		st, _ := os.Stat(path)
 		what := fmt.Sprintf("server, %.0f MB: server probe", float64(st.Size())/1e6)
-		if client {
+		switch {
+		case c.stripped:
+			what = fmt.Sprintf("the same, -s -w, %.0f MB: offsets from the database", float64(st.Size())/1e6)
+		case c.client:
 			what = fmt.Sprintf("server and client, %.0f MB: both probes, outgoing context", float64(st.Size())/1e6)
 		}
 		fmt.Printf("| %s | %s | %s | %s | **%s** |\n", what, ms(median(direct)), ms(median(launched)), ms(pct(launched, 90)), ms(median(launched)-median(direct)))
@@ -397,8 +405,8 @@ func gate(env *benchEnv) error {
 // main and exits.
 func timeToMain(env *benchEnv, path string, launched bool) (time.Duration, error) {
 	argv := []string{path}
-	if launched {
-		argv = []string{env.launch, "--", path}
+	if launched { // instrumented or nothing: a fail-open start would flatter the gate
+		argv = []string{env.launch, "--require-instrumentation", "--", path}
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "BENCH_MAIN=1", "OTEL_TRACES_EXPORTER=none")

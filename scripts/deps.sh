@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need. As root on Debian it installs missing
+# Installs what the tests, the demo and the benchmarks need. As root on Debian it installs missing
 # packages (idempotent, quiet); elsewhere it says what is missing. Under CI=true
 # anything missing is an error.
 set -euo pipefail
@@ -8,7 +8,7 @@ set -euo pipefail
 needs=(
 	"unshare util-linux" "setpriv util-linux" "bash bash" "curl curl" "gcc gcc"
 	"clang clang" "llvm-strip llvm" "/usr/include/bpf/bpf_helpers.h libbpf-dev"
-	"/usr/include/asm-generic/types.h linux-libc-dev"
+	"/usr/include/asm-generic/types.h linux-libc-dev" "/usr/bin/time time"
 )
 
 missing=()
