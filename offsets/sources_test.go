@@ -319,3 +319,17 @@ func TestNearestGuessRefused(t *testing.T) {
 		t.Errorf("guess: enabled %v, fields %+v, reason %q", p.Enabled, p.Fields, p.Reason)
 	}
 }
+
+// BenchmarkParseDatabase: what the launcher spends, once and in the background, on the
+// embedded database.
+func BenchmarkParseDatabase(b *testing.B) {
+	data, err := os.ReadFile("database.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := offsets.ParseDatabase(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
