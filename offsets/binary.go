@@ -16,6 +16,7 @@ import (
 	"go/version"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,16 +28,19 @@ const MinGoVersion = "go1.20"
 // Binary is a Go executable opened for analysis.
 type Binary struct {
 	Path      string
-	GoVersion string   // "go1.26.8"
-	Arch      string   // "amd64" or "arm64"
-	PIE       bool     // position-independent (ET_DYN)
-	Stripped  bool     // no ELF symbol table
-	DWARF     bool     // has .debug_info (compressed or not)
-	Modules   []Module // the main module first, then dependencies
-	data      []byte   // the whole file, mapped
-	unmap     func()
-	elf       *elf.File
-	text      uint64 // runtime.text, the base of pclntab offsets; 0 until needed
+	GoVersion string // "go1.26.8", without the GOEXPERIMENT suffix
+	// Experiments are the GOEXPERIMENTs the binary was built with, beyond its
+	// release's defaults ("go1.24.11 X:noswissmap", "go1.26.8-X:jsonv2").
+	Experiments []string
+	Arch        string   // "amd64" or "arm64"
+	PIE         bool     // position-independent (ET_DYN)
+	Stripped    bool     // no ELF symbol table
+	DWARF       bool     // has .debug_info (compressed or not)
+	Modules     []Module // the main module first, then dependencies
+	data        []byte   // the whole file, mapped
+	unmap       func()
+	elf         *elf.File
+	text        uint64 // runtime.text, the base of pclntab offsets; 0 until needed
 }
 
 // Module is a module compiled into the binary.
@@ -137,9 +141,9 @@ func parse(path string, data []byte) (*Binary, error) {
 	if err != nil {
 		return nil, &Error{path, fmt.Errorf("not a Go program, or built without build information: %v", err)}
 	}
-	b.GoVersion = bi.GoVersion
+	b.GoVersion, b.Experiments = splitGoVersion(bi.GoVersion)
 	if !version.IsValid(b.GoVersion) {
-		return nil, &Error{path, fmt.Errorf("unrecognised Go version %q", b.GoVersion)}
+		return nil, &Error{path, fmt.Errorf("unrecognised Go version %q", bi.GoVersion)}
 	}
 	if version.Compare(b.GoVersion, MinGoVersion) < 0 {
 		return nil, &Error{path, fmt.Errorf("built with %s; the oldest Go supported is %s", b.GoVersion, MinGoVersion)}
@@ -152,6 +156,17 @@ func parse(path string, data []byte) (*Binary, error) {
 		b.Modules = append(b.Modules, Module{Path: m.Path, Version: m.Version})
 	}
 	return b, nil
+}
+
+// splitGoVersion splits the experiments off a build's Go version: the go command
+// writes "go1.24.11 X:noswissmap" (before 1.26) or "go1.26.8-X:jsonv2,foo".
+func splitGoVersion(v string) (release string, experiments []string) {
+	for _, sep := range []string{" X:", "-X:"} {
+		if rel, exps, ok := strings.Cut(v, sep); ok {
+			return rel, strings.Split(exps, ",")
+		}
+	}
+	return v, nil
 }
 
 // recoverAs turns a panic (a parser bug on hostile input, or a fault reading a mapped

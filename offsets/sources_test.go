@@ -333,3 +333,55 @@ func BenchmarkParseDatabase(b *testing.B) {
 		}
 	}
 }
+
+// GOEXPERIMENT builds: the version is the release without the suffix, the experiments
+// are listed; an experiment that switches the map layout the probes read
+// (noswissmap, Go 1.24) disables them with the reason; another (jsonv2) leaves them
+// enabled, but its offsets come from the binary's type descriptors, not the database,
+// which measured default builds - and equal DWARF's.
+func TestExperimentBuilds(t *testing.T) {
+	noswiss := testenv.Variant{Name: "noswissmap", Env: []string{"GOEXPERIMENT=noswissmap"}}
+	jsonv2 := testenv.Variant{Name: "jsonv2-stripped", Env: []string{"GOEXPERIMENT=jsonv2"}, Flags: []string{"-ldflags=-s -w"}}
+	tgs := append(testenv.BuildTargets(t, "httpserver", []string{"go1.24.11"}, []testenv.Variant{noswiss}),
+		testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{jsonv2})...)
+
+	b := open(t, tgs[0].Path)
+	if b.GoVersion != "go1.24.11" || !slices.Equal(b.Experiments, []string{"noswissmap"}) {
+		t.Errorf("%s: version %q, experiments %q", tgs[0], b.GoVersion, b.Experiments)
+	}
+	r, err := offsets.Analyze(b, probes.Specs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Probes {
+		if p.Enabled || !strings.Contains(p.Reason, "GOEXPERIMENT=noswissmap") {
+			t.Errorf("%s: %s enabled %v: %q", tgs[0], p.Name, p.Enabled, p.Reason)
+		}
+	}
+
+	b = open(t, tgs[1].Path)
+	if b.GoVersion != "go1.26.8" || !slices.Equal(b.Experiments, []string{"jsonv2"}) {
+		t.Errorf("%s: version %q, experiments %q", tgs[1], b.GoVersion, b.Experiments)
+	}
+	plain, ok := find(sourceTargets(t), "go1.26.8", testenv.Plain)
+	if !ok {
+		t.Fatal("no plain go1.26.8 target")
+	}
+	want, err := open(t, plain.Path).DWARFFieldOffsets(probeFields("go1.26.8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = offsets.Analyze(b, probes.Specs()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Probes {
+		if !p.Enabled {
+			t.Errorf("%s: %s disabled: %s", tgs[1], p.Name, p.Reason)
+		}
+		for _, f := range p.Fields {
+			if w, ok := want[fieldRef(f.Name)]; ok && (f.Source != offsets.SourceTypeInfo || *f.Offset != w) {
+				t.Errorf("%s: %s = %v from %s, want %d from typeinfo", tgs[1], f.Name, f.Offset, f.Source, w)
+			}
+		}
+	}
+}

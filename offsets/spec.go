@@ -3,6 +3,7 @@ package offsets
 import (
 	"fmt"
 	"go/version"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/semver"
@@ -18,6 +19,9 @@ type Spec struct {
 	MinVersion string // oldest supported version of Module, "" for any
 	Functions  []FuncSpec
 	Fields     []FieldSpec
+	// Experiments are GOEXPERIMENTs that change what the probe reads (a runtime
+	// layout): a binary built with one is refused, with the reason.
+	Experiments []string
 	// Program is a main package that reaches the functions and types above: the
 	// offsets tracker builds it with each version of Module and reads the fields'
 	// offsets from its DWARF. Specs of one module may share it.
@@ -40,14 +44,16 @@ type FieldSpec struct {
 
 // Report is what analysis found: the `launch inspect` JSON contract.
 type Report struct {
-	Path      string        `json:"path"`
-	GoVersion string        `json:"go_version"`
-	Arch      string        `json:"arch"`
-	PIE       bool          `json:"pie"`
-	Stripped  bool          `json:"stripped"`
-	DWARF     bool          `json:"dwarf"`
-	Modules   []Module      `json:"modules"`
-	Probes    []ProbeReport `json:"probes"`
+	Path      string `json:"path"`
+	GoVersion string `json:"go_version"`
+	// GOEXPERIMENTs beyond the release's defaults; absent when none.
+	Experiments []string      `json:"experiments,omitempty"`
+	Arch        string        `json:"arch"`
+	PIE         bool          `json:"pie"`
+	Stripped    bool          `json:"stripped"`
+	DWARF       bool          `json:"dwarf"`
+	Modules     []Module      `json:"modules"`
+	Probes      []ProbeReport `json:"probes"`
 }
 
 // ProbeReport says whether one probe can be enabled, and with what.
@@ -118,7 +124,7 @@ func Analyze(b *Binary, specs []Spec) (*Report, error) {
 func AnalyzeFunctions(b *Binary, specs []Spec) (r *Report, err error) {
 	defer faultsArePanics()()
 	defer recoverAs(&err, b.Path)
-	r = &Report{Path: b.Path, GoVersion: b.GoVersion, Arch: b.Arch, PIE: b.PIE, Stripped: b.Stripped, DWARF: b.DWARF, Modules: b.Modules}
+	r = &Report{Path: b.Path, GoVersion: b.GoVersion, Experiments: b.Experiments, Arch: b.Arch, PIE: b.PIE, Stripped: b.Stripped, DWARF: b.DWARF, Modules: b.Modules}
 	var names []string
 	for _, s := range specs {
 		for _, f := range s.Functions {
@@ -201,7 +207,8 @@ func resolveOffsets(b *Binary, fields []moduleField) offsetResolution {
 			res.fields[f.FieldRef] = resolvedOffset{off, SourceDWARF}
 			continue
 		}
-		if res.dbErr == nil {
+		// The database measured default builds; an experiment may move fields.
+		if res.dbErr == nil && (f.module != "std" || len(b.Experiments) == 0) {
 			off, exact, ok := res.db.Lookup(f.module, f.version, f.FieldRef)
 			if ok && exact {
 				res.fields[f.FieldRef] = resolvedOffset{off, SourceDB}
@@ -241,6 +248,8 @@ func (res offsetResolution) why(module, version string) string {
 	switch {
 	case res.dbErr != nil:
 		parts = append(parts, res.dbErr.Error())
+	case module == "std" && len(res.b.Experiments) > 0:
+		parts = append(parts, "built with GOEXPERIMENT="+strings.Join(res.b.Experiments, ",")+": the offsets database has default builds only")
 	case version == "":
 	default:
 		_, exact, _ := res.db.Lookup(module, version, FieldRef{})
@@ -320,6 +329,11 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		p.disable("the program does not use %s", s.Module)
 	case s.MinVersion != "" && compareVersions(ver, s.MinVersion) < 0:
 		p.disable("%s %s is older than the oldest supported, %s", s.Module, ver, s.MinVersion)
+	}
+	for _, e := range b.Experiments {
+		if slices.Contains(s.Experiments, e) {
+			p.disable("built with GOEXPERIMENT=%s, which changes what the probe reads: build without it", e)
+		}
 	}
 	for _, f := range s.Functions {
 		fn, ok := Func{}, false

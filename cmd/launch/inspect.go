@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -68,7 +69,11 @@ func printReport(w io.Writer, r *offsets.Report) {
 		}
 		return n
 	}
-	fmt.Fprintf(w, "%s: %s, %s, %s, %s, %s\n", r.Path, r.GoVersion, r.Arch,
+	goVersion := r.GoVersion
+	if len(r.Experiments) > 0 {
+		goVersion += " (GOEXPERIMENT=" + strings.Join(r.Experiments, ",") + ")"
+	}
+	fmt.Fprintf(w, "%s: %s, %s, %s, %s, %s\n", r.Path, goVersion, r.Arch,
 		yes(r.PIE, "PIE", "not PIE"), yes(r.Stripped, "stripped", "symbol table"), yes(r.DWARF, "DWARF", "no DWARF"))
 	const shown = 10
 	for i, m := range r.Modules {

@@ -41,6 +41,10 @@ var (
 // swissMapsSince is the Go release whose maps are Swiss tables.
 const swissMapsSince = "go1.24"
 
+// mapExperiments switch a release's map layout (Swiss tables opt-in in Go 1.23, opt-out
+// in 1.24 and 1.25): the probes pick the layout by release, so such builds are refused.
+var mapExperiments = []string{"swissmap", "noswissmap"}
+
 // trackerProgram reaches the server and client paths, so that every type the probes
 // read is in its DWARF: the offsets tracker builds it with each Go release.
 const trackerProgram = `package main
@@ -75,7 +79,8 @@ var ServerSpec = offsets.Spec{
 		{FieldRef: urlPath},
 		{FieldRef: responseStatus},
 	}, headerMapFields...),
-	Program: trackerProgram,
+	Experiments: mapExperiments,
+	Program:     trackerProgram,
 }
 
 // headerMapFields are what reading an http.Header (a map[string][]string) takes.
@@ -108,7 +113,8 @@ var ClientSpec = offsets.Spec{
 		{FieldRef: urlScheme}, {FieldRef: urlHost}, {FieldRef: urlPath}, {FieldRef: urlRawQuery},
 		{FieldRef: respStatusCode}, {FieldRef: respProtoMajor}, {FieldRef: respProtoMinor},
 	}, headerMapFields...),
-	Program: trackerProgram,
+	Experiments: mapExperiments,
+	Program:     trackerProgram,
 }
 
 // Specs are this package's probes, in the order Attach and Configure take reports.
