@@ -24,6 +24,7 @@ func TestDoctor(t *testing.T) {
 		"ok     outgoing traceparent: socket programs attach to cgroup v2 /",
 		"limit  outgoing traceparent goes on plain HTTP/1 requests only: HTTPS",
 		"ok     lockdown: ",
+		"ok     offsets database: go1.21.0 to go1.",
 		"ok     OTLP endpoint " + recv.Endpoint + " accepts connections",
 	} {
 		if !strings.Contains(out, want) {

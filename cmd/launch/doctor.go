@@ -93,7 +93,7 @@ func doctor(w io.Writer) (failed bool) {
 	} else if std := db.Modules["std"]; std == nil || len(std.Versions) == 0 {
 		add("warn", "offsets database: empty: binaries without DWARF get offsets from their type descriptors only")
 	} else {
-		add("ok", "offsets database: Go %s to %s (%d releases), for binaries without DWARF; newer releases use the binary's own type descriptors",
+		add("ok", "offsets database: %s to %s (%d Go releases), for binaries without DWARF; newer releases use the binary's own type descriptors",
 			std.Versions[0], std.Versions[len(std.Versions)-1], len(std.Versions))
 	}
 
