@@ -7,6 +7,7 @@ PKG      := github.com/otel-go-launcher/otel-go-launcher
 TAGS     := urfave_cli_no_docs
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
 LAUNCH   := $(CURDIR)/bin/launch
+comma    := ,
 FUZZ     := FuzzParse FuzzPclntab FuzzDWARF FuzzTypeInfo
 
 .PHONY: all build test bench demo generate offsets image deps clean
@@ -46,8 +47,16 @@ generate:
 offsets:
 	$(GO) run ./offsets/tracker -db offsets/database.json
 
+# The otel-go-launcher base image (Dockerfile.base), with CONTAINER_TOOL=docker|podman
+# (default: whichever has a working engine). PLATFORMS=linux/amd64,linux/arm64 builds a
+# multi-arch manifest list (podman) or image index (docker buildx).
+PLATFORMS ?= linux/$(shell $(GO) env GOARCH)
 image:
-	@echo "image: the base image arrives with Dockerfile.base (issue 7)"; exit 1
+	@for p in $(subst $(comma), ,$(PLATFORMS)); do a=$${p#linux/}; \
+		echo "launch for linux/$$a"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/launch-linux-$$a ./cmd/launch || exit 1; \
+	done
+	PLATFORMS='$(PLATFORMS)' VERSION='$(VERSION)' ./scripts/image.sh
 
 clean:
 	rm -rf bin

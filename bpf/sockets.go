@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // SocketPrograms are a sockops program on a cgroup, feeding a sockhash, and an sk_msg
@@ -50,6 +51,49 @@ func netAdminHint(err error) string {
 		return ": add CAP_NET_ADMIN to the launcher"
 	}
 	return ""
+}
+
+// Cgroup2Dir is the directory of process pid's cgroup v2, to attach programs to, and a
+// release to call once they are attached. Where no cgroup2 hierarchy is mounted - a
+// container on a host with hybrid cgroups sees only v1 - it mounts one on a private
+// directory for the attach (CAP_SYS_ADMIN) and release unmounts it: an attached link
+// holds the cgroup, not the mount. The app, held at the start gate meanwhile, never
+// sees it.
+func Cgroup2Dir(pid int) (dir string, release func(), err error) {
+	dir, err = Cgroup2Path(pid)
+	var unmounted *notMountedError
+	if !errors.As(err, &unmounted) {
+		return dir, func() {}, err
+	}
+	mnt, merr := os.MkdirTemp("", "otel-go-launcher-cgroup2-")
+	if merr != nil {
+		return "", nil, fmt.Errorf("%w; mounting one failed: %v", err, merr)
+	}
+	if merr := unix.Mount("cgroup2", mnt, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); merr != nil {
+		os.Remove(mnt)
+		return "", nil, fmt.Errorf("%w; mounting one failed: %v", err, merr)
+	}
+	release = func() {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		os.Remove(mnt)
+	}
+	// In a cgroup namespace the mount's root is the namespace's, as is the path the
+	// process's cgroup file gives; otherwise both are the hierarchy's.
+	dir = filepath.Join(mnt, unmounted.rel)
+	if _, serr := os.Stat(dir); serr != nil {
+		release()
+		return "", nil, fmt.Errorf("%w; in the cgroup2 mounted for it: %v", err, serr)
+	}
+	return dir, release, nil
+}
+
+type notMountedError struct {
+	pid int
+	rel string
+}
+
+func (e *notMountedError) Error() string {
+	return fmt.Sprintf("cgroup v2 hierarchy not mounted (process %d is in %s): mount -t cgroup2 none /sys/fs/cgroup", e.pid, e.rel)
 }
 
 // Cgroup2Path is the directory of process pid's cgroup in the cgroup v2 hierarchy as
@@ -94,7 +138,7 @@ func Cgroup2Path(pid int) (string, error) {
 			return filepath.Join(mountpoint, sub), nil
 		}
 	}
-	return "", fmt.Errorf("cgroup v2 hierarchy not mounted (process %d is in %s): mount -t cgroup2 none /sys/fs/cgroup", pid, rel)
+	return "", &notMountedError{pid, rel}
 }
 
 // unescapeMountinfo undoes mountinfo's octal escapes of space, tab, newline, backslash.

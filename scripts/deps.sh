@@ -9,6 +9,7 @@ needs=(
 	"unshare util-linux" "setpriv util-linux" "bash bash" "curl curl" "gcc gcc"
 	"clang clang" "llvm-strip llvm" "/usr/include/bpf/bpf_helpers.h libbpf-dev"
 	"/usr/include/asm-generic/types.h linux-libc-dev" "/usr/bin/time time"
+	"podman podman" "runc runc" "podman-compose podman-compose"
 )
 
 missing=()

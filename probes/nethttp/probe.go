@@ -190,10 +190,11 @@ func (p *Probe) Attach(path string, pid int, reps []offsets.ProbeReport) error {
 
 // attachPropagation attaches the socket programs to the app's cgroup.
 func (p *Probe) attachPropagation() error {
-	cgroup, err := bpf.Cgroup2Path(p.pid)
+	cgroup, release, err := bpf.Cgroup2Dir(p.pid)
 	if err != nil {
 		return err
 	}
+	defer release()
 	sockops, err := p.objs.Program("app_sockops")
 	if err != nil {
 		return err
@@ -402,9 +403,12 @@ func Check() bpf.HostCheck {
 			c.Programs++
 		}
 	}
-	if c.Cgroup, c.Sockets = bpf.Cgroup2Path(os.Getpid()); c.Sockets != nil {
+	cgroup, release, err := bpf.Cgroup2Dir(os.Getpid())
+	if c.Sockets = err; err != nil {
 		return c
 	}
+	defer release()
+	c.Cgroup = cgroup
 	sockops, err1 := objs.Program("app_sockops")
 	inject, err2 := objs.Program("inject")
 	if c.Sockets = errors.Join(err1, err2); c.Sockets != nil {

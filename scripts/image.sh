@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# make image: the otel-go-launcher base image, from $BIN_DIR/launch-linux-ARCH for each of
+# PLATFORMS (linux/amd64 by default), with CONTAINER_TOOL (docker or podman; default:
+# whichever has a working engine), tagged otel-go-launcher:latest and
+# otel-go-launcher:$VERSION. Several platforms make a manifest list.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${VERSION:=$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
+: "${REVISION:=$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+: "${IMAGE:=otel-go-launcher}"
+: "${PLATFORMS:=linux/$(go env GOARCH)}"
+: "${CA_CERTS:=/etc/ssl/certs/ca-certificates.crt}"
+: "${BIN_DIR:=bin}"
+tool=${CONTAINER_TOOL:-$(scripts/container-tool.sh)}
+
+[ -f "$CA_CERTS" ] || { echo "image: no CA certificates at $CA_CERTS (apt-get install ca-certificates, or set CA_CERTS)" >&2; exit 1; }
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+# One root filesystem per architecture; Dockerfile.base picks it by TARGETARCH.
+for platform in ${PLATFORMS//,/ }; do
+	arch=${platform#linux/}
+	root=$stage/root-$arch
+	mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp"
+	install -m 0755 "$BIN_DIR/launch-linux-$arch" "$root/usr/local/bin/launch"
+	install -m 0644 "$CA_CERTS" "$root/etc/ssl/certs/ca-certificates.crt"
+	chmod 1777 "$root/tmp"
+	# Reproducible: fixed owner, order and times.
+	tar -C "$root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$stage/rootfs-$arch.tar" .
+done
+cp Dockerfile.base "$stage/Dockerfile"
+# No layer cache: the build is two steps, and a cached one would keep old labels.
+args=(--no-cache --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION")
+if [[ $PLATFORMS == *,* ]]; then # a multi-arch image
+	if [ "$tool" = docker ]; then
+		docker buildx build --platform "$PLATFORMS" "${args[@]}" -t "$IMAGE:latest" -t "$IMAGE:$VERSION" "$stage"
+	else
+		for tag in "$IMAGE:$VERSION" "$IMAGE:latest"; do # a list cannot take an image's name
+			podman manifest rm "$tag" >/dev/null 2>&1 || podman rmi "$tag" >/dev/null 2>&1 || true
+		done
+		podman build --platform "$PLATFORMS" "${args[@]}" --manifest "$IMAGE:$VERSION" "$stage"
+		podman tag "$IMAGE:$VERSION" "$IMAGE:latest"
+	fi
+else
+	$tool build --platform "$PLATFORMS" "${args[@]}" -t "$IMAGE:latest" -t "$IMAGE:$VERSION" "$stage"
+fi
+echo "image: $IMAGE:latest and $IMAGE:$VERSION ($PLATFORMS) built with $tool"
