@@ -10,6 +10,7 @@ needs=(
 	"clang clang" "llvm-strip llvm" "/usr/include/bpf/bpf_helpers.h libbpf-dev"
 	"/usr/include/asm-generic/types.h linux-libc-dev" "/usr/bin/time time"
 	"podman podman" "runc runc" "podman-compose podman-compose"
+	"/usr/lib/cni/dnsname golang-github-containernetworking-plugin-dnsname"
 )
 
 missing=()

@@ -30,17 +30,17 @@ done
 cp Dockerfile.base "$stage/Dockerfile"
 # No layer cache: the build is two steps, and a cached one would keep old labels.
 args=(--no-cache --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION")
-if [[ $PLATFORMS == *,* ]]; then # a multi-arch image
-	if [ "$tool" = docker ]; then
-		docker buildx build --platform "$PLATFORMS" "${args[@]}" -t "$IMAGE:latest" -t "$IMAGE:$VERSION" "$stage"
-	else
-		for tag in "$IMAGE:$VERSION" "$IMAGE:latest"; do # a list cannot take an image's name
-			podman manifest rm "$tag" >/dev/null 2>&1 || podman rmi "$tag" >/dev/null 2>&1 || true
-		done
-		podman build --platform "$PLATFORMS" "${args[@]}" --manifest "$IMAGE:$VERSION" "$stage"
-		podman tag "$IMAGE:$VERSION" "$IMAGE:latest"
-	fi
-else
+if [[ $PLATFORMS != *,* ]]; then
 	$tool build --platform "$PLATFORMS" "${args[@]}" -t "$IMAGE:latest" -t "$IMAGE:$VERSION" "$stage"
+elif [ "$tool" = docker ]; then # a multi-arch image index, with buildx
+	docker buildx build --platform "$PLATFORMS" "${args[@]}" -t "$IMAGE:latest" -t "$IMAGE:$VERSION" "$stage"
+else
+	# One image per architecture. Podman 4.3 cannot list local storage holding a
+	# manifest list, so the list is made where it is pushed (README: multi-arch).
+	for platform in ${PLATFORMS//,/ }; do
+		podman build --platform "$platform" "${args[@]}" -t "$IMAGE:$VERSION-${platform#linux/}" "$stage"
+	done
+	echo "image: $IMAGE:$VERSION-{${PLATFORMS//linux\//}} built; push a list of them with podman manifest create/add/push"
+	exit 0
 fi
 echo "image: $IMAGE:latest and $IMAGE:$VERSION ($PLATFORMS) built with $tool"
