@@ -56,7 +56,7 @@ image:
 		echo "launch for linux/$$a"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/launch-linux-$$a ./cmd/launch || exit 1; \
 	done
-	PLATFORMS='$(PLATFORMS)' VERSION='$(VERSION)' ./scripts/image.sh
+	PLATFORMS='$(PLATFORMS)' VERSION='$(VERSION)' $(if $(LICENSES),LICENSES='$(LICENSES)') ./scripts/image.sh
 
 clean:
 	rm -rf bin

@@ -22,12 +22,13 @@ import (
 )
 
 var sections = map[string]func(env *benchEnv) error{
-	"startup":  startup,
-	"analysis": analysis,
-	"tracing":  tracing,
-	"proxy":    proxy,
-	"rate":     rate,
-	"gate":     gate,
+	"startup":   startup,
+	"analysis":  analysis,
+	"tracing":   tracing,
+	"proxy":     proxy,
+	"rate":      rate,
+	"gate":      gate,
+	"container": container,
 }
 
 type benchEnv struct {
@@ -41,7 +42,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate"}
+		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "container"}
 	}
 	defer testenv.Cleanup()
 

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 : "${PLATFORMS:=linux/$(go env GOARCH)}"
 : "${CA_CERTS:=/etc/ssl/certs/ca-certificates.crt}"
 : "${BIN_DIR:=bin}"
+: "${LICENSES:=NOASSERTION}"
 tool=${CONTAINER_TOOL:-$(scripts/container-tool.sh)}
 
 [ -f "$CA_CERTS" ] || { echo "image: no CA certificates at $CA_CERTS (apt-get install ca-certificates, or set CA_CERTS)" >&2; exit 1; }
@@ -29,7 +30,7 @@ for platform in ${PLATFORMS//,/ }; do
 done
 cp Dockerfile.base "$stage/Dockerfile"
 # No layer cache: the build is two steps, and a cached one would keep old labels.
-args=(--no-cache --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION")
+args=(--no-cache --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" --build-arg LICENSES="$LICENSES")
 if [[ $PLATFORMS != *,* ]]; then
 	$tool build --platform "$PLATFORMS" "${args[@]}" -t "$IMAGE:latest" -t "$IMAGE:$VERSION" "$stage"
 elif [ "$tool" = docker ]; then # a multi-arch image index, with buildx
