@@ -9,10 +9,12 @@ import (
 	"strings"
 )
 
-// The runtime's type descriptors (internal/abi), unchanged from Go 1.21 to 1.27 on
-// 64-bit targets: Type is 48 bytes; a StructType adds PkgPath (a Name) and Fields (a
-// slice of StructField{Name, Typ, Offset}, 24 bytes each); a named type's
-// UncommonType, whose first word is its package path's nameOff, follows.
+// The runtime's type descriptors (internal/abi), unchanged from Go 1.20 to 1.27 on
+// 64-bit targets: Type is 48 bytes (Size_, PtrBytes, Hash, TFlag at 20, Align_,
+// FieldAlign_, Kind_ at 23, Equal, GCData, then Str, the name's offset from
+// moduledata.types, at 40); a StructType adds PkgPath (a Name) and Fields (a slice of
+// StructField{Name, Typ, Offset}, 24 bytes each); a named type's UncommonType, whose
+// first word is its package path's nameOff, follows.
 const (
 	abiTypeSize         = 48
 	abiTypeTFlagOff     = 20
@@ -24,6 +26,7 @@ const (
 	abiKindMask         = 1<<5 - 1
 	abiKindStruct       = 25
 	abiTFlagUncommon    = 1 << 0
+	abiTFlagExtraStar   = 1 << 1 // the name has a '*' to drop: it is *T's, shared with T
 	abiTFlagNamed       = 1 << 2
 	maxTypeInfoFields   = 4096
 	maxTypeInfoNameSize = 1 << 16
@@ -105,7 +108,7 @@ func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
 	le := binary.LittleEndian
 	done := map[string]bool{}
 	for p := 0; p+abiStructTypeSize+4 <= len(region) && len(done) < len(wanted); p += 8 {
-		const flags = abiTFlagUncommon | tflagExtraStar | abiTFlagNamed
+		const flags = abiTFlagUncommon | abiTFlagExtraStar | abiTFlagNamed
 		if region[p+abiTypeKindOff]&abiKindMask != abiKindStruct || region[p+abiTypeTFlagOff]&flags != flags {
 			continue
 		}

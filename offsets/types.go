@@ -31,14 +31,7 @@ type TypeNames struct {
 	names         map[uint64]string
 }
 
-// typeStrOff is where abi.Type keeps Str, its name's offset from moduledata.types:
-// after Size_, PtrBytes, Hash, TFlag, Align_, FieldAlign_, Kind_, Equal and GCData.
-const (
-	typeTFlagOff   = 8 + 8 + 4
-	typeStrOff     = 8 + 8 + 4 + 4 + 8 + 8
-	tflagExtraStar = 1 << 1 // the name has a '*' to drop: it is *T's, shared with T
-	maxTypeNames   = 1024   // cache bound: error types are few
-)
+const maxTypeNames = 1024 // cache bound: error types are few
 
 // NewTypeNames names the types of processes running the executable at path.
 func NewTypeNames(path string) *TypeNames {
@@ -108,11 +101,11 @@ func (tn *TypeNames) read(typ uint64) string {
 	if typ < tn.types || typ >= tn.etypes {
 		return ""
 	}
-	var hdr [typeStrOff + 4]byte
+	var hdr [abiTypeStrOff + 4]byte
 	if !tn.readAt(hdr[:], typ) {
 		return ""
 	}
-	str := int64(int32(binary.LittleEndian.Uint32(hdr[typeStrOff:])))
+	str := int64(int32(binary.LittleEndian.Uint32(hdr[abiTypeStrOff:])))
 	at := uint64(int64(tn.types) + str)
 	if str <= 0 || at >= tn.etypes {
 		return ""
@@ -130,7 +123,7 @@ func (tn *TypeNames) read(typ uint64) string {
 	if !tn.readAt(name, at+1+uint64(w)) {
 		return ""
 	}
-	if hdr[typeTFlagOff]&tflagExtraStar != 0 && name[0] == '*' {
+	if hdr[abiTypeTFlagOff]&abiTFlagExtraStar != 0 && name[0] == '*' {
 		name = name[1:]
 	}
 	return string(name)

@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -179,11 +180,11 @@ func (t *tracker) targetsOf() []*target {
 			byModule[s.Module] = tg
 			order = append(order, s.Module)
 		}
-		if s.Program != "" && !contains(tg.programs, s.Program) {
+		if s.Program != "" && !slices.Contains(tg.programs, s.Program) {
 			tg.programs = append(tg.programs, s.Program)
 		}
 		for _, f := range s.Fields {
-			if !containsField(tg.fields, f.FieldRef) {
+			if !slices.Contains(tg.fields, f.FieldRef) {
 				tg.fields = append(tg.fields, f.FieldRef)
 			}
 		}
@@ -240,7 +241,7 @@ func (t *tracker) versions(ctx context.Context, tg *target) ([]string, error) {
 	if t.only != nil {
 		var picked []string
 		for _, v := range vs {
-			if contains(t.only, v) {
+			if slices.Contains(t.only, v) {
 				picked = append(picked, v)
 			}
 		}
@@ -390,24 +391,6 @@ func fieldNames(fs []offsets.FieldRef) []string {
 		names[i] = f.String()
 	}
 	return names
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func containsField(list []offsets.FieldRef, f offsets.FieldRef) bool {
-	for _, x := range list {
-		if x == f {
-			return true
-		}
-	}
-	return false
 }
 
 func fileSize(path string) int64 {
