@@ -98,6 +98,28 @@ func (p *ProbeReport) Uprobe(symbol string) (Uprobe, bool) {
 	return Uprobe{}, false
 }
 
+// SourceCount is how many of a report's fields came from one source.
+type SourceCount struct {
+	Source string
+	Fields int
+}
+
+// FieldSources counts the fields of the probes by source, in order of first use.
+func FieldSources(probes ...ProbeReport) []SourceCount {
+	var counts []SourceCount
+	for _, p := range probes {
+		for _, f := range p.Fields {
+			i := slices.IndexFunc(counts, func(c SourceCount) bool { return c.Source == f.Source })
+			if i < 0 {
+				i = len(counts)
+				counts = append(counts, SourceCount{Source: f.Source})
+			}
+			counts[i].Fields++
+		}
+	}
+	return counts
+}
+
 // FieldOffset returns a resolved field's offset.
 func (p *ProbeReport) FieldOffset(f FieldRef) (uint64, bool) {
 	for _, fl := range p.Fields {

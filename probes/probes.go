@@ -239,25 +239,18 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	return s, nil
 }
 
-// offsetSources counts the enabled probes' fields by source: "db:20" for a stripped
-// binary of a known release.
+// offsetSources says where the enabled probes' offsets came from: "db:33" for a
+// stripped binary of a known release.
 func offsetSources(rep *offsets.Report) string {
-	counts := map[string]int{}
-	var order []string
+	var enabled []offsets.ProbeReport
 	for _, p := range rep.Probes {
-		for _, f := range p.Fields {
-			if !p.Enabled {
-				continue
-			}
-			if counts[f.Source] == 0 {
-				order = append(order, f.Source)
-			}
-			counts[f.Source]++
+		if p.Enabled {
+			enabled = append(enabled, p)
 		}
 	}
-	parts := make([]string, len(order))
-	for i, src := range order {
-		parts[i] = fmt.Sprintf("%s:%d", src, counts[src])
+	var parts []string
+	for _, c := range offsets.FieldSources(enabled...) {
+		parts = append(parts, fmt.Sprintf("%s:%d", c.Source, c.Fields))
 	}
 	return strings.Join(parts, ",")
 }

@@ -106,15 +106,8 @@ func printReport(w io.Writer, r *offsets.Report) {
 		}
 		// Offsets are in --json; here, where they come from (the reason names the
 		// missing ones that matter).
-		sources := map[string]int{}
-		var order []string
-		for _, f := range p.Fields {
-			if sources[f.Source] == 0 {
-				order = append(order, f.Source)
-			}
-			sources[f.Source]++
-		}
-		for _, src := range order {
+		for _, c := range offsets.FieldSources(p) {
+			src := c.Source
 			what := "from " + src + " " + map[string]string{
 				offsets.SourceDWARF:    "(the binary's debug information)",
 				offsets.SourceDB:       "(the embedded offsets database, for " + r.GoVersion + ")",
@@ -123,7 +116,7 @@ func printReport(w io.Writer, r *offsets.Report) {
 			if src == offsets.SourceMissing {
 				what = "missing"
 			}
-			fmt.Fprintf(tw, "  fields\t%d %s\t\t\n", sources[src], what)
+			fmt.Fprintf(tw, "  fields\t%d %s\t\t\n", c.Fields, what)
 		}
 		tw.Flush()
 	}
