@@ -132,11 +132,3 @@ func mustFloat(s string) float64 {
 	f, _ := strconv.ParseFloat(s, 64)
 	return f
 }
-
-func copyFile(from, to string) error {
-	data, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, data, 0o755)
-}

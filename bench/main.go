@@ -75,20 +75,35 @@ func main() {
 
 // freshCopy copies the executable at path to a new file beside the test binaries.
 func freshCopy(path string) (string, error) {
-	src, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer src.Close()
 	f, err := os.CreateTemp("", "launch-bench-")
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	if _, err := io.Copy(f, src); err != nil { // not through the heap: RSS figures stay ours
-		return "", err
+	f.Close()
+	return f.Name(), copyFile(path, f.Name())
+}
+
+// copyFile copies an executable, streaming: not through the heap, so RSS figures stay
+// the measured program's.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
 	}
-	return f.Name(), f.Chmod(0o755)
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	if err := dst.Chmod(0o755); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 func keys() []string {
