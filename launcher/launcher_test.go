@@ -41,9 +41,16 @@ func TestResolveUser(t *testing.T) {
 	if c, err := ResolveUser("54321"); err != nil || c.UID != 54321 || c.GID != 0 || c.Groups != nil {
 		t.Errorf("unknown numeric user: %+v %v", c, err)
 	}
-	for _, bad := range []string{"", ":", "root:", ":0", "-1", "0:-1", "no-such-user-xyz", "root:no-such-group-xyz"} {
-		if _, err := ResolveUser(bad); err == nil {
-			t.Errorf("%q: no error", bad)
+	if c, err := ResolveUser("4294967294:4294967294"); err != nil || c.UID != 4294967294 || c.GID != 4294967294 {
+		t.Errorf("largest IDs: %+v %v", c, err)
+	}
+	for _, bad := range []string{"", ":", "root:", ":0", "-1", "0:-1", "no-such-user-xyz", "root:no-such-group-xyz",
+		// IDs are 32-bit: these must not wrap to 0 (root) or any other ID.
+		"4294967296", "4294967295", "99999999999", "18446744073709551616", "0:4294967296", "0:4294967295", "+5"} {
+		if c, err := ResolveUser(bad); err == nil {
+			t.Errorf("%q: no error (%+v)", bad, c)
+		} else if strings.Contains(bad, "429496729") && !strings.Contains(err.Error(), "not an ID from 0 to 4294967294") {
+			t.Errorf("%q: %v", bad, err)
 		}
 	}
 }

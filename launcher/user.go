@@ -28,41 +28,72 @@ func ResolveUser(spec string) (*Credential, error) {
 	}
 	cred := &Credential{}
 	var u *user.User
-	if uid, err := strconv.Atoi(name); err == nil {
-		if uid < 0 {
-			return nil, fmt.Errorf("--user %q: negative uid", spec)
+	if isNumber(name) {
+		uid, err := parseID(name)
+		if err != nil {
+			return nil, fmt.Errorf("--user %q: uid %s", spec, err)
 		}
 		cred.UID = uid
 		u, _ = user.LookupId(name) // unknown numeric users are allowed
 	} else {
+		var err error
 		if u, err = user.Lookup(name); err != nil {
 			return nil, fmt.Errorf("--user %q: no user %q in /etc/passwd", spec, name)
 		}
-		cred.UID, _ = strconv.Atoi(u.Uid)
+		if cred.UID, err = parseID(u.Uid); err != nil {
+			return nil, fmt.Errorf("--user %q: /etc/passwd gives uid %s: %s", spec, u.Uid, err)
+		}
 	}
 	if u != nil {
-		cred.GID, _ = strconv.Atoi(u.Gid)
+		var err error
+		if cred.GID, err = parseID(u.Gid); err != nil {
+			return nil, fmt.Errorf("--user %q: /etc/passwd gives gid %s: %s", spec, u.Gid, err)
+		}
 		if ids, err := u.GroupIds(); err == nil {
 			for _, id := range ids {
-				if g, err := strconv.Atoi(id); err == nil {
-					cred.Groups = append(cred.Groups, g)
+				g, err := parseID(id)
+				if err != nil {
+					return nil, fmt.Errorf("--user %q: /etc/group gives group id %s: %s", spec, id, err)
 				}
+				cred.Groups = append(cred.Groups, g)
 			}
 		}
 	}
 	if hasGroup {
-		if gid, err := strconv.Atoi(group); err == nil {
-			if gid < 0 {
-				return nil, fmt.Errorf("--user %q: negative gid", spec)
+		var err error
+		if isNumber(group) {
+			if cred.GID, err = parseID(group); err != nil {
+				return nil, fmt.Errorf("--user %q: gid %s", spec, err)
 			}
-			cred.GID = gid
 		} else {
-			g, err := user.LookupGroup(group)
-			if err != nil {
+			g, lerr := user.LookupGroup(group)
+			if lerr != nil {
 				return nil, fmt.Errorf("--user %q: no group %q in /etc/group", spec, group)
 			}
-			cred.GID, _ = strconv.Atoi(g.Gid)
+			if cred.GID, err = parseID(g.Gid); err != nil {
+				return nil, fmt.Errorf("--user %q: /etc/group gives gid %s: %s", spec, g.Gid, err)
+			}
 		}
 	}
 	return cred, nil
+}
+
+// maxID is the largest user or group ID: IDs are 32-bit, and 2^32-1 is (uid_t)-1, which
+// the set*id calls read as "leave unchanged".
+const maxID = 1<<32 - 2
+
+// isNumber reports whether s looks like an ID (digits, maybe signed), not a name.
+func isNumber(s string) bool {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// parseID reads a user or group ID: 0 to 4294967294, nothing cut or wrapped (the
+// kernel takes 32 bits: 4294967296 would become 0, root).
+func parseID(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > maxID {
+		return 0, fmt.Errorf("%s is not an ID from 0 to %d", s, maxID)
+	}
+	return int(n), nil
 }
