@@ -60,7 +60,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Open maps the file at path and reads its headers and build information.
 func Open(path string) (*Binary, error) {
-	f, err := os.Open(path)
+	// Non-blocking: opening a FIFO for reading would wait for a writer; the mode
+	// check below refuses it instead.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, &Error{path, describeOpenError(err)}
 	}
@@ -173,9 +175,17 @@ func splitGoVersion(v string) (release string, experiments []string) {
 // file that shrank under us) into an error: analysis runs in the launcher, which must
 // go on and start the app.
 func recoverAs(err *error, path string) {
-	if r := recover(); r != nil {
-		*err = &Error{path, fmt.Errorf("cannot analyse (internal error: %v)", r)}
+	r := recover()
+	if r == nil {
+		return
 	}
+	// A fault reading the mapping (debug.SetPanicOnFault) comes with its address; a
+	// bug's panic does not. The usual cause: the file was cut short while mapped.
+	if _, fault := r.(interface{ Addr() uintptr }); fault {
+		*err = &Error{path, errors.New("the file changed while it was being read (truncated or rewritten in place): read it again once it is complete")}
+		return
+	}
+	*err = &Error{path, fmt.Errorf("cannot analyse (internal error: %v)", r)}
 }
 
 // ModuleVersion returns the version of module path compiled in, or "".

@@ -16,9 +16,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/arch/arm64/arm64asm"
 	"golang.org/x/arch/x86/x86asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
@@ -469,6 +471,54 @@ func TestBadInput(t *testing.T) {
 	defer b.Close()
 	if _, err := b.PclntabFunctions("main.main"); err == nil || !strings.Contains(err.Error(), "function table") {
 		t.Errorf("no pclntab: %v", err)
+	}
+}
+
+// Opening a FIFO fails at once instead of waiting for a writer.
+func TestOpenFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		b, err := offsets.Open(fifo)
+		if err == nil {
+			b.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || err.Error() != fifo+": not a regular file" {
+			t.Errorf("FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("opening a FIFO blocks")
+	}
+}
+
+// A file cut short while it is mapped and read gives a plain error saying so.
+func TestTruncatedWhileRead(t *testing.T) {
+	data, err := os.ReadFile(targets(t)[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "app")
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := os.Truncate(path, 4096); err != nil { // past the headers Open read
+		t.Fatal(err)
+	}
+	_, err = offsets.Analyze(b, probes.Specs())
+	if err == nil || !strings.Contains(err.Error(), path+": the file changed while it was being read") {
+		t.Errorf("analysing a truncated mapping: %v", err)
 	}
 }
 
