@@ -45,7 +45,7 @@ generate:
 # the DWARF of a small program built with each. Incremental: skips what it has. Commit
 # the result; the launcher embeds it.
 offsets:
-	$(GO) run ./offsets/tracker -db offsets/database.json
+	$(GO) run ./cmd/offsets-tracker -db offsets/database.json
 
 # The otel-go-launcher base image (Dockerfile.base), with CONTAINER_TOOL=docker|podman
 # (default: whichever has a working engine). PLATFORMS=linux/amd64,linux/arm64 builds a

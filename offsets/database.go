@@ -11,7 +11,7 @@ import (
 	"sync"
 )
 
-// Database holds struct field offsets the offsets tracker (offsets/tracker, `make
+// Database holds struct field offsets the offsets tracker (cmd/offsets-tracker, `make
 // offsets`) read from the DWARF of a small program built with every release of every
 // instrumented library: the source of offsets for binaries without DWARF. It is
 // embedded in the launcher; regenerate it when new releases come out.
