@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,13 +21,13 @@ import (
 )
 
 // Objects are a probe's loaded BPF objects. Its large programs are loaded (verified:
-// most of the start gate's time) in the background, while its maps and small programs
-// are ready at once - so the small ones can be attached, the kernel sleeping through
-// each uprobe registration, while the large ones are verified. A large program starts
-// loading when Preload or Program first names it: a program the target does not need
-// takes no CPU from those it does.
+// most of the start gate's time) in the background, each on its own, while its maps and
+// small programs are ready at once - so the small ones can be attached, the kernel
+// sleeping through each uprobe registration, while the large ones are verified. A large
+// program starts loading when Preload or Program first names it: a program the target
+// does not need takes no CPU from those it does.
 type Objects struct {
-	coll *ebpf.Collection // maps, variables, the programs loaded at once
+	coll *ebpf.Collection // maps (shared ones cloned in), variables, the programs loaded at once
 	spec *ebpf.CollectionSpec
 	mu   sync.Mutex
 	slow map[string]*pendingProgram // nil until started
@@ -37,18 +39,53 @@ type pendingProgram struct {
 	err   error
 }
 
-// LoadObjects loads spec, its ring buffer sized ringSize bytes, except the programs
-// named in slow: those load in the background when asked for, sharing the maps.
-func LoadObjects(spec *ebpf.CollectionSpec, ringSize int, slow ...string) (*Objects, error) {
-	if m, ok := spec.Maps["events"]; ok && ringSize > 0 {
-		m.MaxEntries = uint32(ringSize)
+// LargeProgram is the size, in instructions, from which a program loads in the
+// background: the verifier's time grows with it (the probes' entry programs, some 1,400
+// instructions, take milliseconds each; their return programs, under 200, far less).
+const LargeProgram = 500
+
+// LoadOptions say how to load a probe's objects.
+type LoadOptions struct {
+	Programs       []string             // the programs to load (others are left out); nil: all
+	RingBufferSize int                  // bytes of the ring buffer "events", if the spec has one; 0 keeps the spec's
+	Shared         map[string]*ebpf.Map // maps to use instead of the spec's own, by name (those it has)
+}
+
+// LoadObjects loads spec: its maps, and its programs of under LargeProgram instructions
+// at once; the larger ones load in the background when asked for, sharing the maps.
+func LoadObjects(spec *ebpf.CollectionSpec, opts LoadOptions) (*Objects, error) {
+	spec = spec.Copy()
+	if opts.Programs != nil {
+		for name := range spec.Programs {
+			if !slices.Contains(opts.Programs, name) {
+				delete(spec.Programs, name)
+			}
+		}
+		for _, name := range opts.Programs {
+			if _, ok := spec.Programs[name]; !ok {
+				return nil, fmt.Errorf("BPF object has no program %s", name)
+			}
+		}
+	}
+	if m, ok := spec.Maps["events"]; ok && opts.RingBufferSize > 0 {
+		m.MaxEntries = uint32(opts.RingBufferSize)
 	}
 	useUprobeMulti(spec)
-	fast := spec.Copy()
-	for _, name := range slow {
-		delete(fast.Programs, name)
+	replace := map[string]*ebpf.Map{}
+	for name, m := range opts.Shared {
+		if _, ok := spec.Maps[name]; ok {
+			replace[name] = m
+		}
 	}
-	coll, err := ebpf.NewCollection(fast)
+	fast := spec.Copy()
+	var slow []string
+	for name, p := range spec.Programs {
+		if len(p.Instructions) >= LargeProgram {
+			delete(fast.Programs, name)
+			slow = append(slow, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(fast, ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		return nil, Explain(err)
 	}
@@ -57,6 +94,16 @@ func LoadObjects(spec *ebpf.CollectionSpec, ringSize int, slow ...string) (*Obje
 		o.slow[name] = nil
 	}
 	return o, nil
+}
+
+// Slow lists the programs that load in the background.
+func (o *Objects) Slow() []string {
+	var names []string
+	for name := range o.slow {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Preload starts loading the named slow programs in the background.
@@ -107,10 +154,21 @@ func (o *Objects) Program(name string) (*ebpf.Program, error) {
 	return pending.coll.Programs[name], nil
 }
 
-// Map returns one of the maps.
+// Map returns one of the maps (nil if the spec has none of that name).
 func (o *Objects) Map(name string) *ebpf.Map { return o.coll.Maps[name] }
 
-// SetVariables assigns the programs' global variables (the target's offsets).
+// Variables lists the names of the programs' global variables.
+func (o *Objects) Variables() []string {
+	var names []string
+	for name := range o.coll.Variables {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// SetVariables assigns the programs' global variables (the target's offsets): the
+// programs see each value from their next run.
 func (o *Objects) SetVariables(values map[string]uint64) error {
 	for name, v := range values {
 		vr, ok := o.coll.Variables[name]
@@ -124,7 +182,19 @@ func (o *Objects) SetVariables(values map[string]uint64) error {
 	return nil
 }
 
-// Close frees the programs and maps (waiting for those still loading).
+// Variable reads a global variable back.
+func (o *Objects) Variable(name string) (uint64, error) {
+	vr, ok := o.coll.Variables[name]
+	if !ok {
+		return 0, fmt.Errorf("BPF object has no variable %s", name)
+	}
+	var v uint64
+	err := vr.Get(&v)
+	return v, err
+}
+
+// Close frees the programs and maps (waiting for those still loading); shared maps
+// stay open, for their owner to close.
 func (o *Objects) Close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -239,18 +309,22 @@ func hint(err error) string {
 	return ""
 }
 
-// CloseAll closes links, concurrently (each waits for a grace period in the kernel),
-// ignoring errors: detaching is best effort.
-func CloseAll(links []link.Link) {
+// CloseAll closes links, concurrently (each may wait for a grace period in the kernel),
+// all of them whatever fails.
+func CloseAll(links []link.Link) error {
+	errs := make([]error, len(links))
 	var wg sync.WaitGroup
-	for _, l := range links {
+	for i, l := range links {
 		wg.Add(1)
-		go func(l link.Link) {
+		go func() {
 			defer wg.Done()
-			l.Close()
-		}(l)
+			if err := l.Close(); err != nil {
+				errs[i] = fmt.Errorf("detach: %w", err)
+			}
+		}()
 	}
 	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Reader drains one probe's ring buffer.
@@ -262,6 +336,9 @@ type Reader struct {
 // NewReader reads the ring buffer map events; lost is the per-CPU counter of records
 // the kernel could not queue.
 func NewReader(events, lost *ebpf.Map) (*Reader, error) {
+	if events == nil || lost == nil {
+		return nil, errors.New("BPF object has no events ring buffer or lost_events counter (common.h)")
+	}
 	rd, err := ringbuf.NewReader(events)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
@@ -274,9 +351,11 @@ func NewReader(events, lost *ebpf.Map) (*Reader, error) {
 const poll = 20 * time.Millisecond
 
 // Run calls fn with each record, in order, until ctx is done; then it drains what is
-// left and returns. The slice is only valid during the call.
+// left and returns. The slice is only valid during the call. A read that fails for
+// another reason than a deadline is retried after a pause, and said once per minute.
 func (r *Reader) Run(ctx context.Context, fn func([]byte)) {
 	var rec ringbuf.Record
+	var failing time.Time // when a read error was last logged
 	for {
 		draining := ctx.Err() != nil
 		if draining {
@@ -296,24 +375,32 @@ func (r *Reader) Run(ctx context.Context, fn func([]byte)) {
 			return
 		default:
 			if draining {
+				slog.Warn(fmt.Sprintf("reading spans from the kernel: %v: the spans still in the ring buffer are lost", err))
 				return
+			}
+			if time.Since(failing) > time.Minute {
+				slog.Warn(fmt.Sprintf("reading spans from the kernel: %v; retrying", err))
+				failing = time.Now()
 			}
 			time.Sleep(poll)
 		}
 	}
 }
 
+// Pending is the number of bytes of records waiting to be read.
+func (r *Reader) Pending() int { return r.rd.AvailableBytes() }
+
 // Lost is the number of records dropped so far because the ring buffer was full.
-func (r *Reader) Lost() uint64 {
+func (r *Reader) Lost() (uint64, error) {
 	var perCPU []uint64
 	if err := r.lost.Lookup(uint32(0), &perCPU); err != nil {
-		return 0
+		return 0, fmt.Errorf("read the count of spans the kernel dropped: %w", err)
 	}
 	var n uint64
 	for _, v := range perCPU {
 		n += v
 	}
-	return n
+	return n, nil
 }
 
 // Close releases the ring buffer.

@@ -109,12 +109,12 @@ func CheckKernelBTF() error {
 
 // Lockdown reports the kernel's lockdown mode: from securityfs when it is mounted,
 // else from whether the kernel refuses bpf_probe_write_user, the helper integrity
-// lockdown takes away.
-func Lockdown() string {
+// lockdown takes away. An error says the mode could not be told.
+func Lockdown() (string, error) {
 	if b, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil {
 		s := string(b) // "none [integrity] confidentiality"
 		if i, j := strings.IndexByte(s, '['), strings.IndexByte(s, ']'); i >= 0 && j > i {
-			return s[i+1 : j]
+			return s[i+1 : j], nil
 		}
 	}
 	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -126,17 +126,17 @@ func Lockdown() string {
 	})
 	if err == nil {
 		p.Close()
-		return "none"
+		return "none", nil
 	}
 	// A tracing program may always use the helper, unless lockdown took it away.
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		log := strings.Join(ve.Log, "\n")
 		if strings.Contains(log, "cannot use helper") || strings.Contains(log, "unknown func") {
-			return "integrity or confidentiality (bpf_probe_write_user refused)"
+			return "integrity or confidentiality (bpf_probe_write_user refused)", nil
 		}
 	}
-	return "unknown (" + err.Error() + ")"
+	return "", fmt.Errorf("neither /sys/kernel/security/lockdown nor a test program tells: %w", err)
 }
 
 func permissionHint(err error, caps string) string {
@@ -144,12 +144,4 @@ func permissionHint(err error, caps string) string {
 		return ": add " + caps + " to the launcher"
 	}
 	return ""
-}
-
-// HostCheck is what loading one probe's programs on this host found.
-type HostCheck struct {
-	Programs int    // loaded
-	Load     error  // the first program that did not load
-	Cgroup   string // where socket programs attach, if the probe has any
-	Sockets  error  // attaching them
 }

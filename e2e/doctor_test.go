@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
@@ -25,11 +29,69 @@ func TestDoctor(t *testing.T) {
 		"limit  outgoing traceparent goes on plain HTTP/1 requests only: HTTPS",
 		"ok     lockdown: ",
 		"ok     offsets database: go1.21.0 to go1.",
-		"ok     OTLP endpoint " + recv.Endpoint + " accepts connections",
+		"ok     OTLP endpoint " + recv.Endpoint + " (grpc, plaintext) accepts exports",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in\n%s", want, out)
 		}
+	}
+	// No line says ok without having checked: the capability line about NET_ADMIN
+	// is gone, the socket programs' line says what attached.
+	if strings.Contains(out, "SYS_ADMIN covers the socket programs") {
+		t.Errorf("an unchecked ok line:\n%s", out)
+	}
+}
+
+// Doctor checks the endpoint as the exporter will use it: the default is plaintext
+// localhost:4317; TLS against a plaintext collector fails; http/protobuf posts to
+// /v1/traces; an endpoint no export could use fails, naming the variable.
+func TestDoctorEndpoint(t *testing.T) {
+	testenv.RequireRoot(t)
+	recv := testenv.StartReceiver(t)
+	var posted atomic.Value
+	httpRecv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posted.Store(r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type") + " " + r.Header.Get("Api-Key"))
+	}))
+	defer httpRecv.Close()
+	plain := strings.TrimPrefix(recv.Endpoint, "http://")
+	for _, c := range []struct {
+		env  []string
+		code int
+		want string
+	}{
+		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=https://" + plain}, 0, "warn   OTLP endpoint https://" + plain + " (grpc, TLS): an export failed: Unavailable"},
+		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + plain, "OTEL_EXPORTER_OTLP_INSECURE=true"}, 0, "ok     OTLP endpoint http://" + plain + " (grpc, plaintext) accepts exports"},
+		{[]string{"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT=" + httpRecv.URL, "OTEL_EXPORTER_OTLP_HEADERS=api-key=s3cr%3Dt"}, 0,
+			"ok     OTLP endpoint " + httpRecv.URL + "/v1/traces (http/protobuf, plaintext) accepts exports"},
+		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=ftp://" + plain}, 1, "FAIL   configuration: OTEL_EXPORTER_OTLP_ENDPOINT=ftp://" + plain + `: scheme "ftp"`},
+		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:99999"}, 1, "FAIL   configuration: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:99999: port 99999 is not 1-65535"},
+		{[]string{"OTEL_BSP_SCHEDULE_DELAY=soon", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0, "warn   configuration: OTEL_BSP_SCHEDULE_DELAY=soon: want milliseconds: using 5000"},
+	} {
+		env := append(os.Environ(), "OTEL_TRACES_EXPORTER=", "OTEL_EXPORTER_OTLP_PROTOCOL=", "OTEL_EXPORTER_OTLP_HEADERS=", "OTEL_EXPORTER_OTLP_INSECURE=")
+		e, out, stderr := runLaunch(t, opts{env: append(env, c.env...)}, launchBin(t), "doctor")
+		if e.code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("%q: exit %d, want %d and %q in\n%s%s", c.env, e.code, c.code, c.want, out, stderr)
+		}
+	}
+	if got, _ := posted.Load().(string); got != "POST /v1/traces application/x-protobuf s3cr=t" {
+		t.Errorf("the http/protobuf check sent %q", got)
+	}
+	// The specification's default endpoint, with a collector there or not.
+	env := append(os.Environ(), "OTEL_TRACES_EXPORTER=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_PROTOCOL=")
+	want := "OTLP endpoint http://localhost:4317 (grpc, plaintext, the default: set OTEL_EXPORTER_OTLP_ENDPOINT)"
+	if l, err := net.Listen("tcp", "127.0.0.1:4317"); err == nil {
+		l.Close()
+		_, out, _ := runLaunch(t, opts{env: env}, launchBin(t), "doctor")
+		if !strings.Contains(out, "warn   "+want+": an export failed") {
+			t.Errorf("no collector at the default endpoint:\n%s", out)
+		}
+		testenv.StartReceiverAt(t, "127.0.0.1:4317")
+		_, out, _ = runLaunch(t, opts{env: env}, launchBin(t), "doctor")
+		if !strings.Contains(out, "ok     "+want+" accepts exports") {
+			t.Errorf("a plaintext collector at the default endpoint:\n%s", out)
+		}
+	} else {
+		testenv.Require(t, false, "port 4317 free for the default endpoint: %v", err)
 	}
 }
 

@@ -59,6 +59,21 @@ func TestGateOpensAfterAttachTimeout(t *testing.T) {
 	}
 }
 
+// A session that attaches after --attach-timeout is flushed when the app exits, also
+// when it attaches just as the app exits (the launcher must not have flushed already).
+func TestLateSessionIsFlushed(t *testing.T) {
+	for _, c := range []struct{ script, app string }{
+		{"late", "1"},            // attached while the app runs
+		{"late-at-exit", "0.05"}, // attached only as the app exits
+	} {
+		env := append(os.Environ(), "GATE_TEST="+c.script, "GATE_ATTACH_TIMEOUT=20ms")
+		e, _, stderr := runLaunch(t, opts{env: env}, gateLauncher(t), "/bin/sleep", c.app)
+		if e.code != 0 || strings.Count(stderr, "gatelauncher: flushed") != 1 {
+			t.Errorf("%s: launcher %v; want exit 0 and the late session flushed once:\n%s", c.script, e, stderr)
+		}
+	}
+}
+
 // Failing instrumentation: one warning and the app runs; required, the app never runs.
 func TestGateFailOpenAndRequired(t *testing.T) {
 	dir := t.TempDir()

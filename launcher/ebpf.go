@@ -21,9 +21,9 @@ func (e EBPF) Instrument(ctx context.Context, t Target) (Session, error) {
 	s, err := probes.Instrument(ctx, t.Path, t.PID, e.Probes)
 	switch {
 	case errors.Is(err, telemetry.ErrDisabled):
-		return nil, &Unavailable{Cause: err.Error(), Quiet: true}
+		return nil, &Unavailable{Err: err, Quiet: true}
 	case err != nil:
-		return nil, &Unavailable{Cause: err.Error()}
+		return nil, &Unavailable{Err: err}
 	}
 	return s, nil
 }

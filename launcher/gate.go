@@ -15,6 +15,9 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
+// Subcommands are the launch commands that run no app (see gate.Subcommands).
+var Subcommands = gate.Subcommands
+
 // gatedProcess is the app's process, held at the start gate until release.
 type gatedProcess struct {
 	*gate.Process

@@ -2,6 +2,9 @@ package launcher
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 )
 
 // Target is the app's process while it waits at the start gate.
@@ -26,31 +29,56 @@ type Session interface {
 // Unavailable explains why a target cannot be instrumented: what is wrong and how to
 // fix it. The launcher prints it as its single warning line.
 type Unavailable struct {
-	Cause string // "missing CAP_SYS_ADMIN, CAP_BPF"
+	Err   error  // what is wrong: "the launcher lacks SYS_ADMIN", errors joined per probe
 	Fix   string // "add cap_add: [SYS_ADMIN, BPF] ..." ("" when nothing can be done)
 	Quiet bool   // off by the user's own choice (OTEL_SDK_DISABLED): no warning
 }
 
 func (u *Unavailable) Error() string {
 	if u.Fix == "" {
-		return u.Cause
+		return oneLine(u.Err)
 	}
-	return u.Cause + ": " + u.Fix
+	return oneLine(u.Err) + ": " + u.Fix
 }
+
+func (u *Unavailable) Unwrap() error { return u.Err }
+
+// oneLine is err's message on one line: the launcher says what could not be traced in
+// one, and errors.Join puts one error per line.
+func oneLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var parts []string
+		for _, e := range j.Unwrap() {
+			parts = append(parts, oneLine(e))
+		}
+		return strings.Join(parts, "; ")
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// Untraced is the Instrumenter for an app that will not be traced: Instrument returns
+// Err (an *Unavailable), so that the launcher says so, or refuses to start the app
+// under --require-instrumentation, as for any other failure.
+type Untraced struct{ Err error }
+
+func (u Untraced) Instrument(context.Context, Target) (Session, error) { return nil, u.Err }
 
 // Preflight checks what instrumentation needs from the launcher's own process, so
 // the common misconfiguration is reported with its fix before anything is tried.
 func Preflight() error {
 	missing, err := HasEffective(CapSysAdmin, CapBPF, CapPerfmon)
 	if err != nil {
-		return &Unavailable{Cause: "cannot read the launcher's capabilities: " + err.Error()}
+		return &Unavailable{Err: fmt.Errorf("cannot read the launcher's capabilities: %w", err)}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
 	list := capList(missing)
 	return &Unavailable{
-		Cause: "the launcher lacks " + list,
-		Fix:   "add cap_add: [" + list + "] (Compose) or securityContext.capabilities.add (Kubernetes); the app does not get them",
+		Err: errors.New("the launcher lacks " + list),
+		Fix: "add cap_add: [" + list + "] (Compose) or securityContext.capabilities.add (Kubernetes); the app does not get them",
 	}
 }

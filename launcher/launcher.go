@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sync"
 	"syscall"
 	"time"
 
@@ -98,8 +97,10 @@ type supervisor struct {
 	reap    *reaper
 	pending []os.Signal // received while the app was not running yet
 
-	mu      sync.Mutex
-	session Session // may arrive after the gate opened (attach timeout)
+	// attached is closed once the Instrumenter has returned, session (nil without
+	// one) set: maybe after the gate opened (--attach-timeout).
+	attached chan struct{}
+	session  Session
 }
 
 func (s *supervisor) run(path string, spec gate.Spec) int {
@@ -112,16 +113,16 @@ func (s *supervisor) run(path string, spec gate.Spec) int {
 		return exitCode(*appExit)
 	} else if err != nil {
 		if s.cfg.RequireInstrumentation {
-			slog.Error(fmt.Sprintf("not starting %s: tracing is required (--require-instrumentation) and unavailable: %v", t.Path, err))
+			slog.Error(fmt.Sprintf("not starting %s: tracing is required (--require-instrumentation) and unavailable: %s", t.Path, oneLine(err)))
 			s.proc.abort()
 			<-s.reap.appExit
 			return ExitInstrumentationRequired
 		}
 		var u *Unavailable
 		if errors.As(err, &u) && u.Quiet {
-			slog.Info(fmt.Sprintf("not tracing %s: %v", t.Path, err))
+			slog.Info(fmt.Sprintf("not tracing %s: %s", t.Path, oneLine(err)))
 		} else {
-			slog.Warn(fmt.Sprintf("not tracing %s: %v; the app runs without tracing", t.Path, err))
+			slog.Warn(fmt.Sprintf("not tracing %s: %s; the app runs without tracing", t.Path, oneLine(err)))
 		}
 	}
 
@@ -147,8 +148,7 @@ func (s *supervisor) run(path string, spec gate.Spec) int {
 		}
 	}
 	slog.Debug("app exited", "pid", t.PID, "status", describeStatus(status))
-	cancelAttach()
-	s.flush()
+	s.flush(cancelAttach)
 	if s.cfg.Grace > 0 {
 		s.endDescendants()
 	}
@@ -160,17 +160,16 @@ var errAttachTimeout = errors.New("attaching took longer than --attach-timeout")
 // attach runs the Instrumenter while the app waits at the gate, queueing signals meant
 // for the app. It returns the app's wait status if it died at the gate.
 func (s *supervisor) attach(ctx context.Context, t Target) (*unix.WaitStatus, error) {
-	type result struct {
-		session Session
-		err     error
-	}
 	// No garbage collection while the app waits: loading and analysis allocate a few
 	// megabytes, and collecting them mid-way would only lengthen the wait.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	done := make(chan result, 1)
+	s.attached = make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
 		sess, err := s.cfg.Instrumenter.Instrument(ctx, t)
-		done <- result{sess, err}
+		s.session = sess // read only after attached is closed
+		close(s.attached)
+		done <- err
 	}()
 	timeout := time.NewTimer(s.cfg.AttachTimeout)
 	defer timeout.Stop()
@@ -178,15 +177,12 @@ func (s *supervisor) attach(ctx context.Context, t Target) (*unix.WaitStatus, er
 		select {
 		case sig := <-s.sigs:
 			s.pending = append(s.pending, sig)
-		case r := <-done:
-			s.setSession(r.session)
-			return nil, r.err
+		case err := <-done:
+			return nil, err
 		case <-timeout.C:
 			// The gate opens now; probes that attach later still trace later requests.
 			go func() {
-				r := <-done
-				s.setSession(r.session)
-				if r.err == nil {
+				if err := <-done; err == nil && ctx.Err() == nil {
 					slog.Info("tracing attached after the app started", "pid", t.PID)
 				}
 			}()
@@ -195,12 +191,6 @@ func (s *supervisor) attach(ctx context.Context, t Target) (*unix.WaitStatus, er
 			return &ws, nil
 		}
 	}
-}
-
-func (s *supervisor) setSession(sess Session) {
-	s.mu.Lock()
-	s.session = sess
-	s.mu.Unlock()
 }
 
 // relay forwards a signal the launcher received to the app (or its process group).
@@ -229,18 +219,24 @@ func (s *supervisor) awaitApp(d time.Duration) (unix.WaitStatus, bool) {
 	}
 }
 
-// flush hands what tracing holds to the exporter, within --flush-timeout.
-func (s *supervisor) flush() {
-	s.mu.Lock()
-	sess := s.session
-	s.mu.Unlock()
-	if sess == nil {
-		return
-	}
+// flush hands what tracing holds to the exporter, within --flush-timeout. An
+// Instrumenter still attaching (past --attach-timeout) is told to stop first, and its
+// session, should it return one even so, is flushed too: none is left behind.
+func (s *supervisor) flush(cancelAttach context.CancelFunc) {
+	cancelAttach()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
 	defer cancel()
-	if err := sess.Shutdown(ctx); err != nil {
-		slog.Warn("flushing telemetry at exit", "err", err)
+	select {
+	case <-s.attached:
+	case <-ctx.Done():
+		slog.Warn("attaching tracing did not stop within --flush-timeout; exiting without flushing", "flush_timeout", s.cfg.FlushTimeout)
+		return
+	}
+	if s.session == nil {
+		return
+	}
+	if err := s.session.Shutdown(ctx); err != nil {
+		slog.Warn("flushing telemetry at exit: " + oneLine(err))
 	}
 }
 

@@ -1,6 +1,7 @@
-// Package probes instruments one app: it analyses the binary, starts the telemetry
-// pipeline, attaches every probe that applies, and turns their events into spans.
-// Adding a library is one package below this one and one entry in registry.
+// Package probes instruments one app: it analyses the binary, loads and attaches the
+// probe of every instrumented library that applies - each a package below this one,
+// built on the probe kit (probes/kit) - and turns their events into spans through the
+// telemetry pipeline. Adding a library is one package and one line in Libraries.
 package probes
 
 import (
@@ -8,229 +9,238 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 
-	"github.com/otel-go-launcher/otel-go-launcher/bpf"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
-// Probe is one library's instrumentation, covering one or more specs (a server and a
-// client side, say): loaded, attached to one process, then configured with the
-// process's field offsets. Reports come in the order of the probe's specs.
-type Probe interface {
-	// Attach attaches the uprobes of each spec whose functions its report resolved.
-	// The probe stays inert until Configure: the app is held at the start gate
-	// meanwhile.
-	Attach(path string, pid int, reps []offsets.ProbeReport) error
-	// Configure sets the target's field offsets and enables the specs whose reports
-	// are enabled. It fails if it enables none.
-	Configure(goVersion string, reps []offsets.ProbeReport) error
-	// Run delivers spans to emit until ctx ends, then drains what is left.
-	Run(ctx context.Context, emit func(*telemetry.Span))
-	// Lost counts spans the kernel dropped (ring buffer full).
-	Lost() uint64
-	// Programs are its attached BPF programs, for run counts.
-	Programs() []*ebpf.Program
-	// Detach stops new events; Run still delivers those already queued.
-	Detach()
-	Close() error
+// Options configure the probes.
+type Options struct {
+	RingBufferSize int              // bytes per probe; a power of two, at least a page
+	Telemetry      telemetry.Config // the pipeline, and the sampler and propagators the kernel applies
+	NetHTTP        nethttp.Config
+	// Libraries replaces the instrumented libraries (tests add their own); nil: all.
+	Libraries []kit.Library
 }
 
-// registry lists the instrumented libraries: their specs, in report order, and how
-// to load their probe.
-var registry = []struct {
-	specs   []offsets.Spec
-	load    func(goVersion string, resolved []offsets.ProbeReport, opts Options) (Probe, error)
-	prepare func()               // start work that needs no target
-	check   func() bpf.HostCheck // for launch doctor
-}{
-	{nethttp.Specs, func(goVersion string, resolved []offsets.ProbeReport, opts Options) (Probe, error) {
-		return nethttp.Load(goVersion, resolved, nethttp.Config{
-			RingBufferSize: opts.RingBufferSize,
-			Sampling:       opts.Sampling,
-			TraceContext:   opts.TraceContext,
-			Propagate:      opts.Propagate,
-		})
-	}, nethttp.Prepare, nethttp.Check},
-}
-
-// Prepare starts, in the background, what loading the probes involves that needs no
-// target (parsing their BPF objects): the launcher calls it first thing, so that the
-// work overlaps its own start and the app's time at the start gate shrinks.
-func Prepare() {
-	go offsets.EmbeddedDatabase() // parsed before analysis needs it
-	for _, r := range registry {
-		r.prepare()
+// Libraries are the instrumented libraries, each configured by its own options.
+func Libraries(opts Options) []kit.Library {
+	if opts.Libraries != nil {
+		return opts.Libraries
+	}
+	return []kit.Library{
+		nethttp.Library(opts.NetHTTP),
 	}
 }
 
-// Specs is what every probe needs from a target binary, in report order.
-func Specs() []offsets.Spec {
+// Specs is what every probe needs from a target binary: the specs of every library.
+func Specs() []offsets.Spec { return specsOf(Libraries(Options{})) }
+
+func specsOf(libs []kit.Library) []offsets.Spec {
 	var specs []offsets.Spec
-	for _, r := range registry {
-		specs = append(specs, r.specs...)
+	for _, l := range libs {
+		specs = append(specs, l.Specs...)
 	}
 	return specs
 }
 
-// Options tune the probes.
-type Options struct {
-	RingBufferSize int                // bytes per probe; a power of two, at least a page
-	Sampling       telemetry.Sampling // OTEL_TRACES_SAMPLER[_ARG], decided in the kernel
-	TraceContext   bool               // OTEL_PROPAGATORS has tracecontext
-	Propagate      bool               // insert traceparent into outgoing requests (--propagate)
+// Prepare starts, in the background, what instrumenting involves that needs no target
+// (parsing the offsets database and the BPF objects): the launcher calls it first
+// thing, so that the work overlaps its own start and the app's time at the start gate
+// shrinks.
+func Prepare(opts Options) {
+	go offsets.EmbeddedDatabase()
+	for _, l := range Libraries(opts) {
+		go l.Object()
+	}
 }
 
-// OptionsFromEnv reads the OpenTelemetry settings the probes apply themselves.
-func OptionsFromEnv() Options {
-	return Options{Sampling: telemetry.SamplingFromEnv(), TraceContext: telemetry.TraceContextFromEnv(), Propagate: true}
+func (o Options) kit() kit.Options {
+	return kit.Options{RingBufferSize: o.RingBufferSize, Sampling: o.Telemetry.Sampling, TraceContext: o.Telemetry.TraceContext}
 }
 
 // Session is an instrumented app: attached probes feeding a pipeline.
 type Session struct {
-	probes   []Probe
-	names    []string
-	app      telemetry.App
-	sampling telemetry.Sampling
-	started  chan struct{} // closed once the pipeline exists (or failed)
-	pipe     *telemetry.Pipeline
-	cancel   context.CancelFunc
-	running  sync.WaitGroup
-	lost     uint64 // reported so far
+	app     telemetry.App
+	cfg     telemetry.Config
+	probes  []kit.Probe
+	names   []string // enabled specs
+	shared  *kit.Shared
+	started chan struct{} // closed once the pipeline exists (or failed)
+	pipe    *telemetry.Pipeline
+	cancel  context.CancelFunc // stops the readers, which then drain
+	readers sync.WaitGroup
+	report  chan struct{} // stops the loss reports
+
+	mu        sync.Mutex
+	lost      uint64            // kernel losses reported so far
+	failed    map[string]uint64 // export failures reported so far, by exporter
+	lostErr   bool              // a loss counter could not be read: said once
+	shutdown  sync.Once
+	finished  chan struct{}
+	finishErr error
 }
 
 // Instrument analyses the executable at path and attaches every probe that applies to
-// process pid. It fails only when no probe could be attached; probes that could not
-// are logged, with why. The telemetry pipeline is built after it returns: spans only
-// come once the app runs, and they wait in the kernel until then.
+// process pid. It fails only when no probe could be attached: the error joins each
+// probe's *kit.Error. Probes that could not be attached while others were are logged,
+// with why. The telemetry pipeline is built after it returns: spans only come once the
+// app runs, and they wait in the kernel until then. When ctx ends first, what was
+// attached is released and ctx's error returned.
 //
 // This runs inside the start gate, so the work overlaps: functions are resolved first
-// (under a millisecond), then the programs those probes need are loaded (verified) and
-// attached - the kernel sleeps through each uprobe registration - while DWARF is read.
+// (under a millisecond), then each library with a probe to attach loads its programs
+// (the verifier's time) and attaches its uprobes (the kernel sleeps through each
+// registration), while DWARF is read.
 func Instrument(ctx context.Context, path string, pid int, opts Options) (*Session, error) {
-	if err := telemetry.CheckEnv(); err != nil {
-		return nil, err
+	if opts.Telemetry.Disabled {
+		return nil, telemetry.ErrDisabled
 	}
+	libs := Libraries(opts)
+	specs := specsOf(libs)
 	bin, err := offsets.Open(path) // headers and Go version only: fast
 	if err != nil {
 		return nil, err
 	}
-	defer bin.Close()
-
-	specs := Specs()
 	rep, err := offsets.AnalyzeFunctions(bin, specs) // < 1 ms: symbols or pclntab
 	if err != nil {
+		bin.Close()
 		return nil, err
 	}
-	// Where to attach, before AddFields changes rep; and which specs cannot be.
-	uprobes := make([]offsets.ProbeReport, len(specs))
-	var unresolved []string
-	for i, p := range rep.Probes {
-		uprobes[i] = offsets.ProbeReport{Name: p.Name, Enabled: p.Enabled, Uprobes: p.Uprobes}
+	resolved := kit.ReportsOf(rep) // where to attach; rep changes with AddFields
+	var errs []error
+	for _, p := range rep.Probes {
 		if !p.Enabled {
-			unresolved = append(unresolved, p.Name+": "+p.Reason)
+			errs = append(errs, &kit.Error{Probe: p.Name, Stage: kit.StageResolve, Err: errors.New(p.Reason)})
 		}
 	}
-	if len(unresolved) == len(specs) { // nothing to trace: do not hold the app for DWARF
-		return nil, errors.New(strings.Join(unresolved, "; "))
+	if len(errs) == len(rep.Probes) { // nothing to trace: do not hold the app for DWARF
+		bin.Close()
+		return nil, errors.Join(errs...)
 	}
 
-	// Each probe's reports are a window of rep.Probes. A probe with a spec to attach
-	// loads what those specs need, while DWARF is read.
-	type window struct{ lo, hi int }
-	windows := make([]window, len(registry))
-	for i, lo := 0, 0; i < len(registry); i++ {
-		windows[i] = window{lo, lo + len(registry[i].specs)}
-		lo = windows[i].hi
-	}
-	anyResolved := func(w window) bool {
-		for _, u := range uprobes[w.lo:w.hi] {
-			if u.Enabled {
-				return true
-			}
-		}
-		return false
-	}
-	type loaded struct {
-		probe Probe
+	fields := make(chan error, 1)
+	go func() {
+		fields <- rep.AddFields(bin, specs)
+		bin.Close() // only once nothing reads it
+	}()
+
+	t := kit.Target{Path: path, PID: pid, GoVersion: bin.GoVersion}
+	env := kit.Env{Options: opts.kit(), Shared: kit.NewShared()}
+	type attached struct {
+		lib   int // index in libs
+		probe kit.Probe
 		err   error
 	}
-	loads := make([]chan loaded, len(registry))
-	for i, r := range registry {
-		loads[i] = make(chan loaded, 1)
-		if !anyResolved(windows[i]) {
-			loads[i] <- loaded{}
+	results := make(chan attached, len(libs))
+	loading := 0
+	for i := range libs {
+		lib := &libs[i]
+		if !slices.ContainsFunc(lib.Specs, func(s offsets.Spec) bool { return resolved.Enabled(s.Name) }) {
 			continue
 		}
-		go func(i int, load func(string, []offsets.ProbeReport, Options) (Probe, error)) {
-			p, err := load(bin.GoVersion, uprobes[windows[i].lo:windows[i].hi], opts)
-			loads[i] <- loaded{p, err}
-		}(i, r.load)
+		loading++
+		go func() {
+			p, err := lib.Load(ctx, t, resolved, env)
+			if err == nil {
+				if err = p.Attach(ctx); err != nil {
+					go p.Close() // detaching waits out a kernel grace period: not in the gate
+					p = nil
+				}
+			}
+			results <- attached{i, p, err}
+		}()
 	}
-	fields := make(chan error, 1)
-	go func() { fields <- rep.AddFields(bin, specs) }()
-
-	attached := make([]Probe, len(registry))
-	failures := unresolved
-	for i, w := range windows {
-		l := <-loads[i]
-		switch {
-		case l.probe == nil && l.err == nil: // nothing to attach
-		case l.err != nil:
-			failures = append(failures, specNames(specs[w.lo:w.hi])+": "+l.err.Error())
-		default:
-			if err := l.probe.Attach(path, pid, uprobes[w.lo:w.hi]); err != nil {
-				failures = append(failures, specNames(specs[w.lo:w.hi])+": "+err.Error())
-			} else {
-				attached[i] = l.probe
+	// abandon releases everything once ctx has ended, in the background, as the
+	// work still under way ends.
+	abandon := func(probes []kit.Probe, pending int) {
+		go func() {
+			for _, p := range probes {
+				p.Close()
+			}
+			for ; pending > 0; pending-- {
+				if r := <-results; r.probe != nil {
+					r.probe.Close()
+				}
+			}
+			env.Shared.Close()
+		}()
+	}
+	byLib := make([]kit.Probe, len(libs))
+	var probes []kit.Probe // attached so far
+	for pending := loading; pending > 0; pending-- {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				errs = append(errs, r.err)
 				continue
 			}
-		}
-		if l.probe != nil {
-			go l.probe.Close() // detaching waits out a kernel grace period: not in the gate
+			byLib[r.lib] = r.probe
+			probes = append(probes, r.probe)
+		case <-ctx.Done():
+			abandon(probes, pending)
+			return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 		}
 	}
-	fieldErr := <-fields
+	// In library order, whatever order they attached in.
+	probes = probes[:0]
+	var loaded []*kit.Library
+	for i, p := range byLib {
+		if p != nil {
+			probes, loaded = append(probes, p), append(loaded, &libs[i])
+		}
+	}
+	var fieldErr error
+	select {
+	case fieldErr = <-fields:
+	case <-ctx.Done():
+		abandon(probes, 0)
+		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
+	}
 
-	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: bin.GoVersion}, sampling: opts.Sampling, started: make(chan struct{})}
-	for i, p := range attached {
-		if p == nil {
+	// Fields are known: each probe enables the specs they allow.
+	reps := kit.ReportsOf(rep)
+	inflight := false
+	for i, lib := range loaded {
+		if fieldErr != nil {
+			errs = append(errs, &kit.Error{Probe: lib.SpecNames(), Stage: kit.StageFields, Err: fieldErr})
+			go probes[i].Close()
 			continue
 		}
-		w := windows[i]
-		reps := rep.Probes[w.lo:w.hi]
-		for j := range reps {
-			if uprobes[w.lo+j].Enabled && !reps[j].Enabled { // missing fields
-				failures = append(failures, reps[j].Name+": "+reps[j].Reason)
+		for _, s := range lib.Specs {
+			if resolved.Enabled(s.Name) && !reps.Enabled(s.Name) { // fields are missing
+				errs = append(errs, &kit.Error{Probe: s.Name, Stage: kit.StageFields, Err: errors.New(reps[s.Name].Reason)})
 			}
 		}
-		err := fieldErr
-		if err == nil {
-			err = p.Configure(bin.GoVersion, reps)
-		}
-		if err != nil {
-			failures = append(failures, specNames(specs[w.lo:w.hi])+": "+err.Error())
-			go p.Close() // detaching waits out a kernel grace period: not in the gate
-			continue
-		}
-		s.probes = append(s.probes, p)
-		for _, r := range reps {
-			if r.Enabled {
-				s.names = append(s.names, r.Name)
+		inflight = inflight || slices.ContainsFunc(lib.Clients, reps.Enabled)
+	}
+	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: t.GoVersion}, cfg: opts.Telemetry, shared: env.Shared,
+		started: make(chan struct{}), report: make(chan struct{}), failed: map[string]uint64{}, finished: make(chan struct{})}
+	if fieldErr == nil {
+		for _, p := range probes {
+			if err := p.Configure(reps, inflight); err != nil {
+				errs = append(errs, err)
+				go p.Close() // detaching waits out a kernel grace period: not in the gate
+				continue
 			}
+			s.probes = append(s.probes, p)
+			s.names = append(s.names, p.Enabled()...)
 		}
 	}
 	if len(s.probes) == 0 {
-		return nil, errors.New(strings.Join(failures, "; "))
+		go env.Shared.Close()
+		return nil, errors.Join(errs...)
 	}
-	for _, f := range failures {
-		slog.Info("probe not attached: " + f)
+	for _, err := range errs {
+		slog.Info("probe not attached: " + err.Error())
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -255,19 +265,14 @@ func offsetSources(rep *offsets.Report) string {
 	return strings.Join(parts, ",")
 }
 
-func specNames(specs []offsets.Spec) string {
-	names := make([]string, len(specs))
-	for i, s := range specs {
-		names[i] = s.Name
-	}
-	return strings.Join(names, ", ")
-}
+// Probes names the specs the session traces with.
+func (s *Session) Probes() []string { return slices.Clone(s.names) }
 
 // start builds the pipeline and starts delivering spans. Without a pipeline, the
 // probes are detached: tracing is off, said once.
 func (s *Session) start(ctx context.Context) {
 	defer close(s.started)
-	pipe, err := telemetry.New(ctx, s.app, s.sampling)
+	pipe, err := telemetry.New(ctx, s.app, s.cfg)
 	if err != nil {
 		slog.Warn(fmt.Sprintf("not tracing %s: %v", s.app.Path, err))
 		for _, p := range s.probes {
@@ -277,42 +282,69 @@ func (s *Session) start(ctx context.Context) {
 	}
 	s.pipe = pipe
 	for _, p := range s.probes {
-		s.running.Add(1)
-		go func(p Probe) {
-			defer s.running.Done()
+		s.readers.Add(1)
+		go func(p kit.Probe) {
+			defer s.readers.Done()
 			p.Run(ctx, pipe.Emit)
 		}(p)
 	}
-	s.running.Add(1)
-	go s.reportLost(ctx)
+	go s.reportLoss()
 }
 
 // lossInterval is how often lost spans are counted and, if any, reported.
 const lossInterval = 10 * time.Second
 
-func (s *Session) reportLost(ctx context.Context) {
-	defer s.running.Done()
+func (s *Session) reportLoss() {
 	t := time.NewTicker(lossInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-s.report:
 			return
 		case <-t.C:
-			s.logLost("in the last " + lossInterval.String())
+			s.logLoss("in the last "+lossInterval.String(), false)
 		}
 	}
 }
 
-func (s *Session) logLost(when string) {
-	var total uint64
+// logLoss says how many spans were dropped since the last report, and where: every
+// span the probes made is exported, or counted here.
+func (s *Session) logLoss(when string, final bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var kernel uint64
 	for _, p := range s.probes {
-		total += p.Lost()
+		n, err := p.Lost()
+		if err != nil && !s.lostErr {
+			slog.Warn(err.Error())
+			s.lostErr = true
+		}
+		kernel += n
 	}
-	if total > s.lost {
-		slog.Warn(fmt.Sprintf("%d spans dropped %s: the exporter could not keep up (collector slow or down); spans are never held without bound",
-			total-s.lost, when), "total_dropped", total)
-		s.lost = total
+	var parts []string
+	total := uint64(0)
+	if kernel > s.lost {
+		parts = append(parts, fmt.Sprintf("%d in the kernel (its ring buffer was full: the exporter could not keep up)", kernel-s.lost))
+		total += kernel - s.lost
+		s.lost = kernel
+	}
+	if s.pipe != nil {
+		for _, st := range s.pipe.Stats() {
+			if st.Failed > s.failed[st.Exporter] {
+				n := st.Failed - s.failed[st.Exporter]
+				parts = append(parts, fmt.Sprintf("%d in failed exports to %s (collector down, slow or refusing)", n, st.Exporter))
+				total += n
+				s.failed[st.Exporter] = st.Failed
+			}
+			if final && st.Dropped+st.Unexported() > 0 {
+				n := st.Dropped + st.Unexported()
+				parts = append(parts, fmt.Sprintf("%d not exported to %s within --flush-timeout", n, st.Exporter))
+				total += n
+			}
+		}
+	}
+	if total > 0 {
+		slog.Warn(fmt.Sprintf("%d spans dropped %s: %s", total, when, strings.Join(parts, ", ")))
 	}
 }
 
@@ -325,46 +357,104 @@ func (s *Session) Programs() []*ebpf.Program {
 	return progs
 }
 
-// Shutdown detaches the probes, delivers the spans they still hold and flushes the
-// pipeline, within ctx.
-func (s *Session) Shutdown(ctx context.Context) error {
-	for _, p := range s.probes {
-		p.Detach()
-	}
-	<-s.started
-	s.cancel()
-	drained := make(chan struct{})
-	go func() { s.running.Wait(); close(drained) }()
+// ForceFlush exports the spans made so far, within ctx: those waiting in the kernel
+// are read first.
+func (s *Session) ForceFlush(ctx context.Context) error {
 	select {
-	case <-drained:
+	case <-s.started:
 	case <-ctx.Done():
-	}
-	s.logLost("in all")
-	for _, p := range s.probes {
-		p.Close()
+		return ctx.Err()
 	}
 	if s.pipe == nil {
 		return nil
 	}
-	return s.pipe.Shutdown(ctx)
-}
-
-// HostCheck is what checking one probe on this host found.
-type HostCheck struct {
-	Probes []string // the specs it serves
-	bpf.HostCheck
-}
-
-// CheckHost loads every probe's programs, and attaches what can be attached without an
-// app, then detaches: for `launch doctor`.
-func CheckHost() []HostCheck {
-	var checks []HostCheck
-	for _, r := range registry {
-		var names []string
-		for _, s := range r.specs {
-			names = append(names, s.Name)
+	for _, p := range s.probes {
+		for p.Pending() > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
 		}
-		checks = append(checks, HostCheck{Probes: names, HostCheck: r.check()})
 	}
-	return checks
+	return s.pipe.ForceFlush(ctx)
+}
+
+// Shutdown detaches the probes, delivers the spans they still hold and flushes the
+// pipeline, within ctx, then says how many spans were dropped in all. Later calls wait
+// for the first (within their own ctx) and return its result.
+func (s *Session) Shutdown(ctx context.Context) error {
+	s.shutdown.Do(func() {
+		go func() {
+			defer close(s.finished)
+			s.finishErr = s.stop(ctx)
+		}()
+	})
+	select {
+	case <-s.finished:
+		return s.finishErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Session) stop(ctx context.Context) error {
+	var errs []error
+	for _, p := range s.probes {
+		if err := p.Detach(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.cancel() // the readers drain the ring buffers, and end
+	select {
+	case <-s.started:
+	case <-ctx.Done():
+		// The pipeline is still being built (it never takes this long): what the
+		// probes hold is lost with the launcher.
+		errs = append(errs, fmt.Errorf("the telemetry pipeline was not ready within --flush-timeout: spans not exported: %w", ctx.Err()))
+		return errors.Join(errs...)
+	}
+	drained := make(chan struct{})
+	go func() { s.readers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		if s.pipe != nil {
+			// Spans waiting for room in a queue are dropped (and counted) from here:
+			// the readers go through the rest of the ring buffers quickly.
+			s.pipe.StopWaiting()
+			select {
+			case <-drained:
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	if s.pipe != nil {
+		if err := s.pipe.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flushing spans: %w", err))
+		}
+	}
+	close(s.report)
+	s.logLoss("in all", true)
+	for _, p := range s.probes {
+		if err := p.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.shared.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// CheckHost checks, for `launch doctor`, what each library's probe needs of this
+// host: it loads every program, attaches what can be attached without an app, and
+// detaches.
+func CheckHost(ctx context.Context, opts Options) []kit.Finding {
+	env := kit.Env{Options: opts.kit()}
+	var fs []kit.Finding
+	for _, l := range Libraries(opts) {
+		fs = append(fs, l.Check(ctx, env)...)
+	}
+	return fs
 }

@@ -1,16 +1,16 @@
 // Package telemetry turns the probes' kernel-side spans into OpenTelemetry spans and
-// exports them: clock conversion, the OTel SDK pipeline configured from the standard
-// OTEL_* environment variables, and the app's resource.
+// exports them: the configuration read once from the standard OTEL_* variables, clock
+// conversion, the OTel SDK pipeline with an account of every span, the app's resource.
 package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -19,78 +19,79 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // ErrDisabled is returned when OTEL_SDK_DISABLED=true: tracing is off by choice.
 var ErrDisabled = errors.New("tracing disabled by OTEL_SDK_DISABLED=true")
 
-// Pipeline exports spans through the OTel SDK.
+// Pipeline exports spans through the OTel SDK, and accounts for each: exported, failed
+// to export, or never exported (still queued when the launcher had to exit).
 type Pipeline struct {
-	tp     *sdktrace.TracerProvider
-	tracer trace.Tracer
-	clock  *Clock
-	stop   chan struct{}
-	done   sync.WaitGroup
+	tp        *sdktrace.TracerProvider
+	tracer    trace.Tracer
+	clock     *Clock
+	exporters []*account
+	closing   chan struct{} // closed by StopWaiting: emitting no longer waits for room
+	closeOnce sync.Once
+	stop      chan struct{}
+	done      sync.WaitGroup
+
+	shutdown    sync.Once
+	shutdownErr error
+	finished    chan struct{} // closed once Shutdown's work is done
 }
 
-// CheckEnv validates the tracing configuration in the environment without building
-// anything, so that a mistake is reported before the app starts. ErrDisabled when
-// OTEL_SDK_DISABLED=true.
-func CheckEnv() error {
-	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
-		return ErrDisabled
+// New builds the pipeline from cfg for the app described by app, sampling as cfg says
+// (the probes decide the same in the kernel, see Sampling).
+func New(ctx context.Context, app App, cfg Config) (*Pipeline, error) {
+	if cfg.Disabled {
+		return nil, ErrDisabled
 	}
-	for _, name := range strings.Split(os.Getenv("OTEL_TRACES_EXPORTER"), ",") {
-		switch strings.TrimSpace(name) {
-		case "", "otlp", "console", "none":
-		default:
-			return fmt.Errorf("OTEL_TRACES_EXPORTER=%s: want otlp, console or none", name)
-		}
-	}
-	switch p := otlpProtocol(); p {
-	case "", "grpc", "http/protobuf":
-	default:
-		return fmt.Errorf("OTLP protocol %q: want grpc or http/protobuf", p)
-	}
-	return nil
-}
-
-func otlpProtocol() string {
-	if p := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"); p != "" {
-		return p
-	}
-	return os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-}
-
-// New builds the pipeline from the environment (OTEL_TRACES_EXPORTER,
-// OTEL_EXPORTER_OTLP_*, OTEL_BSP_*, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), for
-// the app described by app, sampling as the probes do (see Sampling).
-func New(ctx context.Context, app App, sampling Sampling) (*Pipeline, error) {
-	if err := CheckEnv(); err != nil {
-		return nil, err
-	}
-	exps, err := exporters(ctx)
+	exps, err := exporters(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return newPipeline(ctx, app, sampling, exps)
+	return newPipeline(ctx, app, cfg, exps)
 }
 
-func newPipeline(ctx context.Context, app App, sampling Sampling, exps []sdktrace.SpanExporter) (*Pipeline, error) {
+// namedExporter is an exporter and the name it is logged by.
+type namedExporter struct {
+	name string
+	sdktrace.SpanExporter
+}
+
+func newPipeline(ctx context.Context, app App, cfg Config, exps []namedExporter) (*Pipeline, error) {
 	res, err := appResource(ctx, app)
 	if err != nil {
 		return nil, err
 	}
-	otel.SetErrorHandler(newRateLimitedErrors(10 * time.Second))
+	p := &Pipeline{clock: NewClock(), closing: make(chan struct{}), stop: make(chan struct{}), finished: make(chan struct{})}
 	opts := []sdktrace.TracerProviderOption{
-		sdktrace.WithResource(res), sdktrace.WithIDGenerator(kernelIDs{}), sdktrace.WithSampler(sampling.sdkSampler()),
+		sdktrace.WithResource(res), sdktrace.WithIDGenerator(kernelIDs{}), sdktrace.WithSampler(cfg.Sampling.sdkSampler()),
 	}
 	for _, e := range exps {
-		// Blocking: a slow exporter pushes back onto the probes' ring buffers, whose
-		// losses the kernel counts. Memory stays bounded (OTEL_BSP_MAX_QUEUE_SIZE).
-		opts = append(opts, sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(e, sdktrace.WithBlocking())))
+		a := newAccount(e.name, e.SpanExporter, cfg.Batch.MaxQueueSize, p.closing)
+		p.exporters = append(p.exporters, a)
+		// Not blocking in the SDK: the account does the waiting for room, so that it
+		// can stop waiting at exit. Either way a slow exporter pushes back onto the
+		// probes' ring buffers, whose losses the kernel counts.
+		bsp := sdktrace.NewBatchSpanProcessor(a,
+			sdktrace.WithBatchTimeout(cfg.Batch.ScheduleDelay),
+			sdktrace.WithExportTimeout(cfg.Batch.ExportTimeout),
+			sdktrace.WithMaxQueueSize(cfg.Batch.MaxQueueSize),
+			sdktrace.WithMaxExportBatchSize(cfg.Batch.MaxExportBatchSize))
+		opts = append(opts, sdktrace.WithSpanProcessor(a.processor(bsp)))
 	}
-	p := &Pipeline{tp: sdktrace.NewTracerProvider(opts...), clock: NewClock(), stop: make(chan struct{})}
+	// The SDK reads the OTEL_* variables again on its own and reports what Config
+	// already said (in the launcher's words, naming the variable): not twice. (The
+	// real handler goes first: the SDK's default hands over to the first one set.)
+	handler := newRateLimitedErrors(10 * time.Second)
+	otel.SetErrorHandler(handler)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+	p.tp = sdktrace.NewTracerProvider(opts...)
+	otel.SetErrorHandler(handler)
 	p.tracer = p.tp.Tracer("github.com/otel-go-launcher/otel-go-launcher")
 	p.done.Add(1)
 	go p.refreshClock()
@@ -111,7 +112,9 @@ func (p *Pipeline) refreshClock() {
 	}
 }
 
-// Emit hands a span to the SDK, which samples it and queues it for export.
+// Emit hands a span to the SDK, which samples it and queues it for export. It waits
+// while an exporter's queue is full, until Shutdown; the span is then counted as
+// dropped.
 func (p *Pipeline) Emit(s *Span) {
 	ctx := context.WithValue(context.Background(), idsKey{}, ids{s.TraceID, s.SpanID})
 	if s.Parent.IsValid() {
@@ -127,52 +130,184 @@ func (p *Pipeline) Emit(s *Span) {
 	span.End(trace.WithTimestamp(p.clock.Wall(s.End)))
 }
 
-// Shutdown exports what is queued, within ctx.
+// ForceFlush exports what is queued, within ctx.
+func (p *Pipeline) ForceFlush(ctx context.Context) error { return p.tp.ForceFlush(ctx) }
+
+// StopWaiting makes Emit drop (and count) a span that finds its exporter's queue full,
+// instead of waiting for room: for the launcher's last moments, when what is left in
+// the kernel must be gone through within --flush-timeout.
+func (p *Pipeline) StopWaiting() { p.closeOnce.Do(func() { close(p.closing) }) }
+
+// Shutdown stops waiting (StopWaiting) and exports what is queued, within ctx. Spans
+// emitted afterwards are not exported, nor counted. Later calls wait for the first
+// (within their own ctx) and return its result.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
-	close(p.stop)
-	p.done.Wait()
-	return p.tp.Shutdown(ctx)
+	p.shutdown.Do(func() {
+		go func() {
+			defer close(p.finished)
+			p.StopWaiting()
+			close(p.stop)
+			p.done.Wait()
+			p.shutdownErr = p.tp.Shutdown(ctx)
+		}()
+	})
+	select {
+	case <-p.finished:
+		return p.shutdownErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// exporters reads OTEL_TRACES_EXPORTER (a comma-separated list; default otlp) and the
-// OTLP protocol (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL;
-// default grpc). Each exporter reads its own OTEL_EXPORTER_OTLP_* settings.
-func exporters(ctx context.Context) ([]sdktrace.SpanExporter, error) {
-	names := os.Getenv("OTEL_TRACES_EXPORTER")
-	if strings.TrimSpace(names) == "" {
-		names = "otlp"
+// ExporterStats account for the sampled spans handed to one exporter.
+type ExporterStats struct {
+	Exporter string // "otlp", "console"
+	Queued   uint64 // handed to its batch processor
+	Exported uint64 // exported
+	Failed   uint64 // in exports that failed (after the exporter's retries)
+	Dropped  uint64 // never queued: the queue was full when the launcher exited
+}
+
+// Unexported counts the spans queued but neither exported nor failed: those still
+// queued or being exported. After Shutdown, they were not exported in time.
+func (s ExporterStats) Unexported() uint64 {
+	if done := s.Exported + s.Failed; s.Queued > done {
+		return s.Queued - done
 	}
-	var exps []sdktrace.SpanExporter
-	for _, name := range strings.Split(names, ",") {
+	return 0
+}
+
+// Stats account for the spans of each exporter so far.
+func (p *Pipeline) Stats() []ExporterStats {
+	stats := make([]ExporterStats, len(p.exporters))
+	for i, a := range p.exporters {
+		stats[i] = a.stats()
+	}
+	return stats
+}
+
+// account counts what happens to the spans of one exporter, and bounds them: a span
+// takes a slot when it is queued and frees it once exported (or not), so the batch
+// processor's queue is never full and drops nothing uncounted. Emit waits for a slot -
+// the back pressure the probes' ring buffers take - until the pipeline closes.
+type account struct {
+	name string
+	sdktrace.SpanExporter
+	slots                             chan struct{}
+	closing                           <-chan struct{}
+	queued, exported, failed, dropped atomic.Uint64
+}
+
+func newAccount(name string, e sdktrace.SpanExporter, slots int, closing <-chan struct{}) *account {
+	return &account{name: name, SpanExporter: e, slots: make(chan struct{}, slots), closing: closing}
+}
+
+func (a *account) stats() ExporterStats {
+	return ExporterStats{Exporter: a.name, Queued: a.queued.Load(), Exported: a.exported.Load(), Failed: a.failed.Load(), Dropped: a.dropped.Load()}
+}
+
+// ExportSpans exports, counts the outcome and frees the spans' slots.
+func (a *account) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := a.SpanExporter.ExportSpans(ctx, spans)
+	if err != nil {
+		a.failed.Add(uint64(len(spans)))
+	} else {
+		a.exported.Add(uint64(len(spans)))
+	}
+	for range spans {
+		<-a.slots
+	}
+	return err
+}
+
+// processor wraps the exporter's batch processor: a span is queued once it has a slot.
+func (a *account) processor(bsp sdktrace.SpanProcessor) sdktrace.SpanProcessor {
+	return &accountedProcessor{SpanProcessor: bsp, account: a}
+}
+
+type accountedProcessor struct {
+	sdktrace.SpanProcessor
+	*account
+}
+
+func (p *accountedProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-p.closing:
+		p.dropped.Add(1)
+		return
+	}
+	p.queued.Add(1)
+	p.SpanProcessor.OnEnd(s)
+}
+
+// exporters builds the exporters cfg names.
+func exporters(ctx context.Context, cfg Config) ([]namedExporter, error) {
+	var exps []namedExporter
+	for _, name := range cfg.Exporters {
 		var e sdktrace.SpanExporter
 		var err error
-		switch strings.TrimSpace(name) {
+		switch name {
 		case "otlp":
-			e, err = otlpExporter(ctx)
+			e, err = otlpExporter(ctx, cfg.OTLP)
 		case "console":
 			e, err = stdouttrace.New(stdouttrace.WithPrettyPrint())
-		case "none":
-			continue
 		default:
-			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: want otlp, console or none", name)
+			err = fmt.Errorf("no such exporter")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s exporter: %w", name, err)
 		}
-		exps = append(exps, e)
+		exps = append(exps, namedExporter{name, e})
 	}
 	return exps, nil
 }
 
-func otlpExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
-	switch protocol := otlpProtocol(); protocol {
-	case "", "grpc":
-		return otlptracegrpc.New(ctx)
-	case "http/protobuf":
-		return otlptracehttp.New(ctx)
-	default:
-		return nil, fmt.Errorf("OTLP protocol %q: want grpc or http/protobuf", protocol)
+// otlpExporter builds the OTLP exporter with every setting explicit: what the
+// exporter would read from the environment itself, Config has read already.
+func otlpExporter(ctx context.Context, o OTLP) (sdktrace.SpanExporter, error) {
+	var tlsConfig *tls.Config
+	if !o.Insecure {
+		var err error
+		if tlsConfig, err = o.TLSConfig(); err != nil {
+			return nil, err
+		}
 	}
+	if o.Protocol == "http/protobuf" {
+		opts := []otlptracehttp.Option{
+			otlptracehttp.WithEndpoint(o.Endpoint.Host),
+			otlptracehttp.WithURLPath(o.Endpoint.Path),
+			otlptracehttp.WithHeaders(o.Headers),
+			otlptracehttp.WithTimeout(o.Timeout),
+		}
+		if o.Insecure {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		} else {
+			opts = append(opts, otlptracehttp.WithTLSClientConfig(tlsConfig))
+		}
+		if o.Compression == "gzip" {
+			opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
+		} else {
+			opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.NoCompression))
+		}
+		return otlptracehttp.New(ctx, opts...)
+	}
+	opts := []otlptracegrpc.Option{
+		otlptracegrpc.WithEndpoint(o.Endpoint.Host),
+		otlptracegrpc.WithHeaders(o.Headers),
+		otlptracegrpc.WithTimeout(o.Timeout),
+	}
+	// Credentials always explicit: the exporter's own reading of
+	// OTEL_EXPORTER_OTLP_CERTIFICATE would otherwise win over plaintext.
+	creds := insecure.NewCredentials()
+	if !o.Insecure {
+		creds = credentials.NewTLS(tlsConfig)
+	}
+	opts = append(opts, otlptracegrpc.WithTLSCredentials(creds))
+	if o.Compression == "gzip" {
+		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
+	}
+	return otlptracegrpc.New(ctx, opts...)
 }
 
 type idsKey struct{}

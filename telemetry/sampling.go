@@ -1,9 +1,6 @@
 package telemetry
 
 import (
-	"fmt"
-	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 
@@ -32,11 +29,11 @@ const (
 // DefaultSampling is parentbased_always_on, the specification's default.
 var DefaultSampling = Sampling{Root: AlwaysOn, ParentBased: true, Ratio: 1}
 
-// SamplingFromEnv reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG. As the
-// specification asks, a value it does not support is warned about and replaced by the
-// default, not fatal.
-func SamplingFromEnv() Sampling {
-	name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER")))
+// sampling reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG. As the specification
+// asks, a value it does not support is warned about and replaced by the default, not
+// fatal.
+func (e *env) sampling() Sampling {
+	name := strings.ToLower(strings.TrimSpace(e.get("OTEL_TRACES_SAMPLER")))
 	s := DefaultSampling
 	switch name {
 	case "", "parentbased_always_on":
@@ -47,21 +44,21 @@ func SamplingFromEnv() Sampling {
 	case "parentbased_always_off":
 		s.Root = AlwaysOff
 	case "traceidratio", "parentbased_traceidratio":
-		s = Sampling{Root: TraceIDRatio, ParentBased: name != "traceidratio", Ratio: samplerRatio()}
+		s = Sampling{Root: TraceIDRatio, ParentBased: name != "traceidratio", Ratio: e.samplerRatio()}
 	default:
-		slog.Warn(fmt.Sprintf("OTEL_TRACES_SAMPLER=%s is not supported (always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio): using parentbased_always_on", name))
+		e.warn("OTEL_TRACES_SAMPLER=%s is not supported (always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio): using parentbased_always_on", name)
 	}
 	return s
 }
 
-func samplerRatio() float64 {
-	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+func (e *env) samplerRatio() float64 {
+	arg := strings.TrimSpace(e.get("OTEL_TRACES_SAMPLER_ARG"))
 	if arg == "" {
 		return 1
 	}
 	r, err := strconv.ParseFloat(arg, 64)
 	if err != nil || r < 0 || r > 1 {
-		slog.Warn(fmt.Sprintf("OTEL_TRACES_SAMPLER_ARG=%s: want a ratio from 0 to 1: using 1", arg))
+		e.warn("OTEL_TRACES_SAMPLER_ARG=%s: want a ratio from 0 to 1: using 1", arg)
 		return 1
 	}
 	return r
@@ -93,13 +90,13 @@ func (s Sampling) sdkSampler() sdktrace.Sampler {
 	return root
 }
 
-// TraceContextFromEnv reports whether OTEL_PROPAGATORS asks for W3C trace context
-// (the default): incoming traceparents are joined and outgoing requests carry one.
+// traceContext reports whether OTEL_PROPAGATORS asks for W3C trace context (the
+// default): incoming traceparents are joined and outgoing requests carry one.
 // Propagators the launcher does not implement are warned about; baggage, in the
 // specification's default, is accepted without a word, though the launcher does not
 // propagate it (an app's own baggage header passes untouched).
-func TraceContextFromEnv() bool {
-	v := strings.TrimSpace(os.Getenv("OTEL_PROPAGATORS"))
+func (e *env) traceContext() bool {
+	v := strings.TrimSpace(e.get("OTEL_PROPAGATORS"))
 	if v == "" {
 		return true
 	}
@@ -115,7 +112,7 @@ func TraceContextFromEnv() bool {
 		}
 	}
 	if len(unsupported) > 0 {
-		slog.Warn(fmt.Sprintf("OTEL_PROPAGATORS: %s not supported (only tracecontext is): ignored", strings.Join(unsupported, ", ")))
+		e.warn("OTEL_PROPAGATORS: %s not supported (only tracecontext is): ignored", strings.Join(unsupported, ", "))
 	}
 	return tc
 }

@@ -25,9 +25,8 @@ func TestSamplingFromEnv(t *testing.T) {
 		{"parentbased_traceidratio", "2", Sampling{Root: TraceIDRatio, ParentBased: true, Ratio: 1}}, // warned
 		{"jaeger_remote", "", DefaultSampling},                                                       // warned
 	} {
-		t.Setenv("OTEL_TRACES_SAMPLER", c.sampler)
-		t.Setenv("OTEL_TRACES_SAMPLER_ARG", c.arg)
-		if got := SamplingFromEnv(); got != c.want {
+		e := &env{get: vars{"OTEL_TRACES_SAMPLER": c.sampler, "OTEL_TRACES_SAMPLER_ARG": c.arg}.get}
+		if got := e.sampling(); got != c.want {
 			t.Errorf("%s %s: %+v, want %+v", c.sampler, c.arg, got, c.want)
 		}
 	}
@@ -76,8 +75,8 @@ func TestSDKSamplerAgreesWithKernel(t *testing.T) {
 
 func TestTraceContextFromEnv(t *testing.T) {
 	for v, want := range map[string]bool{"": true, "tracecontext,baggage": true, "baggage": false, "none": false, "b3,tracecontext": true} {
-		t.Setenv("OTEL_PROPAGATORS", v)
-		if got := TraceContextFromEnv(); got != want {
+		e := &env{get: vars{"OTEL_PROPAGATORS": v}.get}
+		if got := e.traceContext(); got != want {
 			t.Errorf("OTEL_PROPAGATORS=%q: %v", v, got)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
@@ -35,7 +34,7 @@ func TestEmitKeepsKernelIDs(t *testing.T) {
 	t.Setenv("OTEL_SERVICE_NAME", "")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
 	mem := tracetest.NewInMemoryExporter()
-	p, err := newPipeline(context.Background(), App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, DefaultSampling, []sdktrace.SpanExporter{mem})
+	p, err := newPipeline(context.Background(), App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, testConfig(), []namedExporter{{"memory", mem}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,15 +94,20 @@ func TestExportersFromEnvironment(t *testing.T) {
 		{"", "", 1, false}, {"otlp", "grpc", 1, false}, {"otlp", "http/protobuf", 1, false}, {"console,otlp", "", 2, false},
 		{"none", "", 0, false}, {"zipkin", "", 0, true}, {"otlp", "http/json", 0, true},
 	} {
-		t.Setenv("OTEL_TRACES_EXPORTER", c.exporter)
-		t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", c.protocol)
-		exps, err := exporters(context.Background())
-		if (err != nil) != c.bad || len(exps) != c.n {
-			t.Errorf("%q %q: %d exporters, err %v", c.exporter, c.protocol, len(exps), err)
+		cfg, err := configFrom(vars{"OTEL_TRACES_EXPORTER": c.exporter, "OTEL_EXPORTER_OTLP_PROTOCOL": c.protocol}.get)
+		if err == nil {
+			var exps []namedExporter
+			exps, err = exporters(context.Background(), cfg)
+			if len(exps) != c.n {
+				t.Errorf("%q %q: %d exporters", c.exporter, c.protocol, len(exps))
+			}
+		}
+		if (err != nil) != c.bad {
+			t.Errorf("%q %q: err %v", c.exporter, c.protocol, err)
 		}
 	}
-	t.Setenv("OTEL_SDK_DISABLED", "true")
-	if _, err := New(context.Background(), App{Path: "/app"}, DefaultSampling); err != ErrDisabled {
+	cfg, _ := configFrom(vars{"OTEL_SDK_DISABLED": "true"}.get)
+	if _, err := New(context.Background(), App{Path: "/app"}, cfg); err != ErrDisabled {
 		t.Errorf("OTEL_SDK_DISABLED: %v", err)
 	}
 }

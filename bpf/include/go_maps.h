@@ -34,15 +34,16 @@
 #define MAX_TABLES 4
 #define MAX_GROUPS 32
 
-/* Offsets in the app's runtime, set by the loader before attaching. */
-volatile __u64 off_hmap_B = 9;
-volatile __u64 off_hmap_buckets = 16;
-volatile __u64 off_hmap_oldbuckets = 24;
-volatile __u64 off_swiss_dirptr = 16;
-volatile __u64 off_swiss_dirlen = 24;
-volatile __u64 off_table_groups = 16; /* table.groups (a groupsReference) */
-volatile __u64 off_groups_data = 0;
-volatile __u64 off_groups_mask = 8;
+/* Offsets in the app's runtime (named after the Go fields, as every offset a probe
+ * reads), set by the loader for the layout of the app's Go release. */
+volatile __u64 off_runtime_hmap_B = OFFSET_NONE;
+volatile __u64 off_runtime_hmap_buckets = OFFSET_NONE;
+volatile __u64 off_runtime_hmap_oldbuckets = OFFSET_NONE;
+volatile __u64 off_maps_Map_dirPtr = OFFSET_NONE;
+volatile __u64 off_maps_Map_dirLen = OFFSET_NONE;
+volatile __u64 off_maps_table_groups = OFFSET_NONE; /* a groupsReference */
+volatile __u64 off_maps_groupsReference_data = OFFSET_NONE;
+volatile __u64 off_maps_groupsReference_lengthMask = OFFSET_NONE;
 
 /* The program including this file defines MAP_SCAN_CTX (the state its slot function
  * works on) and map_slot (BPF has no function pointers): called with the addresses of
@@ -100,14 +101,14 @@ static long scan_bucket(__u32 i, void *arg)
 static __always_inline void scan_hmap(__u64 m, MAP_SCAN_CTX *ctx)
 {
 	__u8 B = 0;
-	read_user(&B, 1, m + off_hmap_B);
+	read_user(&B, 1, m + off_runtime_hmap_B);
 	if (B > 4)
 		B = 4;
-	struct bucket_scan s = {.buckets = read_ptr(m + off_hmap_buckets), .ctx = ctx};
+	struct bucket_scan s = {.buckets = read_ptr(m + off_runtime_hmap_buckets), .ctx = ctx};
 	if (s.buckets)
 		bpf_loop(1 << B, scan_bucket, &s, 0);
 	/* While growing, entries not yet moved are in the old buckets. */
-	s.buckets = read_ptr(m + off_hmap_oldbuckets);
+	s.buckets = read_ptr(m + off_runtime_hmap_oldbuckets);
 	if (s.buckets && B > 0 && !s.stop)
 		bpf_loop(1 << (B - 1), scan_bucket, &s, 0);
 }
@@ -159,8 +160,8 @@ static long scan_group(__u32 i, void *arg)
 
 static __always_inline void scan_swiss(__u64 m, MAP_SCAN_CTX *ctx)
 {
-	__u64 dir = read_ptr(m + off_swiss_dirptr);
-	__s64 dirlen = (__s64)read_ptr(m + off_swiss_dirlen);
+	__u64 dir = read_ptr(m + off_maps_Map_dirPtr);
+	__s64 dirlen = (__s64)read_ptr(m + off_maps_Map_dirLen);
 	if (!dir)
 		return;
 	if (dirlen == 0) { /* a small map: one group */
@@ -174,10 +175,10 @@ static __always_inline void scan_swiss(__u64 m, MAP_SCAN_CTX *ctx)
 			continue;
 		prev = table;
 		struct group_scan s = {
-			.groups = read_ptr(table + off_table_groups + off_groups_data),
+			.groups = read_ptr(table + off_maps_table_groups + off_maps_groupsReference_data),
 			.ctx = ctx,
 		};
-		__u64 n = read_ptr(table + off_table_groups + off_groups_mask) + 1;
+		__u64 n = read_ptr(table + off_maps_table_groups + off_maps_groupsReference_lengthMask) + 1;
 		if (n > MAX_GROUPS)
 			n = MAX_GROUPS;
 		if (s.groups)

@@ -10,9 +10,9 @@
 #define USER_AGENT_MAX 128
 
 struct header_capture {
-	__u8 traceparent[TRACEPARENT_LEN + 1];
-	__u8 found; /* HEADER_* bits */
-	__u8 traceparent_len;
+	__u8 traceparent[TRACEPARENT_LEN + 1]; /* the value's first bytes: enough to check it */
+	__u8 found;                            /* HEADER_* bits */
+	__u8 traceparent_len;                  /* the value's length, up to 255 */
 	__u16 tracestate_len;
 	__u16 user_agent_len;
 	__u8 tracestate[TRACESTATE_MAX];
@@ -67,7 +67,10 @@ __noinline int map_slot(__u64 key, __u64 elem, struct header_capture *hc)
 		return 0;
 	switch (which) {
 	case HEADER_TRACEPARENT:
-		hc->traceparent_len = copy_go_string(hc->traceparent, TRACEPARENT_LEN, &v);
+		/* A byte past the four fields tells a valid longer (future) version from
+		 * a version 00 value with more fields, which is invalid. */
+		if (copy_go_string(hc->traceparent, TRACEPARENT_LEN + 1, &v) > 0)
+			hc->traceparent_len = v.len > 255 ? 255 : v.len;
 		break;
 	case HEADER_TRACESTATE:
 		hc->tracestate_len = copy_go_string(hc->tracestate, TRACESTATE_MAX, &v);

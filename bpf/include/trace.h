@@ -42,14 +42,18 @@ static __always_inline int parse_hex(const char *s, __u8 *out, int n)
 	return any ? 0 : -1; /* all-zero IDs are invalid */
 }
 
-/* parse_traceparent reads a W3C traceparent value: trace ID, parent span ID, flags. */
+/* parse_traceparent reads a W3C traceparent value: trace ID, parent span ID, flags. s
+ * holds its first TRACEPARENT_LEN + 1 bytes (or all, if fewer); len is its length. */
 static __always_inline int parse_traceparent(const char *s, __u32 len, __u8 *trace_id, __u8 *parent_id, __u8 *flags)
 {
 	if (len < TRACEPARENT_LEN || s[2] != '-' || s[35] != '-' || s[52] != '-')
 		return -1;
 	if (s[0] == 'f' && s[1] == 'f') /* version ff is forbidden */
 		return -1;
-	if (hex_value(s[0]) < 0 || hex_value(s[1]) < 0 || (s[0] == '0' && s[1] == '0' && len != TRACEPARENT_LEN))
+	if (hex_value(s[0]) < 0 || hex_value(s[1]) < 0)
+		return -1;
+	/* Version 00 has exactly four fields; a later version may have more, after a '-'. */
+	if (len > TRACEPARENT_LEN && ((s[0] == '0' && s[1] == '0') || s[TRACEPARENT_LEN] != '-'))
 		return -1;
 	if (parse_hex(s + 3, trace_id, TRACE_ID_SIZE) || parse_hex(s + 36, parent_id, SPAN_ID_SIZE))
 		return -1;
@@ -59,6 +63,10 @@ static __always_inline int parse_traceparent(const char *s, __u32 len, __u8 *tra
 	*flags = (hi << 4) | lo;
 	return 0;
 }
+
+/* W3C trace context (OTEL_PROPAGATORS): join the trace of an incoming traceparent, and
+ * send one with outgoing requests. Set by the loader. */
+volatile __u64 trace_context = 1;
 
 /* Sampling, decided in the kernel as the SDK's sampler (OTEL_TRACES_SAMPLER) decides it
  * in userspace: the flag goes on the wire with the outgoing traceparent. The loader

@@ -17,6 +17,8 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/launcher"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
 func main() {
@@ -73,6 +75,13 @@ func flagEnv(name string) []string {
 	return []string{string(env)}
 }
 
+// commands are launch's subcommands. Their names are launcher.Subcommands, the list
+// the start gate's init goes by (it must not fork a gate process for them, and runs
+// before any of this): a test holds the two to one list.
+func commands() []*cli.Command {
+	return []*cli.Command{inspectCommand(), doctorCommand()}
+}
+
 func newApp(command []string) *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "launcher messages on stderr: debug, info, warn or error"},
@@ -112,7 +121,7 @@ Every flag can also be set with an environment variable LAUNCH_<FLAG>, for examp
 LAUNCH_ATTACH_TIMEOUT=2s. Tracing is configured with the standard OTEL_* variables.`,
 		Version:               version.String(),
 		Flags:                 flags,
-		Commands:              []*cli.Command{inspectCommand(), doctorCommand()},
+		Commands:              commands(),
 		HideHelpCommand:       true,
 		ExitErrHandler:        func(*cli.Context, error) {},
 		CustomAppHelpTemplate: "",
@@ -123,8 +132,12 @@ LAUNCH_ATTACH_TIMEOUT=2s. Tracing is configured with the standard OTEL_* variabl
 }
 
 func runApp(c *cli.Context, command []string) int {
-	if !strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
-		probes.Prepare()
+	// The OpenTelemetry configuration, read once; what tracing needs is prepared in
+	// the background from here, unless it is off.
+	otel, otelErr := telemetry.ConfigFromEnv()
+	probeOpts := probes.Options{Telemetry: otel, NetHTTP: nethttp.Config{Propagate: c.Bool("propagate")}}
+	if otelErr == nil && !otel.Disabled {
+		probes.Prepare(probeOpts)
 	}
 	level, err := parseLevel(c.String("log-level"))
 	if err != nil {
@@ -132,6 +145,10 @@ func runApp(c *cli.Context, command []string) int {
 		return launcher.ExitUsage
 	}
 	slog.SetDefault(slog.New(newLineHandler(os.Stderr, level)))
+	telemetry.RouteInternalLogs()
+	for _, w := range otel.Warnings {
+		slog.Warn(w)
+	}
 
 	if !useOffsetsDB(c, "launch") {
 		return launcher.ExitUsage
@@ -145,21 +162,24 @@ func runApp(c *cli.Context, command []string) int {
 	}
 	cfg := launcher.Config{
 		Argv:                   command,
-		Instrumenter:           launcher.EBPF{},
 		AttachTimeout:          c.Duration("attach-timeout"),
 		FlushTimeout:           c.Duration("flush-timeout"),
 		Grace:                  c.Duration("grace"),
 		SignalGroup:            c.Bool("signal-group"),
 		RequireInstrumentation: c.Bool("require-instrumentation"),
 	}
-	ring, err := parseSize(c.String("ring-buffer"))
-	if err != nil {
+	if probeOpts.RingBufferSize, err = parseSize(c.String("ring-buffer")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: --ring-buffer %q: %v\n", c.String("ring-buffer"), err)
 		return launcher.ExitUsage
 	}
-	opts := probes.OptionsFromEnv()
-	opts.RingBufferSize, opts.Propagate = ring, c.Bool("propagate")
-	cfg.Instrumenter = launcher.EBPF{Probes: opts}
+	switch {
+	case otelErr != nil:
+		cfg.Instrumenter = launcher.Untraced{Err: &launcher.Unavailable{Err: otelErr}}
+	case otel.Disabled:
+		cfg.Instrumenter = launcher.Untraced{Err: &launcher.Unavailable{Err: telemetry.ErrDisabled, Quiet: true}}
+	default:
+		cfg.Instrumenter = launcher.EBPF{Probes: probeOpts}
+	}
 	if cfg.KeepCaps, err = launcher.ParseKeepCaps(c.String("keep-caps")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
 		return launcher.ExitUsage

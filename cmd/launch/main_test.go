@@ -2,7 +2,10 @@ package main
 
 import (
 	"reflect"
+	"slices"
 	"testing"
+
+	"github.com/otel-go-launcher/otel-go-launcher/launcher"
 )
 
 func TestSplitCommand(t *testing.T) {
@@ -24,5 +27,23 @@ func TestSplitCommand(t *testing.T) {
 func TestFlagEnv(t *testing.T) {
 	if got := flagEnv("require-instrumentation"); !reflect.DeepEqual(got, []string{"LAUNCH_REQUIRE_INSTRUMENTATION"}) {
 		t.Errorf("got %q", got)
+	}
+}
+
+// The CLI's subcommands (with their aliases) are exactly the list
+// the start gate's init goes by: a command missing there would fork a gate process and
+// take the app's signals.
+func TestSubcommandsAreOneList(t *testing.T) {
+	app := newApp(nil)
+	app.Setup()
+	var names []string
+	for _, c := range app.Commands {
+		names = append(names, c.Names()...)
+	}
+	slices.Sort(names)
+	want := slices.Clone(launcher.Subcommands)
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("the CLI's commands are %q; launcher.Subcommands (gate.Subcommands) is %q", names, want)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Span is a received span, flattened for assertions.
@@ -29,13 +31,15 @@ type Span struct {
 // Receiver is a real OTLP/gRPC trace receiver (the collector's TraceService).
 type Receiver struct {
 	collectortrace.UnimplementedTraceServiceServer
-	Endpoint string // http://127.0.0.1:PORT, for OTEL_EXPORTER_OTLP_ENDPOINT
-	srv      *grpc.Server
-	mu       sync.Mutex
-	spans    []Span
-	changed  chan struct{}
-	counting bool // count spans instead of keeping them (long benchmarks)
-	count    int
+	Endpoint  string // http://127.0.0.1:PORT, for OTEL_EXPORTER_OTLP_ENDPOINT
+	srv       *grpc.Server
+	mu        sync.Mutex
+	spans     []Span
+	changed   chan struct{}
+	counting  bool // count spans instead of keeping them (long benchmarks)
+	count     int
+	failEvery int // refuse every n-th export (0: none)
+	exports   int
 }
 
 // StartReceiver listens on a free loopback port until the test ends.
@@ -49,9 +53,22 @@ func StartReceiver(t testing.TB) *Receiver {
 	return r
 }
 
+// StartReceiverAt is StartReceiver on addr (HOST:PORT).
+func StartReceiverAt(t testing.TB, addr string) *Receiver {
+	t.Helper()
+	r, err := newReceiver(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
 // NewReceiver listens on a free loopback port until Stop.
-func NewReceiver() (*Receiver, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func NewReceiver() (*Receiver, error) { return newReceiver("127.0.0.1:0") }
+
+func newReceiver(addr string) (*Receiver, error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +85,14 @@ func (r *Receiver) Stop() { r.srv.Stop() }
 func (r *Receiver) CountOnly() {
 	r.mu.Lock()
 	r.counting = true
+	r.mu.Unlock()
+}
+
+// FailEvery makes the receiver refuse every n-th export, with a status the exporter
+// does not retry (InvalidArgument): those spans are lost, and must be counted as such.
+func (r *Receiver) FailEvery(n int) {
+	r.mu.Lock()
+	r.failEvery = n
 	r.mu.Unlock()
 }
 
@@ -102,6 +127,11 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 		}
 	}
 	r.mu.Lock()
+	r.exports++
+	if r.failEvery > 0 && r.exports%r.failEvery == 0 {
+		r.mu.Unlock()
+		return nil, status.Error(codes.InvalidArgument, "refused by the test receiver")
+	}
 	if r.counting {
 		r.count += len(got)
 	} else {

@@ -67,6 +67,11 @@ func Take() (*Process, error) {
 	return Start()
 }
 
+// Subcommands are the launch commands that run no app (and their aliases): the CLI
+// (cmd/launch) defines them, and a test there holds it to this list, which this
+// package's init goes by before the CLI exists.
+var Subcommands = []string{"inspect", "doctor"}
+
 // runsApp reports whether a launch command line certainly runs an app: it has "--" (and
 // no subcommand before it), or its first argument is a program rather than a flag or
 // subcommand. When unsure, the gate process is forked later, after flag parsing.
@@ -75,11 +80,13 @@ func runsApp(args []string) bool {
 		return false
 	}
 	for _, a := range args[1:] {
-		switch a {
-		case "--":
+		if a == "--" {
 			return true
-		case "inspect", "help", "h":
-			return false
+		}
+		for _, sub := range Subcommands {
+			if a == sub {
+				return false
+			}
 		}
 	}
 	first := args[1]

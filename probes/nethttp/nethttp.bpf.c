@@ -5,14 +5,15 @@
  *
  * Server, two uprobe hits per request. Entry of net/http.serverHandler.ServeHTTP(sh,
  * rw, req): the request is parsed; read it, choose the span's IDs (joining the incoming
- * trace, if any), keep the state per goroutine, and register the request's context
- * (req.ctx) as standing for this span. Each RET: read the route and status, output the
- * span, unregister the context.
+ * trace, if any), keep the state per goroutine, and register the span among the
+ * in-flight server spans every probe shares (spans.h), under its goroutine and its
+ * context (req.ctx). Each RET: read the route and status, output the span, unregister it.
  *
  * Client, two hits per call, three with propagation. Entry of
  * net/http.(*Transport).roundTrip(t, req): find the parent by walking req.ctx's chain of
- * parent contexts (each standard context keeps its parent as its first field) up to a
- * registered server context; choose the IDs; if the request is plain http and carries
+ * parent contexts up to a registered request context (of any probe's server span;
+ * never by goroutine: a call made with another context starts its own trace); choose
+ * the IDs; if the request is plain http and carries
  * no traceparent of its own, file the one to send under req.URL (a clone made for a
  * retry or a body rewind shares it). Entry of net/http.(*Request).write, in the
  * connection's writer goroutine: that traceparent now waits for this goroutine's next
@@ -30,37 +31,39 @@
  * could then be shared by two requests. */
 #include "common.h"
 #include "headers.h"
+#include "spans.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Field offsets in the app, set by the loader from its DWARF or the offsets database.
+/* Field offsets in the app: each is named after its Go field (kit.VarName), and set by
+ * the loader from the app's DWARF, the offsets database or its type descriptors, before
+ * the probes are enabled; OFFSET_NONE where the app's Go release has no such field.
  * Globals rather than constants: the programs are loaded (and verified) while the app's
- * binary is still being analysed, and these are set before the probes are enabled. */
-volatile __u64 off_req_method = 0;
-volatile __u64 off_req_url = 16;
-volatile __u64 off_req_proto_major = 40;
-volatile __u64 off_req_proto_minor = 48;
-volatile __u64 off_req_header = 56;
-volatile __u64 off_req_host = 128;
-volatile __u64 off_req_remote_addr = 176;
-volatile __u64 off_req_pattern = OFFSET_NONE; /* Go 1.23+: Request.Pattern */
-volatile __u64 off_req_pat = OFFSET_NONE;     /* Go 1.22: Request.pat (*pattern) */
-volatile __u64 off_req_ctx = 232;
-volatile __u64 off_pattern_str = 0;
-volatile __u64 off_url_scheme = 0;
-volatile __u64 off_url_host = 40;
-volatile __u64 off_url_path = 56;
-volatile __u64 off_url_rawquery = 96;
-volatile __u64 off_response_status = 120; /* net/http.response.status (server) */
-volatile __u64 off_resp_status_code = 16; /* net/http.Response.StatusCode (client) */
-volatile __u64 off_resp_proto_major = 40;
-volatile __u64 off_resp_proto_minor = 48;
+ * binary is still being analysed. */
+volatile __u64 off_http_Request_Method = OFFSET_NONE;
+volatile __u64 off_http_Request_URL = OFFSET_NONE;
+volatile __u64 off_http_Request_ProtoMajor = OFFSET_NONE;
+volatile __u64 off_http_Request_ProtoMinor = OFFSET_NONE;
+volatile __u64 off_http_Request_Header = OFFSET_NONE;
+volatile __u64 off_http_Request_Host = OFFSET_NONE;
+volatile __u64 off_http_Request_RemoteAddr = OFFSET_NONE;
+volatile __u64 off_http_Request_Pattern = OFFSET_NONE; /* Go 1.23+ */
+volatile __u64 off_http_Request_pat = OFFSET_NONE;     /* Go 1.22: *pattern */
+volatile __u64 off_http_Request_ctx = OFFSET_NONE;
+volatile __u64 off_http_pattern_str = OFFSET_NONE;
+volatile __u64 off_url_URL_Scheme = OFFSET_NONE;
+volatile __u64 off_url_URL_Host = OFFSET_NONE;
+volatile __u64 off_url_URL_Path = OFFSET_NONE;
+volatile __u64 off_url_URL_RawQuery = OFFSET_NONE;
+volatile __u64 off_http_response_status = OFFSET_NONE;     /* the server's ResponseWriter */
+volatile __u64 off_http_Response_StatusCode = OFFSET_NONE; /* the client's *Response */
+volatile __u64 off_http_Response_ProtoMajor = OFFSET_NONE;
+volatile __u64 off_http_Response_ProtoMinor = OFFSET_NONE;
 /* Set last: uprobes may be attached before the offsets are known (the app is held at
  * the start gate meanwhile), and must do nothing until they are. */
 volatile __u64 server_enabled = 0;
 volatile __u64 client_enabled = 0;
 volatile __u64 propagate = 0; /* file traceparents for sk_msg to insert */
-volatile __u64 extract = 1;   /* join the trace of an incoming traceparent */
 
 #define EVENT_SERVER 1
 #define EVENT_CLIENT 2
@@ -73,16 +76,6 @@ volatile __u64 extract = 1;   /* join the trace of an incoming traceparent */
 #define SCHEME_MAX 8
 #define URL_PATH_MAX 256
 #define QUERY_MAX 256
-#define CTX_DEPTH 8 /* context layers a client call may sit below its server request */
-
-/* What a server span gives the client calls under it. */
-struct span_ref {
-	struct span_context sc;
-	__u8 flags; /* W3C flags with the kernel's sampling decision */
-	__u8 _pad;
-	__u16 tracestate_len;
-	__u8 tracestate[TRACESTATE_MAX];
-};
 
 struct http_server_event {
 	__u32 kind;
@@ -140,7 +133,7 @@ struct server_call {
 	struct http_server_event ev;
 	__u64 req;
 	__u64 resp;
-	__u64 ctx;
+	__u8 registered; /* in the in-flight spans, for the calls it makes */
 };
 
 struct client_call {
@@ -175,15 +168,6 @@ struct {
 	__type(value, struct client_call);
 } client_calls SEC(".maps");
 
-/* Server requests' contexts (the data word of req.ctx) -> their spans. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
-	__type(value, struct span_ref);
-} server_contexts SEC(".maps");
-
 /* Traceparents filed by roundTrip under req.URL, until Request.write takes them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -205,7 +189,6 @@ struct {
 union zero_value {
 	struct server_call server;
 	struct client_call client;
-	struct span_ref ref;
 	struct outgoing out;
 } zeroes;
 
@@ -255,19 +238,20 @@ static __always_inline void learn_app_tgid(void)
  * traceparent. A global function: verified once, on its own. */
 __noinline int join_trace(struct http_server_event *ev)
 {
-	if (!ev || ev->hdr.traceparent_len != TRACEPARENT_LEN)
+	if (!ev)
 		return 0;
-	return parse_traceparent((const char *)ev->hdr.traceparent, TRACEPARENT_LEN, ev->sc.trace_id,
+	return parse_traceparent((const char *)ev->hdr.traceparent, ev->hdr.traceparent_len, ev->sc.trace_id,
 				 ev->parent_span_id, &ev->trace_flags) == 0;
 }
 
-/* register_context makes the request's context stand for the span, for the client
- * calls made under it. */
-static __always_inline void register_context(struct server_call *st)
+/* register_span makes the request's span the parent of the calls made under it, by
+ * any probe: its goroutine and its context (req.ctx's data word) stand for it. */
+static __always_inline void register_span(struct server_call *st, __u64 g)
 {
-	struct span_ref *ref = new_entry(&server_contexts, &st->ctx);
+	struct span_ref *ref = inflight_begin(g, read_ptr(st->req + off_http_Request_ctx + 8));
 	if (!ref)
 		return;
+	st->registered = 1;
 	__builtin_memcpy(&ref->sc, &st->ev.sc, sizeof(ref->sc));
 	ref->flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
 	ref->tracestate_len = st->ev.hdr.tracestate_len;
@@ -290,29 +274,24 @@ static __always_inline int server_entry(struct go_regs *ctx, const int swiss_map
 	st->req = go_arg(ctx, 4);
 	__u64 req = st->req;
 
-	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + off_req_method);
-	st->ev.host_len = read_go_string(st->ev.host, HOST_MAX, req + off_req_host);
-	st->ev.remote_len = read_go_string(st->ev.remote_addr, REMOTE_MAX, req + off_req_remote_addr);
-	__u64 url = read_ptr(req + off_req_url);
+	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + off_http_Request_Method);
+	st->ev.host_len = read_go_string(st->ev.host, HOST_MAX, req + off_http_Request_Host);
+	st->ev.remote_len = read_go_string(st->ev.remote_addr, REMOTE_MAX, req + off_http_Request_RemoteAddr);
+	__u64 url = read_ptr(req + off_http_Request_URL);
 	if (url)
-		st->ev.path_len = read_go_string(st->ev.path, PATH_MAX, url + off_url_path);
-	st->ev.proto_major = (__u8)read_ptr(req + off_req_proto_major);
-	st->ev.proto_minor = (__u8)read_ptr(req + off_req_proto_minor);
+		st->ev.path_len = read_go_string(st->ev.path, PATH_MAX, url + off_url_URL_Path);
+	st->ev.proto_major = (__u8)read_ptr(req + off_http_Request_ProtoMajor);
+	st->ev.proto_minor = (__u8)read_ptr(req + off_http_Request_ProtoMinor);
 
-	capture_headers(read_ptr(req + off_req_header), &st->ev.hdr, swiss_maps);
-	if (extract && join_trace(&st->ev)) {
+	capture_headers(read_ptr(req + off_http_Request_Header), &st->ev.hdr, swiss_maps);
+	if (trace_context && join_trace(&st->ev)) {
 		st->ev.has_parent = 1;
 	} else {
 		random_bytes(st->ev.sc.trace_id, TRACE_ID_SIZE);
 		st->ev.hdr.tracestate_len = 0; /* tracestate without a valid traceparent is void */
 	}
 	random_bytes(st->ev.sc.span_id, SPAN_ID_SIZE);
-
-	if (client_enabled) {
-		st->ctx = read_ptr(req + off_req_ctx + 8);
-		if (st->ctx)
-			register_context(st);
-	}
+	register_span(st, g);
 	return 0;
 }
 
@@ -342,42 +321,24 @@ int server_return(struct go_regs *ctx)
 	/* Only an HTTP/1 ResponseWriter is an *http.response. A handler that wrote no
 	 * header gets 200 when ServeHTTP returns. */
 	if (st->ev.proto_major == 1) {
-		__u64 status = read_ptr(st->resp + off_response_status);
+		__u64 status = read_ptr(st->resp + off_http_response_status);
 		st->ev.status = status ? (__u16)status : 200;
 	}
-	if (off_req_pattern != OFFSET_NONE) {
-		st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, req + off_req_pattern);
-	} else if (off_req_pat != OFFSET_NONE) {
-		__u64 pat = read_ptr(req + off_req_pat);
+	if (off_http_Request_Pattern != OFFSET_NONE) {
+		st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, req + off_http_Request_Pattern);
+	} else if (off_http_Request_pat != OFFSET_NONE) {
+		__u64 pat = read_ptr(req + off_http_Request_pat);
 		if (pat)
-			st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, pat + off_pattern_str);
+			st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, pat + off_http_pattern_str);
 	}
-	if (st->ctx)
-		bpf_map_delete_elem(&server_contexts, &st->ctx);
+	if (st->registered)
+		inflight_end(g);
 	submit(&st->ev, sizeof(st->ev));
 	bpf_map_delete_elem(&server_calls, &g);
 	return 0;
 }
 
 /* ---------------------------------------------------------------- client */
-
-/* find_parent walks a context chain from ctx (an interface's data word) up to a
- * registered server context. The standard contexts (cancel, timer, value, withoutCancel,
- * afterFunc) have their parent Context as their first field. A chain that leaves them
- * reads words that match no registered context, and ends. */
-static __always_inline struct span_ref *find_parent(__u64 ctx)
-{
-	for (int i = 0; i < CTX_DEPTH && ctx; i++) {
-		struct span_ref *ref = bpf_map_lookup_elem(&server_contexts, &ctx);
-		if (ref)
-			return ref;
-		struct go_iface parent = {};
-		if (read_user(&parent, sizeof(parent), ctx) != 0 || !parent.tab)
-			return 0;
-		ctx = parent.data;
-	}
-	return 0;
-}
 
 /* file_traceparent files the traceparent the request is to carry, for Request.write. */
 static __always_inline int file_traceparent(struct client_call *st, struct span_ref *parent, __u8 flags)
@@ -414,21 +375,21 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 	st->ev.start_ns = bpf_ktime_get_ns();
 	__u64 req = go_arg(ctx, 2);
 
-	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + off_req_method);
-	st->url = read_ptr(req + off_req_url);
+	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + off_http_Request_Method);
+	st->url = read_ptr(req + off_http_Request_URL);
 	if (st->url) {
-		st->ev.scheme_len = read_go_string(st->ev.scheme, SCHEME_MAX, st->url + off_url_scheme);
-		st->ev.host_len = read_go_string(st->ev.host, HOST_MAX, st->url + off_url_host);
-		st->ev.path_len = read_go_string(st->ev.path, URL_PATH_MAX, st->url + off_url_path);
-		st->ev.query_len = read_go_string(st->ev.query, QUERY_MAX, st->url + off_url_rawquery);
+		st->ev.scheme_len = read_go_string(st->ev.scheme, SCHEME_MAX, st->url + off_url_URL_Scheme);
+		st->ev.host_len = read_go_string(st->ev.host, HOST_MAX, st->url + off_url_URL_Host);
+		st->ev.path_len = read_go_string(st->ev.path, URL_PATH_MAX, st->url + off_url_URL_Path);
+		st->ev.query_len = read_go_string(st->ev.query, QUERY_MAX, st->url + off_url_URL_RawQuery);
 	}
 
 	/* Only for a request that may get a traceparent (below TLS nothing can be
 	 * inserted); read before the paths below part: verified once, not once per path. */
 	if (propagate && st->url && is_http(st))
-		capture_headers(read_ptr(req + off_req_header), &st->hdr, swiss_maps);
+		capture_headers(read_ptr(req + off_http_Request_Header), &st->hdr, swiss_maps);
 
-	struct span_ref *parent = find_parent(read_ptr(req + off_req_ctx + 8));
+	struct span_ref *parent = parent_by_context(read_ptr(req + off_http_Request_ctx + 8));
 	__u8 flags;
 	if (parent) {
 		__builtin_memcpy(st->ev.sc.trace_id, parent->sc.trace_id, TRACE_ID_SIZE);
@@ -472,9 +433,9 @@ int client_return(struct go_regs *ctx)
 	__u64 resp = go_arg(ctx, 1);
 	__u64 err_tab = go_arg(ctx, 2);
 	if (resp) {
-		st->ev.status = (__u16)read_ptr(resp + off_resp_status_code);
-		st->ev.proto_major = (__u8)read_ptr(resp + off_resp_proto_major);
-		st->ev.proto_minor = (__u8)read_ptr(resp + off_resp_proto_minor);
+		st->ev.status = (__u16)read_ptr(resp + off_http_Response_StatusCode);
+		st->ev.proto_major = (__u8)read_ptr(resp + off_http_Response_ProtoMajor);
+		st->ev.proto_minor = (__u8)read_ptr(resp + off_http_Response_ProtoMinor);
 	}
 	if (err_tab)
 		st->ev.error_type = read_ptr(err_tab + 8); /* itab.Type */
@@ -490,7 +451,7 @@ int client_return(struct go_regs *ctx)
 SEC("uprobe/Request_write")
 int request_write(struct go_regs *ctx)
 {
-	__u64 url = read_ptr(go_arg(ctx, 1) + off_req_url);
+	__u64 url = read_ptr(go_arg(ctx, 1) + off_http_Request_URL);
 	struct outgoing *out = bpf_map_lookup_elem(&filed, &url);
 	if (!out)
 		return 0;

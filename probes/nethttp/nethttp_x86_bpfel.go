@@ -113,11 +113,12 @@ type nethttpOutgoing struct {
 }
 
 type nethttpServerCall struct {
-	_    structs.HostLayout
-	Ev   nethttpHttpServerEvent
-	Req  uint64
-	Resp uint64
-	Ctx  uint64
+	_          structs.HostLayout
+	Ev         nethttpHttpServerEvent
+	Req        uint64
+	Resp       uint64
+	Registered uint8
+	_          [7]byte
 }
 
 type nethttpSpanRef struct {
@@ -130,6 +131,8 @@ type nethttpSpanRef struct {
 	Flags         uint8
 	Pad           uint8
 	TracestateLen uint16
+	Pad2          [4]uint8
+	Ctx           uint64
 	Tracestate    [256]uint8
 }
 
@@ -175,9 +178,10 @@ type nethttpZeroValue struct {
 			}
 			_ [6]byte
 		}
-		Req  uint64
-		Resp uint64
-		Ctx  uint64
+		Req        uint64
+		Resp       uint64
+		Registered uint8
+		_          [7]byte
 	}
 	_ [192]byte
 }
@@ -186,62 +190,65 @@ type nethttpZeroValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	nethttpMapAppSockets         = "app_sockets"
-	nethttpMapClientCalls        = "client_calls"
-	nethttpMapConnecting         = "connecting"
-	nethttpMapEvents             = "events"
-	nethttpMapFiled              = "filed"
-	nethttpMapLostEvents         = "lost_events"
-	nethttpMapServerCalls        = "server_calls"
-	nethttpMapServerContexts     = "server_contexts"
-	nethttpMapWaiting            = "waiting"
-	nethttpProgAppSockops        = "app_sockops"
-	nethttpProgClientEntryHmap   = "client_entry_hmap"
-	nethttpProgClientEntrySwiss  = "client_entry_swiss"
-	nethttpProgClientReturn      = "client_return"
-	nethttpProgInject            = "inject"
-	nethttpProgRequestWrite      = "request_write"
-	nethttpProgServerEntryHmap   = "server_entry_hmap"
-	nethttpProgServerEntrySwiss  = "server_entry_swiss"
-	nethttpProgServerReturn      = "server_return"
-	nethttpVarAppTgid            = "app_tgid"
-	nethttpVarClientEnabled      = "client_enabled"
-	nethttpVarExtract            = "extract"
-	nethttpVarOffGroupsData      = "off_groups_data"
-	nethttpVarOffGroupsMask      = "off_groups_mask"
-	nethttpVarOffHmapB           = "off_hmap_B"
-	nethttpVarOffHmapBuckets     = "off_hmap_buckets"
-	nethttpVarOffHmapOldbuckets  = "off_hmap_oldbuckets"
-	nethttpVarOffPatternStr      = "off_pattern_str"
-	nethttpVarOffReqCtx          = "off_req_ctx"
-	nethttpVarOffReqHeader       = "off_req_header"
-	nethttpVarOffReqHost         = "off_req_host"
-	nethttpVarOffReqMethod       = "off_req_method"
-	nethttpVarOffReqPat          = "off_req_pat"
-	nethttpVarOffReqPattern      = "off_req_pattern"
-	nethttpVarOffReqProtoMajor   = "off_req_proto_major"
-	nethttpVarOffReqProtoMinor   = "off_req_proto_minor"
-	nethttpVarOffReqRemoteAddr   = "off_req_remote_addr"
-	nethttpVarOffReqUrl          = "off_req_url"
-	nethttpVarOffRespProtoMajor  = "off_resp_proto_major"
-	nethttpVarOffRespProtoMinor  = "off_resp_proto_minor"
-	nethttpVarOffRespStatusCode  = "off_resp_status_code"
-	nethttpVarOffResponseStatus  = "off_response_status"
-	nethttpVarOffSwissDirlen     = "off_swiss_dirlen"
-	nethttpVarOffSwissDirptr     = "off_swiss_dirptr"
-	nethttpVarOffTableGroups     = "off_table_groups"
-	nethttpVarOffUrlHost         = "off_url_host"
-	nethttpVarOffUrlPath         = "off_url_path"
-	nethttpVarOffUrlRawquery     = "off_url_rawquery"
-	nethttpVarOffUrlScheme       = "off_url_scheme"
-	nethttpVarPropagate          = "propagate"
-	nethttpVarSamplerParentBased = "sampler_parent_based"
-	nethttpVarSamplerRatioBound  = "sampler_ratio_bound"
-	nethttpVarSamplerRoot        = "sampler_root"
-	nethttpVarServerEnabled      = "server_enabled"
-	nethttpVarUnusedClientEvent  = "unused_client_event"
-	nethttpVarUnusedServerEvent  = "unused_server_event"
-	nethttpVarZeroes             = "zeroes"
+	nethttpMapAppSockets                       = "app_sockets"
+	nethttpMapClientCalls                      = "client_calls"
+	nethttpMapConnecting                       = "connecting"
+	nethttpMapEvents                           = "events"
+	nethttpMapFiled                            = "filed"
+	nethttpMapInflightContexts                 = "inflight_contexts"
+	nethttpMapInflightSpans                    = "inflight_spans"
+	nethttpMapLostEvents                       = "lost_events"
+	nethttpMapServerCalls                      = "server_calls"
+	nethttpMapWaiting                          = "waiting"
+	nethttpProgAppSockops                      = "app_sockops"
+	nethttpProgClientEntryHmap                 = "client_entry_hmap"
+	nethttpProgClientEntrySwiss                = "client_entry_swiss"
+	nethttpProgClientReturn                    = "client_return"
+	nethttpProgInject                          = "inject"
+	nethttpProgRequestWrite                    = "request_write"
+	nethttpProgServerEntryHmap                 = "server_entry_hmap"
+	nethttpProgServerEntrySwiss                = "server_entry_swiss"
+	nethttpProgServerReturn                    = "server_return"
+	nethttpVarAppTgid                          = "app_tgid"
+	nethttpVarClientEnabled                    = "client_enabled"
+	nethttpVarInflightWanted                   = "inflight_wanted"
+	nethttpVarInflightZero                     = "inflight_zero"
+	nethttpVarOffHttpRequestHeader             = "off_http_Request_Header"
+	nethttpVarOffHttpRequestHost               = "off_http_Request_Host"
+	nethttpVarOffHttpRequestMethod             = "off_http_Request_Method"
+	nethttpVarOffHttpRequestPattern            = "off_http_Request_Pattern"
+	nethttpVarOffHttpRequestProtoMajor         = "off_http_Request_ProtoMajor"
+	nethttpVarOffHttpRequestProtoMinor         = "off_http_Request_ProtoMinor"
+	nethttpVarOffHttpRequestRemoteAddr         = "off_http_Request_RemoteAddr"
+	nethttpVarOffHttpRequestURL                = "off_http_Request_URL"
+	nethttpVarOffHttpRequestCtx                = "off_http_Request_ctx"
+	nethttpVarOffHttpRequestPat                = "off_http_Request_pat"
+	nethttpVarOffHttpResponseProtoMajor        = "off_http_Response_ProtoMajor"
+	nethttpVarOffHttpResponseProtoMinor        = "off_http_Response_ProtoMinor"
+	nethttpVarOffHttpResponseStatusCode        = "off_http_Response_StatusCode"
+	nethttpVarOffHttpPatternStr                = "off_http_pattern_str"
+	nethttpVarOffHttpResponseStatus            = "off_http_response_status"
+	nethttpVarOffMapsMapDirLen                 = "off_maps_Map_dirLen"
+	nethttpVarOffMapsMapDirPtr                 = "off_maps_Map_dirPtr"
+	nethttpVarOffMapsGroupsReferenceData       = "off_maps_groupsReference_data"
+	nethttpVarOffMapsGroupsReferenceLengthMask = "off_maps_groupsReference_lengthMask"
+	nethttpVarOffMapsTableGroups               = "off_maps_table_groups"
+	nethttpVarOffRuntimeHmapB                  = "off_runtime_hmap_B"
+	nethttpVarOffRuntimeHmapBuckets            = "off_runtime_hmap_buckets"
+	nethttpVarOffRuntimeHmapOldbuckets         = "off_runtime_hmap_oldbuckets"
+	nethttpVarOffUrlURL_Host                   = "off_url_URL_Host"
+	nethttpVarOffUrlURL_Path                   = "off_url_URL_Path"
+	nethttpVarOffUrlURL_RawQuery               = "off_url_URL_RawQuery"
+	nethttpVarOffUrlURL_Scheme                 = "off_url_URL_Scheme"
+	nethttpVarPropagate                        = "propagate"
+	nethttpVarSamplerParentBased               = "sampler_parent_based"
+	nethttpVarSamplerRatioBound                = "sampler_ratio_bound"
+	nethttpVarSamplerRoot                      = "sampler_root"
+	nethttpVarServerEnabled                    = "server_enabled"
+	nethttpVarTraceContext                     = "trace_context"
+	nethttpVarUnusedClientEvent                = "unused_client_event"
+	nethttpVarUnusedServerEvent                = "unused_server_event"
+	nethttpVarZeroes                           = "zeroes"
 )
 
 // loadNethttp returns the embedded CollectionSpec for nethttp.
@@ -301,59 +308,62 @@ type nethttpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpMapSpecs struct {
-	AppSockets     *ebpf.MapSpec `ebpf:"app_sockets"`
-	ClientCalls    *ebpf.MapSpec `ebpf:"client_calls"`
-	Connecting     *ebpf.MapSpec `ebpf:"connecting"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	Filed          *ebpf.MapSpec `ebpf:"filed"`
-	LostEvents     *ebpf.MapSpec `ebpf:"lost_events"`
-	ServerCalls    *ebpf.MapSpec `ebpf:"server_calls"`
-	ServerContexts *ebpf.MapSpec `ebpf:"server_contexts"`
-	Waiting        *ebpf.MapSpec `ebpf:"waiting"`
+	AppSockets       *ebpf.MapSpec `ebpf:"app_sockets"`
+	ClientCalls      *ebpf.MapSpec `ebpf:"client_calls"`
+	Connecting       *ebpf.MapSpec `ebpf:"connecting"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	Filed            *ebpf.MapSpec `ebpf:"filed"`
+	InflightContexts *ebpf.MapSpec `ebpf:"inflight_contexts"`
+	InflightSpans    *ebpf.MapSpec `ebpf:"inflight_spans"`
+	LostEvents       *ebpf.MapSpec `ebpf:"lost_events"`
+	ServerCalls      *ebpf.MapSpec `ebpf:"server_calls"`
+	Waiting          *ebpf.MapSpec `ebpf:"waiting"`
 }
 
 // nethttpVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpVariableSpecs struct {
-	AppTgid            *ebpf.VariableSpec `ebpf:"app_tgid"`
-	ClientEnabled      *ebpf.VariableSpec `ebpf:"client_enabled"`
-	Extract            *ebpf.VariableSpec `ebpf:"extract"`
-	OffGroupsData      *ebpf.VariableSpec `ebpf:"off_groups_data"`
-	OffGroupsMask      *ebpf.VariableSpec `ebpf:"off_groups_mask"`
-	OffHmapB           *ebpf.VariableSpec `ebpf:"off_hmap_B"`
-	OffHmapBuckets     *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
-	OffHmapOldbuckets  *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
-	OffPatternStr      *ebpf.VariableSpec `ebpf:"off_pattern_str"`
-	OffReqCtx          *ebpf.VariableSpec `ebpf:"off_req_ctx"`
-	OffReqHeader       *ebpf.VariableSpec `ebpf:"off_req_header"`
-	OffReqHost         *ebpf.VariableSpec `ebpf:"off_req_host"`
-	OffReqMethod       *ebpf.VariableSpec `ebpf:"off_req_method"`
-	OffReqPat          *ebpf.VariableSpec `ebpf:"off_req_pat"`
-	OffReqPattern      *ebpf.VariableSpec `ebpf:"off_req_pattern"`
-	OffReqProtoMajor   *ebpf.VariableSpec `ebpf:"off_req_proto_major"`
-	OffReqProtoMinor   *ebpf.VariableSpec `ebpf:"off_req_proto_minor"`
-	OffReqRemoteAddr   *ebpf.VariableSpec `ebpf:"off_req_remote_addr"`
-	OffReqUrl          *ebpf.VariableSpec `ebpf:"off_req_url"`
-	OffRespProtoMajor  *ebpf.VariableSpec `ebpf:"off_resp_proto_major"`
-	OffRespProtoMinor  *ebpf.VariableSpec `ebpf:"off_resp_proto_minor"`
-	OffRespStatusCode  *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
-	OffResponseStatus  *ebpf.VariableSpec `ebpf:"off_response_status"`
-	OffSwissDirlen     *ebpf.VariableSpec `ebpf:"off_swiss_dirlen"`
-	OffSwissDirptr     *ebpf.VariableSpec `ebpf:"off_swiss_dirptr"`
-	OffTableGroups     *ebpf.VariableSpec `ebpf:"off_table_groups"`
-	OffUrlHost         *ebpf.VariableSpec `ebpf:"off_url_host"`
-	OffUrlPath         *ebpf.VariableSpec `ebpf:"off_url_path"`
-	OffUrlRawquery     *ebpf.VariableSpec `ebpf:"off_url_rawquery"`
-	OffUrlScheme       *ebpf.VariableSpec `ebpf:"off_url_scheme"`
-	Propagate          *ebpf.VariableSpec `ebpf:"propagate"`
-	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
-	SamplerRatioBound  *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
-	SamplerRoot        *ebpf.VariableSpec `ebpf:"sampler_root"`
-	ServerEnabled      *ebpf.VariableSpec `ebpf:"server_enabled"`
-	UnusedClientEvent  *ebpf.VariableSpec `ebpf:"unused_client_event"`
-	UnusedServerEvent  *ebpf.VariableSpec `ebpf:"unused_server_event"`
-	Zeroes             *ebpf.VariableSpec `ebpf:"zeroes"`
+	AppTgid                          *ebpf.VariableSpec `ebpf:"app_tgid"`
+	ClientEnabled                    *ebpf.VariableSpec `ebpf:"client_enabled"`
+	InflightWanted                   *ebpf.VariableSpec `ebpf:"inflight_wanted"`
+	InflightZero                     *ebpf.VariableSpec `ebpf:"inflight_zero"`
+	OffHttpRequestHeader             *ebpf.VariableSpec `ebpf:"off_http_Request_Header"`
+	OffHttpRequestHost               *ebpf.VariableSpec `ebpf:"off_http_Request_Host"`
+	OffHttpRequestMethod             *ebpf.VariableSpec `ebpf:"off_http_Request_Method"`
+	OffHttpRequestPattern            *ebpf.VariableSpec `ebpf:"off_http_Request_Pattern"`
+	OffHttpRequestProtoMajor         *ebpf.VariableSpec `ebpf:"off_http_Request_ProtoMajor"`
+	OffHttpRequestProtoMinor         *ebpf.VariableSpec `ebpf:"off_http_Request_ProtoMinor"`
+	OffHttpRequestRemoteAddr         *ebpf.VariableSpec `ebpf:"off_http_Request_RemoteAddr"`
+	OffHttpRequestURL                *ebpf.VariableSpec `ebpf:"off_http_Request_URL"`
+	OffHttpRequestCtx                *ebpf.VariableSpec `ebpf:"off_http_Request_ctx"`
+	OffHttpRequestPat                *ebpf.VariableSpec `ebpf:"off_http_Request_pat"`
+	OffHttpResponseProtoMajor        *ebpf.VariableSpec `ebpf:"off_http_Response_ProtoMajor"`
+	OffHttpResponseProtoMinor        *ebpf.VariableSpec `ebpf:"off_http_Response_ProtoMinor"`
+	OffHttpResponseStatusCode        *ebpf.VariableSpec `ebpf:"off_http_Response_StatusCode"`
+	OffHttpPatternStr                *ebpf.VariableSpec `ebpf:"off_http_pattern_str"`
+	OffHttpResponseStatus            *ebpf.VariableSpec `ebpf:"off_http_response_status"`
+	OffMapsMapDirLen                 *ebpf.VariableSpec `ebpf:"off_maps_Map_dirLen"`
+	OffMapsMapDirPtr                 *ebpf.VariableSpec `ebpf:"off_maps_Map_dirPtr"`
+	OffMapsGroupsReferenceData       *ebpf.VariableSpec `ebpf:"off_maps_groupsReference_data"`
+	OffMapsGroupsReferenceLengthMask *ebpf.VariableSpec `ebpf:"off_maps_groupsReference_lengthMask"`
+	OffMapsTableGroups               *ebpf.VariableSpec `ebpf:"off_maps_table_groups"`
+	OffRuntimeHmapB                  *ebpf.VariableSpec `ebpf:"off_runtime_hmap_B"`
+	OffRuntimeHmapBuckets            *ebpf.VariableSpec `ebpf:"off_runtime_hmap_buckets"`
+	OffRuntimeHmapOldbuckets         *ebpf.VariableSpec `ebpf:"off_runtime_hmap_oldbuckets"`
+	OffUrlURL_Host                   *ebpf.VariableSpec `ebpf:"off_url_URL_Host"`
+	OffUrlURL_Path                   *ebpf.VariableSpec `ebpf:"off_url_URL_Path"`
+	OffUrlURL_RawQuery               *ebpf.VariableSpec `ebpf:"off_url_URL_RawQuery"`
+	OffUrlURL_Scheme                 *ebpf.VariableSpec `ebpf:"off_url_URL_Scheme"`
+	Propagate                        *ebpf.VariableSpec `ebpf:"propagate"`
+	SamplerParentBased               *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	SamplerRatioBound                *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
+	SamplerRoot                      *ebpf.VariableSpec `ebpf:"sampler_root"`
+	ServerEnabled                    *ebpf.VariableSpec `ebpf:"server_enabled"`
+	TraceContext                     *ebpf.VariableSpec `ebpf:"trace_context"`
+	UnusedClientEvent                *ebpf.VariableSpec `ebpf:"unused_client_event"`
+	UnusedServerEvent                *ebpf.VariableSpec `ebpf:"unused_server_event"`
+	Zeroes                           *ebpf.VariableSpec `ebpf:"zeroes"`
 }
 
 // nethttpObjects contains all objects after they have been loaded into the kernel.
@@ -376,15 +386,16 @@ func (o *nethttpObjects) Close() error {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpMaps struct {
-	AppSockets     *ebpf.Map `ebpf:"app_sockets"`
-	ClientCalls    *ebpf.Map `ebpf:"client_calls"`
-	Connecting     *ebpf.Map `ebpf:"connecting"`
-	Events         *ebpf.Map `ebpf:"events"`
-	Filed          *ebpf.Map `ebpf:"filed"`
-	LostEvents     *ebpf.Map `ebpf:"lost_events"`
-	ServerCalls    *ebpf.Map `ebpf:"server_calls"`
-	ServerContexts *ebpf.Map `ebpf:"server_contexts"`
-	Waiting        *ebpf.Map `ebpf:"waiting"`
+	AppSockets       *ebpf.Map `ebpf:"app_sockets"`
+	ClientCalls      *ebpf.Map `ebpf:"client_calls"`
+	Connecting       *ebpf.Map `ebpf:"connecting"`
+	Events           *ebpf.Map `ebpf:"events"`
+	Filed            *ebpf.Map `ebpf:"filed"`
+	InflightContexts *ebpf.Map `ebpf:"inflight_contexts"`
+	InflightSpans    *ebpf.Map `ebpf:"inflight_spans"`
+	LostEvents       *ebpf.Map `ebpf:"lost_events"`
+	ServerCalls      *ebpf.Map `ebpf:"server_calls"`
+	Waiting          *ebpf.Map `ebpf:"waiting"`
 }
 
 func (m *nethttpMaps) Close() error {
@@ -394,9 +405,10 @@ func (m *nethttpMaps) Close() error {
 		m.Connecting,
 		m.Events,
 		m.Filed,
+		m.InflightContexts,
+		m.InflightSpans,
 		m.LostEvents,
 		m.ServerCalls,
-		m.ServerContexts,
 		m.Waiting,
 	)
 }
@@ -405,44 +417,46 @@ func (m *nethttpMaps) Close() error {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpVariables struct {
-	AppTgid            *ebpf.Variable `ebpf:"app_tgid"`
-	ClientEnabled      *ebpf.Variable `ebpf:"client_enabled"`
-	Extract            *ebpf.Variable `ebpf:"extract"`
-	OffGroupsData      *ebpf.Variable `ebpf:"off_groups_data"`
-	OffGroupsMask      *ebpf.Variable `ebpf:"off_groups_mask"`
-	OffHmapB           *ebpf.Variable `ebpf:"off_hmap_B"`
-	OffHmapBuckets     *ebpf.Variable `ebpf:"off_hmap_buckets"`
-	OffHmapOldbuckets  *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
-	OffPatternStr      *ebpf.Variable `ebpf:"off_pattern_str"`
-	OffReqCtx          *ebpf.Variable `ebpf:"off_req_ctx"`
-	OffReqHeader       *ebpf.Variable `ebpf:"off_req_header"`
-	OffReqHost         *ebpf.Variable `ebpf:"off_req_host"`
-	OffReqMethod       *ebpf.Variable `ebpf:"off_req_method"`
-	OffReqPat          *ebpf.Variable `ebpf:"off_req_pat"`
-	OffReqPattern      *ebpf.Variable `ebpf:"off_req_pattern"`
-	OffReqProtoMajor   *ebpf.Variable `ebpf:"off_req_proto_major"`
-	OffReqProtoMinor   *ebpf.Variable `ebpf:"off_req_proto_minor"`
-	OffReqRemoteAddr   *ebpf.Variable `ebpf:"off_req_remote_addr"`
-	OffReqUrl          *ebpf.Variable `ebpf:"off_req_url"`
-	OffRespProtoMajor  *ebpf.Variable `ebpf:"off_resp_proto_major"`
-	OffRespProtoMinor  *ebpf.Variable `ebpf:"off_resp_proto_minor"`
-	OffRespStatusCode  *ebpf.Variable `ebpf:"off_resp_status_code"`
-	OffResponseStatus  *ebpf.Variable `ebpf:"off_response_status"`
-	OffSwissDirlen     *ebpf.Variable `ebpf:"off_swiss_dirlen"`
-	OffSwissDirptr     *ebpf.Variable `ebpf:"off_swiss_dirptr"`
-	OffTableGroups     *ebpf.Variable `ebpf:"off_table_groups"`
-	OffUrlHost         *ebpf.Variable `ebpf:"off_url_host"`
-	OffUrlPath         *ebpf.Variable `ebpf:"off_url_path"`
-	OffUrlRawquery     *ebpf.Variable `ebpf:"off_url_rawquery"`
-	OffUrlScheme       *ebpf.Variable `ebpf:"off_url_scheme"`
-	Propagate          *ebpf.Variable `ebpf:"propagate"`
-	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
-	SamplerRatioBound  *ebpf.Variable `ebpf:"sampler_ratio_bound"`
-	SamplerRoot        *ebpf.Variable `ebpf:"sampler_root"`
-	ServerEnabled      *ebpf.Variable `ebpf:"server_enabled"`
-	UnusedClientEvent  *ebpf.Variable `ebpf:"unused_client_event"`
-	UnusedServerEvent  *ebpf.Variable `ebpf:"unused_server_event"`
-	Zeroes             *ebpf.Variable `ebpf:"zeroes"`
+	AppTgid                          *ebpf.Variable `ebpf:"app_tgid"`
+	ClientEnabled                    *ebpf.Variable `ebpf:"client_enabled"`
+	InflightWanted                   *ebpf.Variable `ebpf:"inflight_wanted"`
+	InflightZero                     *ebpf.Variable `ebpf:"inflight_zero"`
+	OffHttpRequestHeader             *ebpf.Variable `ebpf:"off_http_Request_Header"`
+	OffHttpRequestHost               *ebpf.Variable `ebpf:"off_http_Request_Host"`
+	OffHttpRequestMethod             *ebpf.Variable `ebpf:"off_http_Request_Method"`
+	OffHttpRequestPattern            *ebpf.Variable `ebpf:"off_http_Request_Pattern"`
+	OffHttpRequestProtoMajor         *ebpf.Variable `ebpf:"off_http_Request_ProtoMajor"`
+	OffHttpRequestProtoMinor         *ebpf.Variable `ebpf:"off_http_Request_ProtoMinor"`
+	OffHttpRequestRemoteAddr         *ebpf.Variable `ebpf:"off_http_Request_RemoteAddr"`
+	OffHttpRequestURL                *ebpf.Variable `ebpf:"off_http_Request_URL"`
+	OffHttpRequestCtx                *ebpf.Variable `ebpf:"off_http_Request_ctx"`
+	OffHttpRequestPat                *ebpf.Variable `ebpf:"off_http_Request_pat"`
+	OffHttpResponseProtoMajor        *ebpf.Variable `ebpf:"off_http_Response_ProtoMajor"`
+	OffHttpResponseProtoMinor        *ebpf.Variable `ebpf:"off_http_Response_ProtoMinor"`
+	OffHttpResponseStatusCode        *ebpf.Variable `ebpf:"off_http_Response_StatusCode"`
+	OffHttpPatternStr                *ebpf.Variable `ebpf:"off_http_pattern_str"`
+	OffHttpResponseStatus            *ebpf.Variable `ebpf:"off_http_response_status"`
+	OffMapsMapDirLen                 *ebpf.Variable `ebpf:"off_maps_Map_dirLen"`
+	OffMapsMapDirPtr                 *ebpf.Variable `ebpf:"off_maps_Map_dirPtr"`
+	OffMapsGroupsReferenceData       *ebpf.Variable `ebpf:"off_maps_groupsReference_data"`
+	OffMapsGroupsReferenceLengthMask *ebpf.Variable `ebpf:"off_maps_groupsReference_lengthMask"`
+	OffMapsTableGroups               *ebpf.Variable `ebpf:"off_maps_table_groups"`
+	OffRuntimeHmapB                  *ebpf.Variable `ebpf:"off_runtime_hmap_B"`
+	OffRuntimeHmapBuckets            *ebpf.Variable `ebpf:"off_runtime_hmap_buckets"`
+	OffRuntimeHmapOldbuckets         *ebpf.Variable `ebpf:"off_runtime_hmap_oldbuckets"`
+	OffUrlURL_Host                   *ebpf.Variable `ebpf:"off_url_URL_Host"`
+	OffUrlURL_Path                   *ebpf.Variable `ebpf:"off_url_URL_Path"`
+	OffUrlURL_RawQuery               *ebpf.Variable `ebpf:"off_url_URL_RawQuery"`
+	OffUrlURL_Scheme                 *ebpf.Variable `ebpf:"off_url_URL_Scheme"`
+	Propagate                        *ebpf.Variable `ebpf:"propagate"`
+	SamplerParentBased               *ebpf.Variable `ebpf:"sampler_parent_based"`
+	SamplerRatioBound                *ebpf.Variable `ebpf:"sampler_ratio_bound"`
+	SamplerRoot                      *ebpf.Variable `ebpf:"sampler_root"`
+	ServerEnabled                    *ebpf.Variable `ebpf:"server_enabled"`
+	TraceContext                     *ebpf.Variable `ebpf:"trace_context"`
+	UnusedClientEvent                *ebpf.Variable `ebpf:"unused_client_event"`
+	UnusedServerEvent                *ebpf.Variable `ebpf:"unused_server_event"`
+	Zeroes                           *ebpf.Variable `ebpf:"zeroes"`
 }
 
 // nethttpPrograms contains all programs after they have been loaded into the kernel.

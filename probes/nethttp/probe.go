@@ -11,322 +11,198 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/bpf"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
-// Config tunes the probe.
+// Config is what the launcher can set of the net/http probes.
 type Config struct {
-	RingBufferSize int                // bytes; a power of two, at least a page
-	Sampling       telemetry.Sampling // decided in the kernel: outgoing traceparents carry it
-	TraceContext   bool               // W3C trace context: join incoming traceparents, send outgoing ones
-	Propagate      bool               // insert traceparent into the app's outgoing HTTP/1 requests
+	// Propagate inserts a traceparent into the app's outgoing plain HTTP/1 requests,
+	// from the kernel (--propagate).
+	Propagate bool
 }
 
-// Indexes of Specs.
-const (
-	server = iota
-	client
-)
-
-// Probe is the net/http instrumentation of one process: one BPF object for the server
-// and client probes, which share the map of server requests' contexts.
-type Probe struct {
-	cfg     Config
-	objs    *bpf.Objects
-	entry   [2]string      // the entry programs for the target's map layout
-	links   [2][]link.Link // uprobes of each spec
-	sockets *bpf.SocketPrograms
-	reader  *bpf.Reader
-	types   *offsets.TypeNames
-	path    string
-	pid     int
-	enabled [2]bool
-	progs   []string // attached programs, for run counts
+// Library is net/http for the probe kit.
+func Library(cfg Config) kit.Library {
+	lib := kit.Library{
+		Name:    "net/http",
+		Specs:   Specs,
+		Object:  objectSpec,
+		Clients: []string{ClientSpec.Name},
+	}
+	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+		return load(ctx, &lib, cfg, t, reps, env)
+	}
+	lib.Check = func(ctx context.Context, env kit.Env) []kit.Finding { return check(&lib) }
+	return lib
 }
 
-const offsetNone = ^uint64(0)
-
-// Load loads the programs of the specs whose functions resolved (reports in Specs
-// order), for a target built with Go goVersion: the entry programs for its map layout.
-// It needs nothing else from the target, so it runs while DWARF is read. The entry and
-// socket programs (the ones the verifier takes time over) load in the background, each
-// on its own; the small ones at once.
-func Load(goVersion string, resolved []offsets.ProbeReport, cfg Config) (*Probe, error) {
-	parsed, err := objectSpec()
-	if err != nil {
-		return nil, err
-	}
-	layout := "_hmap"
-	if offsets.VersionAtLeast(goVersion, swissMapsSince) {
-		layout = "_swiss"
-	}
-	p := &Probe{cfg: cfg, entry: [2]string{"server_entry" + layout, "client_entry" + layout}}
-	fast, slow := []string{}, []string{}
-	if resolved[server].Enabled {
-		fast, slow = append(fast, "server_return"), append(slow, p.entry[server])
-	}
-	if resolved[client].Enabled {
-		fast, slow = append(fast, "client_return"), append(slow, p.entry[client])
-		if cfg.Propagate && cfg.TraceContext {
-			// sk_msg loads apart: a kernel without what it uses still gets spans.
-			fast, slow = append(fast, "request_write", "app_sockops"), append(slow, "inject")
-		}
-	}
-	spec := parsed.Copy()
-	for name := range spec.Programs {
-		if !slices.Contains(fast, name) && !slices.Contains(slow, name) {
-			delete(spec.Programs, name)
-		}
-	}
-	if p.objs, err = bpf.LoadObjects(spec, cfg.RingBufferSize, slow...); err != nil {
-		return nil, fmt.Errorf("load the net/http probe: %w", err)
-	}
-	p.objs.Preload(slow...)
-	return p, nil
-}
-
-// objectSpec is the embedded BPF object, parsed once (2 ms): Prepare starts that
+// objectSpec is the embedded BPF object, parsed once (2 ms): the session starts that
 // before the launcher needs it.
 var objectSpec = sync.OnceValues(loadNethttp)
 
-// Prepare parses the BPF object in the background.
-func Prepare() { go objectSpec() }
+// Probe is the net/http instrumentation of one app: one BPF object for the server and
+// client probes, and the socket programs that put the traceparent on the wire.
+type Probe struct {
+	*kit.Object
+	propagate bool               // the socket programs are to be attached
+	types     *offsets.TypeNames // names the dynamic types of client errors
+	pid       int                // the app's, for types
 
-// uprobeGroup is one program at some offsets.
-type uprobeGroup struct {
-	spec    int
-	program string
-	bpf.Uprobe
+	mu      sync.Mutex
+	sockets *bpf.SocketPrograms
 }
 
-// Attach attaches the probe to process pid running the executable at path, for each
-// spec whose functions reps (in Specs order) resolved. It does nothing until Configure:
-// the offsets may still be being read while the app waits at the start gate. All
-// uprobes are registered at once, the small programs' while the large ones are still
-// being verified.
-func (p *Probe) Attach(path string, pid int, reps []offsets.ProbeReport) error {
-	p.path, p.pid = path, pid
-	var groups []uprobeGroup
-	if reps[server].Enabled {
-		fn, ok := reps[server].Uprobe(serveHTTP)
-		if !ok {
-			return fmt.Errorf("%s not resolved", serveHTTP)
-		}
-		groups = append(groups,
-			uprobeGroup{server, p.entry[server], bpf.Uprobe{Symbol: serveHTTP, Offsets: []uint64{fn.Offset}}},
-			uprobeGroup{server, "server_return", bpf.Uprobe{Symbol: serveHTTP + " (returns)", Offsets: fn.Returns}})
+var _ kit.Probe = (*Probe)(nil)
+
+// Programs put the traceparent of a client span into its request.
+var propagationPrograms = []string{"request_write", "app_sockops", "inject"}
+
+// load loads the programs of the specs the reports resolved, for the app's map layout
+// (Swiss tables since Go 1.24).
+func load(ctx context.Context, lib *kit.Library, cfg Config, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+	layout := "_hmap"
+	if offsets.VersionAtLeast(t.GoVersion, swissMapsSince) {
+		layout = "_swiss"
 	}
+	p := &Probe{propagate: cfg.Propagate && env.TraceContext && reps.Enabled(ClientSpec.Name), pid: t.PID}
+	spec := kit.ObjectSpec{
+		Library: lib,
+		Uprobes: []kit.Uprobe{
+			{Spec: ServerSpec.Name, Symbol: serveHTTP, Entry: "server_entry" + layout, Return: "server_return"},
+			{Spec: ClientSpec.Name, Symbol: roundTrip, Entry: "client_entry" + layout, Return: "client_return"},
+		},
+		Enable: map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
+		Decode: p.decode,
+	}
+	if p.propagate {
+		spec.Programs = propagationPrograms
+	}
+	var err error
+	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Attach attaches the uprobes and, to propagate, the socket programs and the uprobe on
+// Request.write. Propagation that cannot be set up is said once; client spans are
+// still made.
+func (p *Probe) Attach(ctx context.Context) error {
 	propagation := make(chan error, 1)
-	if reps[client].Enabled {
-		fn, ok1 := reps[client].Uprobe(roundTrip)
-		write, ok2 := reps[client].Uprobe(requestWrite)
-		if !ok1 || !ok2 {
-			return fmt.Errorf("%s, %s not resolved", roundTrip, requestWrite)
-		}
-		groups = append(groups,
-			uprobeGroup{client, p.entry[client], bpf.Uprobe{Symbol: roundTrip, Offsets: []uint64{fn.Offset}}},
-			uprobeGroup{client, "client_return", bpf.Uprobe{Symbol: roundTrip + " (returns)", Offsets: fn.Returns}})
-		if p.cfg.Propagate && p.cfg.TraceContext {
-			go func() { propagation <- p.attachPropagation() }()
-			groups = append(groups, uprobeGroup{client, "request_write", bpf.Uprobe{Symbol: requestWrite, Offsets: []uint64{write.Offset}}})
-		} else {
-			propagation <- nil
-		}
+	if p.propagate {
+		go func() { propagation <- p.attachPropagation(ctx) }()
 	} else {
 		propagation <- nil
 	}
-
-	type attached struct {
-		group uprobeGroup
-		links []link.Link
-		err   error
+	err := p.Object.Attach(ctx)
+	if perr := <-propagation; perr != nil && ctx.Err() == nil {
+		slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", perr))
+		go p.stopPropagation() // detaching waits out a grace period: not in the gate
+	} else if perr != nil {
+		err = errors.Join(err, perr)
 	}
-	results := make(chan attached, len(groups))
-	for _, g := range groups {
-		go func(g uprobeGroup) {
-			prog, err := p.objs.Program(g.program) // waits for a slow one
-			var links []link.Link
-			if err == nil {
-				g.Program = prog
-				links, err = bpf.AttachUprobes(path, pid, g.Uprobe)
-			}
-			results <- attached{g, links, err}
-		}(g)
+	if err != nil {
+		p.stopPropagation()
 	}
-	var errs []error
-	var writeLinks []link.Link
-	for range groups {
-		r := <-results
-		if r.group.program == "request_write" {
-			writeLinks = r.links // kept only if propagation is on
-		} else {
-			p.links[r.group.spec] = append(p.links[r.group.spec], r.links...)
-		}
-		if r.err != nil {
-			errs = append(errs, r.err)
-		} else {
-			p.progs = append(p.progs, r.group.program)
-		}
-	}
-	if err := <-propagation; err != nil {
-		slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", err))
-		go bpf.CloseAll(writeLinks) // waits out a grace period: not in the gate
-		p.progs = slices.DeleteFunc(p.progs, func(name string) bool { return name == "request_write" })
-	} else if p.sockets != nil {
-		p.links[client] = append(p.links[client], writeLinks...)
-		p.progs = append(p.progs, "inject")
-	}
-	if err := errors.Join(errs...); err != nil {
-		p.Detach()
-		return err
-	}
-	return nil
+	return err
 }
 
-// attachPropagation attaches the socket programs to the app's cgroup.
-func (p *Probe) attachPropagation() error {
-	cgroup, release, err := bpf.Cgroup2Dir(p.pid)
+// attachPropagation attaches the socket programs to the app's cgroup, and the uprobe
+// that tells them which request a write carries.
+func (p *Probe) attachPropagation(ctx context.Context) error {
+	write := kit.Uprobe{Spec: ClientSpec.Name, Symbol: requestWrite, Entry: "request_write"}
+	if err := p.AttachUprobes(ctx, write); err != nil {
+		return err
+	}
+	cgroup, release, err := bpf.Cgroup2Dir(p.Target().PID)
 	if err != nil {
 		return err
 	}
 	defer release()
-	sockops, err := p.objs.Program("app_sockops")
+	sockops, err := p.Program("app_sockops")
 	if err != nil {
 		return err
 	}
-	inject, err := p.objs.Program("inject")
+	inject, err := p.Program("inject")
 	if err != nil {
 		return err
 	}
-	p.sockets, err = bpf.AttachSocketPrograms(cgroup, sockops, p.objs.Map("app_sockets"), inject)
+	sockets, err := bpf.AttachSocketPrograms(cgroup, sockops, p.Map("app_sockets"), inject)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.sockets = sockets
+	p.mu.Unlock()
+	return nil
+}
+
+// propagating reports whether the socket programs are attached.
+func (p *Probe) propagating() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sockets != nil
+}
+
+// stopPropagation detaches what propagation attached.
+func (p *Probe) stopPropagation() error {
+	err := p.DetachProgram("request_write")
+	p.mu.Lock()
+	sockets := p.sockets
+	p.sockets = nil
+	p.mu.Unlock()
+	if sockets != nil {
+		err = errors.Join(err, sockets.Close())
+	}
 	return err
 }
 
-// Configure sets the target's field offsets and enables each spec reps (in Specs order)
-// enables. A spec attached but not enabled (its fields are missing) is detached.
-func (p *Probe) Configure(goVersion string, reps []offsets.ProbeReport) error {
-	field := func(f offsets.FieldRef) uint64 {
-		for _, r := range reps {
-			if off, ok := r.FieldOffset(f); ok && r.Enabled {
-				return off
-			}
-		}
-		return offsetNone
+// Configure sets the app's offsets and turns the probes on; propagation only with the
+// client probe.
+func (p *Probe) Configure(reps kit.Reports, inflight bool) error {
+	client := slices.Contains(p.Enabling(reps), ClientSpec.Name)
+	if !client && p.propagating() {
+		go p.stopPropagation() // detaching waits out a grace period: not in the gate
 	}
-	vars := map[string]uint64{
-		"off_req_method":       field(reqMethod),
-		"off_req_url":          field(reqURL),
-		"off_req_proto_major":  field(reqProtoMajor),
-		"off_req_proto_minor":  field(reqProtoMinor),
-		"off_req_header":       field(reqHeader),
-		"off_req_host":         field(reqHost),
-		"off_req_remote_addr":  field(reqRemoteAddr),
-		"off_req_pattern":      field(reqPattern),
-		"off_req_pat":          field(reqPat),
-		"off_req_ctx":          field(reqCtx),
-		"off_pattern_str":      field(patternStr),
-		"off_url_scheme":       field(urlScheme),
-		"off_url_host":         field(urlHost),
-		"off_url_path":         field(urlPath),
-		"off_url_rawquery":     field(urlRawQuery),
-		"off_response_status":  field(responseStatus),
-		"off_resp_status_code": field(respStatusCode),
-		"off_resp_proto_major": field(respProtoMajor),
-		"off_resp_proto_minor": field(respProtoMinor),
-		"sampler_root":         uint64(p.cfg.Sampling.Root),
-		"sampler_parent_based": boolVar(p.cfg.Sampling.ParentBased),
-		"sampler_ratio_bound":  p.cfg.Sampling.RatioBound(),
-		"extract":              boolVar(p.cfg.TraceContext),
+	if client {
+		p.types = offsets.NewTypeNames(p.Target().Path)
 	}
-	if offsets.VersionAtLeast(goVersion, swissMapsSince) {
-		vars["off_swiss_dirptr"] = field(swissDirPtr)
-		vars["off_swiss_dirlen"] = field(swissDirLen)
-		vars["off_table_groups"] = field(tableGroups)
-		vars["off_groups_data"] = field(groupsData)
-		vars["off_groups_mask"] = field(groupsMask)
-	} else {
-		vars["off_hmap_B"] = field(hmapB)
-		vars["off_hmap_buckets"] = field(hmapBuckets)
-		vars["off_hmap_oldbuckets"] = field(hmapOldbuckets)
-	}
-	for i := range p.enabled {
-		p.enabled[i] = reps[i].Enabled && len(p.links[i]) > 0
-		if !p.enabled[i] && len(p.links[i]) > 0 {
-			go bpf.CloseAll(p.links[i]) // waits out a grace period: not in the gate
-			p.links[i] = nil
-		}
-	}
-	if !p.enabled[client] && p.sockets != nil {
-		p.sockets.Close()
-		p.sockets = nil
-	}
-	if !p.enabled[server] && !p.enabled[client] {
-		return errors.New("no net/http probe enabled")
-	}
-	if err := p.objs.SetVariables(vars); err != nil {
-		return err
-	}
-	var err error
-	if p.reader, err = bpf.NewReader(p.objs.Map("events"), p.objs.Map("lost_events")); err != nil {
-		return err
-	}
-	p.types = offsets.NewTypeNames(p.path)
-	// Last: the probes act from here on.
-	return p.objs.SetVariables(map[string]uint64{
-		"propagate":      boolVar(p.sockets != nil),
-		"server_enabled": boolVar(p.enabled[server]),
-		"client_enabled": boolVar(p.enabled[client]),
-	})
+	return p.ConfigureWith(reps, inflight, map[string]uint64{"propagate": boolValue(client && p.propagating())})
 }
 
-func boolVar(b bool) uint64 {
+func boolValue(b bool) uint64 {
 	if b {
 		return 1
 	}
 	return 0
 }
 
-// Programs lists the probe's attached programs, for counting their runs.
-func (p *Probe) Programs() []*ebpf.Program {
-	var progs []*ebpf.Program
-	for _, name := range p.progs {
-		if prog, err := p.objs.Program(name); err == nil {
-			progs = append(progs, prog)
-		}
+// decode fills span from an event: the record is the C struct, 8-byte aligned in the
+// ring buffer; its first word says which.
+func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
+	if len(raw) < 4 {
+		return false
 	}
-	return progs
-}
-
-// Run decodes events into spans for emit until ctx ends, then drains what is left.
-func (p *Probe) Run(ctx context.Context, emit func(*telemetry.Span)) {
-	var span telemetry.Span
-	p.reader.Run(ctx, func(raw []byte) {
-		if len(raw) < 4 {
-			return
+	switch binary.NativeEndian.Uint32(raw) {
+	case eventServer:
+		if len(raw) < int(unsafe.Sizeof(nethttpHttpServerEvent{})) {
+			return false
 		}
-		// The record is the C struct, 8-byte aligned in the ring buffer; its first
-		// word says which.
-		switch binary.NativeEndian.Uint32(raw) {
-		case eventServer:
-			if len(raw) < int(unsafe.Sizeof(nethttpHttpServerEvent{})) {
-				return
-			}
-			serverSpan((*nethttpHttpServerEvent)(unsafe.Pointer(&raw[0])), &span)
-		case eventClient:
-			if len(raw) < int(unsafe.Sizeof(nethttpHttpClientEvent{})) {
-				return
-			}
-			p.clientSpan((*nethttpHttpClientEvent)(unsafe.Pointer(&raw[0])), &span)
-		default:
-			return
+		serverSpan((*nethttpHttpServerEvent)(unsafe.Pointer(&raw[0])), span)
+	case eventClient:
+		if len(raw) < int(unsafe.Sizeof(nethttpHttpClientEvent{})) {
+			return false
 		}
-		emit(&span)
-	})
+		p.clientSpan((*nethttpHttpClientEvent)(unsafe.Pointer(&raw[0])), span)
+	default:
+		return false
+	}
+	return true
 }
 
 // Event kinds, as the C program numbers them.
@@ -335,88 +211,70 @@ const (
 	eventClient = 2
 )
 
-// Lost is the number of spans the kernel dropped because the ring buffer was full.
-func (p *Probe) Lost() uint64 {
-	if p.reader == nil {
-		return 0
-	}
-	return p.reader.Lost()
+// Detach removes the uprobes and the socket programs; events already queued can still
+// be read.
+func (p *Probe) Detach() error {
+	err := p.stopPropagation()
+	return errors.Join(err, p.Object.Detach())
 }
 
-// Detach removes the uprobes and the socket programs; events already queued can
-// still be read.
-func (p *Probe) Detach() {
-	var wg sync.WaitGroup
-	for i := range p.links {
-		wg.Add(1)
-		go func(links []link.Link) {
-			defer wg.Done()
-			bpf.CloseAll(links)
-		}(p.links[i])
-		p.links[i] = nil
-	}
-	if p.sockets != nil {
-		p.sockets.Close()
-		p.sockets = nil
-	}
-	wg.Wait()
-}
-
-// Close detaches the probe and frees its programs and maps.
+// Close detaches the probe and frees what it holds.
 func (p *Probe) Close() error {
-	p.Detach()
-	if p.reader != nil {
-		p.reader.Close()
-	}
+	err := p.Detach()
 	if p.types != nil {
-		p.types.Close()
+		err = errors.Join(err, p.types.Close())
 	}
-	p.objs.Close()
-	return nil
+	return errors.Join(err, p.Object.Close())
 }
 
-// Check loads every program of the probe (both map layouts) and attaches the socket
-// programs to this process's cgroup, then detaches them: what instrumenting an app will
-// need of this host. For `launch doctor`.
-func Check() bpf.HostCheck {
-	var c bpf.HostCheck
-	spec, err := loadNethttp()
+// check loads every program (both map layouts) and attaches the socket programs to
+// this process's cgroup, then detaches them: what instrumenting an app will need of
+// this host.
+func check(lib *kit.Library) []kit.Finding {
+	obj, err := kit.CheckObject(lib)
 	if err != nil {
-		c.Load = err
-		return c
+		return []kit.Finding{{Status: kit.Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
 	}
-	var names []string
-	for name := range spec.Programs {
-		names = append(names, name)
+	defer obj.Close()
+	return []kit.Finding{
+		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
+		checkPropagation(obj),
+		{Status: kit.Limit, Text: "outgoing traceparent goes on plain HTTP/1 requests only: HTTPS is encrypted before the kernel sees it, and HTTP/2 is not handled; those calls get client spans, and the next service starts a new trace"},
 	}
-	objs, err := bpf.LoadObjects(spec, 4096, names...)
-	if err != nil {
-		c.Load = err
-		return c
-	}
-	defer objs.Close()
-	objs.Preload(names...) // each on its own, in parallel
-	for _, name := range names {
-		if _, err := objs.Program(name); err != nil && c.Load == nil {
-			c.Load = err
-		} else if err == nil {
-			c.Programs++
-		}
+}
+
+// checkPropagation attaches the socket programs to this process's cgroup and detaches
+// them.
+func checkPropagation(obj *kit.CheckedObject) kit.Finding {
+	fail := func(err error) kit.Finding {
+		return kit.Finding{Status: kit.Fail, Text: fmt.Sprintf("outgoing traceparent: %v: client spans are still made, without it", err)}
 	}
 	cgroup, release, err := bpf.Cgroup2Dir(os.Getpid())
-	if c.Sockets = err; err != nil {
-		return c
+	if err != nil {
+		return fail(err)
 	}
 	defer release()
-	c.Cgroup = cgroup
-	sockops, err1 := objs.Program("app_sockops")
-	inject, err2 := objs.Program("inject")
-	if c.Sockets = errors.Join(err1, err2); c.Sockets != nil {
-		return c
+	sockops, err1 := obj.Program("app_sockops")
+	inject, err2 := obj.Program("inject")
+	if err := errors.Join(err1, err2); err != nil {
+		return fail(err)
 	}
-	s, err := bpf.AttachSocketPrograms(c.Cgroup, sockops, objs.Map("app_sockets"), inject)
-	if c.Sockets = err; err == nil {
-		s.Close()
+	s, err := bpf.AttachSocketPrograms(cgroup, sockops, obj.Map("app_sockets"), inject)
+	if err != nil {
+		return fail(fmt.Errorf("cgroup %s: %w", cgroup, err))
 	}
-	return c
+	if err := s.Close(); err != nil {
+		return fail(fmt.Errorf("cgroup %s: attached, but %w", cgroup, err))
+	}
+	return kit.Finding{Status: kit.OK, Text: "outgoing traceparent: socket programs attach to cgroup v2 " + cgroup + withoutNetAdmin()}
+}
+
+// withoutNetAdmin notes that the socket programs attached without CAP_NET_ADMIN.
+func withoutNetAdmin() string {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil || data[0].Effective&(1<<unix.CAP_NET_ADMIN) != 0 {
+		return ""
+	}
+	return " (without NET_ADMIN: SYS_ADMIN covers it on this kernel; add NET_ADMIN where a security module asks for it by name)"
 }

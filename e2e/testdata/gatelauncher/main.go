@@ -64,7 +64,15 @@ func (s scripted) Instrument(ctx context.Context, t launcher.Target) (launcher.S
 		<-ctx.Done() // attach never completes before the timeout
 		return nil, ctx.Err()
 	case "fail":
-		return nil, &launcher.Unavailable{Cause: "scripted failure", Fix: "none"}
+		return nil, &launcher.Unavailable{Err: errors.New("scripted failure"), Fix: "none"}
+	case "late":
+		// Attaching completes after --attach-timeout, while the app runs.
+		time.Sleep(300 * time.Millisecond)
+		return session{}, nil
+	case "late-at-exit":
+		// Attaching completes just as the app exits (the launcher cancels ctx then).
+		<-ctx.Done()
+		return session{}, nil
 	case "signal-self":
 		// A signal for the app arrives while it is held.
 		syscall.Kill(os.Getpid(), syscall.SIGTERM)

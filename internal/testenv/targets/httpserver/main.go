@@ -43,6 +43,7 @@ func routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	addPatternRoutes(mux)
 	addClientRoutes(mux)
+	addWorkRoute(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "root") })
 	return mux
 }

@@ -1,0 +1,282 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/internal/probetest"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.Cleanup()
+	os.Exit(code)
+}
+
+// allLibraries are the product's libraries and the tests' own.
+func allLibraries() []kit.Library {
+	return append(Libraries(Options{}), probetest.Library())
+}
+
+// Every field offset variable of every BPF object is a field of its library's specs,
+// set by the kit; every field a spec reads has its variable.
+func TestOffsetVariablesAgreeWithSpecs(t *testing.T) {
+	for _, lib := range allLibraries() {
+		obj, err := lib.Object()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kit.CheckFields(lib.Specs, obj); err != nil {
+			t.Errorf("%s: %v", lib.Name, err)
+		}
+	}
+}
+
+// Spec names are unique across libraries: reports are found by name.
+func TestSpecNamesAreUnique(t *testing.T) {
+	seen := map[string]string{}
+	for _, lib := range allLibraries() {
+		for _, s := range lib.Specs {
+			if other, ok := seen[s.Name]; ok {
+				t.Errorf("spec %s in %s and %s", s.Name, other, lib.Name)
+			}
+			seen[s.Name] = lib.Name
+		}
+	}
+}
+
+// tracedServer runs the httpserver test program (not under the launcher: the probes
+// attach to the running process) and instruments it with libs, exporting to a real
+// OTLP receiver.
+func tracedServer(t *testing.T, libs []kit.Library) (*Session, *testenv.Receiver, string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	recv := testenv.StartReceiver(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(tg.Path, addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.Endpoint)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+	cfg, err := telemetry.ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{RingBufferSize: 1 << 16, Telemetry: cfg, NetHTTP: nethttp.Config{Propagate: true}, Libraries: libs}
+	s, err := Instrument(context.Background(), tg.Path, cmd.Process.Pid, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never listened")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s, recv, "http://" + addr
+}
+
+// A span from one library's BPF object is parented by the server span another's made:
+// the in-flight spans are one map for every object of the app, looked up by the
+// request's context (from a goroutine the handler started) and by the goroutine.
+func TestSpansParentedAcrossObjects(t *testing.T) {
+	s, recv, base := tracedServer(t, append(Libraries(Options{NetHTTP: nethttp.Config{Propagate: true}}), probetest.Library()))
+	want := []string{nethttp.ServerSpec.Name, nethttp.ClientSpec.Name, probetest.ByContext.Name, probetest.ByGoroutine.Name}
+	if got := s.Probes(); !slices.Equal(got, want) {
+		t.Fatalf("probes %v, want %v", got, want)
+	}
+	const requests = 3
+	for i := 0; i < requests; i++ {
+		resp, err := http.Get(base + "/work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spans, ok := recv.WaitFor(10*time.Second, func(spans []testenv.Span) bool { return len(spans) >= 3*requests })
+	if !ok {
+		t.Fatalf("%d spans, want %d", len(spans), 3*requests)
+	}
+	servers := map[string]testenv.Span{}
+	for _, sp := range spans {
+		if sp.Name == "GET /work" {
+			servers[sp.SpanID] = sp
+		}
+	}
+	counts := map[string]int{}
+	for _, sp := range spans {
+		if sp.Name != probetest.NameByContext && sp.Name != probetest.NameByGoroutine {
+			continue
+		}
+		counts[sp.Name]++
+		parent, ok := servers[sp.ParentSpanID]
+		if !ok || parent.TraceID != sp.TraceID {
+			t.Errorf("%s: parent %s in trace %s is no server span of /work", sp.Name, sp.ParentSpanID, sp.TraceID)
+		}
+	}
+	if len(servers) != requests || counts[probetest.NameByContext] != requests || counts[probetest.NameByGoroutine] != requests {
+		t.Errorf("%d server spans, %v; want %d of each", len(servers), counts, requests)
+	}
+}
+
+// Every field offset variable holds what analysis found for the app: the offset of a
+// field its Go release has, OffsetNone for the others (here: the pre-1.24 map layout).
+func TestOffsetVariablesAreSet(t *testing.T) {
+	s, _, _ := tracedServer(t, Libraries(Options{}))
+	b, err := offsets.Open(s.app.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := offsets.Analyze(b, Specs())
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{}
+	for _, p := range rep.Probes {
+		for _, spec := range Specs() {
+			if spec.Name != p.Name {
+				continue
+			}
+			for _, f := range spec.Fields {
+				if off, ok := p.FieldOffset(f.FieldRef); ok {
+					want[kit.VarName(f.FieldRef)] = off
+				}
+			}
+		}
+	}
+	obj := s.probes[0].(*nethttp.Probe).Object
+	names := obj.OffsetVariables()
+	if len(names) < 20 {
+		t.Fatalf("%d offset variables: %v", len(names), names)
+	}
+	for _, name := range names {
+		got, err := obj.Variable(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, ok := want[name]
+		if !ok {
+			w = kit.OffsetNone
+		}
+		if got != w {
+			t.Errorf("%s = %#x, want %#x", name, got, w)
+		}
+	}
+	if obj, _ := obj.Variable("off_runtime_hmap_B"); obj != kit.OffsetNone {
+		t.Errorf("off_runtime_hmap_B = %#x in a Go 1.26 app (Swiss tables)", obj)
+	}
+}
+
+// What could not be attached is said per probe, as *kit.Error with its stage.
+func TestErrorsAreTyped(t *testing.T) {
+	_, err := Instrument(context.Background(), "/bin/true", os.Getpid(), Options{})
+	var ofs *offsets.Error
+	if !errors.As(err, &ofs) {
+		t.Errorf("a C program: %v", err)
+	}
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	_, err = Instrument(context.Background(), tg.Path, os.Getpid(), Options{Libraries: []kit.Library{missingLibrary()}})
+	var pe *kit.Error
+	if !errors.As(err, &pe) || pe.Probe != "test.missing" || pe.Stage != kit.StageResolve {
+		t.Fatalf("no resolve *kit.Error for test.missing in %v", err)
+	}
+	if msg := fmt.Sprint(err); !strings.Contains(msg, "test.missing: main.nothingHere not in the binary") {
+		t.Errorf("error %q", msg)
+	}
+}
+
+// missingLibrary needs a function no binary has.
+func missingLibrary() kit.Library {
+	return kit.Library{Name: "missing", Specs: []offsets.Spec{{Name: "test.missing", Module: "std",
+		Functions: []offsets.FuncSpec{{Symbols: []string{"main.nothingHere"}}}}}}
+}
+
+// Instrument honours its context: given up on at any moment - before it starts, while
+// it loads or attaches - it returns the context's error, and what it attached is
+// released; finished in time, its session shuts down clean. Either way no BPF link
+// is left.
+func TestInstrumentHonoursContext(t *testing.T) {
+	testenv.RequireRoot(t)
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	opts := Options{RingBufferSize: 1 << 16, Telemetry: telemetry.Config{Sampling: telemetry.DefaultSampling, TraceContext: true}, NetHTTP: nethttp.Config{Propagate: true}}
+	before := links(t)
+	cancelled := 0
+	for _, after := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond, time.Second} {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(after, cancel)
+		s, err := Instrument(ctx, tg.Path, os.Getpid(), opts)
+		switch {
+		case err == nil:
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Errorf("cancelled after %s: shutdown: %v", after, err)
+			}
+		case errors.Is(err, context.Canceled):
+			cancelled++
+		default:
+			t.Errorf("cancelled after %s: %v", after, err)
+		}
+		cancel()
+		deadline := time.Now().Add(10 * time.Second)
+		for links(t) > before {
+			if time.Now().After(deadline) {
+				t.Fatalf("cancelled after %s: %d BPF links left (%d before)", after, links(t), before)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if cancelled == 0 {
+		t.Error("no Instrument was cancelled, not even the one cancelled before it began")
+	}
+}
+
+// links counts the BPF links in the system.
+func links(t *testing.T) int {
+	n := 0
+	var it link.Iterator
+	for it.Next() {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

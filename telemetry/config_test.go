@@ -1,0 +1,200 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// vars is an environment for configFrom.
+type vars map[string]string
+
+func (v vars) get(name string) string { return v[name] }
+
+func testConfig() Config {
+	c, err := configFrom(vars{}.get)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Where spans go, as the OTLP exporter specification says, and in plaintext by default.
+func TestEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		env      vars
+		endpoint string
+		insecure bool
+		from     string
+	}{
+		{vars{}, "http://localhost:4317", true, ""},
+		{vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "http://localhost:4318/v1/traces", true, ""},
+		{vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317"}, "https://collector:4317", false, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector"}, "http://collector:443", true, "OTEL_EXPORTER_OTLP_ENDPOINT"}, // gRPC's default port
+		{vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}, "https://collector:4317", false, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317", "OTEL_EXPORTER_OTLP_INSECURE": "true"}, "http://collector:4317", true, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:2"}, "http://b:2", true, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
+		{vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4318/base/"}, "https://c:4318/base/v1/traces", false, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom"}, "http://c:4318/custom", true, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
+		{vars{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, "http://c:80/v1/traces", true, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+	} {
+		cfg, err := configFrom(c.env.get)
+		if err != nil {
+			t.Errorf("%v: %v", c.env, err)
+			continue
+		}
+		if got := cfg.OTLP.Endpoint.String(); got != c.endpoint || cfg.OTLP.Insecure != c.insecure || cfg.OTLP.EndpointVar != c.from {
+			t.Errorf("%v: %s insecure=%v from %q, want %s insecure=%v from %q", c.env, got, cfg.OTLP.Insecure, cfg.OTLP.EndpointVar, c.endpoint, c.insecure, c.from)
+		}
+	}
+}
+
+// An endpoint no export could reach is refused at once, naming the variable.
+func TestBadEndpoint(t *testing.T) {
+	for value, want := range map[string]string{
+		"garbage":                "neither a URL nor HOST:PORT",
+		"ftp://collector:4317":   `scheme "ftp"`,
+		"http://collector:99999": "port 99999 is not 1-65535",
+		"http://":                "no host",
+		"http://user:pw@c:4317":  "credentials go in OTEL_EXPORTER_OTLP_HEADERS",
+		"http://c:4317 x":        "not a URL",
+	} {
+		_, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": value}.get)
+		if err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_ENDPOINT="+value) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want an error naming the variable and %q", value, err, want)
+		}
+	}
+	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318"}.get); err == nil ||
+		!strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+		t.Errorf("http/protobuf without a scheme: %v", err)
+	}
+}
+
+// Settings the specification says to ignore when invalid are warned about and
+// defaulted; the rest are read as given.
+func TestSettings(t *testing.T) {
+	cfg, err := configFrom(vars{
+		"OTEL_EXPORTER_OTLP_HEADERS":        "api-key=abc%20def, x=1,broken",
+		"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "2500",
+		"OTEL_EXPORTER_OTLP_COMPRESSION":    "gzip",
+		"OTEL_BSP_SCHEDULE_DELAY":           "100",
+		"OTEL_BSP_MAX_QUEUE_SIZE":           "many",
+		"OTEL_BSP_MAX_EXPORT_BATCH_SIZE":    "64",
+		"OTEL_TRACES_SAMPLER":               "bogus",
+	}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.OTLP
+	if o.Headers["api-key"] != "abc def" || o.Headers["x"] != "1" || len(o.Headers) != 2 || o.Timeout != 2500*time.Millisecond || o.Compression != "gzip" {
+		t.Errorf("OTLP %+v", o)
+	}
+	if b := cfg.Batch; b.ScheduleDelay != 100*time.Millisecond || b.MaxQueueSize != 2048 || b.MaxExportBatchSize != 64 {
+		t.Errorf("batch %+v", b)
+	}
+	if cfg.Sampling != DefaultSampling {
+		t.Errorf("sampling %+v", cfg.Sampling)
+	}
+	for _, want := range []string{`"broken" is not key=value`, "OTEL_BSP_MAX_QUEUE_SIZE=many", "OTEL_TRACES_SAMPLER=bogus"} {
+		if !strings.Contains(strings.Join(cfg.Warnings, "\n"), want) {
+			t.Errorf("no warning about %s in %q", want, cfg.Warnings)
+		}
+	}
+	if len(cfg.Warnings) != 3 {
+		t.Errorf("warnings %q", cfg.Warnings)
+	}
+	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"}.get); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem") {
+		t.Errorf("missing CA file: %v", err)
+	}
+	if c, _ := configFrom(vars{"OTEL_SDK_DISABLED": "TRUE", "OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); !c.Disabled {
+		t.Error("OTEL_SDK_DISABLED=TRUE: not disabled")
+	}
+}
+
+// flakyExporter fails every other export; it can be made to wait.
+type flakyExporter struct {
+	mu    sync.Mutex
+	calls int
+	spans int // in exports that succeeded
+	gate  chan struct{}
+}
+
+func (e *flakyExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if e.gate != nil {
+		<-e.gate
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls++
+	if e.calls%2 == 0 {
+		return errors.New("collector refused")
+	}
+	e.spans += len(spans)
+	return nil
+}
+
+func (e *flakyExporter) Shutdown(context.Context) error { return nil }
+
+func emitN(p *Pipeline, n int) {
+	for i := 0; i < n; i++ {
+		p.Emit(&Span{TraceID: trace.TraceID{1, byte(i), byte(i >> 8)}, SpanID: trace.SpanID{1, byte(i), byte(i >> 8)}, Name: "s", Start: 1, End: 2})
+	}
+}
+
+// Every span is exported or counted: spans in failed exports are.
+func TestEverySpanIsAccounted(t *testing.T) {
+	cfg := testConfig()
+	cfg.Batch.MaxExportBatchSize, cfg.Batch.ScheduleDelay = 10, time.Millisecond
+	exp := &flakyExporter{}
+	p, err := newPipeline(context.Background(), App{Path: "/app"}, cfg, []namedExporter{{"flaky", exp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitN(p, 1000)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()[0]
+	if st.Queued != 1000 || st.Exported+st.Failed != 1000 || st.Exported != uint64(exp.spans) || st.Failed == 0 || st.Unexported() != 0 {
+		t.Errorf("stats %+v; the exporter got %d spans", st, exp.spans)
+	}
+}
+
+// With an exporter that does not keep up, Emit waits for room in the queue (the back
+// pressure the ring buffers take) - until StopWaiting; what cannot be queued then, or
+// was not exported by Shutdown's deadline, is counted.
+func TestStopWaiting(t *testing.T) {
+	cfg := testConfig()
+	cfg.Batch.MaxQueueSize, cfg.Batch.MaxExportBatchSize, cfg.Batch.ScheduleDelay = 20, 10, time.Millisecond
+	exp := &flakyExporter{gate: make(chan struct{})}
+	p, err := newPipeline(context.Background(), App{Path: "/app"}, cfg, []namedExporter{{"stuck", exp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitted := make(chan struct{})
+	go func() { emitN(p, 100); close(emitted) }()
+	select {
+	case <-emitted:
+		t.Fatal("100 spans emitted into a queue of 20 whose exporter is stuck")
+	case <-time.After(200 * time.Millisecond):
+	}
+	p.StopWaiting()
+	<-emitted
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	p.Shutdown(ctx) // the exporter is still stuck: nothing more is exported
+	st := p.Stats()[0]
+	if st.Queued != 20 || st.Dropped != 80 || st.Unexported() != 20 {
+		t.Errorf("stats %+v, want 20 queued (never exported) and 80 dropped", st)
+	}
+	close(exp.gate)
+	if err := p.Shutdown(context.Background()); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second Shutdown: %v", err)
+	}
+}

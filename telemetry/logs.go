@@ -1,0 +1,83 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"go.opentelemetry.io/otel"
+	"google.golang.org/grpc/grpclog"
+)
+
+// RouteInternalLogs sends the OTel SDK's and gRPC's own log lines through the
+// launcher's logger (slog.Default), so that they come out in its format, at its level:
+// their errors as warnings, everything else as debug lines. Call it once the logger is
+// set up and before anything uses gRPC: gRPC's logger may not change while gRPC runs.
+var RouteInternalLogs = sync.OnceFunc(func() {
+	otel.SetLogger(logr.New(sdkSink{}))
+	grpclog.SetLoggerV2(grpcLogger{})
+})
+
+// sdkSink is a logr sink for the OTel SDK's internal logger.
+type sdkSink struct{ values string }
+
+func (sdkSink) Init(logr.RuntimeInfo) {}
+
+func (sdkSink) Enabled(int) bool {
+	return slog.Default().Enabled(context.Background(), slog.LevelDebug)
+}
+
+func (s sdkSink) Info(_ int, msg string, kv ...any) {
+	slog.Debug("OpenTelemetry SDK: " + msg + s.values + pairs(kv))
+}
+
+func (s sdkSink) Error(err error, msg string, kv ...any) {
+	slog.Warn(fmt.Sprintf("OpenTelemetry SDK: %s: %v%s%s", msg, err, s.values, pairs(kv)))
+}
+
+func (s sdkSink) WithValues(kv ...any) logr.LogSink { return sdkSink{s.values + pairs(kv)} }
+
+func (s sdkSink) WithName(string) logr.LogSink { return s }
+
+func pairs(kv []any) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
+	}
+	return b.String()
+}
+
+// grpcLogger is gRPC's logger.
+type grpcLogger struct{}
+
+func (grpcLogger) Info(args ...any)   { slog.Debug("gRPC: " + fmt.Sprint(args...)) }
+func (grpcLogger) Infoln(args ...any) { slog.Debug("gRPC: " + sprintln(args)) }
+func (grpcLogger) Infof(format string, args ...any) {
+	slog.Debug("gRPC: " + fmt.Sprintf(format, args...))
+}
+func (grpcLogger) Warning(args ...any)   { slog.Debug("gRPC: " + fmt.Sprint(args...)) }
+func (grpcLogger) Warningln(args ...any) { slog.Debug("gRPC: " + sprintln(args)) }
+func (grpcLogger) Warningf(format string, args ...any) {
+	slog.Debug("gRPC: " + fmt.Sprintf(format, args...))
+}
+func (grpcLogger) Error(args ...any)   { slog.Warn("gRPC: " + fmt.Sprint(args...)) }
+func (grpcLogger) Errorln(args ...any) { slog.Warn("gRPC: " + sprintln(args)) }
+func (grpcLogger) Errorf(format string, args ...any) {
+	slog.Warn("gRPC: " + fmt.Sprintf(format, args...))
+}
+func (grpcLogger) Fatal(args ...any) { slog.Error("gRPC: " + fmt.Sprint(args...)); os.Exit(1) }
+func (grpcLogger) Fatalln(args ...any) {
+	slog.Error("gRPC: " + sprintln(args))
+	os.Exit(1)
+}
+func (grpcLogger) Fatalf(format string, args ...any) {
+	slog.Error("gRPC: " + fmt.Sprintf(format, args...))
+	os.Exit(1)
+}
+func (grpcLogger) V(int) bool { return false }
+
+func sprintln(args []any) string { return strings.TrimSuffix(fmt.Sprintln(args...), "\n") }
