@@ -399,6 +399,7 @@ func (s *Session) Shutdown(ctx context.Context) error {
 }
 
 func (s *Session) stop(ctx context.Context) error {
+	defer close(s.report)
 	var errs []error
 	for _, p := range s.probes {
 		if err := p.Detach(); err != nil {
@@ -406,9 +407,7 @@ func (s *Session) stop(ctx context.Context) error {
 		}
 	}
 	s.cancel() // the readers drain the ring buffers, and end
-	select {
-	case <-s.started:
-	case <-ctx.Done():
+	if !ready(s.started, ctx) {
 		// The pipeline is still being built (it never takes this long): what the
 		// probes hold is lost with the launcher.
 		errs = append(errs, fmt.Errorf("the telemetry pipeline was not ready within --flush-timeout: spans not exported: %w", ctx.Err()))
@@ -416,9 +415,7 @@ func (s *Session) stop(ctx context.Context) error {
 	}
 	drained := make(chan struct{})
 	go func() { s.readers.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-ctx.Done():
+	if !ready(drained, ctx) {
 		if s.pipe != nil {
 			// Spans waiting for room in a queue are dropped (and counted) from here:
 			// the readers go through the rest of the ring buffers quickly.
@@ -434,7 +431,6 @@ func (s *Session) stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("flushing spans: %w", err))
 		}
 	}
-	close(s.report)
 	s.logLoss("in all", true)
 	for _, p := range s.probes {
 		if err := p.Close(); err != nil {
@@ -445,6 +441,21 @@ func (s *Session) stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// ready waits for c to close, within ctx; a closed c wins over an ended ctx.
+func ready(c <-chan struct{}, ctx context.Context) bool {
+	select {
+	case <-c:
+		return true
+	default:
+	}
+	select {
+	case <-c:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // CheckHost checks, for `launch doctor`, what each library's probe needs of this

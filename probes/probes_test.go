@@ -280,3 +280,22 @@ func links(t *testing.T) int {
 	}
 	return n
 }
+
+// Shutdown is bounded by its context and may be called again: the later call waits
+// for the first and returns its result.
+func TestShutdownTwice(t *testing.T) {
+	s, _, base := tracedServer(t, Libraries(Options{}))
+	if resp, err := http.Get(base + "/items/1"); err == nil {
+		resp.Body.Close()
+	}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	begin := time.Now()
+	if err := s.Shutdown(expired); !errors.Is(err, context.Canceled) || time.Since(begin) > time.Second {
+		t.Errorf("Shutdown with a cancelled context: %v after %s", err, time.Since(begin))
+	}
+	first := s.Shutdown(context.Background())
+	if second := s.Shutdown(context.Background()); second != first {
+		t.Errorf("second Shutdown: %v, first %v", second, first)
+	}
+}
