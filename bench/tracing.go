@@ -150,12 +150,18 @@ func rssKiB(pid int) int64 {
 // probeRuns sums the run counts of the loaded BPF programs whose names start with
 // prefix (kernel.bpf_stats_enabled must be on).
 func probeRuns(prefix string) uint64 {
-	var total uint64
+	runs, _ := probeStats(prefix)
+	return runs
+}
+
+// probeStats sums the run counts and run times of the loaded BPF programs whose names
+// start with prefix.
+func probeStats(prefix string) (runs uint64, runtime time.Duration) {
 	id := ebpf.ProgramID(0)
 	for {
 		next, err := ebpf.ProgramGetNextID(id)
 		if err != nil {
-			return total
+			return runs, runtime
 		}
 		id = next
 		p, err := ebpf.NewProgramFromID(id)
@@ -164,7 +170,8 @@ func probeRuns(prefix string) uint64 {
 		}
 		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, prefix) {
 			if st, err := p.Stats(); err == nil {
-				total += st.RunCount
+				runs += st.RunCount
+				runtime += st.Runtime
 			}
 		}
 		p.Close()
@@ -185,6 +192,7 @@ func tracing(env *benchEnv) error {
 		reqs               int
 		latency1           time.Duration // mean at one connection
 		launcherCPU        time.Duration
+		bpfTime            time.Duration // the probes' programs, in the kernel
 		hits, spans, rssKB int64
 	}
 	var results [2][]result
@@ -204,7 +212,8 @@ func tracing(env *benchEnv) error {
 			if launched {
 				time.Sleep(time.Second) // the latency run's spans arrive before counting starts
 			}
-			runs0, spans0 := probeRuns("server_"), recv.Received()
+			runs0, bpf0 := probeStats("server_")
+			spans0 := recv.Received()
 			cpu0 := time.Duration(0)
 			if launched {
 				cpu0 = cpuTime(s.launcher)
@@ -216,7 +225,8 @@ func tracing(env *benchEnv) error {
 			if launched {
 				time.Sleep(500 * time.Millisecond) // let the last batch export
 				res.launcherCPU = cpuTime(s.launcher) - cpu0
-				res.hits = int64(probeRuns("server_") - runs0)
+				runs, bpf := probeStats("server_")
+				res.hits, res.bpfTime = int64(runs-runs0), bpf-bpf0
 				res.spans = int64(recv.Received() - spans0)
 				res.rssKB = rssKiB(s.launcher)
 			}
@@ -237,6 +247,7 @@ func tracing(env *benchEnv) error {
 	latD := mean(direct, func(r result) float64 { return float64(r.latency1.Microseconds()) })
 	latT := mean(traced, func(r result) float64 { return float64(r.latency1.Microseconds()) })
 	hitsPerReq := mean(traced, func(r result) float64 { return float64(r.hits) / float64(r.reqs) })
+	bpfPerReq := mean(traced, func(r result) float64 { return float64(r.bpfTime.Nanoseconds()) / 1000 / float64(r.reqs) })
 	cpuPerSpan := mean(traced, func(r result) float64 { return float64(r.launcherCPU.Microseconds()) / float64(max(1, r.spans)) })
 	spansPerReq := mean(traced, func(r result) float64 { return float64(r.spans) / float64(r.reqs) })
 	rss := mean(traced, func(r result) float64 { return float64(r.rssKB) / 1024 })
@@ -247,6 +258,7 @@ func tracing(env *benchEnv) error {
 	fmt.Printf("| throughput, %d connections | %.0f req/s | %.0f req/s | **%.2f×** |\n", conns, rpsD, rpsT, rpsT/rpsD)
 	fmt.Printf("| mean latency, 1 connection | %.0f µs | %.0f µs | **+%.0f µs/request** |\n", latD, latT, latT-latD)
 	fmt.Printf("| uprobe hits per request | | %.2f | kernel run counts / requests |\n", hitsPerReq)
+	fmt.Printf("| BPF program time per request | | %.2f µs | kernel run times / requests (the trap itself is not in it) |\n", bpfPerReq)
 	fmt.Printf("| spans per request | | %.3f | received by the OTLP receiver |\n", spansPerReq)
 	fmt.Printf("| launcher CPU per span | | %.1f µs | user+system at %.0f req/s |\n", cpuPerSpan, rpsT)
 	fmt.Printf("| launcher RSS at that load | | %.1f MiB | |\n\n", rss)

@@ -208,7 +208,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 
 	// Fields are known: each probe enables the specs they allow.
 	reps := kit.ReportsOf(rep)
-	inflight := false
+	var inflight kit.Lookup
 	for i, lib := range loaded {
 		if fieldErr != nil {
 			errs = append(errs, &kit.Error{Probe: lib.SpecNames(), Stage: kit.StageFields, Err: fieldErr})
@@ -220,7 +220,11 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 				errs = append(errs, &kit.Error{Probe: s.Name, Stage: kit.StageFields, Err: errors.New(reps[s.Name].Reason)})
 			}
 		}
-		inflight = inflight || slices.ContainsFunc(lib.Clients, reps.Enabled)
+		for spec, how := range lib.Clients {
+			if reps.Enabled(spec) {
+				inflight |= how
+			}
+		}
 	}
 	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: t.GoVersion}, cfg: opts.Telemetry, shared: env.Shared,
 		started: make(chan struct{}), report: make(chan struct{}), failed: map[string]uint64{}, finished: make(chan struct{})}

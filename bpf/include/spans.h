@@ -5,14 +5,20 @@
  * the same two maps below, so that a client span of any library (an HTTP call, a query)
  * finds the server span it was made under, whichever library made that one:
  *
- *   inflight_spans     goroutine serving a request -> its server span
- *   inflight_contexts  that request's context (an interface's data word) -> the goroutine
+ *   inflight_contexts    a request's context (an interface's data word) -> its server span
+ *   inflight_goroutines  the goroutine serving a request -> its server span
  *
- * A server probe calls inflight_begin at its entry and fills in the reference it gets,
- * and inflight_end at its return. A client probe looks for its parent with
- * parent_by_context (the context the call carries, and its parents), or
+ * A server probe fills in a span_ref of its own (in its per-goroutine state), then calls
+ * inflight_begin at its entry and inflight_end at its return. A client probe looks for
+ * its parent with parent_by_context (the context the call carries, and its parents), or
  * parent_by_goroutine (the goroutine making the call, for libraries whose calls may
- * carry no context). */
+ * carry no context). A server registers only in the maps some enabled probe of the app
+ * looks in (inflight_wanted, set by the loader): the net/http client looks by context
+ * only, so an app traced by net/http alone pays one map update per request, as before
+ * the maps were shared.
+ *
+ * Limit: a span whose return never came (its handler panicked) stays registered until
+ * its goroutine or its context's address serves another request. */
 #pragma once
 
 #include "trace.h"
@@ -25,8 +31,6 @@ struct span_ref {
 	__u8 flags; /* W3C flags with the kernel's sampling decision */
 	__u8 _pad;
 	__u16 tracestate_len;
-	__u8 _pad2[4];
-	__u64 ctx; /* the request's context, 0 for none: checks inflight_contexts */
 	__u8 tracestate[TRACESTATE_MAX];
 };
 
@@ -36,75 +40,61 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct span_ref);
-} inflight_spans SEC(".maps");
+} inflight_contexts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
-	__type(value, __u64);
-} inflight_contexts SEC(".maps");
+	__type(value, struct span_ref);
+} inflight_goroutines SEC(".maps");
 
-/* Set by the loader: nonzero when an enabled probe of the app looks for parents.
- * Until one does, server spans are not registered (two map updates saved). */
+/* Which maps servers register in (INFLIGHT_* bits), set by the loader from the enabled
+ * client probes of the app: 0 when none looks for parents. */
+#define INFLIGHT_BY_CONTEXT 1
+#define INFLIGHT_BY_GOROUTINE 2
 volatile __u64 inflight_wanted = 0;
 
-/* Never written: new entries are created from it, then filled in place. */
-struct span_ref inflight_zero;
-
-/* inflight_begin registers the server span of the request goroutine g is about to
- * serve, whose context is ctx (0: none), and returns its reference to fill in; 0 when
- * no probe wants parents, or the map is full. An entry g left behind (its return never
- * came: the handler panicked) is replaced, and its context unregistered. */
-static __always_inline struct span_ref *inflight_begin(__u64 g, __u64 ctx)
+/* inflight_begin registers ref, the span of the request goroutine g is about to serve
+ * with the context ctx (0: none), and returns the INFLIGHT_* maps it is in, for
+ * inflight_end. An entry left behind under the same key is replaced. */
+static __always_inline __u8 inflight_begin(__u64 g, __u64 ctx, const struct span_ref *ref)
 {
-	if (!inflight_wanted)
-		return 0;
-	struct span_ref *stale = bpf_map_lookup_elem(&inflight_spans, &g);
-	if (stale && stale->ctx && stale->ctx != ctx)
-		bpf_map_delete_elem(&inflight_contexts, &stale->ctx);
-	if (bpf_map_update_elem(&inflight_spans, &g, &inflight_zero, BPF_ANY) != 0)
-		return 0;
-	struct span_ref *ref = bpf_map_lookup_elem(&inflight_spans, &g);
-	if (!ref)
-		return 0;
-	if (ctx && bpf_map_update_elem(&inflight_contexts, &ctx, &g, BPF_ANY) == 0)
-		ref->ctx = ctx;
-	return ref;
+	__u64 wanted = inflight_wanted;
+	__u8 in = 0;
+	if ((wanted & INFLIGHT_BY_CONTEXT) && ctx && bpf_map_update_elem(&inflight_contexts, &ctx, ref, BPF_ANY) == 0)
+		in |= INFLIGHT_BY_CONTEXT;
+	if ((wanted & INFLIGHT_BY_GOROUTINE) && bpf_map_update_elem(&inflight_goroutines, &g, ref, BPF_ANY) == 0)
+		in |= INFLIGHT_BY_GOROUTINE;
+	return in;
 }
 
-/* inflight_end unregisters the span inflight_begin registered for g. */
-static __always_inline void inflight_end(__u64 g)
+/* inflight_end unregisters what inflight_begin registered. */
+static __always_inline void inflight_end(__u64 g, __u64 ctx, __u8 in)
 {
-	struct span_ref *ref = bpf_map_lookup_elem(&inflight_spans, &g);
-	if (!ref)
-		return;
-	if (ref->ctx)
-		bpf_map_delete_elem(&inflight_contexts, &ref->ctx);
-	bpf_map_delete_elem(&inflight_spans, &g);
+	if (in & INFLIGHT_BY_CONTEXT)
+		bpf_map_delete_elem(&inflight_contexts, &ctx);
+	if (in & INFLIGHT_BY_GOROUTINE)
+		bpf_map_delete_elem(&inflight_goroutines, &g);
 }
 
 /* parent_by_goroutine is the server span goroutine g is serving, if any. */
 static __always_inline struct span_ref *parent_by_goroutine(__u64 g)
 {
-	return bpf_map_lookup_elem(&inflight_spans, &g);
+	return bpf_map_lookup_elem(&inflight_goroutines, &g);
 }
 
 /* parent_by_context walks a context chain from ctx (an interface's data word) up to a
  * registered request context. The standard contexts (cancel, timer, value,
  * withoutCancel, afterFunc) have their parent Context as their first field. A chain
- * that leaves them reads words that match no registered context, and ends. A context
- * whose goroutine now serves another request (a stale entry) is no parent. */
+ * that leaves them reads words that match no registered context, and ends. */
 static __always_inline struct span_ref *parent_by_context(__u64 ctx)
 {
 	for (int i = 0; i < CONTEXT_DEPTH && ctx; i++) {
-		__u64 *g = bpf_map_lookup_elem(&inflight_contexts, &ctx);
-		if (g) {
-			struct span_ref *ref = bpf_map_lookup_elem(&inflight_spans, g);
-			if (ref && ref->ctx == ctx)
-				return ref;
-		}
+		struct span_ref *ref = bpf_map_lookup_elem(&inflight_contexts, &ctx);
+		if (ref)
+			return ref;
 		struct go_iface parent = {};
 		if (read_user(&parent, sizeof(parent), ctx) != 0 || !parent.tab)
 			return 0;

@@ -37,8 +37,9 @@ type Library struct {
 	// sync.OnceValues): the session parses it from the launcher's first step.
 	Object func() (*ebpf.CollectionSpec, error)
 	// Clients are the specs whose spans take their parent from the in-flight server
-	// spans (spans.h). Server spans are registered only when one of them is enabled.
-	Clients []string
+	// spans (spans.h), and how each looks for it. Server spans are registered only
+	// where an enabled one looks.
+	Clients map[string]Lookup
 	// Load loads the library's probe for the app t, whose reports say which of Specs
 	// resolved (the session loads a library only if one did). It runs while the
 	// binary's field offsets are still being read: reps have functions, not fields.
@@ -47,6 +48,15 @@ type Library struct {
 	// host from the library: each finding is the result of a check.
 	Check func(ctx context.Context, env Env) []Finding
 }
+
+// Lookup is how a client probe finds its parent among the in-flight server spans
+// (bpf/include/spans.h; the values are its INFLIGHT_* bits).
+type Lookup uint64
+
+const (
+	ByContext   Lookup = 1 << iota // the call's context, up its parents
+	ByGoroutine                    // the goroutine making the call
+)
 
 // SpecNames are the names of the library's specs, for messages.
 func (l *Library) SpecNames() string {
@@ -101,9 +111,9 @@ type Probe interface {
 	Attach(ctx context.Context) error
 	// Configure sets the app's field offsets from reps, now complete, and turns on
 	// each spec attached and enabled in reps; the others are detached. inflight says
-	// whether an enabled probe of the app looks for parents among server spans. It
-	// fails if no spec is left on.
-	Configure(reps Reports, inflight bool) error
+	// how the enabled probes of the app look for parents, so that servers register
+	// where they look. It fails if no spec is left on.
+	Configure(reps Reports, inflight Lookup) error
 	// Enabled names the specs Configure turned on.
 	Enabled() []string
 	// Run delivers spans to emit until ctx ends, then drains what is left.

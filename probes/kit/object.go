@@ -267,13 +267,13 @@ func (o *Object) Enabling(reps Reports) []string {
 // Configure sets the app's field offsets from reps, the options (sampler, trace
 // context) and inflight (spans.h), opens the ring buffer, and then, last, turns on the
 // specs Enabling names. Attached specs that are not turned on are detached.
-func (o *Object) Configure(reps Reports, inflight bool) error {
+func (o *Object) Configure(reps Reports, inflight Lookup) error {
 	return o.ConfigureWith(reps, inflight, nil)
 }
 
 // ConfigureWith is Configure that also sets the library's own variables, vars, before
 // the specs are turned on.
-func (o *Object) ConfigureWith(reps Reports, inflight bool, vars map[string]uint64) error {
+func (o *Object) ConfigureWith(reps Reports, inflight Lookup, vars map[string]uint64) error {
 	lib := o.spec.Library
 	fail := func(err error) error { return errorf(lib.SpecNames(), StageConfigure, err) }
 	enabled := o.Enabling(reps)
@@ -303,7 +303,7 @@ func (o *Object) ConfigureWith(reps Reports, inflight bool, vars map[string]uint
 		"sampler_parent_based": boolValue(o.env.Sampling.ParentBased),
 		"sampler_ratio_bound":  o.env.Sampling.RatioBound(),
 		"trace_context":        boolValue(o.env.TraceContext),
-		"inflight_wanted":      boolValue(inflight),
+		"inflight_wanted":      uint64(inflight),
 	}
 	for name, v := range common {
 		if o.vars[name] {

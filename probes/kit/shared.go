@@ -9,8 +9,8 @@ import (
 )
 
 // SharedMaps are the maps of bpf/include/spans.h: the in-flight server spans, by
-// goroutine and by request context. Every probe's object of one app uses the same ones.
-var SharedMaps = []string{"inflight_spans", "inflight_contexts"}
+// request context and by goroutine. Every probe's object of one app uses the same ones.
+var SharedMaps = []string{"inflight_contexts", "inflight_goroutines"}
 
 // Shared holds the maps the probes of one app share. Each is created when the first
 // object that declares it loads, from that declaration (all come from spans.h); a

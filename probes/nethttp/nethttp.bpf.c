@@ -6,8 +6,9 @@
  * Server, two uprobe hits per request. Entry of net/http.serverHandler.ServeHTTP(sh,
  * rw, req): the request is parsed; read it, choose the span's IDs (joining the incoming
  * trace, if any), keep the state per goroutine, and register the span among the
- * in-flight server spans every probe shares (spans.h), under its goroutine and its
- * context (req.ctx). Each RET: read the route and status, output the span, unregister it.
+ * in-flight server spans every probe shares (spans.h), under its context (req.ctx) and
+ * its goroutine, where some probe looks. Each RET: read the route and status, output the
+ * span, unregister it.
  *
  * Client, two hits per call, three with propagation. Entry of
  * net/http.(*Transport).roundTrip(t, req): find the parent by walking req.ctx's chain of
@@ -133,7 +134,9 @@ struct server_call {
 	struct http_server_event ev;
 	__u64 req;
 	__u64 resp;
-	__u8 registered; /* in the in-flight spans, for the calls it makes */
+	__u64 ctx;          /* req.ctx's data word */
+	struct span_ref ref; /* what the calls it makes get of it */
+	__u8 inflight;      /* INFLIGHT_* maps it is registered in */
 };
 
 struct client_call {
@@ -245,18 +248,19 @@ __noinline int join_trace(struct http_server_event *ev)
 }
 
 /* register_span makes the request's span the parent of the calls made under it, by
- * any probe: its goroutine and its context (req.ctx's data word) stand for it. */
+ * any probe: its context (req.ctx's data word) and its goroutine stand for it. */
 static __always_inline void register_span(struct server_call *st, __u64 g)
 {
-	struct span_ref *ref = inflight_begin(g, read_ptr(st->req + off_http_Request_ctx + 8));
-	if (!ref)
+	if (!inflight_wanted)
 		return;
-	st->registered = 1;
+	st->ctx = read_ptr(st->req + off_http_Request_ctx + 8);
+	struct span_ref *ref = &st->ref;
 	__builtin_memcpy(&ref->sc, &st->ev.sc, sizeof(ref->sc));
 	ref->flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
 	ref->tracestate_len = st->ev.hdr.tracestate_len;
 	if (ref->tracestate_len)
 		__builtin_memcpy(ref->tracestate, st->ev.hdr.tracestate, TRACESTATE_MAX);
+	st->inflight = inflight_begin(g, st->ctx, ref);
 }
 
 static __always_inline int server_entry(struct go_regs *ctx, const int swiss_maps)
@@ -331,8 +335,8 @@ int server_return(struct go_regs *ctx)
 		if (pat)
 			st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, pat + off_http_pattern_str);
 	}
-	if (st->registered)
-		inflight_end(g);
+	if (st->inflight)
+		inflight_end(g, st->ctx, st->inflight);
 	submit(&st->ev, sizeof(st->ev));
 	bpf_map_delete_elem(&server_calls, &g);
 	return 0;

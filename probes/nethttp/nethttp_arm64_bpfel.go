@@ -113,12 +113,14 @@ type nethttpOutgoing struct {
 }
 
 type nethttpServerCall struct {
-	_          structs.HostLayout
-	Ev         nethttpHttpServerEvent
-	Req        uint64
-	Resp       uint64
-	Registered uint8
-	_          [7]byte
+	_        structs.HostLayout
+	Ev       nethttpHttpServerEvent
+	Req      uint64
+	Resp     uint64
+	Ctx      uint64
+	Ref      nethttpSpanRef
+	Inflight uint8
+	_        [3]byte
 }
 
 type nethttpSpanRef struct {
@@ -131,8 +133,6 @@ type nethttpSpanRef struct {
 	Flags         uint8
 	Pad           uint8
 	TracestateLen uint16
-	Pad2          [4]uint8
-	Ctx           uint64
 	Tracestate    [256]uint8
 }
 
@@ -178,12 +178,24 @@ type nethttpZeroValue struct {
 			}
 			_ [6]byte
 		}
-		Req        uint64
-		Resp       uint64
-		Registered uint8
-		_          [7]byte
+		Req  uint64
+		Resp uint64
+		Ctx  uint64
+		Ref  struct {
+			_  structs.HostLayout
+			Sc struct {
+				_       structs.HostLayout
+				TraceId [16]uint8
+				SpanId  [8]uint8
+			}
+			Flags         uint8
+			Pad           uint8
+			TracestateLen uint16
+			Tracestate    [256]uint8
+		}
+		Inflight uint8
+		_        [3]byte
 	}
-	_ [192]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -196,7 +208,7 @@ const (
 	nethttpMapEvents                           = "events"
 	nethttpMapFiled                            = "filed"
 	nethttpMapInflightContexts                 = "inflight_contexts"
-	nethttpMapInflightSpans                    = "inflight_spans"
+	nethttpMapInflightGoroutines               = "inflight_goroutines"
 	nethttpMapLostEvents                       = "lost_events"
 	nethttpMapServerCalls                      = "server_calls"
 	nethttpMapWaiting                          = "waiting"
@@ -212,7 +224,6 @@ const (
 	nethttpVarAppTgid                          = "app_tgid"
 	nethttpVarClientEnabled                    = "client_enabled"
 	nethttpVarInflightWanted                   = "inflight_wanted"
-	nethttpVarInflightZero                     = "inflight_zero"
 	nethttpVarOffHttpRequestHeader             = "off_http_Request_Header"
 	nethttpVarOffHttpRequestHost               = "off_http_Request_Host"
 	nethttpVarOffHttpRequestMethod             = "off_http_Request_Method"
@@ -308,16 +319,16 @@ type nethttpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpMapSpecs struct {
-	AppSockets       *ebpf.MapSpec `ebpf:"app_sockets"`
-	ClientCalls      *ebpf.MapSpec `ebpf:"client_calls"`
-	Connecting       *ebpf.MapSpec `ebpf:"connecting"`
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	Filed            *ebpf.MapSpec `ebpf:"filed"`
-	InflightContexts *ebpf.MapSpec `ebpf:"inflight_contexts"`
-	InflightSpans    *ebpf.MapSpec `ebpf:"inflight_spans"`
-	LostEvents       *ebpf.MapSpec `ebpf:"lost_events"`
-	ServerCalls      *ebpf.MapSpec `ebpf:"server_calls"`
-	Waiting          *ebpf.MapSpec `ebpf:"waiting"`
+	AppSockets         *ebpf.MapSpec `ebpf:"app_sockets"`
+	ClientCalls        *ebpf.MapSpec `ebpf:"client_calls"`
+	Connecting         *ebpf.MapSpec `ebpf:"connecting"`
+	Events             *ebpf.MapSpec `ebpf:"events"`
+	Filed              *ebpf.MapSpec `ebpf:"filed"`
+	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
+	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
+	LostEvents         *ebpf.MapSpec `ebpf:"lost_events"`
+	ServerCalls        *ebpf.MapSpec `ebpf:"server_calls"`
+	Waiting            *ebpf.MapSpec `ebpf:"waiting"`
 }
 
 // nethttpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -327,7 +338,6 @@ type nethttpVariableSpecs struct {
 	AppTgid                          *ebpf.VariableSpec `ebpf:"app_tgid"`
 	ClientEnabled                    *ebpf.VariableSpec `ebpf:"client_enabled"`
 	InflightWanted                   *ebpf.VariableSpec `ebpf:"inflight_wanted"`
-	InflightZero                     *ebpf.VariableSpec `ebpf:"inflight_zero"`
 	OffHttpRequestHeader             *ebpf.VariableSpec `ebpf:"off_http_Request_Header"`
 	OffHttpRequestHost               *ebpf.VariableSpec `ebpf:"off_http_Request_Host"`
 	OffHttpRequestMethod             *ebpf.VariableSpec `ebpf:"off_http_Request_Method"`
@@ -386,16 +396,16 @@ func (o *nethttpObjects) Close() error {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpMaps struct {
-	AppSockets       *ebpf.Map `ebpf:"app_sockets"`
-	ClientCalls      *ebpf.Map `ebpf:"client_calls"`
-	Connecting       *ebpf.Map `ebpf:"connecting"`
-	Events           *ebpf.Map `ebpf:"events"`
-	Filed            *ebpf.Map `ebpf:"filed"`
-	InflightContexts *ebpf.Map `ebpf:"inflight_contexts"`
-	InflightSpans    *ebpf.Map `ebpf:"inflight_spans"`
-	LostEvents       *ebpf.Map `ebpf:"lost_events"`
-	ServerCalls      *ebpf.Map `ebpf:"server_calls"`
-	Waiting          *ebpf.Map `ebpf:"waiting"`
+	AppSockets         *ebpf.Map `ebpf:"app_sockets"`
+	ClientCalls        *ebpf.Map `ebpf:"client_calls"`
+	Connecting         *ebpf.Map `ebpf:"connecting"`
+	Events             *ebpf.Map `ebpf:"events"`
+	Filed              *ebpf.Map `ebpf:"filed"`
+	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
+	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
+	LostEvents         *ebpf.Map `ebpf:"lost_events"`
+	ServerCalls        *ebpf.Map `ebpf:"server_calls"`
+	Waiting            *ebpf.Map `ebpf:"waiting"`
 }
 
 func (m *nethttpMaps) Close() error {
@@ -406,7 +416,7 @@ func (m *nethttpMaps) Close() error {
 		m.Events,
 		m.Filed,
 		m.InflightContexts,
-		m.InflightSpans,
+		m.InflightGoroutines,
 		m.LostEvents,
 		m.ServerCalls,
 		m.Waiting,
@@ -420,7 +430,6 @@ type nethttpVariables struct {
 	AppTgid                          *ebpf.Variable `ebpf:"app_tgid"`
 	ClientEnabled                    *ebpf.Variable `ebpf:"client_enabled"`
 	InflightWanted                   *ebpf.Variable `ebpf:"inflight_wanted"`
-	InflightZero                     *ebpf.Variable `ebpf:"inflight_zero"`
 	OffHttpRequestHeader             *ebpf.Variable `ebpf:"off_http_Request_Header"`
 	OffHttpRequestHost               *ebpf.Variable `ebpf:"off_http_Request_Host"`
 	OffHttpRequestMethod             *ebpf.Variable `ebpf:"off_http_Request_Method"`

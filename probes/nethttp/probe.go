@@ -29,10 +29,12 @@ type Config struct {
 // Library is net/http for the probe kit.
 func Library(cfg Config) kit.Library {
 	lib := kit.Library{
-		Name:    "net/http",
-		Specs:   Specs,
-		Object:  objectSpec,
-		Clients: []string{ClientSpec.Name},
+		Name:   "net/http",
+		Specs:  Specs,
+		Object: objectSpec,
+		// A call made with a context not derived from a request's starts its own
+		// trace: never a parent by goroutine.
+		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext},
 	}
 	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 		return load(ctx, &lib, cfg, t, reps, env)
@@ -164,7 +166,7 @@ func (p *Probe) stopPropagation() error {
 
 // Configure sets the app's offsets and turns the probes on; propagation only with the
 // client probe.
-func (p *Probe) Configure(reps kit.Reports, inflight bool) error {
+func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 	client := slices.Contains(p.Enabling(reps), ClientSpec.Name)
 	if !client && p.propagating() {
 		go p.stopPropagation() // detaching waits out a grace period: not in the gate

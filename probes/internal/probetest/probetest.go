@@ -33,7 +33,7 @@ func Library() kit.Library {
 		Name:    "test",
 		Specs:   []offsets.Spec{ByContext, ByGoroutine},
 		Object:  objectSpec,
-		Clients: []string{ByContext.Name, ByGoroutine.Name},
+		Clients: map[string]kit.Lookup{ByContext.Name: kit.ByContext, ByGoroutine.Name: kit.ByGoroutine},
 	}
 	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 		obj, err := kit.LoadObject(ctx, t, reps, env, kit.ObjectSpec{

@@ -23,8 +23,6 @@ type probetestSpanRef struct {
 	Flags         uint8
 	Pad           uint8
 	TracestateLen uint16
-	Pad2          [4]uint8
-	Ctx           uint64
 	Tracestate    [256]uint8
 }
 
@@ -48,14 +46,13 @@ type probetestWorkEvent struct {
 const (
 	probetestMapEvents             = "events"
 	probetestMapInflightContexts   = "inflight_contexts"
-	probetestMapInflightSpans      = "inflight_spans"
+	probetestMapInflightGoroutines = "inflight_goroutines"
 	probetestMapLostEvents         = "lost_events"
 	probetestProgWorkByContext     = "work_by_context"
 	probetestProgWorkByGoroutine   = "work_by_goroutine"
 	probetestVarByContextEnabled   = "by_context_enabled"
 	probetestVarByGoroutineEnabled = "by_goroutine_enabled"
 	probetestVarInflightWanted     = "inflight_wanted"
-	probetestVarInflightZero       = "inflight_zero"
 	probetestVarSamplerParentBased = "sampler_parent_based"
 	probetestVarSamplerRatioBound  = "sampler_ratio_bound"
 	probetestVarSamplerRoot        = "sampler_root"
@@ -113,10 +110,10 @@ type probetestProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probetestMapSpecs struct {
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	InflightContexts *ebpf.MapSpec `ebpf:"inflight_contexts"`
-	InflightSpans    *ebpf.MapSpec `ebpf:"inflight_spans"`
-	LostEvents       *ebpf.MapSpec `ebpf:"lost_events"`
+	Events             *ebpf.MapSpec `ebpf:"events"`
+	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
+	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
+	LostEvents         *ebpf.MapSpec `ebpf:"lost_events"`
 }
 
 // probetestVariableSpecs contains global variables before they are loaded into the kernel.
@@ -126,7 +123,6 @@ type probetestVariableSpecs struct {
 	ByContextEnabled   *ebpf.VariableSpec `ebpf:"by_context_enabled"`
 	ByGoroutineEnabled *ebpf.VariableSpec `ebpf:"by_goroutine_enabled"`
 	InflightWanted     *ebpf.VariableSpec `ebpf:"inflight_wanted"`
-	InflightZero       *ebpf.VariableSpec `ebpf:"inflight_zero"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	SamplerRatioBound  *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
 	SamplerRoot        *ebpf.VariableSpec `ebpf:"sampler_root"`
@@ -154,17 +150,17 @@ func (o *probetestObjects) Close() error {
 //
 // It can be passed to loadProbetestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probetestMaps struct {
-	Events           *ebpf.Map `ebpf:"events"`
-	InflightContexts *ebpf.Map `ebpf:"inflight_contexts"`
-	InflightSpans    *ebpf.Map `ebpf:"inflight_spans"`
-	LostEvents       *ebpf.Map `ebpf:"lost_events"`
+	Events             *ebpf.Map `ebpf:"events"`
+	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
+	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
+	LostEvents         *ebpf.Map `ebpf:"lost_events"`
 }
 
 func (m *probetestMaps) Close() error {
 	return _ProbetestClose(
 		m.Events,
 		m.InflightContexts,
-		m.InflightSpans,
+		m.InflightGoroutines,
 		m.LostEvents,
 	)
 }
@@ -176,7 +172,6 @@ type probetestVariables struct {
 	ByContextEnabled   *ebpf.Variable `ebpf:"by_context_enabled"`
 	ByGoroutineEnabled *ebpf.Variable `ebpf:"by_goroutine_enabled"`
 	InflightWanted     *ebpf.Variable `ebpf:"inflight_wanted"`
-	InflightZero       *ebpf.Variable `ebpf:"inflight_zero"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
 	SamplerRatioBound  *ebpf.Variable `ebpf:"sampler_ratio_bound"`
 	SamplerRoot        *ebpf.Variable `ebpf:"sampler_root"`
