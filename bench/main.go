@@ -2,7 +2,7 @@
 // run, and prints Markdown tables (make bench). Timings on shared machines are noisy:
 // cases are interleaved round by round and medians compared, never absolute targets.
 //
-//	go run ./bench [-rounds N] [-launch PATH] [section ...]
+//	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
 // Sections: startup, analysis, gate, tracing, proxy, rate.
 package main
@@ -32,13 +32,15 @@ var sections = map[string]func(env *benchEnv) error{
 }
 
 type benchEnv struct {
-	rounds int
-	launch string // the launcher binary
+	rounds   int
+	launch   string // the launcher binary
+	baseline string // another launcher binary to compare with ("": none)
 }
 
 func main() {
 	rounds := flag.Int("rounds", 300, "rounds per case")
 	launch := flag.String("launch", "bin/launch", "launcher binary to measure")
+	baseline := flag.String("baseline", "", "another launcher binary to measure in the same rounds (tracing), to compare two versions on a drifting machine")
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
@@ -60,6 +62,13 @@ func main() {
 	}
 	defer os.Remove(copied)
 	env := &benchEnv{rounds: *rounds, launch: copied}
+	if *baseline != "" {
+		if env.baseline, err = freshCopy(*baseline); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		defer os.Remove(env.baseline)
+	}
 	for _, n := range names {
 		f, ok := sections[n]
 		if !ok {

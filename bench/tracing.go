@@ -30,10 +30,20 @@ type server struct {
 }
 
 func startServer(env *benchEnv, path string, launched bool, otlp string, extraEnv ...string) (*server, error) {
+	launcher := ""
+	if launched {
+		launcher = env.launch
+	}
+	return startServerUnder(launcher, path, otlp, extraEnv...)
+}
+
+// startServerUnder starts the server under the launcher binary given, or directly ("").
+func startServerUnder(launcher, path string, otlp string, extraEnv ...string) (*server, error) {
 	addr := freePort()
 	argv := []string{path, addr}
+	launched := launcher != ""
 	if launched {
-		argv = append([]string{env.launch, "--"}, argv...)
+		argv = append([]string{launcher, "--"}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp, "OTEL_BSP_SCHEDULE_DELAY=200")
@@ -179,7 +189,9 @@ func probeStats(prefix string) (runs uint64, runtime time.Duration) {
 }
 
 // tracing: the cost of tracing an HTTP server - uprobe hits per request, throughput and
-// latency with and without the launcher, the launcher's CPU per span and memory.
+// latency with and without the launcher, the launcher's CPU per span and memory. With
+// -baseline, another launcher binary is measured in the same rounds, interleaved: the
+// way to tell a change's cost from this machine's drift.
 func tracing(env *benchEnv) error {
 	tg, recv, stop, err := countedBench()
 	if err != nil {
@@ -187,7 +199,11 @@ func tracing(env *benchEnv) error {
 	}
 	defer stop()
 
-	const rounds, dur, conns = 3, 5 * time.Second, 16
+	const dur, conns = 5 * time.Second, 16
+	rounds := 3
+	if env.baseline != "" {
+		rounds = 6 // two launchers to tell apart: more rounds
+	}
 	type result struct {
 		reqs               int
 		latency1           time.Duration // mean at one connection
@@ -195,10 +211,15 @@ func tracing(env *benchEnv) error {
 		bpfTime            time.Duration // the probes' programs, in the kernel
 		hits, spans, rssKB int64
 	}
-	var results [2][]result
+	cases := []struct{ name, launcher string }{{"without launcher", ""}, {"with launcher", env.launch}}
+	if env.baseline != "" {
+		cases = append(cases, struct{ name, launcher string }{"baseline launcher", env.baseline})
+	}
+	results := make([][]result, len(cases))
 	for r := 0; r < rounds; r++ {
-		for _, launched := range []bool{false, true} {
-			s, err := startServer(env, tg, launched, recv.Endpoint)
+		for i, c := range cases {
+			launched := c.launcher != ""
+			s, err := startServerUnder(c.launcher, tg, recv.Endpoint)
 			if err != nil {
 				return err
 			}
@@ -231,7 +252,7 @@ func tracing(env *benchEnv) error {
 				res.rssKB = rssKiB(s.launcher)
 			}
 			s.stop()
-			results[boolIndex(launched)] = append(results[boolIndex(launched)], res)
+			results[i] = append(results[i], res)
 		}
 	}
 	mean := func(rs []result, f func(result) float64) float64 {
@@ -241,35 +262,53 @@ func tracing(env *benchEnv) error {
 		}
 		return s / float64(len(rs))
 	}
-	direct, traced := results[0], results[1]
-	rpsD := mean(direct, func(r result) float64 { return float64(r.reqs) / dur.Seconds() })
-	rpsT := mean(traced, func(r result) float64 { return float64(r.reqs) / dur.Seconds() })
-	latD := mean(direct, func(r result) float64 { return float64(r.latency1.Microseconds()) })
-	latT := mean(traced, func(r result) float64 { return float64(r.latency1.Microseconds()) })
-	hitsPerReq := mean(traced, func(r result) float64 { return float64(r.hits) / float64(r.reqs) })
-	bpfPerReq := mean(traced, func(r result) float64 { return float64(r.bpfTime.Nanoseconds()) / 1000 / float64(r.reqs) })
-	cpuPerSpan := mean(traced, func(r result) float64 { return float64(r.launcherCPU.Microseconds()) / float64(max(1, r.spans)) })
-	spansPerReq := mean(traced, func(r result) float64 { return float64(r.spans) / float64(r.reqs) })
-	rss := mean(traced, func(r result) float64 { return float64(r.rssKB) / 1024 })
-
-	fmt.Printf("### Tracing an HTTP server (Go 1.26 net/http, %d rounds of %s, interleaved)\n\n", rounds, dur)
-	fmt.Println("| measure | without launcher | with launcher | |")
-	fmt.Println("|---|---:|---:|---|")
-	fmt.Printf("| throughput, %d connections | %.0f req/s | %.0f req/s | **%.2f×** |\n", conns, rpsD, rpsT, rpsT/rpsD)
-	fmt.Printf("| mean latency, 1 connection | %.0f µs | %.0f µs | **+%.0f µs/request** |\n", latD, latT, latT-latD)
-	fmt.Printf("| uprobe hits per request | | %.2f | kernel run counts / requests |\n", hitsPerReq)
-	fmt.Printf("| BPF program time per request | | %.2f µs | kernel run times / requests (the trap itself is not in it) |\n", bpfPerReq)
-	fmt.Printf("| spans per request | | %.3f | received by the OTLP receiver |\n", spansPerReq)
-	fmt.Printf("| launcher CPU per span | | %.1f µs | user+system at %.0f req/s |\n", cpuPerSpan, rpsT)
-	fmt.Printf("| launcher RSS at that load | | %.1f MiB | |\n\n", rss)
-	return nil
-}
-
-func boolIndex(b bool) int {
-	if b {
-		return 1
+	rps := func(rs []result) float64 {
+		return mean(rs, func(r result) float64 { return float64(r.reqs) / dur.Seconds() })
 	}
-	return 0
+	lat := func(rs []result) float64 {
+		return mean(rs, func(r result) float64 { return float64(r.latency1.Microseconds()) })
+	}
+	direct := results[0]
+	fmt.Printf("### Tracing an HTTP server (Go 1.26 net/http, %d rounds of %s, interleaved)\n\n", rounds, dur)
+	header, rule := "| measure | without launcher |", "|---|---:|"
+	for _, c := range cases[1:] {
+		header += " " + c.name + " | |"
+		rule += "---:|---|"
+	}
+	fmt.Println(header)
+	fmt.Println(rule)
+	row := func(what, bare string, cell func(rs []result) (string, string)) {
+		line := "| " + what + " | " + bare + " |"
+		for _, rs := range results[1:] {
+			v, note := cell(rs)
+			line += " " + v + " | " + note + " |"
+		}
+		fmt.Println(line)
+	}
+	row(fmt.Sprintf("throughput, %d connections", conns), fmt.Sprintf("%.0f req/s", rps(direct)), func(rs []result) (string, string) {
+		return fmt.Sprintf("%.0f req/s", rps(rs)), fmt.Sprintf("**%.2f×**", rps(rs)/rps(direct))
+	})
+	row("mean latency, 1 connection", fmt.Sprintf("%.0f µs", lat(direct)), func(rs []result) (string, string) {
+		return fmt.Sprintf("%.0f µs", lat(rs)), fmt.Sprintf("**+%.0f µs/request**", lat(rs)-lat(direct))
+	})
+	row("uprobe hits per request", "", func(rs []result) (string, string) {
+		return fmt.Sprintf("%.2f", mean(rs, func(r result) float64 { return float64(r.hits) / float64(r.reqs) })), "kernel run counts / requests"
+	})
+	row("BPF program time per request", "", func(rs []result) (string, string) {
+		return fmt.Sprintf("%.2f µs", mean(rs, func(r result) float64 { return float64(r.bpfTime.Nanoseconds()) / 1000 / float64(r.reqs) })), "kernel run times / requests (the trap itself is not in it)"
+	})
+	row("spans per request", "", func(rs []result) (string, string) {
+		return fmt.Sprintf("%.3f", mean(rs, func(r result) float64 { return float64(r.spans) / float64(r.reqs) })), "received by the OTLP receiver"
+	})
+	row("launcher CPU per span", "", func(rs []result) (string, string) {
+		return fmt.Sprintf("%.1f µs", mean(rs, func(r result) float64 { return float64(r.launcherCPU.Microseconds()) / float64(max(1, r.spans)) })),
+			fmt.Sprintf("user+system at %.0f req/s", rps(rs))
+	})
+	row("launcher RSS at that load", "", func(rs []result) (string, string) {
+		return fmt.Sprintf("%.1f MiB", mean(rs, func(r result) float64 { return float64(r.rssKB) / 1024 })), ""
+	})
+	fmt.Println()
+	return nil
 }
 
 // countedBench is serverAndReceiver with the kernel counting BPF program runs (for
