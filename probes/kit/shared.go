@@ -46,13 +46,6 @@ func (s *Shared) mapsFor(obj *ebpf.CollectionSpec) (map[string]*ebpf.Map, error)
 	return maps, nil
 }
 
-// Map returns a shared map, nil if no object has created it.
-func (s *Shared) Map(name string) *ebpf.Map {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.maps[name]
-}
-
 // Close closes the shared maps; objects using them keep their own references.
 func (s *Shared) Close() error {
 	s.mu.Lock()
