@@ -198,6 +198,32 @@ func (b *Binary) ModuleVersion(path string) string {
 	return ""
 }
 
+// PackageModule is the module that holds package pkg in b, and its version: "std" and
+// the Go release for the standard library (vendored copies included); "", "" when no
+// module of b holds it.
+func (b *Binary) PackageModule(pkg string) (path, version string) {
+	best := -1
+	for i, m := range b.Modules {
+		if (pkg == m.Path || strings.HasPrefix(pkg, m.Path+"/")) && (best < 0 || len(m.Path) > len(b.Modules[best].Path)) {
+			best = i
+		}
+	}
+	switch {
+	case best >= 0:
+		return b.Modules[best].Path, b.Modules[best].Version
+	case IsStd(pkg):
+		return "std", b.GoVersion
+	}
+	return "", ""
+}
+
+// IsStd reports whether pkg is a standard library package: its first path element has
+// no dot ("net/http", "vendor/golang.org/x/net/http2/hpack").
+func IsStd(pkg string) bool {
+	first, _, _ := strings.Cut(pkg, "/")
+	return !strings.Contains(first, ".")
+}
+
 // sectionData returns an uncompressed section's bytes in place, or nil if the section
 // is absent, has no file contents, or lies outside the file.
 func (b *Binary) sectionData(name string) (*elf.Section, []byte) {

@@ -7,8 +7,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/klauspost/compress/zlib"
 	"io"
+	"strings"
+
+	"github.com/klauspost/compress/zlib"
 )
 
 // Struct field offsets from DWARF, read as a stream.
@@ -26,6 +28,15 @@ type FieldRef struct {
 }
 
 func (f FieldRef) String() string { return f.Struct + "." + f.Field }
+
+// Package is the import path of the package that declares the struct.
+func (f FieldRef) Package() string {
+	slash := strings.LastIndexByte(f.Struct, '/')
+	if dot := strings.IndexByte(f.Struct[slash+1:], '.'); dot >= 0 {
+		return f.Struct[:slash+1+dot]
+	}
+	return f.Struct
+}
 
 // DWARFFieldOffsets returns the byte offsets of the wanted fields that the binary's
 // DWARF describes. Fields it lacks (or all, without DWARF) are absent from the result.

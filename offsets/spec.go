@@ -325,13 +325,16 @@ func (s Spec) version(b *Binary) string {
 
 // fieldsFor lists the fields the spec needs in b: those its module's version has. A
 // field of another version would never be found, and looking for it would read all of
-// DWARF.
+// DWARF. Each field is looked up in the database under the module of its own package
+// (a gRPC probe reads structs of grpc, of golang.org/x/net and of the standard
+// library), at the version b has of that module.
 func (s Spec) fieldsFor(b *Binary) []moduleField {
 	ver := s.version(b)
 	var refs []moduleField
 	for _, f := range s.Fields {
 		if ver == "" || inRange(ver, f.Since, f.Before) {
-			refs = append(refs, moduleField{f.FieldRef, s.Module, ver})
+			module, version := b.PackageModule(f.Package())
+			refs = append(refs, moduleField{f.FieldRef, module, version})
 		}
 	}
 	return refs
@@ -386,7 +389,9 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 
 func resolveFields(b *Binary, s Spec, p *ProbeReport, res offsetResolution) {
 	ver := s.version(b)
-	var missing []string
+	type moduleVersion struct{ module, version string }
+	missing := map[moduleVersion][]string{}
+	var order []moduleVersion
 	for _, f := range s.Fields {
 		if ver != "" && !inRange(ver, f.Since, f.Before) {
 			continue // the field does not exist in this version
@@ -396,12 +401,17 @@ func resolveFields(b *Binary, s Spec, p *ProbeReport, res offsetResolution) {
 			off := r.offset
 			fl.Offset, fl.Source = &off, r.source
 		} else if !f.Optional {
-			missing = append(missing, f.String())
+			module, version := b.PackageModule(f.Package())
+			mv := moduleVersion{module, version}
+			if _, seen := missing[mv]; !seen {
+				order = append(order, mv)
+			}
+			missing[mv] = append(missing[mv], f.String())
 		}
 		p.Fields = append(p.Fields, fl)
 	}
-	if len(missing) > 0 {
-		p.disable("field offsets unknown (%s): %s", strings.Join(missing, ", "), res.why(s.Module, ver))
+	for _, mv := range order {
+		p.disable("field offsets unknown (%s): %s", strings.Join(missing[mv], ", "), res.why(mv.module, mv.version))
 	}
 }
 

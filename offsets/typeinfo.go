@@ -93,11 +93,13 @@ func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
 	region, types := ti.region, ti.types
 	// The nameOffs of each wanted struct's type string.
 	wanted := map[string][]FieldRef{}
-	typeStrings := map[int32]string{} // nameOff -> struct
+	// nameOff -> structs: packages of one name ("status" in grpc and in genproto)
+	// spell their types alike.
+	typeStrings := map[int32][]string{}
 	for _, f := range fields {
 		if wanted[f.Struct] == nil {
 			for _, off := range ti.nameOffs("*" + typeString(f.Struct)) {
-				typeStrings[off] = f.Struct
+				typeStrings[off] = append(typeStrings[off], f.Struct)
 			}
 		}
 		wanted[f.Struct] = append(wanted[f.Struct], f)
@@ -112,13 +114,22 @@ func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
 		if region[p+abiTypeKindOff]&abiKindMask != abiKindStruct || region[p+abiTypeTFlagOff]&flags != flags {
 			continue
 		}
-		st, ok := typeStrings[int32(le.Uint32(region[p+abiTypeStrOff:]))]
-		if !ok || done[st] {
+		candidates, ok := typeStrings[int32(le.Uint32(region[p+abiTypeStrOff:]))]
+		if !ok {
 			continue
 		}
-		pkg, _ := splitStruct(st)
-		if name, ok := ti.nameAt(int32(le.Uint32(region[p+abiStructTypeSize:]))); !ok || name != pkg {
-			continue // another package's type of the same name
+		pkgPath, ok := ti.nameAt(int32(le.Uint32(region[p+abiStructTypeSize:])))
+		if !ok {
+			continue
+		}
+		st := ""
+		for _, c := range candidates {
+			if pkg, _ := splitStruct(c); pkg == pkgPath && !done[c] {
+				st = c
+			}
+		}
+		if st == "" {
+			continue // another package's type of the same name, or one found already
 		}
 		offs, ok := ti.structFields(types + uint64(p))
 		if !ok {
