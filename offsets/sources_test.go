@@ -30,13 +30,29 @@ func sourceTargets(t *testing.T) []testenv.Target {
 	return sourceTargets_
 }
 
-// probeFields are the fields the probes read in a binary of Go version v.
+// stdSpecs are the probes of standard library packages: all that the httpserver
+// target (a program of the standard library alone) can enable.
+func stdSpecs() []offsets.Spec {
+	var specs []offsets.Spec
+	for _, s := range probes.Specs() {
+		if s.Module == "std" {
+			specs = append(specs, s)
+		}
+	}
+	return specs
+}
+
+// probeFields are the standard library fields the probes read in a binary of Go
+// version v: those of the standard library's probes for v, and those other probes
+// read of standard library types (a gRPC probe's TCP addresses).
 func probeFields(v string) []offsets.FieldRef {
 	var fields []offsets.FieldRef
 	for _, s := range probes.Specs() {
 		for _, f := range s.Fields {
-			if (f.Since == "" || version.Compare(v, f.Since) >= 0) && (f.Before == "" || version.Compare(v, f.Before) < 0) &&
-				!slices.Contains(fields, f.FieldRef) {
+			switch {
+			case !offsets.IsStd(f.Package()), slices.Contains(fields, f.FieldRef):
+			case s.Module != "std",
+				(f.Since == "" || version.Compare(v, f.Since) >= 0) && (f.Before == "" || version.Compare(v, f.Before) < 0):
 				fields = append(fields, f.FieldRef)
 			}
 		}
@@ -262,7 +278,7 @@ func TestStrippedBinarySources(t *testing.T) {
 				restore = offsets.SetDatabase(dbWithout(t, func(v string) bool { return version.Lang(v) == minor }))
 				wantSource = offsets.SourceTypeInfo
 			}
-			r, err := offsets.Analyze(open(t, p.stripped.Path), probes.Specs())
+			r, err := offsets.Analyze(open(t, p.stripped.Path), stdSpecs())
 			restore()
 			if err != nil {
 				t.Fatalf("%s: %v", p.stripped, err)
@@ -349,7 +365,7 @@ func TestExperimentBuilds(t *testing.T) {
 	if b.GoVersion != "go1.24.11" || !slices.Equal(b.Experiments, []string{"noswissmap"}) {
 		t.Errorf("%s: version %q, experiments %q", tgs[0], b.GoVersion, b.Experiments)
 	}
-	r, err := offsets.Analyze(b, probes.Specs())
+	r, err := offsets.Analyze(b, stdSpecs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +387,7 @@ func TestExperimentBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err = offsets.Analyze(b, probes.Specs()); err != nil {
+	if r, err = offsets.Analyze(b, stdSpecs()); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range r.Probes {

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/mod/semver"
+
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
 )
@@ -117,7 +119,7 @@ func (t *tracker) run(ctx context.Context) error {
 		}
 		for _, v := range versions {
 			matched[v] = true
-			if !t.force && t.db.Has(tg.module, v, fieldNames(tg.fields)) {
+			if !t.force && t.db.Has(tg.module, v, tg.own()) {
 				have++
 				continue
 			}
@@ -169,23 +171,36 @@ func (t *tracker) run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// targetsOf groups the specs by module, fields deduplicated and sorted.
+// targetsOf groups the specs by module, fields deduplicated and sorted. A field is
+// measured with the builds of its own module: those of a standard library package with
+// the Go releases (by the standard library specs' programs), the others with the
+// versions of the spec's module, each recorded under the module (and version) the
+// build has for its package.
 func (t *tracker) targetsOf() []*target {
 	byModule := map[string]*target{}
 	var order []string
-	for _, s := range t.specs {
-		tg := byModule[s.Module]
+	targetOf := func(module string) *target {
+		tg := byModule[module]
 		if tg == nil {
-			tg = &target{module: s.Module, minVer: s.MinVersion}
-			byModule[s.Module] = tg
-			order = append(order, s.Module)
+			tg = &target{module: module}
+			byModule[module] = tg
+			order = append(order, module)
 		}
+		return tg
+	}
+	for _, s := range t.specs {
+		tg := targetOf(s.Module)
+		tg.minVer = s.MinVersion
 		if s.Program != "" && !slices.Contains(tg.programs, s.Program) {
 			tg.programs = append(tg.programs, s.Program)
 		}
 		for _, f := range s.Fields {
-			if !slices.Contains(tg.fields, f.FieldRef) {
-				tg.fields = append(tg.fields, f.FieldRef)
+			ftg := tg
+			if offsets.IsStd(f.Package()) {
+				ftg = targetOf("std")
+			}
+			if !slices.Contains(ftg.fields, f.FieldRef) {
+				ftg.fields = append(ftg.fields, f.FieldRef)
 			}
 		}
 	}
@@ -200,6 +215,18 @@ func (t *tracker) targetsOf() []*target {
 		out = append(out, tg)
 	}
 	return out
+}
+
+// own are the target's fields of its own module: those its versions are measured by.
+func (tg *target) own() []string {
+	var names []string
+	for _, f := range tg.fields {
+		pkg := f.Package()
+		if tg.module == "std" && offsets.IsStd(pkg) || pkg == tg.module || strings.HasPrefix(pkg, tg.module+"/") {
+			names = append(names, f.String())
+		}
+	}
+	return names
 }
 
 // versions lists the releases to measure: Go toolchains served by the proxy for this
@@ -233,7 +260,8 @@ func (t *tracker) versions(ctx context.Context, tg *target) ([]string, error) {
 			return nil, err
 		}
 		for _, v := range strings.Fields(out)[1:] {
-			if tg.minVer == "" || offsets.VersionAtLeast(v, tg.minVer) {
+			// Releases only: "v1.85.0", not "v1.85.0-dev" (never in production).
+			if semver.Prerelease(v) == "" && (tg.minVer == "" || offsets.VersionAtLeast(v, tg.minVer)) {
 				vs = append(vs, v)
 			}
 		}
@@ -271,16 +299,22 @@ func (t *tracker) measure(ctx context.Context, j job, total int) (err error) {
 		return err
 	}
 	defer removeAll(dir)
-	env := []string{"GOCACHE=" + filepath.Join(dir, "cache")}
 	gomod := "module offsetstracker\n\ngo 1.21\n"
+	var env []string
 	if j.target.module == "std" {
-		env = append(env, "GOTOOLCHAIN="+j.version)
+		// A build cache per release: 66 toolchains' caches would fill the disk.
+		env = append(env, "GOTOOLCHAIN="+j.version, "GOCACHE="+filepath.Join(dir, "cache"))
 		defer t.pruneToolchain(j.version)
 	} else {
-		env = append(env, "GOTOOLCHAIN=local")
+		// One toolchain: its standard library and a module's unchanged packages
+		// compile once for all the module's versions.
+		env = append(env, "GOTOOLCHAIN=local", "GOCACHE="+filepath.Join(t.cache, "gocache"))
 		gomod += fmt.Sprintf("\nrequire %s %s\n", j.target.module, j.version)
 	}
-	measured := offsets.Measured{Module: j.target.module, Version: j.version, Wanted: fieldNames(j.target.fields), Offsets: map[string]uint64{}}
+	// What each build measured, by module and version: the target's module, and
+	// the modules its builds chose for the other fields' packages (golang.org/x/net
+	// for grpc, say).
+	measured := map[[2]string]*offsets.Measured{}
 	for i, prog := range j.target.programs {
 		src := filepath.Join(dir, fmt.Sprintf("p%d", i))
 		if err := os.MkdirAll(src, 0o755); err != nil {
@@ -301,36 +335,70 @@ func (t *tracker) measure(ctx context.Context, j job, total int) (err error) {
 		if _, err := t.goCmd(ctx, src, env, "build", "-o", bin, "."); err != nil {
 			return err
 		}
-		offs, err := readOffsets(bin, j.target.fields)
-		if err != nil {
+		if err := measureBinary(bin, j.target, j.version, measured); err != nil {
 			return err
 		}
-		for f, off := range offs {
-			name := f.String()
-			if prev, ok := measured.Offsets[name]; ok && prev != off {
-				return fmt.Errorf("%s is at %d in one program and %d in another", name, prev, off)
-			}
-			measured.Offsets[name] = off
-		}
 	}
-	if len(measured.Offsets) == 0 {
+	var ms []offsets.Measured
+	found := 0
+	for _, m := range measured {
+		ms = append(ms, *m)
+		found += len(m.Offsets)
+	}
+	if found == 0 {
 		return errors.New("none of the fields is in the program's DWARF: does its Program reach the probed code?")
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.db.Merge(measured); err != nil {
+	if err := t.db.Merge(ms...); err != nil {
 		return err
 	}
 	return t.save() // after each version: an interrupted run keeps what it measured
 }
 
-func readOffsets(bin string, fields []offsets.FieldRef) (map[offsets.FieldRef]uint64, error) {
+// measureBinary reads the target's fields from a build's DWARF into measured, each
+// under the module and version the build has for the field's package; a field whose
+// package is in no module of the build (an older release without it) is skipped.
+func measureBinary(bin string, tg *target, version string, measured map[[2]string]*offsets.Measured) error {
 	b, err := offsets.Open(bin)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer b.Close()
-	return b.DWARFFieldOffsets(fields)
+	offs, err := b.DWARFFieldOffsets(tg.fields)
+	if err != nil {
+		return err
+	}
+	for _, f := range tg.fields {
+		module, ver := b.PackageModule(f.Package())
+		switch {
+		case tg.module == "std" && module == "std":
+			ver = version // the toolchain's release, without its build suffix
+		case module == tg.module:
+			ver = version
+		case module == "" || module == "std" || tg.module == "std":
+			continue // measured by the target of its own module
+		}
+		key := [2]string{module, ver}
+		m := measured[key]
+		if m == nil {
+			m = &offsets.Measured{Module: module, Version: ver, Offsets: map[string]uint64{}}
+			measured[key] = m
+		}
+		name := f.String()
+		if !slices.Contains(m.Wanted, name) {
+			m.Wanted = append(m.Wanted, name)
+		}
+		off, ok := offs[f]
+		if !ok {
+			continue
+		}
+		if prev, had := m.Offsets[name]; had && prev != off {
+			return fmt.Errorf("%s is at %d in one program and %d in another", name, prev, off)
+		}
+		m.Offsets[name] = off
+	}
+	return nil
 }
 
 func (t *tracker) save() error {

@@ -81,6 +81,23 @@ func printOffsets() {
 	}
 	resp.Body.Close()
 	<-done
+
+	// A TCP connection's addresses (read by the gRPC probe): net.conn and net.netFD are
+	// unexported; a real connection has them.
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	tcp := reflect.TypeOf(c).Elem()
+	add(tcp, "net.TCPConn", "conn")
+	if conn, ok := tcp.FieldByName("conn"); ok {
+		add(conn.Type, "net.conn", "fd")
+		if fd, ok := conn.Type.FieldByName("fd"); ok {
+			add(fd.Type.Elem(), "net.netFD", "laddr", "raddr")
+		}
+	}
+	add(reflect.TypeOf(net.TCPAddr{}), "net.TCPAddr", "IP", "Port")
+	c.Close()
 	json.NewEncoder(os.Stdout).Encode(out)
 }
 
