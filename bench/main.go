@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, proxy, rate.
+// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, container.
 package main
 
 import (
@@ -29,6 +29,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"rate":      rate,
 	"gate":      gate,
 	"container": container,
+	"grpc":      grpcBench,
 }
 
 type benchEnv struct {
@@ -44,7 +45,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "container"}
+		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "container"}
 	}
 	defer testenv.Cleanup()
 

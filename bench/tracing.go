@@ -39,8 +39,15 @@ func startServer(env *benchEnv, path string, launched bool, otlp string, extraEn
 
 // startServerUnder starts the server under the launcher binary given, or directly ("").
 func startServerUnder(launcher, path string, otlp string, extraEnv ...string) (*server, error) {
+	return startAppUnder(launcher, otlp, func(addr string) []string { return []string{path, addr} }, extraEnv...)
+}
+
+// startAppUnder starts the command line argv gives for a free address, under the
+// launcher given or directly (""), and waits for the address to accept.
+func startAppUnder(launcher, otlp string, argvFor func(addr string) []string, extraEnv ...string) (*server, error) {
 	addr := freePort()
-	argv := []string{path, addr}
+	argv := argvFor(addr)
+	path := argv[0]
 	launched := launcher != ""
 	if launched {
 		argv = append([]string{launcher, "--"}, argv...)

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
@@ -38,6 +39,7 @@ func Libraries(opts Options) []kit.Library {
 	}
 	return []kit.Library{
 		nethttp.Library(opts.NetHTTP),
+		grpc.Library(),
 	}
 }
 
@@ -133,7 +135,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		bin.Close() // only once nothing reads it
 	}()
 
-	t := kit.Target{Path: path, PID: pid, GoVersion: bin.GoVersion}
+	t := kit.Target{Path: path, PID: pid, GoVersion: bin.GoVersion, Modules: bin.Modules}
 	env := kit.Env{Options: opts.kit(), Shared: kit.NewShared()}
 	type attached struct {
 		lib   int // index in libs

@@ -125,7 +125,7 @@ func (p *Pipeline) Emit(s *Span) {
 		trace.WithTimestamp(p.clock.Wall(s.Start)),
 		trace.WithAttributes(s.Attributes...))
 	if s.Status != 0 {
-		span.SetStatus(s.Status, "")
+		span.SetStatus(s.Status, s.StatusDescription)
 	}
 	span.End(trace.WithTimestamp(p.clock.Wall(s.End)))
 }

@@ -17,4 +17,6 @@ type Span struct {
 	Start, End uint64
 	Attributes []attribute.KeyValue
 	Status     codes.Code
+	// StatusDescription says why, for an Error status (the SDK drops it otherwise).
+	StatusDescription string
 }

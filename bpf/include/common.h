@@ -40,3 +40,13 @@ static __always_inline void submit(void *rec, __u64 size)
 			*n += 1;
 	}
 }
+
+/* new_entry creates map[key] as a copy of zero and returns it, to be filled in place:
+ * a probe's state is too large for the BPF stack, and per-CPU scratch could be shared
+ * by two requests on a preemptible kernel. */
+static __always_inline void *new_entry(void *map, const void *key, const void *zero)
+{
+	if (bpf_map_update_elem(map, key, zero, BPF_ANY) != 0)
+		return 0;
+	return bpf_map_lookup_elem(map, key);
+}

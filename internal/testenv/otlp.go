@@ -25,6 +25,7 @@ type Span struct {
 	Start, End                    time.Time
 	Attrs                         map[string]any
 	StatusCode                    tracepb.Status_StatusCode
+	StatusMessage                 string
 	Resource                      map[string]any
 }
 
@@ -111,17 +112,18 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 		for _, ss := range rs.ScopeSpans {
 			for _, s := range ss.Spans {
 				got = append(got, Span{
-					TraceID:      hex.EncodeToString(s.TraceId),
-					SpanID:       hex.EncodeToString(s.SpanId),
-					ParentSpanID: hex.EncodeToString(s.ParentSpanId),
-					TraceState:   s.TraceState,
-					Name:         s.Name,
-					Kind:         s.Kind,
-					Start:        time.Unix(0, int64(s.StartTimeUnixNano)),
-					End:          time.Unix(0, int64(s.EndTimeUnixNano)),
-					Attrs:        attrMap(s.Attributes),
-					StatusCode:   s.GetStatus().GetCode(),
-					Resource:     res,
+					TraceID:       hex.EncodeToString(s.TraceId),
+					SpanID:        hex.EncodeToString(s.SpanId),
+					ParentSpanID:  hex.EncodeToString(s.ParentSpanId),
+					TraceState:    s.TraceState,
+					Name:          s.Name,
+					Kind:          s.Kind,
+					Start:         time.Unix(0, int64(s.StartTimeUnixNano)),
+					End:           time.Unix(0, int64(s.EndTimeUnixNano)),
+					Attrs:         attrMap(s.Attributes),
+					StatusCode:    s.GetStatus().GetCode(),
+					StatusMessage: s.GetStatus().GetMessage(),
+					Resource:      res,
 				})
 			}
 		}

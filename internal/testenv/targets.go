@@ -3,6 +3,7 @@ package testenv
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -100,6 +101,11 @@ func BuildTargetsErr(name string, toolchains []string, variants []Variant) ([]Ta
 			targets = append(targets, Target{Name: name, Toolchain: tc, Variant: v})
 		}
 	}
+	return targets, buildAll(targets)
+}
+
+// buildAll builds targets two at a time, setting their paths.
+func buildAll(targets []Target) error {
 	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
 	errs := make([]error, len(targets))
@@ -113,12 +119,7 @@ func BuildTargetsErr(name string, toolchains []string, variants []Variant) ([]Ta
 		}(i)
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return targets, nil
+	return errors.Join(errs...)
 }
 
 func buildTarget(tg Target) (string, error) {
@@ -192,4 +193,52 @@ func targetKey(dir string, tg Target) (string, error) {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// GRPCBuild is a grpc release the grpcservice target builds with, and the toolchain.
+type GRPCBuild struct {
+	Version   string // "v1.40.0"; its go.mod is go.grpc-VERSION.mod ("" for go.mod's)
+	Toolchain string
+	Stripped  bool
+}
+
+// GRPCBuilds cover the grpc releases the probes read differently: before v1.60
+// (operateHeaders without a context), v1.60-v1.68 (WriteStatus, transport.Stream), and
+// v1.69 on (writeStatus, ServerStream); the oldest supported, a middle and the newest
+// release; two Go toolchains; the newest also stripped.
+var GRPCBuilds = []GRPCBuild{
+	{Version: "v1.40.0", Toolchain: "go1.22.12"},
+	{Version: "v1.60.1", Toolchain: "go1.24.11"},
+	{Version: "v1.85.0", Toolchain: "go1.26.8"},
+	{Version: "v1.85.0", Toolchain: "go1.26.8", Stripped: true},
+}
+
+// GRPCDefault is the release of grpcservice's go.mod.
+const GRPCDefault = "v1.60.1"
+
+// BuildGRPC builds the grpcservice target for each build, cached as BuildTargets does.
+func BuildGRPC(t testing.TB, builds ...GRPCBuild) []Target {
+	t.Helper()
+	targets, err := BuildGRPCErr(builds...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
+// BuildGRPCErr is BuildGRPC for code that is not a test (benchmarks).
+func BuildGRPCErr(builds ...GRPCBuild) ([]Target, error) {
+	var targets []Target
+	for _, b := range builds {
+		v := Variant{Name: "grpc-" + b.Version}
+		if b.Version != GRPCDefault {
+			v.Flags = append(v.Flags, "-modfile=go.grpc-"+b.Version+".mod")
+		}
+		if b.Stripped {
+			v.Name += "-stripped"
+			v.Flags = append(v.Flags, "-ldflags=-s -w")
+		}
+		targets = append(targets, Target{Name: "grpcservice", Toolchain: b.Toolchain, Variant: v})
+	}
+	return targets, buildAll(targets)
 }

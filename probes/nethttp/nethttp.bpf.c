@@ -57,6 +57,13 @@ volatile __u64 off_url_URL_Host = OFFSET_NONE;
 volatile __u64 off_url_URL_Path = OFFSET_NONE;
 volatile __u64 off_url_URL_RawQuery = OFFSET_NONE;
 volatile __u64 off_http_response_status = OFFSET_NONE;     /* the server's ResponseWriter */
+/* The HTTP/2 server's ResponseWriter: net/http's bundled copy of x/net/http2 before Go
+ * 1.27, net/http/internal/http2 since; either way a pointer in the interface's data
+ * word, whose rws holds the status. */
+volatile __u64 off_http_http2responseWriter_rws = OFFSET_NONE;
+volatile __u64 off_http_http2responseWriterState_status = OFFSET_NONE;
+volatile __u64 off_http2_responseWriter_rws = OFFSET_NONE;
+volatile __u64 off_http2_responseWriterState_status = OFFSET_NONE;
 volatile __u64 off_http_Response_StatusCode = OFFSET_NONE; /* the client's *Response */
 volatile __u64 off_http_Response_ProtoMajor = OFFSET_NONE;
 volatile __u64 off_http_Response_ProtoMinor = OFFSET_NONE;
@@ -221,14 +228,6 @@ struct {
 const struct http_server_event *unused_server_event __attribute__((unused)); /* bpf2go -type */
 const struct http_client_event *unused_client_event __attribute__((unused));
 
-/* new_entry creates map[key] zeroed and returns it, to be filled in place. */
-static __always_inline void *new_entry(void *map, __u64 *key)
-{
-	if (bpf_map_update_elem(map, key, &zeroes, BPF_ANY) != 0)
-		return 0;
-	return bpf_map_lookup_elem(map, key);
-}
-
 static __always_inline void learn_app_tgid(void)
 {
 	if (!app_tgid)
@@ -269,7 +268,7 @@ static __always_inline int server_entry(struct go_regs *ctx, const int swiss_map
 		return 0;
 	learn_app_tgid();
 	__u64 g = go_goroutine(ctx);
-	struct server_call *st = new_entry(&server_calls, &g);
+	struct server_call *st = new_entry(&server_calls, &g, &zeroes);
 	if (!st)
 		return 0;
 	st->ev.kind = EVENT_SERVER;
@@ -286,6 +285,13 @@ static __always_inline int server_entry(struct go_regs *ctx, const int swiss_map
 		st->ev.path_len = read_go_string(st->ev.path, PATH_MAX, url + off_url_URL_Path);
 	st->ev.proto_major = (__u8)read_ptr(req + off_http_Request_ProtoMajor);
 	st->ev.proto_minor = (__u8)read_ptr(req + off_http_Request_ProtoMinor);
+	/* "PRI * HTTP/2.0" is the HTTP/2 connection preface, which an h2c handler
+	 * (golang.org/x/net/http2/h2c) takes over as a connection: no request. */
+	if (st->ev.proto_major == 2 && st->ev.method_len == 3 && st->ev.method[0] == 'P' && st->ev.method[1] == 'R' &&
+	    st->ev.method[2] == 'I') {
+		bpf_map_delete_elem(&server_calls, &g);
+		return 0;
+	}
 
 	capture_headers(read_ptr(req + off_http_Request_Header), &st->ev.hdr, swiss_maps);
 	if (trace_context && join_trace(&st->ev)) {
@@ -322,12 +328,20 @@ int server_return(struct go_regs *ctx)
 	st->ev.end_ns = bpf_ktime_get_ns();
 	__u64 req = st->req;
 
-	/* Only an HTTP/1 ResponseWriter is an *http.response. A handler that wrote no
-	 * header gets 200 when ServeHTTP returns. */
+	/* An HTTP/1 ResponseWriter is an *http.response, an HTTP/2 one the HTTP/2
+	 * server's. A handler that wrote no header gets 200 when ServeHTTP returns. */
+	__u64 status = 0;
 	if (st->ev.proto_major == 1) {
-		__u64 status = read_ptr(st->resp + off_http_response_status);
-		st->ev.status = status ? (__u16)status : 200;
+		status = read_ptr(st->resp + off_http_response_status);
+	} else if (st->ev.proto_major == 2 && off_http_http2responseWriter_rws != OFFSET_NONE) {
+		__u64 rws = read_ptr(st->resp + off_http_http2responseWriter_rws);
+		status = read_ptr(rws + off_http_http2responseWriterState_status);
+	} else if (st->ev.proto_major == 2 && off_http2_responseWriter_rws != OFFSET_NONE) {
+		__u64 rws = read_ptr(st->resp + off_http2_responseWriter_rws);
+		status = read_ptr(rws + off_http2_responseWriterState_status);
 	}
+	if (st->ev.proto_major == 1 || st->ev.proto_major == 2)
+		st->ev.status = status ? (__u16)status : 200;
 	if (off_http_Request_Pattern != OFFSET_NONE) {
 		st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, req + off_http_Request_Pattern);
 	} else if (off_http_Request_pat != OFFSET_NONE) {
@@ -347,7 +361,7 @@ int server_return(struct go_regs *ctx)
 /* file_traceparent files the traceparent the request is to carry, for Request.write. */
 static __always_inline int file_traceparent(struct client_call *st, struct span_ref *parent, __u8 flags)
 {
-	struct outgoing *out = new_entry(&filed, &st->url);
+	struct outgoing *out = new_entry(&filed, &st->url, &zeroes);
 	if (!out)
 		return 0;
 	format_traceparent(out->traceparent, st->ev.sc.trace_id, st->ev.sc.span_id, flags);
@@ -372,7 +386,7 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 		return 0;
 	learn_app_tgid();
 	__u64 g = go_goroutine(ctx);
-	struct client_call *st = new_entry(&client_calls, &g);
+	struct client_call *st = new_entry(&client_calls, &g, &zeroes);
 	if (!st)
 		return 0;
 	st->ev.kind = EVENT_CLIENT;

@@ -23,6 +23,10 @@ var (
 	urlPath        = offsets.FieldRef{Struct: "net/url.URL", Field: "Path"}
 	urlRawQuery    = offsets.FieldRef{Struct: "net/url.URL", Field: "RawQuery"}
 	responseStatus = offsets.FieldRef{Struct: "net/http.response", Field: "status"}
+	h2WriterRWS    = offsets.FieldRef{Struct: "net/http.http2responseWriter", Field: "rws"}
+	h2WriterStatus = offsets.FieldRef{Struct: "net/http.http2responseWriterState", Field: "status"}
+	h2WriterRWS127 = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriter", Field: "rws"}
+	h2Status127    = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriterState", Field: "status"}
 	respStatusCode = offsets.FieldRef{Struct: "net/http.Response", Field: "StatusCode"}
 	respProtoMajor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMajor"}
 	respProtoMinor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMinor"}
@@ -40,6 +44,10 @@ var (
 
 // swissMapsSince is the Go release whose maps are Swiss tables.
 const swissMapsSince = "go1.24"
+
+// http2InternalSince is the Go release whose HTTP/2 server is net/http/internal/http2,
+// not the copy bundled into net/http.
+const http2InternalSince = "go1.27"
 
 // mapExperiments switch a release's map layout (Swiss tables opt-in in Go 1.23, opt-out
 // in 1.24 and 1.25): the probes pick the layout by release, so such builds are refused.
@@ -78,6 +86,12 @@ var ServerSpec = offsets.Spec{
 		{FieldRef: patternStr, Since: "go1.22", Optional: true},
 		{FieldRef: urlPath},
 		{FieldRef: responseStatus},
+		// The HTTP/2 server's status: moved into net/http/internal/http2 in Go 1.27.
+		// Optional: without it, HTTP/2 spans have no status code.
+		{FieldRef: h2WriterRWS, Before: http2InternalSince, Optional: true},
+		{FieldRef: h2WriterStatus, Before: http2InternalSince, Optional: true},
+		{FieldRef: h2WriterRWS127, Since: http2InternalSince, Optional: true},
+		{FieldRef: h2Status127, Since: http2InternalSince, Optional: true},
 	}, headerMapFields...),
 	Experiments: mapExperiments,
 	Program:     trackerProgram,

@@ -1,0 +1,472 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// tracedGRPC runs the grpcservice target under the launcher, serving on a free port
+// (and relaying to next, if given), exporting to recv.
+func tracedGRPC(t *testing.T, tg testenv.Target, recv *testenv.Receiver, next string, extraEnv ...string) (*run, string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	addr := freeAddr(t)
+	env := append(append(os.Environ(), extraEnv...),
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint,
+		"OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_SERVICE_NAME=", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
+	args := []string{launchBin(t), "--require-instrumentation", "--", tg.Path, addr}
+	if next != "" {
+		args = append(args, next)
+	}
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, args...)
+	return r, addr
+}
+
+// dialGRPC connects to addr, waiting for it to accept.
+func dialGRPC(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		err := conn.Invoke(ctx, "/demo.Echo/Say", wrapperspb.String("ready?"), new(wrapperspb.StringValue), grpc.WaitForReady(true))
+		if err == nil {
+			return conn
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s never answered: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGRPCSpans traces gRPC services built with grpc releases on each side of every
+// change the probes follow (and one stripped): server spans for unary and streaming
+// RPCs with their status, the incoming traceparent joined, and the client spans of
+// calls a handler makes - with its context and from a goroutine it starts - parented
+// by its server span.
+func TestGRPCSpans(t *testing.T) {
+	targets := testenv.BuildGRPC(t, testenv.GRPCBuilds...)
+	for _, tg := range targets {
+		t.Run(tg.Toolchain+"/"+tg.Variant.Name, func(t *testing.T) {
+			recv := testenv.StartReceiver(t)
+			// Each hop serving before the next starts: a hop's first dial must not
+			// find its next one still at the start gate (grpc would back off).
+			downstream, downAddr := tracedGRPC(t, tg, recv, "")
+			down := dialGRPC(t, downAddr)
+			front, frontAddr := tracedGRPC(t, tg, recv, downAddr)
+			fc := dialGRPC(t, frontAddr)
+			unreachable, unreachableAddr := tracedGRPC(t, tg, recv, freeAddr(t))
+			uc := dialGRPC(t, unreachableAddr)
+			ctx := context.Background()
+
+			// The warm-up calls of dialGRPC are spans too: 3 "Say" server spans.
+			traceID, parentID := "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+			incoming := metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+traceID+"-"+parentID+"-01", "tracestate", "k=v")
+			if err := fc.Invoke(incoming, "/demo.Echo/Relay", wrapperspb.String("hi"), new(wrapperspb.StringValue)); err != nil {
+				t.Fatalf("Relay: %v\nfront: %s\ndownstream: %s", err, front.stderr, downstream.stderr)
+			}
+			for _, c := range []codes.Code{codes.NotFound, codes.Internal, codes.Unknown} {
+				err := down.Invoke(ctx, "/demo.Echo/Fail", wrapperspb.Int32(int32(c)), new(emptypb.Empty))
+				if status.Code(err) != c {
+					t.Fatalf("Fail(%v): %v", c, err)
+				}
+			}
+			if err := down.Invoke(ctx, "/demo.Nope/Missing", wrapperspb.String("x"), new(wrapperspb.StringValue)); status.Code(err) != codes.Unimplemented {
+				t.Fatalf("unknown method: %v", err)
+			}
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			err := down.Invoke(short, "/demo.Echo/Sleep", wrapperspb.Int32(2000), new(emptypb.Empty))
+			cancel()
+			if status.Code(err) != codes.DeadlineExceeded {
+				t.Fatalf("Sleep past the deadline: %v", err)
+			}
+			if err := uc.Invoke(ctx, "/demo.Echo/Relay", wrapperspb.String("hi"), new(wrapperspb.StringValue)); status.Code(err) != codes.Unavailable {
+				t.Fatalf("Relay to nowhere: %v", err)
+			}
+			streams(t, down)
+
+			want := 3 + // warm-up
+				1 + 2 + 2 + // Relay: front server, its 2 client calls, downstream's 2 server spans
+				3 + 1 + 1 + // Fail x3, unknown method, Sleep
+				1 + 1 + // Relay to nowhere: server and its failed client call
+				3 // Count, Sum, Chat
+			spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= want })
+			if !ok {
+				t.Fatalf("%d spans, want %d: %s", len(spans), want, spanList(spans))
+			}
+			time.Sleep(500 * time.Millisecond) // and no more
+			spans = recv.Spans()
+			if len(spans) != want {
+				t.Fatalf("%d spans, want %d: %s", len(spans), want, spanList(spans))
+			}
+			checkGRPCSpans(t, spans, traceID, parentID, frontAddr, downAddr)
+			for _, r := range []*run{downstream, front, unreachable} {
+				if strings.Contains(r.stderr.String(), "level=WARN") || strings.Contains(r.stderr.String(), "level=ERROR") {
+					t.Errorf("launcher said: %s", r.stderr)
+				}
+			}
+		})
+	}
+}
+
+// streams makes one RPC of each streaming kind.
+func streams(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	ctx := context.Background()
+	desc := &grpc.StreamDesc{ServerStreams: true}
+	s, err := conn.NewStream(ctx, desc, "/demo.Echo/Count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendMsg(wrapperspb.Int32(3)); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseSend()
+	n := 0
+	for {
+		err := s.RecvMsg(new(wrapperspb.Int32Value))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("Count(3) sent %d", n)
+	}
+
+	s, err = conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/demo.Echo/Sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int32(1); i <= 4; i++ {
+		s.SendMsg(wrapperspb.Int32(i))
+	}
+	s.CloseSend()
+	sum := new(wrapperspb.Int32Value)
+	if err := s.RecvMsg(sum); err != nil || sum.Value != 10 {
+		t.Fatalf("Sum: %v %v", sum.Value, err)
+	}
+
+	s, err = conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/demo.Echo/Chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 5; i++ {
+			s.SendMsg(wrapperspb.String(fmt.Sprint(i)))
+		}
+		s.CloseSend()
+	}()
+	got := 0
+	for {
+		err := s.RecvMsg(new(wrapperspb.StringValue))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got++
+	}
+	wg.Wait()
+	if got != 5 {
+		t.Fatalf("Chat echoed %d of 5", got)
+	}
+}
+
+func spanList(spans []testenv.Span) string {
+	var b strings.Builder
+	for _, s := range spans {
+		fmt.Fprintf(&b, "\n  %s %s trace=%s span=%s parent=%s status=%v %q %v", s.Kind, s.Name, s.TraceID, s.SpanID, s.ParentSpanID, s.StatusCode, s.StatusMessage, s.Attrs)
+	}
+	return b.String()
+}
+
+// checkGRPCSpans checks every span of TestGRPCSpans.
+func checkGRPCSpans(t *testing.T, spans []testenv.Span, traceID, parentID, frontAddr, downAddr string) {
+	t.Helper()
+	byName := map[string][]testenv.Span{}
+	for _, s := range spans {
+		byName[s.Kind.String()+" "+s.Name] = append(byName[s.Kind.String()+" "+s.Name], s)
+		if s.Attrs["rpc.system.name"] != "grpc" {
+			t.Errorf("%s: rpc.system.name %v", s.Name, s.Attrs["rpc.system.name"])
+		}
+		if s.End.Before(s.Start) || s.End.Sub(s.Start) > 10*time.Second {
+			t.Errorf("%s: runs %v to %v", s.Name, s.Start, s.End)
+		}
+	}
+	server, client := tracepb.Span_SPAN_KIND_SERVER.String(), tracepb.Span_SPAN_KIND_CLIENT.String()
+	one := func(key string, pick func(testenv.Span) bool) testenv.Span {
+		t.Helper()
+		var found []testenv.Span
+		for _, s := range byName[key] {
+			if pick == nil || pick(s) {
+				found = append(found, s)
+			}
+		}
+		if len(found) != 1 {
+			t.Fatalf("%d spans %q, want 1: %s", len(found), key, spanList(spans))
+		}
+		return found[0]
+	}
+	expect := func(s testenv.Span, code string, isErr bool, message string) {
+		t.Helper()
+		if s.Attrs["rpc.response.status_code"] != code {
+			t.Errorf("%s %s: rpc.response.status_code %v, want %s", s.Kind, s.Name, s.Attrs["rpc.response.status_code"], code)
+		}
+		wantStatus := tracepb.Status_STATUS_CODE_UNSET
+		if isErr {
+			wantStatus = tracepb.Status_STATUS_CODE_ERROR
+			if s.Attrs["error.type"] != code {
+				t.Errorf("%s %s: error.type %v, want %s", s.Kind, s.Name, s.Attrs["error.type"], code)
+			}
+		} else if _, ok := s.Attrs["error.type"]; ok {
+			t.Errorf("%s %s: error.type %v on a success", s.Kind, s.Name, s.Attrs["error.type"])
+		}
+		if s.StatusCode != wantStatus || s.StatusMessage != message {
+			t.Errorf("%s %s: status %v %q, want %v %q", s.Kind, s.Name, s.StatusCode, s.StatusMessage, wantStatus, message)
+		}
+	}
+
+	// The relayed call: one trace from the incoming traceparent down.
+	relay := one(server+" demo.Echo/Relay", func(s testenv.Span) bool { return s.TraceID == traceID })
+	if relay.ParentSpanID != parentID || relay.TraceState != "k=v" {
+		t.Errorf("Relay server span: parent %s tracestate %q, want %s k=v", relay.ParentSpanID, relay.TraceState, parentID)
+	}
+	expect(relay, "OK", false, "")
+	host, port := splitAddr(t, frontAddr)
+	if relay.Attrs["server.address"] != host || relay.Attrs["server.port"] != int64(port) || relay.Attrs["client.address"] != "127.0.0.1" {
+		t.Errorf("Relay server span addresses: %v", relay.Attrs)
+	}
+	if p, ok := relay.Attrs["client.port"].(int64); !ok || p <= 0 {
+		t.Errorf("Relay server span: client.port %v", relay.Attrs["client.port"])
+	}
+	downHost, downPort := splitAddr(t, downAddr)
+	calls := 0
+	for _, c := range byName[client+" demo.Echo/Say"] {
+		if c.TraceID != traceID {
+			continue
+		}
+		calls++
+		if c.ParentSpanID != relay.SpanID {
+			t.Errorf("client Say: parent %s, want the Relay server span %s", c.ParentSpanID, relay.SpanID)
+		}
+		if c.Attrs["server.address"] != downHost || c.Attrs["server.port"] != int64(downPort) || c.Attrs["rpc.method"] != "demo.Echo/Say" {
+			t.Errorf("client Say: %v", c.Attrs)
+		}
+		expect(c, "OK", false, "")
+		if c.Start.Before(relay.Start) || c.End.After(relay.End) {
+			t.Errorf("client Say [%v %v] outside its parent [%v %v]", c.Start, c.End, relay.Start, relay.End)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("%d client Say spans in the relayed trace, want 2 (with the request's context, and from a goroutine): %s", calls, spanList(spans))
+	}
+
+	expect(one(server+" demo.Echo/Fail", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] == "NOT_FOUND" }), "NOT_FOUND", false, "")
+	expect(one(server+" demo.Echo/Fail", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] == "INTERNAL" }), "INTERNAL", true, "failed on purpose")
+	expect(one(server+" demo.Echo/Fail", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] == "UNKNOWN" }), "UNKNOWN", true, "failed on purpose")
+	unknown := one(server+" grpc", nil)
+	if unknown.Attrs["rpc.method"] != "_OTHER" || unknown.Attrs["rpc.method_original"] != "demo.Nope/Missing" {
+		t.Errorf("unknown method: %v", unknown.Attrs)
+	}
+	expect(unknown, "UNIMPLEMENTED", true, "unknown service demo.Nope")
+	sleep := one(server+" demo.Echo/Sleep", nil)
+	expect(sleep, "DEADLINE_EXCEEDED", true, "deadline passed while sleeping")
+	if d := sleep.End.Sub(sleep.Start); d < 40*time.Millisecond || d > 1500*time.Millisecond {
+		t.Errorf("Sleep span lasted %v: the deadline was 50ms", d)
+	}
+
+	// The relay to nowhere: its client span is UNAVAILABLE, an error; the server span
+	// returns that status too (as the handler did).
+	failed := one(client+" demo.Echo/Say", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] != "OK" })
+	if failed.Attrs["rpc.response.status_code"] != "UNAVAILABLE" || failed.StatusCode != tracepb.Status_STATUS_CODE_ERROR || failed.Attrs["error.type"] != "UNAVAILABLE" {
+		t.Errorf("call to nowhere: %v %v", failed.StatusCode, failed.Attrs)
+	}
+	for _, name := range []string{"demo.Echo/Count", "demo.Echo/Sum", "demo.Echo/Chat"} {
+		expect(one(server+" "+name, nil), "OK", false, "")
+	}
+}
+
+func splitAddr(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	i := strings.LastIndexByte(addr, ':')
+	var port int
+	fmt.Sscan(addr[i+1:], &port)
+	return addr[:i], port
+}
+
+// TestGRPCMixedChains: spans of one library parented by another's, across their BPF
+// objects, in one process: HTTP server -> gRPC client, and gRPC server -> HTTP client
+// -> (the kernel-inserted traceparent) -> HTTP server.
+func TestGRPCMixedChains(t *testing.T) {
+	for _, tg := range testenv.BuildGRPC(t, testenv.GRPCBuilds[0], testenv.GRPCBuilds[2]) {
+		t.Run(tg.Toolchain+"/"+tg.Variant.Name, func(t *testing.T) {
+			recv := testenv.StartReceiver(t)
+			_, downAddr := tracedGRPC(t, tg, recv, "")
+			dialGRPC(t, downAddr)
+			httpAddr := freeAddr(t)
+			front, frontAddr := tracedGRPC(t, tg, recv, downAddr, "GRPCSERVICE_HTTP="+httpAddr)
+			fc := dialGRPC(t, frontAddr)
+
+			// HTTP -> gRPC.
+			traceID, parentID := "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+			req, _ := http.NewRequest("GET", "http://"+httpAddr+"/relay", nil)
+			req.Header.Set("traceparent", "00-"+traceID+"-"+parentID+"-01")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("GET /relay: %v\n%s", err, front.stderr)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "from http" {
+				t.Fatalf("GET /relay: %s %q", resp.Status, body)
+			}
+			// gRPC -> HTTP -> HTTP server, one trace from the gRPC call's traceparent.
+			grpcTrace := "5bf92f3577b34da6a3ce929d0e0e4736"
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+grpcTrace+"-"+parentID+"-01")
+			out := new(wrapperspb.StringValue)
+			if err := fc.Invoke(ctx, "/demo.Echo/Fetch", wrapperspb.String("http://"+httpAddr+"/hello"), out); err != nil || out.Value != "hello" {
+				t.Fatalf("Fetch: %q %v", out.Value, err)
+			}
+
+			inTrace := func(spans []testenv.Span, id string) int {
+				n := 0
+				for _, s := range spans {
+					if s.TraceID == id {
+						n++
+					}
+				}
+				return n
+			}
+			// The downstream gRPC server span starts a trace of its own: no traceparent
+			// goes out over HTTP/2 yet.
+			if spans, ok := recv.WaitFor(20*time.Second, func(s []testenv.Span) bool { return inTrace(s, traceID) >= 2 && inTrace(s, grpcTrace) >= 3 }); !ok {
+				t.Fatalf("spans: %s", spanList(spans))
+			}
+			spans := recv.Spans()
+			find := func(trace string, kind tracepb.Span_SpanKind, name string) testenv.Span {
+				t.Helper()
+				for _, s := range spans {
+					if s.TraceID == trace && s.Kind == kind && s.Name == name {
+						return s
+					}
+				}
+				t.Fatalf("no %s span %q in trace %s: %s", kind, name, trace, spanList(spans))
+				return testenv.Span{}
+			}
+			httpServer := find(traceID, tracepb.Span_SPAN_KIND_SERVER, "GET /relay")
+			grpcClient := find(traceID, tracepb.Span_SPAN_KIND_CLIENT, "demo.Echo/Say")
+			if httpServer.ParentSpanID != parentID || grpcClient.ParentSpanID != httpServer.SpanID {
+				t.Errorf("HTTP -> gRPC: server parent %s (want %s), client parent %s (want %s)", httpServer.ParentSpanID, parentID, grpcClient.ParentSpanID, httpServer.SpanID)
+			}
+			grpcServer := find(grpcTrace, tracepb.Span_SPAN_KIND_SERVER, "demo.Echo/Fetch")
+			httpClient := find(grpcTrace, tracepb.Span_SPAN_KIND_CLIENT, "GET")
+			hello := find(grpcTrace, tracepb.Span_SPAN_KIND_SERVER, "GET /hello")
+			if grpcServer.ParentSpanID != parentID || httpClient.ParentSpanID != grpcServer.SpanID || hello.ParentSpanID != httpClient.SpanID {
+				t.Errorf("gRPC -> HTTP -> HTTP: parents %s, %s, %s; want %s, %s, %s", grpcServer.ParentSpanID, httpClient.ParentSpanID, hello.ParentSpanID,
+					parentID, grpcServer.SpanID, httpClient.SpanID)
+			}
+		})
+	}
+}
+
+// TestHTTP2ServerSpans: a net/http server over HTTP/2 - TLS with ALPN, and plaintext
+// (prior knowledge, Go 1.24's http.Protocols) - gets server spans with the status code
+// and network.protocol.version 2, as over HTTP/1; Go 1.26 (net/http's bundled HTTP/2)
+// and Go 1.27 (net/http/internal/http2).
+func TestHTTP2ServerSpans(t *testing.T) {
+	tgs := testenv.BuildGRPC(t, testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.26.8"}, testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.27.3"})
+	for _, tg := range tgs {
+		t.Run(tg.Toolchain, func(t *testing.T) {
+			recv := testenv.StartReceiver(t)
+			tlsAddr, h2cAddr := freeAddr(t), freeAddr(t)
+			app, grpcAddr := tracedGRPC(t, tg, recv, "", "GRPCSERVICE_TLS="+tlsAddr, "GRPCSERVICE_H2C="+h2cAddr)
+			dialGRPC(t, grpcAddr) // serving: the HTTP servers started before
+			h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+			h2c := &http.Transport{Protocols: new(http.Protocols)}
+			h2c.Protocols.SetUnencryptedHTTP2(true)
+			for _, c := range []struct {
+				name string
+				url  string
+				rt   http.RoundTripper
+			}{{"TLS", "https://" + tlsAddr, h2}, {"h2c", "http://" + h2cAddr, h2c}} {
+				for _, path := range []string{"/hello", "/unavailable"} {
+					resp, err := (&http.Client{Transport: c.rt}).Get(c.url + path)
+					if err != nil {
+						t.Fatalf("%s %s: %v\n%s", c.name, path, err, app.stderr)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.ProtoMajor != 2 {
+						t.Fatalf("%s %s: %s, want HTTP/2", c.name, path, resp.Proto)
+					}
+				}
+			}
+			isHTTP := func(s testenv.Span) bool { return strings.HasPrefix(s.Name, "GET ") }
+			spans, ok := recv.WaitFor(20*time.Second, func(ss []testenv.Span) bool {
+				n := 0
+				for _, s := range ss {
+					if isHTTP(s) {
+						n++
+					}
+				}
+				return n >= 4
+			})
+			if !ok {
+				t.Fatalf("spans: %s", spanList(spans))
+			}
+			time.Sleep(300 * time.Millisecond)
+			got := map[string]int{}
+			for _, s := range recv.Spans() {
+				if !isHTTP(s) {
+					continue
+				}
+				if s.Attrs["network.protocol.version"] != "2" {
+					t.Errorf("%s: network.protocol.version %v", s.Name, s.Attrs["network.protocol.version"])
+				}
+				code, _ := s.Attrs["http.response.status_code"].(int64)
+				got[fmt.Sprintf("%s %d %v", s.Name, code, s.StatusCode)]++
+			}
+			want := map[string]int{
+				fmt.Sprintf("GET /hello 200 %v", tracepb.Status_STATUS_CODE_UNSET):       2,
+				fmt.Sprintf("GET /unavailable 503 %v", tracepb.Status_STATUS_CODE_ERROR): 2,
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("HTTP/2 server spans %v, want %v", got, want)
+			}
+		})
+	}
+}

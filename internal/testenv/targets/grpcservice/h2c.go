@@ -1,0 +1,16 @@
+//go:build go1.24
+
+package main
+
+import (
+	"log"
+	"net/http"
+)
+
+// serveH2C serves HTTP/1 and plaintext HTTP/2 (prior knowledge) on addr.
+func serveH2C(addr string, h http.Handler) {
+	srv := &http.Server{Addr: addr, Handler: h, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	log.Fatal(srv.ListenAndServe())
+}

@@ -1,0 +1,248 @@
+// Command grpcservice is the gRPC program the tests trace, built with several grpc
+// releases (go.mod files go.grpc-vX.Y.mod; one module, no generated code: the service
+// is declared by hand on the well-known wrapper messages).
+//
+//	grpcservice ADDR [NEXT]
+//
+// serves demo.Echo on ADDR; Relay calls Say on NEXT. With GRPCSERVICE_HTTP=ADDR it
+// also serves HTTP/1 there: /relay calls Say on NEXT with the request's context, /hello
+// answers hello, /unavailable 503; GRPCSERVICE_TLS=ADDR serves the same over TLS (a
+// self-signed certificate; HTTP/2 by ALPN), GRPCSERVICE_H2C=ADDR over HTTP/1 and
+// plaintext HTTP/2 (Go 1.24+). Methods:
+//
+//	Say(StringValue) StringValue          the argument back
+//	Fail(Int32Value) Empty                the status whose code is the argument
+//	Relay(StringValue) StringValue        Say on NEXT with the request's context, then
+//	                                      again from a goroutine it starts
+//	Sleep(Int32Value) Empty               sleeps that many milliseconds (deadlines)
+//	Fetch(StringValue) StringValue        GET of the URL given, with the request's
+//	                                      context: the body
+//	Count(Int32Value) stream Int32Value   server streaming: 1..n
+//	Sum(stream Int32Value) Int32Value     client streaming
+//	Chat(stream StringValue) stream ...   bidi: each message back
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+type echo struct{ next *grpc.ClientConn }
+
+func (e *echo) say(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return in, nil
+}
+
+func (e *echo) fail(ctx context.Context, in *wrapperspb.Int32Value) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Code(in.Value), "failed on purpose")
+}
+
+func (e *echo) relay(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	if e.next == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	out := new(wrapperspb.StringValue)
+	if err := e.next.Invoke(ctx, "/demo.Echo/Say", in, out); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.next.Invoke(ctx, "/demo.Echo/Say", in, new(wrapperspb.StringValue)) }()
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (e *echo) sleep(ctx context.Context, in *wrapperspb.Int32Value) (*emptypb.Empty, error) {
+	select {
+	case <-time.After(time.Duration(in.Value) * time.Millisecond):
+		return &emptypb.Empty{}, nil
+	case <-ctx.Done():
+		// The client's deadline (grpc-timeout) or the cancel its deadline sent,
+		// whichever reached the server first: the status is the deadline's.
+		if _, ok := ctx.Deadline(); ok {
+			return nil, status.Error(codes.DeadlineExceeded, "deadline passed while sleeping")
+		}
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (e *echo) fetch(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.Value, nil)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return wrapperspb.String(string(body)), nil
+}
+
+// routes: /relay (Say on the next hop, with the request's context), /hello and
+// /unavailable.
+func (e *echo) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
+	mux.HandleFunc("/unavailable", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	mux.HandleFunc("/relay", func(w http.ResponseWriter, r *http.Request) {
+		out := new(wrapperspb.StringValue)
+		if err := e.next.Invoke(r.Context(), "/demo.Echo/Say", wrapperspb.String("from http"), out); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, out.Value)
+	})
+	return mux
+}
+
+// serveTLS serves the routes over TLS with a new self-signed certificate: HTTP/2 for
+// clients that offer it (ALPN), as every net/http server does.
+func (e *echo) serveTLS(addr string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Addr: addr, Handler: e.routes(), TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}}
+	log.Fatal(srv.ListenAndServeTLS("", ""))
+}
+
+func count(srv interface{}, stream grpc.ServerStream) error {
+	in := new(wrapperspb.Int32Value)
+	if err := stream.RecvMsg(in); err != nil {
+		return err
+	}
+	for i := int32(1); i <= in.Value; i++ {
+		if err := stream.SendMsg(wrapperspb.Int32(i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sum(srv interface{}, stream grpc.ServerStream) error {
+	var total int32
+	for {
+		in := new(wrapperspb.Int32Value)
+		err := stream.RecvMsg(in)
+		if errors.Is(err, io.EOF) {
+			return stream.SendMsg(wrapperspb.Int32(total))
+		}
+		if err != nil {
+			return err
+		}
+		total += in.Value
+	}
+}
+
+func chat(srv interface{}, stream grpc.ServerStream) error {
+	for {
+		in := new(wrapperspb.StringValue)
+		err := stream.RecvMsg(in)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.SendMsg(in); err != nil {
+			return err
+		}
+	}
+}
+
+// unary adapts a typed handler to grpc's MethodDesc, interceptors included.
+func unary[In any, PIn interface {
+	*In
+	any
+}, Out any](name string, h func(*echo, context.Context, PIn) (Out, error)) grpc.MethodDesc {
+	return grpc.MethodDesc{
+		MethodName: name,
+		Handler: func(srv interface{}, ctx context.Context, dec func(interface{}) error, ic grpc.UnaryServerInterceptor) (interface{}, error) {
+			in := PIn(new(In))
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			call := func(ctx context.Context, req interface{}) (interface{}, error) { return h(srv.(*echo), ctx, req.(PIn)) }
+			if ic == nil {
+				return call(ctx, in)
+			}
+			return ic(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/demo.Echo/" + name}, call)
+		},
+	}
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: "demo.Echo",
+	HandlerType: (*interface{})(nil),
+	Methods: []grpc.MethodDesc{
+		unary("Say", (*echo).say),
+		unary("Fail", (*echo).fail),
+		unary("Relay", (*echo).relay),
+		unary("Sleep", (*echo).sleep),
+		unary("Fetch", (*echo).fetch),
+	},
+	Streams: []grpc.StreamDesc{
+		{StreamName: "Count", Handler: count, ServerStreams: true},
+		{StreamName: "Sum", Handler: sum, ClientStreams: true},
+		{StreamName: "Chat", Handler: chat, ServerStreams: true, ClientStreams: true},
+	},
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		log.Fatal("usage: grpcservice ADDR [NEXT]")
+	}
+	lis, err := net.Listen("tcp", os.Args[1])
+	if err != nil {
+		log.Fatal(err)
+	}
+	e := &echo{}
+	if len(os.Args) > 2 {
+		if e.next, err = grpc.Dial(os.Args[2], grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if addr := os.Getenv("GRPCSERVICE_HTTP"); addr != "" {
+		go func() { log.Fatal(http.ListenAndServe(addr, e.routes())) }()
+	}
+	if addr := os.Getenv("GRPCSERVICE_TLS"); addr != "" {
+		go e.serveTLS(addr)
+	}
+	if addr := os.Getenv("GRPCSERVICE_H2C"); addr != "" {
+		go serveH2C(addr, e.routes())
+	}
+	s := grpc.NewServer()
+	s.RegisterService(&serviceDesc, e)
+	log.Fatal(s.Serve(lis))
+}

@@ -1,0 +1,94 @@
+package offsets_test
+
+import (
+	"slices"
+	"testing"
+
+	"golang.org/x/mod/semver"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes"
+	grpcprobe "github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
+)
+
+// grpcFields are the fields the gRPC probes read in a binary of grpc version v.
+func grpcFields(v string) []offsets.FieldRef {
+	var fields []offsets.FieldRef
+	for _, s := range probes.Specs() {
+		if s.Module != grpcprobe.Module {
+			continue
+		}
+		for _, f := range s.Fields {
+			if (f.Since == "" || semver.Compare(v, f.Since) >= 0) && (f.Before == "" || semver.Compare(v, f.Before) < 0) &&
+				!slices.Contains(fields, f.FieldRef) {
+				fields = append(fields, f.FieldRef)
+			}
+		}
+	}
+	return fields
+}
+
+// The gRPC probes read structs of grpc, golang.org/x/net, genproto and the standard
+// library: in builds of the grpc releases the probes read differently, the type
+// descriptors and the database (each field under its own module's version) give the
+// offsets DWARF gives, and a stripped build gets every one from the database.
+func TestGRPCSourcesAgreeWithDWARF(t *testing.T) {
+	db, err := offsets.EmbeddedDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grpcSpecs []offsets.Spec
+	for _, s := range probes.Specs() {
+		if s.Module == grpcprobe.Module {
+			grpcSpecs = append(grpcSpecs, s)
+		}
+	}
+	tgs := testenv.BuildGRPC(t, testenv.GRPCBuilds...)
+	dwarfOf := map[string]map[offsets.FieldRef]uint64{} // by grpc version and toolchain
+	for _, tg := range tgs {
+		b := open(t, tg.Path)
+		v := b.ModuleVersion(grpcprobe.Module)
+		key := v + " " + tg.Toolchain
+		want := grpcFields(v)
+		if !b.DWARF {
+			r, err := offsets.Analyze(b, grpcSpecs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range r.Probes {
+				if !p.Enabled {
+					t.Errorf("%s: %s disabled: %s", tg, p.Name, p.Reason)
+				}
+				for _, f := range p.Fields {
+					if w, ok := dwarfOf[key][fieldRef(f.Name)]; !ok || f.Source != offsets.SourceDB || f.Offset == nil || *f.Offset != w {
+						t.Errorf("%s: %s = %v from %s, want %d from the database (plain build: %v)", tg, f.Name, f.Offset, f.Source, w, ok)
+					}
+				}
+			}
+			continue
+		}
+		dw, err := b.DWARFFieldOffsets(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dw) != len(want) {
+			t.Errorf("%s: DWARF has %d of the %d fields: %v", tg, len(dw), len(want), dw)
+		}
+		dwarfOf[key] = dw
+		ti, err := b.TypeInfoFieldOffsets(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range want {
+			module, version := b.PackageModule(f.Package())
+			off, exact, ok := db.Lookup(module, version, f)
+			if !exact || !ok || off != dw[f] {
+				t.Errorf("%s: %s: database (%s %s) %d (exact %v, found %v), DWARF %d", tg, f, module, version, off, exact, ok, dw[f])
+			}
+			if got, ok := ti[f]; !ok || got != dw[f] {
+				t.Errorf("%s: %s: typeinfo %d (found %v), DWARF %d", tg, f, got, ok, dw[f])
+			}
+		}
+	}
+}

@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//go:build ignore
+
+/* google.golang.org/grpc: server spans and client spans.
+ *
+ * Server, three uprobe hits per RPC, unary or streaming; the span covers the stream
+ * from its request headers to its final status.
+ *  - Entry of transport.(*http2Server).operateHeaders(t, [ctx,] frame, ...), in the
+ *    connection's reader goroutine: the stream's HEADERS, decoded. Read the method
+ *    (:path), traceparent and tracestate, and the connection's addresses; choose the
+ *    span's IDs (joining the incoming trace); keep the state under (transport, stream).
+ *  - Entry of grpc.(*Server).handleStream(s, t, stream, ...), in the goroutine that
+ *    runs the handler: register the span among the in-flight server spans (spans.h)
+ *    under the stream's context and this goroutine, so that the calls the handler makes,
+ *    with any library, find their parent.
+ *  - Entry of the transport's WriteStatus (writeStatus since v1.69), which every stream
+ *    that reached a handler ends with: read the status, output the span, unregister it.
+ * A stream refused before any handler (bad headers, too many streams) leaves its state
+ * behind in an LRU map, and no span.
+ *
+ * Client, two hits per unary call. Entry of grpc.(*ClientConn).Invoke(cc, ctx, method,
+ * ...): find the parent by the call's context, choose the IDs, read the target. Each
+ * RET: the error, if any, with its status (read as an *internal/status.Error; userspace
+ * uses it only if the error's dynamic type is that). */
+#include "common.h"
+#include "spans.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Field offsets in the app, named after the Go fields (kit.VarName) and set by the
+ * loader; OFFSET_NONE where the app's versions have no such field. */
+volatile __u64 off_transport_http2Server_conn = OFFSET_NONE;
+volatile __u64 off_transport_Stream_id = OFFSET_NONE;
+volatile __u64 off_transport_Stream_ctx = OFFSET_NONE;
+volatile __u64 off_transport_ServerStream_Stream = OFFSET_NONE; /* v1.69+: embeds Stream */
+volatile __u64 off_status_Status_s = OFFSET_NONE;              /* internal/status: *spb.Status */
+volatile __u64 off_status_Error_s = OFFSET_NONE;               /* internal/status: *Status */
+volatile __u64 off_status_Status_Code = OFFSET_NONE;           /* genproto rpc/status */
+volatile __u64 off_status_Status_Message = OFFSET_NONE;
+volatile __u64 off_grpc_ClientConn_target = OFFSET_NONE;
+volatile __u64 off_http2_MetaHeadersFrame_HeadersFrame = OFFSET_NONE; /* golang.org/x/net */
+volatile __u64 off_http2_MetaHeadersFrame_Fields = OFFSET_NONE;
+volatile __u64 off_http2_HeadersFrame_FrameHeader = OFFSET_NONE;
+volatile __u64 off_http2_FrameHeader_StreamID = OFFSET_NONE;
+volatile __u64 off_hpack_HeaderField_Name = OFFSET_NONE;
+volatile __u64 off_hpack_HeaderField_Value = OFFSET_NONE;
+volatile __u64 off_hpack_HeaderField_Sensitive = OFFSET_NONE; /* the last field: gives the size */
+volatile __u64 off_net_TCPConn_conn = OFFSET_NONE;
+volatile __u64 off_net_conn_fd = OFFSET_NONE;
+volatile __u64 off_net_netFD_laddr = OFFSET_NONE;
+volatile __u64 off_net_netFD_raddr = OFFSET_NONE;
+volatile __u64 off_net_TCPAddr_IP = OFFSET_NONE;
+volatile __u64 off_net_TCPAddr_Port = OFFSET_NONE;
+/* Which argument of operateHeaders is the frame: 2, or 4 since v1.60 (after a ctx). */
+volatile __u64 headers_frame_arg = 4;
+/* Set last, once the offsets are. */
+volatile __u64 server_enabled = 0;
+volatile __u64 client_enabled = 0;
+
+#define EVENT_SERVER 1
+#define EVENT_CLIENT 2
+
+#define METHOD_MAX 128
+#define MESSAGE_MAX 128
+#define TARGET_MAX 128
+#define HEADERS_MAX 32 /* header fields of a stream looked at */
+#define TRACEPARENT_MAX 64
+
+struct grpc_addr {
+	__u8 ip[16];
+	__u64 ip_len;
+	__u64 port;
+};
+
+struct grpc_server_event {
+	__u32 kind;
+	__u8 has_parent;
+	__u8 trace_flags; /* the incoming parent's */
+	__u16 method_len;
+	__u64 start_ns;
+	__u64 end_ns;
+	struct span_context sc;
+	__u8 parent_span_id[SPAN_ID_SIZE];
+	__u64 conn_type; /* the net.Conn's dynamic type: the addresses hold for a *net.TCPConn */
+	struct grpc_addr local;
+	struct grpc_addr remote;
+	__u32 code;
+	__u16 message_len;
+	__u16 tracestate_len;
+	__u8 method[METHOD_MAX];
+	__u8 message[MESSAGE_MAX];
+	__u8 tracestate[TRACESTATE_MAX];
+};
+
+struct grpc_client_event {
+	__u32 kind;
+	__u8 has_parent;
+	__u8 trace_flags; /* the parent's */
+	__u16 method_len;
+	__u64 start_ns;
+	__u64 end_ns;
+	struct span_context sc;
+	__u8 parent_span_id[SPAN_ID_SIZE];
+	__u64 error_type; /* the error's dynamic type; 0 without an error */
+	__u32 code;       /* read as a status error: valid only if error_type is one */
+	__u16 message_len;
+	__u16 target_len;
+	__u8 method[METHOD_MAX];
+	__u8 message[MESSAGE_MAX];
+	__u8 target[TARGET_MAX];
+};
+
+/* A server stream, from its headers to its status. */
+struct server_stream {
+	struct grpc_server_event ev;
+	__u8 traceparent[TRACEPARENT_MAX];
+	__u64 traceparent_len;
+	__u64 g;             /* the handler's goroutine, once handleStream ran */
+	__u64 ctx;           /* the stream's context's data word */
+	struct span_ref ref; /* what the calls the handler makes get of it */
+	__u8 inflight;       /* INFLIGHT_* maps it is registered in */
+};
+
+/* A stream of one transport (one connection): HTTP/2 stream IDs are unique within it. */
+struct stream_key {
+	__u64 transport;
+	__u64 id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct stream_key);
+	__type(value, struct server_stream);
+} server_streams SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct grpc_client_event);
+} client_calls SEC(".maps");
+
+/* Zeroes to create map entries from. Never written. */
+union zero_value {
+	struct server_stream server;
+	struct grpc_client_event client;
+} zeroes;
+
+const struct grpc_server_event *unused_server_event __attribute__((unused)); /* bpf2go -type */
+const struct grpc_client_event *unused_client_event __attribute__((unused));
+
+/* offset_or_zero is an embedded field's offset, 0 where the version does not embed. */
+static __always_inline __u64 offset_or_zero(__u64 off)
+{
+	return off == OFFSET_NONE ? 0 : off;
+}
+
+/* stream_id reads a server stream's HTTP/2 stream ID. */
+static __always_inline __u64 stream_id(__u64 stream)
+{
+	__u32 id = 0;
+	read_user(&id, sizeof(id), stream + offset_or_zero(off_transport_ServerStream_Stream) + off_transport_Stream_id);
+	return id;
+}
+
+/* read_status reads a *internal/status.Status: code and message. */
+static __always_inline void read_status(__u64 st, __u32 *code, __u8 *message, __u16 *message_len)
+{
+	__u64 pb = read_ptr(st + off_status_Status_s);
+	if (!pb) {
+		*code = 0; /* a nil *spb.Status is OK */
+		return;
+	}
+	read_user(code, sizeof(*code), pb + off_status_Status_Code);
+	*message_len = read_go_string(message, MESSAGE_MAX, pb + off_status_Status_Message);
+}
+
+/* read_addr reads a net.Addr interface at addr, taking it for a *net.TCPAddr. */
+static __always_inline void read_addr(struct grpc_addr *a, __u64 addr)
+{
+	__u64 tcp = read_ptr(addr + 8);
+	if (!tcp)
+		return;
+	struct go_slice ip = {};
+	read_user(&ip, sizeof(ip), tcp + off_net_TCPAddr_IP);
+	if (ip.len == 4 && read_user(a->ip, 4, ip.ptr) == 0)
+		a->ip_len = 4;
+	else if (ip.len == 16 && read_user(a->ip, 16, ip.ptr) == 0)
+		a->ip_len = 16;
+	a->port = read_ptr(tcp + off_net_TCPAddr_Port);
+}
+
+/* ---------------------------------------------------------------- server */
+
+static __always_inline int is_name(const __u8 *name, const char *want, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (name[i] != want[i])
+			return 0;
+	return 1;
+}
+
+/* read_headers reads the stream's method, traceparent and tracestate from the decoded
+ * header fields (x/net/http2's names are lowercase). A global function: verified once,
+ * on its own. */
+__noinline int read_headers(struct server_stream *st, __u64 fields, __u64 n)
+{
+	if (!st)
+		return 0;
+	__u64 size = (off_hpack_HeaderField_Sensitive + 8) & ~7ULL;
+	for (int i = 0; i < HEADERS_MAX; i++) {
+		if (i >= n)
+			break;
+		__u64 field = fields + i * size;
+		struct go_string name = {};
+		if (read_user(&name, sizeof(name), field + off_hpack_HeaderField_Name) != 0)
+			break;
+		__u8 buf[11] = {};
+		if (name.len == 5 && read_user(buf, 5, name.ptr) == 0 && is_name(buf, ":path", 5)) {
+			st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, field + off_hpack_HeaderField_Value);
+		} else if (name.len == 11 && read_user(buf, 11, name.ptr) == 0 && is_name(buf, "traceparent", 11)) {
+			st->traceparent_len = read_go_string(st->traceparent, TRACEPARENT_MAX, field + off_hpack_HeaderField_Value);
+		} else if (name.len == 10 && read_user(buf, 10, name.ptr) == 0 && is_name(buf, "tracestate", 10)) {
+			st->ev.tracestate_len = read_go_string(st->ev.tracestate, TRACESTATE_MAX, field + off_hpack_HeaderField_Value);
+		}
+	}
+	return 0;
+}
+
+SEC("uprobe/http2Server_operateHeaders")
+int server_headers(struct go_regs *ctx)
+{
+	if (!server_enabled)
+		return 0;
+	__u64 t = go_arg(ctx, 1);
+	/* Both read before choosing: a register chosen by a variable would be a ctx
+	 * access at a variable offset, which the verifier refuses. */
+	__u64 arg2 = go_arg(ctx, 2), arg4 = go_arg(ctx, 4);
+	asm volatile("" : "+r"(arg2), "+r"(arg4));
+	__u64 frame = headers_frame_arg == 2 ? arg2 : arg4;
+	__u64 headers = read_ptr(frame + off_http2_MetaHeadersFrame_HeadersFrame);
+	__u32 id = 0;
+	if (read_user(&id, sizeof(id), headers + off_http2_HeadersFrame_FrameHeader + off_http2_FrameHeader_StreamID) != 0)
+		return 0;
+	struct stream_key key = {.transport = t, .id = id};
+	struct server_stream *st = new_entry(&server_streams, &key, &zeroes);
+	if (!st)
+		return 0;
+	st->ev.kind = EVENT_SERVER;
+	st->ev.start_ns = bpf_ktime_get_ns();
+
+	struct go_slice fields = {};
+	read_user(&fields, sizeof(fields), frame + off_http2_MetaHeadersFrame_Fields);
+	read_headers(st, fields.ptr, fields.len);
+
+	struct go_iface conn = {};
+	read_user(&conn, sizeof(conn), t + off_transport_http2Server_conn);
+	if (conn.tab) {
+		st->ev.conn_type = read_ptr(conn.tab + 8); /* itab.Type */
+		__u64 fd = read_ptr(conn.data + off_net_TCPConn_conn + off_net_conn_fd);
+		if (fd) {
+			read_addr(&st->ev.local, fd + off_net_netFD_laddr);
+			read_addr(&st->ev.remote, fd + off_net_netFD_raddr);
+		}
+	}
+
+	if (trace_context && st->traceparent_len &&
+	    parse_traceparent((const char *)st->traceparent, st->traceparent_len, st->ev.sc.trace_id,
+			      st->ev.parent_span_id, &st->ev.trace_flags) == 0) {
+		st->ev.has_parent = 1;
+	} else {
+		random_bytes(st->ev.sc.trace_id, TRACE_ID_SIZE);
+		st->ev.tracestate_len = 0; /* tracestate without a valid traceparent is void */
+	}
+	random_bytes(st->ev.sc.span_id, SPAN_ID_SIZE);
+	return 0;
+}
+
+SEC("uprobe/Server_handleStream")
+int server_handle(struct go_regs *ctx)
+{
+	if (!server_enabled || !inflight_wanted)
+		return 0;
+	__u64 stream = go_arg(ctx, 4);
+	struct stream_key key = {.transport = go_arg(ctx, 3), .id = stream_id(stream)};
+	struct server_stream *st = bpf_map_lookup_elem(&server_streams, &key);
+	if (!st || st->inflight)
+		return 0;
+	st->g = go_goroutine(ctx);
+	st->ctx = read_ptr(stream + offset_or_zero(off_transport_ServerStream_Stream) + off_transport_Stream_ctx + 8);
+	struct span_ref *ref = &st->ref;
+	__builtin_memcpy(&ref->sc, &st->ev.sc, sizeof(ref->sc));
+	ref->flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
+	ref->tracestate_len = st->ev.tracestate_len;
+	if (ref->tracestate_len)
+		__builtin_memcpy(ref->tracestate, st->ev.tracestate, TRACESTATE_MAX);
+	st->inflight = inflight_begin(st->g, st->ctx, ref);
+	return 0;
+}
+
+SEC("uprobe/http2Server_WriteStatus")
+int server_status(struct go_regs *ctx)
+{
+	struct stream_key key = {.transport = go_arg(ctx, 1), .id = stream_id(go_arg(ctx, 2))};
+	struct server_stream *st = bpf_map_lookup_elem(&server_streams, &key);
+	if (!st)
+		return 0;
+	st->ev.end_ns = bpf_ktime_get_ns();
+	read_status(go_arg(ctx, 3), &st->ev.code, st->ev.message, &st->ev.message_len);
+	if (st->inflight)
+		inflight_end(st->g, st->ctx, st->inflight);
+	submit(&st->ev, sizeof(st->ev));
+	bpf_map_delete_elem(&server_streams, &key);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- client */
+
+SEC("uprobe/ClientConn_Invoke")
+int client_entry(struct go_regs *ctx)
+{
+	if (!client_enabled)
+		return 0;
+	__u64 g = go_goroutine(ctx);
+	struct grpc_client_event *ev = new_entry(&client_calls, &g, &zeroes);
+	if (!ev)
+		return 0;
+	ev->kind = EVENT_CLIENT;
+	ev->start_ns = bpf_ktime_get_ns();
+	__u64 cc = go_arg(ctx, 1);
+	struct go_string method = {.ptr = go_arg(ctx, 4), .len = go_arg(ctx, 5)};
+	ev->method_len = copy_go_string(ev->method, METHOD_MAX, &method);
+	ev->target_len = read_go_string(ev->target, TARGET_MAX, cc + off_grpc_ClientConn_target);
+
+	struct span_ref *parent = parent_by_context(go_arg(ctx, 3));
+	if (parent) {
+		__builtin_memcpy(ev->sc.trace_id, parent->sc.trace_id, TRACE_ID_SIZE);
+		__builtin_memcpy(ev->parent_span_id, parent->sc.span_id, SPAN_ID_SIZE);
+		ev->has_parent = 1;
+		ev->trace_flags = parent->flags;
+	} else {
+		random_bytes(ev->sc.trace_id, TRACE_ID_SIZE);
+	}
+	random_bytes(ev->sc.span_id, SPAN_ID_SIZE);
+	return 0;
+}
+
+SEC("uprobe/ClientConn_Invoke_return")
+int client_return(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct grpc_client_event *ev = bpf_map_lookup_elem(&client_calls, &g);
+	if (!ev)
+		return 0;
+	ev->end_ns = bpf_ktime_get_ns();
+	__u64 err_tab = go_arg(ctx, 1);
+	if (err_tab) {
+		ev->error_type = read_ptr(err_tab + 8); /* itab.Type */
+		__u64 st = read_ptr(go_arg(ctx, 2) + off_status_Error_s);
+		if (st)
+			read_status(st, &ev->code, ev->message, &ev->message_len);
+	}
+	submit(ev, sizeof(*ev));
+	bpf_map_delete_elem(&client_calls, &g);
+	return 0;
+}

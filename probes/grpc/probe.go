@@ -1,0 +1,135 @@
+package grpc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+// Library is google.golang.org/grpc for the probe kit.
+func Library() kit.Library {
+	lib := kit.Library{
+		Name:   "grpc",
+		Specs:  Specs,
+		Object: objectSpec,
+		// A call made with a context not derived from a request's starts its own
+		// trace, as for net/http.
+		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext},
+	}
+	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+		return load(ctx, &lib, t, reps, env)
+	}
+	lib.Check = func(ctx context.Context, env kit.Env) []kit.Finding { return check(&lib) }
+	return lib
+}
+
+// objectSpec is the embedded BPF object, parsed once.
+var objectSpec = sync.OnceValues(loadGrpc)
+
+// Probe is the gRPC instrumentation of one app.
+type Probe struct {
+	*kit.Object
+	types *offsets.TypeNames // names the dynamic types of errors and connections
+	pid   int
+}
+
+var _ kit.Probe = (*Probe)(nil)
+
+func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+	p := &Probe{pid: t.PID}
+	spec := kit.ObjectSpec{
+		Library: lib,
+		Uprobes: []kit.Uprobe{
+			{Spec: ServerSpec.Name, Symbol: operateHeaders, Entry: "server_headers"},
+			{Spec: ServerSpec.Name, Symbol: handleStream, Entry: "server_handle"},
+			{Spec: ServerSpec.Name, Symbol: writeStatus, Entry: "server_status"},
+			{Spec: ClientSpec.Name, Symbol: invoke, Entry: "client_entry", Return: "client_return"},
+		},
+		Enable: map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
+		Decode: p.decode,
+	}
+	var err error
+	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Configure sets the app's offsets, where operateHeaders takes its frame, and turns
+// the probes on.
+func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
+	if len(p.Enabling(reps)) > 0 {
+		p.types = offsets.NewTypeNames(p.Target().Path)
+	}
+	frameArg := uint64(4)
+	if v := p.Target().ModuleVersion(Module); v != "" && !offsets.VersionAtLeast(v, headersContextSince) {
+		frameArg = 2
+	}
+	return p.ConfigureWith(reps, inflight, map[string]uint64{"headers_frame_arg": frameArg})
+}
+
+// decode fills span from an event: the C struct, 8-byte aligned in the ring buffer;
+// its first word says which.
+func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
+	if len(raw) < 4 {
+		return false
+	}
+	switch binary.NativeEndian.Uint32(raw) {
+	case eventServer:
+		if len(raw) < int(unsafe.Sizeof(grpcGrpcServerEvent{})) {
+			return false
+		}
+		p.serverSpan((*grpcGrpcServerEvent)(unsafe.Pointer(&raw[0])), span)
+	case eventClient:
+		if len(raw) < int(unsafe.Sizeof(grpcGrpcClientEvent{})) {
+			return false
+		}
+		p.clientSpan((*grpcGrpcClientEvent)(unsafe.Pointer(&raw[0])), span)
+	default:
+		return false
+	}
+	return true
+}
+
+// Event kinds, as the C program numbers them.
+const (
+	eventServer = 1
+	eventClient = 2
+)
+
+// typeName is the name of the app's type at addr ("*net.TCPConn"), "" if unknown.
+func (p *Probe) typeName(addr uint64) string {
+	if p.types == nil || addr == 0 {
+		return ""
+	}
+	return p.types.Name(p.pid, addr)
+}
+
+// Close detaches the probe and frees what it holds.
+func (p *Probe) Close() error {
+	err := p.Object.Close()
+	if p.types != nil {
+		err = errors.Join(err, p.types.Close())
+	}
+	return err
+}
+
+// check loads every program: what instrumenting an app will need of this host.
+func check(lib *kit.Library) []kit.Finding {
+	obj, err := kit.CheckObject(lib)
+	if err != nil {
+		return []kit.Finding{{Status: kit.Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
+	}
+	defer obj.Close()
+	return []kit.Finding{
+		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
+		{Status: kit.Limit, Text: "gRPC: client spans for unary calls only (streams opened by a client get none yet); no traceparent is added to outgoing gRPC calls yet"},
+	}
+}

@@ -1,0 +1,172 @@
+package grpc
+
+import (
+	"net"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+// serverSpan fills span from a server event, following the gRPC semantic conventions.
+func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
+	method := strings.TrimPrefix(str(ev.Method[:], ev.MethodLen), "/")
+	message := str(ev.Message[:], ev.MessageLen)
+	code := statusCode(ev.Code)
+	*span = telemetry.Span{
+		TraceID: ev.Sc.TraceId,
+		SpanID:  ev.Sc.SpanId,
+		Kind:    trace.SpanKindServer,
+		Start:   ev.StartNs,
+		End:     ev.EndNs,
+	}
+	attrs := make([]attribute.KeyValue, 0, 9)
+	attrs = append(attrs, semconv.RPCSystemNameGRPC)
+	// A method the server does not know: grpc answers UNIMPLEMENTED with this
+	// message. The conventions want _OTHER then, and the name the client sent.
+	if ev.Code == codeUnimplemented && (strings.HasPrefix(message, "unknown service ") || strings.HasPrefix(message, "unknown method ")) {
+		span.Name = "grpc"
+		attrs = append(attrs, semconv.RPCMethod("_OTHER"), semconv.RPCMethodOriginal(method))
+	} else {
+		span.Name = method
+		attrs = append(attrs, semconv.RPCMethod(method))
+	}
+	attrs = append(attrs, semconv.RPCResponseStatusCode(code))
+	if serverError(ev.Code) {
+		span.Status, span.StatusDescription = codes.Error, message
+		attrs = append(attrs, semconv.ErrorTypeKey.String(code))
+	}
+	if p.typeName(ev.ConnType) == "*net.TCPConn" {
+		if ip, port, ok := address(ev.Local); ok {
+			attrs = append(attrs, semconv.ServerAddress(ip), semconv.ServerPort(port))
+		}
+		if ip, port, ok := address(ev.Remote); ok {
+			attrs = append(attrs, semconv.ClientAddress(ip), semconv.ClientPort(port))
+		}
+	}
+	span.Attributes = attrs
+	if ev.HasParent != 0 {
+		ts, _ := trace.ParseTraceState(str(ev.Tracestate[:], ev.TracestateLen))
+		span.Parent = trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID:    ev.Sc.TraceId,
+			SpanID:     ev.ParentSpanId,
+			TraceFlags: trace.TraceFlags(ev.TraceFlags),
+			TraceState: ts,
+			Remote:     true,
+		})
+	}
+}
+
+// clientSpan fills span from a client event: Error for every status but OK.
+func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
+	method := strings.TrimPrefix(str(ev.Method[:], ev.MethodLen), "/")
+	*span = telemetry.Span{
+		TraceID: ev.Sc.TraceId,
+		SpanID:  ev.Sc.SpanId,
+		Kind:    trace.SpanKindClient,
+		Start:   ev.StartNs,
+		End:     ev.EndNs,
+		Name:    method,
+	}
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(method))
+	code := "OK"
+	if ev.ErrorType != 0 {
+		// Every error Invoke returns is a status error; one that is not (a type
+		// this probe does not know) is UNKNOWN, as grpc itself reads it.
+		code, span.Status = statusCode(codeUnknown), codes.Error
+		errType := p.typeName(ev.ErrorType)
+		if errType == statusErrorType {
+			code = statusCode(ev.Code)
+			span.StatusDescription = str(ev.Message[:], ev.MessageLen)
+		}
+		attrs = append(attrs, semconv.ErrorTypeKey.String(code))
+	}
+	attrs = append(attrs, semconv.RPCResponseStatusCode(code))
+	if host, port := targetAddress(str(ev.Target[:], ev.TargetLen)); host != "" {
+		attrs = append(attrs, semconv.ServerAddress(host))
+		if port > 0 {
+			attrs = append(attrs, semconv.ServerPort(port))
+		}
+	}
+	span.Attributes = attrs
+	if ev.HasParent != 0 {
+		span.Parent = trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID:    ev.Sc.TraceId,
+			SpanID:     ev.ParentSpanId,
+			TraceFlags: trace.TraceFlags(ev.TraceFlags),
+		})
+	}
+}
+
+// statusErrorType is the type of the errors grpc returns (internal/status.Error), as
+// the runtime names it.
+const statusErrorType = "*status.Error"
+
+// gRPC status codes (google.golang.org/grpc/codes).
+const (
+	codeUnknown       = 2
+	codeUnimplemented = 12
+)
+
+var codeNames = [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+	"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+
+// statusCode is rpc.response.status_code: the code's name, or its number when gRPC
+// defines no name for it.
+func statusCode(c uint32) string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return strconv.FormatUint(uint64(c), 10)
+}
+
+// serverError reports whether a server's status is an error by the conventions:
+// UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+func serverError(c uint32) bool {
+	switch c {
+	case 2, 4, 12, 13, 14, 15:
+		return true
+	}
+	return false
+}
+
+// address is an IP address and port read from a *net.TCPAddr.
+func address(a grpcGrpcAddr) (string, int, bool) {
+	if a.IpLen != 4 && a.IpLen != 16 {
+		return "", 0, false
+	}
+	return net.IP(a.Ip[:a.IpLen]).String(), int(a.Port), true
+}
+
+// targetAddress is the host and port of a dial target ("dns:///host:port",
+// "passthrough:///host:port", "host:port"); for a unix socket, its path.
+func targetAddress(target string) (string, int) {
+	if path, ok := strings.CutPrefix(target, "unix://"); ok {
+		return path, 0
+	}
+	if path, ok := strings.CutPrefix(target, "unix:"); ok {
+		return path, 0
+	}
+	if _, rest, ok := strings.Cut(target, "://"); ok {
+		target = rest
+		if i := strings.IndexByte(target, '/'); i >= 0 {
+			target = target[i+1:] // past the authority, if any: the endpoint
+		}
+	}
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return strings.Trim(target, "[]"), 0
+	}
+	p, _ := strconv.Atoi(port)
+	return host, p
+}
+
+// str is the first n bytes of a fixed-size buffer of an event.
+func str(b []byte, n uint16) string { return string(b[:min(int(n), len(b))]) }

@@ -1,0 +1,129 @@
+// Package grpc instruments google.golang.org/grpc: a server span per RPC (unary and
+// streaming, joining the trace of an incoming traceparent) and a client span per unary
+// call, parented by the server span of any library the call was made under. This file
+// declares what the probes need from a target binary.
+package grpc
+
+import "github.com/otel-go-launcher/otel-go-launcher/offsets"
+
+// Module is the instrumented module, and the oldest release supported.
+const (
+	Module     = "google.golang.org/grpc"
+	MinVersion = "v1.40.0"
+)
+
+// Functions the probes attach to.
+const (
+	operateHeaders = "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders"
+	handleStream   = "google.golang.org/grpc.(*Server).handleStream"
+	writeStatus    = "google.golang.org/grpc/internal/transport.(*http2Server).writeStatus" // v1.69+
+	writeStatusOld = "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"
+	invoke         = "google.golang.org/grpc.(*ClientConn).Invoke"
+)
+
+// Releases where the functions' arguments moved.
+const (
+	headersContextSince = "v1.60.0" // operateHeaders(ctx, frame, handle)
+	serverStreamSince   = "v1.69.0" // transport.ServerStream embeds Stream
+)
+
+// Fields the BPF programs read: grpc's own, golang.org/x/net's HTTP/2 frames and the
+// genproto status message (each looked up under its own module), and the standard
+// library's TCP addresses.
+var (
+	http2ServerConn    = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.http2Server", Field: "conn"}
+	streamID           = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.Stream", Field: "id"}
+	streamCtx          = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.Stream", Field: "ctx"}
+	serverStreamStream = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.ServerStream", Field: "Stream"}
+	statusProto        = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/status.Status", Field: "s"}
+	errorStatus        = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/status.Error", Field: "s"}
+	clientConnTarget   = offsets.FieldRef{Struct: "google.golang.org/grpc.ClientConn", Field: "target"}
+	protoCode          = offsets.FieldRef{Struct: "google.golang.org/genproto/googleapis/rpc/status.Status", Field: "Code"}
+	protoMessage       = offsets.FieldRef{Struct: "google.golang.org/genproto/googleapis/rpc/status.Status", Field: "Message"}
+	metaHeadersFrame   = offsets.FieldRef{Struct: "golang.org/x/net/http2.MetaHeadersFrame", Field: "HeadersFrame"}
+	metaHeadersFields  = offsets.FieldRef{Struct: "golang.org/x/net/http2.MetaHeadersFrame", Field: "Fields"}
+	headersFrameHeader = offsets.FieldRef{Struct: "golang.org/x/net/http2.HeadersFrame", Field: "FrameHeader"}
+	frameStreamID      = offsets.FieldRef{Struct: "golang.org/x/net/http2.FrameHeader", Field: "StreamID"}
+	headerName         = offsets.FieldRef{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Name"}
+	headerValue        = offsets.FieldRef{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Value"}
+	headerSensitive    = offsets.FieldRef{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Sensitive"}
+	tcpConnConn        = offsets.FieldRef{Struct: "net.TCPConn", Field: "conn"}
+	connFD             = offsets.FieldRef{Struct: "net.conn", Field: "fd"}
+	netFDLaddr         = offsets.FieldRef{Struct: "net.netFD", Field: "laddr"}
+	netFDRaddr         = offsets.FieldRef{Struct: "net.netFD", Field: "raddr"}
+	tcpAddrIP          = offsets.FieldRef{Struct: "net.TCPAddr", Field: "IP"}
+	tcpAddrPort        = offsets.FieldRef{Struct: "net.TCPAddr", Field: "Port"}
+)
+
+// trackerProgram reaches the server and client paths (a health check over a real
+// connection), so that every type the probes read is in its DWARF: the offsets
+// tracker builds it with each grpc release.
+const trackerProgram = `package main
+
+import (
+	"context"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func main() {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return
+	}
+	s := grpc.NewServer()
+	healthpb.RegisterHealthServer(s, health.NewServer())
+	go s.Serve(lis)
+	conn, err := grpc.Dial(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+}
+`
+
+// statusFields read a *status.Status: its proto message's code and message.
+var statusFields = []offsets.FieldSpec{{FieldRef: statusProto}, {FieldRef: protoCode}, {FieldRef: protoMessage}}
+
+// ServerSpec: the entry of operateHeaders (the stream's decoded HEADERS: method,
+// traceparent), of handleStream (the handler's goroutine and context) and of the
+// transport's WriteStatus (the final status) - three hits per RPC.
+var ServerSpec = offsets.Spec{
+	Name:       "grpc.server",
+	Module:     Module,
+	MinVersion: MinVersion,
+	Functions: []offsets.FuncSpec{
+		{Symbols: []string{operateHeaders}},
+		{Symbols: []string{handleStream}},
+		{Symbols: []string{writeStatus, writeStatusOld}},
+	},
+	Fields: append([]offsets.FieldSpec{
+		{FieldRef: http2ServerConn}, {FieldRef: streamID}, {FieldRef: streamCtx},
+		{FieldRef: serverStreamStream, Since: serverStreamSince},
+		{FieldRef: metaHeadersFrame}, {FieldRef: metaHeadersFields}, {FieldRef: headersFrameHeader}, {FieldRef: frameStreamID},
+		{FieldRef: headerName}, {FieldRef: headerValue}, {FieldRef: headerSensitive},
+		{FieldRef: tcpConnConn}, {FieldRef: connFD}, {FieldRef: netFDLaddr}, {FieldRef: netFDRaddr},
+		{FieldRef: tcpAddrIP}, {FieldRef: tcpAddrPort},
+	}, statusFields...),
+	Program: trackerProgram,
+}
+
+// ClientSpec: the entry of ClientConn.Invoke and each of its RETs, two hits per unary
+// call. Every unary call passes there, generated stubs through the
+// grpc.ClientConnInterface they hold.
+var ClientSpec = offsets.Spec{
+	Name:       "grpc.client",
+	Module:     Module,
+	MinVersion: MinVersion,
+	Functions:  []offsets.FuncSpec{{Symbols: []string{invoke}, Returns: true}},
+	Fields:     append([]offsets.FieldSpec{{FieldRef: clientConnTarget}, {FieldRef: errorStatus}}, statusFields...),
+	Program:    trackerProgram,
+}
+
+// Specs are this package's probes.
+var Specs = []offsets.Spec{ServerSpec, ClientSpec}
