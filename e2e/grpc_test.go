@@ -109,12 +109,16 @@ func TestGRPCSpans(t *testing.T) {
 			if err := uc.Invoke(ctx, "/demo.Echo/Relay", wrapperspb.String("hi"), new(wrapperspb.StringValue)); status.Code(err) != codes.Unavailable {
 				t.Fatalf("Relay to nowhere: %v", err)
 			}
+			if err := fc.Invoke(ctx, "/demo.Echo/Deadline", wrapperspb.String("hi"), new(emptypb.Empty)); status.Code(err) != codes.DeadlineExceeded {
+				t.Fatalf("Deadline: %v", err)
+			}
 			streams(t, down)
 
 			want := 3 + // warm-up
-				1 + 2 + 2 + // Relay: front server, its 2 client calls, downstream's 2 server spans
+				1 + 3 + 3 + // Relay: front server, its 3 client calls (2 unary, a stream), downstream's 3 server spans
 				3 + 1 + 1 + // Fail x3, unknown method, Sleep
 				1 + 1 + // Relay to nowhere: server and its failed client call
+				1 + 1 + 1 + // Deadline: front server, its client Sleep, downstream's Sleep
 				3 // Count, Sum, Chat
 			spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= want })
 			if !ok {
@@ -294,8 +298,26 @@ func checkGRPCSpans(t *testing.T, spans []testenv.Span, traceID, parentID, front
 	if calls != 2 {
 		t.Errorf("%d client Say spans in the relayed trace, want 2 (with the request's context, and from a goroutine): %s", calls, spanList(spans))
 	}
+	countCall := one(client+" demo.Echo/Count", nil)
+	if countCall.TraceID != traceID || countCall.ParentSpanID != relay.SpanID || countCall.Attrs["server.port"] != int64(downPort) {
+		t.Errorf("client stream Count: trace %s parent %s, want %s %s: %v", countCall.TraceID, countCall.ParentSpanID, traceID, relay.SpanID, countCall.Attrs)
+	}
+	expect(countCall, "OK", false, "")
 
-	expect(one(server+" demo.Echo/Fail", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] == "NOT_FOUND" }), "NOT_FOUND", false, "")
+	// The deadline a handler set on its call: the client span is DEADLINE_EXCEEDED.
+	deadline := one(server+" demo.Echo/Deadline", nil)
+	expect(deadline, "DEADLINE_EXCEEDED", true, deadline.StatusMessage)
+	sleepCall := one(client+" demo.Echo/Sleep", nil)
+	expect(sleepCall, "DEADLINE_EXCEEDED", true, sleepCall.StatusMessage)
+	if sleepCall.ParentSpanID != deadline.SpanID || sleepCall.StatusMessage == "" {
+		t.Errorf("client Sleep: parent %s (want %s), message %q", sleepCall.ParentSpanID, deadline.SpanID, sleepCall.StatusMessage)
+	}
+	if d := sleepCall.End.Sub(sleepCall.Start); d < 40*time.Millisecond || d > 1500*time.Millisecond {
+		t.Errorf("client Sleep lasted %v: its deadline was 50ms", d)
+	}
+
+	notFound := one(server+" demo.Echo/Fail", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] == "NOT_FOUND" })
+	expect(notFound, "NOT_FOUND", false, "")
 	expect(one(server+" demo.Echo/Fail", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] == "INTERNAL" }), "INTERNAL", true, "failed on purpose")
 	expect(one(server+" demo.Echo/Fail", func(s testenv.Span) bool { return s.Attrs["rpc.response.status_code"] == "UNKNOWN" }), "UNKNOWN", true, "failed on purpose")
 	unknown := one(server+" grpc", nil)
@@ -303,7 +325,9 @@ func checkGRPCSpans(t *testing.T, spans []testenv.Span, traceID, parentID, front
 		t.Errorf("unknown method: %v", unknown.Attrs)
 	}
 	expect(unknown, "UNIMPLEMENTED", true, "unknown service demo.Nope")
-	sleep := one(server+" demo.Echo/Sleep", nil)
+	// The test's own Sleep, on the connection its Fail calls used (the other is the
+	// Deadline handler's).
+	sleep := one(server+" demo.Echo/Sleep", func(s testenv.Span) bool { return s.Attrs["client.port"] == notFound.Attrs["client.port"] })
 	expect(sleep, "DEADLINE_EXCEEDED", true, "deadline passed while sleeping")
 	if d := sleep.End.Sub(sleep.Start); d < 40*time.Millisecond || d > 1500*time.Millisecond {
 		t.Errorf("Sleep span lasted %v: the deadline was 50ms", d)
@@ -315,8 +339,14 @@ func checkGRPCSpans(t *testing.T, spans []testenv.Span, traceID, parentID, front
 	if failed.Attrs["rpc.response.status_code"] != "UNAVAILABLE" || failed.StatusCode != tracepb.Status_STATUS_CODE_ERROR || failed.Attrs["error.type"] != "UNAVAILABLE" {
 		t.Errorf("call to nowhere: %v %v", failed.StatusCode, failed.Attrs)
 	}
-	for _, name := range []string{"demo.Echo/Count", "demo.Echo/Sum", "demo.Echo/Chat"} {
+	for _, name := range []string{"demo.Echo/Sum", "demo.Echo/Chat"} {
 		expect(one(server+" "+name, nil), "OK", false, "")
+	}
+	for _, s := range byName[server+" demo.Echo/Count"] { // the relayed one and the test's
+		expect(s, "OK", false, "")
+	}
+	if n := len(byName[server+" demo.Echo/Count"]); n != 2 {
+		t.Errorf("%d server spans Count, want 2", n)
 	}
 }
 

@@ -18,10 +18,18 @@
  * A stream refused before any handler (bad headers, too many streams) leaves its state
  * behind in an LRU map, and no span.
  *
- * Client, two hits per unary call. Entry of grpc.(*ClientConn).Invoke(cc, ctx, method,
- * ...): find the parent by the call's context, choose the IDs, read the target. Each
- * RET: the error, if any, with its status (read as an *internal/status.Error; userspace
- * uses it only if the error's dynamic type is that). */
+ * Client, three hits per call, unary or a stream: both are a clientStream. Entry of
+ * grpc.newClientStreamWithParams(ctx, desc, cc, method, ...), which makes it: find the
+ * parent by the call's context, choose the IDs, read the target; state under the
+ * goroutine. Each of its RETs: the stream (*clientStream), under which the state
+ * moves - or the error, if the span is still open. Entry of (*clientStream).finish(cs,
+ * err), once per stream (a second call is a no-op to grpc and finds no state): the
+ * final status; a stream that fails while being made is finished before it is
+ * returned, found under the goroutine then. (Errors newClientStream returns before
+ * making a stream - a name that does not resolve - get no span.) An error is
+ * read as an *internal/status.Error, and its first word as an *errors.errorString's
+ * text (io.EOF ends a stream that succeeded); userspace uses what the error's dynamic
+ * type says it is. */
 #include "common.h"
 #include "spans.h"
 
@@ -38,6 +46,7 @@ volatile __u64 off_status_Error_s = OFFSET_NONE;               /* internal/statu
 volatile __u64 off_status_Status_Code = OFFSET_NONE;           /* genproto rpc/status */
 volatile __u64 off_status_Status_Message = OFFSET_NONE;
 volatile __u64 off_grpc_ClientConn_target = OFFSET_NONE;
+volatile __u64 off_errors_errorString_s = OFFSET_NONE;
 volatile __u64 off_http2_MetaHeadersFrame_HeadersFrame = OFFSET_NONE; /* golang.org/x/net */
 volatile __u64 off_http2_MetaHeadersFrame_Fields = OFFSET_NONE;
 volatile __u64 off_http2_HeadersFrame_FrameHeader = OFFSET_NONE;
@@ -105,6 +114,8 @@ struct grpc_client_event {
 	__u32 code;       /* read as a status error: valid only if error_type is one */
 	__u16 message_len;
 	__u16 target_len;
+	__u8 eof; /* the error's text is "EOF", read as an *errors.errorString */
+	__u8 _pad[7];
 	__u8 method[METHOD_MAX];
 	__u8 message[MESSAGE_MAX];
 	__u8 target[TARGET_MAX];
@@ -134,6 +145,7 @@ struct {
 	__type(value, struct server_stream);
 } server_streams SEC(".maps");
 
+/* Client calls being set up, by goroutine. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -141,6 +153,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct grpc_client_event);
 } client_calls SEC(".maps");
+
+/* Client calls in flight, by *clientStream. LRU: a stream the app abandons without
+ * finishing it (grpc finishes every stream whose context ends) must not fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct grpc_client_event);
+} client_streams SEC(".maps");
 
 /* Zeroes to create map entries from. Never written. */
 union zero_value {
@@ -318,7 +339,23 @@ int server_status(struct go_regs *ctx)
 
 /* ---------------------------------------------------------------- client */
 
-SEC("uprobe/ClientConn_Invoke")
+/* client_error records err (an interface: its itab and data words) in ev. */
+static __always_inline void client_error(struct grpc_client_event *ev, __u64 tab, __u64 data)
+{
+	if (!tab)
+		return;
+	ev->error_type = read_ptr(tab + 8); /* itab.Type */
+	__u64 st = read_ptr(data + off_status_Error_s);
+	if (st)
+		read_status(st, &ev->code, ev->message, &ev->message_len);
+	struct go_string text = {};
+	__u8 buf[3] = {};
+	if (read_user(&text, sizeof(text), data + off_errors_errorString_s) == 0 && text.len == 3 &&
+	    read_user(buf, 3, text.ptr) == 0 && buf[0] == 'E' && buf[1] == 'O' && buf[2] == 'F')
+		ev->eof = 1;
+}
+
+SEC("uprobe/newClientStreamWithParams")
 int client_entry(struct go_regs *ctx)
 {
 	if (!client_enabled)
@@ -329,12 +366,12 @@ int client_entry(struct go_regs *ctx)
 		return 0;
 	ev->kind = EVENT_CLIENT;
 	ev->start_ns = bpf_ktime_get_ns();
-	__u64 cc = go_arg(ctx, 1);
-	struct go_string method = {.ptr = go_arg(ctx, 4), .len = go_arg(ctx, 5)};
+	__u64 cc = go_arg(ctx, 4);
+	struct go_string method = {.ptr = go_arg(ctx, 5), .len = go_arg(ctx, 6)};
 	ev->method_len = copy_go_string(ev->method, METHOD_MAX, &method);
 	ev->target_len = read_go_string(ev->target, TARGET_MAX, cc + off_grpc_ClientConn_target);
 
-	struct span_ref *parent = parent_by_context(go_arg(ctx, 3));
+	struct span_ref *parent = parent_by_context(go_arg(ctx, 2));
 	if (parent) {
 		__builtin_memcpy(ev->sc.trace_id, parent->sc.trace_id, TRACE_ID_SIZE);
 		__builtin_memcpy(ev->parent_span_id, parent->sc.span_id, SPAN_ID_SIZE);
@@ -347,22 +384,42 @@ int client_entry(struct go_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe/ClientConn_Invoke_return")
-int client_return(struct go_regs *ctx)
+SEC("uprobe/newClientStreamWithParams_return")
+int client_started(struct go_regs *ctx)
 {
 	__u64 g = go_goroutine(ctx);
 	struct grpc_client_event *ev = bpf_map_lookup_elem(&client_calls, &g);
 	if (!ev)
 		return 0;
-	ev->end_ns = bpf_ktime_get_ns();
-	__u64 err_tab = go_arg(ctx, 1);
-	if (err_tab) {
-		ev->error_type = read_ptr(err_tab + 8); /* itab.Type */
-		__u64 st = read_ptr(go_arg(ctx, 2) + off_status_Error_s);
-		if (st)
-			read_status(st, &ev->code, ev->message, &ev->message_len);
+	__u64 stream = go_arg(ctx, 2), err_tab = go_arg(ctx, 3);
+	if (err_tab || !stream) {
+		ev->end_ns = bpf_ktime_get_ns();
+		client_error(ev, err_tab, go_arg(ctx, 4));
+		submit(ev, sizeof(*ev));
+	} else {
+		bpf_map_update_elem(&client_streams, &stream, ev, BPF_ANY);
 	}
-	submit(ev, sizeof(*ev));
 	bpf_map_delete_elem(&client_calls, &g);
+	return 0;
+}
+
+SEC("uprobe/clientStream_finish")
+int client_finish(struct go_regs *ctx)
+{
+	__u64 stream = go_arg(ctx, 1);
+	void *map = &client_streams;
+	__u64 key = stream;
+	struct grpc_client_event *ev = bpf_map_lookup_elem(&client_streams, &stream);
+	if (!ev) {
+		key = go_goroutine(ctx); /* failed while being made */
+		map = &client_calls;
+		ev = bpf_map_lookup_elem(&client_calls, &key);
+		if (!ev)
+			return 0;
+	}
+	ev->end_ns = bpf_ktime_get_ns();
+	client_error(ev, go_arg(ctx, 2), go_arg(ctx, 3));
+	submit(ev, sizeof(*ev));
+	bpf_map_delete_elem(map, &key);
 	return 0;
 }

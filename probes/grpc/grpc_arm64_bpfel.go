@@ -38,6 +38,8 @@ type grpcGrpcClientEvent struct {
 	Code         uint32
 	MessageLen   uint16
 	TargetLen    uint16
+	Eof          uint8
+	Pad          [7]uint8
 	Method       [128]uint8
 	Message      [128]uint8
 	Target       [128]uint8
@@ -163,19 +165,22 @@ type grpcZeroValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	grpcMapClientCalls                          = "client_calls"
+	grpcMapClientStreams                        = "client_streams"
 	grpcMapEvents                               = "events"
 	grpcMapInflightContexts                     = "inflight_contexts"
 	grpcMapInflightGoroutines                   = "inflight_goroutines"
 	grpcMapLostEvents                           = "lost_events"
 	grpcMapServerStreams                        = "server_streams"
 	grpcProgClientEntry                         = "client_entry"
-	grpcProgClientReturn                        = "client_return"
+	grpcProgClientFinish                        = "client_finish"
+	grpcProgClientStarted                       = "client_started"
 	grpcProgServerHandle                        = "server_handle"
 	grpcProgServerHeaders                       = "server_headers"
 	grpcProgServerStatus                        = "server_status"
 	grpcVarClientEnabled                        = "client_enabled"
 	grpcVarHeadersFrameArg                      = "headers_frame_arg"
 	grpcVarInflightWanted                       = "inflight_wanted"
+	grpcVarOffErrorsErrorStringS                = "off_errors_errorString_s"
 	grpcVarOffGrpcClientConnTarget              = "off_grpc_ClientConn_target"
 	grpcVarOffHpackHeaderFieldName              = "off_hpack_HeaderField_Name"
 	grpcVarOffHpackHeaderFieldSensitive         = "off_hpack_HeaderField_Sensitive"
@@ -251,7 +256,8 @@ type grpcSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type grpcProgramSpecs struct {
 	ClientEntry   *ebpf.ProgramSpec `ebpf:"client_entry"`
-	ClientReturn  *ebpf.ProgramSpec `ebpf:"client_return"`
+	ClientFinish  *ebpf.ProgramSpec `ebpf:"client_finish"`
+	ClientStarted *ebpf.ProgramSpec `ebpf:"client_started"`
 	ServerHandle  *ebpf.ProgramSpec `ebpf:"server_handle"`
 	ServerHeaders *ebpf.ProgramSpec `ebpf:"server_headers"`
 	ServerStatus  *ebpf.ProgramSpec `ebpf:"server_status"`
@@ -262,6 +268,7 @@ type grpcProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type grpcMapSpecs struct {
 	ClientCalls        *ebpf.MapSpec `ebpf:"client_calls"`
+	ClientStreams      *ebpf.MapSpec `ebpf:"client_streams"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
@@ -276,6 +283,7 @@ type grpcVariableSpecs struct {
 	ClientEnabled                        *ebpf.VariableSpec `ebpf:"client_enabled"`
 	HeadersFrameArg                      *ebpf.VariableSpec `ebpf:"headers_frame_arg"`
 	InflightWanted                       *ebpf.VariableSpec `ebpf:"inflight_wanted"`
+	OffErrorsErrorStringS                *ebpf.VariableSpec `ebpf:"off_errors_errorString_s"`
 	OffGrpcClientConnTarget              *ebpf.VariableSpec `ebpf:"off_grpc_ClientConn_target"`
 	OffHpackHeaderFieldName              *ebpf.VariableSpec `ebpf:"off_hpack_HeaderField_Name"`
 	OffHpackHeaderFieldSensitive         *ebpf.VariableSpec `ebpf:"off_hpack_HeaderField_Sensitive"`
@@ -329,6 +337,7 @@ func (o *grpcObjects) Close() error {
 // It can be passed to loadGrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type grpcMaps struct {
 	ClientCalls        *ebpf.Map `ebpf:"client_calls"`
+	ClientStreams      *ebpf.Map `ebpf:"client_streams"`
 	Events             *ebpf.Map `ebpf:"events"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
@@ -339,6 +348,7 @@ type grpcMaps struct {
 func (m *grpcMaps) Close() error {
 	return _GrpcClose(
 		m.ClientCalls,
+		m.ClientStreams,
 		m.Events,
 		m.InflightContexts,
 		m.InflightGoroutines,
@@ -354,6 +364,7 @@ type grpcVariables struct {
 	ClientEnabled                        *ebpf.Variable `ebpf:"client_enabled"`
 	HeadersFrameArg                      *ebpf.Variable `ebpf:"headers_frame_arg"`
 	InflightWanted                       *ebpf.Variable `ebpf:"inflight_wanted"`
+	OffErrorsErrorStringS                *ebpf.Variable `ebpf:"off_errors_errorString_s"`
 	OffGrpcClientConnTarget              *ebpf.Variable `ebpf:"off_grpc_ClientConn_target"`
 	OffHpackHeaderFieldName              *ebpf.Variable `ebpf:"off_hpack_HeaderField_Name"`
 	OffHpackHeaderFieldSensitive         *ebpf.Variable `ebpf:"off_hpack_HeaderField_Sensitive"`
@@ -391,7 +402,8 @@ type grpcVariables struct {
 // It can be passed to loadGrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type grpcPrograms struct {
 	ClientEntry   *ebpf.Program `ebpf:"client_entry"`
-	ClientReturn  *ebpf.Program `ebpf:"client_return"`
+	ClientFinish  *ebpf.Program `ebpf:"client_finish"`
+	ClientStarted *ebpf.Program `ebpf:"client_started"`
 	ServerHandle  *ebpf.Program `ebpf:"server_handle"`
 	ServerHeaders *ebpf.Program `ebpf:"server_headers"`
 	ServerStatus  *ebpf.Program `ebpf:"server_status"`
@@ -400,7 +412,8 @@ type grpcPrograms struct {
 func (p *grpcPrograms) Close() error {
 	return _GrpcClose(
 		p.ClientEntry,
-		p.ClientReturn,
+		p.ClientFinish,
+		p.ClientStarted,
 		p.ServerHandle,
 		p.ServerHeaders,
 		p.ServerStatus,

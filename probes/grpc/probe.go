@@ -50,7 +50,8 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 			{Spec: ServerSpec.Name, Symbol: operateHeaders, Entry: "server_headers"},
 			{Spec: ServerSpec.Name, Symbol: handleStream, Entry: "server_handle"},
 			{Spec: ServerSpec.Name, Symbol: writeStatus, Entry: "server_status"},
-			{Spec: ClientSpec.Name, Symbol: invoke, Entry: "client_entry", Return: "client_return"},
+			{Spec: ClientSpec.Name, Symbol: newClientStream, Entry: "client_entry", Return: "client_started"},
+			{Spec: ClientSpec.Name, Symbol: streamFinish, Entry: "client_finish"},
 		},
 		Enable: map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
 		Decode: p.decode,
@@ -130,6 +131,6 @@ func check(lib *kit.Library) []kit.Finding {
 	defer obj.Close()
 	return []kit.Finding{
 		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
-		{Status: kit.Limit, Text: "gRPC: client spans for unary calls only (streams opened by a client get none yet); no traceparent is added to outgoing gRPC calls yet"},
+		{Status: kit.Limit, Text: "gRPC: no traceparent is added to outgoing gRPC calls yet (HTTP/2): the server they reach starts a new trace"},
 	}
 }

@@ -77,15 +77,20 @@ func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
 	attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(method))
 	code := "OK"
 	if ev.ErrorType != 0 {
-		// Every error Invoke returns is a status error; one that is not (a type
-		// this probe does not know) is UNKNOWN, as grpc itself reads it.
-		code, span.Status = statusCode(codeUnknown), codes.Error
-		errType := p.typeName(ev.ErrorType)
-		if errType == statusErrorType {
-			code = statusCode(ev.Code)
+		switch errType := p.typeName(ev.ErrorType); {
+		case errType == errorStringType && ev.Eof != 0:
+			// io.EOF: how a stream that succeeded ends.
+		case errType == statusErrorType:
+			code, span.Status = statusCode(ev.Code), codes.Error
 			span.StatusDescription = str(ev.Message[:], ev.MessageLen)
+		default:
+			// grpc turns every error into a status; one that is not (a type this
+			// probe does not know) is UNKNOWN, as grpc itself reads it.
+			code, span.Status = statusCode(codeUnknown), codes.Error
 		}
-		attrs = append(attrs, semconv.ErrorTypeKey.String(code))
+		if span.Status == codes.Error {
+			attrs = append(attrs, semconv.ErrorTypeKey.String(code))
+		}
 	}
 	attrs = append(attrs, semconv.RPCResponseStatusCode(code))
 	if host, port := targetAddress(str(ev.Target[:], ev.TargetLen)); host != "" {
@@ -107,6 +112,9 @@ func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
 // statusErrorType is the type of the errors grpc returns (internal/status.Error), as
 // the runtime names it.
 const statusErrorType = "*status.Error"
+
+// errorStringType is the type of io.EOF (errors.New), as the runtime names it.
+const errorStringType = "*errors.errorString"
 
 // gRPC status codes (google.golang.org/grpc/codes).
 const (

@@ -14,11 +14,12 @@ const (
 
 // Functions the probes attach to.
 const (
-	operateHeaders = "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders"
-	handleStream   = "google.golang.org/grpc.(*Server).handleStream"
-	writeStatus    = "google.golang.org/grpc/internal/transport.(*http2Server).writeStatus" // v1.69+
-	writeStatusOld = "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"
-	invoke         = "google.golang.org/grpc.(*ClientConn).Invoke"
+	operateHeaders  = "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders"
+	handleStream    = "google.golang.org/grpc.(*Server).handleStream"
+	writeStatus     = "google.golang.org/grpc/internal/transport.(*http2Server).writeStatus" // v1.69+
+	writeStatusOld  = "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"
+	newClientStream = "google.golang.org/grpc.newClientStreamWithParams"
+	streamFinish    = "google.golang.org/grpc.(*clientStream).finish"
 )
 
 // Releases where the functions' arguments moved.
@@ -53,6 +54,7 @@ var (
 	netFDRaddr         = offsets.FieldRef{Struct: "net.netFD", Field: "raddr"}
 	tcpAddrIP          = offsets.FieldRef{Struct: "net.TCPAddr", Field: "IP"}
 	tcpAddrPort        = offsets.FieldRef{Struct: "net.TCPAddr", Field: "Port"}
+	errorStringS       = offsets.FieldRef{Struct: "errors.errorString", Field: "s"} // io.EOF: a stream's success
 )
 
 // trackerProgram reaches the server and client paths (a health check over a real
@@ -113,16 +115,20 @@ var ServerSpec = offsets.Spec{
 	Program: trackerProgram,
 }
 
-// ClientSpec: the entry of ClientConn.Invoke and each of its RETs, two hits per unary
-// call. Every unary call passes there, generated stubs through the
-// grpc.ClientConnInterface they hold.
+// ClientSpec: every call, unary (ClientConn.Invoke) or a stream (ClientConn.NewStream),
+// is a clientStream: the entry of newClientStreamWithParams and each of its RETs (the
+// stream, or the error that prevented it), and the entry of clientStream.finish (its
+// final status) - three hits per call.
 var ClientSpec = offsets.Spec{
 	Name:       "grpc.client",
 	Module:     Module,
 	MinVersion: MinVersion,
-	Functions:  []offsets.FuncSpec{{Symbols: []string{invoke}, Returns: true}},
-	Fields:     append([]offsets.FieldSpec{{FieldRef: clientConnTarget}, {FieldRef: errorStatus}}, statusFields...),
-	Program:    trackerProgram,
+	Functions: []offsets.FuncSpec{
+		{Symbols: []string{newClientStream}, Returns: true},
+		{Symbols: []string{streamFinish}},
+	},
+	Fields:  append([]offsets.FieldSpec{{FieldRef: clientConnTarget}, {FieldRef: errorStatus}, {FieldRef: errorStringS}}, statusFields...),
+	Program: trackerProgram,
 }
 
 // Specs are this package's probes.

@@ -13,7 +13,8 @@
 //	Say(StringValue) StringValue          the argument back
 //	Fail(Int32Value) Empty                the status whose code is the argument
 //	Relay(StringValue) StringValue        Say on NEXT with the request's context, then
-//	                                      again from a goroutine it starts
+//	                                      again from a goroutine it starts, then Count(3)
+//	Deadline(StringValue) Empty           Sleep(2000) on NEXT with a 50 ms deadline
 //	Sleep(Int32Value) Empty               sleeps that many milliseconds (deadlines)
 //	Fetch(StringValue) StringValue        GET of the URL given, with the request's
 //	                                      context: the body
@@ -69,7 +70,34 @@ func (e *echo) relay(ctx context.Context, in *wrapperspb.StringValue) (*wrappers
 	if err := <-done; err != nil {
 		return nil, err
 	}
-	return out, nil
+	// A server-streaming call too.
+	stream, err := e.next.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/demo.Echo/Count")
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.SendMsg(wrapperspb.Int32(3)); err != nil {
+		return nil, err
+	}
+	stream.CloseSend()
+	for {
+		err := stream.RecvMsg(new(wrapperspb.Int32Value))
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// deadline calls Sleep(2000) on the next hop with a deadline of 50 ms.
+func (e *echo) deadline(ctx context.Context, in *wrapperspb.StringValue) (*emptypb.Empty, error) {
+	if e.next == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	return &emptypb.Empty{}, e.next.Invoke(ctx, "/demo.Echo/Sleep", wrapperspb.Int32(2000), new(emptypb.Empty))
 }
 
 func (e *echo) sleep(ctx context.Context, in *wrapperspb.Int32Value) (*emptypb.Empty, error) {
@@ -211,6 +239,7 @@ var serviceDesc = grpc.ServiceDesc{
 		unary("Relay", (*echo).relay),
 		unary("Sleep", (*echo).sleep),
 		unary("Fetch", (*echo).fetch),
+		unary("Deadline", (*echo).deadline),
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Count", Handler: count, ServerStreams: true},
