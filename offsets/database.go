@@ -180,6 +180,20 @@ func (db *Database) Has(module, version string, fields []string) bool {
 	return true
 }
 
+// Missing are those of fields the database has never measured for module.
+func (db *Database) Missing(module string, fields []string) []string {
+	m := db.Modules[module]
+	var missing []string
+	for _, f := range fields {
+		if m == nil {
+			missing = append(missing, f)
+		} else if _, ok := m.Fields[f]; !ok {
+			missing = append(missing, f)
+		}
+	}
+	return missing
+}
+
 // Filter is the database with only the versions keep accepts.
 func (db *Database) Filter(keep func(module, version string) bool) (*Database, error) {
 	out := &Database{Modules: map[string]*ModuleOffsets{}}

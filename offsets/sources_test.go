@@ -216,6 +216,14 @@ func TestDatabaseMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A field never measured, which a version's merge alone would refuse: the tracker
+	// measures every version again.
+	if got := db.Missing("std", []string{"p.T.a", "p.T.c"}); len(got) != 1 || got[0] != "p.T.c" {
+		t.Errorf("missing %v, want [p.T.c]", got)
+	}
+	if err := db.Merge(offsets.Measured{Module: "std", Version: "go1.23.0", Wanted: []string{"p.T.a", "p.T.b", "p.T.c"}, Offsets: map[string]uint64{"p.T.c": 0}}); err == nil {
+		t.Error("a new field merged at one version of four")
+	}
 	a, b := offsets.FieldRef{Struct: "p.T", Field: "a"}, offsets.FieldRef{Struct: "p.T", Field: "b"}
 	if got := db.Modules["std"].Fields["p.T.a"]; len(got) != 2 || got[0] != (offsets.OffsetRange{From: "go1.21.0", To: "go1.22.0", Offset: 8}) ||
 		got[1] != (offsets.OffsetRange{From: "go1.22.1", To: "go1.23.0", Offset: 16}) {

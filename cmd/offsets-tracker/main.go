@@ -117,6 +117,12 @@ func (t *tracker) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: list versions: %w", tg.module, err)
 		}
+		// A field new to the database must be measured at every version before it
+		// can be merged at any (Database.Merge): the module starts afresh.
+		if added := t.db.Missing(tg.module, tg.own()); len(added) > 0 && t.only == nil && t.db.Modules[tg.module] != nil {
+			fmt.Fprintf(t.log, "tracker: %s: new fields (%s): measuring every version again\n", tg.module, strings.Join(added, ", "))
+			delete(t.db.Modules, tg.module)
+		}
 		for _, v := range versions {
 			matched[v] = true
 			if !t.force && t.db.Has(tg.module, v, tg.own()) {
