@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -131,8 +132,8 @@ func TestGRPCSpans(t *testing.T) {
 			}
 			checkGRPCSpans(t, spans, traceID, parentID, frontAddr, downAddr)
 			for _, r := range []*run{downstream, front, unreachable} {
-				if strings.Contains(r.stderr.String(), "level=WARN") || strings.Contains(r.stderr.String(), "level=ERROR") {
-					t.Errorf("launcher said: %s", r.stderr)
+				if said := launcherLines(r); said != "" {
+					t.Errorf("launcher said: %s", said)
 				}
 			}
 		})
@@ -499,4 +500,109 @@ func TestHTTP2ServerSpans(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGRPCUnderStress: 200 concurrent RPCs on one connection each get their span, with
+// their own IDs; and input no client should send - garbage after the HTTP/2 preface, a
+// 64 KiB header block, streams reset mid-call - changes nothing the app does (the same
+// answers as untraced) and the launcher keeps running.
+func TestGRPCUnderStress(t *testing.T) {
+	tg := testenv.BuildGRPC(t, testenv.GRPCBuilds[2])[0]
+	recv := testenv.StartReceiver(t)
+	app, addr := tracedGRPC(t, tg, recv, "")
+	conn := dialGRPC(t, addr)
+	untracedAddr := freeAddr(t)
+	untraced := start(t, opts{stdin: strings.NewReader("")}, tg.Path, untracedAddr)
+	uconn := dialGRPC(t, untracedAddr)
+
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			out := new(wrapperspb.StringValue)
+			if err := conn.Invoke(context.Background(), "/demo.Echo/Say", wrapperspb.String(fmt.Sprint(i)), out); err != nil || out.Value != fmt.Sprint(i) {
+				errs <- fmt.Errorf("call %d: %q %v", i, out.Value, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	spans, ok := recv.WaitFor(20*time.Second, func(s []testenv.Span) bool { return len(s) >= n+1 })
+	if !ok {
+		t.Fatalf("%d spans of %d", len(spans), n+1)
+	}
+	ids := map[string]bool{}
+	for _, s := range spans {
+		if s.Name != "demo.Echo/Say" || s.Attrs["rpc.response.status_code"] != "OK" {
+			t.Errorf("span %s %v", s.Name, s.Attrs)
+		}
+		ids[s.SpanID] = true
+	}
+	if len(ids) != n+1 {
+		t.Errorf("%d distinct span IDs for %d spans", len(ids), n+1)
+	}
+
+	// Each bad input, to the traced app and the untraced one: the same outcome.
+	hostile := func(target string, c *grpc.ClientConn) []string {
+		var out []string
+		// Garbage after the connection preface.
+		if raw, err := net.Dial("tcp", target); err == nil {
+			raw.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x08\x01\xff\xff\xff\xff\xfegarbage!"))
+			raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+			io.Copy(io.Discard, raw)
+			raw.Close()
+		}
+		// A 64 KiB header block.
+		big := metadata.AppendToOutgoingContext(context.Background(), "x-big", strings.Repeat("a", 64<<10))
+		err := c.Invoke(big, "/demo.Echo/Say", wrapperspb.String("big"), new(wrapperspb.StringValue))
+		out = append(out, "64 KiB header: "+status.Code(err).String())
+		// Streams reset mid-call: cancelled while the server sleeps.
+		for i := 0; i < 20; i++ {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(5*time.Millisecond, cancel)
+			err := c.Invoke(ctx, "/demo.Echo/Sleep", wrapperspb.Int32(200), new(emptypb.Empty))
+			if i == 0 {
+				out = append(out, "reset: "+status.Code(err).String())
+			}
+		}
+		// And the app still answers.
+		err = c.Invoke(context.Background(), "/demo.Echo/Say", wrapperspb.String("after"), new(wrapperspb.StringValue))
+		return append(out, "after: "+status.Code(err).String())
+	}
+	traced, plain := hostile(addr, conn), hostile(untracedAddr, uconn)
+	if fmt.Sprint(traced) != fmt.Sprint(plain) {
+		t.Errorf("traced app: %v; untraced: %v", traced, plain)
+	}
+	t.Logf("outcomes: %v", traced)
+	select {
+	case <-app.done:
+		t.Fatalf("the launcher ended: %v\n%s", app.err, app.stderr)
+	default:
+	}
+	select {
+	case <-untraced.done:
+		t.Fatalf("the untraced app ended: %v", untraced.err)
+	default:
+	}
+	if said := launcherLines(app); said != "" {
+		t.Errorf("launcher said: %s", said)
+	}
+}
+
+// launcherLines are the launcher's own lines on a run's stderr (the app's are the
+// app's), "" when it said nothing.
+func launcherLines(r *run) string {
+	var said []string
+	for _, line := range strings.Split(r.stderr.String(), "\n") {
+		if strings.HasPrefix(line, "launch: ") {
+			said = append(said, line)
+		}
+	}
+	return strings.Join(said, "\n")
 }
