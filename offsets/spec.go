@@ -351,7 +351,9 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 	ver := s.version(b)
 	switch {
 	case ver == "":
+		// Its functions are not there either: saying so for each would bury this.
 		p.disable("the program does not use %s", s.Module)
+		return p
 	case s.MinVersion != "" && compareVersions(ver, s.MinVersion) < 0:
 		p.disable("%s %s is older than the oldest supported, %s", s.Module, ver, s.MinVersion)
 	}

@@ -241,7 +241,7 @@ func check(lib *kit.Library) []kit.Finding {
 	return []kit.Finding{
 		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
 		checkPropagation(obj),
-		{Status: kit.Limit, Text: "outgoing traceparent goes on plain HTTP/1 requests only: HTTPS is encrypted before the kernel sees it, and HTTP/2 is not handled; those calls get client spans, and the next service starts a new trace"},
+		{Status: kit.Limit, Text: "outgoing traceparent goes on plain HTTP/1 requests only: HTTPS is encrypted before the kernel sees it, and HTTP/2 (h2c) gets none yet; those calls get client spans, and the next service starts a new trace"},
 	}
 }
 
