@@ -73,6 +73,12 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 	if v := p.Target().ModuleVersion(Module); v != "" && !offsets.VersionAtLeast(v, headersContextSince) {
 		frameArg = 2
 	}
+	if inflight == 0 {
+		// No probe of the app looks for a parent: handleStream's registration would
+		// be a hit per RPC for nothing. Detaching waits out a grace period: not in
+		// the gate.
+		go p.DetachProgram("server_handle")
+	}
 	return p.ConfigureWith(reps, inflight, map[string]uint64{"headers_frame_arg": frameArg})
 }
 
