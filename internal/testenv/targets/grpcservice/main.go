@@ -8,7 +8,8 @@
 // also serves HTTP/1 there: /relay calls Say on NEXT with the request's context, /hello
 // answers hello, /unavailable 503; GRPCSERVICE_TLS=ADDR serves the same over TLS (a
 // self-signed certificate; HTTP/2 by ALPN), GRPCSERVICE_H2C=ADDR over HTTP/1 and
-// plaintext HTTP/2 (Go 1.24+). Methods:
+// plaintext HTTP/2 (Go 1.24+), GRPCSERVICE_XH2C=ADDR with golang.org/x/net's h2c
+// handler. Methods:
 //
 //	Say(StringValue) StringValue          the argument back
 //	Fail(Int32Value) Empty                the status whose code is the argument
@@ -39,6 +40,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -270,6 +273,11 @@ func main() {
 	}
 	if addr := os.Getenv("GRPCSERVICE_H2C"); addr != "" {
 		go serveH2C(addr, e.routes())
+	}
+	if addr := os.Getenv("GRPCSERVICE_XH2C"); addr != "" {
+		// golang.org/x/net's h2c handler: it takes the HTTP/1 request of the
+		// connection preface over, and serves HTTP/2 with x/net's server.
+		go func() { log.Fatal(http.ListenAndServe(addr, h2c.NewHandler(e.routes(), &http2.Server{}))) }()
 	}
 	s := grpc.NewServer()
 	s.RegisterService(&serviceDesc, e)
