@@ -32,12 +32,12 @@ type Binary struct {
 	// Experiments are the GOEXPERIMENTs the binary was built with, beyond its
 	// release's defaults ("go1.24.11 X:noswissmap", "go1.26.8-X:jsonv2").
 	Experiments []string
-	Arch        string   // "amd64" or "arm64"
-	PIE         bool     // position-independent (ET_DYN)
-	Stripped    bool     // no ELF symbol table
-	DWARF       bool     // has .debug_info (compressed or not)
-	Modules     []Module // the main module first, then dependencies
-	data        []byte   // the whole file, mapped
+	Arch        string  // "amd64" or "arm64"
+	PIE         bool    // position-independent (ET_DYN)
+	Stripped    bool    // no ELF symbol table
+	DWARF       bool    // has .debug_info (compressed or not)
+	Modules     Modules // the main module first, then dependencies
+	data        []byte  // the whole file, mapped
 	unmap       func()
 	elf         *elf.File
 	text        uint64 // runtime.text, the base of pclntab offsets; 0 until needed
@@ -189,8 +189,14 @@ func recoverAs(err *error, path string) {
 }
 
 // ModuleVersion returns the version of module path compiled in, or "".
-func (b *Binary) ModuleVersion(path string) string {
-	for _, m := range b.Modules {
+func (b *Binary) ModuleVersion(path string) string { return b.Modules.Version(path) }
+
+// Modules are the modules compiled into a binary.
+type Modules []Module
+
+// Version is the version of module path, "" if it is not among them.
+func (ms Modules) Version(path string) string {
+	for _, m := range ms {
 		if m.Path == path {
 			return m.Version
 		}

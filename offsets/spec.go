@@ -52,7 +52,7 @@ type Report struct {
 	PIE         bool          `json:"pie"`
 	Stripped    bool          `json:"stripped"`
 	DWARF       bool          `json:"dwarf"`
-	Modules     []Module      `json:"modules"`
+	Modules     Modules       `json:"modules"`
 	Probes      []ProbeReport `json:"probes"`
 }
 

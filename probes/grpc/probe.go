@@ -70,7 +70,7 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 		p.types = offsets.NewTypeNames(p.Target().Path)
 	}
 	frameArg := uint64(4)
-	if v := p.Target().ModuleVersion(Module); v != "" && !offsets.VersionAtLeast(v, headersContextSince) {
+	if v := p.Target().Modules.Version(Module); v != "" && !offsets.VersionAtLeast(v, headersContextSince) {
 		frameArg = 2
 	}
 	if inflight == 0 {

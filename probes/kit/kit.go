@@ -71,18 +71,8 @@ func (l *Library) SpecNames() string {
 type Target struct {
 	Path      string
 	PID       int
-	GoVersion string           // its Go release: "go1.26.8"
-	Modules   []offsets.Module // the modules compiled in, the main one first
-}
-
-// ModuleVersion is the version of the module path compiled into the app, "" if none.
-func (t Target) ModuleVersion(path string) string {
-	for _, m := range t.Modules {
-		if m.Path == path {
-			return m.Version
-		}
-	}
-	return ""
+	GoVersion string          // its Go release: "go1.26.8"
+	Modules   offsets.Modules // the modules compiled in, the main one first
 }
 
 // Reports are analysis reports by probe (spec) name.

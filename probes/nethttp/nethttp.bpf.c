@@ -330,18 +330,20 @@ int server_return(struct go_regs *ctx)
 
 	/* An HTTP/1 ResponseWriter is an *http.response, an HTTP/2 one the HTTP/2
 	 * server's. A handler that wrote no header gets 200 when ServeHTTP returns. */
-	__u64 status = 0;
 	if (st->ev.proto_major == 1) {
-		status = read_ptr(st->resp + off_http_response_status);
-	} else if (st->ev.proto_major == 2 && off_http_http2responseWriter_rws != OFFSET_NONE) {
-		__u64 rws = read_ptr(st->resp + off_http_http2responseWriter_rws);
-		status = read_ptr(rws + off_http_http2responseWriterState_status);
-	} else if (st->ev.proto_major == 2 && off_http2_responseWriter_rws != OFFSET_NONE) {
-		__u64 rws = read_ptr(st->resp + off_http2_responseWriter_rws);
-		status = read_ptr(rws + off_http2_responseWriterState_status);
-	}
-	if (st->ev.proto_major == 1 || st->ev.proto_major == 2)
+		__u64 status = read_ptr(st->resp + off_http_response_status);
 		st->ev.status = status ? (__u16)status : 200;
+	} else if (st->ev.proto_major == 2) {
+		__u64 rws_off = off_http_http2responseWriter_rws, status_off = off_http_http2responseWriterState_status;
+		if (rws_off == OFFSET_NONE) { /* Go 1.27+ */
+			rws_off = off_http2_responseWriter_rws;
+			status_off = off_http2_responseWriterState_status;
+		}
+		if (rws_off != OFFSET_NONE && status_off != OFFSET_NONE) {
+			__u64 status = read_ptr(read_ptr(st->resp + rws_off) + status_off);
+			st->ev.status = status ? (__u16)status : 200;
+		}
+	}
 	if (off_http_Request_Pattern != OFFSET_NONE) {
 		st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, req + off_http_Request_Pattern);
 	} else if (off_http_Request_pat != OFFSET_NONE) {
