@@ -97,6 +97,7 @@ func printOffsets() {
 		}
 	}
 	add(reflect.TypeOf(net.TCPAddr{}), "net.TCPAddr", "IP", "Port")
+	add(reflect.TypeOf(io.EOF).Elem(), "errors.errorString", "s") // read by the gRPC probe
 	c.Close()
 	json.NewEncoder(os.Stdout).Encode(out)
 }
