@@ -81,6 +81,9 @@ func TestUnknownReleaseUsesTypeInfo(t *testing.T) {
 		t.Fatalf("inspect: %v %s", e, stderr)
 	}
 	for _, p := range r.Probes {
+		if !strings.HasPrefix(p.Name, "net/http.") {
+			continue // a library the program does not use
+		}
 		if !p.Enabled {
 			t.Errorf("%s disabled: %s", p.Name, p.Reason)
 		}

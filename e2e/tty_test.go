@@ -88,7 +88,9 @@ func TestJobControlInInteractiveBash(t *testing.T) {
 	}
 	p.ptmx.Write([]byte{0x1a}) // ^Z
 	p.expect(t, "Stopped")
-	p.ptmx.WriteString("jobs; kill %1; echo after-jobs\n")
+	// SIGKILL ends the stopped job at once, and wait reaps it: an exit while bash
+	// still lists it would only say "There are stopped jobs".
+	p.ptmx.WriteString("jobs; kill -KILL %1; wait %1; echo after-jobs\n")
 	p.expect(t, "after-jobs")
 	p.ptmx.WriteString("exit 7\n")
 	select {
