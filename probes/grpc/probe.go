@@ -2,11 +2,9 @@ package grpc
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
-	"unsafe"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
@@ -85,24 +83,19 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 // decode fills span from an event: the C struct, 8-byte aligned in the ring buffer;
 // its first word says which.
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
-	if len(raw) < 4 {
-		return false
-	}
-	switch binary.NativeEndian.Uint32(raw) {
+	switch kit.RecordKind(raw) {
 	case eventServer:
-		if len(raw) < int(unsafe.Sizeof(grpcGrpcServerEvent{})) {
-			return false
+		if ev := kit.RecordAs[grpcGrpcServerEvent](raw); ev != nil {
+			p.serverSpan(ev, span)
+			return true
 		}
-		p.serverSpan((*grpcGrpcServerEvent)(unsafe.Pointer(&raw[0])), span)
 	case eventClient:
-		if len(raw) < int(unsafe.Sizeof(grpcGrpcClientEvent{})) {
-			return false
+		if ev := kit.RecordAs[grpcGrpcClientEvent](raw); ev != nil {
+			p.clientSpan(ev, span)
+			return true
 		}
-		p.clientSpan((*grpcGrpcClientEvent)(unsafe.Pointer(&raw[0])), span)
-	default:
-		return false
 	}
-	return true
+	return false
 }
 
 // Event kinds, as the C program numbers them.

@@ -2,14 +2,12 @@ package nethttp
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -187,24 +185,19 @@ func boolValue(b bool) uint64 {
 // decode fills span from an event: the record is the C struct, 8-byte aligned in the
 // ring buffer; its first word says which.
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
-	if len(raw) < 4 {
-		return false
-	}
-	switch binary.NativeEndian.Uint32(raw) {
+	switch kit.RecordKind(raw) {
 	case eventServer:
-		if len(raw) < int(unsafe.Sizeof(nethttpHttpServerEvent{})) {
-			return false
+		if ev := kit.RecordAs[nethttpHttpServerEvent](raw); ev != nil {
+			serverSpan(ev, span)
+			return true
 		}
-		serverSpan((*nethttpHttpServerEvent)(unsafe.Pointer(&raw[0])), span)
 	case eventClient:
-		if len(raw) < int(unsafe.Sizeof(nethttpHttpClientEvent{})) {
-			return false
+		if ev := kit.RecordAs[nethttpHttpClientEvent](raw); ev != nil {
+			p.clientSpan(ev, span)
+			return true
 		}
-		p.clientSpan((*nethttpHttpClientEvent)(unsafe.Pointer(&raw[0])), span)
-	default:
-		return false
 	}
-	return true
+	return false
 }
 
 // Event kinds, as the C program numbers them.

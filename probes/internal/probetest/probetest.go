@@ -8,9 +8,7 @@ package probetest
 
 import (
 	"context"
-	"encoding/binary"
 	"sync"
-	"unsafe"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -61,10 +59,10 @@ const (
 )
 
 func decode(raw []byte, span *telemetry.Span) bool {
-	if len(raw) < int(unsafe.Sizeof(probetestWorkEvent{})) || binary.NativeEndian.Uint32(raw) == 0 {
+	ev := kit.RecordAs[probetestWorkEvent](raw)
+	if ev == nil || kit.RecordKind(raw) == 0 {
 		return false
 	}
-	ev := (*probetestWorkEvent)(unsafe.Pointer(&raw[0]))
 	*span = telemetry.Span{TraceID: ev.Sc.TraceId, SpanID: ev.Sc.SpanId, Kind: trace.SpanKindClient, Name: NameByContext, Start: ev.Ns, End: ev.Ns}
 	if ev.How == 2 {
 		span.Name = NameByGoroutine
