@@ -372,15 +372,7 @@ int client_entry(struct go_regs *ctx)
 	ev->target_len = read_go_string(ev->target, TARGET_MAX, cc + off_grpc_ClientConn_target);
 
 	struct span_ref *parent = parent_by_context(go_arg(ctx, 2));
-	if (parent) {
-		__builtin_memcpy(ev->sc.trace_id, parent->sc.trace_id, TRACE_ID_SIZE);
-		__builtin_memcpy(ev->parent_span_id, parent->sc.span_id, SPAN_ID_SIZE);
-		ev->has_parent = 1;
-		ev->trace_flags = parent->flags;
-	} else {
-		random_bytes(ev->sc.trace_id, TRACE_ID_SIZE);
-	}
-	random_bytes(ev->sc.span_id, SPAN_ID_SIZE);
+	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
 	return 0;
 }
 

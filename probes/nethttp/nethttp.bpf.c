@@ -410,18 +410,8 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 		capture_headers(read_ptr(req + off_http_Request_Header), &st->hdr, swiss_maps);
 
 	struct span_ref *parent = parent_by_context(read_ptr(req + off_http_Request_ctx + 8));
-	__u8 flags;
-	if (parent) {
-		__builtin_memcpy(st->ev.sc.trace_id, parent->sc.trace_id, TRACE_ID_SIZE);
-		__builtin_memcpy(st->ev.parent_span_id, parent->sc.span_id, SPAN_ID_SIZE);
-		st->ev.has_parent = 1;
-		st->ev.trace_flags = parent->flags;
-		flags = sample(st->ev.sc.trace_id, 1, parent->flags);
-	} else {
-		random_bytes(st->ev.sc.trace_id, TRACE_ID_SIZE);
-		flags = sample(st->ev.sc.trace_id, 0, 0);
-	}
-	random_bytes(st->ev.sc.span_id, SPAN_ID_SIZE);
+	start_client_span(parent, &st->ev.sc, st->ev.parent_span_id, &st->ev.has_parent, &st->ev.trace_flags);
+	__u8 flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
 
 	/* Never a second traceparent: a request that has one is left as it is. */
 	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX &&
