@@ -30,8 +30,9 @@ type Spec struct {
 
 // FuncSpec is a function the probe attaches to.
 type FuncSpec struct {
-	Symbols []string // alternative names across versions; the first present is used
-	Returns bool     // also attach at each of its RET instructions
+	Symbols  []string // alternative names across versions; the first present is used
+	Returns  bool     // also attach at each of its RET instructions
+	Optional bool     // the probe works without it (a program that does not use it lacks it)
 }
 
 // FieldSpec is a struct field the probe reads.
@@ -372,6 +373,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		switch {
 		case funcErr != nil:
 			p.disable("cannot read functions: %v", funcErr)
+		case !ok && f.Optional:
 		case !ok:
 			p.disable("%s not in the binary (the program does not use it)", strings.Join(f.Symbols, " or "))
 		default:

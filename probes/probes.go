@@ -20,6 +20,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/wire"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
@@ -27,7 +28,9 @@ import (
 type Options struct {
 	RingBufferSize int              // bytes per probe; a power of two, at least a page
 	Telemetry      telemetry.Config // the pipeline, and the sampler and propagators the kernel applies
-	NetHTTP        nethttp.Config
+	// Propagate puts a traceparent naming the client span into the app's outgoing
+	// plain HTTP/1 requests and HTTP/2 streams, from the kernel (--propagate).
+	Propagate bool
 	// Libraries replaces the instrumented libraries (tests add their own); nil: all.
 	Libraries []kit.Library
 }
@@ -38,7 +41,7 @@ func Libraries(opts Options) []kit.Library {
 		return opts.Libraries
 	}
 	return []kit.Library{
-		nethttp.Library(opts.NetHTTP),
+		nethttp.Library(),
 		grpc.Library(),
 	}
 }
@@ -60,13 +63,16 @@ func specsOf(libs []kit.Library) []offsets.Spec {
 // shrinks.
 func Prepare(opts Options) {
 	go offsets.EmbeddedDatabase()
+	if opts.Propagate {
+		wire.Prepare()
+	}
 	for _, l := range Libraries(opts) {
 		go l.Object()
 	}
 }
 
 func (o Options) kit() kit.Options {
-	return kit.Options{RingBufferSize: o.RingBufferSize, Sampling: o.Telemetry.Sampling, TraceContext: o.Telemetry.TraceContext}
+	return kit.Options{RingBufferSize: o.RingBufferSize, Sampling: o.Telemetry.Sampling, TraceContext: o.Telemetry.TraceContext, Propagate: o.Propagate}
 }
 
 // Session is an instrumented app: attached probes feeding a pipeline.
@@ -76,6 +82,7 @@ type Session struct {
 	probes  []kit.Probe
 	names   []string // enabled specs
 	shared  *kit.Shared
+	wire    *wire.Wire // nil: no propagation
 	started chan struct{} // closed once the pipeline exists (or failed)
 	pipe    *telemetry.Pipeline
 	cancel  context.CancelFunc // stops the readers, which then drain
@@ -143,6 +150,20 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		err   error
 	}
 	results := make(chan attached, len(libs))
+	// The socket programs, for the clients' trace context, attach alongside.
+	type wireResult struct {
+		w   *wire.Wire
+		err error
+	}
+	wired := make(chan wireResult, 1)
+	if env.Propagate && env.TraceContext {
+		go func() {
+			w, err := wire.Attach(pid, env.Shared)
+			wired <- wireResult{w, err}
+		}()
+	} else {
+		wired <- wireResult{}
+	}
 	loading := 0
 	for i := range libs {
 		lib := &libs[i]
@@ -165,6 +186,9 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	// work still under way ends.
 	abandon := func(probes []kit.Probe, pending int) {
 		go func() {
+			if r := <-wired; r.w != nil {
+				r.w.Close()
+			}
 			for _, p := range probes {
 				p.Close()
 			}
@@ -200,11 +224,27 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			probes, loaded = append(probes, p), append(loaded, &libs[i])
 		}
 	}
+	var w *wire.Wire
+	select {
+	case r := <-wired:
+		if r.err != nil {
+			slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", r.err))
+		}
+		w = r.w
+		wired <- wireResult{} // for abandon
+	case <-ctx.Done():
+		abandon(probes, 0)
+		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
+	}
+	env.Shared.SetPropagating(w != nil)
 	var fieldErr error
 	select {
 	case fieldErr = <-fields:
 	case <-ctx.Done():
 		abandon(probes, 0)
+		if w != nil {
+			go w.Close()
+		}
 		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 	}
 
@@ -242,8 +282,21 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		}
 	}
 	if len(s.probes) == 0 {
-		go env.Shared.Close()
+		go func() {
+			if w != nil {
+				w.Close()
+			}
+			env.Shared.Close()
+		}()
 		return nil, errors.Join(errs...)
+	}
+	if w != nil {
+		if err := w.Enable(); err != nil {
+			slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", err))
+			go w.Close()
+		} else {
+			s.wire = w
+		}
 	}
 	for _, err := range errs {
 		slog.Info("probe not attached: " + err.Error())
@@ -438,6 +491,12 @@ func (s *Session) stop(ctx context.Context) error {
 		}
 	}
 	s.logLoss("in all", true)
+	if s.wire != nil {
+		s.logWire()
+		if err := s.wire.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach the socket programs: %w", err))
+		}
+	}
 	for _, p := range s.probes {
 		if err := p.Close(); err != nil {
 			errs = append(errs, err)
@@ -447,6 +506,30 @@ func (s *Session) stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// logWire says what the socket programs did: header blocks that had a trace context
+// filed and went out without it are counted, never silent.
+func (s *Session) logWire() {
+	c, err := s.wire.Counts()
+	if err != nil {
+		slog.Warn(err.Error())
+		return
+	}
+	slog.Debug("outgoing traceparent", "http1", c.HTTP1Inserted, "http2", c.H2Inserted)
+	if c.Unchanged() > 0 {
+		slog.Info(fmt.Sprintf("outgoing traceparent: %d HTTP/2 requests went without it (%d: the header frame would have exceeded 16384 bytes, %d: the frame came in several writes, %d: the kernel refused the bytes, %d: written over a second after the call began); %d got it",
+			c.Unchanged(), c.H2TooLarge, c.H2Split, c.H2Failed, c.H2Late, c.H2Inserted))
+	}
+}
+
+// WireCounts is what the socket programs did so far; false without propagation.
+func (s *Session) WireCounts() (wire.Counts, bool) {
+	if s.wire == nil {
+		return wire.Counts{}, false
+	}
+	c, err := s.wire.Counts()
+	return c, err == nil
 }
 
 // ready waits for c to close, within ctx; a closed c wins over an ended ctx.
@@ -473,5 +556,5 @@ func CheckHost(ctx context.Context, opts Options) []kit.Finding {
 	for _, l := range Libraries(opts) {
 		fs = append(fs, l.Check(ctx, env)...)
 	}
-	return fs
+	return append(fs, wire.Check(), wire.Limits)
 }

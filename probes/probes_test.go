@@ -89,7 +89,7 @@ func tracedServer(t *testing.T, libs []kit.Library) (*Session, *testenv.Receiver
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{RingBufferSize: 1 << 16, Telemetry: cfg, NetHTTP: nethttp.Config{Propagate: true}, Libraries: libs}
+	opts := Options{RingBufferSize: 1 << 16, Telemetry: cfg, Propagate: true, Libraries: libs}
 	s, err := Instrument(context.Background(), tg.Path, cmd.Process.Pid, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func tracedServer(t *testing.T, libs []kit.Library) (*Session, *testenv.Receiver
 // the in-flight spans are one map for every object of the app, looked up by the
 // request's context (from a goroutine the handler started) and by the goroutine.
 func TestSpansParentedAcrossObjects(t *testing.T) {
-	s, recv, base := tracedServer(t, append(Libraries(Options{NetHTTP: nethttp.Config{Propagate: true}}), probetest.Library()))
+	s, recv, base := tracedServer(t, append(Libraries(Options{Propagate: true}), probetest.Library()))
 	want := []string{nethttp.ServerSpec.Name, nethttp.ClientSpec.Name, probetest.ByContext.Name, probetest.ByGoroutine.Name}
 	if got := s.Probes(); !slices.Equal(got, want) {
 		t.Fatalf("probes %v, want %v", got, want)
@@ -237,7 +237,7 @@ func missingLibrary() kit.Library {
 func TestInstrumentHonoursContext(t *testing.T) {
 	testenv.RequireRoot(t)
 	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
-	opts := Options{RingBufferSize: 1 << 16, Telemetry: telemetry.Config{Sampling: telemetry.DefaultSampling, TraceContext: true}, NetHTTP: nethttp.Config{Propagate: true}}
+	opts := Options{RingBufferSize: 1 << 16, Telemetry: telemetry.Config{Sampling: telemetry.DefaultSampling, TraceContext: true}, Propagate: true}
 	before := links(t)
 	cancelled := 0
 	for _, after := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond, time.Second} {

@@ -17,7 +17,6 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/launcher"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
-	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
@@ -135,7 +134,7 @@ func runApp(c *cli.Context, command []string) int {
 	// The OpenTelemetry configuration, read once; what tracing needs is prepared in
 	// the background from here, unless it is off.
 	otel, otelErr := telemetry.ConfigFromEnv()
-	probeOpts := probes.Options{Telemetry: otel, NetHTTP: nethttp.Config{Propagate: c.Bool("propagate")}}
+	probeOpts := probes.Options{Telemetry: otel, Propagate: c.Bool("propagate")}
 	if otelErr == nil && !otel.Disabled {
 		probes.Prepare(probeOpts)
 	}

@@ -95,6 +95,10 @@ type Options struct {
 	RingBufferSize int                // bytes per probe: a power of two, at least a page
 	Sampling       telemetry.Sampling // OTEL_TRACES_SAMPLER[_ARG], decided in the kernel
 	TraceContext   bool               // W3C trace context: join incoming, send outgoing
+	// Propagate puts the client spans' trace context on the wire (probes/wire): the
+	// probes load what files it; they file it only if the wire is attached
+	// (Shared.Propagating).
+	Propagate bool
 }
 
 // Env is what a library's probe gets from the session: the options, and the maps the

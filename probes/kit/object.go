@@ -118,6 +118,9 @@ func LoadObject(ctx context.Context, t Target, reps Reports, env Env, spec Objec
 // Target is the app the object was loaded for.
 func (o *Object) Target() Target { return o.target }
 
+// Env is what the session gave the object.
+func (o *Object) Env() Env { return o.env }
+
 // Attach attaches the declared uprobes, all at once: a small program's while the large
 // ones are still being verified. On failure nothing stays attached.
 func (o *Object) Attach(ctx context.Context) error {
@@ -211,6 +214,12 @@ func (o *Object) function(u Uprobe) (offsets.Uprobe, error) {
 		}
 	}
 	return offsets.Uprobe{}, fmt.Errorf("%s is not a function of spec %s (a bug)", u.Symbol, u.Spec)
+}
+
+// Resolved reports whether u's function is in the app (an optional one may not be).
+func (o *Object) Resolved(u Uprobe) bool {
+	_, err := o.function(u)
+	return err == nil
 }
 
 // Program returns one of the loaded programs, waiting for a large one to load.

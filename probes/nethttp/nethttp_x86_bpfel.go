@@ -30,6 +30,13 @@ type nethttpClientCall struct {
 	_ [2]byte
 }
 
+type nethttpH2Stream struct {
+	_        structs.HostLayout
+	G        uint64
+	StreamId uint32
+	Pad      uint32
+}
+
 type nethttpHttpClientEvent struct {
 	_          structs.HostLayout
 	Kind       uint32
@@ -202,26 +209,24 @@ type nethttpZeroValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	nethttpMapAppSockets                            = "app_sockets"
+	nethttpMapAppProcess                            = "app_process"
 	nethttpMapClientCalls                           = "client_calls"
-	nethttpMapConnecting                            = "connecting"
 	nethttpMapEvents                                = "events"
 	nethttpMapFiled                                 = "filed"
 	nethttpMapInflightContexts                      = "inflight_contexts"
 	nethttpMapInflightGoroutines                    = "inflight_goroutines"
 	nethttpMapLostEvents                            = "lost_events"
+	nethttpMapOutgoingH2                            = "outgoing_h2"
+	nethttpMapOutgoingHttp1                         = "outgoing_http1"
 	nethttpMapServerCalls                           = "server_calls"
-	nethttpMapWaiting                               = "waiting"
-	nethttpProgAppSockops                           = "app_sockops"
 	nethttpProgClientEntryHmap                      = "client_entry_hmap"
 	nethttpProgClientEntrySwiss                     = "client_entry_swiss"
 	nethttpProgClientReturn                         = "client_return"
-	nethttpProgInject                               = "inject"
+	nethttpProgH2RequestWrite                       = "h2_request_write"
 	nethttpProgRequestWrite                         = "request_write"
 	nethttpProgServerEntryHmap                      = "server_entry_hmap"
 	nethttpProgServerEntrySwiss                     = "server_entry_swiss"
 	nethttpProgServerReturn                         = "server_return"
-	nethttpVarAppTgid                               = "app_tgid"
 	nethttpVarClientEnabled                         = "client_enabled"
 	nethttpVarInflightWanted                        = "inflight_wanted"
 	nethttpVarOffHttp2ResponseWriterStateStatus     = "off_http2_responseWriterState_status"
@@ -308,11 +313,10 @@ type nethttpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpProgramSpecs struct {
-	AppSockops       *ebpf.ProgramSpec `ebpf:"app_sockops"`
 	ClientEntryHmap  *ebpf.ProgramSpec `ebpf:"client_entry_hmap"`
 	ClientEntrySwiss *ebpf.ProgramSpec `ebpf:"client_entry_swiss"`
 	ClientReturn     *ebpf.ProgramSpec `ebpf:"client_return"`
-	Inject           *ebpf.ProgramSpec `ebpf:"inject"`
+	H2RequestWrite   *ebpf.ProgramSpec `ebpf:"h2_request_write"`
 	RequestWrite     *ebpf.ProgramSpec `ebpf:"request_write"`
 	ServerEntryHmap  *ebpf.ProgramSpec `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss *ebpf.ProgramSpec `ebpf:"server_entry_swiss"`
@@ -323,23 +327,22 @@ type nethttpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpMapSpecs struct {
-	AppSockets         *ebpf.MapSpec `ebpf:"app_sockets"`
+	AppProcess         *ebpf.MapSpec `ebpf:"app_process"`
 	ClientCalls        *ebpf.MapSpec `ebpf:"client_calls"`
-	Connecting         *ebpf.MapSpec `ebpf:"connecting"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	Filed              *ebpf.MapSpec `ebpf:"filed"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
 	LostEvents         *ebpf.MapSpec `ebpf:"lost_events"`
+	OutgoingH2         *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingHttp1      *ebpf.MapSpec `ebpf:"outgoing_http1"`
 	ServerCalls        *ebpf.MapSpec `ebpf:"server_calls"`
-	Waiting            *ebpf.MapSpec `ebpf:"waiting"`
 }
 
 // nethttpVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpVariableSpecs struct {
-	AppTgid                               *ebpf.VariableSpec `ebpf:"app_tgid"`
 	ClientEnabled                         *ebpf.VariableSpec `ebpf:"client_enabled"`
 	InflightWanted                        *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.VariableSpec `ebpf:"off_http2_responseWriterState_status"`
@@ -404,30 +407,30 @@ func (o *nethttpObjects) Close() error {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpMaps struct {
-	AppSockets         *ebpf.Map `ebpf:"app_sockets"`
+	AppProcess         *ebpf.Map `ebpf:"app_process"`
 	ClientCalls        *ebpf.Map `ebpf:"client_calls"`
-	Connecting         *ebpf.Map `ebpf:"connecting"`
 	Events             *ebpf.Map `ebpf:"events"`
 	Filed              *ebpf.Map `ebpf:"filed"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
 	LostEvents         *ebpf.Map `ebpf:"lost_events"`
+	OutgoingH2         *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingHttp1      *ebpf.Map `ebpf:"outgoing_http1"`
 	ServerCalls        *ebpf.Map `ebpf:"server_calls"`
-	Waiting            *ebpf.Map `ebpf:"waiting"`
 }
 
 func (m *nethttpMaps) Close() error {
 	return _NethttpClose(
-		m.AppSockets,
+		m.AppProcess,
 		m.ClientCalls,
-		m.Connecting,
 		m.Events,
 		m.Filed,
 		m.InflightContexts,
 		m.InflightGoroutines,
 		m.LostEvents,
+		m.OutgoingH2,
+		m.OutgoingHttp1,
 		m.ServerCalls,
-		m.Waiting,
 	)
 }
 
@@ -435,7 +438,6 @@ func (m *nethttpMaps) Close() error {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpVariables struct {
-	AppTgid                               *ebpf.Variable `ebpf:"app_tgid"`
 	ClientEnabled                         *ebpf.Variable `ebpf:"client_enabled"`
 	InflightWanted                        *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.Variable `ebpf:"off_http2_responseWriterState_status"`
@@ -484,11 +486,10 @@ type nethttpVariables struct {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpPrograms struct {
-	AppSockops       *ebpf.Program `ebpf:"app_sockops"`
 	ClientEntryHmap  *ebpf.Program `ebpf:"client_entry_hmap"`
 	ClientEntrySwiss *ebpf.Program `ebpf:"client_entry_swiss"`
 	ClientReturn     *ebpf.Program `ebpf:"client_return"`
-	Inject           *ebpf.Program `ebpf:"inject"`
+	H2RequestWrite   *ebpf.Program `ebpf:"h2_request_write"`
 	RequestWrite     *ebpf.Program `ebpf:"request_write"`
 	ServerEntryHmap  *ebpf.Program `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss *ebpf.Program `ebpf:"server_entry_swiss"`
@@ -497,11 +498,10 @@ type nethttpPrograms struct {
 
 func (p *nethttpPrograms) Close() error {
 	return _NethttpClose(
-		p.AppSockops,
 		p.ClientEntryHmap,
 		p.ClientEntrySwiss,
 		p.ClientReturn,
-		p.Inject,
+		p.H2RequestWrite,
 		p.RequestWrite,
 		p.ServerEntryHmap,
 		p.ServerEntrySwiss,

@@ -110,17 +110,21 @@ var headerMapFields = []offsets.FieldSpec{
 }
 
 // ClientSpec: the entry of Transport.roundTrip and each of its RETs, two hits per
-// call; with propagation, the entry of Request.write too (three). roundTrip is where
-// every http.Client request passes, once per attempt, with its final URL and context:
-// at entry the request is complete, at return the response (or the error) is known.
-// Request.write runs in the connection's writer goroutine, just before the request's
-// bytes are written: where the kernel can tie a write to the request.
+// call; with propagation, the entry of the request's writer too (three). roundTrip is
+// where every http.Client request passes, once per attempt, with its final URL and
+// context: at entry the request is complete, at return the response (or the error) is
+// known. The writers run just before the request's bytes are written, in the goroutine
+// that writes them: where the kernel can tie a write to the request. Request.write for
+// HTTP/1; the HTTP/2 client's clientStream.encodeAndWriteHeaders (net/http's own copy,
+// and golang.org/x/net/http2's, either of which a program may lack).
 var ClientSpec = offsets.Spec{
 	Name:   "net/http.client",
 	Module: "std",
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{roundTrip}, Returns: true},
 		{Symbols: []string{requestWrite}},
+		{Symbols: []string{h2EncodeHeaders}, Optional: true},
+		{Symbols: []string{xnetEncodeHeaders}, Optional: true},
 	},
 	Fields: append([]offsets.FieldSpec{
 		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqHeader}, {FieldRef: reqCtx},
@@ -138,4 +142,9 @@ const (
 	serveHTTP    = "net/http.serverHandler.ServeHTTP"
 	roundTrip    = "net/http.(*Transport).roundTrip"
 	requestWrite = "net/http.(*Request).write"
+	// HTTP/2 clients' header writers, (cs *clientStream, req *http.Request). Go 1.27
+	// moved net/http's into net/http/internal/http2, with a request type of its own:
+	// not probed yet.
+	h2EncodeHeaders   = "net/http.(*http2clientStream).encodeAndWriteHeaders"
+	xnetEncodeHeaders = "golang.org/x/net/http2.(*clientStream).encodeAndWriteHeaders"
 )

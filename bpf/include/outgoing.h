@@ -1,0 +1,78 @@
+/* What goes on the wire: the trace context the app's client spans are to send, filed
+ * by the libraries' uprobes, read by the socket programs (probes/wire), which insert it
+ * into the request as it is written. Maps shared by every object of one app
+ * (kit.SharedMaps), like spans.h's. */
+#ifndef __OUTGOING_H
+#define __OUTGOING_H
+
+#include "trace.h"
+
+#define OUTGOING_METHOD_MAX 16
+
+/* A traceparent (and tracestate) on its way to the wire. */
+struct outgoing {
+	__u8 traceparent[TRACEPARENT_LEN + 1];
+	__u8 method_len; /* HTTP/1: the request line begins "METHOD " */
+	__u16 tracestate_len;
+	__u8 method[OUTGOING_METHOD_MAX];
+	__u8 tracestate[TRACESTATE_MAX];
+	__u64 filed_ns;
+};
+
+/* HTTP/1: by the goroutine whose next write to a socket is the request. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct outgoing);
+} outgoing_http1 SEC(".maps");
+
+/* HTTP/2: by the goroutine that writes the request's header block and its stream ID;
+ * stream 0 stands for "the next header block this goroutine writes", for writers that
+ * learn the ID only as they write (net/http's writes a block and flushes it at once,
+ * under the connection's write lock). */
+struct h2_stream {
+	__u64 g;
+	__u32 stream_id;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct h2_stream);
+	__type(value, struct outgoing);
+} outgoing_h2 SEC(".maps");
+
+/* The app's process ID as the kernel knows it (the launcher may sit in a PID namespace
+ * of its own): learned from the uprobes, which only the app hits; the socket programs
+ * take only the connections it makes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} app_process SEC(".maps");
+
+static __always_inline void learn_app_process(void)
+{
+	__u32 zero = 0;
+	__u32 *tgid = bpf_map_lookup_elem(&app_process, &zero);
+	if (tgid && !*tgid)
+		*tgid = bpf_get_current_pid_tgid() >> 32;
+}
+
+/* fill_outgoing fills out with the traceparent naming the span sc, and the tracestate
+ * (the parent's) if there is one. */
+static __always_inline void fill_outgoing(struct outgoing *out, const struct span_context *sc, __u8 flags,
+					  const __u8 *tracestate, __u16 tracestate_len)
+{
+	format_traceparent(out->traceparent, sc->trace_id, sc->span_id, flags);
+	if (tracestate && tracestate_len) {
+		out->tracestate_len = tracestate_len;
+		__builtin_memcpy(out->tracestate, tracestate, TRACESTATE_MAX);
+	}
+	out->filed_ns = bpf_ktime_get_ns();
+}
+
+#endif

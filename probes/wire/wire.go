@@ -1,0 +1,156 @@
+// Package wire puts the trace context of the app's client spans into its outgoing
+// requests, from the kernel (--propagate): a sockops program picks the app's outgoing
+// TCP connections, an sk_msg program amends what the app writes to them - a
+// traceparent after an HTTP/1 request line, a literal header field at the end of an
+// HTTP/2 request's header block. Nothing is written to the app's memory, so it works
+// on kernels in lockdown.
+//
+// The libraries' probes file what each request is to carry in the maps of
+// bpf/include/outgoing.h, shared by every object of the app (kit.SharedMaps); this
+// package knows no library, and no library knows its internals.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/bpf"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
+)
+
+// objectSpec is the embedded BPF object, parsed once.
+var objectSpec = sync.OnceValues(loadWire)
+
+// Prepare parses the BPF object in the background, ahead of Attach.
+func Prepare() { go objectSpec() }
+
+// Wire is the socket programs attached for one app.
+type Wire struct {
+	objs    *bpf.Objects
+	sockets *bpf.SocketPrograms
+}
+
+// Attach loads the socket programs, with the maps the app's probes share, and
+// attaches them to the cgroup v2 of process pid. They change nothing until Enable.
+func Attach(pid int, shared *kit.Shared) (*Wire, error) {
+	spec, err := objectSpec()
+	if err != nil {
+		return nil, fmt.Errorf("parse the socket programs: %w", err)
+	}
+	maps, err := shared.MapsFor(spec)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := bpf.LoadObjects(spec, bpf.LoadOptions{Shared: maps})
+	if err != nil {
+		return nil, fmt.Errorf("load the socket programs: %w", err)
+	}
+	w := &Wire{objs: objs}
+	if w.sockets, err = attachTo(pid, objs); err != nil {
+		objs.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func attachTo(pid int, objs *bpf.Objects) (*bpf.SocketPrograms, error) {
+	cgroup, release, err := bpf.Cgroup2Dir(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	sockops, err1 := objs.Program("app_sockops")
+	inject, err2 := objs.Program("inject")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	s, err := bpf.AttachSocketPrograms(cgroup, sockops, objs.Map("app_sockets"), inject)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", cgroup, err)
+	}
+	return s, nil
+}
+
+// Enable lets the programs amend writes.
+func (w *Wire) Enable() error { return w.objs.SetVariables(map[string]uint64{"wire_enabled": 1}) }
+
+// Counts are what the socket programs did, since they were attached.
+type Counts struct {
+	HTTP1Inserted uint64 // HTTP/1 requests that got a traceparent
+	H2Inserted    uint64 // HTTP/2 header blocks that got one
+	H2TooLarge    uint64 // left as they were: the frame would have exceeded 16384 bytes
+	H2Failed      uint64 // left as they were: the kernel refused the bytes, or the context was malformed
+	H2Late        uint64 // left as they were: the context waited over a second for its write
+	H2Split       uint64 // left as they were: the frame's bytes came in more than one write
+}
+
+// Unchanged is the number of HTTP/2 header blocks that had a context filed but went
+// out as they were.
+func (c Counts) Unchanged() uint64 { return c.H2TooLarge + c.H2Failed + c.H2Late + c.H2Split }
+
+// Counts reads the counters (summed over CPUs).
+func (w *Wire) Counts() (Counts, error) {
+	m := w.objs.Map("wire_counts")
+	read := func(i uint32) uint64 {
+		var per []uint64
+		if m.Lookup(i, &per) != nil {
+			return 0
+		}
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		return n
+	}
+	if m == nil {
+		return Counts{}, errors.New("the socket programs have no counters (a bug)")
+	}
+	return Counts{HTTP1Inserted: read(0), H2Inserted: read(1), H2TooLarge: read(2), H2Failed: read(3), H2Late: read(4), H2Split: read(5)}, nil
+}
+
+// Map returns one of the object's maps (for tests).
+func (w *Wire) Map(name string) *ebpf.Map { return w.objs.Map(name) }
+
+// Close detaches the programs: writes from then on go out as the app made them.
+func (w *Wire) Close() error {
+	err := w.sockets.Close()
+	w.objs.Close()
+	return err
+}
+
+// Check loads the socket programs and attaches them to this process's cgroup, then
+// detaches them: what propagation will need of this host, for `launch doctor`.
+func Check() kit.Finding {
+	fail := func(err error) kit.Finding {
+		return kit.Finding{Status: kit.Fail, Text: fmt.Sprintf("outgoing traceparent: %v: client spans are still made, without it", err)}
+	}
+	shared := kit.NewShared()
+	defer shared.Close()
+	w, err := Attach(os.Getpid(), shared)
+	if err != nil {
+		return fail(err)
+	}
+	if err := w.Close(); err != nil {
+		return fail(fmt.Errorf("attached, but %w", err))
+	}
+	cgroup, _ := bpf.Cgroup2Path(os.Getpid())
+	return kit.Finding{Status: kit.OK, Text: "outgoing traceparent: socket programs attach to cgroup v2 " + cgroup + withoutNetAdmin()}
+}
+
+// Limits is what propagation cannot do, whatever the host.
+var Limits = kit.Finding{Status: kit.Limit, Text: "outgoing traceparent goes on plain HTTP/1 requests and plain HTTP/2 (h2c, gRPC without TLS) streams only: TLS (HTTPS, HTTPS/2, gRPC with TLS) is encrypted before the kernel sees it; those calls get client spans, and the next service starts a new trace"}
+
+// withoutNetAdmin notes that the socket programs attached without CAP_NET_ADMIN.
+func withoutNetAdmin() string {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil || data[0].Effective&(1<<unix.CAP_NET_ADMIN) != 0 {
+		return ""
+	}
+	return " (without NET_ADMIN: SYS_ADMIN covers it on this kernel; add NET_ADMIN where a security module asks for it by name)"
+}
