@@ -82,7 +82,7 @@ type Session struct {
 	probes  []kit.Probe
 	names   []string // enabled specs
 	shared  *kit.Shared
-	wire    *wire.Wire // nil: no propagation
+	wire    *wire.Wire    // nil: no propagation
 	started chan struct{} // closed once the pipeline exists (or failed)
 	pipe    *telemetry.Pipeline
 	cancel  context.CancelFunc // stops the readers, which then drain
