@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 )
 
 // tracedGRPC runs the grpcservice target under the launcher, serving on a free port
@@ -73,7 +74,9 @@ func dialGRPC(t *testing.T, addr string) *grpc.ClientConn {
 // by its server span.
 func TestGRPCSpans(t *testing.T) {
 	targets := testenv.BuildGRPC(t, testenv.GRPCBuilds...)
-	for _, tg := range targets {
+	for i, tg := range targets {
+		// grpc before v1.53 sends no traceparent (README limits).
+		propagates := offsets.VersionAtLeast(testenv.GRPCBuilds[i].Version, "v1.53.0")
 		t.Run(tg.Toolchain+"/"+tg.Variant.Name, func(t *testing.T) {
 			recv := testenv.StartReceiver(t)
 			// Each hop serving before the next starts: a hop's first dial must not
@@ -130,7 +133,7 @@ func TestGRPCSpans(t *testing.T) {
 			if len(spans) != want {
 				t.Fatalf("%d spans, want %d: %s", len(spans), want, spanList(spans))
 			}
-			checkGRPCSpans(t, spans, traceID, parentID, frontAddr, downAddr)
+			checkGRPCSpans(t, spans, traceID, parentID, frontAddr, downAddr, propagates)
 			for _, r := range []*run{downstream, front, unreachable} {
 				if said := launcherLines(r); said != "" {
 					t.Errorf("launcher said: %s", said)
@@ -220,7 +223,7 @@ func spanList(spans []testenv.Span) string {
 }
 
 // checkGRPCSpans checks every span of TestGRPCSpans.
-func checkGRPCSpans(t *testing.T, spans []testenv.Span, traceID, parentID, frontAddr, downAddr string) {
+func checkGRPCSpans(t *testing.T, spans []testenv.Span, traceID, parentID, frontAddr, downAddr string, propagates bool) {
 	t.Helper()
 	byName := map[string][]testenv.Span{}
 	for _, s := range spans {
@@ -304,6 +307,49 @@ func checkGRPCSpans(t *testing.T, spans []testenv.Span, traceID, parentID, front
 		t.Errorf("client stream Count: trace %s parent %s, want %s %s: %v", countCall.TraceID, countCall.ParentSpanID, traceID, relay.SpanID, countCall.Attrs)
 	}
 	expect(countCall, "OK", false, "")
+
+	// Over h2c the calls carry their traceparent: the downstream server spans are the
+	// client spans' children, in the same trace.
+	sayCalls := map[string]bool{}
+	for _, c := range byName[client+" demo.Echo/Say"] {
+		if c.TraceID == traceID {
+			sayCalls[c.SpanID] = true
+		}
+	}
+	joined := 0
+	for _, s := range byName[server+" demo.Echo/Say"] {
+		if s.TraceID != traceID {
+			continue
+		}
+		joined++
+		if !sayCalls[s.ParentSpanID] {
+			t.Errorf("downstream Say: parent %s, not one of the client Say spans", s.ParentSpanID)
+		}
+		if s.TraceState != "k=v" {
+			t.Errorf("downstream Say: tracestate %q, want the relay's k=v", s.TraceState)
+		}
+	}
+	wantJoined := 0
+	countJoined := 0
+	for _, s := range byName[server+" demo.Echo/Count"] {
+		if s.TraceID == traceID {
+			countJoined++
+			if s.ParentSpanID != countCall.SpanID {
+				t.Errorf("downstream Count: parent %s, want the client stream's %s", s.ParentSpanID, countCall.SpanID)
+			}
+		}
+	}
+	if propagates {
+		wantJoined = 2
+		if countJoined != 1 {
+			t.Errorf("%d downstream Count spans in the relayed trace, want 1", countJoined)
+		}
+	} else if countJoined != 0 {
+		t.Errorf("downstream Count joined the trace: this grpc release sends no traceparent")
+	}
+	if joined != wantJoined {
+		t.Errorf("%d downstream Say spans in the relayed trace, want %d: %s", joined, wantJoined, spanList(spans))
+	}
 
 	// The deadline a handler set on its call: the client span is DEADLINE_EXCEEDED.
 	deadline := one(server+" demo.Echo/Deadline", nil)

@@ -237,6 +237,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 	}
 	env.Shared.SetPropagating(w != nil)
+	slog.Debug("socket programs", "attached", w != nil, "propagate", env.Propagate)
 	var fieldErr error
 	select {
 	case fieldErr = <-fields:

@@ -29,9 +29,22 @@
  * making a stream - a name that does not resolve - get no span.) An error is
  * read as an *internal/status.Error, and its first word as an *errors.errorString's
  * text (io.EOF ends a stream that succeeded); userspace uses what the error's dynamic
- * type says it is. */
+ * type says it is.
+ *
+ * Outgoing context (with propagation on; probes/wire puts it on the wire), two hits
+ * more per call. The entry of newClientStreamWithParams files the traceparent under
+ * its goroutine. Each RET of transport.(*http2Client).createHeaderFields, in that
+ * goroutine: the request's header fields are made; unless the app put a traceparent
+ * among them, the traceparent moves under the fields' array, which the stream's
+ * header frame carries to the connection's writer goroutine (loopyWriter). Entry of
+ * the writer's originateStream(str, hdr) (clientHeaderHandler(hdr) since v1.83; not
+ * before v1.53, whose writer takes the frame from a queue: no context goes out), which
+ * writes the stream's header block, with its stream ID: the traceparent waits there
+ * for that block (outgoing.h). Only client streams pass there: a server's responses
+ * cost nothing. */
 #include "common.h"
 #include "spans.h"
+#include "outgoing.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -60,11 +73,16 @@ volatile __u64 off_net_netFD_laddr = OFFSET_NONE;
 volatile __u64 off_net_netFD_raddr = OFFSET_NONE;
 volatile __u64 off_net_TCPAddr_IP = OFFSET_NONE;
 volatile __u64 off_net_TCPAddr_Port = OFFSET_NONE;
+volatile __u64 off_transport_headerFrame_streamID = OFFSET_NONE;   /* v1.53 to v1.82 */
+volatile __u64 off_transport_headerFrame_hf = OFFSET_NONE;
+volatile __u64 off_transport_clientHeaders_streamID = OFFSET_NONE; /* v1.83+ */
+volatile __u64 off_transport_clientHeaders_hf = OFFSET_NONE;
 /* Which argument of operateHeaders is the frame: 2, or 4 since v1.60 (after a ctx). */
 volatile __u64 headers_frame_arg = 4;
 /* Set last, once the offsets are. */
 volatile __u64 server_enabled = 0;
 volatile __u64 client_enabled = 0;
+volatile __u64 propagate = 0; /* file traceparents for the wire */
 
 #define EVENT_SERVER 1
 #define EVENT_CLIENT 2
@@ -163,10 +181,28 @@ struct {
 	__type(value, struct grpc_client_event);
 } client_streams SEC(".maps");
 
+/* Traceparents to send, by the calling goroutine until its header fields are made,
+ * then by their array until the writer takes them. LRU: a call that never reaches the
+ * writer leaves its entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct outgoing);
+} calls_outgoing SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct outgoing);
+} fields_outgoing SEC(".maps");
+
 /* Zeroes to create map entries from. Never written. */
 union zero_value {
 	struct server_stream server;
 	struct grpc_client_event client;
+	struct outgoing out;
 } zeroes;
 
 const struct grpc_server_event *unused_server_event __attribute__((unused)); /* bpf2go -type */
@@ -360,6 +396,7 @@ int client_entry(struct go_regs *ctx)
 {
 	if (!client_enabled)
 		return 0;
+	learn_app_process();
 	__u64 g = go_goroutine(ctx);
 	struct grpc_client_event *ev = new_entry(&client_calls, &g, &zeroes);
 	if (!ev)
@@ -373,6 +410,87 @@ int client_entry(struct go_regs *ctx)
 
 	struct span_ref *parent = parent_by_context(go_arg(ctx, 2));
 	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
+	if (propagate) {
+		struct outgoing *out = new_entry(&calls_outgoing, &g, &zeroes);
+		if (out)
+			fill_outgoing(out, &ev->sc, sample(ev->sc.trace_id, ev->has_parent, ev->trace_flags),
+				      parent ? parent->tracestate : 0, parent ? parent->tracestate_len : 0);
+	}
+	return 0;
+}
+
+/* has_traceparent reports whether the n header fields at hf include a traceparent. A
+ * global function: verified once. */
+__noinline int has_traceparent(__u64 hf, __u64 n)
+{
+	__u64 size = (off_hpack_HeaderField_Sensitive + 8) & ~7ULL; /* the last field, padded */
+	if (size > 64)
+		return 0;
+	for (int i = 0; i < HEADERS_MAX; i++) {
+		if (i >= n)
+			break;
+		__u64 name = hf + i * size + off_hpack_HeaderField_Name;
+		if (read_ptr(name + 8) != 11)
+			continue;
+		char b[12] = {};
+		bpf_probe_read_user(b, 11, (void *)read_ptr(name));
+		if (b[0] == 't' && b[1] == 'r' && b[2] == 'a' && b[3] == 'c' && b[4] == 'e' && b[5] == 'p' &&
+		    b[6] == 'a' && b[7] == 'r' && b[8] == 'e' && b[9] == 'n' && b[10] == 't')
+			return 1;
+	}
+	return 0;
+}
+
+/* The call's header fields are made (or not: an error): its traceparent moves under
+ * their array, unless the app sends one of its own. */
+SEC("uprobe/http2Client_createHeaderFields_return")
+int client_fields(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct outgoing *out = bpf_map_lookup_elem(&calls_outgoing, &g);
+	if (!out)
+		return 0;
+	__u64 hf = go_arg(ctx, 1), n = go_arg(ctx, 2);
+	if (!hf)
+		return 0;
+	if (go_arg(ctx, 4) || has_traceparent(hf, n)) { /* an error, or the app's own */
+		bpf_map_delete_elem(&fields_outgoing, &hf);
+		return 0;
+	}
+	out->filed_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&fields_outgoing, &hf, out, BPF_ANY);
+	return 0;
+}
+
+/* file_h2 files the traceparent of the header frame hdr for the writer goroutine's
+ * write of its block. */
+static __always_inline void file_h2(struct go_regs *ctx, __u64 hdr, __u64 off_id, __u64 off_hf)
+{
+	if (!hdr || off_id == OFFSET_NONE || off_hf == OFFSET_NONE)
+		return;
+	__u64 hf = read_ptr(hdr + off_hf);
+	struct outgoing *out = bpf_map_lookup_elem(&fields_outgoing, &hf);
+	if (!out)
+		return;
+	__u32 id = 0;
+	bpf_probe_read_user(&id, sizeof(id), (void *)(hdr + off_id));
+	struct h2_stream key = {.g = go_goroutine(ctx), .stream_id = id};
+	if (id)
+		bpf_map_update_elem(&outgoing_h2, &key, out, BPF_ANY);
+	bpf_map_delete_elem(&fields_outgoing, &hf);
+}
+
+SEC("uprobe/loopyWriter_originateStream")
+int client_originate(struct go_regs *ctx)
+{
+	file_h2(ctx, go_arg(ctx, 3), off_transport_headerFrame_streamID, off_transport_headerFrame_hf);
+	return 0;
+}
+
+SEC("uprobe/loopyWriter_clientHeaderHandler")
+int client_header_handler(struct go_regs *ctx)
+{
+	file_h2(ctx, go_arg(ctx, 2), off_transport_clientHeaders_streamID, off_transport_clientHeaders_hf);
 	return 0;
 }
 
@@ -392,6 +510,7 @@ int client_started(struct go_regs *ctx)
 		bpf_map_update_elem(&client_streams, &stream, ev, BPF_ANY);
 	}
 	bpf_map_delete_elem(&client_calls, &g);
+	bpf_map_delete_elem(&calls_outgoing, &g);
 	return 0;
 }
 

@@ -70,6 +70,25 @@ type grpcGrpcServerEvent struct {
 	Tracestate    [256]uint8
 }
 
+type grpcH2Stream struct {
+	_        structs.HostLayout
+	G        uint64
+	StreamId uint32
+	Pad      uint32
+}
+
+type grpcOutgoing struct {
+	_             structs.HostLayout
+	Traceparent   [56]uint8
+	MethodLen     uint8
+	_             [1]byte
+	TracestateLen uint16
+	Method        [16]uint8
+	Tracestate    [256]uint8
+	_             [4]byte
+	FiledNs       uint64
+}
+
 type grpcServerStream struct {
 	_              structs.HostLayout
 	Ev             grpcGrpcServerEvent
@@ -164,15 +183,23 @@ type grpcZeroValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	grpcMapAppProcess                           = "app_process"
+	grpcMapCallsOutgoing                        = "calls_outgoing"
 	grpcMapClientCalls                          = "client_calls"
 	grpcMapClientStreams                        = "client_streams"
 	grpcMapEvents                               = "events"
+	grpcMapFieldsOutgoing                       = "fields_outgoing"
 	grpcMapInflightContexts                     = "inflight_contexts"
 	grpcMapInflightGoroutines                   = "inflight_goroutines"
 	grpcMapLostEvents                           = "lost_events"
+	grpcMapOutgoingH2                           = "outgoing_h2"
+	grpcMapOutgoingHttp1                        = "outgoing_http1"
 	grpcMapServerStreams                        = "server_streams"
 	grpcProgClientEntry                         = "client_entry"
+	grpcProgClientFields                        = "client_fields"
 	grpcProgClientFinish                        = "client_finish"
+	grpcProgClientHeaderHandler                 = "client_header_handler"
+	grpcProgClientOriginate                     = "client_originate"
 	grpcProgClientStarted                       = "client_started"
 	grpcProgServerHandle                        = "server_handle"
 	grpcProgServerHeaders                       = "server_headers"
@@ -202,7 +229,12 @@ const (
 	grpcVarOffTransportServerStreamStream       = "off_transport_ServerStream_Stream"
 	grpcVarOffTransportStreamCtx                = "off_transport_Stream_ctx"
 	grpcVarOffTransportStreamId                 = "off_transport_Stream_id"
+	grpcVarOffTransportClientHeadersHf          = "off_transport_clientHeaders_hf"
+	grpcVarOffTransportClientHeadersStreamID    = "off_transport_clientHeaders_streamID"
+	grpcVarOffTransportHeaderFrameHf            = "off_transport_headerFrame_hf"
+	grpcVarOffTransportHeaderFrameStreamID      = "off_transport_headerFrame_streamID"
 	grpcVarOffTransportHttp2ServerConn          = "off_transport_http2Server_conn"
+	grpcVarPropagate                            = "propagate"
 	grpcVarSamplerParentBased                   = "sampler_parent_based"
 	grpcVarSamplerRatioBound                    = "sampler_ratio_bound"
 	grpcVarSamplerRoot                          = "sampler_root"
@@ -255,24 +287,32 @@ type grpcSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type grpcProgramSpecs struct {
-	ClientEntry   *ebpf.ProgramSpec `ebpf:"client_entry"`
-	ClientFinish  *ebpf.ProgramSpec `ebpf:"client_finish"`
-	ClientStarted *ebpf.ProgramSpec `ebpf:"client_started"`
-	ServerHandle  *ebpf.ProgramSpec `ebpf:"server_handle"`
-	ServerHeaders *ebpf.ProgramSpec `ebpf:"server_headers"`
-	ServerStatus  *ebpf.ProgramSpec `ebpf:"server_status"`
+	ClientEntry         *ebpf.ProgramSpec `ebpf:"client_entry"`
+	ClientFields        *ebpf.ProgramSpec `ebpf:"client_fields"`
+	ClientFinish        *ebpf.ProgramSpec `ebpf:"client_finish"`
+	ClientHeaderHandler *ebpf.ProgramSpec `ebpf:"client_header_handler"`
+	ClientOriginate     *ebpf.ProgramSpec `ebpf:"client_originate"`
+	ClientStarted       *ebpf.ProgramSpec `ebpf:"client_started"`
+	ServerHandle        *ebpf.ProgramSpec `ebpf:"server_handle"`
+	ServerHeaders       *ebpf.ProgramSpec `ebpf:"server_headers"`
+	ServerStatus        *ebpf.ProgramSpec `ebpf:"server_status"`
 }
 
 // grpcMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type grpcMapSpecs struct {
+	AppProcess         *ebpf.MapSpec `ebpf:"app_process"`
+	CallsOutgoing      *ebpf.MapSpec `ebpf:"calls_outgoing"`
 	ClientCalls        *ebpf.MapSpec `ebpf:"client_calls"`
 	ClientStreams      *ebpf.MapSpec `ebpf:"client_streams"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
+	FieldsOutgoing     *ebpf.MapSpec `ebpf:"fields_outgoing"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
 	LostEvents         *ebpf.MapSpec `ebpf:"lost_events"`
+	OutgoingH2         *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingHttp1      *ebpf.MapSpec `ebpf:"outgoing_http1"`
 	ServerStreams      *ebpf.MapSpec `ebpf:"server_streams"`
 }
 
@@ -305,7 +345,12 @@ type grpcVariableSpecs struct {
 	OffTransportServerStreamStream       *ebpf.VariableSpec `ebpf:"off_transport_ServerStream_Stream"`
 	OffTransportStreamCtx                *ebpf.VariableSpec `ebpf:"off_transport_Stream_ctx"`
 	OffTransportStreamId                 *ebpf.VariableSpec `ebpf:"off_transport_Stream_id"`
+	OffTransportClientHeadersHf          *ebpf.VariableSpec `ebpf:"off_transport_clientHeaders_hf"`
+	OffTransportClientHeadersStreamID    *ebpf.VariableSpec `ebpf:"off_transport_clientHeaders_streamID"`
+	OffTransportHeaderFrameHf            *ebpf.VariableSpec `ebpf:"off_transport_headerFrame_hf"`
+	OffTransportHeaderFrameStreamID      *ebpf.VariableSpec `ebpf:"off_transport_headerFrame_streamID"`
 	OffTransportHttp2ServerConn          *ebpf.VariableSpec `ebpf:"off_transport_http2Server_conn"`
+	Propagate                            *ebpf.VariableSpec `ebpf:"propagate"`
 	SamplerParentBased                   *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	SamplerRatioBound                    *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
 	SamplerRoot                          *ebpf.VariableSpec `ebpf:"sampler_root"`
@@ -336,23 +381,33 @@ func (o *grpcObjects) Close() error {
 //
 // It can be passed to loadGrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type grpcMaps struct {
+	AppProcess         *ebpf.Map `ebpf:"app_process"`
+	CallsOutgoing      *ebpf.Map `ebpf:"calls_outgoing"`
 	ClientCalls        *ebpf.Map `ebpf:"client_calls"`
 	ClientStreams      *ebpf.Map `ebpf:"client_streams"`
 	Events             *ebpf.Map `ebpf:"events"`
+	FieldsOutgoing     *ebpf.Map `ebpf:"fields_outgoing"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
 	LostEvents         *ebpf.Map `ebpf:"lost_events"`
+	OutgoingH2         *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingHttp1      *ebpf.Map `ebpf:"outgoing_http1"`
 	ServerStreams      *ebpf.Map `ebpf:"server_streams"`
 }
 
 func (m *grpcMaps) Close() error {
 	return _GrpcClose(
+		m.AppProcess,
+		m.CallsOutgoing,
 		m.ClientCalls,
 		m.ClientStreams,
 		m.Events,
+		m.FieldsOutgoing,
 		m.InflightContexts,
 		m.InflightGoroutines,
 		m.LostEvents,
+		m.OutgoingH2,
+		m.OutgoingHttp1,
 		m.ServerStreams,
 	)
 }
@@ -386,7 +441,12 @@ type grpcVariables struct {
 	OffTransportServerStreamStream       *ebpf.Variable `ebpf:"off_transport_ServerStream_Stream"`
 	OffTransportStreamCtx                *ebpf.Variable `ebpf:"off_transport_Stream_ctx"`
 	OffTransportStreamId                 *ebpf.Variable `ebpf:"off_transport_Stream_id"`
+	OffTransportClientHeadersHf          *ebpf.Variable `ebpf:"off_transport_clientHeaders_hf"`
+	OffTransportClientHeadersStreamID    *ebpf.Variable `ebpf:"off_transport_clientHeaders_streamID"`
+	OffTransportHeaderFrameHf            *ebpf.Variable `ebpf:"off_transport_headerFrame_hf"`
+	OffTransportHeaderFrameStreamID      *ebpf.Variable `ebpf:"off_transport_headerFrame_streamID"`
 	OffTransportHttp2ServerConn          *ebpf.Variable `ebpf:"off_transport_http2Server_conn"`
+	Propagate                            *ebpf.Variable `ebpf:"propagate"`
 	SamplerParentBased                   *ebpf.Variable `ebpf:"sampler_parent_based"`
 	SamplerRatioBound                    *ebpf.Variable `ebpf:"sampler_ratio_bound"`
 	SamplerRoot                          *ebpf.Variable `ebpf:"sampler_root"`
@@ -401,18 +461,24 @@ type grpcVariables struct {
 //
 // It can be passed to loadGrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type grpcPrograms struct {
-	ClientEntry   *ebpf.Program `ebpf:"client_entry"`
-	ClientFinish  *ebpf.Program `ebpf:"client_finish"`
-	ClientStarted *ebpf.Program `ebpf:"client_started"`
-	ServerHandle  *ebpf.Program `ebpf:"server_handle"`
-	ServerHeaders *ebpf.Program `ebpf:"server_headers"`
-	ServerStatus  *ebpf.Program `ebpf:"server_status"`
+	ClientEntry         *ebpf.Program `ebpf:"client_entry"`
+	ClientFields        *ebpf.Program `ebpf:"client_fields"`
+	ClientFinish        *ebpf.Program `ebpf:"client_finish"`
+	ClientHeaderHandler *ebpf.Program `ebpf:"client_header_handler"`
+	ClientOriginate     *ebpf.Program `ebpf:"client_originate"`
+	ClientStarted       *ebpf.Program `ebpf:"client_started"`
+	ServerHandle        *ebpf.Program `ebpf:"server_handle"`
+	ServerHeaders       *ebpf.Program `ebpf:"server_headers"`
+	ServerStatus        *ebpf.Program `ebpf:"server_status"`
 }
 
 func (p *grpcPrograms) Close() error {
 	return _GrpcClose(
 		p.ClientEntry,
+		p.ClientFields,
 		p.ClientFinish,
+		p.ClientHeaderHandler,
+		p.ClientOriginate,
 		p.ClientStarted,
 		p.ServerHandle,
 		p.ServerHeaders,

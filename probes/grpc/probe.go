@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
@@ -34,14 +36,21 @@ var objectSpec = sync.OnceValues(loadGrpc)
 // Probe is the gRPC instrumentation of one app.
 type Probe struct {
 	*kit.Object
-	types *offsets.TypeNames // names the dynamic types of errors and connections
-	pid   int
+	types   *offsets.TypeNames // names the dynamic types of errors and connections
+	pid     int
+	writers []kit.Uprobe // the uprobes that hand the calls' traceparent to the wire
+
+	mu       sync.Mutex
+	attached bool // the writers are
 }
 
 var _ kit.Probe = (*Probe)(nil)
 
 func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 	p := &Probe{pid: t.PID}
+	if env.Propagate && env.TraceContext {
+		p.writers = writersFor(t.Modules.Version(Module))
+	}
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
@@ -54,11 +63,74 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		Enable: map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
 		Decode: p.decode,
 	}
+	for _, u := range p.writers {
+		spec.Programs = append(spec.Programs, u.Entry, u.Return)
+	}
+	spec.Programs = slices.DeleteFunc(spec.Programs, func(s string) bool { return s == "" })
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// writersFor are the uprobes that hand a call's traceparent to the wire, for the
+// app's grpc release: none before v1.53, whose connection writer takes the header
+// frame from a queue.
+func writersFor(version string) []kit.Uprobe {
+	if version == "" || !offsets.VersionAtLeast(version, originateHdrSince) {
+		return nil
+	}
+	fields := kit.Uprobe{Spec: ClientSpec.Name, Symbol: createHeaderFields, Return: "client_fields"}
+	if offsets.VersionAtLeast(version, clientHeadersSince) {
+		return []kit.Uprobe{fields, {Spec: ClientSpec.Name, Symbol: clientHeaderHandler, Entry: "client_header_handler"}}
+	}
+	return []kit.Uprobe{fields, {Spec: ClientSpec.Name, Symbol: originateStream, Entry: "client_originate"}}
+}
+
+// Attach attaches the uprobes and, to propagate, the writers'. Writers that cannot be
+// attached are said once: client spans are still made.
+func (p *Probe) Attach(ctx context.Context) error {
+	if err := p.Object.Attach(ctx); err != nil {
+		return err
+	}
+	if len(p.writers) == 0 {
+		return nil
+	}
+	for _, u := range p.writers {
+		if !p.Resolved(u) {
+			slog.Warn(fmt.Sprintf("outgoing gRPC calls will not carry traceparent: %s not in the binary (client spans are still made)", u.Symbol))
+			return nil
+		}
+	}
+	if err := p.AttachUprobes(ctx, p.writers...); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		slog.Warn(fmt.Sprintf("outgoing gRPC calls will not carry traceparent: %v (client spans are still made)", err))
+		go p.stopWriters() // detaching waits out a grace period: not in the gate
+		return nil
+	}
+	p.mu.Lock()
+	p.attached = true
+	p.mu.Unlock()
+	return nil
+}
+
+// stopWriters detaches the writers' uprobes.
+func (p *Probe) stopWriters() error {
+	p.mu.Lock()
+	p.attached = false
+	p.mu.Unlock()
+	var errs []error
+	for _, u := range p.writers {
+		for _, prog := range []string{u.Entry, u.Return} {
+			if prog != "" {
+				errs = append(errs, p.DetachProgram(prog))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Configure sets the app's offsets, where operateHeaders takes its frame, and turns
@@ -77,7 +149,20 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 		// the gate.
 		go p.DetachProgram("server_handle")
 	}
-	return p.ConfigureWith(reps, inflight, map[string]uint64{"headers_frame_arg": frameArg})
+	p.mu.Lock()
+	propagate := p.attached && slices.Contains(p.Enabling(reps), ClientSpec.Name) && p.Env().Shared.Propagating()
+	p.mu.Unlock()
+	if !propagate && len(p.writers) > 0 {
+		go p.stopWriters()
+	}
+	return p.ConfigureWith(reps, inflight, map[string]uint64{"headers_frame_arg": frameArg, "propagate": boolValue(propagate)})
+}
+
+func boolValue(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // decode fills span from an event: the C struct, 8-byte aligned in the ring buffer;
@@ -114,7 +199,7 @@ func (p *Probe) typeName(addr uint64) string {
 
 // Close detaches the probe and frees what it holds.
 func (p *Probe) Close() error {
-	err := p.Object.Close()
+	err := errors.Join(p.stopWriters(), p.Object.Close())
 	if p.types != nil {
 		err = errors.Join(err, p.types.Close())
 	}
@@ -130,6 +215,6 @@ func check(lib *kit.Library) []kit.Finding {
 	defer obj.Close()
 	return []kit.Finding{
 		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
-		{Status: kit.Limit, Text: "gRPC: no traceparent is added to outgoing gRPC calls yet (HTTP/2): the server they reach starts a new trace"},
+		{Status: kit.Limit, Text: "gRPC: calls from grpc before v1.53 carry no traceparent (their connection writer takes the header frame from a queue): the server they reach starts a new trace"},
 	}
 }

@@ -20,12 +20,19 @@ const (
 	writeStatusOld  = "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"
 	newClientStream = "google.golang.org/grpc.newClientStreamWithParams"
 	streamFinish    = "google.golang.org/grpc.(*clientStream).finish"
+	// Outgoing context: where a call's header fields are made, and where the
+	// connection's writer writes a client stream's header block.
+	createHeaderFields  = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields"
+	originateStream     = "google.golang.org/grpc/internal/transport.(*loopyWriter).originateStream"     // (str, hdr) v1.53 to v1.82
+	clientHeaderHandler = "google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler" // (hdr) v1.83+
 )
 
 // Releases where the functions' arguments moved.
 const (
 	headersContextSince = "v1.60.0" // operateHeaders(ctx, frame, handle)
 	serverStreamSince   = "v1.69.0" // transport.ServerStream embeds Stream
+	originateHdrSince   = "v1.53.0" // originateStream(str, hdr): the header frame as an argument
+	clientHeadersSince  = "v1.83.0" // clientHeaderHandler(hdr *clientHeaders)
 )
 
 // Fields the BPF programs read: grpc's own, golang.org/x/net's HTTP/2 frames and the
@@ -55,6 +62,10 @@ var (
 	tcpAddrIP          = offsets.FieldRef{Struct: "net.TCPAddr", Field: "IP"}
 	tcpAddrPort        = offsets.FieldRef{Struct: "net.TCPAddr", Field: "Port"}
 	errorStringS       = offsets.FieldRef{Struct: "errors.errorString", Field: "s"} // io.EOF: a stream's success
+	headerFrameID      = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.headerFrame", Field: "streamID"}
+	headerFrameHF      = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.headerFrame", Field: "hf"}
+	clientHeadersID    = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.clientHeaders", Field: "streamID"}
+	clientHeadersHF    = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.clientHeaders", Field: "hf"}
 )
 
 // trackerProgram reaches the server and client paths (a health check over a real
@@ -126,8 +137,19 @@ var ClientSpec = offsets.Spec{
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{newClientStream}, Returns: true},
 		{Symbols: []string{streamFinish}},
+		{Symbols: []string{createHeaderFields}, Returns: true, Optional: true},
+		{Symbols: []string{originateStream}, Optional: true},
+		{Symbols: []string{clientHeaderHandler}, Optional: true},
 	},
-	Fields:  append([]offsets.FieldSpec{{FieldRef: clientConnTarget}, {FieldRef: errorStatus}, {FieldRef: errorStringS}}, statusFields...),
+	Fields: append([]offsets.FieldSpec{
+		{FieldRef: clientConnTarget}, {FieldRef: errorStatus}, {FieldRef: errorStringS},
+		{FieldRef: headerName}, {FieldRef: headerSensitive},
+		// Outgoing context only: without them the calls go as they are.
+		{FieldRef: headerFrameID, Since: originateHdrSince, Before: clientHeadersSince, Optional: true},
+		{FieldRef: headerFrameHF, Since: originateHdrSince, Before: clientHeadersSince, Optional: true},
+		{FieldRef: clientHeadersID, Since: clientHeadersSince, Optional: true},
+		{FieldRef: clientHeadersHF, Since: clientHeadersSince, Optional: true},
+	}, statusFields...),
 	Program: trackerProgram,
 }
 

@@ -41,6 +41,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the loader last: nothing is changed before. */
 volatile __u64 wire_enabled = 0;
+/* The app's process ID in the launcher's PID namespace, and that namespace (its nsfs
+ * device and inode): sockops knows the app's connections from its first, made before
+ * any probe of the app ran. Unset (0): by the ID the probes learned (outgoing.h). */
+volatile __u64 app_pid = 0;
+volatile __u64 pid_ns_dev = 0;
+volatile __u64 pid_ns_ino = 0;
 
 /* ---------------------------------------------------------------- counts */
 
@@ -88,18 +94,26 @@ struct {
 	__uint(value_size, sizeof(__u64));
 } app_sockets SEC(".maps");
 
+/* in_app reports whether the current process is the app. */
+static __always_inline int in_app(void)
+{
+	if (app_pid) {
+		struct bpf_pidns_info ns = {};
+		return bpf_get_ns_current_pid_tgid(pid_ns_dev, pid_ns_ino, &ns, sizeof(ns)) == 0 && ns.tgid == app_pid;
+	}
+	__u32 zero = 0;
+	__u32 *tgid = bpf_map_lookup_elem(&app_process, &zero);
+	return tgid && *tgid && (bpf_get_current_pid_tgid() >> 32) == *tgid;
+}
+
 SEC("sockops")
 int app_sockops(struct bpf_sock_ops *ops)
 {
-	__u32 zero = 0;
-	__u32 *tgid = bpf_map_lookup_elem(&app_process, &zero);
-	if (!tgid || !*tgid)
-		return 1;
 	__u64 cookie;
 	__u8 one = 1;
 	switch (ops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB: /* in the connecting thread */
-		if ((bpf_get_current_pid_tgid() >> 32) == *tgid) {
+		if (in_app()) {
 			cookie = bpf_get_socket_cookie(ops);
 			bpf_map_update_elem(&connecting, &cookie, &one, BPF_ANY);
 		}

@@ -51,11 +51,26 @@ func Attach(pid int, shared *kit.Shared) (*Wire, error) {
 		return nil, fmt.Errorf("load the socket programs: %w", err)
 	}
 	w := &Wire{objs: objs}
+	if err := objs.SetVariables(appIdentity(pid)); err != nil {
+		objs.Close()
+		return nil, err
+	}
 	if w.sockets, err = attachTo(pid, objs); err != nil {
 		objs.Close()
 		return nil, err
 	}
 	return w, nil
+}
+
+// appIdentity names the app to sockops: its process ID in this process's PID
+// namespace, and that namespace. Without the namespace's identity (no /proc), the
+// socket programs go by the ID the probes learn as the app runs.
+func appIdentity(pid int) map[string]uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return nil
+	}
+	return map[string]uint64{"app_pid": uint64(pid), "pid_ns_dev": st.Dev, "pid_ns_ino": st.Ino}
 }
 
 func attachTo(pid int, objs *bpf.Objects) (*bpf.SocketPrograms, error) {

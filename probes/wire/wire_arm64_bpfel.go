@@ -55,6 +55,9 @@ const (
 	wireMapWireSockets        = "wire_sockets"
 	wireProgAppSockops        = "app_sockops"
 	wireProgInject            = "inject"
+	wireVarAppPid             = "app_pid"
+	wireVarPidNsDev           = "pid_ns_dev"
+	wireVarPidNsIno           = "pid_ns_ino"
 	wireVarSamplerParentBased = "sampler_parent_based"
 	wireVarSamplerRatioBound  = "sampler_ratio_bound"
 	wireVarSamplerRoot        = "sampler_root"
@@ -125,6 +128,9 @@ type wireMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wireVariableSpecs struct {
+	AppPid             *ebpf.VariableSpec `ebpf:"app_pid"`
+	PidNsDev           *ebpf.VariableSpec `ebpf:"pid_ns_dev"`
+	PidNsIno           *ebpf.VariableSpec `ebpf:"pid_ns_ino"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	SamplerRatioBound  *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
 	SamplerRoot        *ebpf.VariableSpec `ebpf:"sampler_root"`
@@ -177,6 +183,9 @@ func (m *wireMaps) Close() error {
 //
 // It can be passed to loadWireObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wireVariables struct {
+	AppPid             *ebpf.Variable `ebpf:"app_pid"`
+	PidNsDev           *ebpf.Variable `ebpf:"pid_ns_dev"`
+	PidNsIno           *ebpf.Variable `ebpf:"pid_ns_ino"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
 	SamplerRatioBound  *ebpf.Variable `ebpf:"sampler_ratio_bound"`
 	SamplerRoot        *ebpf.Variable `ebpf:"sampler_root"`

@@ -49,9 +49,6 @@ func attachToSelf(t *testing.T) *Wire {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	if err := w.Map("app_process").Put(uint32(0), uint32(os.Getpid())); err != nil {
-		t.Fatal(err)
-	}
 	if err := w.Enable(); err != nil {
 		t.Fatal(err)
 	}
