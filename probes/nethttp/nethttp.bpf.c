@@ -11,7 +11,9 @@
  * span, unregister it.
  *
  * Client, two hits per call, three with propagation. Entry of
- * net/http.(*Transport).roundTrip(t, req): find the parent by walking req.ctx's chain of
+ * net/http.(*Transport).roundTrip(t, req) - or of golang.org/x/net/http2's
+ * (*Transport).roundTripOpt(t, req, opt), for apps that use its transport (a request
+ * net/http hands on to it is one span: the nested entry and return only count): find the parent by walking req.ctx's chain of
  * parent contexts up to a registered request context (of any probe's server span;
  * never by goroutine: a call made with another context starts its own trace); choose
  * the IDs; if the request is plain http and carries no traceparent of its own, file the
@@ -145,7 +147,9 @@ struct server_call {
 
 struct client_call {
 	struct http_client_event ev;
+	__u64 req;
 	__u64 url;
+	__u32 depth; /* calls of the request nested in this one: net/http handing it to x/net's HTTP/2 */
 	struct header_capture hdr;
 };
 
@@ -336,12 +340,18 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 		return 0;
 	learn_app_process();
 	__u64 g = go_goroutine(ctx);
-	struct client_call *st = new_entry(&client_calls, &g, &zeroes);
+	__u64 req = go_arg(ctx, 2);
+	struct client_call *st = bpf_map_lookup_elem(&client_calls, &g);
+	if (st && st->req == req) { /* the same request, handed on: one span */
+		st->depth++;
+		return 0;
+	}
+	st = new_entry(&client_calls, &g, &zeroes);
 	if (!st)
 		return 0;
 	st->ev.kind = EVENT_CLIENT;
 	st->ev.start_ns = bpf_ktime_get_ns();
-	__u64 req = go_arg(ctx, 2);
+	st->req = req;
 
 	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + off_http_Request_Method);
 	st->url = read_ptr(req + off_http_Request_URL);
@@ -387,6 +397,10 @@ int client_return(struct go_regs *ctx)
 	struct client_call *st = bpf_map_lookup_elem(&client_calls, &g);
 	if (!st)
 		return 0;
+	if (st->depth) {
+		st->depth--;
+		return 0;
+	}
 	st->ev.end_ns = bpf_ktime_get_ns();
 	__u64 resp = go_arg(ctx, 1);
 	__u64 err_tab = go_arg(ctx, 2);

@@ -14,10 +14,12 @@ import (
 )
 
 type nethttpClientCall struct {
-	_   structs.HostLayout
-	Ev  nethttpHttpClientEvent
-	Url uint64
-	Hdr struct {
+	_     structs.HostLayout
+	Ev    nethttpHttpClientEvent
+	Req   uint64
+	Url   uint64
+	Depth uint32
+	Hdr   struct {
 		_              structs.HostLayout
 		Traceparent    [56]uint8
 		Found          uint8
@@ -27,7 +29,7 @@ type nethttpClientCall struct {
 		Tracestate     [256]uint8
 		UserAgent      [128]uint8
 	}
-	_ [2]byte
+	_ [6]byte
 }
 
 type nethttpH2Stream struct {

@@ -79,11 +79,27 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	if p.propagate {
 		spec.Programs = propagationPrograms
 	}
+	// golang.org/x/net/http2's transport, where the app has it: its calls are client
+	// calls as net/http's are.
+	xnet := kit.Uprobe{Spec: ClientSpec.Name, Symbol: xnetRoundTrip, Entry: "client_entry" + layout, Return: "client_return"}
+	if reps.Enabled(ClientSpec.Name) && hasFunction(reps[ClientSpec.Name], xnetRoundTrip, xnetRoundTripOld) {
+		spec.Uprobes = append(spec.Uprobes, xnet)
+	}
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// hasFunction reports whether the report resolved one of the symbols.
+func hasFunction(rep offsets.ProbeReport, symbols ...string) bool {
+	for _, s := range symbols {
+		if _, ok := rep.Uprobe(s); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Attach attaches the uprobes and, to propagate, those on the request writers. Writers

@@ -123,6 +123,7 @@ var ClientSpec = offsets.Spec{
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{roundTrip}, Returns: true},
 		{Symbols: []string{requestWrite}},
+		{Symbols: []string{xnetRoundTrip, xnetRoundTripOld}, Returns: true, Optional: true},
 		{Symbols: []string{h2EncodeHeaders}, Optional: true},
 		{Symbols: []string{xnetEncodeHeaders}, Optional: true},
 	},
@@ -145,6 +146,10 @@ const (
 	// HTTP/2 clients' header writers, (cs *clientStream, req *http.Request). Go 1.27
 	// moved net/http's into net/http/internal/http2, with a request type of its own:
 	// not probed yet.
+	// golang.org/x/net/http2's transport, (t, req, opt): the unexported one since
+	// 2024, the exported one (which may be inlined since) before.
+	xnetRoundTrip     = "golang.org/x/net/http2.(*Transport).roundTripOpt"
+	xnetRoundTripOld  = "golang.org/x/net/http2.(*Transport).RoundTripOpt"
 	h2EncodeHeaders   = "net/http.(*http2clientStream).encodeAndWriteHeaders"
 	xnetEncodeHeaders = "golang.org/x/net/http2.(*clientStream).encodeAndWriteHeaders"
 )

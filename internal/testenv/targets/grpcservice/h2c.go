@@ -14,3 +14,10 @@ func serveH2C(addr string, h http.Handler) {
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	log.Fatal(srv.ListenAndServe())
 }
+
+// h2cClient speaks plaintext HTTP/2 (prior knowledge) with net/http's own transport.
+var h2cClient = func() *http.Client {
+	t := &http.Transport{Protocols: new(http.Protocols)}
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: t}
+}()

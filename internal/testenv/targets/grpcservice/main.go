@@ -29,15 +29,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -51,6 +54,13 @@ import (
 )
 
 type echo struct{ next *grpc.ClientConn }
+
+// xh2cClient speaks plaintext HTTP/2 with golang.org/x/net's transport.
+var xh2cClient = &http.Client{Transport: &http2.Transport{
+	AllowHTTP: true,
+	// DialTLS, not DialTLSContext: the oldest x/net this builds with has only it.
+	DialTLS: func(network, addr string, _ *tls.Config) (net.Conn, error) { return net.Dial(network, addr) },
+}}
 
 func (e *echo) say(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 	return in, nil
@@ -140,6 +150,43 @@ func (e *echo) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	mux.HandleFunc("/unavailable", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	// /sha: the SHA-256 of the request body, and the traceparent it came with.
+	mux.HandleFunc("/sha", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		if _, err := io.Copy(h, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Traceparent-Seen", strings.Join(r.Header.Values("traceparent"), ","))
+		fmt.Fprintf(w, "%x", h.Sum(nil))
+	})
+	// /proxy?to=URL[&via=x][&keep=1]: the request's body to URL, over plaintext HTTP/2 (net/http's
+	// client, or with via=x golang.org/x/net's), with the request's context (and with
+	// keep=1 its traceparent, set by the app); the answer back.
+	mux.HandleFunc("/proxy", func(w http.ResponseWriter, r *http.Request) {
+		client := h2cClient
+		if r.URL.Query().Get("via") == "x" {
+			client = xh2cClient
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, r.URL.Query().Get("to"), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if r.URL.Query().Get("keep") != "" { // the app sends the traceparent itself
+			req.Header.Set("traceparent", r.Header.Get("traceparent"))
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("X-Proto", resp.Proto)
+		w.Header().Set("X-Traceparent-Seen", resp.Header.Get("X-Traceparent-Seen"))
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
 	mux.HandleFunc("/relay", func(w http.ResponseWriter, r *http.Request) {
 		out := new(wrapperspb.StringValue)
 		if err := e.next.Invoke(r.Context(), "/demo.Echo/Say", wrapperspb.String("from http"), out); err != nil {
