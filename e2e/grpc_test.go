@@ -661,3 +661,62 @@ func launcherLines(r *run) string {
 	}
 	return strings.Join(said, "\n")
 }
+
+// TestGRPCPropagationUnderLoad: 200 Relay calls at once, each making three calls to
+// the next hop over one connection: every one of the 600 downstream server spans is
+// the child of its client span, in its trace - no context lost, none given to another
+// stream.
+func TestGRPCPropagationUnderLoad(t *testing.T) {
+	tg := testenv.BuildGRPC(t, testenv.GRPCBuilds[2])[0]
+	recv := testenv.StartReceiver(t)
+	downstream, downAddr := tracedGRPC(t, tg, recv, "")
+	dialGRPC(t, downAddr)
+	front, frontAddr := tracedGRPC(t, tg, recv, downAddr)
+	fc := dialGRPC(t, frontAddr)
+	time.Sleep(300 * time.Millisecond)
+	base := len(recv.Spans())
+
+	const n = 200
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fc.Invoke(context.Background(), "/demo.Echo/Relay", wrapperspb.String("hi"), new(wrapperspb.StringValue)); err != nil {
+				t.Errorf("Relay: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	want := base + n*(1+3+3)
+	spans, ok := recv.WaitFor(60*time.Second, func(s []testenv.Span) bool { return len(s) >= want })
+	if !ok {
+		t.Fatalf("%d spans, want %d\nfront: %s\ndownstream: %s", len(spans), want, front.stderr, downstream.stderr)
+	}
+	spans = spans[base:]
+	clients := map[string]testenv.Span{}
+	for _, s := range spans {
+		if s.Kind == tracepb.Span_SPAN_KIND_CLIENT {
+			clients[s.SpanID] = s
+		}
+	}
+	joined := 0
+	for _, s := range spans {
+		if s.Kind != tracepb.Span_SPAN_KIND_SERVER || s.Name == "demo.Echo/Relay" {
+			continue
+		}
+		if c, ok := clients[s.ParentSpanID]; ok && c.TraceID == s.TraceID && c.Name == s.Name {
+			joined++
+		} else {
+			t.Errorf("downstream %s (trace %s): parent %s is not its client span", s.Name, s.TraceID, s.ParentSpanID)
+		}
+	}
+	if joined != 3*n {
+		t.Errorf("%d downstream spans joined their call's trace, want %d", joined, 3*n)
+	}
+	for _, r := range []*run{front, downstream} {
+		if said := launcherLines(r); said != "" {
+			t.Errorf("launcher said: %s", said)
+		}
+	}
+}
