@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,11 +15,14 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
-// grpcBench: the cost of tracing a gRPC service - a Go client loop (this process,
-// untraced) calling unary RPCs on the grpcservice target (grpc v1.85.0, Go 1.26), with
-// and without the launcher, interleaved: throughput, µs added per RPC, uprobe hits per
-// RPC. "relay" calls a service whose handler makes two unary calls to a second,
-// untraced one: its server span and two client spans per RPC.
+// grpcBench: the cost of tracing gRPC and HTTP/2 - a Go client loop (this process,
+// untraced) calling the grpcservice target (grpc v1.85.0, Go 1.26) without the
+// launcher, under it with --propagate=false and with propagation (the default),
+// interleaved: throughput, µs added per call, uprobe hits per call. "Relay" calls a
+// service whose handler makes two unary calls and a stream to a second, untraced one:
+// its server span and three client spans per RPC, each carrying its traceparent with
+// propagation. "h2c proxy" is an HTTP/1 request whose handler makes an h2c request
+// (net/http's client) to the second one.
 func grpcBench(env *benchEnv) error {
 	tgs, err := testenv.BuildGRPCErr(testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.26.8"})
 	if err != nil {
@@ -35,57 +39,89 @@ func grpcBench(env *benchEnv) error {
 		return err
 	}
 	defer stop()
-	downstream, err := startServerUnder("", path, recv.Endpoint)
+	backH2C := freePort()
+	downstream, err := startServerUnder("", path, recv.Endpoint, "GRPCSERVICE_H2C="+backH2C)
 	if err != nil {
 		return err
 	}
 	defer downstream.stop()
 
-	type workload struct{ name, method string }
-	workloads := []workload{{"unary Say", "/demo.Echo/Say"}, {"Relay (2 client calls)", "/demo.Echo/Relay"}}
+	type workload struct {
+		name, method string // a gRPC method, or an HTTP path
+		http         bool
+	}
+	workloads := []workload{
+		{"gRPC unary Say", "/demo.Echo/Say", false},
+		{"gRPC Relay (3 client calls)", "/demo.Echo/Relay", false},
+		{"h2c proxy (1 client call)", "/proxy?to=http://" + backH2C + "/sha", true},
+	}
+	type config struct {
+		name      string
+		launched  bool
+		propagate string
+	}
+	configs := []config{{"without launcher", false, ""}, {"spans, --propagate=false", true, "false"}, {"spans and traceparent", true, "true"}}
 	const rounds, dur, conns = 3, 4 * time.Second, 8
 	type result struct {
 		calls    int
 		latency1 time.Duration
 		hits     uint64
-		bpfTime  time.Duration // the programs' run time, without the trap
+		bpfTime  time.Duration // the uprobe programs' run time, without the trap
+		sockets  uint64        // socket program runs
+	}
+	uprobes := func() (uint64, time.Duration) {
+		var runs uint64
+		var t time.Duration
+		for _, prefix := range []string{"server_", "client_", "request_write", "h2_request_write"} {
+			r, d := probeStats(prefix)
+			runs, t = runs+r, t+d
+		}
+		return runs, t
 	}
 	for _, w := range workloads {
-		results := [2][]result{}
+		results := make([][]result, len(configs))
 		for r := 0; r < rounds; r++ {
-			for i, launched := range []bool{false, true} {
-				launcher := ""
-				if launched {
+			for i, c := range configs {
+				launcher, extra := "", []string{"GRPCSERVICE_HTTP=" + freePort()}
+				if c.launched {
 					launcher = env.launch
+					extra = append(extra, "LAUNCH_PROPAGATE="+c.propagate)
 				}
-				srv, err := startAppUnder(launcher, recv.Endpoint, func(addr string) []string { return []string{path, addr, downstream.addr} })
+				httpAddr := strings.TrimPrefix(extra[0], "GRPCSERVICE_HTTP=")
+				srv, err := startAppUnder(launcher, recv.Endpoint, func(addr string) []string { return []string{path, addr, downstream.addr} }, extra...)
 				if err != nil {
 					return err
 				}
 				res, err := func() (result, error) {
 					var res result
-					conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-					if err != nil {
+					loop := func(n int, d time.Duration) (int, time.Duration, error) {
+						if w.http {
+							return loadPath(httpAddr, w.method, n, d)
+						}
+						conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+						if err != nil {
+							return 0, 0, err
+						}
+						defer conn.Close()
+						return callLoop(conn, w.method, n, d)
+					}
+					if _, _, err := loop(1, 300*time.Millisecond); err != nil {
 						return res, err
 					}
-					defer conn.Close()
-					if _, _, err = callLoop(conn, w.method, 1, 300*time.Millisecond); err != nil {
+					var err error
+					if _, res.latency1, err = loop(1, dur/2); err != nil {
 						return res, err
 					}
-					if _, res.latency1, err = callLoop(conn, w.method, 1, dur/2); err != nil {
-						return res, err
-					}
-					s0, st0 := probeStats("server_")
-					c0, ct0 := probeStats("client_")
-					res.calls, _, err = callLoop(conn, w.method, conns, dur)
-					s1, st1 := probeStats("server_")
-					c1, ct1 := probeStats("client_")
-					res.hits, res.bpfTime = s1-s0+c1-c0, st1-st0+ct1-ct0
+					h0, t0 := uprobes()
+					k0 := probeRuns("inject")
+					res.calls, _, err = loop(conns, dur)
+					h1, t1 := uprobes()
+					res.hits, res.bpfTime, res.sockets = h1-h0, t1-t0, probeRuns("inject")-k0
 					return res, err
 				}()
 				srv.stop()
 				if err != nil {
-					return fmt.Errorf("%s: %w", w.name, err)
+					return fmt.Errorf("%s, %s: %w", w.name, c.name, err)
 				}
 				results[i] = append(results[i], res)
 			}
@@ -103,15 +139,19 @@ func grpcBench(env *benchEnv) error {
 		lat := func(rs []result) float64 {
 			return mean(rs, func(r result) float64 { return float64(r.latency1.Nanoseconds()) / 1e3 })
 		}
-		hits := mean(results[1], func(r result) float64 { return float64(r.hits) / float64(max(1, r.calls)) })
-		bpfTime := mean(results[1], func(r result) float64 { return float64(r.bpfTime.Nanoseconds()) / 1e3 / float64(max(1, r.calls)) })
-		fmt.Printf("### gRPC %s (grpc v1.85.0, Go 1.26; client loop untraced; %d rounds of %s, interleaved)\n\n", w.name, rounds, dur)
-		fmt.Println("| | throughput, 8 concurrent calls | | mean latency, 1 at a time | added per RPC | uprobe hits per RPC | BPF program time per RPC | target: hits × hit cost + 10 µs |")
-		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
-		fmt.Printf("| without launcher | %.0f RPC/s | 1.00× | %.0f µs | | | | |\n", rps(results[0]), lat(results[0]))
-		fmt.Printf("| under the launcher | %.0f RPC/s | %.2f× | %.0f µs | +%.0f µs | %.2f | %.1f µs | ≤ %.0f µs |\n\n",
-			rps(results[1]), rps(results[1])/rps(results[0]), lat(results[1]), lat(results[1])-lat(results[0]), hits, bpfTime,
-			hits*float64(trap.Nanoseconds())/1e3+10)
+		fmt.Printf("### %s (grpc v1.85.0, Go 1.26; client loop untraced; %d rounds of %s, interleaved)\n\n", w.name, rounds, dur)
+		fmt.Println("| | throughput, 8 concurrent calls | | mean latency, 1 at a time | added per call | uprobe hits per call | BPF program time per call | socket program runs per call | target: hits × hit cost + 10 µs |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Printf("| %s | %.0f /s | 1.00× | %.0f µs | | | | | |\n", configs[0].name, rps(results[0]), lat(results[0]))
+		for i := 1; i < len(configs); i++ {
+			hits := mean(results[i], func(r result) float64 { return float64(r.hits) / float64(max(1, r.calls)) })
+			bpfTime := mean(results[i], func(r result) float64 { return float64(r.bpfTime.Nanoseconds()) / 1e3 / float64(max(1, r.calls)) })
+			socks := mean(results[i], func(r result) float64 { return float64(r.sockets) / float64(max(1, r.calls)) })
+			fmt.Printf("| %s | %.0f /s | %.2f× | %.0f µs | +%.0f µs | %.2f | %.1f µs | %.2f | ≤ %.0f µs |\n",
+				configs[i].name, rps(results[i]), rps(results[i])/rps(results[0]), lat(results[i]), lat(results[i])-lat(results[0]), hits, bpfTime, socks,
+				hits*float64(trap.Nanoseconds())/1e3+10)
+		}
+		fmt.Println()
 	}
 	return nil
 }
