@@ -475,6 +475,7 @@ static __always_inline void file_h2(struct go_regs *ctx, __u64 hdr, __u64 off_id
 	__u32 id = 0;
 	bpf_probe_read_user(&id, sizeof(id), (void *)(hdr + off_id));
 	struct h2_stream key = {.g = go_goroutine(ctx), .stream_id = id};
+	out->filed_ns = bpf_ktime_get_ns(); /* the write follows now, whatever the call waited for */
 	if (id)
 		bpf_map_update_elem(&outgoing_h2, &key, out, BPF_ANY);
 	bpf_map_delete_elem(&fields_outgoing, &hf);
