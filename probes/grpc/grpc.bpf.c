@@ -37,7 +37,7 @@
  * goroutine: the request's header fields are made; unless the app put a traceparent
  * among them, the traceparent moves under the fields' array, which the stream's
  * header frame carries to the connection's writer goroutine (loopyWriter). Entry of
- * the writer's originateStream(str, hdr) (clientHeaderHandler(hdr) since v1.83; not
+ * the writer's originateStream(str, hdr) (clientHeaderHandler(hdr) since v1.82.1; not
  * before v1.53, whose writer takes the frame from a queue: no context goes out), which
  * writes the stream's header block, with its stream ID: the traceparent waits there
  * for that block (outgoing.h). Only client streams pass there: a server's responses
@@ -75,7 +75,7 @@ volatile __u64 off_net_TCPAddr_IP = OFFSET_NONE;
 volatile __u64 off_net_TCPAddr_Port = OFFSET_NONE;
 volatile __u64 off_transport_headerFrame_streamID = OFFSET_NONE;   /* v1.53 to v1.82 */
 volatile __u64 off_transport_headerFrame_hf = OFFSET_NONE;
-volatile __u64 off_transport_clientHeaders_streamID = OFFSET_NONE; /* v1.83+ */
+volatile __u64 off_transport_clientHeaders_streamID = OFFSET_NONE; /* v1.82.1+ */
 volatile __u64 off_transport_clientHeaders_hf = OFFSET_NONE;
 /* Which argument of operateHeaders is the frame: 2, or 4 since v1.60 (after a ctx). */
 volatile __u64 headers_frame_arg = 4;

@@ -23,8 +23,8 @@ const (
 	// Outgoing context: where a call's header fields are made, and where the
 	// connection's writer writes a client stream's header block.
 	createHeaderFields  = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields"
-	originateStream     = "google.golang.org/grpc/internal/transport.(*loopyWriter).originateStream"     // (str, hdr) v1.53 to v1.82
-	clientHeaderHandler = "google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler" // (hdr) v1.83+
+	originateStream     = "google.golang.org/grpc/internal/transport.(*loopyWriter).originateStream"     // (str, hdr) v1.53 to v1.82.0
+	clientHeaderHandler = "google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler" // (hdr) v1.82.1, v1.83+
 )
 
 // Releases where the functions' arguments moved.
@@ -32,7 +32,7 @@ const (
 	headersContextSince = "v1.60.0" // operateHeaders(ctx, frame, handle)
 	serverStreamSince   = "v1.69.0" // transport.ServerStream embeds Stream
 	originateHdrSince   = "v1.53.0" // originateStream(str, hdr): the header frame as an argument
-	clientHeadersSince  = "v1.83.0" // clientHeaderHandler(hdr *clientHeaders)
+	clientHeadersSince  = "v1.82.1" // clientHeaderHandler(hdr *clientHeaders); v1.82.1 came after v1.83.0
 )
 
 // Fields the BPF programs read: grpc's own, golang.org/x/net's HTTP/2 frames and the
