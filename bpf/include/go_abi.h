@@ -30,6 +30,13 @@ static __always_inline unsigned long go_arg(const struct go_regs *r, int n)
 	return 0;
 }
 #define GO_G(r) ((r)->r14)
+/* At a function's entry: the address it returns to, on the stack. */
+static __always_inline unsigned long go_return_address(const struct go_regs *r)
+{
+	unsigned long ra = 0;
+	bpf_probe_read_user(&ra, sizeof(ra), (void *)r->sp);
+	return ra;
+}
 #elif defined(__TARGET_ARCH_arm64)
 struct go_regs {
 	unsigned long regs[31];
@@ -40,6 +47,11 @@ static __always_inline unsigned long go_arg(const struct go_regs *r, int n)
 	return (n >= 1 && n <= 16) ? r->regs[n - 1] : 0;
 }
 #define GO_G(r) ((r)->regs[28])
+/* At a function's entry: the address it returns to, in the link register. */
+static __always_inline unsigned long go_return_address(const struct go_regs *r)
+{
+	return r->regs[30];
+}
 #else
 #error "define __TARGET_ARCH_x86 or __TARGET_ARCH_arm64"
 #endif

@@ -148,6 +148,7 @@ struct server_call {
 struct client_call {
 	struct http_client_event ev;
 	__u64 req;
+	__u64 caller; /* the address the entry returns to */
 	__u64 url;
 	__u32 depth; /* calls of the request nested in this one: net/http handing it to x/net's HTTP/2 */
 	struct header_capture hdr;
@@ -340,10 +341,14 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 		return 0;
 	learn_app_process();
 	__u64 g = go_goroutine(ctx);
-	__u64 req = go_arg(ctx, 2);
+	__u64 req = go_arg(ctx, 2), caller = go_return_address(ctx);
 	struct client_call *st = bpf_map_lookup_elem(&client_calls, &g);
-	if (st && st->req == req) { /* the same request, handed on: one span */
-		st->depth++;
+	if (st && st->req == req) {
+		/* The same request: entered again from the same caller, it is the function
+		 * starting over once its goroutine's stack has grown (the prologue's
+		 * morestack); from another, it is handed on: one span either way. */
+		if (st->caller != caller)
+			st->depth++;
 		return 0;
 	}
 	st = new_entry(&client_calls, &g, &zeroes);
@@ -352,6 +357,7 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 	st->ev.kind = EVENT_CLIENT;
 	st->ev.start_ns = bpf_ktime_get_ns();
 	st->req = req;
+	st->caller = caller;
 
 	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + off_http_Request_Method);
 	st->url = read_ptr(req + off_http_Request_URL);

@@ -14,12 +14,13 @@ import (
 )
 
 type nethttpClientCall struct {
-	_     structs.HostLayout
-	Ev    nethttpHttpClientEvent
-	Req   uint64
-	Url   uint64
-	Depth uint32
-	Hdr   struct {
+	_      structs.HostLayout
+	Ev     nethttpHttpClientEvent
+	Req    uint64
+	Caller uint64
+	Url    uint64
+	Depth  uint32
+	Hdr    struct {
 		_              structs.HostLayout
 		Traceparent    [56]uint8
 		Found          uint8
