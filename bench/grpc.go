@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,11 @@ func grpcBench(env *benchEnv) error {
 				}
 				res, err := func() (result, error) {
 					var res result
+					if w.http { // its HTTP server starts beside the gRPC one
+						if err := waitDial(httpAddr, 5*time.Second); err != nil {
+							return res, err
+						}
+					}
 					loop := func(n int, d time.Duration) (int, time.Duration, error) {
 						if w.http {
 							return loadPath(httpAddr, w.method, n, d)
@@ -163,6 +169,22 @@ func grpcBench(env *benchEnv) error {
 		fmt.Println()
 	}
 	return nil
+}
+
+// waitDial waits for addr to accept a connection.
+func waitDial(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // callLoop makes unary calls of method over conn from conns goroutines for d: the
