@@ -108,7 +108,8 @@ type Counts struct {
 // out as they were.
 func (c Counts) Unchanged() uint64 { return c.H2TooLarge + c.H2Failed + c.H2Late + c.H2Split }
 
-// Counts reads the counters (summed over CPUs).
+// Counts reads the counters (summed over CPUs), by their index in wire.bpf.c's enum
+// wire_count.
 func (w *Wire) Counts() (Counts, error) {
 	m := w.objs.Map("wire_counts")
 	read := func(i uint32) uint64 {
