@@ -463,7 +463,8 @@ __noinline int build_block(struct wire_socket *s, struct outgoing *out)
 }
 
 /* insert_block inserts s->block at offset at of the message, and adds its length to
- * that of the frame at offset 0, whose length was len. */
+ * that of the frame at offset 0, whose length was len; on any failure the message is
+ * left as it was. */
 __noinline int insert_block(struct sk_msg_md *msg, struct wire_socket *s, __u32 at, __u32 len)
 {
 	if (!msg || !s)
@@ -473,39 +474,43 @@ __noinline int insert_block(struct sk_msg_md *msg, struct wire_socket *s, __u32 
 		return 0;
 	if (bpf_msg_push_data(msg, at, add, 0) != 0)
 		return 0;
-	if (bpf_msg_pull_data(msg, at, at + add, 0) != 0 ||
-	    (__u8 *)(long)msg->data + add > (__u8 *)(long)msg->data_end) {
-		bpf_msg_pop_data(msg, at, add, 0);
-		return 0;
-	}
+	if (bpf_msg_pull_data(msg, at, at + add, 0) != 0)
+		goto undo;
 	__u8 *p = (__u8 *)(long)msg->data, *end = (__u8 *)(long)msg->data_end;
+	if (p + add > end)
+		goto undo;
+	/* From here every write is inside the add bytes just checked; the checks below
+	 * are for the verifier. */
 	__u32 c = 0;
 	for (; c < H2_BLOCK_MAX / 8; c++) {
 		if (c * 8 + 8 > add)
 			break;
 		if (p + c * 8 + 8 > end)
-			return 0;
+			goto undo;
 		__builtin_memcpy(p + c * 8, &s->block[c * 8], 8);
 	}
 	for (__u32 i = c * 8; i < c * 8 + 8; i++) {
 		if (i >= add || i >= H2_BLOCK_MAX)
 			break;
 		if (p + i + 1 > end)
-			return 0;
+			goto undo;
 		p[i] = s->block[i];
 	}
 	/* The frame's new length. */
 	if (bpf_msg_pull_data(msg, 0, 3, 0) != 0)
-		return 0;
+		goto undo;
 	p = (__u8 *)(long)msg->data;
 	end = (__u8 *)(long)msg->data_end;
 	if (p + 3 > end)
-		return 0;
+		goto undo;
 	len += add;
 	p[0] = len >> 16;
 	p[1] = len >> 8;
 	p[2] = len;
 	return 1;
+undo:
+	bpf_msg_pop_data(msg, at, add, 0);
+	return 0;
 }
 
 /* h2_block_end handles the frame at offset 0, which ends a client stream's header
