@@ -15,7 +15,9 @@
  *
  * HTTP/2: the program reads the connection frame by frame, and the kernel keeps its
  * place: each run's verdict covers the frames it read (bpf_msg_apply_bytes), across
- * writes, and the program runs again where the next frame begins. A frame header (or
+ * writes, and the program runs again where the next frame begins; a run reads up to
+ * H2_FRAMES_PER_RUN frames, inserting where it must, so that a write normally goes out
+ * in one piece, as the app made it. A frame header (or
  * the preface) split across writes is kept in the socket's local storage until its
  * other bytes come: the kernel's corking holds bytes back, and on this kernel a corked
  * message was seen to come out corrupted, so it is never used. The last frame of a
@@ -345,7 +347,7 @@ __noinline int http1(struct sk_msg_md *msg)
 #define H2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
 #define H2_FRAME_HEADER_LEN 9
 #define H2_MAX_FRAME 16384 /* SETTINGS_MAX_FRAME_SIZE's initial value, the least a peer takes */
-#define H2_FRAMES_PER_RUN 16
+#define H2_FRAMES_PER_RUN 12
 #define H2_HEADERS 1
 #define H2_CONTINUATION 9
 #define H2_END_HEADERS 0x4
@@ -378,10 +380,11 @@ struct {
 	__type(value, struct wire_socket);
 } wire_sockets SEC(".maps");
 
-/* A frame header, as read. */
+/* A frame header, as read, and where in the message it is. */
 struct h2_frame {
 	__u32 len;
 	__u32 stream_id;
+	__u32 off;
 	__u8 type;
 	__u8 flags;
 };
@@ -463,14 +466,14 @@ __noinline int build_block(struct wire_socket *s, struct outgoing *out)
 }
 
 /* insert_block inserts s->block at offset at of the message, and adds its length to
- * that of the frame at offset 0, whose length was len; on any failure the message is
- * left as it was. */
-__noinline int insert_block(struct sk_msg_md *msg, struct wire_socket *s, __u32 at, __u32 len)
+ * that of the frame at offset base, whose length was len; on any failure the message
+ * is left as it was. */
+__noinline int insert_block(struct sk_msg_md *msg, struct wire_socket *s, __u32 at, __u32 len, __u32 base)
 {
 	if (!msg || !s)
 		return 0;
 	__u32 add = s->block_len;
-	if (add == 0 || add > H2_BLOCK_MAX || at > H2_FRAME_HEADER_LEN + H2_MAX_FRAME)
+	if (add == 0 || add > H2_BLOCK_MAX || at < base || at > base + H2_FRAME_HEADER_LEN + H2_MAX_FRAME)
 		return 0;
 	if (bpf_msg_push_data(msg, at, add, 0) != 0)
 		return 0;
@@ -497,7 +500,7 @@ __noinline int insert_block(struct sk_msg_md *msg, struct wire_socket *s, __u32 
 		p[i] = s->block[i];
 	}
 	/* The frame's new length. */
-	if (bpf_msg_pull_data(msg, 0, 3, 0) != 0)
+	if (bpf_msg_pull_data(msg, base, base + 3, 0) != 0)
 		goto undo;
 	p = (__u8 *)(long)msg->data;
 	end = (__u8 *)(long)msg->data_end;
@@ -513,13 +516,16 @@ undo:
 	return 0;
 }
 
-/* h2_block_end handles the frame at offset 0, which ends a client stream's header
- * block with a context filed for it (under key): it inserts the context, or holds the
- * frame until whole, or leaves it as it is. */
-static __always_inline void h2_block_end(struct sk_msg_md *msg, struct wire_socket *s, struct h2_frame *f,
-					 struct h2_stream *key, struct outgoing *out)
+/* h2_block_end handles the frame f, which ends a client stream's header
+ * block with a context filed for it (under key): it inserts the context, or leaves the
+ * frame as it is, and returns where the frame now ends. A global function: verified
+ * once, not in each of the frame walk's iterations. */
+__noinline __u32 h2_block_end(struct sk_msg_md *msg, struct wire_socket *s, struct h2_frame *f, struct h2_stream *key,
+			      struct outgoing *out)
 {
-	__u32 end = H2_FRAME_HEADER_LEN + f->len;
+	if (!msg || !s || !f || !key || !out)
+		return 0;
+	__u32 base = f->off, end = base + H2_FRAME_HEADER_LEN + f->len;
 	if (bpf_ktime_get_ns() - out->filed_ns > WAIT_MAX_NS) {
 		count(COUNT_H2_LATE);
 		goto unchanged;
@@ -534,7 +540,7 @@ static __always_inline void h2_block_end(struct sk_msg_md *msg, struct wire_sock
 	}
 	__u32 pad = 0;
 	if (f->type == H2_HEADERS && (f->flags & H2_PADDED)) {
-		if (f->len < 1 || bpf_msg_pull_data(msg, H2_FRAME_HEADER_LEN, H2_FRAME_HEADER_LEN + 1, 0) != 0)
+		if (f->len < 1 || bpf_msg_pull_data(msg, base + H2_FRAME_HEADER_LEN, base + H2_FRAME_HEADER_LEN + 1, 0) != 0)
 			goto failed;
 		__u8 *d = (__u8 *)(long)msg->data, *dend = (__u8 *)(long)msg->data_end;
 		if (d + 1 > dend)
@@ -549,19 +555,17 @@ static __always_inline void h2_block_end(struct sk_msg_md *msg, struct wire_sock
 		s->block_len = TRACEPARENT_FIELD_LEN; /* the traceparent fits without the tracestate */
 	bpf_map_delete_elem(&outgoing_h2, key);
 	__u32 add = s->block_len;
-	if (!insert_block(msg, s, end - pad, f->len)) {
+	if (!insert_block(msg, s, end - pad, f->len, base)) {
 		count(COUNT_H2_FAILED);
-		bpf_msg_apply_bytes(msg, end);
-		return;
+		return end;
 	}
 	count(COUNT_H2_INSERTED);
-	bpf_msg_apply_bytes(msg, end + add);
-	return;
+	return end + add;
 failed:
 	count(COUNT_H2_FAILED);
 unchanged:
 	bpf_map_delete_elem(&outgoing_h2, key);
-	bpf_msg_apply_bytes(msg, end);
+	return end;
 }
 
 /* split_header completes the frame header the previous write ended in with the first
@@ -673,12 +677,11 @@ __noinline int h2(struct sk_msg_md *msg, struct wire_socket *s, __u32 off)
 		}
 		if (is_block_end(&f) && g) {
 			struct outgoing *out = filed_for(g, f.stream_id, &key);
-			if (out) {
-				if (off == 0)
-					h2_block_end(msg, s, &f, &key, out);
-				else /* run again with this frame first */
-					bpf_msg_apply_bytes(msg, off);
-				return 0;
+			if (out) { /* the message may grow: its size is read again */
+				f.off = off;
+				off = h2_block_end(msg, s, &f, &key, out);
+				size = msg->size;
+				continue;
 			}
 		}
 		off += H2_FRAME_HEADER_LEN + f.len;
