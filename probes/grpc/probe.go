@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"slices"
 	"sync"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
@@ -36,21 +34,14 @@ var objectSpec = sync.OnceValues(loadGrpc)
 // Probe is the gRPC instrumentation of one app.
 type Probe struct {
 	*kit.Object
-	types   *offsets.TypeNames // names the dynamic types of errors and connections
-	pid     int
-	writers []kit.Uprobe // the uprobes that hand the calls' traceparent to the wire
-
-	mu       sync.Mutex
-	attached bool // the writers are
+	types *offsets.TypeNames // names the dynamic types of errors and connections
+	pid   int
 }
 
 var _ kit.Probe = (*Probe)(nil)
 
 func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 	p := &Probe{pid: t.PID}
-	if env.Propagate && env.TraceContext {
-		p.writers = writersFor(t.Modules.Version(Module))
-	}
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
@@ -63,10 +54,9 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		Enable: map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
 		Decode: p.decode,
 	}
-	for _, u := range p.writers {
-		spec.Programs = append(spec.Programs, u.Entry, u.Return)
+	if ups := writersFor(t.Modules.Version(Module)); ups != nil {
+		spec.Writers = &kit.Writers{Spec: ClientSpec.Name, Uprobes: ups, Together: true, Calls: "outgoing gRPC calls"}
 	}
-	spec.Programs = slices.DeleteFunc(spec.Programs, func(s string) bool { return s == "" })
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
 		return nil, err
@@ -88,51 +78,6 @@ func writersFor(version string) []kit.Uprobe {
 	return []kit.Uprobe{fields, {Spec: ClientSpec.Name, Symbol: originateStream, Entry: "client_originate"}}
 }
 
-// Attach attaches the uprobes and, to propagate, the writers'. Writers that cannot be
-// attached are said once: client spans are still made.
-func (p *Probe) Attach(ctx context.Context) error {
-	if err := p.Object.Attach(ctx); err != nil {
-		return err
-	}
-	if len(p.writers) == 0 {
-		return nil
-	}
-	for _, u := range p.writers {
-		if !p.Resolved(u) {
-			slog.Warn(fmt.Sprintf("outgoing gRPC calls will not carry traceparent: %s not in the binary (client spans are still made)", u.Symbol))
-			return nil
-		}
-	}
-	if err := p.AttachUprobes(ctx, p.writers...); err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		slog.Warn(fmt.Sprintf("outgoing gRPC calls will not carry traceparent: %v (client spans are still made)", err))
-		go p.stopWriters() // detaching waits out a grace period: not in the gate
-		return nil
-	}
-	p.mu.Lock()
-	p.attached = true
-	p.mu.Unlock()
-	return nil
-}
-
-// stopWriters detaches the writers' uprobes.
-func (p *Probe) stopWriters() error {
-	p.mu.Lock()
-	p.attached = false
-	p.mu.Unlock()
-	var errs []error
-	for _, u := range p.writers {
-		for _, prog := range []string{u.Entry, u.Return} {
-			if prog != "" {
-				errs = append(errs, p.DetachProgram(prog))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // Configure sets the app's offsets, where operateHeaders takes its frame, and turns
 // the probes on.
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
@@ -149,20 +94,7 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 		// the gate.
 		go p.DetachProgram("server_handle")
 	}
-	p.mu.Lock()
-	propagate := p.attached && slices.Contains(p.Enabling(reps), ClientSpec.Name) && p.Env().Shared.Propagating()
-	p.mu.Unlock()
-	if !propagate && len(p.writers) > 0 {
-		go p.stopWriters()
-	}
-	return p.ConfigureWith(reps, inflight, map[string]uint64{"headers_frame_arg": frameArg, "propagate": boolValue(propagate)})
-}
-
-func boolValue(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
+	return p.ConfigureWith(reps, inflight, map[string]uint64{"headers_frame_arg": frameArg})
 }
 
 // decode fills span from an event: the C struct, 8-byte aligned in the ring buffer;
@@ -199,7 +131,7 @@ func (p *Probe) typeName(addr uint64) string {
 
 // Close detaches the probe and frees what it holds.
 func (p *Probe) Close() error {
-	err := errors.Join(p.stopWriters(), p.Object.Close())
+	err := p.Object.Close()
 	if p.types != nil {
 		err = errors.Join(err, p.types.Close())
 	}

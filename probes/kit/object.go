@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -35,9 +36,24 @@ type ObjectSpec struct {
 	// Enable names, for each spec, the variable that turns it on (1) once its offsets
 	// are set. The programs must do nothing while it is 0.
 	Enable map[string]string
+	// Writers hand the trace context of a client spec's calls to the wire.
+	Writers *Writers
 	// Decode fills span from a ring buffer record (the C struct, 8-byte aligned, valid
 	// only during the call), or returns false to skip it.
 	Decode func(raw []byte, span *telemetry.Span) bool
+}
+
+// Writers are the uprobes that hand a client spec's trace context to the wire
+// (bpf/include/outgoing.h, probes/wire), in the goroutine about to write a request.
+// They are loaded only with propagation on (Options.Propagate and TraceContext),
+// attached where the app has their functions, and the object's "propagate" variable is
+// set only once the wire is attached (Shared.Propagating) and Spec is enabled; else
+// they are detached. Writers that cannot attach are said once: spans are still made.
+type Writers struct {
+	Spec     string   // the client spec they serve
+	Uprobes  []Uprobe // those whose function the app lacks are left out
+	Together bool     // all or none: one without the others would be a hit for nothing
+	Calls    string   // what goes without context if they fail, for messages: "outgoing requests"
 }
 
 // Object is a library's BPF object loaded for one app, and what it attaches: a Probe.
@@ -55,6 +71,7 @@ type Object struct {
 	links   map[string][]attachment // by spec
 	reader  *bpf.Reader
 	enabled []string
+	writers []Uprobe // attached
 }
 
 var _ Probe = (*Object)(nil)
@@ -98,6 +115,12 @@ func LoadObject(ctx context.Context, t Target, reps Reports, env Env, spec Objec
 	for _, name := range spec.Programs {
 		add(name)
 	}
+	if o.propagates() {
+		for _, u := range spec.Writers.Uprobes {
+			add(u.Entry)
+			add(u.Return)
+		}
+	}
 	var shared map[string]*ebpf.Map
 	if env.Shared != nil {
 		if shared, err = env.Shared.mapsFor(coll); err != nil {
@@ -121,14 +144,67 @@ func (o *Object) Target() Target { return o.target }
 // Env is what the session gave the object.
 func (o *Object) Env() Env { return o.env }
 
+// propagates reports whether the object's writers are to be loaded.
+func (o *Object) propagates() bool {
+	return o.spec.Writers != nil && o.env.Propagate && o.env.TraceContext && o.reps.Enabled(o.spec.Writers.Spec)
+}
+
 // Attach attaches the declared uprobes, all at once: a small program's while the large
-// ones are still being verified. On failure nothing stays attached.
+// ones are still being verified, and the writers alongside. On failure nothing stays
+// attached; writers that fail are said once and left out.
 func (o *Object) Attach(ctx context.Context) error {
-	if err := o.AttachUprobes(ctx, o.uprobes...); err != nil {
+	writers := make(chan error, 1)
+	if o.propagates() {
+		go func() { writers <- o.attachWriters(ctx) }()
+	} else {
+		writers <- nil
+	}
+	err := o.AttachUprobes(ctx, o.uprobes...)
+	if werr := <-writers; werr != nil && ctx.Err() == nil {
+		slog.Warn(fmt.Sprintf("%s will not carry traceparent: %v (client spans are still made)", o.spec.Writers.Calls, werr))
+		go o.detachWriters() // detaching waits out a grace period: not in the gate
+	} else if werr != nil {
+		err = errors.Join(err, werr)
+	}
+	if err != nil {
 		o.Detach()
 		return err
 	}
 	return nil
+}
+
+// attachWriters attaches the writers whose functions the app has.
+func (o *Object) attachWriters(ctx context.Context) error {
+	var ups []Uprobe
+	for _, u := range o.spec.Writers.Uprobes {
+		if _, err := o.function(u); err == nil {
+			ups = append(ups, u)
+		} else if o.spec.Writers.Together {
+			return fmt.Errorf("%s not in the binary", u.Symbol)
+		}
+	}
+	err := o.AttachUprobes(ctx, ups...)
+	o.mu.Lock()
+	o.writers = ups
+	o.mu.Unlock()
+	return err
+}
+
+// detachWriters detaches the writers' programs.
+func (o *Object) detachWriters() error {
+	o.mu.Lock()
+	ups := o.writers
+	o.writers = nil
+	o.mu.Unlock()
+	var errs []error
+	for _, u := range ups {
+		for _, prog := range []string{u.Entry, u.Return} {
+			if prog != "" {
+				errs = append(errs, o.DetachProgram(prog))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // AttachUprobes attaches uprobes (for the library's own, optional ones: Attach does the
@@ -214,12 +290,6 @@ func (o *Object) function(u Uprobe) (offsets.Uprobe, error) {
 		}
 	}
 	return offsets.Uprobe{}, fmt.Errorf("%s is not a function of spec %s (a bug)", u.Symbol, u.Spec)
-}
-
-// Resolved reports whether u's function is in the app (an optional one may not be).
-func (o *Object) Resolved(u Uprobe) bool {
-	_, err := o.function(u)
-	return err == nil
 }
 
 // Program returns one of the loaded programs, waiting for a large one to load.
@@ -318,6 +388,15 @@ func (o *Object) ConfigureWith(reps Reports, inflight Lookup, vars map[string]ui
 		if o.vars[name] {
 			values[name] = v
 		}
+	}
+	if o.spec.Writers != nil {
+		o.mu.Lock()
+		propagate := len(o.writers) > 0 && slices.Contains(enabled, o.spec.Writers.Spec) && o.env.Shared != nil && o.env.Shared.Propagating()
+		o.mu.Unlock()
+		if !propagate {
+			go o.detachWriters() // waits out a grace period: not in the gate
+		}
+		values["propagate"] = boolValue(propagate)
 	}
 	for name, v := range vars {
 		values[name] = v

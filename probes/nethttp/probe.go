@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 
@@ -39,25 +38,23 @@ var objectSpec = sync.OnceValues(loadNethttp)
 // the wire (probes/wire).
 type Probe struct {
 	*kit.Object
-	propagate bool               // the writers' programs are loaded
-	types     *offsets.TypeNames // names the dynamic types of client errors
-	pid       int                // the app's, for types
-
-	mu      sync.Mutex
-	writers bool // the writers' uprobes are attached
+	types *offsets.TypeNames // names the dynamic types of client errors
+	pid   int                // the app's, for types
 }
 
 var _ kit.Probe = (*Probe)(nil)
 
-// writers are the uprobes that take a request's traceparent for the wire, in the
-// goroutine about to write the request: HTTP/1, and the HTTP/2 clients'.
-var writers = []kit.Uprobe{
-	{Spec: ClientSpec.Name, Symbol: requestWrite, Entry: "request_write"},
-	{Spec: ClientSpec.Name, Symbol: h2EncodeHeaders, Entry: "h2_request_write"},
-	{Spec: ClientSpec.Name, Symbol: xnetEncodeHeaders, Entry: "h2_request_write"},
+// writers take a request's traceparent for the wire, in the goroutine about to write
+// the request: HTTP/1, and the HTTP/2 clients'.
+var writers = &kit.Writers{
+	Spec: ClientSpec.Name,
+	Uprobes: []kit.Uprobe{
+		{Spec: ClientSpec.Name, Symbol: requestWrite, Entry: "request_write"},
+		{Spec: ClientSpec.Name, Symbol: h2EncodeHeaders, Entry: "h2_request_write"},
+		{Spec: ClientSpec.Name, Symbol: xnetEncodeHeaders, Entry: "h2_request_write"},
+	},
+	Calls: "outgoing requests",
 }
-
-var propagationPrograms = []string{"request_write", "h2_request_write"}
 
 // load loads the programs of the specs the reports resolved, for the app's map layout
 // (Swiss tables since Go 1.24).
@@ -66,18 +63,16 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	if offsets.VersionAtLeast(t.GoVersion, swissMapsSince) {
 		layout = "_swiss"
 	}
-	p := &Probe{propagate: env.Propagate && env.TraceContext && reps.Enabled(ClientSpec.Name), pid: t.PID}
+	p := &Probe{pid: t.PID}
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
 			{Spec: ServerSpec.Name, Symbol: serveHTTP, Entry: "server_entry" + layout, Return: "server_return"},
 			{Spec: ClientSpec.Name, Symbol: roundTrip, Entry: "client_entry" + layout, Return: "client_return"},
 		},
-		Enable: map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
-		Decode: p.decode,
-	}
-	if p.propagate {
-		spec.Programs = propagationPrograms
+		Enable:  map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
+		Writers: writers,
+		Decode:  p.decode,
 	}
 	// golang.org/x/net/http2's transport, where the app has it: its calls are client
 	// calls as net/http's are.
@@ -102,74 +97,13 @@ func hasFunction(rep offsets.ProbeReport, symbols ...string) bool {
 	return false
 }
 
-// Attach attaches the uprobes and, to propagate, those on the request writers. Writers
-// that cannot be attached are said once; client spans are still made.
-func (p *Probe) Attach(ctx context.Context) error {
-	propagation := make(chan error, 1)
-	if p.propagate {
-		go func() { propagation <- p.attachWriters(ctx) }()
-	} else {
-		propagation <- nil
-	}
-	err := p.Object.Attach(ctx)
-	if perr := <-propagation; perr != nil && ctx.Err() == nil {
-		slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", perr))
-		go p.stopWriters() // detaching waits out a grace period: not in the gate
-	} else if perr != nil {
-		err = errors.Join(err, perr)
-	}
-	if err != nil {
-		p.stopWriters()
-	}
-	return err
-}
-
-// attachWriters attaches the uprobes on the request writers the app has.
-func (p *Probe) attachWriters(ctx context.Context) error {
-	var ups []kit.Uprobe
-	for _, u := range writers {
-		if p.Resolved(u) {
-			ups = append(ups, u)
-		}
-	}
-	if err := p.AttachUprobes(ctx, ups...); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.writers = true
-	p.mu.Unlock()
-	return nil
-}
-
-// stopWriters detaches the writers' uprobes.
-func (p *Probe) stopWriters() error {
-	p.mu.Lock()
-	p.writers = false
-	p.mu.Unlock()
-	return errors.Join(p.DetachProgram("request_write"), p.DetachProgram("h2_request_write"))
-}
-
 // Configure sets the app's offsets and turns the probes on; propagation only with the
 // client probe.
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
-	client := slices.Contains(p.Enabling(reps), ClientSpec.Name)
-	p.mu.Lock()
-	propagate := client && p.writers && p.Env().Shared.Propagating()
-	p.mu.Unlock()
-	if !propagate && p.propagate {
-		go p.stopWriters() // detaching waits out a grace period: not in the gate
-	}
-	if client {
+	if slices.Contains(p.Enabling(reps), ClientSpec.Name) {
 		p.types = offsets.NewTypeNames(p.Target().Path)
 	}
-	return p.ConfigureWith(reps, inflight, map[string]uint64{"propagate": boolValue(propagate)})
-}
-
-func boolValue(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
+	return p.Object.Configure(reps, inflight)
 }
 
 // decode fills span from an event: the record is the C struct, 8-byte aligned in the
@@ -196,20 +130,13 @@ const (
 	eventClient = 2
 )
 
-// Detach removes the uprobes and the socket programs; events already queued can still
-// be read.
-func (p *Probe) Detach() error {
-	err := p.stopWriters()
-	return errors.Join(err, p.Object.Detach())
-}
-
 // Close detaches the probe and frees what it holds.
 func (p *Probe) Close() error {
-	err := p.Detach()
+	err := p.Object.Close()
 	if p.types != nil {
 		err = errors.Join(err, p.types.Close())
 	}
-	return errors.Join(err, p.Object.Close())
+	return err
 }
 
 // check loads every program (both map layouts): what instrumenting an app will need
