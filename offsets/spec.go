@@ -67,11 +67,13 @@ type ProbeReport struct {
 	reasons []string
 }
 
-// Uprobe is one function to attach to, by ELF file offset.
+// Uprobe is one function to attach to, by ELF file offsets: its entry, where its entry
+// probe goes (EntryProbeOffset: at or just after the entry) and its RET instructions.
 type Uprobe struct {
-	Symbol  string   `json:"symbol"`
-	Offset  uint64   `json:"offset"`
-	Returns []uint64 `json:"returns"`
+	Symbol     string   `json:"symbol"`
+	Offset     uint64   `json:"offset"`
+	EntryProbe uint64   `json:"entry_probe"`
+	Returns    []uint64 `json:"returns"`
 }
 
 // Field is a resolved struct field offset. Offset is nil when Source is "missing".
@@ -377,7 +379,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		case !ok:
 			p.disable("%s not in the binary (the program does not use it)", strings.Join(f.Symbols, " or "))
 		default:
-			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, Returns: []uint64{}}
+			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, EntryProbe: b.EntryProbeOffset(fn), Returns: []uint64{}}
 			if f.Returns {
 				rets, err := b.ReturnOffsets(fn)
 				if err != nil {

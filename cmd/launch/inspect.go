@@ -102,7 +102,11 @@ func printReport(w io.Writer, r *offsets.Report) {
 			case n > 1:
 				rets = fmt.Sprintf("%d returns", n)
 			}
-			fmt.Fprintf(tw, "  uprobe\t%s\tat %#x\t%s\n", u.Symbol, u.Offset, rets)
+			at := fmt.Sprintf("at %#x", u.Offset)
+			if u.EntryProbe != u.Offset {
+				at += fmt.Sprintf("+%d", u.EntryProbe-u.Offset)
+			}
+			fmt.Fprintf(tw, "  uprobe\t%s\t%s\t%s\n", u.Symbol, at, rets)
 		}
 		// Offsets are in --json; here, where they come from (the reason names the
 		// missing ones that matter).

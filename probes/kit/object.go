@@ -223,7 +223,7 @@ func (o *Object) AttachUprobes(ctx context.Context, ups ...Uprobe) error {
 			continue
 		}
 		if u.Entry != "" {
-			groups = append(groups, group{u.Spec, u.Entry, bpf.Uprobe{Symbol: fn.Symbol, Offsets: []uint64{fn.Offset}}})
+			groups = append(groups, group{u.Spec, u.Entry, bpf.Uprobe{Symbol: fn.Symbol, Offsets: []uint64{fn.EntryProbe}}})
 		}
 		if u.Return != "" {
 			if len(fn.Returns) == 0 {
