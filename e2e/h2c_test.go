@@ -24,7 +24,8 @@ import (
 // spans' children; a traceparent the app sends itself is never doubled; and bodies,
 // large and many at once on one connection, arrive byte for byte.
 func TestH2CPropagation(t *testing.T) {
-	tgs := testenv.BuildGRPC(t, testenv.GRPCBuild{Version: "v1.60.1", Toolchain: "go1.24.11"}, testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.26.8"})
+	tgs := testenv.BuildGRPC(t, testenv.GRPCBuild{Version: "v1.60.1", Toolchain: "go1.24.11"}, testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.26.8"},
+		testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.27.3"})
 	for _, tg := range tgs {
 		t.Run(tg.Toolchain, func(t *testing.T) {
 			recv := testenv.StartReceiver(t)

@@ -63,6 +63,9 @@ volatile __u64 off_http_http2responseWriter_rws = OFFSET_NONE;
 volatile __u64 off_http_http2responseWriterState_status = OFFSET_NONE;
 volatile __u64 off_http2_responseWriter_rws = OFFSET_NONE;
 volatile __u64 off_http2_responseWriterState_status = OFFSET_NONE;
+/* The request Go 1.27's HTTP/2 client (net/http/internal/http2) writes: its URL is the
+ * http.Request's. */
+volatile __u64 off_http2_ClientRequest_URL = OFFSET_NONE;
 volatile __u64 off_http_Response_StatusCode = OFFSET_NONE; /* the client's *Response */
 volatile __u64 off_http_Response_ProtoMajor = OFFSET_NONE;
 volatile __u64 off_http_Response_ProtoMinor = OFFSET_NONE;
@@ -440,12 +443,10 @@ int request_write(struct go_regs *ctx)
 	return 0;
 }
 
-/* The HTTP/2 client is about to write the request's header block, and flush it: the
- * traceparent filed for it waits for the next block this goroutine writes. */
-SEC("uprobe/clientStream_encodeAndWriteHeaders")
-int h2_request_write(struct go_regs *ctx)
+/* hand_h2 hands the traceparent filed under url to the next header block this
+ * goroutine writes. */
+static __always_inline int hand_h2(struct go_regs *ctx, __u64 url)
 {
-	__u64 url = read_ptr(go_arg(ctx, 2) + off_http_Request_URL);
 	struct outgoing *out = bpf_map_lookup_elem(&filed, &url);
 	if (!out)
 		return 0;
@@ -454,4 +455,22 @@ int h2_request_write(struct go_regs *ctx)
 	bpf_map_update_elem(&outgoing_h2, &key, out, BPF_ANY);
 	bpf_map_delete_elem(&filed, &url);
 	return 0;
+}
+
+/* The HTTP/2 client is about to write the request's header block, and flush it:
+ * clientStream.encodeAndWriteHeaders(req *http.Request), net/http's bundled copy
+ * before Go 1.27 and golang.org/x/net's. */
+SEC("uprobe/clientStream_encodeAndWriteHeaders")
+int h2_request_write(struct go_regs *ctx)
+{
+	return hand_h2(ctx, read_ptr(go_arg(ctx, 2) + off_http_Request_URL));
+}
+
+/* The same in Go 1.27's net/http/internal/http2, (req *ClientRequest). */
+SEC("uprobe/http2_clientStream_encodeAndWriteHeaders")
+int h2_request_write_internal(struct go_regs *ctx)
+{
+	if (off_http2_ClientRequest_URL == OFFSET_NONE)
+		return 0;
+	return hand_h2(ctx, read_ptr(go_arg(ctx, 2) + off_http2_ClientRequest_URL));
 }

@@ -226,12 +226,14 @@ const (
 	nethttpProgClientEntrySwiss                     = "client_entry_swiss"
 	nethttpProgClientReturn                         = "client_return"
 	nethttpProgH2RequestWrite                       = "h2_request_write"
+	nethttpProgH2RequestWriteInternal               = "h2_request_write_internal"
 	nethttpProgRequestWrite                         = "request_write"
 	nethttpProgServerEntryHmap                      = "server_entry_hmap"
 	nethttpProgServerEntrySwiss                     = "server_entry_swiss"
 	nethttpProgServerReturn                         = "server_return"
 	nethttpVarClientEnabled                         = "client_enabled"
 	nethttpVarInflightWanted                        = "inflight_wanted"
+	nethttpVarOffHttp2ClientRequestURL              = "off_http2_ClientRequest_URL"
 	nethttpVarOffHttp2ResponseWriterStateStatus     = "off_http2_responseWriterState_status"
 	nethttpVarOffHttp2ResponseWriterRws             = "off_http2_responseWriter_rws"
 	nethttpVarOffHttpRequestHeader                  = "off_http_Request_Header"
@@ -316,14 +318,15 @@ type nethttpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpProgramSpecs struct {
-	ClientEntryHmap  *ebpf.ProgramSpec `ebpf:"client_entry_hmap"`
-	ClientEntrySwiss *ebpf.ProgramSpec `ebpf:"client_entry_swiss"`
-	ClientReturn     *ebpf.ProgramSpec `ebpf:"client_return"`
-	H2RequestWrite   *ebpf.ProgramSpec `ebpf:"h2_request_write"`
-	RequestWrite     *ebpf.ProgramSpec `ebpf:"request_write"`
-	ServerEntryHmap  *ebpf.ProgramSpec `ebpf:"server_entry_hmap"`
-	ServerEntrySwiss *ebpf.ProgramSpec `ebpf:"server_entry_swiss"`
-	ServerReturn     *ebpf.ProgramSpec `ebpf:"server_return"`
+	ClientEntryHmap        *ebpf.ProgramSpec `ebpf:"client_entry_hmap"`
+	ClientEntrySwiss       *ebpf.ProgramSpec `ebpf:"client_entry_swiss"`
+	ClientReturn           *ebpf.ProgramSpec `ebpf:"client_return"`
+	H2RequestWrite         *ebpf.ProgramSpec `ebpf:"h2_request_write"`
+	H2RequestWriteInternal *ebpf.ProgramSpec `ebpf:"h2_request_write_internal"`
+	RequestWrite           *ebpf.ProgramSpec `ebpf:"request_write"`
+	ServerEntryHmap        *ebpf.ProgramSpec `ebpf:"server_entry_hmap"`
+	ServerEntrySwiss       *ebpf.ProgramSpec `ebpf:"server_entry_swiss"`
+	ServerReturn           *ebpf.ProgramSpec `ebpf:"server_return"`
 }
 
 // nethttpMapSpecs contains maps before they are loaded into the kernel.
@@ -348,6 +351,7 @@ type nethttpMapSpecs struct {
 type nethttpVariableSpecs struct {
 	ClientEnabled                         *ebpf.VariableSpec `ebpf:"client_enabled"`
 	InflightWanted                        *ebpf.VariableSpec `ebpf:"inflight_wanted"`
+	OffHttp2ClientRequestURL              *ebpf.VariableSpec `ebpf:"off_http2_ClientRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.VariableSpec `ebpf:"off_http2_responseWriterState_status"`
 	OffHttp2ResponseWriterRws             *ebpf.VariableSpec `ebpf:"off_http2_responseWriter_rws"`
 	OffHttpRequestHeader                  *ebpf.VariableSpec `ebpf:"off_http_Request_Header"`
@@ -443,6 +447,7 @@ func (m *nethttpMaps) Close() error {
 type nethttpVariables struct {
 	ClientEnabled                         *ebpf.Variable `ebpf:"client_enabled"`
 	InflightWanted                        *ebpf.Variable `ebpf:"inflight_wanted"`
+	OffHttp2ClientRequestURL              *ebpf.Variable `ebpf:"off_http2_ClientRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.Variable `ebpf:"off_http2_responseWriterState_status"`
 	OffHttp2ResponseWriterRws             *ebpf.Variable `ebpf:"off_http2_responseWriter_rws"`
 	OffHttpRequestHeader                  *ebpf.Variable `ebpf:"off_http_Request_Header"`
@@ -489,14 +494,15 @@ type nethttpVariables struct {
 //
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpPrograms struct {
-	ClientEntryHmap  *ebpf.Program `ebpf:"client_entry_hmap"`
-	ClientEntrySwiss *ebpf.Program `ebpf:"client_entry_swiss"`
-	ClientReturn     *ebpf.Program `ebpf:"client_return"`
-	H2RequestWrite   *ebpf.Program `ebpf:"h2_request_write"`
-	RequestWrite     *ebpf.Program `ebpf:"request_write"`
-	ServerEntryHmap  *ebpf.Program `ebpf:"server_entry_hmap"`
-	ServerEntrySwiss *ebpf.Program `ebpf:"server_entry_swiss"`
-	ServerReturn     *ebpf.Program `ebpf:"server_return"`
+	ClientEntryHmap        *ebpf.Program `ebpf:"client_entry_hmap"`
+	ClientEntrySwiss       *ebpf.Program `ebpf:"client_entry_swiss"`
+	ClientReturn           *ebpf.Program `ebpf:"client_return"`
+	H2RequestWrite         *ebpf.Program `ebpf:"h2_request_write"`
+	H2RequestWriteInternal *ebpf.Program `ebpf:"h2_request_write_internal"`
+	RequestWrite           *ebpf.Program `ebpf:"request_write"`
+	ServerEntryHmap        *ebpf.Program `ebpf:"server_entry_hmap"`
+	ServerEntrySwiss       *ebpf.Program `ebpf:"server_entry_swiss"`
+	ServerReturn           *ebpf.Program `ebpf:"server_return"`
 }
 
 func (p *nethttpPrograms) Close() error {
@@ -505,6 +511,7 @@ func (p *nethttpPrograms) Close() error {
 		p.ClientEntrySwiss,
 		p.ClientReturn,
 		p.H2RequestWrite,
+		p.H2RequestWriteInternal,
 		p.RequestWrite,
 		p.ServerEntryHmap,
 		p.ServerEntrySwiss,

@@ -52,6 +52,7 @@ var writers = &kit.Writers{
 		{Spec: ClientSpec.Name, Symbol: requestWrite, Entry: "request_write"},
 		{Spec: ClientSpec.Name, Symbol: h2EncodeHeaders, Entry: "h2_request_write"},
 		{Spec: ClientSpec.Name, Symbol: xnetEncodeHeaders, Entry: "h2_request_write"},
+		{Spec: ClientSpec.Name, Symbol: h2EncodeHeaders127, Entry: "h2_request_write_internal"},
 	},
 	Calls: "outgoing requests",
 }

@@ -27,6 +27,7 @@ var (
 	h2WriterStatus = offsets.FieldRef{Struct: "net/http.http2responseWriterState", Field: "status"}
 	h2WriterRWS127 = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriter", Field: "rws"}
 	h2Status127    = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriterState", Field: "status"}
+	h2ClientReqURL = offsets.FieldRef{Struct: "net/http/internal/http2.ClientRequest", Field: "URL"}
 	respStatusCode = offsets.FieldRef{Struct: "net/http.Response", Field: "StatusCode"}
 	respProtoMajor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMajor"}
 	respProtoMinor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMinor"}
@@ -115,8 +116,9 @@ var headerMapFields = []offsets.FieldSpec{
 // context: at entry the request is complete, at return the response (or the error) is
 // known. The writers run just before the request's bytes are written, in the goroutine
 // that writes them: where the kernel can tie a write to the request. Request.write for
-// HTTP/1; the HTTP/2 client's clientStream.encodeAndWriteHeaders (net/http's own copy,
-// and golang.org/x/net/http2's, either of which a program may lack).
+// HTTP/1; the HTTP/2 client's clientStream.encodeAndWriteHeaders (net/http's own copy -
+// bundled before Go 1.27, net/http/internal/http2 since - and golang.org/x/net/http2's,
+// any of which a program may lack).
 var ClientSpec = offsets.Spec{
 	Name:   "net/http.client",
 	Module: "std",
@@ -125,12 +127,15 @@ var ClientSpec = offsets.Spec{
 		{Symbols: []string{requestWrite}},
 		{Symbols: []string{xnetRoundTrip, xnetRoundTripOld}, Returns: true, Optional: true},
 		{Symbols: []string{h2EncodeHeaders}, Optional: true},
+		{Symbols: []string{h2EncodeHeaders127}, Optional: true},
 		{Symbols: []string{xnetEncodeHeaders}, Optional: true},
 	},
 	Fields: append([]offsets.FieldSpec{
 		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqHeader}, {FieldRef: reqCtx},
 		{FieldRef: urlScheme}, {FieldRef: urlHost}, {FieldRef: urlPath}, {FieldRef: urlRawQuery},
 		{FieldRef: respStatusCode}, {FieldRef: respProtoMajor}, {FieldRef: respProtoMinor},
+		// Optional: without it, Go 1.27's h2c requests get spans but no traceparent.
+		{FieldRef: h2ClientReqURL, Since: http2InternalSince, Optional: true},
 	}, headerMapFields...),
 	Experiments: mapExperiments,
 	Program:     trackerProgram,
@@ -143,13 +148,14 @@ const (
 	serveHTTP    = "net/http.serverHandler.ServeHTTP"
 	roundTrip    = "net/http.(*Transport).roundTrip"
 	requestWrite = "net/http.(*Request).write"
-	// HTTP/2 clients' header writers, (cs *clientStream, req *http.Request). Go 1.27
-	// moved net/http's into net/http/internal/http2, with a request type of its own:
-	// not probed yet.
+	// HTTP/2 clients' header writers, (cs *clientStream, req *http.Request); Go 1.27
+	// moved net/http's into net/http/internal/http2, with a request type of its own
+	// (req *ClientRequest).
 	// golang.org/x/net/http2's transport, (t, req, opt): the unexported one since
 	// 2024, the exported one (which may be inlined since) before.
-	xnetRoundTrip     = "golang.org/x/net/http2.(*Transport).roundTripOpt"
-	xnetRoundTripOld  = "golang.org/x/net/http2.(*Transport).RoundTripOpt"
-	h2EncodeHeaders   = "net/http.(*http2clientStream).encodeAndWriteHeaders"
-	xnetEncodeHeaders = "golang.org/x/net/http2.(*clientStream).encodeAndWriteHeaders"
+	xnetRoundTrip      = "golang.org/x/net/http2.(*Transport).roundTripOpt"
+	xnetRoundTripOld   = "golang.org/x/net/http2.(*Transport).RoundTripOpt"
+	h2EncodeHeaders    = "net/http.(*http2clientStream).encodeAndWriteHeaders"
+	xnetEncodeHeaders  = "golang.org/x/net/http2.(*clientStream).encodeAndWriteHeaders"
+	h2EncodeHeaders127 = "net/http/internal/http2.(*clientStream).encodeAndWriteHeaders"
 )
