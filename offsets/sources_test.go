@@ -305,7 +305,11 @@ func TestStrippedBinarySources(t *testing.T) {
 						continue
 					}
 					if f.Source != wantSource || f.Offset == nil || *f.Offset != want {
-						t.Errorf("%s (release known: %v): %s = %v from %s, want %d from %s", p.stripped, !unknown, f.Name, f.Offset, f.Source, want, wantSource)
+						got := "none"
+						if f.Offset != nil {
+							got = fmt.Sprint(*f.Offset)
+						}
+						t.Errorf("%s (release known: %v): %s = %s from %s, want %d from %s", p.stripped, !unknown, f.Name, got, f.Source, want, wantSource)
 					}
 				}
 			}

@@ -30,9 +30,10 @@ type Spec struct {
 
 // FuncSpec is a function the probe attaches to.
 type FuncSpec struct {
-	Symbols  []string // alternative names across versions; the first present is used
-	Returns  bool     // also attach at each of its RET instructions
-	Optional bool     // the probe works without it (a program that does not use it lacks it)
+	Symbols     []string // alternative names across versions; the first present is used
+	Returns     bool     // also attach at each of its RET instructions
+	ReturnsOnly bool     // attach at its RETs only, not at its entry (implies Returns)
+	Optional    bool     // the probe works without it (a program that does not use it lacks it)
 }
 
 // FieldSpec is a struct field the probe reads.
@@ -68,11 +69,12 @@ type ProbeReport struct {
 }
 
 // Uprobe is one function to attach to, by ELF file offsets: its entry, where its entry
-// probe goes (EntryProbeOffset: at or just after the entry) and its RET instructions.
+// probe goes (EntryProbeOffset: at or just after the entry; nil when the function is
+// probed at its RETs only) and its RET instructions.
 type Uprobe struct {
 	Symbol     string   `json:"symbol"`
 	Offset     uint64   `json:"offset"`
-	EntryProbe uint64   `json:"entry_probe"`
+	EntryProbe *uint64  `json:"entry_probe"`
 	Returns    []uint64 `json:"returns"`
 }
 
@@ -379,8 +381,12 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		case !ok:
 			p.disable("%s not in the binary (the program does not use it)", strings.Join(f.Symbols, " or "))
 		default:
-			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, EntryProbe: b.EntryProbeOffset(fn), Returns: []uint64{}}
-			if f.Returns {
+			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, Returns: []uint64{}}
+			if !f.ReturnsOnly {
+				entry := b.EntryProbeOffset(fn)
+				u.EntryProbe = &entry
+			}
+			if f.Returns || f.ReturnsOnly {
 				rets, err := b.ReturnOffsets(fn)
 				if err != nil {
 					p.disable("return sites: %v", err)

@@ -103,8 +103,11 @@ func printReport(w io.Writer, r *offsets.Report) {
 				rets = fmt.Sprintf("%d returns", n)
 			}
 			at := fmt.Sprintf("at %#x", u.Offset)
-			if u.EntryProbe != u.Offset {
-				at += fmt.Sprintf("+%d", u.EntryProbe-u.Offset)
+			switch {
+			case u.EntryProbe == nil:
+				rets += " only"
+			case *u.EntryProbe != u.Offset:
+				at += fmt.Sprintf("+%d", *u.EntryProbe-u.Offset)
 			}
 			fmt.Fprintf(tw, "  uprobe\t%s\t%s\t%s\n", u.Symbol, at, rets)
 		}

@@ -137,7 +137,7 @@ var ClientSpec = offsets.Spec{
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{newClientStream}, Returns: true},
 		{Symbols: []string{streamFinish}},
-		{Symbols: []string{createHeaderFields}, Returns: true, Optional: true},
+		{Symbols: []string{createHeaderFields}, ReturnsOnly: true, Optional: true},
 		{Symbols: []string{originateStream}, Optional: true},
 		{Symbols: []string{clientHeaderHandler}, Optional: true},
 	},

@@ -223,7 +223,11 @@ func (o *Object) AttachUprobes(ctx context.Context, ups ...Uprobe) error {
 			continue
 		}
 		if u.Entry != "" {
-			groups = append(groups, group{u.Spec, u.Entry, bpf.Uprobe{Symbol: fn.Symbol, Offsets: []uint64{fn.EntryProbe}}})
+			if fn.EntryProbe == nil {
+				errs = append(errs, errorf(u.Spec, StageAttach, fmt.Errorf("%s: declared for its RETs only, not its entry", fn.Symbol)))
+				continue
+			}
+			groups = append(groups, group{u.Spec, u.Entry, bpf.Uprobe{Symbol: fn.Symbol, Offsets: []uint64{*fn.EntryProbe}}})
 		}
 		if u.Return != "" {
 			if len(fn.Returns) == 0 {
