@@ -12,9 +12,12 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 )
 
-// trapProgram calls main.tick n times and prints the nanoseconds it took.
+// trapProgram calls main.tick n times and prints the nanoseconds it took. tick has a
+// frame, so it starts with the stack check every probed Go function starts with.
 const trapProgram = `package main
 
 import (
@@ -24,8 +27,17 @@ import (
 	"time"
 )
 
+var sink [32]int
+
 //go:noinline
-func tick(i int) int { return i + 1 }
+func tick(i int) int {
+	var frame [32]int
+	for j := range frame {
+		frame[j] = i + j
+	}
+	sink = frame
+	return i + 1
+}
 
 func main() {
 	n, _ := strconv.Atoi(os.Args[1])
@@ -38,39 +50,61 @@ func main() {
 }
 `
 
-// trapCost measures what one uprobe hit costs on this machine: a loop calling a
-// function, with and without an empty BPF program at its entry, interleaved rounds.
-// Every probe's cost per request is at least its hits times this.
-func trapCost() (time.Duration, error) {
+// trapCosts measures what one uprobe hit costs on this machine: a loop calling a
+// function, without a probe, with an empty BPF program on its first instruction (the
+// kernel single-steps it: two traps, as at a RET) and on its stack check's branch (the
+// kernel emulates it: one trap; where the launcher puts entry probes), interleaved
+// rounds. A probe's cost per request is at least its hits times these.
+func trapCosts() (stepped, emulated time.Duration, err error) {
 	dir, err := os.MkdirTemp("", "bench-trap-")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(trapProgram), 0o644); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module trap\n\ngo 1.22\n"), 0o644); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	bin := filepath.Join(dir, "trap")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Dir, build.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod")
 	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build: %v: %s", err, out)
+		return 0, 0, fmt.Errorf("build: %v: %s", err, out)
+	}
+	b, err := offsets.Open(bin)
+	if err != nil {
+		return 0, 0, err
+	}
+	fns, err := b.Functions("main.tick")
+	branch := b.EntryProbeOffset(fns["main.tick"]) - fns["main.tick"].Offset
+	b.Close()
+	if err != nil {
+		return 0, 0, err
+	}
+	if branch == 0 {
+		return 0, 0, fmt.Errorf("main.tick has no stack check branch")
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Kprobe, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer prog.Close()
 	ex, err := link.OpenExecutable(bin)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	const n = 50_000
-	run := func() (time.Duration, error) {
+	run := func(probeAt int64) (time.Duration, error) {
+		if probeAt >= 0 {
+			l, err := ex.Uprobe("main.tick", prog, &link.UprobeOptions{Offset: uint64(probeAt)})
+			if err != nil {
+				return 0, err
+			}
+			defer l.Close()
+		}
 		out, err := exec.Command(bin, strconv.Itoa(n)).Output()
 		if err != nil {
 			return 0, err
@@ -78,23 +112,17 @@ func trapCost() (time.Duration, error) {
 		ns, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
 		return time.Duration(ns), err
 	}
-	var bare, probed []time.Duration
+	sites := []int64{-1, 0, int64(branch)} // none, first instruction, branch
+	times := make([][]time.Duration, len(sites))
 	for r := 0; r < 5; r++ {
-		d, err := run()
-		if err != nil {
-			return 0, err
+		for i, at := range sites {
+			d, err := run(at)
+			if err != nil {
+				return 0, 0, err
+			}
+			times[i] = append(times[i], d)
 		}
-		bare = append(bare, d)
-		l, err := ex.Uprobe("main.tick", prog, nil)
-		if err != nil {
-			return 0, err
-		}
-		d, err = run()
-		l.Close()
-		if err != nil {
-			return 0, err
-		}
-		probed = append(probed, d)
 	}
-	return (median(probed) - median(bare)) / n, nil
+	bare := median(times[0])
+	return (median(times[1]) - bare) / n, (median(times[2]) - bare) / n, nil
 }
