@@ -43,6 +43,10 @@ func TestInspectJSONContract(t *testing.T) {
 		if u["symbol"] != "net/http.serverHandler.ServeHTTP" || u["offset"].(float64) <= 0 || len(u["returns"].([]any)) == 0 {
 			t.Errorf("%s: uprobe %v", tg, u)
 		}
+		// ServeHTTP starts with CMPQ SP, 16(R14); JLS: its entry probe is on the JLS.
+		if entry, want := u["entry_probe"], u["offset"].(float64)+4; entry != want {
+			t.Errorf("%s: entry probe at %v, want %v (the stack check's branch)", tg, entry, want)
+		}
 		// Plain builds have DWARF; stripped ones use the embedded database.
 		want := map[string]string{"plain": "dwarf", "stripped": "db"}[tg.Variant.Name]
 		for _, f := range p["fields"].([]any) {
