@@ -25,6 +25,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	grpcprobe "github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 )
 
 // tracedGRPC runs the grpcservice target under the launcher, serving on a free port
@@ -718,5 +719,34 @@ func TestGRPCPropagationUnderLoad(t *testing.T) {
 		if said := launcherLines(r); said != "" {
 			t.Errorf("launcher said: %s", said)
 		}
+	}
+}
+
+// TestGRPCTooOld: a grpc release older than the oldest the probes read (v1.39.0) turns
+// the gRPC probes off with one line that says why, and nothing else: the app serves
+// gRPC as it would untraced, and its net/http server is traced.
+func TestGRPCTooOld(t *testing.T) {
+	tg := testenv.BuildGRPC(t, testenv.GRPCBuild{Version: "v1.39.0", Toolchain: "go1.22.12"})[0]
+	recv := testenv.StartReceiver(t)
+	httpAddr := freeAddr(t)
+	app, addr := tracedGRPC(t, tg, recv, "", "GRPCSERVICE_HTTP="+httpAddr)
+	conn := dialGRPC(t, addr)
+	out := new(wrapperspb.StringValue)
+	if err := conn.Invoke(context.Background(), "/demo.Echo/Say", wrapperspb.String("old"), out); err != nil || out.Value != "old" {
+		t.Fatalf("Say: %q %v\n%s", out.Value, err, app.stderr)
+	}
+	waitHTTP(t, "http://"+httpAddr+"/hello")
+	if _, ok := recv.WaitFor(20*time.Second, func(s []testenv.Span) bool { return len(s) >= 1 }); !ok {
+		t.Fatalf("no span for GET /hello\n%s", app.stderr)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, s := range recv.Spans() {
+		if s.Name != "GET /hello" {
+			t.Errorf("span %s %v: only the HTTP server is traced", s.Name, s.Attrs)
+		}
+	}
+	want := "launch: warning: probe not attached: grpc.server, grpc.client: google.golang.org/grpc v1.39.0 is older than the oldest supported, " + grpcprobe.MinVersion
+	if said := launcherLines(app); said != want {
+		t.Errorf("the launcher said:\n%s\nwant the one line:\n%s", said, want)
 	}
 }

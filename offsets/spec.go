@@ -65,7 +65,14 @@ type ProbeReport struct {
 	Reason  string   `json:"reason"` // why it is disabled; "" when enabled
 	Uprobes []Uprobe `json:"uprobes"`
 	Fields  []Field  `json:"fields"`
-	reasons []string
+	reasons  []string
+	absences int // how many of the reasons say the program does not use something
+}
+
+// Unused reports whether the probe is disabled only because the program does not use
+// what it probes (its module, or its functions): nothing to say to a user.
+func (p *ProbeReport) Unused() bool {
+	return !p.Enabled && p.absences > 0 && p.absences == len(p.reasons)
 }
 
 // Uprobe is one function to attach to, by ELF file offsets: its entry, where its entry
@@ -358,6 +365,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 	case ver == "":
 		// Its functions are not there either: saying so for each would bury this.
 		p.disable("the program does not use %s", s.Module)
+		p.absences++
 		return p
 	case s.MinVersion != "" && compareVersions(ver, s.MinVersion) < 0:
 		p.disable("%s %s is older than the oldest supported, %s", s.Module, ver, s.MinVersion)
@@ -380,6 +388,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		case !ok && f.Optional:
 		case !ok:
 			p.disable("%s not in the binary (the program does not use it)", strings.Join(f.Symbols, " or "))
+			p.absences++
 		default:
 			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, Returns: []uint64{}}
 			if !f.ReturnsOnly {

@@ -125,15 +125,20 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		return nil, err
 	}
 	resolved := kit.ReportsOf(rep) // where to attach; rep changes with AddFields
-	var errs []error
+	var errs, unused []error // unused: probes of what the program does not use, said at debug level
 	for _, p := range rep.Probes {
 		if !p.Enabled {
-			errs = append(errs, &kit.Error{Probe: p.Name, Stage: kit.StageResolve, Err: errors.New(p.Reason)})
+			err := &kit.Error{Probe: p.Name, Stage: kit.StageResolve, Err: errors.New(p.Reason)}
+			if p.Unused() {
+				unused = append(unused, err)
+			} else {
+				errs = append(errs, err)
+			}
 		}
 	}
-	if len(errs) == len(rep.Probes) { // nothing to trace: do not hold the app for DWARF
+	if len(errs)+len(unused) == len(rep.Probes) { // nothing to trace: do not hold the app for DWARF
 		bin.Close()
-		return nil, errors.Join(errs...)
+		return nil, errors.Join(append(errs, unused...)...)
 	}
 
 	fields := make(chan error, 1)
@@ -299,8 +304,14 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			s.wire = w
 		}
 	}
-	for _, err := range errs {
-		slog.Info("probe not attached: " + err.Error())
+	// A probe the program could use but that is not attached is said, one line each
+	// (grpc.server: google.golang.org/grpc v1.39.0 is older than ...); one for what it
+	// does not use is not news.
+	for _, err := range sameCause(errs) {
+		slog.Warn("probe not attached: " + err.Error())
+	}
+	for _, err := range unused {
+		slog.Debug("probe not attached: " + err.Error())
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -558,4 +569,27 @@ func CheckHost(ctx context.Context, opts Options) []kit.Finding {
 		fs = append(fs, l.Check(ctx, env)...)
 	}
 	return append(fs, wire.Check(), wire.Limits)
+}
+
+// sameCause joins the probe errors with one cause into one ("grpc.server, grpc.client:
+// google.golang.org/grpc v1.39.0 is older than ..."), in order of first appearance.
+func sameCause(errs []error) []error {
+	var out []error
+	byCause := map[string]*kit.Error{}
+	for _, err := range errs {
+		var ke *kit.Error
+		if !errors.As(err, &ke) {
+			out = append(out, err)
+			continue
+		}
+		key := fmt.Sprint(ke.Stage) + "\x00" + ke.Err.Error()
+		if first, ok := byCause[key]; ok {
+			first.Probe += ", " + ke.Probe
+			continue
+		}
+		joined := &kit.Error{Probe: ke.Probe, Stage: ke.Stage, Err: ke.Err}
+		byCause[key] = joined
+		out = append(out, joined)
+	}
+	return out
 }
