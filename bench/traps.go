@@ -6,9 +6,9 @@ import (
 	"os/exec"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 )
 
@@ -17,8 +17,7 @@ import (
 // probe, the context writers included) in a process the launcher does not run: what
 // the traps alone cost that process, apart from everything the launcher does.
 type siteCounter struct {
-	prog  *ebpf.Program
-	runs  *ebpf.Map
+	*testenv.RunCounter
 	links []link.Link
 }
 
@@ -32,25 +31,11 @@ func countSites(launcher, bin string, pid int) (*siteCounter, error) {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return nil, err
 	}
-	c := &siteCounter{}
-	if c.runs, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}); err != nil {
+	counter, err := testenv.NewRunCounter(ebpf.AttachNone)
+	if err != nil {
 		return nil, err
 	}
-	if c.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Kprobe, License: "GPL", Instructions: asm.Instructions{
-		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.LoadMapPtr(asm.R1, c.runs.FD()),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "out"),
-		asm.Mov.Imm(asm.R1, 1),
-		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
-		asm.Return(),
-	}}); err != nil {
-		c.close()
-		return nil, err
-	}
+	c := &siteCounter{RunCounter: counter}
 	ex, err := link.OpenExecutable(bin)
 	if err != nil {
 		c.close()
@@ -66,7 +51,7 @@ func countSites(launcher, bin string, pid int) (*siteCounter, error) {
 				sites = append([]uint64{*u.EntryProbe}, sites...)
 			}
 			for _, at := range sites {
-				l, err := ex.Uprobe("", c.prog, &link.UprobeOptions{Address: at, PID: pid})
+				l, err := ex.Uprobe("", c.Program, &link.UprobeOptions{Address: at, PID: pid})
 				if err != nil {
 					c.close()
 					return nil, fmt.Errorf("%s at %#x: %w", u.Symbol, at, err)
@@ -80,8 +65,7 @@ func countSites(launcher, bin string, pid int) (*siteCounter, error) {
 
 // hits is how many times the sites were hit so far.
 func (c *siteCounter) hits() uint64 {
-	var n uint64
-	c.runs.Lookup(uint32(0), &n)
+	n, _ := c.Runs()
 	return n
 }
 
@@ -89,8 +73,5 @@ func (c *siteCounter) close() {
 	for _, l := range c.links {
 		l.Close()
 	}
-	if c.prog != nil {
-		c.prog.Close()
-	}
-	c.runs.Close()
+	c.RunCounter.Close()
 }

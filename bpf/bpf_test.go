@@ -20,38 +20,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// counter loads a uprobe program that counts its runs in a one-slot array.
-func counter(t *testing.T, attach ebpf.AttachType) (*ebpf.Program, *ebpf.Map) {
+// counter loads a uprobe program that counts its runs.
+func counter(t *testing.T, attach ebpf.AttachType) *testenv.RunCounter {
 	t.Helper()
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	c, err := testenv.NewRunCounter(attach)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.Kprobe, AttachType: attach, License: "GPL",
-		Instructions: asm.Instructions{
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "out"),
-			asm.Mov.Imm(asm.R1, 1),
-			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		m.Close()
-		t.Fatal(err)
-	}
-	return p, m
+	t.Cleanup(c.Close)
+	return c
 }
 
-func count(t *testing.T, m *ebpf.Map) uint64 {
-	var n uint64
-	if err := m.Lookup(uint32(0), &n); err != nil {
+func count(t *testing.T, c *testenv.RunCounter) uint64 {
+	n, err := c.Runs()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -104,32 +86,30 @@ func TestAttachUprobes(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			haveUprobeMulti = func() bool { return mode.multi }
-			prog, m := counter(t, mode.attach)
-			defer prog.Close()
-			defer m.Close()
+			c := counter(t, mode.attach)
 
 			// Only in the process named: the two tickers are not it.
-			links, err := AttachUprobes(ticker, bystander.Process.Pid, Uprobe{Symbol: "main.tick", Program: prog, Offsets: []uint64{tick}})
+			links, err := AttachUprobes(ticker, bystander.Process.Pid, Uprobe{Symbol: "main.tick", Program: c.Program, Offsets: []uint64{tick}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(100 * time.Millisecond)
 			CloseAll(links)
-			if n := count(t, m); n != 0 {
+			if n := count(t, c); n != 0 {
 				t.Errorf("a uprobe for another process fired %d times", n)
 			}
-			links, err = AttachUprobes(ticker, traced.Process.Pid, Uprobe{Symbol: "main.tick", Program: prog, Offsets: []uint64{tick}})
+			links, err = AttachUprobes(ticker, traced.Process.Pid, Uprobe{Symbol: "main.tick", Program: c.Program, Offsets: []uint64{tick}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(200 * time.Millisecond)
 			CloseAll(links)
-			n := count(t, m)
+			n := count(t, c)
 			if n < 20 || n > 250 { // one ticker: about 200
 				t.Errorf("%d hits in 200 ms of a function one process calls every millisecond", n)
 			}
 			time.Sleep(50 * time.Millisecond)
-			if after := count(t, m); after != n {
+			if after := count(t, c); after != n {
 				t.Errorf("%d hits after detaching", after-n)
 			}
 		})
