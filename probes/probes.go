@@ -304,9 +304,9 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			s.wire = w
 		}
 	}
-	// A probe the program could use but that is not attached is said, one line each
-	// (grpc.server: google.golang.org/grpc v1.39.0 is older than ...); one for what it
-	// does not use is not news.
+	// A probe the program could use but that is not attached is said, one line per
+	// cause (grpc.server, grpc.client: google.golang.org/grpc v1.39.0 is older than
+	// ...); one for what the program does not use is not news.
 	for _, err := range sameCause(errs) {
 		slog.Warn("probe not attached: " + err.Error())
 	}
