@@ -60,11 +60,11 @@ type Report struct {
 
 // ProbeReport says whether one probe can be enabled, and with what.
 type ProbeReport struct {
-	Name    string   `json:"name"`
-	Enabled bool     `json:"enabled"`
-	Reason  string   `json:"reason"` // why it is disabled; "" when enabled
-	Uprobes []Uprobe `json:"uprobes"`
-	Fields  []Field  `json:"fields"`
+	Name     string   `json:"name"`
+	Enabled  bool     `json:"enabled"`
+	Reason   string   `json:"reason"` // why it is disabled; "" when enabled
+	Uprobes  []Uprobe `json:"uprobes"`
+	Fields   []Field  `json:"fields"`
 	reasons  []string
 	absences int // how many of the reasons say the program does not use something
 }

@@ -125,7 +125,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		return nil, err
 	}
 	resolved := kit.ReportsOf(rep) // where to attach; rep changes with AddFields
-	var errs, unused []error // unused: probes of what the program does not use, said at debug level
+	var errs, unused []error       // unused: probes of what the program does not use, said at debug level
 	for _, p := range rep.Probes {
 		if !p.Enabled {
 			err := &kit.Error{Probe: p.Name, Stage: kit.StageResolve, Err: errors.New(p.Reason)}
