@@ -313,16 +313,19 @@ func checkConcurrent(t *testing.T, s *services, n int) {
 			}
 			seen[span], clients[span] = true, trace
 		}
+		// A client span and its parent arrive in different exports: A's server span
+		// ends after its call, and may be in the next batch. Wait for both.
 		spans, ok := s.recv.WaitFor(20*time.Second, func(sp []testenv.Span) bool {
 			for id := range clients {
-				if spanByID(sp, id) == nil {
+				c := spanByID(sp, id)
+				if c == nil || c.ParentSpanID != "" && spanByID(sp, c.ParentSpanID) == nil {
 					return false
 				}
 			}
 			return true
 		})
 		if !ok {
-			t.Fatalf("round %d: not every client span arrived", round)
+			t.Fatalf("round %d: not every client span and its parent arrived", round)
 		}
 		for id, trace := range clients {
 			c := spanByID(spans, id)
