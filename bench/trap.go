@@ -78,11 +78,12 @@ func trapCosts() (stepped, emulated time.Duration, err error) {
 		return 0, 0, err
 	}
 	fns, err := b.Functions("main.tick")
-	branch := b.EntryProbeOffset(fns["main.tick"]) - fns["main.tick"].Offset
-	b.Close()
 	if err != nil {
+		b.Close()
 		return 0, 0, err
 	}
+	branch := b.EntryProbeOffset(fns["main.tick"]) - fns["main.tick"].Offset
+	b.Close()
 	if branch == 0 {
 		return 0, 0, fmt.Errorf("main.tick has no stack check branch")
 	}
