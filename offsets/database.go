@@ -229,8 +229,9 @@ type Measured struct {
 	Offsets         map[string]uint64
 }
 
-// Merge adds measurements, replacing what the database had for those versions, and
-// collapses runs of equal offsets. A field new to the database must be measured at
+// Merge adds measurements, replacing what the database had for the fields each
+// measured at its version (builds of two modules may each measure some fields of a
+// third at one version), and collapses runs of equal offsets. A field new to the database must be measured at
 // every version the module has, or it would read as absent from the others: Merge
 // refuses that.
 func (db *Database) Merge(ms ...Measured) error {
@@ -266,10 +267,16 @@ func (db *Database) Merge(ms ...Measured) error {
 			}
 		}
 		for _, m := range ms {
-			table[m.Version] = m.Offsets
-			wanted[m.Version] = map[string]bool{}
+			if table[m.Version] == nil {
+				table[m.Version], wanted[m.Version] = map[string]uint64{}, map[string]bool{}
+			}
 			for _, f := range m.Wanted {
 				wanted[m.Version][f] = true
+				if off, ok := m.Offsets[f]; ok {
+					table[m.Version][f] = off
+				} else {
+					delete(table[m.Version], f) // measured: not in this version
+				}
 			}
 		}
 		next := &ModuleOffsets{Fields: map[string][]OffsetRange{}}

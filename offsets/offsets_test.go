@@ -570,6 +570,28 @@ func TestTypeNamesMatchFmt(t *testing.T) {
 	}
 }
 
+// A function that Needs another is probed only where the program has that one too;
+// without it, it counts as unused, as an absent function does.
+func TestFunctionNeeds(t *testing.T) {
+	tg := targets(t)[0]
+	b := open(t, tg.Path)
+	spec := func(needs ...string) offsets.Spec {
+		return offsets.Spec{Name: "needs", Module: "std", Functions: []offsets.FuncSpec{
+			{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Needs: needs},
+		}}
+	}
+	r, err := offsets.Analyze(b, []offsets.Spec{spec("no/such.Function", "net/http.(*Transport).roundTrip"), spec("no/such.Function")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Probes[0]; !p.Enabled || len(p.Uprobes) != 1 {
+		t.Errorf("%s: with one of its needs there: %+v", tg, p)
+	}
+	if p := r.Probes[1]; p.Enabled || !p.Unused() || !strings.Contains(p.Reason, "with no/such.Function") {
+		t.Errorf("%s: without its needs: enabled %v, unused %v, %q", tg, p.Enabled, p.Unused(), p.Reason)
+	}
+}
+
 // A field is looked up in the database under the module of its package: the longest
 // module path that holds it, the standard library (vendored copies included) without.
 func TestPackageModule(t *testing.T) {

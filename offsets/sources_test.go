@@ -252,6 +252,23 @@ func TestDatabaseMerge(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "p.T.c was not measured at go1.21.0") {
 		t.Errorf("a new field measured at one version only: %v", err)
 	}
+	// A build that measured some of a version's fields (another module's, which
+	// reaches a few of them) replaces those and keeps the rest: b is gone from go1.23.0,
+	// a is still there.
+	if err := db.Merge(offsets.Measured{Module: "std", Version: "go1.23.0", Wanted: []string{"p.T.b"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		f      offsets.FieldRef
+		exists bool
+	}{{a, true}, {b, false}} {
+		if _, exact, ok := db.Lookup("std", "go1.23.0", c.f); !exact || ok != c.exists {
+			t.Errorf("after a partial merge, Lookup(go1.23.0, %s) = %v %v, want true %v", c.f, exact, ok, c.exists)
+		}
+	}
+	if err := db.Merge(offsets.Measured{Module: "std", Version: "go1.25.0", Wanted: []string{"p.T.a"}, Offsets: map[string]uint64{"p.T.a": 16}}); err == nil {
+		t.Error("a new version with some of the fields only merged")
+	}
 }
 
 // dbWithout is the embedded database without the versions drop selects.

@@ -34,14 +34,20 @@ type FuncSpec struct {
 	Returns     bool     // also attach at each of its RET instructions
 	ReturnsOnly bool     // attach at its RETs only, not at its entry (implies Returns)
 	Optional    bool     // the probe works without it (a program that does not use it lacks it)
+	// Needs: probe it only in a program that also has one of these functions (where
+	// they are what makes it the right place); without them it counts as absent.
+	Needs []string
 }
 
 // FieldSpec is a struct field the probe reads.
 type FieldSpec struct {
 	FieldRef
-	Since    string // first version of Module that has the field, "" for all
-	Before   string // first version that no longer has it, "" for none
-	Optional bool   // the probe works without it
+	// Versions of the field's own module (the Go release for a standard library
+	// field, whatever the spec's Module): the first that has it, "" for all, and the
+	// first that no longer has it, "" for none.
+	Since    string
+	Before   string
+	Optional bool // the probe works without it
 }
 
 // Report is what analysis found: the `launch inspect` JSON contract.
@@ -162,7 +168,7 @@ func AnalyzeFunctions(b *Binary, specs []Spec) (r *Report, err error) {
 	var names []string
 	for _, s := range specs {
 		for _, f := range s.Functions {
-			names = append(names, f.Symbols...)
+			names = append(append(names, f.Symbols...), f.Needs...)
 		}
 	}
 	funcs, funcErr := b.Functions(names...)
@@ -313,7 +319,7 @@ func analyze(b *Binary, specs []Spec) *Report {
 	var fields []moduleField
 	for _, s := range specs {
 		for _, f := range s.Functions {
-			names = append(names, f.Symbols...)
+			names = append(append(names, f.Symbols...), f.Needs...)
 		}
 		fields = append(fields, s.fieldsFor(b)...)
 	}
@@ -341,11 +347,9 @@ func (s Spec) version(b *Binary) string {
 // (a gRPC probe reads structs of grpc, of golang.org/x/net and of the standard
 // library), at the version b has of that module.
 func (s Spec) fieldsFor(b *Binary) []moduleField {
-	ver := s.version(b)
 	var refs []moduleField
 	for _, f := range s.Fields {
-		if ver == "" || inRange(ver, f.Since, f.Before) {
-			module, version := b.PackageModule(f.Package())
+		if module, version := b.PackageModule(f.Package()); version == "" || inRange(version, f.Since, f.Before) {
 			refs = append(refs, moduleField{f.FieldRef, module, version})
 		}
 	}
@@ -382,12 +386,19 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 				break
 			}
 		}
+		if ok && len(f.Needs) > 0 && !slices.ContainsFunc(f.Needs, func(sym string) bool { _, has := funcs[sym]; return has }) {
+			ok = false
+		}
 		switch {
 		case funcErr != nil:
 			p.disable("cannot read functions: %v", funcErr)
 		case !ok && f.Optional:
 		case !ok:
-			p.disable("%s not in the binary (the program does not use it)", strings.Join(f.Symbols, " or "))
+			what := strings.Join(f.Symbols, " or ")
+			if len(f.Needs) > 0 {
+				what += " with " + strings.Join(f.Needs, " or ")
+			}
+			p.disable("%s not in the binary (the program does not use it)", what)
 			p.absences++
 		default:
 			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, Returns: []uint64{}}
@@ -409,12 +420,12 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 }
 
 func resolveFields(b *Binary, s Spec, p *ProbeReport, res offsetResolution) {
-	ver := s.version(b)
 	type moduleVersion struct{ module, version string }
 	missing := map[moduleVersion][]string{}
 	var order []moduleVersion
 	for _, f := range s.Fields {
-		if ver != "" && !inRange(ver, f.Since, f.Before) {
+		module, version := b.PackageModule(f.Package())
+		if version != "" && !inRange(version, f.Since, f.Before) {
 			continue // the field does not exist in this version
 		}
 		fl := Field{Name: f.String(), Source: SourceMissing}
@@ -422,7 +433,6 @@ func resolveFields(b *Binary, s Spec, p *ProbeReport, res offsetResolution) {
 			off := r.offset
 			fl.Offset, fl.Source = &off, r.source
 		} else if !f.Optional {
-			module, version := b.PackageModule(f.Package())
 			mv := moduleVersion{module, version}
 			if _, seen := missing[mv]; !seen {
 				order = append(order, mv)
