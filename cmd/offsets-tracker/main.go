@@ -82,6 +82,14 @@ type tracker struct {
 	db        *offsets.Database
 	hostArch  string
 	completed int
+	targets   map[string]*target    // by module
+	measuring map[[2]string]*flight // by module and version: measured in this run
+}
+
+// flight is one version's measure, which other jobs may wait for.
+type flight struct {
+	done chan struct{}
+	err  error
 }
 
 // target is one module's specs: what to build and which fields to read.
@@ -119,8 +127,15 @@ func (t *tracker) run(ctx context.Context) error {
 		}
 		// A field new to the database must be measured at every version before it
 		// can be merged at any (Database.Merge): the module starts afresh.
+		// The versions other modules' builds chose (grpc's pseudo-versions of x/net)
+		// are measured again as well.
 		if added := t.db.Missing(tg.module, tg.own()); len(added) > 0 && t.only == nil && t.db.Modules[tg.module] != nil {
 			fmt.Fprintf(t.log, "tracker: %s: new fields (%s): measuring every version again\n", tg.module, strings.Join(added, ", "))
+			for _, v := range t.db.Modules[tg.module].Versions {
+				if !slices.Contains(versions, v) {
+					versions = append(versions, v)
+				}
+			}
 			delete(t.db.Modules, tg.module)
 		}
 		for _, v := range versions {
@@ -147,7 +162,7 @@ func (t *tracker) run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				errs <- t.measure(ctx, j, len(todo))
+				errs <- t.ensure(ctx, j, len(todo))
 			}
 		}()
 	}
@@ -179,9 +194,13 @@ func (t *tracker) run(ctx context.Context) error {
 
 // targetsOf groups the specs by module, fields deduplicated and sorted. A field is
 // measured with the builds of its own module: those of a standard library package with
-// the Go releases (by the standard library specs' programs), the others with the
-// versions of the spec's module, each recorded under the module (and version) the
-// build has for its package.
+// the Go releases (by the standard library specs' programs), those of a module some
+// spec instruments with that module's versions (by its specs' programs, which must
+// reach every such field), the others with the versions of the spec's module, each
+// recorded under the module (and version) the build has for its package. A field of
+// an instrumented module read by another module's spec is also recorded by that
+// spec's builds, at the versions they choose (grpc's of golang.org/x/net, say): the
+// module's own target then measures those versions too (measure).
 func (t *tracker) targetsOf() []*target {
 	byModule := map[string]*target{}
 	var order []string
@@ -200,17 +219,27 @@ func (t *tracker) targetsOf() []*target {
 		if s.Program != "" && !slices.Contains(tg.programs, s.Program) {
 			tg.programs = append(tg.programs, s.Program)
 		}
+	}
+	add := func(tg *target, f offsets.FieldRef) {
+		if !slices.Contains(tg.fields, f) {
+			tg.fields = append(tg.fields, f)
+		}
+	}
+	for _, s := range t.specs {
 		for _, f := range s.Fields {
-			ftg := tg
-			if offsets.IsStd(f.Package()) {
-				ftg = targetOf("std")
-			}
-			if !slices.Contains(ftg.fields, f.FieldRef) {
-				ftg.fields = append(ftg.fields, f.FieldRef)
+			switch own := ownModule(byModule, f.Package()); {
+			case offsets.IsStd(f.Package()):
+				add(targetOf("std"), f.FieldRef)
+			case own != "" && own != s.Module:
+				add(byModule[own], f.FieldRef)
+				add(byModule[s.Module], f.FieldRef)
+			default:
+				add(byModule[s.Module], f.FieldRef)
 			}
 		}
 	}
 	var out []*target
+	t.targets = map[string]*target{}
 	for _, m := range order {
 		tg := byModule[m]
 		sort.Slice(tg.fields, func(i, j int) bool { return tg.fields[i].String() < tg.fields[j].String() })
@@ -219,8 +248,20 @@ func (t *tracker) targetsOf() []*target {
 			continue
 		}
 		out = append(out, tg)
+		t.targets[m] = tg
 	}
 	return out
+}
+
+// ownModule is the instrumented module that has pkg, "" if none does.
+func ownModule(byModule map[string]*target, pkg string) string {
+	best := ""
+	for m := range byModule {
+		if m != "std" && (pkg == m || strings.HasPrefix(pkg, m+"/")) && len(m) > len(best) {
+			best = m
+		}
+	}
+	return best
 }
 
 // own are the target's fields of its own module: those its versions are measured by.
@@ -283,6 +324,33 @@ func (t *tracker) versions(ctx context.Context, tg *target) ([]string, error) {
 	}
 	sort.Slice(vs, func(i, j int) bool { return !offsets.VersionAtLeast(vs[i], vs[j]) })
 	return vs, nil
+}
+
+// ensure measures j, once in a run: a job that needs a version measured already, or
+// being measured, waits for that.
+func (t *tracker) ensure(ctx context.Context, j job, total int) error {
+	key := [2]string{j.target.module, j.version}
+	t.mu.Lock()
+	if t.measuring == nil {
+		t.measuring = map[[2]string]*flight{}
+	}
+	f, started := t.measuring[key]
+	if !started {
+		f = &flight{done: make(chan struct{})}
+		t.measuring[key] = f
+	}
+	t.mu.Unlock()
+	if !started {
+		f.err = t.measure(ctx, j, total)
+		close(f.done)
+		return f.err
+	}
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // measure builds the target's programs with one version and records their offsets.
@@ -353,6 +421,23 @@ func (t *tracker) measure(ctx context.Context, j job, total int) (err error) {
 	}
 	if found == 0 {
 		return errors.New("none of the fields is in the program's DWARF: does its Program reach the probed code?")
+	}
+	// A version of an instrumented module that this build chose (grpc's of x/net) is
+	// measured by that module's own target first: this build reads some of its fields
+	// only, and a version must have all.
+	for key := range measured {
+		own := t.targets[key[0]]
+		if own == nil || own == j.target {
+			continue
+		}
+		t.mu.Lock()
+		has := t.db.Has(key[0], key[1], own.own())
+		t.mu.Unlock()
+		if !has {
+			if err := t.ensure(ctx, job{own, key[1]}, total); err != nil {
+				return fmt.Errorf("%s %s, which it has: %w", key[0], key[1], err)
+			}
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
