@@ -60,13 +60,13 @@ volatile __u64 off_status_Status_Code = OFFSET_NONE;           /* genproto rpc/s
 volatile __u64 off_status_Status_Message = OFFSET_NONE;
 volatile __u64 off_grpc_ClientConn_target = OFFSET_NONE;
 volatile __u64 off_errors_errorString_s = OFFSET_NONE;
-volatile __u64 off_http2_MetaHeadersFrame_HeadersFrame = OFFSET_NONE; /* golang.org/x/net */
-volatile __u64 off_http2_MetaHeadersFrame_Fields = OFFSET_NONE;
-volatile __u64 off_http2_HeadersFrame_FrameHeader = OFFSET_NONE;
-volatile __u64 off_http2_FrameHeader_StreamID = OFFSET_NONE;
-volatile __u64 off_hpack_HeaderField_Name = OFFSET_NONE;
-volatile __u64 off_hpack_HeaderField_Value = OFFSET_NONE;
-volatile __u64 off_hpack_HeaderField_Sensitive = OFFSET_NONE; /* the last field: gives the size */
+volatile __u64 off_x_http2_MetaHeadersFrame_HeadersFrame = OFFSET_NONE; /* golang.org/x/net */
+volatile __u64 off_x_http2_MetaHeadersFrame_Fields = OFFSET_NONE;
+volatile __u64 off_x_http2_HeadersFrame_FrameHeader = OFFSET_NONE;
+volatile __u64 off_x_http2_FrameHeader_StreamID = OFFSET_NONE;
+volatile __u64 off_x_hpack_HeaderField_Name = OFFSET_NONE;
+volatile __u64 off_x_hpack_HeaderField_Value = OFFSET_NONE;
+volatile __u64 off_x_hpack_HeaderField_Sensitive = OFFSET_NONE; /* the last field: gives the size */
 volatile __u64 off_net_TCPConn_conn = OFFSET_NONE;
 volatile __u64 off_net_conn_fd = OFFSET_NONE;
 volatile __u64 off_net_netFD_laddr = OFFSET_NONE;
@@ -266,21 +266,21 @@ __noinline int read_headers(struct server_stream *st, __u64 fields, __u64 n)
 {
 	if (!st)
 		return 0;
-	__u64 size = (off_hpack_HeaderField_Sensitive + 8) & ~7ULL;
+	__u64 size = (off_x_hpack_HeaderField_Sensitive + 8) & ~7ULL;
 	for (int i = 0; i < HEADERS_MAX; i++) {
 		if (i >= n)
 			break;
 		__u64 field = fields + i * size;
 		struct go_string name = {};
-		if (read_user(&name, sizeof(name), field + off_hpack_HeaderField_Name) != 0)
+		if (read_user(&name, sizeof(name), field + off_x_hpack_HeaderField_Name) != 0)
 			break;
 		__u8 buf[11] = {};
 		if (name.len == 5 && read_user(buf, 5, name.ptr) == 0 && is_name(buf, ":path", 5)) {
-			st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, field + off_hpack_HeaderField_Value);
+			st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, field + off_x_hpack_HeaderField_Value);
 		} else if (name.len == 11 && read_user(buf, 11, name.ptr) == 0 && is_name(buf, "traceparent", 11)) {
-			st->traceparent_len = read_go_string(st->traceparent, TRACEPARENT_MAX, field + off_hpack_HeaderField_Value);
+			st->traceparent_len = read_go_string(st->traceparent, TRACEPARENT_MAX, field + off_x_hpack_HeaderField_Value);
 		} else if (name.len == 10 && read_user(buf, 10, name.ptr) == 0 && is_name(buf, "tracestate", 10)) {
-			st->ev.tracestate_len = read_go_string(st->ev.tracestate, TRACESTATE_MAX, field + off_hpack_HeaderField_Value);
+			st->ev.tracestate_len = read_go_string(st->ev.tracestate, TRACESTATE_MAX, field + off_x_hpack_HeaderField_Value);
 		}
 	}
 	return 0;
@@ -297,9 +297,9 @@ int server_headers(struct go_regs *ctx)
 	__u64 arg2 = go_arg(ctx, 2), arg4 = go_arg(ctx, 4);
 	asm volatile("" : "+r"(arg2), "+r"(arg4));
 	__u64 frame = headers_frame_arg == 2 ? arg2 : arg4;
-	__u64 headers = read_ptr(frame + off_http2_MetaHeadersFrame_HeadersFrame);
+	__u64 headers = read_ptr(frame + off_x_http2_MetaHeadersFrame_HeadersFrame);
 	__u32 id = 0;
-	if (read_user(&id, sizeof(id), headers + off_http2_HeadersFrame_FrameHeader + off_http2_FrameHeader_StreamID) != 0)
+	if (read_user(&id, sizeof(id), headers + off_x_http2_HeadersFrame_FrameHeader + off_x_http2_FrameHeader_StreamID) != 0)
 		return 0;
 	struct stream_key key = {.transport = t, .id = id};
 	struct server_stream *st = new_entry(&server_streams, &key, &zeroes);
@@ -309,7 +309,7 @@ int server_headers(struct go_regs *ctx)
 	st->ev.start_ns = bpf_ktime_get_ns();
 
 	struct go_slice fields = {};
-	read_user(&fields, sizeof(fields), frame + off_http2_MetaHeadersFrame_Fields);
+	read_user(&fields, sizeof(fields), frame + off_x_http2_MetaHeadersFrame_Fields);
 	read_headers(st, fields.ptr, fields.len);
 
 	struct go_iface conn = {};
@@ -423,13 +423,13 @@ int client_entry(struct go_regs *ctx)
  * global function: verified once. */
 __noinline int has_traceparent(__u64 hf, __u64 n)
 {
-	__u64 size = (off_hpack_HeaderField_Sensitive + 8) & ~7ULL; /* the last field, padded */
+	__u64 size = (off_x_hpack_HeaderField_Sensitive + 8) & ~7ULL; /* the last field, padded */
 	if (size > 64)
 		return 0;
 	for (int i = 0; i < HEADERS_MAX; i++) {
 		if (i >= n)
 			break;
-		__u64 name = hf + i * size + off_hpack_HeaderField_Name;
+		__u64 name = hf + i * size + off_x_hpack_HeaderField_Name;
 		if (read_ptr(name + 8) != 11)
 			continue;
 		char b[12] = {};

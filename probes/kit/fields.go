@@ -20,11 +20,15 @@ const OffsetNone = ^uint64(0)
 const offsetPrefix = "off_"
 
 // VarName is the name of the BPF global that holds a field's offset: "off_" and the
-// package's name, the struct's and the field's, joined by "_":
+// package's name, the struct's and the field's, joined by "_". A golang.org/x package's
+// name takes an "x_": x/net/http2 has the same types as the standard library's own
+// copies of it, which one program may read side by side.
 //
-//	net/http.Request.Method               off_http_Request_Method
-//	internal/runtime/maps.Map.dirPtr      off_maps_Map_dirPtr
-//	github.com/redis/go-redis/v9.Options  off_go_redis_Options_...
+//	net/http.Request.Method                    off_http_Request_Method
+//	internal/runtime/maps.Map.dirPtr           off_maps_Map_dirPtr
+//	net/http/internal/http2.responseWriter.rws off_http2_responseWriter_rws
+//	golang.org/x/net/http2.responseWriter.rws  off_x_http2_responseWriter_rws
+//	github.com/redis/go-redis/v9.Options       off_go_redis_Options_...
 //
 // A field is declared once, in its spec; the C code names it this way, and the kit sets
 // it: there is no list of names to keep in step.
@@ -38,6 +42,9 @@ func VarName(f offsets.FieldRef) string {
 	name := elems[len(elems)-1]
 	if len(elems) > 1 && majorVersion.MatchString(name) { // a module's /vN
 		name = elems[len(elems)-2]
+	}
+	if strings.HasPrefix(pkg, "golang.org/x/") {
+		name = "x_" + name
 	}
 	return offsetPrefix + identifier(name) + "_" + identifier(typ) + "_" + identifier(f.Field)
 }

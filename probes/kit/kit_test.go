@@ -18,6 +18,9 @@ func TestVarName(t *testing.T) {
 		{Struct: "github.com/redis/go-redis/v9.baseClient", Field: "opt"}:         "off_go_redis_baseClient_opt",
 		{Struct: "google.golang.org/grpc/internal/transport.Stream", Field: "id"}: "off_transport_Stream_id",
 		{Struct: "gopkg.in/yaml.v3.Node", Field: "Kind"}:                          "off_yaml_v3_Node_Kind",
+		{Struct: "net/http/internal/http2.responseWriter", Field: "rws"}:          "off_http2_responseWriter_rws",
+		{Struct: "golang.org/x/net/http2.responseWriter", Field: "rws"}:           "off_x_http2_responseWriter_rws",
+		{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Name"}:       "off_x_hpack_HeaderField_Name",
 	} {
 		if got := VarName(f); got != want {
 			t.Errorf("%s: %s, want %s", f, got, want)
