@@ -10,6 +10,15 @@
  * its goroutine, where some probe looks. Each RET: read the route and status, output the
  * span, unregister it.
  *
+ * An HTTP/2 server that calls the handler without serverHandler, two hits too:
+ * golang.org/x/net/http2's own (h2c.NewHandler, http2.Server.ServeConn), and Go
+ * 1.27's net/http/internal/http2, to which x/net v0.60+ hands its connections. The
+ * entry of its serverConn.runHandler(sc, rw, req, handler) begins the span as above,
+ * the entry of responseWriter.handlerDone(rw), which runHandler defers, ends it while
+ * rw still holds the status. A handler that does reach serverHandler under it (the
+ * same request: the same URL) adopts the span: serverHandler's return, which has the
+ * route, ends it, and handlerDone finds nothing left to do.
+ *
  * Client, two hits per call, three with propagation. Entry of
  * net/http.(*Transport).roundTrip(t, req) - or of golang.org/x/net/http2's
  * (*Transport).roundTripOpt(t, req, opt), for apps that use its transport (a request
@@ -66,12 +75,24 @@ volatile __u64 off_http2_responseWriterState_status = OFFSET_NONE;
 /* The request Go 1.27's HTTP/2 client (net/http/internal/http2) writes: its URL is the
  * http.Request's. */
 volatile __u64 off_http2_ClientRequest_URL = OFFSET_NONE;
+/* golang.org/x/net/http2's own server's ResponseWriter, *responseWriter. */
+volatile __u64 off_x_http2_responseWriter_rws = OFFSET_NONE;
+volatile __u64 off_x_http2_responseWriterState_status = OFFSET_NONE;
+/* The request Go 1.27's HTTP/2 server hands to its handler, before net/http makes an
+ * *http.Request of it. */
+volatile __u64 off_http2_ServerRequest_Context = OFFSET_NONE;
+volatile __u64 off_http2_ServerRequest_Method = OFFSET_NONE;
+volatile __u64 off_http2_ServerRequest_URL = OFFSET_NONE;
+volatile __u64 off_http2_ServerRequest_Header = OFFSET_NONE;
+volatile __u64 off_http2_ServerRequest_Host = OFFSET_NONE;
+volatile __u64 off_http2_ServerRequest_RemoteAddr = OFFSET_NONE;
 volatile __u64 off_http_Response_StatusCode = OFFSET_NONE; /* the client's *Response */
 volatile __u64 off_http_Response_ProtoMajor = OFFSET_NONE;
 volatile __u64 off_http_Response_ProtoMinor = OFFSET_NONE;
 /* Set last: uprobes may be attached before the offsets are known (the app is held at
  * the start gate meanwhile), and must do nothing until they are. */
 volatile __u64 server_enabled = 0;
+volatile __u64 xnet_server_enabled = 0;
 volatile __u64 client_enabled = 0;
 volatile __u64 propagate = 0; /* file traceparents for sk_msg to insert */
 
@@ -145,7 +166,11 @@ struct server_call {
 	__u64 resp;
 	__u64 ctx;          /* req.ctx's data word */
 	struct span_ref ref; /* what the calls it makes get of it */
+	__u64 url;          /* req.URL: what a nested serverHandler's request shares */
 	__u8 inflight;      /* INFLIGHT_* maps it is registered in */
+	__u8 outer;         /* begun by an HTTP/2 server's runHandler: resp is its *responseWriter */
+	__u8 xnet;          /* that server is x/net's own, not net/http's */
+	__u8 adopted;       /* serverHandler took it over: req is now an *http.Request */
 };
 
 struct client_call {
@@ -208,11 +233,11 @@ __noinline int join_trace(struct http_server_event *ev)
 
 /* register_span makes the request's span the parent of the calls made under it, by
  * any probe: its context (req.ctx's data word) and its goroutine stand for it. */
-static __always_inline void register_span(struct server_call *st, __u64 g)
+static __always_inline void register_span(struct server_call *st, __u64 g, __u64 ctx_off)
 {
 	if (!inflight_wanted)
 		return;
-	st->ctx = read_ptr(st->req + off_http_Request_ctx + 8);
+	st->ctx = read_ptr(st->req + ctx_off + 8);
 	struct span_ref *ref = &st->ref;
 	__builtin_memcpy(&ref->sc, &st->ev.sc, sizeof(ref->sc));
 	ref->flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
@@ -222,10 +247,17 @@ static __always_inline void register_span(struct server_call *st, __u64 g)
 	st->inflight = inflight_begin(g, st->ctx, ref);
 }
 
-static __always_inline int server_entry(struct go_regs *ctx, const int swiss_maps)
+/* Where a request type keeps what a span needs: *http.Request's fields, or Go 1.27's
+ * *http2.ServerRequest's (no protocol version: always HTTP/2.0). */
+struct request_layout {
+	__u64 method, url, header, host, remote_addr, ctx, proto_major, proto_minor;
+};
+
+/* server_begin begins the span of request req, answered through resp (the
+ * ResponseWriter's data word). */
+static __always_inline int server_begin(struct go_regs *ctx, __u64 resp, __u64 req, const struct request_layout *l,
+					const int swiss_maps)
 {
-	if (!server_enabled)
-		return 0;
 	learn_app_process();
 	__u64 g = go_goroutine(ctx);
 	struct server_call *st = new_entry(&server_calls, &g, &zeroes);
@@ -233,18 +265,20 @@ static __always_inline int server_entry(struct go_regs *ctx, const int swiss_map
 		return 0;
 	st->ev.kind = EVENT_SERVER;
 	st->ev.start_ns = bpf_ktime_get_ns();
-	st->resp = go_arg(ctx, 3); /* rw's data word: *http.response for HTTP/1 */
-	st->req = go_arg(ctx, 4);
-	__u64 req = st->req;
+	st->resp = resp;
+	st->req = req;
 
-	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + off_http_Request_Method);
-	st->ev.host_len = read_go_string(st->ev.host, HOST_MAX, req + off_http_Request_Host);
-	st->ev.remote_len = read_go_string(st->ev.remote_addr, REMOTE_MAX, req + off_http_Request_RemoteAddr);
-	__u64 url = read_ptr(req + off_http_Request_URL);
-	if (url)
-		st->ev.path_len = read_go_string(st->ev.path, PATH_MAX, url + off_url_URL_Path);
-	st->ev.proto_major = (__u8)read_ptr(req + off_http_Request_ProtoMajor);
-	st->ev.proto_minor = (__u8)read_ptr(req + off_http_Request_ProtoMinor);
+	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + l->method);
+	st->ev.host_len = read_go_string(st->ev.host, HOST_MAX, req + l->host);
+	st->ev.remote_len = read_go_string(st->ev.remote_addr, REMOTE_MAX, req + l->remote_addr);
+	st->url = read_ptr(req + l->url);
+	if (st->url)
+		st->ev.path_len = read_go_string(st->ev.path, PATH_MAX, st->url + off_url_URL_Path);
+	st->ev.proto_major = 2;
+	if (l->proto_major != OFFSET_NONE) {
+		st->ev.proto_major = (__u8)read_ptr(req + l->proto_major);
+		st->ev.proto_minor = (__u8)read_ptr(req + l->proto_minor);
+	}
 	/* "PRI * HTTP/2.0" is the HTTP/2 connection preface, which an h2c handler
 	 * (golang.org/x/net/http2/h2c) takes over as a connection: no request. */
 	if (st->ev.proto_major == 2 && st->ev.method_len == 3 && st->ev.method[0] == 'P' && st->ev.method[1] == 'R' &&
@@ -253,7 +287,7 @@ static __always_inline int server_entry(struct go_regs *ctx, const int swiss_map
 		return 0;
 	}
 
-	capture_headers(read_ptr(req + off_http_Request_Header), &st->ev.hdr, swiss_maps);
+	capture_headers(read_ptr(req + l->header), &st->ev.hdr, swiss_maps);
 	if (trace_context && join_trace(&st->ev)) {
 		st->ev.has_parent = 1;
 	} else {
@@ -261,8 +295,85 @@ static __always_inline int server_entry(struct go_regs *ctx, const int swiss_map
 		st->ev.hdr.tracestate_len = 0; /* tracestate without a valid traceparent is void */
 	}
 	random_bytes(st->ev.sc.span_id, SPAN_ID_SIZE);
-	register_span(st, g);
+	register_span(st, g, l->ctx);
 	return 0;
+}
+
+/* server_end reads the route and the status, outputs the span and forgets it. A
+ * handler that wrote no header gets 200 when it returns. */
+static __always_inline void server_end(struct server_call *st, __u64 g)
+{
+	st->ev.end_ns = bpf_ktime_get_ns();
+	__u64 req = st->req;
+
+	/* An HTTP/1 ResponseWriter is an *http.response, an HTTP/2 one the HTTP/2
+	 * server's: net/http's own, or x/net's. */
+	__u64 rws_off = OFFSET_NONE, status_off = OFFSET_NONE;
+	if (st->xnet) {
+		rws_off = off_x_http2_responseWriter_rws;
+		status_off = off_x_http2_responseWriterState_status;
+	} else if (st->ev.proto_major == 1) {
+		__u64 status = read_ptr(st->resp + off_http_response_status);
+		st->ev.status = status ? (__u16)status : 200;
+	} else if (st->ev.proto_major == 2) {
+		rws_off = off_http_http2responseWriter_rws;
+		status_off = off_http_http2responseWriterState_status;
+		if (rws_off == OFFSET_NONE) { /* Go 1.27+ */
+			rws_off = off_http2_responseWriter_rws;
+			status_off = off_http2_responseWriterState_status;
+		}
+	}
+	if (rws_off != OFFSET_NONE && status_off != OFFSET_NONE) {
+		__u64 status = read_ptr(read_ptr(st->resp + rws_off) + status_off);
+		st->ev.status = status ? (__u16)status : 200;
+	}
+	/* The route is the *http.Request's, set by a ServeMux: not there when Go 1.27's
+	 * HTTP/2 server ran the handler without serverHandler. */
+	int http_request = !(st->outer && !st->xnet && !st->adopted);
+	if (!http_request) {
+	} else if (off_http_Request_Pattern != OFFSET_NONE) {
+		st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, req + off_http_Request_Pattern);
+	} else if (off_http_Request_pat != OFFSET_NONE) {
+		__u64 pat = read_ptr(req + off_http_Request_pat);
+		if (pat)
+			st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, pat + off_http_pattern_str);
+	}
+	if (st->inflight)
+		inflight_end(g, st->ctx, st->inflight);
+	submit(&st->ev, sizeof(st->ev));
+	bpf_map_delete_elem(&server_calls, &g);
+}
+
+/* The *http.Request's layout. */
+static __always_inline void http_request_layout(struct request_layout *l)
+{
+	l->method = off_http_Request_Method;
+	l->url = off_http_Request_URL;
+	l->header = off_http_Request_Header;
+	l->host = off_http_Request_Host;
+	l->remote_addr = off_http_Request_RemoteAddr;
+	l->ctx = off_http_Request_ctx;
+	l->proto_major = off_http_Request_ProtoMajor;
+	l->proto_minor = off_http_Request_ProtoMinor;
+}
+
+/* serverHandler.ServeHTTP(sh, rw, req): rw's data word is argument 3 (an
+ * *http.response for HTTP/1), req argument 4. */
+static __always_inline int server_entry(struct go_regs *ctx, const int swiss_maps)
+{
+	if (!server_enabled)
+		return 0;
+	__u64 g = go_goroutine(ctx), req = go_arg(ctx, 4);
+	struct server_call *outer = bpf_map_lookup_elem(&server_calls, &g);
+	if (outer && outer->outer && !outer->adopted && outer->url && outer->url == read_ptr(req + off_http_Request_URL)) {
+		/* An HTTP/2 server's runHandler began this request's span. */
+		outer->req = req;
+		outer->adopted = 1;
+		return 0;
+	}
+	struct request_layout l;
+	http_request_layout(&l);
+	return server_begin(ctx, go_arg(ctx, 3), req, &l, swiss_maps);
 }
 
 /* One entry program per map layout; the loader loads the one the target needs. */
@@ -283,38 +394,67 @@ int server_return(struct go_regs *ctx)
 {
 	__u64 g = go_goroutine(ctx);
 	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
-	if (!st)
-		return 0;
-	st->ev.end_ns = bpf_ktime_get_ns();
-	__u64 req = st->req;
+	if (st)
+		server_end(st, g);
+	return 0;
+}
 
-	/* An HTTP/1 ResponseWriter is an *http.response, an HTTP/2 one the HTTP/2
-	 * server's. A handler that wrote no header gets 200 when ServeHTTP returns. */
-	if (st->ev.proto_major == 1) {
-		__u64 status = read_ptr(st->resp + off_http_response_status);
-		st->ev.status = status ? (__u16)status : 200;
-	} else if (st->ev.proto_major == 2) {
-		__u64 rws_off = off_http_http2responseWriter_rws, status_off = off_http_http2responseWriterState_status;
-		if (rws_off == OFFSET_NONE) { /* Go 1.27+ */
-			rws_off = off_http2_responseWriter_rws;
-			status_off = off_http2_responseWriterState_status;
-		}
-		if (rws_off != OFFSET_NONE && status_off != OFFSET_NONE) {
-			__u64 status = read_ptr(read_ptr(st->resp + rws_off) + status_off);
-			st->ev.status = status ? (__u16)status : 200;
-		}
+/* An HTTP/2 server's (*serverConn).runHandler(sc, rw, req, handler): x/net's own,
+ * req an *http.Request, or Go 1.27's net/http/internal/http2, req an *ServerRequest. */
+static __always_inline int h2_server_entry(struct go_regs *ctx, const int swiss_maps, const int xnet)
+{
+	if (!xnet_server_enabled)
+		return 0;
+	struct request_layout l;
+	if (xnet) {
+		http_request_layout(&l);
+	} else {
+		l.method = off_http2_ServerRequest_Method;
+		l.url = off_http2_ServerRequest_URL;
+		l.header = off_http2_ServerRequest_Header;
+		l.host = off_http2_ServerRequest_Host;
+		l.remote_addr = off_http2_ServerRequest_RemoteAddr;
+		l.ctx = off_http2_ServerRequest_Context;
+		l.proto_major = OFFSET_NONE;
+		l.proto_minor = OFFSET_NONE;
 	}
-	if (off_http_Request_Pattern != OFFSET_NONE) {
-		st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, req + off_http_Request_Pattern);
-	} else if (off_http_Request_pat != OFFSET_NONE) {
-		__u64 pat = read_ptr(req + off_http_Request_pat);
-		if (pat)
-			st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, pat + off_http_pattern_str);
+	__u64 g = go_goroutine(ctx);
+	server_begin(ctx, go_arg(ctx, 2), go_arg(ctx, 3), &l, swiss_maps);
+	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
+	if (st) {
+		st->outer = 1;
+		st->xnet = xnet;
 	}
-	if (st->inflight)
-		inflight_end(g, st->ctx, st->inflight);
-	submit(&st->ev, sizeof(st->ev));
-	bpf_map_delete_elem(&server_calls, &g);
+	return 0;
+}
+
+SEC("uprobe/x_http2_serverConn_runHandler")
+int xnet_server_entry_swiss(struct go_regs *ctx)
+{
+	return h2_server_entry(ctx, 1, 1);
+}
+
+SEC("uprobe/x_http2_serverConn_runHandler")
+int xnet_server_entry_hmap(struct go_regs *ctx)
+{
+	return h2_server_entry(ctx, 0, 1);
+}
+
+SEC("uprobe/http2_serverConn_runHandler")
+int h2_server_entry_swiss(struct go_regs *ctx)
+{
+	return h2_server_entry(ctx, 1, 0);
+}
+
+/* The (*responseWriter).handlerDone(rw) of either, in runHandler's goroutine. */
+SEC("uprobe/http2_responseWriter_handlerDone")
+int h2_server_done(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
+	if (!st || !st->outer || st->resp != go_arg(ctx, 1))
+		return 0;
+	server_end(st, g);
 	return 0;
 }
 

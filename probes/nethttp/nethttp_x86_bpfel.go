@@ -129,8 +129,13 @@ type nethttpServerCall struct {
 	Resp     uint64
 	Ctx      uint64
 	Ref      nethttpSpanRef
+	_        [4]byte
+	Url      uint64
 	Inflight uint8
-	_        [3]byte
+	Outer    uint8
+	Xnet     uint8
+	Adopted  uint8
+	_        [4]byte
 }
 
 type nethttpSpanRef struct {
@@ -203,8 +208,13 @@ type nethttpZeroValue struct {
 			TracestateLen uint16
 			Tracestate    [256]uint8
 		}
+		_        [4]byte
+		Url      uint64
 		Inflight uint8
-		_        [3]byte
+		Outer    uint8
+		Xnet     uint8
+		Adopted  uint8
+		_        [4]byte
 	}
 }
 
@@ -227,13 +237,23 @@ const (
 	nethttpProgClientReturn                         = "client_return"
 	nethttpProgH2RequestWrite                       = "h2_request_write"
 	nethttpProgH2RequestWriteInternal               = "h2_request_write_internal"
+	nethttpProgH2ServerDone                         = "h2_server_done"
+	nethttpProgH2ServerEntrySwiss                   = "h2_server_entry_swiss"
 	nethttpProgRequestWrite                         = "request_write"
 	nethttpProgServerEntryHmap                      = "server_entry_hmap"
 	nethttpProgServerEntrySwiss                     = "server_entry_swiss"
 	nethttpProgServerReturn                         = "server_return"
+	nethttpProgXnetServerEntryHmap                  = "xnet_server_entry_hmap"
+	nethttpProgXnetServerEntrySwiss                 = "xnet_server_entry_swiss"
 	nethttpVarClientEnabled                         = "client_enabled"
 	nethttpVarInflightWanted                        = "inflight_wanted"
 	nethttpVarOffHttp2ClientRequestURL              = "off_http2_ClientRequest_URL"
+	nethttpVarOffHttp2ServerRequestContext          = "off_http2_ServerRequest_Context"
+	nethttpVarOffHttp2ServerRequestHeader           = "off_http2_ServerRequest_Header"
+	nethttpVarOffHttp2ServerRequestHost             = "off_http2_ServerRequest_Host"
+	nethttpVarOffHttp2ServerRequestMethod           = "off_http2_ServerRequest_Method"
+	nethttpVarOffHttp2ServerRequestRemoteAddr       = "off_http2_ServerRequest_RemoteAddr"
+	nethttpVarOffHttp2ServerRequestURL              = "off_http2_ServerRequest_URL"
 	nethttpVarOffHttp2ResponseWriterStateStatus     = "off_http2_responseWriterState_status"
 	nethttpVarOffHttp2ResponseWriterRws             = "off_http2_responseWriter_rws"
 	nethttpVarOffHttpRequestHeader                  = "off_http_Request_Header"
@@ -265,6 +285,8 @@ const (
 	nethttpVarOffUrlURL_Path                        = "off_url_URL_Path"
 	nethttpVarOffUrlURL_RawQuery                    = "off_url_URL_RawQuery"
 	nethttpVarOffUrlURL_Scheme                      = "off_url_URL_Scheme"
+	nethttpVarOffX_http2ResponseWriterStateStatus   = "off_x_http2_responseWriterState_status"
+	nethttpVarOffX_http2ResponseWriterRws           = "off_x_http2_responseWriter_rws"
 	nethttpVarPropagate                             = "propagate"
 	nethttpVarSamplerParentBased                    = "sampler_parent_based"
 	nethttpVarSamplerRatioBound                     = "sampler_ratio_bound"
@@ -273,6 +295,7 @@ const (
 	nethttpVarTraceContext                          = "trace_context"
 	nethttpVarUnusedClientEvent                     = "unused_client_event"
 	nethttpVarUnusedServerEvent                     = "unused_server_event"
+	nethttpVarXnetServerEnabled                     = "xnet_server_enabled"
 	nethttpVarZeroes                                = "zeroes"
 )
 
@@ -323,10 +346,14 @@ type nethttpProgramSpecs struct {
 	ClientReturn           *ebpf.ProgramSpec `ebpf:"client_return"`
 	H2RequestWrite         *ebpf.ProgramSpec `ebpf:"h2_request_write"`
 	H2RequestWriteInternal *ebpf.ProgramSpec `ebpf:"h2_request_write_internal"`
+	H2ServerDone           *ebpf.ProgramSpec `ebpf:"h2_server_done"`
+	H2ServerEntrySwiss     *ebpf.ProgramSpec `ebpf:"h2_server_entry_swiss"`
 	RequestWrite           *ebpf.ProgramSpec `ebpf:"request_write"`
 	ServerEntryHmap        *ebpf.ProgramSpec `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss       *ebpf.ProgramSpec `ebpf:"server_entry_swiss"`
 	ServerReturn           *ebpf.ProgramSpec `ebpf:"server_return"`
+	XnetServerEntryHmap    *ebpf.ProgramSpec `ebpf:"xnet_server_entry_hmap"`
+	XnetServerEntrySwiss   *ebpf.ProgramSpec `ebpf:"xnet_server_entry_swiss"`
 }
 
 // nethttpMapSpecs contains maps before they are loaded into the kernel.
@@ -352,6 +379,12 @@ type nethttpVariableSpecs struct {
 	ClientEnabled                         *ebpf.VariableSpec `ebpf:"client_enabled"`
 	InflightWanted                        *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffHttp2ClientRequestURL              *ebpf.VariableSpec `ebpf:"off_http2_ClientRequest_URL"`
+	OffHttp2ServerRequestContext          *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Context"`
+	OffHttp2ServerRequestHeader           *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Header"`
+	OffHttp2ServerRequestHost             *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Host"`
+	OffHttp2ServerRequestMethod           *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Method"`
+	OffHttp2ServerRequestRemoteAddr       *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_RemoteAddr"`
+	OffHttp2ServerRequestURL              *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.VariableSpec `ebpf:"off_http2_responseWriterState_status"`
 	OffHttp2ResponseWriterRws             *ebpf.VariableSpec `ebpf:"off_http2_responseWriter_rws"`
 	OffHttpRequestHeader                  *ebpf.VariableSpec `ebpf:"off_http_Request_Header"`
@@ -383,6 +416,8 @@ type nethttpVariableSpecs struct {
 	OffUrlURL_Path                        *ebpf.VariableSpec `ebpf:"off_url_URL_Path"`
 	OffUrlURL_RawQuery                    *ebpf.VariableSpec `ebpf:"off_url_URL_RawQuery"`
 	OffUrlURL_Scheme                      *ebpf.VariableSpec `ebpf:"off_url_URL_Scheme"`
+	OffX_http2ResponseWriterStateStatus   *ebpf.VariableSpec `ebpf:"off_x_http2_responseWriterState_status"`
+	OffX_http2ResponseWriterRws           *ebpf.VariableSpec `ebpf:"off_x_http2_responseWriter_rws"`
 	Propagate                             *ebpf.VariableSpec `ebpf:"propagate"`
 	SamplerParentBased                    *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	SamplerRatioBound                     *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
@@ -391,6 +426,7 @@ type nethttpVariableSpecs struct {
 	TraceContext                          *ebpf.VariableSpec `ebpf:"trace_context"`
 	UnusedClientEvent                     *ebpf.VariableSpec `ebpf:"unused_client_event"`
 	UnusedServerEvent                     *ebpf.VariableSpec `ebpf:"unused_server_event"`
+	XnetServerEnabled                     *ebpf.VariableSpec `ebpf:"xnet_server_enabled"`
 	Zeroes                                *ebpf.VariableSpec `ebpf:"zeroes"`
 }
 
@@ -448,6 +484,12 @@ type nethttpVariables struct {
 	ClientEnabled                         *ebpf.Variable `ebpf:"client_enabled"`
 	InflightWanted                        *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffHttp2ClientRequestURL              *ebpf.Variable `ebpf:"off_http2_ClientRequest_URL"`
+	OffHttp2ServerRequestContext          *ebpf.Variable `ebpf:"off_http2_ServerRequest_Context"`
+	OffHttp2ServerRequestHeader           *ebpf.Variable `ebpf:"off_http2_ServerRequest_Header"`
+	OffHttp2ServerRequestHost             *ebpf.Variable `ebpf:"off_http2_ServerRequest_Host"`
+	OffHttp2ServerRequestMethod           *ebpf.Variable `ebpf:"off_http2_ServerRequest_Method"`
+	OffHttp2ServerRequestRemoteAddr       *ebpf.Variable `ebpf:"off_http2_ServerRequest_RemoteAddr"`
+	OffHttp2ServerRequestURL              *ebpf.Variable `ebpf:"off_http2_ServerRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.Variable `ebpf:"off_http2_responseWriterState_status"`
 	OffHttp2ResponseWriterRws             *ebpf.Variable `ebpf:"off_http2_responseWriter_rws"`
 	OffHttpRequestHeader                  *ebpf.Variable `ebpf:"off_http_Request_Header"`
@@ -479,6 +521,8 @@ type nethttpVariables struct {
 	OffUrlURL_Path                        *ebpf.Variable `ebpf:"off_url_URL_Path"`
 	OffUrlURL_RawQuery                    *ebpf.Variable `ebpf:"off_url_URL_RawQuery"`
 	OffUrlURL_Scheme                      *ebpf.Variable `ebpf:"off_url_URL_Scheme"`
+	OffX_http2ResponseWriterStateStatus   *ebpf.Variable `ebpf:"off_x_http2_responseWriterState_status"`
+	OffX_http2ResponseWriterRws           *ebpf.Variable `ebpf:"off_x_http2_responseWriter_rws"`
 	Propagate                             *ebpf.Variable `ebpf:"propagate"`
 	SamplerParentBased                    *ebpf.Variable `ebpf:"sampler_parent_based"`
 	SamplerRatioBound                     *ebpf.Variable `ebpf:"sampler_ratio_bound"`
@@ -487,6 +531,7 @@ type nethttpVariables struct {
 	TraceContext                          *ebpf.Variable `ebpf:"trace_context"`
 	UnusedClientEvent                     *ebpf.Variable `ebpf:"unused_client_event"`
 	UnusedServerEvent                     *ebpf.Variable `ebpf:"unused_server_event"`
+	XnetServerEnabled                     *ebpf.Variable `ebpf:"xnet_server_enabled"`
 	Zeroes                                *ebpf.Variable `ebpf:"zeroes"`
 }
 
@@ -499,10 +544,14 @@ type nethttpPrograms struct {
 	ClientReturn           *ebpf.Program `ebpf:"client_return"`
 	H2RequestWrite         *ebpf.Program `ebpf:"h2_request_write"`
 	H2RequestWriteInternal *ebpf.Program `ebpf:"h2_request_write_internal"`
+	H2ServerDone           *ebpf.Program `ebpf:"h2_server_done"`
+	H2ServerEntrySwiss     *ebpf.Program `ebpf:"h2_server_entry_swiss"`
 	RequestWrite           *ebpf.Program `ebpf:"request_write"`
 	ServerEntryHmap        *ebpf.Program `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss       *ebpf.Program `ebpf:"server_entry_swiss"`
 	ServerReturn           *ebpf.Program `ebpf:"server_return"`
+	XnetServerEntryHmap    *ebpf.Program `ebpf:"xnet_server_entry_hmap"`
+	XnetServerEntrySwiss   *ebpf.Program `ebpf:"xnet_server_entry_swiss"`
 }
 
 func (p *nethttpPrograms) Close() error {
@@ -512,10 +561,14 @@ func (p *nethttpPrograms) Close() error {
 		p.ClientReturn,
 		p.H2RequestWrite,
 		p.H2RequestWriteInternal,
+		p.H2ServerDone,
+		p.H2ServerEntrySwiss,
 		p.RequestWrite,
 		p.ServerEntryHmap,
 		p.ServerEntrySwiss,
 		p.ServerReturn,
+		p.XnetServerEntryHmap,
+		p.XnetServerEntrySwiss,
 	)
 }
 

@@ -71,7 +71,9 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 			{Spec: ServerSpec.Name, Symbol: serveHTTP, Entry: "server_entry" + layout, Return: "server_return"},
 			{Spec: ClientSpec.Name, Symbol: roundTrip, Entry: "client_entry" + layout, Return: "client_return"},
 		},
-		Enable:  map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
+		Enable: map[string]string{
+			ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled", XNetServerSpec.Name: "xnet_server_enabled",
+		},
 		Writers: writers,
 		Decode:  p.decode,
 	}
@@ -80,6 +82,15 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	xnet := kit.Uprobe{Spec: ClientSpec.Name, Symbol: xnetRoundTrip, Entry: "client_entry" + layout, Return: "client_return"}
 	if reps.Enabled(ClientSpec.Name) && hasFunction(reps[ClientSpec.Name], xnetRoundTrip, xnetRoundTripOld) {
 		spec.Uprobes = append(spec.Uprobes, xnet)
+	}
+	// An HTTP/2 server that runs handlers itself: x/net's own, or Go 1.27's for x/net.
+	if rep := reps[XNetServerSpec.Name]; rep.Enabled {
+		run := kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetRunHandler, Entry: "xnet_server_entry" + layout}
+		done := kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetHandlerDone, Entry: "h2_server_done"}
+		if !hasFunction(rep, xnetRunHandler) {
+			run.Symbol, run.Entry, done.Symbol = h2RunHandler127, "h2_server_entry_swiss", h2HandlerDone127
+		}
+		spec.Uprobes = append(spec.Uprobes, run, done)
 	}
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {

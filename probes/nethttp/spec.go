@@ -7,30 +7,38 @@ import "github.com/otel-go-launcher/otel-go-launcher/offsets"
 
 // Fields read by the BPF program, by name.
 var (
-	reqMethod      = offsets.FieldRef{Struct: "net/http.Request", Field: "Method"}
-	reqURL         = offsets.FieldRef{Struct: "net/http.Request", Field: "URL"}
-	reqProtoMajor  = offsets.FieldRef{Struct: "net/http.Request", Field: "ProtoMajor"}
-	reqProtoMinor  = offsets.FieldRef{Struct: "net/http.Request", Field: "ProtoMinor"}
-	reqHeader      = offsets.FieldRef{Struct: "net/http.Request", Field: "Header"}
-	reqHost        = offsets.FieldRef{Struct: "net/http.Request", Field: "Host"}
-	reqRemoteAddr  = offsets.FieldRef{Struct: "net/http.Request", Field: "RemoteAddr"}
-	reqPat         = offsets.FieldRef{Struct: "net/http.Request", Field: "pat"}
-	reqPattern     = offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"}
-	reqCtx         = offsets.FieldRef{Struct: "net/http.Request", Field: "ctx"}
-	patternStr     = offsets.FieldRef{Struct: "net/http.pattern", Field: "str"}
-	urlScheme      = offsets.FieldRef{Struct: "net/url.URL", Field: "Scheme"}
-	urlHost        = offsets.FieldRef{Struct: "net/url.URL", Field: "Host"}
-	urlPath        = offsets.FieldRef{Struct: "net/url.URL", Field: "Path"}
-	urlRawQuery    = offsets.FieldRef{Struct: "net/url.URL", Field: "RawQuery"}
-	responseStatus = offsets.FieldRef{Struct: "net/http.response", Field: "status"}
-	h2WriterRWS    = offsets.FieldRef{Struct: "net/http.http2responseWriter", Field: "rws"}
-	h2WriterStatus = offsets.FieldRef{Struct: "net/http.http2responseWriterState", Field: "status"}
-	h2WriterRWS127 = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriter", Field: "rws"}
-	h2Status127    = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriterState", Field: "status"}
-	h2ClientReqURL = offsets.FieldRef{Struct: "net/http/internal/http2.ClientRequest", Field: "URL"}
-	respStatusCode = offsets.FieldRef{Struct: "net/http.Response", Field: "StatusCode"}
-	respProtoMajor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMajor"}
-	respProtoMinor = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMinor"}
+	reqMethod       = offsets.FieldRef{Struct: "net/http.Request", Field: "Method"}
+	reqURL          = offsets.FieldRef{Struct: "net/http.Request", Field: "URL"}
+	reqProtoMajor   = offsets.FieldRef{Struct: "net/http.Request", Field: "ProtoMajor"}
+	reqProtoMinor   = offsets.FieldRef{Struct: "net/http.Request", Field: "ProtoMinor"}
+	reqHeader       = offsets.FieldRef{Struct: "net/http.Request", Field: "Header"}
+	reqHost         = offsets.FieldRef{Struct: "net/http.Request", Field: "Host"}
+	reqRemoteAddr   = offsets.FieldRef{Struct: "net/http.Request", Field: "RemoteAddr"}
+	reqPat          = offsets.FieldRef{Struct: "net/http.Request", Field: "pat"}
+	reqPattern      = offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"}
+	reqCtx          = offsets.FieldRef{Struct: "net/http.Request", Field: "ctx"}
+	patternStr      = offsets.FieldRef{Struct: "net/http.pattern", Field: "str"}
+	urlScheme       = offsets.FieldRef{Struct: "net/url.URL", Field: "Scheme"}
+	urlHost         = offsets.FieldRef{Struct: "net/url.URL", Field: "Host"}
+	urlPath         = offsets.FieldRef{Struct: "net/url.URL", Field: "Path"}
+	urlRawQuery     = offsets.FieldRef{Struct: "net/url.URL", Field: "RawQuery"}
+	responseStatus  = offsets.FieldRef{Struct: "net/http.response", Field: "status"}
+	h2WriterRWS     = offsets.FieldRef{Struct: "net/http.http2responseWriter", Field: "rws"}
+	h2WriterStatus  = offsets.FieldRef{Struct: "net/http.http2responseWriterState", Field: "status"}
+	h2WriterRWS127  = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriter", Field: "rws"}
+	h2Status127     = offsets.FieldRef{Struct: "net/http/internal/http2.responseWriterState", Field: "status"}
+	h2ClientReqURL  = offsets.FieldRef{Struct: "net/http/internal/http2.ClientRequest", Field: "URL"}
+	h2ReqContext    = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "Context"}
+	h2ReqMethod     = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "Method"}
+	h2ReqURL        = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "URL"}
+	h2ReqHeader     = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "Header"}
+	h2ReqHost       = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "Host"}
+	h2ReqRemoteAddr = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "RemoteAddr"}
+	xnetWriterRWS   = offsets.FieldRef{Struct: "golang.org/x/net/http2.responseWriter", Field: "rws"}
+	xnetStatus      = offsets.FieldRef{Struct: "golang.org/x/net/http2.responseWriterState", Field: "status"}
+	respStatusCode  = offsets.FieldRef{Struct: "net/http.Response", Field: "StatusCode"}
+	respProtoMajor  = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMajor"}
+	respProtoMinor  = offsets.FieldRef{Struct: "net/http.Response", Field: "ProtoMinor"}
 
 	// http.Header is a map[string][]string: its layout is the runtime's.
 	hmapB          = offsets.FieldRef{Struct: "runtime.hmap", Field: "B"}
@@ -98,6 +106,67 @@ var ServerSpec = offsets.Spec{
 	Program:     trackerProgram,
 }
 
+// XNetServerSpec: an HTTP/2 server that calls the app's handler itself, not through
+// net/http's serverHandler: golang.org/x/net/http2's own (h2c.NewHandler,
+// http2.Server.ServeConn), or - x/net v0.60+ built with Go 1.27, which hands its
+// connections to net/http - Go 1.27's net/http/internal/http2. The entry of its
+// serverConn.runHandler(rw, req, handler), where the request is complete, and the entry
+// of responseWriter.handlerDone, which runHandler defers: the handler has returned and
+// the status is still there (handlerDone then frees it, before runHandler's RETs). Two
+// hits per request, both entries. Only in a program with x/net's server: elsewhere
+// every request reaches serverHandler. A request that reaches serverHandler under it
+// too (x/net's ConfigureServer over TLS; every HTTP/2 request of a Go 1.27 program
+// with x/net's h2c) is still one span, with four hits.
+var XNetServerSpec = offsets.Spec{
+	Name:   "x/net/http2.server",
+	Module: xnetModule,
+	Functions: []offsets.FuncSpec{
+		{Symbols: []string{xnetRunHandler, h2RunHandler127}, Needs: xnetServer},
+		{Symbols: []string{xnetHandlerDone, h2HandlerDone127}, Needs: xnetServer},
+	},
+	Fields: append([]offsets.FieldSpec{
+		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
+		{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr}, {FieldRef: reqCtx},
+		{FieldRef: reqPat, Since: "go1.22", Optional: true},
+		{FieldRef: reqPattern, Since: "go1.23", Optional: true},
+		{FieldRef: patternStr, Since: "go1.22", Optional: true},
+		{FieldRef: urlPath},
+		{FieldRef: responseStatus},
+		// x/net's own server's (x/net v0.60+ built with Go 1.27 has none). Optional:
+		// without them, its spans have no status code.
+		{FieldRef: xnetWriterRWS, Optional: true}, {FieldRef: xnetStatus, Optional: true},
+		{FieldRef: h2WriterRWS, Before: http2InternalSince, Optional: true},
+		{FieldRef: h2WriterStatus, Before: http2InternalSince, Optional: true},
+		{FieldRef: h2WriterRWS127, Since: http2InternalSince},
+		{FieldRef: h2Status127, Since: http2InternalSince},
+		{FieldRef: h2ReqContext, Since: http2InternalSince},
+		{FieldRef: h2ReqMethod, Since: http2InternalSince},
+		{FieldRef: h2ReqURL, Since: http2InternalSince},
+		{FieldRef: h2ReqHeader, Since: http2InternalSince},
+		{FieldRef: h2ReqHost, Since: http2InternalSince},
+		{FieldRef: h2ReqRemoteAddr, Since: http2InternalSince},
+	}, headerMapFields...),
+	Experiments: mapExperiments,
+	Program:     xnetTrackerProgram,
+}
+
+// xnetTrackerProgram reaches x/net's HTTP/2 server: the offsets tracker builds it with
+// each version of golang.org/x/net.
+const xnetTrackerProgram = `package main
+
+import (
+	"net/http"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+)
+
+func main() {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	go http.ListenAndServe("127.0.0.1:0", h2c.NewHandler(h, &http2.Server{}))
+}
+`
+
 // headerMapFields are what reading an http.Header (a map[string][]string) takes.
 var headerMapFields = []offsets.FieldSpec{
 	{FieldRef: hmapB, Before: swissMapsSince},
@@ -128,7 +197,7 @@ var ClientSpec = offsets.Spec{
 		{Symbols: []string{xnetRoundTrip, xnetRoundTripOld}, Returns: true, Optional: true},
 		{Symbols: []string{h2EncodeHeaders}, Optional: true},
 		{Symbols: []string{h2EncodeHeaders127}, Optional: true},
-		{Symbols: []string{xnetEncodeHeaders}, Optional: true},
+		{Symbols: []string{xnetEncodeHeaders, xnetEncodeHeadersOld}, Optional: true},
 	},
 	Fields: append([]offsets.FieldSpec{
 		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqHeader}, {FieldRef: reqCtx},
@@ -142,7 +211,7 @@ var ClientSpec = offsets.Spec{
 }
 
 // Specs are this package's probes, in the order Attach and Configure take reports.
-var Specs = []offsets.Spec{ServerSpec, ClientSpec}
+var Specs = []offsets.Spec{ServerSpec, ClientSpec, XNetServerSpec}
 
 const (
 	serveHTTP    = "net/http.serverHandler.ServeHTTP"
@@ -153,9 +222,22 @@ const (
 	// (req *ClientRequest).
 	// golang.org/x/net/http2's transport, (t, req, opt): the unexported one since
 	// 2024, the exported one (which may be inlined since) before.
-	xnetRoundTrip      = "golang.org/x/net/http2.(*Transport).roundTripOpt"
-	xnetRoundTripOld   = "golang.org/x/net/http2.(*Transport).RoundTripOpt"
-	h2EncodeHeaders    = "net/http.(*http2clientStream).encodeAndWriteHeaders"
-	xnetEncodeHeaders  = "golang.org/x/net/http2.(*clientStream).encodeAndWriteHeaders"
-	h2EncodeHeaders127 = "net/http/internal/http2.(*clientStream).encodeAndWriteHeaders"
+	xnetRoundTrip     = "golang.org/x/net/http2.(*Transport).roundTripOpt"
+	xnetRoundTripOld  = "golang.org/x/net/http2.(*Transport).RoundTripOpt"
+	h2EncodeHeaders   = "net/http.(*http2clientStream).encodeAndWriteHeaders"
+	xnetEncodeHeaders = "golang.org/x/net/http2.(*clientStream).encodeAndWriteHeaders"
+	// x/net before 2022 encodes the header block in ClientConn.encodeHeaders(cc, req,
+	// ...), and writes it in the same goroutine.
+	xnetEncodeHeadersOld = "golang.org/x/net/http2.(*ClientConn).encodeHeaders"
+	h2EncodeHeaders127   = "net/http/internal/http2.(*clientStream).encodeAndWriteHeaders"
+
+	xnetModule      = "golang.org/x/net"
+	xnetRunHandler  = "golang.org/x/net/http2.(*serverConn).runHandler"
+	xnetHandlerDone = "golang.org/x/net/http2.(*responseWriter).handlerDone"
+	// Go 1.27's HTTP/2 server, which x/net v0.60+ wraps when built with Go 1.27.
+	h2RunHandler127  = "net/http/internal/http2.(*serverConn).runHandler"
+	h2HandlerDone127 = "net/http/internal/http2.(*responseWriter).handlerDone"
 )
+
+// xnetServer: x/net's HTTP/2 server is in the program (serveConn since v0.60).
+var xnetServer = []string{"golang.org/x/net/http2.(*Server).serveConn", "golang.org/x/net/http2.(*Server).ServeConn"}
