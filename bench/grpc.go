@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +24,8 @@ import (
 // service whose handler makes two unary calls and a stream to a second, untraced one:
 // its server span and three client spans per RPC, each carrying its traceparent with
 // propagation. "h2c proxy" is an HTTP/1 request whose handler makes an h2c request
-// (net/http's client) to the second one.
+// (net/http's client) to the second one. "x/net h2c" is a request to the service's
+// golang.org/x/net/http2 h2c handler, over plaintext HTTP/2.
 func grpcBench(env *benchEnv) error {
 	tgs, err := testenv.BuildGRPCErr(testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.26.8"})
 	if err != nil {
@@ -51,13 +51,15 @@ func grpcBench(env *benchEnv) error {
 	defer downstream.stop()
 
 	type workload struct {
-		name, method string // a gRPC method, or an HTTP path
-		http         bool
+		name, method string                   // a gRPC method, or an HTTP path
+		http         func() http.RoundTripper // over HTTP: its transport
+		serve        string                   // the variable that starts its HTTP server
 	}
 	workloads := []workload{
-		{"gRPC unary Say", "/demo.Echo/Say", false},
-		{"gRPC Relay (3 client calls)", "/demo.Echo/Relay", false},
-		{"h2c proxy (1 client call)", "/proxy?to=http://" + backH2C + "/sha", true},
+		{"gRPC unary Say", "/demo.Echo/Say", nil, ""},
+		{"gRPC Relay (3 client calls)", "/demo.Echo/Relay", nil, ""},
+		{"h2c proxy (1 client call)", "/proxy?to=http://" + backH2C + "/sha", http1Transport, "GRPCSERVICE_HTTP"},
+		{"x/net h2c server /hello", "/hello", h2cTransport, "GRPCSERVICE_XH2C"},
 	}
 	type config struct {
 		name      string
@@ -82,7 +84,7 @@ func grpcBench(env *benchEnv) error {
 	uprobes := func() (uint64, time.Duration) {
 		var runs uint64
 		var t time.Duration
-		for _, prefix := range []string{"server_", "client_", "request_write", "h2_request_write"} {
+		for _, prefix := range []string{"server_", "xnet_server_", "h2_server_", "client_", "request_write", "h2_request_write"} {
 			r, d := probeStats(prefix)
 			runs, t = runs+r, t+d
 		}
@@ -92,12 +94,15 @@ func grpcBench(env *benchEnv) error {
 		results := make([][]result, len(configs))
 		for r := 0; r < rounds; r++ {
 			for i, c := range configs {
-				launcher, extra := "", []string{"GRPCSERVICE_HTTP=" + freePort()}
+				httpAddr, serve := freePort(), w.serve
+				if serve == "" {
+					serve = "GRPCSERVICE_HTTP"
+				}
+				launcher, extra := "", []string{serve + "=" + httpAddr}
 				if c.launched {
 					launcher = env.launch
 					extra = append(extra, "LAUNCH_PROPAGATE="+c.propagate)
 				}
-				httpAddr := strings.TrimPrefix(extra[0], "GRPCSERVICE_HTTP=")
 				srv, err := startAppUnder(launcher, recv.Endpoint, func(addr string) []string { return []string{path, addr, downstream.addr} }, extra...)
 				if err != nil {
 					return err
@@ -111,14 +116,14 @@ func grpcBench(env *benchEnv) error {
 				}
 				res, err := func() (result, error) {
 					var res result
-					if w.http { // its HTTP server starts beside the gRPC one
+					if w.http != nil { // its HTTP server starts beside the gRPC one
 						if err := waitDial(httpAddr, 5*time.Second); err != nil {
 							return res, err
 						}
 					}
 					loop := func(n int, d time.Duration) (int, error) {
-						if w.http {
-							calls, _, err := loadPath(httpAddr, w.method, n, d)
+						if w.http != nil {
+							calls, _, err := loadPathOver(httpAddr, w.method, n, d, w.http)
 							return calls, err
 						}
 						conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -246,10 +251,10 @@ func callLoop(conn *grpc.ClientConn, method string, conns int, d time.Duration) 
 
 // oneAtATime calls for d, one call at a time - gRPC method on grpcAddr, or GET path on
 // httpAddr - and returns each call's latency.
-func oneAtATime(grpcAddr, httpAddr, path string, overHTTP bool, d time.Duration) ([]time.Duration, error) {
+func oneAtATime(grpcAddr, httpAddr, path string, overHTTP func() http.RoundTripper, d time.Duration) ([]time.Duration, error) {
 	var call func() error
-	if overHTTP {
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+	if overHTTP != nil {
+		client := &http.Client{Transport: overHTTP()}
 		defer client.CloseIdleConnections()
 		call = func() error {
 			resp, err := client.Get("http://" + httpAddr + path)

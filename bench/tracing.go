@@ -103,6 +103,23 @@ func load(addr string, conns int, d time.Duration) (int, time.Duration, error) {
 
 // loadPath is load requesting path (when not "") on every connection.
 func loadPath(addr, path string, conns int, d time.Duration) (int, time.Duration, error) {
+	return loadPathOver(addr, path, conns, d, http1Transport)
+}
+
+// http1Transport: one HTTP/1 connection per client, answers as sent.
+func http1Transport() http.RoundTripper {
+	return &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+}
+
+// h2cTransport speaks plaintext HTTP/2 (prior knowledge): one connection per client.
+func h2cTransport() http.RoundTripper {
+	t := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true, Protocols: new(http.Protocols)}
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
+}
+
+// loadPathOver is loadPath with clients over the transports newTransport makes.
+func loadPathOver(addr, path string, conns int, d time.Duration, newTransport func() http.RoundTripper) (int, time.Duration, error) {
 	var n, total atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
@@ -111,7 +128,7 @@ func loadPath(addr, path string, conns int, d time.Duration) (int, time.Duration
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+			client := &http.Client{Transport: newTransport()}
 			url := "http://" + addr + "/items/" + strconv.Itoa(c)
 			if path != "" {
 				url = "http://" + addr + path
