@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -529,12 +530,20 @@ func TestHTTP2ServerSpans(t *testing.T) {
 					}
 				}
 			}
+			// An HTTP/1.1 request that x/net's h2c handler upgrades (curl --http2): the
+			// HTTP/2 server answers it as stream 1, and it is one span, HTTP/2's.
+			const upgrade = "x/net h2c upgrade"
+			out, err := exec.Command("curl", "-sS", "--http2", "-A", upgrade, "-H", "traceparent: 00-"+traceID+"-"+parentID+"-01",
+				"-o", "/dev/null", "-w", "%{http_version}", "http://"+xh2cAddr+"/hello").CombinedOutput()
+			if string(out) != "2" || err != nil {
+				t.Fatalf("curl --http2: %q %v", out, err)
+			}
 			// Closed: the preface's "request" would end, and have its span, now.
 			h2.CloseIdleConnections()
 			h2c.CloseIdleConnections()
 			// Per server: three server spans, one client span (/proxy's) and the
-			// server span of the request it made.
-			spans, ok := recv.WaitFor(20*time.Second, func(ss []testenv.Span) bool { return len(ss) >= 5*len(servers) })
+			// server span of the request it made; and the upgraded request's.
+			spans, ok := recv.WaitFor(20*time.Second, func(ss []testenv.Span) bool { return len(ss) >= 5*len(servers)+1 })
 			if !ok {
 				t.Fatalf("spans: %s", spanList(spans))
 			}
@@ -597,6 +606,20 @@ func TestHTTP2ServerSpans(t *testing.T) {
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Errorf("%s server spans by path %v, want %v", c.name, got, want)
 				}
+			}
+			var upgraded []string
+			for _, s := range spans {
+				if s.Attrs["user_agent.original"] == upgrade {
+					code, _ := s.Attrs["http.response.status_code"].(int64)
+					upgraded = append(upgraded, fmt.Sprintf("%q %d %v parent %s", s.Name, code, s.Attrs["network.protocol.version"], s.ParentSpanID))
+				}
+			}
+			wantName := "GET /hello"
+			if tg.Toolchain == "go1.27.3" {
+				wantName = "GET"
+			}
+			if want := fmt.Sprintf("%q 200 2 parent %s", wantName, parentID); len(upgraded) != 1 || upgraded[0] != want {
+				t.Errorf("spans of the upgraded request %q, want one: %s", upgraded, want)
 			}
 			for _, s := range spans {
 				if s.Attrs["http.request.method_original"] == "PRI" {

@@ -17,7 +17,10 @@
  * the entry of responseWriter.handlerDone(rw), which runHandler defers, ends it while
  * rw still holds the status. A handler that does reach serverHandler under it (the
  * same request: the same URL) adopts the span: serverHandler's return, which has the
- * route, ends it, and handlerDone finds nothing left to do.
+ * route, ends it, and handlerDone finds nothing left to do. A request whose handler
+ * gives its connection to x/net's server (h2c's Upgrade: h2c) goes on there as stream
+ * 1: the entry of (*Server).serveConn, once per connection, drops its serverHandler
+ * span, which would last as long as the connection.
  *
  * Client, two hits per call, three with propagation. Entry of
  * net/http.(*Transport).roundTrip(t, req) - or of golang.org/x/net/http2's
@@ -86,6 +89,7 @@ volatile __u64 off_http2_ServerRequest_URL = OFFSET_NONE;
 volatile __u64 off_http2_ServerRequest_Header = OFFSET_NONE;
 volatile __u64 off_http2_ServerRequest_Host = OFFSET_NONE;
 volatile __u64 off_http2_ServerRequest_RemoteAddr = OFFSET_NONE;
+volatile __u64 off_http2_ServerRequest_ProtoMajor = OFFSET_NONE;
 volatile __u64 off_http_Response_StatusCode = OFFSET_NONE; /* the client's *Response */
 volatile __u64 off_http_Response_ProtoMajor = OFFSET_NONE;
 volatile __u64 off_http_Response_ProtoMinor = OFFSET_NONE;
@@ -171,6 +175,7 @@ struct server_call {
 	__u8 outer;         /* begun by an HTTP/2 server's runHandler: resp is its *responseWriter */
 	__u8 xnet;          /* that server is x/net's own, not net/http's */
 	__u8 adopted;       /* serverHandler took it over: req is now an *http.Request */
+	__u8 handed_over;   /* its handler gave the connection to x/net's HTTP/2 server */
 };
 
 struct client_call {
@@ -248,7 +253,8 @@ static __always_inline void register_span(struct server_call *st, __u64 g, __u64
 }
 
 /* Where a request type keeps what a span needs: *http.Request's fields, or Go 1.27's
- * *http2.ServerRequest's (no protocol version: always HTTP/2.0). */
+ * *http2.ServerRequest's (no minor version read there: HTTP/2.0, or the 1.1 of an h2c
+ * upgrade). */
 struct request_layout {
 	__u64 method, url, header, host, remote_addr, ctx, proto_major, proto_minor;
 };
@@ -274,11 +280,9 @@ static __always_inline int server_begin(struct go_regs *ctx, __u64 resp, __u64 r
 	st->url = read_ptr(req + l->url);
 	if (st->url)
 		st->ev.path_len = read_go_string(st->ev.path, PATH_MAX, st->url + off_url_URL_Path);
-	st->ev.proto_major = 2;
-	if (l->proto_major != OFFSET_NONE) {
-		st->ev.proto_major = (__u8)read_ptr(req + l->proto_major);
+	st->ev.proto_major = (__u8)read_ptr(req + l->proto_major);
+	if (l->proto_minor != OFFSET_NONE)
 		st->ev.proto_minor = (__u8)read_ptr(req + l->proto_minor);
-	}
 	/* "PRI * HTTP/2.0" is the HTTP/2 connection preface, which an h2c handler
 	 * (golang.org/x/net/http2/h2c) takes over as a connection: no request. */
 	if (st->ev.proto_major == 2 && st->ev.method_len == 3 && st->ev.method[0] == 'P' && st->ev.method[1] == 'R' &&
@@ -394,8 +398,15 @@ int server_return(struct go_regs *ctx)
 {
 	__u64 g = go_goroutine(ctx);
 	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
-	if (st)
-		server_end(st, g);
+	if (!st)
+		return 0;
+	if (st->handed_over) {
+		if (st->inflight)
+			inflight_end(g, st->ctx, st->inflight);
+		bpf_map_delete_elem(&server_calls, &g);
+		return 0;
+	}
+	server_end(st, g);
 	return 0;
 }
 
@@ -415,16 +426,36 @@ static __always_inline int h2_server_entry(struct go_regs *ctx, const int swiss_
 		l.host = off_http2_ServerRequest_Host;
 		l.remote_addr = off_http2_ServerRequest_RemoteAddr;
 		l.ctx = off_http2_ServerRequest_Context;
-		l.proto_major = OFFSET_NONE;
+		l.proto_major = off_http2_ServerRequest_ProtoMajor;
 		l.proto_minor = OFFSET_NONE;
 	}
 	__u64 g = go_goroutine(ctx);
 	server_begin(ctx, go_arg(ctx, 2), go_arg(ctx, 3), &l, swiss_maps);
 	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
-	if (st) {
-		st->outer = 1;
-		st->xnet = xnet;
+	if (!st)
+		return 0;
+	st->outer = 1;
+	st->xnet = xnet;
+	/* An HTTP/1.1 request under an HTTP/2 server: the one an h2c handler upgraded,
+	 * answered over HTTP/2. */
+	if (st->ev.proto_major == 1) {
+		st->ev.proto_major = 2;
+		st->ev.proto_minor = 0;
 	}
+	return 0;
+}
+
+/* golang.org/x/net/http2.(*Server).serveConn (ServeConn before v0.60): a handler gives
+ * its connection to x/net's HTTP/2 server - h2c's, for an Upgrade: h2c request or the
+ * prior-knowledge preface. Its request goes on as an HTTP/2 stream with a span of its
+ * own, and serverHandler returns when the connection closes: no span for it there. */
+SEC("uprobe/x_http2_Server_serveConn")
+int xnet_serve_conn(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
+	if (st && !st->outer)
+		st->handed_over = 1;
 	return 0;
 }
 

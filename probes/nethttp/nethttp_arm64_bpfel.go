@@ -123,19 +123,20 @@ type nethttpOutgoing struct {
 }
 
 type nethttpServerCall struct {
-	_        structs.HostLayout
-	Ev       nethttpHttpServerEvent
-	Req      uint64
-	Resp     uint64
-	Ctx      uint64
-	Ref      nethttpSpanRef
-	_        [4]byte
-	Url      uint64
-	Inflight uint8
-	Outer    uint8
-	Xnet     uint8
-	Adopted  uint8
-	_        [4]byte
+	_          structs.HostLayout
+	Ev         nethttpHttpServerEvent
+	Req        uint64
+	Resp       uint64
+	Ctx        uint64
+	Ref        nethttpSpanRef
+	_          [4]byte
+	Url        uint64
+	Inflight   uint8
+	Outer      uint8
+	Xnet       uint8
+	Adopted    uint8
+	HandedOver uint8
+	_          [3]byte
 }
 
 type nethttpSpanRef struct {
@@ -208,13 +209,14 @@ type nethttpZeroValue struct {
 			TracestateLen uint16
 			Tracestate    [256]uint8
 		}
-		_        [4]byte
-		Url      uint64
-		Inflight uint8
-		Outer    uint8
-		Xnet     uint8
-		Adopted  uint8
-		_        [4]byte
+		_          [4]byte
+		Url        uint64
+		Inflight   uint8
+		Outer      uint8
+		Xnet       uint8
+		Adopted    uint8
+		HandedOver uint8
+		_          [3]byte
 	}
 }
 
@@ -243,6 +245,7 @@ const (
 	nethttpProgServerEntryHmap                      = "server_entry_hmap"
 	nethttpProgServerEntrySwiss                     = "server_entry_swiss"
 	nethttpProgServerReturn                         = "server_return"
+	nethttpProgXnetServeConn                        = "xnet_serve_conn"
 	nethttpProgXnetServerEntryHmap                  = "xnet_server_entry_hmap"
 	nethttpProgXnetServerEntrySwiss                 = "xnet_server_entry_swiss"
 	nethttpVarClientEnabled                         = "client_enabled"
@@ -252,6 +255,7 @@ const (
 	nethttpVarOffHttp2ServerRequestHeader           = "off_http2_ServerRequest_Header"
 	nethttpVarOffHttp2ServerRequestHost             = "off_http2_ServerRequest_Host"
 	nethttpVarOffHttp2ServerRequestMethod           = "off_http2_ServerRequest_Method"
+	nethttpVarOffHttp2ServerRequestProtoMajor       = "off_http2_ServerRequest_ProtoMajor"
 	nethttpVarOffHttp2ServerRequestRemoteAddr       = "off_http2_ServerRequest_RemoteAddr"
 	nethttpVarOffHttp2ServerRequestURL              = "off_http2_ServerRequest_URL"
 	nethttpVarOffHttp2ResponseWriterStateStatus     = "off_http2_responseWriterState_status"
@@ -352,6 +356,7 @@ type nethttpProgramSpecs struct {
 	ServerEntryHmap        *ebpf.ProgramSpec `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss       *ebpf.ProgramSpec `ebpf:"server_entry_swiss"`
 	ServerReturn           *ebpf.ProgramSpec `ebpf:"server_return"`
+	XnetServeConn          *ebpf.ProgramSpec `ebpf:"xnet_serve_conn"`
 	XnetServerEntryHmap    *ebpf.ProgramSpec `ebpf:"xnet_server_entry_hmap"`
 	XnetServerEntrySwiss   *ebpf.ProgramSpec `ebpf:"xnet_server_entry_swiss"`
 }
@@ -383,6 +388,7 @@ type nethttpVariableSpecs struct {
 	OffHttp2ServerRequestHeader           *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Header"`
 	OffHttp2ServerRequestHost             *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Host"`
 	OffHttp2ServerRequestMethod           *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Method"`
+	OffHttp2ServerRequestProtoMajor       *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_ProtoMajor"`
 	OffHttp2ServerRequestRemoteAddr       *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_RemoteAddr"`
 	OffHttp2ServerRequestURL              *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.VariableSpec `ebpf:"off_http2_responseWriterState_status"`
@@ -488,6 +494,7 @@ type nethttpVariables struct {
 	OffHttp2ServerRequestHeader           *ebpf.Variable `ebpf:"off_http2_ServerRequest_Header"`
 	OffHttp2ServerRequestHost             *ebpf.Variable `ebpf:"off_http2_ServerRequest_Host"`
 	OffHttp2ServerRequestMethod           *ebpf.Variable `ebpf:"off_http2_ServerRequest_Method"`
+	OffHttp2ServerRequestProtoMajor       *ebpf.Variable `ebpf:"off_http2_ServerRequest_ProtoMajor"`
 	OffHttp2ServerRequestRemoteAddr       *ebpf.Variable `ebpf:"off_http2_ServerRequest_RemoteAddr"`
 	OffHttp2ServerRequestURL              *ebpf.Variable `ebpf:"off_http2_ServerRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.Variable `ebpf:"off_http2_responseWriterState_status"`
@@ -550,6 +557,7 @@ type nethttpPrograms struct {
 	ServerEntryHmap        *ebpf.Program `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss       *ebpf.Program `ebpf:"server_entry_swiss"`
 	ServerReturn           *ebpf.Program `ebpf:"server_return"`
+	XnetServeConn          *ebpf.Program `ebpf:"xnet_serve_conn"`
 	XnetServerEntryHmap    *ebpf.Program `ebpf:"xnet_server_entry_hmap"`
 	XnetServerEntrySwiss   *ebpf.Program `ebpf:"xnet_server_entry_swiss"`
 }
@@ -567,6 +575,7 @@ func (p *nethttpPrograms) Close() error {
 		p.ServerEntryHmap,
 		p.ServerEntrySwiss,
 		p.ServerReturn,
+		p.XnetServeConn,
 		p.XnetServerEntryHmap,
 		p.XnetServerEntrySwiss,
 	)

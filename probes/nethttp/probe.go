@@ -90,7 +90,8 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		if !hasFunction(rep, xnetRunHandler) {
 			run.Symbol, run.Entry, done.Symbol = h2RunHandler127, "h2_server_entry_swiss", h2HandlerDone127
 		}
-		spec.Uprobes = append(spec.Uprobes, run, done)
+		serve := kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetServer[0], Entry: "xnet_serve_conn"}
+		spec.Uprobes = append(spec.Uprobes, run, done, serve)
 	}
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {

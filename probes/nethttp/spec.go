@@ -33,6 +33,7 @@ var (
 	h2ReqURL        = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "URL"}
 	h2ReqHeader     = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "Header"}
 	h2ReqHost       = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "Host"}
+	h2ReqProtoMajor = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "ProtoMajor"}
 	h2ReqRemoteAddr = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "RemoteAddr"}
 	xnetWriterRWS   = offsets.FieldRef{Struct: "golang.org/x/net/http2.responseWriter", Field: "rws"}
 	xnetStatus      = offsets.FieldRef{Struct: "golang.org/x/net/http2.responseWriterState", Field: "status"}
@@ -123,6 +124,9 @@ var XNetServerSpec = offsets.Spec{
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{xnetRunHandler, h2RunHandler127}, Needs: xnetServer},
 		{Symbols: []string{xnetHandlerDone, h2HandlerDone127}, Needs: xnetServer},
+		// Once per connection: a request whose handler hands its connection over
+		// (h2c's Upgrade) is served as the HTTP/2 stream 1, and is that span only.
+		{Symbols: xnetServer},
 	},
 	Fields: append([]offsets.FieldSpec{
 		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
@@ -144,6 +148,7 @@ var XNetServerSpec = offsets.Spec{
 		{FieldRef: h2ReqURL, Since: http2InternalSince},
 		{FieldRef: h2ReqHeader, Since: http2InternalSince},
 		{FieldRef: h2ReqHost, Since: http2InternalSince},
+		{FieldRef: h2ReqProtoMajor, Since: http2InternalSince},
 		{FieldRef: h2ReqRemoteAddr, Since: http2InternalSince},
 	}, headerMapFields...),
 	Experiments: mapExperiments,
@@ -239,5 +244,6 @@ const (
 	h2HandlerDone127 = "net/http/internal/http2.(*responseWriter).handlerDone"
 )
 
-// xnetServer: x/net's HTTP/2 server is in the program (serveConn since v0.60).
+// xnetServer: x/net's HTTP/2 server is in the program. Since v0.60 ServeConn is
+// inlined into its callers, which call serveConn.
 var xnetServer = []string{"golang.org/x/net/http2.(*Server).serveConn", "golang.org/x/net/http2.(*Server).ServeConn"}
