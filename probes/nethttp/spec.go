@@ -88,21 +88,7 @@ var ServerSpec = offsets.Spec{
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Returns: true},
 	},
-	Fields: append([]offsets.FieldSpec{
-		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
-		{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr},
-		{FieldRef: reqPat, Since: "go1.22", Optional: true},
-		{FieldRef: reqPattern, Since: "go1.23", Optional: true},
-		{FieldRef: patternStr, Since: "go1.22", Optional: true},
-		{FieldRef: urlPath},
-		{FieldRef: responseStatus},
-		// The HTTP/2 server's status: moved into net/http/internal/http2 in Go 1.27.
-		// Optional: without it, HTTP/2 spans have no status code.
-		{FieldRef: h2WriterRWS, Before: http2InternalSince, Optional: true},
-		{FieldRef: h2WriterStatus, Before: http2InternalSince, Optional: true},
-		{FieldRef: h2WriterRWS127, Since: http2InternalSince, Optional: true},
-		{FieldRef: h2Status127, Since: http2InternalSince, Optional: true},
-	}, headerMapFields...),
+	Fields:      append(append([]offsets.FieldSpec{}, serverFields...), headerMapFields...),
 	Experiments: mapExperiments,
 	Program:     trackerProgram,
 }
@@ -128,21 +114,11 @@ var XNetServerSpec = offsets.Spec{
 		// (h2c's Upgrade) is served as the HTTP/2 stream 1, and is that span only.
 		{Symbols: xnetServer},
 	},
-	Fields: append([]offsets.FieldSpec{
-		{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
-		{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr}, {FieldRef: reqCtx},
-		{FieldRef: reqPat, Since: "go1.22", Optional: true},
-		{FieldRef: reqPattern, Since: "go1.23", Optional: true},
-		{FieldRef: patternStr, Since: "go1.22", Optional: true},
-		{FieldRef: urlPath},
-		{FieldRef: responseStatus},
+	Fields: append(append([]offsets.FieldSpec{
+		{FieldRef: reqCtx},
 		// x/net's own server's (x/net v0.60+ built with Go 1.27 has none). Optional:
 		// without them, its spans have no status code.
 		{FieldRef: xnetWriterRWS, Optional: true}, {FieldRef: xnetStatus, Optional: true},
-		{FieldRef: h2WriterRWS, Before: http2InternalSince, Optional: true},
-		{FieldRef: h2WriterStatus, Before: http2InternalSince, Optional: true},
-		{FieldRef: h2WriterRWS127, Since: http2InternalSince},
-		{FieldRef: h2Status127, Since: http2InternalSince},
 		{FieldRef: h2ReqContext, Since: http2InternalSince},
 		{FieldRef: h2ReqMethod, Since: http2InternalSince},
 		{FieldRef: h2ReqURL, Since: http2InternalSince},
@@ -150,7 +126,7 @@ var XNetServerSpec = offsets.Spec{
 		{FieldRef: h2ReqHost, Since: http2InternalSince},
 		{FieldRef: h2ReqProtoMajor, Since: http2InternalSince},
 		{FieldRef: h2ReqRemoteAddr, Since: http2InternalSince},
-	}, headerMapFields...),
+	}, serverFields...), headerMapFields...),
 	Experiments: mapExperiments,
 	Program:     xnetTrackerProgram,
 }
@@ -171,6 +147,24 @@ func main() {
 	go http.ListenAndServe("127.0.0.1:0", h2c.NewHandler(h, &http2.Server{}))
 }
 `
+
+// serverFields are what a server span reads of an *http.Request and of the response's
+// status, HTTP/1 and net/http's HTTP/2.
+var serverFields = []offsets.FieldSpec{
+	{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
+	{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr},
+	{FieldRef: reqPat, Since: "go1.22", Optional: true},
+	{FieldRef: reqPattern, Since: "go1.23", Optional: true},
+	{FieldRef: patternStr, Since: "go1.22", Optional: true},
+	{FieldRef: urlPath},
+	{FieldRef: responseStatus},
+	// The HTTP/2 server's status: moved into net/http/internal/http2 in Go 1.27.
+	// Optional: without it, HTTP/2 spans have no status code.
+	{FieldRef: h2WriterRWS, Before: http2InternalSince, Optional: true},
+	{FieldRef: h2WriterStatus, Before: http2InternalSince, Optional: true},
+	{FieldRef: h2WriterRWS127, Since: http2InternalSince, Optional: true},
+	{FieldRef: h2Status127, Since: http2InternalSince, Optional: true},
+}
 
 // headerMapFields are what reading an http.Header (a map[string][]string) takes.
 var headerMapFields = []offsets.FieldSpec{
