@@ -108,6 +108,7 @@ type job struct {
 func (t *tracker) run(ctx context.Context) error {
 	start := time.Now()
 	t.hostArch = runtime.GOARCH
+	t.completed, t.measuring = 0, nil
 	t.db = &offsets.Database{}
 	if data, err := os.ReadFile(t.dbPath); err == nil {
 		if t.db, err = offsets.ParseDatabase(data); err != nil {

@@ -16,7 +16,8 @@ import (
 
 // The tracker measures for real: the probes' program built with this machine's Go
 // release, and a module's versions from the module proxy (golang.org/x/sync's errgroup,
-// standing in for an instrumented module). A second run skips what the first measured,
+// standing in for an instrumented module; golang.org/x/net's, and grpc v1.40.0's, whose
+// build picks a version of x/net that x/net's own target then measures). A second run skips what the first measured,
 // and the file it writes is the canonical encoding.
 func TestTracker(t *testing.T) {
 	testenv.RequireCommand(t, "go")
@@ -39,7 +40,7 @@ func main() {
 	specs := append(probes.Specs(), offsets.Spec{Name: "errgroup", Module: "golang.org/x/sync", MinVersion: "v0.1.0",
 		Fields: []offsets.FieldSpec{group("wg"), group("err"), group("noSuchField")}, Program: errgroup})
 	local := runtime.Version()
-	only := []string{local, "v0.1.0", "v0.10.0"}
+	only := []string{local, "v0.1.0", "v0.10.0", "v1.40.0"} // v1.40.0: grpc's
 	var log bytes.Buffer
 	tr := &tracker{dbPath: dbPath, specs: specs, jobs: 2, only: only, cache: filepath.Join(dir, "cache"), log: &log}
 	if err := tr.run(context.Background()); err != nil {
@@ -70,6 +71,25 @@ func main() {
 			t.Errorf("errgroup %s: a field it lacks is not recorded as absent", v)
 		}
 	}
+	// golang.org/x/net, instrumented itself (x/net's HTTP/2 server) and read by grpc's
+	// probes too: its own target measures every one of its fields, grpc's included.
+	for _, v := range []string{"v0.1.0", "v0.10.0"} {
+		for _, f := range []offsets.FieldRef{
+			{Struct: "golang.org/x/net/http2.responseWriter", Field: "rws"},
+			{Struct: "golang.org/x/net/http2.MetaHeadersFrame", Field: "Fields"},
+			{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Sensitive"},
+		} {
+			if _, exact, ok := db.Lookup("golang.org/x/net", v, f); !exact || !ok {
+				t.Errorf("x/net %s: %s not measured", v, f)
+			}
+		}
+	}
+	// grpc v1.40.0's build chose a 2020 pseudo-version of x/net: x/net's own target
+	// measured it too, with every x/net field.
+	if _, exact, ok := db.Lookup("golang.org/x/net", "v0.0.0-20200822124328-c89045814202",
+		offsets.FieldRef{Struct: "golang.org/x/net/http2.responseWriter", Field: "rws"}); !exact || !ok {
+		t.Errorf("x/net at grpc v1.40.0's pseudo-version: x/net's own fields not measured")
+	}
 	enc, _ := db.Encode()
 	if !bytes.Equal(append(enc, '\n'), data) {
 		t.Error("the file is not the canonical encoding")
@@ -80,7 +100,7 @@ func main() {
 	if err := tr.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(log.String(), "0 versions to measure, 3 already in") {
+	if !strings.Contains(log.String(), "0 versions to measure, 6 already in") || !strings.Contains(log.String(), "0 measured") {
 		t.Errorf("second run:\n%s", log.String())
 	}
 	if again, _ := os.ReadFile(dbPath); !bytes.Equal(again, data) {
