@@ -436,9 +436,8 @@ static __always_inline int h2_server_entry(struct go_regs *ctx, const int swiss_
 		return 0;
 	st->outer = 1;
 	st->xnet = xnet;
-	/* An HTTP/1.1 request under an HTTP/2 server: the one an h2c handler upgraded,
-	 * answered over HTTP/2. */
-	if (st->ev.proto_major == 1) {
+	/* Answered over HTTP/2, the HTTP/1.1 request an h2c handler upgraded too. */
+	if (st->ev.proto_major != 2) {
 		st->ev.proto_major = 2;
 		st->ev.proto_minor = 0;
 	}
