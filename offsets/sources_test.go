@@ -42,17 +42,18 @@ func stdSpecs() []offsets.Spec {
 	return specs
 }
 
-// probeFields are the standard library fields the probes read in a binary of Go
-// version v: those of the standard library's probes for v, and those other probes
-// read of standard library types (a gRPC probe's TCP addresses).
+// probeFields are the standard library fields any probe reads in a binary of Go
+// version v: the standard library's probes' and those other probes read of standard
+// library types (a gRPC probe's TCP addresses, Go 1.27's HTTP/2 server request under
+// x/net's spec). A standard library field's Since and Before are Go releases, whatever
+// the spec's module.
 func probeFields(v string) []offsets.FieldRef {
 	var fields []offsets.FieldRef
 	for _, s := range probes.Specs() {
 		for _, f := range s.Fields {
 			switch {
 			case !offsets.IsStd(f.Package()), slices.Contains(fields, f.FieldRef):
-			case s.Module != "std",
-				(f.Since == "" || version.Compare(v, f.Since) >= 0) && (f.Before == "" || version.Compare(v, f.Before) < 0):
+			case (f.Since == "" || version.Compare(v, f.Since) >= 0) && (f.Before == "" || version.Compare(v, f.Before) < 0):
 				fields = append(fields, f.FieldRef)
 			}
 		}
