@@ -1,0 +1,236 @@
+package images
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Artifact is what a reference names: one image or a multi-platform index.
+type Artifact struct {
+	Image v1.Image
+	Index v1.ImageIndex
+}
+
+// Digest is the artifact's manifest digest.
+func (a Artifact) Digest() (v1.Hash, error) {
+	if a.Index != nil {
+		return a.Index.Digest()
+	}
+	return a.Image.Digest()
+}
+
+// Wrap wraps an image, or every image of an index, each with the launcher of its
+// platform. platforms, when not empty, selects the images of an index to keep (and
+// checks a single image's platform); a platform no launcher source supplies is an
+// error that names it. Attestation manifests of an index describe the images as they
+// were built, not as wrapped: they are left out.
+func Wrap(src Artifact, launchers Launchers, platforms []v1.Platform, o Options) (Artifact, error) {
+	if src.Index == nil {
+		p, err := Platform(src.Image)
+		if err != nil {
+			return Artifact{}, err
+		}
+		if !selected(p, platforms) {
+			return Artifact{}, fmt.Errorf("the image is for %s, not %s", p, platformList(platforms))
+		}
+		img, err := wrapOne(src.Image, p, launchers, o)
+		return Artifact{Image: img}, err
+	}
+	idx, err := wrapIndex(src.Index, launchers, platforms, o)
+	return Artifact{Index: idx}, err
+}
+
+func wrapOne(img v1.Image, p v1.Platform, launchers Launchers, o Options) (v1.Image, error) {
+	if p.OS != "linux" {
+		return nil, fmt.Errorf("the image is for %s: the launcher runs Linux programs only", orUnknown(p.OS))
+	}
+	layer, err := launchers.Layer(p)
+	if err != nil {
+		return nil, err
+	}
+	wrapped, err := WrapImage(img, layer, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return wrapped, nil
+}
+
+func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, o Options) (v1.ImageIndex, error) {
+	raw, err := idx.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading the index: %w", err)
+	}
+	obj, err := decodeObject(raw, "index")
+	if err != nil {
+		return nil, err
+	}
+	var descs []json.RawMessage
+	if err := decodeOptional(obj, "manifests", &descs); err != nil {
+		return nil, err
+	}
+	out := &editedIndex{base: idx, images: map[v1.Hash]v1.Image{}, indexes: map[v1.Hash]v1.ImageIndex{}}
+	var kept []json.RawMessage
+	upgrade := true // every image in it was wrapped before
+	for _, rawDesc := range descs {
+		var d v1.Descriptor
+		if err := json.Unmarshal(rawDesc, &d); err != nil {
+			return nil, fmt.Errorf("an index entry: %v", err)
+		}
+		fields, err := decodeObject(rawDesc, "index entry")
+		if err != nil {
+			return nil, err
+		}
+		var digest v1.Hash
+		var size int64
+		switch {
+		case isAttestation(d):
+			continue
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			wrapped, err := wrapIndex(child, launchers, platforms, o)
+			if err != nil {
+				return nil, err
+			}
+			if digest, err = wrapped.Digest(); err != nil {
+				return nil, err
+			}
+			if size, err = wrapped.Size(); err != nil {
+				return nil, err
+			}
+			out.indexes[digest] = wrapped
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			p := d.Platform
+			if p == nil {
+				have, err := Platform(img)
+				if err != nil {
+					return nil, err
+				}
+				p = &have
+			}
+			if !selected(*p, platforms) {
+				continue
+			}
+			was, _, err := Wrapped(img)
+			if err != nil {
+				return nil, err
+			}
+			upgrade = upgrade && was
+			wrapped, err := wrapOne(img, *p, launchers, o)
+			if err != nil {
+				return nil, err
+			}
+			if digest, err = wrapped.Digest(); err != nil {
+				return nil, err
+			}
+			if size, err = wrapped.Size(); err != nil {
+				return nil, err
+			}
+			out.images[digest] = wrapped
+		default:
+			return nil, fmt.Errorf("index entry %s: media type %s is neither an image nor an index", d.Digest, d.MediaType)
+		}
+		fields["digest"] = mustJSON(digest)
+		fields["size"] = mustJSON(size)
+		kept = append(kept, mustJSON(fields))
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("the index has no image for %s", platformList(platforms))
+	}
+	obj["manifests"] = mustJSON(kept)
+	// As for an image: a first wrap names its source, an upgrade keeps the original.
+	annotations := map[string]string{}
+	if err := decodeOptional(obj, "annotations", &annotations); err != nil {
+		return nil, err
+	}
+	if !upgrade || annotations[AnnotationBaseDigest] == "" {
+		d, err := idx.Digest()
+		if err != nil {
+			return nil, err
+		}
+		annotations[AnnotationBaseDigest] = d.String()
+		delete(annotations, AnnotationBaseName)
+		if o.BaseName != "" && !upgrade {
+			annotations[AnnotationBaseName] = o.BaseName
+		}
+	}
+	obj["annotations"] = mustJSON(annotations)
+	if out.raw, err = json.Marshal(obj); err != nil {
+		return nil, err
+	}
+	if out.mt, err = idx.MediaType(); err != nil {
+		return nil, err
+	}
+	if out.parsed, err = v1.ParseIndexManifest(bytes.NewReader(out.raw)); err != nil {
+		return nil, fmt.Errorf("the edited index: %w", err)
+	}
+	return out, nil
+}
+
+// isAttestation says whether an index entry is a build attestation (BuildKit's
+// provenance and SBOM manifests, platform unknown/unknown).
+func isAttestation(d v1.Descriptor) bool {
+	return d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" ||
+		(d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown")
+}
+
+func selected(p v1.Platform, platforms []v1.Platform) bool {
+	return len(platforms) == 0 || slices.ContainsFunc(platforms, func(want v1.Platform) bool { return platformMatches(p, want) })
+}
+
+func platformList(platforms []v1.Platform) string {
+	if len(platforms) == 0 {
+		return "any platform"
+	}
+	var s []string
+	for _, p := range platforms {
+		s = append(s, p.String())
+	}
+	return fmt.Sprint(s)
+}
+
+// editedIndex is an index whose entries point at wrapped images (or indexes).
+type editedIndex struct {
+	base    v1.ImageIndex
+	raw     []byte
+	parsed  *v1.IndexManifest
+	mt      types.MediaType
+	images  map[v1.Hash]v1.Image
+	indexes map[v1.Hash]v1.ImageIndex
+}
+
+var _ v1.ImageIndex = (*editedIndex)(nil)
+
+func (x *editedIndex) MediaType() (types.MediaType, error)       { return x.mt, nil }
+func (x *editedIndex) RawManifest() ([]byte, error)              { return x.raw, nil }
+func (x *editedIndex) IndexManifest() (*v1.IndexManifest, error) { return x.parsed.DeepCopy(), nil }
+func (x *editedIndex) Size() (int64, error)                      { return int64(len(x.raw)), nil }
+func (x *editedIndex) Digest() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(x.raw))
+	return h, err
+}
+
+func (x *editedIndex) Image(h v1.Hash) (v1.Image, error) {
+	if img, ok := x.images[h]; ok {
+		return img, nil
+	}
+	return nil, fmt.Errorf("the wrapped index has no image %s", h)
+}
+
+func (x *editedIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	if idx, ok := x.indexes[h]; ok {
+		return idx, nil
+	}
+	return nil, fmt.Errorf("the wrapped index has no index %s", h)
+}
