@@ -78,7 +78,7 @@ func flagEnv(name string) []string {
 // the start gate's init goes by (it must not fork a gate process for them, and runs
 // before any of this): a test holds the two to one list.
 func commands() []*cli.Command {
-	return []*cli.Command{inspectCommand(), doctorCommand()}
+	return []*cli.Command{inspectCommand(), doctorCommand(), wrapCommand()}
 }
 
 func newApp(command []string) *cli.App {
@@ -108,7 +108,7 @@ func newApp(command []string) *cli.App {
 	return &cli.App{
 		Name:      "launch",
 		Usage:     "run a Go program with OpenTelemetry tracing from eBPF, as its init",
-		UsageText: "launch [flags] -- PROG [ARGS...]\nlaunch inspect [--json] BINARY\nlaunch doctor",
+		UsageText: "launch [flags] -- PROG [ARGS...]\nlaunch inspect [--json] BINARY\nlaunch doctor\nlaunch wrap [flags] SRC DST",
 		Description: `launch starts PROG as its child and holds it at a start gate while eBPF probes are
 attached to it, then lets it run, so that its first request is traced. It relays
 signals to PROG, reaps zombies, and exits with PROG's exit code (128+N if signal N

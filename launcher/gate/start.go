@@ -70,7 +70,7 @@ func Take() (*Process, error) {
 // Subcommands are the launch commands that run no app (and their aliases): the CLI
 // (cmd/launch) defines them, and a test there holds it to this list, which this
 // package's init goes by before the CLI exists.
-var Subcommands = []string{"inspect", "doctor"}
+var Subcommands = []string{"inspect", "doctor", "wrap"}
 
 // runsApp reports whether a launch command line certainly runs an app: it has "--" (and
 // no subcommand before it), or its first argument is a program rather than a flag or
