@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,20 +83,32 @@ func TestWrapDockerArchive(t *testing.T) {
 	}
 
 	// Who runs: the launcher as root with its capabilities, the app as 65534 with none.
-	top := podman(t, env, "top", name, "user", "group", "capeff", "args")
+	top := podman(t, env, "top", name, "user", "group", "capeff", "hpid", "args")
 	var sawApp, sawLauncher bool
 	for _, line := range strings.Split(top, "\n")[1:] {
 		f := strings.Fields(line)
-		if len(f) < 4 {
+		if len(f) < 5 {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(f[3], "/app"):
+		case strings.HasPrefix(f[4], "/app"):
 			sawApp = true
 			if f[0] != "nobody" && f[0] != "65534" || f[1] != "nogroup" && f[1] != "65534" || f[2] != "none" {
 				t.Errorf("the app runs as %s:%s with capabilities %s, want 65534:65534 and none", f[0], f[1], f[2])
 			}
-		case strings.HasPrefix(f[3], "/.otel-go-launcher/launch"):
+			// Its environment: the image's, the wrap's, and the HOME the runtime gives
+			// its user ("/": the image has no /etc/passwd), not the launcher's /root.
+			environ, err := os.ReadFile("/proc/" + f[3] + "/environ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			vars := strings.Split(string(environ), "\x00")
+			for _, want := range []string{"MODE=prod", "OTEL_SERVICE_NAME=wrapped-hello", "HOME=/"} {
+				if !slices.Contains(vars, want) {
+					t.Errorf("the app's environment has no %s: %q", want, vars)
+				}
+			}
+		case strings.HasPrefix(f[4], "/.otel-go-launcher/launch"):
 			sawLauncher = true
 			if f[0] != "root" && f[0] != "0" || !strings.Contains(f[2], "SYS_ADMIN") {
 				t.Errorf("the launcher runs as %s with %s", f[0], f[2])

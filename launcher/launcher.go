@@ -79,7 +79,7 @@ func Run(cfg Config) int {
 	spec := gate.Spec{
 		Path:       path,
 		Argv:       cfg.Argv,
-		Env:        os.Environ(),
+		Env:        appEnv(os.Environ(), cfg.User),
 		DropCaps:   capsToDrop(cfg.KeepCaps),
 		Foreground: ownsTerminal(),
 		Ignored:    ignored,

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,6 +53,29 @@ func TestResolveUser(t *testing.T) {
 		} else if strings.Contains(bad, "429496729") && !strings.Contains(err.Error(), "not an ID from 0 to 4294967294") {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// An app run as another user gets that user's HOME where the runtime set root's: "/"
+// for a user /etc/passwd does not list, as runc gives it.
+func TestAppEnvHome(t *testing.T) {
+	nobody := &Credential{UID: 54321, Home: "/"}
+	if os.Geteuid() == 0 {
+		if got := appEnv([]string{"A=1", "HOME=/root"}, nobody); !slices.Equal(got, []string{"A=1", "HOME=/"}) {
+			t.Errorf("root's HOME: %q", got)
+		}
+	}
+	if got := appEnv([]string{"HOME=/srv/app"}, nobody); !slices.Equal(got, []string{"HOME=/srv/app"}) {
+		t.Errorf("a HOME set on purpose: %q", got)
+	}
+	if got := appEnv([]string{"A=1"}, nobody); !slices.Equal(got, []string{"A=1", "HOME=/"}) {
+		t.Errorf("no HOME: %q", got)
+	}
+	if got := appEnv([]string{"HOME=/root"}, nil); !slices.Equal(got, []string{"HOME=/root"}) {
+		t.Errorf("without --user: %q", got)
+	}
+	if root, err := ResolveUser("root"); err != nil || root.Home != "/root" {
+		t.Errorf("root's home: %+v %v", root, err)
 	}
 }
 

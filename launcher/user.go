@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"fmt"
+	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -10,7 +11,8 @@ import (
 // Credential is who the app runs as.
 type Credential struct {
 	UID, GID int
-	Groups   []int // supplementary groups
+	Groups   []int  // supplementary groups
+	Home     string // from /etc/passwd; "/" for a user it does not list, as runc does
 }
 
 // ResolveUser reads a --user value the way container runtimes read USER:
@@ -44,7 +46,11 @@ func ResolveUser(spec string) (*Credential, error) {
 			return nil, fmt.Errorf("--user %q: /etc/passwd gives uid %s: %s", spec, u.Uid, err)
 		}
 	}
+	cred.Home = "/"
 	if u != nil {
+		if u.HomeDir != "" {
+			cred.Home = u.HomeDir
+		}
 		var err error
 		if cred.GID, err = parseID(u.Gid); err != nil {
 			return nil, fmt.Errorf("--user %q: /etc/passwd gives gid %s: %s", spec, u.Gid, err)
@@ -96,4 +102,34 @@ func parseID(s string) (int, error) {
 		return 0, fmt.Errorf("%s is not an ID from 0 to %d", s, maxID)
 	}
 	return int(n), nil
+}
+
+// appEnv is the launcher's environment for an app run as cred. A container runtime sets
+// HOME for the container's user when the image does not: the launcher's, root's, when
+// an image was wrapped to start the launcher as root and the app as its user. The app
+// gets its own user's HOME instead, as the runtime would have set it; a HOME that is
+// not root's own was set on purpose and stays.
+func appEnv(env []string, cred *Credential) []string {
+	if cred == nil {
+		return env
+	}
+	rootHome := "/root"
+	if u, err := user.LookupId("0"); err == nil && u.HomeDir != "" {
+		rootHome = u.HomeDir
+	}
+	out := make([]string, 0, len(env)+1)
+	seen := false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "HOME="); ok {
+			seen = true
+			if v == rootHome && os.Geteuid() == 0 {
+				kv = "HOME=" + cred.Home
+			}
+		}
+		out = append(out, kv)
+	}
+	if !seen {
+		out = append(out, "HOME="+cred.Home)
+	}
+	return out
 }

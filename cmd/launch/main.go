@@ -89,7 +89,7 @@ func newApp(command []string) *cli.App {
 		&cli.DurationFlag{Name: "grace", Value: 0, Usage: "when the app exits, send SIGTERM to what it left running and SIGKILL after this `DURATION` (0: leave it running)"},
 		&cli.BoolFlag{Name: "signal-group", Usage: "relay signals to the app's whole process group, not only to the app"},
 		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
-		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group), while the launcher keeps its privileges"},
+		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group) with that user's HOME where the runtime set root's, while the launcher keeps its privileges"},
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
 		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests and plaintext HTTP/2 streams (gRPC, h2c), from the kernel (needs CAP_NET_ADMIN and cgroup v2; TLS cannot be changed below it: HTTPS and gRPC-with-TLS calls get client spans only); --propagate=false to leave requests as they are"},
 		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher"},
