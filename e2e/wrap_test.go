@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"debug/elf"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,8 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
@@ -22,28 +28,15 @@ import (
 // user with no capabilities, the launcher as root; Cmd is still replaceable.
 func TestWrapDockerArchive(t *testing.T) {
 	env := podmanReady(t)
-	app, err := testenv.BuildProgram("./examples/hello", "CGO_ENABLED=0", "GOFLAGS=-trimpath -ldflags=-w")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := plainImage(t, env, "amd64")
+	const dst = "localhost/otel-go-launcher-e2e-wrapped:e2e"
+	defer podmanCmd(env, "rmi", "-f", dst).Run()
 	dir := t.TempDir()
-	data, err := os.ReadFile(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "app"), data, 0o755)
 	addr := freeAddr(t)
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY app /app\nUSER 65534:65534\nENV MODE=prod\nLABEL team=e2e\nENTRYPOINT [\"/app\"]\nCMD [\"-addr\", \"127.0.0.1:1\"]\n"), 0o644)
-	const src, dst = "localhost/otel-go-launcher-e2e-plain:e2e", "localhost/otel-go-launcher-e2e-wrapped:e2e"
-	podman(t, env, "build", "-q", "-t", src, dir)
-	defer podmanCmd(env, "rmi", "-f", src, dst).Run()
 	saved, wrapped := filepath.Join(dir, "plain.tar"), filepath.Join(dir, "wrapped.tar")
 	podman(t, env, "save", "--format", "docker-archive", "-o", saved, src)
 
-	wrap := func(args ...string) (string, error) {
-		out, err := exec.Command(launchBin(t), append([]string{"wrap"}, args...)...).CombinedOutput()
-		return string(out), err
-	}
+	wrap := func(args ...string) (string, error) { return launchWrap(t, nil, args...) }
 	if out, err := wrap("--env", "OTEL_SERVICE_NAME=wrapped-hello", "docker-archive:"+saved, "docker-archive:"+wrapped+":"+dst); err != nil {
 		t.Fatalf("launch wrap: %v\n%s", err, out)
 	}
@@ -151,6 +144,230 @@ func TestWrapDockerArchive(t *testing.T) {
 	for _, f := range []string{"out1.tar", "out2.tar", "out3.tar"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			t.Errorf("%s written after a failure", f)
+		}
+	}
+}
+
+// plainImage builds, once per architecture, a scratch image of examples/hello for
+// linux/ARCH as a user's own image is: a non-root USER, an environment, a label, an
+// entrypoint and a cmd, and no launcher.
+func plainImage(t *testing.T, env []string, arch string) string {
+	t.Helper()
+	name := "localhost/otel-go-launcher-e2e-plain:" + arch
+	plainMu.Lock()
+	defer plainMu.Unlock()
+	if plainBuilt[name] {
+		return name
+	}
+	app, err := testenv.BuildProgram("./examples/hello", "CGO_ENABLED=0", "GOARCH="+arch, "GOFLAGS=-trimpath -ldflags=-w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "app"), data, 0o755)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY app /app\nUSER 65534:65534\nENV MODE=prod\nLABEL team=e2e\nENTRYPOINT [\"/app\"]\nCMD [\"-addr\", \"127.0.0.1:1\"]\n"), 0o644)
+	podman(t, env, "build", "-q", "--platform", "linux/"+arch, "-t", name, dir)
+	plainBuilt[name] = true
+	return name
+}
+
+var (
+	plainMu    sync.Mutex
+	plainBuilt = map[string]bool{}
+)
+
+// launchWrap runs launch wrap with extra environment variables.
+func launchWrap(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(launchBin(t), append([]string{"wrap"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// A registry process (crane registry serve) on a free loopback port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	testenv.RequireCommand(t, "crane")
+	addr := freeAddr(t)
+	cmd := exec.Command("crane", "registry", "serve", "--address", addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crane registry serve on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func crane(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("crane", args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("crane %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Registry to registry with a real registry process: a two-platform image (amd64 and
+// arm64) wrapped with the launchers of a two-platform otel-go-launcher image, each
+// platform carrying the launcher ELF of its architecture; the amd64 image pulled back
+// by podman and run is traced.
+func TestWrapRegistry(t *testing.T) {
+	env := podmanReady(t)
+	reg := startRegistry(t)
+	push := func(local, remote string) {
+		podman(t, env, "push", "-q", "--tls-verify=false", local, "docker://"+reg+"/"+remote)
+	}
+	// The base image for both architectures, from launchers built for each.
+	arm64Launcher, err := testenv.BuildProgram("./cmd/launch", "CGO_ENABLED=0", "GOARCH=arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins := t.TempDir()
+	for arch, path := range map[string]string{"amd64": launchBin(t), "arm64": arm64Launcher} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(bins, "launch-linux-"+arch), data, 0o755)
+	}
+	cmd := exec.Command("../scripts/image.sh")
+	cmd.Env = append(os.Environ(), "BIN_DIR="+bins, "IMAGE=localhost/otel-go-launcher-e2e-multi", "VERSION=e2e", "PLATFORMS=linux/amd64,linux/arm64", "CONTAINER_TOOL=podman")
+	cmd.Env = append(cmd.Env, env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("image.sh: %v\n%s", err, out)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		push("localhost/otel-go-launcher-e2e-multi:e2e-"+arch, "launcher:"+arch)
+		push(plainImage(t, env, arch), "app:"+arch)
+	}
+	crane(t, "index", "append", "-m", reg+"/launcher:amd64", "-m", reg+"/launcher:arm64", "-t", reg+"/launcher:multi")
+	crane(t, "index", "append", "-m", reg+"/app:amd64", "-m", reg+"/app:arm64", "-t", reg+"/app:multi")
+
+	out, err := launchWrap(t, nil, "--launcher-image", reg+"/launcher:multi", "--env", "OTEL_SERVICE_NAME=wrapped-multi", reg+"/app:multi", "docker://"+reg+"/app:multi-traced")
+	if err != nil {
+		t.Fatalf("launch wrap: %v\n%s", err, out)
+	}
+	manifests := crane(t, "index", "list", reg+"/app:multi-traced")
+	for _, arch := range []string{"amd64", "arm64"} {
+		if !strings.Contains(manifests, "linux/"+arch) {
+			t.Errorf("the wrapped index has no linux/%s: %s", arch, manifests)
+		}
+		fs := filepath.Join(t.TempDir(), "fs.tar")
+		crane(t, "export", "--platform", "linux/"+arch, reg+"/app:multi-traced", fs)
+		bin := tarFile(t, fs, ".otel-go-launcher/launch")
+		f, err := elf.NewFile(bytes.NewReader(bin))
+		if err != nil {
+			t.Fatalf("linux/%s: the launcher: %v", arch, err)
+		}
+		want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
+		if f.Machine != want {
+			t.Errorf("linux/%s carries a launcher for %v", arch, f.Machine)
+		}
+	}
+	// The annotations name the source.
+	if m := crane(t, "manifest", reg+"/app:multi-traced"); !strings.Contains(m, "org.opencontainers.image.base.name") {
+		t.Errorf("no base.name annotation: %s", m)
+	}
+
+	// Pulled and run: traced.
+	wrapped := reg + "/app:multi-traced"
+	podman(t, env, "pull", "-q", "--tls-verify=false", "--platform", "linux/amd64", wrapped)
+	defer podmanCmd(env, "rmi", "-f", wrapped).Run()
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	name := fmt.Sprintf("otel-go-launcher-e2e-wrap-reg-%d", os.Getpid())
+	podman(t, env, "run", "-d", "--name", name, "--network", "host", "--cap-add", "SYS_ADMIN,BPF,PERFMON,NET_ADMIN",
+		"-e", "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "-e", "OTEL_BSP_SCHEDULE_DELAY=200", wrapped, "-addr", addr)
+	defer podmanCmd(env, "rm", "-f", name).Run()
+	firstRequest(t, addr, "/hello/first")
+	podman(t, env, "stop", "-t", "10", name)
+	if n := len(spansOf(recv.Spans(), "wrapped-multi", tracepb.Span_SPAN_KIND_SERVER, firstTrace(recv, "wrapped-multi"))); n != 1 {
+		t.Errorf("%d spans of service wrapped-multi for one request, want 1", n)
+	}
+}
+
+// The Docker Engine API (podman's compatible service here): docker-daemon: in and out.
+func TestWrapDaemon(t *testing.T) {
+	env := podmanReady(t)
+	src := plainImage(t, env, "amd64")
+	sock := filepath.Join(t.TempDir(), "engine.sock")
+	svc := podmanCmd(env, "system", "service", "--time=0", "unix://"+sock)
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { svc.Process.Kill(); svc.Wait() }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i == 200 {
+			t.Fatal("podman system service made no socket")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	const dst = "localhost/otel-go-launcher-e2e-wrapped-daemon:e2e"
+	defer podmanCmd(env, "rmi", "-f", dst).Run()
+	if out, err := launchWrap(t, []string{"DOCKER_HOST=unix://" + sock}, "docker-daemon:"+src, "docker-daemon:"+dst); err != nil {
+		t.Fatalf("launch wrap: %v\n%s", err, out)
+	}
+	if got, want := podman(t, env, "image", "inspect", dst, "--format", "{{json .Config.Entrypoint}}"), `["/.otel-go-launcher/launch","--user","65534:65534","--","/app"]`; got != want {
+		t.Errorf("Entrypoint %s, want %s", got, want)
+	}
+	out, err := launchWrap(t, []string{"DOCKER_HOST=unix://" + sock}, "docker-daemon:localhost/no-such-image:1", "docker-daemon:"+dst+"-x")
+	if err == nil || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("a missing image: %v\n%s", err, out)
+	}
+}
+
+// firstTrace is the trace ID of a service's first span.
+func firstTrace(recv *testenv.Receiver, service string) string {
+	for _, s := range recv.Spans() {
+		if s.Resource["service.name"] == service {
+			return s.TraceID
+		}
+	}
+	return ""
+}
+
+// tarFile reads one file out of a tar archive.
+func tarFile(t *testing.T, archive, name string) []byte {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no %s (%v)", archive, name, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == name {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
 		}
 	}
 }

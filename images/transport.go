@@ -126,6 +126,8 @@ func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
 			return Artifact{}, err
 		}
 		return readLayout(dir, ref.Name)
+	case DockerDaemon:
+		return o.readDaemon(ctx, ref.Name)
 	}
 	return Artifact{}, fmt.Errorf("transport %s: not supported yet", ref.Transport)
 }
@@ -208,8 +210,9 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 		}
 		return remote.Write(r, a.Image, opts...)
 	case DockerArchive:
-		if a.Index != nil {
-			return fmt.Errorf("a docker archive holds one image per name, not a multi-platform index: choose one with --platform")
+		img, err := a.single("a docker archive")
+		if err != nil {
+			return err
 		}
 		n := ref.Name
 		if n == "" {
@@ -222,7 +225,7 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 		if err != nil {
 			return err
 		}
-		return atomicFile(ref.Path, func(tmp string) error { return tarball.WriteToFile(tmp, r, a.Image) })
+		return atomicFile(ref.Path, func(tmp string) error { return tarball.WriteToFile(tmp, r, img) })
 	case OCILayout:
 		if _, err := os.Stat(filepath.Join(ref.Path, "index.json")); err == nil {
 			return appendLayout(ref.Path, a, ref.Name)
@@ -240,6 +243,12 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 			}
 			return tarDir(dir, tmp)
 		})
+	case DockerDaemon:
+		img, err := a.single("an engine's store")
+		if err != nil {
+			return err
+		}
+		return o.writeDaemon(ctx, ref.Name, img)
 	}
 	return fmt.Errorf("transport %s: not supported yet", ref.Transport)
 }
@@ -398,4 +407,26 @@ func explain(err error) error {
 		return fmt.Errorf("%w (a plain-HTTP registry: add --insecure)", err)
 	}
 	return err
+}
+
+// single is the one image of a, for a destination that holds one image per name: a's
+// image, or the only image of its index (--platform chose it).
+func (a Artifact) single(dst string) (v1.Image, error) {
+	if a.Index == nil {
+		return a.Image, nil
+	}
+	im, err := a.Index.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var platforms []string
+	for _, d := range im.Manifests {
+		if d.Platform != nil {
+			platforms = append(platforms, d.Platform.String())
+		}
+	}
+	if len(im.Manifests) != 1 || !im.Manifests[0].MediaType.IsImage() {
+		return nil, fmt.Errorf("%s holds one image per name, and this is a multi-platform image (%s): choose one with --platform", dst, strings.Join(platforms, ", "))
+	}
+	return a.Index.Image(im.Manifests[0].Digest)
 }

@@ -296,9 +296,16 @@ func TestWrapArchives(t *testing.T) {
 		}
 	}
 	out := filepath.Join(dir, "index.tar")
-	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: src})
-	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: out}, images.Artifact{Index: idx}, "app:1"); err == nil {
-		t.Error("an index written as a docker archive")
+	arm := testImage(t, types.DockerManifestSchema2, "arm64", "")
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: src, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: out}, images.Artifact{Index: idx}, "app:1"); err == nil || !strings.Contains(err.Error(), "linux/amd64, linux/arm64") {
+		t.Errorf("a two-platform index written as a docker archive: %v", err)
+	}
+	// An index of one image (--platform chose it) is written as that image.
+	one := filepath.Join(dir, "one.tar")
+	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: one}, images.Artifact{Index: mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: src})}, "app:1"); err != nil {
+		t.Error(err)
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {

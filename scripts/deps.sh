@@ -39,3 +39,15 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 go mod download
+
+# crane, go-containerregistry's command (a registry process for launch wrap's tests),
+# from the module proxy at the version go.mod uses.
+if ! command -v crane >/dev/null 2>&1; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "deps: installing crane"
+		GOBIN=/usr/local/bin go install "github.com/google/go-containerregistry/cmd/crane@$(go list -m -f '{{.Version}}' github.com/google/go-containerregistry)"
+	else
+		echo "deps: crane missing: go install github.com/google/go-containerregistry/cmd/crane" >&2
+		[ "${CI:-}" = true ] && exit 1
+	fi
+fi
