@@ -14,6 +14,9 @@ import (
 type Artifact struct {
 	Image v1.Image
 	Index v1.ImageIndex
+	// Name is the name its source gave it, if any: the registry reference, the tag of
+	// a docker archive or a layout. It names a copy written where a name is needed.
+	Name string
 }
 
 // Digest is the artifact's manifest digest.

@@ -57,6 +57,9 @@ func ParseRef(s string) (Ref, error) {
 	if s == "" {
 		return Ref{}, fmt.Errorf("empty image reference")
 	}
+	if strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".") {
+		return Ref{}, fmt.Errorf("image reference %q: a path, without its format: write docker-archive:%s, oci:%s or oci-archive:%s", s, s, s, s)
+	}
 	if rest, ok := strings.CutPrefix(s, "docker://"); ok {
 		return registryRef(s, rest)
 	}

@@ -73,6 +73,9 @@ func (o *IO) Read(ctx context.Context, ref Ref) (Artifact, error) {
 	if err != nil {
 		return Artifact{}, fmt.Errorf("reading %s: %w", ref, explain(err))
 	}
+	if a.Name == "" {
+		a.Name = ref.Name
+	}
 	return a, nil
 }
 
@@ -113,7 +116,11 @@ func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
 		if _, err := img.RawConfigFile(); err != nil {
 			return Artifact{}, err
 		}
-		return Artifact{Image: img}, nil
+		a := Artifact{Image: img}
+		if m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(ref.Path) }); err == nil && tag == nil && len(m) == 1 && len(m[0].RepoTags) > 0 {
+			a.Name = m[0].RepoTags[0]
+		}
+		return a, nil
 	case OCILayout:
 		return readLayout(ref.Path, ref.Name)
 	case OCIArchive:

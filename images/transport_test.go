@@ -57,6 +57,7 @@ func TestParseRef(t *testing.T) {
 		"foo:/tmp/x":       "unknown transport foo:",
 		"docker:app":       "docker://",
 		"oci:":             "no path",
+		"/tmp/app.tar":     "docker-archive:/tmp/app.tar",
 		"docker-daemon:A!": "docker-daemon:A!",
 	} {
 		if _, err := images.ParseRef(in); err == nil || !strings.Contains(err.Error(), want) {

@@ -100,7 +100,7 @@ func wrap(c *cli.Context, srcArg, dstArg string) error {
 	if err != nil {
 		return err
 	}
-	out, err := images.Wrap(in, launchers, platforms, images.Options{Env: env, Version: version.String(), BaseName: baseName(src)})
+	out, err := images.Wrap(in, launchers, platforms, images.Options{Env: env, Version: version.String(), BaseName: in.Name})
 	if err != nil {
 		return fmt.Errorf("wrapping %s: %w", src, err)
 	}
@@ -109,7 +109,7 @@ func wrap(c *cli.Context, srcArg, dstArg string) error {
 	}
 	progress := newProgress(os.Stderr, "launch wrap: "+dst.String())
 	rw.Progress = progress.update
-	err = rw.Write(ctx, dst, out, src.Name)
+	err = rw.Write(ctx, dst, out, in.Name)
 	progress.done()
 	if err != nil {
 		return err
@@ -145,12 +145,6 @@ func launcherSources(ctx context.Context, rw *images.IO, launcherImage string) (
 		return nil, fmt.Errorf("reading this launcher's binary: %w", err)
 	}
 	return append(chain, &images.BinaryLauncher{Binary: bin, Source: self}), nil
-}
-
-// baseName is the source's name for the base.name annotation: a registry reference,
-// or the name inside an archive or layout.
-func baseName(r images.Ref) string {
-	return r.Name
 }
 
 func parsePlatforms(list string) ([]v1.Platform, error) {
