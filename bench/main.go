@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, container.
+// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, container, wrap.
 package main
 
 import (
@@ -30,6 +30,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"gate":      gate,
 	"container": container,
 	"grpc":      grpcBench,
+	"wrap":      wrapBench,
 }
 
 type benchEnv struct {
@@ -45,7 +46,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "container"}
+		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "container", "wrap"}
 	}
 	defer testenv.Cleanup()
 

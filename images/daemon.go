@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // engine is a Docker Engine API endpoint (Docker's, or podman's compatible service),
@@ -109,18 +108,17 @@ func (o *IO) readDaemon(ctx context.Context, ref string) (Artifact, error) {
 	if err != nil {
 		return Artifact{}, fmt.Errorf("saving from the engine: %v", err)
 	}
-	img, err := tarball.ImageFromPath(f.Name(), &tag)
+	a, closeArchive, err := readDockerArchive(f.Name(), tag.String())
 	if err != nil {
-		// An engine saves a name as it stores it (docker.io/library/app:1 as app:1).
-		img, err = tarball.ImageFromPath(f.Name(), nil)
+		// An engine may save a name as it stores it (docker.io/library/app:1 as app:1).
+		a, closeArchive, err = readDockerArchive(f.Name(), "")
 	}
 	if err != nil {
 		return Artifact{}, err
 	}
-	if _, err := img.RawConfigFile(); err != nil {
-		return Artifact{}, err
-	}
-	return Artifact{Image: img}, nil
+	o.cleanup = append(o.cleanup, closeArchive)
+	a.Name = ref
+	return a, nil
 }
 
 // writeDaemon loads img into the engine under ref: the engine takes all of it or
@@ -135,7 +133,7 @@ func (o *IO) writeDaemon(ctx context.Context, ref string, img v1.Image) error {
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarball.Write(tag, img, pw)) }()
+	go func() { pw.CloseWithError(writeDockerArchive(pw, tag, img)) }()
 	resp, err := e.do(ctx, http.MethodPost, "/images/load?quiet=1", pr)
 	pr.CloseWithError(errors.New("the engine stopped reading"))
 	if err != nil {

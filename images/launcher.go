@@ -36,7 +36,7 @@ type Launchers interface {
 // images carry it.
 func LauncherLayer(binary []byte) (v1.Layer, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package images
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +20,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // IO says how references are reached.
@@ -97,29 +97,11 @@ func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
 		img, err := desc.Image()
 		return Artifact{Image: img}, err
 	case DockerArchive:
-		if _, err := os.Stat(ref.Path); err != nil {
-			return Artifact{}, err
-		}
-		var tag *name.Tag
-		if ref.Name != "" {
-			t, err := name.NewTag(ref.Name)
-			if err != nil {
-				return Artifact{}, err
-			}
-			tag = &t
-		}
-		img, err := tarball.ImageFromPath(ref.Path, tag)
+		a, closeArchive, err := readDockerArchive(ref.Path, ref.Name)
 		if err != nil {
 			return Artifact{}, err
 		}
-		// Fail now, not halfway through the write, on a tarball that is no image.
-		if _, err := img.RawConfigFile(); err != nil {
-			return Artifact{}, err
-		}
-		a := Artifact{Image: img}
-		if m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(ref.Path) }); err == nil && tag == nil && len(m) == 1 && len(m[0].RepoTags) > 0 {
-			a.Name = m[0].RepoTags[0]
-		}
+		o.cleanup = append(o.cleanup, closeArchive)
 		return a, nil
 	case OCILayout:
 		return readLayout(ref.Path, ref.Name)
@@ -232,7 +214,20 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 		if err != nil {
 			return err
 		}
-		return atomicFile(ref.Path, func(tmp string) error { return tarball.WriteToFile(tmp, r, img) })
+		return atomicFile(ref.Path, func(tmp string) error {
+			f, err := os.Create(tmp)
+			if err != nil {
+				return err
+			}
+			bw := bufio.NewWriterSize(f, 1<<20)
+			if err = writeDockerArchive(bw, r, img); err == nil {
+				err = bw.Flush()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		})
 	case OCILayout:
 		if _, err := os.Stat(filepath.Join(ref.Path, "index.json")); err == nil {
 			return appendLayout(ref.Path, a, ref.Name)

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/json"
+	"fmt"
 	stdio "io"
 	"log"
 	"net/http"
@@ -341,4 +343,120 @@ func digestOf(t *testing.T, f func() (v1.Hash, error)) v1.Hash {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// saveArchive writes a docker archive as docker save and podman save do: uncompressed
+// layer files, each holding one file.
+func saveArchive(t *testing.T, path string, contents ...string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	var diffIDs, files []string
+	for i, c := range contents {
+		var layer bytes.Buffer
+		lw := tar.NewWriter(&layer)
+		lw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("file%d", i), Mode: 0o644, Size: int64(len(c))})
+		lw.Write([]byte(c))
+		lw.Close()
+		h, _, _ := v1.SHA256(bytes.NewReader(layer.Bytes()))
+		diffIDs = append(diffIDs, h.String())
+		files = append(files, h.Hex+"/layer.tar")
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: h.Hex + "/layer.tar", Mode: 0o644, Size: int64(layer.Len())})
+		tw.Write(layer.Bytes())
+	}
+	config, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux", "config": map[string]any{"Entrypoint": []string{"/app"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
+	ch, _, _ := v1.SHA256(bytes.NewReader(config))
+	manifest, _ := json.Marshal([]map[string]any{{"Config": ch.Hex + ".json", "RepoTags": []string{"localhost/app:1"}, "Layers": files}})
+	for name, data := range map[string][]byte{ch.Hex + ".json": config, "manifest.json": manifest} {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))})
+		tw.Write(data)
+	}
+	tw.Close()
+}
+
+// An archive of uncompressed layers wraps to one whose layers are the same files, copied
+// (not recompressed), named by the archive's own tag; a layer that does not match its
+// diff ID fails the write and leaves nothing.
+func TestWrapSavedArchive(t *testing.T) {
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "saved.tar"), filepath.Join(dir, "out.tar")
+	saveArchive(t, src, "first layer", "second layer")
+	ctx := context.Background()
+	var io images.IO
+	defer io.Close()
+	in, err := io.Read(ctx, images.Ref{Transport: images.DockerArchive, Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Name != "localhost/app:1" {
+		t.Errorf("name %q, want the archive's tag", in.Name)
+	}
+	wrapped, err := images.Wrap(in, &images.BinaryLauncher{Binary: fakeELF(emX8664, "l"), Source: "test"}, nil, images.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: out}, wrapped, in.Name); err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := wrapped.Image.ConfigFile()
+	for i, id := range cf.RootFS.DiffIDs[:2] {
+		b := tarFile(t, out, id.Hex+".tar")
+		if h, _, _ := v1.SHA256(bytes.NewReader(b)); h != id {
+			t.Errorf("layer %d: %s, want the saved file %s", i, h, id)
+		}
+	}
+	var m []struct{ RepoTags, Layers []string }
+	json.Unmarshal(tarFile(t, out, "manifest.json"), &m)
+	if len(m) != 1 || len(m[0].Layers) != 3 || !strings.HasSuffix(m[0].Layers[2], ".tar.gz") || m[0].RepoTags[0] != "localhost/app:1" {
+		t.Errorf("manifest.json: %+v", m)
+	}
+	back, err := io.Read(ctx, images.Ref{Transport: images.DockerArchive, Path: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate(back.Image); err != nil {
+		t.Error(err)
+	}
+
+	// One byte changed in a layer: the copy is refused.
+	data, _ := os.ReadFile(src)
+	data[bytes.Index(data, []byte("second layer"))] = 'S'
+	os.WriteFile(src, data, 0o644)
+	os.Remove(out)
+	in, err = io.Read(ctx, images.Ref{Transport: images.DockerArchive, Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, _ = images.Wrap(in, &images.BinaryLauncher{Binary: fakeELF(emX8664, "l"), Source: "test"}, nil, images.Options{})
+	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: out}, wrapped, in.Name); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("a corrupt layer: %v", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("written despite the corrupt layer")
+	}
+}
+
+func tarFile(t *testing.T, archive, name string) []byte {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no %s", archive, name)
+		}
+		if h.Name == name {
+			b, _ := stdio.ReadAll(tr)
+			return b
+		}
+	}
 }

@@ -64,10 +64,6 @@ func WrapImage(img v1.Image, launcher v1.Layer, o Options) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	baseDigest, err := base.Digest()
-	if err != nil {
-		return nil, err
-	}
 	rawConfig, err := base.RawConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("reading the image config: %w", err)
@@ -134,34 +130,37 @@ func WrapImage(img v1.Image, launcher v1.Layer, o Options) (v1.Image, error) {
 		return nil, err
 	}
 
-	mf, err := decodeManifest(base)
-	if err != nil {
-		return nil, err
-	}
-	desc, err := layerDescriptor(launcher, mf)
-	if err != nil {
-		return nil, err
-	}
-	var layers []json.RawMessage
-	if err := decodeOptional(mf.raw, "layers", &layers); err != nil {
-		return nil, err
-	}
-	mf.raw["layers"] = mustJSON(append(layers, mustJSON(desc)))
-	annotations := map[string]string{}
-	if err := decodeOptional(mf.raw, "annotations", &annotations); err != nil {
-		return nil, err
-	}
-	// A first wrap names its source; an upgrade keeps naming the image first wrapped,
-	// unless a transport dropped the annotations on the way.
-	if upgrade := base != img; !upgrade || annotations[AnnotationBaseDigest] == "" {
-		annotations[AnnotationBaseDigest] = baseDigest.String()
-		delete(annotations, AnnotationBaseName)
-		if o.BaseName != "" && !upgrade {
-			annotations[AnnotationBaseName] = o.BaseName
+	upgrade := base != img
+	return newImage(base, newConfig, launcher, func(mf *manifest) error {
+		desc, err := layerDescriptor(launcher, mf)
+		if err != nil {
+			return err
 		}
-	}
-	mf.raw["annotations"] = mustJSON(annotations)
-	return newImage(base, mf, newConfig, launcher)
+		var layers []json.RawMessage
+		if err := decodeOptional(mf.raw, "layers", &layers); err != nil {
+			return err
+		}
+		mf.raw["layers"] = mustJSON(append(layers, mustJSON(desc)))
+		annotations := map[string]string{}
+		if err := decodeOptional(mf.raw, "annotations", &annotations); err != nil {
+			return err
+		}
+		// A first wrap names its source; an upgrade keeps naming the image first
+		// wrapped, unless a transport dropped the annotations on the way.
+		if !upgrade || annotations[AnnotationBaseDigest] == "" {
+			baseDigest, err := base.Digest()
+			if err != nil {
+				return err
+			}
+			annotations[AnnotationBaseDigest] = baseDigest.String()
+			delete(annotations, AnnotationBaseName)
+			if o.BaseName != "" && !upgrade {
+				annotations[AnnotationBaseName] = o.BaseName
+			}
+		}
+		mf.raw["annotations"] = mustJSON(annotations)
+		return nil
+	})
 }
 
 // Wrapped says whether img carries a launcher layer, and which launcher version.
@@ -208,26 +207,27 @@ func Unwrap(img v1.Image) (v1.Image, error) {
 	if err := decodeOptional(rootfs, "diff_ids", &diffIDs); err != nil {
 		return nil, err
 	}
-	mf, err := decodeManifest(img)
-	if err != nil {
-		return nil, err
-	}
-	var layers []json.RawMessage
-	if err := decodeOptional(mf.raw, "layers", &layers); err != nil {
-		return nil, err
-	}
-	if len(layers) == 0 || len(diffIDs) != len(layers) {
-		return nil, fmt.Errorf("the image's launcher layer is not its last: %d layers, %d diff IDs", len(layers), len(diffIDs))
+	if len(diffIDs) == 0 || len(history) == 0 {
+		return nil, fmt.Errorf("the image's launcher layer is missing: %d layers", len(diffIDs))
 	}
 	cfg["history"] = mustJSON(history[:len(history)-1])
 	rootfs["diff_ids"] = mustJSON(diffIDs[:len(diffIDs)-1])
 	cfg["rootfs"] = mustJSON(rootfs)
-	mf.raw["layers"] = mustJSON(layers[:len(layers)-1])
 	newConfig, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return newImage(img, mf, newConfig, nil)
+	return newImage(img, newConfig, nil, func(mf *manifest) error {
+		var layers []json.RawMessage
+		if err := decodeOptional(mf.raw, "layers", &layers); err != nil {
+			return err
+		}
+		if len(layers) != len(diffIDs) {
+			return fmt.Errorf("the image's launcher layer is not its last: %d layers, %d diff IDs", len(layers), len(diffIDs))
+		}
+		mf.raw["layers"] = mustJSON(layers[:len(layers)-1])
+		return nil
+	})
 }
 
 // findMarker returns the wrap marker of img's last history entry, and img's config.

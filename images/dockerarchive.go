@@ -1,0 +1,532 @@
+package images
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// The docker archive (docker save, podman save, docker load) is read and written here
+// rather than by go-containerregistry's tarball package, for one reason: its layers are
+// usually uncompressed, and an archive-to-archive wrap should copy them as they are.
+// tarball computes a manifest, which needs every layer gzipped to digest it, and
+// gzips each layer again to write it: 30 s for a 1 GB image where a copy takes 4.
+// Here a layer stays a section of the archive file until a registry or a layout needs
+// its compressed form.
+
+// dockerArchiveManifest is one entry of an archive's manifest.json.
+type dockerArchiveManifest struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// archiveFile is an open archive and where each of its entries lies.
+type archiveFile struct {
+	f       *os.File
+	path    string
+	entries map[string]archiveEntry
+}
+
+type archiveEntry struct {
+	offset, size int64
+}
+
+func openDockerArchive(p string) (*archiveFile, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	a := &archiveFile{f: f, path: p, entries: map[string]archiveEntry{}}
+	links := map[string]string{}
+	// tar.Reader skips entries' data by seeking when it reads an *os.File: indexing a
+	// 1 GB archive reads its headers only.
+	counter := &offsetReader{r: f}
+	tr := tar.NewReader(counter)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("not a docker archive: %v", err)
+		}
+		name := path.Clean(h.Name)
+		switch h.Typeflag {
+		case tar.TypeReg:
+			a.entries[name] = archiveEntry{offset: counter.pos, size: h.Size}
+		case tar.TypeSymlink, tar.TypeLink:
+			links[name] = path.Clean(path.Join(path.Dir(name), h.Linkname))
+			if h.Typeflag == tar.TypeLink {
+				links[name] = path.Clean(h.Linkname)
+			}
+		}
+	}
+	// Older docker saves link repeated layers to one file.
+	for from, to := range links {
+		if e, ok := a.entries[to]; ok {
+			a.entries[from] = e
+		}
+	}
+	return a, nil
+}
+
+// offsetReader tells where in the file the tar reader is, seeking or reading.
+type offsetReader struct {
+	r   *os.File
+	pos int64
+}
+
+func (o *offsetReader) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	o.pos += int64(n)
+	return n, err
+}
+
+func (o *offsetReader) Seek(offset int64, whence int) (int64, error) {
+	n, err := o.r.Seek(offset, whence)
+	if err == nil {
+		o.pos = n
+	}
+	return n, err
+}
+
+func (a *archiveFile) section(name string) (*io.SectionReader, error) {
+	e, ok := a.entries[path.Clean(name)]
+	if !ok {
+		return nil, fmt.Errorf("%s: no %s in the archive", a.path, name)
+	}
+	return io.NewSectionReader(a.f, e.offset, e.size), nil
+}
+
+func (a *archiveFile) readAll(name string) ([]byte, error) {
+	s, err := a.section(name)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(s)
+}
+
+// readDockerArchive opens the image tagged tag in the archive at p, or its only one.
+func readDockerArchive(p, tag string) (Artifact, func(), error) {
+	a, err := openDockerArchive(p)
+	if err != nil {
+		return Artifact{}, nil, err
+	}
+	fail := func(err error) (Artifact, func(), error) { a.f.Close(); return Artifact{}, nil, err }
+	raw, err := a.readAll("manifest.json")
+	if err != nil {
+		return fail(fmt.Errorf("not a docker archive: %v", err))
+	}
+	var ms []dockerArchiveManifest
+	if err := json.Unmarshal(raw, &ms); err != nil {
+		return fail(fmt.Errorf("%s: manifest.json: %v", p, err))
+	}
+	var chosen *dockerArchiveManifest
+	var all []string
+	for i, m := range ms {
+		all = append(all, m.RepoTags...)
+		if tag == "" && len(ms) == 1 {
+			chosen = &ms[i]
+		}
+		for _, t := range m.RepoTags {
+			if tag != "" && sameTag(t, tag) {
+				chosen = &ms[i]
+			}
+		}
+	}
+	switch {
+	case chosen == nil && tag != "":
+		return fail(fmt.Errorf("%s: no image tagged %s (it has %v)", p, tag, all))
+	case chosen == nil:
+		return fail(fmt.Errorf("%s holds %d images (%v): name one, docker-archive:%s:NAME:TAG", p, len(ms), all, p))
+	}
+	config, err := a.readAll(chosen.Config)
+	if err != nil {
+		return fail(err)
+	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(config))
+	if err != nil {
+		return fail(fmt.Errorf("%s: the image config: %v", p, err))
+	}
+	if len(cf.RootFS.DiffIDs) != len(chosen.Layers) {
+		return fail(fmt.Errorf("%s: %d layers and %d diff IDs", p, len(chosen.Layers), len(cf.RootFS.DiffIDs)))
+	}
+	img := &archiveImage{config: config, layers: map[v1.Hash]*archiveLayer{}}
+	for i, file := range chosen.Layers {
+		s, err := a.section(file)
+		if err != nil {
+			return fail(err)
+		}
+		var magic [2]byte
+		s.ReadAt(magic[:], 0)
+		img.layers[cf.RootFS.DiffIDs[i]] = &archiveLayer{file: a, name: file, diffID: cf.RootFS.DiffIDs[i], gzipped: magic == [2]byte{0x1f, 0x8b}}
+	}
+	name := tag
+	if name == "" && len(chosen.RepoTags) > 0 {
+		name = chosen.RepoTags[0]
+	}
+	return Artifact{Image: img, Name: name}, func() { a.f.Close() }, nil
+}
+
+// sameTag compares two image names as name.ParseReference reads them (app:1 is
+// docker.io/library/app:1).
+func sameTag(a, b string) bool {
+	ra, err1 := name.ParseReference(a)
+	rb, err2 := name.ParseReference(b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	return ra.Name() == rb.Name()
+}
+
+// archiveImage is an image of a docker archive: a config and layers by diff ID. Its
+// manifest is only made when asked for (a registry or a layout needs it), from the
+// layers' gzipped forms.
+type archiveImage struct {
+	config []byte
+	layers map[v1.Hash]*archiveLayer
+
+	once        sync.Once
+	manifest    *v1.Manifest
+	rawManifest []byte
+	err         error
+}
+
+var _ v1.Image = (*archiveImage)(nil)
+
+func (i *archiveImage) RawConfigFile() ([]byte, error) { return i.config, nil }
+func (i *archiveImage) ConfigFile() (*v1.ConfigFile, error) {
+	return v1.ParseConfigFile(bytes.NewReader(i.config))
+}
+func (i *archiveImage) ConfigName() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(i.config))
+	return h, err
+}
+func (i *archiveImage) MediaType() (types.MediaType, error) { return types.DockerManifestSchema2, nil }
+
+func (i *archiveImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	if l, ok := i.layers[h]; ok {
+		return l, nil
+	}
+	return nil, fmt.Errorf("the archive has no layer %s", h)
+}
+
+func (i *archiveImage) Layers() ([]v1.Layer, error) {
+	cf, err := i.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	var ls []v1.Layer
+	for _, d := range cf.RootFS.DiffIDs {
+		l, err := i.LayerByDiffID(d)
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// computeManifest makes the Docker manifest of the image: each layer's descriptor is
+// its gzipped form's, the file itself when it is stored gzipped.
+func (i *archiveImage) computeManifest() error {
+	i.once.Do(func() {
+		digest, size, err := v1.SHA256(bytes.NewReader(i.config))
+		if err != nil {
+			i.err = err
+			return
+		}
+		m := v1.Manifest{SchemaVersion: 2, MediaType: types.DockerManifestSchema2,
+			Config: v1.Descriptor{MediaType: types.DockerConfigJSON, Size: size, Digest: digest}}
+		layers, err := i.Layers()
+		if err != nil {
+			i.err = err
+			return
+		}
+		for _, l := range layers {
+			d, err := l.Digest()
+			if err != nil {
+				i.err = err
+				return
+			}
+			n, err := l.Size()
+			if err != nil {
+				i.err = err
+				return
+			}
+			m.Layers = append(m.Layers, v1.Descriptor{MediaType: types.DockerLayer, Size: n, Digest: d})
+		}
+		i.manifest = &m
+		i.rawManifest, i.err = json.Marshal(m)
+	})
+	return i.err
+}
+
+func (i *archiveImage) Manifest() (*v1.Manifest, error) {
+	if err := i.computeManifest(); err != nil {
+		return nil, err
+	}
+	return i.manifest.DeepCopy(), nil
+}
+
+func (i *archiveImage) RawManifest() ([]byte, error) {
+	if err := i.computeManifest(); err != nil {
+		return nil, err
+	}
+	return i.rawManifest, nil
+}
+
+func (i *archiveImage) Digest() (v1.Hash, error) {
+	raw, err := i.RawManifest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	return h, err
+}
+
+func (i *archiveImage) Size() (int64, error) {
+	raw, err := i.RawManifest()
+	return int64(len(raw)), err
+}
+
+func (i *archiveImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	for _, l := range i.layers {
+		if d, err := l.Digest(); err == nil && d == h {
+			return l, nil
+		}
+	}
+	if c, _ := i.ConfigName(); c == h {
+		return partial.ConfigLayer(i)
+	}
+	return nil, fmt.Errorf("the archive has no blob %s", h)
+}
+
+// archiveLayer is a layer file in a docker archive, gzipped or not, read in place.
+type archiveLayer struct {
+	file    *archiveFile
+	name    string
+	diffID  v1.Hash
+	gzipped bool
+
+	once  sync.Once
+	other v1.Layer // the form the file is not in, made by go-containerregistry when asked
+	err   error
+}
+
+var _ v1.Layer = (*archiveLayer)(nil)
+
+func (l *archiveLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *archiveLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }
+
+// raw reads the file as stored.
+func (l *archiveLayer) raw() (io.ReadCloser, error) {
+	s, err := l.file.section(l.name)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(s), nil
+}
+
+func (l *archiveLayer) Uncompressed() (io.ReadCloser, error) {
+	if !l.gzipped {
+		return l.raw()
+	}
+	rc, err := l.raw()
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(bufio.NewReader(rc))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %v", l.file.path, l.name, err)
+	}
+	return zr, nil
+}
+
+func (l *archiveLayer) compressedForm() (v1.Layer, error) {
+	l.once.Do(func() {
+		if l.gzipped {
+			l.other, l.err = partial.CompressedToLayer(gzippedLayer{l})
+		} else {
+			l.other, l.err = partial.UncompressedToLayer(plainLayer{l})
+		}
+	})
+	return l.other, l.err
+}
+
+func (l *archiveLayer) Compressed() (io.ReadCloser, error) {
+	if l.gzipped {
+		return l.raw()
+	}
+	c, err := l.compressedForm()
+	if err != nil {
+		return nil, err
+	}
+	return c.Compressed()
+}
+
+func (l *archiveLayer) Digest() (v1.Hash, error) {
+	c, err := l.compressedForm()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return c.Digest()
+}
+
+func (l *archiveLayer) Size() (int64, error) {
+	if l.gzipped {
+		return l.file.entries[path.Clean(l.name)].size, nil
+	}
+	c, err := l.compressedForm()
+	if err != nil {
+		return 0, err
+	}
+	return c.Size()
+}
+
+// plainLayer and gzippedLayer give go-containerregistry the layer's stored form, from
+// which it derives the other (digest and size of the gzipped form, or the diff ID).
+type plainLayer struct{ l *archiveLayer }
+
+func (p plainLayer) DiffID() (v1.Hash, error)             { return p.l.diffID, nil }
+func (p plainLayer) Uncompressed() (io.ReadCloser, error) { return p.l.raw() }
+func (p plainLayer) MediaType() (types.MediaType, error)  { return types.DockerLayer, nil }
+
+type gzippedLayer struct{ l *archiveLayer }
+
+func (g gzippedLayer) Compressed() (io.ReadCloser, error)  { return g.l.raw() }
+func (g gzippedLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }
+func (g gzippedLayer) Size() (int64, error)                { return g.l.Size() }
+func (g gzippedLayer) Digest() (v1.Hash, error) {
+	rc, err := g.l.raw()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer rc.Close()
+	h, _, err := v1.SHA256(rc)
+	return h, err
+}
+
+// writeDockerArchive writes img as a docker archive tagged tag: the config, each layer
+// file, manifest.json. A layer read from a docker archive is copied as it is stored, its
+// diff ID checked on the way for an uncompressed one; other layers (the launcher's, a
+// registry's) are written gzipped.
+func writeDockerArchive(w io.Writer, tag name.Reference, img v1.Image) error {
+	config, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(config))
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	configHash, _, _ := v1.SHA256(bytes.NewReader(config))
+	m := dockerArchiveManifest{Config: configHash.Hex + ".json", Layers: []string{}}
+	if _, ok := tag.(name.Tag); ok {
+		m.RepoTags = []string{tag.String()}
+	}
+	if err := writeEntry(tw, m.Config, int64(len(config)), bytes.NewReader(config)); err != nil {
+		return err
+	}
+	written := map[string]bool{}
+	for _, diffID := range cf.RootFS.DiffIDs {
+		l, err := img.LayerByDiffID(diffID)
+		if err != nil {
+			return err
+		}
+		file, err := writeArchiveLayer(tw, l, diffID, written)
+		if err != nil {
+			return err
+		}
+		m.Layers = append(m.Layers, file)
+	}
+	manifest, err := json.Marshal([]dockerArchiveManifest{m})
+	if err != nil {
+		return err
+	}
+	if err := writeEntry(tw, "manifest.json", int64(len(manifest)), bytes.NewReader(manifest)); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func writeArchiveLayer(tw *tar.Writer, l v1.Layer, diffID v1.Hash, written map[string]bool) (string, error) {
+	if al, ok := l.(*archiveLayer); ok {
+		file := diffID.Hex + ".tar"
+		if al.gzipped {
+			file += ".gz"
+		}
+		if written[file] {
+			return file, nil
+		}
+		written[file] = true
+		rc, err := al.raw()
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		size := al.file.entries[path.Clean(al.name)].size
+		var check hash.Hash
+		var r io.Reader = rc
+		if !al.gzipped {
+			check = sha256.New()
+			r = io.TeeReader(rc, check)
+		}
+		if err := writeEntry(tw, file, size, r); err != nil {
+			return "", err
+		}
+		if check != nil && hex.EncodeToString(check.Sum(nil)) != diffID.Hex {
+			return "", fmt.Errorf("%s: layer %s does not match its diff ID %s: the archive is corrupt", al.file.path, al.name, diffID)
+		}
+		return file, nil
+	}
+	digest, err := l.Digest()
+	if err != nil {
+		return "", err
+	}
+	file := digest.Hex + ".tar.gz"
+	if written[file] {
+		return file, nil
+	}
+	written[file] = true
+	size, err := l.Size()
+	if err != nil {
+		return "", err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	return file, writeEntry(tw, file, size, rc)
+}
+
+func writeEntry(tw *tar.Writer, file string, size int64, r io.Reader) error {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: file, Size: size, Mode: 0o644, Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	n, err := io.Copy(tw, r)
+	if err == nil && n != size {
+		err = fmt.Errorf("%s: %d bytes, want %d", file, n, size)
+	}
+	return err
+}
