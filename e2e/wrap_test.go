@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"debug/elf"
 	"fmt"
 	"io"
@@ -13,11 +14,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/otel-go-launcher/otel-go-launcher/images"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
@@ -379,4 +382,97 @@ func sha(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return strings.Fields(string(out))[0]
+}
+
+// containerd's image store, as on a Kubernetes node: a private containerd (its own root,
+// state and socket in a temporary directory), the plain image imported with ctr, wrapped
+// in place under a new name, and run by ctr with the launcher's capabilities: traced.
+func TestWrapContainerd(t *testing.T) {
+	env := podmanReady(t)
+	testenv.RequireCommand(t, "containerd")
+	testenv.RequireCommand(t, "ctr")
+	dir, err := os.MkdirTemp("", "e2e-containerd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "containerd.sock")
+	config := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n",
+		filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc")
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644)
+	var daemonLog bytes.Buffer
+	daemon := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	daemon.Stdout, daemon.Stderr = &daemonLog, &daemonLog
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctr := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ctr", append([]string{"-a", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ctr %s: %v\n%s\ncontainerd:\n%s", strings.Join(args, " "), err, out, daemonLog.String())
+		}
+		return string(out)
+	}
+	const container = "otel-go-launcher-e2e-wrapped"
+	defer func() {
+		exec.Command("ctr", "-a", sock, "task", "kill", "-s", "KILL", container).Run()
+		time.Sleep(500 * time.Millisecond)
+		exec.Command("ctr", "-a", sock, "task", "rm", "-f", container).Run()
+		exec.Command("ctr", "-a", sock, "container", "rm", container).Run()
+		daemon.Process.Signal(syscall.SIGTERM)
+		daemon.Wait()
+		exec.Command("umount", "-R", filepath.Join(dir, "state")).Run()
+		os.RemoveAll(dir)
+	}()
+	for i := 0; ; i++ {
+		if exec.Command("ctr", "-a", sock, "version").Run() == nil {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("containerd did not start:\n%s", daemonLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	src := plainImage(t, env, "amd64")
+	saved := filepath.Join(dir, "plain.tar")
+	podman(t, env, "save", "--format", "docker-archive", "-o", saved, src)
+	ctr("images", "import", saved)
+	const dst = "localhost/otel-go-launcher-e2e-wrapped:containerd"
+	if out, err := launchWrap(t, nil, "--containerd-address", sock, "--env", "OTEL_SERVICE_NAME=wrapped-containerd", "containerd:"+src, "containerd:"+dst); err != nil {
+		t.Fatalf("launch wrap: %v\n%s", err, out)
+	}
+	if images := ctr("images", "ls", "-q"); !strings.Contains(images, dst) || !strings.Contains(images, src) {
+		t.Fatalf("containerd's images after the wrap:\n%s", images)
+	}
+	// What the runtime will run: read back through the store.
+	rw := &images.IO{ContainerdAddress: sock}
+	defer rw.Close()
+	wrapped, err := rw.Read(context.Background(), images.Ref{Transport: images.Containerd, Name: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := wrapped.Image.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(cf.Config.Entrypoint, " "), "/.otel-go-launcher/launch --user 65534:65534 -- /app"; got != want {
+		t.Errorf("Entrypoint %q, want %q", got, want)
+	}
+
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	// ctr run takes the whole command line (Entrypoint + arguments), as the runtime
+	// composes it.
+	args := []string{"run", "-d", "--net-host", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_BPF", "--cap-add", "CAP_PERFMON", "--cap-add", "CAP_NET_ADMIN",
+		"--env", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint, "--env", "OTEL_BSP_SCHEDULE_DELAY=200", dst, container}
+	ctr(append(append(args, cf.Config.Entrypoint...), "-addr", addr)...)
+	firstRequest(t, addr, "/hello/first")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(spansOf(recv.Spans(), "wrapped-containerd", tracepb.Span_SPAN_KIND_SERVER, firstTrace(recv, "wrapped-containerd"))) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := len(spansOf(recv.Spans(), "wrapped-containerd", tracepb.Span_SPAN_KIND_SERVER, firstTrace(recv, "wrapped-containerd"))); n != 1 {
+		t.Errorf("%d spans of service wrapped-containerd for its first request, want 1", n)
+	}
 }

@@ -33,11 +33,16 @@ type IO struct {
 	Keychain authn.Keychain
 	// Transport is the HTTP transport for registries; nil means remote's default.
 	Transport http.RoundTripper
+	// ContainerdAddress and ContainerdNamespace reach containerd's image store
+	// (defaults: DefaultContainerdAddress, DefaultContainerdNamespace).
+	ContainerdAddress, ContainerdNamespace string
+
 	// Progress, when not nil, is called as a registry push advances: bytes sent of
 	// the total, from one goroutine.
 	Progress func(complete, total int64)
 
 	cleanup []func()
+	store   *containerdStore
 }
 
 // Close removes what reading archives left in temporary directories.
@@ -117,6 +122,8 @@ func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
 		return readLayout(dir, ref.Name)
 	case DockerDaemon:
 		return o.readDaemon(ctx, ref.Name)
+	case Containerd:
+		return o.readContainerd(ctx, ref.Name)
 	}
 	return Artifact{}, fmt.Errorf("transport %s: not supported yet", ref.Transport)
 }
@@ -251,6 +258,8 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 			return err
 		}
 		return o.writeDaemon(ctx, ref.Name, img)
+	case Containerd:
+		return o.writeContainerd(ctx, ref.Name, a)
 	}
 	return fmt.Errorf("transport %s: not supported yet", ref.Transport)
 }

@@ -11,6 +11,7 @@ needs=(
 	"/usr/include/asm-generic/types.h linux-libc-dev" "/usr/bin/time time"
 	"podman podman" "runc runc" "podman-compose podman-compose"
 	"/usr/lib/cni/dnsname golang-github-containernetworking-plugin-dnsname"
+	"containerd containerd" "ctr containerd"
 )
 
 missing=()

@@ -40,6 +40,10 @@ SRC and DST are references in the syntax of podman and skopeo:
   docker-archive:PATH[:NAME:TAG]  what docker save and podman save write
   oci:DIR[:TAG]           an OCI image layout
   oci-archive:PATH[:TAG]  a tar of an OCI image layout
+  docker-daemon:NAME:TAG  the Docker Engine API at $DOCKER_HOST (podman's service too)
+  containerd:NAME         containerd's image store (--containerd-address,
+                          --containerd-namespace); the image is written through
+                          containerd's content store under its own name
 
 Each platform of a multi-platform image gets the launcher of its architecture, from
 --launcher-image (the otel-go-launcher base image: make image PLATFORMS=...), or else
@@ -52,6 +56,8 @@ Run the wrapped image with the launcher's capabilities, e.g.
 			&cli.StringFlag{Name: "platform", Usage: "comma-separated `LIST` of os/arch[/variant] to wrap and keep of a multi-platform image (default: all)"},
 			&cli.StringSliceFlag{Name: "env", Usage: "set `KEY=VALUE` in the image's config, e.g. OTEL_SERVICE_NAME=payments (repeatable)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach registries over plain HTTP or unverified TLS"},
+			&cli.StringFlag{Name: "containerd-address", Value: images.DefaultContainerdAddress, Usage: "containerd's `SOCKET`, for containerd: references"},
+			&cli.StringFlag{Name: "containerd-namespace", Value: images.DefaultContainerdNamespace, Usage: "containerd's `NAMESPACE` for containerd: references (Kubernetes nodes: k8s.io)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the config change and the layer to add; write nothing"},
 		},
 		Action: func(c *cli.Context) error {
@@ -89,7 +95,7 @@ func wrap(c *cli.Context, srcArg, dstArg string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rw := &images.IO{Insecure: c.Bool("insecure")}
+	rw := &images.IO{Insecure: c.Bool("insecure"), ContainerdAddress: c.String("containerd-address"), ContainerdNamespace: c.String("containerd-namespace")}
 	defer rw.Close()
 
 	launchers, err := launcherSources(ctx, rw, c.String("launcher-image"))
