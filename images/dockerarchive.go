@@ -530,3 +530,43 @@ func writeEntry(tw *tar.Writer, file string, size int64, r io.Reader) error {
 	}
 	return err
 }
+
+// storedSize is what writeDockerArchive writes of img: its config and each layer as it
+// will be stored, for progress reports.
+func storedSize(img v1.Image) (int64, error) {
+	config, err := img.RawConfigFile()
+	if err != nil {
+		return 0, err
+	}
+	total := int64(len(config))
+	layers, err := img.Layers()
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range layers {
+		if al, ok := l.(*archiveLayer); ok {
+			total += al.file.entries[path.Clean(al.name)].size
+			continue
+		}
+		n, err := l.Size()
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// progressWriter reports the bytes written through it.
+type progressWriter struct {
+	w        io.Writer
+	n, total int64
+	report   func(complete, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.n += int64(n)
+	p.report(min(p.n, p.total), p.total)
+	return n, err
+}

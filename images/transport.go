@@ -37,8 +37,8 @@ type IO struct {
 	// (defaults: DefaultContainerdAddress, DefaultContainerdNamespace).
 	ContainerdAddress, ContainerdNamespace string
 
-	// Progress, when not nil, is called as a registry push advances: bytes sent of
-	// the total, from one goroutine.
+	// Progress, when not nil, is called as a write to a registry or a docker archive
+	// advances: bytes written of the total, from one goroutine.
 	Progress func(complete, total int64)
 
 	cleanup []func()
@@ -227,7 +227,15 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 				return err
 			}
 			bw := bufio.NewWriterSize(f, 1<<20)
-			if err = writeDockerArchive(bw, r, img); err == nil {
+			var w io.Writer = bw
+			if o.Progress != nil {
+				total, err := storedSize(img)
+				if err != nil {
+					return err
+				}
+				w = &progressWriter{w: bw, total: total, report: o.Progress}
+			}
+			if err = writeDockerArchive(w, r, img); err == nil {
 				err = bw.Flush()
 			}
 			if cerr := f.Close(); err == nil {

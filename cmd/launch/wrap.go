@@ -238,7 +238,7 @@ func jsonString(v any) string {
 	return string(b)
 }
 
-// progress reports a registry push on stderr once it has taken a second: a bar
+// progress reports a write on stderr once it has taken a second: a bar
 // redrawn in place on a terminal, a line every five seconds otherwise.
 type progress struct {
 	w        io.Writer
@@ -268,7 +268,7 @@ func (p *progress) update(complete, total int64) {
 		fmt.Fprintf(p.w, "\r%s [%s%s] %s / %s", p.what, strings.Repeat("=", n), strings.Repeat(" ", width-n), mb(complete), mb(total))
 		p.printed = now
 	case !p.terminal && now.Sub(p.printed) >= 5*time.Second:
-		fmt.Fprintf(p.w, "%s: %s of %s sent\n", p.what, mb(complete), mb(total))
+		fmt.Fprintf(p.w, "%s: %s of %s written\n", p.what, mb(complete), mb(total))
 		p.printed = now
 	}
 }
@@ -276,7 +276,7 @@ func (p *progress) update(complete, total int64) {
 // done ends a bar's line.
 func (p *progress) done() {
 	if p.terminal && !p.printed.IsZero() {
-		fmt.Fprintf(p.w, "\r%s: %s sent%s\n", p.what, mb(p.complete), strings.Repeat(" ", 40))
+		fmt.Fprintf(p.w, "\r%s: %s written%s\n", p.what, mb(p.complete), strings.Repeat(" ", 40))
 	}
 }
 
