@@ -37,8 +37,8 @@ type IO struct {
 	// (defaults: DefaultContainerdAddress, DefaultContainerdNamespace).
 	ContainerdAddress, ContainerdNamespace string
 
-	// Progress, when not nil, is called as a write to a registry or a docker archive
-	// advances: bytes written of the total, from one goroutine.
+	// Progress, when not nil, is called as a write advances: bytes written of the
+	// total, from one goroutine at a time.
 	Progress func(complete, total int64)
 
 	cleanup []func()
@@ -182,6 +182,17 @@ func (o *IO) Write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 }
 
 func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string) error {
+	switch ref.Transport {
+	case OCILayout, OCIArchive, Containerd:
+		// Their writers report nothing: count the layers as they are read.
+		if o.Progress != nil {
+			total, err := layerTotal(a)
+			if err != nil {
+				return err
+			}
+			a = (&counter{total: total, report: o.Progress}).counted(a)
+		}
+	}
 	switch ref.Transport {
 	case Registry:
 		r, err := name.ParseReference(ref.Name, o.nameOptions()...)

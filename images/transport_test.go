@@ -460,3 +460,56 @@ func tarFile(t *testing.T, archive, name string) []byte {
 		}
 	}
 }
+
+// Progress reaches the total for a layout, whose writer reports nothing itself.
+func TestWriteProgress(t *testing.T) {
+	var complete, total int64
+	rw := &images.IO{Progress: func(c, tot int64) { complete, total = c, tot }}
+	defer rw.Close()
+	img := testImage(t, types.OCIManifestSchema1, "amd64", "")
+	if err := rw.Write(context.Background(), images.Ref{Transport: images.OCILayout, Path: filepath.Join(t.TempDir(), "layout")}, images.Artifact{Image: img}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if total == 0 || complete != total {
+		t.Errorf("progress %d of %d", complete, total)
+	}
+}
+
+// A registry that wants credentials: refused without them, in one line that says how to
+// log in; taken from $REGISTRY_AUTH_FILE (podman login's file) with them.
+func TestRegistryAuth(t *testing.T) {
+	reg := registry.New(registry.Logger(nopLogger()))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "secret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	t.Setenv("HOME", t.TempDir()) // no ~/.docker/config.json
+	t.Setenv("DOCKER_CONFIG", "")
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("REGISTRY_AUTH_FILE", filepath.Join(t.TempDir(), "missing.json"))
+	ctx := context.Background()
+	ref := images.Ref{Transport: images.Registry, Name: host + "/app:1"}
+	img := testImage(t, types.OCIManifestSchema1, "amd64", "")
+
+	var rw images.IO
+	err := rw.Write(ctx, ref, images.Artifact{Image: img}, "")
+	if err == nil || !strings.Contains(err.Error(), "podman login") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("push without credentials: %v", err)
+	}
+
+	auth := filepath.Join(t.TempDir(), "auth.json")
+	os.WriteFile(auth, []byte(`{"auths":{"`+host+`":{"auth":"Y2k6c2VjcmV0"}}}`), 0o600) // ci:secret
+	t.Setenv("REGISTRY_AUTH_FILE", auth)
+	if err := rw.Write(ctx, ref, images.Artifact{Image: img}, ""); err != nil {
+		t.Fatalf("push with $REGISTRY_AUTH_FILE: %v", err)
+	}
+	if _, err := rw.Read(ctx, ref); err != nil {
+		t.Fatalf("pull with $REGISTRY_AUTH_FILE: %v", err)
+	}
+}
