@@ -16,12 +16,13 @@ type counter struct {
 	report func(complete, total int64)
 }
 
+// add counts n bytes. Writers read layers in parallel: reports are made under the
+// lock, one at a time, as IO.Progress promises.
 func (c *counter) add(n int64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.done += n
-	done := min(c.done, c.total)
-	c.mu.Unlock()
-	c.report(done, c.total)
+	c.report(min(c.done, c.total), c.total)
 }
 
 // layerTotal is the compressed size of every layer of a, the bytes a write moves.
