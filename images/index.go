@@ -102,10 +102,7 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 			if err != nil {
 				return nil, err
 			}
-			if digest, err = wrapped.Digest(); err != nil {
-				return nil, err
-			}
-			if size, err = wrapped.Size(); err != nil {
+			if digest, size, err = digestAndSize(wrapped); err != nil {
 				return nil, err
 			}
 			out.indexes[digest] = wrapped
@@ -134,10 +131,7 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 			if err != nil {
 				return nil, err
 			}
-			if digest, err = wrapped.Digest(); err != nil {
-				return nil, err
-			}
-			if size, err = wrapped.Size(); err != nil {
+			if digest, size, err = digestAndSize(wrapped); err != nil {
 				return nil, err
 			}
 			out.images[digest] = wrapped
@@ -179,6 +173,19 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 		return nil, fmt.Errorf("the edited index: %w", err)
 	}
 	return out, nil
+}
+
+// digestAndSize describes a manifest for its index entry.
+func digestAndSize(m interface {
+	Digest() (v1.Hash, error)
+	Size() (int64, error)
+}) (v1.Hash, int64, error) {
+	d, err := m.Digest()
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	n, err := m.Size()
+	return d, n, err
 }
 
 // isAttestation says whether an index entry is a build attestation (BuildKit's
