@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/otel-go-launcher/otel-go-launcher/images"
+)
+
+// --dry-run's report: each change to the config, and the layer.
+func TestDescribe(t *testing.T) {
+	l, err := random.Layer(64, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config = v1.Config{Entrypoint: []string{"/app"}, User: "app", Env: []string{"A=1"}}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	// The smallest amd64 ELF header stands in for the launcher.
+	bin := make([]byte, 64)
+	copy(bin, "\x7fELF\x02\x01\x01")
+	binary.LittleEndian.PutUint16(bin[16:], 2)  // ET_EXEC
+	binary.LittleEndian.PutUint16(bin[18:], 62) // EM_X86_64
+	binary.LittleEndian.PutUint32(bin[20:], 1)
+	binary.LittleEndian.PutUint16(bin[52:], 64)
+	in := images.Artifact{Image: img}
+	out, err := images.Wrap(in, &images.BinaryLauncher{Binary: bin, Source: "test"}, nil, images.Options{Env: []string{"OTEL_SERVICE_NAME=x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := describe(&b, in, out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"linux/amd64:",
+		`Entrypoint: ["/app"] -> ["/.otel-go-launcher/launch","--user","app","--","/app"]`,
+		`User: "app" -> "0:0" (the launcher starts the app as "app")`,
+		"Env: + OTEL_SERVICE_NAME=x",
+		"layer: + sha256:",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no %q in:\n%s", want, b.String())
+		}
+	}
+}
+
+// Progress: nothing in the first second; then plain lines every five seconds where
+// stderr is not a terminal.
+func TestProgressLines(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := newProgress(f, "launch wrap: oci:x")
+	p.update(10e6, 100e6)
+	p.start = p.start.Add(-2 * time.Second)
+	p.update(20e6, 100e6)
+	p.update(30e6, 100e6) // within five seconds of the last line
+	p.done()
+	got, _ := os.ReadFile(f.Name())
+	if want := "launch wrap: oci:x: 20.0 MB of 100.0 MB written\n"; string(got) != want {
+		t.Errorf("progress wrote %q, want %q", got, want)
+	}
+}
