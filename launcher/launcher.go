@@ -237,8 +237,19 @@ func (s *supervisor) flush(cancelAttach context.CancelFunc) {
 	}
 	if err := s.session.Shutdown(ctx); err != nil {
 		slog.Warn("flushing telemetry at exit: " + oneLine(err))
+		// Out of time, the session still says how many spans were dropped: worth
+		// a moment more, or they would vanish without a word.
+		if a, ok := s.session.(interface{ Accounted() <-chan struct{} }); ok {
+			select {
+			case <-a.Accounted():
+			case <-time.After(lateReport):
+			}
+		}
 	}
 }
+
+// lateReport bounds the wait for a session's loss report after --flush-timeout.
+const lateReport = 2 * time.Second
 
 // endDescendants asks what the app left behind to stop (SIGTERM), and kills what is
 // still there after --grace.

@@ -95,6 +95,7 @@ type Session struct {
 	lostErr   bool              // a loss counter could not be read: said once
 	shutdown  sync.Once
 	finished  chan struct{}
+	accounted chan struct{} // closed once the final loss report is made
 	finishErr error
 }
 
@@ -275,7 +276,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		}
 	}
 	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: t.GoVersion}, cfg: opts.Telemetry, shared: env.Shared,
-		started: make(chan struct{}), report: make(chan struct{}), failed: map[string]uint64{}, finished: make(chan struct{})}
+		started: make(chan struct{}), report: make(chan struct{}), failed: map[string]uint64{}, finished: make(chan struct{}), accounted: make(chan struct{})}
 	if fieldErr == nil {
 		for _, p := range probes {
 			if err := p.Configure(reps, inflight); err != nil {
@@ -469,6 +470,12 @@ func (s *Session) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Accounted is closed once Shutdown's final loss report is made: after a Shutdown that
+// ran out of time, a caller that wants every span said exported or dropped waits for
+// it (what is left past the deadline is bounded: the readers' last second, a flush
+// that ends at once).
+func (s *Session) Accounted() <-chan struct{} { return s.accounted }
+
 func (s *Session) stop(ctx context.Context) error {
 	defer close(s.report)
 	var errs []error
@@ -482,6 +489,7 @@ func (s *Session) stop(ctx context.Context) error {
 		// The pipeline is still being built (it never takes this long): what the
 		// probes hold is lost with the launcher.
 		errs = append(errs, fmt.Errorf("the telemetry pipeline was not ready within --flush-timeout: spans not exported: %w", ctx.Err()))
+		close(s.accounted)
 		return errors.Join(errs...)
 	}
 	drained := make(chan struct{})
@@ -503,6 +511,7 @@ func (s *Session) stop(ctx context.Context) error {
 		}
 	}
 	s.logLoss("in all", true)
+	close(s.accounted)
 	if s.wire != nil {
 		s.logWire()
 		if err := s.wire.Close(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
@@ -268,17 +269,24 @@ func TestInstrumentHonoursContext(t *testing.T) {
 	}
 }
 
-// links counts the BPF links in the system.
+// links counts the BPF links in the system. A link that goes away while it is being
+// counted (the kernel answers EAGAIN for its fd) makes the count start again.
 func links(t *testing.T) int {
-	n := 0
-	var it link.Iterator
-	for it.Next() {
-		n++
+	for attempt := 0; ; attempt++ {
+		n := 0
+		var it link.Iterator
+		for it.Next() {
+			n++
+		}
+		err := it.Err()
+		if err == nil {
+			return n
+		}
+		if !errors.Is(err, unix.EAGAIN) || attempt == 100 {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	if err := it.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // Shutdown is bounded by its context and may be called again: the later call waits
