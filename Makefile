@@ -20,6 +20,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/launch ./cmd/launch
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/launch-runtime ./cmd/launch-runtime
 
 # Installs what the tests need (Debian, as root), then runs every suite. Under CI=true
 # a missing prerequisite fails the run instead of skipping tests.

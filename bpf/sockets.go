@@ -65,7 +65,7 @@ func Cgroup2Dir(pid int) (dir string, release func(), err error) {
 	if !errors.As(err, &unmounted) {
 		return dir, func() {}, err
 	}
-	mnt, merr := os.MkdirTemp("", "otel-go-launcher-cgroup2-")
+	mnt, merr := mountPoint()
 	if merr != nil {
 		return "", nil, fmt.Errorf("%w; mounting one failed: %v", err, merr)
 	}
@@ -85,6 +85,21 @@ func Cgroup2Dir(pid int) (dir string, release func(), err error) {
 		return "", nil, fmt.Errorf("%w; in the cgroup2 mounted for it: %v", err, serr)
 	}
 	return dir, release, nil
+}
+
+// mountPoint makes a private directory to mount cgroup2 on: in the temporary
+// directory, or, in an image that has none (FROM scratch, wrapped or run under
+// launch-runtime), on /dev, which a container runtime always mounts writable for root.
+func mountPoint() (string, error) {
+	var errs []error
+	for _, dir := range []string{os.TempDir(), "/dev/shm", "/dev"} {
+		mnt, err := os.MkdirTemp(dir, "otel-go-launcher-cgroup2-")
+		if err == nil {
+			return mnt, nil
+		}
+		errs = append(errs, err)
+	}
+	return "", errors.Join(errs...)
 }
 
 type notMountedError struct {

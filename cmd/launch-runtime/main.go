@@ -1,0 +1,197 @@
+// Command launch-runtime is an OCI runtime that runs in front of the real one (runc or
+// crun): a container that opts in (annotation otel-go-launcher.github.io/trace=true, or
+// every container with --all) has its bundle's config.json edited at create or run to
+// start its process under the launcher; then, for every container and every
+// subcommand, the real runtime is executed in its place with the same arguments,
+// standard streams and file descriptors, so its exit code is the caller's.
+//
+//	launch-runtime [--delegate PATH] [--all] [--launcher PATH] [runc's global flags] COMMAND ...
+//
+// Tracing never fails a container: an edit that cannot be made is logged (to the
+// runtime's --log file) and the container starts as it would have.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otel-go-launcher/otel-go-launcher/images"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
+)
+
+// globalWithValue are runc's global flags that take a value (the subcommand comes
+// after them).
+var globalWithValue = map[string]bool{"--log": true, "--log-format": true, "--root": true, "--criu": true, "--rootless": true}
+
+// options are launch-runtime's own flags, taken out of the arguments the delegate sees.
+type options struct {
+	delegate, launcher string
+	all                bool
+}
+
+func main() {
+	o, args, err := parseOwn(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "launch-runtime: %v\n", err)
+		os.Exit(2)
+	}
+	delegate, err := findDelegate(o.delegate)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "launch-runtime: %v\n", err)
+		os.Exit(1)
+	}
+	if cmd, bundle, logFile := command(args); cmd == "create" || cmd == "run" {
+		if err := edit(bundle, o); err != nil {
+			logLine(logFile, err)
+		}
+	}
+	err = syscall.Exec(delegate, append([]string{delegate}, args...), os.Environ())
+	fmt.Fprintf(os.Stderr, "launch-runtime: exec %s: %v\n", delegate, err)
+	os.Exit(1)
+}
+
+// parseOwn takes launch-runtime's flags (and LAUNCH_RUNTIME_* variables) out of args,
+// wherever they stand before the subcommand.
+func parseOwn(args []string) (options, []string, error) {
+	o := options{delegate: os.Getenv("LAUNCH_RUNTIME_DELEGATE"), launcher: os.Getenv("LAUNCH_RUNTIME_LAUNCHER"), all: os.Getenv("LAUNCH_RUNTIME_ALL") == "true"}
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, value, hasValue := strings.Cut(a, "=")
+		switch name {
+		case "--delegate", "--launcher":
+			if !hasValue {
+				if i+1 == len(args) {
+					return o, nil, fmt.Errorf("%s needs a PATH", name)
+				}
+				i++
+				value = args[i]
+			}
+			if name == "--delegate" {
+				o.delegate = value
+			} else {
+				o.launcher = value
+			}
+			continue
+		case "--all":
+			o.all = true
+			continue
+		case "--version", "-v":
+			fmt.Printf("launch-runtime version %s\n", version.String())
+		}
+		if !strings.HasPrefix(a, "-") {
+			return o, append(rest, args[i:]...), nil // the subcommand: the rest is the delegate's
+		}
+		rest = append(rest, a)
+		if globalWithValue[a] && i+1 < len(args) {
+			i++
+			rest = append(rest, args[i])
+		}
+	}
+	return o, rest, nil
+}
+
+// findDelegate is --delegate, else runc or crun from PATH or the usual directories
+// (engines may call a runtime with a PATH of their own, or none).
+func findDelegate(path string) (string, error) {
+	if path != "" {
+		return exec.LookPath(path)
+	}
+	for _, name := range []string{"runc", "crun"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+		for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+			if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				return filepath.Join(dir, name), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no runtime to run in front of: neither runc nor crun on PATH or in /usr/bin, /usr/sbin (set --delegate PATH)")
+}
+
+// command finds the subcommand, its bundle (--bundle/-b, else the working directory)
+// and the global --log file in a runc command line.
+func command(args []string) (cmd, bundle, logFile string) {
+	bundle = "."
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, value, hasValue := strings.Cut(a, "=")
+		switch {
+		case cmd == "" && name == "--log":
+			if !hasValue && i+1 < len(args) {
+				i++
+				value = args[i]
+			}
+			logFile = value
+		case cmd == "" && globalWithValue[name]:
+			if !hasValue {
+				i++
+			}
+		case cmd == "" && !strings.HasPrefix(a, "-"):
+			cmd = a
+		case cmd != "" && (name == "--bundle" || name == "-b"):
+			if !hasValue && i+1 < len(args) {
+				i++
+				value = args[i]
+			}
+			bundle = value
+		}
+	}
+	return cmd, bundle, logFile
+}
+
+// edit rewrites the bundle's config.json for tracing, if the container opts in.
+func edit(bundle string, o options) error {
+	launcher := o.launcher
+	if launcher == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		launcher = filepath.Join(filepath.Dir(self), "launch")
+	}
+	if _, err := os.Stat(launcher); err != nil {
+		return fmt.Errorf("not tracing the container: the launcher: %v (install launch next to launch-runtime, or --launcher PATH)", err)
+	}
+	path := filepath.Join(bundle, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("not tracing the container: %v", err)
+	}
+	out, changed, err := images.EditBundleConfig(raw, images.BundleOptions{All: o.all, Launcher: launcher, Version: version.String()})
+	if err != nil {
+		return fmt.Errorf("not tracing the container: %s: %v", path, err)
+	}
+	if !changed {
+		return nil
+	}
+	tmp := path + ".launch-runtime.tmp"
+	if err := os.WriteFile(tmp, out, 0o644); err != nil {
+		return fmt.Errorf("not tracing the container: %v", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("not tracing the container: %v", err)
+	}
+	return nil
+}
+
+// logLine writes a warning where the runtime logs (runc's --log file, in its JSON
+// form), else to stderr.
+func logLine(file string, err error) {
+	line := fmt.Sprintf("{\"level\":\"warning\",\"msg\":%q,\"time\":%q}\n", "launch-runtime: "+err.Error(), time.Now().UTC().Format(time.RFC3339Nano))
+	if file != "" {
+		if f, ferr := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); ferr == nil {
+			f.WriteString(line)
+			f.Close()
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "launch-runtime: warning: %v\n", err)
+}
