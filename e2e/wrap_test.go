@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"debug/elf"
@@ -276,7 +275,7 @@ func TestWrapRegistry(t *testing.T) {
 		}
 		fs := filepath.Join(t.TempDir(), "fs.tar")
 		crane(t, "export", "--platform", "linux/"+arch, reg+"/app:multi-traced", fs)
-		bin := tarFile(t, fs, ".otel-go-launcher/launch")
+		bin := testenv.TarFile(t, fs, ".otel-go-launcher/launch")
 		f, err := elf.NewFile(bytes.NewReader(bin))
 		if err != nil {
 			t.Fatalf("linux/%s: the launcher: %v", arch, err)
@@ -349,30 +348,6 @@ func firstTrace(recv *testenv.Receiver, service string) string {
 		}
 	}
 	return ""
-}
-
-// tarFile reads one file out of a tar archive.
-func tarFile(t *testing.T, archive, name string) []byte {
-	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatalf("%s: no %s (%v)", archive, name, err)
-		}
-		if strings.TrimPrefix(h.Name, "./") == name {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}
-	}
 }
 
 func sha(t *testing.T, path string) string {

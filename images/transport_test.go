@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/otel-go-launcher/otel-go-launcher/images"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
 func TestParseRef(t *testing.T) {
@@ -111,7 +112,7 @@ func TestWrapRegistryToRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := images.Wrap(in, &images.BinaryLauncher{Binary: fakeELF(emX8664, "launch"), Source: "test"}, nil, images.Options{BaseName: srcRef.Name})
+	out, err := images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "launch"), Source: "test"}, nil, images.Options{BaseName: srcRef.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestWrapIndex(t *testing.T) {
 	host, _ := registryServer(t)
 	baseImage := func(machine uint16, arch string) v1.Image {
 		img := testImage(t, types.OCIManifestSchema1, arch, "")
-		layer := fileLayer(t, images.BaseImageLauncherPath, fakeELF(machine, "launcher-"+arch))
+		layer := fileLayer(t, images.BaseImageLauncherPath, testenv.FakeELF(machine, "launcher-"+arch))
 		img, err := mutate.Append(img, mutate.Addendum{Layer: layer})
 		if err != nil {
 			t.Fatal(err)
@@ -159,8 +160,8 @@ func TestWrapIndex(t *testing.T) {
 		return img
 	}
 	launcherIndex := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
-		mutate.IndexAddendum{Add: baseImage(emX8664, "amd64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
-		mutate.IndexAddendum{Add: baseImage(emAArch64, "arm64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+		mutate.IndexAddendum{Add: baseImage(testenv.ELFMachineAMD64, "amd64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: baseImage(testenv.ELFMachineARM64, "arm64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
 	)
 	app := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
 		mutate.IndexAddendum{Add: testImage(t, types.OCIManifestSchema1, "amd64", ""), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
@@ -182,7 +183,7 @@ func TestWrapIndex(t *testing.T) {
 	if err != nil || in.Index == nil {
 		t.Fatalf("read: %v (index %v)", err, in.Index != nil)
 	}
-	launchers := images.Chain{&images.ImageLauncher{Index: launcherIndex, Source: "base"}, &images.BinaryLauncher{Binary: fakeELF(emX8664, "self"), Source: "self"}}
+	launchers := images.Chain{&images.ImageLauncher{Index: launcherIndex, Source: "base"}, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "self"), Source: "self"}}
 	out, err := images.Wrap(in, launchers, nil, images.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +250,7 @@ func TestWrapArchives(t *testing.T) {
 	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: srcTar, Name: "app:1"}, images.Artifact{Image: src}, ""); err != nil {
 		t.Fatal(err)
 	}
-	launcher := &images.BinaryLauncher{Binary: fakeELF(emX8664, "l"), Source: "test"}
+	launcher := &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "l"), Source: "test"}
 	for _, dst := range []images.Ref{
 		{Transport: images.DockerArchive, Path: filepath.Join(dir, "out.tar")},
 		{Transport: images.OCILayout, Path: filepath.Join(dir, "layout"), Name: "v1"},
@@ -396,7 +397,7 @@ func TestWrapSavedArchive(t *testing.T) {
 	if in.Name != "localhost/app:1" {
 		t.Errorf("name %q, want the archive's tag", in.Name)
 	}
-	wrapped, err := images.Wrap(in, &images.BinaryLauncher{Binary: fakeELF(emX8664, "l"), Source: "test"}, nil, images.Options{})
+	wrapped, err := images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "l"), Source: "test"}, nil, images.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,13 +406,13 @@ func TestWrapSavedArchive(t *testing.T) {
 	}
 	cf, _ := wrapped.Image.ConfigFile()
 	for i, id := range cf.RootFS.DiffIDs[:2] {
-		b := tarFile(t, out, id.Hex+".tar")
+		b := testenv.TarFile(t, out, id.Hex+".tar")
 		if h, _, _ := v1.SHA256(bytes.NewReader(b)); h != id {
 			t.Errorf("layer %d: %s, want the saved file %s", i, h, id)
 		}
 	}
 	var m []struct{ RepoTags, Layers []string }
-	json.Unmarshal(tarFile(t, out, "manifest.json"), &m)
+	json.Unmarshal(testenv.TarFile(t, out, "manifest.json"), &m)
 	if len(m) != 1 || len(m[0].Layers) != 3 || !strings.HasSuffix(m[0].Layers[2], ".tar.gz") || m[0].RepoTags[0] != "localhost/app:1" {
 		t.Errorf("manifest.json: %+v", m)
 	}
@@ -432,32 +433,12 @@ func TestWrapSavedArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrapped, _ = images.Wrap(in, &images.BinaryLauncher{Binary: fakeELF(emX8664, "l"), Source: "test"}, nil, images.Options{})
+	wrapped, _ = images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "l"), Source: "test"}, nil, images.Options{})
 	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: out}, wrapped, in.Name); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("a corrupt layer: %v", err)
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("written despite the corrupt layer")
-	}
-}
-
-func tarFile(t *testing.T, archive, name string) []byte {
-	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatalf("%s: no %s", archive, name)
-		}
-		if h.Name == name {
-			b, _ := stdio.ReadAll(tr)
-			return b
-		}
 	}
 }
 

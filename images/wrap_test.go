@@ -3,7 +3,6 @@ package images_test
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -18,23 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/otel-go-launcher/otel-go-launcher/images"
-)
-
-// fakeELF is the smallest ELF file debug/elf reads: a 64-bit little-endian header for
-// machine, no sections. It stands in for a launcher binary of another architecture.
-func fakeELF(machine uint16, tag string) []byte {
-	h := make([]byte, 64)
-	copy(h, "\x7fELF\x02\x01\x01")
-	binary.LittleEndian.PutUint16(h[16:], 2) // ET_EXEC
-	binary.LittleEndian.PutUint16(h[18:], machine)
-	binary.LittleEndian.PutUint32(h[20:], 1)
-	binary.LittleEndian.PutUint16(h[52:], 64)
-	return append(h, tag...)
-}
-
-const (
-	emX8664   = 62
-	emAArch64 = 183
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
 // testImage is a three-layer image with a user, an entrypoint, a cmd and the settings
@@ -80,7 +63,7 @@ func testImage(t *testing.T, mt types.MediaType, arch, user string) v1.Image {
 
 func launcherLayer(t *testing.T, tag string) v1.Layer {
 	t.Helper()
-	l, err := images.LauncherLayer(fakeELF(emX8664, tag))
+	l, err := images.LauncherLayer(testenv.FakeELF(testenv.ELFMachineAMD64, tag))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +316,7 @@ func TestWrapRefusesWindows(t *testing.T) {
 	cf = cf.DeepCopy()
 	cf.OS = "windows"
 	img, _ = mutate.ConfigFile(img, cf)
-	_, err := images.Wrap(images.Artifact{Image: img}, &images.BinaryLauncher{Binary: fakeELF(emX8664, ""), Source: "test"}, nil, images.Options{})
+	_, err := images.Wrap(images.Artifact{Image: img}, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, ""), Source: "test"}, nil, images.Options{})
 	if err == nil || !strings.Contains(err.Error(), "windows") {
 		t.Errorf("Wrap of a Windows image: %v", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/otel-go-launcher/otel-go-launcher/images"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
 // --dry-run's report: each change to the config, and the layer.
@@ -35,15 +35,8 @@ func TestDescribe(t *testing.T) {
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
-	// The smallest amd64 ELF header stands in for the launcher.
-	bin := make([]byte, 64)
-	copy(bin, "\x7fELF\x02\x01\x01")
-	binary.LittleEndian.PutUint16(bin[16:], 2)  // ET_EXEC
-	binary.LittleEndian.PutUint16(bin[18:], 62) // EM_X86_64
-	binary.LittleEndian.PutUint32(bin[20:], 1)
-	binary.LittleEndian.PutUint16(bin[52:], 64)
 	in := images.Artifact{Image: img}
-	out, err := images.Wrap(in, &images.BinaryLauncher{Binary: bin, Source: "test"}, nil, images.Options{Env: []string{"OTEL_SERVICE_NAME=x"}})
+	out, err := images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, ""), Source: "test"}, nil, images.Options{Env: []string{"OTEL_SERVICE_NAME=x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
