@@ -108,18 +108,24 @@ func TestUser(t *testing.T) {
 	wrap := []string{unshare, "-m", "sh", "-c", `mount --bind "$0" /etc/passwd && mount --bind "$1" /etc/group && shift && exec "$@"`, passwd, group}
 	os.Chmod(dir, 0o755)
 
-	cases := []struct {
+	type userCase struct {
 		user, uid, gid, groups string
-	}{
-		{"app", "4242", "4242", "4242 5001 5002"},
-		{"4242", "4242", "4242", "4242 5001 5002"},
-		{"app:extra2", "4242", "5002", "4242 5001 5002"},
-		{"4242:5003", "4242", "5003", "4242 5001 5002"},
-		{"7777", "7777", "0", ""}, // unknown numeric user: gid 0, no groups (as Docker)
-		{"7777:7778", "7777", "7778", ""},
+		extra                  []string
+	}
+	cases := []userCase{
+		{"app", "4242", "4242", "4242 5001 5002", nil},
+		{"4242", "4242", "4242", "4242 5001 5002", nil},
+		{"app:extra2", "4242", "5002", "4242 5001 5002", nil},
+		{"4242:5003", "4242", "5003", "4242 5001 5002", nil},
+		{"7777", "7777", "0", "", nil}, // unknown numeric user: gid 0, no groups (as Docker)
+		{"7777:7778", "7777", "7778", "", nil},
+		// --groups: exactly these, not /etc/group's (an OCI spec's additionalGids).
+		{"app", "4242", "4242", "10 5003", []string{"--groups", "10,5003"}},
+		{"app", "4242", "4242", "", []string{"--groups="}},
+		{"7777:7778", "7777", "7778", "4294967294", []string{"--groups", "4294967294"}},
 	}
 	for _, c := range cases {
-		rep := appReport(t, opts{wrap: wrap}, []string{"--user", c.user})
+		rep := appReport(t, opts{wrap: wrap}, append([]string{"--user", c.user}, c.extra...))
 		if f := strings.Fields(rep.Status["Uid"]); len(f) != 4 || f[0] != c.uid || f[1] != c.uid || f[2] != c.uid || f[3] != c.uid {
 			t.Errorf("--user %s: Uid %q, want %s", c.user, rep.Status["Uid"], c.uid)
 		}
@@ -138,6 +144,12 @@ func TestUser(t *testing.T) {
 		e, _, stderr := runLaunch(t, opts{wrap: wrap}, argv...)
 		if e.code != 2 || !strings.Contains(stderr, "--user") {
 			t.Errorf("--user %q: %v, want exit 2 naming --user\nstderr:\n%s", bad, e, stderr)
+		}
+	}
+	for _, bad := range [][]string{{"--groups", "10"}, {"--user", "app", "--groups", "10,x"}, {"--user", "app", "--groups", "4294967295"}} {
+		e, _, stderr := runLaunch(t, opts{wrap: wrap}, append(append([]string{launchBin(t)}, bad...), "--", "/bin/true")...)
+		if e.code != 2 || !strings.Contains(stderr, "--groups") {
+			t.Errorf("%q: %v, want exit 2 naming --groups\nstderr:\n%s", bad, e, stderr)
 		}
 	}
 }

@@ -56,6 +56,19 @@ func TestResolveUser(t *testing.T) {
 	}
 }
 
+func TestParseGroups(t *testing.T) {
+	for list, want := range map[string][]int{"": {}, "10": {10}, "10, 20,": {10, 20}, "0,4294967294": {0, 4294967294}} {
+		if got, err := ParseGroups(list); err != nil || !slices.Equal(got, want) || got == nil {
+			t.Errorf("%q: %v %v, want %v", list, got, err, want)
+		}
+	}
+	for _, bad := range []string{"x", "10,-1", "4294967295", "1 2"} {
+		if got, err := ParseGroups(bad); err == nil {
+			t.Errorf("%q: %v, no error", bad, got)
+		}
+	}
+}
+
 // An app run as another user gets that user's HOME where the runtime set root's: "/"
 // for a user /etc/passwd does not list, as runc gives it.
 func TestAppEnvHome(t *testing.T) {

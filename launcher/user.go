@@ -84,6 +84,24 @@ func ResolveUser(spec string) (*Credential, error) {
 	return cred, nil
 }
 
+// ParseGroups reads --groups: comma-separated GIDs, the app's supplementary groups
+// exactly; "" is none. An OCI runtime wrapper passes its spec's additionalGids this way,
+// so that the app gets the groups runc would have given it, not /etc/group's.
+func ParseGroups(list string) ([]int, error) {
+	groups := []int{}
+	for _, g := range strings.Split(list, ",") {
+		if g = strings.TrimSpace(g); g == "" {
+			continue
+		}
+		id, err := parseID(g)
+		if err != nil {
+			return nil, fmt.Errorf("--groups %q: %s", list, err)
+		}
+		groups = append(groups, id)
+	}
+	return groups, nil
+}
+
 // maxID is the largest user or group ID: IDs are 32-bit, and 2^32-1 is (uid_t)-1, which
 // the set*id calls read as "leave unchanged".
 const maxID = 1<<32 - 2

@@ -90,6 +90,7 @@ func newApp(command []string) *cli.App {
 		&cli.BoolFlag{Name: "signal-group", Usage: "relay signals to the app's whole process group, not only to the app"},
 		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
 		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group) with that user's HOME where the runtime set root's, while the launcher keeps its privileges"},
+		&cli.StringFlag{Name: "groups", Usage: "with --user: the app's supplementary groups, exactly, as a comma-separated `LIST` of GIDs (empty for none), in place of the user's groups in /etc/group"},
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
 		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests and plaintext HTTP/2 streams (gRPC, h2c), from the kernel (needs CAP_NET_ADMIN and cgroup v2; TLS cannot be changed below it: HTTPS and gRPC-with-TLS calls get client spans only); --propagate=false to leave requests as they are"},
 		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher"},
@@ -185,6 +186,16 @@ func runApp(c *cli.Context, command []string) int {
 	}
 	if u := c.String("user"); u != "" {
 		if cfg.User, err = launcher.ResolveUser(u); err != nil {
+			fmt.Fprintf(os.Stderr, "launch: %v\n", err)
+			return launcher.ExitUsage
+		}
+	}
+	if c.IsSet("groups") {
+		if cfg.User == nil {
+			fmt.Fprintf(os.Stderr, "launch: --groups needs --user (the app's user)\n")
+			return launcher.ExitUsage
+		}
+		if cfg.User.Groups, err = launcher.ParseGroups(c.String("groups")); err != nil {
 			fmt.Fprintf(os.Stderr, "launch: %v\n", err)
 			return launcher.ExitUsage
 		}
