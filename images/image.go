@@ -9,6 +9,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/otel-go-launcher/otel-go-launcher/images/internal/rawconfig"
 )
 
 // manifest is an image manifest as raw JSON members, so that an edit keeps every
@@ -23,7 +25,7 @@ func decodeManifest(img v1.Image) (*manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the manifest: %w", err)
 	}
-	obj, err := decodeObject(raw, "manifest")
+	obj, err := rawconfig.Object(raw, "manifest")
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +90,10 @@ func (i *editedImage) computeManifest() error {
 			i.err = fmt.Errorf("the manifest has no config descriptor")
 			return
 		}
-		desc["digest"] = mustJSON(digest)
-		desc["size"] = mustJSON(size)
+		desc["digest"] = rawconfig.Must(digest)
+		desc["size"] = rawconfig.Must(size)
 		delete(desc, "data") // an embedded copy of the old config would be stale
-		mf.raw["config"] = mustJSON(desc)
+		mf.raw["config"] = rawconfig.Must(desc)
 		if i.manifest, i.err = json.Marshal(mf.raw); i.err != nil {
 			return
 		}

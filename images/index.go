@@ -8,6 +8,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/otel-go-launcher/otel-go-launcher/images/internal/rawconfig"
 )
 
 // Artifact is what a reference names: one image or a multi-platform index.
@@ -68,7 +70,7 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 	if err != nil {
 		return nil, fmt.Errorf("reading the index: %w", err)
 	}
-	obj, err := decodeObject(raw, "index")
+	obj, err := rawconfig.Object(raw, "index")
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +86,7 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 		if err := json.Unmarshal(rawDesc, &d); err != nil {
 			return nil, fmt.Errorf("an index entry: %v", err)
 		}
-		fields, err := decodeObject(rawDesc, "index entry")
+		fields, err := rawconfig.Object(rawDesc, "index entry")
 		if err != nil {
 			return nil, err
 		}
@@ -138,14 +140,14 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 		default:
 			return nil, fmt.Errorf("index entry %s: media type %s is neither an image nor an index", d.Digest, d.MediaType)
 		}
-		fields["digest"] = mustJSON(digest)
-		fields["size"] = mustJSON(size)
-		kept = append(kept, mustJSON(fields))
+		fields["digest"] = rawconfig.Must(digest)
+		fields["size"] = rawconfig.Must(size)
+		kept = append(kept, rawconfig.Must(fields))
 	}
 	if len(kept) == 0 {
 		return nil, fmt.Errorf("the index has no image for %s", platformList(platforms))
 	}
-	obj["manifests"] = mustJSON(kept)
+	obj["manifests"] = rawconfig.Must(kept)
 	// As for an image: a first wrap names its source, an upgrade keeps the original.
 	annotations := map[string]string{}
 	if err := decodeOptional(obj, "annotations", &annotations); err != nil {
@@ -162,7 +164,7 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 			annotations[AnnotationBaseName] = o.BaseName
 		}
 	}
-	obj["annotations"] = mustJSON(annotations)
+	obj["annotations"] = rawconfig.Must(annotations)
 	if out.raw, err = json.Marshal(obj); err != nil {
 		return nil, err
 	}

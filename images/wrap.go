@@ -4,16 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/otel-go-launcher/otel-go-launcher/images/bundle"
+	"github.com/otel-go-launcher/otel-go-launcher/images/internal/rawconfig"
 )
 
 // LauncherPath is where a wrapped image holds the launcher: a directory of its own at
 // the root, which no image uses, so that the added layer hides nothing of the image.
-const LauncherPath = "/.otel-go-launcher/launch"
+const LauncherPath = bundle.LauncherPath
 
 // wrapCreatedBy names the history entry of the launcher's layer; its comment is the
 // marker that lets a later wrap take the launcher out again (an upgrade, never a
@@ -68,7 +70,7 @@ func WrapImage(img v1.Image, launcher v1.Layer, o Options) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the image config: %w", err)
 	}
-	cfg, err := decodeObject(rawConfig, "image config")
+	cfg, err := rawconfig.Object(rawConfig, "image config")
 	if err != nil {
 		return nil, err
 	}
@@ -97,13 +99,13 @@ func WrapImage(img v1.Image, launcher v1.Layer, o Options) (v1.Image, error) {
 		// The launcher needs root for its capabilities; it starts the app as the
 		// image's user, as the runtime did.
 		launch = append(launch, "--user", user)
-		run["User"] = mustJSON("0:0")
+		run["User"] = rawconfig.Must("0:0")
 	}
-	run["Entrypoint"] = mustJSON(append(append(launch, "--"), entrypoint...))
+	run["Entrypoint"] = rawconfig.Must(append(append(launch, "--"), entrypoint...))
 	if len(o.Env) > 0 {
-		run["Env"] = mustJSON(setEnv(env, o.Env))
+		run["Env"] = rawconfig.Must(rawconfig.SetEnv(env, o.Env))
 	}
-	cfg["config"] = mustJSON(run)
+	cfg["config"] = rawconfig.Must(run)
 
 	diffID, err := launcher.DiffID()
 	if err != nil {
@@ -124,7 +126,7 @@ func WrapImage(img v1.Image, launcher v1.Layer, o Options) (v1.Image, error) {
 	if c, ok := cfg["created"]; ok {
 		entry["created"] = c // the image's own time: the same input wraps to the same digest
 	}
-	cfg["history"] = mustJSON(append(history, mustJSON(entry)))
+	cfg["history"] = rawconfig.Must(append(history, rawconfig.Must(entry)))
 	newConfig, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -140,7 +142,7 @@ func WrapImage(img v1.Image, launcher v1.Layer, o Options) (v1.Image, error) {
 		if err := decodeOptional(mf.raw, "layers", &layers); err != nil {
 			return err
 		}
-		mf.raw["layers"] = mustJSON(append(layers, mustJSON(desc)))
+		mf.raw["layers"] = rawconfig.Must(append(layers, rawconfig.Must(desc)))
 		annotations := map[string]string{}
 		if err := decodeOptional(mf.raw, "annotations", &annotations); err != nil {
 			return err
@@ -158,7 +160,7 @@ func WrapImage(img v1.Image, launcher v1.Layer, o Options) (v1.Image, error) {
 				annotations[AnnotationBaseName] = o.BaseName
 			}
 		}
-		mf.raw["annotations"] = mustJSON(annotations)
+		mf.raw["annotations"] = rawconfig.Must(annotations)
 		return nil
 	})
 }
@@ -193,7 +195,7 @@ func Unwrap(img v1.Image) (v1.Image, error) {
 	restore("Entrypoint", m.Entrypoint)
 	restore("User", m.User)
 	restore("Env", m.Env)
-	cfg["config"] = mustJSON(run)
+	cfg["config"] = rawconfig.Must(run)
 
 	var history []json.RawMessage
 	var rootfs map[string]json.RawMessage
@@ -210,9 +212,9 @@ func Unwrap(img v1.Image) (v1.Image, error) {
 	if len(diffIDs) == 0 || len(history) == 0 {
 		return nil, fmt.Errorf("the image's launcher layer is missing: %d layers", len(diffIDs))
 	}
-	cfg["history"] = mustJSON(history[:len(history)-1])
-	rootfs["diff_ids"] = mustJSON(diffIDs[:len(diffIDs)-1])
-	cfg["rootfs"] = mustJSON(rootfs)
+	cfg["history"] = rawconfig.Must(history[:len(history)-1])
+	rootfs["diff_ids"] = rawconfig.Must(diffIDs[:len(diffIDs)-1])
+	cfg["rootfs"] = rawconfig.Must(rootfs)
 	newConfig, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -225,7 +227,7 @@ func Unwrap(img v1.Image) (v1.Image, error) {
 		if len(layers) != len(diffIDs) {
 			return fmt.Errorf("the image's launcher layer is not its last: %d layers, %d diff IDs", len(layers), len(diffIDs))
 		}
-		mf.raw["layers"] = mustJSON(layers[:len(layers)-1])
+		mf.raw["layers"] = rawconfig.Must(layers[:len(layers)-1])
 		return nil
 	})
 }
@@ -236,7 +238,7 @@ func findMarker(img v1.Image) (*marker, map[string]json.RawMessage, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the image config: %w", err)
 	}
-	cfg, err := decodeObject(raw, "image config")
+	cfg, err := rawconfig.Object(raw, "image config")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -264,21 +266,6 @@ func isRoot(user string) bool {
 	return (u == "" || u == "0" || u == "root") && (g == "" || g == "0" || g == "root")
 }
 
-// setEnv sets each KEY=VALUE of add in env, in place of a variable of that name.
-func setEnv(env, add []string) []string {
-	out := slices.Clone(env)
-	for _, kv := range add {
-		key, _, _ := strings.Cut(kv, "=")
-		i := slices.IndexFunc(out, func(e string) bool { k, _, _ := strings.Cut(e, "="); return k == key })
-		if i >= 0 {
-			out[i] = kv
-		} else {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
 func appendRootFS(cfg map[string]json.RawMessage, diffID v1.Hash) error {
 	rootfs := map[string]json.RawMessage{}
 	if err := decodeOptional(cfg, "rootfs", &rootfs); err != nil {
@@ -288,9 +275,9 @@ func appendRootFS(cfg map[string]json.RawMessage, diffID v1.Hash) error {
 	if err := decodeOptional(rootfs, "diff_ids", &ids); err != nil {
 		return err
 	}
-	rootfs["type"] = mustJSON("layers")
-	rootfs["diff_ids"] = mustJSON(append(ids, diffID.String()))
-	cfg["rootfs"] = mustJSON(rootfs)
+	rootfs["type"] = rawconfig.Must("layers")
+	rootfs["diff_ids"] = rawconfig.Must(append(ids, diffID.String()))
+	cfg["rootfs"] = rawconfig.Must(rootfs)
 	return nil
 }
 
@@ -312,17 +299,6 @@ func layerDescriptor(l v1.Layer, mf *manifest) (v1.Descriptor, error) {
 	return v1.Descriptor{MediaType: mt, Size: size, Digest: digest}, nil
 }
 
-func decodeObject(raw []byte, what string) (map[string]json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("the %s is not a JSON object: %v", what, err)
-	}
-	if m == nil {
-		m = map[string]json.RawMessage{}
-	}
-	return m, nil
-}
-
 // configObject is the config's "config" member, the run settings.
 func configObject(cfg map[string]json.RawMessage) (map[string]json.RawMessage, error) {
 	run := map[string]json.RawMessage{}
@@ -337,12 +313,8 @@ func configObject(cfg map[string]json.RawMessage) (map[string]json.RawMessage, e
 
 // decodeOptional decodes obj[key] into v; an absent or null member leaves v as it is.
 func decodeOptional(obj map[string]json.RawMessage, key string, v any) error {
-	raw, ok := obj[key]
-	if !ok || bytes.Equal(raw, []byte("null")) {
-		return nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("the image's %q: %v", key, err)
+	if err := rawconfig.Optional(obj, key, v); err != nil {
+		return fmt.Errorf("the image's %w", err)
 	}
 	return nil
 }
@@ -365,14 +337,4 @@ func orUnknown(s string) string {
 		return "an unknown OS"
 	}
 	return s
-}
-
-// mustJSON marshals values that cannot fail to marshal (strings, slices and maps of
-// them, raw JSON that came from a decoder).
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }

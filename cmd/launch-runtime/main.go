@@ -16,11 +16,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/otel-go-launcher/otel-go-launcher/images"
+	"github.com/otel-go-launcher/otel-go-launcher/images/bundle"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
 )
 
@@ -32,7 +34,21 @@ var globalWithValue = map[string]bool{"--log": true, "--log-format": true, "--ro
 type options struct {
 	delegate, launcher string
 	all                bool
+	infoOnly           bool // --version or --help: ours printed, then the delegate's if there is one
 }
+
+const usage = `launch-runtime: an OCI runtime in front of runc or crun that starts opted-in
+containers under the otel-go-launcher launcher (annotation
+otel-go-launcher.github.io/trace=true; OTEL_* settings from annotations
+otel-go-launcher.github.io/env.NAME=VALUE). Every command is the delegate's.
+
+  --delegate PATH   the real runtime (default: runc, else crun; $LAUNCH_RUNTIME_DELEGATE)
+  --launcher PATH   the launcher bind-mounted into traced containers (default: launch
+                    next to launch-runtime; $LAUNCH_RUNTIME_LAUNCHER)
+  --all             trace every container, annotation or not ($LAUNCH_RUNTIME_ALL=true)
+
+The delegate's own help follows.
+`
 
 func main() {
 	o, args, err := parseOwn(os.Args[1:])
@@ -42,12 +58,17 @@ func main() {
 	}
 	delegate, err := findDelegate(o.delegate)
 	if err != nil {
+		if o.infoOnly {
+			os.Exit(0) // --version and --help said what launch-runtime is
+		}
 		fmt.Fprintf(os.Stderr, "launch-runtime: %v\n", err)
 		os.Exit(1)
 	}
 	if cmd, bundle, logFile := command(args); cmd == "create" || cmd == "run" {
-		if err := edit(bundle, o); err != nil {
+		if traced, err := edit(bundle, o); err != nil {
 			logLine(logFile, err)
+		} else if traced != "" {
+			args = withBundle(args, traced)
 		}
 	}
 	err = syscall.Exec(delegate, append([]string{delegate}, args...), os.Environ())
@@ -80,9 +101,20 @@ func parseOwn(args []string) (options, []string, error) {
 			continue
 		case "--all":
 			o.all = true
+			if hasValue {
+				all, err := strconv.ParseBool(value)
+				if err != nil {
+					return o, nil, fmt.Errorf("--all=%s: want true or false", value)
+				}
+				o.all = all
+			}
 			continue
 		case "--version", "-v":
 			fmt.Printf("launch-runtime version %s\n", version.String())
+			o.infoOnly = true
+		case "--help", "-h":
+			fmt.Print(usage)
+			o.infoOnly = true
 		}
 		if !strings.HasPrefix(a, "-") {
 			return o, append(rest, args[i:]...), nil // the subcommand: the rest is the delegate's
@@ -146,40 +178,79 @@ func command(args []string) (cmd, bundle, logFile string) {
 	return cmd, bundle, logFile
 }
 
-// edit rewrites the bundle's config.json for tracing, if the container opts in.
-func edit(bundle string, o options) error {
+// edit writes the config of a container that opts in, edited for tracing, to a bundle
+// of its own, and returns that bundle's directory ("" for a container that does not
+// opt in). The engine's config.json is left as it is.
+func edit(dir string, o options) (string, error) {
 	launcher := o.launcher
 	if launcher == "" {
 		self, err := os.Executable()
 		if err != nil {
-			return err
+			return "", err
 		}
 		launcher = filepath.Join(filepath.Dir(self), "launch")
 	}
-	if _, err := os.Stat(launcher); err != nil {
-		return fmt.Errorf("not tracing the container: the launcher: %v (install launch next to launch-runtime, or --launcher PATH)", err)
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("not tracing the container: %v", err)
 	}
-	path := filepath.Join(bundle, "config.json")
+	path := filepath.Join(dir, "config.json")
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("not tracing the container: %v", err)
+		return "", fmt.Errorf("not tracing the container: %v", err)
 	}
-	out, changed, err := images.EditBundleConfig(raw, images.BundleOptions{All: o.all, Launcher: launcher, Version: version.String()})
+	out, changed, err := bundle.EditConfig(raw, bundle.Options{All: o.all, Launcher: launcher, Version: version.String(), Bundle: dir})
 	if err != nil {
-		return fmt.Errorf("not tracing the container: %s: %v", path, err)
+		return "", fmt.Errorf("not tracing the container: %s: %v", path, err)
 	}
 	if !changed {
-		return nil
+		return "", nil
 	}
-	tmp := path + ".launch-runtime.tmp"
-	if err := os.WriteFile(tmp, out, 0o644); err != nil {
-		return fmt.Errorf("not tracing the container: %v", err)
+	if _, err := os.Stat(launcher); err != nil {
+		return "", fmt.Errorf("not tracing the container: the launcher: %v (install launch next to launch-runtime, or --launcher PATH)", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	traced := bundle.TracedDir(dir)
+	if err := os.MkdirAll(traced, 0o700); err != nil {
+		return "", fmt.Errorf("not tracing the container: %v", err)
+	}
+	tmp := filepath.Join(traced, "config.json.tmp")
+	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+		return "", fmt.Errorf("not tracing the container: %v", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(traced, "config.json")); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("not tracing the container: %v", err)
+		return "", fmt.Errorf("not tracing the container: %v", err)
 	}
-	return nil
+	return traced, nil
+}
+
+// withBundle sets the subcommand's --bundle in a runc command line.
+func withBundle(args []string, bundle string) []string {
+	out := slices.Clone(args)
+	sub := -1
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		name, _, hasValue := strings.Cut(a, "=")
+		switch {
+		case sub < 0 && globalWithValue[name]:
+			if !hasValue {
+				i++
+			}
+		case sub < 0 && !strings.HasPrefix(a, "-"):
+			sub = i
+		case sub >= 0 && (name == "--bundle" || name == "-b"):
+			if hasValue {
+				out[i] = name + "=" + bundle
+			} else if i+1 < len(out) {
+				out[i+1] = bundle
+			}
+			return out
+		}
+	}
+	if sub < 0 {
+		return out
+	}
+	return slices.Insert(out, sub+1, "--bundle", bundle)
 }
 
 // logLine writes a warning where the runtime logs (runc's --log file, in its JSON

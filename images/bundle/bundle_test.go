@@ -1,4 +1,4 @@
-package images_test
+package bundle_test
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otel-go-launcher/otel-go-launcher/images"
+	"github.com/otel-go-launcher/otel-go-launcher/images/bundle"
 )
 
 const bundleConfig = `{
@@ -20,7 +20,9 @@ const bundleConfig = `{
 		"vendorField": {"kept": true}
 	},
 	"root": {"path": "rootfs"},
-	"mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+	"mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+		{"destination": "/data", "type": "bind", "source": "data", "options": ["rbind"]},
+		{"destination": "/etc/hosts", "type": "none", "source": "/run/hosts", "options": ["bind"]}],
 	"annotations": {%s},
 	"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
 		{"names": ["read", "bpf"], "action": "SCMP_ACT_ALLOW", "args": []},
@@ -28,17 +30,17 @@ const bundleConfig = `{
 	]}, "namespaces": [{"type": "pid"}]}
 }`
 
-func TestEditBundleConfig(t *testing.T) {
-	opts := images.BundleOptions{Launcher: "/usr/local/bin/launch", Version: "v1"}
+func TestEditConfig(t *testing.T) {
+	opts := bundle.Options{Launcher: "/usr/local/bin/launch", Version: "v1"}
 	// Not opted in: untouched, byte for byte.
 	plain := []byte(strings.Replace(bundleConfig, "%s", `"other": "x"`, 1))
-	out, changed, err := images.EditBundleConfig(plain, opts)
+	out, changed, err := bundle.EditConfig(plain, opts)
 	if err != nil || changed || string(out) != string(plain) {
 		t.Fatalf("a container that does not opt in: changed %v, err %v", changed, err)
 	}
 
 	in := []byte(strings.Replace(bundleConfig, "%s", `"otel-go-launcher.github.io/trace": "true", "otel-go-launcher.github.io/env.OTEL_SERVICE_NAME": "svc"`, 1))
-	out, changed, err = images.EditBundleConfig(in, opts)
+	out, changed, err = bundle.EditConfig(in, opts)
 	if err != nil || !changed {
 		t.Fatalf("opted in: changed %v, err %v", changed, err)
 	}
@@ -66,7 +68,7 @@ func TestEditBundleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := got.Process
-	if want := []string{"/.otel-go-launcher/launch", "--keep-caps", "NET_ADMIN", "--user", "1000:1000", "--", "/app", "-addr", ":8080"}; !reflect.DeepEqual(p.Args, want) {
+	if want := []string{"/.otel-go-launcher/launch", "--keep-caps", "NET_ADMIN", "--user", "1000:1000", "--groups=1000,5", "--", "/app", "-addr", ":8080"}; !reflect.DeepEqual(p.Args, want) {
 		t.Errorf("args %q, want %q", p.Args, want)
 	}
 	if p.User["uid"] != float64(0) || p.User["gid"] != float64(0) {
@@ -95,12 +97,26 @@ func TestEditBundleConfig(t *testing.T) {
 	}
 
 	// A second pass changes nothing.
-	again, changed, err := images.EditBundleConfig(out, opts)
+	again, changed, err := bundle.EditConfig(out, opts)
 	if err != nil || changed || string(again) != string(out) {
 		t.Errorf("second pass: changed %v, err %v", changed, err)
 	}
+	// From another directory: the root and relative bind sources point back into the
+	// engine's bundle; what is absolute or not a bind stays.
+	opts.Bundle = "/run/bundle"
+	if out, _, err = bundle.EditConfig(in, opts); err != nil {
+		t.Fatal(err)
+	}
+	got.Mounts = nil
+	json.Unmarshal(out, &got)
+	if got.Root["path"] != "/run/bundle/rootfs" || got.Mounts[0]["source"] != "proc" || got.Mounts[1]["source"] != "/run/bundle/data" || got.Mounts[2]["source"] != "/run/hosts" {
+		t.Errorf("anchored at the bundle: root %v, mounts %v", got.Root, got.Mounts)
+	}
+	if bundle.TracedDir("/run/bundle") != "/run/bundle/otel-go-launcher" {
+		t.Errorf("TracedDir: %s", bundle.TracedDir("/run/bundle"))
+	}
 	// --all without the annotation.
-	if _, changed, _ := images.EditBundleConfig(plain, images.BundleOptions{All: true, Launcher: "/l"}); !changed {
+	if _, changed, _ := bundle.EditConfig(plain, bundle.Options{All: true, Launcher: "/l"}); !changed {
 		t.Error("--all did not edit a container without the annotation")
 	}
 }
