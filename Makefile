@@ -59,8 +59,9 @@ offsets:
 PLATFORMS ?= linux/$(shell $(GO) env GOARCH)
 image:
 	@for p in $(subst $(comma), ,$(PLATFORMS)); do a=$${p#linux/}; \
-		echo "launch for linux/$$a"; \
+		echo "launch and launch-runtime for linux/$$a"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/launch-linux-$$a ./cmd/launch || exit 1; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/launch-runtime-linux-$$a ./cmd/launch-runtime || exit 1; \
 	done
 	PLATFORMS='$(PLATFORMS)' VERSION='$(VERSION)' $(if $(LICENSES),LICENSES='$(LICENSES)') ./scripts/image.sh
 

@@ -24,7 +24,7 @@ func container(env *benchEnv) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := copyFile(env.launch, filepath.Join(dir, "launch-linux-amd64")); err != nil {
+	if err := testenv.ImageBinaries(dir, env.launch, "amd64"); err != nil {
 		return err
 	}
 	const base = "localhost/otel-go-launcher-bench"

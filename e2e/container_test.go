@@ -49,11 +49,7 @@ func podmanReady(t *testing.T) []string {
 			return
 		}
 		defer os.RemoveAll(bin)
-		data, err := os.ReadFile(launchBin(t))
-		if err == nil {
-			err = os.WriteFile(filepath.Join(bin, "launch-linux-amd64"), data, 0o755)
-		}
-		if err != nil {
+		if err := testenv.ImageBinaries(bin, launchBin(t), "amd64"); err != nil {
 			containerErr = err
 			return
 		}

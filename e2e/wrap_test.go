@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -239,17 +238,9 @@ func TestWrapRegistry(t *testing.T) {
 		podman(t, env, "push", "-q", "--tls-verify=false", local, "docker://"+reg+"/"+remote)
 	}
 	// The base image for both architectures, from launchers built for each.
-	arm64Launcher, err := testenv.BuildProgram("./cmd/launch", "CGO_ENABLED=0", "GOARCH=arm64")
-	if err != nil {
-		t.Fatal(err)
-	}
 	bins := t.TempDir()
-	for arch, path := range map[string]string{"amd64": launchBin(t), "arm64": arm64Launcher} {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(bins, "launch-linux-"+arch), data, 0o755)
+	if err := testenv.ImageBinaries(bins, launchBin(t), "amd64", "arm64"); err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command("../scripts/image.sh")
 	cmd.Env = append(os.Environ(), "BIN_DIR="+bins, "IMAGE=localhost/otel-go-launcher-e2e-multi", "VERSION=e2e", "PLATFORMS=linux/amd64,linux/arm64", "CONTAINER_TOOL=podman")
@@ -364,55 +355,11 @@ func sha(t *testing.T, path string) string {
 // in place under a new name, and run by ctr with the launcher's capabilities: traced.
 func TestWrapContainerd(t *testing.T) {
 	env := podmanReady(t)
-	testenv.RequireCommand(t, "containerd")
-	testenv.RequireCommand(t, "ctr")
-	dir, err := os.MkdirTemp("", "e2e-containerd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "containerd.sock")
-	config := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n",
-		filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc")
-	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644)
-	var daemonLog bytes.Buffer
-	daemon := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
-	daemon.Stdout, daemon.Stderr = &daemonLog, &daemonLog
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctr := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("ctr", append([]string{"-a", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ctr %s: %v\n%s\ncontainerd:\n%s", strings.Join(args, " "), err, out, daemonLog.String())
-		}
-		return string(out)
-	}
+	sock, ctr, dir := startContainerd(t)
 	const container = "otel-go-launcher-e2e-wrapped"
-	defer func() {
-		exec.Command("ctr", "-a", sock, "task", "kill", "-s", "KILL", container).Run()
-		time.Sleep(500 * time.Millisecond)
-		exec.Command("ctr", "-a", sock, "task", "rm", "-f", container).Run()
-		exec.Command("ctr", "-a", sock, "container", "rm", container).Run()
-		daemon.Process.Signal(syscall.SIGTERM)
-		daemon.Wait()
-		exec.Command("umount", "-R", filepath.Join(dir, "state")).Run()
-		os.RemoveAll(dir)
-	}()
-	for i := 0; ; i++ {
-		if exec.Command("ctr", "-a", sock, "version").Run() == nil {
-			break
-		}
-		if i == 100 {
-			t.Fatalf("containerd did not start:\n%s", daemonLog.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	defer removeContainerdTask(sock, container)
 
-	src := plainImage(t, env, "amd64")
-	saved := filepath.Join(dir, "plain.tar")
-	podman(t, env, "save", "--format", "docker-archive", "-o", saved, src)
-	ctr("images", "import", saved)
+	src := importPlainImage(t, env, ctr, dir)
 	const dst = "localhost/otel-go-launcher-e2e-wrapped:containerd"
 	if out, err := launchWrap(t, nil, "--containerd-address", sock, "--env", "OTEL_SERVICE_NAME=wrapped-containerd", "containerd:"+src, "containerd:"+dst); err != nil {
 		t.Fatalf("launch wrap: %v\n%s", err, out)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make image: the otel-go-launcher base image, from $BIN_DIR/launch-linux-ARCH for each of
-# PLATFORMS (linux/amd64 by default), with CONTAINER_TOOL (docker or podman; default:
+# make image: the otel-go-launcher base image, from $BIN_DIR/launch-linux-ARCH and
+# $BIN_DIR/launch-runtime-linux-ARCH for each of PLATFORMS (linux/amd64 by default), with CONTAINER_TOOL (docker or podman; default:
 # whichever has a working engine), tagged otel-go-launcher:latest and
 # otel-go-launcher:$VERSION. Several platforms make a manifest list.
 set -euo pipefail
@@ -22,7 +22,10 @@ for platform in ${PLATFORMS//,/ }; do
 	arch=${platform#linux/}
 	root=$stage/root-$arch
 	mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp"
-	install -m 0755 "$BIN_DIR/launch-linux-$arch" "$root/usr/local/bin/launch"
+	for bin in launch launch-runtime; do
+		[ -f "$BIN_DIR/$bin-linux-$arch" ] || { echo "image: no $BIN_DIR/$bin-linux-$arch (make image builds it)" >&2; exit 1; }
+		install -m 0755 "$BIN_DIR/$bin-linux-$arch" "$root/usr/local/bin/$bin"
+	done
 	install -m 0644 "$CA_CERTS" "$root/etc/ssl/certs/ca-certificates.crt"
 	chmod 1777 "$root/tmp"
 	# Reproducible: fixed owner, order and times.

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -49,4 +51,32 @@ func FakeELF(machine uint16, tag string) []byte {
 	binary.LittleEndian.PutUint32(h[20:], 1)
 	binary.LittleEndian.PutUint16(h[52:], 64)
 	return append(h, tag...)
+}
+
+// ImageBinaries puts what scripts/image.sh takes into dir for each architecture:
+// launch-linux-ARCH and launch-runtime-linux-ARCH. For this machine's architecture they
+// are launch (the binary under test) and the launch-runtime next to it, if there is
+// one; for others, static builds.
+func ImageBinaries(dir, launch string, arches ...string) error {
+	for _, arch := range arches {
+		for _, bin := range []string{"launch", "launch-runtime"} {
+			src := launch
+			if bin != "launch" {
+				src = filepath.Join(filepath.Dir(launch), bin)
+			}
+			if _, err := os.Stat(src); err != nil || arch != runtime.GOARCH {
+				if src, err = BuildProgram("./cmd/"+bin, "CGO_ENABLED=0", "GOARCH="+arch); err != nil {
+					return err
+				}
+			}
+			data, err := os.ReadFile(src)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, bin+"-linux-"+arch), data, 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
