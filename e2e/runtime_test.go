@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -51,6 +53,15 @@ func procCredentials(t *testing.T, pid string) string {
 		out = append(out, k+"="+got[k])
 	}
 	return strings.Join(out, " ")
+}
+
+// exitCode is a finished command's exit code.
+func exitCode(err error) (int, error) {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), nil
+	}
+	return 0, err
 }
 
 // exitOf runs a command and returns its exit code and combined output.
@@ -195,5 +206,186 @@ func TestLaunchRuntimePodman(t *testing.T) {
 	}
 	if n := count("app") + count("otel-go-launcher-e2e-runc") + count("otel-go-launcher-e2e-runtime-optout"); n != 0 {
 		t.Errorf("%d spans from containers that did not opt in", n)
+	}
+}
+
+// containerd's runc shim with launch-runtime as its runc binary (what ctr run
+// --runc-binary sets, and a Kubernetes RuntimeClass selects through the shim's
+// BinaryName): a private containerd runs the plain image with the annotation, and the
+// first request is traced; ctr task kill -s TERM ends it with the app's exit code 0.
+func TestLaunchRuntimeContainerd(t *testing.T) {
+	env := podmanReady(t)
+	runtime := launchRuntimeBin(t)
+	sock, ctr, dir := startContainerd(t)
+	image := importPlainImage(t, env, ctr, dir)
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	const name = "otel-go-launcher-e2e-runtime-containerd"
+	defer removeContainerdTask(sock, name)
+	var out syncBuffer
+	run := exec.Command("ctr", "-a", sock, "run", "--net-host", "--runc-binary", runtime,
+		"--annotation", bundle.AnnotationTrace+"=true", "--annotation", bundle.AnnotationEnvPrefix+"OTEL_SERVICE_NAME="+name,
+		"--env", "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "--env", "OTEL_BSP_SCHEDULE_DELAY=200", image, name, "/app", "-addr", addr)
+	run.Stdout, run.Stderr = &out, &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	firstRequest(t, addr, "/hello/first")
+	spans, _ := recv.WaitFor(10*time.Second, func(s []testenv.Span) bool { return len(s) > 0 })
+	if n := len(spansOf(spans, name, tracepb.Span_SPAN_KIND_SERVER, firstTrace(recv, name))); n != 1 {
+		t.Errorf("%d server spans of %s for its first request, want 1\n%s", n, name, out.String())
+	}
+	ctr("task", "kill", "-s", "TERM", name)
+	if code, _ := exitCode(run.Wait()); code != 0 {
+		t.Errorf("ctr run: exit %d after TERM, want the app's 0\n%s", code, out.String())
+	}
+}
+
+// runc directly on a bundle (runc spec's, as a non-root user), each command through
+// launch-runtime: run in the foreground (traced, its exit code the app's after kill
+// TERM, state showing it running meanwhile), then create/start/state/kill/delete with a
+// pid file on the same bundle without the annotation: its config.json byte for byte as
+// written, the app its container's first process, with the credentials the traced app
+// had.
+func TestLaunchRuntimeRunc(t *testing.T) {
+	testenv.RequireRoot(t)
+	runc := testenv.RequireCommand(t, "runc")
+	runtime := launchRuntimeBin(t)
+	app, err := testenv.BuildProgram("./examples/hello", "CGO_ENABLED=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755)
+	data, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "rootfs", "app"), data, 0o755)
+	if out, err := exec.Command(runc, "spec", "--bundle", dir).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v\n%s", err, out)
+	}
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	// runc spec's config, with the app, its user, host networking and the annotation.
+	writeConfig := func(annotations map[string]string) []byte {
+		t.Helper()
+		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spec map[string]any
+		json.Unmarshal(raw, &spec)
+		process := spec["process"].(map[string]any)
+		process["terminal"] = false
+		process["args"] = []string{"/app", "-addr", addr}
+		process["user"] = map[string]any{"uid": 65534, "gid": 65534}
+		process["env"] = []string{"PATH=/", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200"}
+		linux := spec["linux"].(map[string]any)
+		var namespaces []any
+		for _, ns := range linux["namespaces"].([]any) {
+			if ns.(map[string]any)["type"] != "network" {
+				namespaces = append(namespaces, ns)
+			}
+		}
+		linux["namespaces"] = namespaces
+		spec["annotations"] = annotations
+		raw, _ = json.MarshalIndent(spec, "", "  ")
+		os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+		return raw
+	}
+	wrapped := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(runtime, append([]string{"--root", state}, args...)...)
+		cmd.Dir = dir // runc's default bundle
+		return cmd
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := wrapped(args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("launch-runtime %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	var containerState struct {
+		Status string
+		Pid    int
+	}
+	stateOf := func(id string) {
+		t.Helper()
+		if err := json.Unmarshal([]byte(must("state", id)), &containerState); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const service = "otel-go-launcher-e2e-runtime-runc"
+	traced := writeConfig(map[string]string{bundle.AnnotationTrace: "true", bundle.AnnotationEnvPrefix + "OTEL_SERVICE_NAME": service})
+	var out syncBuffer
+	run := wrapped("run", "traced")
+	run.Stdout, run.Stderr = &out, &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Command(runc, "--root", state, "delete", "--force", "traced").Run()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("launch-runtime run:\n%s", out.String())
+		}
+	})
+	firstRequest(t, addr, "/hello/first")
+	stateOf("traced")
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", containerState.Pid)); containerState.Status != "running" || !strings.HasPrefix(string(cmdline), bundle.LauncherPath+"\x00") {
+		t.Errorf("state: %+v, its first process %q; want running, the launcher", containerState, cmdline)
+	}
+	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", containerState.Pid, containerState.Pid))
+	tracedApp := procCredentials(t, strings.TrimSpace(string(children)))
+	spans, _ := recv.WaitFor(10*time.Second, func(s []testenv.Span) bool { return len(s) > 0 })
+	if n := len(spansOf(spans, service, tracepb.Span_SPAN_KIND_SERVER, firstTrace(recv, service))); n != 1 {
+		t.Errorf("%d server spans of %s, want 1\n%s", n, service, out.String())
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "config.json")); !bytes.Equal(got, traced) {
+		t.Errorf("the bundle's config.json changed: launch-runtime runs a traced container from a bundle of its own")
+	}
+	must("kill", "traced", "TERM")
+	if code, _ := exitCode(run.Wait()); code != 0 {
+		t.Errorf("run: exit %d after TERM, want the app's 0\n%s", code, out.String())
+	}
+
+	written := writeConfig(map[string]string{"other": "x"})
+	pidFile := filepath.Join(dir, "pid")
+	log, err := os.Create(filepath.Join(dir, "plain.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	create := wrapped("create", "--pid-file", pidFile, "plain")
+	create.Stdout, create.Stderr = log, log // a file, not a pipe, which the container would keep open
+	if err := create.Run(); err != nil {
+		out, _ := os.ReadFile(log.Name())
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	defer exec.Command(runc, "--root", state, "delete", "--force", "plain").Run()
+	must("start", "plain")
+	firstRequest(t, addr, "/hello/plain")
+	stateOf("plain")
+	pid, _ := os.ReadFile(pidFile)
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", containerState.Pid))
+	if containerState.Status != "running" || strings.TrimSpace(string(pid)) != strconv.Itoa(containerState.Pid) || !strings.HasPrefix(string(cmdline), "/app\x00") {
+		t.Errorf("state %+v, pid file %q, first process %q; want running, that pid, the app", containerState, pid, cmdline)
+	}
+	// runc spec's capabilities lack CAP_SETPCAP, CAP_SETUID and CAP_SETGID, which the
+	// launcher needs here and must not leave to the app.
+	if plainApp := procCredentials(t, strconv.Itoa(containerState.Pid)); tracedApp != plainApp {
+		t.Errorf("the app traced:\n%s\nnot traced:\n%s", tracedApp, plainApp)
+	}
+	must("kill", "plain", "KILL")
+	for i := 0; i < 50 && containerState.Status != "stopped"; i++ {
+		time.Sleep(100 * time.Millisecond)
+		stateOf("plain")
+	}
+	must("delete", "plain")
+	if got, _ := os.ReadFile(filepath.Join(dir, "config.json")); !bytes.Equal(got, written) {
+		t.Errorf("config.json of a container not opted in changed")
 	}
 }

@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -74,15 +75,46 @@ func capList(caps []Capability) string {
 	return strings.Join(names, ", ")
 }
 
-// capsToDrop is LauncherCapabilities without the kept ones, as numbers.
-func capsToDrop(keep []Capability) []int {
+// capabilityNames are every capability's name, by number (capability(7)).
+var capabilityNames = []string{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+	"SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+	"SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+	"SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+	"MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"}
+
+// ParseDropCaps reads a --drop-caps list: any capabilities, named as for --keep-caps,
+// that the app must not have although the launcher does. An OCI runtime wrapper that
+// gives the launcher capabilities the container was not given (CAP_SETPCAP to shrink the
+// app's bounding set, CAP_SETUID and CAP_SETGID for --user) names them here.
+func ParseDropCaps(list string) ([]Capability, error) {
+	var drop []Capability
+	for _, f := range strings.Split(list, ",") {
+		name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(f)), "CAP_")
+		if name == "" {
+			continue
+		}
+		i := slices.Index(capabilityNames, name)
+		if i < 0 {
+			return nil, fmt.Errorf("--drop-caps: %q is not a capability name (see capabilities(7))", f)
+		}
+		drop = append(drop, Capability(i))
+	}
+	return drop, nil
+}
+
+// capsToDrop is LauncherCapabilities without the kept ones, and the extra ones, as
+// numbers.
+func capsToDrop(keep, extra []Capability) []int {
 	var drop []int
+	for _, c := range extra {
+		drop = append(drop, int(c))
+	}
 	for _, c := range LauncherCapabilities {
 		kept := false
 		for _, k := range keep {
 			kept = kept || k == c
 		}
-		if !kept {
+		if !kept && !slices.Contains(drop, int(c)) {
 			drop = append(drop, int(c))
 		}
 	}

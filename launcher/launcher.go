@@ -36,6 +36,7 @@ type Config struct {
 	Grace                  time.Duration // >0: TERM, then KILL after this, leftover descendants
 	SignalGroup            bool          // relay signals to the app's process group
 	KeepCaps               []Capability  // launcher capabilities the app may keep
+	DropCaps               []Capability  // more capabilities to take from the app (--drop-caps)
 	User                   *Credential   // run the app as this user (nil: as the launcher)
 	RequireInstrumentation bool          // do not start the app untraced
 }
@@ -80,7 +81,7 @@ func Run(cfg Config) int {
 		Path:       path,
 		Argv:       cfg.Argv,
 		Env:        appEnv(os.Environ(), cfg.User),
-		DropCaps:   capsToDrop(cfg.KeepCaps),
+		DropCaps:   capsToDrop(cfg.KeepCaps, cfg.DropCaps),
 		Foreground: ownsTerminal(),
 		Ignored:    ignored,
 	}

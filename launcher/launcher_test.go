@@ -26,7 +26,7 @@ func TestParseKeepCaps(t *testing.T) {
 	if _, err := ParseKeepCaps("chown"); err == nil || !strings.Contains(err.Error(), "SYS_ADMIN") {
 		t.Errorf("unknown capability: err %v, want one listing what can be kept", err)
 	}
-	if drop := capsToDrop([]Capability{CapNetAdmin}); len(drop) != len(LauncherCapabilities)-1 || drop[0] != int(CapSysAdmin) {
+	if drop := capsToDrop([]Capability{CapNetAdmin}, nil); len(drop) != len(LauncherCapabilities)-1 || drop[0] != int(CapSysAdmin) {
 		t.Errorf("capsToDrop: %v", drop)
 	}
 }
@@ -53,6 +53,20 @@ func TestResolveUser(t *testing.T) {
 		} else if strings.Contains(bad, "429496729") && !strings.Contains(err.Error(), "not an ID from 0 to 4294967294") {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+func TestParseDropCaps(t *testing.T) {
+	drop, err := ParseDropCaps("setpcap, CAP_SETUID,setgid,bpf,checkpoint_restore")
+	if want := []Capability{unix.CAP_SETPCAP, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_BPF, unix.CAP_CHECKPOINT_RESTORE}; err != nil || !slices.Equal(drop, want) {
+		t.Errorf("%v %v, want %v", drop, err, want)
+	}
+	if _, err := ParseDropCaps("SETUID,nosuch"); err == nil || !strings.Contains(err.Error(), "nosuch") {
+		t.Errorf("an unknown name: %v", err)
+	}
+	// Extra capabilities join the launcher's, each once.
+	if got := capsToDrop(nil, []Capability{unix.CAP_SETPCAP, CapBPF}); len(got) != len(LauncherCapabilities)+1 || got[0] != unix.CAP_SETPCAP {
+		t.Errorf("capsToDrop with extras: %v", got)
 	}
 }
 

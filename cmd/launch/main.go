@@ -89,6 +89,7 @@ func newApp(command []string) *cli.App {
 		&cli.DurationFlag{Name: "grace", Value: 0, Usage: "when the app exits, send SIGTERM to what it left running and SIGKILL after this `DURATION` (0: leave it running)"},
 		&cli.BoolFlag{Name: "signal-group", Usage: "relay signals to the app's whole process group, not only to the app"},
 		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
+		&cli.StringFlag{Name: "drop-caps", Usage: "comma-separated `LIST` of more capabilities the app must not have, from every set including the bounding set (for a runtime that gives the launcher capabilities the container was not given)"},
 		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group) with that user's HOME where the runtime set root's, while the launcher keeps its privileges"},
 		&cli.StringFlag{Name: "groups", Usage: "with --user: the app's supplementary groups, exactly, as a comma-separated `LIST` of GIDs (empty for none), in place of the user's groups in /etc/group"},
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
@@ -181,6 +182,10 @@ func runApp(c *cli.Context, command []string) int {
 		cfg.Instrumenter = launcher.EBPF{Probes: probeOpts}
 	}
 	if cfg.KeepCaps, err = launcher.ParseKeepCaps(c.String("keep-caps")); err != nil {
+		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
+		return launcher.ExitUsage
+	}
+	if cfg.DropCaps, err = launcher.ParseDropCaps(c.String("drop-caps")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
 		return launcher.ExitUsage
 	}

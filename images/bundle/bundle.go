@@ -103,7 +103,25 @@ func EditConfig(raw []byte, o Options) (out []byte, changed bool, err error) {
 	if keep := kept(caps.Bounding); len(keep) > 0 {
 		launch = append(launch, "--keep-caps", strings.Join(keep, ","))
 	}
-	if user.UID != 0 || user.GID != 0 {
+	// CAP_SETPCAP lets the launcher take its capabilities out of the app's bounding set
+	// (without it, it would set no_new_privs instead); CAP_SETUID and CAP_SETGID let it
+	// become a non-root app's user, which runc does before it lowers capabilities. Those
+	// the container was not given, the app does not get.
+	needs := append([]string{"CAP_SETPCAP"}, launcherCapabilities...)
+	nonRoot := user.UID != 0 || user.GID != 0
+	if nonRoot {
+		needs = append(needs, "CAP_SETUID", "CAP_SETGID")
+	}
+	var drop []string
+	for _, c := range needs {
+		if !slices.Contains(caps.Bounding, c) && !slices.Contains(droppedForApp, c) {
+			drop = append(drop, strings.TrimPrefix(c, "CAP_"))
+		}
+	}
+	if len(drop) > 0 {
+		launch = append(launch, "--drop-caps", strings.Join(drop, ","))
+	}
+	if nonRoot {
 		// The launcher runs as root; the app as the container's user.
 		// The app gets exactly the spec's additionalGids, as runc gives them, not the
 		// user's groups in the image's /etc/group.
@@ -115,9 +133,9 @@ func EditConfig(raw []byte, o Options) (out []byte, changed bool, err error) {
 		proc["user"] = rawconfig.Must(specs.User{UID: 0, GID: 0, AdditionalGids: user.AdditionalGids, Umask: user.Umask})
 	}
 	proc["args"] = rawconfig.Must(append(append(launch, "--"), args...))
-	caps.Bounding = union(caps.Bounding, launcherCapabilities)
-	caps.Permitted = union(caps.Permitted, launcherCapabilities)
-	caps.Effective = union(caps.Effective, launcherCapabilities)
+	caps.Bounding = union(caps.Bounding, needs)
+	caps.Permitted = union(caps.Permitted, needs)
+	caps.Effective = union(caps.Effective, needs)
 	proc["capabilities"] = rawconfig.Must(caps)
 	var keys []string
 	for k := range annotations {

@@ -68,14 +68,14 @@ func TestEditConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := got.Process
-	if want := []string{"/.otel-go-launcher/launch", "--keep-caps", "NET_ADMIN", "--user", "1000:1000", "--groups=1000,5", "--", "/app", "-addr", ":8080"}; !reflect.DeepEqual(p.Args, want) {
+	if want := []string{"/.otel-go-launcher/launch", "--keep-caps", "NET_ADMIN", "--drop-caps", "SETPCAP,SETUID,SETGID", "--user", "1000:1000", "--groups=1000,5", "--", "/app", "-addr", ":8080"}; !reflect.DeepEqual(p.Args, want) {
 		t.Errorf("args %q, want %q", p.Args, want)
 	}
 	if p.User["uid"] != float64(0) || p.User["gid"] != float64(0) {
 		t.Errorf("user %v, want root for the launcher", p.User)
 	}
 	for _, set := range []string{"bounding", "effective", "permitted"} {
-		for _, c := range []string{"CAP_SYS_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_CHOWN"} {
+		for _, c := range []string{"CAP_SYS_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_CHOWN", "CAP_SETPCAP", "CAP_SETUID", "CAP_SETGID"} {
 			if !contains(p.Capabilities[set], c) {
 				t.Errorf("%s capabilities %v lack %s", set, p.Capabilities[set], c)
 			}
@@ -100,6 +100,20 @@ func TestEditConfig(t *testing.T) {
 	again, changed, err := bundle.EditConfig(out, opts)
 	if err != nil || changed || string(again) != string(out) {
 		t.Errorf("second pass: changed %v, err %v", changed, err)
+	}
+	// Capabilities the container was given are not dropped; a root container's
+	// launcher needs no CAP_SETUID or CAP_SETGID.
+	given := strings.Replace(string(in), `"bounding": ["CAP_CHOWN", "CAP_NET_ADMIN"]`, `"bounding": ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]`, 1)
+	asRoot := strings.Replace(string(in), `"uid": 1000, "gid": 1000`, `"uid": 0, "gid": 0`, 1)
+	for config, want := range map[string]string{given: "/.otel-go-launcher/launch --user 1000:1000 --groups=1000,5 -- /app", asRoot: "/.otel-go-launcher/launch --keep-caps NET_ADMIN --drop-caps SETPCAP -- /app"} {
+		out, _, err := bundle.EditConfig([]byte(config), opts)
+		got.Process.Args = nil
+		if err == nil {
+			err = json.Unmarshal(out, &got)
+		}
+		if args := strings.Join(got.Process.Args, " "); err != nil || !strings.HasPrefix(args, want) {
+			t.Errorf("args %q (%v), want %q ...", args, err, want)
+		}
 	}
 	// From another directory: the root and relative bind sources point back into the
 	// engine's bundle; what is absolute or not a bind stays.
