@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, container, wrap.
+// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, container, wrap, runtime.
 package main
 
 import (
@@ -31,6 +31,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"container": container,
 	"grpc":      grpcBench,
 	"wrap":      wrapBench,
+	"runtime":   runtimeBench,
 }
 
 type benchEnv struct {
@@ -46,7 +47,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "container", "wrap"}
+		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "container", "wrap", "runtime"}
 	}
 	defer testenv.Cleanup()
 
