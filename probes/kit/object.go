@@ -218,6 +218,9 @@ func (o *Object) AttachUprobes(ctx context.Context, ups ...Uprobe) error {
 	var errs []error
 	for _, u := range ups {
 		fn, err := o.function(u)
+		if errors.Is(err, errAbsent) {
+			continue // an optional function the program does not use: nothing to trace there
+		}
 		if err != nil {
 			errs = append(errs, errorf(u.Spec, StageAttach, err))
 			continue
@@ -271,6 +274,9 @@ func (o *Object) AttachUprobes(ctx context.Context, ups ...Uprobe) error {
 	return errors.Join(errs...)
 }
 
+// errAbsent: an optional function is not in the binary.
+var errAbsent = errors.New("not in the binary (optional)")
+
 // function finds the uprobe's function in its spec's report.
 func (o *Object) function(u Uprobe) (offsets.Uprobe, error) {
 	rep, ok := o.reps[u.Spec]
@@ -289,6 +295,9 @@ func (o *Object) function(u Uprobe) (offsets.Uprobe, error) {
 				if fn, ok := rep.Uprobe(sym); ok {
 					return fn, nil
 				}
+			}
+			if f.Optional {
+				return offsets.Uprobe{}, fmt.Errorf("%s: %w", strings.Join(f.Symbols, " or "), errAbsent)
 			}
 			return offsets.Uprobe{}, fmt.Errorf("%s not resolved", strings.Join(f.Symbols, " or "))
 		}

@@ -242,7 +242,7 @@ static __always_inline void register_span(struct server_call *st, __u64 g, __u64
 {
 	if (!inflight_wanted)
 		return;
-	st->ctx = read_ptr(st->req + ctx_off + 8);
+	st->ctx = ctx_off == OFFSET_NONE ? 0 : read_ptr(st->req + ctx_off + 8); /* 0: by goroutine only */
 	struct span_ref *ref = &st->ref;
 	__builtin_memcpy(&ref->sc, &st->ev.sc, sizeof(ref->sc));
 	ref->flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);

@@ -115,7 +115,6 @@ var XNetServerSpec = offsets.Spec{
 		{Symbols: xnetServer},
 	},
 	Fields: append(append([]offsets.FieldSpec{
-		{FieldRef: reqCtx},
 		// x/net's own server's (x/net v0.60+ built with Go 1.27 has none). Optional:
 		// without them, its spans have no status code.
 		{FieldRef: xnetWriterRWS, Optional: true}, {FieldRef: xnetStatus, Optional: true},
@@ -153,6 +152,9 @@ func main() {
 var serverFields = []offsets.FieldSpec{
 	{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
 	{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr},
+	// The request's context, under which its span is registered for the calls made
+	// under it (spans.h): the server's own field, not only the client's.
+	{FieldRef: reqCtx},
 	{FieldRef: reqPat, Since: "go1.22", Optional: true},
 	{FieldRef: reqPattern, Since: "go1.23", Optional: true},
 	{FieldRef: patternStr, Since: "go1.22", Optional: true},
