@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
@@ -43,6 +44,7 @@ func Libraries(opts Options) []kit.Library {
 	return []kit.Library{
 		nethttp.Library(),
 		grpc.Library(),
+		databasesql.Library(),
 	}
 }
 

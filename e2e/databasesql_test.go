@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// database/sql spans from an HTTP service (internal/testenv/targets/dbservice) on
+// SQLite (modernc.org/sqlite, a driver in pure Go) and on a private PostgreSQL server
+// through pgx's and lib/pq's drivers: every operation a CLIENT span, the child of the
+// request's server span — from the handler's goroutine, from goroutines it starts with
+// its context, and without a context — with the statement's text (its literals replaced:
+// a secret written into a statement never leaves; a 1 MiB statement bounded), operation
+// and table, an error's type; one span per operation over 100 requests in a row. Plain
+// and stripped builds. The one binary links the three drivers: each span's database is
+// read from its connection.
+func TestDatabaseSQLSpans(t *testing.T) {
+	testenv.RequireRoot(t)
+	targets := testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped})
+	pg := startPostgres(t)
+	type database struct{ driver, dsn, system, errType string }
+	for _, tg := range targets {
+		for _, db := range []database{
+			{"sqlite", "", "sqlite", "*sqlite.Error"},
+			{"pgx", pg, "postgresql", "*pgconn.PrepareError"},
+			{"postgres", pg, "postgresql", "*pq.Error"},
+		} {
+			t.Run(tg.Variant.Name+"/"+db.driver, func(t *testing.T) {
+				if db.dsn == "" {
+					db.dsn = "file:" + filepath.Join(t.TempDir(), "db.sqlite")
+				}
+				databaseSQLSpans(t, tg, db.driver, db.dsn, db.system, db.errType)
+			})
+		}
+	}
+}
+
+func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, errorType string) {
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_SERVICE_NAME=dbservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path,
+		"-addr", addr, "-driver", driver, "-dsn", dsn)
+	get := func(path string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v\n%s", path, err, r.stderr)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s %s", path, resp.Status, body)
+		}
+	}
+	firstRequest(t, addr, "/items/first")
+	for _, path := range []string{"/tx", "/prepared", "/fail", "/secret", "/fanout", "/noctx", "/big"} {
+		get(path)
+	}
+	for i := 0; i < 100; i++ {
+		get(fmt.Sprintf("/items/n%d", i))
+	}
+
+	// The two CREATE TABLEs at start, without a parent; then per request.
+	want := 2 + 2 + 2 + 2 + 1 + 1 + 3 + 1 + 1 + 2*100
+	servers := 1 + 7 + 100
+	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= want+servers })
+	if !ok {
+		t.Fatalf("%d spans, want %d: %s\n%s", len(spans), want+servers, spanList(spans), r.stderr)
+	}
+	time.Sleep(500 * time.Millisecond) // and no more
+	spans = recv.Spans()
+	if len(spans) != want+servers {
+		t.Fatalf("%d spans, want %d: %s", len(spans), want+servers, spanList(spans))
+	}
+	byID := map[string]testenv.Span{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	type dbSpan struct{ name, text, errType string }
+	children := map[string][]dbSpan{} // by the server span's route: db spans under it
+	for _, s := range spans {
+		if s.Kind != tracepb.Span_SPAN_KIND_CLIENT {
+			continue
+		}
+		if s.Attrs["db.system.name"] != system {
+			t.Errorf("%s: db.system.name %v", s.Name, s.Attrs["db.system.name"])
+		}
+		for _, v := range s.Attrs {
+			if strings.Contains(fmt.Sprint(v), "s3cr3t") {
+				t.Errorf("a secret literal was exported: %s %v", s.Name, s.Attrs)
+			}
+		}
+		errType, _ := s.Attrs["error.type"].(string)
+		if (errType != "") != (s.StatusCode == tracepb.Status_STATUS_CODE_ERROR) {
+			t.Errorf("%s: error.type %q, status %v", s.Name, errType, s.StatusCode)
+		}
+		route := "(none)"
+		if parent, ok := byID[s.ParentSpanID]; ok {
+			if parent.Kind != tracepb.Span_SPAN_KIND_SERVER || parent.TraceID != s.TraceID {
+				t.Errorf("%s: parent %s (%v)", s.Name, parent.Name, parent.Kind)
+			}
+			route = parent.Name
+		} else if s.ParentSpanID != "" {
+			t.Errorf("%s: parent %s is no span exported", s.Name, s.ParentSpanID)
+		}
+		text, _ := s.Attrs["db.query.text"].(string)
+		children[route] = append(children[route], dbSpan{s.Name, text, errType})
+	}
+	check := func(route string, want ...dbSpan) {
+		t.Helper()
+		got := children[route]
+		if len(got) != len(want) {
+			t.Errorf("%s: %d database spans %v, want %v", route, len(got), got, want)
+			return
+		}
+		for _, w := range want {
+			found := false
+			for _, g := range got {
+				found = found || g == w
+			}
+			if !found {
+				t.Errorf("%s: no span %+v among %+v", route, w, got)
+			}
+		}
+	}
+	check("(none)",
+		dbSpan{"CREATE TABLE items", "CREATE TABLE IF NOT EXISTS items (name TEXT, qty INTEGER)", ""},
+		dbSpan{"CREATE TABLE creds", "CREATE TABLE IF NOT EXISTS creds (token TEXT)", ""})
+	insert := dbSpan{"INSERT items", "INSERT INTO items (name, qty) VALUES ($1, $2)", ""}
+	count := dbSpan{"SELECT items", "SELECT count(*) FROM items WHERE name = $1", ""}
+	check("GET /tx", insert, dbSpan{"UPDATE items", "UPDATE items SET qty = qty + ? WHERE name = $1", ""})
+	prepared := dbSpan{"SELECT items", "SELECT qty FROM items WHERE name = $1", ""}
+	check("GET /prepared", prepared, prepared)
+	check("GET /fail", dbSpan{"SELECT no_such_table", "SELECT * FROM no_such_table", errorType})
+	check("GET /secret", dbSpan{"INSERT creds", "INSERT INTO creds (token) VALUES (?)", ""})
+	all := dbSpan{"SELECT items", "SELECT count(*) FROM items", ""}
+	check("GET /fanout", all, all, all)
+	check("GET /noctx", dbSpan{"SELECT items", "SELECT name FROM items", ""})
+	check("GET /big", dbSpan{"SELECT items", "SELECT count(*) FROM items WHERE name <> ?", ""})
+	// /items/{name}: 101 requests, an insert and a count each.
+	var items []dbSpan
+	for i := 0; i < 101; i++ {
+		items = append(items, insert, count)
+	}
+	if got := children["GET /items/{name}"]; len(got) != len(items) {
+		t.Errorf("GET /items/{name}: %d database spans, want %d", len(got), len(items))
+	}
+	if said := launcherLines(r); said != "" {
+		t.Errorf("the launcher said:\n%s", said)
+	}
+}
+
+// startPostgres runs a private PostgreSQL server (Debian's postgresql: initdb into a
+// temporary directory as an unprivileged user, a free port on the loopback, its socket
+// in that directory), stopped at the test's end, and returns its DSN.
+func startPostgres(t *testing.T) string {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	testenv.Require(t, len(bins) > 0, "PostgreSQL: no /usr/lib/postgresql/*/bin/postgres (apt-get install postgresql)")
+	bin := filepath.Dir(bins[len(bins)-1])
+	dir, err := os.MkdirTemp("", "e2e-postgres-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chown(dir, 65534, 65534)
+	asNobody := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+		return cmd
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asNobody("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	var log syncBuffer
+	server := asNobody("postgres", "-D", data, "-p", port, "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
+	server.Stdout, server.Stderr = &log, &log
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		server.Process.Signal(syscall.SIGINT) // fast shutdown
+		server.Wait()
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("postgres did not start:\n%s", log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable"
+}

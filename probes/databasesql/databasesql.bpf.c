@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//go:build ignore
+
+/* database/sql: a client span per operation, whatever the driver.
+ *
+ * Every Query/QueryRow/Exec of a DB, Conn or Tx (and their Context variants) runs
+ * through one of two unexported functions, which take the statement as an argument:
+ * (*DB).queryDC(db, ctx, txctx, dc, releaseConn, query, args) and
+ * (*DB).execDC(db, ctx, dc, release, query, args). Their entry starts the span (the
+ * parent by the call's context, else by the goroutine: a query made with a context not
+ * derived from a request's, in the handler's goroutine), copies the statement's text
+ * and keeps the state under the goroutine; each of their RETs ends it, with the
+ * error's dynamic type. Two hits per operation.
+ *
+ * A prepared statement's executions, (*Stmt).ExecContext(s, ctx, args) and
+ * QueryContext, do not pass there, and a *Stmt's text is a field: rather than read it
+ * (one more offset per Go release), the text is kept when the statement is made.
+ * (*DB).prepareDC(db, ctx, dc, release, cg, query), which DB, Conn and Tx prepares all
+ * use: its entry notes the text's address, each of its RETs files the text under the
+ * *Stmt returned (two hits per prepare); the entry of (*Stmt).Close drops it (one).
+ * Then each execution: two hits, as above, the text found under its *Stmt. A statement
+ * made by Tx.Stmt from another is not prepared here: its spans have no text.
+ *
+ * Which database: the dynamic type of the driver's connection (driverConn.ci), read
+ * at each entry from the *driverConn argument (at prepare for a statement). */
+#include "common.h"
+#include "spans.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Field offsets in the app, named after the Go fields (kit.VarName) and set by the
+ * loader. */
+volatile __u64 off_sql_driverConn_ci = OFFSET_NONE; /* the driver's driver.Conn */
+
+/* Set last, once everything else is. */
+volatile __u64 sql_enabled = 0;
+
+#define EVENT_OPERATION 1
+
+/* What the span is of. */
+#define OP_QUERY 1
+#define OP_EXEC 2
+#define OP_STMT_QUERY 3
+#define OP_STMT_EXEC 4
+
+#define QUERY_MAX 1024 /* bytes of a statement's text kept; userspace bounds it further */
+
+struct sql_text {
+	__u64 len; /* the statement's full length */
+	__u32 copied;
+	__u32 _pad;
+	__u8 text[QUERY_MAX];
+};
+
+struct sql_event {
+	__u32 kind;
+	__u8 op;
+	__u8 has_parent;
+	__u8 trace_flags; /* the parent's */
+	__u8 _pad;
+	__u64 start_ns;
+	__u64 end_ns;
+	struct span_context sc;
+	__u8 parent_span_id[SPAN_ID_SIZE];
+	__u64 error_type; /* the error's dynamic type; 0 without an error */
+	__u64 conn_type;  /* the driver connection's dynamic type: which database */
+	struct sql_text query;
+};
+
+/* What is known of a prepared statement. */
+struct sql_statement {
+	__u64 conn_type;
+	struct sql_text query;
+};
+
+/* Statements being prepared, by goroutine: the text, and the connection's type. */
+struct sql_preparing {
+	struct go_string query;
+	__u64 conn_type;
+};
+
+/* Operations in flight, by goroutine. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct sql_event);
+} operations SEC(".maps");
+
+/* Statements being prepared, by goroutine: the text's address and length. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct sql_preparing);
+} preparing SEC(".maps");
+
+/* Prepared statements' texts, by *Stmt. LRU: a statement the app drops without
+ * closing it must not fill the map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 2048);
+	__type(key, __u64);
+	__type(value, struct sql_statement);
+} statements SEC(".maps");
+
+/* Zeroes to create map entries from. Never written. */
+union zero_value {
+	struct sql_event event;
+	struct sql_statement statement;
+} zeroes;
+
+const struct sql_event *unused_sql_event __attribute__((unused)); /* bpf2go -type */
+
+/* begin starts a span for the goroutine g: its IDs, its parent by ctx (the call's
+ * context's data word) or by g. */
+static __always_inline struct sql_event *begin(__u64 g, __u64 ctx, __u8 op)
+{
+	struct sql_event *ev = new_entry(&operations, &g, &zeroes);
+	if (!ev)
+		return 0;
+	ev->kind = EVENT_OPERATION;
+	ev->op = op;
+	ev->start_ns = bpf_ktime_get_ns();
+	struct span_ref *parent = parent_by_context(ctx);
+	if (!parent)
+		parent = parent_by_goroutine(g);
+	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
+	return ev;
+}
+
+/* conn_type is the dynamic type of the driver.Conn of a *driverConn. */
+static __always_inline __u64 conn_type(__u64 dc)
+{
+	if (!dc || off_sql_driverConn_ci == OFFSET_NONE)
+		return 0;
+	__u64 tab = read_ptr(dc + off_sql_driverConn_ci);
+	return tab ? read_ptr(tab + 8) : 0; /* itab.Type */
+}
+
+/* copy_text copies a statement's text into t. */
+static __always_inline void copy_text(struct sql_text *t, __u64 ptr, __u64 len)
+{
+	struct go_string s = {.ptr = ptr, .len = len};
+	t->len = len;
+	t->copied = copy_go_string(t->text, QUERY_MAX, &s);
+}
+
+/* end outputs the goroutine's span, with the error (an interface's itab word) it ended with. */
+static __always_inline void end(__u64 g, __u64 err_tab)
+{
+	struct sql_event *ev = bpf_map_lookup_elem(&operations, &g);
+	if (!ev)
+		return;
+	ev->end_ns = bpf_ktime_get_ns();
+	if (err_tab)
+		ev->error_type = read_ptr(err_tab + 8); /* itab.Type */
+	submit(ev, sizeof(*ev));
+	bpf_map_delete_elem(&operations, &g);
+}
+
+SEC("uprobe/DB_queryDC")
+int query_entry(struct go_regs *ctx)
+{
+	if (!sql_enabled)
+		return 0;
+	__u64 g = go_goroutine(ctx);
+	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_QUERY);
+	if (!ev)
+		return 0;
+	ev->conn_type = conn_type(go_arg(ctx, 6));
+	copy_text(&ev->query, go_arg(ctx, 8), go_arg(ctx, 9));
+	return 0;
+}
+
+SEC("uprobe/DB_queryDC_return")
+int query_return(struct go_regs *ctx)
+{
+	end(go_goroutine(ctx), go_arg(ctx, 2)); /* (*Rows, error) */
+	return 0;
+}
+
+SEC("uprobe/DB_execDC")
+int exec_entry(struct go_regs *ctx)
+{
+	if (!sql_enabled)
+		return 0;
+	__u64 g = go_goroutine(ctx);
+	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_EXEC);
+	if (!ev)
+		return 0;
+	ev->conn_type = conn_type(go_arg(ctx, 4));
+	copy_text(&ev->query, go_arg(ctx, 6), go_arg(ctx, 7));
+	return 0;
+}
+
+SEC("uprobe/DB_execDC_return")
+int exec_return(struct go_regs *ctx)
+{
+	end(go_goroutine(ctx), go_arg(ctx, 3)); /* (Result, error) */
+	return 0;
+}
+
+SEC("uprobe/DB_prepareDC")
+int prepare_entry(struct go_regs *ctx)
+{
+	if (!sql_enabled)
+		return 0;
+	__u64 g = go_goroutine(ctx);
+	struct sql_preparing p = {.query = {.ptr = go_arg(ctx, 8), .len = go_arg(ctx, 9)}, .conn_type = conn_type(go_arg(ctx, 4))};
+	bpf_map_update_elem(&preparing, &g, &p, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/DB_prepareDC_return")
+int prepare_return(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct sql_preparing *p = bpf_map_lookup_elem(&preparing, &g);
+	if (!p)
+		return 0;
+	__u64 stmt = go_arg(ctx, 1); /* (*Stmt, error) */
+	if (stmt) {
+		struct sql_statement *st = new_entry(&statements, &stmt, &zeroes);
+		if (st) {
+			st->conn_type = p->conn_type;
+			copy_text(&st->query, p->query.ptr, p->query.len);
+		}
+	}
+	bpf_map_delete_elem(&preparing, &g);
+	return 0;
+}
+
+SEC("uprobe/Stmt_Close")
+int stmt_close(struct go_regs *ctx)
+{
+	__u64 stmt = go_arg(ctx, 1);
+	bpf_map_delete_elem(&statements, &stmt);
+	return 0;
+}
+
+/* stmt_begin starts the span of an execution of the *Stmt s. */
+static __always_inline void stmt_begin(struct go_regs *ctx, __u8 op)
+{
+	if (!sql_enabled)
+		return;
+	__u64 g = go_goroutine(ctx), stmt = go_arg(ctx, 1);
+	struct sql_event *ev = begin(g, go_arg(ctx, 3), op);
+	if (!ev)
+		return;
+	struct sql_statement *st = bpf_map_lookup_elem(&statements, &stmt);
+	if (!st)
+		return;
+	ev->conn_type = st->conn_type;
+	bpf_probe_read_kernel(&ev->query, sizeof(st->query), &st->query); /* too large for an inline copy */
+}
+
+SEC("uprobe/Stmt_QueryContext")
+int stmt_query_entry(struct go_regs *ctx)
+{
+	stmt_begin(ctx, OP_STMT_QUERY);
+	return 0;
+}
+
+SEC("uprobe/Stmt_QueryContext_return")
+int stmt_query_return(struct go_regs *ctx)
+{
+	end(go_goroutine(ctx), go_arg(ctx, 2)); /* (*Rows, error) */
+	return 0;
+}
+
+SEC("uprobe/Stmt_ExecContext")
+int stmt_exec_entry(struct go_regs *ctx)
+{
+	stmt_begin(ctx, OP_STMT_EXEC);
+	return 0;
+}
+
+SEC("uprobe/Stmt_ExecContext_return")
+int stmt_exec_return(struct go_regs *ctx)
+{
+	end(go_goroutine(ctx), go_arg(ctx, 3)); /* (Result, error) */
+	return 0;
+}

@@ -1,0 +1,118 @@
+package databasesql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+// Library is database/sql for the probe kit.
+func Library() kit.Library {
+	lib := kit.Library{
+		Name:   "database/sql",
+		Specs:  Specs,
+		Object: objectSpec,
+		// By the call's context first; by the goroutine for a query made without one
+		// (DB.Query) in the handler's goroutine.
+		Clients: map[string]kit.Lookup{Spec.Name: kit.ByContext | kit.ByGoroutine},
+	}
+	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+		return load(ctx, &lib, t, reps, env)
+	}
+	lib.Check = func(ctx context.Context, env kit.Env) []kit.Finding { return check(&lib) }
+	return lib
+}
+
+// objectSpec is the embedded BPF object, parsed once.
+var objectSpec = sync.OnceValues(loadDatabasesql)
+
+// Probe is the database/sql instrumentation of one app.
+type Probe struct {
+	*kit.Object
+	types  *offsets.TypeNames // names the dynamic types of errors
+	system string             // db.system.name, from the drivers compiled in
+	pid    int
+}
+
+var _ kit.Probe = (*Probe)(nil)
+
+func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+	p := &Probe{pid: t.PID, system: systemOf(t.Modules)}
+	spec := kit.ObjectSpec{
+		Library: lib,
+		Uprobes: []kit.Uprobe{
+			{Spec: Spec.Name, Symbol: queryDC, Entry: "query_entry", Return: "query_return"},
+			{Spec: Spec.Name, Symbol: execDC, Entry: "exec_entry", Return: "exec_return"},
+			{Spec: Spec.Name, Symbol: prepareDC, Entry: "prepare_entry", Return: "prepare_return"},
+			{Spec: Spec.Name, Symbol: stmtClose, Entry: "stmt_close"},
+			{Spec: Spec.Name, Symbol: stmtQuery, Entry: "stmt_query_entry", Return: "stmt_query_return"},
+			{Spec: Spec.Name, Symbol: stmtExec, Entry: "stmt_exec_entry", Return: "stmt_exec_return"},
+		},
+		Enable: map[string]string{Spec.Name: "sql_enabled"},
+		Decode: p.decode,
+	}
+	var err error
+	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Configure turns the probe on.
+func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
+	if len(p.Enabling(reps)) > 0 {
+		p.types = offsets.NewTypeNames(p.Target().Path)
+	}
+	return p.ConfigureWith(reps, inflight, nil)
+}
+
+// decode fills span from an event.
+func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
+	if kit.RecordKind(raw) != eventOperation {
+		return false
+	}
+	ev := kit.RecordAs[databasesqlSqlEvent](raw)
+	if ev == nil {
+		return false
+	}
+	p.operationSpan(ev, span)
+	return true
+}
+
+// eventOperation is the C program's only event kind.
+const eventOperation = 1
+
+// typeName is the name of the app's type at addr ("*pq.Error"), "" if unknown.
+func (p *Probe) typeName(addr uint64) string {
+	if p.types == nil || addr == 0 {
+		return ""
+	}
+	return p.types.Name(p.pid, addr)
+}
+
+// Close detaches the probe and frees what it holds.
+func (p *Probe) Close() error {
+	err := p.Object.Close()
+	if p.types != nil {
+		err = errors.Join(err, p.types.Close())
+	}
+	return err
+}
+
+// check loads every program: what instrumenting an app will need of this host.
+func check(lib *kit.Library) []kit.Finding {
+	obj, err := kit.CheckObject(lib)
+	if err != nil {
+		return []kit.Finding{{Status: kit.Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
+	}
+	defer obj.Close()
+	return []kit.Finding{
+		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
+		{Status: kit.Limit, Text: "database/sql: a program that never queries (Exec only) is not traced; a statement made by Tx.Stmt has no text"},
+	}
+}

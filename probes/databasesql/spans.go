@@ -1,0 +1,104 @@
+package databasesql
+
+import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+// drivers are the database/sql drivers whose database the probe names, by module.
+var drivers = []struct{ module, system string }{
+	{"github.com/jackc/pgx/v5", "postgresql"},
+	{"github.com/jackc/pgx/v4", "postgresql"},
+	{"github.com/lib/pq", "postgresql"},
+	{"github.com/go-sql-driver/mysql", "mysql"},
+	{"modernc.org/sqlite", "sqlite"},
+	{"github.com/mattn/go-sqlite3", "sqlite"},
+	{"github.com/microsoft/go-mssqldb", "microsoft.sql_server"},
+	{"github.com/denisenkom/go-mssqldb", "microsoft.sql_server"},
+}
+
+// connTypes are the drivers' connection types, as the runtime names them, and their
+// databases: which database an operation went to, in an app that links several.
+var connTypes = map[string]string{
+	"*stdlib.Conn":        "postgresql", // pgx's database/sql adapter
+	"*pq.conn":            "postgresql",
+	"*mysql.mysqlConn":    "mysql",
+	"*sqlite.conn":        "sqlite", // modernc.org/sqlite
+	"*sqlite3.SQLiteConn": "sqlite", // mattn/go-sqlite3
+	"*mssql.Conn":         "microsoft.sql_server",
+}
+
+// systemOf is db.system.name for the app: the database of the one known driver compiled
+// in; other_sql for none, or for drivers of different databases. An operation whose
+// driver connection's type is known says better (system).
+func systemOf(mods offsets.Modules) string {
+	system := ""
+	for _, d := range drivers {
+		if mods.Version(d.module) == "" {
+			continue
+		}
+		if system != "" && system != d.system {
+			return "other_sql"
+		}
+		system = d.system
+	}
+	if system == "" {
+		return "other_sql"
+	}
+	return system
+}
+
+// operationSpan fills span from an event, following the database conventions.
+func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
+	*span = telemetry.Span{
+		TraceID: ev.Sc.TraceId,
+		SpanID:  ev.Sc.SpanId,
+		Kind:    trace.SpanKindClient,
+		Start:   ev.StartNs,
+		End:     ev.EndNs,
+	}
+	system := p.system
+	if s, ok := connTypes[p.typeName(ev.ConnType)]; ok {
+		system = s
+	}
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, semconv.DBSystemNameKey.String(system))
+	n := min(int(ev.Query.Copied), len(ev.Query.Text))
+	if n > 0 {
+		text := string(ev.Query.Text[:n])
+		attrs = append(attrs, semconv.DBQueryText(sanitize(text, dialectOf(system))))
+		operation, collection := summarize(text)
+		switch {
+		case operation != "" && collection != "":
+			span.Name = operation + " " + collection
+			attrs = append(attrs, semconv.DBOperationName(operation), semconv.DBCollectionName(collection))
+		case operation != "":
+			span.Name = operation
+			attrs = append(attrs, semconv.DBOperationName(operation))
+		}
+	}
+	if span.Name == "" {
+		span.Name = system
+	}
+	if ev.ErrorType != 0 {
+		span.Status = codes.Error
+		errType := p.typeName(ev.ErrorType)
+		if errType == "" {
+			errType = "_OTHER"
+		}
+		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
+	}
+	span.Attributes = attrs
+	if ev.HasParent != 0 {
+		span.Parent = trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID:    ev.Sc.TraceId,
+			SpanID:     ev.ParentSpanId,
+			TraceFlags: trace.TraceFlags(ev.TraceFlags),
+		})
+	}
+}

@@ -1,0 +1,90 @@
+package databasesql
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSanitize(t *testing.T) {
+	pg, sqlite, mysql, other := dialectOf("postgresql"), dialectOf("sqlite"), dialectOf("mysql"), dialectOf("other_sql")
+	for _, c := range []struct {
+		d        dialect
+		in, want string
+	}{
+		// Placeholders: as written.
+		{pg, "SELECT id, name FROM users WHERE id = $1 AND org = $2", "SELECT id, name FROM users WHERE id = $1 AND org = $2"},
+		{mysql, "INSERT INTO t (a, b) VALUES (?, ?)", "INSERT INTO t (a, b) VALUES (?, ?)"},
+		{other, "UPDATE t SET a = :a WHERE b = @p1", "UPDATE t SET a = :a WHERE b = @p1"},
+		// Literals.
+		{pg, "SELECT * FROM users WHERE password = 'hunter2' AND n > 10.5e3", "SELECT * FROM users WHERE password = ? AND n > ?"},
+		{pg, "SELECT 'it''s', x1, t2.c3 FROM t2 LIMIT 5", "SELECT ?, x1, t2.c3 FROM t2 LIMIT ?"},
+		{pg, `SELECT "Password" FROM "Users" WHERE k = E'a\'secret' AND h = X'DEADBEEF'`, `SELECT "Password" FROM "Users" WHERE k = ? AND h = ?`},
+		{pg, "SELECT $$tok'en$$, $body$secret$body$, $3", "SELECT ?, ?, $3"},
+		// The standard reading of a backslash: 'a\' ends there.
+		{pg, `SELECT 'a\', 'secret'`, "SELECT ?, ?"},
+		{mysql, `SELECT 'a\'secret', "tok"`, "SELECT ?, ?"},
+		// Unknown: a backslash in a string takes the rest with it.
+		{other, `SELECT 'a\', 'secret'`, "SELECT ?"},
+		{sqlite, `SELECT * FROM t WHERE password = "hunter2"`, "SELECT * FROM t WHERE password = ?"},
+		// Comments go, whatever they hold.
+		{pg, "SELECT 1 -- token=abc\nFROM t /* password hunter2 */", "SELECT ? \nFROM t "},
+		// A text cut inside a literal or a comment.
+		{pg, "SELECT * FROM t WHERE secret = 'abcdef", "SELECT * FROM t WHERE secret = ?"},
+		{pg, "SELECT * FROM t /* secret", "SELECT * FROM t "},
+	} {
+		if got := sanitize(c.in, c.d); got != c.want {
+			t.Errorf("%q:\n got %q\nwant %q", c.in, got, c.want)
+		}
+	}
+	// Bounded, and valid UTF-8 where it was.
+	long := "SELECT " + strings.Repeat("é", 2000)
+	if got := sanitize(long, pg); len(got) > queryTextMax || !strings.HasPrefix(got, "SELECT é") || strings.ToValidUTF8(got, "") != got {
+		t.Errorf("a long text: %d bytes, valid %v", len(got), strings.ToValidUTF8(got, "") == got)
+	}
+}
+
+// No literal survives, whatever the text: each secret below is written as a literal
+// in some dialect's way.
+func TestSanitizeNeverLeaks(t *testing.T) {
+	const secret = "s3cr3tT0ken"
+	for _, d := range []dialect{dialectOf("postgresql"), dialectOf("sqlite"), dialectOf("mysql"), dialectOf("other_sql")} {
+		for _, q := range []string{
+			"INSERT INTO creds VALUES ('" + secret + "')",
+			"SELECT * FROM t WHERE a = 'x''" + secret + "'",
+			"SELECT E'\\'" + secret + "'",
+			"SELECT $q$" + secret + "$q$",
+			"SELECT 1 /* " + secret + " */",
+			"SELECT 1 -- " + secret,
+			"SELECT '" + secret, // cut
+		} {
+			if got := sanitize(q, d); strings.Contains(got, secret) {
+				t.Errorf("%+v %q: %q", d, q, got)
+			}
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"SELECT id FROM orders WHERE id = $1":           {"SELECT", "orders"},
+		"select * from public.orders":                   {"SELECT", "public.orders"},
+		"INSERT INTO items(name, qty) VALUES (?, ?)":    {"INSERT", "items"},
+		"UPDATE stock SET qty = qty - 1":                {"UPDATE", "stock"},
+		"DELETE FROM sessions WHERE expires < now()":    {"DELETE", "sessions"},
+		"CREATE TABLE IF NOT EXISTS items (id integer)": {"CREATE TABLE", "items"},
+		"DROP TABLE items":                              {"DROP TABLE", "items"},
+		`SELECT "x" FROM "Orders"`:                      {"SELECT", "Orders"},
+		"SELECT a FROM t1 JOIN t2 ON t1.id = t2.id":     {"SELECT", ""},
+		"SELECT a FROM t1, t2":                          {"SELECT", ""},
+		"SELECT * FROM (SELECT 1) AS x":                 {"SELECT", ""},
+		"SELECT 1":                                      {"SELECT", ""},
+		"BEGIN":                                         {"BEGIN", ""},
+		"INSERT INTO a VALUES (1); DELETE FROM b":       {"INSERT", ""},
+		"frobnicate the database":                       {"", ""},
+		"":                                              {"", ""},
+	} {
+		if op, coll := summarize(in); op != want[0] || coll != want[1] {
+			t.Errorf("%q: %q %q, want %q %q", in, op, coll, want[0], want[1])
+		}
+	}
+}
