@@ -8,13 +8,13 @@ import "github.com/otel-go-launcher/otel-go-launcher/offsets"
 
 // Functions the probe attaches to: the same in every Go release supported.
 const (
-	queryDC    = "database/sql.(*DB).queryDC"
-	execDC     = "database/sql.(*DB).execDC"
-	prepareDC  = "database/sql.(*DB).prepareDC"
-	stmtClose  = "database/sql.(*Stmt).Close"
-	stmtQuery  = "database/sql.(*Stmt).QueryContext"
-	stmtExec   = "database/sql.(*Stmt).ExecContext"
-	specName   = "database/sql"
+	queryDC   = "database/sql.(*DB).queryDC"
+	execDC    = "database/sql.(*DB).execDC"
+	prepareDC = "database/sql.(*DB).prepareDC"
+	stmtClose = "database/sql.(*Stmt).Close"
+	stmtQuery = "database/sql.(*Stmt).QueryContext"
+	stmtExec  = "database/sql.(*Stmt).ExecContext"
+	specName  = "database/sql"
 )
 
 // connDriver is the driver's connection inside database/sql's: its dynamic type says
