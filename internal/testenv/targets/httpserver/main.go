@@ -44,6 +44,7 @@ func routes() *http.ServeMux {
 	addPatternRoutes(mux)
 	addClientRoutes(mux)
 	addWorkRoute(mux)
+	addSQLRoute(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "root") })
 	return mux
 }
@@ -64,6 +65,7 @@ func printOffsets() {
 	}
 	add(reflect.TypeOf(url.URL{}), "net/url.URL", "Scheme", "Host", "Path", "RawQuery")
 	add(reflect.TypeOf(http.Response{}), "net/http.Response", "StatusCode", "ProtoMajor", "ProtoMinor")
+	sqlOffsets(add)
 
 	// net/http.response is unexported: a real request hands one to a handler.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
