@@ -19,6 +19,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/internal/probetest"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
@@ -114,7 +115,7 @@ func tracedServer(t *testing.T, libs []kit.Library) (*Session, *testenv.Receiver
 // request's context (from a goroutine the handler started) and by the goroutine.
 func TestSpansParentedAcrossObjects(t *testing.T) {
 	s, recv, base := tracedServer(t, append(Libraries(Options{Propagate: true}), probetest.Library()))
-	want := []string{nethttp.ServerSpec.Name, nethttp.ClientSpec.Name, probetest.ByContext.Name, probetest.ByGoroutine.Name}
+	want := []string{nethttp.ServerSpec.Name, nethttp.ClientSpec.Name, databasesql.Spec.Name, probetest.ByContext.Name, probetest.ByGoroutine.Name}
 	if got := s.Probes(); !slices.Equal(got, want) {
 		t.Fatalf("probes %v, want %v", got, want)
 	}

@@ -2,11 +2,8 @@ package databasesql
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 
-	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
@@ -34,15 +31,13 @@ var objectSpec = sync.OnceValues(loadDatabasesql)
 // Probe is the database/sql instrumentation of one app.
 type Probe struct {
 	*kit.Object
-	types  *offsets.TypeNames // names the dynamic types of errors
-	system string             // db.system.name, from the drivers compiled in
-	pid    int
+	system string // db.system.name, from the drivers compiled in
 }
 
 var _ kit.Probe = (*Probe)(nil)
 
 func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
-	p := &Probe{pid: t.PID, system: systemOf(t.Modules)}
+	p := &Probe{system: systemOf(t.Modules)}
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
@@ -63,14 +58,6 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	return p, nil
 }
 
-// Configure turns the probe on.
-func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
-	if len(p.Enabling(reps)) > 0 {
-		p.types = offsets.NewTypeNames(p.Target().Path)
-	}
-	return p.ConfigureWith(reps, inflight, nil)
-}
-
 // decode fills span from an event.
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	if kit.RecordKind(raw) != eventOperation {
@@ -87,32 +74,7 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 // eventOperation is the C program's only event kind.
 const eventOperation = 1
 
-// typeName is the name of the app's type at addr ("*pq.Error"), "" if unknown.
-func (p *Probe) typeName(addr uint64) string {
-	if p.types == nil || addr == 0 {
-		return ""
-	}
-	return p.types.Name(p.pid, addr)
-}
-
-// Close detaches the probe and frees what it holds.
-func (p *Probe) Close() error {
-	err := p.Object.Close()
-	if p.types != nil {
-		err = errors.Join(err, p.types.Close())
-	}
-	return err
-}
-
 // check loads every program: what instrumenting an app will need of this host.
 func check(lib *kit.Library) []kit.Finding {
-	obj, err := kit.CheckObject(lib)
-	if err != nil {
-		return []kit.Finding{{Status: kit.Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
-	}
-	defer obj.Close()
-	return []kit.Finding{
-		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
-		{Status: kit.Limit, Text: "database/sql: a program that never queries (Exec only) is not traced; a statement made by Tx.Stmt has no text"},
-	}
+	return kit.CheckFindings(lib, "database/sql: a program that never queries (Exec only) is not traced; a statement made by Tx.Stmt has no text")
 }

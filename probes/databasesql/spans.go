@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
@@ -63,7 +64,7 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 		End:     ev.EndNs,
 	}
 	system := p.system
-	if s, ok := connTypes[p.typeName(ev.ConnType)]; ok {
+	if s, ok := connTypes[p.TypeName(ev.ConnType)]; ok {
 		system = s
 	}
 	attrs := make([]attribute.KeyValue, 0, 6)
@@ -87,18 +88,12 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 	}
 	if ev.ErrorType != 0 {
 		span.Status = codes.Error
-		errType := p.typeName(ev.ErrorType)
+		errType := p.TypeName(ev.ErrorType)
 		if errType == "" {
 			errType = "_OTHER"
 		}
 		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
 	}
 	span.Attributes = attrs
-	if ev.HasParent != 0 {
-		span.Parent = trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID:    ev.Sc.TraceId,
-			SpanID:     ev.ParentSpanId,
-			TraceFlags: trace.TraceFlags(ev.TraceFlags),
-		})
-	}
+	span.Parent = kit.ClientParent(ev.HasParent, ev.Sc.TraceId, ev.ParentSpanId, ev.TraceFlags)
 }

@@ -2,8 +2,6 @@ package grpc
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
@@ -34,14 +32,12 @@ var objectSpec = sync.OnceValues(loadGrpc)
 // Probe is the gRPC instrumentation of one app.
 type Probe struct {
 	*kit.Object
-	types *offsets.TypeNames // names the dynamic types of errors and connections
-	pid   int
 }
 
 var _ kit.Probe = (*Probe)(nil)
 
 func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
-	p := &Probe{pid: t.PID}
+	p := &Probe{}
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
@@ -81,9 +77,6 @@ func writersFor(version string) []kit.Uprobe {
 // Configure sets the app's offsets, where operateHeaders takes its frame, and turns
 // the probes on.
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
-	if len(p.Enabling(reps)) > 0 {
-		p.types = offsets.NewTypeNames(p.Target().Path)
-	}
 	frameArg := uint64(4)
 	if v := p.Target().Modules.Version(Module); v != "" && !offsets.VersionAtLeast(v, headersContextSince) {
 		frameArg = 2
@@ -121,32 +114,7 @@ const (
 	eventClient = 2
 )
 
-// typeName is the name of the app's type at addr ("*net.TCPConn"), "" if unknown.
-func (p *Probe) typeName(addr uint64) string {
-	if p.types == nil || addr == 0 {
-		return ""
-	}
-	return p.types.Name(p.pid, addr)
-}
-
-// Close detaches the probe and frees what it holds.
-func (p *Probe) Close() error {
-	err := p.Object.Close()
-	if p.types != nil {
-		err = errors.Join(err, p.types.Close())
-	}
-	return err
-}
-
 // check loads every program: what instrumenting an app will need of this host.
 func check(lib *kit.Library) []kit.Finding {
-	obj, err := kit.CheckObject(lib)
-	if err != nil {
-		return []kit.Finding{{Status: kit.Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
-	}
-	defer obj.Close()
-	return []kit.Finding{
-		{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)},
-		{Status: kit.Limit, Text: "gRPC: calls from grpc before v1.53 carry no traceparent (their connection writer takes the header frame from a queue): the server they reach starts a new trace"},
-	}
+	return kit.CheckFindings(lib, "gRPC: calls from grpc before v1.53 carry no traceparent (their connection writer takes the header frame from a queue): the server they reach starts a new trace")
 }

@@ -10,6 +10,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
@@ -41,7 +42,7 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
 		span.Status, span.StatusDescription = codes.Error, message
 		attrs = append(attrs, semconv.ErrorTypeKey.String(code))
 	}
-	if p.typeName(ev.ConnType) == "*net.TCPConn" {
+	if p.TypeName(ev.ConnType) == "*net.TCPConn" {
 		if ip, port, ok := address(ev.Local); ok {
 			attrs = append(attrs, semconv.ServerAddress(ip), semconv.ServerPort(port))
 		}
@@ -77,7 +78,7 @@ func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
 	attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(method))
 	code := "OK"
 	if ev.ErrorType != 0 {
-		switch errType := p.typeName(ev.ErrorType); {
+		switch errType := p.TypeName(ev.ErrorType); {
 		case errType == errorStringType && ev.Eof != 0:
 			// io.EOF: how a stream that succeeded ends.
 		case errType == statusErrorType:
@@ -100,13 +101,7 @@ func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
 		}
 	}
 	span.Attributes = attrs
-	if ev.HasParent != 0 {
-		span.Parent = trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID:    ev.Sc.TraceId,
-			SpanID:     ev.ParentSpanId,
-			TraceFlags: trace.TraceFlags(ev.TraceFlags),
-		})
-	}
+	span.Parent = kit.ClientParent(ev.HasParent, ev.Sc.TraceId, ev.ParentSpanId, ev.TraceFlags)
 }
 
 // statusErrorType is the type of the errors grpc returns (internal/status.Error), as

@@ -54,3 +54,18 @@ func CheckObject(lib *Library) (*CheckedObject, error) {
 	}
 	return &CheckedObject{Objects: objs, Programs: len(names)}, nil
 }
+
+// CheckFindings is a library's doctor check: every program of its object loaded on this
+// host (or why not), then the limits of what it traces, whatever the host.
+func CheckFindings(lib *Library, limits ...string) []Finding {
+	obj, err := CheckObject(lib)
+	if err != nil {
+		return []Finding{{Status: Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
+	}
+	defer obj.Close()
+	findings := []Finding{{Status: OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)}}
+	for _, l := range limits {
+		findings = append(findings, Finding{Status: Limit, Text: l})
+	}
+	return findings
+}

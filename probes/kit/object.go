@@ -66,6 +66,7 @@ type Object struct {
 	uprobes []Uprobe
 	objs    *bpf.Objects
 	vars    map[string]bool // the object's global variables
+	types   *offsets.TypeNames
 
 	mu      sync.Mutex
 	links   map[string][]attachment // by spec
@@ -98,7 +99,8 @@ func LoadObject(ctx context.Context, t Target, reps Reports, env Env, spec Objec
 	if err := CheckFields(lib.Specs, coll); err != nil {
 		return fail(fmt.Errorf("BPF object and specs disagree (a bug): %w", err))
 	}
-	o := &Object{spec: spec, target: t, env: env, reps: reps, links: map[string][]attachment{}, vars: map[string]bool{}}
+	o := &Object{spec: spec, target: t, env: env, reps: reps, links: map[string][]attachment{}, vars: map[string]bool{},
+		types: offsets.NewTypeNames(t.Path)}
 	var programs []string
 	add := func(name string) {
 		if name != "" && !slices.Contains(programs, name) {
@@ -543,7 +545,19 @@ func (o *Object) Close() error {
 		}
 	}
 	o.objs.Close()
+	err = errors.Join(err, o.types.Close())
 	return errorf(o.spec.Library.SpecNames(), StageDetach, err)
+}
+
+// TypeName names the app's type whose runtime descriptor is at addr, as %T would
+// ("*net.OpError"): what a probe reads as an interface's dynamic type (an error's, a
+// connection's). "" for 0 or an address that is none of its types. The binary is
+// read on the first call. A nil Object (a span conversion tested alone) names none.
+func (o *Object) TypeName(addr uint64) string {
+	if o == nil || addr == 0 {
+		return ""
+	}
+	return o.types.Name(o.target.PID, addr)
 }
 
 // closeAttachments detaches, concurrently: each detach may wait for a grace period.

@@ -3,6 +3,8 @@ package kit
 import (
 	"encoding/binary"
 	"unsafe"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RecordKind is a ring buffer record's first word: which of its library's events it
@@ -23,4 +25,14 @@ func RecordAs[T any](raw []byte) *T {
 		return nil
 	}
 	return (*T)(unsafe.Pointer(&raw[0]))
+}
+
+// ClientParent is the parent of a client span, as the C programs record it: the trace
+// ID, the parent's span ID and its flags (start_client_span, bpf/include/spans.h);
+// invalid when the span had none.
+func ClientParent(hasParent uint8, traceID [16]uint8, parentSpanID [8]uint8, flags uint8) trace.SpanContext {
+	if hasParent == 0 {
+		return trace.SpanContext{}
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: parentSpanID, TraceFlags: trace.TraceFlags(flags)})
 }

@@ -10,6 +10,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
@@ -53,7 +54,7 @@ func (p *Probe) clientSpan(ev *nethttpHttpClientEvent, span *telemetry.Span) {
 	switch {
 	case ev.ErrorType != 0:
 		span.Status = codes.Error
-		name := p.types.Name(p.pid, ev.ErrorType)
+		name := p.TypeName(ev.ErrorType)
 		if name == "" {
 			name = "_OTHER"
 		}
@@ -64,13 +65,7 @@ func (p *Probe) clientSpan(ev *nethttpHttpClientEvent, span *telemetry.Span) {
 	}
 	span.Attributes = attrs
 
-	if ev.HasParent != 0 {
-		span.Parent = trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID:    ev.Sc.TraceId,
-			SpanID:     ev.ParentSpanId,
-			TraceFlags: trace.TraceFlags(ev.TraceFlags),
-		})
-	}
+	span.Parent = kit.ClientParent(ev.HasParent, ev.Sc.TraceId, ev.ParentSpanId, ev.TraceFlags)
 }
 
 // fullURL is url.full: the request's URL without credentials (the probe never reads

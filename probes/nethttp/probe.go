@@ -2,9 +2,6 @@ package nethttp
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
@@ -38,8 +35,6 @@ var objectSpec = sync.OnceValues(loadNethttp)
 // the wire (probes/wire).
 type Probe struct {
 	*kit.Object
-	types *offsets.TypeNames // names the dynamic types of client errors
-	pid   int                // the app's, for types
 }
 
 var _ kit.Probe = (*Probe)(nil)
@@ -64,7 +59,7 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	if offsets.VersionAtLeast(t.GoVersion, swissMapsSince) {
 		layout = "_swiss"
 	}
-	p := &Probe{pid: t.PID}
+	p := &Probe{}
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
@@ -110,15 +105,6 @@ func hasFunction(rep offsets.ProbeReport, symbols ...string) bool {
 	return false
 }
 
-// Configure sets the app's offsets and turns the probes on; propagation only with the
-// client probe.
-func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
-	if slices.Contains(p.Enabling(reps), ClientSpec.Name) {
-		p.types = offsets.NewTypeNames(p.Target().Path)
-	}
-	return p.Object.Configure(reps, inflight)
-}
-
 // decode fills span from an event: the record is the C struct, 8-byte aligned in the
 // ring buffer; its first word says which.
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
@@ -143,22 +129,6 @@ const (
 	eventClient = 2
 )
 
-// Close detaches the probe and frees what it holds.
-func (p *Probe) Close() error {
-	err := p.Object.Close()
-	if p.types != nil {
-		err = errors.Join(err, p.types.Close())
-	}
-	return err
-}
-
 // check loads every program (both map layouts): what instrumenting an app will need
 // of this host.
-func check(lib *kit.Library) []kit.Finding {
-	obj, err := kit.CheckObject(lib)
-	if err != nil {
-		return []kit.Finding{{Status: kit.Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
-	}
-	defer obj.Close()
-	return []kit.Finding{{Status: kit.OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)}}
-}
+func check(lib *kit.Library) []kit.Finding { return kit.CheckFindings(lib) }
