@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ import (
 func TestDatabaseSQLSpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped})
-	pg := startPostgres(t)
+	pg, _ := startPostgres(t)
 	type database struct{ driver, dsn, system, errType string }
 	for _, tg := range targets {
 		for _, db := range []database{
@@ -167,8 +168,9 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 
 // startPostgres runs a private PostgreSQL server (Debian's postgresql: initdb into a
 // temporary directory as an unprivileged user, a free port on the loopback, its socket
-// in that directory), stopped at the test's end, and returns its DSN.
-func startPostgres(t *testing.T) string {
+// in that directory), stopped at the test's end or by stop (an immediate shutdown, its
+// connections cut), and returns its DSN.
+func startPostgres(t *testing.T) (dsn string, stop func()) {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	testenv.Require(t, len(bins) > 0, "PostgreSQL: no /usr/lib/postgresql/*/bin/postgres (apt-get install postgresql)")
@@ -196,10 +198,14 @@ func startPostgres(t *testing.T) string {
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		server.Process.Signal(syscall.SIGINT) // fast shutdown
-		server.Wait()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			server.Process.Signal(syscall.SIGQUIT) // immediate shutdown
+			server.Wait()
+		})
+	}
+	t.Cleanup(stop)
 	for i := 0; ; i++ {
 		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
 			c.Close()
@@ -210,5 +216,69 @@ func startPostgres(t *testing.T) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable"
+	return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable", stop
+}
+
+// A database server that goes away in the middle of a query: the app answers as it
+// does untraced, and the query's span ends in error.
+func TestDatabaseSQLServerGoesAway(t *testing.T) {
+	testenv.RequireRoot(t)
+	tg := testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	recv := testenv.StartReceiver(t)
+	answer := func(traced bool) string {
+		t.Helper()
+		dsn, stop := startPostgres(t)
+		addr := freeAddr(t)
+		argv := []string{tg.Path, "-addr", addr, "-driver", "pgx", "-dsn", dsn}
+		if traced {
+			argv = append([]string{launchBin(t), "--require-instrumentation", "--"}, argv...)
+		}
+		env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_SERVICE_NAME=goes-away")
+		r := start(t, opts{env: env, stdin: strings.NewReader("")}, argv...)
+		firstRequest(t, addr, "/items/first")
+		got := make(chan string, 1)
+		go func() {
+			resp, err := http.Get("http://" + addr + "/sleep")
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- resp.Status + " " + strings.TrimSpace(string(body))
+		}()
+		time.Sleep(time.Second) // the query is running
+		stop()
+		select {
+		case a := <-got:
+			return a
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no answer after the database went away\n%s", r.stderr)
+		}
+		return ""
+	}
+	untraced, traced := answer(false), answer(true)
+	if untraced != "502 Bad Gateway query failed" || traced != untraced {
+		t.Errorf("the answer: traced %q, untraced %q", traced, untraced)
+	}
+	spans, _ := recv.WaitFor(10*time.Second, func(s []testenv.Span) bool {
+		for _, sp := range s {
+			if sp.Name == "SELECT" {
+				return true
+			}
+		}
+		return false
+	})
+	found := 0
+	for _, s := range spans {
+		if s.Name == "SELECT" {
+			found++
+			if s.StatusCode != tracepb.Status_STATUS_CODE_ERROR || s.Attrs["error.type"] == nil {
+				t.Errorf("the query's span: %v %v", s.StatusCode, s.Attrs)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d spans of the query, want 1: %s", found, spanList(spans))
+	}
 }

@@ -136,6 +136,14 @@ func main() {
 		}
 		fmt.Fprintln(w, n)
 	})
+	// A query that lasts while the test takes its server away.
+	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := db.ExecContext(r.Context(), "SELECT pg_sleep(10)"); err != nil {
+			http.Error(w, "query failed", http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, "slept")
+	})
 	// A query without a context, in the handler's goroutine.
 	mux.HandleFunc("GET /noctx", func(w http.ResponseWriter, r *http.Request) {
 		rows, err := db.Query("SELECT name FROM items")
