@@ -157,7 +157,12 @@ static __always_inline void end(__u64 g, __u64 err_tab)
 	ev->end_ns = bpf_ktime_get_ns();
 	if (err_tab)
 		ev->error_type = read_ptr(err_tab + 8); /* itab.Type */
-	submit(ev, sizeof(*ev));
+	/* Only the text's bytes copied: most statements are far shorter than QUERY_MAX,
+	 * and the ring buffer then holds that many more spans. */
+	__u64 size = sizeof(*ev) - QUERY_MAX + ev->query.copied;
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	submit(ev, size);
 	bpf_map_delete_elem(&operations, &g);
 }
 

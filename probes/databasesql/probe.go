@@ -3,6 +3,7 @@ package databasesql
 import (
 	"context"
 	"sync"
+	"unsafe"
 
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
@@ -31,7 +32,8 @@ var objectSpec = sync.OnceValues(loadDatabasesql)
 // Probe is the database/sql instrumentation of one app.
 type Probe struct {
 	*kit.Object
-	system string // db.system.name, from the drivers compiled in
+	system string              // db.system.name, from the drivers compiled in
+	event  databasesqlSqlEvent // a record cut short, completed (decode runs in one goroutine)
 }
 
 var _ kit.Probe = (*Probe)(nil)
@@ -63,7 +65,7 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	if kit.RecordKind(raw) != eventOperation {
 		return false
 	}
-	ev := kit.RecordAs[databasesqlSqlEvent](raw)
+	ev := kit.RecordPrefixAs(raw, &p.event, int(unsafe.Offsetof(p.event.Query.Text)))
 	if ev == nil {
 		return false
 	}

@@ -56,3 +56,25 @@ func TestCheckFields(t *testing.T) {
 		t.Errorf("two fields, one name: %v", err)
 	}
 }
+
+func TestRecordPrefixAs(t *testing.T) {
+	type rec struct {
+		Kind uint32
+		N    uint32
+		Text [8]byte
+	}
+	var buf rec
+	buf.Text = [8]byte{9, 9, 9, 9, 9, 9, 9, 9} // a previous record's
+	raw := []byte{1, 0, 0, 0, 2, 0, 0, 0, 'a', 'b'}
+	got := RecordPrefixAs(raw, &buf, 8)
+	if got == nil || got.Kind != 1 || got.N != 2 || got.Text != [8]byte{'a', 'b'} {
+		t.Errorf("a short record: %+v", got)
+	}
+	if got := RecordPrefixAs(raw[:7], &buf, 8); got != nil {
+		t.Errorf("shorter than its fixed part: %+v", got)
+	}
+	full := append(raw, 0, 0, 0, 0, 0, 0)
+	if got := RecordPrefixAs(full, &buf, 8); got == nil || got == &buf || got.Text != [8]byte{'a', 'b'} {
+		t.Errorf("a whole record is read in place: %+v", got)
+	}
+}

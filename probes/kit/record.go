@@ -27,6 +27,22 @@ func RecordAs[T any](raw []byte) *T {
 	return (*T)(unsafe.Pointer(&raw[0]))
 }
 
+// RecordPrefixAs is RecordAs for a record the C program cut short (a text's unused
+// bytes left out): one shorter than T is copied into buf, the rest of buf zeroed. nil
+// for a record too short to hold T's fixed part, min bytes.
+func RecordPrefixAs[T any](raw []byte, buf *T, min int) *T {
+	size := int(unsafe.Sizeof(*buf))
+	if len(raw) >= size {
+		return (*T)(unsafe.Pointer(&raw[0]))
+	}
+	if len(raw) < min {
+		return nil
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(buf)), size)
+	clear(b[copy(b, raw):])
+	return buf
+}
+
 // ClientParent is the parent of a client span, as the C programs record it: the trace
 // ID, the parent's span ID and its flags (start_client_span, bpf/include/spans.h);
 // invalid when the span had none.
