@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, container, wrap, runtime.
+// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, sql, container, wrap, runtime.
 package main
 
 import (
@@ -30,6 +30,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"gate":      gate,
 	"container": container,
 	"grpc":      grpcBench,
+	"sql":       sqlBench,
 	"wrap":      wrapBench,
 	"runtime":   runtimeBench,
 }
@@ -47,7 +48,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "container", "wrap", "runtime"}
+		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "sql", "container", "wrap", "runtime"}
 	}
 	defer testenv.Cleanup()
 

@@ -154,6 +154,22 @@ func main() {
 		rows.Close()
 		fmt.Fprintln(w, "no context")
 	})
+	// One query, and ten, for the benchmark: the difference between the two is what
+	// nine queries cost, apart from the request's own cost.
+	queries := func(n int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var count int
+			for i := 0; i < n; i++ {
+				if err := db.QueryRowContext(r.Context(), "SELECT count(*) FROM items WHERE name = $1", "bench").Scan(&count); err != nil {
+					fail(w, err)
+					return
+				}
+			}
+			fmt.Fprintln(w, count)
+		}
+	}
+	mux.HandleFunc("GET /query", queries(1))
+	mux.HandleFunc("GET /queries", queries(10))
 	srv := &http.Server{Addr: *addr, Handler: mux}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
