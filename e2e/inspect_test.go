@@ -65,8 +65,14 @@ func TestInspectJSONContract(t *testing.T) {
 		want := map[string]string{"plain": "from dwarf", "stripped": "from db"}[tg.Variant.Name]
 		e, out, _ := runLaunch(t, opts{}, launchBin(t), "inspect", tg.Path)
 		if e.code != 0 || !strings.Contains(out, "probe net/http.server: enabled") || !strings.Contains(out, "probe net/http.client: enabled") ||
-			!strings.Contains(out, want) || strings.Count(out, "\n") > 20 {
+			!strings.Contains(out, want) || strings.Count(out, "\n") > 30 {
 			t.Errorf("%s: human report:\n%s", tg, out)
+		}
+		// Short: the binary, its main module, then a line per probe, uprobe and field source.
+		for i, line := range strings.Split(strings.TrimSpace(out), "\n")[2:] {
+			if f := strings.Fields(line); len(f) == 0 || f[0] != "probe" && f[0] != "uprobe" && f[0] != "fields" {
+				t.Errorf("%s: line %d of the human report: %q", tg, i+3, line)
+			}
 		}
 	}
 }
