@@ -33,12 +33,10 @@ func sqlBench(env *benchEnv) error {
 		return err
 	}
 	path := tgs[0].Path
-	trap, emulated, err := trapCosts()
+	trap, emulated, err := reportTrapCosts()
 	if err != nil {
-		return fmt.Errorf("trap cost: %w", err)
+		return err
 	}
-	fmt.Printf("One uprobe hit (an empty program, 5 interleaved rounds of 50,000 calls) costs %.1f µs here on an instruction the kernel single-steps (a function's first, a RET), %.1f µs on one it emulates (the stack check's branch, where entry probes go).\n\n",
-		float64(trap.Nanoseconds())/1e3, float64(emulated.Nanoseconds())/1e3)
 	recv, err := testenv.NewReceiver()
 	if err != nil {
 		return err
@@ -175,13 +173,7 @@ func sqlBench(env *benchEnv) error {
 		}
 	}
 
-	mean := func(ls []sqlLoad, f func(sqlLoad) float64) float64 {
-		var s float64
-		for _, l := range ls {
-			s += f(l)
-		}
-		return s / float64(len(ls))
-	}
+	mean := meanOf[sqlLoad]
 	perReq := func(ls []sqlLoad, f func(sqlLoad) float64) float64 {
 		return mean(ls, func(l sqlLoad) float64 { return f(l) / float64(max(1, l.reqs)) })
 	}
@@ -189,11 +181,7 @@ func sqlBench(env *benchEnv) error {
 		return mean(ls, func(l sqlLoad) float64 { return float64(l.reqs) / dur.Seconds() })
 	}
 	lat := func(ls []sqlLoad) float64 {
-		var all []time.Duration
-		for _, l := range ls {
-			all = append(all, l.latency1...)
-		}
-		return float64(median(all).Nanoseconds()) / 1e3
+		return medianMicros(ls, func(l sqlLoad) []time.Duration { return l.latency1 })
 	}
 	hits := func(ls []sqlLoad) float64 { return perReq(ls, func(l sqlLoad) float64 { return float64(l.hits) }) }
 

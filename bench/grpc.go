@@ -32,12 +32,10 @@ func grpcBench(env *benchEnv) error {
 		return err
 	}
 	path := tgs[0].Path
-	trap, emulated, err := trapCosts()
+	trap, _, err := reportTrapCosts()
 	if err != nil {
-		return fmt.Errorf("trap cost: %w", err)
+		return err
 	}
-	fmt.Printf("One uprobe hit (an empty program, 5 interleaved rounds of 50,000 calls) costs %.1f µs here on an instruction the kernel single-steps (a function's first, a RET), %.1f µs on one it emulates (the stack check's branch, where entry probes go).\n\n",
-		float64(trap.Nanoseconds())/1e3, float64(emulated.Nanoseconds())/1e3)
 	_, recv, stop, err := countedBench()
 	if err != nil {
 		return err
@@ -170,22 +168,12 @@ func grpcBench(env *benchEnv) error {
 				results[i] = append(results[i], res)
 			}
 		}
-		mean := func(rs []result, f func(result) float64) float64 {
-			var s float64
-			for _, r := range rs {
-				s += f(r)
-			}
-			return s / float64(len(rs))
-		}
+		mean := meanOf[result]
 		rps := func(rs []result) float64 {
 			return mean(rs, func(r result) float64 { return float64(r.calls) / dur.Seconds() })
 		}
 		lat := func(rs []result) float64 {
-			var all []time.Duration
-			for _, r := range rs {
-				all = append(all, r.latency1...)
-			}
-			return float64(median(all).Nanoseconds()) / 1e3
+			return medianMicros(rs, func(r result) []time.Duration { return r.latency1 })
 		}
 		fmt.Printf("### %s (grpc v1.85.0, Go 1.26; client loop untraced; %d rounds of %s, interleaved)\n\n", w.name, rounds, dur)
 		fmt.Println("| | throughput, 8 concurrent calls | | median latency, 1 at a time | added per call | uprobe hits per call | BPF program time per call | socket program runs per call | launcher CPU per call | target: hits × single-stepped hit + 10 µs |")

@@ -134,6 +134,24 @@ func steadyRSS(launch string) (int64, error) {
 
 func median(d []time.Duration) time.Duration { return pct(d, 50) }
 
+// meanOf is the mean of f over rounds' results.
+func meanOf[T any](rounds []T, f func(T) float64) float64 {
+	var s float64
+	for _, r := range rounds {
+		s += f(r)
+	}
+	return s / float64(len(rounds))
+}
+
+// medianMicros is the median, in µs, of the latencies of every round.
+func medianMicros[T any](rounds []T, latencies func(T) []time.Duration) float64 {
+	var all []time.Duration
+	for _, r := range rounds {
+		all = append(all, latencies(r)...)
+	}
+	return float64(median(all).Nanoseconds()) / 1e3
+}
+
 func pct(d []time.Duration, p int) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)

@@ -55,6 +55,17 @@ func main() {
 // kernel single-steps it: two traps, as at a RET) and on its stack check's branch (the
 // kernel emulates it: one trap; where the launcher puts entry probes), interleaved
 // rounds. A probe's cost per request is at least its hits times these.
+// reportTrapCosts measures trapCosts and prints them, for a section whose figures they
+// explain.
+func reportTrapCosts() (stepped, emulated time.Duration, err error) {
+	if stepped, emulated, err = trapCosts(); err != nil {
+		return 0, 0, fmt.Errorf("trap cost: %w", err)
+	}
+	fmt.Printf("One uprobe hit (an empty program, 5 interleaved rounds of 50,000 calls) costs %.1f µs here on an instruction the kernel single-steps (a function's first, a RET), %.1f µs on one it emulates (the stack check's branch, where entry probes go).\n\n",
+		float64(stepped.Nanoseconds())/1e3, float64(emulated.Nanoseconds())/1e3)
+	return stepped, emulated, nil
+}
+
 func trapCosts() (stepped, emulated time.Duration, err error) {
 	dir, err := os.MkdirTemp("", "bench-trap-")
 	if err != nil {
