@@ -40,7 +40,7 @@ func TestStrippedSpansEqualPlain(t *testing.T) {
 				}
 				got[i] = tracedSpans(t, tgs[at])
 			}
-			if len(got[0]) < 9 {
+			if len(got[0]) < 14 {
 				t.Fatalf("plain build: %d spans:\n%s", len(got[0]), strings.Join(got[0], "\n"))
 			}
 			t.Logf("spans:\n%s", strings.Join(got[0], "\n"))
@@ -130,7 +130,10 @@ func tracedSpans(t *testing.T, tg testenv.Target, env ...string) []string {
 	get(t, client, base+"/proxy?to="+base+"/echo", nil)
 	// A failed call: the client span's error.type names the error's Go type.
 	get(t, client, base+"/refused", nil)
-	const want = 9
+	// database/sql with the program's own driver: a query, a statement, a prepared
+	// statement queried and executed - four client spans under the request's.
+	get(t, client, base+"/sql", nil)
+	const want = 9 + 5
 	spans, ok := recv.WaitFor(10*time.Second, func(s []testenv.Span) bool { return len(s) >= want })
 	if !ok {
 		t.Fatalf("%s: %d spans, want %d\nlauncher:\n%s", tg, len(spans), want, r.stderr)
