@@ -592,6 +592,30 @@ func TestFunctionNeeds(t *testing.T) {
 	}
 }
 
+// A spec of one package of a larger module (std), its functions all optional: enabled
+// with those the program has; without any, the program does not use the package.
+func TestSpecPackage(t *testing.T) {
+	tg := targets(t)[0]
+	b := open(t, tg.Path)
+	spec := func(symbols ...string) offsets.Spec {
+		s := offsets.Spec{Name: "pkg", Module: "std", Package: "some/pkg"}
+		for _, sym := range symbols {
+			s.Functions = append(s.Functions, offsets.FuncSpec{Symbols: []string{sym}, Optional: true})
+		}
+		return s
+	}
+	r, err := offsets.Analyze(b, []offsets.Spec{spec("no/such.Function", "net/http.serverHandler.ServeHTTP"), spec("no/such.Function", "no/such.Other")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Probes[0]; !p.Enabled || len(p.Uprobes) != 1 {
+		t.Errorf("%s: with one of its functions: %+v", tg, p)
+	}
+	if p := r.Probes[1]; p.Enabled || !p.Unused() || p.Reason != "the program does not use some/pkg" {
+		t.Errorf("%s: with none: enabled %v, unused %v, %q", tg, p.Enabled, p.Unused(), p.Reason)
+	}
+}
+
 // A field is looked up in the database under the module of its package: the longest
 // module path that holds it, the standard library (vendored copies included) without.
 func TestPackageModule(t *testing.T) {

@@ -17,8 +17,12 @@ type Spec struct {
 	// binary's Go version), else a module path.
 	Module     string
 	MinVersion string // oldest supported version of Module, "" for any
-	Functions  []FuncSpec
-	Fields     []FieldSpec
+	// Package, for a Module that holds more than the probe instruments (std): a
+	// program with none of its Functions does not use it, and the probe says so, its
+	// functions being all Optional then (a program links only what it calls).
+	Package   string
+	Functions []FuncSpec
+	Fields    []FieldSpec
 	// Experiments are GOEXPERIMENTs that change what the probe reads (a runtime
 	// layout): a binary built with one is refused, with the reason.
 	Experiments []string
@@ -415,6 +419,10 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 			}
 			p.Uprobes = append(p.Uprobes, u)
 		}
+	}
+	if s.Package != "" && funcErr == nil && len(p.Uprobes) == 0 {
+		p.disable("the program does not use %s", s.Package)
+		p.absences++
 	}
 	return p
 }

@@ -53,14 +53,14 @@ func main() {
 
 // Spec: the entry and RETs of queryDC and execDC (two hits per operation); of
 // prepareDC (two per prepare) and the entry of Stmt.Close; the entry and RETs of a
-// Stmt's QueryContext and ExecContext (two per execution). A program links what it
-// uses: queryDC, which every program that reads a database has, is required (a
-// program that only ever calls Exec is not traced: issue 16 says so).
+// Stmt's QueryContext and ExecContext (two per execution). A program links only what
+// it calls: each is optional, and a program with none does not use database/sql.
 var Spec = offsets.Spec{
-	Name:   specName,
-	Module: "std",
+	Name:    specName,
+	Module:  "std",
+	Package: "database/sql",
 	Functions: []offsets.FuncSpec{
-		{Symbols: []string{queryDC}, Returns: true},
+		{Symbols: []string{queryDC}, Returns: true, Optional: true},
 		{Symbols: []string{execDC}, Returns: true, Optional: true},
 		{Symbols: []string{prepareDC}, Returns: true, Optional: true},
 		{Symbols: []string{stmtClose}, Optional: true},
