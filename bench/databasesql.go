@@ -112,12 +112,9 @@ func sqlBench(env *benchEnv) error {
 			if err != nil {
 				return err
 			}
-			var sites *siteCounter
-			if c.traps {
-				if sites, err = countSites(env.launch, path, srv.cmd.Process.Pid); err != nil {
-					srv.stop()
-					return err
-				}
+			sites, err := sitesIf(c.traps, env.launch, path, srv)
+			if err != nil {
+				return err
 			}
 			loads, err := func() ([]sqlLoad, error) {
 				loads := make([]sqlLoad, len(paths))

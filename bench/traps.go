@@ -75,3 +75,16 @@ func (c *siteCounter) close() {
 	}
 	c.RunCounter.Close()
 }
+
+// sitesIf counts the hits at the launcher's sites in srv's process when traps says to
+// (the traps-alone configuration), else returns nil; on error srv is stopped.
+func sitesIf(traps bool, launcher, path string, srv *server) (*siteCounter, error) {
+	if !traps {
+		return nil, nil
+	}
+	sites, err := countSites(launcher, path, srv.cmd.Process.Pid)
+	if err != nil {
+		srv.stop()
+	}
+	return sites, err
+}

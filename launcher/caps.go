@@ -27,50 +27,54 @@ const (
 // LauncherCapabilities are removed from the app unless kept with --keep-caps.
 var LauncherCapabilities = []Capability{CapSysAdmin, CapBPF, CapPerfmon, CapNetAdmin, CapSysPtrace, CapSysResource}
 
-var capNames = map[Capability]string{
-	CapNetAdmin:    "NET_ADMIN",
-	CapSysPtrace:   "SYS_PTRACE",
-	CapSysAdmin:    "SYS_ADMIN",
-	CapSysResource: "SYS_RESOURCE",
-	CapPerfmon:     "PERFMON",
-	CapBPF:         "BPF",
-}
-
 func (c Capability) String() string {
-	if n, ok := capNames[c]; ok {
-		return "CAP_" + n
+	if name, ok := c.name(); ok {
+		return "CAP_" + name
 	}
 	return fmt.Sprintf("capability %d", int(c))
+}
+
+func (c Capability) name() (string, bool) {
+	if c < 0 || int(c) >= len(capabilityNames) {
+		return "", false
+	}
+	return capabilityNames[c], true
 }
 
 // ParseKeepCaps reads a --keep-caps list: names separated by commas, with or without the
 // CAP_ prefix, any case ("net_admin,CAP_SYS_PTRACE"). Only capabilities the launcher would
 // remove can be named.
 func ParseKeepCaps(list string) ([]Capability, error) {
-	var keep []Capability
+	return parseCaps(list, func(c Capability, ok bool, field string) error {
+		if !ok || !slices.Contains(LauncherCapabilities, c) {
+			return fmt.Errorf("--keep-caps: %q is not a capability the launcher removes (it removes %s)", field, capList(LauncherCapabilities))
+		}
+		return nil
+	})
+}
+
+// parseCaps reads a comma-separated list of capability names; check refuses a field
+// (ok: the name is a capability's).
+func parseCaps(list string, check func(c Capability, ok bool, field string) error) ([]Capability, error) {
+	var caps []Capability
 	for _, f := range strings.Split(list, ",") {
 		name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(f)), "CAP_")
 		if name == "" {
 			continue
 		}
-		found := false
-		for c, n := range capNames {
-			if n == name {
-				keep = append(keep, c)
-				found = true
-			}
+		i := slices.Index(capabilityNames, name)
+		if err := check(Capability(i), i >= 0, f); err != nil {
+			return nil, err
 		}
-		if !found {
-			return nil, fmt.Errorf("--keep-caps: %q is not a capability the launcher removes (it removes %s)", f, capList(LauncherCapabilities))
-		}
+		caps = append(caps, Capability(i))
 	}
-	return keep, nil
+	return caps, nil
 }
 
 func capList(caps []Capability) string {
 	names := make([]string, len(caps))
 	for i, c := range caps {
-		names[i] = capNames[c]
+		names[i], _ = c.name()
 	}
 	return strings.Join(names, ", ")
 }
@@ -87,19 +91,12 @@ var capabilityNames = []string{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWN
 // gives the launcher capabilities the container was not given (CAP_SETPCAP to shrink the
 // app's bounding set, CAP_SETUID and CAP_SETGID for --user) names them here.
 func ParseDropCaps(list string) ([]Capability, error) {
-	var drop []Capability
-	for _, f := range strings.Split(list, ",") {
-		name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(f)), "CAP_")
-		if name == "" {
-			continue
+	return parseCaps(list, func(_ Capability, ok bool, field string) error {
+		if !ok {
+			return fmt.Errorf("--drop-caps: %q is not a capability name (see capabilities(7))", field)
 		}
-		i := slices.Index(capabilityNames, name)
-		if i < 0 {
-			return nil, fmt.Errorf("--drop-caps: %q is not a capability name (see capabilities(7))", f)
-		}
-		drop = append(drop, Capability(i))
-	}
-	return drop, nil
+		return nil
+	})
 }
 
 // capsToDrop is LauncherCapabilities without the kept ones, and the extra ones, as
