@@ -98,7 +98,7 @@ func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
 	typeStrings := map[int32][]string{}
 	for _, f := range fields {
 		if wanted[f.Struct] == nil {
-			for _, off := range ti.nameOffs("*" + typeString(f.Struct)) {
+			for _, off := range ti.typeStringOffs(f.Struct) {
 				typeStrings[off] = append(typeStrings[off], f.Struct)
 			}
 		}
@@ -144,16 +144,38 @@ func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
 	}
 }
 
-// typeString is how the runtime spells a struct's type: "net/http.Request" is
-// "http.Request", "example.com/m/v2.T" is "m.T".
-func typeString(st string) string {
+// typeStringOffs finds the names that may be the type string of a pointer to the
+// struct st: the runtime spells it with the package's name, "*http.Request" for
+// "net/http.Request". A package named after its path's last element ("example.com/m/v2"
+// is most often m) is looked up so; one whose name the path cannot tell
+// ("github.com/redis/go-redis/v9" is redis) by the type's name alone, each package of
+// that name then told apart by its path.
+func (ti *typeInfo) typeStringOffs(st string) []int32 {
 	pkg, name := splitStruct(st)
 	elems := strings.Split(pkg, "/")
 	last := elems[len(elems)-1]
 	if len(elems) > 1 && len(last) > 1 && last[0] == 'v' && strings.Trim(last[1:], "0123456789") == "" {
 		last = elems[len(elems)-2] // a major version suffix is not the package name
 	}
-	return last + "." + name
+	if isIdentifier(last) {
+		return ti.nameOffs("*" + last + "." + name)
+	}
+	return ti.nameOffsEnding("." + name)
+}
+
+// isIdentifier reports whether s can be a Go package's name.
+func isIdentifier(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !identifierByte(s[i]) {
+			return false
+		}
+	}
+	return s != "" && !(s[0] >= '0' && s[0] <= '9')
+}
+
+// identifierByte reports whether c may be in an ASCII identifier.
+func identifierByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // splitStruct splits "net/http.Request" into "net/http" and "Request".
@@ -188,6 +210,34 @@ func (ti *typeInfo) nameOffs(s string) []int32 {
 			offs = append(offs, int32(pos-1))
 		}
 		at += i + 1
+	}
+}
+
+// nameOffsEnding finds the encoded names "*PKG" + suffix, PKG any identifier (a
+// pointer type's string), and returns their offsets from moduledata.types.
+func (ti *typeInfo) nameOffsEnding(suffix string) []int32 {
+	var offs []int32
+	for at := 0; ; {
+		i := bytes.Index(ti.region[at:], []byte(suffix))
+		if i < 0 {
+			return offs
+		}
+		end := at + i + len(suffix)
+		at += i + 1
+		start := at - 1 // back over the package's name to its '*'
+		for start > 0 && identifierByte(ti.region[start-1]) {
+			start--
+		}
+		if start < 3 || ti.region[start-1] != '*' || start == at-1 {
+			continue
+		}
+		// The '*' starts the name: a one-byte length before it (type strings are
+		// short), and a flags byte before that.
+		n := end - (start - 1)
+		if n >= 1<<7 || int(ti.region[start-2]) != n || ti.region[start-3] >= 1<<4 {
+			continue
+		}
+		offs = append(offs, int32(start-3))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
@@ -45,6 +46,7 @@ func Libraries(opts Options) []kit.Library {
 		nethttp.Library(),
 		grpc.Library(),
 		databasesql.Library(),
+		goredis.Library(),
 	}
 }
 

@@ -195,12 +195,39 @@ func targetKey(dir string, tg Target) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-// GRPCBuild is a grpc release the grpcservice target builds with, and the toolchain.
-type GRPCBuild struct {
-	Version   string // "v1.40.0"; its go.mod is go.grpc-VERSION.mod ("" for go.mod's)
+// ModuleBuild is a build of a target against one release of the module it is about
+// (grpc for grpcservice, go-redis for cacheservice), and the toolchain.
+type ModuleBuild struct {
+	Version   string // "v1.40.0"; its go.mod is go.MODULE-VERSION.mod ("" for go.mod's)
 	Toolchain string
 	Stripped  bool
 }
+
+// moduleTarget is a target built against several releases of its module: its go.mod
+// requires Default, go.Tag-VERSION.mod (and .sum) another.
+type moduleTarget struct {
+	Name, Tag, Default string
+}
+
+// build builds the target for each build, cached as BuildTargets does.
+func (m moduleTarget) build(builds []ModuleBuild) ([]Target, error) {
+	var targets []Target
+	for _, b := range builds {
+		v := Variant{Name: m.Tag + "-" + b.Version}
+		if b.Version != m.Default {
+			v.Flags = append(v.Flags, "-modfile=go."+m.Tag+"-"+b.Version+".mod")
+		}
+		if b.Stripped {
+			v.Name += "-stripped"
+			v.Flags = append(v.Flags, "-ldflags=-s -w")
+		}
+		targets = append(targets, Target{Name: m.Name, Toolchain: b.Toolchain, Variant: v})
+	}
+	return targets, buildAll(targets)
+}
+
+// GRPCBuild is a grpc release the grpcservice target builds with, and the toolchain.
+type GRPCBuild = ModuleBuild
 
 // GRPCBuilds cover the grpc releases the probes read differently: before v1.60
 // (operateHeaders without a context), v1.60-v1.68 (WriteStatus, transport.Stream), and
@@ -216,10 +243,12 @@ var GRPCBuilds = []GRPCBuild{
 // GRPCDefault is the release of grpcservice's go.mod.
 const GRPCDefault = "v1.60.1"
 
+var grpcService = moduleTarget{Name: "grpcservice", Tag: "grpc", Default: GRPCDefault}
+
 // BuildGRPC builds the grpcservice target for each build, cached as BuildTargets does.
 func BuildGRPC(t testing.TB, builds ...GRPCBuild) []Target {
 	t.Helper()
-	targets, err := BuildGRPCErr(builds...)
+	targets, err := grpcService.build(builds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,18 +256,32 @@ func BuildGRPC(t testing.TB, builds ...GRPCBuild) []Target {
 }
 
 // BuildGRPCErr is BuildGRPC for code that is not a test (benchmarks).
-func BuildGRPCErr(builds ...GRPCBuild) ([]Target, error) {
-	var targets []Target
-	for _, b := range builds {
-		v := Variant{Name: "grpc-" + b.Version}
-		if b.Version != GRPCDefault {
-			v.Flags = append(v.Flags, "-modfile=go.grpc-"+b.Version+".mod")
-		}
-		if b.Stripped {
-			v.Name += "-stripped"
-			v.Flags = append(v.Flags, "-ldflags=-s -w")
-		}
-		targets = append(targets, Target{Name: "grpcservice", Toolchain: b.Toolchain, Variant: v})
-	}
-	return targets, buildAll(targets)
+func BuildGRPCErr(builds ...GRPCBuild) ([]Target, error) { return grpcService.build(builds) }
+
+// RedisBuilds cover the go-redis releases the probe reads differently: the oldest
+// v9 line (baseClient.opt first, Options.DB at 112) on an old toolchain, and the
+// newest (opt after a field, DB at 152, process inlined: processStartingAt probed),
+// also stripped.
+var RedisBuilds = []ModuleBuild{
+	{Version: "v9.0.5", Toolchain: "go1.22.12"},
+	{Version: RedisDefault, Toolchain: "go1.26.8"},
+	{Version: RedisDefault, Toolchain: "go1.26.8", Stripped: true},
 }
+
+// RedisDefault is the go-redis release of cacheservice's go.mod.
+const RedisDefault = "v9.23.0"
+
+var cacheService = moduleTarget{Name: "cacheservice", Tag: "redis", Default: RedisDefault}
+
+// BuildRedis builds the cacheservice target for each build, cached as BuildTargets does.
+func BuildRedis(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	targets, err := cacheService.build(builds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
+// BuildRedisErr is BuildRedis for code that is not a test (benchmarks).
+func BuildRedisErr(builds ...ModuleBuild) ([]Target, error) { return cacheService.build(builds) }

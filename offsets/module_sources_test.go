@@ -9,14 +9,15 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	grpcprobe "github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 )
 
-// grpcFields are the fields the gRPC probes read in a binary of grpc version v.
-func grpcFields(v string) []offsets.FieldRef {
+// moduleFields are the fields the probes of module read in a binary of its version v.
+func moduleFields(module, v string) []offsets.FieldRef {
 	var fields []offsets.FieldRef
 	for _, s := range probes.Specs() {
-		if s.Module != grpcprobe.Module {
+		if s.Module != module {
 			continue
 		}
 		for _, f := range s.Fields {
@@ -34,25 +35,39 @@ func grpcFields(v string) []offsets.FieldRef {
 // descriptors and the database (each field under its own module's version) give the
 // offsets DWARF gives, and a stripped build gets every one from the database.
 func TestGRPCSourcesAgreeWithDWARF(t *testing.T) {
+	checkModuleSources(t, grpcprobe.Module, testenv.BuildGRPC(t, testenv.GRPCBuilds...))
+}
+
+// The go-redis probe reads structs of go-redis: the same, in builds of the oldest and
+// newest v9 lines.
+func TestRedisSourcesAgreeWithDWARF(t *testing.T) {
+	checkModuleSources(t, goredis.Module, testenv.BuildRedis(t, testenv.RedisBuilds...))
+}
+
+// checkModuleSources checks, in builds of module's releases (each stripped one after
+// a plain one of its release and toolchain), that the type descriptors and the
+// database give the offsets DWARF gives, and a stripped build gets every one from
+// the database.
+func checkModuleSources(t *testing.T, module string, tgs []testenv.Target) {
+	t.Helper()
 	db, err := offsets.EmbeddedDatabase()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var grpcSpecs []offsets.Spec
+	var specs []offsets.Spec
 	for _, s := range probes.Specs() {
-		if s.Module == grpcprobe.Module {
-			grpcSpecs = append(grpcSpecs, s)
+		if s.Module == module {
+			specs = append(specs, s)
 		}
 	}
-	tgs := testenv.BuildGRPC(t, testenv.GRPCBuilds...)
-	dwarfOf := map[string]map[offsets.FieldRef]uint64{} // by grpc version and toolchain
+	dwarfOf := map[string]map[offsets.FieldRef]uint64{} // by version and toolchain
 	for _, tg := range tgs {
 		b := open(t, tg.Path)
-		v := b.ModuleVersion(grpcprobe.Module)
+		v := b.ModuleVersion(module)
 		key := v + " " + tg.Toolchain
-		want := grpcFields(v)
+		want := moduleFields(module, v)
 		if !b.DWARF {
-			r, err := offsets.Analyze(b, grpcSpecs)
+			r, err := offsets.Analyze(b, specs)
 			if err != nil {
 				t.Fatal(err)
 			}
