@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, sql, container, wrap, runtime.
+// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, sql, redis, container, wrap, runtime.
 package main
 
 import (
@@ -31,6 +31,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"container": container,
 	"grpc":      grpcBench,
 	"sql":       sqlBench,
+	"redis":     redisBench,
 	"wrap":      wrapBench,
 	"runtime":   runtimeBench,
 }
@@ -48,7 +49,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "sql", "container", "wrap", "runtime"}
+		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "sql", "redis", "container", "wrap", "runtime"}
 	}
 	defer testenv.Cleanup()
 

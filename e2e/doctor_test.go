@@ -26,6 +26,7 @@ func TestDoctor(t *testing.T) {
 		"ok     uprobes: attach and detach",
 		"ok     probes net/http.server, net/http.client, x/net/http2.server: 14 programs verified",
 		"ok     probes database/sql: 11 programs verified",
+		"ok     probes go-redis: 4 programs verified",
 		"ok     outgoing traceparent: socket programs attach to cgroup v2 /",
 		"limit  outgoing traceparent goes on plain HTTP/1 requests and plain HTTP/2 (h2c, gRPC without TLS) streams only: TLS",
 		"ok     lockdown: ",

@@ -1,0 +1,354 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// clientOps is a benchmark of a client library's probe: µs added per operation and
+// uprobe hits per operation. Its target answers paths[0] with one operation and
+// paths[1] with ten, in the handler: run without the launcher, under it (spans
+// exported to a counting receiver), and with only a counter at the launcher's sites
+// (what the traps alone cost), interleaved round by round. A request's cost is its
+// server span's plus its operations': paths[1] − paths[0] is nine operations and
+// nothing else, so an operation's figures are that difference / 9, and paths[0] less
+// one operation is the request's own.
+type clientOps struct {
+	library  string    // "database/sql"
+	op       string    // what an operation is: "query"
+	heading  string    // the section's heading
+	target   string    // the built target
+	programs []string  // name prefixes of the library's BPF programs: their runs are its hits
+	paths    [2]string // one operation, ten
+	// argv is the target's command line listening on addr, for the run of config i
+	// in round r.
+	argv func(addr string, r, i int) []string
+}
+
+// sqlBench: what issue 16 asks of the database/sql probe. The dbservice target (Go
+// 1.26, SQLite through modernc.org/sqlite, a file database, one connection) answers
+// GET /query with one QueryRowContext and GET /queries with ten.
+func sqlBench(env *benchEnv) error {
+	tgs, err := testenv.BuildTargetsErr("dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bench-sql-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return clientOpsBench(env, clientOps{
+		library:  "database/sql",
+		op:       "query",
+		heading:  "database/sql (SQLite through modernc.org/sqlite v1.62.0, a file database, 1 connection; Go 1.26",
+		target:   tgs[0].Path,
+		programs: []string{"query_", "exec_", "prepare_", "stmt_"},
+		paths:    [2]string{"/query", "/queries"},
+		argv: func(addr string, r, i int) []string {
+			dsn := "file:" + filepath.Join(dir, "r"+strconv.Itoa(r)+"c"+strconv.Itoa(i)+".db") // a new database each start: the same empty table
+			return []string{tgs[0].Path, "-addr", addr, "-driver", "sqlite", "-dsn", dsn}
+		},
+	})
+}
+
+// redisBench: what issue 16 asks of the go-redis probe. The cacheservice target (Go
+// 1.26, go-redis v9.23.0) answers GET /command with one GET and GET /commands with
+// ten, against a private Redis server on the loopback.
+func redisBench(env *benchEnv) error {
+	tgs, err := testenv.BuildRedisErr(testenv.ModuleBuild{Version: testenv.RedisDefault, Toolchain: "go1.26.8"})
+	if err != nil {
+		return err
+	}
+	server, stop, err := startRedis()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return clientOpsBench(env, clientOps{
+		library:  "go-redis",
+		op:       "command",
+		heading:  "go-redis (v9.23.0, Debian's Redis 7.0 on the loopback, GET of a missing key; Go 1.26",
+		target:   tgs[0].Path,
+		programs: []string{"process_", "pipeline_", "transaction_", "operation_"},
+		paths:    [2]string{"/command", "/commands"},
+		argv: func(addr string, r, i int) []string {
+			return []string{tgs[0].Path, "-addr", addr, "-redis", server}
+		},
+	})
+}
+
+// startRedis runs a Redis server on a free port of the loopback, nothing saved.
+func startRedis() (addr string, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr = l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("redis-server (apt-get install redis-server): %w", err)
+	}
+	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		if i == 100 {
+			stop()
+			return "", nil, errors.New("redis-server did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clientOpsBench runs and prints the benchmark b.
+func clientOpsBench(env *benchEnv, b clientOps) error {
+	trap, emulated, err := reportTrapCosts()
+	if err != nil {
+		return err
+	}
+	recv, err := testenv.NewReceiver()
+	if err != nil {
+		return err
+	}
+	defer recv.Stop()
+	recv.CountOnly()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fmt.Errorf("enable BPF run counts: %w", err)
+	}
+	defer stats.Close()
+	paths := b.paths[:]
+	const perRequest = 10 // operations of paths[1]; paths[0] makes 1
+	type config struct {
+		name     string
+		launched bool
+		traps    bool // a counter at the launcher's sites, no launcher
+	}
+	configs := []config{{"without launcher", false, false}, {"with launcher", true, false},
+		{"traps alone: a counter at the same sites, no launcher", false, true}}
+	// Latency is the median of every request made one at a time over all rounds, the
+	// two paths alternating on one connection: a query's figure is a difference of two
+	// latencies, which a drift between their measurements would swamp.
+	const rounds, dur, conns = 5, 2 * time.Second, 8
+	type opLoad struct {
+		reqs          int
+		hits, libHits uint64        // every site's; the library's programs' (launched)
+		libTime       time.Duration // the library's programs' run time (launched)
+		spans         int
+		cpu           time.Duration // the launcher's own CPU time
+		latency1      []time.Duration
+	}
+	// results[config][path]: the rounds' loads.
+	results := make([][][]opLoad, len(configs))
+	for i := range results {
+		results[i] = make([][]opLoad, len(paths))
+	}
+	hitCount := func(sites *siteCounter) uint64 {
+		if sites != nil {
+			return sites.hits()
+		}
+		runs := probeRuns("server_")
+		for _, p := range b.programs {
+			runs += probeRuns(p)
+		}
+		return runs
+	}
+	libStats := func() (uint64, time.Duration) {
+		var runs uint64
+		var t time.Duration
+		for _, p := range b.programs {
+			r, d := probeStats(p)
+			runs, t = runs+r, t+d
+		}
+		return runs, t
+	}
+	for r := 0; r < rounds; r++ {
+		for i, c := range configs {
+			launcher := ""
+			if c.launched {
+				launcher = env.launch
+			}
+			srv, err := startAppUnder(launcher, recv.Endpoint, func(addr string) []string { return b.argv(addr, r, i) })
+			if err != nil {
+				return err
+			}
+			sites, err := sitesIf(c.traps, env.launch, b.target, srv)
+			if err != nil {
+				return err
+			}
+			loads, err := func() ([]opLoad, error) {
+				loads := make([]opLoad, len(paths))
+				for _, p := range paths {
+					if _, _, err := loadPath(srv.addr, p, 1, 200*time.Millisecond); err != nil { // warm up
+						return nil, err
+					}
+				}
+				for j, p := range paths {
+					if c.launched {
+						time.Sleep(time.Second) // the last run's spans arrive before counting starts
+					}
+					h0, s0 := hitCount(sites), recv.Received()
+					q0, t0 := libStats()
+					var c0 time.Duration
+					if srv.launcher != 0 {
+						c0 = cpuTime(srv.launcher)
+					}
+					n, _, err := loadPath(srv.addr, p, conns, dur)
+					if err != nil {
+						return nil, err
+					}
+					if c.launched {
+						time.Sleep(500 * time.Millisecond) // let the last batch export
+					}
+					l := &loads[j]
+					l.reqs, l.hits, l.spans = n, hitCount(sites)-h0, recv.Received()-s0
+					if c.launched {
+						q1, t1 := libStats()
+						l.libHits, l.libTime = q1-q0, t1-t0
+						l.cpu = cpuTime(srv.launcher) - c0
+					}
+				}
+				lat, err := alternating(srv.addr, paths, 3*time.Second)
+				if err != nil {
+					return nil, err
+				}
+				for j := range loads {
+					loads[j].latency1 = lat[j]
+				}
+				return loads, nil
+			}()
+			srv.stop()
+			if sites != nil {
+				sites.close()
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			for j := range paths {
+				results[i][j] = append(results[i][j], loads[j])
+			}
+		}
+	}
+
+	mean := meanOf[opLoad]
+	perReq := func(ls []opLoad, f func(opLoad) float64) float64 {
+		return mean(ls, func(l opLoad) float64 { return f(l) / float64(max(1, l.reqs)) })
+	}
+	rps := func(ls []opLoad) float64 {
+		return mean(ls, func(l opLoad) float64 { return float64(l.reqs) / dur.Seconds() })
+	}
+	lat := func(ls []opLoad) float64 {
+		return medianMicros(ls, func(l opLoad) []time.Duration { return l.latency1 })
+	}
+	hits := func(ls []opLoad) float64 { return perReq(ls, func(l opLoad) float64 { return float64(l.hits) }) }
+
+	fmt.Printf("### %s; %d rounds, interleaved)\n\n", b.heading, rounds)
+	fmt.Printf("| request | | throughput, %d connections | | median latency, 1 at a time | | added per request | uprobe hits per request | spans per request | launcher CPU per span |\n", conns)
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	names := []string{fmt.Sprintf("GET %s: 1 %s", paths[0], b.op), fmt.Sprintf("GET %s: %d %ss", paths[1], perRequest, b.op)}
+	for j := range paths {
+		bare := results[0][j]
+		fmt.Printf("| %s | %s | %.0f /s | 1.00× | %.0f µs | 1.00× | | | | |\n", names[j], configs[0].name, rps(bare), lat(bare))
+		for i := 1; i < len(configs); i++ {
+			ls := results[i][j]
+			spans, cpu := "", ""
+			if configs[i].launched {
+				spans = fmt.Sprintf("%.2f", perReq(ls, func(l opLoad) float64 { return float64(l.spans) }))
+				cpu = fmt.Sprintf("%.1f µs", mean(ls, func(l opLoad) float64 { return float64(l.cpu.Nanoseconds()) / 1e3 / float64(max(1, l.spans)) }))
+			}
+			fmt.Printf("| | %s | %.0f /s | %.2f× | %.0f µs | %.2f× | +%.0f µs | %.2f | %s | %s |\n", configs[i].name, rps(ls), rps(ls)/rps(bare),
+				lat(ls), lat(ls)/lat(bare), lat(ls)-lat(bare), hits(ls), spans, cpu)
+		}
+	}
+	fmt.Println()
+
+	// An operation: (paths[1] − paths[0]) / 9. The request apart from its operation:
+	// paths[0] less one operation.
+	perOp := func(i int, f func([]opLoad) float64) float64 {
+		return (f(results[i][1]) - f(results[i][0])) / (perRequest - 1)
+	}
+	request := func(i int, f func([]opLoad) float64) float64 { return f(results[i][0]) - perOp(i, f) }
+	fmt.Printf("| per %s: (%s − %s) / 9 | without launcher | with launcher | | traps alone | |\n", b.op, paths[1], paths[0])
+	fmt.Println("|---|---:|---:|---|---:|---|")
+	bareOp := perOp(0, lat)
+	row := func(what, bare string, cell func(i int) (string, string)) {
+		line := "| " + what + " | " + bare + " |"
+		for i := 1; i < len(configs); i++ {
+			v, note := cell(i)
+			line += " " + v + " | " + note + " |"
+		}
+		fmt.Println(line)
+	}
+	row("median latency of a "+b.op, fmt.Sprintf("%.1f µs", bareOp), func(i int) (string, string) {
+		return fmt.Sprintf("%.1f µs", perOp(i, lat)), fmt.Sprintf("%.2f×", perOp(i, lat)/bareOp)
+	})
+	row("**added per "+b.op+"**", "", func(i int) (string, string) {
+		return fmt.Sprintf("**+%.1f µs**", perOp(i, lat)-bareOp), ""
+	})
+	row("uprobe hits per "+b.op, "", func(i int) (string, string) {
+		return fmt.Sprintf("%.2f", perOp(i, hits)), ""
+	})
+	row(b.library+" program runs per "+b.op, "", func(i int) (string, string) {
+		if !configs[i].launched {
+			return "", ""
+		}
+		runs := mean(results[i][1], func(l opLoad) float64 { return float64(l.libHits) / float64(max(1, l.reqs*perRequest)) })
+		t := mean(results[i][1], func(l opLoad) float64 {
+			return float64(l.libTime.Nanoseconds()) / 1e3 / float64(max(1, l.reqs*perRequest))
+		})
+		return fmt.Sprintf("%.2f", runs), fmt.Sprintf("%.1f µs of BPF program time", t)
+	})
+	row("its traps: an entry (emulated) and a RET (single-stepped)", "", func(i int) (string, string) {
+		return fmt.Sprintf("%.1f µs", float64((trap+emulated).Nanoseconds())/1e3), ""
+	})
+	row(fmt.Sprintf("added per request apart from its %s: %s − 1 %s", b.op, paths[0], b.op), "", func(i int) (string, string) {
+		return fmt.Sprintf("+%.1f µs", request(i, lat)-request(0, lat)), ""
+	})
+	row("uprobe hits per request apart from its "+b.op, "", func(i int) (string, string) {
+		return fmt.Sprintf("%.2f", request(i, hits)), "the server span's"
+	})
+	fmt.Println()
+	return nil
+}
+
+// alternating requests each of paths in turn on one keep-alive connection for d, one
+// request at a time: each path's latencies.
+func alternating(addr string, paths []string, d time.Duration) ([][]time.Duration, error) {
+	client := &http.Client{Transport: http1Transport()}
+	defer client.CloseIdleConnections()
+	lat := make([][]time.Duration, len(paths))
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+		for j, p := range paths {
+			begin := time.Now()
+			resp, err := client.Get("http://" + addr + p)
+			if err != nil {
+				return nil, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("%s: %s", p, resp.Status)
+			}
+			lat[j] = append(lat[j], time.Since(begin))
+		}
+	}
+	return lat, nil
+}
