@@ -5,9 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +26,8 @@ import (
 // SQLite (modernc.org/sqlite, a driver in pure Go) and on a private PostgreSQL server
 // through pgx's and lib/pq's drivers: every operation a CLIENT span, the child of the
 // request's server span — from the handler's goroutine, from goroutines it starts with
-// its context, and without a context — with the statement's text (its literals replaced:
+// its context, and without a context — with the server's address and port (the
+// PostgreSQL drivers' TCP connection's; none for SQLite), the statement's text (its literals replaced:
 // a secret written into a statement never leaves; a 1 MiB statement bounded), operation
 // and table, an error's type; one span per operation over 100 requests in a row. Plain
 // and stripped builds. The one binary links the three drivers: each span's database is
@@ -50,6 +54,11 @@ func TestDatabaseSQLSpans(t *testing.T) {
 }
 
 func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, errorType string) {
+	var server any // server.address and server.port: a PostgreSQL DSN's host and port
+	if u, err := url.Parse(dsn); err == nil && u.Scheme == "postgres" {
+		port, _ := strconv.Atoi(u.Port())
+		server = [2]any{u.Hostname(), int64(port)}
+	}
 	recv := testenv.StartReceiver(t)
 	addr := freeAddr(t)
 	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
@@ -100,6 +109,9 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 		}
 		if s.Attrs["db.system.name"] != system {
 			t.Errorf("%s: db.system.name %v", s.Name, s.Attrs["db.system.name"])
+		}
+		if got := [2]any{s.Attrs["server.address"], s.Attrs["server.port"]}; server == nil && got != [2]any{nil, nil} || server != nil && got != server {
+			t.Errorf("%s: server %v, want %v", s.Name, got, server)
 		}
 		for _, v := range s.Attrs {
 			if strings.Contains(fmt.Sprint(v), "s3cr3t") {
@@ -224,21 +236,43 @@ func startPostgres(t *testing.T) (dsn string, stop func()) {
 func TestDatabaseSQLServerGoesAway(t *testing.T) {
 	testenv.RequireRoot(t)
 	tg := testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	serverGoesAway(t, goesAway{
+		start: func(t *testing.T, addr string) ([]string, func()) {
+			dsn, stop := startPostgres(t)
+			return []string{tg.Path, "-addr", addr, "-driver", "pgx", "-dsn", dsn}, stop
+		},
+		first: "/items/first", slow: "/sleep", answer: "502 Bad Gateway query failed", span: "SELECT",
+	})
+}
+
+// goesAway is a server an app uses that goes away while the app waits for it.
+type goesAway struct {
+	// start starts the server, and returns the app's command line (listening on addr)
+	// and what stops the server.
+	start       func(t *testing.T, addr string) (argv []string, stop func())
+	first, slow string // a path that uses the server; one that waits on it
+	answer      string // the app's answer to slow once the server is gone
+	span        string // the name of the client span of slow's call
+}
+
+// serverGoesAway runs the app untraced and traced, each with a server of its own that
+// goes away while the app waits on it in a request: the answers are the same, and the
+// call's span ends in error.
+func serverGoesAway(t *testing.T, g goesAway) {
 	recv := testenv.StartReceiver(t)
 	answer := func(traced bool) string {
 		t.Helper()
-		dsn, stop := startPostgres(t)
 		addr := freeAddr(t)
-		argv := []string{tg.Path, "-addr", addr, "-driver", "pgx", "-dsn", dsn}
+		argv, stop := g.start(t, addr)
 		if traced {
 			argv = append([]string{launchBin(t), "--require-instrumentation", "--"}, argv...)
 		}
 		env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_SERVICE_NAME=goes-away")
 		r := start(t, opts{env: env, stdin: strings.NewReader("")}, argv...)
-		firstRequest(t, addr, "/items/first")
+		firstRequest(t, addr, g.first)
 		got := make(chan string, 1)
 		go func() {
-			resp, err := http.Get("http://" + addr + "/sleep")
+			resp, err := http.Get("http://" + addr + g.slow)
 			if err != nil {
 				got <- err.Error()
 				return
@@ -247,38 +281,33 @@ func TestDatabaseSQLServerGoesAway(t *testing.T) {
 			resp.Body.Close()
 			got <- resp.Status + " " + strings.TrimSpace(string(body))
 		}()
-		time.Sleep(time.Second) // the query is running
+		time.Sleep(time.Second) // the call is waiting
 		stop()
 		select {
 		case a := <-got:
 			return a
 		case <-time.After(20 * time.Second):
-			t.Fatalf("no answer after the database went away\n%s", r.stderr)
+			t.Fatalf("no answer after the server went away\n%s", r.stderr)
 		}
 		return ""
 	}
 	untraced, traced := answer(false), answer(true)
-	if untraced != "502 Bad Gateway query failed" || traced != untraced {
+	if untraced != g.answer || traced != untraced {
 		t.Errorf("the answer: traced %q, untraced %q", traced, untraced)
 	}
 	spans, _ := recv.WaitFor(10*time.Second, func(s []testenv.Span) bool {
-		for _, sp := range s {
-			if sp.Name == "SELECT" {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(s, func(sp testenv.Span) bool { return sp.Name == g.span })
 	})
 	found := 0
 	for _, s := range spans {
-		if s.Name == "SELECT" {
+		if s.Name == g.span {
 			found++
 			if s.StatusCode != tracepb.Status_STATUS_CODE_ERROR || s.Attrs["error.type"] == nil {
-				t.Errorf("the query's span: %v %v", s.StatusCode, s.Attrs)
+				t.Errorf("the call's span: %v %v", s.StatusCode, s.Attrs)
 			}
 		}
 	}
 	if found != 1 {
-		t.Errorf("%d spans of the query, want 1: %s", found, spanList(spans))
+		t.Errorf("%d spans of the call, want 1: %s", found, spanList(spans))
 	}
 }

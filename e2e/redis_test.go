@@ -220,61 +220,11 @@ func startRedis(t *testing.T) (addr string, stop func()) {
 func TestRedisServerGoesAway(t *testing.T) {
 	testenv.RequireRoot(t)
 	tg := testenv.BuildRedis(t, testenv.RedisBuilds[1])[0]
-	recv := testenv.StartReceiver(t)
-	answer := func(traced bool) string {
-		t.Helper()
-		server, stop := startRedis(t)
-		addr := freeAddr(t)
-		argv := []string{tg.Path, "-addr", addr, "-redis", server}
-		if traced {
-			argv = append([]string{launchBin(t), "--require-instrumentation", "--"}, argv...)
-		}
-		env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_SERVICE_NAME=goes-away")
-		r := start(t, opts{env: env, stdin: strings.NewReader("")}, argv...)
-		firstRequest(t, addr, "/set?key=first")
-		got := make(chan string, 1)
-		go func() {
-			resp, err := http.Get("http://" + addr + "/block")
-			if err != nil {
-				got <- err.Error()
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			got <- resp.Status + " " + strings.TrimSpace(string(body))
-		}()
-		time.Sleep(time.Second) // the command is waiting
-		stop()
-		select {
-		case a := <-got:
-			return a
-		case <-time.After(20 * time.Second):
-			t.Fatalf("no answer after the server went away\n%s", r.stderr)
-		}
-		return ""
-	}
-	untraced, traced := answer(false), answer(true)
-	if untraced != "502 Bad Gateway command failed" || traced != untraced {
-		t.Errorf("the answer: traced %q, untraced %q", traced, untraced)
-	}
-	spans, _ := recv.WaitFor(10*time.Second, func(s []testenv.Span) bool {
-		for _, sp := range s {
-			if sp.Name == "BLPOP" {
-				return true
-			}
-		}
-		return false
+	serverGoesAway(t, goesAway{
+		start: func(t *testing.T, addr string) ([]string, func()) {
+			server, stop := startRedis(t)
+			return []string{tg.Path, "-addr", addr, "-redis", server}, stop
+		},
+		first: "/set?key=first", slow: "/block", answer: "502 Bad Gateway command failed", span: "BLPOP",
 	})
-	found := 0
-	for _, s := range spans {
-		if s.Name == "BLPOP" {
-			found++
-			if s.StatusCode != tracepb.Status_STATUS_CODE_ERROR || s.Attrs["error.type"] == nil {
-				t.Errorf("the command's span: %v %v", s.StatusCode, s.Attrs)
-			}
-		}
-	}
-	if found != 1 {
-		t.Errorf("%d spans of the command, want 1: %s", found, spanList(spans))
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	grpcprobe "github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 )
@@ -42,6 +43,15 @@ func TestGRPCSourcesAgreeWithDWARF(t *testing.T) {
 // newest v9 lines.
 func TestRedisSourcesAgreeWithDWARF(t *testing.T) {
 	checkModuleSources(t, goredis.Module, testenv.BuildRedis(t, testenv.RedisBuilds...))
+}
+
+// The database/sql probe reads structs of pgx and lib/pq, for the server's address: the
+// same, in the dbservice target's builds (both drivers, Go 1.26, plain and stripped).
+func TestSQLDriverSourcesAgreeWithDWARF(t *testing.T) {
+	tgs := testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped})
+	for _, s := range []offsets.Spec{databasesql.PgxSpec, databasesql.PQSpec} {
+		checkModuleSources(t, s.Module, tgs)
+	}
 }
 
 // checkModuleSources checks, in builds of module's releases (each stripped one after

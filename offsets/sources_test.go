@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"go/version"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -433,5 +434,30 @@ func TestExperimentBuilds(t *testing.T) {
 				t.Errorf("%s: %s = %v from %s, want %d from typeinfo", tgs[1], f.Name, f.Offset, f.Source, w)
 			}
 		}
+	}
+}
+
+// The descriptors of pointer types found from their struct's PtrToThis are types
+// named *T, as the runtime names them, in every Go release tested, stripped or not.
+// (That they are the very words an interface holds, e2e's database/sql spans show: a
+// server address is read only when they match.)
+func TestPointerTypeAddrsNameTheirTypes(t *testing.T) {
+	structs := map[string]string{"net/http.Request": "*http.Request", "net.TCPConn": "*net.TCPConn",
+		"net.TCPAddr": "*net.TCPAddr", "database/sql.Stmt": "*sql.Stmt"}
+	for _, tg := range sourceTargets(t) {
+		if strings.HasPrefix(tg.Variant.Name, "pie") {
+			continue // the names need the process's load address
+		}
+		got, err := open(t, tg.Path).PointerTypeAddrs(slices.Collect(maps.Keys(structs)))
+		if err != nil {
+			t.Fatalf("%s: %v", tg, err)
+		}
+		names := offsets.NewTypeNames(tg.Path)
+		for st, want := range structs {
+			if name := names.Name(0, got[st]); name != want {
+				t.Errorf("%s: %s: the type at %#x is %q, want %q", tg, st, got[st], name, want)
+			}
+		}
+		names.Close()
 	}
 }

@@ -12,7 +12,7 @@ import (
 // The runtime's type descriptors (internal/abi), unchanged from Go 1.20 to 1.27 on
 // 64-bit targets: Type is 48 bytes (Size_, PtrBytes, Hash, TFlag at 20, Align_,
 // FieldAlign_, Kind_ at 23, Equal, GCData, then Str, the name's offset from
-// moduledata.types, at 40); a StructType adds PkgPath (a Name) and Fields (a slice of
+// moduledata.types, at 40, and PtrToThis, *T's descriptor's, at 44); a StructType adds PkgPath (a Name) and Fields (a slice of
 // StructField{Name, Typ, Offset}, 24 bytes each); a named type's UncommonType, whose
 // first word is its package path's nameOff, follows.
 const (
@@ -20,6 +20,7 @@ const (
 	abiTypeTFlagOff     = 20
 	abiTypeKindOff      = 23
 	abiTypeStrOff       = 40
+	abiTypePtrToThisOff = 44
 	abiStructFieldsOff  = abiTypeSize + 8
 	abiStructTypeSize   = abiTypeSize + 8 + 24
 	abiStructFieldSize  = 24
@@ -75,41 +76,68 @@ func (b *Binary) typeInfoFieldOffsets(fields []FieldRef) (map[FieldRef]uint64, e
 	if len(fields) == 0 {
 		return found, nil
 	}
-	types, etypes, err := b.typeRange()
+	ti, err := b.typeInfo()
 	if err != nil {
 		return found, err
 	}
-	region := b.at(types, etypes-types)
-	if region == nil {
-		return found, fmt.Errorf("type data %#x-%#x is not in the file", types, etypes)
-	}
-	ti := &typeInfo{b: b, region: region, types: types}
 	ti.find(fields, found)
 	return found, nil
 }
 
+// typeInfo reads the runtime's type data.
+func (b *Binary) typeInfo() (*typeInfo, error) {
+	types, etypes, err := b.typeRange()
+	if err != nil {
+		return nil, err
+	}
+	region := b.at(types, etypes-types)
+	if region == nil {
+		return nil, fmt.Errorf("type data %#x-%#x is not in the file", types, etypes)
+	}
+	return &typeInfo{b: b, region: region, types: types}, nil
+}
+
 // find adds to found the offsets of fields whose struct has a descriptor.
 func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
-	region, types := ti.region, ti.types
-	// The nameOffs of each wanted struct's type string.
 	wanted := map[string][]FieldRef{}
-	// nameOff -> structs: packages of one name ("status" in grpc and in genproto)
-	// spell their types alike.
-	typeStrings := map[int32][]string{}
+	var structs []string
 	for _, f := range fields {
 		if wanted[f.Struct] == nil {
-			for _, off := range ti.typeStringOffs(f.Struct) {
-				typeStrings[off] = append(typeStrings[off], f.Struct)
-			}
+			structs = append(structs, f.Struct)
 		}
 		wanted[f.Struct] = append(wanted[f.Struct], f)
 	}
+	for st, p := range ti.structDescriptors(structs) {
+		offs, ok := ti.structFields(ti.types + uint64(p))
+		if !ok {
+			continue
+		}
+		for _, f := range wanted[st] {
+			if off, ok := offs[f.Field]; ok {
+				found[f] = off
+			}
+		}
+	}
+}
+
+// structDescriptors finds the descriptors of the structs named ("net/http.Request"):
+// their offsets from moduledata.types.
+func (ti *typeInfo) structDescriptors(structs []string) map[string]int {
+	region := ti.region
+	found := map[string]int{}
+	// nameOff -> structs: packages of one name ("status" in grpc and in genproto)
+	// spell their types alike.
+	typeStrings := map[int32][]string{}
+	for _, st := range structs {
+		for _, off := range ti.typeStringOffs(st) {
+			typeStrings[off] = append(typeStrings[off], st)
+		}
+	}
 	if len(typeStrings) == 0 {
-		return
+		return found
 	}
 	le := binary.LittleEndian
-	done := map[string]bool{}
-	for p := 0; p+abiStructTypeSize+4 <= len(region) && len(done) < len(wanted); p += 8 {
+	for p := 0; p+abiStructTypeSize+4 <= len(region) && len(found) < len(structs); p += 8 {
 		const flags = abiTFlagUncommon | abiTFlagExtraStar | abiTFlagNamed
 		if region[p+abiTypeKindOff]&abiKindMask != abiKindStruct || region[p+abiTypeTFlagOff]&flags != flags {
 			continue
@@ -122,26 +150,38 @@ func (ti *typeInfo) find(fields []FieldRef, found map[FieldRef]uint64) {
 		if !ok {
 			continue
 		}
-		st := ""
 		for _, c := range candidates {
-			if pkg, _ := splitStruct(c); pkg == pkgPath && !done[c] {
-				st = c
+			if _, done := found[c]; !done {
+				if pkg, _ := splitStruct(c); pkg == pkgPath {
+					if _, ok := ti.structFields(ti.types + uint64(p)); ok {
+						found[c] = p
+					}
+				}
 			}
 		}
-		if st == "" {
-			continue // another package's type of the same name, or one found already
-		}
-		offs, ok := ti.structFields(types + uint64(p))
-		if !ok {
-			continue
-		}
-		for _, f := range wanted[st] {
-			if off, ok := offs[f.Field]; ok {
-				found[f] = off
-			}
-		}
-		done[st] = true
 	}
+	return found
+}
+
+// PointerTypeAddrs finds the runtime type descriptors of *T for the structs T named
+// ("github.com/lib/pq.conn"), by link address: the type word of an interface that holds
+// a *T, which a probe can compare with the one it reads. A struct whose pointer type
+// the program never uses has none.
+func (b *Binary) PointerTypeAddrs(structs []string) (found map[string]uint64, err error) {
+	defer faultsArePanics()()
+	defer recoverAs(&err, b.Path)
+	found = map[string]uint64{}
+	ti, err := b.typeInfo()
+	if err != nil {
+		return found, err
+	}
+	for st, p := range ti.structDescriptors(structs) {
+		// abi.Type.PtrToThis: *T's descriptor, as an offset from types; 0 for none.
+		if ptr := int32(binary.LittleEndian.Uint32(ti.region[p+abiTypePtrToThisOff:])); ptr > 0 && int(ptr) < len(ti.region) {
+			found[st] = ti.types + uint64(ptr)
+		}
+	}
+	return found, nil
 }
 
 // typeStringOffs finds the names that may be the type string of a pointer to the

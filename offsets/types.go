@@ -74,18 +74,8 @@ func (tn *TypeNames) Close() error {
 func (tn *TypeNames) Name(pid int, addr uint64) string {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
-	if tn.f == nil && tn.initErr == nil {
-		tn.initErr = tn.open()
-	}
-	if tn.initErr != nil {
+	if tn.ready(pid) != nil {
 		return ""
-	}
-	if !tn.biasKnown {
-		bias, err := loadBias(pid, tn.path, tn.loads)
-		if err != nil {
-			return ""
-		}
-		tn.bias, tn.biasKnown = bias, true
 	}
 	if name, ok := tn.names[addr]; ok {
 		return name
@@ -95,6 +85,39 @@ func (tn *TypeNames) Name(pid int, addr uint64) string {
 		tn.names[addr] = name
 	}
 	return name
+}
+
+// ready reads the executable, and where process pid loaded it, once.
+func (tn *TypeNames) ready(pid int) error {
+	if tn.f == nil && tn.initErr == nil {
+		tn.initErr = tn.open()
+	}
+	if tn.initErr != nil {
+		return tn.initErr
+	}
+	if !tn.biasKnown {
+		bias, err := loadBias(pid, tn.path, tn.loads)
+		if err != nil {
+			return err
+		}
+		tn.bias, tn.biasKnown = bias, true
+	}
+	return nil
+}
+
+// Addresses are the addresses in process pid of the types at link addresses addrs
+// (PointerTypeAddrs'), by the same keys.
+func (tn *TypeNames) Addresses(pid int, addrs map[string]uint64) (map[string]uint64, error) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if err := tn.ready(pid); err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(addrs))
+	for k, a := range addrs {
+		out[k] = a + tn.bias
+	}
+	return out, nil
 }
 
 func (tn *TypeNames) read(typ uint64) string {

@@ -22,15 +22,25 @@
  * made by Tx.Stmt from another is not prepared here: its spans have no text.
  *
  * Which database: the dynamic type of the driver's connection (driverConn.ci), read
- * at each entry from the *driverConn argument (at prepare for a statement). */
+ * at each entry from the *driverConn argument (at prepare for a statement). Which
+ * server: for the drivers known (pgx's adapter, lib/pq), the remote address of the
+ * TCP connection under the driver's, read there too. */
 #include "common.h"
 #include "spans.h"
+#include "net.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Field offsets in the app, named after the Go fields (kit.VarName) and set by the
  * loader. */
 volatile __u64 off_sql_driverConn_ci = OFFSET_NONE; /* the driver's driver.Conn */
+volatile __u64 off_stdlib_Conn_conn = OFFSET_NONE;   /* pgx's database/sql adapter: its *pgx.Conn */
+volatile __u64 off_pgx_Conn_pgConn = OFFSET_NONE;    /* *pgconn.PgConn */
+volatile __u64 off_pgconn_PgConn_conn = OFFSET_NONE; /* net.Conn */
+volatile __u64 off_pq_conn_c = OFFSET_NONE;          /* lib/pq's: net.Conn */
+/* The drivers' connection types' descriptors in the app; 0 for none. */
+volatile __u64 type_stdlib_Conn = 0; /* *stdlib.Conn */
+volatile __u64 type_pq_conn = 0;     /* *pq.conn */
 
 /* Set last, once everything else is. */
 volatile __u64 sql_enabled = 0;
@@ -64,19 +74,26 @@ struct sql_event {
 	__u8 parent_span_id[SPAN_ID_SIZE];
 	__u64 error_type; /* the error's dynamic type; 0 without an error */
 	__u64 conn_type;  /* the driver connection's dynamic type: which database */
+	struct tcp_addr server;
 	struct sql_text query;
+};
+
+/* Which connection an operation went over. */
+struct sql_conn {
+	__u64 type; /* the driver connection's dynamic type */
+	struct tcp_addr server;
 };
 
 /* What is known of a prepared statement. */
 struct sql_statement {
-	__u64 conn_type;
+	struct sql_conn conn;
 	struct sql_text query;
 };
 
-/* Statements being prepared, by goroutine: the text, and the connection's type. */
+/* Statements being prepared, by goroutine: the text, and the connection. */
 struct sql_preparing {
 	struct go_string query;
-	__u64 conn_type;
+	struct sql_conn conn;
 };
 
 /* Operations in flight, by goroutine. */
@@ -131,13 +148,36 @@ static __always_inline struct sql_event *begin(__u64 g, __u64 ctx, __u8 op)
 	return ev;
 }
 
-/* conn_type is the dynamic type of the driver.Conn of a *driverConn. */
-static __always_inline __u64 conn_type(__u64 dc)
+/* read_conn reads which connection a *driverConn is: the driver's connection's
+ * dynamic type and, for a driver known, its server's address. */
+static __always_inline void read_conn(struct sql_conn *c, __u64 dc)
 {
 	if (!dc || off_sql_driverConn_ci == OFFSET_NONE)
-		return 0;
-	__u64 tab = read_ptr(dc + off_sql_driverConn_ci);
-	return tab ? read_ptr(tab + 8) : 0; /* itab.Type */
+		return;
+	struct go_iface ci = {};
+	if (read_user(&ci, sizeof(ci), dc + off_sql_driverConn_ci) != 0 || !ci.tab)
+		return;
+	c->type = read_ptr(ci.tab + 8); /* itab.Type */
+	__u64 conn = 0;                 /* the net.Conn under it */
+	if (c->type == type_stdlib_Conn && off_stdlib_Conn_conn != OFFSET_NONE && off_pgx_Conn_pgConn != OFFSET_NONE &&
+	    off_pgconn_PgConn_conn != OFFSET_NONE) {
+		__u64 pgx = read_ptr(ci.data + off_stdlib_Conn_conn);
+		__u64 pg = pgx ? read_ptr(pgx + off_pgx_Conn_pgConn) : 0;
+		conn = pg ? pg + off_pgconn_PgConn_conn : 0;
+	} else if (c->type == type_pq_conn && off_pq_conn_c != OFFSET_NONE) {
+		conn = ci.data + off_pq_conn_c;
+	}
+	if (conn)
+		read_tcp_remote(&c->server, conn);
+}
+
+/* read_event_conn fills ev's connection from the *driverConn dc. */
+static __always_inline void read_event_conn(struct sql_event *ev, __u64 dc)
+{
+	struct sql_conn c = {};
+	read_conn(&c, dc);
+	ev->conn_type = c.type;
+	ev->server = c.server;
 }
 
 /* copy_text copies a statement's text into t. */
@@ -175,7 +215,7 @@ int query_entry(struct go_regs *ctx)
 	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_QUERY);
 	if (!ev)
 		return 0;
-	ev->conn_type = conn_type(go_arg(ctx, 6));
+	read_event_conn(ev, go_arg(ctx, 6));
 	copy_text(&ev->query, go_arg(ctx, 8), go_arg(ctx, 9));
 	return 0;
 }
@@ -196,7 +236,7 @@ int exec_entry(struct go_regs *ctx)
 	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_EXEC);
 	if (!ev)
 		return 0;
-	ev->conn_type = conn_type(go_arg(ctx, 4));
+	read_event_conn(ev, go_arg(ctx, 4));
 	copy_text(&ev->query, go_arg(ctx, 6), go_arg(ctx, 7));
 	return 0;
 }
@@ -214,7 +254,8 @@ int prepare_entry(struct go_regs *ctx)
 	if (!sql_enabled)
 		return 0;
 	__u64 g = go_goroutine(ctx);
-	struct sql_preparing p = {.query = {.ptr = go_arg(ctx, 8), .len = go_arg(ctx, 9)}, .conn_type = conn_type(go_arg(ctx, 4))};
+	struct sql_preparing p = {.query = {.ptr = go_arg(ctx, 8), .len = go_arg(ctx, 9)}};
+	read_conn(&p.conn, go_arg(ctx, 4));
 	bpf_map_update_elem(&preparing, &g, &p, BPF_ANY);
 	return 0;
 }
@@ -230,7 +271,7 @@ int prepare_return(struct go_regs *ctx)
 	if (stmt) {
 		struct sql_statement *st = new_entry(&statements, &stmt, &zeroes);
 		if (st) {
-			st->conn_type = p->conn_type;
+			st->conn = p->conn;
 			copy_text(&st->query, p->query.ptr, p->query.len);
 		}
 	}
@@ -258,7 +299,8 @@ static __always_inline void stmt_begin(struct go_regs *ctx, __u8 op)
 	struct sql_statement *st = bpf_map_lookup_elem(&statements, &stmt);
 	if (!st)
 		return;
-	ev->conn_type = st->conn_type;
+	ev->conn_type = st->conn.type;
+	ev->server = st->conn.server;
 	bpf_probe_read_kernel(&ev->query, sizeof(st->query), &st->query); /* too large for an inline copy */
 }
 

@@ -43,7 +43,15 @@ type databasesqlSqlEvent struct {
 	ParentSpanId [8]uint8
 	ErrorType    uint64
 	ConnType     uint64
-	Query        databasesqlSqlText
+	Server       struct {
+		_     structs.HostLayout
+		Ip    [16]uint8
+		IpLen uint8
+		Pad   uint8
+		Port  uint16
+		Pad2  uint32
+	}
+	Query databasesqlSqlText
 }
 
 type databasesqlSqlPreparing struct {
@@ -53,13 +61,35 @@ type databasesqlSqlPreparing struct {
 		Ptr uint64
 		Len int64
 	}
-	ConnType uint64
+	Conn struct {
+		_      structs.HostLayout
+		Type   uint64
+		Server struct {
+			_     structs.HostLayout
+			Ip    [16]uint8
+			IpLen uint8
+			Pad   uint8
+			Port  uint16
+			Pad2  uint32
+		}
+	}
 }
 
 type databasesqlSqlStatement struct {
-	_        structs.HostLayout
-	ConnType uint64
-	Query    databasesqlSqlText
+	_    structs.HostLayout
+	Conn struct {
+		_      structs.HostLayout
+		Type   uint64
+		Server struct {
+			_     structs.HostLayout
+			Ip    [16]uint8
+			IpLen uint8
+			Pad   uint8
+			Port  uint16
+			Pad2  uint32
+		}
+	}
+	Query databasesqlSqlText
 }
 
 type databasesqlSqlText struct {
@@ -89,7 +119,15 @@ type databasesqlZeroValue struct {
 		ParentSpanId [8]uint8
 		ErrorType    uint64
 		ConnType     uint64
-		Query        struct {
+		Server       struct {
+			_     structs.HostLayout
+			Ip    [16]uint8
+			IpLen uint8
+			Pad   uint8
+			Port  uint16
+			Pad2  uint32
+		}
+		Query struct {
 			_      structs.HostLayout
 			Len    uint64
 			Copied uint32
@@ -103,33 +141,46 @@ type databasesqlZeroValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	databasesqlMapEvents             = "events"
-	databasesqlMapInflightContexts   = "inflight_contexts"
-	databasesqlMapInflightGoroutines = "inflight_goroutines"
-	databasesqlMapLostEvents         = "lost_events"
-	databasesqlMapOperations         = "operations"
-	databasesqlMapPreparing          = "preparing"
-	databasesqlMapStatements         = "statements"
-	databasesqlProgExecEntry         = "exec_entry"
-	databasesqlProgExecReturn        = "exec_return"
-	databasesqlProgPrepareEntry      = "prepare_entry"
-	databasesqlProgPrepareReturn     = "prepare_return"
-	databasesqlProgQueryEntry        = "query_entry"
-	databasesqlProgQueryReturn       = "query_return"
-	databasesqlProgStmtClose         = "stmt_close"
-	databasesqlProgStmtExecEntry     = "stmt_exec_entry"
-	databasesqlProgStmtExecReturn    = "stmt_exec_return"
-	databasesqlProgStmtQueryEntry    = "stmt_query_entry"
-	databasesqlProgStmtQueryReturn   = "stmt_query_return"
-	databasesqlVarInflightWanted     = "inflight_wanted"
-	databasesqlVarOffSqlDriverConnCi = "off_sql_driverConn_ci"
-	databasesqlVarSamplerParentBased = "sampler_parent_based"
-	databasesqlVarSamplerRatioBound  = "sampler_ratio_bound"
-	databasesqlVarSamplerRoot        = "sampler_root"
-	databasesqlVarSqlEnabled         = "sql_enabled"
-	databasesqlVarTraceContext       = "trace_context"
-	databasesqlVarUnusedSqlEvent     = "unused_sql_event"
-	databasesqlVarZeroes             = "zeroes"
+	databasesqlMapEvents              = "events"
+	databasesqlMapInflightContexts    = "inflight_contexts"
+	databasesqlMapInflightGoroutines  = "inflight_goroutines"
+	databasesqlMapLostEvents          = "lost_events"
+	databasesqlMapOperations          = "operations"
+	databasesqlMapPreparing           = "preparing"
+	databasesqlMapStatements          = "statements"
+	databasesqlProgExecEntry          = "exec_entry"
+	databasesqlProgExecReturn         = "exec_return"
+	databasesqlProgPrepareEntry       = "prepare_entry"
+	databasesqlProgPrepareReturn      = "prepare_return"
+	databasesqlProgQueryEntry         = "query_entry"
+	databasesqlProgQueryReturn        = "query_return"
+	databasesqlProgStmtClose          = "stmt_close"
+	databasesqlProgStmtExecEntry      = "stmt_exec_entry"
+	databasesqlProgStmtExecReturn     = "stmt_exec_return"
+	databasesqlProgStmtQueryEntry     = "stmt_query_entry"
+	databasesqlProgStmtQueryReturn    = "stmt_query_return"
+	databasesqlVarInflightWanted      = "inflight_wanted"
+	databasesqlVarOffNetTCPAddrIP     = "off_net_TCPAddr_IP"
+	databasesqlVarOffNetTCPAddrPort   = "off_net_TCPAddr_Port"
+	databasesqlVarOffNetTCPConnConn   = "off_net_TCPConn_conn"
+	databasesqlVarOffNetConnFd        = "off_net_conn_fd"
+	databasesqlVarOffNetNetFD_raddr   = "off_net_netFD_raddr"
+	databasesqlVarOffPgconnPgConnConn = "off_pgconn_PgConn_conn"
+	databasesqlVarOffPgxConnPgConn    = "off_pgx_Conn_pgConn"
+	databasesqlVarOffPqConnC          = "off_pq_conn_c"
+	databasesqlVarOffSqlDriverConnCi  = "off_sql_driverConn_ci"
+	databasesqlVarOffStdlibConnConn   = "off_stdlib_Conn_conn"
+	databasesqlVarSamplerParentBased  = "sampler_parent_based"
+	databasesqlVarSamplerRatioBound   = "sampler_ratio_bound"
+	databasesqlVarSamplerRoot         = "sampler_root"
+	databasesqlVarSqlEnabled          = "sql_enabled"
+	databasesqlVarTraceContext        = "trace_context"
+	databasesqlVarTypeNetTCPAddr      = "type_net_TCPAddr"
+	databasesqlVarTypeNetTCPConn      = "type_net_TCPConn"
+	databasesqlVarTypePqConn          = "type_pq_conn"
+	databasesqlVarTypeStdlibConn      = "type_stdlib_Conn"
+	databasesqlVarUnusedSqlEvent      = "unused_sql_event"
+	databasesqlVarZeroes              = "zeroes"
 )
 
 // loadDatabasesql returns the embedded CollectionSpec for databasesql.
@@ -204,15 +255,28 @@ type databasesqlMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlVariableSpecs struct {
-	InflightWanted     *ebpf.VariableSpec `ebpf:"inflight_wanted"`
-	OffSqlDriverConnCi *ebpf.VariableSpec `ebpf:"off_sql_driverConn_ci"`
-	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
-	SamplerRatioBound  *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
-	SamplerRoot        *ebpf.VariableSpec `ebpf:"sampler_root"`
-	SqlEnabled         *ebpf.VariableSpec `ebpf:"sql_enabled"`
-	TraceContext       *ebpf.VariableSpec `ebpf:"trace_context"`
-	UnusedSqlEvent     *ebpf.VariableSpec `ebpf:"unused_sql_event"`
-	Zeroes             *ebpf.VariableSpec `ebpf:"zeroes"`
+	InflightWanted      *ebpf.VariableSpec `ebpf:"inflight_wanted"`
+	OffNetTCPAddrIP     *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_IP"`
+	OffNetTCPAddrPort   *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_Port"`
+	OffNetTCPConnConn   *ebpf.VariableSpec `ebpf:"off_net_TCPConn_conn"`
+	OffNetConnFd        *ebpf.VariableSpec `ebpf:"off_net_conn_fd"`
+	OffNetNetFD_raddr   *ebpf.VariableSpec `ebpf:"off_net_netFD_raddr"`
+	OffPgconnPgConnConn *ebpf.VariableSpec `ebpf:"off_pgconn_PgConn_conn"`
+	OffPgxConnPgConn    *ebpf.VariableSpec `ebpf:"off_pgx_Conn_pgConn"`
+	OffPqConnC          *ebpf.VariableSpec `ebpf:"off_pq_conn_c"`
+	OffSqlDriverConnCi  *ebpf.VariableSpec `ebpf:"off_sql_driverConn_ci"`
+	OffStdlibConnConn   *ebpf.VariableSpec `ebpf:"off_stdlib_Conn_conn"`
+	SamplerParentBased  *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	SamplerRatioBound   *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
+	SamplerRoot         *ebpf.VariableSpec `ebpf:"sampler_root"`
+	SqlEnabled          *ebpf.VariableSpec `ebpf:"sql_enabled"`
+	TraceContext        *ebpf.VariableSpec `ebpf:"trace_context"`
+	TypeNetTCPAddr      *ebpf.VariableSpec `ebpf:"type_net_TCPAddr"`
+	TypeNetTCPConn      *ebpf.VariableSpec `ebpf:"type_net_TCPConn"`
+	TypePqConn          *ebpf.VariableSpec `ebpf:"type_pq_conn"`
+	TypeStdlibConn      *ebpf.VariableSpec `ebpf:"type_stdlib_Conn"`
+	UnusedSqlEvent      *ebpf.VariableSpec `ebpf:"unused_sql_event"`
+	Zeroes              *ebpf.VariableSpec `ebpf:"zeroes"`
 }
 
 // databasesqlObjects contains all objects after they have been loaded into the kernel.
@@ -260,15 +324,28 @@ func (m *databasesqlMaps) Close() error {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlVariables struct {
-	InflightWanted     *ebpf.Variable `ebpf:"inflight_wanted"`
-	OffSqlDriverConnCi *ebpf.Variable `ebpf:"off_sql_driverConn_ci"`
-	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
-	SamplerRatioBound  *ebpf.Variable `ebpf:"sampler_ratio_bound"`
-	SamplerRoot        *ebpf.Variable `ebpf:"sampler_root"`
-	SqlEnabled         *ebpf.Variable `ebpf:"sql_enabled"`
-	TraceContext       *ebpf.Variable `ebpf:"trace_context"`
-	UnusedSqlEvent     *ebpf.Variable `ebpf:"unused_sql_event"`
-	Zeroes             *ebpf.Variable `ebpf:"zeroes"`
+	InflightWanted      *ebpf.Variable `ebpf:"inflight_wanted"`
+	OffNetTCPAddrIP     *ebpf.Variable `ebpf:"off_net_TCPAddr_IP"`
+	OffNetTCPAddrPort   *ebpf.Variable `ebpf:"off_net_TCPAddr_Port"`
+	OffNetTCPConnConn   *ebpf.Variable `ebpf:"off_net_TCPConn_conn"`
+	OffNetConnFd        *ebpf.Variable `ebpf:"off_net_conn_fd"`
+	OffNetNetFD_raddr   *ebpf.Variable `ebpf:"off_net_netFD_raddr"`
+	OffPgconnPgConnConn *ebpf.Variable `ebpf:"off_pgconn_PgConn_conn"`
+	OffPgxConnPgConn    *ebpf.Variable `ebpf:"off_pgx_Conn_pgConn"`
+	OffPqConnC          *ebpf.Variable `ebpf:"off_pq_conn_c"`
+	OffSqlDriverConnCi  *ebpf.Variable `ebpf:"off_sql_driverConn_ci"`
+	OffStdlibConnConn   *ebpf.Variable `ebpf:"off_stdlib_Conn_conn"`
+	SamplerParentBased  *ebpf.Variable `ebpf:"sampler_parent_based"`
+	SamplerRatioBound   *ebpf.Variable `ebpf:"sampler_ratio_bound"`
+	SamplerRoot         *ebpf.Variable `ebpf:"sampler_root"`
+	SqlEnabled          *ebpf.Variable `ebpf:"sql_enabled"`
+	TraceContext        *ebpf.Variable `ebpf:"trace_context"`
+	TypeNetTCPAddr      *ebpf.Variable `ebpf:"type_net_TCPAddr"`
+	TypeNetTCPConn      *ebpf.Variable `ebpf:"type_net_TCPConn"`
+	TypePqConn          *ebpf.Variable `ebpf:"type_pq_conn"`
+	TypeStdlibConn      *ebpf.Variable `ebpf:"type_stdlib_Conn"`
+	UnusedSqlEvent      *ebpf.Variable `ebpf:"unused_sql_event"`
+	Zeroes              *ebpf.Variable `ebpf:"zeroes"`
 }
 
 // databasesqlPrograms contains all programs after they have been loaded into the kernel.

@@ -1,6 +1,8 @@
 package databasesql
 
 import (
+	"net/netip"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -86,6 +88,9 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 	if span.Name == "" {
 		span.Name = system
 	}
+	if ip, ok := serverIP(ev.Server.Ip, ev.Server.IpLen); ok {
+		attrs = append(attrs, semconv.ServerAddress(ip.String()), semconv.ServerPort(int(ev.Server.Port)))
+	}
 	if ev.ErrorType != 0 {
 		span.Status = codes.Error
 		errType := p.TypeName(ev.ErrorType)
@@ -96,4 +101,15 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 	}
 	span.Attributes = attrs
 	span.Parent = kit.ClientParent(ev.HasParent, ev.Sc.TraceId, ev.ParentSpanId, ev.TraceFlags)
+}
+
+// serverIP is the address the C program read (n bytes of ip), if any.
+func serverIP(ip [16]uint8, n uint8) (netip.Addr, bool) {
+	switch n {
+	case 4:
+		return netip.AddrFrom4([4]byte(ip[:4])), true
+	case 16:
+		return netip.AddrFrom16(ip).Unmap(), true
+	}
+	return netip.Addr{}, false
 }

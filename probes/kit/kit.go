@@ -58,11 +58,14 @@ const (
 	ByGoroutine                    // the goroutine making the call
 )
 
-// SpecNames are the names of the library's specs, for messages.
+// SpecNames are the names of the library's probes, for messages: its specs that attach
+// to functions (not those that only read a dependency's fields: database/sql.pgx).
 func (l *Library) SpecNames() string {
-	names := make([]string, len(l.Specs))
-	for i, s := range l.Specs {
-		names[i] = s.Name
+	var names []string
+	for _, s := range l.Specs {
+		if len(s.Functions) > 0 {
+			names = append(names, s.Name)
+		}
 	}
 	return strings.Join(names, ", ")
 }

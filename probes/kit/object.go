@@ -568,3 +568,27 @@ func closeAttachments(as []attachment) error {
 	}
 	return bpf.CloseAll(links)
 }
+
+// PointerTypes are the addresses, in the app, of the type descriptors of *T for the
+// structs T named ("github.com/lib/pq.conn"): what a program compares an interface's
+// type word with, to know what it holds. A struct whose pointer type the binary lacks
+// is left out. The binary is read again (in Load, beside the analysis of its fields).
+// The addresses are link addresses, for InApp.
+func (o *Object) PointerTypes(structs ...string) (map[string]uint64, error) {
+	b, err := offsets.Open(o.target.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	return b.PointerTypeAddrs(structs)
+}
+
+// InApp relocates link addresses of the app's binary to where the app has them. For a
+// position-independent app that is known only once it runs (the app's exec at the
+// gate's release): until then, an error.
+func (o *Object) InApp(links map[string]uint64) (map[string]uint64, error) {
+	return o.types.Addresses(o.target.PID, links)
+}
+
+// SetVariables sets global variables of the loaded programs, at any time.
+func (o *Object) SetVariables(vars map[string]uint64) error { return o.objs.SetVariables(vars) }
