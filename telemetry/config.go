@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ type Config struct {
 	Sampling     Sampling // OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
 	TraceContext bool     // OTEL_PROPAGATORS has tracecontext (the default)
 	Batch        Batch    // OTEL_BSP_*
+	Metrics      Metrics  // OTEL_METRICS_EXPORTER, OTEL_METRIC_*, OTEL_EXPORTER_OTLP_[METRICS_]*
 	// Warnings are settings the specification says to replace, when invalid, by their
 	// default: each says which and what was used instead.
 	Warnings []string
@@ -44,6 +46,22 @@ type OTLP struct {
 	ClientKey         string
 }
 
+// Metrics is the metrics pipeline's configuration: the request, call and operation
+// duration histograms made from the probes' spans (every one, sampled or not).
+type Metrics struct {
+	Exporters []string // OTEL_METRICS_EXPORTER without "none": "otlp", "console"
+	OTLP      OTLP     // OTEL_EXPORTER_OTLP_[METRICS_]*
+	// Interval and Timeout are the periodic reader's: OTEL_METRIC_EXPORT_INTERVAL and
+	// OTEL_METRIC_EXPORT_TIMEOUT.
+	Interval, Timeout time.Duration
+	// Temporality is OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "cumulative"
+	// (the default), "delta" or "lowmemory".
+	Temporality string
+	// ExemplarFilter is OTEL_METRICS_EXEMPLAR_FILTER: "trace_based" (the default: a
+	// measurement of a sampled span may be an exemplar), "always_on" or "always_off".
+	ExemplarFilter string
+}
+
 // Batch is the batch span processor's configuration.
 type Batch struct {
 	ScheduleDelay      time.Duration
@@ -54,10 +72,19 @@ type Batch struct {
 
 // The specification's defaults.
 const (
-	defaultGRPCEndpoint = "http://localhost:4317"
-	defaultHTTPEndpoint = "http://localhost:4318"
-	tracesPath          = "/v1/traces"
-	defaultTimeout      = 10 * time.Second
+	defaultGRPCEndpoint    = "http://localhost:4317"
+	defaultHTTPEndpoint    = "http://localhost:4318"
+	defaultTimeout         = 10 * time.Second
+	defaultMetricsInterval = 60 * time.Second
+	defaultMetricsTimeout  = 30 * time.Second
+)
+
+// Signals: their OTLP variables' infix and their HTTP path.
+type signal struct{ name, path string }
+
+var (
+	tracesSignal  = signal{"TRACES", "/v1/traces"}
+	metricsSignal = signal{"METRICS", "/v1/metrics"}
 )
 
 var defaultBatch = Batch{ScheduleDelay: 5 * time.Second, ExportTimeout: 30 * time.Second, MaxQueueSize: 2048, MaxExportBatchSize: 512}
@@ -72,14 +99,18 @@ type env struct {
 	warnings []string
 }
 
+// warn notes a setting replaced by its default, once (a generic variable is read for
+// each signal).
 func (e *env) warn(format string, args ...any) {
-	e.warnings = append(e.warnings, fmt.Sprintf(format, args...))
+	if w := fmt.Sprintf(format, args...); !slices.Contains(e.warnings, w) {
+		e.warnings = append(e.warnings, w)
+	}
 }
 
-// signal is the first of the trace-specific variable and the generic one that is set:
+// signal is the first of the signal-specific variable and the generic one that is set:
 // OTEL_EXPORTER_OTLP_TRACES_X, else OTEL_EXPORTER_OTLP_X.
-func (e *env) signal(suffix string) (name, value string) {
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_" + suffix, "OTEL_EXPORTER_OTLP_" + suffix} {
+func (e *env) signal(sig signal, suffix string) (name, value string) {
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_" + sig.name + "_" + suffix, "OTEL_EXPORTER_OTLP_" + suffix} {
 		if v := strings.TrimSpace(e.get(name)); v != "" {
 			return name, v
 		}
@@ -94,22 +125,15 @@ func configFrom(getenv func(string) string) (Config, error) {
 		return Config{Disabled: true}, nil
 	}
 	var errs []error
-	exporters := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER"))
-	if exporters == "" {
-		exporters = "otlp"
-	}
-	for _, name := range strings.Split(exporters, ",") {
-		switch name = strings.TrimSpace(name); name {
-		case "otlp", "console":
-			c.Exporters = append(c.Exporters, name)
-		case "none", "":
-		default:
-			errs = append(errs, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: %q is not an exporter: want otlp, console or none", exporters, name))
-		}
-	}
 	var err error
-	if c.OTLP, err = e.otlp(); err != nil {
+	if c.Exporters, err = e.exporters("OTEL_TRACES_EXPORTER"); err != nil {
 		errs = append(errs, err)
+	}
+	if c.OTLP, err = e.otlp(tracesSignal); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Metrics, err = e.metrics(); err != nil && (len(errs) == 0 || err.Error() != errs[len(errs)-1].Error()) {
+		errs = append(errs, err) // not a generic variable's error twice
 	}
 	c.Sampling = e.sampling()
 	c.TraceContext = e.traceContext()
@@ -118,15 +142,88 @@ func configFrom(getenv func(string) string) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-func (e *env) otlp() (OTLP, error) {
+// exporters reads a signal's exporter list (OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER):
+// otlp by default, "none" for none.
+func (e *env) exporters(name string) ([]string, error) {
+	raw := strings.TrimSpace(e.get(name))
+	if raw == "" {
+		raw = "otlp"
+	}
+	var exps []string
+	for _, exp := range strings.Split(raw, ",") {
+		switch exp = strings.TrimSpace(exp); exp {
+		case "otlp", "console":
+			if !slices.Contains(exps, exp) {
+				exps = append(exps, exp)
+			}
+		case "none", "":
+		default:
+			return exps, fmt.Errorf("%s=%s: %q is not an exporter the launcher has: want otlp, console or none", name, raw, exp)
+		}
+	}
+	return exps, nil
+}
+
+// metrics reads the metrics pipeline's variables.
+func (e *env) metrics() (Metrics, error) {
+	m := Metrics{Interval: defaultMetricsInterval, Timeout: defaultMetricsTimeout, Temporality: "cumulative", ExemplarFilter: "trace_based"}
+	var errs []error
+	var err error
+	if m.Exporters, err = e.exporters("OTEL_METRICS_EXPORTER"); err != nil {
+		errs = append(errs, err)
+	}
+	if len(m.Exporters) > 0 {
+		if m.OTLP, err = e.otlp(metricsSignal); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.milliseconds("OTEL_METRIC_EXPORT_INTERVAL", &m.Interval, false)
+	e.milliseconds("OTEL_METRIC_EXPORT_TIMEOUT", &m.Timeout, true)
+	const pref = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+	if v := strings.ToLower(strings.TrimSpace(e.get(pref))); v != "" {
+		switch v {
+		case "cumulative", "delta", "lowmemory":
+			m.Temporality = v
+		default:
+			e.warn("%s=%s: want cumulative, delta or lowmemory: using cumulative", pref, e.get(pref))
+		}
+	}
+	const filter = "OTEL_METRICS_EXEMPLAR_FILTER"
+	if v := strings.ToLower(strings.TrimSpace(e.get(filter))); v != "" {
+		switch v {
+		case "trace_based", "always_on", "always_off":
+			m.ExemplarFilter = v
+		default:
+			e.warn("%s=%s: want trace_based, always_on or always_off: using trace_based", filter, e.get(filter))
+		}
+	}
+	return m, errors.Join(errs...)
+}
+
+// milliseconds reads a duration variable in milliseconds into dst, which holds its
+// default; zero only if zeroOK.
+func (e *env) milliseconds(name string, dst *time.Duration, zeroOK bool) {
+	v := strings.TrimSpace(e.get(name))
+	if v == "" {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n == 0 && !zeroOK {
+		e.warn("%s=%s: want milliseconds: using %d", name, v, dst.Milliseconds())
+		return
+	}
+	*dst = time.Duration(n) * time.Millisecond
+}
+
+func (e *env) otlp(sig signal) (OTLP, error) {
 	o := OTLP{Protocol: "grpc", Timeout: defaultTimeout}
-	if name, p := e.signal("PROTOCOL"); p != "" {
+	if name, p := e.signal(sig, "PROTOCOL"); p != "" {
 		if p != "grpc" && p != "http/protobuf" {
 			return o, fmt.Errorf("%s=%s: want grpc or http/protobuf", name, p)
 		}
 		o.Protocol = p
 	}
-	_, insecure := e.signal("INSECURE")
+	_, insecure := e.signal(sig, "INSECURE")
 	if insecure != "" {
 		b, err := strconv.ParseBool(insecure)
 		if err != nil {
@@ -134,13 +231,13 @@ func (e *env) otlp() (OTLP, error) {
 		}
 		o.Insecure = b
 	}
-	if err := o.endpoint(e); err != nil {
+	if err := o.endpoint(e, sig); err != nil {
 		return o, err
 	}
-	if name, h := e.signal("HEADERS"); h != "" {
+	if name, h := e.signal(sig, "HEADERS"); h != "" {
 		o.Headers = e.headers(name, h)
 	}
-	if name, t := e.signal("TIMEOUT"); t != "" {
+	if name, t := e.signal(sig, "TIMEOUT"); t != "" {
 		ms, err := strconv.Atoi(t)
 		if err != nil || ms < 0 {
 			e.warn("%s=%s: want milliseconds: using %d", name, t, defaultTimeout.Milliseconds())
@@ -148,7 +245,7 @@ func (e *env) otlp() (OTLP, error) {
 			o.Timeout = time.Duration(ms) * time.Millisecond
 		}
 	}
-	if name, c := e.signal("COMPRESSION"); c != "" {
+	if name, c := e.signal(sig, "COMPRESSION"); c != "" {
 		switch c {
 		case "gzip":
 			o.Compression = "gzip"
@@ -162,7 +259,7 @@ func (e *env) otlp() (OTLP, error) {
 		suffix string
 		dst    *string
 	}{{"CERTIFICATE", &o.Certificate}, {"CLIENT_CERTIFICATE", &o.ClientCertificate}, {"CLIENT_KEY", &o.ClientKey}} {
-		name, path := e.signal(f.suffix)
+		name, path := e.signal(sig, f.suffix)
 		if path == "" {
 			continue
 		}
@@ -177,13 +274,15 @@ func (e *env) otlp() (OTLP, error) {
 	return o, errors.Join(errs...)
 }
 
-// endpoint resolves where spans go, as the OTLP exporter specification says: the
-// trace-specific variable is used as it is; the generic one is a base URL, to which
-// http/protobuf adds /v1/traces; the default is http://localhost:4317 (gRPC) or
-// http://localhost:4318/v1/traces, plaintext. A gRPC endpoint may omit the scheme.
-func (o *OTLP) endpoint(e *env) error {
+// endpoint resolves where a signal's data goes, as the OTLP exporter specification
+// says: the signal-specific variable is used as it is; the generic one is a base URL,
+// to which http/protobuf adds /v1/traces (/v1/metrics); the default is
+// http://localhost:4317 (gRPC) or http://localhost:4318/v1/traces, plaintext. A gRPC
+// endpoint may omit the scheme.
+func (o *OTLP) endpoint(e *env, sig signal) error {
 	name, raw := "", ""
-	for _, n := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+	specific := "OTEL_EXPORTER_OTLP_" + sig.name + "_ENDPOINT"
+	for _, n := range []string{specific, "OTEL_EXPORTER_OTLP_ENDPOINT"} {
 		if v := strings.TrimSpace(e.get(n)); v != "" {
 			name, raw = n, v
 			break
@@ -244,8 +343,8 @@ func (o *OTLP) endpoint(e *env) error {
 	o.Insecure = u.Scheme == "http"
 	if o.Protocol == "grpc" {
 		u.Path, u.RawQuery = "", ""
-	} else if name != "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" {
-		u.Path = strings.TrimSuffix(u.Path, "/") + tracesPath
+	} else if name != specific {
+		u.Path = strings.TrimSuffix(u.Path, "/") + sig.path
 	} else if u.Path == "" {
 		u.Path = "/"
 	}
@@ -274,16 +373,6 @@ func (e *env) headers(name, raw string) map[string]string {
 
 func (e *env) batch() Batch {
 	b := defaultBatch
-	ms := func(name string, dst *time.Duration) {
-		if v := strings.TrimSpace(e.get(name)); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				e.warn("%s=%s: want milliseconds: using %d", name, v, dst.Milliseconds())
-				return
-			}
-			*dst = time.Duration(n) * time.Millisecond
-		}
-	}
 	count := func(name string, dst *int) {
 		if v := strings.TrimSpace(e.get(name)); v != "" {
 			n, err := strconv.Atoi(v)
@@ -294,8 +383,8 @@ func (e *env) batch() Batch {
 			*dst = n
 		}
 	}
-	ms("OTEL_BSP_SCHEDULE_DELAY", &b.ScheduleDelay)
-	ms("OTEL_BSP_EXPORT_TIMEOUT", &b.ExportTimeout)
+	e.milliseconds("OTEL_BSP_SCHEDULE_DELAY", &b.ScheduleDelay, true)
+	e.milliseconds("OTEL_BSP_EXPORT_TIMEOUT", &b.ExportTimeout, true)
 	count("OTEL_BSP_MAX_QUEUE_SIZE", &b.MaxQueueSize)
 	count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &b.MaxExportBatchSize)
 	if b.MaxExportBatchSize > b.MaxQueueSize {

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,7 @@ type vars map[string]string
 func (v vars) get(name string) string { return v[name] }
 
 func testConfig() Config {
-	c, err := configFrom(vars{}.get)
+	c, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "none"}.get) // the trace pipeline alone
 	if err != nil {
 		panic(err)
 	}
@@ -196,5 +197,52 @@ func TestStopWaiting(t *testing.T) {
 	close(exp.gate)
 	if err := p.Shutdown(context.Background()); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("second Shutdown: %v", err)
+	}
+}
+
+// The metrics pipeline's variables: its own exporter list, endpoint (generic base +
+// /v1/metrics, or the metrics-specific one as given), interval, timeout, temporality
+// and exemplar filter; invalid values warned about and defaulted.
+func TestMetricsSettings(t *testing.T) {
+	cfg, err := configFrom(vars{}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Metrics
+	if !slices.Equal(m.Exporters, []string{"otlp"}) || m.OTLP.Endpoint.String() != "http://localhost:4317" || m.Interval != time.Minute ||
+		m.Timeout != 30*time.Second || m.Temporality != "cumulative" || m.ExemplarFilter != "trace_based" {
+		t.Errorf("defaults %+v", m)
+	}
+	cfg, err = configFrom(vars{
+		"OTEL_METRICS_EXPORTER":                             "console,otlp",
+		"OTEL_EXPORTER_OTLP_PROTOCOL":                       "http/protobuf",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":                       "http://c:4318",
+		"OTEL_EXPORTER_OTLP_METRICS_HEADERS":                "k=v",
+		"OTEL_METRIC_EXPORT_INTERVAL":                       "250",
+		"OTEL_METRIC_EXPORT_TIMEOUT":                        "soon",
+		"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Delta",
+		"OTEL_METRICS_EXEMPLAR_FILTER":                      "sometimes",
+	}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = cfg.Metrics
+	if !slices.Equal(m.Exporters, []string{"console", "otlp"}) || m.OTLP.Endpoint.String() != "http://c:4318/v1/metrics" || m.OTLP.Headers["k"] != "v" ||
+		cfg.OTLP.Headers["k"] != "" || cfg.OTLP.Endpoint.String() != "http://c:4318/v1/traces" || m.Interval != 250*time.Millisecond ||
+		m.Timeout != 30*time.Second || m.Temporality != "delta" || m.ExemplarFilter != "trace_based" {
+		t.Errorf("settings %+v (traces %s)", m, cfg.OTLP.Endpoint)
+	}
+	if len(cfg.Warnings) != 2 {
+		t.Errorf("warnings %q, want OTEL_METRIC_EXPORT_TIMEOUT's and OTEL_METRICS_EXEMPLAR_FILTER's", cfg.Warnings)
+	}
+	cfg, err = configFrom(vars{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:9/custom", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "none"}.get)
+	if err != nil || len(cfg.Metrics.Exporters) != 0 {
+		t.Errorf("none: %v %+v", err, cfg.Metrics)
+	}
+	if _, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "prometheus"}.get); err == nil || !strings.Contains(err.Error(), "OTEL_METRICS_EXPORTER=prometheus") {
+		t.Errorf("prometheus: %v", err)
+	}
+	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); err == nil || strings.Count(err.Error(), "garbage") != 1 {
+		t.Errorf("a bad generic endpoint is said once: %v", err)
 	}
 }

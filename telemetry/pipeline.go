@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,8 @@ type Pipeline struct {
 	tracer    trace.Tracer
 	clock     *Clock
 	exporters []*account
-	closing   chan struct{} // closed by StopWaiting: emitting no longer waits for room
+	metrics   *requestMetrics // nil without a metrics exporter
+	closing   chan struct{}   // closed by StopWaiting: emitting no longer waits for room
 	closeOnce sync.Once
 	stop      chan struct{}
 	done      sync.WaitGroup
@@ -68,6 +70,9 @@ func newPipeline(ctx context.Context, app App, cfg Config, exps []namedExporter)
 		return nil, err
 	}
 	p := &Pipeline{clock: NewClock(), closing: make(chan struct{}), stop: make(chan struct{}), finished: make(chan struct{})}
+	if p.metrics, err = newRequestMetrics(ctx, cfg.Metrics, res); err != nil {
+		return nil, err
+	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res), sdktrace.WithIDGenerator(kernelIDs{}), sdktrace.WithSampler(cfg.Sampling.sdkSampler()),
 	}
@@ -112,9 +117,9 @@ func (p *Pipeline) refreshClock() {
 	}
 }
 
-// Emit hands a span to the SDK, which samples it and queues it for export. It waits
-// while an exporter's queue is full, until Shutdown; the span is then counted as
-// dropped.
+// Emit hands a span to the SDK, which samples it and queues it for export, and counts
+// it in its duration histogram, sampled or not. It waits while an exporter's queue is
+// full, until Shutdown; the span is then counted as dropped.
 func (p *Pipeline) Emit(s *Span) {
 	ctx := context.WithValue(context.Background(), idsKey{}, ids{s.TraceID, s.SpanID})
 	if s.Parent.IsValid() {
@@ -128,10 +133,19 @@ func (p *Pipeline) Emit(s *Span) {
 		span.SetStatus(s.Status, s.StatusDescription)
 	}
 	span.End(trace.WithTimestamp(p.clock.Wall(s.End)))
+	if p.metrics != nil {
+		p.metrics.record(s, span.SpanContext())
+	}
 }
 
 // ForceFlush exports what is queued, within ctx.
-func (p *Pipeline) ForceFlush(ctx context.Context) error { return p.tp.ForceFlush(ctx) }
+func (p *Pipeline) ForceFlush(ctx context.Context) error {
+	err := p.tp.ForceFlush(ctx)
+	if p.metrics != nil {
+		err = errors.Join(err, p.metrics.forceFlush(ctx))
+	}
+	return err
+}
 
 // StopWaiting makes Emit drop (and count) a span that finds its exporter's queue full,
 // instead of waiting for room: for the launcher's last moments, when what is left in
@@ -149,6 +163,9 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			close(p.stop)
 			p.done.Wait()
 			p.shutdownErr = p.tp.Shutdown(ctx)
+			if p.metrics != nil {
+				p.shutdownErr = errors.Join(p.shutdownErr, p.metrics.shutdown(ctx))
+			}
 		}()
 	})
 	select {
@@ -350,10 +367,14 @@ func (r *rateLimitedErrors) Handle(err error) {
 		r.withheld++
 		return
 	}
+	what := "exporting spans: "
+	if strings.Contains(err.Error(), "metrics") { // the metrics SDK's: "failed to upload metrics: ..."
+		what = "exporting metrics: "
+	}
 	if r.withheld > 0 {
-		slog.Warn(fmt.Sprintf("exporting spans: %v (and %d more errors)", err, r.withheld))
+		slog.Warn(fmt.Sprintf("%s%v (and %d more errors)", what, err, r.withheld))
 	} else {
-		slog.Warn("exporting spans: " + err.Error())
+		slog.Warn(what + err.Error())
 	}
 	r.last, r.withheld = time.Now(), 0
 }

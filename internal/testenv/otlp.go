@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -29,9 +30,11 @@ type Span struct {
 	Resource                      map[string]any
 }
 
-// Receiver is a real OTLP/gRPC trace receiver (the collector's TraceService).
+// Receiver is a real OTLP/gRPC receiver: the collector's TraceService, and its
+// MetricsService on the same endpoint.
 type Receiver struct {
 	collectortrace.UnimplementedTraceServiceServer
+	metrics   *metricsReceiver
 	Endpoint  string // http://127.0.0.1:PORT, for OTEL_EXPORTER_OTLP_ENDPOINT
 	srv       *grpc.Server
 	mu        sync.Mutex
@@ -73,8 +76,10 @@ func newReceiver(addr string) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Receiver{Endpoint: "http://" + l.Addr().String(), srv: grpc.NewServer(), changed: make(chan struct{})}
+	r := &Receiver{Endpoint: "http://" + l.Addr().String(), srv: grpc.NewServer(), changed: make(chan struct{}),
+		metrics: &metricsReceiver{changed: make(chan struct{})}}
 	collectortrace.RegisterTraceServiceServer(r.srv, r)
+	collectormetrics.RegisterMetricsServiceServer(r.srv, r.metrics)
 	go r.srv.Serve(l)
 	return r, nil
 }

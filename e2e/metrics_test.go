@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// Request metrics from the spans' events: known numbers of requests per route and
+// status (5xx among them) and of client calls (refused ones among them) give exactly
+// those counts in http.server.request.duration and http.client.request.duration,
+// whether the sampler keeps every trace or none (always_off: no span exported, every
+// request counted); 10,000 distinct paths of one route stay one attribute set (the
+// route, never the path); the last measurements are flushed when the app exits;
+// exemplars name sampled spans only.
+func TestRequestMetrics(t *testing.T) {
+	testenv.RequireRoot(t)
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	for _, sampler := range []string{"always_on", "always_off"} {
+		t.Run(sampler, func(t *testing.T) { requestMetrics(t, tg, sampler) })
+	}
+}
+
+func requestMetrics(t *testing.T, tg testenv.Target, sampler string) {
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_METRIC_EXPORT_INTERVAL=60000", // the final flush at exit must deliver them
+		"OTEL_SERVICE_NAME=metrics", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_METRICS_EXPORTER=",
+		"OTEL_TRACES_SAMPLER="+sampler, "UPSTREAM=http://"+addr)
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path, addr)
+	firstRequest(t, addr, "/items/first")
+	client := &http.Client{}
+	get := func(path string, want int) {
+		t.Helper()
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v\n%s", path, err, r.stderr)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("GET %s: %s, want %d", path, resp.Status, want)
+		}
+	}
+	const items, unavailable, proxied, refused = 10000, 30, 10, 5
+	for i := 0; i < items; i++ {
+		get(fmt.Sprintf("/items/%d", i), 200)
+	}
+	for i := 0; i < unavailable; i++ {
+		get("/status/503", 503)
+	}
+	for i := 0; i < proxied; i++ {
+		get("/proxy", 200) // and its call of /echo, served here too
+	}
+	for i := 0; i < refused; i++ {
+		get("/refused", 502)
+	}
+	r.signal(syscall.SIGTERM)
+	if e := r.wait(20 * time.Second); e.signal != 0 || e.code != 0 && e.code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("exit %+v\n%s", e, r.stderr)
+	}
+
+	// The last point of each attribute set (cumulative: the totals).
+	type key struct{ metric, attrs string }
+	last := map[key]testenv.Histogram{}
+	for _, h := range recv.Histograms() {
+		if h.Temporality != metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE || h.Unit != "s" {
+			t.Errorf("%s: temporality %v, unit %q", h.Metric, h.Temporality, h.Unit)
+		}
+		if h.Resource["service.name"] != "metrics" {
+			t.Errorf("%s: resource %v", h.Metric, h.Resource)
+		}
+		k := key{h.Metric, attrString(h.Attrs)}
+		if p, ok := last[k]; !ok || h.Count >= p.Count {
+			last[k] = h
+		}
+	}
+	counts := map[key]uint64{}
+	var keys []string
+	for k, h := range last {
+		counts[k] = h.Count
+		keys = append(keys, fmt.Sprintf("%s %s: %d", k.metric, k.attrs, h.Count))
+	}
+	sort.Strings(keys)
+	server, client_ := "http.server.request.duration", "http.client.request.duration"
+	want := map[key]uint64{
+		{server, "error.type=503 http.request.method=GET http.response.status_code=503 http.route=/status/{code} network.protocol.version=1.1 url.scheme=http"}: unavailable,
+		{server, "http.request.method=GET http.response.status_code=200 http.route=/items/{id} network.protocol.version=1.1 url.scheme=http"}:                 items + 1,
+		{server, "http.request.method=GET http.response.status_code=200 http.route=/proxy network.protocol.version=1.1 url.scheme=http"}:                      proxied,
+		{server, "http.request.method=GET http.response.status_code=200 http.route=/echo network.protocol.version=1.1 url.scheme=http"}:                       proxied,
+		{server, "error.type=502 http.request.method=GET http.response.status_code=502 http.route=/refused network.protocol.version=1.1 url.scheme=http"}:     refused,
+	}
+	for k, n := range want {
+		if counts[k] != n {
+			t.Errorf("%s %s: %d, want %d\nreceived:\n%s", k.metric, k.attrs, counts[k], n, strings.Join(keys, "\n"))
+		}
+	}
+	var clientCalls, clientErrors uint64
+	sets := 0
+	for k, n := range counts {
+		switch k.metric {
+		case client_:
+			clientCalls += n
+			if strings.Contains(k.attrs, "error.type=") {
+				clientErrors += n
+			}
+			if !strings.Contains(k.attrs, "server.address=127.0.0.1") || !strings.Contains(k.attrs, "server.port=") {
+				t.Errorf("client point without its server: %s", k.attrs)
+			}
+		case server:
+			sets++
+		}
+		for _, banned := range []string{"url.path", "url.full", "client.", "network.peer", "/items/1"} {
+			if strings.Contains(k.attrs, banned) {
+				t.Errorf("%s: a high-cardinality attribute: %s", k.metric, k.attrs)
+			}
+		}
+	}
+	if clientCalls != proxied+refused || clientErrors != refused {
+		t.Errorf("client calls %d (%d errors), want %d (%d)\n%s", clientCalls, clientErrors, proxied+refused, refused, strings.Join(keys, "\n"))
+	}
+	if sets != len(want) {
+		t.Errorf("%d attribute sets of %s, want %d:\n%s", sets, server, len(want), strings.Join(keys, "\n"))
+	}
+
+	spans := recv.Spans()
+	exemplars := 0
+	for _, h := range last {
+		for _, e := range h.Exemplars {
+			exemplars++
+			if !slices.ContainsFunc(spans, func(s testenv.Span) bool { return s.TraceID == e.TraceID && s.SpanID == e.SpanID }) {
+				t.Errorf("%s: exemplar %s/%s is no span exported", h.Metric, e.TraceID, e.SpanID)
+			}
+		}
+	}
+	switch sampler {
+	case "always_on":
+		if exemplars == 0 || len(spans) == 0 {
+			t.Errorf("always_on: %d exemplars, %d spans", exemplars, len(spans))
+		}
+	case "always_off":
+		if exemplars != 0 || len(spans) != 0 {
+			t.Errorf("always_off: %d exemplars, %d spans", exemplars, len(spans))
+		}
+	}
+	if said := launcherLines(r); said != "" {
+		t.Errorf("the launcher said:\n%s", said)
+	}
+}
+
+// attrString is a point's attributes, sorted: "k=v k2=v2".
+func attrString(attrs map[string]any) string {
+	var kv []string
+	for k, v := range attrs {
+		kv = append(kv, fmt.Sprintf("%s=%v", k, v))
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, " ")
+}

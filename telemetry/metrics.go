@@ -1,0 +1,239 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/dbconv"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/httpconv"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/rpcconv"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// cardinalityLimit bounds the attribute sets of each histogram: past it, measurements
+// go to the SDK's overflow set (otel.metric.overflow=true), so memory stays bounded
+// whatever the app serves. The attributes kept are the conventions' low-cardinality
+// ones (a route, never a path), so a real service stays far below it.
+const cardinalityLimit = 2000
+
+// durationMetric is one of the conventions' duration histograms, and the attributes of
+// a span it keeps: only those the conventions give it, never ids, paths or client ports.
+type durationMetric struct {
+	hist metric.Float64Histogram
+	keep map[attribute.Key]bool
+}
+
+// requestMetrics records the conventions' duration histograms from spans: every span
+// the probes make, sampled or not, and exports them with the metrics SDK.
+type requestMetrics struct {
+	mp                                               *sdkmetric.MeterProvider
+	httpServer, httpClient, rpcServer, rpcClient, db durationMetric
+	pool                                             sync.Pool // []attribute.KeyValue buffers
+}
+
+// The conventions' recommended bucket boundaries, in seconds.
+var (
+	httpBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+	dbBuckets   = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
+)
+
+// newMetrics builds the metrics pipeline cfg describes, with the spans' resource; nil
+// without an exporter (OTEL_METRICS_EXPORTER=none).
+func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource) (*requestMetrics, error) {
+	if len(cfg.Exporters) == 0 {
+		return nil, nil
+	}
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithCardinalityLimit(cardinalityLimit),
+		sdkmetric.WithExemplarFilter(cfg.exemplarFilter())}
+	for _, name := range cfg.Exporters {
+		exp, err := metricExporter(ctx, name, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s metrics exporter: %w", name, err)
+		}
+		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp,
+			sdkmetric.WithInterval(cfg.Interval), sdkmetric.WithTimeout(cfg.Timeout))))
+	}
+	m := &requestMetrics{mp: sdkmetric.NewMeterProvider(opts...)}
+	m.pool.New = func() any { return new([]attribute.KeyValue) }
+	meter := m.mp.Meter("github.com/otel-go-launcher/otel-go-launcher")
+	var err error
+	histogram := func(dst *durationMetric, name, desc string, buckets []float64, keys ...attribute.Key) {
+		if err != nil {
+			return
+		}
+		dst.hist, err = meter.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(buckets...))
+		dst.keep = map[attribute.Key]bool{semconv.ErrorTypeKey: true}
+		for _, k := range keys {
+			dst.keep[k] = true
+		}
+	}
+	histogram(&m.httpServer, httpconv.ServerRequestDuration{}.Name(), httpconv.ServerRequestDuration{}.Description(), httpBuckets,
+		semconv.HTTPRequestMethodKey, semconv.HTTPResponseStatusCodeKey, semconv.HTTPRouteKey, semconv.URLSchemeKey,
+		semconv.NetworkProtocolNameKey, semconv.NetworkProtocolVersionKey)
+	histogram(&m.httpClient, httpconv.ClientRequestDuration{}.Name(), httpconv.ClientRequestDuration{}.Description(), httpBuckets,
+		semconv.HTTPRequestMethodKey, semconv.HTTPResponseStatusCodeKey, semconv.ServerAddressKey, semconv.ServerPortKey,
+		semconv.URLSchemeKey, semconv.NetworkProtocolNameKey, semconv.NetworkProtocolVersionKey)
+	histogram(&m.rpcServer, rpcconv.ServerCallDuration{}.Name(), rpcconv.ServerCallDuration{}.Description(), httpBuckets,
+		semconv.RPCSystemNameKey, semconv.RPCMethodKey, semconv.RPCResponseStatusCodeKey)
+	histogram(&m.rpcClient, rpcconv.ClientCallDuration{}.Name(), rpcconv.ClientCallDuration{}.Description(), httpBuckets,
+		semconv.RPCSystemNameKey, semconv.RPCMethodKey, semconv.RPCResponseStatusCodeKey, semconv.ServerAddressKey, semconv.ServerPortKey)
+	histogram(&m.db, dbconv.ClientOperationDuration{}.Name(), dbconv.ClientOperationDuration{}.Description(), dbBuckets,
+		semconv.DBSystemNameKey, semconv.DBOperationNameKey, semconv.DBCollectionNameKey, semconv.DBNamespaceKey,
+		semconv.DBResponseStatusCodeKey, semconv.ServerAddressKey, semconv.ServerPortKey)
+	if err != nil {
+		m.mp.Shutdown(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+// metricOf is the histogram a span counts in, by what its attributes say it is; nil
+// for none.
+func (m *requestMetrics) metricOf(s *Span) *durationMetric {
+	var rpc, db, http bool
+	for _, kv := range s.Attributes {
+		switch kv.Key {
+		case semconv.RPCSystemNameKey:
+			rpc = true
+		case semconv.DBSystemNameKey:
+			db = true
+		case semconv.HTTPRequestMethodKey:
+			http = true
+		}
+	}
+	server := s.Kind == trace.SpanKindServer
+	switch {
+	case rpc && server:
+		return &m.rpcServer
+	case rpc:
+		return &m.rpcClient
+	case db:
+		return &m.db
+	case http && server:
+		return &m.httpServer
+	case http:
+		return &m.httpClient
+	}
+	return nil
+}
+
+// record counts the span in its histogram. sc is its span context as the trace
+// pipeline decided it: a sampled span is an exemplar's trace.
+func (m *requestMetrics) record(s *Span, sc trace.SpanContext) {
+	d := m.metricOf(s)
+	if d == nil || s.End < s.Start {
+		return
+	}
+	buf := m.pool.Get().(*[]attribute.KeyValue)
+	attrs := (*buf)[:0]
+	for _, kv := range s.Attributes {
+		if d.keep[kv.Key] {
+			attrs = append(attrs, kv)
+		}
+	}
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	d.hist.Record(ctx, float64(s.End-s.Start)/1e9, metric.WithAttributeSet(attribute.NewSet(attrs...)))
+	*buf = attrs
+	m.pool.Put(buf)
+}
+
+// shutdown exports what is recorded, within ctx.
+func (m *requestMetrics) shutdown(ctx context.Context) error { return m.mp.Shutdown(ctx) }
+
+// forceFlush exports what is recorded, within ctx.
+func (m *requestMetrics) forceFlush(ctx context.Context) error { return m.mp.ForceFlush(ctx) }
+
+// exemplarFilter is OTEL_METRICS_EXEMPLAR_FILTER's.
+func (m Metrics) exemplarFilter() exemplar.Filter {
+	switch m.ExemplarFilter {
+	case "always_on":
+		return exemplar.AlwaysOnFilter
+	case "always_off":
+		return exemplar.AlwaysOffFilter
+	}
+	return exemplar.TraceBasedFilter
+}
+
+// temporality is the temporality selector of OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE.
+func (m Metrics) temporality(kind sdkmetric.InstrumentKind) metricdata.Temporality {
+	switch kind {
+	case sdkmetric.InstrumentKindCounter, sdkmetric.InstrumentKindHistogram:
+		if m.Temporality == "delta" || m.Temporality == "lowmemory" {
+			return metricdata.DeltaTemporality
+		}
+	case sdkmetric.InstrumentKindObservableCounter:
+		if m.Temporality == "delta" {
+			return metricdata.DeltaTemporality
+		}
+	}
+	return metricdata.CumulativeTemporality
+}
+
+// metricExporter builds the exporter name, with every setting explicit.
+func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Exporter, error) {
+	switch name {
+	case "console":
+		return stdoutmetric.New(stdoutmetric.WithPrettyPrint(), stdoutmetric.WithTemporalitySelector(cfg.temporality))
+	case "otlp":
+	default:
+		return nil, fmt.Errorf("no such exporter")
+	}
+	o := cfg.OTLP
+	var tlsConfig *tls.Config
+	if !o.Insecure {
+		var err error
+		if tlsConfig, err = o.TLSConfig(); err != nil {
+			return nil, err
+		}
+	}
+	if o.Protocol == "http/protobuf" {
+		opts := []otlpmetrichttp.Option{
+			otlpmetrichttp.WithEndpoint(o.Endpoint.Host),
+			otlpmetrichttp.WithURLPath(o.Endpoint.Path),
+			otlpmetrichttp.WithHeaders(o.Headers),
+			otlpmetrichttp.WithTimeout(o.Timeout),
+			otlpmetrichttp.WithTemporalitySelector(cfg.temporality),
+		}
+		if o.Insecure {
+			opts = append(opts, otlpmetrichttp.WithInsecure())
+		} else {
+			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(tlsConfig))
+		}
+		if o.Compression == "gzip" {
+			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))
+		} else {
+			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression))
+		}
+		return otlpmetrichttp.New(ctx, opts...)
+	}
+	creds := insecure.NewCredentials()
+	if !o.Insecure {
+		creds = credentials.NewTLS(tlsConfig)
+	}
+	opts := []otlpmetricgrpc.Option{
+		otlpmetricgrpc.WithEndpoint(o.Endpoint.Host),
+		otlpmetricgrpc.WithHeaders(o.Headers),
+		otlpmetricgrpc.WithTimeout(o.Timeout),
+		otlpmetricgrpc.WithTLSCredentials(creds),
+		otlpmetricgrpc.WithTemporalitySelector(cfg.temporality),
+	}
+	if o.Compression == "gzip" {
+		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
+	}
+	return otlpmetricgrpc.New(ctx, opts...)
+}
