@@ -97,10 +97,10 @@ func requestMetrics(t *testing.T, tg testenv.Target, sampler string) {
 	server, client_ := "http.server.request.duration", "http.client.request.duration"
 	want := map[key]uint64{
 		{server, "error.type=503 http.request.method=GET http.response.status_code=503 http.route=/status/{code} network.protocol.version=1.1 url.scheme=http"}: unavailable,
-		{server, "http.request.method=GET http.response.status_code=200 http.route=/items/{id} network.protocol.version=1.1 url.scheme=http"}:                 items + 1,
-		{server, "http.request.method=GET http.response.status_code=200 http.route=/proxy network.protocol.version=1.1 url.scheme=http"}:                      proxied,
-		{server, "http.request.method=GET http.response.status_code=200 http.route=/echo network.protocol.version=1.1 url.scheme=http"}:                       proxied,
-		{server, "error.type=502 http.request.method=GET http.response.status_code=502 http.route=/refused network.protocol.version=1.1 url.scheme=http"}:     refused,
+		{server, "http.request.method=GET http.response.status_code=200 http.route=/items/{id} network.protocol.version=1.1 url.scheme=http"}:                   items + 1,
+		{server, "http.request.method=GET http.response.status_code=200 http.route=/proxy network.protocol.version=1.1 url.scheme=http"}:                        proxied,
+		{server, "http.request.method=GET http.response.status_code=200 http.route=/echo network.protocol.version=1.1 url.scheme=http"}:                         proxied,
+		{server, "error.type=502 http.request.method=GET http.response.status_code=502 http.route=/refused network.protocol.version=1.1 url.scheme=http"}:       refused,
 	}
 	for k, n := range want {
 		if counts[k] != n {
