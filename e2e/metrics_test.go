@@ -169,3 +169,30 @@ func attrString(attrs map[string]any) string {
 	sort.Strings(kv)
 	return strings.Join(kv, " ")
 }
+
+// OTEL_METRICS_EXPORTER=console: the histograms go to the launcher's standard output
+// (the app's too), flushed when the app exits, with the requests counted.
+func TestRequestMetricsConsole(t *testing.T) {
+	testenv.RequireRoot(t)
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	addr := freeAddr(t)
+	var out syncBuffer
+	env := append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=console", "OTEL_SERVICE_NAME=console-metrics")
+	r := start(t, opts{env: env, stdin: strings.NewReader(""), stdout: &out}, launchBin(t), "--require-instrumentation", "--", tg.Path, addr)
+	firstRequest(t, addr, "/items/first")
+	for i := 0; i < 6; i++ {
+		resp, err := http.Get(fmt.Sprintf("http://%s/items/%d", addr, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+	s := out.String()
+	for _, want := range []string{`"Name": "http.server.request.duration"`, `"Unit": "s"`, `"Value": "/items/{id}"`, `"Count": 7`, `"Value": "console-metrics"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("no %s in the console output:\n%s\n%s", want, s, r.stderr)
+		}
+	}
+}

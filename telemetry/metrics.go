@@ -51,14 +51,17 @@ var (
 	dbBuckets   = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
 )
 
-// newMetrics builds the metrics pipeline cfg describes, with the spans' resource; nil
-// without an exporter (OTEL_METRICS_EXPORTER=none).
-func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource) (*requestMetrics, error) {
-	if len(cfg.Exporters) == 0 {
+// newRequestMetrics builds the metrics pipeline cfg describes, with the spans' resource
+// (and readers, for tests); nil without an exporter (OTEL_METRICS_EXPORTER=none).
+func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource, readers ...sdkmetric.Reader) (*requestMetrics, error) {
+	if len(cfg.Exporters) == 0 && len(readers) == 0 {
 		return nil, nil
 	}
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithCardinalityLimit(cardinalityLimit),
 		sdkmetric.WithExemplarFilter(cfg.exemplarFilter())}
+	for _, r := range readers {
+		opts = append(opts, sdkmetric.WithReader(r))
+	}
 	for _, name := range cfg.Exporters {
 		exp, err := metricExporter(ctx, name, cfg)
 		if err != nil {

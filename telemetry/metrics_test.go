@@ -1,0 +1,85 @@
+package telemetry
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Each library's spans count in their convention's histogram, in seconds, with that
+// histogram's attributes only: never an id, a path, a query's text or a client port.
+func TestRequestMetricsOfEachKind(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	m, err := newRequestMetrics(context.Background(), Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.shutdown(context.Background())
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	record := func(kind trace.SpanKind, ms uint64, attrs ...attribute.KeyValue) {
+		m.record(&Span{Kind: kind, Start: 1e9, End: 1e9 + ms*1e6, Attributes: attrs}, sc)
+	}
+	record(trace.SpanKindServer, 20, semconv.HTTPRequestMethodGet, semconv.HTTPRoute("/items/{id}"), semconv.URLPath("/items/7"),
+		semconv.HTTPResponseStatusCode(200), semconv.ClientAddress("10.0.0.1"), semconv.ClientPort(50123), semconv.UserAgentOriginal("curl"))
+	record(trace.SpanKindClient, 30, semconv.HTTPRequestMethodPost, semconv.URLFull("http://api:8080/x?token=1"), semconv.ServerAddress("api"),
+		semconv.ServerPort(8080), semconv.HTTPResponseStatusCode(503), semconv.ErrorTypeKey.String("503"))
+	record(trace.SpanKindServer, 5, semconv.RPCSystemNameGRPC, semconv.RPCMethod("hello.Greeter/Say"), semconv.RPCResponseStatusCode("OK"),
+		semconv.ClientAddress("10.0.0.2"))
+	record(trace.SpanKindClient, 6, semconv.RPCSystemNameGRPC, semconv.RPCMethod("hello.Greeter/Say"), semconv.RPCResponseStatusCode("UNAVAILABLE"),
+		semconv.ServerAddress("greeter"), semconv.ServerPort(50051), semconv.ErrorTypeKey.String("UNAVAILABLE"))
+	record(trace.SpanKindClient, 2, semconv.DBSystemNamePostgreSQL, semconv.DBQueryText("SELECT * FROM t WHERE id = $1"),
+		semconv.DBOperationName("SELECT"), semconv.DBCollectionName("t"), semconv.ServerAddress("10.0.0.3"), semconv.ServerPort(5432))
+	record(trace.SpanKindClient, 1, semconv.DBSystemNameRedis, semconv.DBOperationName("GET"), semconv.DBNamespace("3"),
+		semconv.DBResponseStatusCode("WRONGTYPE"), semconv.ErrorTypeKey.String("WRONGTYPE"))
+	record(trace.SpanKindInternal, 1) // nothing a convention measures
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, mt := range sm.Metrics {
+			if mt.Unit != "s" {
+				t.Errorf("%s: unit %q", mt.Name, mt.Unit)
+			}
+			for _, p := range mt.Data.(metricdata.Histogram[float64]).DataPoints {
+				var kv []string
+				for _, a := range p.Attributes.ToSlice() {
+					kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+				}
+				got[mt.Name] = append(got[mt.Name], strings.Join(kv, " "))
+				if p.Count != 1 || len(p.Exemplars) != 1 || p.Exemplars[0].TraceID[0] != 1 || p.Sum <= 0 || p.Sum > 0.031 {
+					t.Errorf("%s: count %d, sum %v, exemplars %v", mt.Name, p.Count, p.Sum, p.Exemplars)
+				}
+			}
+		}
+	}
+	want := map[string][]string{
+		"http.server.request.duration": {"http.request.method=GET http.response.status_code=200 http.route=/items/{id}"},
+		"http.client.request.duration": {"error.type=503 http.request.method=POST http.response.status_code=503 server.address=api server.port=8080"},
+		"rpc.server.call.duration":     {"rpc.method=hello.Greeter/Say rpc.response.status_code=OK rpc.system.name=grpc"},
+		"rpc.client.call.duration":     {"error.type=UNAVAILABLE rpc.method=hello.Greeter/Say rpc.response.status_code=UNAVAILABLE rpc.system.name=grpc server.address=greeter server.port=50051"},
+		"db.client.operation.duration": {"db.collection.name=t db.operation.name=SELECT db.system.name=postgresql server.address=10.0.0.3 server.port=5432",
+			"db.namespace=3 db.operation.name=GET db.response.status_code=WRONGTYPE db.system.name=redis error.type=WRONGTYPE"},
+	}
+	for name, sets := range want {
+		g := got[name]
+		sort.Strings(g)
+		sort.Strings(sets)
+		if strings.Join(g, "\n") != strings.Join(sets, "\n") {
+			t.Errorf("%s:\n got %q\nwant %q", name, g, sets)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("metrics %v", got)
+	}
+}
