@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, proxy, rate, grpc, sql, redis, container, wrap, runtime.
+// Sections: startup, analysis, gate, tracing, metrics, proxy, rate, grpc, sql, redis, container, wrap, runtime.
 package main
 
 import (
@@ -32,6 +32,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"grpc":      grpcBench,
 	"sql":       sqlBench,
 	"redis":     redisBench,
+	"metrics":   metricsBench,
 	"wrap":      wrapBench,
 	"runtime":   runtimeBench,
 }
@@ -49,7 +50,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "proxy", "rate", "grpc", "sql", "redis", "container", "wrap", "runtime"}
+		names = []string{"startup", "analysis", "gate", "tracing", "metrics", "proxy", "rate", "grpc", "sql", "redis", "container", "wrap", "runtime"}
 	}
 	defer testenv.Cleanup()
 
