@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -43,12 +44,44 @@ func appResource(ctx context.Context, app App) (*resource.Resource, error) {
 	if id := containerID(); id != "" {
 		attrs = append(attrs, semconv.ContainerID(id))
 	}
+	attrs = append(attrs, kubernetesAttributes(os.Getenv)...)
 	return resource.New(ctx,
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),
 		resource.WithAttributes(attrs...),
 		resource.WithFromEnv(), // last: the environment wins
 	)
+}
+
+// kubernetesVariables are where a pod's manifest puts its downward-API fields for
+// OpenTelemetry, by the attribute each gives: OTEL_RESOURCE_ATTRIBUTES_* first (the
+// OpenTelemetry Operator injects _POD_NAME, _POD_UID and _NODE_NAME; namespace and
+// container follow the same pattern), then the plain K8S_* ones. (The other way,
+// OTEL_RESOURCE_ATTRIBUTES=k8s.pod.name=$(POD_NAME),..., needs nothing of the launcher,
+// and wins over these.)
+var kubernetesVariables = []struct {
+	key   attribute.Key
+	names []string
+}{
+	{semconv.K8SPodNameKey, []string{"OTEL_RESOURCE_ATTRIBUTES_POD_NAME", "K8S_POD_NAME"}},
+	{semconv.K8SPodUIDKey, []string{"OTEL_RESOURCE_ATTRIBUTES_POD_UID", "K8S_POD_UID"}},
+	{semconv.K8SNamespaceNameKey, []string{"OTEL_RESOURCE_ATTRIBUTES_NAMESPACE_NAME", "K8S_NAMESPACE_NAME"}},
+	{semconv.K8SNodeNameKey, []string{"OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "K8S_NODE_NAME"}},
+	{semconv.K8SContainerNameKey, []string{"OTEL_RESOURCE_ATTRIBUTES_CONTAINER_NAME", "K8S_CONTAINER_NAME"}},
+}
+
+// kubernetesAttributes are the pod's attributes the environment gives.
+func kubernetesAttributes(getenv func(string) string) []attribute.KeyValue {
+	var attrs []attribute.KeyValue
+	for _, v := range kubernetesVariables {
+		for _, name := range v.names {
+			if value := strings.TrimSpace(getenv(name)); value != "" {
+				attrs = append(attrs, v.key.String(value))
+				break
+			}
+		}
+	}
+	return attrs
 }
 
 // A container runtime's ID: 64 hex digits in a cgroup path or bind mount source.

@@ -128,3 +128,24 @@ func TestContainerIDPattern(t *testing.T) {
 		t.Errorf("matched a non-container cgroup: %v", m)
 	}
 }
+
+// The pod's downward-API variables give the Kubernetes attributes of both signals'
+// resource; OTEL_RESOURCE_ATTRIBUTES wins over them.
+func TestKubernetesResource(t *testing.T) {
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES_POD_NAME", "checkout-7d9f")
+	t.Setenv("K8S_POD_NAME", "ignored: the operator's name comes first")
+	t.Setenv("K8S_NAMESPACE_NAME", "shop")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "node-3")
+	t.Setenv("K8S_POD_UID", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.node.name=from-otel-resource-attributes")
+	res, err := appResource(context.Background(), App{Path: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"k8s.pod.name": "checkout-7d9f", "k8s.namespace.name": "shop",
+		"k8s.node.name": "from-otel-resource-attributes", "k8s.pod.uid": ""} {
+		if v, _ := res.Set().Value(attribute.Key(k)); v.Emit() != want {
+			t.Errorf("%s = %q, want %q", k, v.Emit(), want)
+		}
+	}
+}
