@@ -174,6 +174,20 @@ func redisSpans(t *testing.T, tg testenv.Target, server string) {
 		sets = append(sets, set, get1)
 	}
 	check("GET /set", sets...)
+	// db.client.operation.duration, flushed at exit: every GET (101 of /set, /missing's),
+	// the LPUSH that failed, with its status code.
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+	counts := map[string]uint64{}
+	for _, h := range recv.Histograms() {
+		if h.Metric == "db.client.operation.duration" && h.Attrs["db.system.name"] == "redis" && h.Attrs["db.namespace"] == redisDB {
+			k := fmt.Sprintf("%v %v", h.Attrs["db.operation.name"], h.Attrs["db.response.status_code"])
+			counts[k] = max(counts[k], h.Count)
+		}
+	}
+	if counts["GET <nil>"] != 102 || counts["LPUSH WRONGTYPE"] != 1 || counts["MULTI <nil>"] != 1 {
+		t.Errorf("db.client.operation.duration counts %v, want GET 102, LPUSH WRONGTYPE 1, MULTI 1", counts)
+	}
 	if said := launcherLines(r); said != "" {
 		t.Errorf("the launcher said:\n%s", said)
 	}
