@@ -17,7 +17,8 @@ import (
 func TestDoctor(t *testing.T) {
 	testenv.RequireRoot(t)
 	recv := testenv.StartReceiver(t)
-	e, out, stderr := runLaunch(t, opts{env: append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_TRACES_EXPORTER=")}, launchBin(t), "doctor")
+	e, out, stderr := runLaunch(t, opts{env: append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_TRACES_EXPORTER=",
+		"OTEL_METRICS_EXPORTER=", "OTEL_METRIC_EXPORT_INTERVAL=", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=")}, launchBin(t), "doctor")
 	if e.code != 0 || strings.Contains(out, "FAIL") {
 		t.Errorf("exit %d\n%s%s", e.code, out, stderr)
 	}
@@ -32,6 +33,7 @@ func TestDoctor(t *testing.T) {
 		"ok     lockdown: ",
 		"ok     offsets database: go1.21.0 to go1.",
 		"ok     OTLP endpoint " + recv.Endpoint + " (grpc, plaintext) accepts exports",
+		"ok     metrics: request durations every 1m0s (cumulative) to otlp " + recv.Endpoint + " (grpc, plaintext)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in\n%s", want, out)

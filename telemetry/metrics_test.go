@@ -83,3 +83,39 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		t.Errorf("metrics %v", got)
 	}
 }
+
+// The metrics exporters the configuration names are built, each as configured: OTLP
+// over gRPC and over HTTP (to /v1/metrics), the console; a temporality preference of
+// delta or lowmemory makes the histograms delta.
+func TestMetricExportersFromEnvironment(t *testing.T) {
+	for _, c := range []struct {
+		env   vars
+		n     int
+		delta bool
+	}{
+		{vars{}, 1, false},
+		{vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"}, 1, true},
+		{vars{"OTEL_METRICS_EXPORTER": "console,otlp", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "lowmemory"}, 2, true},
+		{vars{"OTEL_METRICS_EXPORTER": "none"}, 0, false},
+	} {
+		cfg, err := configFrom(c.env.get)
+		if err != nil {
+			t.Fatalf("%v: %v", c.env, err)
+		}
+		m := cfg.Metrics
+		for _, name := range m.Exporters {
+			exp, err := metricExporter(context.Background(), name, m)
+			if err != nil {
+				t.Errorf("%v: %s: %v", c.env, name, err)
+				continue
+			}
+			if got := exp.Temporality(sdkmetric.InstrumentKindHistogram); (got == metricdata.DeltaTemporality) != c.delta {
+				t.Errorf("%v: %s: histograms %v", c.env, name, got)
+			}
+			exp.Shutdown(context.Background())
+		}
+		if len(m.Exporters) != c.n {
+			t.Errorf("%v: exporters %v", c.env, m.Exporters)
+		}
+	}
+}

@@ -118,16 +118,34 @@ func telemetryFindings(otel telemetry.Config, err error) []kit.Finding {
 	for _, w := range otel.Warnings {
 		fs = append(fs, kit.Finding{Status: kit.Warn, Text: "configuration: " + w})
 	}
+	return append(append(fs, traceExportFinding(otel)), metricsFinding(otel.Metrics))
+}
+
+// traceExportFinding says where spans go and, with the OTLP exporter, whether the
+// collector accepts an export.
+func traceExportFinding(otel telemetry.Config) kit.Finding {
 	if len(otel.Exporters) == 0 {
-		return append(fs, kit.Finding{Status: kit.Warn, Text: "no exporter (OTEL_TRACES_EXPORTER=none): spans are made and dropped"})
+		return kit.Finding{Status: kit.Warn, Text: "no exporter (OTEL_TRACES_EXPORTER=none): spans are made and dropped"}
 	}
 	if !slices.Contains(otel.Exporters, "otlp") {
-		return append(fs, kit.Finding{Status: kit.OK, Text: "exporters: " + strings.Join(otel.Exporters, ", ")})
+		return kit.Finding{Status: kit.OK, Text: "exporters: " + strings.Join(otel.Exporters, ", ")}
 	}
 	if err := otel.OTLP.CheckExport(context.Background()); err != nil {
-		return append(fs, kit.Finding{Status: kit.Warn, Text: fmt.Sprintf("OTLP endpoint %s: an export failed: %v: spans are dropped until a collector accepts them there (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _CERTIFICATE, _HEADERS)", otel.OTLP, err)})
+		return kit.Finding{Status: kit.Warn, Text: fmt.Sprintf("OTLP endpoint %s: an export failed: %v: spans are dropped until a collector accepts them there (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _CERTIFICATE, _HEADERS)", otel.OTLP, err)}
 	}
-	return append(fs, kit.Finding{Status: kit.OK, Text: fmt.Sprintf("OTLP endpoint %s accepts exports", otel.OTLP)})
+	return kit.Finding{Status: kit.OK, Text: fmt.Sprintf("OTLP endpoint %s accepts exports", otel.OTLP)}
+}
+
+// metricsFinding says where the request metrics go, and how often.
+func metricsFinding(m telemetry.Metrics) kit.Finding {
+	if len(m.Exporters) == 0 {
+		return kit.Finding{Status: kit.OK, Text: "metrics off (OTEL_METRICS_EXPORTER=none)"}
+	}
+	to := strings.Join(m.Exporters, ", ")
+	if slices.Contains(m.Exporters, "otlp") {
+		to = strings.Replace(to, "otlp", "otlp "+m.OTLP.String(), 1)
+	}
+	return kit.Finding{Status: kit.OK, Text: fmt.Sprintf("metrics: request durations every %s (%s) to %s", m.Interval, m.Temporality, to)}
 }
 
 func capNames(caps []launcher.Capability) string {

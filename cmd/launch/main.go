@@ -85,7 +85,7 @@ func newApp(command []string) *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "launcher messages on stderr: debug, info, warn or error"},
 		&cli.DurationFlag{Name: "attach-timeout", Value: 5 * time.Second, Usage: "start the app after this long even if probes are still attaching"},
-		&cli.DurationFlag{Name: "flush-timeout", Value: 5 * time.Second, Usage: "bound on exporting buffered spans after the app exits"},
+		&cli.DurationFlag{Name: "flush-timeout", Value: 5 * time.Second, Usage: "bound on exporting buffered spans and metrics after the app exits"},
 		&cli.DurationFlag{Name: "grace", Value: 0, Usage: "when the app exits, send SIGTERM to what it left running and SIGKILL after this `DURATION` (0: leave it running)"},
 		&cli.BoolFlag{Name: "signal-group", Usage: "relay signals to the app's whole process group, not only to the app"},
 		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
