@@ -4,15 +4,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
@@ -194,5 +198,75 @@ func TestRequestMetricsConsole(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("no %s in the console output:\n%s\n%s", want, s, r.stderr)
 		}
+	}
+}
+
+// OTLP over HTTP (http/protobuf): the histograms are POSTed to the generic endpoint's
+// /v1/metrics, the spans to /v1/traces, and count the requests made.
+func TestRequestMetricsOverHTTP(t *testing.T) {
+	testenv.RequireRoot(t)
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	var mu sync.Mutex
+	counts := map[string]uint64{} // by route and status: the last count posted
+	paths := map[string]int{}
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		paths[r.Method+" "+r.URL.Path+" "+r.Header.Get("Content-Type")]++
+		if r.URL.Path == "/v1/metrics" {
+			var req collectormetrics.ExportMetricsServiceRequest
+			if err := proto.Unmarshal(body, &req); err != nil {
+				t.Errorf("metrics export: %v", err)
+			}
+			for _, rm := range req.ResourceMetrics {
+				for _, sm := range rm.ScopeMetrics {
+					for _, m := range sm.Metrics {
+						if m.Name != "http.server.request.duration" {
+							continue
+						}
+						for _, p := range m.GetHistogram().GetDataPoints() {
+							var route, status string
+							for _, a := range p.Attributes {
+								switch a.Key {
+								case "http.route":
+									route = a.Value.GetStringValue()
+								case "http.response.status_code":
+									status = fmt.Sprint(a.Value.GetIntValue())
+								}
+							}
+							counts[route+" "+status] = max(counts[route+" "+status], p.Count) // cumulative: the last is the total
+						}
+					}
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	addr := freeAddr(t)
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL,
+		"OTEL_TRACES_EXPORTER=", "OTEL_METRICS_EXPORTER=", "OTEL_METRIC_EXPORT_INTERVAL=", "OTEL_SERVICE_NAME=http-metrics")
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path, addr)
+	firstRequest(t, addr, "/items/first")
+	for i := 0; i < 24; i++ {
+		resp, err := http.Get(fmt.Sprintf("http://%s/status/%d", addr, 200+i%2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if counts["/items/{id} 200"] != 1 || counts["/status/{code} 200"] != 12 || counts["/status/{code} 201"] != 12 || len(counts) != 3 {
+		t.Errorf("counts %v, want /items/{id} 200: 1, /status/{code} 200 and 201: 12 each (posts %v)", counts, paths)
+	}
+	if paths["POST /v1/metrics application/x-protobuf"] == 0 || paths["POST /v1/traces application/x-protobuf"] == 0 {
+		t.Errorf("posts %v", paths)
+	}
+	if said := launcherLines(r); said != "" {
+		t.Errorf("the launcher said:\n%s", said)
 	}
 }

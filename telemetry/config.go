@@ -132,8 +132,13 @@ func configFrom(getenv func(string) string) (Config, error) {
 	if c.OTLP, err = e.otlp(tracesSignal); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Metrics, err = e.metrics(); err != nil && (len(errs) == 0 || err.Error() != errs[len(errs)-1].Error()) {
-		errs = append(errs, err) // not a generic variable's error twice
+	if c.Metrics, err = e.metrics(); err != nil {
+		// Metrics the launcher cannot export are no reason to lose the traces: said,
+		// and off. (A generic variable's error is the traces' error already.)
+		if len(errs) == 0 || !strings.Contains(errs[len(errs)-1].Error(), err.Error()) {
+			e.warn("%s: no metrics", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		c.Metrics.Exporters = nil
 	}
 	c.Sampling = e.sampling()
 	c.TraceContext = e.traceContext()

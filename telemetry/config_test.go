@@ -239,8 +239,13 @@ func TestMetricsSettings(t *testing.T) {
 	if err != nil || len(cfg.Metrics.Exporters) != 0 {
 		t.Errorf("none: %v %+v", err, cfg.Metrics)
 	}
-	if _, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "prometheus"}.get); err == nil || !strings.Contains(err.Error(), "OTEL_METRICS_EXPORTER=prometheus") {
-		t.Errorf("prometheus: %v", err)
+	// What the launcher cannot export metrics with turns them off, with a warning: the
+	// traces are still exported.
+	for _, env := range []vars{{"OTEL_METRICS_EXPORTER": "prometheus"}, {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "garbage"}} {
+		cfg, err := configFrom(env.get)
+		if err != nil || len(cfg.Metrics.Exporters) != 0 || len(cfg.Exporters) != 1 || len(cfg.Warnings) != 1 || !strings.HasSuffix(cfg.Warnings[0], ": no metrics") {
+			t.Errorf("%v: %v, metrics %v, warnings %q", env, err, cfg.Metrics.Exporters, cfg.Warnings)
+		}
 	}
 	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); err == nil || strings.Count(err.Error(), "garbage") != 1 {
 		t.Errorf("a bad generic endpoint is said once: %v", err)
