@@ -223,13 +223,13 @@ func TestServerSpans(t *testing.T) {
 }
 
 // A collector that is down does not affect the app; the launcher drops spans, says how
-// many, keeps its memory bounded, and exits on time.
+// many, says its metrics exports fail, keeps its memory bounded, and exits on time.
 func TestCollectorDown(t *testing.T) {
 	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
 	testenv.RequireRoot(t)
 	addr := freeAddr(t)
 	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+freeAddr(t), "OTEL_BSP_MAX_QUEUE_SIZE=64",
-		"OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_TIMEOUT=200")
+		"OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_EXPORTER_OTLP_TIMEOUT=200", "OTEL_METRICS_EXPORTER=otlp", "OTEL_METRIC_EXPORT_INTERVAL=100")
 	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--ring-buffer", "16KiB", "--flush-timeout", "1s", "--", tg.Path, addr)
 	firstRequest(t, addr, "/items/first")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
@@ -274,6 +274,9 @@ func TestCollectorDown(t *testing.T) {
 	// exported within --flush-timeout.
 	if dropped := droppedSpans(r.stderr.String()); dropped != n+1 {
 		t.Errorf("%d spans said dropped, of %d made with the collector down:\n%s", dropped, n+1, r.stderr)
+	}
+	if !strings.Contains(r.stderr.String(), "launch: warning: exporting metrics: ") {
+		t.Errorf("the failed metrics exports were not said:\n%s", r.stderr)
 	}
 	t.Logf("%d requests in %s with the collector down; launcher RSS %d KiB", n, took, rss)
 }

@@ -350,31 +350,40 @@ func (kernelIDs) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
 
 // rateLimitedErrors logs export errors at most once per interval, with a count.
 type rateLimitedErrors struct {
-	mu       sync.Mutex
-	every    time.Duration
+	mu    sync.Mutex
+	every time.Duration
+	kinds map[string]*errorKind // spans' and metrics' apart: one must not hide the other
+}
+
+type errorKind struct {
 	last     time.Time
 	withheld int
 }
 
 func newRateLimitedErrors(every time.Duration) *rateLimitedErrors {
-	return &rateLimitedErrors{every: every}
+	return &rateLimitedErrors{every: every, kinds: map[string]*errorKind{}}
 }
 
 func (r *rateLimitedErrors) Handle(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.last) < r.every {
-		r.withheld++
-		return
-	}
 	what := "exporting spans: "
 	if strings.Contains(err.Error(), "metrics") { // the metrics SDK's: "failed to upload metrics: ..."
 		what = "exporting metrics: "
 	}
-	if r.withheld > 0 {
-		slog.Warn(fmt.Sprintf("%s%v (and %d more errors)", what, err, r.withheld))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.kinds[what]
+	if k == nil {
+		k = &errorKind{}
+		r.kinds[what] = k
+	}
+	if time.Since(k.last) < r.every {
+		k.withheld++
+		return
+	}
+	if k.withheld > 0 {
+		slog.Warn(fmt.Sprintf("%s%v (and %d more errors)", what, err, k.withheld))
 	} else {
 		slog.Warn(what + err.Error())
 	}
-	r.last, r.withheld = time.Now(), 0
+	k.last, k.withheld = time.Now(), 0
 }
