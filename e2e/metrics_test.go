@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +18,11 @@ import (
 
 	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
@@ -268,5 +274,62 @@ func TestRequestMetricsOverHTTP(t *testing.T) {
 	}
 	if said := launcherLines(r); said != "" {
 		t.Errorf("the launcher said:\n%s", said)
+	}
+}
+
+// gRPC: rpc.server.call.duration counts each call by method and status (a server
+// error's code as error.type: UNAVAILABLE, not NOT_FOUND), rpc.client.call.duration each
+// outgoing call with its server.
+func TestRPCMetrics(t *testing.T) {
+	tg := testenv.BuildGRPC(t, testenv.GRPCBuilds[2])[0]
+	recv := testenv.StartReceiver(t)
+	downAddr := freeAddr(t)
+	start(t, opts{stdin: strings.NewReader("")}, tg.Path, downAddr) // untraced
+	dialGRPC(t, downAddr)
+	front, addr := tracedGRPC(t, tg, recv, downAddr)
+	conn := dialGRPC(t, addr) // one Say
+	const relays, fails = 10, 5
+	for i := 0; i < relays; i++ {
+		if err := conn.Invoke(context.Background(), "/demo.Echo/Relay", wrapperspb.String("hi"), new(wrapperspb.StringValue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2*fails; i++ {
+		code := []codes.Code{codes.NotFound, codes.Unavailable}[i%2]
+		err := conn.Invoke(context.Background(), "/demo.Echo/Fail", wrapperspb.Int32(int32(code)), new(emptypb.Empty))
+		if status.Code(err) != code {
+			t.Fatal(err)
+		}
+	}
+	front.signal(syscall.SIGTERM)
+	front.wait(20 * time.Second)
+	server, client := map[string]uint64{}, map[string]uint64{}
+	downHost, downPort, _ := net.SplitHostPort(downAddr)
+	for _, h := range recv.Histograms() {
+		switch h.Metric {
+		case "rpc.server.call.duration":
+			k := fmt.Sprintf("%v %v %v", h.Attrs["rpc.method"], h.Attrs["rpc.response.status_code"], h.Attrs["error.type"])
+			server[k] = max(server[k], h.Count)
+		case "rpc.client.call.duration":
+			if h.Attrs["server.address"] != downHost || fmt.Sprint(h.Attrs["server.port"]) != downPort || h.Attrs["rpc.system.name"] != "grpc" {
+				t.Errorf("client point %v", h.Attrs)
+			}
+			k := attrString(h.Attrs)
+			client[k] = max(client[k], h.Count)
+		}
+	}
+	want := map[string]uint64{"demo.Echo/Say OK <nil>": 1, "demo.Echo/Relay OK <nil>": relays,
+		"demo.Echo/Fail NOT_FOUND <nil>": fails, "demo.Echo/Fail UNAVAILABLE UNAVAILABLE": fails}
+	for k, n := range want {
+		if server[k] != n {
+			t.Errorf("rpc.server.call.duration %s: %d, want %d (all: %v)", k, server[k], n, server)
+		}
+	}
+	var calls uint64
+	for _, n := range client {
+		calls += n
+	}
+	if len(server) != len(want) || calls != 3*relays { // each Relay: Say twice, a Count stream
+		t.Errorf("server points %v; client calls %d, want %d: %v", server, calls, 3*relays, client)
 	}
 }
