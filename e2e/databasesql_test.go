@@ -65,18 +65,7 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 		"OTEL_SERVICE_NAME=dbservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
 	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path,
 		"-addr", addr, "-driver", driver, "-dsn", dsn)
-	get := func(path string) {
-		t.Helper()
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v\n%s", path, err, r.stderr)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %s %s", path, resp.Status, body)
-		}
-	}
+	get := func(path string) { t.Helper(); getOK(t, r, addr, path) }
 	firstRequest(t, addr, "/items/first")
 	for _, path := range []string{"/tx", "/prepared", "/fail", "/secret", "/fanout", "/noctx", "/big"} {
 		get(path)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -304,5 +305,20 @@ func eventually(timeout time.Duration, cond func() bool) bool {
 			return false
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// getOK GETs path of the app at addr, which r runs, and fails the test unless it
+// answers 200.
+func getOK(t *testing.T, r *run, addr, path string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v\n%s", path, err, r.stderr)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s %s", path, resp.Status, body)
 	}
 }

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -48,18 +46,7 @@ func redisSpans(t *testing.T, tg testenv.Target, server string) {
 		"OTEL_SERVICE_NAME=cacheservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
 	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path,
 		"-addr", addr, "-redis", server, "-db", redisDB)
-	get := func(path string) {
-		t.Helper()
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v\n%s", path, err, r.stderr)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %s %s", path, resp.Status, body)
-		}
-	}
+	get := func(path string) { t.Helper(); getOK(t, r, addr, path) }
 	firstRequest(t, addr, "/set?key=first")
 	routes := []string{"/missing", "/pipeline", "/tx", "/wrongtype", "/secret", "/fanout", "/noctx"}
 	for _, path := range routes {

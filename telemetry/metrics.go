@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"sync"
 
@@ -20,8 +19,6 @@ import (
 	"go.opentelemetry.io/otel/semconv/v1.43.0/httpconv"
 	"go.opentelemetry.io/otel/semconv/v1.43.0/rpcconv"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // cardinalityLimit bounds the attribute sets of each histogram: past it, measurements
@@ -197,12 +194,9 @@ func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Ex
 		return nil, fmt.Errorf("no such exporter")
 	}
 	o := cfg.OTLP
-	var tlsConfig *tls.Config
-	if !o.Insecure {
-		var err error
-		if tlsConfig, err = o.TLSConfig(); err != nil {
-			return nil, err
-		}
+	creds, tlsConfig, err := o.transport()
+	if err != nil {
+		return nil, err
 	}
 	if o.Protocol == "http/protobuf" {
 		opts := []otlpmetrichttp.Option{
@@ -211,22 +205,17 @@ func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Ex
 			otlpmetrichttp.WithHeaders(o.Headers),
 			otlpmetrichttp.WithTimeout(o.Timeout),
 			otlpmetrichttp.WithTemporalitySelector(cfg.temporality),
+			otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression),
 		}
-		if o.Insecure {
+		if tlsConfig == nil {
 			opts = append(opts, otlpmetrichttp.WithInsecure())
 		} else {
 			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(tlsConfig))
 		}
 		if o.Compression == "gzip" {
 			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))
-		} else {
-			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression))
 		}
 		return otlpmetrichttp.New(ctx, opts...)
-	}
-	creds := insecure.NewCredentials()
-	if !o.Insecure {
-		creds = credentials.NewTLS(tlsConfig)
 	}
 	opts := []otlpmetricgrpc.Option{
 		otlpmetricgrpc.WithEndpoint(o.Endpoint.Host),

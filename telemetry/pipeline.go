@@ -283,12 +283,9 @@ func exporters(ctx context.Context, cfg Config) ([]namedExporter, error) {
 // otlpExporter builds the OTLP exporter with every setting explicit: what the
 // exporter would read from the environment itself, Config has read already.
 func otlpExporter(ctx context.Context, o OTLP) (sdktrace.SpanExporter, error) {
-	var tlsConfig *tls.Config
-	if !o.Insecure {
-		var err error
-		if tlsConfig, err = o.TLSConfig(); err != nil {
-			return nil, err
-		}
+	creds, tlsConfig, err := o.transport()
+	if err != nil {
+		return nil, err
 	}
 	if o.Protocol == "http/protobuf" {
 		opts := []otlptracehttp.Option{
@@ -296,16 +293,15 @@ func otlpExporter(ctx context.Context, o OTLP) (sdktrace.SpanExporter, error) {
 			otlptracehttp.WithURLPath(o.Endpoint.Path),
 			otlptracehttp.WithHeaders(o.Headers),
 			otlptracehttp.WithTimeout(o.Timeout),
+			otlptracehttp.WithCompression(otlptracehttp.NoCompression),
 		}
-		if o.Insecure {
+		if tlsConfig == nil {
 			opts = append(opts, otlptracehttp.WithInsecure())
 		} else {
 			opts = append(opts, otlptracehttp.WithTLSClientConfig(tlsConfig))
 		}
 		if o.Compression == "gzip" {
 			opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
-		} else {
-			opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.NoCompression))
 		}
 		return otlptracehttp.New(ctx, opts...)
 	}
@@ -313,18 +309,27 @@ func otlpExporter(ctx context.Context, o OTLP) (sdktrace.SpanExporter, error) {
 		otlptracegrpc.WithEndpoint(o.Endpoint.Host),
 		otlptracegrpc.WithHeaders(o.Headers),
 		otlptracegrpc.WithTimeout(o.Timeout),
+		otlptracegrpc.WithTLSCredentials(creds),
 	}
-	// Credentials always explicit: the exporter's own reading of
-	// OTEL_EXPORTER_OTLP_CERTIFICATE would otherwise win over plaintext.
-	creds := insecure.NewCredentials()
-	if !o.Insecure {
-		creds = credentials.NewTLS(tlsConfig)
-	}
-	opts = append(opts, otlptracegrpc.WithTLSCredentials(creds))
 	if o.Compression == "gzip" {
 		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
 	}
 	return otlptracegrpc.New(ctx, opts...)
+}
+
+// transport is how an OTLP exporter of either signal connects: the gRPC credentials,
+// always explicit (the exporter's own reading of OTEL_EXPORTER_OTLP_CERTIFICATE would
+// otherwise win over plaintext), and the TLS configuration for http/protobuf, nil for
+// plaintext.
+func (o OTLP) transport() (credentials.TransportCredentials, *tls.Config, error) {
+	if o.Insecure {
+		return insecure.NewCredentials(), nil, nil
+	}
+	tlsConfig, err := o.TLSConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	return credentials.NewTLS(tlsConfig), tlsConfig, nil
 }
 
 type idsKey struct{}
