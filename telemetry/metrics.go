@@ -2,7 +2,10 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
+	"slices"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -32,6 +35,7 @@ const cardinalityLimit = 2000
 type durationMetric struct {
 	hist metric.Float64Histogram
 	keep map[attribute.Key]bool
+	sets *attributeSets
 }
 
 // requestMetrics records the conventions' duration histograms from spans: every span
@@ -78,6 +82,7 @@ func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource,
 		dst.hist, err = meter.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
 			metric.WithExplicitBucketBoundaries(buckets...))
 		dst.keep = map[attribute.Key]bool{semconv.ErrorTypeKey: true}
+		dst.sets = &attributeSets{seed: maphash.MakeSeed(), sets: map[uint64][]attributeSet{}}
 		for _, k := range keys {
 			dst.keep[k] = true
 		}
@@ -146,10 +151,63 @@ func (m *requestMetrics) record(s *Span, sc trace.SpanContext) {
 			attrs = append(attrs, kv)
 		}
 	}
-	ctx := trace.ContextWithSpanContext(context.Background(), sc)
-	d.hist.Record(ctx, float64(s.End-s.Start)/1e9, metric.WithAttributeSet(attribute.NewSet(attrs...)))
+	ctx := context.Background()
+	if sc.IsSampled() { // only a sampled span can be an exemplar's
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
+	d.hist.Record(ctx, float64(s.End-s.Start)/1e9, d.sets.option(attrs))
 	*buf = attrs
 	m.pool.Put(buf)
+}
+
+// attributeSets keeps the measurement option of each attribute set a histogram has
+// seen: a set is sorted and allocated once, not per request. Bounded: past maxSets
+// (more than the cardinality limit keeps anyway) it starts again.
+type attributeSets struct {
+	mu   sync.Mutex
+	seed maphash.Seed
+	sets map[uint64][]attributeSet // by hash; a collision's sets side by side
+}
+
+type attributeSet struct {
+	attrs  []attribute.KeyValue // as filtered, in the span's order
+	option metric.RecordOption
+}
+
+const maxSets = 2 * cardinalityLimit
+
+// option is the measurement option of attrs' set.
+func (a *attributeSets) option(attrs []attribute.KeyValue) metric.RecordOption {
+	var h maphash.Hash
+	h.SetSeed(a.seed)
+	for _, kv := range attrs {
+		h.WriteString(string(kv.Key))
+		switch kv.Value.Type() {
+		case attribute.STRING:
+			h.WriteString(kv.Value.AsString())
+		case attribute.INT64:
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], uint64(kv.Value.AsInt64()))
+			h.Write(b[:])
+		default:
+			h.WriteString(kv.Value.Emit())
+		}
+		h.WriteByte(0)
+	}
+	sum := h.Sum64()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, set := range a.sets[sum] {
+		if slices.Equal(set.attrs, attrs) {
+			return set.option
+		}
+	}
+	if len(a.sets) >= maxSets {
+		clear(a.sets)
+	}
+	set := attributeSet{attrs: slices.Clone(attrs), option: metric.WithAttributeSet(attribute.NewSet(attrs...))}
+	a.sets[sum] = append(a.sets[sum], set)
+	return set.option
 }
 
 // shutdown exports what is recorded, within ctx.
