@@ -137,9 +137,9 @@ func (m *requestMetrics) metricOf(s *Span) *durationMetric {
 	return nil
 }
 
-// record counts the span in its histogram. sc is its span context as the trace
-// pipeline decided it: a sampled span is an exemplar's trace.
-func (m *requestMetrics) record(s *Span, sc trace.SpanContext) {
+// record counts the span in its histogram. ctx holds it as the trace pipeline made it
+// (the context its tracer.Start returned): a sampled span is an exemplar's trace.
+func (m *requestMetrics) record(ctx context.Context, s *Span) {
 	d := m.metricOf(s)
 	if d == nil || s.End < s.Start {
 		return
@@ -150,10 +150,6 @@ func (m *requestMetrics) record(s *Span, sc trace.SpanContext) {
 		if d.keep[kv.Key] {
 			attrs = append(attrs, kv)
 		}
-	}
-	ctx := context.Background()
-	if sc.IsSampled() { // only a sampled span can be an exemplar's
-		ctx = trace.ContextWithSpanContext(ctx, sc)
 	}
 	d.hist.Record(ctx, float64(s.End-s.Start)/1e9, d.sets.option(attrs))
 	*buf = attrs

@@ -125,7 +125,7 @@ func (p *Pipeline) Emit(s *Span) {
 	if s.Parent.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, s.Parent)
 	}
-	_, span := p.tracer.Start(ctx, s.Name,
+	ctx, span := p.tracer.Start(ctx, s.Name,
 		trace.WithSpanKind(s.Kind),
 		trace.WithTimestamp(p.clock.Wall(s.Start)),
 		trace.WithAttributes(s.Attributes...))
@@ -134,7 +134,7 @@ func (p *Pipeline) Emit(s *Span) {
 	}
 	span.End(trace.WithTimestamp(p.clock.Wall(s.End)))
 	if p.metrics != nil {
-		p.metrics.record(s, span.SpanContext())
+		p.metrics.record(ctx, s)
 	}
 }
 
