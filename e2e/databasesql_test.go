@@ -123,23 +123,7 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 		text, _ := s.Attrs["db.query.text"].(string)
 		children[route] = append(children[route], dbSpan{s.Name, text, errType})
 	}
-	check := func(route string, want ...dbSpan) {
-		t.Helper()
-		got := children[route]
-		if len(got) != len(want) {
-			t.Errorf("%s: %d database spans %v, want %v", route, len(got), got, want)
-			return
-		}
-		for _, w := range want {
-			found := false
-			for _, g := range got {
-				found = found || g == w
-			}
-			if !found {
-				t.Errorf("%s: no span %+v among %+v", route, w, got)
-			}
-		}
-	}
+	check := func(route string, want ...dbSpan) { t.Helper(); checkChildren(t, route, children[route], want) }
 	check("(none)",
 		dbSpan{"CREATE TABLE items", "CREATE TABLE IF NOT EXISTS items (name TEXT, qty INTEGER)", ""},
 		dbSpan{"CREATE TABLE creds", "CREATE TABLE IF NOT EXISTS creds (token TEXT)", ""})

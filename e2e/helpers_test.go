@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -320,5 +321,20 @@ func getOK(t *testing.T, r *run, addr, path string) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: %s %s", path, resp.Status, body)
+	}
+}
+
+// checkChildren checks the client spans found under route's server span, summarized
+// as T: as many as want, and each of want among them.
+func checkChildren[T comparable](t *testing.T, route string, got, want []T) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d client spans %v, want %v", route, len(got), got, want)
+		return
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("%s: no span %+v among %+v", route, w, got)
+		}
 	}
 }

@@ -130,23 +130,7 @@ func redisSpans(t *testing.T, tg testenv.Target, server string) {
 	if setups == 0 {
 		t.Errorf("no connection set-up span: %s", spanList(spans))
 	}
-	check := func(route string, want ...redisSpan) {
-		t.Helper()
-		got := children[route]
-		if len(got) != len(want) {
-			t.Errorf("%s: %d Redis spans %v, want %v", route, len(got), got, want)
-			return
-		}
-		for _, w := range want {
-			found := false
-			for _, g := range got {
-				found = found || g == w
-			}
-			if !found {
-				t.Errorf("%s: no span %+v among %+v", route, w, got)
-			}
-		}
-	}
+	check := func(route string, want ...redisSpan) { t.Helper(); checkChildren(t, route, children[route], want) }
 	set, get1 := redisSpan{name: "SET"}, redisSpan{name: "GET"}
 	check("GET /missing", get1)
 	check("GET /pipeline", redisSpan{name: "PIPELINE", batch: 3})

@@ -171,7 +171,7 @@ func (e *env) exporters(name string) ([]string, error) {
 
 // metrics reads the metrics pipeline's variables.
 func (e *env) metrics() (Metrics, error) {
-	m := Metrics{Interval: defaultMetricsInterval, Timeout: defaultMetricsTimeout, Temporality: "cumulative", ExemplarFilter: "trace_based"}
+	m := Metrics{Interval: defaultMetricsInterval, Timeout: defaultMetricsTimeout}
 	var errs []error
 	var err error
 	if m.Exporters, err = e.exporters("OTEL_METRICS_EXPORTER"); err != nil {
@@ -184,25 +184,25 @@ func (e *env) metrics() (Metrics, error) {
 	}
 	e.milliseconds("OTEL_METRIC_EXPORT_INTERVAL", &m.Interval, false)
 	e.milliseconds("OTEL_METRIC_EXPORT_TIMEOUT", &m.Timeout, true)
-	const pref = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
-	if v := strings.ToLower(strings.TrimSpace(e.get(pref))); v != "" {
-		switch v {
-		case "cumulative", "delta", "lowmemory":
-			m.Temporality = v
-		default:
-			e.warn("%s=%s: want cumulative, delta or lowmemory: using cumulative", pref, e.get(pref))
-		}
-	}
-	const filter = "OTEL_METRICS_EXEMPLAR_FILTER"
-	if v := strings.ToLower(strings.TrimSpace(e.get(filter))); v != "" {
-		switch v {
-		case "trace_based", "always_on", "always_off":
-			m.ExemplarFilter = v
-		default:
-			e.warn("%s=%s: want trace_based, always_on or always_off: using trace_based", filter, e.get(filter))
-		}
-	}
+	m.Temporality = e.choice("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative", "delta", "lowmemory")
+	m.ExemplarFilter = e.choice("OTEL_METRICS_EXEMPLAR_FILTER", "trace_based", "always_on", "always_off")
 	return m, errors.Join(errs...)
+}
+
+// choice reads a variable that takes one of a few values, case aside: def (the first)
+// when unset or, with a warning, invalid.
+func (e *env) choice(name, def string, others ...string) string {
+	raw := strings.TrimSpace(e.get(name))
+	v := strings.ToLower(raw)
+	if v == "" {
+		return def
+	}
+	allowed := append([]string{def}, others...)
+	if slices.Contains(allowed, v) {
+		return v
+	}
+	e.warn("%s=%s: want %s or %s: using %s", name, raw, strings.Join(allowed[:len(allowed)-1], ", "), allowed[len(allowed)-1], def)
+	return def
 }
 
 // milliseconds reads a duration variable in milliseconds into dst, which holds its
