@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, metrics, proxy, rate, grpc, sql, redis, container, wrap, runtime.
+// Sections: startup, analysis, gate, tracing, metrics, profile, proxy, rate, grpc, sql, redis, container, wrap, runtime.
 package main
 
 import (
@@ -33,6 +33,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"sql":       sqlBench,
 	"redis":     redisBench,
 	"metrics":   metricsBench,
+	"profile":   profileBench,
 	"wrap":      wrapBench,
 	"runtime":   runtimeBench,
 }
@@ -50,7 +51,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "metrics", "proxy", "rate", "grpc", "sql", "redis", "container", "wrap", "runtime"}
+		names = []string{"startup", "analysis", "gate", "tracing", "metrics", "profile", "proxy", "rate", "grpc", "sql", "redis", "container", "wrap", "runtime"}
 	}
 	defer testenv.Cleanup()
 

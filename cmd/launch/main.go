@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -96,6 +97,7 @@ func newApp(command []string) *cli.App {
 		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests and plaintext HTTP/2 streams (gRPC, h2c), from the kernel (needs CAP_NET_ADMIN and cgroup v2; TLS cannot be changed below it: HTTPS and gRPC-with-TLS calls get client spans only); --propagate=false to leave requests as they are"},
 		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher"},
 		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
+		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile of the launcher itself (go tool pprof) to `FILE` when it exits: where its time per span goes"},
 	}
 	for _, f := range flags {
 		switch f := f.(type) {
@@ -153,6 +155,14 @@ func runApp(c *cli.Context, command []string) int {
 
 	if !useOffsetsDB(c, "launch") {
 		return launcher.ExitUsage
+	}
+	if path := c.String("cpu-profile"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "launch: --cpu-profile: %v\n", err)
+			return launcher.ExitUsage
+		}
+		defer stop()
 	}
 	if command == nil {
 		command = c.Args().Slice()
@@ -239,4 +249,22 @@ func parseSize(s string) (int, error) {
 		return 0, errors.New("want a power of two from 4KiB to 1024MiB")
 	}
 	return n, nil
+}
+
+// startCPUProfile profiles the launcher's CPU into the file at path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			slog.Warn("--cpu-profile " + path + ": " + err.Error())
+		}
+	}, nil
 }

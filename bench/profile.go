@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// profileBench: where the launcher's CPU per span goes (issue 18 asks to profile
+// first). The test HTTP server (Go 1.26) under the launcher with --cpu-profile, 16
+// connections for 10 s, spans and metrics to the bench's counting OTLP receiver; then
+// pprof's top functions, cumulative, the launcher's own.
+func profileBench(env *benchEnv) error {
+	tg, recv, stop, err := countedBench()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	dir, err := os.MkdirTemp("", "bench-profile-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	prof := filepath.Join(dir, "launch.pprof")
+	s, err := startServer(env, tg, true, recv.Endpoint, "LAUNCH_CPU_PROFILE="+prof)
+	if err != nil {
+		return err
+	}
+	load(s.addr, 1, 300*time.Millisecond) // warm up
+	const dur, conns = 10 * time.Second, 16
+	spans0, cpu0 := recv.Received(), cpuTime(s.launcher)
+	n, _, err := load(s.addr, conns, dur)
+	time.Sleep(500 * time.Millisecond)
+	cpu, spans := cpuTime(s.launcher)-cpu0, recv.Received()-spans0
+	s.stop()
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", prof).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pprof: %v\n%s", err, out)
+	}
+	fmt.Printf("### Launcher CPU profile (Go 1.26 net/http under the launcher, %d connections, %s)\n\n", conns, dur)
+	fmt.Printf("%d requests, %d spans exported, launcher CPU %.2f µs a span.\n\n", n, spans, float64(cpu.Nanoseconds())/1e3/float64(max(1, spans)))
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fmt.Println("    " + line)
+	}
+	fmt.Println()
+	return nil
+}
