@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -305,4 +307,27 @@ func rssKB(pid int) int {
 func mustAtoi(s string) int64 {
 	n, _ := strconv.Atoi(s)
 	return int64(n)
+}
+
+// --cpu-profile (here as LAUNCH_CPU_PROFILE) writes the launcher's own CPU profile when
+// it exits, after the app: a gzipped pprof profile that names the launcher's functions.
+func TestCPUProfile(t *testing.T) {
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	recv := testenv.StartReceiver(t)
+	prof := filepath.Join(t.TempDir(), "launch.pprof")
+	r, addr := tracedServer(t, tg, recv, "LAUNCH_CPU_PROFILE="+prof)
+	firstRequest(t, addr, "/items/first")
+	for i := 0; i < 200; i++ {
+		getOK(t, r, addr, "/items/"+strconv.Itoa(i))
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+	b, err := os.ReadFile(prof)
+	if err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("the profile: %v, %d bytes\n%s", err, len(b), r.stderr)
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", prof).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Type: cpu") {
+		t.Errorf("go tool pprof: %v\n%s", err, out)
+	}
 }
