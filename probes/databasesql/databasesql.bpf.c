@@ -62,6 +62,12 @@ struct sql_text {
 	__u8 text[QUERY_MAX];
 };
 
+/* Which connection an operation went over. */
+struct sql_conn {
+	__u64 type; /* the driver connection's dynamic type: which database */
+	struct tcp_addr server;
+};
+
 struct sql_event {
 	__u32 kind;
 	__u8 op;
@@ -73,15 +79,8 @@ struct sql_event {
 	struct span_context sc;
 	__u8 parent_span_id[SPAN_ID_SIZE];
 	__u64 error_type; /* the error's dynamic type; 0 without an error */
-	__u64 conn_type;  /* the driver connection's dynamic type: which database */
-	struct tcp_addr server;
+	struct sql_conn conn; /* which database, and its server */
 	struct sql_text query;
-};
-
-/* Which connection an operation went over. */
-struct sql_conn {
-	__u64 type; /* the driver connection's dynamic type */
-	struct tcp_addr server;
 };
 
 /* What is known of a prepared statement. */
@@ -171,15 +170,6 @@ static __always_inline void read_conn(struct sql_conn *c, __u64 dc)
 		read_tcp_remote(&c->server, conn);
 }
 
-/* read_event_conn fills ev's connection from the *driverConn dc. */
-static __always_inline void read_event_conn(struct sql_event *ev, __u64 dc)
-{
-	struct sql_conn c = {};
-	read_conn(&c, dc);
-	ev->conn_type = c.type;
-	ev->server = c.server;
-}
-
 /* copy_text copies a statement's text into t. */
 static __always_inline void copy_text(struct sql_text *t, __u64 ptr, __u64 len)
 {
@@ -215,7 +205,7 @@ int query_entry(struct go_regs *ctx)
 	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_QUERY);
 	if (!ev)
 		return 0;
-	read_event_conn(ev, go_arg(ctx, 6));
+	read_conn(&ev->conn, go_arg(ctx, 6));
 	copy_text(&ev->query, go_arg(ctx, 8), go_arg(ctx, 9));
 	return 0;
 }
@@ -236,7 +226,7 @@ int exec_entry(struct go_regs *ctx)
 	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_EXEC);
 	if (!ev)
 		return 0;
-	read_event_conn(ev, go_arg(ctx, 4));
+	read_conn(&ev->conn, go_arg(ctx, 4));
 	copy_text(&ev->query, go_arg(ctx, 6), go_arg(ctx, 7));
 	return 0;
 }
@@ -299,8 +289,7 @@ static __always_inline void stmt_begin(struct go_regs *ctx, __u8 op)
 	struct sql_statement *st = bpf_map_lookup_elem(&statements, &stmt);
 	if (!st)
 		return;
-	ev->conn_type = st->conn.type;
-	ev->server = st->conn.server;
+	ev->conn = st->conn;
 	bpf_probe_read_kernel(&ev->query, sizeof(st->query), &st->query); /* too large for an inline copy */
 }
 

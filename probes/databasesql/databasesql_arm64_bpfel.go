@@ -42,14 +42,17 @@ type databasesqlSqlEvent struct {
 	}
 	ParentSpanId [8]uint8
 	ErrorType    uint64
-	ConnType     uint64
-	Server       struct {
-		_     structs.HostLayout
-		Ip    [16]uint8
-		IpLen uint8
-		Pad   uint8
-		Port  uint16
-		Pad2  uint32
+	Conn         struct {
+		_      structs.HostLayout
+		Type   uint64
+		Server struct {
+			_     structs.HostLayout
+			Ip    [16]uint8
+			IpLen uint8
+			Pad   uint8
+			Port  uint16
+			Pad2  uint32
+		}
 	}
 	Query databasesqlSqlText
 }
@@ -118,14 +121,17 @@ type databasesqlZeroValue struct {
 		}
 		ParentSpanId [8]uint8
 		ErrorType    uint64
-		ConnType     uint64
-		Server       struct {
-			_     structs.HostLayout
-			Ip    [16]uint8
-			IpLen uint8
-			Pad   uint8
-			Port  uint16
-			Pad2  uint32
+		Conn         struct {
+			_      structs.HostLayout
+			Type   uint64
+			Server struct {
+				_     structs.HostLayout
+				Ip    [16]uint8
+				IpLen uint8
+				Pad   uint8
+				Port  uint16
+				Pad2  uint32
+			}
 		}
 		Query struct {
 			_      structs.HostLayout

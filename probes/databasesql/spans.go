@@ -66,7 +66,7 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 		End:     ev.EndNs,
 	}
 	system := p.system
-	if s, ok := connTypes[p.TypeName(ev.ConnType)]; ok {
+	if s, ok := connTypes[p.TypeName(ev.Conn.Type)]; ok {
 		system = s
 	}
 	attrs := make([]attribute.KeyValue, 0, 6)
@@ -88,8 +88,8 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 	if span.Name == "" {
 		span.Name = system
 	}
-	if ip, ok := serverIP(ev.Server.Ip, ev.Server.IpLen); ok {
-		attrs = append(attrs, semconv.ServerAddress(ip.String()), semconv.ServerPort(int(ev.Server.Port)))
+	if ip, ok := serverIP(ev.Conn.Server.Ip, ev.Conn.Server.IpLen); ok {
+		attrs = append(attrs, semconv.ServerAddress(ip.String()), semconv.ServerPort(int(ev.Conn.Server.Port)))
 	}
 	if ev.ErrorType != 0 {
 		span.Status = codes.Error

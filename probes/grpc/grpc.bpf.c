@@ -45,6 +45,7 @@
 #include "common.h"
 #include "spans.h"
 #include "outgoing.h"
+#include "net.h" /* a TCP connection's offsets (net.netFD's laddr is the probe's own) */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -67,12 +68,7 @@ volatile __u64 off_x_http2_FrameHeader_StreamID = OFFSET_NONE;
 volatile __u64 off_x_hpack_HeaderField_Name = OFFSET_NONE;
 volatile __u64 off_x_hpack_HeaderField_Value = OFFSET_NONE;
 volatile __u64 off_x_hpack_HeaderField_Sensitive = OFFSET_NONE; /* the last field: gives the size */
-volatile __u64 off_net_TCPConn_conn = OFFSET_NONE;
-volatile __u64 off_net_conn_fd = OFFSET_NONE;
 volatile __u64 off_net_netFD_laddr = OFFSET_NONE;
-volatile __u64 off_net_netFD_raddr = OFFSET_NONE;
-volatile __u64 off_net_TCPAddr_IP = OFFSET_NONE;
-volatile __u64 off_net_TCPAddr_Port = OFFSET_NONE;
 volatile __u64 off_transport_headerFrame_streamID = OFFSET_NONE;   /* v1.53 to v1.82 */
 volatile __u64 off_transport_headerFrame_hf = OFFSET_NONE;
 volatile __u64 off_transport_clientHeaders_streamID = OFFSET_NONE; /* v1.82.1+ */
@@ -234,19 +230,13 @@ static __always_inline void read_status(__u64 st, __u32 *code, __u8 *message, __
 	*message_len = read_go_string(message, MESSAGE_MAX, pb + off_status_Status_Message);
 }
 
-/* read_addr reads a net.Addr interface at addr, taking it for a *net.TCPAddr. */
+/* read_addr reads a net.Addr interface at addr, taking it for a *net.TCPAddr: userspace
+ * keeps it only for a connection whose type is *net.TCPConn. */
 static __always_inline void read_addr(struct grpc_addr *a, __u64 addr)
 {
-	__u64 tcp = read_ptr(addr + 8);
-	if (!tcp)
-		return;
-	struct go_slice ip = {};
-	read_user(&ip, sizeof(ip), tcp + off_net_TCPAddr_IP);
-	if (ip.len == 4 && read_user(a->ip, 4, ip.ptr) == 0)
-		a->ip_len = 4;
-	else if (ip.len == 16 && read_user(a->ip, 16, ip.ptr) == 0)
-		a->ip_len = 16;
-	a->port = read_ptr(tcp + off_net_TCPAddr_Port);
+	__u8 ip_len = 0;
+	if (read_tcp_addr(read_ptr(addr + 8), a->ip, &ip_len, &a->port) == 0)
+		a->ip_len = ip_len;
 }
 
 /* ---------------------------------------------------------------- server */

@@ -240,6 +240,8 @@ const (
 	grpcVarSamplerRoot                            = "sampler_root"
 	grpcVarServerEnabled                          = "server_enabled"
 	grpcVarTraceContext                           = "trace_context"
+	grpcVarTypeNetTCPAddr                         = "type_net_TCPAddr"
+	grpcVarTypeNetTCPConn                         = "type_net_TCPConn"
 	grpcVarUnusedClientEvent                      = "unused_client_event"
 	grpcVarUnusedServerEvent                      = "unused_server_event"
 	grpcVarZeroes                                 = "zeroes"
@@ -356,6 +358,8 @@ type grpcVariableSpecs struct {
 	SamplerRoot                            *ebpf.VariableSpec `ebpf:"sampler_root"`
 	ServerEnabled                          *ebpf.VariableSpec `ebpf:"server_enabled"`
 	TraceContext                           *ebpf.VariableSpec `ebpf:"trace_context"`
+	TypeNetTCPAddr                         *ebpf.VariableSpec `ebpf:"type_net_TCPAddr"`
+	TypeNetTCPConn                         *ebpf.VariableSpec `ebpf:"type_net_TCPConn"`
 	UnusedClientEvent                      *ebpf.VariableSpec `ebpf:"unused_client_event"`
 	UnusedServerEvent                      *ebpf.VariableSpec `ebpf:"unused_server_event"`
 	Zeroes                                 *ebpf.VariableSpec `ebpf:"zeroes"`
@@ -452,6 +456,8 @@ type grpcVariables struct {
 	SamplerRoot                            *ebpf.Variable `ebpf:"sampler_root"`
 	ServerEnabled                          *ebpf.Variable `ebpf:"server_enabled"`
 	TraceContext                           *ebpf.Variable `ebpf:"trace_context"`
+	TypeNetTCPAddr                         *ebpf.Variable `ebpf:"type_net_TCPAddr"`
+	TypeNetTCPConn                         *ebpf.Variable `ebpf:"type_net_TCPConn"`
 	UnusedClientEvent                      *ebpf.Variable `ebpf:"unused_client_event"`
 	UnusedServerEvent                      *ebpf.Variable `ebpf:"unused_server_event"`
 	Zeroes                                 *ebpf.Variable `ebpf:"zeroes"`
