@@ -94,9 +94,9 @@ type Session struct {
 	report  chan struct{} // stops the loss reports
 
 	mu        sync.Mutex
-	lost      uint64            // kernel losses reported so far
-	failed    map[string]uint64 // export failures reported so far, by exporter
-	lostErr   bool              // a loss counter could not be read: said once
+	lost      uint64                             // kernel losses reported so far
+	reported  map[string]telemetry.ExporterStats // each exporter's failures and drops reported so far
+	lostErr   bool                               // a loss counter could not be read: said once
 	shutdown  sync.Once
 	finished  chan struct{}
 	accounted chan struct{} // closed once the final loss report is made
@@ -280,7 +280,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		}
 	}
 	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: t.GoVersion}, cfg: opts.Telemetry, shared: env.Shared,
-		started: make(chan struct{}), report: make(chan struct{}), failed: map[string]uint64{}, finished: make(chan struct{}), accounted: make(chan struct{})}
+		started: make(chan struct{}), report: make(chan struct{}), reported: map[string]telemetry.ExporterStats{}, finished: make(chan struct{}), accounted: make(chan struct{})}
 	if fieldErr == nil {
 		for _, p := range probes {
 			if err := p.Configure(reps, inflight); err != nil {
@@ -406,17 +406,20 @@ func (s *Session) logLoss(when string, final bool) {
 	}
 	if s.pipe != nil {
 		for _, st := range s.pipe.Stats() {
-			if st.Failed > s.failed[st.Exporter] {
-				n := st.Failed - s.failed[st.Exporter]
+			was := s.reported[st.Exporter]
+			if n := st.Dropped - was.Dropped; n > 0 {
+				parts = append(parts, fmt.Sprintf("%d with the queue to %s full (%d spans, OTEL_BSP_MAX_QUEUE_SIZE or --max-queue: the collector did not keep up)", n, st.Exporter, s.cfg.Batch.MaxQueueSize))
+				total += n
+			}
+			if n := st.Failed - was.Failed; n > 0 {
 				parts = append(parts, fmt.Sprintf("%d in failed exports to %s (collector down, slow or refusing)", n, st.Exporter))
 				total += n
-				s.failed[st.Exporter] = st.Failed
 			}
-			if final && st.Dropped+st.Unexported() > 0 {
-				n := st.Dropped + st.Unexported()
+			if n := st.Unexported(); final && n > 0 {
 				parts = append(parts, fmt.Sprintf("%d not exported to %s within --flush-timeout", n, st.Exporter))
 				total += n
 			}
+			s.reported[st.Exporter] = st
 		}
 	}
 	if total > 0 {
@@ -496,19 +499,11 @@ func (s *Session) stop(ctx context.Context) error {
 		close(s.accounted)
 		return errors.Join(errs...)
 	}
+	// The readers go through what the ring buffers hold (emitting never waits for an
+	// exporter), then the pipeline exports what it holds.
 	drained := make(chan struct{})
 	go func() { s.readers.Wait(); close(drained) }()
-	if !ready(drained, ctx) {
-		if s.pipe != nil {
-			// Spans waiting for room in a queue are dropped (and counted) from here:
-			// the readers go through the rest of the ring buffers quickly.
-			s.pipe.StopWaiting()
-			select {
-			case <-drained:
-			case <-time.After(time.Second):
-			}
-		}
-	}
+	ready(drained, ctx)
 	if s.pipe != nil {
 		if err := s.pipe.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flushing spans: %w", err))

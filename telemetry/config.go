@@ -64,10 +64,25 @@ type Metrics struct {
 
 // Batch is the batch span processor's configuration.
 type Batch struct {
-	ScheduleDelay      time.Duration
-	ExportTimeout      time.Duration
+	ScheduleDelay time.Duration
+	ExportTimeout time.Duration
+	// MaxQueueSize bounds the spans waiting for export, per exporter; past it, spans
+	// are dropped and counted. OTEL_BSP_MAX_QUEUE_SIZE, or launch --max-queue.
 	MaxQueueSize       int
 	MaxExportBatchSize int
+}
+
+// DefaultMaxQueueSize is the launcher's bound on queued spans, larger than the SDK's
+// 2048: it queues spans as OTLP bytes (~300 a span for an HTTP server), not as span
+// objects, and 32,768 of them (~10 MB) ride out a collector stalled for 2 s at
+// 16,000 spans a second.
+const DefaultMaxQueueSize = 32768
+
+// WithMaxQueueSize is b with MaxQueueSize n (n > 0), and the export batch no larger.
+func (b Batch) WithMaxQueueSize(n int) Batch {
+	b.MaxQueueSize = n
+	b.MaxExportBatchSize = min(b.MaxExportBatchSize, n)
+	return b
 }
 
 // The specification's defaults.
@@ -87,7 +102,7 @@ var (
 	metricsSignal = signal{"METRICS", "/v1/metrics"}
 )
 
-var defaultBatch = Batch{ScheduleDelay: 5 * time.Second, ExportTimeout: 30 * time.Second, MaxQueueSize: 2048, MaxExportBatchSize: 512}
+var defaultBatch = Batch{ScheduleDelay: 5 * time.Second, ExportTimeout: 30 * time.Second, MaxQueueSize: DefaultMaxQueueSize, MaxExportBatchSize: 512}
 
 // ConfigFromEnv reads the configuration from the environment. An error names the
 // variable and says what it wants: with that setting, no span could be exported.

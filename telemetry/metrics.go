@@ -44,6 +44,7 @@ type requestMetrics struct {
 	mp                                               *sdkmetric.MeterProvider
 	httpServer, httpClient, rpcServer, rpcClient, db durationMetric
 	pool                                             sync.Pool // []attribute.KeyValue buffers
+	exemplars                                        bool      // the exemplar filter may take one: the span's IDs go with its measurement
 }
 
 // The conventions' recommended bucket boundaries, in seconds.
@@ -71,7 +72,7 @@ func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource,
 		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp,
 			sdkmetric.WithInterval(cfg.Interval), sdkmetric.WithTimeout(cfg.Timeout))))
 	}
-	m := &requestMetrics{mp: sdkmetric.NewMeterProvider(opts...)}
+	m := &requestMetrics{mp: sdkmetric.NewMeterProvider(opts...), exemplars: cfg.ExemplarFilter != "always_off"}
 	m.pool.New = func() any { return new([]attribute.KeyValue) }
 	meter := m.mp.Meter("github.com/otel-go-launcher/otel-go-launcher")
 	var err error
@@ -137,12 +138,20 @@ func (m *requestMetrics) metricOf(s *Span) *durationMetric {
 	return nil
 }
 
-// record counts the span in its histogram. ctx holds it as the trace pipeline made it
-// (the context its tracer.Start returned): a sampled span is an exemplar's trace.
-func (m *requestMetrics) record(ctx context.Context, s *Span) {
+// record counts the span in its histogram. With exemplars, the span's context goes
+// with the measurement: a sampled span (an exported one) may be an exemplar's trace.
+func (m *requestMetrics) record(s *Span, sampled bool) {
 	d := m.metricOf(s)
 	if d == nil || s.End < s.Start {
 		return
+	}
+	ctx := context.Background()
+	if m.exemplars {
+		var flags trace.TraceFlags
+		if sampled {
+			flags = trace.FlagsSampled
+		}
+		ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: s.TraceID, SpanID: s.SpanID, TraceFlags: flags}))
 	}
 	buf := m.pool.Get().(*[]attribute.KeyValue)
 	attrs := (*buf)[:0]

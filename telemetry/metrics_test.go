@@ -23,10 +23,8 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.shutdown(context.Background())
-	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
-	ctx := trace.ContextWithSpanContext(context.Background(), sc)
 	record := func(kind trace.SpanKind, ms uint64, attrs ...attribute.KeyValue) {
-		m.record(ctx, &Span{Kind: kind, Start: 1e9, End: 1e9 + ms*1e6, Attributes: attrs})
+		m.record(&Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Kind: kind, Start: 1e9, End: 1e9 + ms*1e6, Attributes: attrs}, true)
 	}
 	record(trace.SpanKindServer, 20, semconv.HTTPRequestMethodGet, semconv.HTTPRoute("/items/{id}"), semconv.URLPath("/items/7"),
 		semconv.HTTPResponseStatusCode(200), semconv.ClientAddress("10.0.0.1"), semconv.ClientPort(50123), semconv.UserAgentOriginal("curl"))
@@ -129,16 +127,13 @@ func BenchmarkRecordServerSpan(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.shutdown(context.Background())
-	s := &Span{Kind: trace.SpanKindServer, Start: 1e9, End: 1e9 + 250e3, Attributes: []attribute.KeyValue{
+	s := &Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Kind: trace.SpanKindServer, Start: 1e9, End: 1e9 + 250e3, Attributes: []attribute.KeyValue{
 		semconv.HTTPRequestMethodGet, semconv.URLPath("/items/7"), semconv.URLScheme("http"), semconv.HTTPRoute("/items/{id}"),
 		semconv.NetworkProtocolVersion("1.1"), semconv.ServerAddress("127.0.0.1"), semconv.ServerPort(8080),
 		semconv.ClientAddress("127.0.0.1"), semconv.ClientPort(50000), semconv.UserAgentOriginal("Go-http-client/1.1"),
 		semconv.HTTPResponseStatusCode(200)}}
-	// As Emit has it: the context the SDK's tracer.Start returned, a sampled span in it.
-	ctx := trace.ContextWithSpanContext(context.Background(),
-		trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled}))
 	b.ReportAllocs()
 	for b.Loop() {
-		m.record(ctx, s)
+		m.record(s, true) // a sampled span: its IDs go with the measurement, for an exemplar
 	}
 }

@@ -1,10 +1,9 @@
 package telemetry
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
-
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // Sampling is the sampler OTEL_TRACES_SAMPLER[_ARG] choose. The probes decide it in
@@ -73,21 +72,19 @@ func (s Sampling) RatioBound() uint64 {
 	return uint64(s.Ratio * (1 << 63))
 }
 
-// sdkSampler is the same decision for the SDK.
-func (s Sampling) sdkSampler() sdktrace.Sampler {
-	var root sdktrace.Sampler
+// sampled is the decision for s, the kernel's and the SDK's: a parent's flag, or the
+// root sampler's (TraceIDRatio as the SDK computes it, see RatioBound).
+func (s Sampling) sampled(sp *Span) bool {
+	if s.ParentBased && sp.Parent.IsValid() {
+		return sp.Parent.IsSampled()
+	}
 	switch s.Root {
 	case AlwaysOff:
-		root = sdktrace.NeverSample()
+		return false
 	case TraceIDRatio:
-		root = sdktrace.TraceIDRatioBased(s.Ratio)
-	default:
-		root = sdktrace.AlwaysSample()
+		return binary.BigEndian.Uint64(sp.TraceID[8:16])>>1 < s.RatioBound()
 	}
-	if s.ParentBased {
-		return sdktrace.ParentBased(root)
-	}
-	return root
+	return true
 }
 
 // traceContext reports whether OTEL_PROPAGATORS asks for W3C trace context (the

@@ -33,8 +33,8 @@ func TestSamplingFromEnv(t *testing.T) {
 }
 
 // kernelDecision is the rule the probes apply in the kernel (bpf/include/trace.h,
-// sample()), written out again: the SDK sampler built from the same Sampling must agree
-// with it on every trace ID and parent.
+// sample()), written out again: the pipeline's decision, and the SDK's sampler of the
+// same name, must agree with it on every trace ID and parent.
 func kernelDecision(s Sampling, id trace.TraceID, hasParent, parentSampled bool) bool {
 	if hasParent && s.ParentBased {
 		return parentSampled
@@ -48,26 +48,46 @@ func kernelDecision(s Sampling, id trace.TraceID, hasParent, parentSampled bool)
 	return true
 }
 
-func TestSDKSamplerAgreesWithKernel(t *testing.T) {
+// sdkSampler is the SDK's sampler of the same name.
+func sdkSampler(s Sampling) sdktrace.Sampler {
+	var root sdktrace.Sampler
+	switch s.Root {
+	case AlwaysOff:
+		root = sdktrace.NeverSample()
+	case TraceIDRatio:
+		root = sdktrace.TraceIDRatioBased(s.Ratio)
+	default:
+		root = sdktrace.AlwaysSample()
+	}
+	if s.ParentBased {
+		return sdktrace.ParentBased(root)
+	}
+	return root
+}
+
+func TestSamplingAgreesWithKernelAndSDK(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for _, s := range []Sampling{DefaultSampling, {Root: AlwaysOff}, {Root: TraceIDRatio, Ratio: 0.3}, {Root: TraceIDRatio, ParentBased: true, Ratio: 0.7},
 		{Root: TraceIDRatio, Ratio: 0}, {Root: TraceIDRatio, Ratio: 1}} {
-		sampler := s.sdkSampler()
+		sampler := sdkSampler(s)
 		for i := 0; i < 2000; i++ {
 			var id trace.TraceID
 			rng.Read(id[:])
 			hasParent, parentSampled := i%3 != 0, i%2 == 0
 			ctx := context.Background()
+			span := &Span{TraceID: id}
 			if hasParent {
 				flags := trace.TraceFlags(0)
 				if parentSampled {
 					flags = trace.FlagsSampled
 				}
-				ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: id, SpanID: trace.SpanID{1}, TraceFlags: flags, Remote: true}))
+				span.Parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: id, SpanID: trace.SpanID{1}, TraceFlags: flags, Remote: true})
+				ctx = trace.ContextWithRemoteSpanContext(ctx, span.Parent)
 			}
 			sdk := sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: id}).Decision == sdktrace.RecordAndSample
-			if k := kernelDecision(s, id, hasParent, parentSampled); sdk != k {
-				t.Fatalf("%+v, trace %s, parent %v sampled %v: SDK %v, kernel %v", s, id, hasParent, parentSampled, sdk, k)
+			k := kernelDecision(s, id, hasParent, parentSampled)
+			if ours := s.sampled(span); sdk != k || ours != k {
+				t.Fatalf("%+v, trace %s, parent %v sampled %v: SDK %v, kernel %v, pipeline %v", s, id, hasParent, parentSampled, sdk, k, ours)
 			}
 		}
 	}

@@ -7,7 +7,8 @@ import (
 )
 
 // Span is one span as a probe saw it in the kernel: its IDs were chosen there, its
-// times are CLOCK_MONOTONIC nanoseconds.
+// times are CLOCK_MONOTONIC nanoseconds. The pipeline keeps nothing of a Span once
+// Emit returns (it encodes it), so a decoder reuses one, and its Attributes' storage.
 type Span struct {
 	TraceID    trace.TraceID
 	SpanID     trace.SpanID

@@ -2,13 +2,14 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,13 +29,13 @@ func TestClockConvertsMonotonicToWall(t *testing.T) {
 	}
 }
 
-// Spans keep the IDs the kernel chose, join their remote parent, and carry what the
-// probe gave them; the sampler sees the parent's sampled flag.
+// Spans keep the IDs the kernel chose, join their parent, and carry what the probe
+// gave them; the sampler sees the parent's sampled flag.
 func TestEmitKeepsKernelIDs(t *testing.T) {
 	t.Setenv("OTEL_SERVICE_NAME", "")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
-	mem := tracetest.NewInMemoryExporter()
-	p, err := newPipeline(context.Background(), App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, testConfig(), []namedExporter{{"memory", mem}})
+	mem := &memSender{}
+	p, err := newPipeline(context.Background(), App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, testConfig(), []namedSender{{"memory", mem}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,28 +47,28 @@ func TestEmitKeepsKernelIDs(t *testing.T) {
 	unsampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{5}, SpanID: trace.SpanID{5}, Remote: true})
 	p.Emit(&Span{TraceID: trace.TraceID{5}, SpanID: trace.SpanID{6}, Parent: unsampled, Name: "dropped", Start: now, End: now})
 	p.Emit(&Span{TraceID: trace.TraceID{8}, SpanID: trace.SpanID{8}, Name: "root", Start: now, End: now})
-	if err := p.tp.ForceFlush(context.Background()); err != nil { // Shutdown would reset mem
+	if err := p.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	spans := mem.GetSpans()
-	defer p.Shutdown(context.Background())
+	spans := mem.spans()
 	if len(spans) != 2 {
 		t.Fatalf("%d spans exported, want 2 (the unsampled parent's child is dropped)", len(spans))
 	}
 	s := spans[0]
-	if s.SpanContext.TraceID() != tid || s.SpanContext.SpanID() != (trace.SpanID{7}) || s.Parent.SpanID() != (trace.SpanID{9}) ||
-		s.Name != "GET /x" || s.SpanKind != trace.SpanKindServer || s.Status.Code != codes.Error || s.EndTime.Sub(s.StartTime) != time.Microsecond {
-		t.Errorf("span %+v", s)
+	if [16]byte(s.TraceId) != tid || [8]byte(s.SpanId) != (trace.SpanID{7}) || [8]byte(s.ParentSpanId) != (trace.SpanID{9}) ||
+		s.Name != "GET /x" || s.Kind != tracepb.Span_SPAN_KIND_SERVER || s.Status.Code != tracepb.Status_STATUS_CODE_ERROR ||
+		s.EndTimeUnixNano-s.StartTimeUnixNano != 1000 || s.Flags != 0x301 {
+		t.Errorf("span %v", s)
 	}
-	if spans[1].SpanContext.TraceID() != (trace.TraceID{8}) || spans[1].Parent.IsValid() {
-		t.Errorf("root span %+v", spans[1])
+	if [16]byte(spans[1].TraceId) != (trace.TraceID{8}) || spans[1].ParentSpanId != nil || spans[1].Flags != 0x101 {
+		t.Errorf("root span %v", spans[1])
 	}
 	attrs := map[string]string{}
-	for _, kv := range s.Resource.Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+	for _, kv := range mem.resource().Attributes {
+		attrs[kv.Key] = fmt.Sprintf("%s %d", kv.Value.GetStringValue(), kv.Value.GetIntValue())
 	}
-	for k, v := range map[string]string{"service.name": "app", "process.pid": "42", "process.runtime.version": "go1.26.8",
-		"telemetry.distro.name": "otel-go-launcher", "deployment.environment.name": "test", "process.executable.path": "/srv/app"} {
+	for k, v := range map[string]string{"service.name": "app 0", "process.pid": " 42", "process.runtime.version": "go1.26.8 0",
+		"telemetry.distro.name": "otel-go-launcher 0", "deployment.environment.name": "test 0", "process.executable.path": "/srv/app 0"} {
 		if attrs[k] != v {
 			t.Errorf("resource %s = %q, want %q", k, attrs[k], v)
 		}
@@ -96,8 +97,8 @@ func TestExportersFromEnvironment(t *testing.T) {
 	} {
 		cfg, err := configFrom(vars{"OTEL_TRACES_EXPORTER": c.exporter, "OTEL_EXPORTER_OTLP_PROTOCOL": c.protocol}.get)
 		if err == nil {
-			var exps []namedExporter
-			exps, err = exporters(context.Background(), cfg)
+			var exps []namedSender
+			exps, err = senders(cfg)
 			if len(exps) != c.n {
 				t.Errorf("%q %q: %d exporters", c.exporter, c.protocol, len(exps))
 			}

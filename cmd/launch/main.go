@@ -96,6 +96,7 @@ func newApp(command []string) *cli.App {
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
 		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests and plaintext HTTP/2 streams (gRPC, h2c), from the kernel (needs CAP_NET_ADMIN and cgroup v2; TLS cannot be changed below it: HTTPS and gRPC-with-TLS calls get client spans only); --propagate=false to leave requests as they are"},
 		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher"},
+		&cli.IntFlag{Name: "max-queue", Value: telemetry.DefaultMaxQueueSize, Usage: "spans held in memory per exporter while the collector is slow or away (`N`, ~300 bytes each; OTEL_BSP_MAX_QUEUE_SIZE sets it too, this flag wins); past it, spans are dropped and counted, never the app slowed"},
 		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
 		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile of the launcher itself (go tool pprof) to `FILE` when it exits: where its time per span goes"},
 	}
@@ -106,6 +107,8 @@ func newApp(command []string) *cli.App {
 		case *cli.DurationFlag:
 			f.EnvVars = flagEnv(f.Name)
 		case *cli.BoolFlag:
+			f.EnvVars = flagEnv(f.Name)
+		case *cli.IntFlag:
 			f.EnvVars = flagEnv(f.Name)
 		}
 	}
@@ -138,6 +141,14 @@ func runApp(c *cli.Context, command []string) int {
 	// The OpenTelemetry configuration, read once; what tracing needs is prepared in
 	// the background from here, unless it is off.
 	otel, otelErr := telemetry.ConfigFromEnv()
+	if c.IsSet("max-queue") {
+		n := c.Int("max-queue")
+		if n <= 0 {
+			fmt.Fprintf(os.Stderr, "launch: --max-queue %d: want a positive number of spans\n", n)
+			return launcher.ExitUsage
+		}
+		otel.Batch = otel.Batch.WithMaxQueueSize(n)
+	}
 	probeOpts := probes.Options{Telemetry: otel, Propagate: c.Bool("propagate")}
 	if otelErr == nil && !otel.Disabled {
 		probes.Prepare(probeOpts)

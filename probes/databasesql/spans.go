@@ -3,7 +3,6 @@ package databasesql
 import (
 	"net/netip"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -58,6 +57,7 @@ func systemOf(mods offsets.Modules) string {
 
 // operationSpan fills span from an event, following the database conventions.
 func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
+	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{
 		TraceID: ev.Sc.TraceId,
 		SpanID:  ev.Sc.SpanId,
@@ -69,7 +69,6 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 	if s, ok := connTypes[p.TypeName(ev.Conn.Type)]; ok {
 		system = s
 	}
-	attrs := make([]attribute.KeyValue, 0, 6)
 	attrs = append(attrs, semconv.DBSystemNameKey.String(system))
 	n := min(int(ev.Query.Copied), len(ev.Query.Text))
 	if n > 0 {

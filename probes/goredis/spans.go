@@ -34,6 +34,7 @@ const (
 // and span name, the database index as namespace (never in the span name), and the
 // reply error's prefix as status code.
 func (p *Probe) operationSpan(ev *goredisRedisEvent, span *telemetry.Span) {
+	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{
 		TraceID: ev.Sc.TraceId,
 		SpanID:  ev.Sc.SpanId,
@@ -41,7 +42,6 @@ func (p *Probe) operationSpan(ev *goredisRedisEvent, span *telemetry.Span) {
 		Start:   ev.StartNs,
 		End:     ev.EndNs,
 	}
-	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs, semconv.DBSystemNameRedis)
 	operation, count := "", 0
 	switch ev.Op {

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -19,6 +18,7 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
 	method := strings.TrimPrefix(str(ev.Method[:], ev.MethodLen), "/")
 	message := str(ev.Message[:], ev.MessageLen)
 	code := statusCode(ev.Code)
+	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{
 		TraceID: ev.Sc.TraceId,
 		SpanID:  ev.Sc.SpanId,
@@ -26,7 +26,6 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
 		Start:   ev.StartNs,
 		End:     ev.EndNs,
 	}
-	attrs := make([]attribute.KeyValue, 0, 9)
 	attrs = append(attrs, semconv.RPCSystemNameGRPC)
 	// A method the server does not know: grpc answers UNIMPLEMENTED with this
 	// message. The conventions want _OTHER then, and the name the client sent.
@@ -66,6 +65,7 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
 // clientSpan fills span from a client event: Error for every status but OK.
 func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
 	method := strings.TrimPrefix(str(ev.Method[:], ev.MethodLen), "/")
+	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{
 		TraceID: ev.Sc.TraceId,
 		SpanID:  ev.Sc.SpanId,
@@ -74,7 +74,6 @@ func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
 		End:     ev.EndNs,
 		Name:    method,
 	}
-	attrs := make([]attribute.KeyValue, 0, 6)
 	attrs = append(attrs, semconv.RPCSystemNameGRPC, semconv.RPCMethod(method))
 	code := "OK"
 	if ev.ErrorType != 0 {

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -20,6 +19,7 @@ func (p *Probe) clientSpan(ev *nethttpHttpClientEvent, span *telemetry.Span) {
 	scheme := str(ev.Scheme[:], ev.SchemeLen)
 	hostPort := str(ev.Host[:], ev.HostLen)
 
+	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{
 		TraceID: ev.Sc.TraceId,
 		SpanID:  ev.Sc.SpanId,
@@ -28,7 +28,6 @@ func (p *Probe) clientSpan(ev *nethttpHttpClientEvent, span *telemetry.Span) {
 		End:     ev.EndNs,
 		Name:    method,
 	}
-	attrs := make([]attribute.KeyValue, 0, 9)
 	if knownMethod(method) {
 		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(method))
 	} else {

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -18,6 +17,7 @@ func serverSpan(ev *nethttpHttpServerEvent, span *telemetry.Span) {
 	method := str(ev.Method[:], ev.MethodLen)
 	route := routeOf(str(ev.Route[:], ev.RouteLen))
 
+	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{
 		TraceID: ev.Sc.TraceId,
 		SpanID:  ev.Sc.SpanId,
@@ -25,7 +25,6 @@ func serverSpan(ev *nethttpHttpServerEvent, span *telemetry.Span) {
 		Start:   ev.StartNs,
 		End:     ev.EndNs,
 	}
-	attrs := make([]attribute.KeyValue, 0, 12)
 	if known := knownMethod(method); known {
 		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(method))
 	} else {

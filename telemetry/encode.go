@@ -1,0 +1,275 @@
+package telemetry
+
+import (
+	"math"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The launcher writes OTLP protobuf itself, from the probes' spans to the bytes of an
+// ExportTraceServiceRequest, with no span object or proto message in between: the
+// SDK's way (a span, a ReadOnlySpan, a tracepb.Span, proto.Marshal) cost 20 µs of
+// CPU a span (docs/benchmarks.md). The output is the SDK exporter's, byte for byte,
+// for the same spans (TestEncodingMatchesSDK); the field numbers are those of
+// opentelemetry/proto/trace/v1/trace.proto and common/v1/common.proto.
+const (
+	// ExportTraceServiceRequest, ResourceSpans, ScopeSpans
+	fieldResourceSpans protowire.Number = 1
+	fieldResource      protowire.Number = 1
+	fieldScopeSpans    protowire.Number = 2
+	fieldRSSchemaURL   protowire.Number = 3
+	fieldScope         protowire.Number = 1
+	fieldSpans         protowire.Number = 2
+	fieldResourceAttrs protowire.Number = 1 // Resource.attributes
+	fieldScopeName     protowire.Number = 1 // InstrumentationScope.name
+	fieldScopeVersion  protowire.Number = 2
+	fieldKeyValueKey   protowire.Number = 1
+	fieldKeyValueValue protowire.Number = 2
+	fieldArrayValues   protowire.Number = 1 // ArrayValue.values, KeyValueList.values
+	fieldStatusMessage protowire.Number = 2
+	fieldStatusCode    protowire.Number = 3
+	fieldTraceID       protowire.Number = 1 // Span
+	fieldSpanID        protowire.Number = 2
+	fieldTraceState    protowire.Number = 3
+	fieldParentSpanID  protowire.Number = 4
+	fieldName          protowire.Number = 5
+	fieldKind          protowire.Number = 6
+	fieldStartTime     protowire.Number = 7
+	fieldEndTime       protowire.Number = 8
+	fieldAttributes    protowire.Number = 9
+	fieldDroppedAttrs  protowire.Number = 10
+	fieldStatus        protowire.Number = 15
+	fieldFlags         protowire.Number = 16
+	anyString          protowire.Number = 1 // AnyValue's oneof
+	anyBool            protowire.Number = 2
+	anyInt             protowire.Number = 3
+	anyDouble          protowire.Number = 4
+	anyArray           protowire.Number = 5
+	anyKvlist          protowire.Number = 6
+	anyBytes           protowire.Number = 7
+	flagHasIsRemote    uint32           = 0x100 // SpanFlags: whether the parent is remote is known
+	flagIsRemote       uint32           = 0x200
+)
+
+// encoder writes the spans of one app (its resource) and scope.
+type encoder struct {
+	clock *Clock
+	// head is ResourceSpans.resource and the start of ScopeSpans: resource then
+	// scope, whole fields; tail is ResourceSpans.schema_url, after the scope spans.
+	resource, scope, tail []byte
+}
+
+func newEncoder(res *resource.Resource, scopeName string, clock *Clock) *encoder {
+	e := &encoder{clock: clock}
+	var body []byte
+	for it := res.Iter(); it.Next(); {
+		body = appendKeyValue(body, fieldResourceAttrs, it.Attribute())
+	}
+	e.resource = protowire.AppendTag(nil, fieldResource, protowire.BytesType)
+	e.resource = protowire.AppendBytes(e.resource, body)
+	body = protowire.AppendTag(nil, fieldScopeName, protowire.BytesType)
+	body = protowire.AppendString(body, scopeName)
+	e.scope = protowire.AppendTag(nil, fieldScope, protowire.BytesType)
+	e.scope = protowire.AppendBytes(e.scope, body)
+	if url := res.SchemaURL(); url != "" {
+		e.tail = protowire.AppendTag(nil, fieldRSSchemaURL, protowire.BytesType)
+		e.tail = protowire.AppendString(e.tail, url)
+	}
+	return e
+}
+
+// headroom is the room a batch keeps before its spans for the request's head.
+func (e *encoder) headroom() int {
+	return 2*(1+binaryVarintMax) + len(e.resource) + len(e.scope)
+}
+
+const binaryVarintMax = 5 // a length below 4 GiB
+
+// request turns a batch - its spans as ScopeSpans.spans fields, after headroom() bytes
+// of room - into an ExportTraceServiceRequest, in place: the head is written right
+// before the spans, the tail appended. It returns the request's bytes.
+func (e *encoder) request(batch []byte) []byte {
+	room := e.headroom()
+	spans := len(batch) - room
+	scopeSpans := len(e.scope) + spans
+	resourceSpans := len(e.resource) + 1 + protowire.SizeVarint(uint64(scopeSpans)) + scopeSpans + len(e.tail)
+	var head [2 * (1 + binaryVarintMax)]byte
+	h := protowire.AppendTag(head[:0], fieldResourceSpans, protowire.BytesType)
+	h = protowire.AppendVarint(h, uint64(resourceSpans))
+	start := room - len(e.scope) - 1 - protowire.SizeVarint(uint64(scopeSpans)) - len(e.resource) - len(h)
+	b := append(batch[:start], h...)
+	b = append(b, e.resource...)
+	b = protowire.AppendTag(b, fieldScopeSpans, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(scopeSpans))
+	b = append(b, e.scope...)
+	return append(batch, e.tail...)[start:]
+}
+
+// appendSpan appends s as a ScopeSpans.spans field. flags are its trace flags (the
+// sampled bit set).
+func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
+	b, mark := beginMessage(b, fieldSpans)
+	b = appendBytesField(b, fieldTraceID, s.TraceID[:])
+	b = appendBytesField(b, fieldSpanID, s.SpanID[:])
+	spanFlags := uint32(flags) | flagHasIsRemote
+	if s.Parent.IsValid() {
+		if ts := s.Parent.TraceState(); ts.Len() > 0 {
+			b = appendStringField(b, fieldTraceState, ts.String())
+		}
+		id := s.Parent.SpanID()
+		b = appendBytesField(b, fieldParentSpanID, id[:])
+		if s.Parent.IsRemote() {
+			spanFlags |= flagIsRemote
+		}
+	}
+	b = appendStringField(b, fieldName, s.Name)
+	b = protowire.AppendTag(b, fieldKind, protowire.VarintType)
+	b = protowire.AppendVarint(b, spanKind(s.Kind))
+	b = appendFixed64Field(b, fieldStartTime, e.unixNano(s.Start))
+	b = appendFixed64Field(b, fieldEndTime, e.unixNano(s.End))
+	// The probes give each key once (their tests say so), as the SDK would keep it.
+	dropped := uint64(0)
+	for _, kv := range s.Attributes {
+		if !kv.Valid() {
+			dropped++ // as the SDK does
+			continue
+		}
+		b = appendKeyValue(b, fieldAttributes, kv)
+	}
+	if dropped > 0 {
+		b = protowire.AppendTag(b, fieldDroppedAttrs, protowire.VarintType)
+		b = protowire.AppendVarint(b, dropped)
+	}
+	b, status := beginMessage(b, fieldStatus)
+	switch s.Status {
+	case codes.Error: // the SDK keeps a description only for an error
+		b = appendStringField(b, fieldStatusMessage, s.StatusDescription)
+		b = protowire.AppendTag(b, fieldStatusCode, protowire.VarintType)
+		b = protowire.AppendVarint(b, 2) // STATUS_CODE_ERROR
+	case codes.Ok:
+		b = protowire.AppendTag(b, fieldStatusCode, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1) // STATUS_CODE_OK
+	}
+	b = endMessage(b, status)
+	b = protowire.AppendTag(b, fieldFlags, protowire.Fixed32Type)
+	b = protowire.AppendFixed32(b, spanFlags)
+	return endMessage(b, mark)
+}
+
+func (e *encoder) unixNano(mono uint64) uint64 {
+	return uint64(max(0, e.clock.Wall(mono).UnixNano()))
+}
+
+// spanKind is the proto enum's value, the same numbering (internal 1 to consumer 5);
+// none is internal, as the SDK makes it.
+func spanKind(k trace.SpanKind) uint64 {
+	if k >= trace.SpanKindInternal && k <= trace.SpanKindConsumer {
+		return uint64(k)
+	}
+	return uint64(trace.SpanKindInternal)
+}
+
+func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	b, mark := beginMessage(b, num)
+	b = appendStringField(b, fieldKeyValueKey, string(kv.Key))
+	b = appendAnyValue(b, fieldKeyValueValue, kv.Value)
+	return endMessage(b, mark)
+}
+
+// appendAnyValue writes v as the SDK's exporter converts it.
+func appendAnyValue(b []byte, num protowire.Number, v attribute.Value) []byte {
+	b, mark := beginMessage(b, num)
+	switch v.Type() {
+	case attribute.STRING:
+		b = protowire.AppendTag(b, anyString, protowire.BytesType)
+		b = protowire.AppendString(b, v.AsString())
+	case attribute.INT64:
+		b = protowire.AppendTag(b, anyInt, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
+	case attribute.BOOL:
+		b = protowire.AppendTag(b, anyBool, protowire.VarintType)
+		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
+	case attribute.FLOAT64:
+		b = protowire.AppendTag(b, anyDouble, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
+	case attribute.BYTESLICE:
+		b = protowire.AppendTag(b, anyBytes, protowire.BytesType)
+		b = protowire.AppendBytes(b, v.AsByteSlice())
+	case attribute.STRINGSLICE:
+		b = appendArray(b, v.AsStringSlice(), attribute.StringValue)
+	case attribute.INT64SLICE:
+		b = appendArray(b, v.AsInt64Slice(), attribute.Int64Value)
+	case attribute.BOOLSLICE:
+		b = appendArray(b, v.AsBoolSlice(), attribute.BoolValue)
+	case attribute.FLOAT64SLICE:
+		b = appendArray(b, v.AsFloat64Slice(), attribute.Float64Value)
+	case attribute.SLICE:
+		b = appendArray(b, v.AsSlice(), func(v attribute.Value) attribute.Value { return v })
+	case attribute.MAP:
+		b, list := beginMessage(b, anyKvlist)
+		for _, kv := range v.AsMap() {
+			b = appendKeyValue(b, fieldArrayValues, kv)
+		}
+		return endMessage(endMessage(b, list), mark)
+	case attribute.EMPTY: // an AnyValue with no value
+	default: // as the SDK's exporter says a type it does not know
+		b = protowire.AppendTag(b, anyString, protowire.BytesType)
+		b = protowire.AppendString(b, "INVALID")
+	}
+	return endMessage(b, mark)
+}
+
+func appendArray[T any](b []byte, vs []T, value func(T) attribute.Value) []byte {
+	b, mark := beginMessage(b, anyArray)
+	for _, v := range vs {
+		b = appendAnyValue(b, fieldArrayValues, value(v))
+	}
+	return endMessage(b, mark)
+}
+
+// beginMessage starts an embedded message field whose length is not known yet:
+// endMessage writes it. One byte is kept for it, enough for most attributes; a longer
+// message is moved up to make room.
+func beginMessage(b []byte, num protowire.Number) ([]byte, int) {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return append(b, 0), len(b)
+}
+
+func endMessage(b []byte, mark int) []byte {
+	n := len(b) - mark - 1
+	if n < 0x80 {
+		b[mark] = byte(n)
+		return b
+	}
+	size := protowire.SizeVarint(uint64(n))
+	var room [binaryVarintMax]byte
+	b = append(b, room[:size-1]...)
+	copy(b[mark+size:], b[mark+1:mark+1+n])
+	protowire.AppendVarint(b[mark:mark], uint64(n))
+	return b
+}
+
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b // proto3: a zero value is not written
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, v)
+}

@@ -1,0 +1,201 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// memSender keeps what it is sent, decoded; it can stall, wait at a gate, or fail every
+// failEvery-th export (a failure not retried).
+type memSender struct {
+	mu        sync.Mutex
+	requests  []*coltracepb.ExportTraceServiceRequest
+	calls     int
+	failEvery int
+	stall     time.Duration // the first export takes this long
+	gate      chan struct{}
+}
+
+func (m *memSender) attempt(ctx context.Context, req []byte, _ *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
+	if m.gate != nil {
+		select {
+		case <-m.gate:
+		case <-ctx.Done():
+			return false, 0, ctx.Err()
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.calls == 1 && m.stall > 0 {
+		time.Sleep(m.stall)
+	}
+	if m.failEvery > 0 && m.calls%m.failEvery == 0 {
+		return false, 0, errors.New("collector refused")
+	}
+	var r coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(req, &r); err != nil {
+		return false, 0, err
+	}
+	m.requests = append(m.requests, &r)
+	return false, 0, nil
+}
+
+func (m *memSender) close() error { return nil }
+
+func (m *memSender) spans() []*tracepb.Span {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var spans []*tracepb.Span
+	for _, r := range m.requests {
+		for _, rs := range r.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				spans = append(spans, ss.Spans...)
+			}
+		}
+	}
+	return spans
+}
+
+func (m *memSender) resource() *resourcepb.Resource {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.requests[0].ResourceSpans[0].Resource
+}
+
+// testSpans are spans of every shape the probes make, and attribute values of every
+// type.
+func testSpans() []*Span {
+	now := monoNow()
+	ts, _ := trace.ParseTraceState("vendor=abc,other=x")
+	remote := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{3}, TraceFlags: trace.FlagsSampled | 0x02, TraceState: ts, Remote: true})
+	local := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, TraceFlags: trace.FlagsSampled})
+	long := string(bytes.Repeat([]byte("/a-long-path"), 40)) // attributes and spans longer than 127 bytes
+	return []*Span{
+		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, Parent: remote, Kind: trace.SpanKindServer, Name: "GET /items/{id}",
+			Start: now, End: now + 250_000, Attributes: []attribute.KeyValue{
+				attribute.String("http.request.method", "GET"), attribute.String("url.path", long), attribute.Int("http.response.status_code", 200),
+				attribute.Int("server.port", -1), attribute.Bool("b", true), attribute.Bool("f", false), attribute.Float64("x", 1.5),
+				attribute.StringSlice("ss", []string{"a", ""}), attribute.IntSlice("is", []int{1, -2}), attribute.BoolSlice("bs", []bool{true}),
+				attribute.Float64Slice("fs", []float64{0.25}), attribute.String("empty", ""),
+			}},
+		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{5}, Parent: local, Kind: trace.SpanKindClient, Name: "SELECT users",
+			Start: now + 10, End: now + 90, Status: codes.Error, StatusDescription: "connection reset",
+			Attributes: []attribute.KeyValue{attribute.String("db.system.name", "postgresql"), {Key: "empty-value"}, {Value: attribute.StringValue("no key")}}},
+		{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, Kind: trace.SpanKindInternal, Name: long, Start: now, End: now},
+		{TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, Name: "", Start: now, End: now + 1, Status: codes.Ok},
+	}
+}
+
+// The launcher's OTLP is the SDK exporter's, byte for byte, for the same spans: the
+// same resource, scope, IDs, parents, flags, trace state, times, attributes and status.
+func TestEncodingMatchesSDK(t *testing.T) {
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
+	ctx := context.Background()
+	res, err := appResource(ctx, App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := NewClock()
+	spans := testSpans()
+
+	// The SDK's way: spans started and ended with the same IDs and times, exported by
+	// its OTLP exporter to a client that keeps the request it would send.
+	client := &capturingClient{}
+	exp, err := otlptrace.New(ctx, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithIDGenerator(spanIDs{}),
+		sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	tracer := tp.Tracer(scopeName)
+	for _, s := range spans {
+		ctx := context.WithValue(ctx, spanIDs{}, s)
+		if s.Parent.IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, s.Parent)
+		}
+		_, span := tracer.Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(s.Attributes...))
+		span.SetStatus(s.Status, s.StatusDescription)
+		span.End(trace.WithTimestamp(clock.Wall(s.End)))
+	}
+	tp.Shutdown(ctx)
+	var sdkRequests [][]byte
+	for _, rs := range client.requests {
+		r, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+		sdkRequests = append(sdkRequests, r)
+	}
+
+	// Ours: each span alone in a batch, as the SDK sent them; then all in one.
+	enc := newEncoder(res, scopeName, clock)
+	var all []byte
+	for i, s := range spans {
+		flags := trace.FlagsSampled
+		if s.Parent.IsValid() {
+			flags |= s.Parent.TraceFlags()
+		}
+		span := enc.appendSpan(nil, s, flags)
+		all = append(all, span...)
+		got := enc.request(append(make([]byte, enc.headroom()), span...))
+		if !bytes.Equal(got, sdkRequests[i]) {
+			var g, w coltracepb.ExportTraceServiceRequest
+			proto.Unmarshal(got, &g)
+			proto.Unmarshal(sdkRequests[i], &w)
+			t.Errorf("span %d (%s): not the SDK's bytes\nours %x\nSDK's %x\nours %v\nSDK's %v", i, s.Name, got, sdkRequests[i], &g, &w)
+		}
+	}
+	var one coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(enc.request(append(make([]byte, enc.headroom()), all...)), &one); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(one.ResourceSpans[0].ScopeSpans[0].Spans); n != len(spans) {
+		t.Errorf("a batch of %d spans decodes to %d", len(spans), n)
+	}
+}
+
+// spanIDs gives the SDK the IDs the spans have.
+type spanIDs struct{}
+
+func (spanIDs) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	s := ctx.Value(spanIDs{}).(*Span)
+	return s.TraceID, s.SpanID
+}
+
+func (spanIDs) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
+	return ctx.Value(spanIDs{}).(*Span).SpanID
+}
+
+type capturingClient struct{ requests [][]*tracepb.ResourceSpans }
+
+func (c *capturingClient) Start(context.Context) error { return nil }
+func (c *capturingClient) Stop(context.Context) error  { return nil }
+func (c *capturingClient) UploadTraces(_ context.Context, rs []*tracepb.ResourceSpans) error {
+	c.requests = append(c.requests, rs)
+	return nil
+}
+
+// What encoding one server span costs (the SDK's span, transform and marshal cost
+// ~20 µs of the launcher's CPU; see docs/benchmarks.md).
+func BenchmarkEncodeServerSpan(b *testing.B) {
+	res, _ := appResource(context.Background(), App{Path: "/app"})
+	enc := newEncoder(res, scopeName, NewClock())
+	s := testSpans()[0]
+	buf := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = enc.appendSpan(buf[:0], s, trace.FlagsSampled)
+	}
+}

@@ -1,0 +1,223 @@
+package telemetry
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// queue is one exporter's batch span processor, over encoded spans: it batches them
+// as the SDK's does (OTEL_BSP_*: a batch goes when it is full or ScheduleDelay after
+// the last export, one export at a time, each within ExportTimeout), holds at most
+// MaxQueueSize spans waiting, and accounts for every span it is given. Emitting never
+// waits: a span that finds the queue full is dropped and counted - the bound is what
+// rides out a slow or stalled collector, in memory, at ~300 bytes a span.
+type queue struct {
+	name   string
+	send   sender
+	enc    *encoder
+	cfg    Batch
+	report func(error)
+
+	mu      sync.Mutex
+	filling []byte   // the batch being filled: encoder.headroom() bytes, then spans
+	spans   int      // in filling
+	full    []*batch // ready to export, oldest first
+	waiting int      // spans in filling and full
+	free    [][]byte // buffers of exported batches, for new ones
+	closed  bool     // after Shutdown: spans are neither queued nor counted
+
+	wake    chan struct{}   // a batch is full
+	flushes chan chan error // ForceFlush's: everything queued so far, then reply
+	stop    chan struct{}   // Shutdown: flush, then end
+	done    chan struct{}   // the export loop ended
+
+	queued, exported, failed, dropped atomic.Uint64
+}
+
+type batch struct {
+	buf   []byte
+	spans int
+}
+
+// maxFree bounds the buffers kept for reuse: a stall's backlog is given back.
+const maxFree = 4
+
+func newQueue(name string, s sender, enc *encoder, cfg Batch, report func(error)) *queue {
+	q := &queue{name: name, send: s, enc: enc, cfg: cfg, report: report,
+		wake: make(chan struct{}, 1), flushes: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{})}
+	go q.run()
+	return q
+}
+
+// add queues one encoded span (a ScopeSpans.spans field), or drops it if the queue
+// is full.
+func (q *queue) add(span []byte) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	if q.waiting >= q.cfg.MaxQueueSize {
+		q.mu.Unlock()
+		q.dropped.Add(1)
+		return
+	}
+	if q.filling == nil {
+		q.filling = q.newBuffer()
+	}
+	q.filling = append(q.filling, span...)
+	q.spans++
+	q.waiting++
+	q.queued.Add(1)
+	ready := q.spans >= q.cfg.MaxExportBatchSize
+	if ready {
+		q.seal()
+	}
+	q.mu.Unlock()
+	if ready {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// seal moves the batch being filled to the ready ones. Called with mu held.
+func (q *queue) seal() {
+	if q.spans == 0 {
+		return
+	}
+	q.full = append(q.full, &batch{buf: q.filling, spans: q.spans})
+	q.filling, q.spans = nil, 0
+}
+
+func (q *queue) newBuffer() []byte {
+	if n := len(q.free); n > 0 {
+		b := q.free[n-1]
+		q.free = q.free[:n-1]
+		return b[:q.enc.headroom()]
+	}
+	return make([]byte, q.enc.headroom(), q.enc.headroom()+q.cfg.MaxExportBatchSize*320)
+}
+
+// next takes the oldest ready batch; with all, the one being filled too.
+func (q *queue) next(all bool) *batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.full) == 0 && all {
+		q.seal()
+	}
+	if len(q.full) == 0 {
+		return nil
+	}
+	b := q.full[0]
+	q.full[0] = nil
+	q.full = q.full[1:]
+	q.waiting -= b.spans
+	return b
+}
+
+func (q *queue) run() {
+	defer close(q.done)
+	timer := time.NewTimer(q.cfg.ScheduleDelay)
+	defer timer.Stop()
+	for {
+		all := false
+		select {
+		case <-q.wake:
+		case <-timer.C:
+			all = true
+		case reply := <-q.flushes:
+			reply <- q.exportAll()
+			continue
+		case <-q.stop:
+			q.exportAll()
+			return
+		}
+		for b := q.next(all); b != nil; b = q.next(all) {
+			q.export(b)
+		}
+		timer.Reset(q.cfg.ScheduleDelay)
+	}
+}
+
+// exportAll exports what is queued now.
+func (q *queue) exportAll() error {
+	var err error
+	q.mu.Lock()
+	q.seal()
+	n := len(q.full)
+	q.mu.Unlock()
+	for ; n > 0; n-- {
+		if b := q.next(false); b != nil {
+			if e := q.export(b); e != nil {
+				err = e
+			}
+		}
+	}
+	return err
+}
+
+// export sends one batch, within the export timeout, counts the outcome and keeps the
+// buffer for a new batch.
+func (q *queue) export(b *batch) error {
+	ctx, cancel := context.WithTimeout(context.Background(), q.cfg.ExportTimeout)
+	rejected, err := send(ctx, q.send, q.enc.request(b.buf))
+	cancel()
+	switch {
+	case err != nil:
+		q.failed.Add(uint64(b.spans))
+		q.report(err)
+	default:
+		q.failed.Add(uint64(rejected))
+		q.exported.Add(uint64(b.spans - rejected))
+	}
+	q.mu.Lock()
+	if len(q.free) < maxFree {
+		q.free = append(q.free, b.buf)
+	}
+	q.mu.Unlock()
+	return err
+}
+
+// forceFlush exports what is queued, within ctx.
+func (q *queue) forceFlush(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case q.flushes <- reply:
+	case <-q.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// shutdown stops taking spans, exports what is queued and closes the sender, within
+// ctx. What is still queued or being exported then is counted by stats (Unexported).
+func (q *queue) shutdown(ctx context.Context) error {
+	q.mu.Lock()
+	already := q.closed
+	q.closed = true
+	q.mu.Unlock()
+	if !already {
+		close(q.stop)
+	}
+	select {
+	case <-q.done:
+		return q.send.close()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (q *queue) stats() ExporterStats {
+	return ExporterStats{Exporter: q.name, Queued: q.queued.Load(), Exported: q.exported.Load(), Failed: q.failed.Load(), Dropped: q.dropped.Load()}
+}
