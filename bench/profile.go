@@ -31,10 +31,13 @@ func profileBench(env *benchEnv) error {
 	}
 	load(s.addr, 1, 300*time.Millisecond) // warm up
 	const dur, conns = 10 * time.Second, 16
-	spans0, cpu0 := recv.Received(), cpuTime(s.launcher)
+	spans0 := recv.Received()
+	user0, sys0 := cpuTimes(s.launcher)
 	n, _, err := load(s.addr, conns, dur)
 	time.Sleep(500 * time.Millisecond)
-	cpu, spans := cpuTime(s.launcher)-cpu0, recv.Received()-spans0
+	user, sys := cpuTimes(s.launcher)
+	user, sys = user-user0, sys-sys0
+	cpu, spans := user+sys, recv.Received()-spans0
 	s.stop()
 	if err != nil {
 		return err
@@ -44,7 +47,8 @@ func profileBench(env *benchEnv) error {
 		return fmt.Errorf("pprof: %v\n%s", err, out)
 	}
 	fmt.Printf("### Launcher CPU profile (Go 1.26 net/http under the launcher, %d connections, %s)\n\n", conns, dur)
-	fmt.Printf("%d requests, %d spans exported, launcher CPU %.2f µs a span.\n\n", n, spans, float64(cpu.Nanoseconds())/1e3/float64(max(1, spans)))
+	perSpan := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(max(1, spans)) }
+	fmt.Printf("%d requests, %d spans exported, launcher CPU %.2f µs a span (user %.2f, system %.2f).\n\n", n, spans, perSpan(cpu), perSpan(user), perSpan(sys))
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fmt.Println("    " + line)
 	}

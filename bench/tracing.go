@@ -160,14 +160,20 @@ func loadPathOver(addr, path string, conns int, d time.Duration, newTransport fu
 
 // cpuTime is the process's user+system CPU time.
 func cpuTime(pid int) time.Duration {
+	user, system := cpuTimes(pid)
+	return user + system
+}
+
+// cpuTimes is the process's user and system CPU time, all its threads'.
+func cpuTimes(pid int) (user, system time.Duration) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	return time.Duration(ut) * time.Second / 100, time.Duration(st) * time.Second / 100 // USER_HZ
 }
 
 func rssKiB(pid int) int64 {

@@ -26,14 +26,11 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-/* Wake the reader only once this much is waiting: one wakeup per batch, not per
- * request. The reader also polls on a short timer, so nothing waits long. */
-#define WAKEUP_BYTES (64 * 1024)
-
+/* Never wake the reader: it drains the ring buffer on a timer (bpf/bpf.go). A wakeup
+ * would be an interrupt in the app and a thread hand-off in the launcher, per batch. */
 static __always_inline void submit(void *rec, __u64 size)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, rec, size, flags) != 0) {
+	if (bpf_ringbuf_output(&events, rec, size, BPF_RB_NO_WAKEUP) != 0) {
 		__u32 zero = 0;
 		__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
 		if (n)
