@@ -27,6 +27,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"tracing":   tracing,
 	"proxy":     proxy,
 	"rate":      rate,
+	"stall":     stall,
 	"gate":      gate,
 	"container": container,
 	"grpc":      grpcBench,
@@ -51,7 +52,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "metrics", "profile", "proxy", "rate", "grpc", "sql", "redis", "container", "wrap", "runtime"}
+		names = []string{"startup", "analysis", "gate", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime"}
 	}
 	defer testenv.Cleanup()
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,7 +27,26 @@ import (
 type server struct {
 	cmd      *exec.Cmd
 	addr     string
-	launcher int // the launcher's PID, 0 when direct
+	launcher int         // the launcher's PID, 0 when direct
+	stderr   *syncBuffer // what it said, also passed on to the bench's stderr
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's writes and the bench's reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startServer(env *benchEnv, path string, launched bool, otlp string, extraEnv ...string) (*server, error) {
@@ -55,11 +75,12 @@ func startAppUnder(launcher, otlp string, argvFor func(addr string) []string, ex
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp, "OTEL_BSP_SCHEDULE_DELAY=200")
 	cmd.Env = append(cmd.Env, extraEnv...)
-	cmd.Stderr = os.Stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = io.MultiWriter(os.Stderr, stderr)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, addr: addr}
+	s := &server{cmd: cmd, addr: addr, stderr: stderr}
 	if launched {
 		s.launcher = cmd.Process.Pid
 	}
@@ -176,10 +197,15 @@ func cpuTimes(pid int) (user, system time.Duration) {
 	return time.Duration(ut) * time.Second / 100, time.Duration(st) * time.Second / 100 // USER_HZ
 }
 
-func rssKiB(pid int) int64 {
+func rssKiB(pid int) int64 { return statusKiB(pid, "VmRSS:") }
+
+// peakRSSKiB is the process's peak RSS so far.
+func peakRSSKiB(pid int) int64 { return statusKiB(pid, "VmHWM:") }
+
+func statusKiB(pid int, field string) int64 {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 			return n
 		}
@@ -386,11 +412,28 @@ func rate(env *benchEnv) error {
 	load(s.addr, 1, 200*time.Millisecond)
 	time.Sleep(time.Second) // the warm-up's spans arrive before counting starts
 	base := recv.Received()
-	var sent, ok, late atomic.Int64
+	sent, ok, late := openLoop(s.addr, perSecond, dur, workers)
+	s.stop() // flushes
+	time.Sleep(500 * time.Millisecond)
+	got := recv.Received() - base
+	fmt.Printf("### Sustained rate (%d req/s for %s, open loop, %d connections)\n\n", perSecond, dur, workers)
+	fmt.Println("| requests sent | answered 200 | spans received | received / sent | generator ticks missed |")
+	fmt.Println("|---:|---:|---:|---:|---:|")
+	fmt.Printf("| %d | %d | %d | **%.4f** | %d |\n\n", sent, ok, got, float64(got)/float64(sent), late)
+	return nil
+}
+
+// openLoop sends GET /items/W to addr at perSecond requests a second for dur, on
+// schedule whatever the answers take (up to workers in flight); it returns the
+// requests sent, those answered 200, and the ticks missed because every worker was
+// busy (the generator, not the server, fell behind).
+func openLoop(addr string, perSecond int, dur time.Duration, workers int) (sent, ok, late int64) {
+	var nSent, nOK, nLate atomic.Int64
 	ticks := make(chan struct{}, perSecond)
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
 	go func() { // one tick per request, on schedule
-		interval := time.Second / perSecond
+		interval := time.Second / time.Duration(perSecond)
 		next := time.Now()
 		for ctx.Err() == nil {
 			next = next.Add(interval)
@@ -400,7 +443,7 @@ func rate(env *benchEnv) error {
 			select {
 			case ticks <- struct{}{}:
 			default:
-				late.Add(1) // every worker busy: the generator, not the server, fell behind
+				nLate.Add(1)
 			}
 		}
 		close(ticks)
@@ -412,28 +455,20 @@ func rate(env *benchEnv) error {
 			defer wg.Done()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 			for range ticks {
-				sent.Add(1)
-				resp, err := client.Get("http://" + s.addr + "/items/" + strconv.Itoa(w))
+				nSent.Add(1)
+				resp, err := client.Get("http://" + addr + "/items/" + strconv.Itoa(w))
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode == 200 {
-						ok.Add(1)
+						nOK.Add(1)
 					}
 				}
 			}
 		}(w)
 	}
 	wg.Wait()
-	cancel()
-	s.stop() // flushes
-	time.Sleep(500 * time.Millisecond)
-	got := recv.Received() - base
-	fmt.Printf("### Sustained rate (%d req/s for %s, open loop, %d connections)\n\n", perSecond, dur, workers)
-	fmt.Println("| requests sent | answered 200 | spans received | received / sent | generator ticks missed |")
-	fmt.Println("|---:|---:|---:|---:|---:|")
-	fmt.Printf("| %d | %d | %d | **%.4f** | %d |\n\n", sent.Load(), ok.Load(), got, float64(got)/float64(sent.Load()), late.Load())
-	return nil
+	return nSent.Load(), nOK.Load(), nLate.Load()
 }
 
 // gate: how long the app waits at the start gate - time from exec to the app's main,

@@ -44,6 +44,11 @@ type Receiver struct {
 	count     int
 	failEvery int // refuse every n-th export (0: none)
 	exports   int
+	// A slow collector: exports wait until pausedUntil, and each takes latency, one
+	// at a time (a disk that fsyncs each).
+	pausedUntil time.Time
+	latency     time.Duration
+	slow        sync.Mutex
 }
 
 // StartReceiver listens on a free loopback port until the test ends.
@@ -102,6 +107,23 @@ func (r *Receiver) FailEvery(n int) {
 	r.mu.Unlock()
 }
 
+// Pause makes the receiver answer no export for d from now: a collector stalled (a
+// garbage collection, a full disk, a restart behind a load balancer that holds
+// connections).
+func (r *Receiver) Pause(d time.Duration) {
+	r.mu.Lock()
+	r.pausedUntil = time.Now().Add(d)
+	r.mu.Unlock()
+}
+
+// Latency makes each export take d, one export at a time: a collector bound by its
+// disk's fsyncs.
+func (r *Receiver) Latency(d time.Duration) {
+	r.mu.Lock()
+	r.latency = d
+	r.mu.Unlock()
+}
+
 // Received is the number of spans counted so far (CountOnly).
 func (r *Receiver) Received() int {
 	r.mu.Lock()
@@ -111,6 +133,14 @@ func (r *Receiver) Received() int {
 
 // Export implements the collector's TraceService.
 func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.mu.Lock()
+	paused, latency := time.Until(r.pausedUntil), r.latency
+	r.mu.Unlock()
+	if paused > 0 || latency > 0 {
+		r.slow.Lock()
+		time.Sleep(max(paused, 0) + latency)
+		r.slow.Unlock()
+	}
 	var got []Span
 	for _, rs := range req.ResourceSpans {
 		res := attrMap(rs.GetResource().GetAttributes())
