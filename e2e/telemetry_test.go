@@ -50,6 +50,38 @@ func TestEverySpanIsDeliveredOrCounted(t *testing.T) {
 	}
 }
 
+// A collector that stalls for 2 s loses nothing: the spans made meanwhile wait in the
+// launcher's queue (bounded by --max-queue) and go once it answers; one that stalls
+// past a small bound loses the rest, and the launcher says how many and why.
+func TestStalledCollector(t *testing.T) {
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	for _, c := range []struct {
+		maxQueue string
+		lossless bool
+	}{{"", true}, {"--max-queue=100", false}} {
+		recv := testenv.StartReceiver(t)
+		recv.CountOnly()
+		var flags []string
+		if c.maxQueue != "" {
+			flags = append(flags, "LAUNCH_MAX_QUEUE=100")
+		}
+		r, addr := tracedServer(t, tg, recv, append(flags, "OTEL_BSP_SCHEDULE_DELAY=20", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=50")...)
+		firstRequest(t, addr, "/items/first")
+		recv.Pause(2 * time.Second)
+		const n = 1000
+		getN(t, addr, "stalled", n)
+		r.signal(syscall.SIGTERM)
+		r.wait(20 * time.Second)
+		received, dropped := recv.Received(), droppedSpans(r.stderr.String())
+		if received+dropped != n+1 || (dropped == 0) != c.lossless {
+			t.Errorf("%s: %d spans received and %d said dropped, of %d made\n%s", c.maxQueue, received, dropped, n+1, r.stderr)
+		}
+		if !c.lossless && !strings.Contains(r.stderr.String(), "with the queue to otlp full (100 spans") {
+			t.Errorf("%s: the drops are not said to be a full queue:\n%s", c.maxQueue, r.stderr)
+		}
+	}
+}
+
 // With no OTEL_EXPORTER_OTLP_ENDPOINT, spans go to http://localhost:4317 in plaintext,
 // as the specification says.
 func TestDefaultEndpointIsPlaintext(t *testing.T) {
