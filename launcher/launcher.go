@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -139,15 +138,7 @@ func (s *supervisor) run(path string, spec gate.Spec) int {
 		s.relay(sig)
 	}
 	s.pending = nil
-	// From here the launcher's work is a pipeline (ring buffers, encoding, export) that
-	// one core does at ~200,000 spans a second; a second P only adds hand-offs between
-	// threads (futex wakes, spinning Ms) that cost the app's cores more CPU than the
-	// work itself: 8.5 → 5.5 µs a span measured (docs/benchmarks.md). Analysis and
-	// loading, before, use every core, to keep the gate short. What they allocated
-	// (the app's symbols, DWARF, BPF objects) is garbage now: given back at once, not
-	// over minutes by the scavenger.
-	runtime.GOMAXPROCS(1)
-	go debug.FreeOSMemory()
+	settle()
 
 	var status unix.WaitStatus
 	for waiting := true; waiting; {
