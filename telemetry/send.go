@@ -216,6 +216,7 @@ type httpSender struct {
 	headers map[string]string
 	gzip    bool
 	zbuf    bytes.Buffer // the compressed request; sends are one at a time
+	zw      *gzip.Writer // reused: a new one allocates ~800 KB
 }
 
 func newHTTPSender(o OTLP) (*httpSender, error) {
@@ -233,9 +234,13 @@ func (s *httpSender) attempt(ctx context.Context, req []byte, resp *coltracepb.E
 	body := req
 	if s.gzip {
 		s.zbuf.Reset()
-		zw := gzip.NewWriter(&s.zbuf)
-		zw.Write(req)
-		zw.Close()
+		if s.zw == nil {
+			s.zw = gzip.NewWriter(&s.zbuf)
+		} else {
+			s.zw.Reset(&s.zbuf)
+		}
+		s.zw.Write(req)
+		s.zw.Close()
 		body = s.zbuf.Bytes()
 	}
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))

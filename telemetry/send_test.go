@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"compress/gzip"
 	"context"
 	"io"
 	"net"
@@ -88,7 +89,16 @@ func TestHTTPSender(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		b, _ := io.ReadAll(r.Body)
+		var body io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body = zr
+		}
+		b, _ := io.ReadAll(body)
 		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" || r.Header.Get("api-key") != "k" {
 			t.Errorf("%s %s %v", r.Method, r.URL, r.Header)
 		}
@@ -122,6 +132,25 @@ func TestHTTPSender(t *testing.T) {
 	mu.Unlock()
 	if _, err := send(context.Background(), s, req); err == nil || len(bodies) != 3 {
 		t.Errorf("400: %v after %d posts, want no retry", err, len(bodies))
+	}
+	// OTEL_EXPORTER_OTLP_COMPRESSION=gzip: the same bytes, compressed, twice (the
+	// writer is reused).
+	mu.Lock()
+	status = []int{http.StatusOK}
+	mu.Unlock()
+	z, err := newSender("otlp", OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: true, Headers: map[string]string{"api-key": "k"}, Compression: "gzip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := send(context.Background(), z, req); err == nil { // the partial success
+			t.Error("gzip: no partial success said")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 5 || string(bodies[3]) != string(req) || string(bodies[4]) != string(req) {
+		t.Errorf("gzip: %d posts, not the request's bytes", len(bodies))
 	}
 }
 
