@@ -28,6 +28,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"proxy":     proxy,
 	"rate":      rate,
 	"stall":     stall,
+	"readiness": readiness,
 	"gate":      gate,
 	"container": container,
 	"grpc":      grpcBench,
@@ -52,7 +53,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime"}
+		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime"}
 	}
 	defer testenv.Cleanup()
 
