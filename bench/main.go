@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, tracing, metrics, profile, proxy, rate, grpc, sql, redis, container, wrap, runtime.
+// Sections: startup, analysis, gate, readiness, tracing, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime.
 package main
 
 import (

@@ -51,21 +51,48 @@ type LoadOptions struct {
 	Shared         map[string]*ebpf.Map // maps to use instead of the spec's own, by name (those it has)
 }
 
+// Only is a copy of spec with only the programs named (nil: all) and the maps they use:
+// a map no loaded program uses is not created (an LRU hash of 8,192 entries takes
+// milliseconds, inside the start gate). Global-variable sections stay whole, and so
+// do the ring buffer and its loss counter (common.h), which the reader opens whatever
+// the programs.
+func Only(spec *ebpf.CollectionSpec, programs []string) (*ebpf.CollectionSpec, error) {
+	spec = spec.Copy()
+	if programs == nil {
+		return spec, nil
+	}
+	for name := range spec.Programs {
+		if !slices.Contains(programs, name) {
+			delete(spec.Programs, name)
+		}
+	}
+	used := map[string]bool{"events": true, "lost_events": true}
+	for _, name := range programs {
+		p, ok := spec.Programs[name]
+		if !ok {
+			return nil, fmt.Errorf("BPF object has no program %s", name)
+		}
+		for _, ins := range p.Instructions {
+			if ref := ins.Reference(); ref != "" && ins.IsLoadFromMap() {
+				used[ref] = true
+			}
+		}
+	}
+	for name := range spec.Maps {
+		if !used[name] && !strings.HasPrefix(name, ".") {
+			delete(spec.Maps, name)
+		}
+	}
+	return spec, nil
+}
+
 // LoadObjects loads spec: its maps, and its programs of under LargeProgram instructions
 // at once; the larger ones load in the background when asked for, sharing the maps.
+// With opts.Programs, only those and the maps they use (Only).
 func LoadObjects(spec *ebpf.CollectionSpec, opts LoadOptions) (*Objects, error) {
-	spec = spec.Copy()
-	if opts.Programs != nil {
-		for name := range spec.Programs {
-			if !slices.Contains(opts.Programs, name) {
-				delete(spec.Programs, name)
-			}
-		}
-		for _, name := range opts.Programs {
-			if _, ok := spec.Programs[name]; !ok {
-				return nil, fmt.Errorf("BPF object has no program %s", name)
-			}
-		}
+	spec, err := Only(spec, opts.Programs)
+	if err != nil {
+		return nil, err
 	}
 	if m, ok := spec.Maps["events"]; ok && opts.RingBufferSize > 0 {
 		m.MaxEntries = uint32(opts.RingBufferSize)

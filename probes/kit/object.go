@@ -123,6 +123,11 @@ func LoadObject(ctx context.Context, t Target, reps Reports, env Env, spec Objec
 			add(u.Return)
 		}
 	}
+	// Only the maps those programs use are made, shared ones too: a server-only app
+	// makes no outgoing-context maps.
+	if coll, err = bpf.Only(coll, programs); err != nil {
+		return fail(err)
+	}
 	var shared map[string]*ebpf.Map
 	if env.Shared != nil {
 		if shared, err = env.Shared.mapsFor(coll); err != nil {
