@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
 // readiness: what a user of the app sees of the start gate - wall time from fork/exec
@@ -28,19 +26,14 @@ func readiness(env *benchEnv) error {
 	if err != nil {
 		return err
 	}
-	tgs, err := testenv.BuildTargetsErr("httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})
-	if err != nil {
-		return err
-	}
-	recv, err := testenv.NewReceiver()
+	target, recv, err := serverAndReceiver()
 	if err != nil {
 		return err
 	}
 	defer recv.Stop()
-	recv.CountOnly()
 
 	type binary struct{ name, path string }
-	bins := []binary{{"", big}, {"", tgs[0].Path}}
+	bins := []binary{{"", big}, {"", target}}
 	for i, b := range bins {
 		st, err := os.Stat(b.path)
 		if err != nil {
