@@ -437,7 +437,7 @@ func (s *Session) logLoss(when string, final bool) {
 	var parts []string
 	total := uint64(0)
 	if kernel > s.lost {
-		parts = append(parts, fmt.Sprintf("%d in the kernel (its ring buffer was full: the exporter could not keep up)", kernel-s.lost))
+		parts = append(parts, fmt.Sprintf("%d in the kernel (its ring buffer was full: the launcher could not read it in time; --ring-buffer)", kernel-s.lost))
 		total += kernel - s.lost
 		s.lost = kernel
 	}
