@@ -96,6 +96,8 @@ func TestUsageErrors(t *testing.T) {
 		{"--log-level", "loud", "--", "/bin/true"},
 		{"--no-such-flag", "--", "/bin/true"},
 		{"--attach-timeout", "soon", "--", "/bin/true"},
+		{"--max-queue", "0", "--", "/bin/true"},
+		{"--max-queue", "lots", "--", "/bin/true"},
 	} {
 		e, _, stderr := runLaunch(t, opts{}, append([]string{launch}, argv...)...)
 		if e.code != 2 || !strings.HasPrefix(stderr, "launch: ") && !strings.Contains(stderr, "Incorrect Usage") {
@@ -111,7 +113,7 @@ func TestVersionHelpAndEnvFlags(t *testing.T) {
 		t.Errorf("--version: %v %q", e, out)
 	}
 	e, out, _ = runLaunch(t, opts{}, launch, "--help")
-	for _, want := range []string{"launch [flags] -- PROG [ARGS...]", "$LAUNCH_ATTACH_TIMEOUT", "--keep-caps", "--user", "--signal-group", "--grace", "--require-instrumentation"} {
+	for _, want := range []string{"launch [flags] -- PROG [ARGS...]", "$LAUNCH_ATTACH_TIMEOUT", "--keep-caps", "--user", "--signal-group", "--grace", "--require-instrumentation", "--max-queue N", "$LAUNCH_MAX_QUEUE"} {
 		if e.code != 0 || !strings.Contains(out, want) {
 			t.Errorf("--help lacks %q:\n%s", want, out)
 		}
