@@ -61,6 +61,7 @@ type encoder struct {
 	// head is ResourceSpans.resource and the start of ScopeSpans: resource then
 	// scope, whole fields; tail is ResourceSpans.schema_url, after the scope spans.
 	resource, scope, tail []byte
+	headroom              int // the room a batch keeps before its spans for the request's head
 }
 
 func newEncoder(res *resource.Resource, scopeName string, clock *Clock) *encoder {
@@ -79,21 +80,17 @@ func newEncoder(res *resource.Resource, scopeName string, clock *Clock) *encoder
 		e.tail = protowire.AppendTag(nil, fieldRSSchemaURL, protowire.BytesType)
 		e.tail = protowire.AppendString(e.tail, url)
 	}
+	e.headroom = 2*(1+binaryVarintMax) + len(e.resource) + len(e.scope)
 	return e
-}
-
-// headroom is the room a batch keeps before its spans for the request's head.
-func (e *encoder) headroom() int {
-	return 2*(1+binaryVarintMax) + len(e.resource) + len(e.scope)
 }
 
 const binaryVarintMax = 5 // a length below 4 GiB
 
-// request turns a batch - its spans as ScopeSpans.spans fields, after headroom() bytes
+// request turns a batch - its spans as ScopeSpans.spans fields, after headroom bytes
 // of room - into an ExportTraceServiceRequest, in place: the head is written right
 // before the spans, the tail appended. It returns the request's bytes.
 func (e *encoder) request(batch []byte) []byte {
-	room := e.headroom()
+	room := e.headroom
 	spans := len(batch) - room
 	scopeSpans := len(e.scope) + spans
 	resourceSpans := len(e.resource) + 1 + protowire.SizeVarint(uint64(scopeSpans)) + scopeSpans + len(e.tail)

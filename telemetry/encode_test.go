@@ -149,7 +149,7 @@ func TestEncodingMatchesSDK(t *testing.T) {
 		}
 		span := enc.appendSpan(nil, s, flags)
 		all = append(all, span...)
-		got := enc.request(append(make([]byte, enc.headroom()), span...))
+		got := enc.request(append(make([]byte, enc.headroom), span...))
 		if !bytes.Equal(got, sdkRequests[i]) {
 			var g, w coltracepb.ExportTraceServiceRequest
 			proto.Unmarshal(got, &g)
@@ -158,7 +158,7 @@ func TestEncodingMatchesSDK(t *testing.T) {
 		}
 	}
 	var one coltracepb.ExportTraceServiceRequest
-	if err := proto.Unmarshal(enc.request(append(make([]byte, enc.headroom()), all...)), &one); err != nil {
+	if err := proto.Unmarshal(enc.request(append(make([]byte, enc.headroom), all...)), &one); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(one.ResourceSpans[0].ScopeSpans[0].Spans); n != len(spans) {

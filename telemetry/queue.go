@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,7 @@ type queue struct {
 	report func(error)
 
 	mu      sync.Mutex
-	filling []byte   // the batch being filled: encoder.headroom() bytes, then spans
+	filling []byte   // the batch being filled: encoder.headroom bytes, then spans
 	spans   int      // in filling
 	full    []*batch // ready to export, oldest first
 	waiting int      // spans in filling and full
@@ -43,6 +44,9 @@ type batch struct {
 
 // maxFree bounds the buffers kept for reuse: a stall's backlog is given back.
 const maxFree = 4
+
+// spanBytes is about what an HTTP server span takes encoded: a new batch's room.
+const spanBytes = 320
 
 func newQueue(name string, s sender, enc *encoder, cfg Batch, report func(error)) *queue {
 	q := &queue{name: name, send: s, enc: enc, cfg: cfg, report: report,
@@ -97,9 +101,9 @@ func (q *queue) newBuffer() []byte {
 	if n := len(q.free); n > 0 {
 		b := q.free[n-1]
 		q.free = q.free[:n-1]
-		return b[:q.enc.headroom()]
+		return b[:q.enc.headroom]
 	}
-	return make([]byte, q.enc.headroom(), q.enc.headroom()+q.cfg.MaxExportBatchSize*320)
+	return make([]byte, q.enc.headroom, q.enc.headroom+q.cfg.MaxExportBatchSize*spanBytes)
 }
 
 // next takes the oldest ready batch; with all, the one being filled too.
@@ -166,13 +170,15 @@ func (q *queue) export(b *batch) error {
 	ctx, cancel := context.WithTimeout(context.Background(), q.cfg.ExportTimeout)
 	rejected, err := send(ctx, q.send, q.enc.request(b.buf))
 	cancel()
-	switch {
-	case err != nil:
-		q.failed.Add(uint64(b.spans))
-		q.report(err)
-	default:
+	var partial *partialSuccessError
+	if err == nil || errors.As(err, &partial) { // it went: only what was rejected failed
 		q.failed.Add(uint64(rejected))
 		q.exported.Add(uint64(b.spans - rejected))
+	} else {
+		q.failed.Add(uint64(b.spans))
+	}
+	if err != nil {
+		q.report(err)
 	}
 	q.mu.Lock()
 	if len(q.free) < maxFree {

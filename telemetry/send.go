@@ -121,7 +121,18 @@ func partialSuccess(resp *coltracepb.ExportTraceServiceResponse) (int, error) {
 	if ps == nil || (ps.GetRejectedSpans() == 0 && ps.GetErrorMessage() == "") {
 		return 0, nil
 	}
-	return int(ps.GetRejectedSpans()), fmt.Errorf("the collector rejected %d spans: %s", ps.GetRejectedSpans(), ps.GetErrorMessage())
+	return int(ps.GetRejectedSpans()), &partialSuccessError{ps.GetRejectedSpans(), ps.GetErrorMessage()}
+}
+
+// partialSuccessError says what a receiver rejected of an export that went: the rest
+// of its spans were exported.
+type partialSuccessError struct {
+	rejected int64
+	message  string
+}
+
+func (e *partialSuccessError) Error() string {
+	return fmt.Sprintf("the collector rejected %d spans: %s", e.rejected, e.message)
 }
 
 // grpcSender calls TraceService/Export with the request's bytes as they are.

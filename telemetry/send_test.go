@@ -160,7 +160,7 @@ func testRequest(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	enc := newEncoder(res, scopeName, NewClock())
-	b := make([]byte, enc.headroom())
+	b := make([]byte, enc.headroom)
 	for _, s := range testSpans() {
 		b = enc.appendSpan(b, s, 1)
 	}
