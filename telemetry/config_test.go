@@ -141,6 +141,24 @@ func TestEverySpanIsAccounted(t *testing.T) {
 	}
 }
 
+// A partial success fails only the spans the collector rejected.
+func TestPartialSuccessIsAccounted(t *testing.T) {
+	cfg := testConfig()
+	cfg.Batch.MaxExportBatchSize, cfg.Batch.ScheduleDelay = 10, time.Millisecond
+	exp := &memSender{reject: 1}
+	p, err := newPipeline(context.Background(), App{Path: "/app"}, cfg, []namedSender{{"picky", exp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitN(p, 100)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()[0]; st.Queued != 100 || st.Exported != 90 || st.Failed != 10 {
+		t.Errorf("stats %+v, want 90 exported and 10 failed (one rejected per batch of 10)", st)
+	}
+}
+
 // With an exporter that does not keep up, Emit does not wait: what finds the queue
 // full is dropped and counted, and what was not exported by Shutdown's deadline is
 // counted too.

@@ -28,9 +28,10 @@ type memSender struct {
 	failEvery int
 	stall     time.Duration // the first export takes this long
 	gate      chan struct{}
+	reject    int64 // spans of each export answered as rejected (a partial success)
 }
 
-func (m *memSender) attempt(ctx context.Context, req []byte, _ *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
+func (m *memSender) attempt(ctx context.Context, req []byte, resp *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
 	if m.gate != nil {
 		select {
 		case <-m.gate:
@@ -52,6 +53,9 @@ func (m *memSender) attempt(ctx context.Context, req []byte, _ *coltracepb.Expor
 		return false, 0, err
 	}
 	m.requests = append(m.requests, &r)
+	if m.reject > 0 {
+		resp.PartialSuccess = &coltracepb.ExportTracePartialSuccess{RejectedSpans: m.reject, ErrorMessage: "too old"}
+	}
 	return false, 0, nil
 }
 
