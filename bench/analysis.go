@@ -104,11 +104,11 @@ func analysis(env *benchEnv) error {
 	fmt.Println("|---|---:|---|---:|---:|---:|")
 	for _, c := range []struct {
 		name, path, source string
-		env                []string
+		flags              []string
 	}{
 		{"generated HTTP server", big.plain, "dwarf", nil},
 		{"generated HTTP server, -s -w", big.stripped, "db", nil},
-		{"generated HTTP server, -s -w, release not in the database", big.stripped, "typeinfo", []string{"LAUNCH_OFFSETS_DB=" + unknownFile}},
+		{"generated HTTP server, -s -w, release not in the database", big.stripped, "typeinfo", []string{"--offsets-db", unknownFile}},
 	} {
 		st, err := os.Stat(c.path)
 		if err != nil {
@@ -116,8 +116,7 @@ func analysis(env *benchEnv) error {
 		}
 		var times []time.Duration
 		for i := 0; i < 20; i++ {
-			cmd := exec.Command(env.launch, "inspect", "--json", c.path)
-			cmd.Env = append(os.Environ(), c.env...)
+			cmd := exec.Command(env.launch, append(c.flags, "inspect", "--json", c.path)...)
 			begin := time.Now()
 			out, err := cmd.Output()
 			times = append(times, time.Since(begin))
@@ -128,7 +127,7 @@ func analysis(env *benchEnv) error {
 				return fmt.Errorf("launch inspect %s: no field from %s:\n%s", c.path, c.source, out)
 			}
 		}
-		kib, err := peakRSS(c.env, env.launch, "inspect", "--json", c.path)
+		kib, err := peakRSS(nil, append(append([]string{env.launch}, c.flags...), "inspect", "--json", c.path)...)
 		if err != nil {
 			return err
 		}

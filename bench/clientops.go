@@ -186,7 +186,7 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 			if c.launched {
 				launcher = env.launch
 			}
-			srv, err := startAppUnder(launcher, recv.Endpoint, func(addr string) []string { return b.argv(addr, r, i) })
+			srv, err := startAppUnder(launcherArgv(launcher), recv.Endpoint, func(addr string) []string { return b.argv(addr, r, i) })
 			if err != nil {
 				return err
 			}

@@ -101,7 +101,7 @@ func grpcBench(env *benchEnv) error {
 					launcher = env.launch
 					extra = append(extra, "LAUNCH_PROPAGATE="+c.propagate)
 				}
-				srv, err := startAppUnder(launcher, recv.Endpoint, func(addr string) []string { return []string{path, addr, downstream.addr} }, extra...)
+				srv, err := startAppUnder(launcherArgv(launcher), recv.Endpoint, func(addr string) []string { return []string{path, addr, downstream.addr} }, extra...)
 				if err != nil {
 					return err
 				}

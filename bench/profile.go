@@ -25,7 +25,7 @@ func profileBench(env *benchEnv) error {
 	}
 	defer os.RemoveAll(dir)
 	prof := filepath.Join(dir, "launch.pprof")
-	s, err := startServer(env, tg, true, recv.Endpoint, "LAUNCH_CPU_PROFILE="+prof)
+	s, err := startAppUnder([]string{env.launch, "--cpu-profile", prof}, recv.Endpoint, func(addr string) []string { return []string{tg, addr} })
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,18 +60,28 @@ func startServer(env *benchEnv, path string, launched bool, otlp string, extraEn
 
 // startServerUnder starts the server under the launcher binary given, or directly ("").
 func startServerUnder(launcher, path string, otlp string, extraEnv ...string) (*server, error) {
-	return startAppUnder(launcher, otlp, func(addr string) []string { return []string{path, addr} }, extraEnv...)
+	return startAppUnder(launcherArgv(launcher), otlp, func(addr string) []string { return []string{path, addr} }, extraEnv...)
+}
+
+// launcherArgv is the command line of the launcher binary given without flags, nil
+// for "" (no launcher).
+func launcherArgv(launcher string) []string {
+	if launcher == "" {
+		return nil
+	}
+	return []string{launcher}
 }
 
 // startAppUnder starts the command line argv gives for a free address, under the
-// launcher given or directly (""), and waits for the address to accept.
-func startAppUnder(launcher, otlp string, argvFor func(addr string) []string, extraEnv ...string) (*server, error) {
+// launcher command line given (its binary and flags) or directly (nil), and waits for
+// the address to accept.
+func startAppUnder(launcher []string, otlp string, argvFor func(addr string) []string, extraEnv ...string) (*server, error) {
 	addr := freePort()
 	argv := argvFor(addr)
 	path := argv[0]
-	launched := launcher != ""
+	launched := launcher != nil
 	if launched {
-		argv = append([]string{launcher, "--"}, argv...)
+		argv = append(append(slices.Clone(launcher), "--"), argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp, "OTEL_BSP_SCHEDULE_DELAY=200")

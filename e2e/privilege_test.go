@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
-	"github.com/otel-go-launcher/otel-go-launcher/launcher"
 )
 
 // capMask reads a Cap* line of /proc/PID/status.
@@ -21,10 +21,10 @@ func capMask(t testing.TB, rep report, field string) uint64 {
 	return v
 }
 
-func bit(c launcher.Capability) uint64 { return 1 << uint(c) }
+func bit(c capability.Cap) uint64 { return 1 << uint(c) }
 
 var launcherCaps = func() (m uint64) {
-	for _, c := range launcher.LauncherCapabilities {
+	for _, c := range capability.Launcher {
 		m |= bit(c)
 	}
 	return m
@@ -49,10 +49,10 @@ func TestAppLacksLauncherCapabilities(t *testing.T) {
 	rep = appReport(t, opts{}, []string{"--keep-caps", "net_admin,CAP_SYS_PTRACE"})
 	for _, f := range []string{"CapEff", "CapBnd"} {
 		m := capMask(t, rep, f)
-		if m&bit(launcher.CapNetAdmin) == 0 || m&bit(launcher.CapSysPtrace) == 0 {
+		if m&bit(capability.NetAdmin) == 0 || m&bit(capability.SysPtrace) == 0 {
 			t.Errorf("--keep-caps: %s %016x lacks NET_ADMIN or SYS_PTRACE", f, m)
 		}
-		if m&bit(launcher.CapSysAdmin) != 0 {
+		if m&bit(capability.SysAdmin) != 0 {
 			t.Errorf("--keep-caps: %s %016x holds SYS_ADMIN", f, m)
 		}
 	}
@@ -82,7 +82,7 @@ func TestAppLacksAmbientLauncherCapabilities(t *testing.T) {
 		"--inh-caps", "+sys_admin,+net_raw", "--ambient-caps", "+sys_admin,+net_raw", "--"}
 	rep := appReport(t, opts{wrap: wrap}, nil)
 	amb := capMask(t, rep, "CapAmb")
-	if amb&bit(launcher.CapSysAdmin) != 0 || capMask(t, rep, "CapEff")&bit(launcher.CapSysAdmin) != 0 {
+	if amb&bit(capability.SysAdmin) != 0 || capMask(t, rep, "CapEff")&bit(capability.SysAdmin) != 0 {
 		t.Errorf("the app holds SYS_ADMIN: CapAmb %016x CapEff %s", amb, rep.Status["CapEff"])
 	}
 	if amb&(1<<13) == 0 { // CAP_NET_RAW is not the launcher's: it stays

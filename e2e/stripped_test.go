@@ -52,7 +52,7 @@ func TestStrippedSpansEqualPlain(t *testing.T) {
 }
 
 // A stripped binary of a release the offsets database lacks (here: the embedded
-// database without Go 1.27, given with LAUNCH_OFFSETS_DB) is traced all the same: its
+// database without Go 1.27, given with --offsets-db) is traced all the same: its
 // offsets come from its own type descriptors, and its spans equal the plain build's.
 func TestUnknownReleaseUsesTypeInfo(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -73,9 +73,9 @@ func TestUnknownReleaseUsesTypeInfo(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := "LAUNCH_OFFSETS_DB=" + path
+	flags := []string{"--offsets-db", path}
 
-	e, out, stderr := runLaunch(t, opts{env: append(os.Environ(), env)}, launchBin(t), "inspect", "--json", tgs[1].Path)
+	e, out, stderr := runLaunch(t, opts{}, launchBin(t), "--offsets-db", path, "inspect", "--json", tgs[1].Path)
 	var r offsets.Report
 	if e.code != 0 || json.Unmarshal([]byte(out), &r) != nil {
 		t.Fatalf("inspect: %v %s", e, stderr)
@@ -93,12 +93,12 @@ func TestUnknownReleaseUsesTypeInfo(t *testing.T) {
 			}
 		}
 	}
-	plain, stripped := tracedSpans(t, tgs[0]), tracedSpans(t, tgs[1], env)
+	plain, stripped := tracedSpans(t, tgs[0]), tracedSpans(t, tgs[1], flags...)
 	if len(plain) < 9 || !slices.Equal(plain, stripped) {
 		t.Errorf("spans differ\nplain:\n%s\nstripped, offsets from type descriptors:\n%s", strings.Join(plain, "\n"), strings.Join(stripped, "\n"))
 	}
 	// A file that is not a database is refused, naming it.
-	e, _, stderr = runLaunch(t, opts{env: append(os.Environ(), "LAUNCH_OFFSETS_DB=/etc/hostname")}, launchBin(t), "inspect", tgs[1].Path)
+	e, _, stderr = runLaunch(t, opts{}, launchBin(t), "--offsets-db", "/etc/hostname", "inspect", tgs[1].Path)
 	if e.code != 2 || !strings.Contains(stderr, "--offsets-db: /etc/hostname: offsets database") {
 		t.Errorf("a bad offsets database: %v %q", e, stderr)
 	}
@@ -106,10 +106,10 @@ func TestUnknownReleaseUsesTypeInfo(t *testing.T) {
 
 // tracedSpans runs tg under the launcher, sends the same requests each time, and
 // describes the spans independently of ports, times and generated IDs.
-func tracedSpans(t *testing.T, tg testenv.Target, env ...string) []string {
+func tracedSpans(t *testing.T, tg testenv.Target, flags ...string) []string {
 	t.Helper()
 	recv := testenv.StartReceiver(t)
-	r, addr := tracedServer(t, tg, recv, env...)
+	r, addr := tracedServerWith(t, tg, recv, flags)
 	firstRequest(t, addr, "/items/first")
 	client := &http.Client{Transport: &http.Transport{}}
 	base := "http://" + addr

@@ -33,13 +33,20 @@ func freeAddr(t testing.TB) string {
 // tracedServer runs the test HTTP server under the launcher, exporting to recv.
 func tracedServer(t *testing.T, tg testenv.Target, recv *testenv.Receiver, env ...string) (*run, string) {
 	t.Helper()
+	return tracedServerWith(t, tg, recv, nil, env...)
+}
+
+// tracedServerWith is tracedServer with launcher flags.
+func tracedServerWith(t *testing.T, tg testenv.Target, recv *testenv.Receiver, flags []string, env ...string) (*run, string) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	addr := freeAddr(t)
 	base := append(os.Environ(),
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint,
 		"OTEL_BSP_SCHEDULE_DELAY=500", // longer than stopping takes: flushing at exit must deliver the last spans
 		"OTEL_SERVICE_NAME=", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
-	r := start(t, opts{env: append(base, env...), stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path, addr)
+	argv := append(append([]string{launchBin(t)}, flags...), "--", tg.Path, addr)
+	r := start(t, opts{env: append(base, env...), stdin: strings.NewReader("")}, argv...)
 	return r, addr
 }
 
@@ -309,13 +316,13 @@ func mustAtoi(s string) int64 {
 	return int64(n)
 }
 
-// --cpu-profile (here as LAUNCH_CPU_PROFILE) writes the launcher's own CPU profile when
-// it exits, after the app: a gzipped pprof profile that names the launcher's functions.
+// --cpu-profile writes the launcher's own CPU profile when it exits, after the app: a
+// gzipped pprof profile that names the launcher's functions.
 func TestCPUProfile(t *testing.T) {
 	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
 	recv := testenv.StartReceiver(t)
 	prof := filepath.Join(t.TempDir(), "launch.pprof")
-	r, addr := tracedServer(t, tg, recv, "LAUNCH_CPU_PROFILE="+prof)
+	r, addr := tracedServerWith(t, tg, recv, []string{"--cpu-profile", prof})
 	firstRequest(t, addr, "/items/first")
 	for i := 0; i < 200; i++ {
 		getOK(t, r, addr, "/items/"+strconv.Itoa(i))

@@ -1,131 +1,146 @@
 package launcher
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
-	"slices"
+	"os"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
+	"github.com/otel-go-launcher/otel-go-launcher/launcher/seccomp"
 )
-
-// Capability is a Linux capability number (CAP_SYS_ADMIN = 21, ...).
-type Capability int
-
-// The capabilities the launcher needs for itself (uprobes, BPF, socket programs,
-// reading the target, memlock) and therefore removes from the app by default.
-const (
-	CapNetAdmin    Capability = unix.CAP_NET_ADMIN
-	CapSysPtrace   Capability = unix.CAP_SYS_PTRACE
-	CapSysAdmin    Capability = unix.CAP_SYS_ADMIN
-	CapSysResource Capability = unix.CAP_SYS_RESOURCE
-	CapPerfmon     Capability = unix.CAP_PERFMON
-	CapBPF         Capability = unix.CAP_BPF
-)
-
-// LauncherCapabilities are removed from the app unless kept with --keep-caps.
-var LauncherCapabilities = []Capability{CapSysAdmin, CapBPF, CapPerfmon, CapNetAdmin, CapSysPtrace, CapSysResource}
-
-func (c Capability) String() string {
-	if name, ok := c.name(); ok {
-		return "CAP_" + name
-	}
-	return fmt.Sprintf("capability %d", int(c))
-}
-
-func (c Capability) name() (string, bool) {
-	if c < 0 || int(c) >= len(capabilityNames) {
-		return "", false
-	}
-	return capabilityNames[c], true
-}
 
 // ParseKeepCaps reads a --keep-caps list: names separated by commas, with or without the
 // CAP_ prefix, any case ("net_admin,CAP_SYS_PTRACE"). Only capabilities the launcher would
 // remove can be named.
-func ParseKeepCaps(list string) ([]Capability, error) {
-	return parseCaps(list, func(c Capability, ok bool, field string) error {
-		if !ok || !slices.Contains(LauncherCapabilities, c) {
-			return fmt.Errorf("--keep-caps: %q is not a capability the launcher removes (it removes %s)", field, capList(LauncherCapabilities))
-		}
-		return nil
-	})
-}
-
-// parseCaps reads a comma-separated list of capability names; check refuses a field
-// (ok: the name is a capability's).
-func parseCaps(list string, check func(c Capability, ok bool, field string) error) ([]Capability, error) {
-	var caps []Capability
-	for _, f := range strings.Split(list, ",") {
-		name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(f)), "CAP_")
-		if name == "" {
-			continue
-		}
-		i := slices.Index(capabilityNames, name)
-		if err := check(Capability(i), i >= 0, f); err != nil {
-			return nil, err
-		}
-		caps = append(caps, Capability(i))
+func ParseKeepCaps(list string) (capability.Set, error) {
+	set, err := capability.ParseSet(list)
+	if err != nil {
+		return 0, fmt.Errorf("--keep-caps: %w", err)
 	}
-	return caps, nil
-}
-
-func capList(caps []Capability) string {
-	names := make([]string, len(caps))
-	for i, c := range caps {
-		names[i], _ = c.name()
+	launcher := capability.SetOf(capability.Launcher...)
+	if extra := set &^ launcher; extra != 0 {
+		return 0, fmt.Errorf("--keep-caps: %s is not a capability the launcher removes (it removes %s)", extra, launcher)
 	}
-	return strings.Join(names, ", ")
+	return set, nil
 }
-
-// capabilityNames are every capability's name, by number (capability(7)).
-var capabilityNames = []string{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-	"SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-	"SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-	"SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-	"MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"}
 
 // ParseDropCaps reads a --drop-caps list: any capabilities, named as for --keep-caps,
-// that the app must not have although the launcher does. An OCI runtime wrapper that
-// gives the launcher capabilities the container was not given (CAP_SETPCAP to shrink the
-// app's bounding set, CAP_SETUID and CAP_SETGID for --user) names them here.
-func ParseDropCaps(list string) ([]Capability, error) {
-	return parseCaps(list, func(_ Capability, ok bool, field string) error {
-		if !ok {
-			return fmt.Errorf("--drop-caps: %q is not a capability name (see capabilities(7))", field)
-		}
-		return nil
-	})
+// that the app must not have although the launcher does (a runtime that gave the
+// launcher capabilities the container was not given).
+func ParseDropCaps(list string) (capability.Set, error) {
+	set, err := capability.ParseSet(list)
+	if err != nil {
+		return 0, fmt.Errorf("--drop-caps: %w", err)
+	}
+	return set, nil
 }
 
-// capsToDrop is LauncherCapabilities without the kept ones, and the extra ones, as
-// numbers.
-func capsToDrop(keep, extra []Capability) []int {
-	var drop []int
-	for _, c := range extra {
-		drop = append(drop, int(c))
+// ParseAppCaps reads --app-caps: the app's five capability sets exactly, as an OCI
+// runtime gives them ("bounding=CHOWN,KILL;effective=...;permitted=...;inheritable=;ambient=").
+func ParseAppCaps(text string) (*capability.Sets, error) {
+	s, err := capability.ParseSets(text)
+	if err != nil {
+		return nil, fmt.Errorf("--app-caps: %w", err)
 	}
-	for _, c := range LauncherCapabilities {
-		kept := false
-		for _, k := range keep {
-			kept = kept || k == c
-		}
-		if !kept && !slices.Contains(drop, int(c)) {
-			drop = append(drop, int(c))
+	return &s, nil
+}
+
+// appCaps are the capability sets the app starts with: --app-caps exactly, else the
+// launcher's own without the capabilities it keeps for itself (all of
+// capability.Launcher but --keep-caps) and without --drop-caps.
+func appCaps(cfg Config) (gate.CapSets, error) {
+	if s := cfg.AppCaps; s != nil {
+		return gate.CapSets{Bounding: uint64(s.Bounding), Effective: uint64(s.Effective), Permitted: uint64(s.Permitted),
+			Inheritable: uint64(s.Inheritable), Ambient: uint64(s.Ambient)}, nil
+	}
+	cur, err := gate.CurrentCaps()
+	if err != nil {
+		return gate.CapSets{}, fmt.Errorf("read the launcher's capabilities: %w", err)
+	}
+	drop := uint64(capability.SetOf(capability.Launcher...)&^cfg.KeepCaps | cfg.DropCaps)
+	return gate.CapSets{Bounding: cur.Bounding &^ drop, Effective: cur.Effective &^ drop, Permitted: cur.Permitted &^ drop,
+		Inheritable: cur.Inheritable &^ drop, Ambient: cur.Ambient &^ drop}, nil
+}
+
+// ParseAppSeccomp reads --app-seccomp: the container's OCI seccomp profile (linux.seccomp
+// of its config.json; only its rules for seccomp.LauncherCalls matter), whose verdicts
+// for those calls the app gets.
+func ParseAppSeccomp(text string) (*specs.LinuxSeccomp, error) {
+	var p specs.LinuxSeccomp
+	if err := json.Unmarshal([]byte(text), &p); err != nil {
+		return nil, fmt.Errorf("--app-seccomp: %w", err)
+	}
+	if _, err := seccomp.Compile(&p); err != nil {
+		return nil, fmt.Errorf("--app-seccomp: %w", err)
+	}
+	return &p, nil
+}
+
+// appSeccomp is the filter the app runs under on top of the launcher's: for
+// --app-seccomp, that profile's verdicts for seccomp.LauncherCalls. Otherwise, where the
+// launcher runs under a filter its engine made for the capabilities it was given (the
+// base image, a wrapped image), bpf and perf_event_open are refused to an app that no
+// longer has the capabilities engines' default profiles allow them for (seccomp.Deny);
+// nil where there is nothing to refuse.
+func appSeccomp(cfg Config, caps gate.CapSets) (*gate.Filter, error) {
+	if cfg.AppSeccomp != nil {
+		return seccomp.Compile(cfg.AppSeccomp)
+	}
+	if !underSeccomp() {
+		return nil, nil
+	}
+	cur, err := gate.CurrentCaps()
+	if err != nil {
+		return nil, err
+	}
+	launcherHas, appHas := capability.Set(cur.Bounding), capability.Set(caps.Bounding)
+	var deny []string
+	for _, g := range []struct {
+		call  string
+		gates capability.Set
+	}{
+		{"bpf", capability.SetOf(capability.SysAdmin, capability.BPF)},
+		{"perf_event_open", capability.SetOf(capability.SysAdmin, capability.Perfmon)},
+	} {
+		if launcherHas&g.gates != 0 && appHas&g.gates == 0 {
+			deny = append(deny, g.call)
 		}
 	}
-	return drop
+	if len(deny) == 0 {
+		return nil, nil
+	}
+	return seccomp.Deny(deny...)
+}
+
+// underSeccomp reports whether the launcher runs under a seccomp filter
+// (/proc/self/status: "Seccomp: 2").
+func underSeccomp() bool {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		if v, ok := strings.CutPrefix(sc.Text(), "Seccomp:"); ok {
+			return strings.TrimSpace(v) == "2"
+		}
+	}
+	return false
 }
 
 // HasEffective reports whether the calling thread holds every capability in caps.
-func HasEffective(caps ...Capability) (missing []Capability, err error) {
+func HasEffective(caps ...capability.Cap) (missing []capability.Cap, err error) {
 	eff, err := gate.EffectiveCaps()
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range caps {
-		if eff&(1<<uint(c)) == 0 {
+		if !capability.Set(eff).Has(c) {
 			missing = append(missing, c)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 )
 
 // Target is the app's process while it waits at the start gate.
@@ -69,14 +71,14 @@ func (u Untraced) Instrument(context.Context, Target) (Session, error) { return 
 // Preflight checks what instrumentation needs from the launcher's own process, so
 // the common misconfiguration is reported with its fix before anything is tried.
 func Preflight() error {
-	missing, err := HasEffective(CapSysAdmin, CapBPF, CapPerfmon)
+	missing, err := HasEffective(capability.Tracing...)
 	if err != nil {
 		return &Unavailable{Err: fmt.Errorf("cannot read the launcher's capabilities: %w", err)}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	list := capList(missing)
+	list := capability.SetOf(missing...).Join(", ")
 	return &Unavailable{
 		Err: errors.New("the launcher lacks " + list),
 		Fix: "add cap_add: [" + list + "] (Compose) or securityContext.capabilities.add (Kubernetes); the app does not get them",

@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
@@ -31,14 +33,16 @@ const (
 type Config struct {
 	Argv                   []string // PROG and its arguments
 	Instrumenter           Instrumenter
-	AttachTimeout          time.Duration // the gate opens after this even if attaching goes on
-	FlushTimeout           time.Duration // bound on flushing telemetry at exit
-	Grace                  time.Duration // >0: TERM, then KILL after this, leftover descendants
-	SignalGroup            bool          // relay signals to the app's process group
-	KeepCaps               []Capability  // launcher capabilities the app may keep
-	DropCaps               []Capability  // more capabilities to take from the app (--drop-caps)
-	User                   *Credential   // run the app as this user (nil: as the launcher)
-	RequireInstrumentation bool          // do not start the app untraced
+	AttachTimeout          time.Duration       // the gate opens after this even if attaching goes on
+	FlushTimeout           time.Duration       // bound on flushing telemetry at exit
+	Grace                  time.Duration       // >0: TERM, then KILL after this, leftover descendants
+	SignalGroup            bool                // relay signals to the app's process group
+	KeepCaps               capability.Set      // launcher capabilities the app may keep (--keep-caps)
+	DropCaps               capability.Set      // more capabilities to take from the app (--drop-caps)
+	AppCaps                *capability.Sets    // the app's sets exactly (--app-caps), in place of the two above
+	AppSeccomp             *specs.LinuxSeccomp // the profile whose verdicts for the launcher's calls the app gets (--app-seccomp)
+	User                   *Credential         // run the app as this user (nil: as the launcher)
+	RequireInstrumentation bool                // do not start the app untraced
 }
 
 // Run starts the app, supervises it to the end and returns the exit code for the
@@ -81,9 +85,18 @@ func Run(cfg Config) int {
 		Path:       path,
 		Argv:       cfg.Argv,
 		Env:        appEnv(os.Environ(), cfg.User),
-		DropCaps:   capsToDrop(cfg.KeepCaps, cfg.DropCaps),
 		Foreground: ownsTerminal(),
 		Ignored:    ignored,
+	}
+	if spec.Caps, err = appCaps(cfg); err == nil {
+		spec.Seccomp, err = appSeccomp(cfg, spec.Caps)
+	}
+	if err != nil {
+		// Never start the app with privileges it was not meant to have.
+		slog.Error("not starting " + path + ": " + err.Error())
+		proc.abort()
+		<-s.reap.appExit
+		return exitCannotExec
 	}
 	if u := cfg.User; u != nil {
 		spec.User = &gate.User{UID: u.UID, GID: u.GID, Groups: u.Groups}

@@ -3,13 +3,15 @@ package launcher
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
+	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
 func TestParseKeepCaps(t *testing.T) {
@@ -17,17 +19,45 @@ func TestParseKeepCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Capability{CapNetAdmin, CapSysPtrace, CapBPF}; !reflect.DeepEqual(got, want) {
+	if want := capability.SetOf(capability.NetAdmin, capability.SysPtrace, capability.BPF); got != want {
 		t.Errorf("got %v, want %v", got, want)
 	}
-	if got, err := ParseKeepCaps(""); err != nil || got != nil {
+	if got, err := ParseKeepCaps(""); err != nil || got != 0 {
 		t.Errorf("empty list: %v %v", got, err)
 	}
 	if _, err := ParseKeepCaps("chown"); err == nil || !strings.Contains(err.Error(), "SYS_ADMIN") {
 		t.Errorf("unknown capability: err %v, want one listing what can be kept", err)
 	}
-	if drop := capsToDrop([]Capability{CapNetAdmin}, nil); len(drop) != len(LauncherCapabilities)-1 || drop[0] != int(CapSysAdmin) {
-		t.Errorf("capsToDrop: %v", drop)
+}
+
+// The app's sets: the launcher's without what it keeps for itself (but --keep-caps)
+// and without --drop-caps; --app-caps exactly.
+func TestAppCaps(t *testing.T) {
+	cur, err := gate.CurrentCaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := appCaps(Config{KeepCaps: capability.SetOf(capability.NetAdmin), DropCaps: capability.SetOf(capability.SetPCap)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := uint64(capability.SetOf(capability.SysAdmin, capability.BPF, capability.Perfmon, capability.SysPtrace, capability.SysResource, capability.SetPCap))
+	if want := (gate.CapSets{Bounding: cur.Bounding &^ drop, Effective: cur.Effective &^ drop, Permitted: cur.Permitted &^ drop,
+		Inheritable: cur.Inheritable &^ drop, Ambient: cur.Ambient &^ drop}); got != want {
+		t.Errorf("%+v, want %+v", got, want)
+	}
+	sets, err := ParseAppCaps("bounding=CHOWN,NET_RAW;effective=NET_RAW;permitted=NET_RAW;inheritable=NET_RAW;ambient=NET_RAW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := uint64(1 << 13)
+	if got, _ := appCaps(Config{AppCaps: sets}); got != (gate.CapSets{Bounding: 1 | raw, Effective: raw, Permitted: raw, Inheritable: raw, Ambient: raw}) {
+		t.Errorf("--app-caps: %+v", got)
+	}
+	for _, bad := range []string{"", "bounding=CHOWN", "bounding=;effective=;permitted=;inheritable=;ambient=;bounding=", "bounding=NOPE;effective=;permitted=;inheritable=;ambient=", "bound=;effective=;permitted=;inheritable=;ambient="} {
+		if _, err := ParseAppCaps(bad); err == nil || !strings.Contains(err.Error(), "--app-caps") {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }
 
@@ -58,15 +88,23 @@ func TestResolveUser(t *testing.T) {
 
 func TestParseDropCaps(t *testing.T) {
 	drop, err := ParseDropCaps("setpcap, CAP_SETUID,setgid,bpf,checkpoint_restore")
-	if want := []Capability{unix.CAP_SETPCAP, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_BPF, unix.CAP_CHECKPOINT_RESTORE}; err != nil || !slices.Equal(drop, want) {
+	if want := capability.SetOf(unix.CAP_SETPCAP, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_BPF, unix.CAP_CHECKPOINT_RESTORE); err != nil || drop != want {
 		t.Errorf("%v %v, want %v", drop, err, want)
 	}
 	if _, err := ParseDropCaps("SETUID,nosuch"); err == nil || !strings.Contains(err.Error(), "nosuch") {
 		t.Errorf("an unknown name: %v", err)
 	}
-	// Extra capabilities join the launcher's, each once.
-	if got := capsToDrop(nil, []Capability{unix.CAP_SETPCAP, CapBPF}); len(got) != len(LauncherCapabilities)+1 || got[0] != unix.CAP_SETPCAP {
-		t.Errorf("capsToDrop with extras: %v", got)
+}
+
+// --groups inherit: the launcher's own groups, which a runtime wrapper set from the
+// spec (tens of thousands would not fit in an argument).
+func TestParseGroupsInherit(t *testing.T) {
+	own, err := syscall.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ParseGroups(GroupsInherit); err != nil || got == nil || !slices.Equal(got, own) {
+		t.Errorf("inherit: %v %v, want %v", got, err, own)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Credential is who the app runs as.
@@ -84,10 +85,26 @@ func ResolveUser(spec string) (*Credential, error) {
 	return cred, nil
 }
 
+// GroupsInherit is the --groups value that gives the app the launcher's own
+// supplementary groups.
+const GroupsInherit = "inherit"
+
 // ParseGroups reads --groups: comma-separated GIDs, the app's supplementary groups
-// exactly; "" is none. An OCI runtime wrapper passes its spec's additionalGids this way,
-// so that the app gets the groups runc would have given it, not /etc/group's.
+// exactly; "" is none; "inherit" is the launcher's own. An OCI runtime wrapper gives
+// the launcher its spec's additionalGids and passes "inherit", so that the app gets the
+// groups runc would have given it, not /etc/group's, however many there are (tens of
+// thousands would not fit in an argument).
 func ParseGroups(list string) ([]int, error) {
+	if list == GroupsInherit {
+		groups, err := syscall.Getgroups()
+		if err != nil {
+			return nil, fmt.Errorf("--groups inherit: read the launcher's groups: %w", err)
+		}
+		if groups == nil {
+			groups = []int{}
+		}
+		return groups, nil
+	}
 	groups := []int{}
 	for _, g := range strings.Split(list, ",") {
 		if g = strings.TrimSpace(g); g == "" {

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/otel-go-launcher/otel-go-launcher/bpf"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
@@ -64,7 +65,7 @@ func doctor(w io.Writer) (failed bool) {
 		add(kit.Fail, "kernel %s: the probes need %d.%d or later: run on a newer kernel", release, bpf.MinKernel[0], bpf.MinKernel[1])
 	}
 
-	missing, err := launcher.HasEffective(launcher.CapSysAdmin, launcher.CapBPF, launcher.CapPerfmon)
+	missing, err := launcher.HasEffective(capability.Tracing...)
 	switch {
 	case err != nil:
 		add(kit.Fail, "capabilities: %v", err)
@@ -148,7 +149,7 @@ func metricsFinding(m telemetry.Metrics) kit.Finding {
 	return kit.Finding{Status: kit.OK, Text: fmt.Sprintf("metrics: request durations every %s (%s) to %s", m.Interval, m.Temporality, to)}
 }
 
-func capNames(caps []launcher.Capability) string {
+func capNames(caps []capability.Cap) string {
 	names := make([]string, len(caps))
 	for i, c := range caps {
 		names[i] = c.String()

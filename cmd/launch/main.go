@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,27 @@ func flagEnv(name string) []string {
 	return []string{string(env)}
 }
 
+// commandLineOnly are the flags that set the app's privileges or choose a path root
+// reads or writes. The environment belongs to the app: whoever writes the image or the
+// pod sets it (and, under launch-runtime, its annotations), so these flags have no
+// LAUNCH_ variable, and one that is set is refused (refusedEnv) rather than quietly
+// ignored. They come from the command line, which the operator owns.
+var commandLineOnly = []string{"keep-caps", "drop-caps", "app-caps", "app-seccomp", "user", "groups", "cpu-profile", "offsets-db"}
+
+// refusedEnv is the error for a LAUNCH_ variable of a command-line-only flag in env,
+// or nil.
+func refusedEnv(env []string) error {
+	for _, name := range commandLineOnly {
+		v := flagEnv(name)[0]
+		for _, kv := range env {
+			if strings.HasPrefix(kv, v+"=") {
+				return fmt.Errorf("%s is set, but --%s is taken from the command line only: it sets what the app may do or where the launcher writes, and the environment belongs to the app; unset %s and pass --%s to launch", v, name, v, name)
+			}
+		}
+	}
+	return nil
+}
+
 // commands are launch's subcommands. Their names are launcher.Subcommands, the list
 // the start gate's init goes by (it must not fork a gate process for them, and runs
 // before any of this): a test holds the two to one list.
@@ -89,18 +111,23 @@ func newApp(command []string) *cli.App {
 		&cli.DurationFlag{Name: "flush-timeout", Value: 5 * time.Second, Usage: "bound on exporting buffered spans and metrics after the app exits"},
 		&cli.DurationFlag{Name: "grace", Value: 0, Usage: "when the app exits, send SIGTERM to what it left running and SIGKILL after this `DURATION` (0: leave it running)"},
 		&cli.BoolFlag{Name: "signal-group", Usage: "relay signals to the app's whole process group, not only to the app"},
-		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default)"},
-		&cli.StringFlag{Name: "drop-caps", Usage: "comma-separated `LIST` of more capabilities the app must not have, from every set including the bounding set (for a runtime that gives the launcher capabilities the container was not given)"},
-		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group) with that user's HOME where the runtime set root's, while the launcher keeps its privileges"},
-		&cli.StringFlag{Name: "groups", Usage: "with --user: the app's supplementary groups, exactly, as a comma-separated `LIST` of GIDs (empty for none), in place of the user's groups in /etc/group"},
+		&cli.StringFlag{Name: "keep-caps", Usage: "comma-separated `LIST` of the launcher's capabilities the app may keep (SYS_ADMIN, BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SYS_RESOURCE are removed by default); command line only"},
+		&cli.StringFlag{Name: "drop-caps", Usage: "comma-separated `LIST` of more capabilities the app must not have, from every set including the bounding set (for a runtime that gives the launcher capabilities the container was not given); command line only"},
+		&cli.StringFlag{Name: "app-caps", Usage: "the app's capability sets exactly, as an OCI runtime gives them: `SETS` = bounding=LIST;effective=LIST;permitted=LIST;inheritable=LIST;ambient=LIST (every set named, LIST comma-separated, empty for none), in place of --keep-caps and --drop-caps; what launch-runtime passes; command line only"},
+		&cli.StringFlag{Name: "app-seccomp", Usage: "the container's OCI seccomp profile as `JSON` (linux.seccomp of config.json): the app gets its verdicts for bpf, perf_event_open, mount and umount2, which the container's filter allows the launcher, from a filter added before the app starts; without it, an app under a seccomp filter that lost the launcher's capabilities gets EPERM for bpf and perf_event_open, as engines' default profiles give it; what launch-runtime passes; command line only"},
+		&cli.StringFlag{Name: "user", Usage: "run the app as `NAME|UID[:GROUP|GID]` (from /etc/passwd and /etc/group) with that user's HOME where the runtime set root's, while the launcher keeps its privileges; command line only"},
+		&cli.StringFlag{Name: "groups", Usage: "with --user: the app's supplementary groups, exactly, as a comma-separated `LIST` of GIDs (empty for none), in place of the user's groups in /etc/group; \"inherit\": the launcher's own (those the runtime gave the container's process); command line only"},
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
 		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests and plaintext HTTP/2 streams (gRPC, h2c), from the kernel (needs CAP_NET_ADMIN and cgroup v2; TLS cannot be changed below it: HTTPS and gRPC-with-TLS calls get client spans only); --propagate=false to leave requests as they are"},
-		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher"},
+		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher; command line only"},
 		&cli.IntFlag{Name: "max-queue", Value: telemetry.DefaultMaxQueueSize, Usage: "spans held in memory per exporter while the collector is slow or away (`N`, ~300 bytes each; OTEL_BSP_MAX_QUEUE_SIZE sets it too, this flag wins); past it, spans are dropped and counted, never the app slowed"},
 		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
-		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile of the launcher itself (go tool pprof) to `FILE` when it exits: where its time per span goes"},
+		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile of the launcher itself (go tool pprof) to `FILE` when it exits: where its time per span goes; command line only"},
 	}
 	for _, f := range flags {
+		if slices.Contains(commandLineOnly, f.Names()[0]) {
+			continue
+		}
 		switch f := f.(type) {
 		case *cli.StringFlag:
 			f.EnvVars = flagEnv(f.Name)
@@ -123,13 +150,19 @@ killed it; 127 if PROG was not found, 126 if it could not be executed). PROG run
 without the capabilities the launcher needs. If tracing cannot be set up, launch
 says why in one line and runs PROG anyway.
 
-Every flag can also be set with an environment variable LAUNCH_<FLAG>, for example
-LAUNCH_ATTACH_TIMEOUT=2s. Tracing is configured with the standard OTEL_* variables.`,
-		Version:               version.String(),
-		Flags:                 flags,
-		Commands:              commands(),
-		HideHelpCommand:       true,
-		ExitErrHandler:        func(*cli.Context, error) {},
+A flag can also be set with an environment variable LAUNCH_<FLAG>, for example
+LAUNCH_ATTACH_TIMEOUT=2s, except the flags that set the app's privileges or a path
+(--keep-caps, --drop-caps, --app-caps, --app-seccomp, --user, --groups, --cpu-profile,
+--offsets-db): the environment belongs to the app, so those are taken from the
+command line only, and launch refuses to start when their variable is set. Tracing is
+configured with the standard OTEL_* variables.`,
+		Version:         version.String(),
+		Flags:           flags,
+		Commands:        commands(),
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		// For every command: inspect and doctor read --offsets-db too.
+		Before:                func(*cli.Context) error { return refusedEnv(os.Environ()) },
 		CustomAppHelpTemplate: "",
 		Action: func(c *cli.Context) error {
 			return exitError{runApp(c, command)}
@@ -209,6 +242,22 @@ func runApp(c *cli.Context, command []string) int {
 	if cfg.DropCaps, err = launcher.ParseDropCaps(c.String("drop-caps")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
 		return launcher.ExitUsage
+	}
+	if c.IsSet("app-caps") {
+		if c.IsSet("keep-caps") || c.IsSet("drop-caps") {
+			fmt.Fprintln(os.Stderr, "launch: --app-caps gives the app's sets exactly: drop --keep-caps and --drop-caps")
+			return launcher.ExitUsage
+		}
+		if cfg.AppCaps, err = launcher.ParseAppCaps(c.String("app-caps")); err != nil {
+			fmt.Fprintf(os.Stderr, "launch: %v\n", err)
+			return launcher.ExitUsage
+		}
+	}
+	if c.IsSet("app-seccomp") {
+		if cfg.AppSeccomp, err = launcher.ParseAppSeccomp(c.String("app-seccomp")); err != nil {
+			fmt.Fprintf(os.Stderr, "launch: %v\n", err)
+			return launcher.ExitUsage
+		}
 	}
 	if u := c.String("user"); u != "" {
 		if cfg.User, err = launcher.ResolveUser(u); err != nil {

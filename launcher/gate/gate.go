@@ -48,9 +48,29 @@ type Spec struct {
 	Argv       []string `json:"argv"`
 	Env        []string `json:"env"`
 	User       *User    `json:"user,omitempty"`
-	DropCaps   []int    `json:"drop_caps,omitempty"`  // capability numbers
+	Caps       CapSets  `json:"caps"`                 // the app's capability sets, exactly
+	Seccomp    *Filter  `json:"seccomp,omitempty"`    // a seccomp filter to add to those inherited
 	Foreground bool     `json:"foreground,omitempty"` // take the terminal's foreground
 	Ignored    uint64   `json:"ignored,omitempty"`    // signals to restore as SIG_IGN (bit N-1)
+}
+
+// CapSets are a thread's five capability sets, bit N for capability N.
+type CapSets struct {
+	Bounding, Effective, Permitted, Inheritable, Ambient uint64
+}
+
+// Instruction is one classic BPF instruction (struct sock_filter).
+type Instruction struct {
+	Code uint16 `json:"code"`
+	Jt   uint8  `json:"jt"`
+	Jf   uint8  `json:"jf"`
+	K    uint32 `json:"k"`
+}
+
+// Filter is a seccomp program to install with seccomp(SECCOMP_SET_MODE_FILTER, Flags).
+type Filter struct {
+	Flags   uint32        `json:"flags,omitempty"`
+	Program []Instruction `json:"program"`
 }
 
 // User is who the app runs as.
@@ -118,27 +138,53 @@ func becomeApp(spec *Spec) error {
 	if spec.Foreground {
 		takeForeground()
 	}
-	// The bounding set first: changing it needs CAP_SETPCAP, which a switch to
-	// another user takes away.
+	want := spec.Caps
 	noNewPrivs := false
-	if err := dropFromBoundingSet(spec.DropCaps); err != nil {
+	// The seccomp filter first: installing one takes CAP_SYS_ADMIN (or no_new_privs),
+	// which the steps below take away. Every call those steps make passes it: it
+	// decides only the launcher's own calls.
+	if f := spec.Seccomp; f != nil {
+		err := installFilter(f)
+		if errors.Is(err, syscall.EACCES) {
+			// No CAP_SYS_ADMIN: the kernel takes a filter only with no_new_privs.
+			if err = prctl(prSetNoNewPrivs, 1, 0); err == nil {
+				err = installFilter(f)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("install the app's seccomp filter: %w", err)
+		}
+	}
+	// The bounding set next: changing it needs CAP_SETPCAP, which a switch to another
+	// user takes away.
+	if err := limitBoundingSet(want.Bounding); err != nil {
 		if !errors.Is(err, syscall.EPERM) {
 			return err
 		}
-		// No CAP_SETPCAP: the capabilities stay in the bounding set, so a root app
-		// would get them back at execve, and so would any app through a setuid
-		// program. no_new_privs caps the app at what this thread keeps after
-		// lowerCaps - needed only where there is something to keep from it.
-		noNewPrivs = holdsAny(spec.DropCaps) || appUID(spec) == 0
+		// No CAP_SETPCAP: the bounding set stays as it is, so a root app would get
+		// what it holds back at execve, and so would any app through a setuid or
+		// file-capability program. no_new_privs caps the app at the sets below -
+		// needed only where the bounding set holds more than the app is to have.
+		cur, err := currentCaps()
+		if err != nil {
+			return err
+		}
+		noNewPrivs = cur.Bounding&^want.Bounding != 0 && (cur.Permitted&^want.Permitted != 0 || appUID(spec) == 0)
 	}
 	if u := spec.User; u != nil {
+		// Keep the permitted set through the switch from root, as runc does: the app
+		// gets exactly the sets it is given below, ambient ones included. The kernel
+		// resets this at execve.
+		if err := prctl(prSetKeepCaps, 1, 0); err != nil {
+			return fmt.Errorf("keep capabilities through --user: %w", err)
+		}
 		// The syscall package applies these to every thread of the process.
 		groups := u.Groups
 		if groups == nil {
 			groups = []int{}
 		}
 		if err := syscall.Setgroups(groups); err != nil {
-			return fmt.Errorf("set supplementary groups %v for --user: %w%s", groups, err, credHint(err))
+			return fmt.Errorf("set %d supplementary groups for --user: %w%s", len(groups), err, credHint(err))
 		}
 		if err := syscall.Setresgid(u.GID, u.GID, u.GID); err != nil {
 			return fmt.Errorf("set group id %d for --user: %w%s", u.GID, err, credHint(err))
@@ -147,7 +193,7 @@ func becomeApp(spec *Spec) error {
 			return fmt.Errorf("set user id %d for --user: %w%s", u.UID, err, credHint(err))
 		}
 	}
-	if err := lowerCaps(spec.DropCaps); err != nil {
+	if err := setCapSets(want); err != nil {
 		return err
 	}
 	if noNewPrivs {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"unsafe"
 )
@@ -11,17 +12,21 @@ import (
 // The system interfaces the gate needs, from the syscall package and the kernel's UAPI
 // (this package imports nothing outside the standard library; see the package doc).
 const (
-	prCapbsetRead     = 23
-	prCapbsetDrop     = 24
-	prSetNoNewPrivs   = 38
-	prCapAmbient      = 47
-	prCapAmbientLower = 3
-	sysCloseRange     = 436 // the same number on amd64 and arm64
-	closeRangeCloexec = 1 << 2
-	capVersion3       = 0x20080522
-	sigDFL            = 0
-	sigIGN            = 1
-	sigMax            = 64
+	prCapbsetRead        = 23
+	prCapbsetDrop        = 24
+	prSetNoNewPrivs      = 38
+	prSetKeepCaps        = 8
+	prCapAmbient         = 47
+	prCapAmbientIsSet    = 1
+	prCapAmbientRaise    = 2
+	prCapAmbientClearAll = 4
+	seccompSetModeFilter = 1
+	sysCloseRange        = 436 // the same number on amd64 and arm64
+	closeRangeCloexec    = 1 << 2
+	capVersion3          = 0x20080522
+	sigDFL               = 0
+	sigIGN               = 1
+	sigMax               = 64
 )
 
 func uintptrOf[T any](p *T) uintptr { return uintptr(unsafe.Pointer(p)) }
@@ -75,13 +80,43 @@ func setCaps(s capSets) error {
 	return nil
 }
 
-// dropFromBoundingSet removes caps from the calling thread's bounding set, so that no
-// later execve (of a root or file-capability program) can grant them again. It needs
-// CAP_SETPCAP; capabilities this kernel does not know are skipped.
-func dropFromBoundingSet(caps []int) error {
-	for _, c := range caps {
+// currentCaps are the calling thread's five capability sets.
+func currentCaps() (CapSets, error) {
+	s, err := getCaps()
+	if err != nil {
+		return CapSets{}, err
+	}
+	out := CapSets{Effective: s.effective, Permitted: s.permitted, Inheritable: s.inheritable}
+	for c := 0; c < 64; c++ {
 		in, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapbsetRead, uintptr(c), 0, 0, 0, 0)
-		if errno != 0 || in == 0 { // EINVAL: a capability this kernel does not have
+		if errno != 0 { // EINVAL: past the last capability this kernel has
+			break
+		}
+		if in != 0 {
+			out.Bounding |= 1 << c
+		}
+		if amb, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapAmbient, prCapAmbientIsSet, uintptr(c), 0, 0, 0); errno == 0 && amb != 0 {
+			out.Ambient |= 1 << c
+		}
+	}
+	return out, nil
+}
+
+// CurrentCaps are the calling thread's five capability sets: what an app started as
+// this thread would have, before the launcher takes its own away.
+func CurrentCaps() (CapSets, error) { return currentCaps() }
+
+// limitBoundingSet removes from the calling thread's bounding set every capability not
+// in keep, so that no later execve (of a root or file-capability program) can grant
+// it. It needs CAP_SETPCAP (EPERM without it); capabilities this kernel does not have
+// are skipped.
+func limitBoundingSet(keep uint64) error {
+	for c := 0; c < 64; c++ {
+		in, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapbsetRead, uintptr(c), 0, 0, 0, 0)
+		if errno != 0 {
+			break
+		}
+		if in == 0 || keep&(1<<c) != 0 {
 			continue
 		}
 		if err := prctl(prCapbsetDrop, uintptr(c), 0); err != nil {
@@ -91,45 +126,49 @@ func dropFromBoundingSet(caps []int) error {
 	return nil
 }
 
-// lowerCaps removes caps from the calling thread's effective, permitted, inheritable
-// and ambient sets. Lowering never needs a privilege.
-func lowerCaps(caps []int) error {
-	s, err := getCaps()
-	if err != nil {
-		return err
+// setCapSets gives the calling thread the effective, permitted, inheritable and
+// ambient sets of want. The permitted set can only shrink; ambient capabilities must
+// be permitted and inheritable.
+func setCapSets(want CapSets) error {
+	if err := setCaps(capSets{effective: want.Effective, permitted: want.Permitted, inheritable: want.Inheritable}); err != nil {
+		return fmt.Errorf("set the app's capabilities (effective %#x, permitted %#x, inheritable %#x): %w", want.Effective, want.Permitted, want.Inheritable, err)
 	}
-	var mask uint64
-	for _, c := range caps {
-		mask |= 1 << uint(c)
+	if err := prctl(prCapAmbient, prCapAmbientClearAll, 0); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("clear the ambient capabilities: %w", err)
 	}
-	if s.effective&mask != 0 || s.permitted&mask != 0 || s.inheritable&mask != 0 {
-		s.effective &^= mask
-		s.permitted &^= mask
-		s.inheritable &^= mask
-		if err := setCaps(s); err != nil {
-			return err
+	for c := 0; c < 64; c++ {
+		if want.Ambient&(1<<c) == 0 {
+			continue
 		}
-	}
-	for _, c := range caps {
-		if err := prctl(prCapAmbient, prCapAmbientLower, uintptr(c)); err != nil && !errors.Is(err, syscall.EINVAL) {
-			return fmt.Errorf("remove capability %d from the ambient set: %w", c, err)
+		if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapAmbient, prCapAmbientRaise, uintptr(c), 0, 0, 0); errno != 0 {
+			return fmt.Errorf("raise ambient capability %d: %w", c, errno)
 		}
 	}
 	return nil
 }
 
-// holdsAny reports whether the calling thread has any of caps in its permitted set.
-func holdsAny(caps []int) bool {
-	s, err := getCaps()
-	if err != nil {
-		return true // assume the worst
+// sockFprog is struct sock_fprog.
+type sockFprog struct {
+	len    uint16
+	_      [6]byte
+	filter *Instruction
+}
+
+// InstallFilter adds f to the calling thread's seccomp filters (EACCES without
+// CAP_SYS_ADMIN or no_new_privs): what the gate process does before the app starts.
+func InstallFilter(f *Filter) error { return installFilter(f) }
+
+func installFilter(f *Filter) error {
+	if len(f.Program) == 0 {
+		return errors.New("an empty program")
 	}
-	for _, c := range caps {
-		if s.permitted&(1<<uint(c)) != 0 {
-			return true
-		}
+	prog := sockFprog{len: uint16(len(f.Program)), filter: &f.Program[0]}
+	_, _, errno := syscall.RawSyscall(sysSeccomp, seccompSetModeFilter, uintptr(f.Flags), uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(f)
+	if errno != 0 {
+		return errno
 	}
-	return false
+	return nil
 }
 
 // kernelSigaction is the kernel's struct sigaction on amd64 and arm64

@@ -1,0 +1,3 @@
+package gate
+
+const sysSeccomp = 277
