@@ -11,7 +11,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
-	"github.com/otel-go-launcher/otel-go-launcher/launcher/seccomp"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/seccomp"
 )
 
 // ParseKeepCaps reads a --keep-caps list: names separated by commas, with or without the
@@ -89,7 +89,7 @@ func ParseAppSeccomp(text string) (*specs.LinuxSeccomp, error) {
 // nil where there is nothing to refuse.
 func appSeccomp(cfg Config, caps gate.CapSets) (*gate.Filter, error) {
 	if cfg.AppSeccomp != nil {
-		return seccomp.Compile(cfg.AppSeccomp)
+		return toGate(seccomp.Compile(cfg.AppSeccomp))
 	}
 	if !underSeccomp() {
 		return nil, nil
@@ -114,7 +114,19 @@ func appSeccomp(cfg Config, caps gate.CapSets) (*gate.Filter, error) {
 	if len(deny) == 0 {
 		return nil, nil
 	}
-	return seccomp.Deny(deny...)
+	return toGate(seccomp.Deny(deny...))
+}
+
+// toGate is f as the start gate takes it.
+func toGate(f *seccomp.Filter, err error) (*gate.Filter, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := &gate.Filter{Flags: f.Flags, Program: make([]gate.Instruction, len(f.Program))}
+	for i, in := range f.Program {
+		out.Program[i] = gate.Instruction{Code: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	return out, nil
 }
 
 // underSeccomp reports whether the launcher runs under a seccomp filter

@@ -18,20 +18,24 @@ import (
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
 // LauncherCalls are the system calls the launcher needs that a container's profile
 // usually allows only with capabilities the app is not given.
 var LauncherCalls = []string{"bpf", "perf_event_open", "mount", "umount2"}
 
-// Instruction is one classic BPF instruction; Filter is a program with its flags, as
-// the start gate installs it.
-type (
-	Instruction = gate.Instruction
-	Filter      = gate.Filter
-)
+// Instruction is one classic BPF instruction (struct sock_filter).
+type Instruction struct {
+	Code   uint16
+	Jt, Jf uint8
+	K      uint32
+}
+
+// Filter is a program to install with seccomp(SECCOMP_SET_MODE_FILTER, Flags).
+type Filter struct {
+	Flags   uint32
+	Program []Instruction
+}
 
 // ErrUnsupported is wrapped by errors for profiles whose verdicts for LauncherCalls
 // this package cannot reproduce exactly (a notify action, conditional rules with

@@ -265,7 +265,11 @@ func TestKernelChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	runtime.LockOSThread() // the filter is the thread's
-	if err := gate.InstallFilter(&f); err != nil {
+	g := &gate.Filter{Flags: f.Flags}
+	for _, in := range f.Program {
+		g.Program = append(g.Program, gate.Instruction{Code: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K})
+	}
+	if err := gate.InstallFilter(g); err != nil {
 		t.Fatal(err)
 	}
 	nr := map[string]uintptr{}
