@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/otel-go-launcher/otel-go-launcher/images/bundle"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
@@ -53,5 +59,239 @@ func TestPrivilegedFlagsRefuseEnvironment(t *testing.T) {
 	rep := appReport(t, opts{env: append(os.Environ(), "LAUNCH_LOG_LEVEL=warn", "LAUNCH_GRACE=1s")}, []string{"--keep-caps", "NET_ADMIN"})
 	if capMask(t, rep, "CapEff")&bit(capability.NetAdmin) == 0 {
 		t.Errorf("--keep-caps NET_ADMIN on the command line: CapEff %s", rep.Status["CapEff"])
+	}
+}
+
+// privilegesImage is e2e/testdata/testapp in an image of its own (FROM scratch, /app),
+// and FROM the base image with the launcher as its entrypoint.
+func privilegesImage(t *testing.T, env []string) (plain, withLauncher string) {
+	t.Helper()
+	privilegesOnce.Do(func() {
+		app, err := testenv.BuildProgram("./e2e/testdata/testapp", "CGO_ENABLED=0")
+		if err != nil {
+			privilegesErr = err
+			return
+		}
+		data, err := os.ReadFile(app)
+		if err != nil {
+			privilegesErr = err
+			return
+		}
+		for tag, dockerfile := range map[string]string{
+			privilegesPlain: "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
+			privilegesBase:  "FROM " + baseImageTag + "\nCOPY app /app\nENTRYPOINT [\"launch\", \"--\", \"/app\"]\n",
+		} {
+			dir, err := os.MkdirTemp("", "e2e-privileges-")
+			if err != nil {
+				privilegesErr = err
+				return
+			}
+			defer os.RemoveAll(dir)
+			os.WriteFile(filepath.Join(dir, "app"), data, 0o755)
+			os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644)
+			if out, err := podmanCmd(env, "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
+				privilegesErr = fmt.Errorf("podman build %s: %v\n%s", tag, err, out)
+				return
+			}
+		}
+	})
+	if privilegesErr != nil {
+		t.Fatal(privilegesErr)
+	}
+	return privilegesPlain, privilegesBase
+}
+
+const (
+	privilegesPlain = "localhost/otel-go-launcher-e2e-privileges:e2e"
+	privilegesBase  = "localhost/otel-go-launcher-e2e-privileges-base:e2e"
+)
+
+var (
+	privilegesOnce sync.Once
+	privilegesErr  error
+)
+
+// privileges is what testapp privileges printed.
+type privileges struct {
+	Status map[string]string `json:"status"`
+	Calls  map[string]string `json:"calls"`
+}
+
+// describesProcess are the /proc/PID/status lines that say which process it is and
+// what it is doing, not what it may do: under the launcher the app is PID 2, a child,
+// and has run for longer.
+var describesProcess = []string{"Name", "State", "Tgid", "Ngid", "Pid", "PPid", "TracerPid", "FDSize", "NStgid", "NSpid", "NSpgid", "NSsid",
+	"VmPeak", "VmSize", "VmLck", "VmPin", "VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmData", "VmStk", "VmExe", "VmLib", "VmPTE", "VmSwap",
+	"HugetlbPages", "Threads", "SigQ", "SigPnd", "ShdPnd", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"}
+
+// privilegeDiff lists the differences between two apps' privileges: every status line
+// but describesProcess (Seccomp_filters: traced has one filter more, the launcher's,
+// which only narrows), and the outcome of the four calls.
+func privilegeDiff(plain, traced privileges, extraFilters int) []string {
+	var diffs []string
+	keys := map[string]bool{}
+	for k := range plain.Status {
+		keys[k] = true
+	}
+	for k := range traced.Status {
+		keys[k] = true
+	}
+	for k := range keys {
+		p, tr := plain.Status[k], traced.Status[k]
+		if slices.Contains(describesProcess, k) {
+			continue
+		}
+		if k == "Seccomp_filters" {
+			if n, _ := strconv.Atoi(p); tr != strconv.Itoa(n+extraFilters) {
+				diffs = append(diffs, fmt.Sprintf("Seccomp_filters: %s under runc, %s traced; want %d more, the launcher's", p, tr, extraFilters))
+			}
+			continue
+		}
+		if p != tr {
+			diffs = append(diffs, fmt.Sprintf("%s: %q under runc, %q traced", k, p, tr))
+		}
+	}
+	for _, c := range []string{"bpf", "perf_event_open", "mount", "umount2"} {
+		if plain.Calls[c] != traced.Calls[c] {
+			diffs = append(diffs, fmt.Sprintf("%s: %s under runc, %s traced", c, plain.Calls[c], traced.Calls[c]))
+		}
+	}
+	slices.Sort(diffs)
+	return diffs
+}
+
+func runPrivileges(t *testing.T, env []string, args ...string) privileges {
+	t.Helper()
+	var p privileges
+	out := podman(t, env, append(append([]string{"run", "--rm", "--network", "host"}, args...), "privileges")...)
+	if err := json.Unmarshal([]byte(out[strings.LastIndexByte(out, '\n')+1:]), &p); err != nil {
+		t.Fatalf("podman run %q: %v\n%s", args, err, out)
+	}
+	return p
+}
+
+// An app traced by launch-runtime has exactly what plain runc gives the same
+// container: every line of /proc/PID/status that says what a process may do (users,
+// groups, every capability set, no_new_privs, seccomp mode) and the outcome of the
+// four calls the launcher's filter relaxation concerns - root and non-root, podman's
+// default profile and two hostile custom ones (an argument-restricted allow, deny
+// rules with errnos of their own, a default-allow profile), --cap-add and --cap-drop.
+// Before: perf_event_open succeeded for every traced app, a custom profile's deny
+// rules were deleted, and a non-root user lost what --cap-add gave it.
+func TestLaunchRuntimePrivilegesEqualRunc(t *testing.T) {
+	env := podmanReady(t)
+	runtime := launchRuntimeBin(t)
+	image, _ := privilegesImage(t, env)
+	recv := testenv.StartReceiver(t)
+	dir := t.TempDir()
+	allowlist, denylist := customProfiles(t, dir)
+	traced := []string{"--runtime", runtime, "--annotation", bundle.AnnotationTrace + "=true", "-e", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}
+	type variant struct {
+		name string
+		args []string
+	}
+	var variants []variant
+	for _, user := range []variant{{"root", nil}, {"1000", []string{"--user", "1000:1000", "--group-add", "10"}}} {
+		for _, caps := range []variant{{"default caps", nil}, {"--cap-add NET_RAW,SYS_PTRACE", []string{"--cap-add", "NET_RAW,SYS_PTRACE"}}, {"--cap-drop CHOWN,NET_RAW", []string{"--cap-drop", "CHOWN,NET_RAW"}}} {
+			variants = append(variants, variant{user.name + ", default profile, " + caps.name, append(slices.Clone(user.args), caps.args...)})
+		}
+		for _, p := range []variant{{"allowlist", []string{"--security-opt", "seccomp=" + allowlist}}, {"denylist", []string{"--security-opt", "seccomp=" + denylist}}} {
+			variants = append(variants, variant{user.name + ", custom " + p.name + " profile", append(slices.Clone(user.args), p.args...)})
+		}
+	}
+	for _, v := range variants {
+		plain := runPrivileges(t, env, append(slices.Clone(v.args), image)...)
+		got := runPrivileges(t, env, append(append(slices.Clone(traced), v.args...), image)...)
+		if d := privilegeDiff(plain, got, 1); len(d) > 0 {
+			t.Errorf("%s:\n%s", v.name, strings.Join(d, "\n"))
+		}
+		if strings.Contains(v.name, "allowlist") && plain.Calls["perf_event_open"] != "ENOSYS" || strings.Contains(v.name, "denylist") && plain.Calls["perf_event_open"] != "ENOMSG" {
+			t.Errorf("%s: the profile's own rule did not decide perf_event_open under runc: %v", v.name, plain.Calls)
+		}
+	}
+}
+
+// customProfiles writes two seccomp profiles a tenant might bring: podman's own with
+// the launcher's calls restricted (perf_event_open allowed only for CPU 5, mount and
+// bpf denied with errnos of their own), and a default-allow one that denies
+// perf_event_open (ENOMSG).
+func customProfiles(t *testing.T, dir string) (allowlist, denylist string) {
+	t.Helper()
+	raw, err := os.ReadFile("/usr/share/containers/seccomp.json")
+	if err != nil {
+		t.Fatalf("podman's seccomp profile: %v", err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	var rules []any
+	for _, r := range p["syscalls"].([]any) {
+		rule := r.(map[string]any)
+		var names []any
+		for _, n := range rule["names"].([]any) {
+			if !slices.Contains([]string{"bpf", "perf_event_open", "mount", "umount2"}, n.(string)) {
+				names = append(names, n)
+			}
+		}
+		if len(names) > 0 {
+			rule["names"] = names
+			rules = append(rules, rule)
+		}
+	}
+	rules = append(rules,
+		map[string]any{"names": []string{"perf_event_open"}, "action": "SCMP_ACT_ALLOW", "args": []any{map[string]any{"index": 3, "value": 5, "op": "SCMP_CMP_EQ"}}},
+		map[string]any{"names": []string{"mount"}, "action": "SCMP_ACT_ERRNO", "errnoRet": 77},
+		map[string]any{"names": []string{"bpf"}, "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+		map[string]any{"names": []string{"umount2"}, "action": "SCMP_ACT_ALLOW"})
+	p["syscalls"] = rules
+	allowlist, denylist = filepath.Join(dir, "allowlist.json"), filepath.Join(dir, "denylist.json")
+	out, _ := json.Marshal(p)
+	os.WriteFile(allowlist, out, 0o644)
+	os.WriteFile(denylist, []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["perf_event_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}]}`), 0o644)
+	return allowlist, denylist
+}
+
+// The base image run with the launcher's capabilities (--cap-add SYS_ADMIN,BPF,
+// PERFMON,NET_ADMIN, which also relaxes the engine's seccomp profile for them) gives
+// its app what the same app has in a plain container without them: the capabilities
+// are taken, and the launcher's filter refuses bpf and perf_event_open as the engine's
+// default profile would. A LAUNCH_KEEP_CAPS in the container's environment, here or
+// under launch-runtime, stops the container with one line instead of giving the app
+// CAP_SYS_ADMIN.
+func TestBaseImagePrivilegesEqualPlain(t *testing.T) {
+	env := podmanReady(t)
+	runtime := launchRuntimeBin(t)
+	plainImg, baseImg := privilegesImage(t, env)
+	recv := testenv.StartReceiver(t)
+	otlp := []string{"-e", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}
+	launcherCaps := []string{"--cap-add", "SYS_ADMIN,BPF,PERFMON,NET_ADMIN"}
+	for _, user := range [][]string{nil, {"--user", "1000:1000"}} {
+		plain := runPrivileges(t, env, append(slices.Clone(user), plainImg)...)
+		traced := runPrivileges(t, env, append(append(append(slices.Clone(user), otlp...), launcherCaps...), baseImg)...)
+		if user != nil {
+			// A launcher that is not root has no CAP_SETPCAP to shrink the bounding set
+			// with: no_new_privs keeps the app from ever raising what stays there (the
+			// README's fix: run the container as root, and the app with launch --user).
+			bnd, _ := strconv.ParseUint(traced.Status["CapBnd"], 16, 64)
+			plainBnd, _ := strconv.ParseUint(plain.Status["CapBnd"], 16, 64)
+			if traced.Status["NoNewPrivs"] != "1" || bnd&^plainBnd&^uint64(capability.SetOf(capability.Launcher...)) != 0 {
+				t.Errorf("non-root launcher: the app's bounding set %s (plain %s), no_new_privs %s; want only the launcher's capabilities more, and no_new_privs", traced.Status["CapBnd"], plain.Status["CapBnd"], traced.Status["NoNewPrivs"])
+			}
+			traced.Status["CapBnd"], traced.Status["NoNewPrivs"] = plain.Status["CapBnd"], plain.Status["NoNewPrivs"]
+		}
+		if d := privilegeDiff(plain, traced, 1); len(d) > 0 {
+			t.Errorf("user %q: the base image's app with --cap-add for the launcher, against a plain container:\n%s", user, strings.Join(d, "\n"))
+		}
+	}
+	for _, how := range [][]string{
+		append(slices.Clone(launcherCaps), baseImg),
+		{"--runtime", runtime, "--annotation", bundle.AnnotationTrace + "=true", plainImg},
+	} {
+		args := append([]string{"run", "--rm", "--network", "host", "-e", "LAUNCH_KEEP_CAPS=SYS_ADMIN"}, how...)
+		code, out := exitOf(podmanCmd(env, append(args, "privileges")...))
+		if code != 2 || !strings.Contains(out, "LAUNCH_KEEP_CAPS is set, but --keep-caps is taken from the command line only") || strings.Contains(out, "calls") {
+			t.Errorf("podman %s: exit %d, want 2 and the refusal, the app not run\n%s", strings.Join(args, " "), code, out)
+		}
 	}
 }

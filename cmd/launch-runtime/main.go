@@ -12,6 +12,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,7 +41,9 @@ type options struct {
 const usage = `launch-runtime: an OCI runtime in front of runc or crun that starts opted-in
 containers under the otel-go-launcher launcher (annotation
 otel-go-launcher.github.io/trace=true; OTEL_* settings from annotations
-otel-go-launcher.github.io/env.NAME=VALUE). Every command is the delegate's.
+otel-go-launcher.github.io/env.OTEL_NAME=VALUE, other names refused). The app
+gets the user, groups, capabilities and seccomp verdicts runc would give it.
+Every command is the delegate's.
 
   --delegate PATH   the real runtime (default: runc, else crun; $LAUNCH_RUNTIME_DELEGATE)
   --launcher PATH   the launcher bind-mounted into traced containers (default: launch
@@ -65,7 +68,7 @@ func main() {
 		os.Exit(1)
 	}
 	if cmd, bundle, logFile := command(args); cmd == "create" || cmd == "run" {
-		if traced, err := edit(bundle, o); err != nil {
+		if traced, err := edit(bundle, o, func(msg string) { logLine(logFile, errors.New(msg)) }); err != nil {
 			logLine(logFile, err)
 		} else if traced != "" {
 			args = withBundle(args, traced)
@@ -181,7 +184,7 @@ func command(args []string) (cmd, bundle, logFile string) {
 // edit writes the config of a container that opts in, edited for tracing, to a bundle
 // of its own, and returns that bundle's directory ("" for a container that does not
 // opt in). The engine's config.json is left as it is.
-func edit(dir string, o options) (string, error) {
+func edit(dir string, o options, warn func(string)) (string, error) {
 	launcher := o.launcher
 	if launcher == "" {
 		self, err := os.Executable()
@@ -199,7 +202,7 @@ func edit(dir string, o options) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("not tracing the container: %v", err)
 	}
-	out, changed, err := bundle.EditConfig(raw, bundle.Options{All: o.all, Launcher: launcher, Version: version.String(), Bundle: dir})
+	out, changed, err := bundle.EditConfig(raw, bundle.Options{All: o.all, Launcher: launcher, Version: version.String(), Bundle: dir, Warn: warn})
 	if err != nil {
 		return "", fmt.Errorf("not tracing the container: %s: %v", path, err)
 	}

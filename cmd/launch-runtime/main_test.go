@@ -184,7 +184,8 @@ func TestFewDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := []string{"github.com/opencontainers/runtime-spec/", "github.com/otel-go-launcher/otel-go-launcher/images/bundle", "github.com/otel-go-launcher/otel-go-launcher/images/internal/rawconfig",
-		"github.com/otel-go-launcher/otel-go-launcher/internal/version", "github.com/otel-go-launcher/otel-go-launcher/cmd/launch-runtime"}
+		"github.com/otel-go-launcher/otel-go-launcher/internal/version", "github.com/otel-go-launcher/otel-go-launcher/internal/capability",
+		"github.com/otel-go-launcher/otel-go-launcher/internal/seccomp", "github.com/otel-go-launcher/otel-go-launcher/cmd/launch-runtime"}
 	for _, pkg := range strings.Fields(string(out)) {
 		ok := false
 		for _, a := range allowed {

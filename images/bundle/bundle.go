@@ -16,6 +16,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/otel-go-launcher/otel-go-launcher/images/internal/rawconfig"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/seccomp"
 )
 
 // The edited config goes to a bundle of its own (TracedDir), whose root and relative
@@ -34,14 +36,9 @@ const (
 // wrap wrapped): a directory of its own at the root, which no image uses.
 const LauncherPath = "/.otel-go-launcher/launch"
 
-// launcherCapabilities are what the launcher needs (and drops for the app unless the
-// container gave them to it).
-var launcherCapabilities = []string{"CAP_SYS_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"}
-
-// droppedForApp are the capabilities the launcher takes from the app by default
-// (launcher.LauncherCapabilities): those the container had are given back with
-// --keep-caps, so that the app ends with the sets the spec gave it.
-var droppedForApp = []string{"CAP_SYS_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_RESOURCE"}
+// launcherCapabilities are what the launcher needs: tracing's, and NET_ADMIN for the
+// socket programs.
+var launcherCapabilities = append(slices.Clone(capability.Tracing), capability.NetAdmin)
 
 // Options say how launch-runtime edits a bundle.
 type Options struct {
@@ -52,6 +49,9 @@ type Options struct {
 	// mount sources are made absolute against it, for the config to work from another
 	// directory (TracedDir). Empty leaves them as they are.
 	Bundle string
+	// Warn is told what of the container's request was not done (an annotation
+	// refused), in one line each; nil: nobody.
+	Warn func(msg string)
 }
 
 // TracedDir is the bundle launch-runtime gives the real runtime for a traced
@@ -99,37 +99,35 @@ func EditConfig(raw []byte, o Options) (out []byte, changed bool, err error) {
 		return raw, false, err
 	}
 
-	launch := []string{LauncherPath}
-	if keep := kept(caps.Bounding); len(keep) > 0 {
-		launch = append(launch, "--keep-caps", strings.Join(keep, ","))
+	if err := runcRange(user); err != nil {
+		// runc refuses such a container; the launcher, root, would have started it.
+		return raw, false, err
+	}
+	original, err := capabilitySets(caps)
+	if err != nil {
+		return raw, false, err
+	}
+	// Every flag that sets the app's privileges is given here, from the spec: the app
+	// gets exactly what runc would have given it.
+	launch := []string{LauncherPath, "--app-caps", original.String()}
+	appSeccomp, err := appSeccompFlag(top)
+	if err != nil {
+		return raw, false, err
+	}
+	if appSeccomp != "" {
+		launch = append(launch, "--app-seccomp", appSeccomp)
 	}
 	// CAP_SETPCAP lets the launcher take its capabilities out of the app's bounding set
 	// (without it, it would set no_new_privs instead); CAP_SETUID and CAP_SETGID let it
-	// become a non-root app's user, which runc does before it lowers capabilities. Those
-	// the container was not given, the app does not get.
-	needs := append([]string{"CAP_SETPCAP"}, launcherCapabilities...)
+	// become a non-root app's user, which runc does before it sets capabilities.
+	needs := capability.SetOf(capability.SetPCap) | capability.SetOf(launcherCapabilities...)
 	nonRoot := user.UID != 0 || user.GID != 0
 	if nonRoot {
-		needs = append(needs, "CAP_SETUID", "CAP_SETGID")
-	}
-	var drop []string
-	for _, c := range needs {
-		if !slices.Contains(caps.Bounding, c) && !slices.Contains(droppedForApp, c) {
-			drop = append(drop, strings.TrimPrefix(c, "CAP_"))
-		}
-	}
-	if len(drop) > 0 {
-		launch = append(launch, "--drop-caps", strings.Join(drop, ","))
-	}
-	if nonRoot {
-		// The launcher runs as root; the app as the container's user.
-		// The app gets exactly the spec's additionalGids, as runc gives them, not the
-		// user's groups in the image's /etc/group.
-		gids := make([]string, len(user.AdditionalGids))
-		for i, g := range user.AdditionalGids {
-			gids[i] = strconv.FormatUint(uint64(g), 10)
-		}
-		launch = append(launch, "--user", strconv.FormatUint(uint64(user.UID), 10)+":"+strconv.FormatUint(uint64(user.GID), 10), "--groups="+strings.Join(gids, ","))
+		needs |= capability.SetOf(capability.SetUID, capability.SetGID)
+		// The launcher runs as root with the spec's additionalGids; the app as the
+		// container's user with those groups, as runc gives them (not the image's
+		// /etc/group): "inherit", however many there are.
+		launch = append(launch, "--user", strconv.FormatUint(uint64(user.UID), 10)+":"+strconv.FormatUint(uint64(user.GID), 10), "--groups", "inherit")
 		proc["user"] = rawconfig.Must(specs.User{UID: 0, GID: 0, AdditionalGids: user.AdditionalGids, Umask: user.Umask})
 	}
 	proc["args"] = rawconfig.Must(append(append(launch, "--"), args...))
@@ -137,18 +135,12 @@ func EditConfig(raw []byte, o Options) (out []byte, changed bool, err error) {
 	caps.Permitted = union(caps.Permitted, needs)
 	caps.Effective = union(caps.Effective, needs)
 	proc["capabilities"] = rawconfig.Must(caps)
-	var keys []string
-	for k := range annotations {
-		if name, ok := strings.CutPrefix(k, AnnotationEnvPrefix); ok && name != "" {
-			keys = append(keys, k)
-		}
+	warn := o.Warn
+	if warn == nil {
+		warn = func(string) {}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env = rawconfig.SetEnv(env, []string{strings.TrimPrefix(k, AnnotationEnvPrefix) + "=" + annotations[k]})
-	}
-	if len(keys) > 0 {
-		proc["env"] = rawconfig.Must(env)
+	if env2 := annotatedEnv(slices.Clone(env), annotations, warn); !slices.Equal(env2, env) {
+		proc["env"] = rawconfig.Must(env2)
 	}
 	top["process"] = rawconfig.Must(proc)
 
@@ -210,60 +202,158 @@ func anchorPaths(top map[string]json.RawMessage, mounts []json.RawMessage, bundl
 	return nil
 }
 
-// kept are the capabilities the launcher would take from the app but the container
-// gave it, as --keep-caps names them.
-func kept(bounding []string) []string {
-	var keep []string
-	for _, c := range droppedForApp {
-		if slices.Contains(bounding, c) {
-			keep = append(keep, strings.TrimPrefix(c, "CAP_"))
-		}
-	}
-	return keep
-}
-
-func union(set, add []string) []string {
+// union is set with the capabilities of add it lacks, named as runtime specs name them.
+func union(set []string, add capability.Set) []string {
 	out := slices.Clone(set)
-	for _, c := range add {
-		if !slices.Contains(out, c) {
-			out = append(out, c)
+	for _, c := range add.Caps() {
+		if !slices.Contains(out, c.String()) {
+			out = append(out, c.String())
 		}
 	}
 	return out
 }
 
-// launcherSyscalls are what the launcher calls that seccomp profiles allow only with
-// capabilities the container was not started with (Docker's and podman's default
-// profiles gate them on CAP_SYS_ADMIN, CAP_BPF, CAP_PERFMON): the profile was made
-// before the capabilities were added here. The app runs under the same filter; the
-// capabilities it lacks still refuse it these calls.
-var launcherSyscalls = []string{"bpf", "perf_event_open", "mount", "umount2"}
+// capabilitySets reads the spec's capability lists. A name this launcher does not
+// know (a newer kernel's) cannot be passed on exactly: such a container is not traced.
+func capabilitySets(caps specs.LinuxCapabilities) (capability.Sets, error) {
+	var s capability.Sets
+	for _, l := range []struct {
+		names []string
+		set   *capability.Set
+	}{{caps.Bounding, &s.Bounding}, {caps.Effective, &s.Effective}, {caps.Permitted, &s.Permitted}, {caps.Inheritable, &s.Inheritable}, {caps.Ambient, &s.Ambient}} {
+		for _, n := range l.names {
+			c, ok := capability.Parse(n)
+			if !ok {
+				return s, fmt.Errorf("capability %q: not one this launcher knows", n)
+			}
+			*l.set |= capability.SetOf(c)
+		}
+	}
+	return s, nil
+}
 
-// allowSyscalls adds a rule allowing launcherSyscalls to the container's seccomp
-// filter, if it has one, in place of any rule that named them.
+// maxRuncID is the largest user or group ID runc accepts.
+const maxRuncID = 1<<31 - 1
+
+// runcRange refuses the IDs runc refuses ("uids and gids must be in range
+// 0-2147483647"): the container then fails as it would without the launcher.
+func runcRange(u specs.User) error {
+	ids := append([]uint32{u.UID, u.GID}, u.AdditionalGids...)
+	for _, id := range ids {
+		if id > maxRuncID {
+			return fmt.Errorf("user or group ID %d: runc takes 0-%d, and the container is left to it", id, maxRuncID)
+		}
+	}
+	return nil
+}
+
+// annotatedEnv sets the OTEL_* variables the annotations name (env.OTEL_NAME=VALUE).
+// Only OpenTelemetry's settings come from annotations: a tenant writes them, and a
+// name of another kind (PATH, LD_PRELOAD, LAUNCH_*) or one that would split
+// ("env.PATH=/evil:/bin", a newline) is refused, said through warn.
+func annotatedEnv(env []string, annotations map[string]string, warn func(string)) []string {
+	var keys []string
+	for k := range annotations {
+		if _, ok := strings.CutPrefix(k, AnnotationEnvPrefix); ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := strings.TrimPrefix(k, AnnotationEnvPrefix)
+		if !otelName(name) {
+			warn(fmt.Sprintf("annotation %q ignored: only OTEL_* variables (letters, digits, _) are set from annotations", k))
+			continue
+		}
+		if strings.ContainsAny(annotations[k], "\x00") {
+			warn(fmt.Sprintf("annotation %q ignored: a NUL byte in its value", k))
+			continue
+		}
+		env = rawconfig.SetEnv(env, []string{name + "=" + annotations[k]})
+	}
+	return env
+}
+
+// otelName reports whether name is an OpenTelemetry setting's name: OTEL_ and then
+// letters, digits and underscores.
+func otelName(name string) bool {
+	rest, ok := strings.CutPrefix(name, "OTEL_")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range []byte(rest) {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// appSeccompFlag is the value of the launcher's --app-seccomp for the container's
+// seccomp profile: its default action, architectures and flags, and its rules for the
+// launcher's calls (the rest stays with the container's filter), "" without a
+// profile. A profile whose verdicts for those calls the launcher cannot reproduce
+// exactly is an error: such a container is not traced.
+func appSeccompFlag(top map[string]json.RawMessage) (string, error) {
+	linux := map[string]json.RawMessage{}
+	if err := rawconfig.Optional(top, "linux", &linux); err != nil {
+		return "", err
+	}
+	var p *specs.LinuxSeccomp
+	if err := rawconfig.Optional(linux, "seccomp", &p); err != nil || p == nil {
+		return "", err
+	}
+	own := specs.LinuxSeccomp{DefaultAction: p.DefaultAction, DefaultErrnoRet: p.DefaultErrnoRet, Architectures: p.Architectures, Flags: p.Flags}
+	for _, r := range p.Syscalls {
+		var names []string
+		for _, n := range r.Names {
+			if slices.Contains(seccomp.LauncherCalls, n) {
+				names = append(names, n)
+			}
+		}
+		if len(names) > 0 {
+			r.Names = names
+			own.Syscalls = append(own.Syscalls, r)
+		}
+	}
+	if _, err := seccomp.Compile(&own); err != nil {
+		return "", fmt.Errorf("the container's seccomp profile: %w", err)
+	}
+	out, err := json.Marshal(own)
+	return string(out), err
+}
+
+// allowSyscalls lets the launcher make its calls (seccomp.LauncherCalls), which
+// seccomp profiles allow only with capabilities the container was not started with
+// (Docker's and podman's default profiles gate them on CAP_SYS_ADMIN, CAP_BPF,
+// CAP_PERFMON): in the container's filter (runc's), the rules that name them lose
+// those names and one rule allows them. Every other rule stays as written. The app
+// gets the profile's own verdicts for those calls back from the filter the launcher
+// adds before it starts (--app-seccomp): filters stack, and the kernel takes the most
+// restrictive verdict.
 func allowSyscalls(top map[string]json.RawMessage) error {
 	linux := map[string]json.RawMessage{}
 	if err := rawconfig.Optional(top, "linux", &linux); err != nil {
 		return err
 	}
-	seccomp := map[string]json.RawMessage{}
-	if err := rawconfig.Optional(linux, "seccomp", &seccomp); err != nil || len(seccomp) == 0 {
+	profile := map[string]json.RawMessage{}
+	if err := rawconfig.Optional(linux, "seccomp", &profile); err != nil || len(profile) == 0 {
 		return err
 	}
 	var rules []specs.LinuxSyscall
-	if err := rawconfig.Optional(seccomp, "syscalls", &rules); err != nil {
+	if err := rawconfig.Optional(profile, "syscalls", &rules); err != nil {
 		return err
 	}
 	var kept []specs.LinuxSyscall
 	for _, r := range rules {
-		r.Names = slices.DeleteFunc(r.Names, func(n string) bool { return slices.Contains(launcherSyscalls, n) })
+		r.Names = slices.DeleteFunc(r.Names, func(n string) bool { return slices.Contains(seccomp.LauncherCalls, n) })
 		if len(r.Names) > 0 {
 			kept = append(kept, r)
 		}
 	}
-	kept = append(kept, specs.LinuxSyscall{Names: launcherSyscalls, Action: specs.ActAllow})
-	seccomp["syscalls"] = rawconfig.Must(kept)
-	linux["seccomp"] = rawconfig.Must(seccomp)
+	kept = append(kept, specs.LinuxSyscall{Names: seccomp.LauncherCalls, Action: specs.ActAllow})
+	profile["syscalls"] = rawconfig.Must(kept)
+	linux["seccomp"] = rawconfig.Must(profile)
 	top["linux"] = rawconfig.Must(linux)
 	return nil
 }

@@ -2,7 +2,9 @@ package bundle_test
 
 import (
 	"encoding/json"
+	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -68,7 +70,9 @@ func TestEditConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := got.Process
-	if want := []string{"/.otel-go-launcher/launch", "--keep-caps", "NET_ADMIN", "--drop-caps", "SETPCAP,SETUID,SETGID", "--user", "1000:1000", "--groups=1000,5", "--", "/app", "-addr", ":8080"}; !reflect.DeepEqual(p.Args, want) {
+	if want := []string{"/.otel-go-launcher/launch", "--app-caps", "bounding=CHOWN,NET_ADMIN;effective=CHOWN;permitted=CHOWN;inheritable=;ambient=",
+		"--app-seccomp", `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["bpf"],"action":"SCMP_ACT_ALLOW"},{"names":["perf_event_open"],"action":"SCMP_ACT_ERRNO"}]}`,
+		"--user", "1000:1000", "--groups", "inherit", "--", "/app", "-addr", ":8080"}; !reflect.DeepEqual(p.Args, want) {
 		t.Errorf("args %q, want %q", p.Args, want)
 	}
 	if p.User["uid"] != float64(0) || p.User["gid"] != float64(0) {
@@ -101,17 +105,20 @@ func TestEditConfig(t *testing.T) {
 	if err != nil || changed || string(again) != string(out) {
 		t.Errorf("second pass: changed %v, err %v", changed, err)
 	}
-	// Capabilities the container was given are not dropped; a root container's
-	// launcher needs no CAP_SETUID or CAP_SETGID.
+	// The app's sets are the spec's, whatever the launcher needs; a root container's
+	// app runs as the launcher's user, whose groups runc set from the spec.
 	given := strings.Replace(string(in), `"bounding": ["CAP_CHOWN", "CAP_NET_ADMIN"]`, `"bounding": ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]`, 1)
 	asRoot := strings.Replace(string(in), `"uid": 1000, "gid": 1000`, `"uid": 0, "gid": 0`, 1)
-	for config, want := range map[string]string{given: "/.otel-go-launcher/launch --user 1000:1000 --groups=1000,5 -- /app", asRoot: "/.otel-go-launcher/launch --keep-caps NET_ADMIN --drop-caps SETPCAP -- /app"} {
+	for config, want := range map[string]string{
+		given:  "/.otel-go-launcher/launch --app-caps bounding=SETGID,SETUID,SETPCAP;effective=CHOWN;permitted=CHOWN;inheritable=;ambient= --app-seccomp",
+		asRoot: "/.otel-go-launcher/launch --app-caps bounding=CHOWN,NET_ADMIN;effective=CHOWN;permitted=CHOWN;inheritable=;ambient= --app-seccomp {",
+	} {
 		out, _, err := bundle.EditConfig([]byte(config), opts)
 		got.Process.Args = nil
 		if err == nil {
 			err = json.Unmarshal(out, &got)
 		}
-		if args := strings.Join(got.Process.Args, " "); err != nil || !strings.HasPrefix(args, want) {
+		if args := strings.Join(got.Process.Args, " "); err != nil || !strings.HasPrefix(args, want) || (config == asRoot) == strings.Contains(args, "--user") {
 			t.Errorf("args %q (%v), want %q ...", args, err, want)
 		}
 	}
@@ -142,4 +149,85 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A tenant's annotations set OTEL_* variables and nothing else: other names, and keys
+// that would split into another variable (env.PATH=/evil:/bin once gave
+// PATH=/evil:/bin=z), are refused one line each. The fixture is the hostile set.
+func TestHostileAnnotations(t *testing.T) {
+	annotations, err := os.ReadFile("testdata/hostile-annotations.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := strings.Replace(bundleConfig, "{%s}", string(annotations), 1)
+	var warnings []string
+	out, changed, err := bundle.EditConfig([]byte(config), bundle.Options{Launcher: "/l", Warn: func(m string) { warnings = append(warnings, m) }})
+	if err != nil || !changed {
+		t.Fatalf("changed %v, err %v", changed, err)
+	}
+	var got struct{ Process struct{ Env []string } }
+	json.Unmarshal(out, &got)
+	want := []string{"PATH=/usr/bin", "OTEL_SERVICE_NAME=svc", "OTEL_RESOURCE_ATTRIBUTES=a=b,c=d\nsecond line"}
+	if !reflect.DeepEqual(got.Process.Env, want) {
+		t.Errorf("env %q, want %q", got.Process.Env, want)
+	}
+	if len(warnings) != 10 {
+		t.Errorf("%d warnings, want one for each of the 10 refused annotations:\n%s", len(warnings), strings.Join(warnings, "\n"))
+	}
+	for _, w := range warnings {
+		if strings.Contains(w, "\n") || !strings.Contains(w, "ignored") {
+			t.Errorf("warning %q: want one line saying the annotation was ignored", w)
+		}
+	}
+}
+
+// What runc would refuse, or what the launcher cannot give the app exactly, is left
+// to runc as the engine wrote it: no edit, and why.
+func TestNotTraced(t *testing.T) {
+	in := strings.Replace(bundleConfig, "%s", `"otel-go-launcher.github.io/trace": "true"`, 1)
+	for name, c := range map[string]struct{ old, new, why string }{
+		"uid 4294967294":                {`"uid": 1000`, `"uid": 4294967294`, "runc takes 0-2147483647"},
+		"gid 2147483648":                {`"gid": 1000`, `"gid": 2147483648`, "runc takes 0-2147483647"},
+		"an additional gid past runc's": {`"additionalGids": [1000, 5]`, `"additionalGids": [1000, 4294967294]`, "runc takes 0-2147483647"},
+		"an unknown capability":         {`"CAP_CHOWN", "CAP_NET_ADMIN"`, `"CAP_CHOWN", "CAP_FROM_THE_FUTURE"`, "CAP_FROM_THE_FUTURE"},
+		"a notify action":               {`"action": "SCMP_ACT_ERRNO"}`, `"action": "SCMP_ACT_NOTIFY"}`, "not reproducible"},
+	} {
+		config := strings.Replace(in, c.old, c.new, 1)
+		if config == in {
+			t.Fatalf("%s: the fixture has no %q", name, c.old)
+		}
+		out, changed, err := bundle.EditConfig([]byte(config), bundle.Options{Launcher: "/l"})
+		if changed || string(out) != config || err == nil || !strings.Contains(err.Error(), c.why) {
+			t.Errorf("%s: changed %v, err %v; want the config untouched and an error saying %q", name, changed, err, c.why)
+		}
+	}
+}
+
+// Tens of thousands of supplementary groups reach the app through the launcher's own
+// (runc sets them), not its arguments, which could not hold them (~18,000 once gave
+// "argument list too long").
+func TestManyGroups(t *testing.T) {
+	gids := make([]string, 20000)
+	for i := range gids {
+		gids[i] = strconv.Itoa(100000 + i)
+	}
+	config := strings.Replace(strings.Replace(bundleConfig, "%s", `"otel-go-launcher.github.io/trace": "true"`, 1), `[1000, 5]`, "["+strings.Join(gids, ",")+"]", 1)
+	out, changed, err := bundle.EditConfig([]byte(config), bundle.Options{Launcher: "/l"})
+	if err != nil || !changed {
+		t.Fatal(changed, err)
+	}
+	var got struct {
+		Process struct {
+			Args []string
+			User struct{ AdditionalGids []uint32 }
+		}
+	}
+	json.Unmarshal(out, &got)
+	size := 0
+	for _, a := range got.Process.Args {
+		size += len(a)
+	}
+	if size > 4096 || !strings.Contains(strings.Join(got.Process.Args, " "), "--groups inherit") || len(got.Process.User.AdditionalGids) != 20000 {
+		t.Errorf("arguments of %d bytes, %d groups for the launcher; want --groups inherit and the launcher holding all 20000", size, len(got.Process.User.AdditionalGids))
+	}
 }

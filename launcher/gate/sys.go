@@ -126,9 +126,10 @@ func limitBoundingSet(keep uint64) error {
 	return nil
 }
 
-// setCapSets gives the calling thread the effective, permitted, inheritable and
-// ambient sets of want. The permitted set can only shrink; ambient capabilities must
-// be permitted and inheritable.
+// setCapSets gives the calling thread the effective, permitted and inheritable sets
+// of want, and then its ambient set as runc does: in ascending order up to the first
+// capability the kernel refuses (one not both permitted and inheritable), the rest
+// left out without an error. The permitted set can only shrink.
 func setCapSets(want CapSets) error {
 	if err := setCaps(capSets{effective: want.Effective, permitted: want.Permitted, inheritable: want.Inheritable}); err != nil {
 		return fmt.Errorf("set the app's capabilities (effective %#x, permitted %#x, inheritable %#x): %w", want.Effective, want.Permitted, want.Inheritable, err)
@@ -141,7 +142,7 @@ func setCapSets(want CapSets) error {
 			continue
 		}
 		if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prCapAmbient, prCapAmbientRaise, uintptr(c), 0, 0, 0); errno != 0 {
-			return fmt.Errorf("raise ambient capability %d: %w", c, errno)
+			break
 		}
 	}
 	return nil

@@ -6,6 +6,9 @@
 //	testapp signals          print "ready", then the number of every signal received,
 //	                         one per line, until stdin closes
 //	testapp report           print what the app sees of its process as JSON
+//	testapp privileges       print its /proc/self/status and the outcome of bpf,
+//	                         perf_event_open, mount and umount2 (harmless arguments)
+//	                         as JSON
 //	testapp orphans N        leave N orphans behind that exit after 100 ms, print
 //	                         "spawned", then wait until stdin closes
 //	testapp touch FILE       create FILE and exit 0
@@ -62,6 +65,11 @@ func main() {
 		signals()
 	case "report":
 		json.NewEncoder(os.Stdout).Encode(report())
+	case "privileges":
+		json.NewEncoder(os.Stdout).Encode(struct {
+			Status map[string]string `json:"status"`
+			Calls  map[string]string `json:"calls"`
+		}{report().Status, calls()})
 	case "orphans":
 		n, _ := strconv.Atoi(arg(2))
 		orphans(n)
@@ -162,6 +170,44 @@ func report() Report {
 		r.Foreground = pg
 	}
 	return r
+}
+
+// calls makes the four calls a container's seccomp profile decides for the launcher
+// (bpf, perf_event_open, mount, umount2) with arguments that change nothing outside
+// the process, and says what each returned: "ok" or the errno's name.
+func calls() map[string]string {
+	outcome := func(err error) string {
+		if err == nil {
+			return "ok"
+		}
+		if e, ok := err.(syscall.Errno); ok {
+			return unix.ErrnoName(e)
+		}
+		return err.Error()
+	}
+	out := map[string]string{}
+	// An array map of one entry, closed at once.
+	attr := [5]uint32{2 /* BPF_MAP_TYPE_ARRAY */, 4, 4, 1, 0}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, 0 /* BPF_MAP_CREATE */, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	if errno == 0 {
+		unix.Close(int(fd))
+		out["bpf"] = "ok"
+	} else {
+		out["bpf"] = outcome(errno)
+	}
+	// A software event counting nothing, on this process.
+	pe := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_DUMMY, Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{})), Bits: unix.PerfBitDisabled | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv}
+	if pfd, err := unix.PerfEventOpen(&pe, 0, -1, -1, 0); err == nil {
+		unix.Close(pfd)
+		out["perf_event_open"] = "ok"
+	} else {
+		out["perf_event_open"] = outcome(err)
+	}
+	// A path that does not exist: ENOENT when the call is let through.
+	const nowhere = "/nonexistent-otel-go-launcher-e2e"
+	out["mount"] = outcome(unix.Mount("none", nowhere, "tmpfs", 0, ""))
+	out["umount2"] = outcome(unix.Unmount(nowhere, 0))
+	return out
 }
 
 func orphans(n int) {
