@@ -10,8 +10,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
-	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/seccomp"
+	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
 // ParseKeepCaps reads a --keep-caps list: names separated by commas, with or without the
