@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/otel-go-launcher/otel-go-launcher/images/bundle"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
@@ -293,5 +295,29 @@ func TestBaseImagePrivilegesEqualPlain(t *testing.T) {
 		if code != 2 || !strings.Contains(out, "LAUNCH_KEEP_CAPS is set, but --keep-caps is taken from the command line only") || strings.Contains(out, "calls") {
 			t.Errorf("podman %s: exit %d, want 2 and the refusal, the app not run\n%s", strings.Join(args, " "), code, out)
 		}
+	}
+}
+
+// A launcher built position-independent (-buildmode=pie, as distributions package
+// it) traces and exits with the app's code well past the second after which it gives
+// back start-up's memory: it once crashed there, having dropped its relocated RELRO
+// pages.
+func TestPositionIndependentLauncher(t *testing.T) {
+	testenv.RequireRoot(t)
+	pie := testenv.Build(t, "./cmd/launch", "CGO_ENABLED=0", "GOFLAGS=-buildmode=pie -tags=urfave_cli_no_docs")
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	r := start(t, opts{env: append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200"), stdin: strings.NewReader("")}, pie, "--", tg.Path, addr)
+	firstRequest(t, addr, "/items/first")
+	time.Sleep(2 * time.Second) // past the release
+	getOK(t, r, addr, "/items/second")
+	if _, ok := recv.WaitFor(10*time.Second, func(s []testenv.Span) bool { return len(s) >= 2 }); !ok {
+		t.Errorf("spans: %d, want 2\n%s", len(recv.Spans()), r.stderr)
+	}
+	r.signal(syscall.SIGTERM)
+	// The target dies of the signal: 128+15.
+	if e := r.wait(20 * time.Second); e.code != 143 || strings.Contains(r.stderr.String(), "fatal error") {
+		t.Errorf("launcher %v, want the app's 143\n%s", e, r.stderr)
 	}
 }

@@ -200,3 +200,20 @@ func TestLookupProgram(t *testing.T) {
 		}
 	}
 }
+
+// Only the executable's read-only mappings without a page of their own are released:
+// in a position-independent build the RELRO mapping (read-only, its pages relocated
+// at start) would come back from the file unrelocated, and the launcher crashed a
+// second after start.
+func TestFileOnlyMappings(t *testing.T) {
+	f, err := os.Open("testdata/smaps-pie.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := fileOnlyMappings(f, "/app/launch")
+	want := []mapping{{0x55d1a0000000, 0x55d1a0600000}, {0x55d1a0600000, 0x55d1a1200000}}
+	if !slices.Equal(got, want) {
+		t.Errorf("%x, want %x", got, want)
+	}
+}

@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"bufio"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -31,8 +32,10 @@ func settle() {
 //   - the launcher's own code and constants that start-up ran and read (most of a
 //     22 MB executable, mapped in 64 KiB runs): their mappings are dropped, the page
 //     cache keeps the pages, and what steady state runs maps back in on first use
-//     (a minor fault). Only read-only mappings of the executable: nothing written
-//     is lost.
+//     (a minor fault). Only mappings that hold nothing but the file's own pages: a
+//     read-only mapping can hold pages written before it became read-only (RELRO,
+//     the relocated pointers of a position-independent build), which would come back
+//     from the file unrelocated.
 func releaseStartup() {
 	debug.SetGCPercent(50)
 	debug.FreeOSMemory()
@@ -40,24 +43,46 @@ func releaseStartup() {
 	if err != nil {
 		return
 	}
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// 00400000-00d1a000 r-xp 00000000 fd:01 1234 /path/to/launch
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[5] != exe || strings.ContainsRune(fields[1], 'w') {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if !ok || err1 != nil || err2 != nil {
-			continue
-		}
-		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+	for _, m := range fileOnlyMappings(f, exe) {
+		unix.Syscall(unix.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), unix.MADV_DONTNEED)
 	}
+}
+
+type mapping struct{ start, end uint64 }
+
+// fileOnlyMappings reads /proc/self/smaps and returns the read-only mappings of path
+// whose pages are all the file's: none anonymous (copied on write, as relocation
+// does), so that dropping them loses nothing.
+func fileOnlyMappings(smaps io.Reader, path string) []mapping {
+	var out []mapping
+	var cur *mapping // a candidate whose Anonymous line is still to come
+	sc := bufio.NewScanner(smaps)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(fields[0], "-"); ok && len(fields) >= 5 {
+			// 00400000-00d1a000 r-xp 00000000 fd:01 1234 /path/to/launch
+			cur = nil
+			start, err1 := strconv.ParseUint(lo, 16, 64)
+			end, err2 := strconv.ParseUint(hi, 16, 64)
+			if err1 == nil && err2 == nil && len(fields) >= 6 && fields[5] == path && !strings.ContainsRune(fields[1], 'w') {
+				cur = &mapping{start, end}
+			}
+			continue
+		}
+		if cur != nil && fields[0] == "Anonymous:" {
+			if len(fields) >= 2 && fields[1] == "0" {
+				out = append(out, *cur)
+			}
+			cur = nil
+		}
+	}
+	return out
 }
