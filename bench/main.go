@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, readiness, tracing, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime.
+// Sections: startup, analysis, gate, readiness, tracing, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -36,6 +36,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"redis":     redisBench,
 	"metrics":   metricsBench,
 	"profile":   profileBench,
+	"neighbour": neighbour,
 	"wrap":      wrapBench,
 	"runtime":   runtimeBench,
 }
@@ -53,9 +54,17 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime"}
+		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
+	// The launchers run here as in a container: in a cgroup of their own, where they
+	// attach their socket programs (never the host's root).
+	restore, err := testenv.OwnCgroup()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+	defer restore()
 
 	var uts unix.Utsname
 	unix.Uname(&uts)

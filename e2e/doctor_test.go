@@ -28,7 +28,8 @@ func TestDoctor(t *testing.T) {
 		"ok     probes net/http.server, net/http.client, x/net/http2.server: 14 programs verified",
 		"ok     probes database/sql: 11 programs verified",
 		"ok     probes go-redis: 4 programs verified",
-		"ok     outgoing traceparent: socket programs attach to cgroup v2 /",
+		"ok     outgoing traceparent: socket programs attach to the app's own cgroup v2 (here /otel-go-launcher-test-",
+		"they see the TCP connections of its processes only, no other container's or host process's",
 		"limit  outgoing traceparent goes on plain HTTP/1 requests and plain HTTP/2 (h2c, gRPC without TLS) streams only: TLS",
 		"ok     lockdown: ",
 		"ok     offsets database: go1.21.0 to go1.",
@@ -44,6 +45,24 @@ func TestDoctor(t *testing.T) {
 	if strings.Contains(out, "SYS_ADMIN covers the socket programs") {
 		t.Errorf("an unchecked ok line:\n%s", out)
 	}
+
+	// From the host's root cgroup, where the programs would see every process's
+	// connections, doctor says they will not attach, and why.
+	root := "echo $$ > " + cgroup2Root(t) + "/cgroup.procs && exec \"$@\""
+	_, out, _ = runLaunch(t, opts{env: append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint), wrap: []string{"sh", "-c", root, "sh"}}, launchBin(t), "doctor")
+	if !strings.Contains(out, "FAIL   outgoing traceparent: the app is in the host's root cgroup v2 (/), where socket programs would run on every connection of every process on the host") {
+		t.Errorf("doctor in the root cgroup:\n%s", out)
+	}
+}
+
+// cgroup2Root is where the cgroup v2 hierarchy's root is mounted here.
+func cgroup2Root(t *testing.T) string {
+	t.Helper()
+	_, root, err := testenv.Cgroup2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 // Doctor checks the endpoint as the exporter will use it: the default is plaintext

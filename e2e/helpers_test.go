@@ -23,7 +23,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The launchers run here as in a container: in a cgroup of their own.
+	restore, err := testenv.OwnCgroup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+	}
 	code := m.Run()
+	restore()
 	testenv.Cleanup()
 	os.Exit(code)
 }

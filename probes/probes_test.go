@@ -27,7 +27,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Socket programs attach at the test's own cgroup, as at a container's.
+	restore, err := testenv.OwnCgroup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probes:", err)
+	}
 	code := m.Run()
+	restore()
 	testenv.Cleanup()
 	os.Exit(code)
 }

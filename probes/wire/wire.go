@@ -73,22 +73,20 @@ func appIdentity(pid int) map[string]uint64 {
 	return map[string]uint64{"app_pid": uint64(pid), "pid_ns_dev": st.Dev, "pid_ns_ino": st.Ino}
 }
 
+// attachTo attaches the socket programs at the app's own cgroup: they run on the
+// connections of the processes in it (the app's container), never a neighbour's.
 func attachTo(pid int, objs *bpf.Objects) (*bpf.SocketPrograms, error) {
-	cgroup, release, err := bpf.Cgroup2Dir(pid)
+	cgroup, err := bpf.AppCgroup(pid)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer cgroup.Close()
 	sockops, err1 := objs.Program("app_sockops")
 	inject, err2 := objs.Program("inject")
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, err
 	}
-	s, err := bpf.AttachSocketPrograms(cgroup, sockops, objs.Map("app_sockets"), inject)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: %w", cgroup, err)
-	}
-	return s, nil
+	return bpf.AttachSocketPrograms(cgroup, sockops, objs.Map("app_sockets"), inject)
 }
 
 // Enable lets the programs amend writes.
@@ -155,7 +153,7 @@ func Check() kit.Finding {
 		return fail(fmt.Errorf("attached, but %w", err))
 	}
 	cgroup, _ := bpf.Cgroup2Path(os.Getpid())
-	return kit.Finding{Status: kit.OK, Text: "outgoing traceparent: socket programs attach to cgroup v2 " + cgroup + withoutNetAdmin()}
+	return kit.Finding{Status: kit.OK, Text: "outgoing traceparent: socket programs attach to the app's own cgroup v2 (here " + cgroup + "): they see the TCP connections of its processes only, no other container's or host process's" + withoutNetAdmin()}
 }
 
 // Limits is what propagation cannot do, whatever the host.
