@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -320,4 +322,99 @@ func TestPositionIndependentLauncher(t *testing.T) {
 	if e := r.wait(20 * time.Second); e.code != 143 || strings.Contains(r.stderr.String(), "fatal error") {
 		t.Errorf("launcher %v, want the app's 143\n%s", e, r.stderr)
 	}
+}
+
+// launch-runtime straight in front of runc, on bundles a tenant could ask for: 18,000
+// supplementary groups (the launcher's arguments once could not hold them: "argument
+// list too long", where runc starts the container) reach the app as runc gives them;
+// uid 4294967294, which runc refuses, is refused the same way, not started traced as
+// root's child.
+func TestLaunchRuntimeRuncEdges(t *testing.T) {
+	testenv.RequireRoot(t)
+	runc := testenv.RequireCommand(t, "runc")
+	runtime := launchRuntimeBin(t)
+	app, err := testenv.BuildProgram("./e2e/testdata/testapp", "CGO_ENABLED=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755)
+	data, _ := os.ReadFile(app)
+	os.WriteFile(filepath.Join(dir, "rootfs", "app"), data, 0o755)
+	if out, err := exec.Command(runc, "spec", "--bundle", dir).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v\n%s", err, out)
+	}
+	spec, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	groups := make([]uint32, 18000)
+	for i := range groups {
+		groups[i] = uint32(1000000 + i) // 8 bytes each in a list: 144 KB, over an argument's 128 KiB
+	}
+	// run runs the bundle with the user given, under runc or launch-runtime
+	// (traced), and returns its exit code and output.
+	run := func(traced bool, user map[string]any) (int, string) {
+		t.Helper()
+		var c map[string]any
+		json.Unmarshal(spec, &c)
+		p := c["process"].(map[string]any)
+		p["terminal"] = false
+		p["args"] = []string{"/app", "privileges"}
+		p["user"] = user
+		p["env"] = []string{"PATH=/", "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none"}
+		if traced {
+			c["annotations"] = map[string]string{bundle.AnnotationTrace: "true"}
+		}
+		raw, _ := json.Marshal(c)
+		os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+		bin := runc
+		if traced {
+			bin = runtime
+		}
+		id := fmt.Sprintf("edges-%d-%v", time.Now().UnixNano(), traced)
+		cmd := exec.Command(bin, "--root", filepath.Join(dir, "state"), "run", id)
+		cmd.Dir = dir
+		defer exec.Command(runc, "--root", filepath.Join(dir, "state"), "delete", "--force", id).Run()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		code, _ := exitCode(cmd.Run())
+		return code, stdout.String() + stderr.String()
+	}
+	parse := func(out string) privileges {
+		var p privileges
+		for _, line := range strings.Split(out, "\n") {
+			if json.Unmarshal([]byte(line), &p) == nil && p.Status != nil {
+				return p
+			}
+		}
+		t.Fatalf("no privileges report in:\n%s", out)
+		return p
+	}
+	many := map[string]any{"uid": 65534, "gid": 65534, "additionalGids": groups}
+	plainCode, plainOut := run(false, many)
+	tracedCode, tracedOut := run(true, many)
+	if plainCode != 0 || tracedCode != 0 {
+		t.Fatalf("18,000 groups: exit %d under runc, %d traced\n%s\n%s", plainCode, tracedCode, firstLines(plainOut), firstLines(tracedOut))
+	}
+	plain, traced := parse(plainOut), parse(tracedOut)
+	if n := len(strings.Fields(traced.Status["Groups"])); n != 18000 || traced.Status["Groups"] != plain.Status["Groups"] {
+		t.Errorf("18,000 groups: the traced app has %d, the same as under runc: %v", n, traced.Status["Groups"] == plain.Status["Groups"])
+	}
+	if d := privilegeDiff(plain, traced, 0); len(d) > 0 {
+		t.Errorf("18,000 groups:\n%s", strings.Join(d, "\n"))
+	}
+
+	huge := map[string]any{"uid": uint32(4294967294), "gid": uint32(4294967294)}
+	plainCode, plainOut = run(false, huge)
+	tracedCode, tracedOut = run(true, huge)
+	if plainCode == 0 || tracedCode != plainCode || !strings.Contains(tracedOut, "2147483647") || strings.Contains(tracedOut, `"status"`) {
+		t.Errorf("uid 4294967294: exit %d under runc, %d traced; want runc's refusal both times\nrunc: %s\ntraced: %s", plainCode, tracedCode, firstLines(plainOut), firstLines(tracedOut))
+	}
+}
+
+// firstLines is the first few lines of out, for messages.
+func firstLines(out string) string {
+	lines := strings.SplitN(out, "\n", 6)
+	if len(lines) > 5 {
+		lines = lines[:5]
+	}
+	return strings.Join(lines, "\n")
 }
