@@ -15,15 +15,31 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "the service is built -trimpath -ldflags='-s -w'; bin/launch inspect bin/hello-service:"
 bin/launch inspect bin/hello-service
 spans=$(mktemp)
-cleanup() { kill "${printer:-}" "${launcher:-}" 2>/dev/null || true; rm -f "$spans"; }
+cleanup() {
+	kill "${printer:-}" "${launcher:-}" 2>/dev/null || true
+	rm -f "$spans"
+	[ -z "${cgroup:-}" ] || rmdir "$cgroup" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 bin/otlp-printer -addr "$otlp" >"$spans" &
 printer=$!
 
+# The launcher attaches its socket programs at the app's own cgroup, never the host's root
+# (they would run on every process's connections): a shell in the root cgroup runs it in
+# one of its own, as a container or a systemd service is.
+run_in=()
+if [ "$(sed -n 's/^0:://p' /proc/self/cgroup)" = / ]; then
+	mnt=$(awk '{for (i = 1; i < NF; i++) if ($i == "-" && $(i+1) == "cgroup2" && $4 == "/") {print $5; exit}}' /proc/self/mountinfo)
+	if [ -n "$mnt" ] && mkdir -p "$mnt/otel-go-launcher-demo"; then
+		cgroup=$mnt/otel-go-launcher-demo
+		run_in=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroup")
+	fi
+fi
+
 say "start: OTEL_EXPORTER_OTLP_ENDPOINT=http://$otlp bin/launch -- bin/hello-service -addr $app"
 OTEL_EXPORTER_OTLP_ENDPOINT=http://$otlp OTEL_BSP_SCHEDULE_DELAY=100 \
-	bin/launch -- bin/hello-service -addr "$app" &
+	"${run_in[@]}" bin/launch -- bin/hello-service -addr "$app" &
 launcher=$!
 for _ in $(seq 200); do curl -fs "http://$app/hello/first" >/dev/null 2>&1 && break; sleep 0.01; done
 
