@@ -200,14 +200,28 @@ func sanitize(text string, d *dialect) string {
 	}
 	out := b.String()
 	if i < len(text) { // cut at the bound: a character cut there goes
-		for k := 0; k < utf8.UTFMax-1 && len(out) > 0; k++ {
-			if r, size := utf8.DecodeLastRuneInString(out); r != utf8.RuneError || size > 1 {
-				break
-			}
-			out = out[:len(out)-1]
+		out = trimCutRune(out)
+	}
+	if !utf8.ValidString(out) {
+		// OTLP's strings are UTF-8: a collector refuses a whole export that holds
+		// other bytes (a statement in Latin-1, say).
+		out = strings.ToValidUTF8(out, "\uFFFD")
+		for len(out) > queryTextMax {
+			out = trimCutRune(out[:queryTextMax])
 		}
 	}
 	return out
+}
+
+// trimCutRune drops the bytes of a character cut at s's end.
+func trimCutRune(s string) string {
+	for k := 0; k < utf8.UTFMax-1 && len(s) > 0; k++ {
+		if r, size := utf8.DecodeLastRuneInString(s); r != utf8.RuneError || size > 1 {
+			break
+		}
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // features are what a text holds that some readings read differently: readings that
@@ -576,7 +590,9 @@ func summarize(text string) (operation, collection string) {
 	case "INSERT", "REPLACE", "UPSERT", "MERGE":
 		table, _ = after("INTO")
 	case "UPDATE", "TRUNCATE":
-		table = words[1]
+		if len(words) > 1 { // "UPDATE" alone, or all else a comment
+			table = words[1]
+		}
 		if strings.EqualFold(table, "TABLE") && len(words) > 2 {
 			table = words[2]
 		}

@@ -3,6 +3,7 @@ package databasesql
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSanitize(t *testing.T) {
@@ -69,6 +70,14 @@ func TestSanitize(t *testing.T) {
 			t.Errorf("%q:\n got %q\nwant %q", c.in, got, c.want)
 		}
 	}
+	// Valid UTF-8, whatever the text's encoding: an export that holds other bytes is
+	// refused whole.
+	if got := sanitize("SELECT caf\xe9 FROM t WHERE a = 'caf\xe9'", pg); got != "SELECT caf\uFFFD FROM t WHERE a = ?" {
+		t.Errorf("Latin-1: %q", got)
+	}
+	if got := sanitize("SELECT "+strings.Repeat("\xe9", 2000), pg); len(got) > queryTextMax || !utf8.ValidString(got) {
+		t.Errorf("a long Latin-1 text: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
 	// Bounded, and valid UTF-8 where it was.
 	long := "SELECT " + strings.Repeat("é", 2000)
 	if got := sanitize(long, pg); len(got) > queryTextMax || !strings.HasPrefix(got, "SELECT é") || strings.ToValidUTF8(got, "") != got {
@@ -117,6 +126,8 @@ func TestSummarize(t *testing.T) {
 		"BEGIN":                                         {"BEGIN", ""},
 		"INSERT INTO a VALUES (1); DELETE FROM b":       {"INSERT", ""},
 		"frobnicate the database":                       {"", ""},
+		"UPDATE":                                        {"UPDATE", ""}, // it panicked
+		"TRUNCATE ?":                                    {"TRUNCATE", ""},
 		"":                                              {"", ""},
 	} {
 		if op, coll := summarize(in); op != want[0] || coll != want[1] {
