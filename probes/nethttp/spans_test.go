@@ -54,7 +54,7 @@ func TestServerSpanFollowsSemanticConventions(t *testing.T) {
 
 	ev := event("POST", "/p", "/p", 201)
 	ev.HasParent, ev.ParentSpanId, ev.TraceFlags = 1, [8]uint8{3}, 1
-	ev.Hdr.TracestateLen = uint16(copy(ev.Hdr.Tracestate[:], "a=1,b=2"))
+	ev.TracestateLen = uint16(copy(ev.Tracestate[:], "a=1,b=2"))
 	serverSpan(ev, &s)
 	if !s.Parent.IsRemote() || s.Parent.SpanID() != (trace.SpanID{3}) || !s.Parent.IsSampled() || s.Parent.TraceState().String() != "a=1,b=2" || s.Name != "POST /p" {
 		t.Errorf("parent %+v name %q", s.Parent, s.Name)
