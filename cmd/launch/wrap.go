@@ -54,7 +54,9 @@ Run the wrapped image with the launcher's capabilities, e.g.
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "launcher-image", Usage: "take each platform's launcher from this otel-go-launcher `IMAGE` (any SRC syntax) instead of this binary"},
 			&cli.StringFlag{Name: "platform", Usage: "comma-separated `LIST` of os/arch[/variant] to wrap and keep of a multi-platform image (default: all)"},
-			&cli.StringSliceFlag{Name: "env", Usage: "set `KEY=VALUE` in the image's config, e.g. OTEL_SERVICE_NAME=payments (repeatable)"},
+			// Not a StringSliceFlag: it splits values at commas, and a value such as
+			// OTEL_RESOURCE_ATTRIBUTES=a=b,c=d must be taken whole.
+			&cli.GenericFlag{Name: "env", Value: &envList{}, Usage: "set `KEY=VALUE` in the image's config, e.g. OTEL_SERVICE_NAME=payments (repeatable; the value is taken whole, commas included)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach registries over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "containerd-address", Value: images.DefaultContainerdAddress, Usage: "containerd's `SOCKET`, for containerd: references"},
 			&cli.StringFlag{Name: "containerd-namespace", Value: images.DefaultContainerdNamespace, Usage: "containerd's `NAMESPACE` for containerd: references (Kubernetes nodes: k8s.io)"},
@@ -74,6 +76,12 @@ Run the wrapped image with the launcher's capabilities, e.g.
 	}
 }
 
+// envList collects --env values whole, one per flag.
+type envList []string
+
+func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
+func (e *envList) String() string     { return strings.Join(*e, " ") }
+
 func wrap(c *cli.Context, srcArg, dstArg string) error {
 	src, err := images.ParseRef(srcArg)
 	if err != nil {
@@ -87,7 +95,10 @@ func wrap(c *cli.Context, srcArg, dstArg string) error {
 	if err != nil {
 		return err
 	}
-	env := c.StringSlice("env")
+	var env []string
+	if e, ok := c.Generic("env").(*envList); ok {
+		env = *e
+	}
 	for _, kv := range env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("--env %q: want KEY=VALUE", kv)

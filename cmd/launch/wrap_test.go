@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +77,54 @@ func TestProgressLines(t *testing.T) {
 	got, _ := os.ReadFile(f.Name())
 	if want := "launch wrap: oci:x: 20.0 MB of 100.0 MB written\n"; string(got) != want {
 		t.Errorf("progress wrote %q, want %q", got, want)
+	}
+}
+
+// testLayout writes a one-image OCI layout and returns its directory.
+func testLayout(t *testing.T) string {
+	t.Helper()
+	l, err := random.Layer(64, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{Layer: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Config = v1.Config{Entrypoint: []string{"/app"}, Env: []string{"PATH=/bin"}}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "src")
+	rw := &images.IO{}
+	defer rw.Close()
+	if err := rw.Write(context.Background(), images.Ref{Transport: images.OCILayout, Path: dir}, images.Artifact{Image: img}, ""); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// --env takes each value whole: OTEL_RESOURCE_ATTRIBUTES=a=b,c=d was split at the
+// comma into two variables (urfave/cli's StringSliceFlag splits at commas).
+func TestWrapEnvTakenWhole(t *testing.T) {
+	src, dst := testLayout(t), filepath.Join(t.TempDir(), "dst")
+	if code := run([]string{"launch", "wrap", "--env", "OTEL_RESOURCE_ATTRIBUTES=a=b,c=d", "--env", "OTEL_SERVICE_NAME=x,y", "oci:" + src, "oci:" + dst}); code != 0 {
+		t.Fatalf("launch wrap exited %d", code)
+	}
+	rw := &images.IO{}
+	defer rw.Close()
+	out, err := rw.Read(context.Background(), images.Ref{Transport: images.OCILayout, Path: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := out.Image.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"PATH=/bin", "OTEL_RESOURCE_ATTRIBUTES=a=b,c=d", "OTEL_SERVICE_NAME=x,y"}; !slices.Equal(cf.Config.Env, want) {
+		t.Errorf("Env %q, want %q", cf.Config.Env, want)
 	}
 }
