@@ -39,7 +39,7 @@ func TestDescribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := images.Artifact{Image: img}
-	out, err := images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, ""), Source: "test"}, nil, images.Options{Env: []string{"OTEL_SERVICE_NAME=x"}})
+	out, err := images.Wrap(context.Background(), in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, ""), Source: "test"}, nil, images.Options{Env: []string{"OTEL_SERVICE_NAME=x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,5 +126,39 @@ func TestWrapEnvTakenWhole(t *testing.T) {
 	}
 	if want := []string{"PATH=/bin", "OTEL_RESOURCE_ATTRIBUTES=a=b,c=d", "OTEL_SERVICE_NAME=x,y"}; !slices.Equal(cf.Config.Env, want) {
 		t.Errorf("Env %q, want %q", cf.Config.Env, want)
+	}
+}
+
+// Usage errors exit 2 and write nothing.
+func TestWrapUsageErrors(t *testing.T) {
+	src := testLayout(t)
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--max-layer-size", "lots"},
+		{"--max-layer-size", "0"},
+		{"--env", "NOVALUE"},
+		{"--env", "=x"},
+	} {
+		argv := append(append([]string{"launch", "wrap"}, args...), "oci:"+src, "oci:"+filepath.Join(dir, "out"))
+		if code := run(argv); code != 2 {
+			t.Errorf("launch wrap %q exited %d, want 2", args, code)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("written after a usage error: %v", entries)
+	}
+}
+
+// --max-layer-size reaches the limits: a layer over it is refused (exit 1).
+func TestWrapMaxLayerSize(t *testing.T) {
+	src, dir := testLayout(t), t.TempDir()
+	if code := run([]string{"launch", "wrap", "--max-layer-size", "16", "oci:" + src, "oci:" + filepath.Join(dir, "out")}); code != 1 {
+		t.Errorf("a layer over --max-layer-size: exit %d, want 1", code)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("written despite the limit: %v", entries)
+	}
+	if n, err := images.ParseSize("64GiB"); err != nil || n != 64<<30 || images.FormatSize(n) != "64GiB" {
+		t.Errorf("ParseSize(64GiB) = %d, %v", n, err)
 	}
 }
