@@ -113,7 +113,7 @@ struct grpc_server_event {
 	__u16 tracestate_len; /* the incoming tracestate as kept (tracestate.h) */
 	__u8 method[METHOD_MAX];
 	__u8 message[MESSAGE_MAX];
-	__u8 tracestate[TRACESTATE_MAX];
+	__u8 tracestate[TRACESTATE_MAX]; /* last: a record goes without its unused bytes */
 };
 
 struct grpc_client_event {
@@ -372,7 +372,12 @@ int server_status(struct go_regs *ctx)
 	read_status(go_arg(ctx, 3), &st->ev.code, st->ev.message, &st->ev.message_len);
 	if (st->inflight)
 		inflight_end(st->g, st->ctx, st->inflight);
-	submit(&st->ev, sizeof(st->ev));
+	/* The tracestate's unused bytes stay out (userspace completes the record): the
+	 * ring buffer holds that many more spans. */
+	__u64 size = sizeof(st->ev) - TRACESTATE_MAX + st->ev.tracestate_len;
+	if (size > sizeof(st->ev))
+		size = sizeof(st->ev);
+	submit(&st->ev, size);
 	bpf_map_delete_elem(&server_streams, &key);
 	return 0;
 }

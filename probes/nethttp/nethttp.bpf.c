@@ -136,7 +136,7 @@ struct http_server_event {
 	__u8 remote_addr[REMOTE_MAX];
 	struct header_capture hdr; /* user agent */
 	__u16 tracestate_len;      /* the incoming tracestate as kept (tracestate.h) */
-	__u8 tracestate[TRACESTATE_MAX];
+	__u8 tracestate[TRACESTATE_MAX]; /* last: a record goes without its unused bytes */
 };
 
 struct http_client_event {
@@ -357,7 +357,12 @@ static __always_inline void server_end(struct server_call *st, __u64 g)
 	}
 	if (st->inflight)
 		inflight_end(g, st->ctx, st->inflight);
-	submit(&st->ev, sizeof(st->ev));
+	/* The tracestate's unused bytes stay out (userspace completes the record): the
+	 * ring buffer holds that many more spans. */
+	__u64 size = sizeof(st->ev) - TRACESTATE_MAX + st->ev.tracestate_len;
+	if (size > sizeof(st->ev))
+		size = sizeof(st->ev);
+	submit(&st->ev, size);
 	bpf_map_delete_elem(&server_calls, &g);
 }
 
