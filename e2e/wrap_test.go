@@ -629,8 +629,7 @@ func slowRegistry(t *testing.T) (string, chan struct{}) {
 	if err := remote.Write(ref, image); err != nil {
 		t.Fatal(err)
 	}
-	// remote.Write read the layer through the slow handler? No: it uploads; drain any
-	// tick a HEAD or upload made.
+	// The push sent the layer and fetched none; drop a tick all the same.
 	for len(started) > 0 {
 		<-started
 	}

@@ -35,7 +35,7 @@ type dockerArchiveManifest struct {
 
 // readDockerArchive opens the image tagged tag in the archive at p, or its only one.
 func readDockerArchive(ctx context.Context, p, tag string, lim Limits) (Artifact, func(), error) {
-	a, err := openArchive(ctx, p, "docker archive", lim)
+	a, err := openArchive(ctx, p, "a docker archive", lim)
 	if err != nil {
 		return Artifact{}, nil, err
 	}

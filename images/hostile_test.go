@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	stdio "io"
 	"io/fs"
 	"math/rand"
 	"os"
@@ -663,7 +662,7 @@ func TestLimits(t *testing.T) {
 		lim  images.Limits
 		want string
 	}{
-		{images.Limits{ArchiveEntries: 5}, "more than 5 entries, the limit for a OCI archive"},
+		{images.Limits{ArchiveEntries: 5}, "more than 5 entries, the limit for an OCI archive"},
 		{images.Limits{LayerSize: 1 << 10}, `entry "f0" is 2048 bytes, over the limit of 1KiB (--max-layer-size)`},
 	} {
 		err := wrapTo(context.Background(), c.lim, "oci-archive:"+archive, "oci:"+filepath.Join(dir, "out"))
@@ -759,5 +758,4 @@ func TestErrorsWrapCauses(t *testing.T) {
 	if _, err := images.ParseRef("docker-daemon:A!"); err == nil || errors.Unwrap(err) == nil {
 		t.Errorf("ParseRef: %v has no cause", err)
 	}
-	_ = stdio.EOF
 }

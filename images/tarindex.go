@@ -43,8 +43,8 @@ func sparse(h *tar.Header) bool {
 	return false
 }
 
-// openArchive indexes the tar archive at p: kind names it in errors ("docker
-// archive", "OCI archive").
+// openArchive indexes the tar archive at p: kind names it in errors ("a docker
+// archive", "an OCI archive").
 func openArchive(ctx context.Context, p, kind string, lim Limits) (*archiveFile, error) {
 	// O_NONBLOCK: a FIFO in the archive's place must not hang the open; a regular
 	// file, which indexArchive checks for, ignores it.
@@ -66,7 +66,7 @@ func indexArchive(ctx context.Context, f *os.File, p, kind string, lim Limits) (
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file: a %s must be one", p, kind)
+		return nil, fmt.Errorf("%s is not a regular file: %s must be one", p, kind)
 	}
 	a := &archiveFile{ctx: ctx, lim: lim, f: f, path: p, entries: map[string]archiveEntry{}}
 	links := map[string]string{}
@@ -83,13 +83,13 @@ func indexArchive(ctx context.Context, f *os.File, p, kind string, lim Limits) (
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: not a %s: %w", p, kind, err)
+			return nil, fmt.Errorf("%s: not %s: %w", p, kind, err)
 		}
 		if n > lim.ArchiveEntries {
-			return nil, overLimit("%s: more than %d entries, the limit for a %s; %s", p, lim.ArchiveEntries, kind, malformedHint)
+			return nil, overLimit("%s: more than %d entries, the limit for %s; %s", p, lim.ArchiveEntries, kind, malformedHint)
 		}
 		if sparse(h) {
-			return nil, fmt.Errorf("%s: entry %q is a sparse file: refused (a %s holds no sparse files; its holes would be read as data); make the archive again without --sparse", p, h.Name, kind)
+			return nil, fmt.Errorf("%s: entry %q is a sparse file: refused (%s holds no sparse files; its holes would be read as data); make the archive again without --sparse", p, h.Name, kind)
 		}
 		name := path.Clean(strings.TrimLeft(h.Name, "/"))
 		switch h.Typeflag {

@@ -123,7 +123,7 @@ func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
 		return readLayout(dirFiles{ctx: ctx, d: d}, ref.Name, "oci:"+ref.Path, lim)
 	case OCIArchive:
 		// Read in place, never extracted: see tarindex.go.
-		a, err := openArchive(ctx, ref.Path, "OCI archive", lim)
+		a, err := openArchive(ctx, ref.Path, "an OCI archive", lim)
 		if err != nil {
 			return Artifact{}, err
 		}
