@@ -29,7 +29,10 @@ import (
 // its context, and without a context — with the server's address and port (the
 // PostgreSQL drivers' TCP connection's; none for SQLite), the statement's text (its literals replaced:
 // a secret written into a statement never leaves; a 1 MiB statement bounded), operation
-// and table, an error's type; one span per operation over 100 requests in a row. Plain
+// and table, an error's type; one span per operation over 100 requests in a row; a
+// hostile statement's secrets (in a comment where the table's name is read, nested
+// comments, a string, a line comment) nowhere in the spans nor in the duration metric,
+// flushed at exit. Plain
 // and stripped builds. The one binary links the three drivers: each span's database is
 // read from its connection.
 func TestDatabaseSQLSpans(t *testing.T) {
@@ -62,12 +65,13 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 	recv := testenv.StartReceiver(t)
 	addr := freeAddr(t)
 	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
-		"OTEL_SERVICE_NAME=dbservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
+		"OTEL_SERVICE_NAME=dbservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
+		"OTEL_METRICS_EXPORTER=", "OTEL_METRIC_EXPORT_INTERVAL=")
 	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path,
 		"-addr", addr, "-driver", driver, "-dsn", dsn)
 	get := func(path string) { t.Helper(); getOK(t, r, addr, path) }
 	firstRequest(t, addr, "/items/first")
-	for _, path := range []string{"/tx", "/prepared", "/fail", "/secret", "/fanout", "/noctx", "/big"} {
+	for _, path := range []string{"/tx", "/prepared", "/fail", "/secret", "/fanout", "/noctx", "/big", "/hostile"} {
 		get(path)
 	}
 	for i := 0; i < 100; i++ {
@@ -75,8 +79,8 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 	}
 
 	// The two CREATE TABLEs at start, without a parent; then per request.
-	want := 2 + 2 + 2 + 2 + 1 + 1 + 3 + 1 + 1 + 2*100
-	servers := 1 + 7 + 100
+	want := 2 + 2 + 2 + 2 + 1 + 1 + 3 + 1 + 1 + 1 + 2*100
+	servers := 1 + 8 + 100
 	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= want+servers })
 	if !ok {
 		t.Fatalf("%d spans, want %d: %s\n%s", len(spans), want+servers, spanList(spans), r.stderr)
@@ -89,6 +93,9 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 	byID := map[string]testenv.Span{}
 	for _, s := range spans {
 		byID[s.SpanID] = s
+		if said := fmt.Sprint(s.Name, s.Attrs, s.Resource, s.StatusMessage); strings.Contains(said, hostileSecret) {
+			t.Errorf("a secret of /hostile's statement was exported: %s %v", s.Name, s.Attrs)
+		}
 	}
 	type dbSpan struct{ name, text, errType string }
 	children := map[string][]dbSpan{} // by the server span's route: db spans under it
@@ -138,6 +145,7 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 	check("GET /fanout", all, all, all)
 	check("GET /noctx", dbSpan{"SELECT items", "SELECT name FROM items", ""})
 	check("GET /big", dbSpan{"SELECT items", "SELECT count(*) FROM items WHERE name <> ?", ""})
+	check("GET /hostile", dbSpan{"SELECT creds", "SELECT count(*) FROM  creds WHERE token <> ? ", ""})
 	// /items/{name}: 101 requests, an insert and a count each.
 	var items []dbSpan
 	for i := 0; i < 101; i++ {
@@ -146,10 +154,28 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 	if got := children["GET /items/{name}"]; len(got) != len(items) {
 		t.Errorf("GET /items/{name}: %d database spans, want %d", len(got), len(items))
 	}
+	// db.client.operation.duration, flushed at exit: /hostile's SELECT counted under its
+	// table, no secret in any point.
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+	hostile := false
+	for _, h := range recv.Histograms() {
+		if said := fmt.Sprint(h.Metric, h.Attrs); strings.Contains(said, hostileSecret) {
+			t.Errorf("a secret of /hostile's statement was exported in %s: %v", h.Metric, h.Attrs)
+		}
+		hostile = hostile || h.Metric == "db.client.operation.duration" && h.Attrs["db.collection.name"] == "creds" &&
+			h.Attrs["db.operation.name"] == "SELECT" && h.Attrs["db.system.name"] == system
+	}
+	if !hostile {
+		t.Errorf("no db.client.operation.duration point for /hostile's SELECT creds: %v", recv.Histograms())
+	}
 	if said := launcherLines(r); said != "" {
 		t.Errorf("the launcher said:\n%s", said)
 	}
 }
+
+// hostileSecret is in every secret of dbservice's /hostile statement.
+const hostileSecret = "Qz7"
 
 // startPostgres runs a private PostgreSQL server (Debian's postgresql: initdb into a
 // temporary directory as an unprivileged user, a free port on the loopback, its socket

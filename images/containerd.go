@@ -36,6 +36,7 @@ const (
 
 // containerdStore is a connection to one namespace of a containerd daemon.
 type containerdStore struct {
+	lim     Limits
 	conn    *grpc.ClientConn
 	address string
 	ns      string
@@ -58,9 +59,9 @@ func (o *IO) containerd() (*containerdStore, error) {
 	conn, err := grpc.NewClient("unix://"+address, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
 	if err != nil {
-		return nil, fmt.Errorf("containerd at %s: %v", address, err)
+		return nil, fmt.Errorf("containerd at %s: %w", address, err)
 	}
-	o.store = &containerdStore{conn: conn, address: address, ns: ns,
+	o.store = &containerdStore{lim: o.Limits.orDefaults(), conn: conn, address: address, ns: ns,
 		content: contentapi.NewContentClient(conn), images: imagesapi.NewImagesClient(conn), leases: leasesapi.NewLeasesClient(conn)}
 	o.cleanup = append(o.cleanup, func() { conn.Close() })
 	return o.store, nil
@@ -76,13 +77,23 @@ func (s *containerdStore) explain(err error) error {
 		return nil
 	}
 	if status.Code(err) == codes.Unavailable {
-		return fmt.Errorf("containerd at %s: %v (is it running? --containerd-address)", s.address, status.Convert(err).Message())
+		return &statusError{msg: fmt.Sprintf("containerd at %s: %s (is it running? --containerd-address)", s.address, status.Convert(err).Message()), err: err}
 	}
 	if st, ok := status.FromError(err); ok {
-		return errors.New(st.Message())
+		return &statusError{msg: st.Message(), err: err}
 	}
 	return err
 }
+
+// statusError says a gRPC error in containerd's words, without gRPC's framing
+// ("rpc error: code = … desc = …"), and keeps it as its cause.
+type statusError struct {
+	msg string
+	err error
+}
+
+func (e *statusError) Error() string { return e.msg }
+func (e *statusError) Unwrap() error { return e.err }
 
 // lookup finds an image by the name given, or by its fully qualified form (containerd
 // stores docker.io/library/app:1 for app:1).
@@ -104,13 +115,21 @@ func (s *containerdStore) lookup(ctx context.Context, ref string) (*imagesapi.Im
 	return nil, fmt.Errorf("no image %s in containerd's namespace %s", ref, s.ns)
 }
 
-func (s *containerdStore) readBlob(ctx context.Context, digest string) ([]byte, error) {
+// readBlob reads a manifest or a config whole: at most limit bytes of it.
+func (s *containerdStore) readBlob(ctx context.Context, digest string, limit int64, what string) ([]byte, error) {
 	rc, err := s.blobReader(ctx, digest)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s %s: %w", what, digest, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, overLimit("%s %s is over the limit of %s; %s", what, digest, FormatSize(limit), malformedHint)
+	}
+	return b, nil
 }
 
 // blobReader streams a blob from the content store.
@@ -177,15 +196,15 @@ func (o *IO) readContainerd(ctx context.Context, ref string) (Artifact, error) {
 }
 
 func (s *containerdStore) image(ctx context.Context, digest string, mt types.MediaType) (v1.Image, error) {
-	raw, err := s.readBlob(ctx, digest)
+	raw, err := s.readBlob(ctx, digest, s.lim.ManifestSize, "manifest")
 	if err != nil {
 		return nil, err
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %v", digest, err)
+		return nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
-	config, err := s.readBlob(ctx, m.Config.Digest.String())
+	config, err := s.readBlob(ctx, m.Config.Digest.String(), s.lim.ConfigSize, "image config")
 	if err != nil {
 		return nil, err
 	}
@@ -237,13 +256,13 @@ type storeIndex struct {
 }
 
 func (s *containerdStore) index(ctx context.Context, digest string, mt types.MediaType) (v1.ImageIndex, error) {
-	raw, err := s.readBlob(ctx, digest)
+	raw, err := s.readBlob(ctx, digest, s.lim.ManifestSize, "index")
 	if err != nil {
 		return nil, err
 	}
 	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("index %s: %v", digest, err)
+		return nil, fmt.Errorf("index %s: %w", digest, err)
 	}
 	return &storeIndex{s: s, ctx: ctx, raw: raw, im: im, mt: mt}, nil
 }
@@ -304,7 +323,7 @@ func (o *IO) writeContainerd(ctx context.Context, ref string, a Artifact) error 
 
 	var target v1.Descriptor
 	if a.Index != nil {
-		target, err = s.putIndex(ctx, a.Index)
+		target, err = s.putIndex(ctx, a.Index, map[v1.Hash]bool{})
 	} else {
 		target, err = s.putImage(ctx, a.Image)
 	}
@@ -366,19 +385,25 @@ func (s *containerdStore) putImage(ctx context.Context, img v1.Image) (v1.Descri
 	return s.putManifest(ctx, raw, mt, labels)
 }
 
-func (s *containerdStore) putIndex(ctx context.Context, idx v1.ImageIndex) (v1.Descriptor, error) {
+// putIndex stores idx and what it refers to, each distinct manifest once (seen).
+func (s *containerdStore) putIndex(ctx context.Context, idx v1.ImageIndex, seen map[v1.Hash]bool) (v1.Descriptor, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
 	labels := map[string]string{}
 	for i, d := range im.Manifests {
+		labels["containerd.io/gc.ref.content.m."+strconv.Itoa(i)] = d.Digest.String()
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
 		var err error
 		switch {
 		case d.MediaType.IsIndex():
 			var child v1.ImageIndex
 			if child, err = idx.ImageIndex(d.Digest); err == nil {
-				_, err = s.putIndex(ctx, child)
+				_, err = s.putIndex(ctx, child, seen)
 			}
 		case d.MediaType.IsImage():
 			var child v1.Image
@@ -389,7 +414,6 @@ func (s *containerdStore) putIndex(ctx context.Context, idx v1.ImageIndex) (v1.D
 		if err != nil {
 			return v1.Descriptor{}, err
 		}
-		labels["containerd.io/gc.ref.content.m."+strconv.Itoa(i)] = d.Digest.String()
 	}
 	raw, err := idx.RawManifest()
 	if err != nil {
@@ -486,7 +510,7 @@ func (s *containerdStore) put(ctx context.Context, digest v1.Hash, size int64, o
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("writing blob %s to containerd: %v", digest, s.explain(err))
+		return fmt.Errorf("writing blob %s to containerd: %w", digest, s.explain(err))
 	}
 	stream.CloseSend()
 	return nil

@@ -34,7 +34,7 @@ func newEngine() (*engine, error) {
 	}
 	u, err := url.Parse(host)
 	if err != nil {
-		return nil, fmt.Errorf("DOCKER_HOST %q: %v", host, err)
+		return nil, fmt.Errorf("DOCKER_HOST %q: %w", host, err)
 	}
 	e := &engine{host: host}
 	switch u.Scheme {
@@ -65,7 +65,7 @@ func (e *engine) do(ctx context.Context, method, path string, body io.Reader) (*
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("the engine at %s: %v (is it running? set DOCKER_HOST)", e.host, err)
+		return nil, fmt.Errorf("the engine at %s: %w (is it running? set DOCKER_HOST)", e.host, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
@@ -85,7 +85,7 @@ func (e *engine) do(ctx context.Context, method, path string, body io.Reader) (*
 func (o *IO) readDaemon(ctx context.Context, ref string) (Artifact, error) {
 	tag, err := name.NewTag(ref)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("docker-daemon: needs a tagged name: %v", err)
+		return Artifact{}, fmt.Errorf("docker-daemon: needs a tagged name: %w", err)
 	}
 	e, err := newEngine()
 	if err != nil {
@@ -106,12 +106,12 @@ func (o *IO) readDaemon(ctx context.Context, ref string) (Artifact, error) {
 		err = cerr
 	}
 	if err != nil {
-		return Artifact{}, fmt.Errorf("saving from the engine: %v", err)
+		return Artifact{}, fmt.Errorf("saving from the engine: %w", err)
 	}
-	a, closeArchive, err := readDockerArchive(f.Name(), tag.String())
+	a, closeArchive, err := readDockerArchive(ctx, f.Name(), tag.String(), o.Limits.orDefaults())
 	if err != nil {
 		// An engine may save a name as it stores it (docker.io/library/app:1 as app:1).
-		a, closeArchive, err = readDockerArchive(f.Name(), "")
+		a, closeArchive, err = readDockerArchive(ctx, f.Name(), "", o.Limits.orDefaults())
 	}
 	if err != nil {
 		return Artifact{}, err
@@ -126,7 +126,7 @@ func (o *IO) readDaemon(ctx context.Context, ref string) (Artifact, error) {
 func (o *IO) writeDaemon(ctx context.Context, ref string, img v1.Image) error {
 	tag, err := name.NewTag(ref)
 	if err != nil {
-		return fmt.Errorf("docker-daemon: needs a tagged name: %v", err)
+		return fmt.Errorf("docker-daemon: needs a tagged name: %w", err)
 	}
 	e, err := newEngine()
 	if err != nil {
@@ -152,7 +152,7 @@ func (o *IO) writeDaemon(ctx context.Context, ref string, img v1.Image) error {
 		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("the engine's answer to the load: %v", err)
+			return fmt.Errorf("the engine's answer to the load: %w", err)
 		}
 		if m.Error != "" || m.ErrorDetail.Message != "" {
 			return fmt.Errorf("the engine refused the image: %s%s", m.Error, m.ErrorDetail.Message)

@@ -5,14 +5,10 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"os"
 	"path"
 	"sync"
 
@@ -37,107 +33,26 @@ type dockerArchiveManifest struct {
 	Layers   []string
 }
 
-// archiveFile is an open archive and where each of its entries lies.
-type archiveFile struct {
-	f       *os.File
-	path    string
-	entries map[string]archiveEntry
-}
-
-type archiveEntry struct {
-	offset, size int64
-}
-
-func openDockerArchive(p string) (*archiveFile, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	a := &archiveFile{f: f, path: p, entries: map[string]archiveEntry{}}
-	links := map[string]string{}
-	// tar.Reader skips entries' data by seeking when it reads an *os.File: indexing a
-	// 1 GB archive reads its headers only.
-	counter := &offsetReader{r: f}
-	tr := tar.NewReader(counter)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("not a docker archive: %v", err)
-		}
-		name := path.Clean(h.Name)
-		switch h.Typeflag {
-		case tar.TypeReg:
-			a.entries[name] = archiveEntry{offset: counter.pos, size: h.Size}
-		case tar.TypeSymlink, tar.TypeLink:
-			links[name] = path.Clean(path.Join(path.Dir(name), h.Linkname))
-			if h.Typeflag == tar.TypeLink {
-				links[name] = path.Clean(h.Linkname)
-			}
-		}
-	}
-	// Older docker saves link repeated layers to one file.
-	for from, to := range links {
-		if e, ok := a.entries[to]; ok {
-			a.entries[from] = e
-		}
-	}
-	return a, nil
-}
-
-// offsetReader tells where in the file the tar reader is, seeking or reading.
-type offsetReader struct {
-	r   *os.File
-	pos int64
-}
-
-func (o *offsetReader) Read(p []byte) (int, error) {
-	n, err := o.r.Read(p)
-	o.pos += int64(n)
-	return n, err
-}
-
-func (o *offsetReader) Seek(offset int64, whence int) (int64, error) {
-	n, err := o.r.Seek(offset, whence)
-	if err == nil {
-		o.pos = n
-	}
-	return n, err
-}
-
-func (a *archiveFile) section(name string) (*io.SectionReader, error) {
-	e, ok := a.entries[path.Clean(name)]
-	if !ok {
-		return nil, fmt.Errorf("%s: no %s in the archive", a.path, name)
-	}
-	return io.NewSectionReader(a.f, e.offset, e.size), nil
-}
-
-func (a *archiveFile) readAll(name string) ([]byte, error) {
-	s, err := a.section(name)
-	if err != nil {
-		return nil, err
-	}
-	return io.ReadAll(s)
-}
-
 // readDockerArchive opens the image tagged tag in the archive at p, or its only one.
-func readDockerArchive(p, tag string) (Artifact, func(), error) {
-	a, err := openDockerArchive(p)
+func readDockerArchive(ctx context.Context, p, tag string, lim Limits) (Artifact, func(), error) {
+	a, err := openArchive(ctx, p, "a docker archive", lim)
 	if err != nil {
 		return Artifact{}, nil, err
 	}
-	fail := func(err error) (Artifact, func(), error) { a.f.Close(); return Artifact{}, nil, err }
-	raw, err := a.readAll("manifest.json")
+	fail := func(err error) (Artifact, func(), error) { a.Close(); return Artifact{}, nil, err }
+	if !a.has("manifest.json") {
+		return fail(fmt.Errorf("%s: not a docker archive: no manifest.json (write what docker save or podman save writes)", p))
+	}
+	raw, err := a.readAll("manifest.json", lim.ManifestSize)
 	if err != nil {
-		return fail(fmt.Errorf("not a docker archive: %v", err))
+		return fail(err)
 	}
 	var ms []dockerArchiveManifest
 	if err := json.Unmarshal(raw, &ms); err != nil {
-		return fail(fmt.Errorf("%s: manifest.json: %v", p, err))
+		return fail(fmt.Errorf("%s: manifest.json: %w", p, err))
+	}
+	if len(ms) > lim.IndexEntries {
+		return fail(overLimit("%s: manifest.json lists %d images, over the limit of %d; %s", p, len(ms), lim.IndexEntries, malformedHint))
 	}
 	var chosen *dockerArchiveManifest
 	var all []string
@@ -158,32 +73,35 @@ func readDockerArchive(p, tag string) (Artifact, func(), error) {
 	case chosen == nil:
 		return fail(fmt.Errorf("%s holds %d images (%v): name one, docker-archive:%s:NAME:TAG", p, len(ms), all, p))
 	}
-	config, err := a.readAll(chosen.Config)
+	if len(chosen.Layers) > lim.Layers {
+		return fail(overLimit("%s: an image of %d layers, over the limit of %d; %s", p, len(chosen.Layers), lim.Layers, malformedHint))
+	}
+	config, err := a.readAll(chosen.Config, lim.ConfigSize)
 	if err != nil {
 		return fail(err)
 	}
 	cf, err := v1.ParseConfigFile(bytes.NewReader(config))
 	if err != nil {
-		return fail(fmt.Errorf("%s: the image config: %v", p, err))
+		return fail(fmt.Errorf("%s: the image config: %w", p, err))
 	}
 	if len(cf.RootFS.DiffIDs) != len(chosen.Layers) {
 		return fail(fmt.Errorf("%s: %d layers and %d diff IDs", p, len(chosen.Layers), len(cf.RootFS.DiffIDs)))
 	}
 	img := &archiveImage{config: config, layers: map[v1.Hash]*archiveLayer{}}
 	for i, file := range chosen.Layers {
-		s, err := a.section(file)
-		if err != nil {
-			return fail(err)
+		e, ok := a.entries[path.Clean(file)]
+		if !ok {
+			return fail(fmt.Errorf("%s: no %s in the archive", p, file))
 		}
 		var magic [2]byte
-		s.ReadAt(magic[:], 0)
-		img.layers[cf.RootFS.DiffIDs[i]] = &archiveLayer{file: a, name: file, diffID: cf.RootFS.DiffIDs[i], gzipped: magic == [2]byte{0x1f, 0x8b}}
+		a.f.ReadAt(magic[:], e.offset)
+		img.layers[cf.RootFS.DiffIDs[i]] = &archiveLayer{file: a, name: file, size: e.size, diffID: cf.RootFS.DiffIDs[i], gzipped: e.size >= 2 && magic == [2]byte{0x1f, 0x8b}}
 	}
 	name := tag
 	if name == "" && len(chosen.RepoTags) > 0 {
 		name = chosen.RepoTags[0]
 	}
-	return Artifact{Image: img, Name: name}, func() { a.f.Close() }, nil
+	return Artifact{Image: img, Name: name}, func() { a.Close() }, nil
 }
 
 // sameTag compares two image names as name.ParseReference reads them (app:1 is
@@ -221,6 +139,9 @@ func (i *archiveImage) ConfigName() (v1.Hash, error) {
 	return h, err
 }
 func (i *archiveImage) MediaType() (types.MediaType, error) { return types.DockerManifestSchema2, nil }
+
+// lazyManifest: the manifest needs every plain layer gzipped to digest it.
+func (i *archiveImage) lazyManifest() {}
 
 func (i *archiveImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 	if l, ok := i.layers[h]; ok {
@@ -324,6 +245,7 @@ func (i *archiveImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
 type archiveLayer struct {
 	file    *archiveFile
 	name    string
+	size    int64 // as stored
 	diffID  v1.Hash
 	gzipped bool
 
@@ -339,11 +261,8 @@ func (l *archiveLayer) MediaType() (types.MediaType, error) { return types.Docke
 
 // raw reads the file as stored.
 func (l *archiveLayer) raw() (io.ReadCloser, error) {
-	s, err := l.file.section(l.name)
-	if err != nil {
-		return nil, err
-	}
-	return io.NopCloser(s), nil
+	r, _, err := l.file.open(l.name)
+	return r, err
 }
 
 func (l *archiveLayer) Uncompressed() (io.ReadCloser, error) {
@@ -356,7 +275,7 @@ func (l *archiveLayer) Uncompressed() (io.ReadCloser, error) {
 	}
 	zr, err := gzip.NewReader(bufio.NewReader(rc))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %v", l.file.path, l.name, err)
+		return nil, fmt.Errorf("%s: %s: %w", l.file.path, l.name, err)
 	}
 	return zr, nil
 }
@@ -393,7 +312,7 @@ func (l *archiveLayer) Digest() (v1.Hash, error) {
 
 func (l *archiveLayer) Size() (int64, error) {
 	if l.gzipped {
-		return l.file.entries[path.Clean(l.name)].size, nil
+		return l.size, nil
 	}
 	c, err := l.compressedForm()
 	if err != nil {
@@ -470,7 +389,7 @@ func writeDockerArchive(w io.Writer, tag name.Reference, img v1.Image) error {
 }
 
 func writeArchiveLayer(tw *tar.Writer, l v1.Layer, diffID v1.Hash, written map[string]bool) (string, error) {
-	if al, ok := l.(*archiveLayer); ok {
+	if al, ok := unwrapLayer(l).(*archiveLayer); ok {
 		file := diffID.Hex + ".tar"
 		if al.gzipped {
 			file += ".gz"
@@ -483,19 +402,13 @@ func writeArchiveLayer(tw *tar.Writer, l v1.Layer, diffID v1.Hash, written map[s
 		if err != nil {
 			return "", err
 		}
-		defer rc.Close()
-		size := al.file.entries[path.Clean(al.name)].size
-		var check hash.Hash
-		var r io.Reader = rc
-		if !al.gzipped {
-			check = sha256.New()
-			r = io.TeeReader(rc, check)
-		}
-		if err := writeEntry(tw, file, size, r); err != nil {
+		// Copied as stored, checked on the way: a plain layer's digest is its diff
+		// ID, a gzipped one's uncompresses to it.
+		what := fmt.Sprintf("%s: layer %s", al.file.path, al.name)
+		cr := newCheckedReader(al.file.ctx, rc, layerCheck{what: what, size: al.size, diffID: diffID, maxSize: al.file.lim.LayerSize})
+		defer cr.Close()
+		if err := writeEntry(tw, file, al.size, cr); err != nil {
 			return "", err
-		}
-		if check != nil && hex.EncodeToString(check.Sum(nil)) != diffID.Hex {
-			return "", fmt.Errorf("%s: layer %s does not match its diff ID %s: the archive is corrupt", al.file.path, al.name, diffID)
 		}
 		return file, nil
 	}
@@ -545,7 +458,7 @@ func storedSize(img v1.Image) (int64, error) {
 	}
 	for _, l := range layers {
 		if al, ok := l.(*archiveLayer); ok {
-			total += al.file.entries[path.Clean(al.name)].size
+			total += al.size
 			continue
 		}
 		n, err := l.Size()

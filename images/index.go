@@ -2,6 +2,7 @@ package images
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -33,8 +34,9 @@ func (a Artifact) Digest() (v1.Hash, error) {
 // platform. platforms, when not empty, selects the images of an index to keep (and
 // checks a single image's platform); a platform no launcher source supplies is an
 // error that names it. Attestation manifests of an index describe the images as they
-// were built, not as wrapped: they are left out.
-func Wrap(src Artifact, launchers Launchers, platforms []v1.Platform, o Options) (Artifact, error) {
+// were built, not as wrapped: they are left out. Each distinct index and image is
+// wrapped once, however often the source names it; Wrap stops once ctx is done.
+func Wrap(ctx context.Context, src Artifact, launchers Launchers, platforms []v1.Platform, o Options) (Artifact, error) {
 	if src.Index == nil {
 		p, err := Platform(src.Image)
 		if err != nil {
@@ -43,18 +45,20 @@ func Wrap(src Artifact, launchers Launchers, platforms []v1.Platform, o Options)
 		if !selected(p, platforms) {
 			return Artifact{}, fmt.Errorf("the image is for %s, not %s", p, platformList(platforms))
 		}
-		img, err := wrapOne(src.Image, p, launchers, o)
+		img, err := wrapOne(ctx, src.Image, p, launchers, o)
 		return Artifact{Image: img}, err
 	}
-	idx, err := wrapIndex(src.Index, launchers, platforms, o)
+	w := &indexWrapper{ctx: ctx, launchers: launchers, platforms: platforms, o: o,
+		images: map[string]wrappedImage{}, indexes: map[v1.Hash]wrappedIndex{}}
+	idx, err := w.index(src.Index)
 	return Artifact{Index: idx}, err
 }
 
-func wrapOne(img v1.Image, p v1.Platform, launchers Launchers, o Options) (v1.Image, error) {
+func wrapOne(ctx context.Context, img v1.Image, p v1.Platform, launchers Launchers, o Options) (v1.Image, error) {
 	if p.OS != "linux" {
 		return nil, fmt.Errorf("the image is for %s: the launcher runs Linux programs only", orUnknown(p.OS))
 	}
-	layer, err := launchers.Layer(p)
+	layer, err := launchers.Layer(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +69,32 @@ func wrapOne(img v1.Image, p v1.Platform, launchers Launchers, o Options) (v1.Im
 	return wrapped, nil
 }
 
-func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, o Options) (v1.ImageIndex, error) {
+// indexWrapper wraps an index and the indexes in it, remembering what it wrapped: an
+// index that names one child twice, at every level, would otherwise cost 2^depth.
+type indexWrapper struct {
+	ctx       context.Context
+	launchers Launchers
+	platforms []v1.Platform
+	o         Options
+	images    map[string]wrappedImage // by digest and platform
+	indexes   map[v1.Hash]wrappedIndex
+}
+
+type wrappedImage struct {
+	img     v1.Image // nil: not selected
+	digest  v1.Hash
+	size    int64
+	upgrade bool // it was wrapped before
+}
+
+type wrappedIndex struct {
+	idx    v1.ImageIndex
+	digest v1.Hash
+	size   int64
+	err    error
+}
+
+func (w *indexWrapper) index(idx v1.ImageIndex) (v1.ImageIndex, error) {
 	raw, err := idx.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("reading the index: %w", err)
@@ -82,9 +111,12 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 	var kept []json.RawMessage
 	upgrade := true // every image in it was wrapped before
 	for _, rawDesc := range descs {
+		if w.ctx.Err() != nil {
+			return nil, context.Cause(w.ctx)
+		}
 		var d v1.Descriptor
 		if err := json.Unmarshal(rawDesc, &d); err != nil {
-			return nil, fmt.Errorf("an index entry: %v", err)
+			return nil, fmt.Errorf("an index entry: %w", err)
 		}
 		fields, err := rawconfig.Object(rawDesc, "index entry")
 		if err != nil {
@@ -96,47 +128,27 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 		case isAttestation(d):
 			continue
 		case d.MediaType.IsIndex():
-			child, err := idx.ImageIndex(d.Digest)
-			if err != nil {
-				return nil, err
+			c, ok := w.indexes[d.Digest]
+			if !ok {
+				c = w.child(idx, d.Digest)
+				w.indexes[d.Digest] = c
 			}
-			wrapped, err := wrapIndex(child, launchers, platforms, o)
-			if err != nil {
-				return nil, err
+			if c.err != nil {
+				return nil, c.err
 			}
-			if digest, size, err = digestAndSize(wrapped); err != nil {
-				return nil, err
-			}
-			out.indexes[digest] = wrapped
+			digest, size = c.digest, c.size
+			out.indexes[digest] = c.idx
 		case d.MediaType.IsImage():
-			img, err := idx.Image(d.Digest)
+			c, err := w.image(idx, d)
 			if err != nil {
 				return nil, err
 			}
-			p := d.Platform
-			if p == nil {
-				have, err := Platform(img)
-				if err != nil {
-					return nil, err
-				}
-				p = &have
-			}
-			if !selected(*p, platforms) {
+			if c.img == nil {
 				continue
 			}
-			was, _, err := Wrapped(img)
-			if err != nil {
-				return nil, err
-			}
-			upgrade = upgrade && was
-			wrapped, err := wrapOne(img, *p, launchers, o)
-			if err != nil {
-				return nil, err
-			}
-			if digest, size, err = digestAndSize(wrapped); err != nil {
-				return nil, err
-			}
-			out.images[digest] = wrapped
+			upgrade = upgrade && c.upgrade
+			digest, size = c.digest, c.size
+			out.images[digest] = c.img
 		default:
 			return nil, fmt.Errorf("index entry %s: media type %s is neither an image nor an index", d.Digest, d.MediaType)
 		}
@@ -145,7 +157,7 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 		kept = append(kept, rawconfig.Must(fields))
 	}
 	if len(kept) == 0 {
-		return nil, fmt.Errorf("the index has no image for %s", platformList(platforms))
+		return nil, fmt.Errorf("the index has no image for %s", platformList(w.platforms))
 	}
 	obj["manifests"] = rawconfig.Must(kept)
 	// As for an image: a first wrap names its source, an upgrade keeps the original.
@@ -160,8 +172,8 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 		}
 		annotations[AnnotationBaseDigest] = d.String()
 		delete(annotations, AnnotationBaseName)
-		if o.BaseName != "" && !upgrade {
-			annotations[AnnotationBaseName] = o.BaseName
+		if w.o.BaseName != "" && !upgrade {
+			annotations[AnnotationBaseName] = w.o.BaseName
 		}
 	}
 	obj["annotations"] = rawconfig.Must(annotations)
@@ -175,6 +187,57 @@ func wrapIndex(idx v1.ImageIndex, launchers Launchers, platforms []v1.Platform, 
 		return nil, fmt.Errorf("the edited index: %w", err)
 	}
 	return out, nil
+}
+
+// child wraps the index h of idx.
+func (w *indexWrapper) child(idx v1.ImageIndex, h v1.Hash) wrappedIndex {
+	child, err := idx.ImageIndex(h)
+	if err != nil {
+		return wrappedIndex{err: err}
+	}
+	wrapped, err := w.index(child)
+	if err != nil {
+		return wrappedIndex{err: err}
+	}
+	digest, size, err := digestAndSize(wrapped)
+	return wrappedIndex{idx: wrapped, digest: digest, size: size, err: err}
+}
+
+// image wraps the image d of idx for its platform, once for each.
+func (w *indexWrapper) image(idx v1.ImageIndex, d v1.Descriptor) (wrappedImage, error) {
+	key := d.Digest.String()
+	if d.Platform != nil {
+		key += " " + d.Platform.String()
+	}
+	if c, ok := w.images[key]; ok {
+		return c, nil
+	}
+	img, err := idx.Image(d.Digest)
+	if err != nil {
+		return wrappedImage{}, err
+	}
+	p := d.Platform
+	if p == nil {
+		have, err := Platform(img)
+		if err != nil {
+			return wrappedImage{}, err
+		}
+		p = &have
+	}
+	var c wrappedImage
+	if selected(*p, w.platforms) {
+		if c.upgrade, _, err = Wrapped(img); err != nil {
+			return wrappedImage{}, err
+		}
+		if c.img, err = wrapOne(w.ctx, img, *p, w.launchers, w.o); err != nil {
+			return wrappedImage{}, err
+		}
+		if c.digest, c.size, err = digestAndSize(c.img); err != nil {
+			return wrappedImage{}, err
+		}
+	}
+	w.images[key] = c
+	return c, nil
 }
 
 // digestAndSize describes a manifest for its index entry.

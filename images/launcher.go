@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -26,8 +27,8 @@ const BaseImageLauncherPath = "/usr/local/bin/launch"
 // Launchers supply the launcher layer for a platform.
 type Launchers interface {
 	// Layer returns the layer holding the launcher for p, or an error that says
-	// which platform none could supply.
-	Layer(p v1.Platform) (v1.Layer, error)
+	// which platform none could supply; making it stops once ctx is done.
+	Layer(ctx context.Context, p v1.Platform) (v1.Layer, error)
 }
 
 // LauncherLayer builds the layer that holds a launcher binary at LauncherPath: a
@@ -35,6 +36,12 @@ type Launchers interface {
 // the same launcher always makes the same layer, one blob in a registry however many
 // images carry it.
 func LauncherLayer(binary []byte) (v1.Layer, error) {
+	return launcherLayer(context.Background(), binary)
+}
+
+// launcherLayer is LauncherLayer, stopping once ctx is done: gzipping a launcher
+// takes a second or more of CPU.
+func launcherLayer(ctx context.Context, binary []byte) (v1.Layer, error) {
 	var buf bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	if err != nil {
@@ -51,7 +58,7 @@ func LauncherLayer(binary []byte) (v1.Layer, error) {
 			return nil, err
 		}
 	}
-	if _, err := tw.Write(binary); err != nil {
+	if _, err := io.Copy(tw, ctxReader{ctx, bytes.NewReader(binary)}); err != nil {
 		return nil, err
 	}
 	if err := tw.Close(); err != nil {
@@ -70,7 +77,7 @@ func LauncherLayer(binary []byte) (v1.Layer, error) {
 func elfArch(binary []byte) (string, error) {
 	f, err := elf.NewFile(bytes.NewReader(binary))
 	if err != nil {
-		return "", fmt.Errorf("not an ELF executable: %v", err)
+		return "", fmt.Errorf("not an ELF executable: %w", err)
 	}
 	switch f.Machine {
 	case elf.EM_X86_64:
@@ -103,13 +110,13 @@ type BinaryLauncher struct {
 	err   error
 }
 
-func (b *BinaryLauncher) Layer(p v1.Platform) (v1.Layer, error) {
+func (b *BinaryLauncher) Layer(ctx context.Context, p v1.Platform) (v1.Layer, error) {
 	b.once.Do(func() {
 		if b.arch, b.err = elfArch(b.Binary); b.err != nil {
-			b.err = fmt.Errorf("launcher %s: %v", b.Source, b.err)
+			b.err = fmt.Errorf("launcher %s: %w", b.Source, b.err)
 			return
 		}
-		b.layer, b.err = LauncherLayer(b.Binary)
+		b.layer, b.err = launcherLayer(ctx, b.Binary)
 	})
 	if b.err != nil {
 		return nil, b.err
@@ -141,7 +148,7 @@ type ImageLauncher struct {
 	layers map[string]v1.Layer
 }
 
-func (il *ImageLauncher) Layer(p v1.Platform) (v1.Layer, error) {
+func (il *ImageLauncher) Layer(ctx context.Context, p v1.Platform) (v1.Layer, error) {
 	il.mu.Lock()
 	defer il.mu.Unlock()
 	key := p.String()
@@ -158,12 +165,12 @@ func (il *ImageLauncher) Layer(p v1.Platform) (v1.Layer, error) {
 	}
 	arch, err := elfArch(bin)
 	if err != nil {
-		return nil, fmt.Errorf("launcher image %s (%s): %s: %v", il.Source, p, BaseImageLauncherPath, err)
+		return nil, fmt.Errorf("launcher image %s (%s): %s: %w", il.Source, p, BaseImageLauncherPath, err)
 	}
 	if arch != p.Architecture {
 		return nil, fmt.Errorf("launcher image %s (%s): %s is a %s program", il.Source, p, BaseImageLauncherPath, arch)
 	}
-	l, err := LauncherLayer(bin)
+	l, err := launcherLayer(ctx, bin)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +216,9 @@ func platformMatches(have, want v1.Platform) bool {
 		(have.Variant == "" || want.Variant == "" || have.Variant == want.Variant)
 }
 
+// maxLauncherSize bounds the launcher binary read from a launcher image (it is ~30 MB).
+const maxLauncherSize = 512 << 20
+
 // extractFile reads one regular file from an image's flattened filesystem.
 func extractFile(img v1.Image, file string) ([]byte, error) {
 	rc := mutate.Extract(img)
@@ -229,6 +239,9 @@ func extractFile(img v1.Image, file string) ([]byte, error) {
 		if h.Typeflag != tar.TypeReg {
 			return nil, fmt.Errorf("%s: not a regular file", file)
 		}
+		if h.Size > maxLauncherSize {
+			return nil, overLimit("%s is %d bytes, over the %s a launcher binary may be: not a launcher", file, h.Size, FormatSize(maxLauncherSize))
+		}
 		return io.ReadAll(tr)
 	}
 }
@@ -236,10 +249,10 @@ func extractFile(img v1.Image, file string) ([]byte, error) {
 // Chain tries each source in turn: the launcher image first, then the running binary.
 type Chain []Launchers
 
-func (c Chain) Layer(p v1.Platform) (v1.Layer, error) {
+func (c Chain) Layer(ctx context.Context, p v1.Platform) (v1.Layer, error) {
 	var tried []string
 	for _, l := range c {
-		layer, err := l.Layer(p)
+		layer, err := l.Layer(ctx, p)
 		var none *NoLauncherError
 		if errors.As(err, &none) {
 			tried = append(tried, none.Tried...)

@@ -45,11 +45,12 @@ func layerTotal(a Artifact) (int64, error) {
 	return total, err
 }
 
-// eachImage calls f for a's image or every image of its index.
+// eachImage calls f for a's image or every distinct image of its index.
 func eachImage(a Artifact, f func(v1.Image) error) error {
 	if a.Index == nil {
 		return f(a.Image)
 	}
+	seen := map[v1.Hash]bool{}
 	var walk func(idx v1.ImageIndex) error
 	walk = func(idx v1.ImageIndex) error {
 		im, err := idx.IndexManifest()
@@ -57,6 +58,10 @@ func eachImage(a Artifact, f func(v1.Image) error) error {
 			return err
 		}
 		for _, d := range im.Manifests {
+			if seen[d.Digest] {
+				continue
+			}
+			seen[d.Digest] = true
 			switch {
 			case d.MediaType.IsIndex():
 				child, err := idx.ImageIndex(d.Digest)

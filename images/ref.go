@@ -78,13 +78,13 @@ func ParseRef(s string) (Ref, error) {
 		r := Ref{Transport: Transport(transport), Path: path, Name: tag}
 		if r.Transport == DockerArchive && tag != "" {
 			if _, err := name.ParseReference(tag); err != nil {
-				return Ref{}, fmt.Errorf("image reference %q: %v", s, err)
+				return Ref{}, fmt.Errorf("image reference %q: %w", s, err)
 			}
 		}
 		return r, nil
 	case DockerDaemon, Containerd:
 		if _, err := name.ParseReference(rest); err != nil {
-			return Ref{}, fmt.Errorf("image reference %q: %v", s, err)
+			return Ref{}, fmt.Errorf("image reference %q: %w", s, err)
 		}
 		return Ref{Transport: Transport(transport), Name: rest}, nil
 	}
@@ -106,7 +106,7 @@ func registryRef(s, ref string) (Ref, error) {
 		if t, _, ok := strings.Cut(s, ":"); ok && !strings.ContainsAny(t, "./") {
 			return Ref{}, fmt.Errorf("image reference %q: unknown transport %s: (use %s)", s, t, transportList())
 		}
-		return Ref{}, fmt.Errorf("image reference %q: %v", s, err)
+		return Ref{}, fmt.Errorf("image reference %q: %w", s, err)
 	}
 	return Ref{Transport: Registry, Name: ref}, nil
 }

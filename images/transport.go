@@ -7,19 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sys/unix"
 )
 
 // IO says how references are reached.
@@ -40,6 +37,9 @@ type IO struct {
 	// Progress, when not nil, is called as a write advances: bytes written of the
 	// total, from one goroutine at a time.
 	Progress func(complete, total int64)
+
+	// Limits bound what reading an image may cost; zero fields take DefaultLimits.
+	Limits Limits
 
 	cleanup []func()
 	store   *containerdStore
@@ -72,9 +72,14 @@ func (o *IO) remoteOptions(ctx context.Context) []remote.Option {
 	return opts
 }
 
-// Read opens the image or index ref names. Layers are read lazily, when written.
+// Read opens the image or index ref names. Layers are read lazily, when written; what
+// ref leads to is held to o.Limits, and each layer is checked as it is read (its
+// digest, size and diff ID); reads stop once ctx is done.
 func (o *IO) Read(ctx context.Context, ref Ref) (Artifact, error) {
 	a, err := o.read(ctx, ref)
+	if err == nil {
+		a, err = newGuard(ctx, o.Limits).artifact(a)
+	}
 	if err != nil {
 		return Artifact{}, fmt.Errorf("reading %s: %w", ref, explain(err))
 	}
@@ -85,6 +90,7 @@ func (o *IO) Read(ctx context.Context, ref Ref) (Artifact, error) {
 }
 
 func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
+	lim := o.Limits.orDefaults()
 	switch ref.Transport {
 	case Registry:
 		r, err := name.ParseReference(ref.Name, o.nameOptions()...)
@@ -102,24 +108,27 @@ func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
 		img, err := desc.Image()
 		return Artifact{Image: img}, err
 	case DockerArchive:
-		a, closeArchive, err := readDockerArchive(ref.Path, ref.Name)
+		a, closeArchive, err := readDockerArchive(ctx, ref.Path, ref.Name, lim)
 		if err != nil {
 			return Artifact{}, err
 		}
 		o.cleanup = append(o.cleanup, closeArchive)
 		return a, nil
 	case OCILayout:
-		return readLayout(ref.Path, ref.Name)
+		d, err := openDir(ref.Path)
+		if err != nil {
+			return Artifact{}, fmt.Errorf("not an OCI layout: %w", err)
+		}
+		o.cleanup = append(o.cleanup, func() { d.Close() })
+		return readLayout(dirFiles{ctx: ctx, d: d}, ref.Name, "oci:"+ref.Path, lim)
 	case OCIArchive:
-		dir, err := os.MkdirTemp("", "launch-wrap-")
+		// Read in place, never extracted: see tarindex.go.
+		a, err := openArchive(ctx, ref.Path, "an OCI archive", lim)
 		if err != nil {
 			return Artifact{}, err
 		}
-		o.cleanup = append(o.cleanup, func() { os.RemoveAll(dir) })
-		if err := untar(ref.Path, dir); err != nil {
-			return Artifact{}, err
-		}
-		return readLayout(dir, ref.Name)
+		o.cleanup = append(o.cleanup, func() { a.Close() })
+		return readLayout(a, ref.Name, "oci-archive:"+ref.Path, lim)
 	case DockerDaemon:
 		return o.readDaemon(ctx, ref.Name)
 	case Containerd:
@@ -128,52 +137,9 @@ func (o *IO) read(ctx context.Context, ref Ref) (Artifact, error) {
 	return Artifact{}, fmt.Errorf("transport %s: not supported yet", ref.Transport)
 }
 
-// refNameAnnotation names an image in an OCI layout's index.json.
-const refNameAnnotation = "org.opencontainers.image.ref.name"
-
-// readLayout opens the manifest of an OCI layout named tag, or its only one.
-func readLayout(dir, tag string) (Artifact, error) {
-	p, err := layout.FromPath(dir)
-	if err != nil {
-		return Artifact{}, err
-	}
-	root, err := p.ImageIndex()
-	if err != nil {
-		return Artifact{}, err
-	}
-	im, err := root.IndexManifest()
-	if err != nil {
-		return Artifact{}, err
-	}
-	var names []string
-	var found []v1.Descriptor
-	for _, d := range im.Manifests {
-		n := d.Annotations[refNameAnnotation]
-		names = append(names, fmt.Sprintf("%q", n))
-		if tag == "" || n == tag {
-			found = append(found, d)
-		}
-	}
-	switch {
-	case len(found) == 0 && tag != "":
-		return Artifact{}, fmt.Errorf("no image named %q in the layout (it has %s)", tag, strings.Join(names, ", "))
-	case len(found) == 0:
-		return Artifact{}, fmt.Errorf("the layout holds no image")
-	case len(found) > 1:
-		return Artifact{}, fmt.Errorf("the layout holds %d images (%s): name one, oci:%s:NAME", len(found), strings.Join(names, ", "), dir)
-	}
-	d := found[0]
-	if d.MediaType.IsIndex() {
-		idx, err := root.ImageIndex(d.Digest)
-		return Artifact{Index: idx}, err
-	}
-	img, err := root.Image(d.Digest)
-	return Artifact{Image: img}, err
-}
-
 // Write stores a at ref. Files and directories are written under a temporary name
-// and renamed, so that a failure leaves nothing half-written at ref; a registry
-// takes the manifest last, after every blob.
+// and renamed, so that a failure (or ctx done) leaves nothing half-written at ref; a
+// registry takes the manifest last, after every blob.
 func (o *IO) Write(ctx context.Context, ref Ref, a Artifact, defaultName string) error {
 	if err := o.write(ctx, ref, a, defaultName); err != nil {
 		return fmt.Errorf("writing %s: %w", ref, explain(err))
@@ -232,12 +198,8 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 		if err != nil {
 			return err
 		}
-		return atomicFile(ref.Path, func(tmp string) error {
-			f, err := os.Create(tmp)
-			if err != nil {
-				return err
-			}
-			bw := bufio.NewWriterSize(f, 1<<20)
+		return atomicFile(ref.Path, func(f io.Writer) error {
+			bw := bufio.NewWriterSize(ctxWriter{ctx, f}, 1<<20)
 			var w io.Writer = bw
 			if o.Progress != nil {
 				total, err := storedSize(img)
@@ -246,30 +208,25 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 				}
 				w = &progressWriter{w: bw, total: total, report: o.Progress}
 			}
-			if err = writeDockerArchive(w, r, img); err == nil {
-				err = bw.Flush()
+			if err := writeDockerArchive(w, r, img); err != nil {
+				return err
 			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			return err
+			return bw.Flush()
 		})
 	case OCILayout:
-		if _, err := os.Stat(filepath.Join(ref.Path, "index.json")); err == nil {
-			return appendLayout(ref.Path, a, ref.Name)
-		}
-		return atomicDir(ref.Path, func(tmp string) error { return appendLayout(tmp, a, ref.Name) })
+		return writeLayoutDir(ctx, ref.Path, a, ref.Name, o.Limits.orDefaults())
 	case OCIArchive:
-		return atomicFile(ref.Path, func(tmp string) error {
-			dir, err := os.MkdirTemp("", "launch-wrap-")
-			if err != nil {
+		// Straight into the archive: no layout on disk first.
+		return atomicFile(ref.Path, func(f io.Writer) error {
+			bw := bufio.NewWriterSize(ctxWriter{ctx, f}, 1<<20)
+			tw := tar.NewWriter(bw)
+			if err := writeLayout(ctx, &tarSink{tw: tw}, a, ref.Name, nil); err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
-			if err := appendLayout(dir, a, ref.Name); err != nil {
+			if err := tw.Close(); err != nil {
 				return err
 			}
-			return tarDir(dir, tmp)
+			return bw.Flush()
 		})
 	case DockerDaemon:
 		img, err := a.single("an engine's store")
@@ -283,143 +240,112 @@ func (o *IO) write(ctx context.Context, ref Ref, a Artifact, defaultName string)
 	return fmt.Errorf("transport %s: not supported yet", ref.Transport)
 }
 
-// appendLayout adds a to the OCI layout at dir (made if absent), in place of an image
-// with the same name.
-func appendLayout(dir string, a Artifact, tag string) error {
-	p, err := layout.FromPath(dir)
+// writeLayoutDir writes a into the OCI layout at path: into it, if it is one already
+// (blobs first, index.json last, each by rename; what this write made is taken away
+// if it fails), or as a new directory made under a temporary name and renamed.
+func writeLayoutDir(ctx context.Context, path string, a Artifact, tag string, lim Limits) error {
+	existing, err := openDir(path)
+	if errors.Is(err, unix.ENOENT) {
+		return atomicDir(path, func(d *dirHandle) error {
+			s := &dirSink{root: d}
+			defer s.close()
+			return writeLayout(ctx, s, a, tag, nil)
+		})
+	}
 	if err != nil {
-		if p, err = layout.Write(dir, empty.Index); err != nil {
-			return err
-		}
-	}
-	var opts []layout.Option
-	if tag != "" {
-		opts = append(opts, layout.WithAnnotations(map[string]string{refNameAnnotation: tag}))
-	}
-	matcher := func(d v1.Descriptor) bool { return d.Annotations[refNameAnnotation] == tag }
-	if a.Index != nil {
-		return p.ReplaceIndex(a.Index, matcher, opts...)
-	}
-	return p.ReplaceImage(a.Image, matcher, opts...)
-}
-
-// atomicFile writes path through write(tmp), then renames tmp to path.
-func atomicFile(path string, write func(tmp string) error) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".launch-wrap.tmp")
-	os.Remove(tmp)
-	if err := write(tmp); err != nil {
-		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
-}
-
-// atomicDir makes the directory path through write(tmp), then renames tmp to path.
-func atomicDir(path string, write func(tmp string) error) error {
-	if _, err := os.Stat(path); err == nil {
-		if entries, _ := os.ReadDir(path); len(entries) > 0 {
-			return fmt.Errorf("%s exists and is not an OCI layout (no index.json)", path)
+	defer existing.Close()
+	if _, ok, err := existing.lstat("index.json"); err != nil {
+		return err
+	} else if !ok {
+		names, _ := existing.f.Readdirnames(1)
+		if len(names) > 0 {
+			return fmt.Errorf("%s exists and is not an OCI layout (no index.json): choose another destination", path)
 		}
-		os.Remove(path)
+		// An empty directory: replaced by the new layout, whole.
+		return atomicDir(path, func(d *dirHandle) error {
+			s := &dirSink{root: d}
+			defer s.close()
+			return writeLayout(ctx, s, a, tag, nil)
+		})
 	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".launch-wrap.tmp")
-	os.RemoveAll(tmp)
-	if err := write(tmp); err != nil {
-		os.RemoveAll(tmp)
+	index, err := readExistingIndex(existing, lim)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	s := &dirSink{root: existing}
+	defer s.close()
+	if err := writeLayout(ctx, s, a, tag, index); err != nil {
+		s.undo()
+		return err
+	}
+	return nil
 }
 
-// untar extracts an archive of regular files and directories (an OCI layout) into dir.
-func untar(archive, dir string) error {
-	f, err := os.Open(archive)
+// atomicFile writes path through write(f), f a new file of a random name in path's
+// directory (made with O_EXCL|O_NOFOLLOW: no one else's file), then renames it to
+// path. A failure leaves nothing at path and no temporary file.
+func atomicFile(path string, write func(f io.Writer) error) error {
+	dir, err := openDir(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	base := filepath.Base(path)
+	f, tmp, err := dir.createTemp(base)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %v", archive, err)
-		}
-		rel := filepath.Clean(h.Name)
-		if !filepath.IsLocal(rel) {
-			return fmt.Errorf("%s: entry %q leaves the archive", archive, h.Name)
-		}
-		target := filepath.Join(dir, rel)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		}
+	if err = write(f); err == nil {
+		err = f.Sync()
 	}
+	if err == nil {
+		err = dir.rename(tmp, base)
+	}
+	if err != nil {
+		dir.remove(tmp)
+		return err
+	}
+	// Someone who can write to the directory could have put something else in the
+	// temporary file's place before the rename.
+	if !dir.sameFile(base, f) {
+		dir.remove(base)
+		return fmt.Errorf("%s was replaced by someone else while it was written: others can write to %s; write somewhere only you can", path, dir.path)
+	}
+	return nil
 }
 
-// tarDir writes the files under dir into a tar archive at path, names sorted (WalkDir
-// walks in lexical order), times zero: the same layout makes the same archive.
-func tarDir(dir, path string) error {
-	f, err := os.Create(path)
+// atomicDir makes the directory path through write(d), d a new directory of a random
+// name beside it, then renames d to path (which may be an empty directory).
+func atomicDir(path string, write func(d *dirHandle) error) error {
+	parent, err := openDir(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(f)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		h := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Format: tar.FormatPAX}
-		if d.IsDir() {
-			h.Typeflag, h.Name, h.Mode = tar.TypeDir, h.Name+"/", 0o755
-			return tw.WriteHeader(h)
-		}
-		h.Typeflag, h.Size = tar.TypeReg, info.Size()
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		_, err = io.Copy(tw, in)
+	defer parent.Close()
+	base := filepath.Base(path)
+	tmp, err := parent.mkdirTemp(base)
+	if err != nil {
 		return err
-	})
+	}
+	d, _, err := parent.subdir(tmp, false)
 	if err == nil {
-		err = tw.Close()
+		err = write(d)
+		if err == nil {
+			err = d.f.Chmod(0o755)
+		}
+		d.Close()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err == nil {
+		err = parent.rename(tmp, base)
 	}
-	return err
+	if err != nil {
+		parent.removeAll(tmp)
+		return err
+	}
+	return nil
 }
 
 // explain adds what to do to the errors users meet most.

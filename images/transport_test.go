@@ -112,7 +112,7 @@ func TestWrapRegistryToRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "launch"), Source: "test"}, nil, images.Options{BaseName: srcRef.Name})
+	out, err := images.Wrap(ctx, in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "launch"), Source: "test"}, nil, images.Options{BaseName: srcRef.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestWrapIndex(t *testing.T) {
 		t.Fatalf("read: %v (index %v)", err, in.Index != nil)
 	}
 	launchers := images.Chain{&images.ImageLauncher{Index: launcherIndex, Source: "base"}, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "self"), Source: "self"}}
-	out, err := images.Wrap(in, launchers, nil, images.Options{})
+	out, err := images.Wrap(ctx, in, launchers, nil, images.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +225,11 @@ func TestWrapIndex(t *testing.T) {
 	// A platform no source supplies is named; --platform leaves it out.
 	s390 := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: testImage(t, types.OCIManifestSchema1, "s390x", ""), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "s390x"}}},
 		mutate.IndexAddendum{Add: testImage(t, types.OCIManifestSchema1, "amd64", ""), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
-	_, err = images.Wrap(images.Artifact{Index: s390}, launchers, nil, images.Options{})
+	_, err = images.Wrap(context.Background(), images.Artifact{Index: s390}, launchers, nil, images.Options{})
 	if err == nil || !strings.Contains(err.Error(), "no launcher for linux/s390x") {
 		t.Errorf("wrapping an s390x image: %v", err)
 	}
-	only, err := images.Wrap(images.Artifact{Index: s390}, launchers, []v1.Platform{{OS: "linux", Architecture: "amd64"}}, images.Options{})
+	only, err := images.Wrap(context.Background(), images.Artifact{Index: s390}, launchers, []v1.Platform{{OS: "linux", Architecture: "amd64"}}, images.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestWrapArchives(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := images.Wrap(in, launcher, nil, images.Options{})
+			out, err := images.Wrap(ctx, in, launcher, nil, images.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -397,7 +397,7 @@ func TestWrapSavedArchive(t *testing.T) {
 	if in.Name != "localhost/app:1" {
 		t.Errorf("name %q, want the archive's tag", in.Name)
 	}
-	wrapped, err := images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "l"), Source: "test"}, nil, images.Options{})
+	wrapped, err := images.Wrap(ctx, in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "l"), Source: "test"}, nil, images.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestWrapSavedArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrapped, _ = images.Wrap(in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "l"), Source: "test"}, nil, images.Options{})
+	wrapped, _ = images.Wrap(ctx, in, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, "l"), Source: "test"}, nil, images.Options{})
 	if err := io.Write(ctx, images.Ref{Transport: images.DockerArchive, Path: out}, wrapped, in.Name); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("a corrupt layer: %v", err)
 	}

@@ -254,7 +254,7 @@ func findMarker(img v1.Image) (*marker, map[string]json.RawMessage, error) {
 	}
 	var m marker
 	if err := json.Unmarshal([]byte(history[len(history)-1].Comment), &m); err != nil {
-		return nil, nil, fmt.Errorf("the image's %q history entry: %v", wrapCreatedBy, err)
+		return nil, nil, fmt.Errorf("the image's %q history entry: %w", wrapCreatedBy, err)
 	}
 	return &m, cfg, nil
 }

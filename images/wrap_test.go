@@ -3,6 +3,7 @@ package images_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -316,7 +317,7 @@ func TestWrapRefusesWindows(t *testing.T) {
 	cf = cf.DeepCopy()
 	cf.OS = "windows"
 	img, _ = mutate.ConfigFile(img, cf)
-	_, err := images.Wrap(images.Artifact{Image: img}, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, ""), Source: "test"}, nil, images.Options{})
+	_, err := images.Wrap(context.Background(), images.Artifact{Image: img}, &images.BinaryLauncher{Binary: testenv.FakeELF(testenv.ELFMachineAMD64, ""), Source: "test"}, nil, images.Options{})
 	if err == nil || !strings.Contains(err.Error(), "windows") {
 		t.Errorf("Wrap of a Windows image: %v", err)
 	}

@@ -2,7 +2,9 @@
 /* Capturing the headers the probes care about from an http.Header (or any Go
  * map[string][]string of header-like keys): W3C trace context and the user agent.
  * Keys compare without regard to case: Go canonicalizes ("Traceparent"), but a program
- * may set the map directly. The first value of each is kept. */
+ * may set the map directly. The first value of each is kept, but for tracestate, whose
+ * values (one per header line) are found here and checked and combined later, once the
+ * traceparent is known to be valid (tracestate.h). */
 #pragma once
 
 #include "trace.h"
@@ -13,10 +15,9 @@ struct header_capture {
 	__u8 traceparent[TRACEPARENT_LEN + 1]; /* the value's first bytes: enough to check it */
 	__u8 found;                            /* HEADER_* bits */
 	__u8 traceparent_len;                  /* the value's length, up to 255 */
-	__u16 tracestate_len;
 	__u16 user_agent_len;
-	__u8 tracestate[TRACESTATE_MAX];
 	__u8 user_agent[USER_AGENT_MAX];
+	struct go_slice tracestate; /* the []string of its values, in the app */
 };
 
 #define HEADER_TRACEPARENT 1
@@ -63,7 +64,14 @@ __noinline int map_slot(__u64 key, __u64 elem, struct header_capture *hc)
 
 	struct go_slice values = {};
 	struct go_string v = {};
-	if (read_user(&values, sizeof(values), elem) != 0 || values.len < 1 || read_user(&v, sizeof(v), values.ptr) != 0)
+	if (read_user(&values, sizeof(values), elem) != 0 || values.len < 1)
+		return 0;
+	if (which == HEADER_TRACESTATE) {
+		hc->tracestate = values;
+		hc->found |= which;
+		return hc->found == HEADER_ALL;
+	}
+	if (read_user(&v, sizeof(v), values.ptr) != 0)
 		return 0;
 	switch (which) {
 	case HEADER_TRACEPARENT:
@@ -71,9 +79,6 @@ __noinline int map_slot(__u64 key, __u64 elem, struct header_capture *hc)
 		 * a version 00 value with more fields, which is invalid. */
 		if (copy_go_string(hc->traceparent, TRACEPARENT_LEN + 1, &v) > 0)
 			hc->traceparent_len = v.len > 255 ? 255 : v.len;
-		break;
-	case HEADER_TRACESTATE:
-		hc->tracestate_len = copy_go_string(hc->tracestate, TRACESTATE_MAX, &v);
 		break;
 	case HEADER_USER_AGENT:
 		hc->user_agent_len = copy_go_string(hc->user_agent, USER_AGENT_MAX, &v);

@@ -5,7 +5,7 @@
 #define TRACE_ID_SIZE 16
 #define SPAN_ID_SIZE 8
 #define TRACEPARENT_LEN 55 /* 00-<32 hex>-<16 hex>-<2 hex> */
-#define TRACESTATE_MAX 256
+#define TRACESTATE_MAX 512 /* kept of a tracestate: W3C's "at least 512 characters" (tracestate.h) */
 
 struct span_context {
 	__u8 trace_id[TRACE_ID_SIZE];

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/images"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
@@ -50,11 +52,29 @@ Each platform of a multi-platform image gets the launcher of its architecture, f
 this launch binary, which serves its own platform.
 
 Run the wrapped image with the launcher's capabilities, e.g.
-  podman run --cap-add SYS_ADMIN,BPF,PERFMON,NET_ADMIN IMAGE`,
+  podman run --cap-add SYS_ADMIN,BPF,PERFMON,NET_ADMIN IMAGE
+
+SRC is untrusted input, held to limits far above what real images use:
+  indexes nested ` + fmt.Sprint(limits.IndexDepth) + ` deep, ` + fmt.Sprint(limits.IndexEntries) + ` manifests listed in one index, ` + fmt.Sprint(limits.Manifests) + ` distinct
+  manifests and indexes in all, ` + images.FormatSize(limits.ManifestSize) + ` a manifest or index, ` + images.FormatSize(limits.ConfigSize) + ` an image config,
+  ` + fmt.Sprint(limits.Layers) + ` layers an image, ` + fmt.Sprint(limits.ArchiveEntries) + ` entries an archive, and --max-layer-size a layer
+  (stored and uncompressed) or an archive entry. Sparse archive entries are refused.
+  Every layer read is checked against its digest, its size and its diff ID.
+  Archives are read in place, never extracted.
+File and directory destinations are written to a new file or directory of a random
+name beside DST (made with O_EXCL, never through a symlink) and renamed to DST when
+whole; into an existing OCI layout, blobs first and index.json last, refusing
+symlinks among its files (blobs/, blobs/sha256, index.json, oci-layout).
+SIGINT or SIGTERM stops a wrap within a second: nothing is left at DST (an existing
+layout is as it was), no temporary file remains, and the exit code is 130 or 143.
+Exit codes: 0 written, 1 failed (one line on stderr), 2 usage.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "launcher-image", Usage: "take each platform's launcher from this otel-go-launcher `IMAGE` (any SRC syntax) instead of this binary"},
 			&cli.StringFlag{Name: "platform", Usage: "comma-separated `LIST` of os/arch[/variant] to wrap and keep of a multi-platform image (default: all)"},
-			&cli.StringSliceFlag{Name: "env", Usage: "set `KEY=VALUE` in the image's config, e.g. OTEL_SERVICE_NAME=payments (repeatable)"},
+			// Not a StringSliceFlag: it splits values at commas, and a value such as
+			// OTEL_RESOURCE_ATTRIBUTES=a=b,c=d must be taken whole.
+			&cli.GenericFlag{Name: "env", Value: &envList{}, Usage: "set `KEY=VALUE` in the image's config, e.g. OTEL_SERVICE_NAME=payments (repeatable; the value is taken whole, commas included)"},
+			&cli.StringFlag{Name: "max-layer-size", Value: images.FormatSize(images.DefaultLayerSize), Usage: "refuse a layer (stored or uncompressed) or an archive entry larger than `SIZE` (KiB, MiB, GiB, TiB)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach registries over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "containerd-address", Value: images.DefaultContainerdAddress, Usage: "containerd's `SOCKET`, for containerd: references"},
 			&cli.StringFlag{Name: "containerd-namespace", Value: images.DefaultContainerdNamespace, Usage: "containerd's `NAMESPACE` for containerd: references (Kubernetes nodes: k8s.io)"},
@@ -65,16 +85,60 @@ Run the wrapped image with the launcher's capabilities, e.g.
 				fmt.Fprintln(os.Stderr, "launch wrap: want SRC and DST: launch wrap [flags] SRC DST")
 				return exitError{2}
 			}
-			if err := wrap(c, c.Args().Get(0), c.Args().Get(1)); err != nil {
-				fmt.Fprintf(os.Stderr, "launch wrap: %v\n", err)
-				return exitError{1}
-			}
-			return nil
+			return wrapAction(c, c.Args().Get(0), c.Args().Get(1))
 		},
 	}
 }
 
-func wrap(c *cli.Context, srcArg, dstArg string) error {
+// limits are the wrap's limits, as --help states them.
+var limits = images.DefaultLimits()
+
+// envList collects --env values whole, one per flag.
+type envList []string
+
+func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
+func (e *envList) String() string     { return strings.Join(*e, " ") }
+
+// signalError is the cause of a wrap's end by a signal.
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return "interrupted by " + unix.SignalName(e.sig) }
+
+// wrapAction runs a wrap with SIGINT and SIGTERM cancelling it: an interrupted wrap
+// exits 128+N, as a program killed by signal N would, having left nothing at DST.
+func wrapAction(c *cli.Context, srcArg, dstArg string) error {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(signalError{s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	err := wrap(ctx, c, srcArg, dstArg)
+	var sig signalError
+	switch {
+	case err != nil && errors.As(context.Cause(ctx), &sig):
+		fmt.Fprintf(os.Stderr, "launch wrap: %v: nothing written to %s\n", sig, dstArg)
+		return exitError{128 + int(sig.sig)}
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(os.Stderr, "launch wrap: %v\n", err)
+		return exitError{2}
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "launch wrap: %v\n", err)
+		return exitError{1}
+	}
+	return nil
+}
+
+// usageError is a wrap's bad command line: exit 2.
+type usageError struct{ error }
+
+func wrap(ctx context.Context, c *cli.Context, srcArg, dstArg string) error {
 	src, err := images.ParseRef(srcArg)
 	if err != nil {
 		return err
@@ -87,15 +151,20 @@ func wrap(c *cli.Context, srcArg, dstArg string) error {
 	if err != nil {
 		return err
 	}
-	env := c.StringSlice("env")
+	var env []string
+	if e, ok := c.Generic("env").(*envList); ok {
+		env = *e
+	}
 	for _, kv := range env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
+			return usageError{fmt.Errorf("--env %q: want KEY=VALUE", kv)}
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rw := &images.IO{Insecure: c.Bool("insecure"), ContainerdAddress: c.String("containerd-address"), ContainerdNamespace: c.String("containerd-namespace")}
+	lim := limits
+	if lim.LayerSize, err = images.ParseSize(c.String("max-layer-size")); err != nil {
+		return usageError{fmt.Errorf("--max-layer-size: %w", err)}
+	}
+	rw := &images.IO{Insecure: c.Bool("insecure"), ContainerdAddress: c.String("containerd-address"), ContainerdNamespace: c.String("containerd-namespace"), Limits: lim}
 	defer rw.Close()
 
 	launchers, err := launcherSources(ctx, rw, c.String("launcher-image"))
@@ -106,7 +175,7 @@ func wrap(c *cli.Context, srcArg, dstArg string) error {
 	if err != nil {
 		return err
 	}
-	out, err := images.Wrap(in, launchers, platforms, images.Options{Env: env, Version: version.String(), BaseName: in.Name})
+	out, err := images.Wrap(ctx, in, launchers, platforms, images.Options{Env: env, Version: version.String(), BaseName: in.Name})
 	if err != nil {
 		return fmt.Errorf("wrapping %s: %w", src, err)
 	}
@@ -216,10 +285,12 @@ func imagePairs(in, out images.Artifact) ([][2]v1.Image, error) {
 		return nil, err
 	}
 	var pairs [][2]v1.Image
+	seen := map[v1.Hash]bool{}
 	for _, d := range im.Manifests {
-		if !d.MediaType.IsImage() {
+		if !d.MediaType.IsImage() || seen[d.Digest] {
 			continue
 		}
+		seen[d.Digest] = true
 		img, err := out.Index.Image(d.Digest)
 		if err != nil {
 			return nil, err

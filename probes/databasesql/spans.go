@@ -72,8 +72,10 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 	attrs = append(attrs, semconv.DBSystemNameKey.String(system))
 	n := min(int(ev.Query.Copied), len(ev.Query.Text))
 	if n > 0 {
-		text := string(ev.Query.Text[:n])
-		attrs = append(attrs, semconv.DBQueryText(sanitize(text, dialectOf(system))))
+		// Names come from the sanitized text only: a comment or a literal where a
+		// table's name is read ("FROM /* x */ t", "SELECT 'from x'") must not name it.
+		text := sanitize(string(ev.Query.Text[:n]), dialectOf(system))
+		attrs = append(attrs, semconv.DBQueryText(text))
 		operation, collection := summarize(text)
 		switch {
 		case operation != "" && collection != "":

@@ -49,7 +49,7 @@ type goredisSpanRef struct {
 	Flags         uint8
 	Pad           uint8
 	TracestateLen uint16
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 }
 
 // Names of all BPF objects in the ELF.

@@ -43,6 +43,7 @@
  * for that block (outgoing.h). Only client streams pass there: a server's responses
  * cost nothing. */
 #include "common.h"
+#include "tracestate.h"
 #include "spans.h"
 #include "outgoing.h"
 #include "net.h" /* a TCP connection's offsets (net.netFD's laddr is the probe's own) */
@@ -109,10 +110,10 @@ struct grpc_server_event {
 	struct grpc_addr remote;
 	__u32 code;
 	__u16 message_len;
-	__u16 tracestate_len;
+	__u16 tracestate_len; /* the incoming tracestate as kept (tracestate.h) */
 	__u8 method[METHOD_MAX];
 	__u8 message[MESSAGE_MAX];
-	__u8 tracestate[TRACESTATE_MAX];
+	__u8 tracestate[TRACESTATE_MAX]; /* last: a record goes without its unused bytes */
 };
 
 struct grpc_client_event {
@@ -142,9 +143,15 @@ struct server_stream {
 	__u64 traceparent_len;
 	__u64 g;             /* the handler's goroutine, once handleStream ran */
 	__u64 ctx;           /* the stream's context's data word */
-	struct span_ref ref; /* what the calls the handler makes get of it */
-	__u8 inflight;       /* INFLIGHT_* maps it is registered in */
+	union {
+		struct span_ref ref;          /* what the calls the handler makes get of it */
+		struct tracestate_scratch ts; /* before: reading the tracestate */
+	};
+	__u8 inflight; /* INFLIGHT_* maps it is registered in */
 };
+
+/* The tracestate's scratch costs no room: it fits in the span_ref it shares. */
+_Static_assert(sizeof(struct tracestate_scratch) <= sizeof(struct span_ref), "tracestate scratch outgrew span_ref");
 
 /* A stream of one transport (one connection): HTTP/2 stream IDs are unique within it. */
 struct stream_key {
@@ -249,9 +256,9 @@ static __always_inline int is_name(const __u8 *name, const char *want, int n)
 	return 1;
 }
 
-/* read_headers reads the stream's method, traceparent and tracestate from the decoded
- * header fields (x/net/http2's names are lowercase). A global function: verified once,
- * on its own. */
+/* read_headers reads the stream's method and traceparent from the decoded header
+ * fields (x/net/http2's names are lowercase), and finds its tracestate fields, each a
+ * value of the one list they make. A global function: verified once, on its own. */
 __noinline int read_headers(struct server_stream *st, __u64 fields, __u64 n)
 {
 	if (!st)
@@ -270,7 +277,12 @@ __noinline int read_headers(struct server_stream *st, __u64 fields, __u64 n)
 		} else if (name.len == 11 && read_user(buf, 11, name.ptr) == 0 && is_name(buf, "traceparent", 11)) {
 			st->traceparent_len = read_go_string(st->traceparent, TRACEPARENT_MAX, field + off_x_hpack_HeaderField_Value);
 		} else if (name.len == 10 && read_user(buf, 10, name.ptr) == 0 && is_name(buf, "tracestate", 10)) {
-			st->ev.tracestate_len = read_go_string(st->ev.tracestate, TRACESTATE_MAX, field + off_x_hpack_HeaderField_Value);
+			__u32 k = st->ts.fields;
+			if (k < TRACESTATE_FIELDS &&
+			    read_user(&st->ts.field[k & (TRACESTATE_FIELDS - 1)], sizeof(struct go_string),
+				      field + off_x_hpack_HeaderField_Value) != 0)
+				k = TRACESTATE_FIELDS; /* unreadable: dropped, as too many are */
+			st->ts.fields = k + 1;
 		}
 	}
 	return 0;
@@ -317,9 +329,11 @@ int server_headers(struct go_regs *ctx)
 	    parse_traceparent((const char *)st->traceparent, st->traceparent_len, st->ev.sc.trace_id,
 			      st->ev.parent_span_id, &st->ev.trace_flags) == 0) {
 		st->ev.has_parent = 1;
+		/* Only with a valid traceparent: a tracestate without one is void. */
+		if (st->ts.fields)
+			st->ev.tracestate_len = tracestate_take(&st->ts, &st->ev.tracestate);
 	} else {
 		random_bytes(st->ev.sc.trace_id, TRACE_ID_SIZE);
-		st->ev.tracestate_len = 0; /* tracestate without a valid traceparent is void */
 	}
 	random_bytes(st->ev.sc.span_id, SPAN_ID_SIZE);
 	return 0;
@@ -358,7 +372,12 @@ int server_status(struct go_regs *ctx)
 	read_status(go_arg(ctx, 3), &st->ev.code, st->ev.message, &st->ev.message_len);
 	if (st->inflight)
 		inflight_end(st->g, st->ctx, st->inflight);
-	submit(&st->ev, sizeof(st->ev));
+	/* The tracestate's unused bytes stay out (userspace completes the record): the
+	 * ring buffer holds that many more spans. */
+	__u64 size = sizeof(st->ev) - TRACESTATE_MAX + st->ev.tracestate_len;
+	if (size > sizeof(st->ev))
+		size = sizeof(st->ev);
+	submit(&st->ev, size);
 	bpf_map_delete_elem(&server_streams, &key);
 	return 0;
 }

@@ -67,7 +67,7 @@ type grpcGrpcServerEvent struct {
 	TracestateLen uint16
 	Method        [128]uint8
 	Message       [128]uint8
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 }
 
 type grpcH2Stream struct {
@@ -84,7 +84,7 @@ type grpcOutgoing struct {
 	_             [1]byte
 	TracestateLen uint16
 	Method        [16]uint8
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 	_             [4]byte
 	FiledNs       uint64
 }
@@ -97,8 +97,9 @@ type grpcServerStream struct {
 	G              uint64
 	Ctx            uint64
 	Ref            grpcSpanRef
+	_              [4]byte
 	Inflight       uint8
-	_              [3]byte
+	_              [7]byte
 }
 
 type grpcSpanRef struct {
@@ -111,7 +112,7 @@ type grpcSpanRef struct {
 	Flags         uint8
 	Pad           uint8
 	TracestateLen uint16
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 }
 
 type grpcStreamKey struct {
@@ -156,7 +157,7 @@ type grpcZeroValue struct {
 			TracestateLen uint16
 			Method        [128]uint8
 			Message       [128]uint8
-			Tracestate    [256]uint8
+			Tracestate    [512]uint8
 		}
 		Traceparent    [64]uint8
 		TraceparentLen uint64
@@ -172,10 +173,11 @@ type grpcZeroValue struct {
 			Flags         uint8
 			Pad           uint8
 			TracestateLen uint16
-			Tracestate    [256]uint8
+			Tracestate    [512]uint8
 		}
+		_        [4]byte
 		Inflight uint8
-		_        [3]byte
+		_        [7]byte
 	}
 }
 

@@ -3,6 +3,7 @@ package grpc
 import (
 	"context"
 	"sync"
+	"unsafe"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
@@ -32,6 +33,7 @@ var objectSpec = sync.OnceValues(loadGrpc)
 // Probe is the gRPC instrumentation of one app.
 type Probe struct {
 	*kit.Object
+	server grpcGrpcServerEvent // a server record cut short, completed (decode runs in one goroutine)
 }
 
 var _ kit.Probe = (*Probe)(nil)
@@ -95,7 +97,8 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	switch kit.RecordKind(raw) {
 	case eventServer:
-		if ev := kit.RecordAs[grpcGrpcServerEvent](raw); ev != nil {
+		// The record ends with the tracestate's bytes kept, its unused ones left out.
+		if ev := kit.RecordPrefixAs(raw, &p.server, int(unsafe.Sizeof(p.server))-len(p.server.Tracestate)); ev != nil {
 			p.serverSpan(ev, span)
 			return true
 		}

@@ -51,6 +51,8 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
 	}
 	span.Attributes = attrs
 	if ev.HasParent != 0 {
+		// The kernel kept a well-formed list or none (bpf/include/tracestate.h): all of
+		// it parses, and the span carries what the wire does.
 		ts, _ := trace.ParseTraceState(str(ev.Tracestate[:], ev.TracestateLen))
 		span.Parent = trace.NewSpanContext(trace.SpanContextConfig{
 			TraceID:    ev.Sc.TraceId,

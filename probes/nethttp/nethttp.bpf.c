@@ -42,6 +42,7 @@
  * could then be shared by two requests. */
 #include "common.h"
 #include "headers.h"
+#include "tracestate.h"
 #include "spans.h"
 #include "outgoing.h"
 
@@ -133,7 +134,9 @@ struct http_server_event {
 	__u8 route[ROUTE_MAX];
 	__u8 host[HOST_MAX];
 	__u8 remote_addr[REMOTE_MAX];
-	struct header_capture hdr; /* user agent, tracestate */
+	struct header_capture hdr; /* user agent */
+	__u16 tracestate_len;      /* the incoming tracestate as kept (tracestate.h) */
+	__u8 tracestate[TRACESTATE_MAX]; /* last: a record goes without its unused bytes */
 };
 
 struct http_client_event {
@@ -169,7 +172,10 @@ struct server_call {
 	__u64 req;
 	__u64 resp;
 	__u64 ctx;          /* req.ctx's data word */
-	struct span_ref ref; /* what the calls it makes get of it */
+	union {
+		struct span_ref ref;          /* what the calls it makes get of it */
+		struct tracestate_scratch ts; /* before: reading the tracestate */
+	};
 	__u64 url;          /* req.URL: what a nested serverHandler's request shares */
 	__u8 inflight;      /* INFLIGHT_* maps it is registered in */
 	__u8 outer;         /* begun by an HTTP/2 server's runHandler: resp is its *responseWriter */
@@ -177,6 +183,9 @@ struct server_call {
 	__u8 adopted;       /* serverHandler took it over: req is now an *http.Request */
 	__u8 handed_over;   /* its handler gave the connection to x/net's HTTP/2 server */
 };
+
+/* The tracestate's scratch costs no room: it fits in the span_ref it shares. */
+_Static_assert(sizeof(struct tracestate_scratch) <= sizeof(struct span_ref), "tracestate scratch outgrew span_ref");
 
 struct client_call {
 	struct http_client_event ev;
@@ -246,9 +255,9 @@ static __always_inline void register_span(struct server_call *st, __u64 g, __u64
 	struct span_ref *ref = &st->ref;
 	__builtin_memcpy(&ref->sc, &st->ev.sc, sizeof(ref->sc));
 	ref->flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
-	ref->tracestate_len = st->ev.hdr.tracestate_len;
+	ref->tracestate_len = st->ev.tracestate_len;
 	if (ref->tracestate_len)
-		__builtin_memcpy(ref->tracestate, st->ev.hdr.tracestate, TRACESTATE_MAX);
+		__builtin_memcpy(ref->tracestate, st->ev.tracestate, TRACESTATE_MAX);
 	st->inflight = inflight_begin(g, st->ctx, ref);
 }
 
@@ -294,9 +303,13 @@ static __always_inline int server_begin(struct go_regs *ctx, __u64 resp, __u64 r
 	capture_headers(read_ptr(req + l->header), &st->ev.hdr, swiss_maps);
 	if (trace_context && join_trace(&st->ev)) {
 		st->ev.has_parent = 1;
+		/* Only with a valid traceparent: a tracestate without one is void. */
+		if (st->ev.hdr.found & HEADER_TRACESTATE) {
+			tracestate_of_values(&st->ts, &st->ev.hdr.tracestate);
+			st->ev.tracestate_len = tracestate_take(&st->ts, &st->ev.tracestate);
+		}
 	} else {
 		random_bytes(st->ev.sc.trace_id, TRACE_ID_SIZE);
-		st->ev.hdr.tracestate_len = 0; /* tracestate without a valid traceparent is void */
 	}
 	random_bytes(st->ev.sc.span_id, SPAN_ID_SIZE);
 	register_span(st, g, l->ctx);
@@ -344,7 +357,12 @@ static __always_inline void server_end(struct server_call *st, __u64 g)
 	}
 	if (st->inflight)
 		inflight_end(g, st->ctx, st->inflight);
-	submit(&st->ev, sizeof(st->ev));
+	/* The tracestate's unused bytes stay out (userspace completes the record): the
+	 * ring buffer holds that many more spans. */
+	__u64 size = sizeof(st->ev) - TRACESTATE_MAX + st->ev.tracestate_len;
+	if (size > sizeof(st->ev))
+		size = sizeof(st->ev);
+	submit(&st->ev, size);
 	bpf_map_delete_elem(&server_calls, &g);
 }
 

@@ -20,17 +20,22 @@ type nethttpClientCall struct {
 	Caller uint64
 	Url    uint64
 	Depth  uint32
+	_      [4]byte
 	Hdr    struct {
 		_              structs.HostLayout
 		Traceparent    [56]uint8
 		Found          uint8
 		TraceparentLen uint8
-		TracestateLen  uint16
 		UserAgentLen   uint16
-		Tracestate     [256]uint8
 		UserAgent      [128]uint8
+		_              [4]byte
+		Tracestate     struct {
+			_   structs.HostLayout
+			Ptr uint64
+			Len int64
+			Cap int64
+		}
 	}
-	_ [6]byte
 }
 
 type nethttpH2Stream struct {
@@ -97,17 +102,25 @@ type nethttpHttpServerEvent struct {
 	Route        [128]uint8
 	Host         [64]uint8
 	RemoteAddr   [64]uint8
+	_            [4]byte
 	Hdr          struct {
 		_              structs.HostLayout
 		Traceparent    [56]uint8
 		Found          uint8
 		TraceparentLen uint8
-		TracestateLen  uint16
 		UserAgentLen   uint16
-		Tracestate     [256]uint8
 		UserAgent      [128]uint8
+		_              [4]byte
+		Tracestate     struct {
+			_   structs.HostLayout
+			Ptr uint64
+			Len int64
+			Cap int64
+		}
 	}
-	_ [6]byte
+	TracestateLen uint16
+	Tracestate    [512]uint8
+	_             [6]byte
 }
 
 type nethttpOutgoing struct {
@@ -117,7 +130,7 @@ type nethttpOutgoing struct {
 	_             [1]byte
 	TracestateLen uint16
 	Method        [16]uint8
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 	_             [4]byte
 	FiledNs       uint64
 }
@@ -149,7 +162,7 @@ type nethttpSpanRef struct {
 	Flags         uint8
 	Pad           uint8
 	TracestateLen uint16
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 }
 
 type nethttpZeroValue struct {
@@ -182,17 +195,25 @@ type nethttpZeroValue struct {
 			Route        [128]uint8
 			Host         [64]uint8
 			RemoteAddr   [64]uint8
+			_            [4]byte
 			Hdr          struct {
 				_              structs.HostLayout
 				Traceparent    [56]uint8
 				Found          uint8
 				TraceparentLen uint8
-				TracestateLen  uint16
 				UserAgentLen   uint16
-				Tracestate     [256]uint8
 				UserAgent      [128]uint8
+				_              [4]byte
+				Tracestate     struct {
+					_   structs.HostLayout
+					Ptr uint64
+					Len int64
+					Cap int64
+				}
 			}
-			_ [6]byte
+			TracestateLen uint16
+			Tracestate    [512]uint8
+			_             [6]byte
 		}
 		Req  uint64
 		Resp uint64
@@ -207,7 +228,7 @@ type nethttpZeroValue struct {
 			Flags         uint8
 			Pad           uint8
 			TracestateLen uint16
-			Tracestate    [256]uint8
+			Tracestate    [512]uint8
 		}
 		_          [4]byte
 		Url        uint64

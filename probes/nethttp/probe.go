@@ -3,6 +3,7 @@ package nethttp
 import (
 	"context"
 	"sync"
+	"unsafe"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
@@ -35,6 +36,7 @@ var objectSpec = sync.OnceValues(loadNethttp)
 // the wire (probes/wire).
 type Probe struct {
 	*kit.Object
+	server nethttpHttpServerEvent // a server record cut short, completed (decode runs in one goroutine)
 }
 
 var _ kit.Probe = (*Probe)(nil)
@@ -110,7 +112,8 @@ func hasFunction(rep offsets.ProbeReport, symbols ...string) bool {
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	switch kit.RecordKind(raw) {
 	case eventServer:
-		if ev := kit.RecordAs[nethttpHttpServerEvent](raw); ev != nil {
+		// The record ends with the tracestate's bytes kept, its unused ones left out.
+		if ev := kit.RecordPrefixAs(raw, &p.server, int(unsafe.Sizeof(p.server))-len(p.server.Tracestate)); ev != nil {
 			serverSpan(ev, span)
 			return true
 		}

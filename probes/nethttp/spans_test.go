@@ -1,7 +1,10 @@
 package nethttp
 
 import (
+	"bytes"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -54,7 +57,7 @@ func TestServerSpanFollowsSemanticConventions(t *testing.T) {
 
 	ev := event("POST", "/p", "/p", 201)
 	ev.HasParent, ev.ParentSpanId, ev.TraceFlags = 1, [8]uint8{3}, 1
-	ev.Hdr.TracestateLen = uint16(copy(ev.Hdr.Tracestate[:], "a=1,b=2"))
+	ev.TracestateLen = uint16(copy(ev.Tracestate[:], "a=1,b=2"))
 	serverSpan(ev, &s)
 	if !s.Parent.IsRemote() || s.Parent.SpanID() != (trace.SpanID{3}) || !s.Parent.IsSampled() || s.Parent.TraceState().String() != "a=1,b=2" || s.Name != "POST /p" {
 		t.Errorf("parent %+v name %q", s.Parent, s.Name)
@@ -146,5 +149,30 @@ func TestProtocolVersion(t *testing.T) {
 		if got := protocolVersion(c.major, c.minor); got != c.want {
 			t.Errorf("%d.%d: %q", c.major, c.minor, got)
 		}
+	}
+}
+
+// A server record comes without its tracestate's unused bytes: decoded whole, and
+// never with the last record's tracestate.
+func TestDecodeServerRecordCutShort(t *testing.T) {
+	p := &Probe{}
+	record := func(tracestate string) []byte {
+		ev := event("GET", "/p", "/p", 200)
+		ev.Kind, ev.HasParent, ev.ParentSpanId = eventServer, 1, [8]uint8{3}
+		ev.TracestateLen = uint16(copy(ev.Tracestate[:], tracestate))
+		full := unsafe.Slice((*byte)(unsafe.Pointer(ev)), unsafe.Sizeof(*ev))
+		return bytes.Clone(full[:len(full)-len(ev.Tracestate)+len(tracestate)])
+	}
+	for _, ts := range []string{"a=1,b=2", "", "k=" + strings.Repeat("v", 256), ""} {
+		var s telemetry.Span
+		if !p.decode(record(ts), &s) {
+			t.Fatalf("tracestate %q: the record was not decoded", ts)
+		}
+		if got := s.Parent.TraceState().String(); got != ts || s.Name != "GET /p" {
+			t.Errorf("tracestate %q: span %q with %q", ts, s.Name, got)
+		}
+	}
+	if p.decode(record("")[:100], new(telemetry.Span)) {
+		t.Error("a record shorter than its fixed part was decoded")
 	}
 }

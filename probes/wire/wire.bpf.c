@@ -163,10 +163,11 @@ static __always_inline int hex_or_dash(__u8 c)
 
 /* check_byte checks byte i of the traceparent, then checks or fills byte i - 55 of
  * the tracestate line: the value's bytes must be printable ASCII (no line breaks), then
- * come padding and "\r\n". A bpf_loop callback: verified once for all the bytes. */
+ * come padding and "\r\n". A bpf_loop callback (arg: a pointer to the insertion):
+ * verified once for all the bytes. */
 static long check_byte(__u32 i, void *arg)
 {
-	struct insertion *ins = arg;
+	struct insertion *ins = *(struct insertion **)arg;
 	if (i < TRACEPARENT_LEN) {
 		if (!hex_or_dash(ins->traceparent[i]))
 			ins->bad |= BAD_TRACEPARENT;
@@ -193,7 +194,8 @@ static long check_byte(__u32 i, void *arg)
 	return 0;
 }
 
-/* take_waiting takes the current goroutine's waiting traceparent, if any, into ins. */
+/* take_waiting takes the current goroutine's waiting traceparent, if any, into ins
+ * (the socket's, which the last write may have filled). */
 static __always_inline int take_waiting(struct insertion *ins)
 {
 	__u64 g = go_current_goroutine();
@@ -203,6 +205,9 @@ static __always_inline int take_waiting(struct insertion *ins)
 	if (!w)
 		return 0;
 	int ok = bpf_ktime_get_ns() - w->filed_ns < WAIT_MAX_NS;
+	ins->bad = 0;
+	ins->tracestate_len = 0;
+	ins->tracestate_line_len = 0;
 	__builtin_memcpy(ins->traceparent, w->traceparent, TRACEPARENT_LEN);
 	ins->method_len = w->method_len;
 	__builtin_memcpy(ins->method, w->method, OUTGOING_METHOD_MAX);
@@ -219,7 +224,7 @@ static __always_inline int take_waiting(struct insertion *ins)
 	}
 	bpf_map_delete_elem(&outgoing_http1, &g); /* one write per traceparent */
 
-	bpf_loop(TRACEPARENT_LEN + TRACESTATE_LINE_MAX, check_byte, ins, 0);
+	bpf_loop(TRACEPARENT_LEN + TRACESTATE_LINE_MAX, check_byte, &ins, 0);
 	if (ins->bad & BAD_TRACESTATE)
 		ins->tracestate_line_len = 0; /* the traceparent still goes */
 	return ok && !(ins->bad & BAD_TRACEPARENT);
@@ -326,18 +331,18 @@ __noinline int insert_lines(struct sk_msg_md *msg, __u32 at, struct insertion *i
 	return 1;
 }
 
-/* http1 inserts the traceparent (and tracestate) after the request line. A global
- * function: its stack (the insertion) is not on the HTTP/2 path's. */
-__noinline int http1(struct sk_msg_md *msg)
+/* http1 inserts the traceparent (and tracestate) after the request line, built in
+ * ins (the socket's storage: too large for the stack). A global function: verified
+ * once, apart from the HTTP/2 path. */
+__noinline int http1(struct sk_msg_md *msg, struct insertion *ins)
 {
-	struct insertion ins = {};
-	if (!msg || !take_waiting(&ins))
+	if (!msg || !ins || !take_waiting(ins))
 		return 0;
 	__u32 n = msg->size < LINE_MAX ? msg->size : LINE_MAX;
 	if (n < 16 || bpf_msg_pull_data(msg, 0, n, 0) != 0)
 		return 0;
-	int eol = request_line_end(msg, &ins);
-	if (eol >= 0 && insert_lines(msg, eol + 2, &ins))
+	int eol = request_line_end(msg, ins);
+	if (eol >= 0 && insert_lines(msg, eol + 2, ins))
 		count(COUNT_HTTP1_INSERTED);
 	return 0;
 }
@@ -370,7 +375,11 @@ struct wire_socket {
 	__u32 preface_len; /* of the preface, bytes seen so far */
 	__u32 partial_len; /* of a frame header split across writes, bytes seen so far */
 	__u8 partial[8];
-	__u8 block[H2_BLOCK_MAX]; /* the fields to insert, built before the message changes */
+	/* What to insert, built before the message changes: too large for the stack. */
+	union {
+		__u8 block[H2_BLOCK_MAX]; /* HTTP/2: the fields */
+		struct insertion ins;     /* HTTP/1: the header lines */
+	};
 };
 
 struct {
@@ -416,6 +425,26 @@ static __always_inline struct outgoing *filed_for(__u64 g, __u32 stream_id, stru
 	return bpf_map_lookup_elem(&outgoing_h2, key);
 }
 
+struct printable {
+	__u8 *s;
+	__u8 bad;
+};
+
+/* printable_byte checks that byte i of a tracestate is printable ASCII. A bpf_loop
+ * body: verified once, whatever the length. */
+static long printable_byte(__u32 i, void *arg)
+{
+	struct printable *p = arg;
+	if (i >= TRACESTATE_MAX)
+		return 1;
+	__u8 c = p->s[i];
+	if (c < 0x20 || c > 0x7e) {
+		p->bad = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* build_block builds the fields to insert from out into s->block; 0 if the traceparent
  * is malformed (a malformed tracestate is left out). A global function: verified once. */
 __noinline int build_block(struct wire_socket *s, struct outgoing *out)
@@ -436,13 +465,9 @@ __noinline int build_block(struct wire_socket *s, struct outgoing *out)
 	__u32 ts = out->tracestate_len;
 	if (ts == 0 || ts > TRACESTATE_MAX)
 		return 1;
-	for (int i = 0; i < TRACESTATE_MAX; i++) {
-		if (i >= ts)
-			break;
-		__u8 c = out->tracestate[i];
-		if (c < 0x20 || c > 0x7e)
-			return 1;
-	}
+	struct printable p = {.s = out->tracestate};
+	if (bpf_loop(ts, printable_byte, &p, 0) < 0 || p.bad)
+		return 1;
 	__u8 *t = b + TRACEPARENT_FIELD_LEN;
 	t[0] = 0;
 	t[1] = 10;
@@ -743,6 +768,6 @@ int inject(struct sk_msg_md *msg)
 	if (s->proto == PROTO_H2)
 		h2(msg, s, off);
 	else
-		http1(msg);
+		http1(msg, &s->ins);
 	return SK_PASS;
 }

@@ -36,6 +36,17 @@ const (
 	testTracestate  = "vendor=opaque,other=t61rcWkgMzE"
 )
 
+// testTracestateLong is as long as a kept tracestate may be (TRACESTATE_MAX): its
+// HPACK length takes three bytes.
+var testTracestateLong = func() string {
+	var members []string
+	for i := 0; len(strings.Join(members, ",")) < 512-40; i++ {
+		members = append(members, fmt.Sprintf("k%02d=%s", i, strings.Repeat(string(rune('a'+i%26)), 30)))
+	}
+	s := strings.Join(members, ",")
+	return s + ",last=" + strings.Repeat("z", 512-len(s)-6)
+}()
+
 func attachToSelf(t *testing.T) *Wire {
 	t.Helper()
 	testenv.RequireRoot(t)
@@ -53,17 +64,8 @@ func attachToSelf(t *testing.T) *Wire {
 	return w
 }
 
-// outgoing mirrors struct outgoing (bpf/include/outgoing.h).
-type outgoing struct {
-	Traceparent   [56]byte
-	MethodLen     uint8
-	_             uint8
-	TracestateLen uint16
-	Method        [16]byte
-	Tracestate    [256]byte
-	_             [4]byte
-	FiledNs       uint64
-}
+// outgoing is struct outgoing (bpf/include/outgoing.h).
+type outgoing = wireOutgoing
 
 type h2Stream struct {
 	G        uint64
@@ -161,8 +163,11 @@ func (g *generator) sequence(t *testing.T, fr *http2.Framer, n int, w *Wire, gid
 			switch f := g.r.IntN(4); {
 			case f < 2 && os.Getenv("WIRE_NOFILE") == "":
 				b.filed = true
-				if g.r.IntN(2) == 0 {
+				switch g.r.IntN(4) {
+				case 0, 1:
 					b.tracestate = testTracestate
+				case 2:
+					b.tracestate = testTracestateLong
 				}
 				if f == 1 && firstBlock { // as net/http files it: the goroutine's next block
 					file(t, w, gid, 0, b.tracestate)

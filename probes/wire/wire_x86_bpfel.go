@@ -27,7 +27,7 @@ type wireOutgoing struct {
 	_             [1]byte
 	TracestateLen uint16
 	Method        [16]uint8
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 	_             [4]byte
 	FiledNs       uint64
 }
@@ -39,7 +39,8 @@ type wireWireSocket struct {
 	PrefaceLen uint32
 	PartialLen uint32
 	Partial    [8]uint8
-	Block      [344]uint8
+	Block      [600]uint8
+	_          [8]byte
 }
 
 // Names of all BPF objects in the ELF.

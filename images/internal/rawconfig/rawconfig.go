@@ -15,7 +15,7 @@ import (
 func Object(raw []byte, what string) (map[string]json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("the %s is not a JSON object: %v", what, err)
+		return nil, fmt.Errorf("the %s is not a JSON object: %w", what, err)
 	}
 	if m == nil {
 		m = map[string]json.RawMessage{}
@@ -30,7 +30,7 @@ func Optional(obj map[string]json.RawMessage, key string, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%q: %v", key, err)
+		return fmt.Errorf("%q: %w", key, err)
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ type probetestSpanRef struct {
 	Flags         uint8
 	Pad           uint8
 	TracestateLen uint16
-	Tracestate    [256]uint8
+	Tracestate    [512]uint8
 }
 
 type probetestWorkEvent struct {

@@ -112,6 +112,22 @@ func main() {
 		}
 		fmt.Fprintln(w, "stored")
 	})
+	// A hostile statement (issue 28): a comment where the table's name is read (nested,
+	// as PostgreSQL reads them), a string, a line comment. The secrets in them ("Qz7")
+	// must not be exported.
+	mux.HandleFunc("GET /hostile", func(w http.ResponseWriter, r *http.Request) {
+		comment := "/* xQz7comment /* xQz7nested */ xQz7outer */"
+		if *driver == "sqlite" { // SQLite's comments do not nest
+			comment = "/* xQz7comment */"
+		}
+		var n int
+		q := "SELECT count(*) FROM " + comment + " creds WHERE token <> 'xQz7literal' -- xQz7line"
+		if err := db.QueryRowContext(r.Context(), q).Scan(&n); err != nil {
+			fail(w, err)
+			return
+		}
+		fmt.Fprintln(w, n)
+	})
 	// Queries from goroutines the handler starts, with its context.
 	mux.HandleFunc("GET /fanout", func(w http.ResponseWriter, r *http.Request) {
 		var wg sync.WaitGroup
