@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -149,21 +148,6 @@ func medianFloat(v []float64) float64 {
 // prefix, by program ID.
 func programRuns(prefix string) map[ebpf.ProgramID]uint64 {
 	out := map[ebpf.ProgramID]uint64{}
-	for id := ebpf.ProgramID(0); ; {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			return out
-		}
-		id = next
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			continue
-		}
-		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, prefix) {
-			if st, err := p.Stats(); err == nil {
-				out[id] = st.RunCount
-			}
-		}
-		p.Close()
-	}
+	eachProgram(prefix, func(id ebpf.ProgramID, st *ebpf.ProgramStats) { out[id] = st.RunCount })
+	return out
 }

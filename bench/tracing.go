@@ -257,11 +257,20 @@ func probeRuns(prefix string) uint64 {
 // probeStats sums the run counts and run times of the loaded BPF programs whose names
 // start with prefix.
 func probeStats(prefix string) (runs uint64, runtime time.Duration) {
-	id := ebpf.ProgramID(0)
-	for {
+	eachProgram(prefix, func(_ ebpf.ProgramID, st *ebpf.ProgramStats) {
+		runs += st.RunCount
+		runtime += st.Runtime
+	})
+	return runs, runtime
+}
+
+// eachProgram calls f with the statistics of each loaded BPF program whose name starts
+// with prefix.
+func eachProgram(prefix string, f func(ebpf.ProgramID, *ebpf.ProgramStats)) {
+	for id := ebpf.ProgramID(0); ; {
 		next, err := ebpf.ProgramGetNextID(id)
 		if err != nil {
-			return runs, runtime
+			return
 		}
 		id = next
 		p, err := ebpf.NewProgramFromID(id)
@@ -270,8 +279,7 @@ func probeStats(prefix string) (runs uint64, runtime time.Duration) {
 		}
 		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, prefix) {
 			if st, err := p.Stats(); err == nil {
-				runs += st.RunCount
-				runtime += st.Runtime
+				f(id, st)
 			}
 		}
 		p.Close()

@@ -43,7 +43,7 @@ func TestAppCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sleeper.Process.Kill()
-	mnt := cgroup2Mount(t)
+	mnt := testenv.Cgroup2Mount(t)
 	if err := os.WriteFile(filepath.Join(mnt, "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestAppCgroupUnmounted(t *testing.T) {
 	defer restore()
 	own, _ := Cgroup2Path(os.Getpid())
 	var st unix.Stat_t
-	if err := unix.Stat(filepath.Join(cgroup2Mount(t), own), &st); err != nil {
+	if err := unix.Stat(filepath.Join(testenv.Cgroup2Mount(t), own), &st); err != nil {
 		t.Fatal(err)
 	}
 	// The child hides every cgroup2 mount in a mount namespace of its own.
@@ -108,12 +108,3 @@ func TestAppCgroupUnmountedChild(t *testing.T) {
 	}
 }
 
-// cgroup2Mount is where the cgroup v2 hierarchy's root is mounted here.
-func cgroup2Mount(t *testing.T) string {
-	t.Helper()
-	_, root, err := testenv.Cgroup2()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}

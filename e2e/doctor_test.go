@@ -48,22 +48,13 @@ func TestDoctor(t *testing.T) {
 
 	// From the host's root cgroup, where the programs would see every process's
 	// connections, doctor says they will not attach, and why.
-	root := "echo $$ > " + cgroup2Root(t) + "/cgroup.procs && exec \"$@\""
+	root := "echo $$ > " + testenv.Cgroup2Mount(t) + "/cgroup.procs && exec \"$@\""
 	_, out, _ = runLaunch(t, opts{env: append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint), wrap: []string{"sh", "-c", root, "sh"}}, launchBin(t), "doctor")
 	if !strings.Contains(out, "FAIL   outgoing traceparent: the app is in the host's root cgroup v2 (/), where socket programs would run on every connection of every process on the host") {
 		t.Errorf("doctor in the root cgroup:\n%s", out)
 	}
 }
 
-// cgroup2Root is where the cgroup v2 hierarchy's root is mounted here.
-func cgroup2Root(t *testing.T) string {
-	t.Helper()
-	_, root, err := testenv.Cgroup2()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
 
 // Doctor checks the endpoint as the exporter will use it: the default is plaintext
 // localhost:4317; TLS against a plaintext collector fails; http/protobuf posts to

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // OwnCgroup moves this process into a cgroup v2 of its own when it is in the host's
@@ -33,6 +34,16 @@ func OwnCgroup() (restore func(), err error) {
 		os.WriteFile(filepath.Join(mnt, "cgroup.procs"), self, 0)
 		os.Remove(dir) // fails while a process started there still runs: left for it
 	}, nil
+}
+
+// Cgroup2Mount is where the cgroup v2 hierarchy's root is mounted here.
+func Cgroup2Mount(t testing.TB) string {
+	t.Helper()
+	_, root, err := Cgroup2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 // Cgroup2 is this process's cgroup v2 and where the hierarchy's root is mounted.
