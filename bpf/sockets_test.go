@@ -107,4 +107,3 @@ func TestAppCgroupUnmountedChild(t *testing.T) {
 		t.Errorf("mkdir in the opened cgroup: %v, want EROFS", err)
 	}
 }
-

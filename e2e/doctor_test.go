@@ -55,7 +55,6 @@ func TestDoctor(t *testing.T) {
 	}
 }
 
-
 // Doctor checks the endpoint as the exporter will use it: the default is plaintext
 // localhost:4317; TLS against a plaintext collector fails; http/protobuf posts to
 // /v1/traces; an endpoint no export could use fails, naming the variable.
