@@ -21,6 +21,8 @@ const (
 	prCapAmbientRaise    = 2
 	prCapAmbientClearAll = 4
 	seccompSetModeFilter = 1
+	prSetSeccomp         = 22
+	seccompModeFilter    = 2
 	sysCloseRange        = 436 // the same number on amd64 and arm64
 	closeRangeCloexec    = 1 << 2
 	capVersion3          = 0x20080522
@@ -164,7 +166,13 @@ func installFilter(f *Filter) error {
 		return errors.New("an empty program")
 	}
 	prog := sockFprog{len: uint16(len(f.Program)), filter: &f.Program[0]}
-	_, _, errno := syscall.RawSyscall(sysSeccomp, seccompSetModeFilter, uintptr(f.Flags), uintptr(unsafe.Pointer(&prog)))
+	// prctl where no flag is needed: profiles allow it more often than seccomp(2).
+	var errno syscall.Errno
+	if f.Flags == 0 {
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_PRCTL, prSetSeccomp, seccompModeFilter, uintptr(unsafe.Pointer(&prog)), 0, 0, 0)
+	} else {
+		_, _, errno = syscall.RawSyscall(sysSeccomp, seccompSetModeFilter, uintptr(f.Flags), uintptr(unsafe.Pointer(&prog)))
+	}
 	runtime.KeepAlive(f)
 	if errno != 0 {
 		return errno
