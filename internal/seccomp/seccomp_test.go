@@ -232,6 +232,11 @@ func TestKernel(t *testing.T) {
 			specs.LinuxSyscall{Names: []string{"bpf", "mount"}, Action: specs.ActErrno, ErrnoRet: errnoP(78)}),
 			"allowed, errno 77, errno 78, errno 78, allowed"},
 		{"deny", nil, "errno 1, errno 1, errno 1, allowed, allowed"},
+		{"with a flag (seccomp(2), not prctl)", func() *specs.LinuxSeccomp {
+			p := withRules(base, specs.LinuxSyscall{Names: []string{"bpf"}, Action: specs.ActErrno, ErrnoRet: errnoP(78)})
+			p.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog}
+			return p
+		}(), "allowed, allowed, errno 78, allowed, allowed"},
 	} {
 		var f *Filter
 		var err error
