@@ -178,16 +178,28 @@ func sanitize(text string, d *dialect) string {
 	} else {
 		marks = make([]byte, len(text))
 	}
-	for _, r := range d.distinctReadings(featuresOf(text)) {
-		r.mark(text, marks)
+	switch f := featuresOf(text); {
+	case len(d.readings) == 1:
+		d.readings[0].mark(text, marks)
+	case f == features{}: // no byte that readings tell apart
+		reading{}.mark(text, marks)
+	default:
+		for _, r := range d.distinctReadings(f) {
+			r.mark(text, marks)
+		}
 	}
 	var b strings.Builder
 	b.Grow(min(len(text), queryTextMax))
 	i := 0
 	for i < len(text) && b.Len() < queryTextMax {
 		if marks[i] == kept {
-			b.WriteByte(text[i])
-			i++
+			j := i + 1
+			for j < len(text) && marks[j] == kept {
+				j++
+			}
+			j = min(j, i+queryTextMax-b.Len())
+			b.WriteString(text[i:j])
+			i = j
 			continue
 		}
 		lit := false
@@ -227,7 +239,7 @@ func trimCutRune(s string) string {
 // features are what a text holds that some readings read differently: readings that
 // differ only in what a text does not hold read it alike.
 type features struct {
-	backslash, dquote, backtick, bracket, nestable, exec, hash, dashes, cr, dollar, slashes, qQuote bool
+	backslash, dquote, backtick, bracket, nestable, exec, hash, dashes, cr, dollar, slashes, qQuote, eQuote bool
 }
 
 func featuresOf(text string) features {
@@ -253,6 +265,7 @@ func featuresOf(text string) features {
 			f.dashes = f.dashes || strings.HasPrefix(text[i+1:], "-")
 		case '\'':
 			f.qQuote = f.qQuote || i > 0 && (text[i-1] == 'q' || text[i-1] == 'Q')
+			f.eQuote = f.eQuote || i > 0 && (text[i-1] == 'e' || text[i-1] == 'E')
 		case '/':
 			rest := text[i+1:]
 			f.slashes = f.slashes || strings.HasPrefix(rest, "/")
@@ -270,7 +283,10 @@ func featuresOf(text string) features {
 // normalize is r without the rules that read this text as the plain reading does.
 func (f features) normalize(r reading) reading {
 	if !f.backslash {
-		r.backslash, r.eStrings = backslashPlain, false
+		r.backslash = backslashPlain
+	}
+	if !f.backslash || !f.eQuote {
+		r.eStrings = false
 	}
 	if !f.dquote {
 		r.dqStrings = false
@@ -357,8 +373,10 @@ func (r reading) mark(text string, marks []byte) {
 		if exec {
 			kind = comment // its literals too: the whole comment goes, without a ?
 		}
-		for k := start; k < i; k++ {
-			marks[k] = max(marks[k], kind)
+		if kind != kept {
+			for k := start; k < i; k++ {
+				marks[k] = max(marks[k], kind)
+			}
 		}
 	}
 }
@@ -637,7 +655,7 @@ func afterAll(words []string, keyword string) (string, bool) {
 // identifiers, and the punctuation "(", ",", and a literal's or a parameter's "?",
 // each its own word.
 func sqlWords(text string) []string {
-	var words []string
+	words := make([]string, 0, 32) // one allocation for most statements
 	for i := 0; i < len(text); {
 		c := text[i]
 		switch {
