@@ -598,6 +598,25 @@ func TestGeneratorWritesWhatItMeans(t *testing.T) {
 	}
 }
 
+// A text is read the same whether every reading of its database reads it or only
+// those that differ in what it holds.
+func TestReadingsThatDifferOnly(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, src := range sources() {
+		for range 200 {
+			text := newGen(randChooser{r}, src, r.Uint64()).statement()
+			for _, system := range []string{"postgresql", "mysql", "sqlite", "microsoft.sql_server", "other_sql"} {
+				d := dialectOf(system)
+				every := &dialect{readings: d.readings, distinct: map[features][]reading{}}
+				every.distinct[featuresOf(text)] = d.readings
+				if got, want := sanitize(text, d), sanitize(text, every); got != want {
+					t.Fatalf("%s %q:\n got %q\nwant %q (every reading)", system, text, got, want)
+				}
+			}
+		}
+	}
+}
+
 // ownReading is the one reading a source's statements are written for.
 func ownReading(s source) reading {
 	backslash := backslashPlain

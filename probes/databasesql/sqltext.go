@@ -76,7 +76,7 @@ func (d *dialect) distinctReadings(f features) []reading {
 				rs = append(rs, r)
 			}
 		}
-		d.distinct[f] = rs // at most one entry for each set of features (4,096)
+		d.distinct[f] = rs // at most one entry for each set of features (2^13)
 	}
 	return rs
 }
@@ -178,12 +178,11 @@ func sanitize(text string, d *dialect) string {
 	} else {
 		marks = make([]byte, len(text))
 	}
-	switch f := featuresOf(text); {
-	case len(d.readings) == 1:
+	if len(d.readings) == 1 {
 		d.readings[0].mark(text, marks)
-	case f == features{}: // no byte that readings tell apart
+	} else if f := featuresOf(text); f == (features{}) { // no byte that readings tell apart
 		reading{}.mark(text, marks)
-	default:
+	} else {
 		for _, r := range d.distinctReadings(f) {
 			r.mark(text, marks)
 		}
@@ -285,7 +284,7 @@ func (f features) normalize(r reading) reading {
 	if !f.backslash {
 		r.backslash = backslashPlain
 	}
-	if !f.backslash || !f.eQuote {
+	if !f.eQuote {
 		r.eStrings = false
 	}
 	if !f.dquote {
