@@ -35,6 +35,7 @@ type reading struct {
 	execComments bool          // /*!...*/, /*M!...*/ and /*+...*/ hold SQL, whose quotes may hold */ (MySQL)
 	slashSlash   bool          // // starts a comment to the end of the line (Snowflake)
 	qQuotes      bool          // q'[...]' is a string (Oracle)
+	tripleQuotes bool          // '''...''' and """...""" are strings (Spanner's GoogleSQL)
 }
 
 type backslashRule uint8
@@ -106,9 +107,10 @@ var (
 	mysqlDialect     = newDialect(mysqlReadings)
 	sqlServerDialect = newDialect(sqlServerReadings)
 	// otherDialect is a database not known: every reading above, Oracle's q'[...]'
-	// strings and Snowflake's // comments.
+	// strings, Snowflake's // comments, GoogleSQL's triple-quoted strings (Spanner).
 	otherDialect = newDialect(postgresReadings, sqliteReadings, mysqlReadings, sqlServerReadings, []reading{
 		{qQuotes: true},
+		{tripleQuotes: true, dqStrings: true, backslash: backslashEscapes, hash: true},
 		{backslash: backslashEscapes, slashSlash: true, dollarPlain: true},
 		otherReading,
 	})
@@ -238,7 +240,7 @@ func trimCutRune(s string) string {
 // features are what a text holds that some readings read differently: readings that
 // differ only in what a text does not hold read it alike.
 type features struct {
-	backslash, dquote, backtick, bracket, nestable, exec, hash, dashes, cr, dollar, slashes, qQuote, eQuote bool
+	backslash, dquote, backtick, bracket, nestable, exec, hash, dashes, cr, dollar, slashes, qQuote, eQuote, triple bool
 }
 
 func featuresOf(text string) features {
@@ -250,6 +252,7 @@ func featuresOf(text string) features {
 			f.backslash = true
 		case '"':
 			f.dquote = true
+			f.triple = f.triple || strings.HasPrefix(text[i:], `"""`)
 		case '`':
 			f.backtick = true
 		case '[':
@@ -264,6 +267,7 @@ func featuresOf(text string) features {
 			f.dashes = f.dashes || strings.HasPrefix(text[i+1:], "-")
 		case '\'':
 			f.qQuote = f.qQuote || i > 0 && (text[i-1] == 'q' || text[i-1] == 'Q')
+			f.triple = f.triple || strings.HasPrefix(text[i:], "'''")
 			f.eQuote = f.eQuote || i > 0 && (text[i-1] == 'e' || text[i-1] == 'E')
 		case '/':
 			rest := text[i+1:]
@@ -320,6 +324,9 @@ func (f features) normalize(r reading) reading {
 	if !f.qQuote {
 		r.qQuotes = false
 	}
+	if !f.triple {
+		r.tripleQuotes = false
+	}
 	return r
 }
 
@@ -330,6 +337,8 @@ func (r reading) mark(text string, marks []byte) {
 		start, kind := i, kept
 		c := text[i]
 		switch {
+		case (c == '\'' || c == '"') && r.tripleQuotes && i+2 < len(text) && text[i+1] == c && text[i+2] == c:
+			i, kind = skipTripleQuoted(text, i, r.backslash), literal
 		case c == '\'':
 			i, kind = skipQuoted(text, i, '\'', r.backslash), literal
 		case c == '"' && r.dqStrings:
@@ -535,6 +544,23 @@ func skipQuoted(text string, i int, q byte, backslash backslashRule) int {
 				continue
 			}
 			return j + 1
+		}
+	}
+	return len(text)
+}
+
+// skipTripleQuoted returns the index after the triple-quoted string at i (”'...”',
+// """...""").
+func skipTripleQuoted(text string, i int, backslash backslashRule) int {
+	q := text[i : i+3]
+	for j := i + 3; j < len(text); j++ {
+		switch {
+		case text[j] == '\\' && backslash == backslashEscapes:
+			j++
+		case text[j] == '\\' && backslash == backslashUnknown:
+			return len(text)
+		case strings.HasPrefix(text[j:], q):
+			return j + 3
 		}
 	}
 	return len(text)
