@@ -26,6 +26,7 @@ type echoed struct {
 	Traceparent      string `json:"traceparent"`
 	TraceparentCount int    `json:"traceparent_count"`
 	Tracestate       string `json:"tracestate"`
+	TracestateCount  int    `json:"tracestate_count"`
 	Length           int64  `json:"length"`
 	SHA256           string `json:"sha256"`
 }

@@ -43,7 +43,7 @@ func (c *bytesChooser) intn(n int) int {
 
 // source is the database, and its reading, a statement is written for.
 type source struct {
-	db       string // postgresql, mysql, sqlite, mssql, oracle, snowflake
+	db       string // postgresql, mysql, sqlite, mssql, oracle, snowflake, spanner
 	escapes  bool   // a backslash escapes in '...' (MySQL without NO_BACKSLASH_ESCAPES; Snowflake)
 	dqString bool   // "..." is a string (MySQL without ANSI_QUOTES; SQLite, SQL Server may read it so)
 	crEnds   bool   // a line comment ends at \r too (PostgreSQL; SQL Server may read it so)
@@ -68,7 +68,8 @@ func sources() []source {
 	for _, cr := range []bool{true, false} {
 		add(source{db: "mssql", dqString: true, crEnds: cr, system: "microsoft.sql_server"})
 	}
-	ss = append(ss, source{db: "oracle", system: "other_sql"}, source{db: "snowflake", escapes: true, system: "other_sql"})
+	ss = append(ss, source{db: "oracle", system: "other_sql"}, source{db: "snowflake", escapes: true, system: "other_sql"},
+		source{db: "spanner", escapes: true, dqString: true, system: "other_sql"})
 	return ss
 }
 
@@ -209,6 +210,8 @@ func (g *gen) placeholder() string {
 		return g.pick("@p1", "@name")
 	case "oracle":
 		return g.pick(":1", ":name")
+	case "spanner":
+		return "@p1"
 	}
 	return g.pick("?", ":1")
 }
@@ -361,6 +364,28 @@ func (g *gen) literal() string {
 			return g.pick("q", "Q", "nq") + "'" + open + body + closing + "'"
 		}
 		return std()
+	case "spanner":
+		switch g.c.intn(4) {
+		case 0:
+			q := g.pick("'''", `"""`)
+			return q + g.body(func(s string) string {
+				// A lone quote stays: no run of them, none at an end.
+				s = strings.ReplaceAll(s, `\`, `\\`)
+				var b strings.Builder
+				for i := 0; i < len(s); i++ {
+					if s[i] == q[0] && (i == 0 || i == len(s)-1 || s[i-1] == q[0] || s[i+1] == q[0]) {
+						b.WriteByte('\\')
+					}
+					b.WriteByte(s[i])
+				}
+				return b.String()
+			}) + q
+		case 1:
+			return `"` + g.body(g.quoted('"', true)) + `"`
+		case 2:
+			return number()
+		}
+		return std()
 	}
 	// snowflake
 	if g.c.intn(2) == 0 {
@@ -412,6 +437,8 @@ func (g *gen) lineComment() string {
 	switch {
 	case g.is("mysql"):
 		start = g.pick("# ", "#", "-- ", "--\t", "--\x01")
+	case g.is("spanner") && g.c.intn(2) == 0:
+		start = "#"
 	case g.is("snowflake") && g.c.intn(2) == 0:
 		start = "//"
 	}
@@ -598,6 +625,25 @@ func TestGeneratorWritesWhatItMeans(t *testing.T) {
 	}
 }
 
+// A text is read the same whether every reading of its database reads it or only
+// those that differ in what it holds.
+func TestReadingsThatDifferOnly(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, src := range sources() {
+		for range 200 {
+			text := newGen(randChooser{r}, src, r.Uint64()).statement()
+			for _, system := range []string{"postgresql", "mysql", "sqlite", "microsoft.sql_server", "other_sql"} {
+				d := dialectOf(system)
+				every := &dialect{readings: d.readings, distinct: map[features][]reading{}}
+				every.distinct[featuresOf(text)] = d.readings
+				if got, want := sanitize(text, d), sanitize(text, every); got != want {
+					t.Fatalf("%s %q:\n got %q\nwant %q (every reading)", system, text, got, want)
+				}
+			}
+		}
+	}
+}
+
 // ownReading is the one reading a source's statements are written for.
 func ownReading(s source) reading {
 	backslash := backslashPlain
@@ -616,6 +662,8 @@ func ownReading(s source) reading {
 		return reading{dqStrings: true, brackets: bracketsDoubled, nested: true, money: true, crEndsLine: s.crEnds}
 	case "oracle":
 		return reading{qQuotes: true}
+	case "spanner":
+		return reading{tripleQuotes: true, dqStrings: true, backslash: backslashEscapes, hash: true}
 	}
 	return reading{backslash: backslashEscapes, slashSlash: true, dollarPlain: true}
 }

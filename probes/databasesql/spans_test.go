@@ -70,3 +70,27 @@ func TestSpanNamesFromSanitizedText(t *testing.T) {
 		}
 	}
 }
+
+// What making a span of an operation costs the launcher: most of it is reading the
+// statement (sanitize, summarize); a text that several readings tell apart (MySQL's
+// "..." and backslashes) is read once per reading.
+func BenchmarkOperationSpan(b *testing.B) {
+	for _, c := range []struct{ name, system, text string }{
+		{"postgresql", "postgresql", "SELECT count(*) FROM items WHERE name = $1"},
+		{"postgresql-literal", "postgresql", "INSERT INTO creds (token) VALUES ('s3cr3t-T0ken-42')"},
+		{"mysql", "mysql", "SELECT a, b FROM t WHERE x = ? AND y = 'z'"},
+		{"mysql-quotes", "mysql", `SELECT "a", 'b\'c' FROM t WHERE x = ?`},
+		{"other_sql", "other_sql", "SELECT a FROM t WHERE b = ? AND c = 'x'"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p := &Probe{system: c.system}
+			var ev databasesqlSqlEvent
+			ev.Query.Copied = uint32(copy(ev.Query.Text[:], c.text))
+			var span telemetry.Span
+			b.ReportAllocs()
+			for b.Loop() {
+				p.operationSpan(&ev, &span)
+			}
+		})
+	}
+}

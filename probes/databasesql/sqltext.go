@@ -35,6 +35,7 @@ type reading struct {
 	execComments bool          // /*!...*/, /*M!...*/ and /*+...*/ hold SQL, whose quotes may hold */ (MySQL)
 	slashSlash   bool          // // starts a comment to the end of the line (Snowflake)
 	qQuotes      bool          // q'[...]' is a string (Oracle)
+	tripleQuotes bool          // '''...''' and """...""" are strings (Spanner's GoogleSQL)
 }
 
 type backslashRule uint8
@@ -76,7 +77,7 @@ func (d *dialect) distinctReadings(f features) []reading {
 				rs = append(rs, r)
 			}
 		}
-		d.distinct[f] = rs // at most one entry for each set of features (4,096)
+		d.distinct[f] = rs // at most one entry for each set of features (2^13)
 	}
 	return rs
 }
@@ -106,9 +107,10 @@ var (
 	mysqlDialect     = newDialect(mysqlReadings)
 	sqlServerDialect = newDialect(sqlServerReadings)
 	// otherDialect is a database not known: every reading above, Oracle's q'[...]'
-	// strings and Snowflake's // comments.
+	// strings, Snowflake's // comments, GoogleSQL's triple-quoted strings (Spanner).
 	otherDialect = newDialect(postgresReadings, sqliteReadings, mysqlReadings, sqlServerReadings, []reading{
 		{qQuotes: true},
+		{tripleQuotes: true, dqStrings: true, backslash: backslashEscapes, hash: true},
 		{backslash: backslashEscapes, slashSlash: true, dollarPlain: true},
 		otherReading,
 	})
@@ -178,16 +180,27 @@ func sanitize(text string, d *dialect) string {
 	} else {
 		marks = make([]byte, len(text))
 	}
-	for _, r := range d.distinctReadings(featuresOf(text)) {
-		r.mark(text, marks)
+	if len(d.readings) == 1 {
+		d.readings[0].mark(text, marks)
+	} else if f := featuresOf(text); f == (features{}) { // no byte that readings tell apart
+		reading{}.mark(text, marks)
+	} else {
+		for _, r := range d.distinctReadings(f) {
+			r.mark(text, marks)
+		}
 	}
 	var b strings.Builder
 	b.Grow(min(len(text), queryTextMax))
 	i := 0
 	for i < len(text) && b.Len() < queryTextMax {
 		if marks[i] == kept {
-			b.WriteByte(text[i])
-			i++
+			j := i + 1
+			for j < len(text) && marks[j] == kept {
+				j++
+			}
+			j = min(j, i+queryTextMax-b.Len())
+			b.WriteString(text[i:j])
+			i = j
 			continue
 		}
 		lit := false
@@ -227,7 +240,7 @@ func trimCutRune(s string) string {
 // features are what a text holds that some readings read differently: readings that
 // differ only in what a text does not hold read it alike.
 type features struct {
-	backslash, dquote, backtick, bracket, nestable, exec, hash, dashes, cr, dollar, slashes, qQuote bool
+	backslash, dquote, backtick, bracket, nestable, exec, hash, dashes, cr, dollar, slashes, qQuote, eQuote, triple bool
 }
 
 func featuresOf(text string) features {
@@ -239,6 +252,7 @@ func featuresOf(text string) features {
 			f.backslash = true
 		case '"':
 			f.dquote = true
+			f.triple = f.triple || strings.HasPrefix(text[i:], `"""`)
 		case '`':
 			f.backtick = true
 		case '[':
@@ -253,6 +267,8 @@ func featuresOf(text string) features {
 			f.dashes = f.dashes || strings.HasPrefix(text[i+1:], "-")
 		case '\'':
 			f.qQuote = f.qQuote || i > 0 && (text[i-1] == 'q' || text[i-1] == 'Q')
+			f.triple = f.triple || strings.HasPrefix(text[i:], "'''")
+			f.eQuote = f.eQuote || i > 0 && (text[i-1] == 'e' || text[i-1] == 'E')
 		case '/':
 			rest := text[i+1:]
 			f.slashes = f.slashes || strings.HasPrefix(rest, "/")
@@ -270,7 +286,10 @@ func featuresOf(text string) features {
 // normalize is r without the rules that read this text as the plain reading does.
 func (f features) normalize(r reading) reading {
 	if !f.backslash {
-		r.backslash, r.eStrings = backslashPlain, false
+		r.backslash = backslashPlain
+	}
+	if !f.eQuote {
+		r.eStrings = false
 	}
 	if !f.dquote {
 		r.dqStrings = false
@@ -305,6 +324,9 @@ func (f features) normalize(r reading) reading {
 	if !f.qQuote {
 		r.qQuotes = false
 	}
+	if !f.triple {
+		r.tripleQuotes = false
+	}
 	return r
 }
 
@@ -315,6 +337,8 @@ func (r reading) mark(text string, marks []byte) {
 		start, kind := i, kept
 		c := text[i]
 		switch {
+		case (c == '\'' || c == '"') && r.tripleQuotes && i+2 < len(text) && text[i+1] == c && text[i+2] == c:
+			i, kind = skipTripleQuoted(text, i, r.backslash), literal
 		case c == '\'':
 			i, kind = skipQuoted(text, i, '\'', r.backslash), literal
 		case c == '"' && r.dqStrings:
@@ -357,8 +381,10 @@ func (r reading) mark(text string, marks []byte) {
 		if exec {
 			kind = comment // its literals too: the whole comment goes, without a ?
 		}
-		for k := start; k < i; k++ {
-			marks[k] = max(marks[k], kind)
+		if kind != kept {
+			for k := start; k < i; k++ {
+				marks[k] = max(marks[k], kind)
+			}
 		}
 	}
 }
@@ -523,6 +549,23 @@ func skipQuoted(text string, i int, q byte, backslash backslashRule) int {
 	return len(text)
 }
 
+// skipTripleQuoted returns the index after the triple-quoted string at i (”'...”',
+// """...""").
+func skipTripleQuoted(text string, i int, backslash backslashRule) int {
+	q := text[i : i+3]
+	for j := i + 3; j < len(text); j++ {
+		switch {
+		case text[j] == '\\' && backslash == backslashEscapes:
+			j++
+		case text[j] == '\\' && backslash == backslashUnknown:
+			return len(text)
+		case strings.HasPrefix(text[j:], q):
+			return j + 3
+		}
+	}
+	return len(text)
+}
+
 // dollarTag is the PostgreSQL dollar quote that starts at i ("$$", "$body$"), or "":
 // "$1" is a placeholder.
 func dollarTag(text string, i int) string {
@@ -637,7 +680,7 @@ func afterAll(words []string, keyword string) (string, bool) {
 // identifiers, and the punctuation "(", ",", and a literal's or a parameter's "?",
 // each its own word.
 func sqlWords(text string) []string {
-	var words []string
+	words := make([]string, 0, 32) // one allocation for most statements
 	for i := 0; i < len(text); {
 		c := text[i]
 		switch {

@@ -29,7 +29,7 @@ import (
 //	              incoming length or chunked); its reply
 //	/refused      GET a port nobody listens on; 502 with the error
 //	/echo         reply JSON: the traceparent and tracestate received, how many
-//	              traceparent headers, the body's length and SHA-256
+//	              of each header, the body's length and SHA-256
 //	/blob?n=N     reply N bytes of blobByte(i)
 //	/sleep?d=D    reply after D
 func addClientRoutes(mux *http.ServeMux) {
@@ -122,6 +122,7 @@ func addClientRoutes(mux *http.ServeMux) {
 			"traceparent":       r.Header.Get("Traceparent"),
 			"traceparent_count": len(r.Header.Values("Traceparent")),
 			"tracestate":        r.Header.Get("Tracestate"),
+			"tracestate_count":  len(r.Header.Values("Tracestate")),
 			"length":            n,
 			"sha256":            hex.EncodeToString(h.Sum(nil)),
 		})
