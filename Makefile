@@ -12,7 +12,9 @@ comma    := ,
 # coordinator can fail a clean run with "context deadline exceeded" when the deadline
 # lands while a worker starts (golang/go#75804), and a count does the same work on a
 # fast or a slow machine. Each count is about 10 s of fuzzing on the CI machine kind.
-FUZZ     := FuzzParse:8000x FuzzPclntab:1500x FuzzDWARF:40000x FuzzTypeInfo:10000x
+# Entries are PACKAGE:TARGET:COUNT.
+FUZZ     := offsets:FuzzParse:8000x offsets:FuzzPclntab:1500x offsets:FuzzDWARF:40000x offsets:FuzzTypeInfo:10000x \
+            probes/databasesql:FuzzGeneratedStatements:30000x
 
 .PHONY: all build test bench demo generate offsets image deps clean
 
@@ -30,8 +32,8 @@ test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -count=1 -race -timeout 30m $$($(GO) list ./... | grep -v /e2e)
 	LAUNCH_BIN=$(LAUNCH) $(GO) test -count=1 -timeout 30m ./e2e/...
-	@for f in $(FUZZ); do n=$${f%%:*}; c=$${f#*:}; echo "fuzz $$n ($$c)"; \
-		$(GO) test -run '^$$' -fuzz "^$$n\$$" -fuzztime $$c -fuzzminimizetime 100x ./offsets/ || exit 1; done
+	@for f in $(FUZZ); do p=$${f%%:*}; r=$${f#*:}; n=$${r%%:*}; c=$${r#*:}; echo "fuzz $$p $$n ($$c)"; \
+		$(GO) test -run '^$$' -fuzz "^$$n\$$" -fuzztime $$c -fuzzminimizetime 100x ./$$p/ || exit 1; done
 
 bench: deps build
 	$(GO) run ./bench -launch $(LAUNCH)
