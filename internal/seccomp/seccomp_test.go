@@ -299,3 +299,45 @@ func TestKernelChild(t *testing.T) {
 	}
 	fmt.Println(strings.Join(res, ", "))
 }
+
+// What the app's filter adds to a system call the container's filter lets through: a
+// getppid loop on one thread under a filter standing for the container's (allow all),
+// without and with the app's filter for the podman-like profile on top (the thread
+// exits with its goroutine, taking its filters along).
+func BenchmarkSyscall(b *testing.B) {
+	f, err := Compile(&podmanLike)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := &gate.Filter{Flags: f.Flags}
+	for _, in := range f.Program {
+		g.Program = append(g.Program, gate.Instruction{Code: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K})
+	}
+	for _, filtered := range []bool{false, true} {
+		b.Run(fmt.Sprintf("filtered=%v", filtered), func(b *testing.B) {
+			done := make(chan error)
+			go func() {
+				runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+				container := &gate.Filter{Program: []gate.Instruction{{Code: retK, K: retAllow}}}
+				if err := gate.InstallFilter(container); err != nil {
+					done <- err
+					return
+				}
+				if filtered {
+					if err := gate.InstallFilter(g); err != nil {
+						done <- err
+						return
+					}
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					syscall.RawSyscall(syscall.SYS_GETPPID, 0, 0, 0)
+				}
+				done <- nil
+			}()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
