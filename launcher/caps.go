@@ -68,17 +68,18 @@ func appCaps(cfg Config) (gate.CapSets, error) {
 }
 
 // ParseAppSeccomp reads --app-seccomp: the container's OCI seccomp profile (linux.seccomp
-// of its config.json; only its rules for seccomp.LauncherCalls matter), whose verdicts
-// for those calls the app gets.
-func ParseAppSeccomp(text string) (*specs.LinuxSeccomp, error) {
+// of its config.json; only its rules for seccomp.LauncherCalls matter), and returns the
+// filter that gives the app that profile's verdicts for those calls.
+func ParseAppSeccomp(text string) (*seccomp.Filter, error) {
 	var p specs.LinuxSeccomp
 	if err := json.Unmarshal([]byte(text), &p); err != nil {
 		return nil, fmt.Errorf("--app-seccomp: %w", err)
 	}
-	if _, err := seccomp.Compile(&p); err != nil {
+	f, err := seccomp.Compile(&p)
+	if err != nil {
 		return nil, fmt.Errorf("--app-seccomp: %w", err)
 	}
-	return &p, nil
+	return f, nil
 }
 
 // appSeccomp is the filter the app runs under on top of the launcher's: for
@@ -89,7 +90,7 @@ func ParseAppSeccomp(text string) (*specs.LinuxSeccomp, error) {
 // nil where there is nothing to refuse.
 func appSeccomp(cfg Config, caps gate.CapSets) (*gate.Filter, error) {
 	if cfg.AppSeccomp != nil {
-		return toGate(seccomp.Compile(cfg.AppSeccomp))
+		return toGate(cfg.AppSeccomp, nil)
 	}
 	if !underSeccomp() {
 		return nil, nil

@@ -14,10 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
+	"github.com/otel-go-launcher/otel-go-launcher/internal/seccomp"
 	"github.com/otel-go-launcher/otel-go-launcher/launcher/gate"
 )
 
@@ -40,7 +40,7 @@ type Config struct {
 	KeepCaps               capability.Set      // launcher capabilities the app may keep (--keep-caps)
 	DropCaps               capability.Set      // more capabilities to take from the app (--drop-caps)
 	AppCaps                *capability.Sets    // the app's sets exactly (--app-caps), in place of the two above
-	AppSeccomp             *specs.LinuxSeccomp // the profile whose verdicts for the launcher's calls the app gets (--app-seccomp)
+	AppSeccomp             *seccomp.Filter     // the app's filter for the launcher's calls, from the container's profile (--app-seccomp)
 	User                   *Credential         // run the app as this user (nil: as the launcher)
 	RequireInstrumentation bool                // do not start the app untraced
 }
