@@ -33,16 +33,16 @@ const (
 type Config struct {
 	Argv                   []string // PROG and its arguments
 	Instrumenter           Instrumenter
-	AttachTimeout          time.Duration       // the gate opens after this even if attaching goes on
-	FlushTimeout           time.Duration       // bound on flushing telemetry at exit
-	Grace                  time.Duration       // >0: TERM, then KILL after this, leftover descendants
-	SignalGroup            bool                // relay signals to the app's process group
-	KeepCaps               capability.Set      // launcher capabilities the app may keep (--keep-caps)
-	DropCaps               capability.Set      // more capabilities to take from the app (--drop-caps)
-	AppCaps                *capability.Sets    // the app's sets exactly (--app-caps), in place of the two above
-	AppSeccomp             *seccomp.Filter     // the app's filter for the launcher's calls, from the container's profile (--app-seccomp)
-	User                   *Credential         // run the app as this user (nil: as the launcher)
-	RequireInstrumentation bool                // do not start the app untraced
+	AttachTimeout          time.Duration    // the gate opens after this even if attaching goes on
+	FlushTimeout           time.Duration    // bound on flushing telemetry at exit
+	Grace                  time.Duration    // >0: TERM, then KILL after this, leftover descendants
+	SignalGroup            bool             // relay signals to the app's process group
+	KeepCaps               capability.Set   // launcher capabilities the app may keep (--keep-caps)
+	DropCaps               capability.Set   // more capabilities to take from the app (--drop-caps)
+	AppCaps                *capability.Sets // the app's sets exactly (--app-caps), in place of the two above
+	AppSeccomp             *seccomp.Filter  // the app's filter for the launcher's calls, from the container's profile (--app-seccomp)
+	User                   *Credential      // run the app as this user (nil: as the launcher)
+	RequireInstrumentation bool             // do not start the app untraced
 }
 
 // Run starts the app, supervises it to the end and returns the exit code for the
