@@ -641,3 +641,61 @@ func TestPackageModule(t *testing.T) {
 		}
 	}
 }
+
+// A function's calls to another are found where the compiler put them - as objdump
+// sees them, in every build mode and on both architectures, the stripped build's the
+// same as its twin's -, and a callee that is absent (inlined) disables the probe,
+// saying why: it is not a function the program does not use.
+func TestFunctionCalls(t *testing.T) {
+	const caller, callee = "net/http.(*conn).serve", "net/http.(*conn).readRequest"
+	spec := func(calls ...string) offsets.Spec {
+		return offsets.Spec{Name: "calls", Module: "std", Functions: []offsets.FuncSpec{{Symbols: []string{caller}, Calls: calls}}}
+	}
+	sites := map[string][]uint64{} // by target, for its stripped twin
+	for _, tg := range targets(t) {
+		b := open(t, tg.Path)
+		r, err := offsets.Analyze(b, []offsets.Spec{spec(callee), spec("no/such.Function")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.Probes[0]
+		if !p.Enabled || len(p.Uprobes) != 1 || len(p.Uprobes[0].Calls) == 0 || p.Uprobes[0].EntryProbe != nil {
+			t.Errorf("%s: %+v", tg, p)
+			continue
+		}
+		calls := p.Uprobes[0].Calls
+		sites[tg.Toolchain+"/"+tg.Variant.Name] = calls
+		if twin, ok := testenv.StrippedTwin(tg.Variant); ok {
+			defer func() {
+				if got, want := sites[tg.Toolchain+"/"+twin.Name], calls; !slices.Equal(got, want) {
+					t.Errorf("%s: stripped build's calls %v, want %v", tg, got, want)
+				}
+			}()
+		}
+		if p := r.Probes[1]; p.Enabled || p.Unused() || !strings.Contains(p.Reason, "no/such.Function, which is not in the binary (inlined?)") {
+			t.Errorf("%s: callee absent: enabled %v, unused %v, %q", tg, p.Enabled, p.Unused(), p.Reason)
+		}
+		if tg.Variant.Name != testenv.Plain.Name {
+			continue
+		}
+		// objdump's addresses of the calls, as file offsets.
+		out, err := exec.Command("go", "tool", "objdump", "-s", "^"+regexp.QuoteMeta(caller)+"$", tg.Path).Output()
+		if err != nil {
+			t.Fatalf("%s: objdump: %v", tg, err)
+		}
+		var want []uint64
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && strings.Contains(line, "CALL "+callee+"(SB)") {
+				addr, _ := strconv.ParseUint(strings.TrimPrefix(f[1], "0x"), 16, 64)
+				want = append(want, addr)
+			}
+		}
+		funcs, _ := b.Functions(caller)
+		for i := range want {
+			want[i] = want[i] - funcs[caller].Addr + funcs[caller].Offset
+		}
+		if !slices.Equal(calls, want) {
+			t.Errorf("%s: calls at %#x, objdump says %#x", tg, calls, want)
+		}
+	}
+}

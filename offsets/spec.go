@@ -41,6 +41,10 @@ type FuncSpec struct {
 	// Needs: probe it only in a program that also has one of these functions (where
 	// they are what makes it the right place); without them it counts as absent.
 	Needs []string
+	// Calls: probe its direct calls to these functions (CallOffsets) instead of its
+	// entry - where the callee's arguments are in registers, in this caller only. A
+	// function that makes none (the callee inlined) disables the probe, saying so.
+	Calls []string
 }
 
 // FieldSpec is a struct field the probe reads.
@@ -93,6 +97,9 @@ type Uprobe struct {
 	Offset     uint64   `json:"offset"`
 	EntryProbe *uint64  `json:"entry_probe"`
 	Returns    []uint64 `json:"returns"`
+	// Calls are its calls to the functions FuncSpec.Calls names, probed instead of
+	// its entry; absent for the others.
+	Calls []uint64 `json:"calls,omitempty"`
 }
 
 // Field is a resolved struct field offset. Offset is nil when Source is "missing".
@@ -172,7 +179,7 @@ func AnalyzeFunctions(b *Binary, specs []Spec) (r *Report, err error) {
 	var names []string
 	for _, s := range specs {
 		for _, f := range s.Functions {
-			names = append(append(names, f.Symbols...), f.Needs...)
+			names = append(append(append(names, f.Symbols...), f.Needs...), f.Calls...)
 		}
 	}
 	funcs, funcErr := b.Functions(names...)
@@ -323,7 +330,7 @@ func analyze(b *Binary, specs []Spec) *Report {
 	var fields []moduleField
 	for _, s := range specs {
 		for _, f := range s.Functions {
-			names = append(append(names, f.Symbols...), f.Needs...)
+			names = append(append(append(names, f.Symbols...), f.Needs...), f.Calls...)
 		}
 		fields = append(fields, s.fieldsFor(b)...)
 	}
@@ -406,7 +413,9 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 			p.absences++
 		default:
 			u := Uprobe{Symbol: fn.Name, Offset: fn.Offset, Returns: []uint64{}}
-			if !f.ReturnsOnly {
+			if len(f.Calls) > 0 {
+				u.Calls = resolveCalls(b, &p, fn, f.Calls, funcs)
+			} else if !f.ReturnsOnly {
 				entry := b.EntryProbeOffset(fn)
 				u.EntryProbe = &entry
 			}
@@ -425,6 +434,31 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		p.absences++
 	}
 	return p
+}
+
+// resolveCalls finds fn's direct calls to the functions named, disabling p where
+// there is none: the callee was inlined into fn (or fn changed), and nothing else
+// sees what the probe needs where it needs it.
+func resolveCalls(b *Binary, p *ProbeReport, fn Func, names []string, funcs map[string]Func) []uint64 {
+	var callees []Func
+	for _, name := range names {
+		if c, ok := funcs[name]; ok {
+			callees = append(callees, c)
+		}
+	}
+	what := strings.Join(names, " or ")
+	if len(callees) == 0 {
+		p.disable("%s calls %s, which is not in the binary (inlined?): nowhere to probe", fn.Name, what)
+		return nil
+	}
+	sites, err := b.CallOffsets(fn, callees...)
+	switch {
+	case err != nil:
+		p.disable("call sites: %v", err)
+	case len(sites) == 0:
+		p.disable("%s makes no call to %s (inlined?): nowhere to probe", fn.Name, what)
+	}
+	return sites
 }
 
 func resolveFields(b *Binary, s Spec, p *ProbeReport, res offsetResolution) {

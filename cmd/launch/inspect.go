@@ -104,6 +104,10 @@ func printReport(w io.Writer, r *offsets.Report) {
 			}
 			at := fmt.Sprintf("at %#x", u.Offset)
 			switch {
+			case len(u.Calls) == 1:
+				rets = "1 call site only"
+			case len(u.Calls) > 1:
+				rets = fmt.Sprintf("%d call sites only", len(u.Calls))
 			case u.EntryProbe == nil:
 				rets += " only"
 			case *u.EntryProbe != u.Offset:
