@@ -63,7 +63,11 @@ func CheckFindings(lib *Library, limits ...string) []Finding {
 		return []Finding{{Status: Fail, Text: fmt.Sprintf("probes %s: %v", lib.SpecNames(), err)}}
 	}
 	defer obj.Close()
-	findings := []Finding{{Status: OK, Text: fmt.Sprintf("probes %s: %d programs verified", lib.SpecNames(), obj.Programs)}}
+	programs := fmt.Sprintf("%d programs", obj.Programs)
+	if obj.Programs == 1 {
+		programs = "1 program"
+	}
+	findings := []Finding{{Status: OK, Text: fmt.Sprintf("probes %s: %s verified", lib.SpecNames(), programs)}}
 	for _, l := range limits {
 		findings = append(findings, Finding{Status: Limit, Text: l})
 	}

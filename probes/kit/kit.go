@@ -37,8 +37,9 @@ type Library struct {
 	// sync.OnceValues): the session parses it from the launcher's first step.
 	Object func() (*ebpf.CollectionSpec, error)
 	// Clients are the specs whose spans take their parent from the in-flight server
-	// spans (spans.h), and how each looks for it. Server spans are registered only
-	// where an enabled one looks.
+	// spans (spans.h), and how each looks for it; a router's spec, which files the
+	// route of the server span it finds (routes.h), is one too. Server spans are
+	// registered only where an enabled one looks.
 	Clients map[string]Lookup
 	// Load loads the library's probe for the app t, whose reports say which of Specs
 	// resolved (the session loads a library only if one did). It runs while the
@@ -56,6 +57,9 @@ type Lookup uint64
 const (
 	ByContext   Lookup = 1 << iota // the call's context, up its parents
 	ByGoroutine                    // the goroutine making the call
+	// Routes: it files the template a router matched for the span (routes.h), which
+	// the server takes at its end; a router's spec is ByGoroutine | Routes.
+	Routes
 )
 
 // SpecNames are the names of the library's probes, for messages: its specs that attach

@@ -18,12 +18,14 @@ import (
 )
 
 // Uprobe declares a function a spec attaches to: a uprobe at its entry, one at each of
-// its RET instructions (Go code gets no uretprobes: goroutine stacks move), or both.
+// its RET instructions (Go code gets no uretprobes: goroutine stacks move), or both; or
+// one at each of its calls to the functions its offsets.FuncSpec.Calls names.
 type Uprobe struct {
 	Spec   string // the spec it serves: "net/http.server"
 	Symbol string // the function: one of the symbols of one of the spec's functions
 	Entry  string // the program at its entry; "" for none
 	Return string // the program at each of its RETs; "" for none
+	Call   string // the program at each of its calls to FuncSpec.Calls; "" for none
 }
 
 // ObjectSpec is what a library's probe loads for one app.
@@ -39,7 +41,9 @@ type ObjectSpec struct {
 	// Writers hand the trace context of a client spec's calls to the wire.
 	Writers *Writers
 	// Decode fills span from a ring buffer record (the C struct, 8-byte aligned, valid
-	// only during the call), or returns false to skip it.
+	// only during the call), or returns false to skip it. nil for an object that
+	// outputs no events (a router's, which hands its route to the server's span): it
+	// has no ring buffer to read.
 	Decode func(raw []byte, span *telemetry.Span) bool
 }
 
@@ -112,6 +116,7 @@ func LoadObject(ctx context.Context, t Target, reps Reports, env Env, spec Objec
 			o.uprobes = append(o.uprobes, u)
 			add(u.Entry)
 			add(u.Return)
+			add(u.Call)
 		}
 	}
 	for _, name := range spec.Programs {
@@ -205,7 +210,7 @@ func (o *Object) detachWriters() error {
 	o.mu.Unlock()
 	var errs []error
 	for _, u := range ups {
-		for _, prog := range []string{u.Entry, u.Return} {
+		for _, prog := range []string{u.Entry, u.Return, u.Call} {
 			if prog != "" {
 				errs = append(errs, o.DetachProgram(prog))
 			}
@@ -245,6 +250,13 @@ func (o *Object) AttachUprobes(ctx context.Context, ups ...Uprobe) error {
 				continue
 			}
 			groups = append(groups, group{u.Spec, u.Return, bpf.Uprobe{Symbol: fn.Symbol + " (returns)", Offsets: fn.Returns}})
+		}
+		if u.Call != "" {
+			if len(fn.Calls) == 0 {
+				errs = append(errs, errorf(u.Spec, StageAttach, fmt.Errorf("%s: no call site found", fn.Symbol)))
+				continue
+			}
+			groups = append(groups, group{u.Spec, u.Call, bpf.Uprobe{Symbol: fn.Symbol + " (calls)", Offsets: fn.Calls}})
 		}
 	}
 	type result struct {
@@ -424,15 +436,19 @@ func (o *Object) ConfigureWith(reps Reports, inflight Lookup, vars map[string]ui
 	if err := o.objs.SetVariables(values); err != nil {
 		return fail(err)
 	}
-	reader, err := bpf.NewReader(o.objs.Map("events"), o.objs.Map("lost_events"))
-	if err != nil {
-		return fail(err)
+	var reader *bpf.Reader
+	if o.spec.Decode != nil {
+		if reader, err = bpf.NewReader(o.objs.Map("events"), o.objs.Map("lost_events")); err != nil {
+			return fail(err)
+		}
 	}
 	enables := map[string]uint64{}
 	for _, spec := range enabled {
 		name, ok := o.spec.Enable[spec]
 		if !ok {
-			reader.Close()
+			if reader != nil {
+				reader.Close()
+			}
 			return fail(fmt.Errorf("no variable enables %s (a bug)", spec))
 		}
 		enables[name] = 1

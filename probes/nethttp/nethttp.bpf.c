@@ -7,8 +7,9 @@
  * rw, req): the request is parsed; read it, choose the span's IDs (joining the incoming
  * trace, if any), keep the state per goroutine, and register the span among the
  * in-flight server spans every probe shares (spans.h), under its context (req.ctx) and
- * its goroutine, where some probe looks. Each RET: read the route and status, output the
- * span, unregister it.
+ * its goroutine, where some probe looks. Each RET: read the route (a router's, filed by
+ * its probe in routes.h, else ServeMux's pattern) and status, output the span,
+ * unregister it.
  *
  * An HTTP/2 server that calls the handler without serverHandler, two hits too:
  * golang.org/x/net/http2's own (h2c.NewHandler, http2.Server.ServeConn), and Go
@@ -44,6 +45,7 @@
 #include "headers.h"
 #include "tracestate.h"
 #include "spans.h"
+#include "routes.h"
 #include "outgoing.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -106,7 +108,6 @@ volatile __u64 propagate = 0; /* file traceparents for sk_msg to insert */
 
 #define METHOD_MAX 16
 #define PATH_MAX 128
-#define ROUTE_MAX 128
 #define HOST_MAX 64
 #define REMOTE_MAX 64
 #define SCHEME_MAX 8
@@ -129,6 +130,8 @@ struct http_server_event {
 	__u16 route_len;
 	__u16 host_len;
 	__u16 remote_len;
+	__u8 routed; /* the route is a router's template (routes.h), not a ServeMux pattern */
+	__u8 _pad[7];
 	__u8 method[METHOD_MAX];
 	__u8 path[PATH_MAX];
 	__u8 route[ROUTE_MAX];
@@ -344,10 +347,16 @@ static __always_inline void server_end(struct server_call *st, __u64 g)
 		__u64 status = read_ptr(read_ptr(st->resp + rws_off) + status_off);
 		st->ev.status = status ? (__u16)status : 200;
 	}
-	/* The route is the *http.Request's, set by a ServeMux: not there when Go 1.27's
-	 * HTTP/2 server ran the handler without serverHandler. */
+	/* A router's template, if one filed it (routes.h), wins over ServeMux's pattern:
+	 * a catch-all "/" around a router. */
+	if (inflight_wanted & INFLIGHT_ROUTES) {
+		st->ev.route_len = take_route(g, st->ev.sc.span_id, st->ev.route);
+		st->ev.routed = st->ev.route_len > 0;
+	}
+	/* Else the route is the *http.Request's, set by a ServeMux: not there when Go
+	 * 1.27's HTTP/2 server ran the handler without serverHandler. */
 	int http_request = !(st->outer && !st->xnet && !st->adopted);
-	if (!http_request) {
+	if (st->ev.routed || !http_request) {
 	} else if (off_http_Request_Pattern != OFFSET_NONE) {
 		st->ev.route_len = read_go_string(st->ev.route, ROUTE_MAX, req + off_http_Request_Pattern);
 	} else if (off_http_Request_pat != OFFSET_NONE) {

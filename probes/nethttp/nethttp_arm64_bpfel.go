@@ -97,6 +97,8 @@ type nethttpHttpServerEvent struct {
 	RouteLen     uint16
 	HostLen      uint16
 	RemoteLen    uint16
+	Routed       uint8
+	Pad          [7]uint8
 	Method       [16]uint8
 	Path         [128]uint8
 	Route        [128]uint8
@@ -133,6 +135,15 @@ type nethttpOutgoing struct {
 	Tracestate    [512]uint8
 	_             [4]byte
 	FiledNs       uint64
+}
+
+type nethttpRouteRef struct {
+	_      structs.HostLayout
+	SpanId [8]uint8
+	Depth  uint64
+	Len    uint16
+	Pad    [6]uint8
+	Route  [256]uint8
 }
 
 type nethttpServerCall struct {
@@ -190,6 +201,8 @@ type nethttpZeroValue struct {
 			RouteLen     uint16
 			HostLen      uint16
 			RemoteLen    uint16
+			Routed       uint8
+			Pad          [7]uint8
 			Method       [16]uint8
 			Path         [128]uint8
 			Route        [128]uint8
@@ -251,6 +264,7 @@ const (
 	nethttpMapFiled                                 = "filed"
 	nethttpMapInflightContexts                      = "inflight_contexts"
 	nethttpMapInflightGoroutines                    = "inflight_goroutines"
+	nethttpMapInflightRoutes                        = "inflight_routes"
 	nethttpMapLostEvents                            = "lost_events"
 	nethttpMapOutgoingH2                            = "outgoing_h2"
 	nethttpMapOutgoingHttp1                         = "outgoing_http1"
@@ -392,6 +406,7 @@ type nethttpMapSpecs struct {
 	Filed              *ebpf.MapSpec `ebpf:"filed"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
+	InflightRoutes     *ebpf.MapSpec `ebpf:"inflight_routes"`
 	LostEvents         *ebpf.MapSpec `ebpf:"lost_events"`
 	OutgoingH2         *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingHttp1      *ebpf.MapSpec `ebpf:"outgoing_http1"`
@@ -483,6 +498,7 @@ type nethttpMaps struct {
 	Filed              *ebpf.Map `ebpf:"filed"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
+	InflightRoutes     *ebpf.Map `ebpf:"inflight_routes"`
 	LostEvents         *ebpf.Map `ebpf:"lost_events"`
 	OutgoingH2         *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingHttp1      *ebpf.Map `ebpf:"outgoing_http1"`
@@ -497,6 +513,7 @@ func (m *nethttpMaps) Close() error {
 		m.Filed,
 		m.InflightContexts,
 		m.InflightGoroutines,
+		m.InflightRoutes,
 		m.LostEvents,
 		m.OutgoingH2,
 		m.OutgoingHttp1,

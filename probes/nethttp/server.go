@@ -15,7 +15,10 @@ import (
 // serverSpan fills span from a server event, following the HTTP semantic conventions.
 func serverSpan(ev *nethttpHttpServerEvent, span *telemetry.Span) {
 	method := str(ev.Method[:], ev.MethodLen)
-	route := routeOf(str(ev.Route[:], ev.RouteLen))
+	route := str(ev.Route[:], ev.RouteLen)
+	if ev.Routed == 0 {
+		route = routeOf(route) // a router's template is one already
+	}
 
 	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{

@@ -130,6 +130,20 @@ func TestRedactQuery(t *testing.T) {
 	}
 }
 
+// A router's template (routes.h) is the route as it is: no ServeMux pattern to read
+// a method or a host from.
+func TestServerSpanRoutedByARouter(t *testing.T) {
+	var s telemetry.Span
+	for _, route := range []string{"/users/:id", "/files/{name} x", "example.com/{id}"} {
+		ev := event("GET", "/p", route, 200)
+		ev.Routed = 1
+		serverSpan(ev, &s)
+		if a := attrs(&s); s.Name != "GET "+route || a["http.route"].AsString() != route {
+			t.Errorf("%q: span %q, http.route %q", route, s.Name, a["http.route"].AsString())
+		}
+	}
+}
+
 func TestRouteOf(t *testing.T) {
 	for pattern, want := range map[string]string{
 		"": "", "/": "/", "/items/{id}": "/items/{id}", "GET /items/{id}": "/items/{id}",
