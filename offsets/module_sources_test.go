@@ -9,6 +9,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	grpcprobe "github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
@@ -43,6 +44,19 @@ func TestGRPCSourcesAgreeWithDWARF(t *testing.T) {
 // newest v9 lines.
 func TestRedisSourcesAgreeWithDWARF(t *testing.T) {
 	checkModuleSources(t, goredis.Module, testenv.BuildRedis(t, testenv.RedisBuilds...))
+}
+
+// The route probes read their router's structs: the same, in builds of the oldest
+// supported and the newest release.
+func TestRouterSourcesAgreeWithDWARF(t *testing.T) {
+	for _, r := range []struct {
+		module string
+		router testenv.Router
+	}{
+		{chi.Module, testenv.Chi},
+	} {
+		t.Run(r.module, func(t *testing.T) { checkModuleSources(t, r.module, r.router.Build(t, r.router.Builds...)) })
+	}
 }
 
 // The database/sql probe reads structs of pgx and lib/pq, for the server's address: the

@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
@@ -48,6 +49,7 @@ func Libraries(opts Options) []kit.Library {
 		grpc.Library(),
 		databasesql.Library(),
 		goredis.Library(),
+		chi.Library(),
 	}
 }
 

@@ -285,3 +285,39 @@ func BuildRedis(t testing.TB, builds ...ModuleBuild) []Target {
 
 // BuildRedisErr is BuildRedis for code that is not a test (benchmarks).
 func BuildRedisErr(builds ...ModuleBuild) ([]Target, error) { return cacheService.build(builds) }
+
+// Router is a router's test service (internal/testenv/targets/NAME): the same
+// endpoints for every router, built against the releases of its module that Builds
+// name.
+type Router struct {
+	moduleTarget
+	// Builds: the oldest release the route probe supports on an old toolchain, and
+	// the newest (go.mod's), plain and stripped.
+	Builds []ModuleBuild
+}
+
+// Build builds the router's service for each build, cached as BuildTargets does.
+func (r Router) Build(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	targets, err := r.build(builds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
+// BuildErr is Build for code that is not a test (benchmarks).
+func (r Router) BuildErr(builds ...ModuleBuild) ([]Target, error) { return r.build(builds) }
+
+// Newest is the build of the router's newest release with the newest toolchain.
+func (r Router) Newest() ModuleBuild { return ModuleBuild{Version: r.Default, Toolchain: "go1.26.8"} }
+
+// Chi is github.com/go-chi/chi/v5's service.
+var Chi = Router{
+	moduleTarget: moduleTarget{Name: "chiservice", Tag: "chi", Default: "v5.5.0"},
+	Builds: []ModuleBuild{
+		{Version: "v5.0.0", Toolchain: "go1.22.12"},
+		{Version: "v5.5.0", Toolchain: "go1.26.8"},
+		{Version: "v5.5.0", Toolchain: "go1.26.8", Stripped: true},
+	},
+}
