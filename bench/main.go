@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, readiness, tracing, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
+// Sections: startup, analysis, gate, readiness, tracing, routes, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -25,6 +25,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"startup":   startup,
 	"analysis":  analysis,
 	"tracing":   tracing,
+	"routes":    routesBench,
 	"proxy":     proxy,
 	"rate":      rate,
 	"stall":     stall,
@@ -50,11 +51,11 @@ type benchEnv struct {
 func main() {
 	rounds := flag.Int("rounds", 300, "rounds per case")
 	launch := flag.String("launch", "bin/launch", "launcher binary to measure")
-	baseline := flag.String("baseline", "", "another launcher binary to measure in the same rounds (tracing), to compare two versions on a drifting machine")
+	baseline := flag.String("baseline", "", "another launcher binary to measure in the same rounds (tracing, routes), to compare two versions on a drifting machine")
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "routes", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they
