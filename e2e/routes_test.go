@@ -23,12 +23,22 @@ type router struct {
 	testenv.Router
 	probe               string // its probe's name in launch inspect
 	users, orders, call string // templates of /users/ID, /api/orders/ID, /call/ID
+	// nested: a path another router routes (inside this one's handler), and the
+	// template that router matched: the deeper router's names the span.
+	nested, nestedRoute string
 }
 
-var chiRouter = router{testenv.Chi, "chi.route", "/users/{id}", "/api/orders/{order}", "/call/{id}"}
+var (
+	chiRouter        = router{testenv.Chi, "chi.route", "/users/{id}", "/api/orders/{order}", "/call/{id}", "", ""}
+	gorillaMuxRouter = router{testenv.GorillaMux, "gorilla/mux.route", "/users/{id}", "/api/orders/{order}", "/call/{id}",
+		"/chi/users/5", "/chi/users/{id}"} // gorilla/mux's probe runs before chi's
+)
 
 // TestChiRoutes: spans and request metrics of a chi service carry the route matched.
 func TestChiRoutes(t *testing.T) { routerRoutes(t, chiRouter) }
+
+// TestGorillaMuxRoutes: the same for gorilla/mux (a subrouter for /api).
+func TestGorillaMuxRoutes(t *testing.T) { routerRoutes(t, gorillaMuxRouter) }
 
 // routerRoutes runs the router's service, for each of its builds (the oldest release
 // supported on an old Go, the newest plain and stripped), under the launcher, and
@@ -130,6 +140,9 @@ func routedSpans(t *testing.T, rt router, tg testenv.Target) {
 		{muxAddr, "/call/10", 200, rt.call},
 		{muxAddr, "/nope/2", 404, "/"}, // the router matched nothing: ServeMux's catch-all stands
 	}
+	if rt.nested != "" {
+		requests = append(requests, request{addr, rt.nested, 200, rt.nestedRoute})
+	}
 	for _, q := range requests {
 		resp, err := http.Get("http://" + q.addr + q.path)
 		if err != nil {
@@ -216,6 +229,9 @@ func routedSpans(t *testing.T, rt router, tg testenv.Target) {
 		"/hello 200":       1,
 		" 404":             1,
 		"/ 404":            1,
+	}
+	if rt.nested != "" {
+		want[rt.nestedRoute+" 200"] = 1
 	}
 	if fmt.Sprint(sortedCounts(counts)) != fmt.Sprint(sortedCounts(want)) {
 		t.Errorf("http.server.request.duration by route and status:\n%v\nwant\n%v", sortedCounts(counts), sortedCounts(want))

@@ -12,6 +12,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
 	grpcprobe "github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 )
 
@@ -54,6 +55,7 @@ func TestRouterSourcesAgreeWithDWARF(t *testing.T) {
 		router testenv.Router
 	}{
 		{chi.Module, testenv.Chi},
+		{gorillamux.Module, testenv.GorillaMux},
 	} {
 		t.Run(r.module, func(t *testing.T) { checkModuleSources(t, r.module, r.router.Build(t, r.router.Builds...)) })
 	}

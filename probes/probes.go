@@ -21,6 +21,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
@@ -50,6 +51,7 @@ func Libraries(opts Options) []kit.Library {
 		databasesql.Library(),
 		goredis.Library(),
 		chi.Library(),
+		gorillamux.Library(),
 	}
 }
 

@@ -321,3 +321,13 @@ var Chi = Router{
 		{Version: "v5.5.0", Toolchain: "go1.26.8", Stripped: true},
 	},
 }
+
+// GorillaMux is github.com/gorilla/mux's service.
+var GorillaMux = Router{
+	moduleTarget: moduleTarget{Name: "muxservice", Tag: "mux", Default: "v1.8.1"},
+	Builds: []ModuleBuild{
+		{Version: "v1.7.4", Toolchain: "go1.22.12"},
+		{Version: "v1.8.1", Toolchain: "go1.26.8"},
+		{Version: "v1.8.1", Toolchain: "go1.26.8", Stripped: true},
+	},
+}
