@@ -32,6 +32,7 @@ var (
 	chiRouter        = router{testenv.Chi, "chi.route", "/users/{id}", "/api/orders/{order}", "/call/{id}", "", ""}
 	gorillaMuxRouter = router{testenv.GorillaMux, "gorilla/mux.route", "/users/{id}", "/api/orders/{order}", "/call/{id}",
 		"/chi/users/5", "/chi/users/{id}"} // gorilla/mux's probe runs before chi's
+	ginRouter = router{testenv.Gin, "gin.route", "/users/:id", "/api/orders/:order", "/call/:id", "", ""}
 )
 
 // TestChiRoutes: spans and request metrics of a chi service carry the route matched.
@@ -39,6 +40,9 @@ func TestChiRoutes(t *testing.T) { routerRoutes(t, chiRouter) }
 
 // TestGorillaMuxRoutes: the same for gorilla/mux (a subrouter for /api).
 func TestGorillaMuxRoutes(t *testing.T) { routerRoutes(t, gorillaMuxRouter) }
+
+// TestGinRoutes: the same for gin (a group for /api).
+func TestGinRoutes(t *testing.T) { routerRoutes(t, ginRouter) }
 
 // routerRoutes runs the router's service, for each of its builds (the oldest release
 // supported on an old Go, the newest plain and stripped), under the launcher, and

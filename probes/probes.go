@@ -20,6 +20,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/gin"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
@@ -52,6 +53,7 @@ func Libraries(opts Options) []kit.Library {
 		goredis.Library(),
 		chi.Library(),
 		gorillamux.Library(),
+		gin.Library(),
 	}
 }
 

@@ -331,3 +331,13 @@ var GorillaMux = Router{
 		{Version: "v1.8.1", Toolchain: "go1.26.8", Stripped: true},
 	},
 }
+
+// Gin is github.com/gin-gonic/gin's service.
+var Gin = Router{
+	moduleTarget: moduleTarget{Name: "ginservice", Tag: "gin", Default: "v1.12.0"},
+	Builds: []ModuleBuild{
+		{Version: "v1.5.0", Toolchain: "go1.22.12"},
+		{Version: "v1.12.0", Toolchain: "go1.26.8"},
+		{Version: "v1.12.0", Toolchain: "go1.26.8", Stripped: true},
+	},
+}
