@@ -31,6 +31,7 @@ func TestDoctor(t *testing.T) {
 		"ok     probes chi.route: 1 program verified",
 		"ok     probes gorilla/mux.route: 1 program verified",
 		"ok     probes gin.route: 1 program verified",
+		"ok     probes echo.route: 1 program verified",
 		"ok     outgoing traceparent: socket programs attach to the app's own cgroup v2 (here /otel-go-launcher-test-",
 		"they see the TCP connections of its processes only, no other container's or host process's",
 		"limit  outgoing traceparent goes on plain HTTP/1 requests and plain HTTP/2 (h2c, gRPC without TLS) streams only: TLS",

@@ -32,7 +32,9 @@ var (
 	chiRouter        = router{testenv.Chi, "chi.route", "/users/{id}", "/api/orders/{order}", "/call/{id}", "", ""}
 	gorillaMuxRouter = router{testenv.GorillaMux, "gorilla/mux.route", "/users/{id}", "/api/orders/{order}", "/call/{id}",
 		"/chi/users/5", "/chi/users/{id}"} // gorilla/mux's probe runs before chi's
-	ginRouter = router{testenv.Gin, "gin.route", "/users/:id", "/api/orders/:order", "/call/:id", "", ""}
+	ginRouter  = router{testenv.Gin, "gin.route", "/users/:id", "/api/orders/:order", "/call/:id", "", ""}
+	echoRouter = router{testenv.Echo, "echo.route", "/users/:id", "/api/orders/:order", "/call/:id",
+		"/chi/users/6", "/chi/users/{id}"} // echo's probe runs after chi's, higher up the stack
 )
 
 // TestChiRoutes: spans and request metrics of a chi service carry the route matched.
@@ -43,6 +45,9 @@ func TestGorillaMuxRoutes(t *testing.T) { routerRoutes(t, gorillaMuxRouter) }
 
 // TestGinRoutes: the same for gin (a group for /api).
 func TestGinRoutes(t *testing.T) { routerRoutes(t, ginRouter) }
+
+// TestEchoRoutes: the same for echo (a group for /api).
+func TestEchoRoutes(t *testing.T) { routerRoutes(t, echoRouter) }
 
 // routerRoutes runs the router's service, for each of its builds (the oldest release
 // supported on an old Go, the newest plain and stripped), under the launcher, and

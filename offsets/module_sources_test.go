@@ -11,6 +11,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/echo"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gin"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
@@ -58,6 +59,7 @@ func TestRouterSourcesAgreeWithDWARF(t *testing.T) {
 		{chi.Module, testenv.Chi},
 		{gorillamux.Module, testenv.GorillaMux},
 		{gin.Module, testenv.Gin},
+		{echo.Module, testenv.Echo},
 	} {
 		t.Run(r.module, func(t *testing.T) { checkModuleSources(t, r.module, r.router.Build(t, r.router.Builds...)) })
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/echo"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gin"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
@@ -54,6 +55,7 @@ func Libraries(opts Options) []kit.Library {
 		chi.Library(),
 		gorillamux.Library(),
 		gin.Library(),
+		echo.Library(),
 	}
 }
 

@@ -341,3 +341,13 @@ var Gin = Router{
 		{Version: "v1.12.0", Toolchain: "go1.26.8", Stripped: true},
 	},
 }
+
+// Echo is github.com/labstack/echo/v4's service.
+var Echo = Router{
+	moduleTarget: moduleTarget{Name: "echoservice", Tag: "echo", Default: "v4.16.6"},
+	Builds: []ModuleBuild{
+		{Version: "v4.10.2", Toolchain: "go1.22.12"},
+		{Version: "v4.16.6", Toolchain: "go1.26.8"},
+		{Version: "v4.16.6", Toolchain: "go1.26.8", Stripped: true},
+	},
+}
