@@ -49,7 +49,7 @@ func routesBench(env *benchEnv) error {
 		helloHits        uint64
 		bpfTime, helloNs time.Duration
 	}
-	for _, rt := range []testenv.Router{testenv.Chi} {
+	for _, rt := range []testenv.Router{testenv.Chi, testenv.GorillaMux, testenv.Gin, testenv.Echo} {
 		tgs, err := rt.BuildErr(rt.Newest())
 		if err != nil {
 			return err
@@ -115,7 +115,7 @@ func routesBench(env *benchEnv) error {
 			return mean(rs, func(r result) float64 { return float64(r.latency1.Nanoseconds()) / 1000 })
 		}
 		direct := results[0]
-		fmt.Printf("### Routes: %s %s (Go 1.26, GET /users/7, %d rounds of %s, interleaved)\n\n", rt.Tag, rt.Default, rounds, dur)
+		fmt.Printf("### Routes: %s %s (Go 1.26, GET /users/7, %d rounds of %s, interleaved)\n\n", rt.Module, rt.Default, rounds, dur)
 		header, rule := "| measure | without launcher |", "|---|---:|"
 		for _, c := range cases[1:] {
 			header += " " + c.name + " | |"

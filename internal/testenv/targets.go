@@ -291,6 +291,7 @@ func BuildRedisErr(builds ...ModuleBuild) ([]Target, error) { return cacheServic
 // name.
 type Router struct {
 	moduleTarget
+	Module string // the router's module: "github.com/go-chi/chi/v5"
 	// Builds: the oldest release the route probe supports on an old toolchain, and
 	// the newest (go.mod's), plain and stripped.
 	Builds []ModuleBuild
@@ -315,6 +316,7 @@ func (r Router) Newest() ModuleBuild { return ModuleBuild{Version: r.Default, To
 // Chi is github.com/go-chi/chi/v5's service.
 var Chi = Router{
 	moduleTarget: moduleTarget{Name: "chiservice", Tag: "chi", Default: "v5.5.0"},
+	Module:       "github.com/go-chi/chi/v5",
 	Builds: []ModuleBuild{
 		{Version: "v5.0.0", Toolchain: "go1.22.12"},
 		{Version: "v5.5.0", Toolchain: "go1.26.8"},
@@ -325,6 +327,7 @@ var Chi = Router{
 // GorillaMux is github.com/gorilla/mux's service.
 var GorillaMux = Router{
 	moduleTarget: moduleTarget{Name: "muxservice", Tag: "mux", Default: "v1.8.1"},
+	Module:       "github.com/gorilla/mux",
 	Builds: []ModuleBuild{
 		{Version: "v1.7.4", Toolchain: "go1.22.12"},
 		{Version: "v1.8.1", Toolchain: "go1.26.8"},
@@ -335,6 +338,7 @@ var GorillaMux = Router{
 // Gin is github.com/gin-gonic/gin's service.
 var Gin = Router{
 	moduleTarget: moduleTarget{Name: "ginservice", Tag: "gin", Default: "v1.12.0"},
+	Module:       "github.com/gin-gonic/gin",
 	Builds: []ModuleBuild{
 		{Version: "v1.5.0", Toolchain: "go1.22.12"},
 		{Version: "v1.12.0", Toolchain: "go1.26.8"},
@@ -345,6 +349,7 @@ var Gin = Router{
 // Echo is github.com/labstack/echo/v4's service.
 var Echo = Router{
 	moduleTarget: moduleTarget{Name: "echoservice", Tag: "echo", Default: "v4.16.6"},
+	Module:       "github.com/labstack/echo/v4",
 	Builds: []ModuleBuild{
 		{Version: "v4.10.2", Toolchain: "go1.22.12"},
 		{Version: "v4.16.6", Toolchain: "go1.26.8"},
