@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"go/version"
 	"io"
 	"net/http"
 	"os"
@@ -26,15 +27,16 @@ type router struct {
 	// nested: a path another router routes (inside this one's handler), and the
 	// template that router matched: the deeper router's names the span.
 	nested, nestedRoute string
+	h2c                 bool // its service also speaks plaintext HTTP/2 on -addr (Go 1.24+)
 }
 
 var (
-	chiRouter        = router{testenv.Chi, "chi.route", "/users/{id}", "/api/orders/{order}", "/call/{id}", "", ""}
+	chiRouter        = router{testenv.Chi, "chi.route", "/users/{id}", "/api/orders/{order}", "/call/{id}", "", "", true}
 	gorillaMuxRouter = router{testenv.GorillaMux, "gorilla/mux.route", "/users/{id}", "/api/orders/{order}", "/call/{id}",
-		"/chi/users/5", "/chi/users/{id}"} // gorilla/mux's probe runs before chi's
-	ginRouter  = router{testenv.Gin, "gin.route", "/users/:id", "/api/orders/:order", "/call/:id", "", ""}
+		"/chi/users/5", "/chi/users/{id}", false} // gorilla/mux's probe runs before chi's
+	ginRouter  = router{testenv.Gin, "gin.route", "/users/:id", "/api/orders/:order", "/call/:id", "", "", false}
 	echoRouter = router{testenv.Echo, "echo.route", "/users/:id", "/api/orders/:order", "/call/:id",
-		"/chi/users/6", "/chi/users/{id}"} // echo's probe runs after chi's, higher up the stack
+		"/chi/users/6", "/chi/users/{id}", false} // echo's probe runs after chi's, higher up the stack
 )
 
 // TestChiRoutes: spans and request metrics of a chi service carry the route matched.
@@ -137,35 +139,48 @@ func routedSpans(t *testing.T, rt router, tg testenv.Target) {
 		addr, path string
 		status     int
 		route      string
+		h2         bool // over plaintext HTTP/2
 	}
 	requests := []request{
-		{addr, "/users/7", 200, rt.users},
-		{addr, "/api/orders/42", 200, rt.orders},
-		{addr, "/call/9", 200, rt.call},
-		{addr, "/", 200, "/"},
-		{addr, "/nope", 404, ""},
-		{muxAddr, "/users/8", 200, rt.users},
-		{muxAddr, "/api/orders/43", 200, rt.orders},
-		{muxAddr, "/call/10", 200, rt.call},
-		{muxAddr, "/nope/2", 404, "/"}, // the router matched nothing: ServeMux's catch-all stands
+		{addr, "/users/7", 200, rt.users, false},
+		{addr, "/api/orders/42", 200, rt.orders, false},
+		{addr, "/call/9", 200, rt.call, false},
+		{addr, "/", 200, "/", false},
+		{addr, "/nope", 404, "", false},
+		{muxAddr, "/users/8", 200, rt.users, false},
+		{muxAddr, "/api/orders/43", 200, rt.orders, false},
+		{muxAddr, "/call/10", 200, rt.call, false},
+		{muxAddr, "/nope/2", 404, "/", false}, // the router matched nothing: ServeMux's catch-all stands
 	}
 	if rt.nested != "" {
-		requests = append(requests, request{addr, rt.nested, 200, rt.nestedRoute})
+		requests = append(requests, request{addr: addr, path: rt.nested, status: 200, route: rt.nestedRoute})
 	}
+	// Over HTTP/2 the handler runs in the goroutine of the server's span too.
+	h2 := rt.h2c && version.Compare(tg.Toolchain, "go1.24") >= 0
+	if h2 {
+		requests = append(requests, request{addr, "/users/11", 200, rt.users, true})
+	}
+	h2client := &http.Client{Transport: &http.Transport{Protocols: new(http.Protocols)}}
+	h2client.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
 	for _, q := range requests {
-		resp, err := http.Get("http://" + q.addr + q.path)
+		client := http.DefaultClient
+		if q.h2 {
+			client = h2client
+		}
+		resp, err := client.Get("http://" + q.addr + q.path)
 		if err != nil {
 			t.Fatalf("GET %s: %v\n%s", q.path, err, r.stderr)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != q.status {
-			t.Fatalf("GET %s: %s, want %d", q.path, resp.Status, q.status)
+		if resp.StatusCode != q.status || q.h2 && resp.ProtoMajor != 2 {
+			t.Fatalf("GET %s: %s %s, want %d", q.path, resp.Proto, resp.Status, q.status)
 		}
 	}
 	// The calls' own requests, and the first ones.
-	requests = append(requests, request{addr, "/users/9", 200, rt.users}, request{addr, "/users/10", 200, rt.users},
-		request{addr, "/users/1", 200, rt.users}, request{muxAddr, "/hello", 200, "/hello"})
+	requests = append(requests, request{addr: addr, path: "/users/9", status: 200, route: rt.users},
+		request{addr: addr, path: "/users/10", status: 200, route: rt.users},
+		request{addr: addr, path: "/users/1", status: 200, route: rt.users}, request{addr: muxAddr, path: "/hello", status: 200, route: "/hello"})
 	servers := len(requests)
 	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= servers+2 })
 	if !ok {
@@ -188,6 +203,9 @@ func routedSpans(t *testing.T, rt router, tg testenv.Target) {
 		route, has := s.Attrs["http.route"]
 		if s.Kind != tracepb.Span_SPAN_KIND_SERVER || s.Name != name || has != (q.route != "") || has && route != q.route {
 			t.Errorf("%s: %v span %q, http.route %v, want %q, %q", q.path, s.Kind, s.Name, route, name, q.route)
+		}
+		if v := s.Attrs["network.protocol.version"]; q.h2 && v != "2" || !q.h2 && v != "1.1" {
+			t.Errorf("%s: network.protocol.version %v (HTTP/2: %v)", q.path, v, q.h2)
 		}
 		called := q.path == "/users/9" || q.path == "/users/10"
 		if !called && s.ParentSpanID != "" {
@@ -227,23 +245,26 @@ func routedSpans(t *testing.T, rt router, tg testenv.Target) {
 			continue
 		}
 		route, _ := h.Attrs["http.route"].(string)
-		k := fmt.Sprintf("%s %v", route, h.Attrs["http.response.status_code"])
+		k := fmt.Sprintf("%s %v %v", route, h.Attrs["http.response.status_code"], h.Attrs["network.protocol.version"])
 		counts[k] = max(counts[k], h.Count)
 	}
 	want := map[string]uint64{
-		rt.users + " 200":  5, // /users/7, /users/8, the two calls', the first
-		rt.orders + " 200": 2,
-		rt.call + " 200":   2,
-		"/ 200":            1,
-		"/hello 200":       1,
-		" 404":             1,
-		"/ 404":            1,
+		rt.users + " 200 1.1":  5, // /users/7, /users/8, the two calls', the first
+		rt.orders + " 200 1.1": 2,
+		rt.call + " 200 1.1":   2,
+		"/ 200 1.1":            1,
+		"/hello 200 1.1":       1,
+		" 404 1.1":             1,
+		"/ 404 1.1":            1,
 	}
 	if rt.nested != "" {
-		want[rt.nestedRoute+" 200"] = 1
+		want[rt.nestedRoute+" 200 1.1"] = 1
+	}
+	if h2 {
+		want[rt.users+" 200 2"] = 1
 	}
 	if fmt.Sprint(sortedCounts(counts)) != fmt.Sprint(sortedCounts(want)) {
-		t.Errorf("http.server.request.duration by route and status:\n%v\nwant\n%v", sortedCounts(counts), sortedCounts(want))
+		t.Errorf("http.server.request.duration by route, status and protocol:\n%v\nwant\n%v", sortedCounts(counts), sortedCounts(want))
 	}
 	if said := launcherLines(r); said != "" {
 		t.Errorf("the launcher said:\n%s", said)

@@ -1,7 +1,7 @@
 // Command chiservice is an HTTP service routed by github.com/go-chi/chi/v5, for the
 // route probe's tests and benchmark. It serves the same router twice: on -addr as the
-// server's handler, and on -muxaddr behind a ServeMux whose catch-all "/" hands it
-// every path but /hello.
+// server's handler (also over plaintext HTTP/2, built with Go 1.24 or later), and on
+// -muxaddr behind a ServeMux whose catch-all "/" hands it every path but /hello.
 //
 //	/users/{id}            its ID
 //	/api/orders/{order}    from a router mounted at /api
@@ -66,6 +66,7 @@ func call(w http.ResponseWriter, req *http.Request, url string) {
 // serve serves router on addr and, behind a ServeMux, on muxAddr, until SIGTERM.
 func serve(addr, muxAddr string, router http.Handler) {
 	servers := []*http.Server{{Addr: addr, Handler: router}}
+	plaintextHTTP2(servers[0])
 	if muxAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/", router)
