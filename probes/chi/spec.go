@@ -5,7 +5,10 @@
 // a target binary.
 package chi
 
-import "github.com/otel-go-launcher/otel-go-launcher/offsets"
+import (
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+)
 
 // Module is the instrumented module, and the oldest release supported.
 const (
@@ -51,9 +54,10 @@ var Spec = offsets.Spec{
 	Name:       specName,
 	Module:     Module,
 	MinVersion: MinVersion,
-	Functions:  []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{poolPut}}},
-	Fields:     []offsets.FieldSpec{{FieldRef: routePatterns}},
-	Program:    trackerProgram,
+	// Only where a net/http server makes the spans it names.
+	Functions: []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{poolPut}, Needs: nethttp.ServerFunctions}},
+	Fields:    []offsets.FieldSpec{{FieldRef: routePatterns}},
+	Program:   trackerProgram,
 }
 
 // Specs are this package's probes.

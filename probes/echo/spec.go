@@ -5,7 +5,10 @@
 // target binary.
 package echo
 
-import "github.com/otel-go-launcher/otel-go-launcher/offsets"
+import (
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+)
 
 // Module is the instrumented module, and the oldest release supported: before v4.10.2
 // the router left the request's own path in the context when it matched no route,
@@ -50,9 +53,10 @@ var Spec = offsets.Spec{
 	Name:       specName,
 	Module:     Module,
 	MinVersion: MinVersion,
-	Functions:  []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{poolPut}}},
-	Fields:     []offsets.FieldSpec{{FieldRef: contextPath}},
-	Program:    trackerProgram,
+	// Only where a net/http server makes the spans it names.
+	Functions: []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{poolPut}, Needs: nethttp.ServerFunctions}},
+	Fields:    []offsets.FieldSpec{{FieldRef: contextPath}},
+	Program:   trackerProgram,
 }
 
 // Specs are this package's probes.

@@ -5,7 +5,10 @@
 // target binary.
 package gin
 
-import "github.com/otel-go-launcher/otel-go-launcher/offsets"
+import (
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+)
 
 // Module is the instrumented module, and the oldest release supported: the first
 // whose Context keeps the matched route (FullPath).
@@ -49,9 +52,10 @@ var Spec = offsets.Spec{
 	Name:       specName,
 	Module:     Module,
 	MinVersion: MinVersion,
-	Functions:  []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{poolPut}}},
-	Fields:     []offsets.FieldSpec{{FieldRef: fullPath}},
-	Program:    trackerProgram,
+	// Only where a net/http server makes the spans it names.
+	Functions: []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{poolPut}, Needs: nethttp.ServerFunctions}},
+	Fields:    []offsets.FieldSpec{{FieldRef: fullPath}},
+	Program:   trackerProgram,
 }
 
 // Specs are this package's probes.

@@ -5,7 +5,10 @@
 // the probe needs from a target binary.
 package gorillamux
 
-import "github.com/otel-go-launcher/otel-go-launcher/offsets"
+import (
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+)
 
 // Module is the instrumented module, and the oldest release supported: the first
 // whose router passes the matched route to requestWithRoute as a *Route.
@@ -59,7 +62,8 @@ var Spec = offsets.Spec{
 	Name:       specName,
 	Module:     Module,
 	MinVersion: MinVersion,
-	Functions:  []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{requestWithRoute}}},
+	// Only where a net/http server makes the spans it names.
+	Functions: []offsets.FuncSpec{{Symbols: []string{serveHTTP}, Calls: []string{requestWithRoute}, Needs: nethttp.ServerFunctions}},
 	Fields: []offsets.FieldSpec{
 		{FieldRef: routeConf},
 		{FieldRef: routeRegexps},

@@ -240,6 +240,11 @@ const (
 	h2HandlerDone127 = "net/http/internal/http2.(*responseWriter).handlerDone"
 )
 
+// ServerFunctions are where a server span begins, one of which a program that serves
+// HTTP has: a router's probe (probes/chi...), which names the server span, is of use
+// only in such a program (offsets.FuncSpec.Needs).
+var ServerFunctions = []string{serveHTTP, xnetRunHandler, h2RunHandler127}
+
 // xnetServer: x/net's HTTP/2 server is in the program. Since v0.60 ServeConn is
 // inlined into its callers, which call serveConn.
 var xnetServer = []string{"golang.org/x/net/http2.(*Server).serveConn", "golang.org/x/net/http2.(*Server).ServeConn"}
