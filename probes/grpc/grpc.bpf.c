@@ -417,7 +417,7 @@ int client_entry(struct go_regs *ctx)
 	ev->method_len = copy_go_string(ev->method, METHOD_MAX, &method);
 	ev->target_len = read_go_string(ev->target, TARGET_MAX, cc + off_grpc_ClientConn_target);
 
-	struct span_ref *parent = parent_by_context(go_arg(ctx, 2));
+	struct span_ref *parent = find_parent(go_arg(ctx, 1), go_arg(ctx, 2), 0, g, 0);
 	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
 	if (propagate) {
 		struct outgoing *out = new_entry(&calls_outgoing, &g, &zeroes);

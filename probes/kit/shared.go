@@ -9,10 +9,11 @@ import (
 )
 
 // SharedMaps are the maps every object of one app uses the same of: those of
-// bpf/include/spans.h (the in-flight server spans, by request context and by goroutine)
-// and of bpf/include/outgoing.h (the trace context on its way to the wire, and the app's
-// process ID as the kernel knows it).
-var SharedMaps = []string{"inflight_contexts", "inflight_goroutines", "outgoing_http1", "outgoing_h2", "app_process"}
+// bpf/include/spans.h (the in-flight server spans, by request context and by goroutine;
+// where the app's context types keep their parent) and of bpf/include/outgoing.h (the
+// trace context on its way to the wire, and the app's process ID as the kernel knows
+// it).
+var SharedMaps = []string{"inflight_contexts", "inflight_goroutines", "context_parents", "outgoing_http1", "outgoing_h2", "app_process"}
 
 // Shared holds the maps the probes of one app share. Each is created when the first
 // object that declares it loads, from that declaration (all come from spans.h); a

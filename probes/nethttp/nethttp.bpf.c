@@ -564,7 +564,7 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 	if (propagate && st->url && is_http(st))
 		capture_headers(read_ptr(req + off_http_Request_Header), &st->hdr, swiss_maps);
 
-	struct span_ref *parent = parent_by_context(read_ptr(req + off_http_Request_ctx + 8));
+	struct span_ref *parent = find_parent(0, 0, req + off_http_Request_ctx, g, 0);
 	start_client_span(parent, &st->ev.sc, st->ev.parent_span_id, &st->ev.has_parent, &st->ev.trace_flags);
 	__u8 flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
 
