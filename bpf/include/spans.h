@@ -111,14 +111,21 @@ static __always_inline void inflight_end(__u64 g, __u64 ctx, __u8 in)
 }
 
 /* Context types whose parent Context is not their first word, by the address of their
- * itab for context.Context: the offset of the parent interface in the value the
- * interface's data word points to. The launcher fills it from the binary's type
- * descriptors (offsets.ContextParents); the standard contexts are not in it. */
+ * itab for context.Context: where the parent interface is, from the value the
+ * interface's data word points to - at offset off, or, where hop is not 0, at offset
+ * off of what the pointer at offset hop - 1 points to (an embedded pointer: Go 1.20's
+ * timerCtx embeds *cancelCtx). The launcher fills it from the binary's type descriptors
+ * (offsets.ContextParents); the contexts whose parent is first are not in it. */
+struct context_parent {
+	__u32 hop;
+	__u32 off;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct context_parent);
 } context_parents SEC(".maps");
 
 /* parent_by_goroutine is the server span goroutine g is serving, if any. */
@@ -147,15 +154,17 @@ struct context_walk {
 static long context_step(__u32 i, void *arg)
 {
 	struct context_walk *w = arg;
-	__u64 off = 0;
+	__u64 at = w->ctx.data;
 	if (w->wrappers) {
-		__u64 *at = bpf_map_lookup_elem(&context_parents, &w->ctx.tab);
-		if (at)
-			off = *at;
+		struct context_parent *where = bpf_map_lookup_elem(&context_parents, &w->ctx.tab);
+		if (where) {
+			if (where->hop)
+				at = read_ptr(at + where->hop - 1);
+			at += where->off;
+		}
 	}
 	struct go_iface parent = {};
-	if (bpf_probe_read_user(&parent, sizeof(parent), (const void *)(w->ctx.data + off)) != 0 || !parent.tab ||
-	    !parent.data)
+	if (bpf_probe_read_user(&parent, sizeof(parent), (const void *)at) != 0 || !parent.tab || !parent.data)
 		return 1; /* context.Background(), or not a context: the chain ends */
 	if (bpf_map_lookup_elem(&inflight_contexts, &parent.data)) {
 		w->found = parent.data;

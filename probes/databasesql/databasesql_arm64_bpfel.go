@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type databasesqlContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type databasesqlSpanRef struct {
 	_  structs.HostLayout
 	Sc struct {

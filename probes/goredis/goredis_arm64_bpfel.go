@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type goredisContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type goredisRedisEvent struct {
 	_          structs.HostLayout
 	Kind       uint32

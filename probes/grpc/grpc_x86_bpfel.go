@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type grpcContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type grpcGrpcAddr struct {
 	_     structs.HostLayout
 	Ip    [16]uint8

@@ -38,6 +38,12 @@ type nethttpClientCall struct {
 	}
 }
 
+type nethttpContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type nethttpH2Stream struct {
 	_        structs.HostLayout
 	G        uint64

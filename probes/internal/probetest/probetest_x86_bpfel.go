@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type probetestContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type probetestSpanRef struct {
 	_  structs.HostLayout
 	Sc struct {
