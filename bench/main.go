@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, readiness, tracing, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
+// Sections: startup, analysis, gate, readiness, tracing, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour, contexts, tracing-http.
 package main
 
 import (
@@ -22,23 +22,25 @@ import (
 )
 
 var sections = map[string]func(env *benchEnv) error{
-	"startup":   startup,
-	"analysis":  analysis,
-	"tracing":   tracing,
-	"proxy":     proxy,
-	"rate":      rate,
-	"stall":     stall,
-	"readiness": readiness,
-	"gate":      gate,
-	"container": container,
-	"grpc":      grpcBench,
-	"sql":       sqlBench,
-	"redis":     redisBench,
-	"metrics":   metricsBench,
-	"profile":   profileBench,
-	"neighbour": neighbour,
-	"wrap":      wrapBench,
-	"runtime":   runtimeBench,
+	"startup":      startup,
+	"analysis":     analysis,
+	"tracing":      tracing,
+	"proxy":        proxy,
+	"rate":         rate,
+	"stall":        stall,
+	"readiness":    readiness,
+	"gate":         gate,
+	"container":    container,
+	"grpc":         grpcBench,
+	"sql":          sqlBench,
+	"redis":        redisBench,
+	"metrics":      metricsBench,
+	"profile":      profileBench,
+	"neighbour":    neighbour,
+	"wrap":         wrapBench,
+	"runtime":      runtimeBench,
+	"contexts":     contextsBench,
+	"tracing-http": tracingHTTP,
 }
 
 type benchEnv struct {
@@ -54,7 +56,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour", "contexts", "tracing-http"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they
