@@ -110,6 +110,16 @@ static __always_inline void inflight_end(__u64 g, __u64 ctx, __u8 in)
 		bpf_map_delete_elem(&inflight_goroutines, &g);
 }
 
+/* parent_by_goroutine is the server span goroutine g is serving, if any. */
+static __always_inline struct span_ref *parent_by_goroutine(__u64 g)
+{
+	__u64 *key = bpf_map_lookup_elem(&inflight_goroutines, &g);
+	if (!key)
+		return 0;
+	__u64 k = *key;
+	return bpf_map_lookup_elem(&inflight_contexts, &k);
+}
+
 /* Context types whose parent Context is not their first word, by the address of their
  * itab for context.Context: where the parent interface is, from the value the
  * interface's data word points to - at offset off, or, where hop is not 0, at offset
@@ -127,16 +137,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct context_parent);
 } context_parents SEC(".maps");
-
-/* parent_by_goroutine is the server span goroutine g is serving, if any. */
-static __always_inline struct span_ref *parent_by_goroutine(__u64 g)
-{
-	__u64 *key = bpf_map_lookup_elem(&inflight_goroutines, &g);
-	if (!key)
-		return 0;
-	__u64 k = *key;
-	return bpf_map_lookup_elem(&inflight_contexts, &k);
-}
 
 /* Whether context_parents has entries for this app (set by the loader): without any,
  * a walk makes no lookup there. */
@@ -225,7 +225,7 @@ static __always_inline struct span_ref *parent_by_context(__u64 tab, __u64 data)
 }
 
 /* start_client_span gives a client span its IDs: the trace of its parent (a server span
- * found by parent_by_context or parent_by_goroutine), or a new trace without one, and a
+ * find_parent found), or a new trace without one, and a
  * new span ID. has_parent and trace_flags say what it was given (the parent's flags,
  * for the sampler). */
 static __always_inline void start_client_span(const struct span_ref *parent, struct span_context *sc,
