@@ -79,11 +79,12 @@ func grpcBench(env *benchEnv) error {
 		sockets  uint64        // socket program runs
 		cpu      time.Duration // the launcher's own CPU time
 	}
-	uprobes := func() (uint64, time.Duration) {
+	// The launcher's own programs (pid), not another process's of the same names.
+	uprobes := func(pid int) (uint64, time.Duration) {
 		var runs uint64
 		var t time.Duration
 		for _, prefix := range []string{"server_", "xnet_server_", "h2_server_", "client_", "request_write", "h2_request_write"} {
-			r, d := probeStats(prefix)
+			r, d := ownStats(pid, prefix)
 			runs, t = runs+r, t+d
 		}
 		return runs, t
@@ -135,21 +136,22 @@ func grpcBench(env *benchEnv) error {
 					if res.latency1, err = oneAtATime(srv.addr, httpAddr, w.method, w.http, dur/2); err != nil {
 						return res, err
 					}
-					h0, t0 := uprobes()
+					h0, t0 := uprobes(srv.launcher)
 					if sites != nil {
 						h0 = sites.hits()
 					}
-					k0 := probeRuns("inject")
+					k0, _ := ownStats(srv.launcher, "inject")
 					var c0 time.Duration
 					if srv.launcher != 0 {
 						c0 = cpuTime(srv.launcher)
 					}
 					res.calls, err = loop(conns, dur)
-					h1, t1 := uprobes()
+					h1, t1 := uprobes(srv.launcher)
 					if sites != nil {
 						h1, t1 = sites.hits(), t0
 					}
-					res.hits, res.bpfTime, res.sockets = h1-h0, t1-t0, probeRuns("inject")-k0
+					k1, _ := ownStats(srv.launcher, "inject")
+					res.hits, res.bpfTime, res.sockets = h1-h0, t1-t0, k1-k0
 					if srv.launcher != 0 {
 						res.cpu = cpuTime(srv.launcher) - c0
 					}

@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, readiness, tracing, routes, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
+// Sections: startup, analysis, gate, readiness, tracing, tracing-http, routes, contexts, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -22,24 +22,26 @@ import (
 )
 
 var sections = map[string]func(env *benchEnv) error{
-	"startup":   startup,
-	"analysis":  analysis,
-	"tracing":   tracing,
-	"routes":    routesBench,
-	"proxy":     proxy,
-	"rate":      rate,
-	"stall":     stall,
-	"readiness": readiness,
-	"gate":      gate,
-	"container": container,
-	"grpc":      grpcBench,
-	"sql":       sqlBench,
-	"redis":     redisBench,
-	"metrics":   metricsBench,
-	"profile":   profileBench,
-	"neighbour": neighbour,
-	"wrap":      wrapBench,
-	"runtime":   runtimeBench,
+	"startup":      startup,
+	"analysis":     analysis,
+	"tracing":      tracing,
+	"tracing-http": tracingHTTP,
+	"routes":       routesBench,
+	"contexts":     contextsBench,
+	"proxy":        proxy,
+	"rate":         rate,
+	"stall":        stall,
+	"readiness":    readiness,
+	"gate":         gate,
+	"container":    container,
+	"grpc":         grpcBench,
+	"sql":          sqlBench,
+	"redis":        redisBench,
+	"metrics":      metricsBench,
+	"profile":      profileBench,
+	"neighbour":    neighbour,
+	"wrap":         wrapBench,
+	"runtime":      runtimeBench,
 }
 
 type benchEnv struct {
@@ -55,7 +57,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "routes", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "tracing-http", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they

@@ -296,7 +296,28 @@ func tracing(env *benchEnv) error {
 		return err
 	}
 	defer stop()
+	return tracingOf(env, tg, recv, "Go 1.26 net/http")
+}
 
+// tracingHTTP: tracing, for the test server built without database/sql (-tags nosql):
+// an app whose only client probe is net/http's, whose servers register their spans by
+// goroutine only since issue 29 (the client's goroutine lookup; database/sql's already
+// asked for it).
+func tracingHTTP(env *benchEnv) error {
+	tgs, err := testenv.BuildTargetsErr("httpserver", []string{"go1.26.8"}, []testenv.Variant{{Name: "nosql", Flags: []string{"-tags=nosql"}}})
+	if err != nil {
+		return err
+	}
+	_, recv, stop, err := countedBench()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return tracingOf(env, tgs[0].Path, recv, "Go 1.26 net/http, server and net/http client probes only")
+}
+
+// tracingOf is tracing for the test server at tg.
+func tracingOf(env *benchEnv, tg string, recv *testenv.Receiver, what string) error {
 	const dur, conns = 5 * time.Second, 16
 	rounds := 3
 	if env.baseline != "" {
@@ -331,7 +352,7 @@ func tracing(env *benchEnv) error {
 			if launched {
 				time.Sleep(time.Second) // the latency run's spans arrive before counting starts
 			}
-			runs0, bpf0 := probeStats("server_")
+			runs0, bpf0 := ownStats(s.launcher, "server_")
 			spans0 := recv.Received()
 			cpu0 := time.Duration(0)
 			if launched {
@@ -349,7 +370,7 @@ func tracing(env *benchEnv) error {
 				res.rssKB = stopRSS()
 				time.Sleep(500 * time.Millisecond) // let the last batch export
 				res.launcherCPU = cpuTime(s.launcher) - cpu0
-				runs, bpf := probeStats("server_")
+				runs, bpf := ownStats(s.launcher, "server_")
 				res.hits, res.bpfTime = int64(runs-runs0), bpf-bpf0
 				res.spans = int64(recv.Received() - spans0)
 			}
@@ -371,7 +392,7 @@ func tracing(env *benchEnv) error {
 		return mean(rs, func(r result) float64 { return float64(r.latency1.Microseconds()) })
 	}
 	direct := results[0]
-	fmt.Printf("### Tracing an HTTP server (Go 1.26 net/http, %d rounds of %s, interleaved)\n\n", rounds, dur)
+	fmt.Printf("### Tracing an HTTP server (%s, %d rounds of %s, interleaved)\n\n", what, rounds, dur)
 	header, rule := "| measure | without launcher |", "|---|---:|"
 	for _, c := range cases[1:] {
 		header += " " + c.name + " | |"

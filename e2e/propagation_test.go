@@ -209,12 +209,19 @@ func TestPropagation(t *testing.T) {
 				t.Error("/fanout: both calls got the same span")
 			}
 
-			// context.Background(): a new trace, whose root is the client span.
+			// context.Background() in the handler's goroutine: the handler's span is
+			// its parent, found by goroutine (issue 29).
 			e = s.echo(t, "/background", nil)
+			trace, _, _ = traceparentIDs(t, e.Traceparent)
+			s.chain(t, "/background", e, serverSpanOf("/background", &trace))
+
+			// context.Background() from a goroutine that serves no request: a new
+			// trace, whose root is the client span.
+			e = s.echo(t, "/detached", nil)
 			trace = ""
-			c = s.chain(t, "/background", e, func([]testenv.Span) string { return "" })
-			if srv := serverSpanOf("/background", &trace)(s.recv.Spans()); srv != "?" && spanByID(s.recv.Spans(), srv).TraceID == c.TraceID {
-				t.Error("/background: the call joined the handler's trace")
+			c = s.chain(t, "/detached", e, func([]testenv.Span) string { return "" })
+			if srv := serverSpanOf("/detached", &trace)(s.recv.Spans()); srv != "?" && spanByID(s.recv.Spans(), srv).TraceID == c.TraceID {
+				t.Error("/detached: the call joined the handler's trace")
 			}
 
 			// The app sent its own traceparent: it goes as it is, alone.

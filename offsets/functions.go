@@ -185,12 +185,13 @@ func (b *Binary) moduledataText(t *pclntab, pclntabAddr uint64) (uint64, bool) {
 // Words of runtime.moduledata. Its head has kept this layout since Go 1.20: pcHeader,
 // six slices (funcnametab, cutab, filetab, pctab, pclntable, ftab), findfunctab, minpc,
 // maxpc, text, etext, then pairs for noptrdata, data, bss, noptrbss and covctrs, then
-// end, gcdata, gcbss, types; etypes follows, or in Go 1.27+ typedesclen and etypes.
+// end, gcdata, gcbss, types; etypes follows, or in Go 1.27+ typedesclen, etypes,
+// itaboffset and itabsize (earlier releases have other words there: rodata, gofunc...).
 const (
 	moduledataMinpc = 1 + 6*3 + 1
 	moduledataText  = moduledataMinpc + 2
 	moduledataTypes = moduledataText + 2 + 5*2 + 3
-	moduledataWords = moduledataTypes + 3
+	moduledataWords = moduledataTypes + 5
 )
 
 // moduledata finds runtime.firstmoduledata by its first word, a pointer to the

@@ -43,6 +43,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		analyze(b, fuzzSpecs)
+		b.contextParents()
 		b.SymtabFunctions("main.main")
 		b.PclntabFunctions("main.main")
 	})

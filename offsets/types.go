@@ -212,3 +212,31 @@ func sameDevice(majMin string, dev uint64) bool {
 	// Linux's encoding of dev_t (glibc's makedev).
 	return dev == (minor&0xff)|((major&0xfff)<<8)|((minor&^0xff)<<12)|((major&^0xfff)<<32)
 }
+
+// Relocation tells where a process has an executable's link addresses.
+type Relocation struct {
+	path  string
+	pie   bool
+	loads []elf.ProgHeader
+}
+
+// Relocation is where processes running b have its link addresses.
+func (b *Binary) Relocation() Relocation {
+	r := Relocation{path: b.Path, pie: b.PIE}
+	for _, p := range b.elf.Progs {
+		if p.Type == elf.PT_LOAD {
+			r.loads = append(r.loads, p.ProgHeader)
+		}
+	}
+	return r
+}
+
+// Bias is what to add to a link address for process pid: 0 for an executable at fixed
+// addresses; for a position-independent one, an error until pid runs it (the app's
+// exec at the gate's release).
+func (r Relocation) Bias(pid int) (uint64, error) {
+	if !r.pie {
+		return 0, nil
+	}
+	return loadBias(pid, r.path, r.loads)
+}

@@ -196,6 +196,14 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		fields <- rep.AddFields(bin, specs)
 		bin.Close() // only once nothing reads it
 	}()
+	// Where the app's context types keep their parent, for the clients' context walks:
+	// read beside the fields, from a mapping of its own (1-2 ms).
+	contexts := make(chan contextParents, 1)
+	if slices.ContainsFunc(libs, func(l kit.Library) bool { return looksByContext(l, resolved) }) {
+		go func() { contexts <- readContextParents(path) }()
+	} else {
+		contexts <- contextParents{}
+	}
 
 	t := kit.Target{Path: path, PID: pid, GoVersion: bin.GoVersion, Modules: bin.Modules}
 	env := kit.Env{Options: opts.kit(), Shared: kit.NewShared()}
@@ -304,6 +312,21 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 	}
 
+	var cps contextParents
+	select {
+	case cps = <-contexts:
+	case <-ctx.Done():
+		abandon(probes, 0)
+		if w != nil {
+			go w.Close()
+		}
+		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
+	}
+	if cps.err != nil {
+		slog.Debug("context types not read: only parents in their first word are followed", "err", cps.err)
+	}
+	env.Shared.SetContextParents(cps.list)
+
 	// Fields are known: each probe enables the specs they allow.
 	reps := kit.ReportsOf(rep)
 	var inflight kit.Lookup
@@ -365,6 +388,9 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	if len(cps.list) > 0 && !fillContextParentsNow(env.Shared, cps, pid) {
+		go fillContextParents(runCtx, env.Shared, cps, pid)
+	}
 	go s.start(runCtx)
 	slog.Debug("probes attached", "probes", strings.Join(s.names, ","), "pid", pid, "offsets", offsetSources(rep))
 	return s, nil
@@ -645,4 +671,70 @@ func sameCause(errs []error) []error {
 		out = append(out, joined)
 	}
 	return out
+}
+
+// looksByContext reports whether lib has a client spec the app resolved that looks for
+// its parent by the call's context.
+func looksByContext(lib kit.Library, resolved kit.Reports) bool {
+	for spec, how := range lib.Clients {
+		if how&kit.ByContext != 0 && resolved.Enabled(spec) {
+			return true
+		}
+	}
+	return false
+}
+
+// contextParents are the app's context types whose parent is not their first word, and
+// where the app has them.
+type contextParents struct {
+	list []offsets.ContextParent
+	rel  offsets.Relocation
+	err  error
+}
+
+func readContextParents(path string) contextParents {
+	b, err := offsets.Open(path)
+	if err != nil {
+		return contextParents{err: err}
+	}
+	defer b.Close()
+	list, err := b.ContextParents()
+	return contextParents{list: list, rel: b.Relocation(), err: err}
+}
+
+// fillContextParentsNow fills the probes' context_parents map for process pid if the
+// app's addresses are known before it runs (it is not position-independent), and says
+// whether it did.
+func fillContextParentsNow(shared *kit.Shared, cps contextParents, pid int) bool {
+	bias, err := cps.rel.Bias(pid)
+	if err != nil {
+		return false
+	}
+	if err := shared.FillContextParents(bias); err != nil {
+		slog.Warn(fmt.Sprintf("context types keeping their parent elsewhere than first will not be followed: %v", err))
+		return true
+	}
+	names := make([]string, len(cps.list))
+	for i, p := range cps.list {
+		names[i] = p.Type
+	}
+	slog.Debug("context types with their parent elsewhere than first", "types", strings.Join(names, ","))
+	return true
+}
+
+// fillContextParents fills the map for a position-independent app once it runs its exec
+// (the gate opens when Instrument returns), looking every 2 ms: context walks of calls
+// made before that read such types' first word.
+func fillContextParents(ctx context.Context, shared *kit.Shared, cps contextParents, pid int) {
+	for deadline := time.Now().Add(30 * time.Second); !fillContextParentsNow(shared, cps, pid); {
+		if time.Now().After(deadline) {
+			slog.Debug("context types not followed: the app's load address is unknown")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }

@@ -165,6 +165,70 @@ func TestSpansParentedAcrossObjects(t *testing.T) {
 	}
 }
 
+// A call's context is walked up to 128 layers above the request's, through the app's own
+// context types wherever they keep their parent (the session reads them from the binary
+// and fills context_parents): the test library's by-context span of /work finds its
+// server span through 2 to 128 layers (WithCancel and WithValue around N of
+// withLayers' kinds), and not through 129; its by-goroutine span always does.
+func TestContextWalks(t *testing.T) {
+	_, recv, base := tracedServer(t, append(Libraries(Options{Propagate: true}), probetest.Library()))
+	cases := []struct {
+		query string
+		found bool
+	}{
+		{"", true},
+		{"layers=20&kinds=Thnp", true}, // the app's wrapper types only
+		{"layers=40&kinds=tttt", true},
+		{"layers=126", true}, // 128 in all
+		{"layers=127", false},
+	}
+	traces := make([]string, len(cases))
+	for i, c := range cases {
+		traces[i] = fmt.Sprintf("%032x", i+1)
+		req, _ := http.NewRequest("GET", base+"/work?"+c.query, nil)
+		req.Header.Set("Traceparent", "00-"+traces[i]+"-00000000000000aa-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	spans, ok := recv.WaitFor(10*time.Second, func(spans []testenv.Span) bool { return len(spans) >= 3*len(cases) })
+	if !ok {
+		t.Fatalf("%d spans, want %d", len(spans), 3*len(cases))
+	}
+	for i, c := range cases {
+		var server *testenv.Span
+		for j := range spans {
+			if spans[j].TraceID == traces[i] && spans[j].Name == "GET /work" {
+				server = &spans[j]
+			}
+		}
+		if server == nil {
+			t.Fatalf("/work?%s: no server span in trace %s", c.query, traces[i])
+		}
+		counts := map[string]int{}
+		for _, sp := range spans { // the test library's spans, made while the request was served
+			if sp.Name != probetest.NameByContext && sp.Name != probetest.NameByGoroutine ||
+				sp.Start.Before(server.Start) || sp.Start.After(server.End) {
+				continue
+			}
+			counts[sp.Name]++
+			want := c.found || sp.Name == probetest.NameByGoroutine
+			if got := sp.ParentSpanID == server.SpanID && sp.TraceID == server.TraceID; got != want {
+				t.Errorf("/work?%s: %s in trace %s with parent %q; its server span is %s", c.query, sp.Name, sp.TraceID, sp.ParentSpanID, server.SpanID)
+			}
+			if !want && sp.ParentSpanID != "" {
+				t.Errorf("/work?%s: %s has parent %q, want none", c.query, sp.Name, sp.ParentSpanID)
+			}
+		}
+		if counts[probetest.NameByContext] != 1 || counts[probetest.NameByGoroutine] != 1 {
+			t.Errorf("/work?%s: the test library's spans within its server span: %v, want one of each", c.query, counts)
+		}
+	}
+}
+
 // Every field offset variable holds what analysis found for the app: the offset of a
 // field its Go release has, OffsetNone for the others (here: the pre-1.24 map layout).
 func TestOffsetVariablesAreSet(t *testing.T) {

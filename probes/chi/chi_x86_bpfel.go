@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type chiContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type chiRouteRef struct {
 	_      structs.HostLayout
 	SpanId [8]uint8
@@ -39,10 +45,12 @@ type chiSpanRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	chiMapContextParents             = "context_parents"
 	chiMapInflightContexts           = "inflight_contexts"
 	chiMapInflightGoroutines         = "inflight_goroutines"
 	chiMapInflightRoutes             = "inflight_routes"
 	chiProgRouteChi                  = "route_chi"
+	chiVarContextWrappers            = "context_wrappers"
 	chiVarInflightWanted             = "inflight_wanted"
 	chiVarOffChiContextRoutePatterns = "off_chi_Context_RoutePatterns"
 	chiVarRouteEnabled               = "route_enabled"
@@ -102,6 +110,7 @@ type chiProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type chiMapSpecs struct {
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.MapSpec `ebpf:"inflight_routes"`
@@ -111,6 +120,7 @@ type chiMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type chiVariableSpecs struct {
+	ContextWrappers            *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted             *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffChiContextRoutePatterns *ebpf.VariableSpec `ebpf:"off_chi_Context_RoutePatterns"`
 	RouteEnabled               *ebpf.VariableSpec `ebpf:"route_enabled"`
@@ -141,6 +151,7 @@ func (o *chiObjects) Close() error {
 //
 // It can be passed to loadChiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type chiMaps struct {
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.Map `ebpf:"inflight_routes"`
@@ -148,6 +159,7 @@ type chiMaps struct {
 
 func (m *chiMaps) Close() error {
 	return _ChiClose(
+		m.ContextParents,
 		m.InflightContexts,
 		m.InflightGoroutines,
 		m.InflightRoutes,
@@ -158,6 +170,7 @@ func (m *chiMaps) Close() error {
 //
 // It can be passed to loadChiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type chiVariables struct {
+	ContextWrappers            *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted             *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffChiContextRoutePatterns *ebpf.Variable `ebpf:"off_chi_Context_RoutePatterns"`
 	RouteEnabled               *ebpf.Variable `ebpf:"route_enabled"`

@@ -130,9 +130,9 @@ union zero_value {
 
 const struct sql_event *unused_sql_event __attribute__((unused)); /* bpf2go -type */
 
-/* begin starts a span for the goroutine g: its IDs, its parent by ctx (the call's
- * context's data word) or by g. */
-static __always_inline struct sql_event *begin(__u64 g, __u64 ctx, __u8 op)
+/* begin starts a span for the goroutine g: its IDs, its parent by the call's context
+ * (its itab and data words) or by g. */
+static __always_inline struct sql_event *begin(__u64 g, __u64 ctx_tab, __u64 ctx, __u8 op)
 {
 	struct sql_event *ev = new_entry(&operations, &g, &zeroes);
 	if (!ev)
@@ -140,9 +140,7 @@ static __always_inline struct sql_event *begin(__u64 g, __u64 ctx, __u8 op)
 	ev->kind = EVENT_OPERATION;
 	ev->op = op;
 	ev->start_ns = bpf_ktime_get_ns();
-	struct span_ref *parent = parent_by_context(ctx);
-	if (!parent)
-		parent = parent_by_goroutine(g);
+	struct span_ref *parent = find_parent(ctx_tab, ctx, 0, g, 1);
 	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
 	return ev;
 }
@@ -202,7 +200,7 @@ int query_entry(struct go_regs *ctx)
 	if (!sql_enabled)
 		return 0;
 	__u64 g = go_goroutine(ctx);
-	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_QUERY);
+	struct sql_event *ev = begin(g, go_arg(ctx, 2), go_arg(ctx, 3), OP_QUERY);
 	if (!ev)
 		return 0;
 	read_conn(&ev->conn, go_arg(ctx, 6));
@@ -223,7 +221,7 @@ int exec_entry(struct go_regs *ctx)
 	if (!sql_enabled)
 		return 0;
 	__u64 g = go_goroutine(ctx);
-	struct sql_event *ev = begin(g, go_arg(ctx, 3), OP_EXEC);
+	struct sql_event *ev = begin(g, go_arg(ctx, 2), go_arg(ctx, 3), OP_EXEC);
 	if (!ev)
 		return 0;
 	read_conn(&ev->conn, go_arg(ctx, 4));
@@ -283,7 +281,7 @@ static __always_inline void stmt_begin(struct go_regs *ctx, __u8 op)
 	if (!sql_enabled)
 		return;
 	__u64 g = go_goroutine(ctx), stmt = go_arg(ctx, 1);
-	struct sql_event *ev = begin(g, go_arg(ctx, 3), op);
+	struct sql_event *ev = begin(g, go_arg(ctx, 2), go_arg(ctx, 3), op);
 	if (!ev)
 		return;
 	struct sql_statement *st = bpf_map_lookup_elem(&statements, &stmt);

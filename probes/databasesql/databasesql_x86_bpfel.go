@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type databasesqlContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type databasesqlSpanRef struct {
 	_  structs.HostLayout
 	Sc struct {
@@ -147,6 +153,7 @@ type databasesqlZeroValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	databasesqlMapContextParents      = "context_parents"
 	databasesqlMapEvents              = "events"
 	databasesqlMapInflightContexts    = "inflight_contexts"
 	databasesqlMapInflightGoroutines  = "inflight_goroutines"
@@ -165,6 +172,7 @@ const (
 	databasesqlProgStmtExecReturn     = "stmt_exec_return"
 	databasesqlProgStmtQueryEntry     = "stmt_query_entry"
 	databasesqlProgStmtQueryReturn    = "stmt_query_return"
+	databasesqlVarContextWrappers     = "context_wrappers"
 	databasesqlVarInflightWanted      = "inflight_wanted"
 	databasesqlVarOffNetTCPAddrIP     = "off_net_TCPAddr_IP"
 	databasesqlVarOffNetTCPAddrPort   = "off_net_TCPAddr_Port"
@@ -248,6 +256,7 @@ type databasesqlProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlMapSpecs struct {
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
@@ -261,6 +270,7 @@ type databasesqlMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlVariableSpecs struct {
+	ContextWrappers     *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted      *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffNetTCPAddrIP     *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_IP"`
 	OffNetTCPAddrPort   *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_Port"`
@@ -305,6 +315,7 @@ func (o *databasesqlObjects) Close() error {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlMaps struct {
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	Events             *ebpf.Map `ebpf:"events"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
@@ -316,6 +327,7 @@ type databasesqlMaps struct {
 
 func (m *databasesqlMaps) Close() error {
 	return _DatabasesqlClose(
+		m.ContextParents,
 		m.Events,
 		m.InflightContexts,
 		m.InflightGoroutines,
@@ -330,6 +342,7 @@ func (m *databasesqlMaps) Close() error {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlVariables struct {
+	ContextWrappers     *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted      *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffNetTCPAddrIP     *ebpf.Variable `ebpf:"off_net_TCPAddr_IP"`
 	OffNetTCPAddrPort   *ebpf.Variable `ebpf:"off_net_TCPAddr_Port"`

@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type echoContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type echoRouteRef struct {
 	_      structs.HostLayout
 	SpanId [8]uint8
@@ -39,10 +45,12 @@ type echoSpanRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	echoMapContextParents     = "context_parents"
 	echoMapInflightContexts   = "inflight_contexts"
 	echoMapInflightGoroutines = "inflight_goroutines"
 	echoMapInflightRoutes     = "inflight_routes"
 	echoProgRouteEcho         = "route_echo"
+	echoVarContextWrappers    = "context_wrappers"
 	echoVarInflightWanted     = "inflight_wanted"
 	echoVarOffEchoContextPath = "off_echo_context_path"
 	echoVarRouteEnabled       = "route_enabled"
@@ -102,6 +110,7 @@ type echoProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type echoMapSpecs struct {
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.MapSpec `ebpf:"inflight_routes"`
@@ -111,6 +120,7 @@ type echoMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type echoVariableSpecs struct {
+	ContextWrappers    *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted     *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffEchoContextPath *ebpf.VariableSpec `ebpf:"off_echo_context_path"`
 	RouteEnabled       *ebpf.VariableSpec `ebpf:"route_enabled"`
@@ -141,6 +151,7 @@ func (o *echoObjects) Close() error {
 //
 // It can be passed to loadEchoObjects or ebpf.CollectionSpec.LoadAndAssign.
 type echoMaps struct {
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.Map `ebpf:"inflight_routes"`
@@ -148,6 +159,7 @@ type echoMaps struct {
 
 func (m *echoMaps) Close() error {
 	return _EchoClose(
+		m.ContextParents,
 		m.InflightContexts,
 		m.InflightGoroutines,
 		m.InflightRoutes,
@@ -158,6 +170,7 @@ func (m *echoMaps) Close() error {
 //
 // It can be passed to loadEchoObjects or ebpf.CollectionSpec.LoadAndAssign.
 type echoVariables struct {
+	ContextWrappers    *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted     *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffEchoContextPath *ebpf.Variable `ebpf:"off_echo_context_path"`
 	RouteEnabled       *ebpf.Variable `ebpf:"route_enabled"`

@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type ginContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type ginRouteRef struct {
 	_      structs.HostLayout
 	SpanId [8]uint8
@@ -39,10 +45,12 @@ type ginSpanRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	ginMapContextParents        = "context_parents"
 	ginMapInflightContexts      = "inflight_contexts"
 	ginMapInflightGoroutines    = "inflight_goroutines"
 	ginMapInflightRoutes        = "inflight_routes"
 	ginProgRouteGin             = "route_gin"
+	ginVarContextWrappers       = "context_wrappers"
 	ginVarInflightWanted        = "inflight_wanted"
 	ginVarOffGinContextFullPath = "off_gin_Context_fullPath"
 	ginVarRouteEnabled          = "route_enabled"
@@ -102,6 +110,7 @@ type ginProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ginMapSpecs struct {
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.MapSpec `ebpf:"inflight_routes"`
@@ -111,6 +120,7 @@ type ginMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ginVariableSpecs struct {
+	ContextWrappers       *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted        *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffGinContextFullPath *ebpf.VariableSpec `ebpf:"off_gin_Context_fullPath"`
 	RouteEnabled          *ebpf.VariableSpec `ebpf:"route_enabled"`
@@ -141,6 +151,7 @@ func (o *ginObjects) Close() error {
 //
 // It can be passed to loadGinObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ginMaps struct {
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.Map `ebpf:"inflight_routes"`
@@ -148,6 +159,7 @@ type ginMaps struct {
 
 func (m *ginMaps) Close() error {
 	return _GinClose(
+		m.ContextParents,
 		m.InflightContexts,
 		m.InflightGoroutines,
 		m.InflightRoutes,
@@ -158,6 +170,7 @@ func (m *ginMaps) Close() error {
 //
 // It can be passed to loadGinObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ginVariables struct {
+	ContextWrappers       *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted        *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffGinContextFullPath *ebpf.Variable `ebpf:"off_gin_Context_fullPath"`
 	RouteEnabled          *ebpf.Variable `ebpf:"route_enabled"`

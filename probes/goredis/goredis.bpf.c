@@ -94,9 +94,9 @@ static __always_inline __u64 slot(__u64 g, __u64 depth)
 
 /* begin starts a span for goroutine g at the lowest free depth: its IDs; its parent,
  * the span in flight below it (a command that opened a connection, for the
- * connection's set-up commands), else by ctx (the call's context's data word) or by
+ * connection's set-up commands), else by the call's context (itab and data words) or by
  * g; and the client's server. */
-static __always_inline struct redis_event *begin(__u64 g, __u64 ctx, __u64 client, __u8 op)
+static __always_inline struct redis_event *begin(__u64 g, __u64 ctx_tab, __u64 ctx, __u64 client, __u8 op)
 {
 	__u64 key = 0;
 	int depth;
@@ -124,9 +124,7 @@ static __always_inline struct redis_event *begin(__u64 g, __u64 ctx, __u64 clien
 		ev->trace_flags = outer->has_parent ? outer->trace_flags : sample(outer->sc.trace_id, 0, 0);
 		random_bytes(ev->sc.span_id, SPAN_ID_SIZE);
 	} else {
-		struct span_ref *parent = parent_by_context(ctx);
-		if (!parent)
-			parent = parent_by_goroutine(g);
+		struct span_ref *parent = find_parent(ctx_tab, ctx, 0, g, 1);
 		start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
 	}
 	if (off_go_redis_baseClient_opt == OFFSET_NONE)
@@ -174,7 +172,7 @@ int process_entry(struct go_regs *ctx)
 	if (!redis_enabled)
 		return 0;
 	__u64 g = go_goroutine(ctx);
-	struct redis_event *ev = begin(g, go_arg(ctx, 3), go_arg(ctx, 1), OP_COMMAND);
+	struct redis_event *ev = begin(g, go_arg(ctx, 2), go_arg(ctx, 3), go_arg(ctx, 1), OP_COMMAND);
 	if (!ev || off_go_redis_baseCmd_args == OFFSET_NONE)
 		return 0;
 	/* Every command type embeds baseCmd first: the Cmder's data word points at it. */
@@ -195,7 +193,7 @@ static __always_inline void pipeline_entry(struct go_regs *ctx, __u8 op)
 	if (!redis_enabled)
 		return;
 	__u64 g = go_goroutine(ctx);
-	struct redis_event *ev = begin(g, go_arg(ctx, 3), go_arg(ctx, 1), op);
+	struct redis_event *ev = begin(g, go_arg(ctx, 2), go_arg(ctx, 3), go_arg(ctx, 1), op);
 	if (ev)
 		ev->count = go_arg(ctx, 5); /* cmds: pointer, length, capacity */
 }

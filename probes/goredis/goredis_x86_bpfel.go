@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type goredisContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type goredisRedisEvent struct {
 	_          structs.HostLayout
 	Kind       uint32
@@ -56,6 +62,7 @@ type goredisSpanRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	goredisMapContextParents          = "context_parents"
 	goredisMapEvents                  = "events"
 	goredisMapInflightContexts        = "inflight_contexts"
 	goredisMapInflightGoroutines      = "inflight_goroutines"
@@ -65,6 +72,7 @@ const (
 	goredisProgPipelineStart          = "pipeline_start"
 	goredisProgProcessEntry           = "process_entry"
 	goredisProgTransactionStart       = "transaction_start"
+	goredisVarContextWrappers         = "context_wrappers"
 	goredisVarInflightWanted          = "inflight_wanted"
 	goredisVarOffGoRedisOptionsAddr   = "off_go_redis_Options_Addr"
 	goredisVarOffGoRedisOptionsDB     = "off_go_redis_Options_DB"
@@ -131,6 +139,7 @@ type goredisProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type goredisMapSpecs struct {
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
@@ -142,6 +151,7 @@ type goredisMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type goredisVariableSpecs struct {
+	ContextWrappers         *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted          *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffGoRedisOptionsAddr   *ebpf.VariableSpec `ebpf:"off_go_redis_Options_Addr"`
 	OffGoRedisOptionsDB     *ebpf.VariableSpec `ebpf:"off_go_redis_Options_DB"`
@@ -176,6 +186,7 @@ func (o *goredisObjects) Close() error {
 //
 // It can be passed to loadGoredisObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goredisMaps struct {
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	Events             *ebpf.Map `ebpf:"events"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
@@ -185,6 +196,7 @@ type goredisMaps struct {
 
 func (m *goredisMaps) Close() error {
 	return _GoredisClose(
+		m.ContextParents,
 		m.Events,
 		m.InflightContexts,
 		m.InflightGoroutines,
@@ -197,6 +209,7 @@ func (m *goredisMaps) Close() error {
 //
 // It can be passed to loadGoredisObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goredisVariables struct {
+	ContextWrappers         *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted          *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffGoRedisOptionsAddr   *ebpf.Variable `ebpf:"off_go_redis_Options_Addr"`
 	OffGoRedisOptionsDB     *ebpf.Variable `ebpf:"off_go_redis_Options_DB"`

@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type gorillamuxContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type gorillamuxRouteRef struct {
 	_      structs.HostLayout
 	SpanId [8]uint8
@@ -39,10 +45,12 @@ type gorillamuxSpanRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	gorillamuxMapContextParents             = "context_parents"
 	gorillamuxMapInflightContexts           = "inflight_contexts"
 	gorillamuxMapInflightGoroutines         = "inflight_goroutines"
 	gorillamuxMapInflightRoutes             = "inflight_routes"
 	gorillamuxProgRouteMux                  = "route_mux"
+	gorillamuxVarContextWrappers            = "context_wrappers"
 	gorillamuxVarInflightWanted             = "inflight_wanted"
 	gorillamuxVarOffMuxRouteRouteConf       = "off_mux_Route_routeConf"
 	gorillamuxVarOffMuxRouteConfRegexp      = "off_mux_routeConf_regexp"
@@ -105,6 +113,7 @@ type gorillamuxProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gorillamuxMapSpecs struct {
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.MapSpec `ebpf:"inflight_routes"`
@@ -114,6 +123,7 @@ type gorillamuxMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gorillamuxVariableSpecs struct {
+	ContextWrappers            *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted             *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffMuxRouteRouteConf       *ebpf.VariableSpec `ebpf:"off_mux_Route_routeConf"`
 	OffMuxRouteConfRegexp      *ebpf.VariableSpec `ebpf:"off_mux_routeConf_regexp"`
@@ -147,6 +157,7 @@ func (o *gorillamuxObjects) Close() error {
 //
 // It can be passed to loadGorillamuxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gorillamuxMaps struct {
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
 	InflightRoutes     *ebpf.Map `ebpf:"inflight_routes"`
@@ -154,6 +165,7 @@ type gorillamuxMaps struct {
 
 func (m *gorillamuxMaps) Close() error {
 	return _GorillamuxClose(
+		m.ContextParents,
 		m.InflightContexts,
 		m.InflightGoroutines,
 		m.InflightRoutes,
@@ -164,6 +176,7 @@ func (m *gorillamuxMaps) Close() error {
 //
 // It can be passed to loadGorillamuxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gorillamuxVariables struct {
+	ContextWrappers            *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted             *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffMuxRouteRouteConf       *ebpf.Variable `ebpf:"off_mux_Route_routeConf"`
 	OffMuxRouteConfRegexp      *ebpf.Variable `ebpf:"off_mux_routeConf_regexp"`

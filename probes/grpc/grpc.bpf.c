@@ -20,7 +20,8 @@
  *
  * Client, three hits per call, unary or a stream: both are a clientStream. Entry of
  * grpc.newClientStreamWithParams(ctx, desc, cc, method, ...), which makes it: find the
- * parent by the call's context, choose the IDs, read the target; state under the
+ * parent by the call's context (else by the goroutine, for a call made with
+ * context.Background() in a handler's), choose the IDs, read the target; state under the
  * goroutine. Each of its RETs: the stream (*clientStream), under which the state
  * moves - or the error, if the span is still open. Entry of (*clientStream).finish(cs,
  * err), once per stream (a second call is a no-op to grpc and finds no state): the
@@ -417,7 +418,9 @@ int client_entry(struct go_regs *ctx)
 	ev->method_len = copy_go_string(ev->method, METHOD_MAX, &method);
 	ev->target_len = read_go_string(ev->target, TARGET_MAX, cc + off_grpc_ClientConn_target);
 
-	struct span_ref *parent = parent_by_context(go_arg(ctx, 2));
+	/* By the call's context; else, for a call made without the request's (with
+	 * context.Background()) in the goroutine serving a request, by that goroutine. */
+	struct span_ref *parent = find_parent(go_arg(ctx, 1), go_arg(ctx, 2), 0, g, 1);
 	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
 	if (propagate) {
 		struct outgoing *out = new_entry(&calls_outgoing, &g, &zeroes);

@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type grpcContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type grpcGrpcAddr struct {
 	_     structs.HostLayout
 	Ip    [16]uint8
@@ -189,6 +195,7 @@ const (
 	grpcMapCallsOutgoing                          = "calls_outgoing"
 	grpcMapClientCalls                            = "client_calls"
 	grpcMapClientStreams                          = "client_streams"
+	grpcMapContextParents                         = "context_parents"
 	grpcMapEvents                                 = "events"
 	grpcMapFieldsOutgoing                         = "fields_outgoing"
 	grpcMapInflightContexts                       = "inflight_contexts"
@@ -207,6 +214,7 @@ const (
 	grpcProgServerHeaders                         = "server_headers"
 	grpcProgServerStatus                          = "server_status"
 	grpcVarClientEnabled                          = "client_enabled"
+	grpcVarContextWrappers                        = "context_wrappers"
 	grpcVarHeadersFrameArg                        = "headers_frame_arg"
 	grpcVarInflightWanted                         = "inflight_wanted"
 	grpcVarOffErrorsErrorStringS                  = "off_errors_errorString_s"
@@ -310,6 +318,7 @@ type grpcMapSpecs struct {
 	CallsOutgoing      *ebpf.MapSpec `ebpf:"calls_outgoing"`
 	ClientCalls        *ebpf.MapSpec `ebpf:"client_calls"`
 	ClientStreams      *ebpf.MapSpec `ebpf:"client_streams"`
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	FieldsOutgoing     *ebpf.MapSpec `ebpf:"fields_outgoing"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
@@ -325,6 +334,7 @@ type grpcMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type grpcVariableSpecs struct {
 	ClientEnabled                          *ebpf.VariableSpec `ebpf:"client_enabled"`
+	ContextWrappers                        *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	HeadersFrameArg                        *ebpf.VariableSpec `ebpf:"headers_frame_arg"`
 	InflightWanted                         *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffErrorsErrorStringS                  *ebpf.VariableSpec `ebpf:"off_errors_errorString_s"`
@@ -391,6 +401,7 @@ type grpcMaps struct {
 	CallsOutgoing      *ebpf.Map `ebpf:"calls_outgoing"`
 	ClientCalls        *ebpf.Map `ebpf:"client_calls"`
 	ClientStreams      *ebpf.Map `ebpf:"client_streams"`
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	Events             *ebpf.Map `ebpf:"events"`
 	FieldsOutgoing     *ebpf.Map `ebpf:"fields_outgoing"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
@@ -407,6 +418,7 @@ func (m *grpcMaps) Close() error {
 		m.CallsOutgoing,
 		m.ClientCalls,
 		m.ClientStreams,
+		m.ContextParents,
 		m.Events,
 		m.FieldsOutgoing,
 		m.InflightContexts,
@@ -423,6 +435,7 @@ func (m *grpcMaps) Close() error {
 // It can be passed to loadGrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type grpcVariables struct {
 	ClientEnabled                          *ebpf.Variable `ebpf:"client_enabled"`
+	ContextWrappers                        *ebpf.Variable `ebpf:"context_wrappers"`
 	HeadersFrameArg                        *ebpf.Variable `ebpf:"headers_frame_arg"`
 	InflightWanted                         *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffErrorsErrorStringS                  *ebpf.Variable `ebpf:"off_errors_errorString_s"`

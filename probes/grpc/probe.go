@@ -16,9 +16,9 @@ func Library() kit.Library {
 		Name:   "grpc",
 		Specs:  Specs,
 		Object: objectSpec,
-		// A call made with a context not derived from a request's starts its own
-		// trace, as for net/http.
-		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext},
+		// By the call's context first; by the goroutine for a call made with
+		// context.Background() in the handler's goroutine, as for net/http.
+		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext | kit.ByGoroutine},
 	}
 	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 		return load(ctx, &lib, t, reps, env)

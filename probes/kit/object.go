@@ -415,6 +415,7 @@ func (o *Object) ConfigureWith(reps Reports, inflight Lookup, vars map[string]ui
 		"sampler_ratio_bound":  o.env.Sampling.RatioBound(),
 		"trace_context":        boolValue(o.env.TraceContext),
 		"inflight_wanted":      uint64(inflight),
+		"context_wrappers":     boolValue(o.env.Shared != nil && o.env.Shared.ContextWrappers()),
 	}
 	for name, v := range common {
 		if o.vars[name] {

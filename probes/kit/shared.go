@@ -6,22 +6,25 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 )
 
 // SharedMaps are the maps every object of one app uses the same of: those of
-// bpf/include/spans.h (the in-flight server spans, by request context and by goroutine),
-// of bpf/include/routes.h (the templates routers matched, for those spans) and of
-// bpf/include/outgoing.h (the trace context on its way to the wire, and the app's
-// process ID as the kernel knows it).
-var SharedMaps = []string{"inflight_contexts", "inflight_goroutines", "inflight_routes", "outgoing_http1", "outgoing_h2", "app_process"}
+// bpf/include/spans.h (the in-flight server spans, by request context and by goroutine;
+// where the app's context types keep their parent), of bpf/include/routes.h (the
+// templates routers matched, for those spans) and of bpf/include/outgoing.h (the trace
+// context on its way to the wire, and the app's process ID as the kernel knows it).
+var SharedMaps = []string{"inflight_contexts", "inflight_goroutines", "context_parents", "inflight_routes", "outgoing_http1", "outgoing_h2", "app_process"}
 
 // Shared holds the maps the probes of one app share. Each is created when the first
 // object that declares it loads, from that declaration (all come from spans.h); a
 // later object whose declaration differs fails to load, saying which map.
 type Shared struct {
-	mu          sync.Mutex
-	maps        map[string]*ebpf.Map
-	propagating bool
+	mu             sync.Mutex
+	maps           map[string]*ebpf.Map
+	propagating    bool
+	contextParents []offsets.ContextParent
 }
 
 // SetPropagating says whether the socket programs that put what the probes file in
@@ -38,6 +41,43 @@ func (s *Shared) Propagating() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.propagating
+}
+
+// SetContextParents says which of the app's context types keep their parent elsewhere
+// than first (offsets.ContextParents): the session sets it before it configures the
+// probes, whose context walks look them up only if there are any (context_wrappers).
+func (s *Shared) SetContextParents(ps []offsets.ContextParent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.contextParents = ps
+}
+
+// ContextWrappers reports whether SetContextParents was given any.
+func (s *Shared) ContextWrappers() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.contextParents) > 0
+}
+
+// FillContextParents writes what SetContextParents was given into the context_parents
+// map (bpf/include/spans.h), at their link address + bias: where the app has its itabs.
+func (s *Shared) FillContextParents(bias uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.maps["context_parents"]
+	if m == nil || len(s.contextParents) == 0 {
+		return nil
+	}
+	type where struct{ Hop, Offset uint32 } // struct context_parent
+	for _, p := range s.contextParents {
+		if p.Hop > 1<<31 || p.Offset > 1<<31 {
+			continue // not in a real binary; without an entry the walk reads the first word
+		}
+		if err := m.Put(p.Itab+bias, where{uint32(p.Hop), uint32(p.Offset)}); err != nil {
+			return fmt.Errorf("context_parents: %w", err)
+		}
+	}
+	return nil
 }
 
 // MapsFor returns the shared maps obj declares, creating those not made yet: for an

@@ -27,8 +27,10 @@
  * net/http.(*Transport).roundTrip(t, req) - or of golang.org/x/net/http2's
  * (*Transport).roundTripOpt(t, req, opt), for apps that use its transport (a request
  * net/http hands on to it is one span: the nested entry and return only count): find the parent by walking req.ctx's chain of
- * parent contexts up to a registered request context (of any probe's server span;
- * never by goroutine: a call made with another context starts its own trace); choose
+ * parent contexts up to a registered request context (of any probe's server span),
+ * else, for a call made without it in a goroutine serving a request, by that
+ * goroutine (a call from another goroutine with another context starts its own
+ * trace); choose
  * the IDs; if the request is plain http and carries no traceparent of its own, file the
  * one to send under req.URL (a clone made for a retry or a body rewind shares it). The
  * request's writer takes it for the wire (outgoing.h; probes/wire puts it there): over
@@ -573,7 +575,9 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 	if (propagate && st->url && is_http(st))
 		capture_headers(read_ptr(req + off_http_Request_Header), &st->hdr, swiss_maps);
 
-	struct span_ref *parent = parent_by_context(read_ptr(req + off_http_Request_ctx + 8));
+	/* By req.ctx's chain; else, for a call made without the request's context
+	 * (http.Get) in the goroutine serving a request, by that goroutine. */
+	struct span_ref *parent = find_parent(0, 0, req + off_http_Request_ctx, g, 1);
 	start_client_span(parent, &st->ev.sc, st->ev.parent_span_id, &st->ev.has_parent, &st->ev.trace_flags);
 	__u8 flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
 

@@ -38,6 +38,12 @@ type nethttpClientCall struct {
 	}
 }
 
+type nethttpContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type nethttpH2Stream struct {
 	_        structs.HostLayout
 	G        uint64
@@ -260,6 +266,7 @@ type nethttpZeroValue struct {
 const (
 	nethttpMapAppProcess                            = "app_process"
 	nethttpMapClientCalls                           = "client_calls"
+	nethttpMapContextParents                        = "context_parents"
 	nethttpMapEvents                                = "events"
 	nethttpMapFiled                                 = "filed"
 	nethttpMapInflightContexts                      = "inflight_contexts"
@@ -284,6 +291,7 @@ const (
 	nethttpProgXnetServerEntryHmap                  = "xnet_server_entry_hmap"
 	nethttpProgXnetServerEntrySwiss                 = "xnet_server_entry_swiss"
 	nethttpVarClientEnabled                         = "client_enabled"
+	nethttpVarContextWrappers                       = "context_wrappers"
 	nethttpVarInflightWanted                        = "inflight_wanted"
 	nethttpVarOffHttp2ClientRequestURL              = "off_http2_ClientRequest_URL"
 	nethttpVarOffHttp2ServerRequestContext          = "off_http2_ServerRequest_Context"
@@ -402,6 +410,7 @@ type nethttpProgramSpecs struct {
 type nethttpMapSpecs struct {
 	AppProcess         *ebpf.MapSpec `ebpf:"app_process"`
 	ClientCalls        *ebpf.MapSpec `ebpf:"client_calls"`
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	Filed              *ebpf.MapSpec `ebpf:"filed"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
@@ -418,6 +427,7 @@ type nethttpMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type nethttpVariableSpecs struct {
 	ClientEnabled                         *ebpf.VariableSpec `ebpf:"client_enabled"`
+	ContextWrappers                       *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted                        *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	OffHttp2ClientRequestURL              *ebpf.VariableSpec `ebpf:"off_http2_ClientRequest_URL"`
 	OffHttp2ServerRequestContext          *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Context"`
@@ -494,6 +504,7 @@ func (o *nethttpObjects) Close() error {
 type nethttpMaps struct {
 	AppProcess         *ebpf.Map `ebpf:"app_process"`
 	ClientCalls        *ebpf.Map `ebpf:"client_calls"`
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	Events             *ebpf.Map `ebpf:"events"`
 	Filed              *ebpf.Map `ebpf:"filed"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
@@ -509,6 +520,7 @@ func (m *nethttpMaps) Close() error {
 	return _NethttpClose(
 		m.AppProcess,
 		m.ClientCalls,
+		m.ContextParents,
 		m.Events,
 		m.Filed,
 		m.InflightContexts,
@@ -526,6 +538,7 @@ func (m *nethttpMaps) Close() error {
 // It can be passed to loadNethttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nethttpVariables struct {
 	ClientEnabled                         *ebpf.Variable `ebpf:"client_enabled"`
+	ContextWrappers                       *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted                        *ebpf.Variable `ebpf:"inflight_wanted"`
 	OffHttp2ClientRequestURL              *ebpf.Variable `ebpf:"off_http2_ClientRequest_URL"`
 	OffHttp2ServerRequestContext          *ebpf.Variable `ebpf:"off_http2_ServerRequest_Context"`

@@ -16,9 +16,9 @@ func Library() kit.Library {
 		Name:   "net/http",
 		Specs:  Specs,
 		Object: objectSpec,
-		// A call made with a context not derived from a request's starts its own
-		// trace: never a parent by goroutine.
-		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext},
+		// By the call's context first; by the goroutine for a call made without the
+		// request's (http.Get) in the handler's goroutine.
+		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext | kit.ByGoroutine},
 	}
 	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 		return load(ctx, &lib, t, reps, env)

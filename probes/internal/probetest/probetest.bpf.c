@@ -50,7 +50,7 @@ int work_by_context(struct go_regs *ctx)
 {
 	if (!by_context_enabled)
 		return 0;
-	return output(HOW_CONTEXT, parent_by_context(go_arg(ctx, 2)));
+	return output(HOW_CONTEXT, parent_by_context(go_arg(ctx, 1), go_arg(ctx, 2)));
 }
 
 SEC("uprobe/workHere")

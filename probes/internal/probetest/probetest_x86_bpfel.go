@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type probetestContextParent struct {
+	_   structs.HostLayout
+	Hop uint32
+	Off uint32
+}
+
 type probetestSpanRef struct {
 	_  structs.HostLayout
 	Sc struct {
@@ -44,6 +50,7 @@ type probetestWorkEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	probetestMapContextParents     = "context_parents"
 	probetestMapEvents             = "events"
 	probetestMapInflightContexts   = "inflight_contexts"
 	probetestMapInflightGoroutines = "inflight_goroutines"
@@ -52,6 +59,7 @@ const (
 	probetestProgWorkByGoroutine   = "work_by_goroutine"
 	probetestVarByContextEnabled   = "by_context_enabled"
 	probetestVarByGoroutineEnabled = "by_goroutine_enabled"
+	probetestVarContextWrappers    = "context_wrappers"
 	probetestVarInflightWanted     = "inflight_wanted"
 	probetestVarSamplerParentBased = "sampler_parent_based"
 	probetestVarSamplerRatioBound  = "sampler_ratio_bound"
@@ -110,6 +118,7 @@ type probetestProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probetestMapSpecs struct {
+	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	InflightContexts   *ebpf.MapSpec `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.MapSpec `ebpf:"inflight_goroutines"`
@@ -122,6 +131,7 @@ type probetestMapSpecs struct {
 type probetestVariableSpecs struct {
 	ByContextEnabled   *ebpf.VariableSpec `ebpf:"by_context_enabled"`
 	ByGoroutineEnabled *ebpf.VariableSpec `ebpf:"by_goroutine_enabled"`
+	ContextWrappers    *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted     *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	SamplerParentBased *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	SamplerRatioBound  *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
@@ -150,6 +160,7 @@ func (o *probetestObjects) Close() error {
 //
 // It can be passed to loadProbetestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probetestMaps struct {
+	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	Events             *ebpf.Map `ebpf:"events"`
 	InflightContexts   *ebpf.Map `ebpf:"inflight_contexts"`
 	InflightGoroutines *ebpf.Map `ebpf:"inflight_goroutines"`
@@ -158,6 +169,7 @@ type probetestMaps struct {
 
 func (m *probetestMaps) Close() error {
 	return _ProbetestClose(
+		m.ContextParents,
 		m.Events,
 		m.InflightContexts,
 		m.InflightGoroutines,
@@ -171,6 +183,7 @@ func (m *probetestMaps) Close() error {
 type probetestVariables struct {
 	ByContextEnabled   *ebpf.Variable `ebpf:"by_context_enabled"`
 	ByGoroutineEnabled *ebpf.Variable `ebpf:"by_goroutine_enabled"`
+	ContextWrappers    *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted     *ebpf.Variable `ebpf:"inflight_wanted"`
 	SamplerParentBased *ebpf.Variable `ebpf:"sampler_parent_based"`
 	SamplerRatioBound  *ebpf.Variable `ebpf:"sampler_ratio_bound"`

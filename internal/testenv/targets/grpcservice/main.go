@@ -19,6 +19,11 @@
 //	Sleep(Int32Value) Empty               sleeps that many milliseconds (deadlines)
 //	Fetch(StringValue) StringValue        GET of the URL given, with the request's
 //	                                      context: the body
+//	Orphan(StringValue) StringValue       Say on NEXT with context.Background(), in the
+//	                                      handler's goroutine
+//	Detached(StringValue) StringValue     the same from a goroutine it starts
+//	Deep(Int32Value) StringValue          Say on NEXT from a goroutine it starts, with a
+//	                                      context that many layers above the request's
 //	Count(Int32Value) stream Int32Value   server streaming: 1..n
 //	Sum(stream Int32Value) Int32Value     client streaming
 //	Chat(stream StringValue) stream ...   bidi: each message back
@@ -101,6 +106,55 @@ func (e *echo) relay(ctx context.Context, in *wrapperspb.StringValue) (*wrappers
 			return nil, err
 		}
 	}
+}
+
+func (e *echo) orphan(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	if e.next == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	out := new(wrapperspb.StringValue)
+	return out, e.next.Invoke(context.Background(), "/demo.Echo/Say", in, out)
+}
+
+func (e *echo) detached(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	if e.next == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	out := new(wrapperspb.StringValue)
+	done := make(chan error)
+	go func() { done <- e.next.Invoke(context.Background(), "/demo.Echo/Say", in, out) }()
+	return out, <-done
+}
+
+// layerKey keys the values Deep's layers hold.
+type layerKey struct{}
+
+// deep calls Say on the next hop from a goroutine, with a context in.Value layers above
+// the request's: values, timeouts, cancels, WithoutCancel in turn.
+func (e *echo) deep(ctx context.Context, in *wrapperspb.Int32Value) (*wrapperspb.StringValue, error) {
+	if e.next == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	for i := 0; i < int(in.Value); i++ {
+		switch i % 4 {
+		case 0:
+			ctx = context.WithValue(ctx, layerKey{}, i)
+		case 1:
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+		case 2:
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+		case 3:
+			ctx = context.WithoutCancel(ctx)
+		}
+	}
+	out := new(wrapperspb.StringValue)
+	done := make(chan error)
+	go func() { done <- e.next.Invoke(ctx, "/demo.Echo/Say", wrapperspb.String("deep"), out) }()
+	return out, <-done
 }
 
 // deadline calls Sleep(2000) on the next hop with a deadline of 50 ms.
@@ -290,6 +344,9 @@ var serviceDesc = grpc.ServiceDesc{
 		unary("Sleep", (*echo).sleep),
 		unary("Fetch", (*echo).fetch),
 		unary("Deadline", (*echo).deadline),
+		unary("Orphan", (*echo).orphan),
+		unary("Detached", (*echo).detached),
+		unary("Deep", (*echo).deep),
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Count", Handler: count, ServerStreams: true},

@@ -24,13 +24,14 @@ import (
 //	              traceparent=VALUE (the app sets this header itself)
 //	/fanout       two goroutines GET $UPSTREAM/echo with contexts derived from the
 //	              request's; both replies
-//	/background   GET $UPSTREAM/echo with context.Background()
+//	/background   GET $UPSTREAM/echo with context.Background(), in the handler
 //	/post         POST the request body to $UPSTREAM/echo (streamed, with the
 //	              incoming length or chunked); its reply
 //	/refused      GET a port nobody listens on; 502 with the error
 //	/echo         reply JSON: the traceparent and tracestate received, how many
 //	              of each header, the body's length and SHA-256
 //	/blob?n=N     reply N bytes of blobByte(i)
+//	/deep, /get, /detached: addContextRoutes
 //	/sleep?d=D    reply after D
 func addClientRoutes(mux *http.ServeMux) {
 	upstream := os.Getenv("UPSTREAM")
@@ -115,6 +116,7 @@ func addClientRoutes(mux *http.ServeMux) {
 		b, code, err := call(r.Context(), "GET", "http://127.0.0.1:1/nothing", nil, 0, nil)
 		reply(w, b, code, err)
 	})
+	addContextRoutes(mux, call, reply)
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
 		n, _ := io.Copy(h, r.Body)

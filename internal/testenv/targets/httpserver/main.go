@@ -7,6 +7,8 @@
 //	                    the fields the probes read
 //	httpserver types    print, as JSON, the addresses of some error types' runtime
 //	                    type descriptors by their %T names; then wait for stdin to close
+//	httpserver contexts print, as JSON, some context types' itabs and where each keeps
+//	                    its parent (printContexts); then wait for stdin to close
 package main
 
 import (
@@ -30,6 +32,10 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "types" {
 		printTypes()
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "contexts" {
+		printContexts()
 		return
 	}
 	addr := "127.0.0.1:8080"
