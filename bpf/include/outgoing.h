@@ -9,14 +9,26 @@
 
 #define OUTGOING_METHOD_MAX 16
 
+/* What the request already holds, as the app wrote it (outgoing.app): the wire gives
+ * those headers ours in place instead of adding a second of each. */
+#define OUTGOING_APP_TRACEPARENT 1
+#define OUTGOING_APP_TRACESTATE 2
+
 /* A traceparent (and tracestate) on its way to the wire. */
 struct outgoing {
 	__u8 traceparent[TRACEPARENT_LEN + 1];
 	__u8 method_len; /* HTTP/1: the request line begins "METHOD " */
+	__u8 app;        /* OUTGOING_APP_*: headers the app wrote itself (forwarded or its own) */
 	__u16 tracestate_len;
 	__u8 method[OUTGOING_METHOD_MAX];
 	__u8 tracestate[TRACESTATE_MAX];
 	__u64 filed_ns;
+	/* The app's own (app), as it wrote them: HTTP/2's encoder may have coded them, and
+	 * the wire finds its fields by their values. */
+	__u8 app_traceparent[TRACEPARENT_LEN + 1]; /* the first value's first bytes */
+	__u8 app_traceparent_len;                  /* its length, up to 255 */
+	__u16 app_tracestate_len;                  /* the first value's length */
+	__u8 _pad[4];
 };
 
 /* HTTP/1: by the goroutine whose next write to a socket is the request. */

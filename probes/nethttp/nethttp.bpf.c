@@ -28,8 +28,9 @@
  * net/http hands on to it is one span: the nested entry and return only count): find the parent by walking req.ctx's chain of
  * parent contexts up to a registered request context (of any probe's server span;
  * never by goroutine: a call made with another context starts its own trace); choose
- * the IDs; if the request is plain http and carries no traceparent of its own, file the
- * one to send under req.URL (a clone made for a retry or a body rewind shares it). The
+ * the IDs; if the request is plain http, file the one to send under req.URL (a clone
+ * made for a retry or a body rewind shares it), saying whether the request holds a
+ * traceparent or tracestate of its own, which the wire replaces instead. The
  * request's writer takes it for the wire (outgoing.h; probes/wire puts it there): over
  * HTTP/1, at the entry of net/http.(*Request).write, in the connection's writer
  * goroutine, for that goroutine's next write; over HTTP/2, at the entry of the HTTP/2
@@ -517,6 +518,17 @@ static __always_inline int file_traceparent(struct client_call *st, struct span_
 	fill_outgoing(out, &st->ev.sc, flags, parent ? parent->tracestate : 0, parent ? parent->tracestate_len : 0);
 	out->method_len = st->ev.method_len;
 	__builtin_memcpy(out->method, st->ev.method, OUTGOING_METHOD_MAX);
+	if (st->hdr.found & HEADER_TRACEPARENT) {
+		out->app |= OUTGOING_APP_TRACEPARENT;
+		__builtin_memcpy(out->app_traceparent, st->hdr.traceparent, TRACEPARENT_LEN + 1);
+		out->app_traceparent_len = st->hdr.traceparent_len;
+	}
+	if (st->hdr.found & HEADER_TRACESTATE) {
+		struct go_string v = {};
+		out->app |= OUTGOING_APP_TRACESTATE;
+		if (st->hdr.tracestate.len > 0 && read_user(&v, sizeof(v), st->hdr.tracestate.ptr) == 0)
+			out->app_tracestate_len = v.len > 0xffff ? 0xffff : v.len;
+	}
 	return 1;
 }
 
@@ -568,9 +580,10 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 	start_client_span(parent, &st->ev.sc, st->ev.parent_span_id, &st->ev.has_parent, &st->ev.trace_flags);
 	__u8 flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
 
-	/* Never a second traceparent: a request that has one is left as it is. */
-	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX &&
-	    !(st->hdr.found & HEADER_TRACEPARENT))
+	/* A request that has a traceparent (or tracestate) of its own - forwarded by a
+	 * proxy, or the app's - gets ours in its place, never a second: the wire is told
+	 * which it holds. */
+	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX)
 		st->ev.propagated = file_traceparent(st, parent, flags);
 	return 0;
 }
