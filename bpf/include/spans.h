@@ -23,7 +23,7 @@
 
 #include "trace.h"
 
-#define CONTEXT_DEPTH 8 /* context layers a call may sit below its request's */
+#define CONTEXT_DEPTH 16 /* context layers a call may sit below its request's */
 
 /* What a server span gives the calls made under it. */
 struct span_ref {
