@@ -613,7 +613,7 @@ func CheckHost(ctx context.Context, opts Options) []kit.Finding {
 	for _, l := range Libraries(opts) {
 		fs = append(fs, l.Check(ctx, env)...)
 	}
-	return append(fs, wire.Check(), wire.Limits)
+	return append(fs, wire.Check(), wire.Limits, wire.OwnLimits)
 }
 
 // sameCause joins the probe errors with one cause into one ("grpc.server, grpc.client:

@@ -429,9 +429,47 @@ int client_entry(struct go_regs *ctx)
 	return 0;
 }
 
+/* own_field notes in out the header field at field if it is a trace context field
+ * (the first of each): the traceparent's value, the tracestate's length, and in ts
+ * where the tracestate's value is (none if it has two). A global function: verified
+ * once. */
+__noinline int own_field(__u64 field, struct outgoing *out, struct go_string *ts)
+{
+	if (!out || !ts)
+		return 0;
+	__u64 name = field + off_x_hpack_HeaderField_Name;
+	__u64 len = read_ptr(name + 8);
+	if (len != 11 && len != 10)
+		return 0;
+	char b[12] = {};
+	bpf_probe_read_user(b, 11, (void *)read_ptr(name));
+	if (b[0] != 't' || b[1] != 'r' || b[2] != 'a' || b[3] != 'c' || b[4] != 'e')
+		return 0;
+	struct go_string v = {};
+	if (len == 11 && b[5] == 'p' && b[6] == 'a' && b[7] == 'r' && b[8] == 'e' && b[9] == 'n' && b[10] == 't') {
+		if (out->app & OUTGOING_APP_TRACEPARENT)
+			return 0;
+		out->app |= OUTGOING_APP_TRACEPARENT;
+		if (read_user(&v, sizeof(v), field + off_x_hpack_HeaderField_Value) == 0 && v.len > 0) {
+			copy_go_string(out->app_traceparent, TRACEPARENT_LEN + 1, &v);
+			out->app_traceparent_len = v.len > 255 ? 255 : v.len;
+		}
+	} else if (len == 10 && b[5] == 's' && b[6] == 't' && b[7] == 'a' && b[8] == 't' && b[9] == 'e') {
+		if (out->app & OUTGOING_APP_TRACESTATE) { /* a second value: the two are not ours */
+			ts->len = 0;
+			return 0;
+		}
+		out->app |= OUTGOING_APP_TRACESTATE;
+		if (read_user(ts, sizeof(*ts), field + off_x_hpack_HeaderField_Value) == 0 && ts->len > 0)
+			out->app_tracestate_len = ts->len > 0xffff ? 0xffff : ts->len;
+	}
+	return 0;
+}
+
 /* own_context notes in out the trace context fields among the n header fields at hf
- * that the app put there itself (forwarded metadata, or its own): which, and the first
- * value of each as the wire looks for it. A global function: verified once. */
+ * that the app put there itself (forwarded metadata, or its own): which, the first
+ * value of each as the wire looks for it, and whether the tracestate is ours. A global
+ * function: verified once. */
 __noinline int own_context(__u64 hf, __u64 n, struct outgoing *out)
 {
 	if (!out)
@@ -439,35 +477,14 @@ __noinline int own_context(__u64 hf, __u64 n, struct outgoing *out)
 	__u64 size = (off_x_hpack_HeaderField_Sensitive + 8) & ~7ULL; /* the last field, padded */
 	if (size > 64)
 		return 0;
+	struct go_string ts = {};
 	for (int i = 0; i < HEADERS_MAX; i++) {
 		if (i >= n)
 			break;
-		__u64 field = hf + i * size;
-		__u64 name = field + off_x_hpack_HeaderField_Name;
-		__u64 len = read_ptr(name + 8);
-		if (len != 11 && len != 10)
-			continue;
-		char b[12] = {};
-		bpf_probe_read_user(b, 11, (void *)read_ptr(name));
-		if (b[0] != 't' || b[1] != 'r' || b[2] != 'a' || b[3] != 'c' || b[4] != 'e')
-			continue;
-		struct go_string v = {};
-		if (len == 11 && b[5] == 'p' && b[6] == 'a' && b[7] == 'r' && b[8] == 'e' && b[9] == 'n' && b[10] == 't') {
-			if (out->app & OUTGOING_APP_TRACEPARENT)
-				continue;
-			out->app |= OUTGOING_APP_TRACEPARENT;
-			if (read_user(&v, sizeof(v), field + off_x_hpack_HeaderField_Value) == 0 && v.len > 0) {
-				copy_go_string(out->app_traceparent, TRACEPARENT_LEN + 1, &v);
-				out->app_traceparent_len = v.len > 255 ? 255 : v.len;
-			}
-		} else if (len == 10 && b[5] == 's' && b[6] == 't' && b[7] == 'a' && b[8] == 't' && b[9] == 'e') {
-			if (out->app & OUTGOING_APP_TRACESTATE)
-				continue;
-			out->app |= OUTGOING_APP_TRACESTATE;
-			if (read_user(&v, sizeof(v), field + off_x_hpack_HeaderField_Value) == 0 && v.len > 0)
-				out->app_tracestate_len = v.len > 0xffff ? 0xffff : v.len;
-		}
+		own_field(hf + i * size, out, &ts);
 	}
+	if (ts.len > 0 && tracestate_is_ours(out, ts.ptr, ts.len))
+		out->app |= OUTGOING_APP_TRACESTATE_OURS;
 	return 0;
 }
 

@@ -526,8 +526,11 @@ static __always_inline int file_traceparent(struct client_call *st, struct span_
 	if (st->hdr.found & HEADER_TRACESTATE) {
 		struct go_string v = {};
 		out->app |= OUTGOING_APP_TRACESTATE;
-		if (st->hdr.tracestate.len > 0 && read_user(&v, sizeof(v), st->hdr.tracestate.ptr) == 0)
+		if (st->hdr.tracestate.len > 0 && read_user(&v, sizeof(v), st->hdr.tracestate.ptr) == 0) {
 			out->app_tracestate_len = v.len > 0xffff ? 0xffff : v.len;
+			if (st->hdr.tracestate.len == 1 && tracestate_is_ours(out, v.ptr, v.len))
+				out->app |= OUTGOING_APP_TRACESTATE_OURS;
+		}
 	}
 	return 1;
 }

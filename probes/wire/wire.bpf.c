@@ -1036,7 +1036,7 @@ struct wire_socket {
 	__u32 proto;
 	__u32 block_len;
 	__u32 block_tp; /* of block_len, the traceparent's field */
-	__u32 _pad0;
+	__u32 ts_changed; /* HTTP/2: a tracestate field the peer's table keeps got ours */
 	__u32 preface_len; /* of the preface, bytes seen so far */
 	__u32 partial_len; /* of a frame header split across writes, bytes seen so far */
 	__u8 partial[8];
@@ -1776,10 +1776,15 @@ __noinline __u32 h2_block_end(struct sk_msg_md *msg, struct wire_socket *s, stru
 		}
 		done += d;
 		count(what == OWN_TRACEPARENT ? COUNT_H2_REPLACED : COUNT_H2_TRACESTATE);
+		if (what != OWN_TRACEPARENT && own->fields[i].indexing)
+			s->ts_changed = 1;
 	}
 	if ((app & OUTGOING_APP_TRACEPARENT) && !tp)
 		count(COUNT_H2_NOT_FOUND);
-	if ((app & OUTGOING_APP_TRACESTATE) && !ts)
+	/* A tracestate not found is the app's as it wrote it, or, sent as an index, the
+	 * value the peer's table holds for it: ours, if the app's was (a proxy forwarding
+	 * its caller's) and no field the table keeps got a value of ours. */
+	if ((app & OUTGOING_APP_TRACESTATE) && !ts && (!(app & OUTGOING_APP_TRACESTATE_OURS) || s->ts_changed))
 		count(COUNT_H2_TS_KEPT);
 	if (done && !set_frame_len(msg, base, f->len + done))
 		count(COUNT_H2_FAILED); /* cannot happen: the bytes were read */

@@ -154,7 +154,7 @@ func (c Counts) Report() []string {
 			c.Unchanged(), c.H2TooLarge, c.H2Split, c.H2Failed, c.H2Late, c.H2Inserted))
 	}
 	if c.Kept() > 0 {
-		lines = append(lines, fmt.Sprintf("outgoing traceparent: %d trace context headers the app wrote itself (forwarded, or its own) went as written, not naming their client span (HTTP/1: %d came in two writes, %d were not found in the first 16 KiB of a write or the kernel refused the bytes; HTTP/2: %d traceparents were no literal in their block's one frame - indexed, their value sent before on the connection, or in a block of several frames -, %d would have grown in the peer's compression table, %d tracestates not ours had an indexed name); %d got ours in place",
+		lines = append(lines, fmt.Sprintf("outgoing traceparent: %d trace context headers the app wrote itself (forwarded, or its own) went as written instead of ours (HTTP/1: %d came in two writes, %d were not found in the first 16 KiB of a write or the kernel refused the bytes; HTTP/2: %d traceparents were no literal in their block's one frame - an index, their value sent before on the connection, or in a block of several frames -, %d would have grown in the peer's compression table, %d tracestates not ours had an indexed name); %d got ours in place",
 			c.Kept(), c.HTTP1Split, c.HTTP1Missed, c.H2NotFound, c.H2Unsafe, c.H2TSKept, c.HTTP1Replaced+c.HTTP1Tracestate+c.H2Replaced+c.H2Tracestate))
 	}
 	return lines
@@ -214,6 +214,9 @@ func Check() kit.Finding {
 
 // Limits is what propagation cannot do, whatever the host.
 var Limits = kit.Finding{Status: kit.Limit, Text: "outgoing traceparent goes on plain HTTP/1 requests and plain HTTP/2 (h2c, gRPC without TLS) streams only: TLS (HTTPS, HTTPS/2, gRPC with TLS) is encrypted before the kernel sees it; those calls get client spans, and the next service starts a new trace"}
+
+// OwnLimits is what propagation cannot do to the trace context an app writes itself.
+var OwnLimits = kit.Finding{Status: kit.Limit, Text: "outgoing traceparent: a traceparent or tracestate the app writes itself (a proxy forwarding its caller's, or its own) gets the client span's in place, but goes as written where the kernel cannot change it safely: an HTTP/1 header line split across two writes, an HTTP/2 field sent as an index (its value sent before on the connection) or in a block of several frames, an HTTP/2 field the encoder indexes whose value would grow in the peer's compression table; each is counted and said when the launcher exits"}
 
 // withoutNetAdmin notes that the socket programs attached without CAP_NET_ADMIN.
 func withoutNetAdmin() string {

@@ -42,7 +42,7 @@ type wireWireSocket struct {
 	Proto      uint32
 	BlockLen   uint32
 	BlockTp    uint32
-	Pad0       uint32
+	TsChanged  uint32
 	PrefaceLen uint32
 	PartialLen uint32
 	Partial    [8]uint8
