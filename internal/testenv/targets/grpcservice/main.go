@@ -19,6 +19,14 @@
 //	Sleep(Int32Value) Empty               sleeps that many milliseconds (deadlines)
 //	Fetch(StringValue) StringValue        GET of the URL given, with the request's
 //	                                      context: the body
+//	Via(StringValue) StringValue          the argument is "METHOD[,REST]": METHOD on
+//	                                      NEXT with the request's context and REST; its
+//	                                      answer
+//	Forward(StringValue) StringValue      the same, the incoming traceparent and
+//	                                      tracestate metadata forwarded, as gRPC proxies
+//	                                      do
+//	Seen(StringValue) StringValue         the traceparent and tracestate metadata that
+//	                                      came: "traceparent=V,V;tracestate=V,V"
 //	Count(Int32Value) stream Int32Value   server streaming: 1..n
 //	Sum(stream Int32Value) Int32Value     client streaming
 //	Chat(stream StringValue) stream ...   bidi: each message back
@@ -48,6 +56,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -101,6 +110,41 @@ func (e *echo) relay(ctx context.Context, in *wrapperspb.StringValue) (*wrappers
 			return nil, err
 		}
 	}
+}
+
+// via calls the first method of in on the next hop with the rest, forwarding the
+// incoming trace context metadata or not.
+func (e *echo) via(ctx context.Context, in *wrapperspb.StringValue, forward bool) (*wrapperspb.StringValue, error) {
+	if e.next == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	method, rest, _ := strings.Cut(in.Value, ",")
+	if forward {
+		md, _ := metadata.FromIncomingContext(ctx)
+		for _, k := range []string{"traceparent", "tracestate"} {
+			for _, v := range md.Get(k) {
+				ctx = metadata.AppendToOutgoingContext(ctx, k, v)
+			}
+		}
+	}
+	out := new(wrapperspb.StringValue)
+	if err := e.next.Invoke(ctx, method, wrapperspb.String(rest), out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (e *echo) viaHop(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return e.via(ctx, in, false)
+}
+
+func (e *echo) forward(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return e.via(ctx, in, true)
+}
+
+func (e *echo) seen(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return wrapperspb.String("traceparent=" + strings.Join(md.Get("traceparent"), ",") + ";tracestate=" + strings.Join(md.Get("tracestate"), ",")), nil
 }
 
 // deadline calls Sleep(2000) on the next hop with a deadline of 50 ms.
@@ -290,6 +334,9 @@ var serviceDesc = grpc.ServiceDesc{
 		unary("Sleep", (*echo).sleep),
 		unary("Fetch", (*echo).fetch),
 		unary("Deadline", (*echo).deadline),
+		unary("Via", (*echo).viaHop),
+		unary("Forward", (*echo).forward),
+		unary("Seen", (*echo).seen),
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Count", Handler: count, ServerStreams: true},

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -32,8 +34,16 @@ import (
 //	              of each header, the body's length and SHA-256
 //	/blob?n=N     reply N bytes of blobByte(i)
 //	/sleep?d=D    reply after D
+//	/rp/PATH      net/http/httputil's ReverseProxy to $UPSTREAM/PATH: the request
+//	              goes on with its headers (traceparent, tracestate), as any Go proxy
+//	              forwards them
 func addClientRoutes(mux *http.ServeMux) {
 	upstream := os.Getenv("UPSTREAM")
+	if u, err := url.Parse(upstream); err == nil && upstream != "" {
+		rp := httputil.NewSingleHostReverseProxy(u)
+		rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256}
+		mux.Handle("/rp/", http.StripPrefix("/rp", rp))
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, TLSClientConfig: &tls.Config{}}}
 	call := func(ctx context.Context, method, url string, body io.Reader, length int64, header http.Header) ([]byte, int, error) {
 		req, err := http.NewRequestWithContext(ctx, method, url, body)
@@ -124,6 +134,7 @@ func addClientRoutes(mux *http.ServeMux) {
 			"tracestate":        r.Header.Get("Tracestate"),
 			"tracestate_count":  len(r.Header.Values("Tracestate")),
 			"length":            n,
+			"proto":             r.Proto,
 			"sha256":            hex.EncodeToString(h.Sum(nil)),
 		})
 	})
