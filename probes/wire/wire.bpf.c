@@ -11,7 +11,9 @@
  * HTTP/2 from then on; any other, HTTP/1.
  *
  * HTTP/1: a write by a goroutine with a traceparent waiting that begins with the
- * expected request line gets "traceparent: ...\r\n" (and tracestate) after that line.
+ * expected request line gets "traceparent: ...\r\n" (and tracestate) after that line,
+ * unless the app wrote its own: then the head is read as it is written, across writes,
+ * and those lines get our values in place (below).
  *
  * HTTP/2: the program reads the connection frame by frame, and the kernel keeps its
  * place: each run's verdict covers the frames it read (bpf_msg_apply_bytes), across
@@ -27,6 +29,9 @@
  * table changes), before any padding, and the frame's length rewritten. A frame the
  * insertion would make larger than 16384 bytes (the smallest maximum frame size a peer
  * may set), or whose bytes are not all in the write, is left as it is, and counted.
+ * Fields the app wrote itself get ours in place (below). HTTP/2 is a program of its
+ * own, inject_h2, which inject hands the write to (a tail call): each is verified
+ * within its budget.
  * The socket's local storage also holds the bytes to insert: writes to one socket are
  * serialized, so no two runs share it.
  *
