@@ -30,6 +30,7 @@ struct outgoing {
 	__u8 app_traceparent_len;                  /* its length, up to 255 */
 	__u16 app_tracestate_len;                  /* the first value's length */
 	__u8 _pad[4];
+	__u64 app_tracestate; /* the one value's address in the app, for the HTTP/2 writer's probe to compare (0: none) */
 };
 
 /* HTTP/1: by the goroutine whose next write to a socket is the request. */

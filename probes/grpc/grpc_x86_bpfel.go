@@ -92,6 +92,7 @@ type grpcOutgoing struct {
 	_                 [1]byte
 	AppTracestateLen  uint16
 	Pad               [4]uint8
+	AppTracestate     uint64
 }
 
 type grpcServerStream struct {

@@ -528,8 +528,10 @@ static __always_inline int file_traceparent(struct client_call *st, struct span_
 		out->app |= OUTGOING_APP_TRACESTATE;
 		if (st->hdr.tracestate.len > 0 && read_user(&v, sizeof(v), st->hdr.tracestate.ptr) == 0) {
 			out->app_tracestate_len = v.len > 0xffff ? 0xffff : v.len;
-			if (st->hdr.tracestate.len == 1 && tracestate_is_ours(out, v.ptr, v.len))
-				out->app |= OUTGOING_APP_TRACESTATE_OURS;
+			/* Compared with ours only if the request goes over HTTP/2 (hand_h2), where
+			 * the wire may not see it: HTTP/1 reads the lines. */
+			if (st->hdr.tracestate.len == 1)
+				out->app_tracestate = v.ptr;
 		}
 	}
 	return 1;
@@ -655,6 +657,8 @@ static __always_inline int hand_h2(struct go_regs *ctx, __u64 url)
 	if (!out)
 		return 0;
 	out->filed_ns = bpf_ktime_get_ns();
+	if (out->app_tracestate && tracestate_is_ours(out, out->app_tracestate, out->app_tracestate_len))
+		out->app |= OUTGOING_APP_TRACESTATE_OURS;
 	struct h2_stream key = {.g = go_goroutine(ctx), .stream_id = 0};
 	bpf_map_update_elem(&outgoing_h2, &key, out, BPF_ANY);
 	bpf_map_delete_elem(&filed, &url);

@@ -138,6 +138,7 @@ type nethttpOutgoing struct {
 	_                 [1]byte
 	AppTracestateLen  uint16
 	Pad               [4]uint8
+	AppTracestate     uint64
 }
 
 type nethttpServerCall struct {

@@ -35,6 +35,7 @@ type wireOutgoing struct {
 	_                 [1]byte
 	AppTracestateLen  uint16
 	Pad               [4]uint8
+	AppTracestate     uint64
 }
 
 type wireWireSocket struct {
