@@ -1529,24 +1529,44 @@ __noinline int classify(struct sk_msg_md *msg, struct h2_own *own, struct outgoi
 struct put_op {
 	struct sk_msg_md *msg;
 	struct wire_socket *s;
-	__u32 from; /* in s->block; H2_BLOCK_MAX: the empty string */
+	__u32 from; /* in s->h2.block; H2_BLOCK_MAX: the empty string */
+	__u32 len;  /* bytes to write */
 	__u8 bad;
 };
 
-static long put_step(__u32 i, void *arg)
+/* put_words writes bytes 8i to 8i + 7 (those there are) of what op says, at the
+ * message's first byte after a pull: a word at a time, the last bytes one at a time.
+ * A bpf_loop callback. */
+static long put_words(__u32 i, void *arg)
 {
 	struct put_op *op = arg;
 	struct sk_msg_md *msg = op->msg;
 	__u8 *data = (__u8 *)(long)msg->data, *end = (__u8 *)(long)msg->data_end;
-	__u8 *p = data + clamp_off(i);
-	__u64 j = (__u64)op->from + i;
-	asm volatile("" : "+r"(j)); /* the bound checked is the register used */
-	if (p + 1 > end || j > H2_BLOCK_MAX) {
-		op->bad = 1;
+	__u64 at = (__u64)i * 8;
+	if (at >= op->len)
 		return 1;
+	__u8 *p = data + clamp_off(at);
+	__u64 j = (__u64)op->from + at;
+	asm volatile("" : "+r"(j)); /* the bound checked is the register used */
+	if (at + 8 <= op->len && j <= H2_BLOCK_MAX - 8) {
+		if (p + 8 > end)
+			goto bad;
+		__builtin_memcpy(p, &op->s->h2.block[j], 8);
+		return 0;
 	}
-	*p = j < H2_BLOCK_MAX ? op->s->h2.block[j] : 0;
+	for (int k = 0; k < 8; k++) {
+		if (at + k >= op->len)
+			break;
+		__u64 jk = j + k;
+		asm volatile("" : "+r"(jk));
+		if (p + k + 1 > end || jk > H2_BLOCK_MAX)
+			goto bad;
+		p[k] = jk < H2_BLOCK_MAX ? op->s->h2.block[jk] : 0;
+	}
 	return 0;
+bad:
+	op->bad = 1;
+	return 1;
 }
 
 /* put_field gives field i of the block at offset blk its new value string (a raw
@@ -1588,10 +1608,10 @@ __noinline __s32 put_field(struct sk_msg_md *msg, struct wire_socket *s, __u32 b
 	} else if (delta > 0 && bpf_msg_push_data(msg, at + old, delta, 0) != 0) {
 		return H2_PUT_FAILED;
 	}
-	struct put_op op = {.msg = msg, .s = s, .from = from};
+	struct put_op op = {.msg = msg, .s = s, .from = from, .len = len};
 	if (bpf_msg_pull_data(msg, at, at + len, 0) != 0)
 		goto undo;
-	bpf_loop(len, put_step, &op, 0);
+	bpf_loop((len + 7) / 8, put_words, &op, 0);
 	if (!op.bad)
 		return delta;
 undo: /* after a push (the bytes were there after a pop) */
@@ -1661,10 +1681,10 @@ __noinline int insert_block(struct sk_msg_md *msg, struct wire_socket *s, __u32 
 	__u32 add = to - from;
 	if (bpf_msg_push_data(msg, at, add, 0) != 0)
 		return 0;
-	struct put_op op = {.msg = msg, .s = s, .from = from};
+	struct put_op op = {.msg = msg, .s = s, .from = from, .len = add};
 	if (bpf_msg_pull_data(msg, at, at + add, 0) != 0)
 		goto undo;
-	bpf_loop(add, put_step, &op, 0); /* the bytes were pulled: it cannot fail */
+	bpf_loop((add + 7) / 8, put_words, &op, 0); /* the bytes were pulled: it cannot fail */
 	if (!op.bad)
 		return 1;
 undo:
