@@ -152,7 +152,12 @@ func h2cTransport() http.RoundTripper {
 
 // loadPathOver is loadPath with clients over the transports newTransport makes.
 func loadPathOver(addr, path string, conns int, d time.Duration, newTransport func() http.RoundTripper) (int, time.Duration, error) {
-	var n, total atomic.Int64
+	return loadWith(addr, path, conns, d, newTransport, nil)
+}
+
+// loadWith is loadPathOver with headers: header(i) gives the i-th request's (nil: none).
+func loadWith(addr, path string, conns int, d time.Duration, newTransport func() http.RoundTripper, header func(i int64) http.Header) (int, time.Duration, error) {
+	var n, total, seq atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
@@ -167,7 +172,11 @@ func loadPathOver(addr, path string, conns int, d time.Duration, newTransport fu
 			}
 			for time.Now().Before(deadline) {
 				begin := time.Now()
-				resp, err := client.Get(url)
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				if header != nil {
+					req.Header = header(seq.Add(1))
+				}
+				resp, err := client.Do(req)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -261,6 +270,59 @@ func probeStats(prefix string) (runs uint64, runtime time.Duration) {
 		runs += st.RunCount
 		runtime += st.Runtime
 	})
+	return runs, runtime
+}
+
+// programStats snapshots the statistics of the BPF programs the processes pids hold
+// whose names start with one of prefixes, by program ID: only those, for the machine
+// may run other launchers (another test run, another bench) whose programs would count.
+func programStats(pids []int, prefixes ...string) map[ebpf.ProgramID]ebpf.ProgramStats {
+	owned := ownedPrograms(pids)
+	m := map[ebpf.ProgramID]ebpf.ProgramStats{}
+	for _, prefix := range prefixes {
+		eachProgram(prefix, func(id ebpf.ProgramID, st *ebpf.ProgramStats) {
+			if owned[id] {
+				m[id] = *st
+			}
+		})
+	}
+	return m
+}
+
+// ownedPrograms lists the BPF programs the processes hold a file descriptor of
+// (/proc/PID/fdinfo's prog_id).
+func ownedPrograms(pids []int) map[ebpf.ProgramID]bool {
+	owned := map[ebpf.ProgramID]bool{}
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			b, err := os.ReadFile(dir + "/" + e.Name())
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
+					if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+						owned[ebpf.ProgramID(id)] = true
+					}
+				}
+			}
+		}
+	}
+	return owned
+}
+
+// statsDelta sums the runs and run time between two snapshots of the programs in both:
+// a program of an earlier launcher that is still being freed, or one loaded between
+// them, counts for nothing.
+func statsDelta(before, after map[ebpf.ProgramID]ebpf.ProgramStats) (runs uint64, runtime time.Duration) {
+	for id, a := range after {
+		if b, ok := before[id]; ok {
+			runs += a.RunCount - b.RunCount
+			runtime += a.Runtime - b.Runtime
+		}
+	}
 	return runs, runtime
 }
 
