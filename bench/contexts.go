@@ -160,15 +160,20 @@ func ownPrograms(pid int) map[string]progStat {
 	return out
 }
 
-// ownStats sums the run counts and times of the programs process pid holds whose names
-// start with prefix (0 for no process).
-func ownStats(pid int, prefix string) (runs uint64, runtime time.Duration) {
-	if pid == 0 {
-		return 0, 0
-	}
-	for name, st := range ownPrograms(pid) {
-		if strings.HasPrefix(name, prefix) {
-			runs, runtime = runs+st.runs, runtime+st.time
+// ownStats sums the run counts and times of the programs the processes pids hold
+// (launchers; 0 for none) whose names start with one of prefixes.
+func ownStats(pids []int, prefixes ...string) (runs uint64, runtime time.Duration) {
+	for _, pid := range pids {
+		if pid == 0 {
+			continue
+		}
+		for name, st := range ownPrograms(pid) {
+			for _, prefix := range prefixes {
+				if strings.HasPrefix(name, prefix) {
+					runs, runtime = runs+st.runs, runtime+st.time
+					break
+				}
+			}
 		}
 	}
 	return runs, runtime

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
@@ -52,21 +53,27 @@ func grpcBench(env *benchEnv) error {
 		name, method string                   // a gRPC method, or an HTTP path
 		http         func() http.RoundTripper // over HTTP: its transport
 		serve        string                   // the variable that starts its HTTP server
+		forward      bool                     // each call carries a caller's traceparent, which the service forwards
 	}
 	workloads := []workload{
-		{"gRPC unary Say", "/demo.Echo/Say", nil, ""},
-		{"gRPC Relay (3 client calls)", "/demo.Echo/Relay", nil, ""},
-		{"h2c proxy (1 client call)", "/proxy?to=http://" + backH2C + "/sha", http1Transport, "GRPCSERVICE_HTTP"},
-		{"x/net h2c server /hello", "/hello", h2cTransport, "GRPCSERVICE_XH2C"},
+		{"gRPC unary Say", "/demo.Echo/Say", nil, "", false},
+		{"gRPC Relay (3 client calls)", "/demo.Echo/Relay", nil, "", false},
+		{"gRPC Forward (1 client call, the caller's traceparent and tracestate metadata forwarded)", "/demo.Echo/Forward", nil, "", true},
+		{"h2c proxy (1 client call)", "/proxy?to=http://" + backH2C + "/sha", http1Transport, "GRPCSERVICE_HTTP", false},
+		{"h2c proxy forwarding the caller's traceparent (1 client call)", "/proxy?keep=1&to=http://" + backH2C + "/sha", http1Transport, "GRPCSERVICE_HTTP", true},
+		{"x/net h2c server /hello", "/hello", h2cTransport, "GRPCSERVICE_XH2C", false},
 	}
 	type config struct {
 		name      string
-		launched  bool
+		launcher  string
 		propagate string
 		traps     bool // counting programs at the launcher's sites, without the launcher
 	}
-	configs := []config{{"without launcher", false, "", false}, {"spans, --propagate=false", true, "false", false},
-		{"spans and traceparent", true, "true", false}, {"traps alone: a counter at the same sites, no launcher", false, "", true}}
+	configs := []config{{"without launcher", "", "", false}, {"spans, --propagate=false", env.launch, "false", false},
+		{"spans and traceparent", env.launch, "true", false}, {"traps alone: a counter at the same sites, no launcher", "", "", true}}
+	if env.baseline != "" { // the same, another launcher, in the same rounds
+		configs = append(configs, config{"spans and traceparent, -baseline launcher", env.baseline, "true", false})
+	}
 	// Latency is the median of every call made one at a time, over all rounds: the
 	// cost the probes add is in every call, and a median does not move with the
 	// scheduling hiccups of a shared 2-core VM (a mean did, by 100 µs between runs).
@@ -77,18 +84,11 @@ func grpcBench(env *benchEnv) error {
 		hits     uint64
 		bpfTime  time.Duration // the uprobe programs' run time, without the trap
 		sockets  uint64        // socket program runs
+		sockTime time.Duration // their run time
 		cpu      time.Duration // the launcher's own CPU time
 	}
-	// The launcher's own programs (pid), not another process's of the same names.
-	uprobes := func(pid int) (uint64, time.Duration) {
-		var runs uint64
-		var t time.Duration
-		for _, prefix := range []string{"server_", "xnet_server_", "h2_server_", "client_", "request_write", "h2_request_write"} {
-			r, d := ownStats(pid, prefix)
-			runs, t = runs+r, t+d
-		}
-		return runs, t
-	}
+	uprobePrefixes := []string{"server_", "xnet_server_", "h2_server_", "client_", "request_write", "h2_request_write"}
+	socketPrefixes := []string{"inject", "app_sockops"}
 	for _, w := range workloads {
 		results := make([][]result, len(configs))
 		for r := 0; r < rounds; r++ {
@@ -97,9 +97,8 @@ func grpcBench(env *benchEnv) error {
 				if serve == "" {
 					serve = "GRPCSERVICE_HTTP"
 				}
-				launcher, extra := "", []string{serve + "=" + httpAddr}
-				if c.launched {
-					launcher = env.launch
+				launcher, extra := c.launcher, []string{serve + "=" + httpAddr}
+				if c.launcher != "" {
 					extra = append(extra, "LAUNCH_PROPAGATE="+c.propagate)
 				}
 				srv, err := startAppUnder(launcherArgv(launcher), recv.Endpoint, func(addr string) []string { return []string{path, addr, downstream.addr} }, extra...)
@@ -119,7 +118,7 @@ func grpcBench(env *benchEnv) error {
 					}
 					loop := func(n int, d time.Duration) (int, error) {
 						if w.http != nil {
-							calls, _, err := loadPathOver(httpAddr, w.method, n, d, w.http)
+							calls, _, err := loadWith(httpAddr, w.method, n, d, w.http, callerHeader(w.forward))
 							return calls, err
 						}
 						conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -127,31 +126,34 @@ func grpcBench(env *benchEnv) error {
 							return 0, err
 						}
 						defer conn.Close()
-						return callLoop(conn, w.method, n, d)
+						return callLoop(conn, w.method, w.forward, n, d)
 					}
 					if _, err := loop(1, 300*time.Millisecond); err != nil {
 						return res, err
 					}
 					var err error
-					if res.latency1, err = oneAtATime(srv.addr, httpAddr, w.method, w.http, dur/2); err != nil {
+					if res.latency1, err = oneAtATime(srv.addr, httpAddr, w.method, w.http, w.forward, dur/2); err != nil {
 						return res, err
 					}
-					h0, t0 := uprobes(srv.launcher)
+					pids := []int{srv.launcher}
+					up0, upTime0 := ownStats(pids, uprobePrefixes...)
+					sock0, sockTime0 := ownStats(pids, socketPrefixes...)
+					var h0 uint64
 					if sites != nil {
 						h0 = sites.hits()
 					}
-					k0, _ := ownStats(srv.launcher, "inject")
 					var c0 time.Duration
 					if srv.launcher != 0 {
 						c0 = cpuTime(srv.launcher)
 					}
 					res.calls, err = loop(conns, dur)
-					h1, t1 := uprobes(srv.launcher)
+					up1, upTime1 := ownStats(pids, uprobePrefixes...)
+					sock1, sockTime1 := ownStats(pids, socketPrefixes...)
+					res.hits, res.bpfTime = up1-up0, upTime1-upTime0
+					res.sockets, res.sockTime = sock1-sock0, sockTime1-sockTime0
 					if sites != nil {
-						h1, t1 = sites.hits(), t0
+						res.hits, res.bpfTime = sites.hits()-h0, 0
 					}
-					k1, _ := ownStats(srv.launcher, "inject")
-					res.hits, res.bpfTime, res.sockets = h1-h0, t1-t0, k1-k0
 					if srv.launcher != 0 {
 						res.cpu = cpuTime(srv.launcher) - c0
 					}
@@ -175,17 +177,28 @@ func grpcBench(env *benchEnv) error {
 			return medianMicros(rs, func(r result) []time.Duration { return r.latency1 })
 		}
 		fmt.Printf("### %s (grpc v1.85.0, Go 1.26; client loop untraced; %d rounds of %s, interleaved)\n\n", w.name, rounds, dur)
-		fmt.Println("| | throughput, 8 concurrent calls | | median latency, 1 at a time | added per call | uprobe hits per call | BPF program time per call | socket program runs per call | launcher CPU per call | target: hits × single-stepped hit + 10 µs |")
-		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-		fmt.Printf("| %s | %.0f /s | 1.00× | %.0f µs | | | | | | |\n", configs[0].name, rps(results[0]), lat(results[0]))
+		fmt.Println("| | throughput, 8 concurrent calls | | median latency, 1 at a time | added per call | uprobe hits per call | BPF program time per call | socket program runs per call | socket program time per call | launcher CPU per call | target: hits × single-stepped hit + 10 µs |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Printf("| %s | %.0f /s | 1.00× | %.0f µs | | | | | | | |\n", configs[0].name, rps(results[0]), lat(results[0]))
+		bpfOf := func(i int) float64 { // uprobe and socket programs, per call
+			return mean(results[i], func(r result) float64 {
+				return float64((r.bpfTime + r.sockTime).Nanoseconds()) / 1e3 / float64(max(1, r.calls))
+			})
+		}
 		for i := 1; i < len(configs); i++ {
 			hits := mean(results[i], func(r result) float64 { return float64(r.hits) / float64(max(1, r.calls)) })
 			bpfTime := mean(results[i], func(r result) float64 { return float64(r.bpfTime.Nanoseconds()) / 1e3 / float64(max(1, r.calls)) })
 			socks := mean(results[i], func(r result) float64 { return float64(r.sockets) / float64(max(1, r.calls)) })
+			sockTime := mean(results[i], func(r result) float64 { return float64(r.sockTime.Nanoseconds()) / 1e3 / float64(max(1, r.calls)) })
 			cpu := mean(results[i], func(r result) float64 { return float64(r.cpu.Nanoseconds()) / 1e3 / float64(max(1, r.calls)) })
-			fmt.Printf("| %s | %.0f /s | %.2f× | %.0f µs | +%.0f µs | %.2f | %.1f µs | %.2f | %.1f µs | ≤ %.0f µs |\n",
-				configs[i].name, rps(results[i]), rps(results[i])/rps(results[0]), lat(results[i]), lat(results[i])-lat(results[0]), hits, bpfTime, socks, cpu,
+			fmt.Printf("| %s | %.0f /s | %.2f× | %.0f µs | +%.0f µs | %.2f | %.1f µs | %.2f | %.2f µs | %.1f µs | ≤ %.0f µs |\n",
+				configs[i].name, rps(results[i]), rps(results[i])/rps(results[0]), lat(results[i]), lat(results[i])-lat(results[0]), hits, bpfTime, socks, sockTime, cpu,
 				hits*float64(trap.Nanoseconds())/1e3+10)
+		}
+		if env.baseline != "" {
+			last := len(configs) - 1
+			fmt.Printf("| **this launcher / -baseline**, spans and traceparent | | %.2f× | | | | **%.2f×** BPF time, uprobes and socket programs (%.2f / %.2f µs) | | | | |\n",
+				rps(results[2])/rps(results[last]), bpfOf(2)/bpfOf(last), bpfOf(2), bpfOf(last))
 		}
 		fmt.Println()
 	}
@@ -210,7 +223,7 @@ func waitDial(addr string, d time.Duration) error {
 
 // callLoop makes unary calls of method over conn from conns goroutines for d: the
 // number completed.
-func callLoop(conn *grpc.ClientConn, method string, conns int, d time.Duration) (int, error) {
+func callLoop(conn *grpc.ClientConn, method string, forward bool, conns int, d time.Duration) (int, error) {
 	var n atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
@@ -219,9 +232,9 @@ func callLoop(conn *grpc.ClientConn, method string, conns int, d time.Duration) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in, out := wrapperspb.String("bench"), new(wrapperspb.StringValue)
+			in, out := callArg(forward), new(wrapperspb.StringValue)
 			for time.Now().Before(deadline) {
-				if err := conn.Invoke(context.Background(), method, in, out); err != nil {
+				if err := conn.Invoke(callerContext(forward), method, in, out); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -238,13 +251,18 @@ func callLoop(conn *grpc.ClientConn, method string, conns int, d time.Duration) 
 
 // oneAtATime calls for d, one call at a time - gRPC method on grpcAddr, or GET path on
 // httpAddr - and returns each call's latency.
-func oneAtATime(grpcAddr, httpAddr, path string, overHTTP func() http.RoundTripper, d time.Duration) ([]time.Duration, error) {
+func oneAtATime(grpcAddr, httpAddr, path string, overHTTP func() http.RoundTripper, forward bool, d time.Duration) ([]time.Duration, error) {
 	var call func() error
 	if overHTTP != nil {
 		client := &http.Client{Transport: overHTTP()}
 		defer client.CloseIdleConnections()
+		header := callerHeader(forward)
 		call = func() error {
-			resp, err := client.Get("http://" + httpAddr + path)
+			req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+path, nil)
+			if header != nil {
+				req.Header = header(0)
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				return err
 			}
@@ -261,8 +279,8 @@ func oneAtATime(grpcAddr, httpAddr, path string, overHTTP func() http.RoundTripp
 			return nil, err
 		}
 		defer conn.Close()
-		in, out := wrapperspb.String("bench"), new(wrapperspb.StringValue)
-		call = func() error { return conn.Invoke(context.Background(), path, in, out) }
+		in, out := callArg(forward), new(wrapperspb.StringValue)
+		call = func() error { return conn.Invoke(callerContext(forward), path, in, out) }
 	}
 	var lat []time.Duration
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
@@ -273,4 +291,37 @@ func oneAtATime(grpcAddr, httpAddr, path string, overHTTP func() http.RoundTripp
 		lat = append(lat, time.Since(begin))
 	}
 	return lat, nil
+}
+
+// callerSeq numbers the callers' spans of the forwarding workloads.
+var callerSeq atomic.Int64
+
+// callerHeader gives each request a caller's traceparent and tracestate, a new span's
+// each time (nil: none).
+func callerHeader(forward bool) func(int64) http.Header {
+	if !forward {
+		return nil
+	}
+	return func(int64) http.Header { // a new span's, whatever the loop's count: an HTTP/2 encoder would index a value sent again
+		i := callerSeq.Add(1)
+		return http.Header{"Traceparent": {fmt.Sprintf("00-%032x-%016x-01", 0x29f000000+i, 0x29f000+i)}, "Tracestate": {"congo=t61rcWkgMzE"}}
+	}
+}
+
+// callerContext is a call's context: with forward, metadata of a caller's trace, a new
+// span's each call.
+func callerContext(forward bool) context.Context {
+	if !forward {
+		return context.Background()
+	}
+	i := callerSeq.Add(1)
+	return metadata.AppendToOutgoingContext(context.Background(), "traceparent", fmt.Sprintf("00-%032x-%016x-01", 0x29f000000+i, 0x29f000+i), "tracestate", "congo=t61rcWkgMzE")
+}
+
+// callArg is a call's argument: Forward's names the method it calls next.
+func callArg(forward bool) *wrapperspb.StringValue {
+	if forward {
+		return wrapperspb.String("/demo.Echo/Seen")
+	}
+	return wrapperspb.String("bench")
 }

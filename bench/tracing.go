@@ -152,7 +152,12 @@ func h2cTransport() http.RoundTripper {
 
 // loadPathOver is loadPath with clients over the transports newTransport makes.
 func loadPathOver(addr, path string, conns int, d time.Duration, newTransport func() http.RoundTripper) (int, time.Duration, error) {
-	var n, total atomic.Int64
+	return loadWith(addr, path, conns, d, newTransport, nil)
+}
+
+// loadWith is loadPathOver with headers: header(i) gives the i-th request's (nil: none).
+func loadWith(addr, path string, conns int, d time.Duration, newTransport func() http.RoundTripper, header func(i int64) http.Header) (int, time.Duration, error) {
+	var n, total, seq atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
@@ -167,7 +172,11 @@ func loadPathOver(addr, path string, conns int, d time.Duration, newTransport fu
 			}
 			for time.Now().Before(deadline) {
 				begin := time.Now()
-				resp, err := client.Get(url)
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				if header != nil {
+					req.Header = header(seq.Add(1))
+				}
+				resp, err := client.Do(req)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -352,7 +361,7 @@ func tracingOf(env *benchEnv, tg string, recv *testenv.Receiver, what string) er
 			if launched {
 				time.Sleep(time.Second) // the latency run's spans arrive before counting starts
 			}
-			runs0, bpf0 := ownStats(s.launcher, "server_")
+			runs0, bpf0 := ownStats([]int{s.launcher}, "server_")
 			spans0 := recv.Received()
 			cpu0 := time.Duration(0)
 			if launched {
@@ -370,7 +379,7 @@ func tracingOf(env *benchEnv, tg string, recv *testenv.Receiver, what string) er
 				res.rssKB = stopRSS()
 				time.Sleep(500 * time.Millisecond) // let the last batch export
 				res.launcherCPU = cpuTime(s.launcher) - cpu0
-				runs, bpf := ownStats(s.launcher, "server_")
+				runs, bpf := ownStats([]int{s.launcher}, "server_")
 				res.hits, res.bpfTime = int64(runs-runs0), bpf-bpf0
 				res.spans = int64(recv.Received() - spans0)
 			}

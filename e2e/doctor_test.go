@@ -35,6 +35,8 @@ func TestDoctor(t *testing.T) {
 		"ok     outgoing traceparent: socket programs attach to the app's own cgroup v2 (here /otel-go-launcher-test-",
 		"they see the TCP connections of its processes only, no other container's or host process's",
 		"limit  outgoing traceparent goes on plain HTTP/1 requests and plain HTTP/2 (h2c, gRPC without TLS) streams only: TLS",
+		"limit  outgoing traceparent: a traceparent or tracestate the app writes itself (a proxy forwarding its caller's, or its own) gets the client span's in place, but goes as written where the kernel cannot change it safely: an HTTP/1 header line split across two writes, an HTTP/2 field sent as an index",
+		"each is counted and said when the launcher exits",
 		"ok     lockdown: ",
 		"ok     offsets database: go1.21.0 to go1.",
 		"ok     OTLP endpoint " + recv.Endpoint + " (grpc, plaintext) accepts exports",

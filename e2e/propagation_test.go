@@ -28,6 +28,7 @@ type echoed struct {
 	Tracestate       string `json:"tracestate"`
 	TracestateCount  int    `json:"tracestate_count"`
 	Length           int64  `json:"length"`
+	Proto            string `json:"proto"`
 	SHA256           string `json:"sha256"`
 }
 
@@ -224,11 +225,14 @@ func TestPropagation(t *testing.T) {
 				t.Error("/detached: the call joined the handler's trace")
 			}
 
-			// The app sent its own traceparent: it goes as it is, alone.
+			// The app sent its own traceparent: A's client span's takes its place, in
+			// place, alone (issue 29).
 			const own = "00-11111111111111111111111111111111-2222222222222222-01"
-			if e = s.echo(t, "/proxy?traceparent="+own, nil); e.Traceparent != own || e.TraceparentCount != 1 {
+			if e = s.echo(t, "/proxy?traceparent="+own, nil); e.Traceparent == own || e.TraceparentCount != 1 {
 				t.Errorf("app's own traceparent: B received %q (%d headers)", e.Traceparent, e.TraceparentCount)
 			}
+			trace, _, _ = traceparentIDs(t, e.Traceparent)
+			s.chain(t, "app's own traceparent", e, serverSpanOf("/proxy", &trace))
 
 			// Only the app's connections: a request from this process to B is untouched.
 			resp, err := http.Get(s.bURL + "/echo")

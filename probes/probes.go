@@ -599,18 +599,18 @@ func (s *Session) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// logWire says what the socket programs did: header blocks that had a trace context
-// filed and went out without it are counted, never silent.
+// logWire says what the socket programs did: requests that went out without their
+// client span's context (an HTTP/2 header block that could not grow, a header the app
+// wrote that could not be replaced) are counted, and said at exit, never silent.
 func (s *Session) logWire() {
 	c, err := s.wire.Counts()
 	if err != nil {
 		slog.Warn(err.Error())
 		return
 	}
-	slog.Debug("outgoing traceparent", "http1", c.HTTP1Inserted, "http2", c.H2Inserted)
-	if c.Unchanged() > 0 {
-		slog.Info(fmt.Sprintf("outgoing traceparent: %d HTTP/2 requests went without it (%d: the header frame would have exceeded 16384 bytes, %d: the frame came in several writes, %d: the kernel refused the bytes, %d: written over a second after the call began); %d got it",
-			c.Unchanged(), c.H2TooLarge, c.H2Split, c.H2Failed, c.H2Late, c.H2Inserted))
+	slog.Debug("outgoing traceparent", "http1", c.HTTP1Inserted, "http2", c.H2Inserted, "http1 replaced", c.HTTP1Replaced, "http1 tracestate", c.HTTP1Tracestate)
+	for _, line := range c.Report() { // the trace loses a hop there: said as a warning
+		slog.Warn(line)
 	}
 }
 
@@ -647,7 +647,7 @@ func CheckHost(ctx context.Context, opts Options) []kit.Finding {
 	for _, l := range Libraries(opts) {
 		fs = append(fs, l.Check(ctx, env)...)
 	}
-	return append(fs, wire.Check(), wire.Limits)
+	return append(fs, wire.Check(), wire.Limits, wire.OwnLimits)
 }
 
 // sameCause joins the probe errors with one cause into one ("grpc.server, grpc.client:

@@ -9,14 +9,28 @@
 
 #define OUTGOING_METHOD_MAX 16
 
+/* What the request already holds, as the app wrote it (outgoing.app): the wire gives
+ * those headers ours in place instead of adding a second of each. */
+#define OUTGOING_APP_TRACEPARENT 1
+#define OUTGOING_APP_TRACESTATE 2
+#define OUTGOING_APP_TRACESTATE_OURS 4 /* its one value is ours (the parent's, forwarded) */
+
 /* A traceparent (and tracestate) on its way to the wire. */
 struct outgoing {
 	__u8 traceparent[TRACEPARENT_LEN + 1];
 	__u8 method_len; /* HTTP/1: the request line begins "METHOD " */
+	__u8 app;        /* OUTGOING_APP_*: headers the app wrote itself (forwarded or its own) */
 	__u16 tracestate_len;
 	__u8 method[OUTGOING_METHOD_MAX];
 	__u8 tracestate[TRACESTATE_MAX];
 	__u64 filed_ns;
+	/* The app's own (app), as it wrote them: HTTP/2's encoder may have coded them, and
+	 * the wire finds its fields by their values. */
+	__u8 app_traceparent[TRACEPARENT_LEN + 1]; /* the first value's first bytes */
+	__u8 app_traceparent_len;                  /* its length, up to 255 */
+	__u16 app_tracestate_len;                  /* the first value's length */
+	__u8 _pad[4];
+	__u64 app_tracestate; /* the one value's address in the app, for the HTTP/2 writer's probe to compare (0: none) */
 };
 
 /* HTTP/1: by the goroutine whose next write to a socket is the request. */
@@ -73,6 +87,49 @@ static __always_inline void fill_outgoing(struct outgoing *out, const struct spa
 		__builtin_memcpy(out->tracestate, tracestate, TRACESTATE_MAX);
 	}
 	out->filed_ns = bpf_ktime_get_ns();
+}
+
+/* A comparison of a value in the app's memory with out's tracestate, 8 bytes a step. */
+struct ours_compare {
+	struct outgoing *out;
+	__u64 ptr;
+	__u32 len;
+	__u8 differ;
+};
+
+static long ours_step(__u32 i, void *arg)
+{
+	struct ours_compare *c = arg;
+	__u64 at = (__u64)i * 8;
+	if (at >= c->len || at > TRACESTATE_MAX - 8)
+		return 1;
+	__u64 mine = 0, theirs = 0;
+	__u32 n = c->len - at < 8 ? c->len - at : 8;
+	if (bpf_probe_read_user(&theirs, n & 15, (void *)(c->ptr + at)) != 0) {
+		c->differ = 1;
+		return 1;
+	}
+	__builtin_memcpy(&mine, &c->out->tracestate[at], 8);
+	if (n < 8)
+		mine &= (1ULL << (n * 8)) - 1;
+	if (mine != theirs) {
+		c->differ = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* tracestate_is_ours reports whether the app's tracestate value (len bytes at ptr, in
+ * its memory) is out's: a proxy forwarding the caller's tracestate, which our span's
+ * parent kept as it came. Then the wire need not find it: it is ours, in whatever form
+ * an HTTP/2 encoder sent it. */
+static __always_inline int tracestate_is_ours(struct outgoing *out, __u64 ptr, __u64 len)
+{
+	if (len == 0 || len != out->tracestate_len || len > TRACESTATE_MAX)
+		return 0;
+	struct ours_compare c = {.out = out, .ptr = ptr, .len = len};
+	bpf_loop((len + 7) / 8, ours_step, &c, 0);
+	return !c.differ;
 }
 
 #endif

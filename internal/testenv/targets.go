@@ -356,3 +356,66 @@ var Echo = Router{
 		{Version: "v4.16.6", Toolchain: "go1.26.8", Stripped: true},
 	},
 }
+
+// CaddyVersion is the release of Caddy the tests run as a proxy the project did not
+// write (a Go program: it is traced as any).
+const CaddyVersion = "v2.11.9"
+
+// BuildCaddy builds Caddy from the module proxy (go install), once, cached on disk by
+// release and toolchain as BuildTargets caches its targets.
+func BuildCaddy(t testing.TB) string {
+	t.Helper()
+	p, err := BuildCaddyErr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// BuildCaddyErr is BuildCaddy for code that is not a test (benchmarks).
+func BuildCaddyErr() (string, error) {
+	return buildModule("caddy", "github.com/caddyserver/caddy/v2/cmd/caddy", CaddyVersion, "go1.26.8")
+}
+
+// buildModule installs pkg@version with toolchain into the targets cache as
+// name-version-toolchain, once per test process, and not again while it is there.
+func buildModule(name, pkg, version, toolchain string) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	out := filepath.Join(cache, "otel-go-launcher", "targets", name+"-"+version+"-"+toolchain)
+	targetMu.Lock()
+	once, ok := targetOnce[out]
+	if !ok {
+		once = &sync.Once{}
+		targetOnce[out] = once
+	}
+	targetMu.Unlock()
+	once.Do(func() {
+		if _, err := os.Stat(out); err == nil {
+			return
+		}
+		os.MkdirAll(filepath.Dir(out), 0o755)
+		bin, err := os.MkdirTemp(filepath.Dir(out), name+"-install-")
+		if err == nil {
+			defer os.RemoveAll(bin)
+			cmd := exec.Command("go", "install", pkg+"@"+version)
+			cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain, "GOBIN="+bin, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0", "GOWORK=off")
+			var b []byte
+			if b, err = cmd.CombinedOutput(); err != nil {
+				err = fmt.Errorf("go install %s@%s: %v\n%s", pkg, version, err, b)
+			} else {
+				err = os.Rename(filepath.Join(bin, filepath.Base(pkg)), out)
+			}
+		}
+		if err != nil {
+			targetMu.Lock()
+			targetErr[out] = err
+			targetMu.Unlock()
+		}
+	})
+	targetMu.Lock()
+	defer targetMu.Unlock()
+	return out, targetErr[out]
+}

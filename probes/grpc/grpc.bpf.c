@@ -35,8 +35,9 @@
  * Outgoing context (with propagation on; probes/wire puts it on the wire), two hits
  * more per call. The entry of newClientStreamWithParams files the traceparent under
  * its goroutine. Each RET of transport.(*http2Client).createHeaderFields, in that
- * goroutine: the request's header fields are made; unless the app put a traceparent
- * among them, the traceparent moves under the fields' array, which the stream's
+ * goroutine: the request's header fields are made; the traceparent moves under the
+ * fields' array, noting the trace context fields the app put there itself (forwarded
+ * metadata, or its own), which the wire replaces instead of adding; the stream's
  * header frame carries to the connection's writer goroutine (loopyWriter). Entry of
  * the writer's originateStream(str, hdr) (clientHeaderHandler(hdr) since v1.82.1; not
  * before v1.53, whose writer takes the frame from a queue: no context goes out), which
@@ -431,30 +432,68 @@ int client_entry(struct go_regs *ctx)
 	return 0;
 }
 
-/* has_traceparent reports whether the n header fields at hf include a traceparent. A
- * global function: verified once. */
-__noinline int has_traceparent(__u64 hf, __u64 n)
+/* own_field notes in out the header field at field if it is a trace context field
+ * (the first of each): the traceparent's value, the tracestate's length, and in ts
+ * where the tracestate's value is (none if it has two). A global function: verified
+ * once. */
+__noinline int own_field(__u64 field, struct outgoing *out, struct go_string *ts)
 {
-	__u64 size = (off_x_hpack_HeaderField_Sensitive + 8) & ~7ULL; /* the last field, padded */
-	if (size > 64)
+	if (!out || !ts)
 		return 0;
-	for (int i = 0; i < HEADERS_MAX; i++) {
-		if (i >= n)
-			break;
-		__u64 name = hf + i * size + off_x_hpack_HeaderField_Name;
-		if (read_ptr(name + 8) != 11)
-			continue;
-		char b[12] = {};
-		bpf_probe_read_user(b, 11, (void *)read_ptr(name));
-		if (b[0] == 't' && b[1] == 'r' && b[2] == 'a' && b[3] == 'c' && b[4] == 'e' && b[5] == 'p' &&
-		    b[6] == 'a' && b[7] == 'r' && b[8] == 'e' && b[9] == 'n' && b[10] == 't')
-			return 1;
+	__u64 name = field + off_x_hpack_HeaderField_Name;
+	__u64 len = read_ptr(name + 8);
+	if (len != 11 && len != 10)
+		return 0;
+	char b[12] = {};
+	bpf_probe_read_user(b, 11, (void *)read_ptr(name));
+	if (b[0] != 't' || b[1] != 'r' || b[2] != 'a' || b[3] != 'c' || b[4] != 'e')
+		return 0;
+	struct go_string v = {};
+	if (len == 11 && b[5] == 'p' && b[6] == 'a' && b[7] == 'r' && b[8] == 'e' && b[9] == 'n' && b[10] == 't') {
+		if (out->app & OUTGOING_APP_TRACEPARENT)
+			return 0;
+		out->app |= OUTGOING_APP_TRACEPARENT;
+		if (read_user(&v, sizeof(v), field + off_x_hpack_HeaderField_Value) == 0 && v.len > 0) {
+			copy_go_string(out->app_traceparent, TRACEPARENT_LEN + 1, &v);
+			out->app_traceparent_len = v.len > 255 ? 255 : v.len;
+		}
+	} else if (len == 10 && b[5] == 's' && b[6] == 't' && b[7] == 'a' && b[8] == 't' && b[9] == 'e') {
+		if (out->app & OUTGOING_APP_TRACESTATE) { /* a second value: the two are not ours */
+			ts->len = 0;
+			return 0;
+		}
+		out->app |= OUTGOING_APP_TRACESTATE;
+		if (read_user(ts, sizeof(*ts), field + off_x_hpack_HeaderField_Value) == 0 && ts->len > 0)
+			out->app_tracestate_len = ts->len > 0xffff ? 0xffff : ts->len;
 	}
 	return 0;
 }
 
+/* own_context notes in out the trace context fields among the n header fields at hf
+ * that the app put there itself (forwarded metadata, or its own): which, the first
+ * value of each as the wire looks for it, and whether the tracestate is ours. A global
+ * function: verified once. */
+__noinline int own_context(__u64 hf, __u64 n, struct outgoing *out)
+{
+	if (!out)
+		return 0;
+	__u64 size = (off_x_hpack_HeaderField_Sensitive + 8) & ~7ULL; /* the last field, padded */
+	if (size > 64)
+		return 0;
+	struct go_string ts = {};
+	for (int i = 0; i < HEADERS_MAX; i++) {
+		if (i >= n)
+			break;
+		own_field(hf + i * size, out, &ts);
+	}
+	if (ts.len > 0 && tracestate_is_ours(out, ts.ptr, ts.len))
+		out->app |= OUTGOING_APP_TRACESTATE_OURS;
+	return 0;
+}
+
 /* The call's header fields are made (or not: an error): its traceparent moves under
- * their array, unless the app sends one of its own. */
+ * their array, saying which trace context fields the app put there itself (the wire
+ * gives those ours in place). */
 SEC("uprobe/http2Client_createHeaderFields_return")
 int client_fields(struct go_regs *ctx)
 {
@@ -465,10 +504,14 @@ int client_fields(struct go_regs *ctx)
 	__u64 hf = go_arg(ctx, 1), n = go_arg(ctx, 2);
 	if (!hf)
 		return 0;
-	if (go_arg(ctx, 4) || has_traceparent(hf, n)) { /* an error, or the app's own */
+	if (go_arg(ctx, 4)) { /* an error */
 		bpf_map_delete_elem(&fields_outgoing, &hf);
 		return 0;
 	}
+	out->app = 0;
+	out->app_traceparent_len = 0;
+	out->app_tracestate_len = 0;
+	own_context(hf, n, out);
 	out->filed_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&fields_outgoing, &hf, out, BPF_ANY);
 	return 0;

@@ -30,9 +30,10 @@
  * parent contexts up to a registered request context (of any probe's server span),
  * else, for a call made without it in a goroutine serving a request, by that
  * goroutine (a call from another goroutine with another context starts its own
- * trace); choose
- * the IDs; if the request is plain http and carries no traceparent of its own, file the
- * one to send under req.URL (a clone made for a retry or a body rewind shares it). The
+ * trace); choose the IDs; if the request is plain http, file the one to send under
+ * req.URL (a clone made for a retry or a body rewind shares it), saying whether the
+ * request holds a traceparent or tracestate of its own, which the wire replaces
+ * instead. The
  * request's writer takes it for the wire (outgoing.h; probes/wire puts it there): over
  * HTTP/1, at the entry of net/http.(*Request).write, in the connection's writer
  * goroutine, for that goroutine's next write; over HTTP/2, at the entry of the HTTP/2
@@ -528,6 +529,22 @@ static __always_inline int file_traceparent(struct client_call *st, struct span_
 	fill_outgoing(out, &st->ev.sc, flags, parent ? parent->tracestate : 0, parent ? parent->tracestate_len : 0);
 	out->method_len = st->ev.method_len;
 	__builtin_memcpy(out->method, st->ev.method, OUTGOING_METHOD_MAX);
+	if (st->hdr.found & HEADER_TRACEPARENT) {
+		out->app |= OUTGOING_APP_TRACEPARENT;
+		__builtin_memcpy(out->app_traceparent, st->hdr.traceparent, TRACEPARENT_LEN + 1);
+		out->app_traceparent_len = st->hdr.traceparent_len;
+	}
+	if (st->hdr.found & HEADER_TRACESTATE) {
+		struct go_string v = {};
+		out->app |= OUTGOING_APP_TRACESTATE;
+		if (st->hdr.tracestate.len > 0 && read_user(&v, sizeof(v), st->hdr.tracestate.ptr) == 0) {
+			out->app_tracestate_len = v.len > 0xffff ? 0xffff : v.len;
+			/* Compared with ours only if the request goes over HTTP/2 (hand_h2), where
+			 * the wire may not see it: HTTP/1 reads the lines. */
+			if (st->hdr.tracestate.len == 1)
+				out->app_tracestate = v.ptr;
+		}
+	}
 	return 1;
 }
 
@@ -581,9 +598,10 @@ static __always_inline int client_entry(struct go_regs *ctx, const int swiss_map
 	start_client_span(parent, &st->ev.sc, st->ev.parent_span_id, &st->ev.has_parent, &st->ev.trace_flags);
 	__u8 flags = sample(st->ev.sc.trace_id, st->ev.has_parent, st->ev.trace_flags);
 
-	/* Never a second traceparent: a request that has one is left as it is. */
-	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX &&
-	    !(st->hdr.found & HEADER_TRACEPARENT))
+	/* A request that has a traceparent (or tracestate) of its own - forwarded by a
+	 * proxy, or the app's - gets ours in its place, never a second: the wire is told
+	 * which it holds. */
+	if (propagate && st->url && is_http(st) && st->ev.method_len > 0 && st->ev.method_len < METHOD_MAX)
 		st->ev.propagated = file_traceparent(st, parent, flags);
 	return 0;
 }
@@ -652,6 +670,8 @@ static __always_inline int hand_h2(struct go_regs *ctx, __u64 url)
 	if (!out)
 		return 0;
 	out->filed_ns = bpf_ktime_get_ns();
+	if (out->app_tracestate && tracestate_is_ours(out, out->app_tracestate, out->app_tracestate_len))
+		out->app |= OUTGOING_APP_TRACESTATE_OURS;
 	struct h2_stream key = {.g = go_goroutine(ctx), .stream_id = 0};
 	bpf_map_update_elem(&outgoing_h2, &key, out, BPF_ANY);
 	bpf_map_delete_elem(&filed, &url);

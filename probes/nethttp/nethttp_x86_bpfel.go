@@ -132,15 +132,21 @@ type nethttpHttpServerEvent struct {
 }
 
 type nethttpOutgoing struct {
-	_             structs.HostLayout
-	Traceparent   [56]uint8
-	MethodLen     uint8
-	_             [1]byte
-	TracestateLen uint16
-	Method        [16]uint8
-	Tracestate    [512]uint8
-	_             [4]byte
-	FiledNs       uint64
+	_                 structs.HostLayout
+	Traceparent       [56]uint8
+	MethodLen         uint8
+	App               uint8
+	TracestateLen     uint16
+	Method            [16]uint8
+	Tracestate        [512]uint8
+	_                 [4]byte
+	FiledNs           uint64
+	AppTraceparent    [56]uint8
+	AppTraceparentLen uint8
+	_                 [1]byte
+	AppTracestateLen  uint16
+	Pad               [4]uint8
+	AppTracestate     uint64
 }
 
 type nethttpRouteRef struct {

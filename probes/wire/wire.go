@@ -50,8 +50,13 @@ func Attach(pid int, shared *kit.Shared) (*Wire, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the socket programs: %w", err)
 	}
+	objs.Preload(objs.Slow()...) // verified in parallel, each on its own
 	w := &Wire{objs: objs}
 	if err := objs.SetVariables(appIdentity(pid)); err != nil {
+		objs.Close()
+		return nil, err
+	}
+	if err := handOn(objs); err != nil {
 		objs.Close()
 		return nil, err
 	}
@@ -60,6 +65,19 @@ func Attach(pid int, shared *kit.Shared) (*Wire, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// handOn puts the programs inject hands writes on to (a tail call: each program is
+// verified within its own budget) where it finds them.
+func handOn(objs *bpf.Objects) error {
+	h2, err := objs.Program("inject_h2")
+	if err != nil {
+		return err
+	}
+	if err := objs.Map("wire_programs").Put(uint32(0), h2); err != nil {
+		return fmt.Errorf("hand HTTP/2 on to its program: %w", err)
+	}
+	return nil
 }
 
 // appIdentity names the app to sockops: its process ID in this process's PID
@@ -100,11 +118,47 @@ type Counts struct {
 	H2Failed      uint64 // left as they were: the kernel refused the bytes, or the context was malformed
 	H2Late        uint64 // left as they were: the context waited over a second for its write
 	H2Split       uint64 // left as they were: the frame's bytes came in more than one write
+
+	// The trace context lines an HTTP/1 request held already (forwarded by a proxy, or
+	// the app's own), which get ours in place.
+	HTTP1Replaced   uint64 // traceparent lines that got ours
+	HTTP1Tracestate uint64 // tracestate lines that got ours (or were emptied: ours is none)
+	HTTP1Split      uint64 // left as they were: the line came in more than one write
+	HTTP1Missed     uint64 // left as they were: not found in what the program reads, or the kernel refused the bytes
+
+	// The same of HTTP/2 header blocks: fields found by their values (raw or
+	// Huffman-coded) or literal names, given ours as raw strings.
+	H2Replaced   uint64 // traceparent fields that got ours
+	H2Tracestate uint64 // tracestate fields that got ours (or nothing)
+	H2NotFound   uint64 // left as they were: the app's traceparent not a literal in the block's one frame (indexed: its value sent before on the connection; a block in several frames)
+	H2Unsafe     uint64 // left as they were: fields the encoder indexes whose value would grow in the peer's table
+	H2TSKept     uint64 // left as they were: the app's tracestate, not ours, its name indexed
 }
 
 // Unchanged is the number of HTTP/2 header blocks that had a context filed but went
 // out as they were.
 func (c Counts) Unchanged() uint64 { return c.H2TooLarge + c.H2Failed + c.H2Late + c.H2Split }
+
+// Kept is the number of trace context headers the app wrote (forwarded or its own)
+// that went out as it wrote them, not naming the client span that sent them.
+func (c Counts) Kept() uint64 {
+	return c.HTTP1Split + c.HTTP1Missed + c.H2NotFound + c.H2Unsafe + c.H2TSKept
+}
+
+// Report says, in one line each, what went out without our context: nothing when all
+// did.
+func (c Counts) Report() []string {
+	var lines []string
+	if c.Unchanged() > 0 {
+		lines = append(lines, fmt.Sprintf("outgoing traceparent: %d HTTP/2 requests went without it (%d: the header frame would have exceeded 16384 bytes, %d: the frame came in several writes, %d: the kernel refused the bytes, %d: written over a second after the call began); %d got it",
+			c.Unchanged(), c.H2TooLarge, c.H2Split, c.H2Failed, c.H2Late, c.H2Inserted))
+	}
+	if c.Kept() > 0 {
+		lines = append(lines, fmt.Sprintf("outgoing traceparent: %d trace context headers the app wrote itself (forwarded, or its own) went as written instead of ours (HTTP/1: %d came in two writes, %d were not found in the first 16 KiB of a write or the kernel refused the bytes; HTTP/2: %d traceparents were no literal in their block's one frame - an index, their value sent before on the connection, or in a block of several frames -, %d would have grown in the peer's compression table, %d tracestates not ours had an indexed name); %d got ours in place",
+			c.Kept(), c.HTTP1Split, c.HTTP1Missed, c.H2NotFound, c.H2Unsafe, c.H2TSKept, c.HTTP1Replaced+c.HTTP1Tracestate+c.H2Replaced+c.H2Tracestate))
+	}
+	return lines
+}
 
 // Counts reads the counters (summed over CPUs), by their index in wire.bpf.c's enum
 // wire_count.
@@ -124,7 +178,9 @@ func (w *Wire) Counts() (Counts, error) {
 	if m == nil {
 		return Counts{}, errors.New("the socket programs have no counters (a bug)")
 	}
-	return Counts{HTTP1Inserted: read(0), H2Inserted: read(1), H2TooLarge: read(2), H2Failed: read(3), H2Late: read(4), H2Split: read(5)}, nil
+	return Counts{HTTP1Inserted: read(0), H2Inserted: read(1), H2TooLarge: read(2), H2Failed: read(3), H2Late: read(4), H2Split: read(5),
+		HTTP1Replaced: read(6), HTTP1Tracestate: read(7), HTTP1Split: read(8), HTTP1Missed: read(9),
+		H2Replaced: read(10), H2Tracestate: read(11), H2NotFound: read(12), H2Unsafe: read(13), H2TSKept: read(14)}, nil
 }
 
 // Map returns one of the object's maps (for tests).
@@ -158,6 +214,9 @@ func Check() kit.Finding {
 
 // Limits is what propagation cannot do, whatever the host.
 var Limits = kit.Finding{Status: kit.Limit, Text: "outgoing traceparent goes on plain HTTP/1 requests and plain HTTP/2 (h2c, gRPC without TLS) streams only: TLS (HTTPS, HTTPS/2, gRPC with TLS) is encrypted before the kernel sees it; those calls get client spans, and the next service starts a new trace"}
+
+// OwnLimits is what propagation cannot do to the trace context an app writes itself.
+var OwnLimits = kit.Finding{Status: kit.Limit, Text: "outgoing traceparent: a traceparent or tracestate the app writes itself (a proxy forwarding its caller's, or its own) gets the client span's in place, but goes as written where the kernel cannot change it safely: an HTTP/1 header line split across two writes, an HTTP/2 field sent as an index (its value sent before on the connection) or in a block of several frames, an HTTP/2 field the encoder indexes whose value would grow in the peer's compression table; each is counted and said when the launcher exits"}
 
 // withoutNetAdmin notes that the socket programs attached without CAP_NET_ADMIN.
 func withoutNetAdmin() string {

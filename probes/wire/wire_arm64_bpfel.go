@@ -21,26 +21,59 @@ type wireH2Stream struct {
 }
 
 type wireOutgoing struct {
-	_             structs.HostLayout
-	Traceparent   [56]uint8
-	MethodLen     uint8
-	_             [1]byte
-	TracestateLen uint16
-	Method        [16]uint8
-	Tracestate    [512]uint8
-	_             [4]byte
-	FiledNs       uint64
+	_                 structs.HostLayout
+	Traceparent       [56]uint8
+	MethodLen         uint8
+	App               uint8
+	TracestateLen     uint16
+	Method            [16]uint8
+	Tracestate        [512]uint8
+	_                 [4]byte
+	FiledNs           uint64
+	AppTraceparent    [56]uint8
+	AppTraceparentLen uint8
+	_                 [1]byte
+	AppTracestateLen  uint16
+	Pad               [4]uint8
+	AppTracestate     uint64
 }
 
 type wireWireSocket struct {
 	_          structs.HostLayout
 	Proto      uint32
 	BlockLen   uint32
+	BlockTp    uint32
+	TsChanged  uint32
 	PrefaceLen uint32
 	PartialLen uint32
 	Partial    [8]uint8
-	Block      [600]uint8
-	_          [8]byte
+	H2From     uint32
+	Pad        uint32
+	H2         struct {
+		_     structs.HostLayout
+		Block [600]uint8
+		Own   struct {
+			_            structs.HostLayout
+			TpHuffman    [64]uint8
+			TsHuffman    [512]uint8
+			TpHuffmanLen uint32
+			TsHuffmanLen uint32
+			TpLen        uint32
+			TsLen        uint32
+			N            uint32
+			Grow         int32
+			Fields       [4]struct {
+				_        structs.HostLayout
+				At       uint32
+				Len      uint32
+				Data     uint32
+				Huffman  uint8
+				Indexing uint8
+				Name     uint8
+				Own      uint8
+			}
+		}
+	}
 }
 
 // Names of all BPF objects in the ELF.
@@ -53,9 +86,11 @@ const (
 	wireMapOutgoingH2         = "outgoing_h2"
 	wireMapOutgoingHttp1      = "outgoing_http1"
 	wireMapWireCounts         = "wire_counts"
+	wireMapWirePrograms       = "wire_programs"
 	wireMapWireSockets        = "wire_sockets"
 	wireProgAppSockops        = "app_sockops"
 	wireProgInject            = "inject"
+	wireProgInjectH2          = "inject_h2"
 	wireVarAppPid             = "app_pid"
 	wireVarPidNsDev           = "pid_ns_dev"
 	wireVarPidNsIno           = "pid_ns_ino"
@@ -110,6 +145,7 @@ type wireSpecs struct {
 type wireProgramSpecs struct {
 	AppSockops *ebpf.ProgramSpec `ebpf:"app_sockops"`
 	Inject     *ebpf.ProgramSpec `ebpf:"inject"`
+	InjectH2   *ebpf.ProgramSpec `ebpf:"inject_h2"`
 }
 
 // wireMapSpecs contains maps before they are loaded into the kernel.
@@ -122,6 +158,7 @@ type wireMapSpecs struct {
 	OutgoingH2    *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingHttp1 *ebpf.MapSpec `ebpf:"outgoing_http1"`
 	WireCounts    *ebpf.MapSpec `ebpf:"wire_counts"`
+	WirePrograms  *ebpf.MapSpec `ebpf:"wire_programs"`
 	WireSockets   *ebpf.MapSpec `ebpf:"wire_sockets"`
 }
 
@@ -165,6 +202,7 @@ type wireMaps struct {
 	OutgoingH2    *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingHttp1 *ebpf.Map `ebpf:"outgoing_http1"`
 	WireCounts    *ebpf.Map `ebpf:"wire_counts"`
+	WirePrograms  *ebpf.Map `ebpf:"wire_programs"`
 	WireSockets   *ebpf.Map `ebpf:"wire_sockets"`
 }
 
@@ -176,6 +214,7 @@ func (m *wireMaps) Close() error {
 		m.OutgoingH2,
 		m.OutgoingHttp1,
 		m.WireCounts,
+		m.WirePrograms,
 		m.WireSockets,
 	)
 }
@@ -200,12 +239,14 @@ type wireVariables struct {
 type wirePrograms struct {
 	AppSockops *ebpf.Program `ebpf:"app_sockops"`
 	Inject     *ebpf.Program `ebpf:"inject"`
+	InjectH2   *ebpf.Program `ebpf:"inject_h2"`
 }
 
 func (p *wirePrograms) Close() error {
 	return _WireClose(
 		p.AppSockops,
 		p.Inject,
+		p.InjectH2,
 	)
 }
 

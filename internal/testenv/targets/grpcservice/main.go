@@ -24,6 +24,14 @@
 //	Detached(StringValue) StringValue     the same from a goroutine it starts
 //	Deep(Int32Value) StringValue          Say on NEXT from a goroutine it starts, with a
 //	                                      context that many layers above the request's
+//	Via(StringValue) StringValue          the argument is "METHOD[,REST]": METHOD on
+//	                                      NEXT with the request's context and REST; its
+//	                                      answer
+//	Forward(StringValue) StringValue      the same, the incoming traceparent and
+//	                                      tracestate metadata forwarded, as gRPC proxies
+//	                                      do
+//	Seen(StringValue) StringValue         the traceparent and tracestate metadata that
+//	                                      came: "traceparent=V,V;tracestate=V,V"
 //	Count(Int32Value) stream Int32Value   server streaming: 1..n
 //	Sum(stream Int32Value) Int32Value     client streaming
 //	Chat(stream StringValue) stream ...   bidi: each message back
@@ -53,6 +61,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -155,6 +164,41 @@ func (e *echo) deep(ctx context.Context, in *wrapperspb.Int32Value) (*wrapperspb
 	done := make(chan error)
 	go func() { done <- e.next.Invoke(ctx, "/demo.Echo/Say", wrapperspb.String("deep"), out) }()
 	return out, <-done
+}
+
+// via calls the first method of in on the next hop with the rest, forwarding the
+// incoming trace context metadata or not.
+func (e *echo) via(ctx context.Context, in *wrapperspb.StringValue, forward bool) (*wrapperspb.StringValue, error) {
+	if e.next == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	method, rest, _ := strings.Cut(in.Value, ",")
+	if forward {
+		md, _ := metadata.FromIncomingContext(ctx)
+		for _, k := range []string{"traceparent", "tracestate"} {
+			for _, v := range md.Get(k) {
+				ctx = metadata.AppendToOutgoingContext(ctx, k, v)
+			}
+		}
+	}
+	out := new(wrapperspb.StringValue)
+	if err := e.next.Invoke(ctx, method, wrapperspb.String(rest), out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (e *echo) viaHop(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return e.via(ctx, in, false)
+}
+
+func (e *echo) forward(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return e.via(ctx, in, true)
+}
+
+func (e *echo) seen(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return wrapperspb.String("traceparent=" + strings.Join(md.Get("traceparent"), ",") + ";tracestate=" + strings.Join(md.Get("tracestate"), ",")), nil
 }
 
 // deadline calls Sleep(2000) on the next hop with a deadline of 50 ms.
@@ -347,6 +391,9 @@ var serviceDesc = grpc.ServiceDesc{
 		unary("Orphan", (*echo).orphan),
 		unary("Detached", (*echo).detached),
 		unary("Deep", (*echo).deep),
+		unary("Via", (*echo).viaHop),
+		unary("Forward", (*echo).forward),
+		unary("Seen", (*echo).seen),
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Count", Handler: count, ServerStreams: true},

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -33,8 +35,16 @@ import (
 //	/blob?n=N     reply N bytes of blobByte(i)
 //	/deep, /get, /detached: addContextRoutes
 //	/sleep?d=D    reply after D
+//	/rp/PATH      net/http/httputil's ReverseProxy to $UPSTREAM/PATH: the request
+//	              goes on with its headers (traceparent, tracestate), as any Go proxy
+//	              forwards them
 func addClientRoutes(mux *http.ServeMux) {
 	upstream := os.Getenv("UPSTREAM")
+	if u, err := url.Parse(upstream); err == nil && upstream != "" {
+		rp := httputil.NewSingleHostReverseProxy(u)
+		rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256}
+		mux.Handle("/rp/", http.StripPrefix("/rp", rp))
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, TLSClientConfig: &tls.Config{}}}
 	call := func(ctx context.Context, method, url string, body io.Reader, length int64, header http.Header) ([]byte, int, error) {
 		req, err := http.NewRequestWithContext(ctx, method, url, body)
@@ -126,6 +136,7 @@ func addClientRoutes(mux *http.ServeMux) {
 			"tracestate":        r.Header.Get("Tracestate"),
 			"tracestate_count":  len(r.Header.Values("Tracestate")),
 			"length":            n,
+			"proto":             r.Proto,
 			"sha256":            hex.EncodeToString(h.Sum(nil)),
 		})
 	})

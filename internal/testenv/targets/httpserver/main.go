@@ -42,13 +42,14 @@ func main() {
 	if len(os.Args) > 1 {
 		addr = os.Args[1]
 	}
-	log.Fatal(http.ListenAndServe(addr, routes()))
+	log.Fatal(serve(addr, routes()))
 }
 
 func routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	addPatternRoutes(mux)
 	addClientRoutes(mux)
+	addH2CRoutes(mux)
 	addWorkRoute(mux)
 	addSQLRoute(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "root") })
