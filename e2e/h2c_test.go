@@ -144,9 +144,15 @@ func TestH2CPropagation(t *testing.T) {
 // waitHTTP waits for url to answer.
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
+	waitGet(t, http.DefaultClient, url)
+}
+
+// waitGet waits for url to answer client.
+func waitGet(t *testing.T, client *http.Client, url string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			return
