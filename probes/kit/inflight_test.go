@@ -55,7 +55,7 @@ func TestEndSpansIn(t *testing.T) {
 				e.Start = end + 10 // begun after the end given
 			}
 			binary.LittleEndian.PutUint64(e.SpanID[:], uint64(i))
-			if err := m.Put(uint64(i)*4096, e); err != nil {
+			if err := m.Put(uint64(i)*4096, &e); err != nil { // a pointer: copied, not encoded
 				t.Fatal(err)
 			}
 			if e.Skip == 0 {
