@@ -8,6 +8,9 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
+// The probes' session ends the spans still open at the app's exit then.
+var _ ExitAware = (*probes.Session)(nil)
+
 // EBPF attaches the eBPF probes: the launcher's real Instrumenter.
 type EBPF struct {
 	Probes probes.Options

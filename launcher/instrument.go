@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 )
@@ -26,6 +27,14 @@ type Instrumenter interface {
 // Session is live instrumentation; Shutdown flushes what it holds and detaches.
 type Session interface {
 	Shutdown(ctx context.Context) error
+}
+
+// ExitAware is a Session that wants to know when the app exited: the launcher tells it
+// before Shutdown, so that what was still in flight then ends then.
+type ExitAware interface {
+	// AppExited: the app exited at monotonic (CLOCK_MONOTONIC), when the launcher
+	// reaped it.
+	AppExited(monotonic time.Duration)
 }
 
 // Unavailable explains why a target cannot be instrumented: what is wrong and how to

@@ -250,6 +250,9 @@ func (s *supervisor) flush(cancelAttach context.CancelFunc) {
 	if s.session == nil {
 		return
 	}
+	if e, ok := s.session.(ExitAware); ok {
+		e.AppExited(time.Duration(s.reap.appExitAt.Load()))
+	}
 	if err := s.session.Shutdown(ctx); err != nil {
 		slog.Warn("flushing telemetry at exit: " + oneLine(err))
 		// Out of time, the session still says how many spans were dropped: worth

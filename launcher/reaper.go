@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,9 +16,10 @@ import (
 // make it miss an exit. It ends at ECHILD: with no child left there is no descendant
 // left either, since a subreaper inherits every orphan below it.
 type reaper struct {
-	app     int
-	appExit chan unix.WaitStatus // receives the app's status once
-	done    chan struct{}        // closed when no child is left
+	app       int
+	appExit   chan unix.WaitStatus // receives the app's status once
+	appExitAt atomic.Int64         // when wait4 returned it (CLOCK_MONOTONIC ns), set before appExit is
+	done      chan struct{}        // closed when no child is left
 }
 
 func startReaper(app int) *reaper {
@@ -41,6 +43,9 @@ func (r *reaper) run() {
 			slog.Error("wait4 failed; zombies will no longer be reaped", "err", err)
 			return
 		case pid == r.app:
+			var now unix.Timespec
+			unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+			r.appExitAt.Store(now.Nano())
 			r.appExit <- ws
 		default:
 			slog.Debug("reaped orphan", "pid", pid, "status", describeStatus(ws))

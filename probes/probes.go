@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
@@ -130,6 +132,8 @@ type Session struct {
 	cancel  context.CancelFunc // stops the readers, which then drain
 	readers sync.WaitGroup
 	report  chan struct{} // stops the loss reports
+
+	exitedAt atomic.Int64 // CLOCK_MONOTONIC ns the app exited at (AppExited); 0 unknown
 
 	mu        sync.Mutex
 	lost      uint64                             // kernel losses reported so far
@@ -548,6 +552,12 @@ func (s *Session) Shutdown(ctx context.Context) error {
 	}
 }
 
+// AppExited says when the app exited, on CLOCK_MONOTONIC, as the launcher saw it reaped:
+// the spans still open when Shutdown detaches the probes (a watch stream, a long poll,
+// a handler that never returned) end then, marked app_exit. Without it they end when
+// the probes are detached, marked launcher_detach.
+func (s *Session) AppExited(monotonic time.Duration) { s.exitedAt.Store(int64(monotonic)) }
+
 // Accounted is closed once Shutdown's final loss report is made: after a Shutdown that
 // ran out of time, a caller that wants every span said exported or dropped waits for
 // it (what is left past the deadline is bounded: the readers' last second, a flush
@@ -561,6 +571,10 @@ func (s *Session) stop(ctx context.Context) error {
 		if err := p.Detach(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	end, why := uint64(s.exitedAt.Load()), telemetry.EndAppExit
+	if end == 0 {
+		end, why = monotonicNow(), telemetry.EndDetach
 	}
 	s.cancel() // the readers drain the ring buffers, and end
 	if !ready(s.started, ctx) {
@@ -576,6 +590,10 @@ func (s *Session) stop(ctx context.Context) error {
 	go func() { s.readers.Wait(); close(drained) }()
 	ready(drained, ctx)
 	if s.pipe != nil {
+		// Spans begun and never ended - what the maps still hold once the probes are
+		// detached - end now, before the last export. Read even if the readers have not
+		// drained: a span in a ring buffer is no longer in a map.
+		s.endInFlight(end, why)
 		if err := s.pipe.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flushing spans: %w", err))
 		}
@@ -597,6 +615,46 @@ func (s *Session) stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// endInFlight ends the spans still in flight in the probes' maps at end, marked why
+// (the app's exit, or the probes' detach), hands them to the pipeline, and says how
+// many, by probe, in one line.
+func (s *Session) endInFlight(end uint64, why telemetry.EndReason) {
+	begin := time.Now()
+	ended := map[string]int{}
+	total := 0
+	for _, p := range s.probes {
+		n, err := p.EndInFlight(end, why, s.pipe.Emit)
+		for spec, k := range n {
+			ended[spec] += k
+			total += k
+		}
+		if err != nil {
+			slog.Warn(fmt.Sprintf("spans still open when the probes were detached: %v; those not read are not exported", err))
+		}
+	}
+	slog.Debug("spans in flight ended", "spans", total, "reason", why, "took", time.Since(begin))
+	if total == 0 {
+		return
+	}
+	specs := slices.Sorted(maps.Keys(ended))
+	parts := make([]string, len(specs))
+	for i, spec := range specs {
+		parts[i] = fmt.Sprintf("%s %d", spec, ended[spec])
+	}
+	when := "at the app's exit"
+	if why != telemetry.EndAppExit {
+		when = "when the probes were detached"
+	}
+	slog.Info(fmt.Sprintf("%d spans were still open %s (%s): ended there, marked %s=%s", total, when, strings.Join(parts, ", "), telemetry.EndReasonKey, why))
+}
+
+// monotonicNow is CLOCK_MONOTONIC in nanoseconds: the probes' clock.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }
 
 // logWire says what the socket programs did: requests that went out without their

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
@@ -376,5 +377,67 @@ func TestShutdownTwice(t *testing.T) {
 	first := s.Shutdown(context.Background())
 	if second := s.Shutdown(context.Background()); second != first {
 		t.Errorf("second Shutdown: %v, first %v", second, first)
+	}
+}
+
+// The spans still open when the session shuts down - a long poll's server span and its
+// call's - are exported, ended at the app's exit when the launcher said when that was
+// (AppExited), else at the detach, and marked why; the call's server got the IDs of
+// that very client span.
+func TestSpansOpenAtShutdown(t *testing.T) {
+	for _, exited := range []bool{true, false} {
+		s, recv, base := tracedServer(t, Libraries(Options{Propagate: true}))
+		arrived := make(chan string, 1)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			arrived <- r.Header.Get("traceparent")
+			<-r.Context().Done()
+		})}
+		go poll.Serve(l)
+		defer poll.Close()
+		go func() {
+			if resp, err := http.Get(base + "/proxy?to=http://" + l.Addr().String() + "/poll"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		var sent string
+		select {
+		case sent = <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the long poll never came")
+		}
+		want, at := telemetry.EndDetach, time.Now()
+		if exited {
+			want = telemetry.EndAppExit
+			var now unix.Timespec
+			unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+			s.AppExited(time.Duration(now.Nano()))
+		}
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		spans := recv.Spans()
+		if len(spans) != 2 {
+			t.Fatalf("%d spans, want the long poll's server and client span: %+v", len(spans), spans)
+		}
+		server, client := spans[0], spans[1]
+		if server.Kind != tracepb.Span_SPAN_KIND_SERVER {
+			server, client = client, server
+		}
+		if client.ParentSpanID != server.SpanID || client.TraceID != server.TraceID || sent != "00-"+client.TraceID+"-"+client.SpanID+"-01" {
+			t.Errorf("server span %s, client span %s (parent %s); the poll got %q", server.SpanID, client.SpanID, client.ParentSpanID, sent)
+		}
+		for _, sp := range []testenv.Span{server, client} {
+			if sp.Attrs[string(telemetry.EndReasonKey)] != string(want) {
+				t.Errorf("exited %v: %s %s: %s %v, want %s", exited, sp.Kind, sp.Name, telemetry.EndReasonKey, sp.Attrs[string(telemetry.EndReasonKey)], want)
+			}
+			// At the exit given, or at the detach, which came after at.
+			if d := sp.End.Sub(at); d < -2*time.Millisecond || exited && d > 2*time.Millisecond || d > 5*time.Second {
+				t.Errorf("exited %v: %s %s ended %v after the exit", exited, sp.Kind, sp.Name, d)
+			}
+		}
 	}
 }

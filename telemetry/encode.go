@@ -137,6 +137,9 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 		}
 		b = appendKeyValue(b, fieldAttributes, kv)
 	}
+	if s.EndReason != "" {
+		b = appendKeyValue(b, fieldAttributes, EndReasonKey.String(string(s.EndReason)))
+	}
 	if dropped > 0 {
 		b = protowire.AppendTag(b, fieldDroppedAttrs, protowire.VarintType)
 		b = protowire.AppendVarint(b, dropped)

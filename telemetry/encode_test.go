@@ -102,6 +102,9 @@ func testSpans() []*Span {
 			Attributes: []attribute.KeyValue{attribute.String("db.system.name", "postgresql"), {Key: "empty-value"}, {Value: attribute.StringValue("no key")}}},
 		{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, Kind: trace.SpanKindInternal, Name: long, Start: now, End: now},
 		{TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, Name: "", Start: now, End: now + 1, Status: codes.Ok},
+		// Ended by the launcher at the app's exit: the reason is its last attribute.
+		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{6}, Parent: local, Kind: trace.SpanKindClient, Name: "demo.Echo/Watch",
+			Start: now, End: now + 5e9, Attributes: []attribute.KeyValue{attribute.String("rpc.method", "demo.Echo/Watch")}, EndReason: EndAppExit},
 	}
 }
 
@@ -132,7 +135,11 @@ func TestEncodingMatchesSDK(t *testing.T) {
 		if s.Parent.IsValid() {
 			ctx = trace.ContextWithSpanContext(ctx, s.Parent)
 		}
-		_, span := tracer.Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(s.Attributes...))
+		attrs := s.Attributes
+		if s.EndReason != "" {
+			attrs = append(attrs[:len(attrs):len(attrs)], EndReasonKey.String(string(s.EndReason)))
+		}
+		_, span := tracer.Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
 		span.SetStatus(s.Status, s.StatusDescription)
 		span.End(trace.WithTimestamp(clock.Wall(s.End)))
 	}

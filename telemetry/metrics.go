@@ -145,7 +145,9 @@ func (m *requestMetrics) metricOf(s *Span) *durationMetric {
 // with the measurement: a sampled span (an exported one) may be an exemplar's trace.
 func (m *requestMetrics) record(s *Span, sampled bool) {
 	d := m.metricOf(s)
-	if d == nil || s.End < s.Start {
+	// A span the launcher ended (the app exited while it was open) lasted as long as
+	// the app let it, not as long as its request: no measurement of the request.
+	if d == nil || s.End < s.Start || s.EndReason != "" {
 		return
 	}
 	ctx := context.Background()

@@ -39,6 +39,9 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 	record(trace.SpanKindClient, 1, semconv.DBSystemNameRedis, semconv.DBOperationName("GET"), semconv.DBNamespace("3"),
 		semconv.DBResponseStatusCode("WRONGTYPE"), semconv.ErrorTypeKey.String("WRONGTYPE"))
 	record(trace.SpanKindInternal, 1) // nothing a convention measures
+	// A span the launcher ended at the app's exit: its duration is not its request's.
+	m.record(&Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{3}, Kind: trace.SpanKindServer, Start: 1e9, End: 9e9, EndReason: EndAppExit,
+		Attributes: []attribute.KeyValue{semconv.HTTPRequestMethodGet, semconv.HTTPRoute("/watch")}}, true)
 
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {

@@ -20,4 +20,25 @@ type Span struct {
 	Status     codes.Code
 	// StatusDescription says why, for an Error status (the SDK drops it otherwise).
 	StatusDescription string
+	// EndReason is why the span ended where no probe saw it end, "" for a span whose
+	// end a probe saw: it is exported as the attribute EndReasonKey, and the span is
+	// kept out of the request duration metrics (its duration is not the request's).
+	EndReason EndReason
 }
+
+// EndReason says why a span was ended by the launcher rather than by its probe.
+type EndReason string
+
+const (
+	// EndAppExit: the span was still open when the app exited (a watch stream, a long
+	// poll, a handler that never returned): it ends when the launcher saw the app exit.
+	EndAppExit EndReason = "app_exit"
+	// EndDetach: the span was open when the launcher detached its probes from an app
+	// that had not exited: it ends then.
+	EndDetach EndReason = "launcher_detach"
+)
+
+// EndReasonKey is the attribute a span ended by the launcher carries, whose value is
+// its EndReason: otel_go_launcher.span.end_reason = app_exit. Namespaced after the
+// project, as the semantic conventions ask of attributes they do not define.
+const EndReasonKey = attribute.Key("otel_go_launcher.span.end_reason")

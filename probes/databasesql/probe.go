@@ -67,6 +67,8 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		},
 		Enable: map[string]string{Spec.Name: "sql_enabled"},
 		Decode: p.decode,
+		// Operations waiting for the driver's answer when the app exits.
+		InFlight: []kit.InFlight{{Map: "operations", Spec: Spec.Name, Span: p.openOperationSpan}},
 	}
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
@@ -116,6 +118,17 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	}
 	ev := kit.RecordPrefixAs(raw, &p.event, int(unsafe.Offsetof(p.event.Query.Text)))
 	if ev == nil {
+		return false
+	}
+	p.operationSpan(ev, span)
+	return true
+}
+
+// openOperationSpan fills span from an operation still waiting for the driver's
+// answer: no error known. The map holds the whole record: nothing to complete.
+func (p *Probe) openOperationSpan(value []byte, span *telemetry.Span) bool {
+	ev := kit.RecordAs[databasesqlSqlEvent](value)
+	if ev == nil || ev.Kind != eventOperation {
 		return false
 	}
 	p.operationSpan(ev, span)

@@ -3,6 +3,9 @@ package databasesql
 import (
 	"strings"
 	"testing"
+	"unsafe"
+
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
@@ -92,5 +95,27 @@ func BenchmarkOperationSpan(b *testing.B) {
 				p.operationSpan(&ev, &span)
 			}
 		})
+	}
+}
+
+// An operation still waiting for the driver's answer when the app exits: its span as
+// the operation's, its text sanitized, without an error.
+func TestOpenOperationSpan(t *testing.T) {
+	p := &Probe{system: "postgresql"}
+	var ev databasesqlSqlEvent
+	text := "SELECT pg_sleep(60) FROM t WHERE secret = 'x'"
+	ev.Kind, ev.StartNs, ev.HasParent, ev.ParentSpanId = eventOperation, 100, 1, [8]uint8{3}
+	ev.Sc.TraceId, ev.Sc.SpanId = [16]uint8{1}, [8]uint8{2}
+	ev.Query.Len, ev.Query.Copied = uint64(len(text)), uint32(copy(ev.Query.Text[:], text))
+	var span telemetry.Span
+	if !p.openOperationSpan(unsafe.Slice((*byte)(unsafe.Pointer(&ev)), unsafe.Sizeof(ev)), &span) {
+		t.Fatal("an operation in flight: no span")
+	}
+	if want := "db.system.name=postgresql db.query.text=SELECT pg_sleep(?) FROM t WHERE secret = ? db.operation.name=SELECT db.collection.name=t"; attrString(span) != want ||
+		span.Name != "SELECT t" || span.Start != 100 || span.Status != codes.Unset || span.Parent.SpanID() != [8]byte{3} {
+		t.Errorf("span %q %s, want %s", span.Name, attrString(span), want)
+	}
+	if p.openOperationSpan(make([]byte, unsafe.Sizeof(ev)), &span) {
+		t.Error("an entry that is no operation: a span")
 	}
 }

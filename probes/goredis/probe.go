@@ -49,6 +49,9 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		},
 		Enable: map[string]string{Spec.Name: "redis_enabled"},
 		Decode: p.decode,
+		// Commands and pipelines waiting for their reply when the app exits (a
+		// blocking BLPOP), nested ones included.
+		InFlight: []kit.InFlight{{Map: "operations", Spec: Spec.Name, Span: p.openOperationSpan}},
 	}
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
@@ -64,6 +67,17 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	}
 	ev := kit.RecordPrefixAs(raw, &p.event, int(unsafe.Offsetof(p.event.Addr)))
 	if ev == nil {
+		return false
+	}
+	p.operationSpan(ev, span)
+	return true
+}
+
+// openOperationSpan fills span from a command or pipeline still waiting for its reply:
+// no error known. The map holds the whole record: nothing to complete.
+func (p *Probe) openOperationSpan(value []byte, span *telemetry.Span) bool {
+	ev := kit.RecordAs[goredisRedisEvent](value)
+	if ev == nil || ev.Kind != eventOperation {
 		return false
 	}
 	p.operationSpan(ev, span)

@@ -2,6 +2,7 @@ package goredis
 
 import (
 	"testing"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -98,5 +99,25 @@ func TestPipelineSpans(t *testing.T) {
 		if span.Name != c.name || op.AsString() != c.name || batch.AsInt64() != c.batch || ns.AsString() != "2" || span.Status != codes.Unset {
 			t.Errorf("%+v: span %s %v", c, span.Name, span.Attributes)
 		}
+	}
+}
+
+// A command still waiting for its reply when the app exits (a pipeline here: a
+// command's name needs the app's type names): its span as the command's, without an
+// error.
+func TestOpenOperationSpan(t *testing.T) {
+	p := &Probe{}
+	ev := goredisRedisEvent{Kind: eventOperation, Op: opPipeline, Count: 2, Db: 0, StartNs: 100, HasParent: 1, ParentSpanId: [8]uint8{3}}
+	ev.AddrLen = uint32(copy(ev.Addr[:], "10.0.0.7:6379"))
+	var span telemetry.Span
+	if !p.openOperationSpan(unsafe.Slice((*byte)(unsafe.Pointer(&ev)), unsafe.Sizeof(ev)), &span) {
+		t.Fatal("an operation in flight: no span")
+	}
+	attrs := attribute.NewSet(span.Attributes...)
+	if _, ok := attrs.Value("error.type"); ok || span.Name != "PIPELINE" || span.Start != 100 || span.Status != codes.Unset || span.Parent.SpanID() != [8]byte{3} {
+		t.Errorf("span %q %v", span.Name, span.Attributes)
+	}
+	if p.openOperationSpan(make([]byte, unsafe.Sizeof(ev)), &span) {
+		t.Error("an entry that is no operation: a span")
 	}
 }

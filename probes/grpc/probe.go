@@ -34,6 +34,9 @@ var objectSpec = sync.OnceValues(loadGrpc)
 type Probe struct {
 	*kit.Object
 	server grpcGrpcServerEvent // a server record cut short, completed (decode runs in one goroutine)
+	// handles: handleStream's probe is attached, and marks each stream that reached a
+	// handler with its goroutine (set by Configure).
+	handles bool
 }
 
 var _ kit.Probe = (*Probe)(nil)
@@ -51,6 +54,14 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		},
 		Enable: map[string]string{ServerSpec.Name: "server_enabled", ClientSpec.Name: "client_enabled"},
 		Decode: p.decode,
+		// Streams between their headers and their status; calls being made, by
+		// goroutine, then streams until finished: a watch or a keep-alive may be open
+		// when the app exits.
+		InFlight: []kit.InFlight{
+			{Map: "server_streams", Spec: ServerSpec.Name, Span: p.openServerSpan},
+			{Map: "client_calls", Spec: ClientSpec.Name, Span: p.openClientSpan},
+			{Map: "client_streams", Spec: ClientSpec.Name, Span: p.openClientSpan},
+		},
 	}
 	if ups := writersFor(t.Modules.Version(Module)); ups != nil {
 		spec.Writers = &kit.Writers{Spec: ClientSpec.Name, Uprobes: ups, Together: true, Calls: "outgoing gRPC calls"}
@@ -89,6 +100,7 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 		// the gate.
 		go p.DetachProgram("server_handle")
 	}
+	p.handles = inflight != 0
 	return p.ConfigureWith(reps, inflight, map[string]uint64{"headers_frame_arg": frameArg})
 }
 
@@ -99,16 +111,38 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	case eventServer:
 		// The record ends with the tracestate's bytes kept, its unused ones left out.
 		if ev := kit.RecordPrefixAs(raw, &p.server, int(unsafe.Sizeof(p.server))-len(p.server.Tracestate)); ev != nil {
-			p.serverSpan(ev, span)
+			p.serverSpan(ev, span, false)
 			return true
 		}
 	case eventClient:
 		if ev := kit.RecordAs[grpcGrpcClientEvent](raw); ev != nil {
-			p.clientSpan(ev, span)
+			p.clientSpan(ev, span, false)
 			return true
 		}
 	}
 	return false
+}
+
+// openServerSpan fills span from a server stream still in flight: one that reached a
+// handler, where handleStream's probe tells (a stream refused before any handler leaves
+// its state behind, and has no span).
+func (p *Probe) openServerSpan(value []byte, span *telemetry.Span) bool {
+	st := kit.RecordAs[grpcServerStream](value)
+	if st == nil || st.Ev.Kind != eventServer || p.handles && st.G == 0 {
+		return false
+	}
+	p.serverSpan(&st.Ev, span, true)
+	return true
+}
+
+// openClientSpan fills span from a call still in flight: being made, or a stream.
+func (p *Probe) openClientSpan(value []byte, span *telemetry.Span) bool {
+	ev := kit.RecordAs[grpcGrpcClientEvent](value)
+	if ev == nil || ev.Kind != eventClient {
+		return false
+	}
+	p.clientSpan(ev, span, true)
+	return true
 }
 
 // Event kinds, as the C program numbers them.

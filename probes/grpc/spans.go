@@ -13,8 +13,9 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
-// serverSpan fills span from a server event, following the gRPC semantic conventions.
-func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
+// serverSpan fills span from a server event, following the gRPC semantic conventions;
+// open: from a stream still in flight, whose status is not known (no status code).
+func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span, open bool) {
 	method := strings.TrimPrefix(str(ev.Method[:], ev.MethodLen), "/")
 	message := str(ev.Message[:], ev.MessageLen)
 	code := statusCode(ev.Code)
@@ -29,17 +30,19 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
 	attrs = append(attrs, semconv.RPCSystemNameGRPC)
 	// A method the server does not know: grpc answers UNIMPLEMENTED with this
 	// message. The conventions want _OTHER then, and the name the client sent.
-	if ev.Code == codeUnimplemented && (strings.HasPrefix(message, "unknown service ") || strings.HasPrefix(message, "unknown method ")) {
+	if !open && ev.Code == codeUnimplemented && (strings.HasPrefix(message, "unknown service ") || strings.HasPrefix(message, "unknown method ")) {
 		span.Name = "grpc"
 		attrs = append(attrs, semconv.RPCMethod("_OTHER"), semconv.RPCMethodOriginal(method))
 	} else {
 		span.Name = method
 		attrs = append(attrs, semconv.RPCMethod(method))
 	}
-	attrs = append(attrs, semconv.RPCResponseStatusCode(code))
-	if serverError(ev.Code) {
-		span.Status, span.StatusDescription = codes.Error, message
-		attrs = append(attrs, semconv.ErrorTypeKey.String(code))
+	if !open { // an open stream has sent no status yet
+		attrs = append(attrs, semconv.RPCResponseStatusCode(code))
+		if serverError(ev.Code) {
+			span.Status, span.StatusDescription = codes.Error, message
+			attrs = append(attrs, semconv.ErrorTypeKey.String(code))
+		}
 	}
 	if p.TypeName(ev.ConnType) == "*net.TCPConn" {
 		if ip, port, ok := address(ev.Local); ok {
@@ -64,8 +67,9 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span) {
 	}
 }
 
-// clientSpan fills span from a client event: Error for every status but OK.
-func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
+// clientSpan fills span from a client event: Error for every status but OK; open:
+// from a call still in flight, whose status is not known (no status code).
+func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span, open bool) {
 	method := strings.TrimPrefix(str(ev.Method[:], ev.MethodLen), "/")
 	attrs := span.Attributes[:0] // the pipeline is done with the last span's
 	*span = telemetry.Span{
@@ -94,7 +98,9 @@ func (p *Probe) clientSpan(ev *grpcGrpcClientEvent, span *telemetry.Span) {
 			attrs = append(attrs, semconv.ErrorTypeKey.String(code))
 		}
 	}
-	attrs = append(attrs, semconv.RPCResponseStatusCode(code))
+	if !open {
+		attrs = append(attrs, semconv.RPCResponseStatusCode(code))
+	}
 	if host, port := targetAddress(str(ev.Target[:], ev.TargetLen)); host != "" {
 		attrs = append(attrs, semconv.ServerAddress(host))
 		if port > 0 {

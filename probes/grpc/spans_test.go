@@ -1,6 +1,15 @@
 package grpc
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
 
 func TestStatusCodes(t *testing.T) {
 	for c, want := range map[uint32]string{0: "OK", 1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 12: "UNIMPLEMENTED", 16: "UNAUTHENTICATED", 17: "17"} {
@@ -43,5 +52,61 @@ func TestTargetAddress(t *testing.T) {
 		if h, p := targetAddress(target); h != want.host || p != want.port {
 			t.Errorf("%s: %s %d, want %s %d", target, h, p, want.host, want.port)
 		}
+	}
+}
+
+// valueOf is v as a map holds it: the bytes of the C struct.
+func valueOf[T any](v *T) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v)) }
+
+// Spans still in flight when the app exits: a stream that reached its handler, and a
+// call, each with its IDs and parent and without a status (none was sent); a stream
+// refused before any handler is no span - where handleStream's probe marks those that
+// reached one.
+func TestOpenSpans(t *testing.T) {
+	p := &Probe{handles: true}
+	var st grpcServerStream
+	st.Ev.Kind, st.Ev.StartNs, st.Ev.HasParent, st.Ev.TraceFlags = eventServer, 100, 1, 1
+	st.Ev.Sc.TraceId, st.Ev.Sc.SpanId, st.Ev.ParentSpanId = [16]uint8{1}, [8]uint8{2}, [8]uint8{3}
+	st.Ev.MethodLen = uint16(copy(st.Ev.Method[:], "/demo.Echo/Watch"))
+	var span telemetry.Span
+	if p.openServerSpan(valueOf(&st), &span) {
+		t.Errorf("a stream no handler took: span %s", span.Name)
+	}
+	st.G = 0xc000001000
+	if !p.openServerSpan(valueOf(&st), &span) {
+		t.Fatal("a stream in its handler: no span")
+	}
+	if span.Name != "demo.Echo/Watch" || span.Kind != trace.SpanKindServer || span.Start != 100 || span.Status != codes.Unset ||
+		span.SpanID != [8]byte{2} || span.Parent.SpanID() != [8]byte{3} || span.Parent.TraceID() != [16]byte{1} {
+		t.Errorf("server span %+v", span)
+	}
+	for _, kv := range span.Attributes {
+		if kv.Key == semconv.RPCResponseStatusCodeKey || kv.Key == semconv.ErrorTypeKey {
+			t.Errorf("server span still open: %s", kv.Key)
+		}
+	}
+	if p := (&Probe{}); !p.openServerSpan(valueOf(&grpcServerStream{Ev: grpcGrpcServerEvent{Kind: eventServer}}), &span) {
+		t.Error("without handleStream's probe, every stream is taken")
+	}
+
+	var ev grpcGrpcClientEvent
+	ev.Kind, ev.StartNs, ev.HasParent = eventClient, 200, 1
+	ev.Sc.TraceId, ev.Sc.SpanId, ev.ParentSpanId = [16]uint8{1}, [8]uint8{4}, [8]uint8{2}
+	ev.MethodLen = uint16(copy(ev.Method[:], "/demo.Echo/Watch"))
+	ev.TargetLen = uint16(copy(ev.Target[:], "127.0.0.1:9000"))
+	if !p.openClientSpan(valueOf(&ev), &span) {
+		t.Fatal("a call in flight: no span")
+	}
+	if span.Name != "demo.Echo/Watch" || span.Kind != trace.SpanKindClient || span.Start != 200 || span.Status != codes.Unset ||
+		span.SpanID != [8]byte{4} || span.Parent.SpanID() != [8]byte{2} {
+		t.Errorf("client span %+v", span)
+	}
+	for _, kv := range span.Attributes {
+		if kv.Key == semconv.RPCResponseStatusCodeKey || kv.Key == semconv.ErrorTypeKey {
+			t.Errorf("client span still open: %s", kv.Key)
+		}
+	}
+	if p.openClientSpan(valueOf(&grpcGrpcClientEvent{}), &span) {
+		t.Error("an entry that is no call: a span")
 	}
 }

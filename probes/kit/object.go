@@ -45,6 +45,10 @@ type ObjectSpec struct {
 	// outputs no events (a router's, which hands its route to the server's span): it
 	// has no ring buffer to read.
 	Decode func(raw []byte, span *telemetry.Span) bool
+	// InFlight are the object's maps of spans in flight, which EndInFlight ends when
+	// the launcher detaches: every map where a span waits between the probe that
+	// begins it and the one that ends it.
+	InFlight []InFlight
 }
 
 // Writers are the uprobes that hand a client spec's trace context to the wire

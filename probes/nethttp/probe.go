@@ -73,6 +73,12 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		},
 		Writers: writers,
 		Decode:  p.decode,
+		// Requests whose handler has not returned, calls not answered yet: a long poll
+		// may be open when the app exits.
+		InFlight: []kit.InFlight{
+			{Map: "server_calls", Spec: ServerSpec.Name, Span: openServerSpan},
+			{Map: "client_calls", Spec: ClientSpec.Name, Span: p.openClientSpan},
+		},
 	}
 	// golang.org/x/net/http2's transport, where the app has it: its calls are client
 	// calls as net/http's are.
@@ -124,6 +130,28 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 		}
 	}
 	return false
+}
+
+// openServerSpan fills span from a request whose handler has not returned: no status
+// nor route yet (both are read at its return). A request whose handler gave its
+// connection to x/net's HTTP/2 server has no span (its stream has its own).
+func openServerSpan(value []byte, span *telemetry.Span) bool {
+	st := kit.RecordAs[nethttpServerCall](value)
+	if st == nil || st.Ev.Kind != eventServer || st.HandedOver != 0 {
+		return false
+	}
+	serverSpan(&st.Ev, span)
+	return true
+}
+
+// openClientSpan fills span from a call not answered yet: no status, no error.
+func (p *Probe) openClientSpan(value []byte, span *telemetry.Span) bool {
+	st := kit.RecordAs[nethttpClientCall](value)
+	if st == nil || st.Ev.Kind != eventClient {
+		return false
+	}
+	p.clientSpan(&st.Ev, span)
+	return true
 }
 
 // Event kinds, as the C program numbers them.

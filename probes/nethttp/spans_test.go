@@ -190,3 +190,47 @@ func TestDecodeServerRecordCutShort(t *testing.T) {
 		t.Error("a record shorter than its fixed part was decoded")
 	}
 }
+
+// Spans still in flight when the app exits: a request whose handler has not returned,
+// with its parent and tracestate and no status or route (both read at its return); a
+// call not answered yet, without a status or an error; a request whose connection
+// went to x/net's HTTP/2 server is no span.
+func TestOpenSpans(t *testing.T) {
+	p := &Probe{}
+	var st nethttpServerCall
+	st.Ev = *event("GET", "/watch", "", 0)
+	st.Ev.Kind, st.Ev.StartNs, st.Ev.HasParent, st.Ev.ParentSpanId, st.Ev.TraceFlags = eventServer, 100, 1, [8]uint8{3}, 1
+	st.Ev.TracestateLen = uint16(copy(st.Ev.Tracestate[:], "a=1"))
+	value := func(v *nethttpServerCall) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v)) }
+	var s telemetry.Span
+	if !openServerSpan(value(&st), &s) {
+		t.Fatal("a request in its handler: no span")
+	}
+	a := attrs(&s)
+	if s.Name != "GET" || s.Kind != trace.SpanKindServer || s.Start != 100 || s.Status != codes.Unset || s.SpanID != (trace.SpanID{2}) ||
+		s.Parent.SpanID() != (trace.SpanID{3}) || s.Parent.TraceState().String() != "a=1" || a["url.path"].AsString() != "/watch" ||
+		a["http.response.status_code"].Type() != attribute.INVALID || a["http.route"].Type() != attribute.INVALID {
+		t.Errorf("server span %q %v: %+v", s.Name, a, s)
+	}
+	st.HandedOver = 1
+	if openServerSpan(value(&st), &s) {
+		t.Error("a request handed to x/net's HTTP/2 server: a span")
+	}
+
+	var call nethttpClientCall
+	call.Ev = *clientEvent("GET", "http", "backend:9000", "/poll", "", 0)
+	call.Ev.Kind, call.Ev.StartNs, call.Ev.ProtoMajor, call.Ev.ProtoMinor = eventClient, 200, 0, 0
+	call.Ev.HasParent, call.Ev.ParentSpanId = 1, [8]uint8{2}
+	if !p.openClientSpan(unsafe.Slice((*byte)(unsafe.Pointer(&call)), unsafe.Sizeof(call)), &s) {
+		t.Fatal("a call in flight: no span")
+	}
+	a = attrs(&s)
+	if s.Name != "GET" || s.Kind != trace.SpanKindClient || s.Start != 200 || s.Status != codes.Unset || s.Parent.SpanID() != (trace.SpanID{2}) ||
+		a["url.full"].AsString() != "http://backend:9000/poll" || a["http.response.status_code"].Type() != attribute.INVALID ||
+		a["error.type"].Type() != attribute.INVALID {
+		t.Errorf("client span %q %v", s.Name, a)
+	}
+	if p.openClientSpan(make([]byte, unsafe.Sizeof(call)), &s) {
+		t.Error("an entry that is no call: a span")
+	}
+}

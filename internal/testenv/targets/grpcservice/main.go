@@ -35,6 +35,10 @@
 //	Count(Int32Value) stream Int32Value   server streaming: 1..n
 //	Sum(stream Int32Value) Int32Value     client streaming
 //	Chat(stream StringValue) stream ...   bidi: each message back
+//	Watch(Int32Value) stream Int32Value   1..n, then open until the client goes
+//	WatchNext(Int32Value) stream ...      Watch(n) on NEXT with the request's context,
+//	                                      its messages passed on, open as long as it is
+//	Exit(Int32Value) Empty                os.Exit with that code, in the handler
 package main
 
 import (
@@ -326,6 +330,52 @@ func count(srv interface{}, stream grpc.ServerStream) error {
 	return nil
 }
 
+// watch sends 1..n, then stays open until the client goes: a watch, a keep-alive.
+func watch(srv interface{}, stream grpc.ServerStream) error {
+	if err := count(srv, stream); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return status.FromContextError(stream.Context().Err()).Err()
+}
+
+// watchNext holds Watch(n) open on the next hop, with the request's context, and passes
+// its messages on.
+func watchNext(srv interface{}, stream grpc.ServerStream) error {
+	e := srv.(*echo)
+	if e.next == nil {
+		return status.Error(codes.FailedPrecondition, "no next hop")
+	}
+	in := new(wrapperspb.Int32Value)
+	if err := stream.RecvMsg(in); err != nil {
+		return err
+	}
+	up, err := e.next.NewStream(stream.Context(), &grpc.StreamDesc{ServerStreams: true}, "/demo.Echo/Watch")
+	if err != nil {
+		return err
+	}
+	if err := up.SendMsg(in); err != nil {
+		return err
+	}
+	up.CloseSend()
+	for {
+		msg := new(wrapperspb.Int32Value)
+		if err := up.RecvMsg(msg); err != nil {
+			return err
+		}
+		if err := stream.SendMsg(msg); err != nil {
+			return err
+		}
+	}
+}
+
+// exit ends the program with the code asked for, from the handler: whatever is in
+// flight stays so.
+func (e *echo) exit(ctx context.Context, in *wrapperspb.Int32Value) (*emptypb.Empty, error) {
+	os.Exit(int(in.Value))
+	return nil, nil
+}
+
 func sum(srv interface{}, stream grpc.ServerStream) error {
 	var total int32
 	for {
@@ -394,11 +444,14 @@ var serviceDesc = grpc.ServiceDesc{
 		unary("Via", (*echo).viaHop),
 		unary("Forward", (*echo).forward),
 		unary("Seen", (*echo).seen),
+		unary("Exit", (*echo).exit),
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Count", Handler: count, ServerStreams: true},
 		{StreamName: "Sum", Handler: sum, ClientStreams: true},
 		{StreamName: "Chat", Handler: chat, ServerStreams: true, ClientStreams: true},
+		{StreamName: "Watch", Handler: watch, ServerStreams: true},
+		{StreamName: "WatchNext", Handler: watchNext, ServerStreams: true},
 	},
 }
 
