@@ -795,6 +795,9 @@ func TestGRPCPropagationUnderLoad(t *testing.T) {
 			t.Errorf("launcher said: %s", said)
 		}
 	}
+	if t.Failed() { // the front's counts of header blocks that went without, said at exit
+		t.Logf("the front's launcher at exit: %s", stopAndSay(t, front))
+	}
 }
 
 // TestGRPCTooOld: a grpc release older than the oldest the probes read (v1.39.0) turns
