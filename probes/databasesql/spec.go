@@ -54,6 +54,10 @@ var (
 // pqConfigSince is the first lib/pq release whose connection keeps a pq.Config.
 const pqConfigSince = "v1.11.0"
 
+// pgPrepareErrorSince is the first pgx release that wraps a failed prepare's error in a
+// *pgconn.PrepareError; before, the *pgconn.PgError itself reaches database/sql.
+const pgPrepareErrorSince = "v5.8.0"
+
 // The drivers' errors, for db.response.status_code and the status description: the
 // server's SQLSTATE and message in pgx's *pgconn.PgError (also inside the
 // *pgconn.PrepareError a failed prepare returns) and lib/pq's *pq.Error, MySQL's
@@ -146,7 +150,7 @@ var (
 		Fields: []offsets.FieldSpec{{FieldRef: pgxAdapterConn}, {FieldRef: pgxConnPgConn}, {FieldRef: pgConnConn},
 			{FieldRef: pgConnConfig, Optional: true}, {FieldRef: pgConfigDatabase, Optional: true},
 			{FieldRef: pgErrorCode, Optional: true}, {FieldRef: pgErrorMessage, Optional: true},
-			{FieldRef: pgPrepareErrorErr, Optional: true}},
+			{FieldRef: pgPrepareErrorErr, Since: pgPrepareErrorSince, Optional: true}},
 		Program: driverProgram("github.com/jackc/pgx/v5/stdlib", "pgx", "postgres://127.0.0.1:1/none"),
 	}
 	PQSpec = offsets.Spec{
