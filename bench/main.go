@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, readiness, tracing, tracing-http, routes, contexts, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
+// Sections: startup, analysis, gate, readiness, tracing, tracing-http, routes, contexts, metrics, profile, proxy, rate, stall, grpc, sql, sql-postgres, redis, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -36,6 +36,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"container":    container,
 	"grpc":         grpcBench,
 	"sql":          sqlBench,
+	"sql-postgres": sqlPostgresBench,
 	"redis":        redisBench,
 	"metrics":      metricsBench,
 	"profile":      profileBench,
@@ -57,7 +58,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "tracing-http", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "tracing-http", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "sql-postgres", "redis", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they
