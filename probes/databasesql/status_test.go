@@ -1,6 +1,8 @@
 package databasesql
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -170,5 +172,55 @@ func TestNamespace(t *testing.T) {
 	p.operationSpan(&ev, &span)
 	if got := attrString(span); span.Status != codes.Unset || got != "db.system.name=postgresql db.namespace=shop" {
 		t.Errorf("%v %s", span.Status, got)
+	}
+}
+
+// Generated values in the places PostgreSQL's and MySQL's messages quote them, holding
+// quotes of every kind, spaces, punctuation and a secret: no part of the secret is in
+// the description, whole or cut where the C program cuts it (MESSAGE_MAX bytes).
+func TestDescribeHidesQuotedValues(t *testing.T) {
+	templates := []string{
+		`invalid input syntax for type integer: "%s"`,
+		`invalid input value for enum mood: "%s"`,
+		`syntax error at or near "%s"`,
+		`value "%s" is out of range for type integer`,
+		`duplicate key value violates unique constraint "%s"`,
+		`null value in column "%s" of relation "%s" violates not-null constraint`,
+		`Duplicate entry '%s' for key '%s'`,
+		`Incorrect integer value: '%s' for column ` + "`shop`.`items`.`qty`" + ` at row 1`,
+		`Truncated incorrect DOUBLE value: '%s'`,
+		`You have an error in your SQL syntax; check the manual that corresponds to your MariaDB server version for the right syntax to use near '%s' at line 1`,
+		`Access denied for user '%s'@'%s' (using password: YES)`,
+	}
+	const secret = "SECRETVALUE"
+	pieces := []string{"'", `"`, "`", " ", ".", "-", ",", "(", ")", ":", "a", "for key ", "' for key '", `" of relation "`, secret}
+	r := rand.New(rand.NewPCG(29, 1))
+	value := func() string {
+		var b strings.Builder
+		for n := r.IntN(6); n >= 0; n-- {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		b.WriteString(secret) // at least once
+		for n := r.IntN(4); n > 0; n-- {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		return b.String()
+	}
+	var e databasesqlSqlEvent
+	limit := len(e.Error.Message) // MESSAGE_MAX
+	for i := 0; i < 20000; i++ {
+		tpl := templates[r.IntN(len(templates))]
+		var args []any
+		for range strings.Count(tpl, "%s") {
+			args = append(args, value())
+		}
+		msg := fmt.Sprintf(tpl, args...)
+		cut := len(msg) > limit
+		got := describe([]byte(msg[:min(len(msg), limit)]), cut)
+		for w := 0; w+4 <= len(secret); w++ {
+			if strings.Contains(got, secret[w:w+4]) {
+				t.Fatalf("describe(%q, %v) = %q: part of the secret was exported", msg, cut, got)
+			}
+		}
 	}
 }
