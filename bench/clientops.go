@@ -368,8 +368,13 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 		return (f(results[i][1]) - f(results[i][0])) / (perRequest - 1)
 	}
 	request := func(i int, f func([]opLoad) float64) float64 { return f(results[i][0]) - perOp(i, f) }
-	fmt.Printf("| per %s: (%s − %s) / 9 | without launcher | with launcher | | traps alone | |\n", b.op, paths[1], paths[0])
-	fmt.Println("|---|---:|---:|---|---:|---|")
+	header, rule := fmt.Sprintf("| per %s: (%s − %s) / 9 | %s |", b.op, paths[1], paths[0], configs[0].name), "|---|---:|"
+	for _, c := range configs[1:] {
+		name, _, _ := strings.Cut(c.name, ":") // "traps alone"
+		header, rule = header+" "+name+" | |", rule+"---:|---|"
+	}
+	fmt.Println(header)
+	fmt.Println(rule)
 	bareOp := perOp(0, lat)
 	row := func(what, bare string, cell func(i int) (string, string)) {
 		line := "| " + what + " | " + bare + " |"
