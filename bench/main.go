@@ -54,7 +54,7 @@ type benchEnv struct {
 func main() {
 	rounds := flag.Int("rounds", 300, "rounds per case")
 	launch := flag.String("launch", "bin/launch", "launcher binary to measure")
-	baseline := flag.String("baseline", "", "another launcher binary to measure in the same rounds (tracing, routes), to compare two versions on a drifting machine")
+	baseline := flag.String("baseline", "", "another launcher binary to measure in the same rounds (tracing, routes, contexts, proxy, sql, sql-postgres, redis, ...), to compare two versions on a drifting machine")
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
