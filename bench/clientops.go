@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -63,6 +65,82 @@ func sqlBench(env *benchEnv) error {
 			return []string{tgs[0].Path, "-addr", addr, "-driver", "sqlite", "-dsn", dsn}
 		},
 	})
+}
+
+// sqlPostgresBench: database/sql where the probe reads more than SQLite's connection
+// type: pgx's database/sql adapter to a private PostgreSQL on the loopback, each
+// query's entry reading its server's address and (since issue 29) its database's name.
+// With -baseline, another launcher in the same rounds: what those reads cost in BPF
+// time, at the same hits.
+func sqlPostgresBench(env *benchEnv) error {
+	tgs, err := testenv.BuildTargetsErr("dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})
+	if err != nil {
+		return err
+	}
+	dsn, stop, err := startPostgres()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return clientOpsBench(env, clientOps{
+		library:  "database/sql",
+		op:       "query",
+		heading:  "database/sql (PostgreSQL 15 on the loopback through pgx v5.13.0's database/sql adapter; Go 1.26",
+		target:   tgs[0].Path,
+		programs: []string{"query_", "exec_", "prepare_", "stmt_"},
+		paths:    [2]string{"/query", "/queries"},
+		argv: func(addr string, r, i int) []string {
+			return []string{tgs[0].Path, "-addr", addr, "-driver", "pgx", "-dsn", dsn}
+		},
+	})
+}
+
+// startPostgres runs a private PostgreSQL server (Debian's postgresql: initdb into a
+// temporary directory as nobody, a free port on the loopback) and returns its DSN.
+func startPostgres() (dsn string, stop func(), err error) {
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(bins) == 0 {
+		return "", nil, errors.New("PostgreSQL: no /usr/lib/postgresql/*/bin/postgres (apt-get install postgresql)")
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	dir, err := os.MkdirTemp("", "bench-postgres-")
+	if err != nil {
+		return "", nil, err
+	}
+	os.Chown(dir, 65534, 65534)
+	asNobody := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+		return cmd
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asNobody("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	_, port, _ := net.SplitHostPort(freePort())
+	server := asNobody("postgres", "-D", data, "-p", port, "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
+	if err := server.Start(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	stop = func() {
+		server.Process.Signal(syscall.SIGQUIT) // immediate shutdown
+		server.Wait()
+		os.RemoveAll(dir)
+	}
+	// Up once it answers: a connection before its start-up is done is refused.
+	for i := 0; ; i++ {
+		if err := asNobody("pg_isready", "-q", "-h", dir, "-p", port).Run(); err == nil {
+			return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable", stop, nil
+		}
+		if i == 100 {
+			stop()
+			return "", nil, errors.New("postgres did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // redisBench: what issue 16 asks of the go-redis probe. The cacheservice target (Go
@@ -139,11 +217,14 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 	const perRequest = 10 // operations of paths[1]; paths[0] makes 1
 	type config struct {
 		name     string
-		launched bool
-		traps    bool // a counter at the launcher's sites, no launcher
+		launcher string // "" for none
+		traps    bool   // a counter at the launcher's sites, no launcher
 	}
-	configs := []config{{"without launcher", false, false}, {"with launcher", true, false},
-		{"traps alone: a counter at the same sites, no launcher", false, true}}
+	configs := []config{{"without launcher", "", false}, {"with launcher", env.launch, false}}
+	if env.baseline != "" {
+		configs = append(configs, config{"baseline launcher", env.baseline, false})
+	}
+	configs = append(configs, config{"traps alone: a counter at the same sites, no launcher", "", true})
 	// Latency is the median of every request made one at a time over all rounds, the
 	// two paths alternating on one connection: a query's figure is a difference of two
 	// latencies, which a drift between their measurements would swamp.
@@ -161,32 +242,18 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 	for i := range results {
 		results[i] = make([][]opLoad, len(paths))
 	}
-	hitCount := func(sites *siteCounter) uint64 {
+	hitCount := func(sites *siteCounter, srv *server) uint64 {
 		if sites != nil {
 			return sites.hits()
 		}
-		runs := probeRuns("server_")
-		for _, p := range b.programs {
-			runs += probeRuns(p)
-		}
+		runs, _ := ownStats([]int{srv.launcher}, append([]string{"server_"}, b.programs...)...)
 		return runs
 	}
-	libStats := func() (uint64, time.Duration) {
-		var runs uint64
-		var t time.Duration
-		for _, p := range b.programs {
-			r, d := probeStats(p)
-			runs, t = runs+r, t+d
-		}
-		return runs, t
-	}
+	// The launcher's own programs (not another process's on a shared machine): the library's.
+	libStats := func(srv *server) (uint64, time.Duration) { return ownStats([]int{srv.launcher}, b.programs...) }
 	for r := 0; r < rounds; r++ {
 		for i, c := range configs {
-			launcher := ""
-			if c.launched {
-				launcher = env.launch
-			}
-			srv, err := startAppUnder(launcherArgv(launcher), recv.Endpoint, func(addr string) []string { return b.argv(addr, r, i) })
+			srv, err := startAppUnder(launcherArgv(c.launcher), recv.Endpoint, func(addr string) []string { return b.argv(addr, r, i) })
 			if err != nil {
 				return err
 			}
@@ -202,11 +269,11 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 					}
 				}
 				for j, p := range paths {
-					if c.launched {
+					if c.launcher != "" {
 						time.Sleep(time.Second) // the last run's spans arrive before counting starts
 					}
-					h0, s0 := hitCount(sites), recv.Received()
-					q0, t0 := libStats()
+					h0, s0 := hitCount(sites, srv), recv.Received()
+					q0, t0 := libStats(srv)
 					var c0 time.Duration
 					if srv.launcher != 0 {
 						c0 = cpuTime(srv.launcher)
@@ -215,13 +282,13 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 					if err != nil {
 						return nil, err
 					}
-					if c.launched {
+					if c.launcher != "" {
 						time.Sleep(500 * time.Millisecond) // let the last batch export
 					}
 					l := &loads[j]
-					l.reqs, l.hits, l.spans = n, hitCount(sites)-h0, recv.Received()-s0
-					if c.launched {
-						q1, t1 := libStats()
+					l.reqs, l.hits, l.spans = n, hitCount(sites, srv)-h0, recv.Received()-s0
+					if c.launcher != "" {
+						q1, t1 := libStats(srv)
 						l.libHits, l.libTime = q1-q0, t1-t0
 						l.cpu = cpuTime(srv.launcher) - c0
 					}
@@ -270,7 +337,7 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 		for i := 1; i < len(configs); i++ {
 			ls := results[i][j]
 			spans, cpu := "", ""
-			if configs[i].launched {
+			if configs[i].launcher != "" {
 				spans = fmt.Sprintf("%.2f", perReq(ls, func(l opLoad) float64 { return float64(l.spans) }))
 				cpu = fmt.Sprintf("%.1f µs", mean(ls, func(l opLoad) float64 { return float64(l.cpu.Nanoseconds()) / 1e3 / float64(max(1, l.spans)) }))
 			}
@@ -286,8 +353,13 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 		return (f(results[i][1]) - f(results[i][0])) / (perRequest - 1)
 	}
 	request := func(i int, f func([]opLoad) float64) float64 { return f(results[i][0]) - perOp(i, f) }
-	fmt.Printf("| per %s: (%s − %s) / 9 | without launcher | with launcher | | traps alone | |\n", b.op, paths[1], paths[0])
-	fmt.Println("|---|---:|---:|---|---:|---|")
+	header, rule := fmt.Sprintf("| per %s: (%s − %s) / 9 | %s |", b.op, paths[1], paths[0], configs[0].name), "|---|---:|"
+	for _, c := range configs[1:] {
+		name, _, _ := strings.Cut(c.name, ":") // "traps alone"
+		header, rule = header+" "+name+" | |", rule+"---:|---|"
+	}
+	fmt.Println(header)
+	fmt.Println(rule)
 	bareOp := perOp(0, lat)
 	row := func(what, bare string, cell func(i int) (string, string)) {
 		line := "| " + what + " | " + bare + " |"
@@ -307,7 +379,7 @@ func clientOpsBench(env *benchEnv, b clientOps) error {
 		return fmt.Sprintf("%.2f", perOp(i, hits)), ""
 	})
 	row(b.library+" program runs per "+b.op, "", func(i int) (string, string) {
-		if !configs[i].launched {
+		if configs[i].launcher == "" {
 			return "", ""
 		}
 		runs := mean(results[i][1], func(l opLoad) float64 { return float64(l.libHits) / float64(max(1, l.reqs*perRequest)) })

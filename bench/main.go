@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, analysis, gate, readiness, tracing, tracing-http, routes, contexts, metrics, profile, proxy, rate, stall, grpc, sql, redis, container, wrap, runtime, neighbour.
+// Sections: startup, analysis, gate, readiness, tracing, tracing-http, routes, contexts, metrics, profile, proxy, rate, stall, grpc, sql, sql-postgres, redis, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -36,6 +36,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"container":    container,
 	"grpc":         grpcBench,
 	"sql":          sqlBench,
+	"sql-postgres": sqlPostgresBench,
 	"redis":        redisBench,
 	"metrics":      metricsBench,
 	"profile":      profileBench,
@@ -53,11 +54,11 @@ type benchEnv struct {
 func main() {
 	rounds := flag.Int("rounds", 300, "rounds per case")
 	launch := flag.String("launch", "bin/launch", "launcher binary to measure")
-	baseline := flag.String("baseline", "", "another launcher binary to measure in the same rounds (tracing, routes, proxy, grpc), to compare two versions on a drifting machine")
+	baseline := flag.String("baseline", "", "another launcher binary to measure in the same rounds (tracing, routes, contexts, proxy, grpc, sql, sql-postgres, redis, ...), to compare two versions on a drifting machine")
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "tracing-http", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "redis", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "analysis", "gate", "readiness", "tracing", "tracing-http", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "sql-postgres", "redis", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they

@@ -27,9 +27,11 @@ import (
 // through pgx's and lib/pq's drivers: every operation a CLIENT span, the child of the
 // request's server span — from the handler's goroutine, from goroutines it starts with
 // its context, and without a context — with the server's address and port (the
-// PostgreSQL drivers' TCP connection's; none for SQLite), the statement's text (its literals replaced:
+// PostgreSQL drivers' TCP connection's; none for SQLite), the database's name (the DSN's,
+// for the PostgreSQL drivers; none for SQLite), the statement's text (its literals replaced:
 // a secret written into a statement never leaves; a 1 MiB statement bounded), operation
-// and table, an error's type; one span per operation over 100 requests in a row; a
+// and table, an error's SQLSTATE (PostgreSQL) or Go type (SQLite) and its description;
+// one span per operation over 100 requests in a row; a
 // hostile statement's secrets (in a comment where the table's name is read, nested
 // comments, a string, a line comment) nowhere in the spans nor in the duration metric,
 // flushed at exit. Plain
@@ -39,24 +41,35 @@ func TestDatabaseSQLSpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped})
 	pg, _ := startPostgres(t)
-	type database struct{ driver, dsn, system, errType string }
 	for _, tg := range targets {
-		for _, db := range []database{
-			{"sqlite", "", "sqlite", "*sqlite.Error"},
-			{"pgx", pg, "postgresql", "*pgconn.PrepareError"},
-			{"postgres", pg, "postgresql", "*pq.Error"},
+		for _, db := range []sqlDatabase{
+			// SQLite's error is read by none: its Go type, no code, no description.
+			{driver: "sqlite", system: "sqlite", errType: "*sqlite.Error"},
+			// pgx's *pgconn.PrepareError, lib/pq's *pq.Error: the SQLSTATE inside.
+			{"pgx", pg, "postgresql", "postgres", "42P01", "42P01", "relation ? does not exist"},
+			{"postgres", pg, "postgresql", "postgres", "42P01", "42P01", "relation ? does not exist"},
 		} {
 			t.Run(tg.Variant.Name+"/"+db.driver, func(t *testing.T) {
 				if db.dsn == "" {
 					db.dsn = "file:" + filepath.Join(t.TempDir(), "db.sqlite")
 				}
-				databaseSQLSpans(t, tg, db.driver, db.dsn, db.system, db.errType)
+				databaseSQLSpans(t, tg, db)
 			})
 		}
 	}
 }
 
-func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, errorType string) {
+// sqlDatabase is a database dbservice uses, and what its spans say of it.
+type sqlDatabase struct {
+	driver, dsn, system string
+	namespace           string // db.namespace; "" for none
+	// What /fail's query of a table that does not exist ends with: error.type, its
+	// db.response.status_code ("" for none) and its status description.
+	errType, code, description string
+}
+
+func databaseSQLSpans(t *testing.T, tg testenv.Target, db sqlDatabase) {
+	driver, dsn, system, errorType := db.driver, db.dsn, db.system, db.errType
 	var server any // server.address and server.port: a PostgreSQL DSN's host and port
 	if u, err := url.Parse(dsn); err == nil && u.Scheme == "postgres" {
 		port, _ := strconv.Atoi(u.Port())
@@ -114,9 +127,19 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 				t.Errorf("a secret literal was exported: %s %v", s.Name, s.Attrs)
 			}
 		}
+		if ns := s.Attrs["db.namespace"]; db.namespace == "" && ns != nil || db.namespace != "" && ns != db.namespace {
+			t.Errorf("%s: db.namespace %v, want %q", s.Name, ns, db.namespace)
+		}
 		errType, _ := s.Attrs["error.type"].(string)
 		if (errType != "") != (s.StatusCode == tracepb.Status_STATUS_CODE_ERROR) {
 			t.Errorf("%s: error.type %q, status %v", s.Name, errType, s.StatusCode)
+		}
+		code, desc := "", ""
+		if errType != "" {
+			code, desc = db.code, db.description
+		}
+		if got, _ := s.Attrs["db.response.status_code"].(string); got != code || s.StatusMessage != desc {
+			t.Errorf("%s: db.response.status_code %q, status description %q; want %q, %q", s.Name, got, s.StatusMessage, code, desc)
 		}
 		route := "(none)"
 		if parent, ok := byID[s.ParentSpanID]; ok {
@@ -158,16 +181,29 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, driver, dsn, system, erro
 	// table, no secret in any point.
 	r.signal(syscall.SIGTERM)
 	r.wait(20 * time.Second)
-	hostile := false
+	hostile, failed := false, false
+	var namespace, code any // nil for none
+	if db.namespace != "" {
+		namespace = db.namespace
+	}
+	if db.code != "" {
+		code = db.code
+	}
 	for _, h := range recv.Histograms() {
 		if said := fmt.Sprint(h.Metric, h.Attrs); strings.Contains(said, hostileSecret) {
 			t.Errorf("a secret of /hostile's statement was exported in %s: %v", h.Metric, h.Attrs)
 		}
 		hostile = hostile || h.Metric == "db.client.operation.duration" && h.Attrs["db.collection.name"] == "creds" &&
-			h.Attrs["db.operation.name"] == "SELECT" && h.Attrs["db.system.name"] == system
+			h.Attrs["db.operation.name"] == "SELECT" && h.Attrs["db.system.name"] == system && h.Attrs["db.namespace"] == namespace
+		failed = failed || h.Metric == "db.client.operation.duration" && h.Attrs["db.collection.name"] == "no_such_table" &&
+			h.Attrs["error.type"] == errorType && h.Attrs["db.response.status_code"] == code && h.Attrs["db.namespace"] == namespace
 	}
 	if !hostile {
 		t.Errorf("no db.client.operation.duration point for /hostile's SELECT creds: %v", recv.Histograms())
+	}
+	if !failed {
+		t.Errorf("no db.client.operation.duration point for /fail's SELECT no_such_table (error.type %s, db.response.status_code %v): %v",
+			errorType, code, recv.Histograms())
 	}
 	if said := launcherLines(r); said != "" {
 		t.Errorf("the launcher said:\n%s", said)
@@ -180,8 +216,9 @@ const hostileSecret = "Qz7"
 // startPostgres runs a private PostgreSQL server (Debian's postgresql: initdb into a
 // temporary directory as an unprivileged user, a free port on the loopback, its socket
 // in that directory), stopped at the test's end or by stop (an immediate shutdown, its
-// connections cut), and returns its DSN.
-func startPostgres(t *testing.T) (dsn string, stop func()) {
+// connections cut), and returns its DSN: of the database postgres, or of the first of
+// databases, which it creates.
+func startPostgres(t *testing.T, databases ...string) (dsn string, stop func()) {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	testenv.Require(t, len(bins) > 0, "PostgreSQL: no /usr/lib/postgresql/*/bin/postgres (apt-get install postgresql)")
@@ -227,7 +264,217 @@ func startPostgres(t *testing.T) (dsn string, stop func()) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable", stop
+	name := "postgres"
+	for i, db := range databases {
+		// The server takes connections once its start-up is done, a moment after it
+		// listens.
+		for try := 0; ; try++ {
+			out, err := asNobody("createdb", "-h", dir, "-p", port, "-U", "postgres", db).CombinedOutput()
+			if err == nil {
+				break
+			}
+			if try == 100 {
+				t.Fatalf("createdb %s: %v\n%s", db, err, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if i == 0 {
+			name = db
+		}
+	}
+	return "postgres://postgres@127.0.0.1:" + port + "/" + name + "?sslmode=disable", stop
+}
+
+// startMariaDB runs a private MariaDB server (Debian's mariadb-server-core: mariadbd
+// as an unprivileged user on a temporary data directory, without grant tables, a free
+// port on the loopback) with an empty database of the name given, killed at the test's
+// end, and returns the go-sql-driver/mysql DSN of that database.
+func startMariaDB(t *testing.T, database string) string {
+	t.Helper()
+	const bin = "/usr/sbin/mariadbd"
+	_, err := os.Stat(bin)
+	testenv.Require(t, err == nil, "MariaDB: no %s (apt-get install mariadb-server-core)", bin)
+	dir, err := os.MkdirTemp("", "e2e-mariadb-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data := filepath.Join(dir, "data")
+	// A database is a directory of the data directory.
+	for _, d := range []string{dir, data, filepath.Join(data, database)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(d, 65534, 65534)
+	}
+	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	var log syncBuffer
+	server := exec.Command(bin, "--no-defaults", "--datadir="+data, "--socket="+filepath.Join(dir, "sock"),
+		"--pid-file="+filepath.Join(dir, "pid"), "--port="+port, "--bind-address=127.0.0.1", "--skip-grant-tables",
+		"--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M")
+	server.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	server.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+	server.Stdout, server.Stderr = &log, &log
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		server.Process.Kill() // its data goes with the directory
+		server.Wait()
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("mariadbd did not start:\n%s", log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "root@tcp(127.0.0.1:" + port + ")/" + database
+}
+
+// Failed operations on PostgreSQL (through pgx and lib/pq) and MariaDB (through
+// go-sql-driver/mysql), each a CLIENT span with status Error, the database's code for
+// the failure as db.response.status_code and error.type (a SQLSTATE: 42P01, 23505,
+// 22P02; MySQL's error number: 1146, 1062, 1366), the message as the status
+// description with what it quotes and its numbers hidden: the key of a unique
+// violation (which MySQL quotes) and a value a column refused (which both quote),
+// secrets, are nowhere in the spans. Every span has the DSN's database as
+// db.namespace, and is the child of its request's server span, in its trace; the
+// server spans and the operations at start are roots. Plain and stripped builds of the
+// drivers' newest releases and of older ones the probe reads differently (pgx v5.5.5:
+// no PrepareError, the code elsewhere; lib/pq v1.10.9, which keeps no database name:
+// no db.namespace, the rest as the newest; go-sql-driver/mysql v1.5.0).
+func TestDatabaseSQLErrors(t *testing.T) {
+	testenv.RequireRoot(t)
+	targets := append(testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped}),
+		testenv.BuildDBService(t, testenv.ModuleBuild{Version: testenv.SQLDriversOld, Toolchain: "go1.26.8"},
+			testenv.ModuleBuild{Version: testenv.SQLDriversOld, Toolchain: "go1.26.8", Stripped: true})...)
+	pg, _ := startPostgres(t, "shop")
+	my := startMariaDB(t, "shop")
+	type failures struct{ fail, dup, cast sqlSpan }
+	postgres := failures{
+		fail: sqlSpan{"SELECT no_such_table", "42P01", "relation ? does not exist"},
+		dup:  sqlSpan{"INSERT uniq", "23505", "duplicate key value violates unique constraint ?"},
+		cast: sqlSpan{"INSERT items", "22P02", "invalid input syntax for type integer: ?"},
+	}
+	for _, tg := range targets {
+		for _, c := range []struct {
+			driver, dsn, system string
+			failures
+		}{
+			{"pgx", pg, "postgresql", postgres},
+			{"postgres", pg, "postgresql", postgres},
+			{"mysql", my, "mysql", failures{
+				fail: sqlSpan{"SELECT no_such_table", "1146", "Table ? doesn't exist"},
+				dup:  sqlSpan{"INSERT uniq", "1062", "Duplicate entry ?"},
+				cast: sqlSpan{"INSERT items", "1366", "Incorrect integer value: ? at row ?"},
+			}},
+		} {
+			namespace := "shop"
+			if c.driver == "postgres" && strings.HasPrefix(tg.Variant.Name, "drivers-"+testenv.SQLDriversOld) {
+				namespace = "" // lib/pq before v1.11.0
+			}
+			t.Run(tg.Variant.Name+"/"+c.driver, func(t *testing.T) {
+				databaseSQLErrors(t, tg, c.driver, c.dsn, c.system, namespace, map[string][]sqlSpan{
+					"(none)":            {{"CREATE TABLE items", "", ""}, {"CREATE TABLE creds", "", ""}},
+					"GET /items/{name}": {{"INSERT items", "", ""}, {"SELECT items", "", ""}},
+					"GET /fail":         {c.fail},
+					"GET /dup":          {{"CREATE TABLE uniq", "", ""}, {"DELETE uniq", "", ""}, {"INSERT uniq", "", ""}, c.dup},
+					"GET /cast":         {c.cast},
+				})
+			})
+		}
+	}
+}
+
+// sqlSpan is what a database/sql span says: its name, db.response.status_code and
+// status description ("" for none).
+type sqlSpan struct{ name, code, description string }
+
+// databaseSQLErrors runs dbservice on driver's database at dsn, requests /items/first,
+// /fail, /dup and /cast, and checks every span: want are the client spans under each
+// server span, by its name ("(none)": roots); namespace is db.namespace ("" for none).
+func databaseSQLErrors(t *testing.T, tg testenv.Target, driver, dsn, system, namespace string, want map[string][]sqlSpan) {
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_SERVICE_NAME=dbservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
+		"OTEL_METRICS_EXPORTER=", "OTEL_METRIC_EXPORT_INTERVAL=")
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path,
+		"-addr", addr, "-driver", driver, "-dsn", dsn)
+	firstRequest(t, addr, "/items/first")
+	for _, path := range []string{"/fail", "/dup", "/cast"} {
+		getOK(t, r, addr, path)
+	}
+	clients := 0
+	for _, w := range want {
+		clients += len(w)
+	}
+	servers := len(want) - 1
+	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= clients+servers })
+	if !ok {
+		t.Fatalf("%d spans, want %d: %s\n%s", len(spans), clients+servers, spanList(spans), r.stderr)
+	}
+	time.Sleep(500 * time.Millisecond) // and no more
+	spans = recv.Spans()
+	if len(spans) != clients+servers {
+		t.Fatalf("%d spans, want %d: %s", len(spans), clients+servers, spanList(spans))
+	}
+	byID := map[string]testenv.Span{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+		if said := fmt.Sprint(s.Name, s.Attrs, s.Resource, s.StatusMessage); strings.Contains(said, hostileSecret) {
+			t.Errorf("a secret was exported: %s %v %q", s.Name, s.Attrs, s.StatusMessage)
+		}
+	}
+	got := map[string][]sqlSpan{}
+	for _, s := range spans {
+		if s.Kind == tracepb.Span_SPAN_KIND_SERVER {
+			if s.ParentSpanID != "" {
+				t.Errorf("server span %s: parent %s, want none", s.Name, s.ParentSpanID)
+			}
+			continue
+		}
+		if s.Kind != tracepb.Span_SPAN_KIND_CLIENT {
+			t.Errorf("span %s of kind %v", s.Name, s.Kind)
+			continue
+		}
+		if ns := s.Attrs["db.namespace"]; s.Attrs["db.system.name"] != system || namespace == "" && ns != nil || namespace != "" && ns != namespace {
+			t.Errorf("%s: db.system.name %v, db.namespace %v; want %s, %s", s.Name, s.Attrs["db.system.name"], s.Attrs["db.namespace"], system, namespace)
+		}
+		code, _ := s.Attrs["db.response.status_code"].(string)
+		errType, _ := s.Attrs["error.type"].(string)
+		failed := s.StatusCode == tracepb.Status_STATUS_CODE_ERROR
+		if errType != code || failed != (code != "") {
+			t.Errorf("%s: error.type %q, db.response.status_code %q, status %v", s.Name, errType, code, s.StatusCode)
+		}
+		route := "(none)"
+		if parent, ok := byID[s.ParentSpanID]; ok {
+			if parent.Kind != tracepb.Span_SPAN_KIND_SERVER || parent.TraceID != s.TraceID {
+				t.Errorf("%s: parent %s (%v, trace %s; its own %s)", s.Name, parent.Name, parent.Kind, parent.TraceID, s.TraceID)
+			}
+			route = parent.Name
+		} else if s.ParentSpanID != "" {
+			t.Errorf("%s: parent %s is no span exported", s.Name, s.ParentSpanID)
+		}
+		got[route] = append(got[route], sqlSpan{s.Name, code, s.StatusMessage})
+	}
+	for route, w := range want {
+		checkChildren(t, route, got[route], w)
+	}
+	for route := range got {
+		if _, ok := want[route]; !ok {
+			t.Errorf("client spans under %s: %v", route, got[route])
+		}
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+	if said := launcherLines(r); said != "" {
+		t.Errorf("the launcher said:\n%s", said)
+	}
 }
 
 // A database server that goes away in the middle of a query: the app answers as it

@@ -65,11 +65,12 @@ func TestRouterSourcesAgreeWithDWARF(t *testing.T) {
 	}
 }
 
-// The database/sql probe reads structs of pgx and lib/pq, for the server's address: the
-// same, in the dbservice target's builds (both drivers, Go 1.26, plain and stripped).
+// The database/sql probe reads structs of pgx, lib/pq and go-sql-driver/mysql, for the
+// server's address, the database's name and an error's code and message: the same, in
+// the dbservice target's builds (the three drivers, Go 1.26, plain and stripped).
 func TestSQLDriverSourcesAgreeWithDWARF(t *testing.T) {
 	tgs := testenv.BuildTargets(t, "dbservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped})
-	for _, s := range []offsets.Spec{databasesql.PgxSpec, databasesql.PQSpec} {
+	for _, s := range []offsets.Spec{databasesql.PgxSpec, databasesql.PQSpec, databasesql.MySQLSpec} {
 		checkModuleSources(t, s.Module, tgs)
 	}
 }

@@ -12,7 +12,7 @@ needs=(
 	"podman podman" "runc runc" "podman-compose podman-compose"
 	"/usr/lib/cni/dnsname golang-github-containernetworking-plugin-dnsname"
 	"containerd containerd" "ctr containerd"
-	"pg_ctlcluster postgresql" "redis-server redis-server"
+	"pg_ctlcluster postgresql" "redis-server redis-server" "/usr/sbin/mariadbd mariadb-server-core"
 )
 
 missing=()

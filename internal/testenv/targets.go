@@ -286,6 +286,30 @@ func BuildRedis(t testing.TB, builds ...ModuleBuild) []Target {
 // BuildRedisErr is BuildRedis for code that is not a test (benchmarks).
 func BuildRedisErr(builds ...ModuleBuild) ([]Target, error) { return cacheService.build(builds) }
 
+// SQLDriversDefault names the drivers of dbservice's go.mod (pgx v5.13.0, lib/pq
+// v1.12.3, go-sql-driver/mysql v1.11.0); SQLDriversOld those of go.drivers-old.mod,
+// older releases the database/sql probe reads differently: pgx v5.5.5 (PgError's Code
+// at 16, no PrepareError: the server's error reaches database/sql itself), lib/pq
+// v1.10.9 (no pq.Config: no database name) and go-sql-driver/mysql v1.5.0
+// (mysqlConn.cfg at 168).
+const (
+	SQLDriversDefault = "newest"
+	SQLDriversOld     = "old"
+)
+
+var dbService = moduleTarget{Name: "dbservice", Tag: "drivers", Default: SQLDriversDefault}
+
+// BuildDBService builds the dbservice target with the drivers each build names
+// (SQLDriversDefault, SQLDriversOld), cached as BuildTargets does.
+func BuildDBService(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	targets, err := dbService.build(builds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
 // Router is a router's test service (internal/testenv/targets/NAME): the same
 // endpoints for every router, built against the releases of its module that Builds
 // name.

@@ -59,8 +59,21 @@ type databasesqlSqlEvent struct {
 			Port  uint16
 			Pad2  uint32
 		}
+		NameLen uint32
+		Pad     uint32
+		Name    [64]uint8
 	}
 	Query databasesqlSqlText
+	Error struct {
+		_             structs.HostLayout
+		Kind          uint8
+		CodeLen       uint8
+		Number        uint16
+		MessageCopied uint32
+		MessageLen    uint64
+		Code          [8]uint8
+		Message       [128]uint8
+	}
 }
 
 type databasesqlSqlPreparing struct {
@@ -81,6 +94,9 @@ type databasesqlSqlPreparing struct {
 			Port  uint16
 			Pad2  uint32
 		}
+		NameLen uint32
+		Pad     uint32
+		Name    [64]uint8
 	}
 }
 
@@ -97,6 +113,9 @@ type databasesqlSqlStatement struct {
 			Port  uint16
 			Pad2  uint32
 		}
+		NameLen uint32
+		Pad     uint32
+		Name    [64]uint8
 	}
 	Query databasesqlSqlText
 }
@@ -138,6 +157,9 @@ type databasesqlZeroValue struct {
 				Port  uint16
 				Pad2  uint32
 			}
+			NameLen uint32
+			Pad     uint32
+			Name    [64]uint8
 		}
 		Query struct {
 			_      structs.HostLayout
@@ -146,6 +168,16 @@ type databasesqlZeroValue struct {
 			Pad    uint32
 			Text   [1024]uint8
 		}
+		Error struct {
+			_             structs.HostLayout
+			Kind          uint8
+			CodeLen       uint8
+			Number        uint16
+			MessageCopied uint32
+			MessageLen    uint64
+			Code          [8]uint8
+			Message       [128]uint8
+		}
 	}
 }
 
@@ -153,48 +185,66 @@ type databasesqlZeroValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	databasesqlMapContextParents      = "context_parents"
-	databasesqlMapEvents              = "events"
-	databasesqlMapInflightContexts    = "inflight_contexts"
-	databasesqlMapInflightGoroutines  = "inflight_goroutines"
-	databasesqlMapLostEvents          = "lost_events"
-	databasesqlMapOperations          = "operations"
-	databasesqlMapPreparing           = "preparing"
-	databasesqlMapStatements          = "statements"
-	databasesqlProgExecEntry          = "exec_entry"
-	databasesqlProgExecReturn         = "exec_return"
-	databasesqlProgPrepareEntry       = "prepare_entry"
-	databasesqlProgPrepareReturn      = "prepare_return"
-	databasesqlProgQueryEntry         = "query_entry"
-	databasesqlProgQueryReturn        = "query_return"
-	databasesqlProgStmtClose          = "stmt_close"
-	databasesqlProgStmtExecEntry      = "stmt_exec_entry"
-	databasesqlProgStmtExecReturn     = "stmt_exec_return"
-	databasesqlProgStmtQueryEntry     = "stmt_query_entry"
-	databasesqlProgStmtQueryReturn    = "stmt_query_return"
-	databasesqlVarContextWrappers     = "context_wrappers"
-	databasesqlVarInflightWanted      = "inflight_wanted"
-	databasesqlVarOffNetTCPAddrIP     = "off_net_TCPAddr_IP"
-	databasesqlVarOffNetTCPAddrPort   = "off_net_TCPAddr_Port"
-	databasesqlVarOffNetTCPConnConn   = "off_net_TCPConn_conn"
-	databasesqlVarOffNetConnFd        = "off_net_conn_fd"
-	databasesqlVarOffNetNetFD_raddr   = "off_net_netFD_raddr"
-	databasesqlVarOffPgconnPgConnConn = "off_pgconn_PgConn_conn"
-	databasesqlVarOffPgxConnPgConn    = "off_pgx_Conn_pgConn"
-	databasesqlVarOffPqConnC          = "off_pq_conn_c"
-	databasesqlVarOffSqlDriverConnCi  = "off_sql_driverConn_ci"
-	databasesqlVarOffStdlibConnConn   = "off_stdlib_Conn_conn"
-	databasesqlVarSamplerParentBased  = "sampler_parent_based"
-	databasesqlVarSamplerRatioBound   = "sampler_ratio_bound"
-	databasesqlVarSamplerRoot         = "sampler_root"
-	databasesqlVarSqlEnabled          = "sql_enabled"
-	databasesqlVarTraceContext        = "trace_context"
-	databasesqlVarTypeNetTCPAddr      = "type_net_TCPAddr"
-	databasesqlVarTypeNetTCPConn      = "type_net_TCPConn"
-	databasesqlVarTypePqConn          = "type_pq_conn"
-	databasesqlVarTypeStdlibConn      = "type_stdlib_Conn"
-	databasesqlVarUnusedSqlEvent      = "unused_sql_event"
-	databasesqlVarZeroes              = "zeroes"
+	databasesqlMapContextParents            = "context_parents"
+	databasesqlMapEvents                    = "events"
+	databasesqlMapInflightContexts          = "inflight_contexts"
+	databasesqlMapInflightGoroutines        = "inflight_goroutines"
+	databasesqlMapLostEvents                = "lost_events"
+	databasesqlMapOperations                = "operations"
+	databasesqlMapPreparing                 = "preparing"
+	databasesqlMapStatements                = "statements"
+	databasesqlProgExecEntry                = "exec_entry"
+	databasesqlProgExecReturn               = "exec_return"
+	databasesqlProgPrepareEntry             = "prepare_entry"
+	databasesqlProgPrepareReturn            = "prepare_return"
+	databasesqlProgQueryEntry               = "query_entry"
+	databasesqlProgQueryReturn              = "query_return"
+	databasesqlProgStmtClose                = "stmt_close"
+	databasesqlProgStmtExecEntry            = "stmt_exec_entry"
+	databasesqlProgStmtExecReturn           = "stmt_exec_return"
+	databasesqlProgStmtQueryEntry           = "stmt_query_entry"
+	databasesqlProgStmtQueryReturn          = "stmt_query_return"
+	databasesqlVarContextWrappers           = "context_wrappers"
+	databasesqlVarInflightWanted            = "inflight_wanted"
+	databasesqlVarOffMysqlConfigDBName      = "off_mysql_Config_DBName"
+	databasesqlVarOffMysqlMySQLErrorMessage = "off_mysql_MySQLError_Message"
+	databasesqlVarOffMysqlMySQLErrorNumber  = "off_mysql_MySQLError_Number"
+	databasesqlVarOffMysqlMysqlConnCfg      = "off_mysql_mysqlConn_cfg"
+	databasesqlVarOffNetTCPAddrIP           = "off_net_TCPAddr_IP"
+	databasesqlVarOffNetTCPAddrPort         = "off_net_TCPAddr_Port"
+	databasesqlVarOffNetTCPConnConn         = "off_net_TCPConn_conn"
+	databasesqlVarOffNetConnFd              = "off_net_conn_fd"
+	databasesqlVarOffNetNetFD_raddr         = "off_net_netFD_raddr"
+	databasesqlVarOffPgconnConfigDatabase   = "off_pgconn_Config_Database"
+	databasesqlVarOffPgconnPgConnConfig     = "off_pgconn_PgConn_config"
+	databasesqlVarOffPgconnPgConnConn       = "off_pgconn_PgConn_conn"
+	databasesqlVarOffPgconnPgErrorCode      = "off_pgconn_PgError_Code"
+	databasesqlVarOffPgconnPgErrorMessage   = "off_pgconn_PgError_Message"
+	databasesqlVarOffPgconnPrepareErrorErr  = "off_pgconn_PrepareError_err"
+	databasesqlVarOffPgxConnPgConn          = "off_pgx_Conn_pgConn"
+	databasesqlVarOffPqConfigDatabase       = "off_pq_Config_Database"
+	databasesqlVarOffPqErrorCode            = "off_pq_Error_Code"
+	databasesqlVarOffPqErrorMessage         = "off_pq_Error_Message"
+	databasesqlVarOffPqConnC                = "off_pq_conn_c"
+	databasesqlVarOffPqConnCfg              = "off_pq_conn_cfg"
+	databasesqlVarOffSqlDriverConnCi        = "off_sql_driverConn_ci"
+	databasesqlVarOffStdlibConnConn         = "off_stdlib_Conn_conn"
+	databasesqlVarSamplerParentBased        = "sampler_parent_based"
+	databasesqlVarSamplerRatioBound         = "sampler_ratio_bound"
+	databasesqlVarSamplerRoot               = "sampler_root"
+	databasesqlVarSqlEnabled                = "sql_enabled"
+	databasesqlVarTraceContext              = "trace_context"
+	databasesqlVarTypeMysqlMySQLError       = "type_mysql_MySQLError"
+	databasesqlVarTypeMysqlMysqlConn        = "type_mysql_mysqlConn"
+	databasesqlVarTypeNetTCPAddr            = "type_net_TCPAddr"
+	databasesqlVarTypeNetTCPConn            = "type_net_TCPConn"
+	databasesqlVarTypePgconnPgError         = "type_pgconn_PgError"
+	databasesqlVarTypePgconnPrepareError    = "type_pgconn_PrepareError"
+	databasesqlVarTypePqError               = "type_pq_Error"
+	databasesqlVarTypePqConn                = "type_pq_conn"
+	databasesqlVarTypeStdlibConn            = "type_stdlib_Conn"
+	databasesqlVarUnusedSqlEvent            = "unused_sql_event"
+	databasesqlVarZeroes                    = "zeroes"
 )
 
 // loadDatabasesql returns the embedded CollectionSpec for databasesql.
@@ -270,29 +320,47 @@ type databasesqlMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlVariableSpecs struct {
-	ContextWrappers     *ebpf.VariableSpec `ebpf:"context_wrappers"`
-	InflightWanted      *ebpf.VariableSpec `ebpf:"inflight_wanted"`
-	OffNetTCPAddrIP     *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_IP"`
-	OffNetTCPAddrPort   *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_Port"`
-	OffNetTCPConnConn   *ebpf.VariableSpec `ebpf:"off_net_TCPConn_conn"`
-	OffNetConnFd        *ebpf.VariableSpec `ebpf:"off_net_conn_fd"`
-	OffNetNetFD_raddr   *ebpf.VariableSpec `ebpf:"off_net_netFD_raddr"`
-	OffPgconnPgConnConn *ebpf.VariableSpec `ebpf:"off_pgconn_PgConn_conn"`
-	OffPgxConnPgConn    *ebpf.VariableSpec `ebpf:"off_pgx_Conn_pgConn"`
-	OffPqConnC          *ebpf.VariableSpec `ebpf:"off_pq_conn_c"`
-	OffSqlDriverConnCi  *ebpf.VariableSpec `ebpf:"off_sql_driverConn_ci"`
-	OffStdlibConnConn   *ebpf.VariableSpec `ebpf:"off_stdlib_Conn_conn"`
-	SamplerParentBased  *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
-	SamplerRatioBound   *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
-	SamplerRoot         *ebpf.VariableSpec `ebpf:"sampler_root"`
-	SqlEnabled          *ebpf.VariableSpec `ebpf:"sql_enabled"`
-	TraceContext        *ebpf.VariableSpec `ebpf:"trace_context"`
-	TypeNetTCPAddr      *ebpf.VariableSpec `ebpf:"type_net_TCPAddr"`
-	TypeNetTCPConn      *ebpf.VariableSpec `ebpf:"type_net_TCPConn"`
-	TypePqConn          *ebpf.VariableSpec `ebpf:"type_pq_conn"`
-	TypeStdlibConn      *ebpf.VariableSpec `ebpf:"type_stdlib_Conn"`
-	UnusedSqlEvent      *ebpf.VariableSpec `ebpf:"unused_sql_event"`
-	Zeroes              *ebpf.VariableSpec `ebpf:"zeroes"`
+	ContextWrappers           *ebpf.VariableSpec `ebpf:"context_wrappers"`
+	InflightWanted            *ebpf.VariableSpec `ebpf:"inflight_wanted"`
+	OffMysqlConfigDBName      *ebpf.VariableSpec `ebpf:"off_mysql_Config_DBName"`
+	OffMysqlMySQLErrorMessage *ebpf.VariableSpec `ebpf:"off_mysql_MySQLError_Message"`
+	OffMysqlMySQLErrorNumber  *ebpf.VariableSpec `ebpf:"off_mysql_MySQLError_Number"`
+	OffMysqlMysqlConnCfg      *ebpf.VariableSpec `ebpf:"off_mysql_mysqlConn_cfg"`
+	OffNetTCPAddrIP           *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_IP"`
+	OffNetTCPAddrPort         *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_Port"`
+	OffNetTCPConnConn         *ebpf.VariableSpec `ebpf:"off_net_TCPConn_conn"`
+	OffNetConnFd              *ebpf.VariableSpec `ebpf:"off_net_conn_fd"`
+	OffNetNetFD_raddr         *ebpf.VariableSpec `ebpf:"off_net_netFD_raddr"`
+	OffPgconnConfigDatabase   *ebpf.VariableSpec `ebpf:"off_pgconn_Config_Database"`
+	OffPgconnPgConnConfig     *ebpf.VariableSpec `ebpf:"off_pgconn_PgConn_config"`
+	OffPgconnPgConnConn       *ebpf.VariableSpec `ebpf:"off_pgconn_PgConn_conn"`
+	OffPgconnPgErrorCode      *ebpf.VariableSpec `ebpf:"off_pgconn_PgError_Code"`
+	OffPgconnPgErrorMessage   *ebpf.VariableSpec `ebpf:"off_pgconn_PgError_Message"`
+	OffPgconnPrepareErrorErr  *ebpf.VariableSpec `ebpf:"off_pgconn_PrepareError_err"`
+	OffPgxConnPgConn          *ebpf.VariableSpec `ebpf:"off_pgx_Conn_pgConn"`
+	OffPqConfigDatabase       *ebpf.VariableSpec `ebpf:"off_pq_Config_Database"`
+	OffPqErrorCode            *ebpf.VariableSpec `ebpf:"off_pq_Error_Code"`
+	OffPqErrorMessage         *ebpf.VariableSpec `ebpf:"off_pq_Error_Message"`
+	OffPqConnC                *ebpf.VariableSpec `ebpf:"off_pq_conn_c"`
+	OffPqConnCfg              *ebpf.VariableSpec `ebpf:"off_pq_conn_cfg"`
+	OffSqlDriverConnCi        *ebpf.VariableSpec `ebpf:"off_sql_driverConn_ci"`
+	OffStdlibConnConn         *ebpf.VariableSpec `ebpf:"off_stdlib_Conn_conn"`
+	SamplerParentBased        *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	SamplerRatioBound         *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
+	SamplerRoot               *ebpf.VariableSpec `ebpf:"sampler_root"`
+	SqlEnabled                *ebpf.VariableSpec `ebpf:"sql_enabled"`
+	TraceContext              *ebpf.VariableSpec `ebpf:"trace_context"`
+	TypeMysqlMySQLError       *ebpf.VariableSpec `ebpf:"type_mysql_MySQLError"`
+	TypeMysqlMysqlConn        *ebpf.VariableSpec `ebpf:"type_mysql_mysqlConn"`
+	TypeNetTCPAddr            *ebpf.VariableSpec `ebpf:"type_net_TCPAddr"`
+	TypeNetTCPConn            *ebpf.VariableSpec `ebpf:"type_net_TCPConn"`
+	TypePgconnPgError         *ebpf.VariableSpec `ebpf:"type_pgconn_PgError"`
+	TypePgconnPrepareError    *ebpf.VariableSpec `ebpf:"type_pgconn_PrepareError"`
+	TypePqError               *ebpf.VariableSpec `ebpf:"type_pq_Error"`
+	TypePqConn                *ebpf.VariableSpec `ebpf:"type_pq_conn"`
+	TypeStdlibConn            *ebpf.VariableSpec `ebpf:"type_stdlib_Conn"`
+	UnusedSqlEvent            *ebpf.VariableSpec `ebpf:"unused_sql_event"`
+	Zeroes                    *ebpf.VariableSpec `ebpf:"zeroes"`
 }
 
 // databasesqlObjects contains all objects after they have been loaded into the kernel.
@@ -342,29 +410,47 @@ func (m *databasesqlMaps) Close() error {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlVariables struct {
-	ContextWrappers     *ebpf.Variable `ebpf:"context_wrappers"`
-	InflightWanted      *ebpf.Variable `ebpf:"inflight_wanted"`
-	OffNetTCPAddrIP     *ebpf.Variable `ebpf:"off_net_TCPAddr_IP"`
-	OffNetTCPAddrPort   *ebpf.Variable `ebpf:"off_net_TCPAddr_Port"`
-	OffNetTCPConnConn   *ebpf.Variable `ebpf:"off_net_TCPConn_conn"`
-	OffNetConnFd        *ebpf.Variable `ebpf:"off_net_conn_fd"`
-	OffNetNetFD_raddr   *ebpf.Variable `ebpf:"off_net_netFD_raddr"`
-	OffPgconnPgConnConn *ebpf.Variable `ebpf:"off_pgconn_PgConn_conn"`
-	OffPgxConnPgConn    *ebpf.Variable `ebpf:"off_pgx_Conn_pgConn"`
-	OffPqConnC          *ebpf.Variable `ebpf:"off_pq_conn_c"`
-	OffSqlDriverConnCi  *ebpf.Variable `ebpf:"off_sql_driverConn_ci"`
-	OffStdlibConnConn   *ebpf.Variable `ebpf:"off_stdlib_Conn_conn"`
-	SamplerParentBased  *ebpf.Variable `ebpf:"sampler_parent_based"`
-	SamplerRatioBound   *ebpf.Variable `ebpf:"sampler_ratio_bound"`
-	SamplerRoot         *ebpf.Variable `ebpf:"sampler_root"`
-	SqlEnabled          *ebpf.Variable `ebpf:"sql_enabled"`
-	TraceContext        *ebpf.Variable `ebpf:"trace_context"`
-	TypeNetTCPAddr      *ebpf.Variable `ebpf:"type_net_TCPAddr"`
-	TypeNetTCPConn      *ebpf.Variable `ebpf:"type_net_TCPConn"`
-	TypePqConn          *ebpf.Variable `ebpf:"type_pq_conn"`
-	TypeStdlibConn      *ebpf.Variable `ebpf:"type_stdlib_Conn"`
-	UnusedSqlEvent      *ebpf.Variable `ebpf:"unused_sql_event"`
-	Zeroes              *ebpf.Variable `ebpf:"zeroes"`
+	ContextWrappers           *ebpf.Variable `ebpf:"context_wrappers"`
+	InflightWanted            *ebpf.Variable `ebpf:"inflight_wanted"`
+	OffMysqlConfigDBName      *ebpf.Variable `ebpf:"off_mysql_Config_DBName"`
+	OffMysqlMySQLErrorMessage *ebpf.Variable `ebpf:"off_mysql_MySQLError_Message"`
+	OffMysqlMySQLErrorNumber  *ebpf.Variable `ebpf:"off_mysql_MySQLError_Number"`
+	OffMysqlMysqlConnCfg      *ebpf.Variable `ebpf:"off_mysql_mysqlConn_cfg"`
+	OffNetTCPAddrIP           *ebpf.Variable `ebpf:"off_net_TCPAddr_IP"`
+	OffNetTCPAddrPort         *ebpf.Variable `ebpf:"off_net_TCPAddr_Port"`
+	OffNetTCPConnConn         *ebpf.Variable `ebpf:"off_net_TCPConn_conn"`
+	OffNetConnFd              *ebpf.Variable `ebpf:"off_net_conn_fd"`
+	OffNetNetFD_raddr         *ebpf.Variable `ebpf:"off_net_netFD_raddr"`
+	OffPgconnConfigDatabase   *ebpf.Variable `ebpf:"off_pgconn_Config_Database"`
+	OffPgconnPgConnConfig     *ebpf.Variable `ebpf:"off_pgconn_PgConn_config"`
+	OffPgconnPgConnConn       *ebpf.Variable `ebpf:"off_pgconn_PgConn_conn"`
+	OffPgconnPgErrorCode      *ebpf.Variable `ebpf:"off_pgconn_PgError_Code"`
+	OffPgconnPgErrorMessage   *ebpf.Variable `ebpf:"off_pgconn_PgError_Message"`
+	OffPgconnPrepareErrorErr  *ebpf.Variable `ebpf:"off_pgconn_PrepareError_err"`
+	OffPgxConnPgConn          *ebpf.Variable `ebpf:"off_pgx_Conn_pgConn"`
+	OffPqConfigDatabase       *ebpf.Variable `ebpf:"off_pq_Config_Database"`
+	OffPqErrorCode            *ebpf.Variable `ebpf:"off_pq_Error_Code"`
+	OffPqErrorMessage         *ebpf.Variable `ebpf:"off_pq_Error_Message"`
+	OffPqConnC                *ebpf.Variable `ebpf:"off_pq_conn_c"`
+	OffPqConnCfg              *ebpf.Variable `ebpf:"off_pq_conn_cfg"`
+	OffSqlDriverConnCi        *ebpf.Variable `ebpf:"off_sql_driverConn_ci"`
+	OffStdlibConnConn         *ebpf.Variable `ebpf:"off_stdlib_Conn_conn"`
+	SamplerParentBased        *ebpf.Variable `ebpf:"sampler_parent_based"`
+	SamplerRatioBound         *ebpf.Variable `ebpf:"sampler_ratio_bound"`
+	SamplerRoot               *ebpf.Variable `ebpf:"sampler_root"`
+	SqlEnabled                *ebpf.Variable `ebpf:"sql_enabled"`
+	TraceContext              *ebpf.Variable `ebpf:"trace_context"`
+	TypeMysqlMySQLError       *ebpf.Variable `ebpf:"type_mysql_MySQLError"`
+	TypeMysqlMysqlConn        *ebpf.Variable `ebpf:"type_mysql_mysqlConn"`
+	TypeNetTCPAddr            *ebpf.Variable `ebpf:"type_net_TCPAddr"`
+	TypeNetTCPConn            *ebpf.Variable `ebpf:"type_net_TCPConn"`
+	TypePgconnPgError         *ebpf.Variable `ebpf:"type_pgconn_PgError"`
+	TypePgconnPrepareError    *ebpf.Variable `ebpf:"type_pgconn_PrepareError"`
+	TypePqError               *ebpf.Variable `ebpf:"type_pq_Error"`
+	TypePqConn                *ebpf.Variable `ebpf:"type_pq_conn"`
+	TypeStdlibConn            *ebpf.Variable `ebpf:"type_stdlib_Conn"`
+	UnusedSqlEvent            *ebpf.Variable `ebpf:"unused_sql_event"`
+	Zeroes                    *ebpf.Variable `ebpf:"zeroes"`
 }
 
 // databasesqlPrograms contains all programs after they have been loaded into the kernel.

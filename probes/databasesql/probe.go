@@ -47,8 +47,13 @@ type Probe struct {
 var typeVariables = map[string]string{
 	pgxAdapterConnType: "type_stdlib_Conn",
 	pqConnType:         "type_pq_conn",
+	mysqlConnType:      "type_mysql_mysqlConn",
 	tcpConnType:        "type_net_TCPConn",
 	tcpAddrType:        "type_net_TCPAddr",
+	pgErrorType:        "type_pgconn_PgError",
+	pgPrepareErrorType: "type_pgconn_PrepareError",
+	pqErrorType:        "type_pq_Error",
+	mysqlErrorType:     "type_mysql_MySQLError",
 }
 
 var _ kit.Probe = (*Probe)(nil)
@@ -74,7 +79,8 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
 		return nil, err
 	}
-	// Without them, spans have no server address: not worth failing for.
+	// Without them, spans have no server address, database name or error code: not
+	// worth failing for.
 	p.types, _ = p.PointerTypes(slices.Collect(maps.Keys(typeVariables))...)
 	return p, nil
 }

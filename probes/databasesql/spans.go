@@ -2,6 +2,7 @@ package databasesql
 
 import (
 	"net/netip"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -70,6 +71,9 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 		system = s
 	}
 	attrs = append(attrs, semconv.DBSystemNameKey.String(system))
+	if name, ok := namespace(ev.Conn.Name[:], ev.Conn.NameLen); ok {
+		attrs = append(attrs, semconv.DBNamespace(name))
+	}
 	n := min(int(ev.Query.Copied), len(ev.Query.Text))
 	if n > 0 {
 		// Names come from the sanitized text only: a comment or a literal where a
@@ -94,14 +98,33 @@ func (p *Probe) operationSpan(ev *databasesqlSqlEvent, span *telemetry.Span) {
 	}
 	if ev.ErrorType != 0 {
 		span.Status = codes.Error
-		errType := p.TypeName(ev.ErrorType)
-		if errType == "" {
+		// The database's code for the failure is error.type too, as the conventions
+		// ask (the same across drivers, and a wrapper's type is not what failed);
+		// without one, the error's Go type.
+		e := &ev.Error
+		errType := statusCode(e.Kind, e.Code[:min(int(e.CodeLen), len(e.Code))], e.Number)
+		if errType != "" {
+			attrs = append(attrs, semconv.DBResponseStatusCode(errType))
+			if !appMessage(e.Kind, errType) {
+				n := min(int(e.MessageCopied), len(e.Message))
+				span.StatusDescription = describe(e.Message[:n], uint64(n) < e.MessageLen)
+			}
+		} else if errType = p.TypeName(ev.ErrorType); errType == "" {
 			errType = "_OTHER"
 		}
 		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
 	}
 	span.Attributes = attrs
 	span.Parent = kit.ClientParent(ev.HasParent, ev.Sc.TraceId, ev.ParentSpanId, ev.TraceFlags)
+}
+
+// namespace is db.namespace: the database's name the C program read (n bytes of
+// name), as the app gave it; none for none, or for one that is not UTF-8.
+func namespace(name []byte, n uint32) (string, bool) {
+	if n == 0 || int(n) > len(name) || !utf8.Valid(name[:n]) {
+		return "", false
+	}
+	return string(name[:n]), true
 }
 
 // serverIP is the address the C program read (n bytes of ip), if any.

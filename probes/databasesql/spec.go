@@ -38,12 +38,52 @@ var (
 	}
 )
 
-// Types whose descriptors the C program compares a connection's dynamic type with.
+// The database's name (db.namespace), where the driver's connection keeps the
+// configuration it connected with: pgx's *pgconn.PgConn → *pgconn.Config, lib/pq's
+// conn.cfg (a pq.Config, from v1.11.0; before, a map of options the probe does not
+// read), go-sql-driver/mysql's *mysqlConn → *mysql.Config.
+var (
+	pgConnConfig     = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5/pgconn.PgConn", Field: "config"}
+	pgConfigDatabase = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5/pgconn.Config", Field: "Database"}
+	pqConnConfig     = offsets.FieldRef{Struct: "github.com/lib/pq.conn", Field: "cfg"}
+	pqConfigDatabase = offsets.FieldRef{Struct: "github.com/lib/pq.Config", Field: "Database"}
+	mysqlConnConfig  = offsets.FieldRef{Struct: "github.com/go-sql-driver/mysql.mysqlConn", Field: "cfg"}
+	mysqlConfigName  = offsets.FieldRef{Struct: "github.com/go-sql-driver/mysql.Config", Field: "DBName"}
+)
+
+// pqConfigSince is the first lib/pq release whose connection keeps a pq.Config.
+const pqConfigSince = "v1.11.0"
+
+// pgPrepareErrorSince is the first pgx release that wraps a failed prepare's error in a
+// *pgconn.PrepareError; before, the *pgconn.PgError itself reaches database/sql.
+const pgPrepareErrorSince = "v5.8.0"
+
+// The drivers' errors, for db.response.status_code and the status description: the
+// server's SQLSTATE and message in pgx's *pgconn.PgError (also inside the
+// *pgconn.PrepareError a failed prepare returns) and lib/pq's *pq.Error, MySQL's
+// error number and message in *mysql.MySQLError.
+var (
+	pgErrorCode       = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5/pgconn.PgError", Field: "Code"}
+	pgErrorMessage    = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5/pgconn.PgError", Field: "Message"}
+	pgPrepareErrorErr = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5/pgconn.PrepareError", Field: "err"}
+	pqErrorCode       = offsets.FieldRef{Struct: "github.com/lib/pq.Error", Field: "Code"}
+	pqErrorMessage    = offsets.FieldRef{Struct: "github.com/lib/pq.Error", Field: "Message"}
+	mysqlErrorNumber  = offsets.FieldRef{Struct: "github.com/go-sql-driver/mysql.MySQLError", Field: "Number"}
+	mysqlErrorMessage = offsets.FieldRef{Struct: "github.com/go-sql-driver/mysql.MySQLError", Field: "Message"}
+)
+
+// Types whose descriptors the C program compares a connection's or an error's dynamic
+// type with.
 const (
 	pgxAdapterConnType = "github.com/jackc/pgx/v5/stdlib.Conn"
 	pqConnType         = "github.com/lib/pq.conn"
+	mysqlConnType      = "github.com/go-sql-driver/mysql.mysqlConn"
 	tcpConnType        = "net.TCPConn"
 	tcpAddrType        = "net.TCPAddr"
+	pgErrorType        = "github.com/jackc/pgx/v5/pgconn.PgError"
+	pgPrepareErrorType = "github.com/jackc/pgx/v5/pgconn.PrepareError"
+	pqErrorType        = "github.com/lib/pq.Error"
+	mysqlErrorType     = "github.com/go-sql-driver/mysql.MySQLError"
 )
 
 // trackerProgram reaches every function the probe attaches to, and so the types it
@@ -96,28 +136,44 @@ var Spec = offsets.Spec{
 	Program: trackerProgram,
 }
 
-// PgxSpec and PQSpec are what the probe reads of two drivers, for the server's address
-// of their operations: no function, fields of the driver's module, measured with each
-// of its releases. A program without the driver does not use them.
+// PgxSpec, PQSpec and MySQLSpec are what the probe reads of three drivers: the
+// server's address of their operations (pgx, lib/pq), the database's name, an error's
+// code and message. No function: fields of the driver's module, measured with each of
+// its releases. A program without the driver does not use them. The fields beyond the
+// address are optional: a release without one (lib/pq before v1.11.0 keeps no
+// pq.Config) loses its attribute, nothing else.
 var (
 	PgxSpec = offsets.Spec{
 		Name:       "database/sql.pgx",
 		Module:     "github.com/jackc/pgx/v5",
 		MinVersion: "v5.0.0",
-		Fields:     []offsets.FieldSpec{{FieldRef: pgxAdapterConn}, {FieldRef: pgxConnPgConn}, {FieldRef: pgConnConn}},
-		Program:    driverProgram("github.com/jackc/pgx/v5/stdlib", "pgx"),
+		Fields: []offsets.FieldSpec{{FieldRef: pgxAdapterConn}, {FieldRef: pgxConnPgConn}, {FieldRef: pgConnConn},
+			{FieldRef: pgConnConfig, Optional: true}, {FieldRef: pgConfigDatabase, Optional: true},
+			{FieldRef: pgErrorCode, Optional: true}, {FieldRef: pgErrorMessage, Optional: true},
+			{FieldRef: pgPrepareErrorErr, Since: pgPrepareErrorSince, Optional: true}},
+		Program: driverProgram("github.com/jackc/pgx/v5/stdlib", "pgx", "postgres://127.0.0.1:1/none"),
 	}
 	PQSpec = offsets.Spec{
-		Name:    "database/sql.pq",
-		Module:  "github.com/lib/pq",
-		Fields:  []offsets.FieldSpec{{FieldRef: pqConnConn}},
-		Program: driverProgram("github.com/lib/pq", "postgres"),
+		Name:   "database/sql.pq",
+		Module: "github.com/lib/pq",
+		Fields: []offsets.FieldSpec{{FieldRef: pqConnConn},
+			{FieldRef: pqConnConfig, Since: pqConfigSince, Optional: true},
+			{FieldRef: pqConfigDatabase, Since: pqConfigSince, Optional: true},
+			{FieldRef: pqErrorCode, Optional: true}, {FieldRef: pqErrorMessage, Optional: true}},
+		Program: driverProgram("github.com/lib/pq", "postgres", "postgres://127.0.0.1:1/none"),
+	}
+	MySQLSpec = offsets.Spec{
+		Name:   "database/sql.mysql",
+		Module: "github.com/go-sql-driver/mysql",
+		Fields: []offsets.FieldSpec{{FieldRef: mysqlConnConfig, Optional: true}, {FieldRef: mysqlConfigName, Optional: true},
+			{FieldRef: mysqlErrorNumber, Optional: true}, {FieldRef: mysqlErrorMessage, Optional: true}},
+		Program: driverProgram("github.com/go-sql-driver/mysql", "mysql", "root@tcp(127.0.0.1:1)/none"),
 	}
 )
 
 // driverProgram is a program that opens a connection of the driver pkg registers as
-// name: the offsets tracker builds it with each of the driver's releases.
-func driverProgram(pkg, name string) string {
+// name, to dsn: the offsets tracker builds it with each of the driver's releases.
+func driverProgram(pkg, name, dsn string) string {
 	return `package main
 
 import (
@@ -127,7 +183,7 @@ import (
 )
 
 func main() {
-	if db, err := sql.Open("` + name + `", "postgres://127.0.0.1:1/none"); err == nil {
+	if db, err := sql.Open("` + name + `", "` + dsn + `"); err == nil {
 		db.Ping()
 	}
 }
@@ -135,4 +191,4 @@ func main() {
 }
 
 // Specs are this package's probes.
-var Specs = []offsets.Spec{Spec, PgxSpec, PQSpec}
+var Specs = []offsets.Spec{Spec, PgxSpec, PQSpec, MySQLSpec}

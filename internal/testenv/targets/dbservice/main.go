@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 
+	_ "github.com/go-sql-driver/mysql" // "mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx"
 	_ "github.com/lib/pq"              // "postgres"
 	_ "modernc.org/sqlite"             // "sqlite"
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
-	driver := flag.String("driver", "sqlite", "database/sql driver: sqlite, pgx or postgres")
+	driver := flag.String("driver", "sqlite", "database/sql driver: sqlite, pgx, postgres or mysql")
 	dsn := flag.String("dsn", "file::memory:?cache=shared", "data source name")
 	flag.Parse()
 	db, err := sql.Open(*driver, *dsn)
@@ -40,16 +41,23 @@ func main() {
 		log.Fatal(err)
 	}
 	fail := func(w http.ResponseWriter, err error) { http.Error(w, err.Error(), http.StatusInternalServerError) }
+	// param is a statement's nth parameter, as the driver's database writes it.
+	param := func(n int) string {
+		if *driver == "mysql" {
+			return "?"
+		}
+		return fmt.Sprintf("$%d", n)
+	}
 	mux := http.NewServeMux()
 	// An insert and a select, with placeholders.
 	mux.HandleFunc("GET /items/{name}", func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		if _, err := db.ExecContext(ctx, "INSERT INTO items (name, qty) VALUES ($1, $2)", r.PathValue("name"), 1); err != nil {
+		if _, err := db.ExecContext(ctx, "INSERT INTO items (name, qty) VALUES ("+param(1)+", "+param(2)+")", r.PathValue("name"), 1); err != nil {
 			fail(w, err)
 			return
 		}
 		var n int
-		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM items WHERE name = $1", r.PathValue("name")).Scan(&n); err != nil {
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM items WHERE name = "+param(1), r.PathValue("name")).Scan(&n); err != nil {
 			fail(w, err)
 			return
 		}
@@ -99,6 +107,41 @@ func main() {
 	mux.HandleFunc("GET /fail", func(w http.ResponseWriter, r *http.Request) {
 		_, err := db.QueryContext(r.Context(), "SELECT * FROM no_such_table")
 		if err == nil {
+			fail(w, fmt.Errorf("no error"))
+			return
+		}
+		fmt.Fprintln(w, "failed as expected")
+	})
+	// A unique key's violation, its key a secret ("Qz7", as /hostile's) that MySQL
+	// quotes in its message: the table made, the key deleted, inserted, inserted
+	// again.
+	mux.HandleFunc("GET /dup", func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS uniq (k VARCHAR(64) PRIMARY KEY)"); err != nil {
+			fail(w, err)
+			return
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM uniq WHERE k = "+param(1), "xQz7dup"); err != nil {
+			fail(w, err)
+			return
+		}
+		for i := 0; i < 2; i++ {
+			_, err := db.ExecContext(ctx, "INSERT INTO uniq (k) VALUES ("+param(1)+")", "xQz7dup")
+			if i == 0 && err != nil {
+				fail(w, err)
+				return
+			}
+			if i == 1 && err == nil {
+				fail(w, fmt.Errorf("no error"))
+				return
+			}
+		}
+		fmt.Fprintln(w, "failed as expected")
+	})
+	// A value the column's type refuses, written as a literal the database's message
+	// quotes (PostgreSQL's and MySQL's in strict mode).
+	mux.HandleFunc("GET /cast", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := db.ExecContext(r.Context(), "INSERT INTO items (name, qty) VALUES ('cast', 'xQz7cast')"); err == nil {
 			fail(w, fmt.Errorf("no error"))
 			return
 		}
