@@ -27,7 +27,7 @@
  * TCP connection under the driver's, read there too. */
 #include "common.h"
 #include "spans.h"
-#include "net.h"
+#include "net_conn.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
