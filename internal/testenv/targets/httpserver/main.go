@@ -99,8 +99,8 @@ func printOffsets() {
 	resp.Body.Close()
 	<-done
 
-	// A TCP connection's addresses (read by the gRPC probe): net.conn and net.netFD are
-	// unexported; a real connection has them.
+	// A TCP connection's addresses (the database/sql probe reads the remote one):
+	// net.conn and net.netFD are unexported; a real connection has them.
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		log.Fatal(err)
