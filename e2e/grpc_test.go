@@ -484,7 +484,8 @@ func TestGRPCMixedChains(t *testing.T) {
 
 // TestHTTP2ServerSpans: a net/http server over HTTP/2 - TLS with ALPN, and plaintext
 // (prior knowledge, Go 1.24's http.Protocols) - and golang.org/x/net's h2c handler get
-// server spans with the status code and network.protocol.version 2, as over HTTP/1;
+// server spans with the status code and network.protocol.version 2, as over HTTP/1,
+// and url.scheme https over TLS, http over plaintext;
 // up to Go 1.26 (net/http's bundled HTTP/2, x/net's own server: a 2020 x/net, v0.16.0,
 // v0.60.0, stripped too) and Go 1.27 (net/http/internal/http2, to which x/net v0.60
 // hands its connections). A handler that calls out makes a child span, and an incoming
@@ -579,6 +580,9 @@ func TestHTTP2ServerSpans(t *testing.T) {
 					got[path] = fmt.Sprintf("%q %d %v", s.Name, code, s.StatusCode)
 					if s.Attrs["network.protocol.version"] != "2" {
 						t.Errorf("%s %s: network.protocol.version %v", c.name, s.Name, s.Attrs["network.protocol.version"])
+					}
+					if wantScheme := map[bool]string{true: "https", false: "http"}[c.name == "TLS"]; s.Attrs["url.scheme"] != wantScheme {
+						t.Errorf("%s %s: url.scheme %v, want %s", c.name, s.Name, s.Attrs["url.scheme"], wantScheme)
 					}
 					if s.TraceID != traceID || s.ParentSpanID != parentID {
 						t.Errorf("%s %s: trace %s parent %s, want %s %s", c.name, s.Name, s.TraceID, s.ParentSpanID, traceID, parentID)

@@ -258,6 +258,33 @@ func BuildGRPC(t testing.TB, builds ...GRPCBuild) []Target {
 // BuildGRPCErr is BuildGRPC for code that is not a test (benchmarks).
 func BuildGRPCErr(builds ...GRPCBuild) ([]Target, error) { return grpcService.build(builds) }
 
+// ConnBuilds are the connservice target's builds (gRPC and HTTP through cmux, a PROXY
+// protocol listener and TLS): grpc before v1.60 (its connection's addresses in
+// http2Server.remoteAddr and localAddr) on Go 1.22 (net/http's bundled HTTP/2), and the
+// newest (in a peer.Peer) on Go 1.26, also stripped, and on Go 1.27
+// (net/http/internal/http2).
+var ConnBuilds = []ModuleBuild{
+	{Version: "v1.59.0", Toolchain: "go1.22.12"},
+	{Version: ConnDefault, Toolchain: "go1.26.8"},
+	{Version: ConnDefault, Toolchain: "go1.26.8", Stripped: true},
+	{Version: ConnDefault, Toolchain: "go1.27.3"},
+}
+
+// ConnDefault is the grpc release of connservice's go.mod.
+const ConnDefault = "v1.85.0"
+
+var connService = moduleTarget{Name: "connservice", Tag: "grpc", Default: ConnDefault}
+
+// BuildConn builds the connservice target for each build, cached as BuildTargets does.
+func BuildConn(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	targets, err := connService.build(builds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
 // RedisBuilds cover the go-redis releases the probe reads differently: the oldest
 // v9 line (baseClient.opt first, Options.DB at 112) on an old toolchain, and the
 // newest (opt after a field, DB at 152, process inlined: processStartingAt probed),

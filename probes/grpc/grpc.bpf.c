@@ -7,7 +7,8 @@
  * from its request headers to its final status.
  *  - Entry of transport.(*http2Server).operateHeaders(t, [ctx,] frame, ...), in the
  *    connection's reader goroutine: the stream's HEADERS, decoded. Read the method
- *    (:path), traceparent and tracestate, and the connection's addresses; choose the
+ *    (:path), traceparent and tracestate, and the connection's addresses (those grpc
+ *    took from the app's net.Conn, whatever wraps the TCP connection); choose the
  *    span's IDs (joining the incoming trace); keep the state under (transport, stream).
  *  - Entry of grpc.(*Server).handleStream(s, t, stream, ...), in the goroutine that
  *    runs the handler: register the span among the in-flight server spans (spans.h)
@@ -48,13 +49,19 @@
 #include "tracestate.h"
 #include "spans.h"
 #include "outgoing.h"
-#include "net.h" /* a TCP connection's offsets (net.netFD's laddr is the probe's own) */
+#include "net.h" /* a *net.TCPAddr's offsets */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Field offsets in the app, named after the Go fields (kit.VarName) and set by the
  * loader; OFFSET_NONE where the app's versions have no such field. */
-volatile __u64 off_transport_http2Server_conn = OFFSET_NONE;
+/* The connection's addresses, as its net.Conn's RemoteAddr() and LocalAddr() gave them
+ * when grpc took it: net.Addr interfaces, two fields before v1.60, a peer.Peer since. */
+volatile __u64 off_transport_http2Server_remoteAddr = OFFSET_NONE;
+volatile __u64 off_transport_http2Server_localAddr = OFFSET_NONE;
+volatile __u64 off_transport_http2Server_peer = OFFSET_NONE;
+volatile __u64 off_peer_Peer_Addr = OFFSET_NONE;
+volatile __u64 off_peer_Peer_LocalAddr = OFFSET_NONE;
 volatile __u64 off_transport_Stream_id = OFFSET_NONE;
 volatile __u64 off_transport_Stream_ctx = OFFSET_NONE;
 volatile __u64 off_transport_ServerStream_Stream = OFFSET_NONE; /* v1.69+: embeds Stream */
@@ -71,7 +78,6 @@ volatile __u64 off_x_http2_FrameHeader_StreamID = OFFSET_NONE;
 volatile __u64 off_x_hpack_HeaderField_Name = OFFSET_NONE;
 volatile __u64 off_x_hpack_HeaderField_Value = OFFSET_NONE;
 volatile __u64 off_x_hpack_HeaderField_Sensitive = OFFSET_NONE; /* the last field: gives the size */
-volatile __u64 off_net_netFD_laddr = OFFSET_NONE;
 volatile __u64 off_transport_headerFrame_streamID = OFFSET_NONE;   /* v1.53 to v1.82 */
 volatile __u64 off_transport_headerFrame_hf = OFFSET_NONE;
 volatile __u64 off_transport_clientHeaders_streamID = OFFSET_NONE; /* v1.82.1+ */
@@ -92,10 +98,14 @@ volatile __u64 propagate = 0; /* file traceparents for the wire */
 #define HEADERS_MAX 32 /* header fields of a stream looked at */
 #define TRACEPARENT_MAX 64
 
+/* A net.Addr: its dynamic type, and what it holds read as a *net.TCPAddr (userspace
+ * keeps it only if the type is that). */
 struct grpc_addr {
 	__u8 ip[16];
-	__u64 ip_len;
-	__u64 port;
+	__u64 type;
+	__u16 port;
+	__u8 ip_len;
+	__u8 _pad[5];
 };
 
 struct grpc_server_event {
@@ -107,7 +117,6 @@ struct grpc_server_event {
 	__u64 end_ns;
 	struct span_context sc;
 	__u8 parent_span_id[SPAN_ID_SIZE];
-	__u64 conn_type; /* the net.Conn's dynamic type: the addresses hold for a *net.TCPConn */
 	struct grpc_addr local;
 	struct grpc_addr remote;
 	__u32 code;
@@ -239,13 +248,41 @@ static __always_inline void read_status(__u64 st, __u32 *code, __u8 *message, __
 	*message_len = read_go_string(message, MESSAGE_MAX, pb + off_status_Status_Message);
 }
 
-/* read_addr reads a net.Addr interface at addr, taking it for a *net.TCPAddr: userspace
- * keeps it only for a connection whose type is *net.TCPConn. */
+/* read_addr reads the net.Addr interface at addr: its dynamic type, and its value taken
+ * for a *net.TCPAddr, which userspace keeps only if the type is that. */
 static __always_inline void read_addr(struct grpc_addr *a, __u64 addr)
 {
+	struct go_iface i = {};
+	if (read_user(&i, sizeof(i), addr) != 0 || !i.tab)
+		return;
+	a->type = read_ptr(i.tab + 8); /* itab.Type */
 	__u8 ip_len = 0;
-	if (read_tcp_addr(read_ptr(addr + 8), a->ip, &ip_len, &a->port) == 0)
+	__u64 port = 0;
+	if (read_tcp_addr(i.data, a->ip, &ip_len, &port) == 0) {
 		a->ip_len = ip_len;
+		a->port = (__u16)port;
+	}
+}
+
+/* read_peer reads the addresses of transport t's connection: what its net.Conn's
+ * RemoteAddr() and LocalAddr() answered, whatever wraps the TCP connection (TLS, cmux,
+ * a PROXY protocol listener, which answers with the addresses its header gave). */
+static __always_inline void read_peer(struct grpc_server_event *ev, __u64 t)
+{
+	__u64 remote = OFFSET_NONE, local = OFFSET_NONE;
+	if (off_transport_http2Server_peer != OFFSET_NONE) { /* v1.60+ */
+		if (off_peer_Peer_Addr != OFFSET_NONE)
+			remote = off_transport_http2Server_peer + off_peer_Peer_Addr;
+		if (off_peer_Peer_LocalAddr != OFFSET_NONE)
+			local = off_transport_http2Server_peer + off_peer_Peer_LocalAddr;
+	} else {
+		remote = off_transport_http2Server_remoteAddr;
+		local = off_transport_http2Server_localAddr;
+	}
+	if (remote != OFFSET_NONE)
+		read_addr(&ev->remote, t + remote);
+	if (local != OFFSET_NONE)
+		read_addr(&ev->local, t + local);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -316,16 +353,7 @@ int server_headers(struct go_regs *ctx)
 	read_user(&fields, sizeof(fields), frame + off_x_http2_MetaHeadersFrame_Fields);
 	read_headers(st, fields.ptr, fields.len);
 
-	struct go_iface conn = {};
-	read_user(&conn, sizeof(conn), t + off_transport_http2Server_conn);
-	if (conn.tab) {
-		st->ev.conn_type = read_ptr(conn.tab + 8); /* itab.Type */
-		__u64 fd = read_ptr(conn.data + off_net_TCPConn_conn + off_net_conn_fd);
-		if (fd) {
-			read_addr(&st->ev.local, fd + off_net_netFD_laddr);
-			read_addr(&st->ev.remote, fd + off_net_netFD_raddr);
-		}
-	}
+	read_peer(&st->ev, t);
 
 	if (trace_context && st->traceparent_len &&
 	    parse_traceparent((const char *)st->traceparent, st->traceparent_len, st->ev.sc.trace_id,

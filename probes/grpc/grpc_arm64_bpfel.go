@@ -22,8 +22,10 @@ type grpcContextParent struct {
 type grpcGrpcAddr struct {
 	_     structs.HostLayout
 	Ip    [16]uint8
-	IpLen uint64
-	Port  uint64
+	Type  uint64
+	Port  uint16
+	IpLen uint8
+	Pad   [5]uint8
 }
 
 type grpcGrpcClientEvent struct {
@@ -65,7 +67,6 @@ type grpcGrpcServerEvent struct {
 		SpanId  [8]uint8
 	}
 	ParentSpanId  [8]uint8
-	ConnType      uint64
 	Local         grpcGrpcAddr
 	Remote        grpcGrpcAddr
 	Code          uint32
@@ -151,18 +152,21 @@ type grpcZeroValue struct {
 				SpanId  [8]uint8
 			}
 			ParentSpanId [8]uint8
-			ConnType     uint64
 			Local        struct {
 				_     structs.HostLayout
 				Ip    [16]uint8
-				IpLen uint64
-				Port  uint64
+				Type  uint64
+				Port  uint16
+				IpLen uint8
+				Pad   [5]uint8
 			}
 			Remote struct {
 				_     structs.HostLayout
 				Ip    [16]uint8
-				IpLen uint64
-				Port  uint64
+				Type  uint64
+				Port  uint16
+				IpLen uint8
+				Pad   [5]uint8
 			}
 			Code          uint32
 			MessageLen    uint16
@@ -227,10 +231,8 @@ const (
 	grpcVarOffGrpcClientConnTarget                = "off_grpc_ClientConn_target"
 	grpcVarOffNetTCPAddrIP                        = "off_net_TCPAddr_IP"
 	grpcVarOffNetTCPAddrPort                      = "off_net_TCPAddr_Port"
-	grpcVarOffNetTCPConnConn                      = "off_net_TCPConn_conn"
-	grpcVarOffNetConnFd                           = "off_net_conn_fd"
-	grpcVarOffNetNetFD_laddr                      = "off_net_netFD_laddr"
-	grpcVarOffNetNetFD_raddr                      = "off_net_netFD_raddr"
+	grpcVarOffPeerPeerAddr                        = "off_peer_Peer_Addr"
+	grpcVarOffPeerPeerLocalAddr                   = "off_peer_Peer_LocalAddr"
 	grpcVarOffStatusErrorS                        = "off_status_Error_s"
 	grpcVarOffStatusStatusCode                    = "off_status_Status_Code"
 	grpcVarOffStatusStatusMessage                 = "off_status_Status_Message"
@@ -242,7 +244,9 @@ const (
 	grpcVarOffTransportClientHeadersStreamID      = "off_transport_clientHeaders_streamID"
 	grpcVarOffTransportHeaderFrameHf              = "off_transport_headerFrame_hf"
 	grpcVarOffTransportHeaderFrameStreamID        = "off_transport_headerFrame_streamID"
-	grpcVarOffTransportHttp2ServerConn            = "off_transport_http2Server_conn"
+	grpcVarOffTransportHttp2ServerLocalAddr       = "off_transport_http2Server_localAddr"
+	grpcVarOffTransportHttp2ServerPeer            = "off_transport_http2Server_peer"
+	grpcVarOffTransportHttp2ServerRemoteAddr      = "off_transport_http2Server_remoteAddr"
 	grpcVarOffX_hpackHeaderFieldName              = "off_x_hpack_HeaderField_Name"
 	grpcVarOffX_hpackHeaderFieldSensitive         = "off_x_hpack_HeaderField_Sensitive"
 	grpcVarOffX_hpackHeaderFieldValue             = "off_x_hpack_HeaderField_Value"
@@ -256,8 +260,6 @@ const (
 	grpcVarSamplerRoot                            = "sampler_root"
 	grpcVarServerEnabled                          = "server_enabled"
 	grpcVarTraceContext                           = "trace_context"
-	grpcVarTypeNetTCPAddr                         = "type_net_TCPAddr"
-	grpcVarTypeNetTCPConn                         = "type_net_TCPConn"
 	grpcVarUnusedClientEvent                      = "unused_client_event"
 	grpcVarUnusedServerEvent                      = "unused_server_event"
 	grpcVarZeroes                                 = "zeroes"
@@ -347,10 +349,8 @@ type grpcVariableSpecs struct {
 	OffGrpcClientConnTarget                *ebpf.VariableSpec `ebpf:"off_grpc_ClientConn_target"`
 	OffNetTCPAddrIP                        *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_IP"`
 	OffNetTCPAddrPort                      *ebpf.VariableSpec `ebpf:"off_net_TCPAddr_Port"`
-	OffNetTCPConnConn                      *ebpf.VariableSpec `ebpf:"off_net_TCPConn_conn"`
-	OffNetConnFd                           *ebpf.VariableSpec `ebpf:"off_net_conn_fd"`
-	OffNetNetFD_laddr                      *ebpf.VariableSpec `ebpf:"off_net_netFD_laddr"`
-	OffNetNetFD_raddr                      *ebpf.VariableSpec `ebpf:"off_net_netFD_raddr"`
+	OffPeerPeerAddr                        *ebpf.VariableSpec `ebpf:"off_peer_Peer_Addr"`
+	OffPeerPeerLocalAddr                   *ebpf.VariableSpec `ebpf:"off_peer_Peer_LocalAddr"`
 	OffStatusErrorS                        *ebpf.VariableSpec `ebpf:"off_status_Error_s"`
 	OffStatusStatusCode                    *ebpf.VariableSpec `ebpf:"off_status_Status_Code"`
 	OffStatusStatusMessage                 *ebpf.VariableSpec `ebpf:"off_status_Status_Message"`
@@ -362,7 +362,9 @@ type grpcVariableSpecs struct {
 	OffTransportClientHeadersStreamID      *ebpf.VariableSpec `ebpf:"off_transport_clientHeaders_streamID"`
 	OffTransportHeaderFrameHf              *ebpf.VariableSpec `ebpf:"off_transport_headerFrame_hf"`
 	OffTransportHeaderFrameStreamID        *ebpf.VariableSpec `ebpf:"off_transport_headerFrame_streamID"`
-	OffTransportHttp2ServerConn            *ebpf.VariableSpec `ebpf:"off_transport_http2Server_conn"`
+	OffTransportHttp2ServerLocalAddr       *ebpf.VariableSpec `ebpf:"off_transport_http2Server_localAddr"`
+	OffTransportHttp2ServerPeer            *ebpf.VariableSpec `ebpf:"off_transport_http2Server_peer"`
+	OffTransportHttp2ServerRemoteAddr      *ebpf.VariableSpec `ebpf:"off_transport_http2Server_remoteAddr"`
 	OffX_hpackHeaderFieldName              *ebpf.VariableSpec `ebpf:"off_x_hpack_HeaderField_Name"`
 	OffX_hpackHeaderFieldSensitive         *ebpf.VariableSpec `ebpf:"off_x_hpack_HeaderField_Sensitive"`
 	OffX_hpackHeaderFieldValue             *ebpf.VariableSpec `ebpf:"off_x_hpack_HeaderField_Value"`
@@ -376,8 +378,6 @@ type grpcVariableSpecs struct {
 	SamplerRoot                            *ebpf.VariableSpec `ebpf:"sampler_root"`
 	ServerEnabled                          *ebpf.VariableSpec `ebpf:"server_enabled"`
 	TraceContext                           *ebpf.VariableSpec `ebpf:"trace_context"`
-	TypeNetTCPAddr                         *ebpf.VariableSpec `ebpf:"type_net_TCPAddr"`
-	TypeNetTCPConn                         *ebpf.VariableSpec `ebpf:"type_net_TCPConn"`
 	UnusedClientEvent                      *ebpf.VariableSpec `ebpf:"unused_client_event"`
 	UnusedServerEvent                      *ebpf.VariableSpec `ebpf:"unused_server_event"`
 	Zeroes                                 *ebpf.VariableSpec `ebpf:"zeroes"`
@@ -448,10 +448,8 @@ type grpcVariables struct {
 	OffGrpcClientConnTarget                *ebpf.Variable `ebpf:"off_grpc_ClientConn_target"`
 	OffNetTCPAddrIP                        *ebpf.Variable `ebpf:"off_net_TCPAddr_IP"`
 	OffNetTCPAddrPort                      *ebpf.Variable `ebpf:"off_net_TCPAddr_Port"`
-	OffNetTCPConnConn                      *ebpf.Variable `ebpf:"off_net_TCPConn_conn"`
-	OffNetConnFd                           *ebpf.Variable `ebpf:"off_net_conn_fd"`
-	OffNetNetFD_laddr                      *ebpf.Variable `ebpf:"off_net_netFD_laddr"`
-	OffNetNetFD_raddr                      *ebpf.Variable `ebpf:"off_net_netFD_raddr"`
+	OffPeerPeerAddr                        *ebpf.Variable `ebpf:"off_peer_Peer_Addr"`
+	OffPeerPeerLocalAddr                   *ebpf.Variable `ebpf:"off_peer_Peer_LocalAddr"`
 	OffStatusErrorS                        *ebpf.Variable `ebpf:"off_status_Error_s"`
 	OffStatusStatusCode                    *ebpf.Variable `ebpf:"off_status_Status_Code"`
 	OffStatusStatusMessage                 *ebpf.Variable `ebpf:"off_status_Status_Message"`
@@ -463,7 +461,9 @@ type grpcVariables struct {
 	OffTransportClientHeadersStreamID      *ebpf.Variable `ebpf:"off_transport_clientHeaders_streamID"`
 	OffTransportHeaderFrameHf              *ebpf.Variable `ebpf:"off_transport_headerFrame_hf"`
 	OffTransportHeaderFrameStreamID        *ebpf.Variable `ebpf:"off_transport_headerFrame_streamID"`
-	OffTransportHttp2ServerConn            *ebpf.Variable `ebpf:"off_transport_http2Server_conn"`
+	OffTransportHttp2ServerLocalAddr       *ebpf.Variable `ebpf:"off_transport_http2Server_localAddr"`
+	OffTransportHttp2ServerPeer            *ebpf.Variable `ebpf:"off_transport_http2Server_peer"`
+	OffTransportHttp2ServerRemoteAddr      *ebpf.Variable `ebpf:"off_transport_http2Server_remoteAddr"`
 	OffX_hpackHeaderFieldName              *ebpf.Variable `ebpf:"off_x_hpack_HeaderField_Name"`
 	OffX_hpackHeaderFieldSensitive         *ebpf.Variable `ebpf:"off_x_hpack_HeaderField_Sensitive"`
 	OffX_hpackHeaderFieldValue             *ebpf.Variable `ebpf:"off_x_hpack_HeaderField_Value"`
@@ -477,8 +477,6 @@ type grpcVariables struct {
 	SamplerRoot                            *ebpf.Variable `ebpf:"sampler_root"`
 	ServerEnabled                          *ebpf.Variable `ebpf:"server_enabled"`
 	TraceContext                           *ebpf.Variable `ebpf:"trace_context"`
-	TypeNetTCPAddr                         *ebpf.Variable `ebpf:"type_net_TCPAddr"`
-	TypeNetTCPConn                         *ebpf.Variable `ebpf:"type_net_TCPConn"`
 	UnusedClientEvent                      *ebpf.Variable `ebpf:"unused_client_event"`
 	UnusedServerEvent                      *ebpf.Variable `ebpf:"unused_server_event"`
 	Zeroes                                 *ebpf.Variable `ebpf:"zeroes"`

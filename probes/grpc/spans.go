@@ -44,13 +44,13 @@ func (p *Probe) serverSpan(ev *grpcGrpcServerEvent, span *telemetry.Span, open b
 			attrs = append(attrs, semconv.ErrorTypeKey.String(code))
 		}
 	}
-	if p.TypeName(ev.ConnType) == "*net.TCPConn" {
-		if ip, port, ok := address(ev.Local); ok {
-			attrs = append(attrs, semconv.ServerAddress(ip), semconv.ServerPort(port))
-		}
-		if ip, port, ok := address(ev.Remote); ok {
-			attrs = append(attrs, semconv.ClientAddress(ip), semconv.ClientPort(port))
-		}
+	// The addresses the app's net.Conn gave grpc (through cmux, TLS, a PROXY protocol
+	// listener...), if TCP's.
+	if ip, port, ok := address(ev.Local, p.TypeName); ok {
+		attrs = append(attrs, semconv.ServerAddress(ip), semconv.ServerPort(port))
+	}
+	if ip, port, ok := address(ev.Remote, p.TypeName); ok {
+		attrs = append(attrs, semconv.ClientAddress(ip), semconv.ClientPort(port))
 	}
 	span.Attributes = attrs
 	if ev.HasParent != 0 {
@@ -147,9 +147,13 @@ func serverError(c uint32) bool {
 	return false
 }
 
-// address is an IP address and port read from a *net.TCPAddr.
-func address(a grpcGrpcAddr) (string, int, bool) {
-	if a.IpLen != 4 && a.IpLen != 16 {
+// tcpAddrType is the type of a TCP connection's addresses, as the runtime names it.
+const tcpAddrType = "*net.TCPAddr"
+
+// address is the IP address and port of a net.Addr the kernel read as a *net.TCPAddr,
+// if that is its dynamic type (as typeName names it).
+func address(a grpcGrpcAddr, typeName func(uint64) string) (string, int, bool) {
+	if a.Type == 0 || a.IpLen != 4 && a.IpLen != 16 || typeName(a.Type) != tcpAddrType {
 		return "", 0, false
 	}
 	return net.IP(a.Ip[:a.IpLen]).String(), int(a.Port), true

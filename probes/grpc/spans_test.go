@@ -110,3 +110,37 @@ func TestOpenSpans(t *testing.T) {
 		t.Error("an entry that is no call: a span")
 	}
 }
+
+// A net.Addr the kernel read is an address only if its dynamic type is *net.TCPAddr:
+// a wrapper's RemoteAddr may answer with any net.Addr (a Unix socket's, its own type).
+func TestAddressOnlyOfTCPAddr(t *testing.T) {
+	names := map[uint64]string{0x1000: "*net.TCPAddr", 0x2000: "*net.UnixAddr", 0x3000: "*proxyproto.Addr"}
+	typeName := func(addr uint64) string { return names[addr] }
+	v4 := grpcGrpcAddr{Type: 0x1000, Port: 4242, IpLen: 4}
+	copy(v4.Ip[:], []byte{192, 0, 2, 1})
+	v6 := grpcGrpcAddr{Type: 0x1000, Port: 443, IpLen: 16}
+	copy(v6.Ip[:], []byte{0x20, 0x01, 0x0d, 0xb8, 15: 1})
+	mapped := grpcGrpcAddr{Type: 0x1000, Port: 80, IpLen: 16}
+	copy(mapped.Ip[:], []byte{10: 0xff, 11: 0xff, 12: 198, 13: 51, 14: 100, 15: 7})
+	for _, c := range []struct {
+		name string
+		a    grpcGrpcAddr
+		ip   string
+		port int
+		ok   bool
+	}{
+		{"IPv4", v4, "192.0.2.1", 4242, true},
+		{"IPv6", v6, "2001:db8::1", 443, true},
+		{"IPv4 in IPv6", mapped, "198.51.100.7", 80, true},
+		{"a Unix socket's", func() grpcGrpcAddr { a := v4; a.Type = 0x2000; return a }(), "", 0, false},
+		{"a type of the app's", func() grpcGrpcAddr { a := v4; a.Type = 0x3000; return a }(), "", 0, false},
+		{"a type not known", func() grpcGrpcAddr { a := v4; a.Type = 0x4000; return a }(), "", 0, false},
+		{"no address (nil interface)", grpcGrpcAddr{}, "", 0, false},
+		{"an IP of no length", func() grpcGrpcAddr { a := v4; a.IpLen = 0; return a }(), "", 0, false},
+	} {
+		ip, port, ok := address(c.a, typeName)
+		if ip != c.ip || port != c.port || ok != c.ok {
+			t.Errorf("%s: %q %d %v, want %q %d %v", c.name, ip, port, ok, c.ip, c.port, c.ok)
+		}
+	}
+}

@@ -27,19 +27,27 @@ const (
 	clientHeaderHandler = "google.golang.org/grpc/internal/transport.(*loopyWriter).clientHeaderHandler" // (hdr) v1.82.1, v1.83+
 )
 
-// Releases where the functions' arguments moved.
+// Releases where the functions' arguments, or the fields read, moved.
 const (
 	headersContextSince = "v1.60.0" // operateHeaders(ctx, frame, handle)
 	serverStreamSince   = "v1.69.0" // transport.ServerStream embeds Stream
 	originateHdrSince   = "v1.53.0" // originateStream(str, hdr): the header frame as an argument
 	clientHeadersSince  = "v1.82.1" // clientHeaderHandler(hdr *clientHeaders); v1.82.1 came after v1.83.0
+	peerSince           = "v1.60.0" // http2Server.peer (a peer.Peer with LocalAddr), not remoteAddr and localAddr
 )
 
 // Fields the BPF programs read: grpc's own, golang.org/x/net's HTTP/2 frames and the
 // genproto status message (each looked up under its own module), and the standard
 // library's TCP addresses.
 var (
-	http2ServerConn    = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.http2Server", Field: "conn"}
+	// The connection's addresses as the app's net.Conn gave them (RemoteAddr(),
+	// LocalAddr()), once per connection: before v1.60 in two fields, since in a
+	// peer.Peer.
+	http2ServerRemote  = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.http2Server", Field: "remoteAddr"}
+	http2ServerLocal   = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.http2Server", Field: "localAddr"}
+	http2ServerPeer    = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.http2Server", Field: "peer"}
+	peerAddr           = offsets.FieldRef{Struct: "google.golang.org/grpc/peer.Peer", Field: "Addr"}
+	peerLocalAddr      = offsets.FieldRef{Struct: "google.golang.org/grpc/peer.Peer", Field: "LocalAddr"}
 	streamID           = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.Stream", Field: "id"}
 	streamCtx          = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.Stream", Field: "ctx"}
 	serverStreamStream = offsets.FieldRef{Struct: "google.golang.org/grpc/internal/transport.ServerStream", Field: "Stream"}
@@ -55,10 +63,6 @@ var (
 	headerName         = offsets.FieldRef{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Name"}
 	headerValue        = offsets.FieldRef{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Value"}
 	headerSensitive    = offsets.FieldRef{Struct: "golang.org/x/net/http2/hpack.HeaderField", Field: "Sensitive"}
-	tcpConnConn        = offsets.FieldRef{Struct: "net.TCPConn", Field: "conn"}
-	connFD             = offsets.FieldRef{Struct: "net.conn", Field: "fd"}
-	netFDLaddr         = offsets.FieldRef{Struct: "net.netFD", Field: "laddr"}
-	netFDRaddr         = offsets.FieldRef{Struct: "net.netFD", Field: "raddr"}
 	tcpAddrIP          = offsets.FieldRef{Struct: "net.TCPAddr", Field: "IP"}
 	tcpAddrPort        = offsets.FieldRef{Struct: "net.TCPAddr", Field: "Port"}
 	errorStringS       = offsets.FieldRef{Struct: "errors.errorString", Field: "s"} // io.EOF: a stream's success
@@ -116,11 +120,16 @@ var ServerSpec = offsets.Spec{
 		{Symbols: []string{writeStatus, writeStatusOld}},
 	},
 	Fields: append([]offsets.FieldSpec{
-		{FieldRef: http2ServerConn}, {FieldRef: streamID}, {FieldRef: streamCtx},
+		{FieldRef: streamID}, {FieldRef: streamCtx},
 		{FieldRef: serverStreamStream, Since: serverStreamSince},
 		{FieldRef: metaHeadersFrame}, {FieldRef: metaHeadersFields}, {FieldRef: headersFrameHeader}, {FieldRef: frameStreamID},
 		{FieldRef: headerName}, {FieldRef: headerValue}, {FieldRef: headerSensitive},
-		{FieldRef: tcpConnConn}, {FieldRef: connFD}, {FieldRef: netFDLaddr}, {FieldRef: netFDRaddr},
+		// The addresses. Optional: without them, spans have no client.* and server.*.
+		{FieldRef: http2ServerRemote, Before: peerSince, Optional: true},
+		{FieldRef: http2ServerLocal, Before: peerSince, Optional: true},
+		{FieldRef: http2ServerPeer, Since: peerSince, Optional: true},
+		{FieldRef: peerAddr, Since: peerSince, Optional: true},
+		{FieldRef: peerLocalAddr, Since: peerSince, Optional: true},
 		{FieldRef: tcpAddrIP}, {FieldRef: tcpAddrPort},
 	}, statusFields...),
 	Program: trackerProgram,

@@ -65,6 +65,7 @@ volatile __u64 off_http_Request_ProtoMinor = OFFSET_NONE;
 volatile __u64 off_http_Request_Header = OFFSET_NONE;
 volatile __u64 off_http_Request_Host = OFFSET_NONE;
 volatile __u64 off_http_Request_RemoteAddr = OFFSET_NONE;
+volatile __u64 off_http_Request_TLS = OFFSET_NONE; /* non-nil over TLS: url.scheme https */
 volatile __u64 off_http_Request_Pattern = OFFSET_NONE; /* Go 1.23+ */
 volatile __u64 off_http_Request_pat = OFFSET_NONE;     /* Go 1.22: *pattern */
 volatile __u64 off_http_Request_ctx = OFFSET_NONE;
@@ -95,6 +96,7 @@ volatile __u64 off_http2_ServerRequest_URL = OFFSET_NONE;
 volatile __u64 off_http2_ServerRequest_Header = OFFSET_NONE;
 volatile __u64 off_http2_ServerRequest_Host = OFFSET_NONE;
 volatile __u64 off_http2_ServerRequest_RemoteAddr = OFFSET_NONE;
+volatile __u64 off_http2_ServerRequest_TLS = OFFSET_NONE;
 volatile __u64 off_http2_ServerRequest_ProtoMajor = OFFSET_NONE;
 volatile __u64 off_http_Response_StatusCode = OFFSET_NONE; /* the client's *Response */
 volatile __u64 off_http_Response_ProtoMajor = OFFSET_NONE;
@@ -134,7 +136,8 @@ struct http_server_event {
 	__u16 host_len;
 	__u16 remote_len;
 	__u8 routed; /* the route is a router's template (routes.h), not a ServeMux pattern */
-	__u8 _pad[7];
+	__u8 tls;    /* the request came over TLS (its TLS field is set): url.scheme https */
+	__u8 _pad[6];
 	__u8 method[METHOD_MAX];
 	__u8 path[PATH_MAX];
 	__u8 route[ROUTE_MAX];
@@ -271,7 +274,7 @@ static __always_inline void register_span(struct server_call *st, __u64 g, __u64
  * *http2.ServerRequest's (no minor version read there: HTTP/2.0, or the 1.1 of an h2c
  * upgrade). */
 struct request_layout {
-	__u64 method, url, header, host, remote_addr, ctx, proto_major, proto_minor;
+	__u64 method, url, header, host, remote_addr, ctx, proto_major, proto_minor, tls;
 };
 
 /* server_begin begins the span of request req, answered through resp (the
@@ -292,6 +295,10 @@ static __always_inline int server_begin(struct go_regs *ctx, __u64 resp, __u64 r
 	st->ev.method_len = read_go_string(st->ev.method, METHOD_MAX, req + l->method);
 	st->ev.host_len = read_go_string(st->ev.host, HOST_MAX, req + l->host);
 	st->ev.remote_len = read_go_string(st->ev.remote_addr, REMOTE_MAX, req + l->remote_addr);
+	/* The server set the request's TLS (a *tls.ConnectionState) from its connection:
+	 * one word, no other hit. */
+	if (l->tls != OFFSET_NONE)
+		st->ev.tls = read_ptr(req + l->tls) != 0;
 	st->url = read_ptr(req + l->url);
 	if (st->url)
 		st->ev.path_len = read_go_string(st->ev.path, PATH_MAX, st->url + off_url_URL_Path);
@@ -389,6 +396,7 @@ static __always_inline void http_request_layout(struct request_layout *l)
 	l->ctx = off_http_Request_ctx;
 	l->proto_major = off_http_Request_ProtoMajor;
 	l->proto_minor = off_http_Request_ProtoMinor;
+	l->tls = off_http_Request_TLS;
 }
 
 /* serverHandler.ServeHTTP(sh, rw, req): rw's data word is argument 3 (an
@@ -458,6 +466,7 @@ static __always_inline int h2_server_entry(struct go_regs *ctx, const int swiss_
 		l.ctx = off_http2_ServerRequest_Context;
 		l.proto_major = off_http2_ServerRequest_ProtoMajor;
 		l.proto_minor = OFFSET_NONE;
+		l.tls = off_http2_ServerRequest_TLS;
 	}
 	__u64 g = go_goroutine(ctx);
 	server_begin(ctx, go_arg(ctx, 2), go_arg(ctx, 3), &l, swiss_maps);

@@ -104,7 +104,8 @@ type nethttpHttpServerEvent struct {
 	HostLen      uint16
 	RemoteLen    uint16
 	Routed       uint8
-	Pad          [7]uint8
+	Tls          uint8
+	Pad          [6]uint8
 	Method       [16]uint8
 	Path         [128]uint8
 	Route        [128]uint8
@@ -214,7 +215,8 @@ type nethttpZeroValue struct {
 			HostLen      uint16
 			RemoteLen    uint16
 			Routed       uint8
-			Pad          [7]uint8
+			Tls          uint8
+			Pad          [6]uint8
 			Method       [16]uint8
 			Path         [128]uint8
 			Route        [128]uint8
@@ -306,6 +308,7 @@ const (
 	nethttpVarOffHttp2ServerRequestMethod           = "off_http2_ServerRequest_Method"
 	nethttpVarOffHttp2ServerRequestProtoMajor       = "off_http2_ServerRequest_ProtoMajor"
 	nethttpVarOffHttp2ServerRequestRemoteAddr       = "off_http2_ServerRequest_RemoteAddr"
+	nethttpVarOffHttp2ServerRequestTLS              = "off_http2_ServerRequest_TLS"
 	nethttpVarOffHttp2ServerRequestURL              = "off_http2_ServerRequest_URL"
 	nethttpVarOffHttp2ResponseWriterStateStatus     = "off_http2_responseWriterState_status"
 	nethttpVarOffHttp2ResponseWriterRws             = "off_http2_responseWriter_rws"
@@ -316,6 +319,7 @@ const (
 	nethttpVarOffHttpRequestProtoMajor              = "off_http_Request_ProtoMajor"
 	nethttpVarOffHttpRequestProtoMinor              = "off_http_Request_ProtoMinor"
 	nethttpVarOffHttpRequestRemoteAddr              = "off_http_Request_RemoteAddr"
+	nethttpVarOffHttpRequestTLS                     = "off_http_Request_TLS"
 	nethttpVarOffHttpRequestURL                     = "off_http_Request_URL"
 	nethttpVarOffHttpRequestCtx                     = "off_http_Request_ctx"
 	nethttpVarOffHttpRequestPat                     = "off_http_Request_pat"
@@ -442,6 +446,7 @@ type nethttpVariableSpecs struct {
 	OffHttp2ServerRequestMethod           *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_Method"`
 	OffHttp2ServerRequestProtoMajor       *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_ProtoMajor"`
 	OffHttp2ServerRequestRemoteAddr       *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_RemoteAddr"`
+	OffHttp2ServerRequestTLS              *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_TLS"`
 	OffHttp2ServerRequestURL              *ebpf.VariableSpec `ebpf:"off_http2_ServerRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.VariableSpec `ebpf:"off_http2_responseWriterState_status"`
 	OffHttp2ResponseWriterRws             *ebpf.VariableSpec `ebpf:"off_http2_responseWriter_rws"`
@@ -452,6 +457,7 @@ type nethttpVariableSpecs struct {
 	OffHttpRequestProtoMajor              *ebpf.VariableSpec `ebpf:"off_http_Request_ProtoMajor"`
 	OffHttpRequestProtoMinor              *ebpf.VariableSpec `ebpf:"off_http_Request_ProtoMinor"`
 	OffHttpRequestRemoteAddr              *ebpf.VariableSpec `ebpf:"off_http_Request_RemoteAddr"`
+	OffHttpRequestTLS                     *ebpf.VariableSpec `ebpf:"off_http_Request_TLS"`
 	OffHttpRequestURL                     *ebpf.VariableSpec `ebpf:"off_http_Request_URL"`
 	OffHttpRequestCtx                     *ebpf.VariableSpec `ebpf:"off_http_Request_ctx"`
 	OffHttpRequestPat                     *ebpf.VariableSpec `ebpf:"off_http_Request_pat"`
@@ -553,6 +559,7 @@ type nethttpVariables struct {
 	OffHttp2ServerRequestMethod           *ebpf.Variable `ebpf:"off_http2_ServerRequest_Method"`
 	OffHttp2ServerRequestProtoMajor       *ebpf.Variable `ebpf:"off_http2_ServerRequest_ProtoMajor"`
 	OffHttp2ServerRequestRemoteAddr       *ebpf.Variable `ebpf:"off_http2_ServerRequest_RemoteAddr"`
+	OffHttp2ServerRequestTLS              *ebpf.Variable `ebpf:"off_http2_ServerRequest_TLS"`
 	OffHttp2ServerRequestURL              *ebpf.Variable `ebpf:"off_http2_ServerRequest_URL"`
 	OffHttp2ResponseWriterStateStatus     *ebpf.Variable `ebpf:"off_http2_responseWriterState_status"`
 	OffHttp2ResponseWriterRws             *ebpf.Variable `ebpf:"off_http2_responseWriter_rws"`
@@ -563,6 +570,7 @@ type nethttpVariables struct {
 	OffHttpRequestProtoMajor              *ebpf.Variable `ebpf:"off_http_Request_ProtoMajor"`
 	OffHttpRequestProtoMinor              *ebpf.Variable `ebpf:"off_http_Request_ProtoMinor"`
 	OffHttpRequestRemoteAddr              *ebpf.Variable `ebpf:"off_http_Request_RemoteAddr"`
+	OffHttpRequestTLS                     *ebpf.Variable `ebpf:"off_http_Request_TLS"`
 	OffHttpRequestURL                     *ebpf.Variable `ebpf:"off_http_Request_URL"`
 	OffHttpRequestCtx                     *ebpf.Variable `ebpf:"off_http_Request_ctx"`
 	OffHttpRequestPat                     *ebpf.Variable `ebpf:"off_http_Request_pat"`

@@ -43,7 +43,7 @@ func serverSpan(ev *nethttpHttpServerEvent, span *telemetry.Span) {
 	}
 	attrs = append(attrs,
 		semconv.URLPath(str(ev.Path[:], ev.PathLen)),
-		semconv.URLScheme("http"))
+		semconv.URLScheme(scheme(ev)))
 	if ev.Status != 0 {
 		attrs = append(attrs, semconv.HTTPResponseStatusCode(int(ev.Status)))
 		if ev.Status >= 500 {
@@ -83,6 +83,15 @@ func serverSpan(ev *nethttpHttpServerEvent, span *telemetry.Span) {
 			Remote:     true,
 		})
 	}
+}
+
+// scheme is url.scheme: https when the request came over TLS (the server set its TLS
+// field from the connection), else http.
+func scheme(ev *nethttpHttpServerEvent) string {
+	if ev.Tls != 0 {
+		return "https"
+	}
+	return "http"
 }
 
 // routeOf turns a ServeMux pattern ("[METHOD ][HOST]/PATH") into http.route (the path).

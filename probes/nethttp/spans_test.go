@@ -64,6 +64,23 @@ func TestServerSpanFollowsSemanticConventions(t *testing.T) {
 	}
 }
 
+// url.scheme is https for a request that came over TLS, HTTP/1.1 or HTTP/2, else http
+// (h2c's plaintext HTTP/2 too).
+func TestServerSpanScheme(t *testing.T) {
+	for _, c := range []struct {
+		major, minor, tls uint8
+		want              string
+	}{{1, 1, 0, "http"}, {1, 1, 1, "https"}, {2, 0, 1, "https"}, {2, 0, 0, "http"}, {1, 0, 1, "https"}} {
+		ev := event("GET", "/", "/", 200)
+		ev.ProtoMajor, ev.ProtoMinor, ev.Tls = c.major, c.minor, c.tls
+		var s telemetry.Span
+		serverSpan(ev, &s)
+		if got := attrs(&s)["url.scheme"].AsString(); got != c.want {
+			t.Errorf("HTTP/%d.%d, TLS %d: url.scheme %q, want %q", c.major, c.minor, c.tls, got, c.want)
+		}
+	}
+}
+
 func clientEvent(method, scheme, host, path, query string, status uint16) *nethttpHttpClientEvent {
 	ev := &nethttpHttpClientEvent{Status: status, ProtoMajor: 1, ProtoMinor: 1}
 	ev.MethodLen = uint16(copy(ev.Method[:], method))

@@ -14,6 +14,7 @@ var (
 	reqHeader       = offsets.FieldRef{Struct: "net/http.Request", Field: "Header"}
 	reqHost         = offsets.FieldRef{Struct: "net/http.Request", Field: "Host"}
 	reqRemoteAddr   = offsets.FieldRef{Struct: "net/http.Request", Field: "RemoteAddr"}
+	reqTLS          = offsets.FieldRef{Struct: "net/http.Request", Field: "TLS"}
 	reqPat          = offsets.FieldRef{Struct: "net/http.Request", Field: "pat"}
 	reqPattern      = offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"}
 	reqCtx          = offsets.FieldRef{Struct: "net/http.Request", Field: "ctx"}
@@ -35,6 +36,7 @@ var (
 	h2ReqHost       = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "Host"}
 	h2ReqProtoMajor = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "ProtoMajor"}
 	h2ReqRemoteAddr = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "RemoteAddr"}
+	h2ReqTLS        = offsets.FieldRef{Struct: "net/http/internal/http2.ServerRequest", Field: "TLS"}
 	xnetWriterRWS   = offsets.FieldRef{Struct: "golang.org/x/net/http2.responseWriter", Field: "rws"}
 	xnetStatus      = offsets.FieldRef{Struct: "golang.org/x/net/http2.responseWriterState", Field: "status"}
 	respStatusCode  = offsets.FieldRef{Struct: "net/http.Response", Field: "StatusCode"}
@@ -125,6 +127,7 @@ var XNetServerSpec = offsets.Spec{
 		{FieldRef: h2ReqHost, Since: http2InternalSince},
 		{FieldRef: h2ReqProtoMajor, Since: http2InternalSince},
 		{FieldRef: h2ReqRemoteAddr, Since: http2InternalSince},
+		{FieldRef: h2ReqTLS, Since: http2InternalSince},
 	}, serverFields...), headerMapFields...),
 	Experiments: mapExperiments,
 	Program:     xnetTrackerProgram,
@@ -152,6 +155,10 @@ func main() {
 var serverFields = []offsets.FieldSpec{
 	{FieldRef: reqMethod}, {FieldRef: reqURL}, {FieldRef: reqProtoMajor}, {FieldRef: reqProtoMinor},
 	{FieldRef: reqHeader}, {FieldRef: reqHost}, {FieldRef: reqRemoteAddr},
+	// Set (a *tls.ConnectionState) when the request came over TLS: url.scheme. Every
+	// net/http server sets it from its connection (HTTP/1: the conn's *tls.Conn;
+	// HTTP/2: the serverConn's), as do x/net's server and Go 1.27's ServerRequest.
+	{FieldRef: reqTLS},
 	// The request's context, under which its span is registered for the calls made
 	// under it (spans.h): the server's own field, not only the client's.
 	{FieldRef: reqCtx},

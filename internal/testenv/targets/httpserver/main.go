@@ -2,7 +2,10 @@
 // built with several Go toolchains and build modes (plain, stripped, PIE, cgo, arm64).
 // It is its own module, with no dependencies, so that any toolchain builds it.
 //
-//	httpserver [ADDR]   serve on ADDR (default 127.0.0.1:8080)
+//	httpserver [ADDR]   serve on ADDR (default 127.0.0.1:8080); with
+//	                    HTTPSERVER_TLS=ADDR2 the same over TLS on ADDR2 too (HTTP/1.1 and
+//	                    HTTP/2 by ALPN), with the certificate and key in the PEM files
+//	                    HTTPSERVER_TLS_CERT and HTTPSERVER_TLS_KEY
 //	httpserver offsets  print, as JSON, the struct field offsets reflect reports for
 //	                    the fields the probes read
 //	httpserver types    print, as JSON, the addresses of some error types' runtime
@@ -42,7 +45,13 @@ func main() {
 	if len(os.Args) > 1 {
 		addr = os.Args[1]
 	}
-	log.Fatal(serve(addr, routes()))
+	mux := routes()
+	if tlsAddr := os.Getenv("HTTPSERVER_TLS"); tlsAddr != "" {
+		go func() {
+			log.Fatal(http.ListenAndServeTLS(tlsAddr, os.Getenv("HTTPSERVER_TLS_CERT"), os.Getenv("HTTPSERVER_TLS_KEY"), mux))
+		}()
+	}
+	log.Fatal(serve(addr, mux))
 }
 
 func routes() *http.ServeMux {
@@ -66,7 +75,7 @@ func printOffsets() {
 		}
 	}
 	req := reflect.TypeOf(http.Request{})
-	add(req, "net/http.Request", "Method", "URL", "ProtoMajor", "ProtoMinor", "Header", "Host", "RemoteAddr", "Pattern", "pat", "ctx")
+	add(req, "net/http.Request", "Method", "URL", "ProtoMajor", "ProtoMinor", "Header", "Host", "RemoteAddr", "TLS", "Pattern", "pat", "ctx")
 	if pat, ok := req.FieldByName("pat"); ok {
 		add(pat.Type.Elem(), "net/http.pattern", "str")
 	}
@@ -91,8 +100,8 @@ func printOffsets() {
 	resp.Body.Close()
 	<-done
 
-	// A TCP connection's addresses (read by the gRPC probe): net.conn and net.netFD are
-	// unexported; a real connection has them.
+	// A TCP connection's addresses (the database/sql probe reads the remote one):
+	// net.conn and net.netFD are unexported; a real connection has them.
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		log.Fatal(err)
