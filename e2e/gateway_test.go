@@ -82,8 +82,8 @@ func checkGatewaySpan(t *testing.T, spans []testenv.Span, e echoed, version stri
 	t.Helper()
 	_, leaf, _ := traceparentIDs(t, e.Traceparent)
 	s := spanByID(spans, spanByID(spans, leaf).ParentSpanID)
-	if s.Attrs["network.protocol.version"] != version {
-		t.Errorf("G's server span %s: network.protocol.version %v, want %s", s.Name, s.Attrs["network.protocol.version"], version)
+	if s.Attrs["network.protocol.version"] != version || s.Attrs["url.scheme"] != "https" {
+		t.Errorf("G's server span %s: network.protocol.version %v, url.scheme %v, want %s over https", s.Name, s.Attrs["network.protocol.version"], s.Attrs["url.scheme"], version)
 	}
 }
 
