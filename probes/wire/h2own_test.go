@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -157,21 +154,9 @@ type ownWant struct {
 }
 
 func TestHTTP2OwnFieldsProperty(t *testing.T) {
-	w := attachToSelf(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, ln, gid, r, seed := propertySetup(t, 3)
 	defer ln.Close()
-	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	gid := uint64(currentG())
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("WIRE_SEED"); s != "" {
-		fmt.Sscan(s, &seed)
-	}
-	t.Logf("seed %d (WIRE_SEED=%d to repeat)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 3))
 	cases := 300
 	if testing.Short() {
 		cases = 40

@@ -6,11 +6,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The HTTP/1 property test drives the socket programs attached to this test's own
@@ -268,22 +266,9 @@ func parseHead(b []byte) (string, []h1Line, []byte, error) {
 }
 
 func TestHTTP1ReplacementProperty(t *testing.T) {
-	w := attachToSelf(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, ln, gid, r, seed := propertySetup(t, 2)
 	defer ln.Close()
-
-	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	gid := uint64(currentG())
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("WIRE_SEED"); s != "" {
-		fmt.Sscan(s, &seed)
-	}
-	t.Logf("seed %d (WIRE_SEED=%d to repeat)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 2))
 	cases := 2000
 	if testing.Short() {
 		cases = 200

@@ -321,23 +321,30 @@ func readAll(r io.Reader) ([]readFrame, error) {
 	}
 }
 
-func TestHTTP2InsertionProperty(t *testing.T) {
-	w := attachToSelf(t)
+// propertySetup sets a property test up: the socket programs attached to this
+// process, a listener, the test's goroutine locked to its thread (the context is filed
+// for the writing goroutine, gid) until the caller unlocks it, and a random source of
+// its own stream, seeded from WIRE_SEED or the clock (logged, to repeat a failure).
+func propertySetup(t *testing.T, stream uint64) (w *Wire, ln net.Listener, gid uint64, r *rand.Rand, seed uint64) {
+	t.Helper()
+	w = attachToSelf(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	gid := uint64(currentG())
-	seed := uint64(time.Now().UnixNano())
+	seed = uint64(time.Now().UnixNano())
 	if s := os.Getenv("WIRE_SEED"); s != "" {
 		fmt.Sscan(s, &seed)
 	}
 	t.Logf("seed %d (WIRE_SEED=%d to repeat)", seed, seed)
-	r := rand.New(rand.NewPCG(seed, 1))
+	return w, ln, uint64(currentG()), rand.New(rand.NewPCG(seed, stream)), seed
+}
+
+func TestHTTP2InsertionProperty(t *testing.T) {
+	w, ln, gid, r, seed := propertySetup(t, 1)
+	defer ln.Close()
+	defer runtime.UnlockOSThread()
 	cases := 1000
 	if testing.Short() {
 		cases = 100
