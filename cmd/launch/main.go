@@ -233,7 +233,7 @@ func runApp(c *cli.Context, command []string) int {
 	case otel.Disabled:
 		cfg.Instrumenter = launcher.Untraced{Err: &launcher.Unavailable{Err: telemetry.ErrDisabled, Quiet: true}}
 	default:
-		cfg.Instrumenter = launcher.EBPF{Probes: probeOpts}
+		cfg.Instrumenter = ebpfInstrumenter{probes: probeOpts}
 	}
 	if cfg.KeepCaps, err = launcher.ParseKeepCaps(c.String("keep-caps")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: %v\n", err)
