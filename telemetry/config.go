@@ -243,13 +243,13 @@ func (e *env) otlp(sig signal) (OTLP, error) {
 		}
 		o.Protocol = p
 	}
-	_, insecure := e.signal(sig, "INSECURE")
-	if insecure != "" {
-		b, err := strconv.ParseBool(insecure)
-		if err != nil {
-			e.warn("OTEL_EXPORTER_OTLP_INSECURE=%s: want true or false: using false", insecure)
+	// A boolean as the specification has them: only "true", in any case, is true;
+	// anything else but "false" is said once.
+	if name, insecure := e.signal(sig, "INSECURE"); insecure != "" {
+		o.Insecure = strings.EqualFold(insecure, "true")
+		if !o.Insecure && !strings.EqualFold(insecure, "false") {
+			e.warn("%s=%s: only true (in any case) means plaintext: using TLS", name, insecure)
 		}
-		o.Insecure = b
 	}
 	if err := o.endpoint(e, sig); err != nil {
 		return o, err

@@ -54,6 +54,30 @@ func TestEndpoint(t *testing.T) {
 	}
 }
 
+// OTEL_EXPORTER_OTLP_INSECURE is a boolean as the specification defines them: only
+// "true", in any case, means plaintext; "1" or "t" do not (the SDK's exporters use TLS
+// then), and a value that is neither true nor false is said.
+func TestInsecureIsTrueOnly(t *testing.T) {
+	for value, want := range map[string]struct {
+		insecure, warned bool
+	}{
+		"true": {true, false}, "TRUE": {true, false}, "True": {true, false},
+		"false": {false, false}, "FALSE": {false, false},
+		"1": {false, true}, "t": {false, true}, "yes": {false, true}, "0": {false, true},
+	} {
+		for _, name := range []string{"OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE"} {
+			cfg, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317", name: value}.get)
+			if err != nil {
+				t.Fatalf("%s=%s: %v", name, value, err)
+			}
+			warned := strings.Contains(strings.Join(cfg.Warnings, "\n"), name+"="+value)
+			if cfg.OTLP.Insecure != want.insecure || warned != want.warned {
+				t.Errorf("%s=%s: insecure %v, warned %v (%q); want %v, %v", name, value, cfg.OTLP.Insecure, warned, cfg.Warnings, want.insecure, want.warned)
+			}
+		}
+	}
+}
+
 // An endpoint no export could reach is refused at once, naming the variable.
 func TestBadEndpoint(t *testing.T) {
 	for value, want := range map[string]string{
@@ -188,6 +212,30 @@ func TestFullQueueDrops(t *testing.T) {
 	close(exp.gate)
 	if err := p.Shutdown(context.Background()); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("second Shutdown: %v", err)
+	}
+}
+
+// OTEL_BSP_EXPORT_TIMEOUT=0 is no timeout, as in the SDK's batch processor: exports
+// are bounded by the exporter's own (OTEL_EXPORTER_OTLP_TIMEOUT), not failed at once.
+func TestExportTimeoutZeroIsNone(t *testing.T) {
+	cfg, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "none", "OTEL_BSP_EXPORT_TIMEOUT": "0", "OTEL_BSP_SCHEDULE_DELAY": "10"}.get)
+	if err != nil || len(cfg.Warnings) != 0 || cfg.Batch.ExportTimeout != 0 {
+		t.Fatalf("config %v, warnings %q, export timeout %v", err, cfg.Warnings, cfg.Batch.ExportTimeout)
+	}
+	exp := &memSender{gate: make(chan struct{})} // answers in 100 ms, or fails when its context ends
+	time.AfterFunc(100*time.Millisecond, func() { close(exp.gate) })
+	p, err := newPipeline(context.Background(), App{Path: "/app"}, cfg, []namedSender{{"slow", exp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitN(p, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if st := p.Stats()[0]; st.Exported != 10 || st.Failed != 0 {
+		t.Errorf("stats %+v, want all 10 exported", st)
 	}
 }
 

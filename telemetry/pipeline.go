@@ -90,7 +90,7 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 		return nil, err
 	}
 	batch := cfg.Batch
-	if cfg.OTLP.Timeout > 0 && cfg.OTLP.Timeout < batch.ExportTimeout {
+	if cfg.OTLP.Timeout > 0 && (batch.ExportTimeout == 0 || cfg.OTLP.Timeout < batch.ExportTimeout) {
 		batch.ExportTimeout = cfg.OTLP.Timeout // the exporter's bound on an export, retries included
 	}
 	for _, s := range senders {

@@ -167,7 +167,10 @@ func (q *queue) exportAll() error {
 // export sends one batch, within the export timeout, counts the outcome and keeps the
 // buffer for a new batch.
 func (q *queue) export(b *batch) error {
-	ctx, cancel := context.WithTimeout(context.Background(), q.cfg.ExportTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
+	if q.cfg.ExportTimeout > 0 { // 0: no timeout (OTEL_BSP_EXPORT_TIMEOUT=0, as the SDK)
+		ctx, cancel = context.WithTimeout(context.Background(), q.cfg.ExportTimeout)
+	}
 	rejected, err := send(ctx, q.send, q.enc.request(b.buf))
 	cancel()
 	var partial *partialSuccessError
