@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -310,5 +311,33 @@ func TestMetricsSettings(t *testing.T) {
 	}
 	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); err == nil || strings.Count(err.Error(), "garbage") != 1 {
 		t.Errorf("a bad generic endpoint is said once: %v", err)
+	}
+}
+
+// One malformed entry of OTEL_RESOURCE_ATTRIBUTES is left out and said, as the SDK
+// does; the others are kept, and tracing goes on.
+func TestMalformedResourceAttribute(t *testing.T) {
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "a=b,bad,c=d")
+	var logged strings.Builder
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+	p, err := newPipeline(context.Background(), App{Path: "/app"}, testConfig(), []namedSender{{"mem", &memSender{}}})
+	if err != nil {
+		t.Fatalf("tracing off: %v", err)
+	}
+	p.Shutdown(context.Background())
+	res, err := appResource(context.Background(), App{Path: "/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := map[string]string{}
+	for _, kv := range res.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	if attrs["a"] != "b" || attrs["c"] != "d" || attrs["bad"] != "" {
+		t.Errorf("resource %v, want a=b and c=d", attrs)
+	}
+	if !strings.Contains(logged.String(), "OTEL_RESOURCE_ATTRIBUTES") || !strings.Contains(logged.String(), "bad") {
+		t.Errorf("not said: %q", logged.String())
 	}
 }

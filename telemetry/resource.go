@@ -3,6 +3,9 @@ package telemetry
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,12 +48,19 @@ func appResource(ctx context.Context, app App) (*resource.Resource, error) {
 		attrs = append(attrs, semconv.ContainerID(id))
 	}
 	attrs = append(attrs, kubernetesAttributes(os.Getenv)...)
-	return resource.New(ctx,
+	res, err := resource.New(ctx,
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),
 		resource.WithAttributes(attrs...),
 		resource.WithFromEnv(), // last: the environment wins
 	)
+	if errors.Is(err, resource.ErrPartialResource) && res != nil {
+		// As the SDK: an entry of OTEL_RESOURCE_ATTRIBUTES that is not key=value is
+		// said and left out; the others, and tracing, stay.
+		slog.Warn(fmt.Sprintf("OTEL_RESOURCE_ATTRIBUTES: %v: those entries left out, the others kept", err))
+		return res, nil
+	}
+	return res, err
 }
 
 // kubernetesVariables are where a pod's manifest puts its downward-API fields for
