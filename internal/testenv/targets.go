@@ -210,6 +210,16 @@ type moduleTarget struct {
 }
 
 // build builds the target for each build, cached as BuildTargets does.
+// mustBuild is build for a test: a failed build fails it.
+func (m moduleTarget) mustBuild(t testing.TB, builds []ModuleBuild) []Target {
+	t.Helper()
+	targets, err := m.build(builds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
 func (m moduleTarget) build(builds []ModuleBuild) ([]Target, error) {
 	var targets []Target
 	for _, b := range builds {
@@ -248,11 +258,7 @@ var grpcService = moduleTarget{Name: "grpcservice", Tag: "grpc", Default: GRPCDe
 // BuildGRPC builds the grpcservice target for each build, cached as BuildTargets does.
 func BuildGRPC(t testing.TB, builds ...GRPCBuild) []Target {
 	t.Helper()
-	targets, err := grpcService.build(builds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return targets
+	return grpcService.mustBuild(t, builds)
 }
 
 // BuildGRPCErr is BuildGRPC for code that is not a test (benchmarks).
@@ -278,11 +284,7 @@ var connService = moduleTarget{Name: "connservice", Tag: "grpc", Default: ConnDe
 // BuildConn builds the connservice target for each build, cached as BuildTargets does.
 func BuildConn(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
-	targets, err := connService.build(builds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return targets
+	return connService.mustBuild(t, builds)
 }
 
 // RedisBuilds cover the go-redis releases the probe reads differently: the oldest
@@ -303,11 +305,7 @@ var cacheService = moduleTarget{Name: "cacheservice", Tag: "redis", Default: Red
 // BuildRedis builds the cacheservice target for each build, cached as BuildTargets does.
 func BuildRedis(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
-	targets, err := cacheService.build(builds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return targets
+	return cacheService.mustBuild(t, builds)
 }
 
 // BuildRedisErr is BuildRedis for code that is not a test (benchmarks).
@@ -330,11 +328,7 @@ var dbService = moduleTarget{Name: "dbservice", Tag: "drivers", Default: SQLDriv
 // (SQLDriversDefault, SQLDriversOld), cached as BuildTargets does.
 func BuildDBService(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
-	targets, err := dbService.build(builds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return targets
+	return dbService.mustBuild(t, builds)
 }
 
 // Router is a router's test service (internal/testenv/targets/NAME): the same
@@ -351,11 +345,7 @@ type Router struct {
 // Build builds the router's service for each build, cached as BuildTargets does.
 func (r Router) Build(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
-	targets, err := r.build(builds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return targets
+	return r.mustBuild(t, builds)
 }
 
 // BuildErr is Build for code that is not a test (benchmarks).
