@@ -94,15 +94,7 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, db sqlDatabase) {
 	// The two CREATE TABLEs at start, without a parent; then per request.
 	want := 2 + 2 + 2 + 2 + 1 + 1 + 3 + 1 + 1 + 1 + 2*100
 	servers := 1 + 8 + 100
-	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= want+servers })
-	if !ok {
-		t.Fatalf("%d spans, want %d: %s\n%s", len(spans), want+servers, spanList(spans), r.stderr)
-	}
-	time.Sleep(500 * time.Millisecond) // and no more
-	spans = recv.Spans()
-	if len(spans) != want+servers {
-		t.Fatalf("%d spans, want %d: %s", len(spans), want+servers, spanList(spans))
-	}
+	spans := exactSpans(t, recv, want+servers, 30*time.Second, r.stderr)
 	byID := map[string]testenv.Span{}
 	for _, s := range spans {
 		byID[s.SpanID] = s
@@ -414,15 +406,7 @@ func databaseSQLErrors(t *testing.T, tg testenv.Target, driver, dsn, system, nam
 		clients += len(w)
 	}
 	servers := len(want) - 1
-	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= clients+servers })
-	if !ok {
-		t.Fatalf("%d spans, want %d: %s\n%s", len(spans), clients+servers, spanList(spans), r.stderr)
-	}
-	time.Sleep(500 * time.Millisecond) // and no more
-	spans = recv.Spans()
-	if len(spans) != clients+servers {
-		t.Fatalf("%d spans, want %d: %s", len(spans), clients+servers, spanList(spans))
-	}
+	spans := exactSpans(t, recv, clients+servers, 30*time.Second, r.stderr)
 	byID := map[string]testenv.Span{}
 	for _, s := range spans {
 		byID[s.SpanID] = s

@@ -102,15 +102,7 @@ func TestExitEndsOpenSpansGRPC(t *testing.T) {
 				// front's WatchNext and Watch (and Exit), and the downstream's Watch,
 				// which ends when the front's connection goes.
 				want := 2 + 2 + wantServer
-				spans, ok := recv.WaitFor(20*time.Second, func(s []testenv.Span) bool { return len(s) >= want })
-				if !ok {
-					t.Fatalf("%d spans, want %d: %s\nfront: %s", len(spans), want, spanList(spans), front.stderr)
-				}
-				time.Sleep(500 * time.Millisecond) // and no more
-				spans = recv.Spans()
-				if len(spans) != want {
-					t.Fatalf("%d spans, want %d: %s", len(spans), want, spanList(spans))
-				}
+				spans := exactSpans(t, recv, want, 20*time.Second, front.stderr)
 				downHost, downPort := splitAddr(t, downAddr)
 				var watchNext, watchCall, watchDown, exitSpan testenv.Span
 				for _, s := range spans {

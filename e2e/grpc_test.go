@@ -126,15 +126,7 @@ func TestGRPCSpans(t *testing.T) {
 				1 + 1 + // Relay to nowhere: server and its failed client call
 				1 + 1 + 1 + // Deadline: front server, its client Sleep, downstream's Sleep
 				3 // Count, Sum, Chat
-			spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(s) >= want })
-			if !ok {
-				t.Fatalf("%d spans, want %d: %s", len(spans), want, spanList(spans))
-			}
-			time.Sleep(500 * time.Millisecond) // and no more
-			spans = recv.Spans()
-			if len(spans) != want {
-				t.Fatalf("%d spans, want %d: %s", len(spans), want, spanList(spans))
-			}
+			spans := exactSpans(t, recv, want, 30*time.Second)
 			checkGRPCSpans(t, spans, traceID, parentID, frontAddr, downAddr, propagates)
 			for _, r := range []*run{downstream, front, unreachable} {
 				if said := launcherLines(r); said != "" {

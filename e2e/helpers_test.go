@@ -344,3 +344,19 @@ func checkChildren[T comparable](t *testing.T, route string, got, want []T) {
 		}
 	}
 }
+
+// exactSpans waits up to timeout for n spans, then half a second for any more, and
+// fails the test unless exactly n came; what comes with logs (launchers' stderr) is
+// shown if too few came.
+func exactSpans(t *testing.T, recv *testenv.Receiver, n int, timeout time.Duration, logs ...fmt.Stringer) []testenv.Span {
+	t.Helper()
+	if spans, ok := recv.WaitFor(timeout, func(s []testenv.Span) bool { return len(s) >= n }); !ok {
+		t.Fatalf("%d spans, want %d: %s\n%s", len(spans), n, spanList(spans), logs)
+	}
+	time.Sleep(500 * time.Millisecond) // and no more
+	spans := recv.Spans()
+	if len(spans) != n {
+		t.Fatalf("%d spans, want %d: %s", len(spans), n, spanList(spans))
+	}
+	return spans
+}
