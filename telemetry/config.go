@@ -22,6 +22,7 @@ type Config struct {
 	OTLP         OTLP     // OTEL_EXPORTER_OTLP_[TRACES_]*
 	Sampling     Sampling // OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
 	TraceContext bool     // OTEL_PROPAGATORS has tracecontext (the default)
+	Baggage      bool     // OTEL_PROPAGATORS has baggage (the default): not carried by the launcher, a limit said
 	Batch        Batch    // OTEL_BSP_*
 	Metrics      Metrics  // OTEL_METRICS_EXPORTER, OTEL_METRIC_*, OTEL_EXPORTER_OTLP_[METRICS_]*
 	// Warnings are settings the specification says to replace, when invalid, by their
@@ -50,7 +51,10 @@ type OTLP struct {
 // duration histograms made from the probes' spans (every one, sampled or not).
 type Metrics struct {
 	Exporters []string // OTEL_METRICS_EXPORTER without "none": "otlp", "console"
-	OTLP      OTLP     // OTEL_EXPORTER_OTLP_[METRICS_]*
+	// Off says why there are no metrics though OTEL_METRICS_EXPORTER asked for some
+	// (their endpoint's settings are wrong), "" otherwise.
+	Off  string
+	OTLP OTLP // OTEL_EXPORTER_OTLP_[METRICS_]*
 	// Interval and Timeout are the periodic reader's: OTEL_METRIC_EXPORT_INTERVAL and
 	// OTEL_METRIC_EXPORT_TIMEOUT.
 	Interval, Timeout time.Duration
@@ -141,9 +145,7 @@ func configFrom(getenv func(string) string) (Config, error) {
 	}
 	var errs []error
 	var err error
-	if c.Exporters, err = e.exporters("OTEL_TRACES_EXPORTER"); err != nil {
-		errs = append(errs, err)
-	}
+	c.Exporters = e.exporters("OTEL_TRACES_EXPORTER")
 	if c.OTLP, err = e.otlp(tracesSignal); err != nil {
 		errs = append(errs, err)
 	}
@@ -154,34 +156,50 @@ func configFrom(getenv func(string) string) (Config, error) {
 			e.warn("%s: no metrics", strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 		c.Metrics.Exporters = nil
+		c.Metrics.Off = strings.ReplaceAll(err.Error(), "\n", "; ")
 	}
 	c.Sampling = e.sampling()
-	c.TraceContext = e.traceContext()
+	c.TraceContext, c.Baggage = e.propagators()
 	c.Batch = e.batch()
 	c.Warnings = e.warnings
 	return c, errors.Join(errs...)
 }
 
 // exporters reads a signal's exporter list (OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER):
-// otlp by default, "none" for none.
-func (e *env) exporters(name string) ([]string, error) {
+// otlp by default, "none" for none, names in any case. A name the launcher does not
+// have is said and left out; if none is left (and "none" was not asked for), the
+// default is used: a typo or an exporter of another SDK (zipkin, prometheus) must not
+// turn the signal off without a word.
+func (e *env) exporters(name string) []string {
 	raw := strings.TrimSpace(e.get(name))
 	if raw == "" {
-		raw = "otlp"
+		return []string{"otlp"}
 	}
-	var exps []string
+	var exps, unknown []string
+	none := false
 	for _, exp := range strings.Split(raw, ",") {
-		switch exp = strings.TrimSpace(exp); exp {
+		switch exp = strings.ToLower(strings.TrimSpace(exp)); exp {
 		case "otlp", "console":
 			if !slices.Contains(exps, exp) {
 				exps = append(exps, exp)
 			}
-		case "none", "":
+		case "none":
+			none = true
+		case "":
 		default:
-			return exps, fmt.Errorf("%s=%s: %q is not an exporter the launcher has: want otlp, console or none", name, raw, exp)
+			unknown = append(unknown, exp)
 		}
 	}
-	return exps, nil
+	if len(unknown) > 0 {
+		using := "using " + strings.Join(exps, ", ")
+		if len(exps) == 0 && !none {
+			exps, using = []string{"otlp"}, "using otlp, the default"
+		} else if len(exps) == 0 {
+			using = "none left"
+		}
+		e.warn("%s=%s: %s not an exporter the launcher has (otlp, console, none): left out, %s", name, raw, strings.Join(unknown, ", "), using)
+	}
+	return exps
 }
 
 // metrics reads the metrics pipeline's variables.
@@ -189,9 +207,7 @@ func (e *env) metrics() (Metrics, error) {
 	m := Metrics{Interval: defaultMetricsInterval, Timeout: defaultMetricsTimeout}
 	var errs []error
 	var err error
-	if m.Exporters, err = e.exporters("OTEL_METRICS_EXPORTER"); err != nil {
-		errs = append(errs, err)
-	}
+	m.Exporters = e.exporters("OTEL_METRICS_EXPORTER")
 	if len(m.Exporters) > 0 {
 		if m.OTLP, err = e.otlp(metricsSignal); err != nil {
 			errs = append(errs, err)
@@ -238,10 +254,17 @@ func (e *env) milliseconds(name string, dst *time.Duration, zeroOK bool) {
 func (e *env) otlp(sig signal) (OTLP, error) {
 	o := OTLP{Protocol: "grpc", Timeout: defaultTimeout}
 	if name, p := e.signal(sig, "PROTOCOL"); p != "" {
-		if p != "grpc" && p != "http/protobuf" {
-			return o, fmt.Errorf("%s=%s: want grpc or http/protobuf", name, p)
+		// Values in any case, as the specification's enums. http/json goes to the same
+		// port and path as http/protobuf, which every OTLP receiver takes too.
+		switch lp := strings.ToLower(p); lp {
+		case "grpc", "http/protobuf":
+			o.Protocol = lp
+		case "http/json":
+			o.Protocol = "http/protobuf"
+			e.warn("%s=%s: the launcher sends OTLP/HTTP as protobuf only: using http/protobuf", name, p)
+		default:
+			e.warn("%s=%s: want grpc or http/protobuf: using grpc", name, p)
 		}
-		o.Protocol = p
 	}
 	// A boolean as the specification has them: only "true", in any case, is true;
 	// anything else but "false" is said once.
@@ -266,7 +289,7 @@ func (e *env) otlp(sig signal) (OTLP, error) {
 		}
 	}
 	if name, c := e.signal(sig, "COMPRESSION"); c != "" {
-		switch c {
+		switch strings.ToLower(c) {
 		case "gzip":
 			o.Compression = "gzip"
 		case "none":

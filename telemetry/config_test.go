@@ -301,13 +301,17 @@ func TestMetricsSettings(t *testing.T) {
 	if err != nil || len(cfg.Metrics.Exporters) != 0 {
 		t.Errorf("none: %v %+v", err, cfg.Metrics)
 	}
-	// What the launcher cannot export metrics with turns them off, with a warning: the
-	// traces are still exported.
-	for _, env := range []vars{{"OTEL_METRICS_EXPORTER": "prometheus"}, {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "garbage"}} {
-		cfg, err := configFrom(env.get)
-		if err != nil || len(cfg.Metrics.Exporters) != 0 || len(cfg.Exporters) != 1 || len(cfg.Warnings) != 1 || !strings.HasSuffix(cfg.Warnings[0], ": no metrics") {
-			t.Errorf("%v: %v, metrics %v, warnings %q", env, err, cfg.Metrics.Exporters, cfg.Warnings)
-		}
+	// An endpoint the launcher cannot export metrics to turns them off, with a warning
+	// and the reason doctor gives: the traces are still exported.
+	cfg, err = configFrom(vars{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "garbage"}.get)
+	if err != nil || len(cfg.Metrics.Exporters) != 0 || len(cfg.Exporters) != 1 || len(cfg.Warnings) != 1 || !strings.HasSuffix(cfg.Warnings[0], ": no metrics") ||
+		!strings.Contains(cfg.Metrics.Off, "garbage") {
+		t.Errorf("bad metrics endpoint: %v, metrics %+v, warnings %q", err, cfg.Metrics, cfg.Warnings)
+	}
+	// An exporter the launcher does not have (another SDK's) is said, and OTLP used.
+	cfg, err = configFrom(vars{"OTEL_METRICS_EXPORTER": "prometheus"}.get)
+	if err != nil || !slices.Equal(cfg.Metrics.Exporters, []string{"otlp"}) || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "prometheus") {
+		t.Errorf("prometheus: %v, metrics %v, warnings %q", err, cfg.Metrics.Exporters, cfg.Warnings)
 	}
 	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); err == nil || strings.Count(err.Error(), "garbage") != 1 {
 		t.Errorf("a bad generic endpoint is said once: %v", err)
@@ -339,5 +343,31 @@ func TestMalformedResourceAttribute(t *testing.T) {
 	}
 	if !strings.Contains(logged.String(), "OTEL_RESOURCE_ATTRIBUTES") || !strings.Contains(logged.String(), "bad") {
 		t.Errorf("not said: %q", logged.String())
+	}
+}
+
+// The effective configuration doctor prints: defaults, replacements and no secret.
+func TestEffectiveSettings(t *testing.T) {
+	cfg, err := configFrom(vars{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_PROPAGATORS": "Baggage",
+		"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cret", "OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP", "OTEL_BSP_EXPORT_TIMEOUT": "0", "OTEL_METRICS_EXPORTER": "prometheus"}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(cfg.Settings(), "\n")
+	for _, want := range []string{
+		"traces: otlp\n",
+		"traces OTLP: http://localhost:4317 (grpc, plaintext, the default: set OTEL_EXPORTER_OTLP_ENDPOINT), timeout 10s, gzip, headers api-key (values not shown)",
+		"sampler: parentbased_traceidratio 0.25",
+		"propagation: no trace context (OTEL_PROPAGATORS has no tracecontext)",
+		"W3C baggage not carried by the launcher",
+		"batches: every 5s, up to 512 spans an export, 32768 spans queued per exporter, export timeout none",
+		"metrics: otlp, every 1m0s, export timeout 30s, cumulative temporality, exemplars trace_based",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "s3cret") {
+		t.Errorf("a header's value shown:\n%s", got)
 	}
 }

@@ -87,29 +87,37 @@ func (s Sampling) sampled(sp *Span) bool {
 	return true
 }
 
-// traceContext reports whether OTEL_PROPAGATORS asks for W3C trace context (the
-// default): incoming traceparents are joined and outgoing requests carry one.
-// Propagators the launcher does not implement are warned about; baggage, in the
-// specification's default, is accepted without a word, though the launcher does not
-// propagate it (an app's own baggage header passes untouched).
-func (e *env) traceContext() bool {
+// propagators reads OTEL_PROPAGATORS (names in any case): whether it asks for W3C
+// trace context (the default), by which incoming traceparents are joined and outgoing
+// requests carry one, and for W3C baggage (in the default too). The launcher carries
+// no baggage itself: an app's own baggage header passes untouched, which doctor and the
+// README say. A list without tracecontext turns it off, as it does the SDK's
+// propagation; that is said, unless the list is "none", which asks for exactly that.
+func (e *env) propagators() (traceContext, baggage bool) {
 	v := strings.TrimSpace(e.get("OTEL_PROPAGATORS"))
 	if v == "" {
-		return true
+		return true, true
 	}
-	tc := false
+	none := false
 	var unsupported []string
 	for _, p := range strings.Split(v, ",") {
-		switch p = strings.TrimSpace(p); p {
+		switch p = strings.ToLower(strings.TrimSpace(p)); p {
 		case "tracecontext":
-			tc = true
-		case "baggage", "none", "":
+			traceContext = true
+		case "baggage":
+			baggage = true
+		case "none":
+			none = true
+		case "":
 		default:
 			unsupported = append(unsupported, p)
 		}
 	}
 	if len(unsupported) > 0 {
-		e.warn("OTEL_PROPAGATORS: %s not supported (only tracecontext is): ignored", strings.Join(unsupported, ", "))
+		e.warn("OTEL_PROPAGATORS=%s: %s not supported (tracecontext, baggage, none): left out", v, strings.Join(unsupported, ", "))
 	}
-	return tc
+	if !traceContext && !none {
+		e.warn("OTEL_PROPAGATORS=%s has no tracecontext: incoming traceparents are not joined and outgoing requests get none; add tracecontext to the list to join traces across services", v)
+	}
+	return traceContext, baggage
 }

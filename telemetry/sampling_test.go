@@ -93,11 +93,22 @@ func TestSamplingAgreesWithKernelAndSDK(t *testing.T) {
 	}
 }
 
-func TestTraceContextFromEnv(t *testing.T) {
-	for v, want := range map[string]bool{"": true, "tracecontext,baggage": true, "baggage": false, "none": false, "b3,tracecontext": true} {
-		e := &env{get: vars{"OTEL_PROPAGATORS": v}.get}
-		if got := e.traceContext(); got != want {
-			t.Errorf("OTEL_PROPAGATORS=%q: %v", v, got)
+// OTEL_PROPAGATORS, names in any case: a list without tracecontext turns it off, as
+// the SDK's, and says so unless it is "none".
+func TestPropagatorsFromEnv(t *testing.T) {
+	for _, c := range []struct {
+		value            string
+		traceContext, bg bool
+		warned           bool
+	}{
+		{"", true, true, false}, {"tracecontext,baggage", true, true, false}, {"TraceContext, Baggage", true, true, false},
+		{"tracecontext", true, false, false}, {"none", false, false, false},
+		{"baggage", false, true, true}, {"b3,tracecontext", true, false, true}, {"b3", false, false, true},
+	} {
+		e := &env{get: vars{"OTEL_PROPAGATORS": c.value}.get}
+		tc, bg := e.propagators()
+		if tc != c.traceContext || bg != c.bg || (len(e.warnings) > 0) != c.warned {
+			t.Errorf("OTEL_PROPAGATORS=%q: tracecontext %v, baggage %v, warnings %q", c.value, tc, bg, e.warnings)
 		}
 	}
 }

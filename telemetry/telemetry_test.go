@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -86,25 +87,37 @@ func TestServiceNameFromEnvironment(t *testing.T) {
 	}
 }
 
+// Exporter and protocol names are read in any case, as the specification's enums; a
+// name the launcher does not have is said and left out, the default taking its place
+// if nothing is left: never tracing off without a word.
 func TestExportersFromEnvironment(t *testing.T) {
 	for _, c := range []struct {
 		exporter, protocol string
-		n                  int
-		bad                bool
+		want               []string
+		warned             bool
 	}{
-		{"", "", 1, false}, {"otlp", "grpc", 1, false}, {"otlp", "http/protobuf", 1, false}, {"console,otlp", "", 2, false},
-		{"none", "", 0, false}, {"zipkin", "", 0, true}, {"otlp", "http/json", 0, true},
+		{"", "", []string{"otlp"}, false}, {"otlp", "grpc", []string{"otlp"}, false}, {"otlp", "http/protobuf", []string{"otlp"}, false},
+		{"console,otlp", "", []string{"console", "otlp"}, false}, {"none", "", nil, false},
+		{"OTLP", "HTTP/Protobuf", []string{"otlp"}, false}, {" Console , OTLP ", "GRPC", []string{"console", "otlp"}, false},
+		{"zipkin", "", []string{"otlp"}, true}, {"zipkin,console", "", []string{"console"}, true}, {"zipkin,none", "", nil, true},
+		{"otlp", "http/json", []string{"otlp"}, true}, {"otlp", "thrift", []string{"otlp"}, true},
 	} {
 		cfg, err := configFrom(vars{"OTEL_TRACES_EXPORTER": c.exporter, "OTEL_EXPORTER_OTLP_PROTOCOL": c.protocol}.get)
-		if err == nil {
-			var exps []namedSender
-			exps, err = senders(cfg)
-			if len(exps) != c.n {
-				t.Errorf("%q %q: %d exporters", c.exporter, c.protocol, len(exps))
-			}
+		if err != nil {
+			t.Errorf("%q %q: %v", c.exporter, c.protocol, err)
+			continue
 		}
-		if (err != nil) != c.bad {
-			t.Errorf("%q %q: err %v", c.exporter, c.protocol, err)
+		exps, err := senders(cfg)
+		if err != nil || !slices.Equal(cfg.Exporters, c.want) || len(exps) != len(c.want) {
+			t.Errorf("%q %q: exporters %q, want %q (%v)", c.exporter, c.protocol, cfg.Exporters, c.want, err)
+		}
+		if (len(cfg.Warnings) > 0) != c.warned {
+			t.Errorf("%q %q: warnings %q", c.exporter, c.protocol, cfg.Warnings)
+		}
+	}
+	for p, want := range map[string]string{"HTTP/Protobuf": "http/protobuf", "GRPC": "grpc", "http/json": "http/protobuf", "thrift": "grpc"} {
+		if cfg, _ := configFrom(vars{"OTEL_EXPORTER_OTLP_PROTOCOL": p}.get); cfg.OTLP.Protocol != want {
+			t.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%s: %s, want %s", p, cfg.OTLP.Protocol, want)
 		}
 	}
 	cfg, _ := configFrom(vars{"OTEL_SDK_DISABLED": "true"}.get)
