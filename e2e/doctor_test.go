@@ -41,6 +41,11 @@ func TestDoctor(t *testing.T) {
 		"ok     offsets database: go1.21.0 to go1.",
 		"ok     OTLP endpoint " + recv.Endpoint + " (grpc, plaintext) accepts exports",
 		"ok     metrics: request durations every 1m0s (cumulative) to otlp " + recv.Endpoint + " (grpc, plaintext)",
+		"ok     configuration: traces: otlp\n",
+		"ok     configuration: sampler: parentbased_always_on\n",
+		"ok     configuration: propagation: W3C trace context joined from incoming requests and inserted into outgoing ones; W3C baggage not carried",
+		"ok     configuration: batches: every 5s, up to 512 spans an export, 32768 spans queued per exporter, export timeout 30s\n",
+		"limit  baggage: OTEL_PROPAGATORS has baggage (the default), but the launcher does not carry W3C baggage",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in\n%s", want, out)
@@ -85,6 +90,12 @@ func TestDoctorEndpoint(t *testing.T) {
 		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=ftp://" + plain}, 1, "FAIL   configuration: OTEL_EXPORTER_OTLP_ENDPOINT=ftp://" + plain + `: scheme "ftp"`},
 		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:99999"}, 1, "FAIL   configuration: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:99999: port 99999 is not 1-65535"},
 		{[]string{"OTEL_BSP_SCHEDULE_DELAY=soon", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0, "warn   configuration: OTEL_BSP_SCHEDULE_DELAY=soon: want milliseconds: using 5000"},
+		// Another SDK's exporter is said, not reported as "none"; the default is used.
+		{[]string{"OTEL_METRICS_EXPORTER=prometheus", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0,
+			"warn   configuration: OTEL_METRICS_EXPORTER=prometheus: prometheus not an exporter the launcher has (otlp, console, none): left out, using otlp, the default"},
+		{[]string{"OTEL_PROPAGATORS=Baggage", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0,
+			"warn   configuration: OTEL_PROPAGATORS=Baggage has no tracecontext: incoming traceparents are not joined and outgoing requests get none"},
+		{[]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=garbage", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0, "warn   metrics off: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=garbage"},
 	} {
 		env := append(os.Environ(), "OTEL_TRACES_EXPORTER=", "OTEL_EXPORTER_OTLP_PROTOCOL=", "OTEL_EXPORTER_OTLP_HEADERS=", "OTEL_EXPORTER_OTLP_INSECURE=")
 		e, out, stderr := runLaunch(t, opts{env: append(env, c.env...)}, launchBin(t), "doctor")

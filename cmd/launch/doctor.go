@@ -116,11 +116,22 @@ func telemetryFindings(otel telemetry.Config, err error) []kit.Finding {
 		return []kit.Finding{{Status: kit.Warn, Text: "tracing off: OTEL_SDK_DISABLED=true"}}
 	}
 	var fs []kit.Finding
+	for _, s := range otel.Settings() {
+		fs = append(fs, kit.Finding{Status: kit.OK, Text: "configuration: " + s})
+	}
 	for _, w := range otel.Warnings {
 		fs = append(fs, kit.Finding{Status: kit.Warn, Text: "configuration: " + w})
 	}
+	if otel.Baggage {
+		fs = append(fs, baggageLimit)
+	}
 	return append(append(fs, traceExportFinding(otel)), metricsFinding(otel.Metrics))
 }
+
+// baggageLimit: the kernel inserts a traceparent (and the incoming tracestate) into
+// outgoing requests, but no baggage: it would have to keep each request's baggage (up
+// to 8 KiB by the W3C's limits) for every call the handler makes.
+var baggageLimit = kit.Finding{Status: kit.Limit, Text: "baggage: OTEL_PROPAGATORS has baggage (the default), but the launcher does not carry W3C baggage from incoming requests into outgoing ones; a baggage header the app writes itself passes as written"}
 
 // traceExportFinding says where spans go and, with the OTLP exporter, whether the
 // collector accepts an export.
@@ -139,6 +150,9 @@ func traceExportFinding(otel telemetry.Config) kit.Finding {
 
 // metricsFinding says where the request metrics go, and how often.
 func metricsFinding(m telemetry.Metrics) kit.Finding {
+	if m.Off != "" {
+		return kit.Finding{Status: kit.Warn, Text: "metrics off: " + m.Off}
+	}
 	if len(m.Exporters) == 0 {
 		return kit.Finding{Status: kit.OK, Text: "metrics off (OTEL_METRICS_EXPORTER=none)"}
 	}
