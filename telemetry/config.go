@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // Config is the OpenTelemetry configuration, read once from the environment as the
@@ -25,6 +27,10 @@ type Config struct {
 	Baggage      bool     // OTEL_PROPAGATORS has baggage (the default): not carried by the launcher, a limit said
 	Batch        Batch    // OTEL_BSP_*
 	Metrics      Metrics  // OTEL_METRICS_EXPORTER, OTEL_METRIC_*, OTEL_EXPORTER_OTLP_[METRICS_]*
+	// Resource is what the environment says of the app (OTEL_RESOURCE_ATTRIBUTES,
+	// OTEL_SERVICE_NAME, the pod's variables), later entries winning: it overrides
+	// what the launcher detects, on spans and metrics alike.
+	Resource []attribute.KeyValue
 	// Warnings are settings the specification says to replace, when invalid, by their
 	// default: each says which and what was used instead.
 	Warnings []string
@@ -161,6 +167,7 @@ func configFrom(getenv func(string) string) (Config, error) {
 	c.Sampling = e.sampling()
 	c.TraceContext, c.Baggage = e.propagators()
 	c.Batch = e.batch()
+	c.Resource = e.resource()
 	c.Warnings = e.warnings
 	return c, errors.Join(errs...)
 }

@@ -3,12 +3,13 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -17,12 +18,31 @@ type vars map[string]string
 
 func (v vars) get(name string) string { return v[name] }
 
+// testConfig is the configuration of the test's environment (its t.Setenv), for the
+// trace pipeline alone.
 func testConfig() Config {
-	c, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "none"}.get) // the trace pipeline alone
+	c, err := configFrom(func(name string) string {
+		if name == "OTEL_METRICS_EXPORTER" {
+			return "none"
+		}
+		return os.Getenv(name)
+	})
 	if err != nil {
 		panic(err)
 	}
 	return c
+}
+
+// envResource is the resource the test's environment configures.
+func envResource(tb testing.TB) []attribute.KeyValue {
+	c, err := ConfigFromEnv()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, w := range c.Warnings {
+		tb.Log(w)
+	}
+	return c.Resource
 }
 
 // Where spans go, as the OTLP exporter specification says, and in plaintext by default.
@@ -319,18 +339,16 @@ func TestMetricsSettings(t *testing.T) {
 }
 
 // One malformed entry of OTEL_RESOURCE_ATTRIBUTES is left out and said, as the SDK
-// does; the others are kept, and tracing goes on.
+// does; the others are kept, and tracing goes on. OTEL_SERVICE_NAME wins.
 func TestMalformedResourceAttribute(t *testing.T) {
-	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "a=b,bad,c=d")
-	var logged strings.Builder
-	defer slog.SetDefault(slog.Default())
-	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
-	p, err := newPipeline(context.Background(), App{Path: "/app"}, testConfig(), []namedSender{{"mem", &memSender{}}})
+	cfg, err := configFrom(vars{"OTEL_RESOURCE_ATTRIBUTES": "a=b,bad,c=d%20e,service.name=x,f=%zz", "OTEL_SERVICE_NAME": "checkout"}.get)
 	if err != nil {
 		t.Fatalf("tracing off: %v", err)
 	}
-	p.Shutdown(context.Background())
-	res, err := appResource(context.Background(), App{Path: "/app"})
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "OTEL_RESOURCE_ATTRIBUTES") || !strings.Contains(cfg.Warnings[0], `"bad"`) {
+		t.Errorf("warnings %q", cfg.Warnings)
+	}
+	res, err := appResource(context.Background(), App{Path: "/app"}, cfg.Resource)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,11 +356,8 @@ func TestMalformedResourceAttribute(t *testing.T) {
 	for _, kv := range res.Attributes() {
 		attrs[string(kv.Key)] = kv.Value.Emit()
 	}
-	if attrs["a"] != "b" || attrs["c"] != "d" || attrs["bad"] != "" {
-		t.Errorf("resource %v, want a=b and c=d", attrs)
-	}
-	if !strings.Contains(logged.String(), "OTEL_RESOURCE_ATTRIBUTES") || !strings.Contains(logged.String(), "bad") {
-		t.Errorf("not said: %q", logged.String())
+	if attrs["a"] != "b" || attrs["c"] != "d e" || attrs["f"] != "%zz" || attrs["bad"] != "" || attrs["service.name"] != "checkout" {
+		t.Errorf("resource %v, want a=b, c=d e, f=%%zz, service.name=checkout", attrs)
 	}
 }
 

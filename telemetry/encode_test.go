@@ -113,7 +113,7 @@ func testSpans() []*Span {
 func TestEncodingMatchesSDK(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
 	ctx := context.Background()
-	res, err := appResource(ctx, App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"})
+	res, err := appResource(ctx, App{Path: "/srv/app", PID: 42, GoVersion: "go1.26.8"}, envResource(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func (c *capturingClient) UploadTraces(_ context.Context, rs []*tracepb.Resource
 // What encoding one server span costs (the SDK's span, transform and marshal cost
 // ~20 µs of the launcher's CPU; see docs/benchmarks.md).
 func BenchmarkEncodeServerSpan(b *testing.B) {
-	res, _ := appResource(context.Background(), App{Path: "/app"})
+	res, _ := appResource(context.Background(), App{Path: "/app"}, envResource(b))
 	enc := newEncoder(res, scopeName, NewClock())
 	s := testSpans()[0]
 	buf := make([]byte, 0, 2048)

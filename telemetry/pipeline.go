@@ -75,7 +75,7 @@ func senders(cfg Config) ([]namedSender, error) {
 }
 
 func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender) (*Pipeline, error) {
-	res, err := appResource(ctx, app)
+	res, err := appResource(ctx, app, cfg.Resource)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,7 @@ package telemetry
 import (
 	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,9 +24,10 @@ type App struct {
 	GoVersion string // "go1.26.8"
 }
 
-// appResource: service.name defaults to the app's executable name; OTEL_SERVICE_NAME
-// and OTEL_RESOURCE_ATTRIBUTES override what is detected.
-func appResource(ctx context.Context, app App) (*resource.Resource, error) {
+// appResource: service.name defaults to the app's executable name; what the
+// configuration read from the environment (Config.Resource) names overrides what is
+// detected.
+func appResource(ctx context.Context, app App, configured []attribute.KeyValue) (*resource.Resource, error) {
 	attrs := []attribute.KeyValue{
 		semconv.ServiceName(filepath.Base(app.Path)),
 		semconv.ProcessPID(app.PID),
@@ -47,20 +46,44 @@ func appResource(ctx context.Context, app App) (*resource.Resource, error) {
 	if id := containerID(); id != "" {
 		attrs = append(attrs, semconv.ContainerID(id))
 	}
-	attrs = append(attrs, kubernetesAttributes(os.Getenv)...)
-	res, err := resource.New(ctx,
+	return resource.New(ctx,
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),
 		resource.WithAttributes(attrs...),
-		resource.WithFromEnv(), // last: the environment wins
+		resource.WithAttributes(configured...), // last: the configuration wins
 	)
-	if errors.Is(err, resource.ErrPartialResource) && res != nil {
-		// As the SDK: an entry of OTEL_RESOURCE_ATTRIBUTES that is not key=value is
-		// said and left out; the others, and tracing, stay.
-		slog.Warn(fmt.Sprintf("OTEL_RESOURCE_ATTRIBUTES: %v: those entries left out, the others kept", err))
-		return res, nil
+}
+
+// resource reads the resource's variables, in the order in which later ones win: the
+// pod's (kubernetesVariables), OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME. As the
+// SDK: an entry that is not key=value is said and left out, the others kept; a value
+// whose percent-encoding is broken is kept as written.
+func (e *env) resource() []attribute.KeyValue {
+	attrs := kubernetesAttributes(e.get)
+	const name = "OTEL_RESOURCE_ATTRIBUTES"
+	var invalid []string
+	for _, entry := range strings.Split(strings.TrimSpace(e.get(name)), ",") {
+		if strings.TrimSpace(entry) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(entry, "=")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			invalid = append(invalid, strings.TrimSpace(entry))
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if unescaped, err := url.PathUnescape(v); err == nil {
+			v = unescaped
+		}
+		attrs = append(attrs, attribute.String(k, v))
 	}
-	return res, err
+	if len(invalid) > 0 {
+		e.warn("%s: %q not key=value: left out, the other entries kept", name, invalid)
+	}
+	if svc := strings.TrimSpace(e.get("OTEL_SERVICE_NAME")); svc != "" {
+		attrs = append(attrs, semconv.ServiceName(svc))
+	}
+	return attrs
 }
 
 // kubernetesVariables are where a pod's manifest puts its downward-API fields for

@@ -155,7 +155,7 @@ func TestHTTPSender(t *testing.T) {
 }
 
 func testRequest(t *testing.T) []byte {
-	res, err := appResource(context.Background(), App{Path: "/app"})
+	res, err := appResource(context.Background(), App{Path: "/app"}, envResource(t))
 	if err != nil {
 		t.Fatal(err)
 	}

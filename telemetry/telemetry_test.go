@@ -78,7 +78,7 @@ func TestEmitKeepsKernelIDs(t *testing.T) {
 
 func TestServiceNameFromEnvironment(t *testing.T) {
 	t.Setenv("OTEL_SERVICE_NAME", "checkout")
-	res, err := appResource(context.Background(), App{Path: "/app"})
+	res, err := appResource(context.Background(), App{Path: "/app"}, envResource(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestKubernetesResource(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "node-3")
 	t.Setenv("K8S_POD_UID", "")
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.node.name=from-otel-resource-attributes")
-	res, err := appResource(context.Background(), App{Path: "/app"})
+	res, err := appResource(context.Background(), App{Path: "/app"}, envResource(t))
 	if err != nil {
 		t.Fatal(err)
 	}
