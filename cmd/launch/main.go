@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -76,12 +77,33 @@ func flagEnv(name string) []string {
 	return []string{string(env)}
 }
 
+// bindEnv gives each flag but the command-line-only ones its LAUNCH_ variable. Every
+// flag type of the CLI library has the EnvVars field; a flag without one is a
+// programming error, which the tests catch at once.
+func bindEnv(flags []cli.Flag) {
+	for _, f := range flags {
+		if slices.Contains(commandLineOnly, f.Names()[0]) || slices.Contains(repeatedOnly, f.Names()[0]) {
+			continue
+		}
+		field := reflect.ValueOf(f).Elem().FieldByName("EnvVars")
+		if !field.IsValid() {
+			panic(fmt.Sprintf("flag --%s (%T) has no EnvVars to bind LAUNCH_ variables to", f.Names()[0], f))
+		}
+		field.Set(reflect.ValueOf(flagEnv(f.Names()[0])))
+	}
+}
+
 // commandLineOnly are the flags that set the app's privileges or choose a path root
 // reads or writes. The environment belongs to the app: whoever writes the image or the
 // pod sets it (and, under launch-runtime, its annotations), so these flags have no
 // LAUNCH_ variable, and one that is set is refused (refusedEnv) rather than quietly
 // ignored. They come from the command line, which the operator owns.
 var commandLineOnly = []string{"keep-caps", "drop-caps", "app-caps", "app-seccomp", "user", "groups", "cpu-profile", "offsets-db"}
+
+// repeatedOnly are flags given once per value, each whole (wrap's --env KEY=VALUE):
+// one variable cannot say them, so they have none (and one set is no error: LAUNCH_ENV
+// may well be an app's own).
+var repeatedOnly = []string{"env"}
 
 // refusedEnv is the error for a LAUNCH_ variable of a command-line-only flag in env,
 // or nil.
@@ -124,20 +146,10 @@ func newApp(command []string) *cli.App {
 		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
 		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile of the launcher itself (go tool pprof) to `FILE` when it exits: where its time per span goes; command line only"},
 	}
-	for _, f := range flags {
-		if slices.Contains(commandLineOnly, f.Names()[0]) {
-			continue
-		}
-		switch f := f.(type) {
-		case *cli.StringFlag:
-			f.EnvVars = flagEnv(f.Name)
-		case *cli.DurationFlag:
-			f.EnvVars = flagEnv(f.Name)
-		case *cli.BoolFlag:
-			f.EnvVars = flagEnv(f.Name)
-		case *cli.IntFlag:
-			f.EnvVars = flagEnv(f.Name)
-		}
+	cmds := commands()
+	bindEnv(flags)
+	for _, c := range cmds {
+		bindEnv(c.Flags)
 	}
 	return &cli.App{
 		Name:      "launch",
@@ -150,15 +162,18 @@ killed it; 127 if PROG was not found, 126 if it could not be executed). PROG run
 without the capabilities the launcher needs. If tracing cannot be set up, launch
 says why in one line and runs PROG anyway.
 
-A flag can also be set with an environment variable LAUNCH_<FLAG>, for example
-LAUNCH_ATTACH_TIMEOUT=2s, except the flags that set the app's privileges or a path
-(--keep-caps, --drop-caps, --app-caps, --app-seccomp, --user, --groups, --cpu-profile,
+A flag, launch's or its commands', can also be set with an environment variable
+LAUNCH_<FLAG>, for example LAUNCH_ATTACH_TIMEOUT=2s or LAUNCH_PLATFORM=linux/amd64
+(wrap), except the flags that set the app's privileges or a path (--keep-caps,
+--drop-caps, --app-caps, --app-seccomp, --user, --groups, --cpu-profile,
 --offsets-db): the environment belongs to the app, so those are taken from the
-command line only, and launch refuses to start when their variable is set. Tracing is
-configured with the standard OTEL_* variables.`,
+command line only, and launch refuses to start when their variable is set; and wrap's
+repeated --env. Tracing is configured with the standard OTEL_* variables; where a flag
+and one say the same (--max-queue and OTEL_BSP_MAX_QUEUE_SIZE), the flag or its
+LAUNCH_ variable wins. launch doctor prints the configuration in effect.`,
 		Version:         version.String(),
 		Flags:           flags,
-		Commands:        commands(),
+		Commands:        cmds,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
 		// For every command: inspect and doctor read --offsets-db too.

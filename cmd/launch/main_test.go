@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/otel-go-launcher/otel-go-launcher/launcher"
 )
 
@@ -45,5 +47,28 @@ func TestSubcommandsAreOneList(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("the CLI's commands are %q; launcher.Subcommands (gate.Subcommands) is %q", names, want)
+	}
+}
+
+// Every flag of every command has its LAUNCH_ variable, whatever its type, but those
+// the environment must not set and those a variable cannot say.
+func TestEveryFlagHasItsVariable(t *testing.T) {
+	app := newApp(nil)
+	check := func(cmd string, flags []cli.Flag) {
+		for _, f := range flags {
+			name := f.Names()[0]
+			got := f.(cli.DocGenerationFlag).GetEnvVars()
+			want := flagEnv(name)
+			if slices.Contains(commandLineOnly, name) || slices.Contains(repeatedOnly, name) {
+				want = nil
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s --%s (%T): variables %q, want %q", cmd, name, f, got, want)
+			}
+		}
+	}
+	check("launch", app.Flags)
+	for _, c := range app.Commands {
+		check("launch "+c.Name, c.Flags)
 	}
 }
