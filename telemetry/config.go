@@ -118,10 +118,28 @@ var defaultBatch = Batch{ScheduleDelay: 5 * time.Second, ExportTimeout: 30 * tim
 // variable and says what it wants: with that setting, no span could be exported.
 func ConfigFromEnv() (Config, error) { return configFrom(os.Getenv) }
 
+// ConfigFromList reads the configuration from KEY=VALUE pairs, the last of a key
+// winning as in a process's environment: what launch wrap puts in an image's config,
+// checked by the same reader the launcher runs. The files its settings name are in
+// the image, not here: they are not looked for.
+func ConfigFromList(list []string) (Config, error) {
+	vars := map[string]string{}
+	for _, kv := range list {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	e := &env{get: func(name string) string { return vars[name] }, elsewhere: true}
+	return e.config()
+}
+
 // env reads the variables of one configuration.
 type env struct {
 	get      func(string) string
 	warnings []string
+	// elsewhere: the environment is another machine's (an image's), whose files
+	// cannot be checked from here.
+	elsewhere bool
 }
 
 // warn notes a setting replaced by its default, once (a generic variable is read for
@@ -143,10 +161,11 @@ func (e *env) signal(sig signal, suffix string) (name, value string) {
 	return "", ""
 }
 
-func configFrom(getenv func(string) string) (Config, error) {
-	e := &env{get: getenv}
+func configFrom(getenv func(string) string) (Config, error) { return (&env{get: getenv}).config() }
+
+func (e *env) config() (Config, error) {
 	var c Config
-	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+	if strings.EqualFold(strings.TrimSpace(e.get("OTEL_SDK_DISABLED")), "true") {
 		return Config{Disabled: true}, nil
 	}
 	var errs []error
@@ -313,7 +332,7 @@ func (e *env) otlp(sig signal) (OTLP, error) {
 		if path == "" {
 			continue
 		}
-		if _, err := os.Stat(path); err != nil {
+		if _, err := os.Stat(path); err != nil && !e.elsewhere {
 			errs = append(errs, fmt.Errorf("%s=%s: %w", name, path, err))
 		}
 		*f.dst = path

@@ -19,6 +19,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/images"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
 func wrapCommand() *cli.Command {
@@ -73,7 +74,7 @@ Exit codes: 0 written, 1 failed (one line on stderr), 2 usage.`,
 			&cli.StringFlag{Name: "platform", Usage: "comma-separated `LIST` of os/arch[/variant] to wrap and keep of a multi-platform image (default: all)"},
 			// Not a StringSliceFlag: it splits values at commas, and a value such as
 			// OTEL_RESOURCE_ATTRIBUTES=a=b,c=d must be taken whole.
-			&cli.GenericFlag{Name: "env", Value: &envList{}, Usage: "set `KEY=VALUE` in the image's config, e.g. OTEL_SERVICE_NAME=payments (repeatable; the value is taken whole, commas included)"},
+			&cli.GenericFlag{Name: "env", Value: &envList{}, Usage: "set `KEY=VALUE` in the image's config, e.g. OTEL_SERVICE_NAME=payments (repeatable; the value is taken whole, commas included); OTEL_* settings are read as the launcher will read them: one it could not trace with is refused, one it replaces by a default is said"},
 			&cli.StringFlag{Name: "max-layer-size", Value: images.FormatSize(images.DefaultLayerSize), Usage: "refuse a layer (stored or uncompressed) or an archive entry larger than `SIZE` (KiB, MiB, GiB, TiB)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach registries over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "containerd-address", Value: images.DefaultContainerdAddress, Usage: "containerd's `SOCKET`, for containerd: references"},
@@ -159,6 +160,9 @@ func wrap(ctx context.Context, c *cli.Context, srcArg, dstArg string) error {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return usageError{fmt.Errorf("--env %q: want KEY=VALUE", kv)}
 		}
+	}
+	if err := checkOTelEnv(os.Stderr, env); err != nil {
+		return usageError{err}
 	}
 	lim := limits
 	if lim.LayerSize, err = images.ParseSize(c.String("max-layer-size")); err != nil {
@@ -352,3 +356,21 @@ func (p *progress) done() {
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// checkOTelEnv reads the OTEL_* settings of --env as the launcher will in the
+// container: one no export could work with refuses the wrap, as the launcher would
+// refuse to trace; one it replaces by a default is said now, at build time, where the
+// operator sees it, rather than only in the container's log.
+func checkOTelEnv(w io.Writer, env []string) error {
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "OTEL_") }) {
+		return nil
+	}
+	cfg, err := telemetry.ConfigFromList(env)
+	if err != nil {
+		return fmt.Errorf("--env: the launcher would not trace with these settings: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	for _, warning := range cfg.Warnings {
+		fmt.Fprintf(w, "launch wrap: warning: --env: %s\n", warning)
+	}
+	return nil
+}

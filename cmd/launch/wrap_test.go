@@ -138,6 +138,8 @@ func TestWrapUsageErrors(t *testing.T) {
 		{"--max-layer-size", "0"},
 		{"--env", "NOVALUE"},
 		{"--env", "=x"},
+		// A setting the launcher would not trace with, refused at build time.
+		{"--env", "OTEL_EXPORTER_OTLP_ENDPOINT=ftp://collector:4317"},
 	} {
 		argv := append(append([]string{"launch", "wrap"}, args...), "oci:"+src, "oci:"+filepath.Join(dir, "out"))
 		if code := run(argv); code != 2 {
@@ -160,5 +162,23 @@ func TestWrapMaxLayerSize(t *testing.T) {
 	}
 	if n, err := images.ParseSize("64GiB"); err != nil || n != 64<<30 || images.FormatSize(n) != "64GiB" {
 		t.Errorf("ParseSize(64GiB) = %d, %v", n, err)
+	}
+}
+
+// OTEL_* settings of --env are read as the launcher will read them: those it replaces
+// by a default are said at build time.
+func TestWrapChecksOTelSettings(t *testing.T) {
+	var w strings.Builder
+	if err := checkOTelEnv(&w, []string{"OTEL_BSP_SCHEDULE_DELAY=soon", "PATH=/bin", "OTEL_TRACES_EXPORTER=zipkin"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"launch wrap: warning: --env: OTEL_BSP_SCHEDULE_DELAY=soon: want milliseconds: using 5000\n", "OTEL_TRACES_EXPORTER=zipkin: zipkin not an exporter"} {
+		if !strings.Contains(w.String(), want) {
+			t.Errorf("no %q in %q", want, w.String())
+		}
+	}
+	// A file the settings name is in the image, not on the machine that wraps it.
+	if err := checkOTelEnv(&w, []string{"OTEL_EXPORTER_OTLP_CERTIFICATE=/etc/collector-ca.pem"}); err != nil {
+		t.Errorf("a certificate in the image: %v", err)
 	}
 }
