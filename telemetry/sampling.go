@@ -92,7 +92,7 @@ func (s Sampling) sampled(sp *Span) bool {
 // requests carry one, and for W3C baggage (in the default too). The launcher carries
 // no baggage itself: an app's own baggage header passes untouched, which doctor and the
 // README say. A list without tracecontext turns it off, as it does the SDK's
-// propagation; that is said, unless the list is "none", which asks for exactly that.
+// propagation; that is said, unless the list has "none", which asks for exactly that.
 func (e *env) propagators() (traceContext, baggage bool) {
 	v := strings.TrimSpace(e.get("OTEL_PROPAGATORS"))
 	if v == "" {
@@ -116,7 +116,11 @@ func (e *env) propagators() (traceContext, baggage bool) {
 	if len(unsupported) > 0 {
 		e.warn("OTEL_PROPAGATORS=%s: %s not supported (tracecontext, baggage, none): left out", v, strings.Join(unsupported, ", "))
 	}
-	if !traceContext && !none {
+	if none {
+		// As the SDK's autoprop: "none" anywhere in the list means no propagator.
+		return false, false
+	}
+	if !traceContext {
 		e.warn("OTEL_PROPAGATORS=%s has no tracecontext: incoming traceparents are not joined and outgoing requests get none; add tracecontext to the list to join traces across services", v)
 	}
 	return traceContext, baggage

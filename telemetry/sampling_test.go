@@ -102,7 +102,7 @@ func TestPropagatorsFromEnv(t *testing.T) {
 		warned           bool
 	}{
 		{"", true, true, false}, {"tracecontext,baggage", true, true, false}, {"TraceContext, Baggage", true, true, false},
-		{"tracecontext", true, false, false}, {"none", false, false, false},
+		{"tracecontext", true, false, false}, {"none", false, false, false}, {"tracecontext,none", false, false, false},
 		{"baggage", false, true, true}, {"b3,tracecontext", true, false, true}, {"b3", false, false, true},
 	} {
 		e := &env{get: vars{"OTEL_PROPAGATORS": c.value}.get}
