@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -384,5 +385,25 @@ func TestEffectiveSettings(t *testing.T) {
 	}
 	if strings.Contains(got, "s3cret") {
 		t.Errorf("a header's value shown:\n%s", got)
+	}
+}
+
+// The resource's variables give what the SDK's detector gives them, entry for entry.
+func TestResourceAsTheSDK(t *testing.T) {
+	for _, c := range []struct{ attrs, service string }{
+		{"a=b", ""}, {" a = b , c=d ", ""}, {"a=b,bad,c=d", ""}, {"k=v%2C1%3Dx", ""}, {"k=%zz", ""}, {"a=b,a=c", ""},
+		{"service.name=x", ""}, {"service.name=x", "checkout"}, {"", "checkout"}, {"a=b=c", ""}, {",,a=b,", ""}, {"a=", ""},
+	} {
+		t.Setenv("OTEL_RESOURCE_ATTRIBUTES", c.attrs)
+		t.Setenv("OTEL_SERVICE_NAME", c.service)
+		sdk, _ := resource.New(context.Background(), resource.WithFromEnv())
+		cfg, err := ConfigFromEnv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours := resource.NewSchemaless(cfg.Resource...)
+		if !ours.Equal(sdk) {
+			t.Errorf("OTEL_RESOURCE_ATTRIBUTES=%q OTEL_SERVICE_NAME=%q: %v, the SDK %v", c.attrs, c.service, ours.Attributes(), sdk.Attributes())
+		}
 	}
 }
