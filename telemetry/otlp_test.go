@@ -2,9 +2,13 @@ package telemetry
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -85,5 +89,146 @@ func TestBadHeaderNameLeftOutOfBothSignals(t *testing.T) {
 	}
 	if strings.Contains(logged.String(), "level=WARN") {
 		t.Errorf("warned again:\n%s", logged.String())
+	}
+}
+
+// forwardProxy is an HTTP proxy: it forwards absolute-form requests (http:// targets)
+// and tunnels CONNECT (https:// targets, gRPC), and keeps the local address of each
+// connection it made upstream, so that a receiver can tell what came through it.
+type forwardProxy struct {
+	*httptest.Server
+	mu       sync.Mutex
+	upstream map[string]bool // local addresses of its connections to the targets
+	requests int
+}
+
+func newForwardProxy(t *testing.T) *forwardProxy {
+	p := &forwardProxy{upstream: map[string]bool{}}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			p.mu.Lock()
+			p.upstream[c.LocalAddr().String()] = true
+			p.mu.Unlock()
+		}
+		return c, err
+	}
+	forward := &http.Transport{DialContext: dial} // no proxy of its own
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.requests++
+		p.mu.Unlock()
+		if r.Method == http.MethodConnect {
+			up, err := dial(r.Context(), "tcp", r.Host)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+			down, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				up.Close()
+				return
+			}
+			go func() { io.Copy(up, buf); up.Close() }()
+			io.Copy(down, up)
+			down.Close()
+			return
+		}
+		out := r.Clone(r.Context())
+		out.RequestURI = ""
+		resp, err := forward.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(func() { p.Close(); forward.CloseIdleConnections() })
+	return p
+}
+
+// through says whether a connection from remote (a receiver's view) was the proxy's.
+func (p *forwardProxy) through(remote string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.upstream[remote]
+}
+
+func (p *forwardProxy) used() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.requests
+}
+
+// reachableHost is an address of this host that is not a loopback one: Go's proxy
+// rules never send requests for localhost or 127.0.0.0/8 through a proxy. It is the
+// first non-loopback IPv4 address of an interface, else 0.0.0.0 (on Linux, a connection
+// to it reaches this host; it is no loopback address to the proxy rules).
+func reachableHost(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil && !ip.IP.IsLoopback() && !ip.IP.IsLinkLocalUnicast() {
+			return ip.IP.String()
+		}
+	}
+	return "0.0.0.0"
+}
+
+// setProxyEnv sets the proxy variables (their lower-case forms cleared: they are read
+// too).
+func setProxyEnv(t *testing.T, httpProxy, httpsProxy, noProxy string) {
+	for _, v := range []struct{ name, value string }{{"HTTP_PROXY", httpProxy}, {"HTTPS_PROXY", httpsProxy}, {"NO_PROXY", noProxy}} {
+		t.Setenv(v.name, v.value)
+		t.Setenv(strings.ToLower(v.name), "")
+	}
+}
+
+// Spans go through the proxy HTTP_PROXY names, as the SDK's HTTP exporter's (and the
+// launcher's metrics) do; NO_PROXY bypasses it. The collector is at this host's
+// non-loopback address: Go's proxy rules leave loopback addresses alone.
+func TestHTTPSenderUsesTheEnvironmentsProxy(t *testing.T) {
+	host := reachableHost(t)
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var remotes []string
+	recv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		remotes = append(remotes, r.RemoteAddr)
+		mu.Unlock()
+	})}
+	go recv.Serve(l)
+	defer recv.Close()
+	proxy := newForwardProxy(t)
+	endpoint, _ := url.Parse("http://" + l.Addr().String() + "/v1/traces")
+	for _, c := range []struct {
+		noProxy string
+		proxied bool
+	}{{"", true}, {host, false}} {
+		setProxyEnv(t, proxy.URL, "", c.noProxy)
+		before := proxy.used()
+		s, err := newSender("otlp", OTLP{Protocol: "http/protobuf", Endpoint: endpoint, Insecure: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := send(context.Background(), s, testRequest(t)); err != nil {
+			t.Errorf("NO_PROXY=%q: %v", c.noProxy, err)
+		}
+		s.close()
+		mu.Lock()
+		got := len(remotes) > 0 && proxy.through(remotes[len(remotes)-1])
+		mu.Unlock()
+		if got != c.proxied || (proxy.used() > before) != c.proxied {
+			t.Errorf("NO_PROXY=%q: through the proxy %v (%d requests), want %v", c.noProxy, got, proxy.used()-before, c.proxied)
+		}
 	}
 }

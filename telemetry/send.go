@@ -9,12 +9,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"golang.org/x/net/http/httpproxy"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -237,8 +239,17 @@ func newHTTPSender(o OTLP) (*httpSender, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsConfig
-	transport.Proxy = nil
+	transport.Proxy = environmentProxy()
 	return &httpSender{client: &http.Client{Transport: transport}, url: o.Endpoint.String(), headers: o.Headers, gzip: o.Compression == "gzip"}, nil
+}
+
+// environmentProxy is the proxy HTTP_PROXY, HTTPS_PROXY and NO_PROXY say, as the
+// SDK's HTTP exporters (and so the launcher's metrics) use it: http.ProxyFromEnvironment's
+// rules, none for localhost and loopback addresses. Read when the sender is made, with
+// the rest of the configuration (net/http reads it at a process's first request).
+func environmentProxy() func(*http.Request) (*url.URL, error) {
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
+	return func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
 }
 
 func (s *httpSender) attempt(ctx context.Context, req []byte, resp *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
