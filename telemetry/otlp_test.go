@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"io"
+	"log"
 	"log/slog"
 	"maps"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,11 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // otlpHTTPReceiver answers every POST 200 and keeps, for each, the path and headers.
@@ -230,5 +237,75 @@ func TestHTTPSenderUsesTheEnvironmentsProxy(t *testing.T) {
 		if got != c.proxied || (proxy.used() > before) != c.proxied {
 			t.Errorf("NO_PROXY=%q: through the proxy %v (%d requests), want %v", c.noProxy, got, proxy.used()-before, c.proxied)
 		}
+	}
+}
+
+// Which failures are retried is the SDK exporters': over HTTP 429, 502, 503 and 504 and
+// temporary transport errors (a timeout), not another status, a certificate that does
+// not verify or a refused connection; over gRPC the codes of otlptracegrpc's
+// retryable(), RESOURCE_EXHAUSTED only with RetryInfo. What is not retried fails at
+// once, not at the export's timeout.
+func TestRetryClassification(t *testing.T) {
+	var code atomic.Int32
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := int(code.Load()); c == 0 {
+			time.Sleep(200 * time.Millisecond)
+		} else {
+			w.WriteHeader(c)
+		}
+	}))
+	defer plain.Close()
+	untrusted := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes refused
+	untrusted.StartTLS()
+	defer untrusted.Close()
+	refusing := httptest.NewServer(http.NotFoundHandler())
+	refusing.Close()
+	sender := func(raw string) sender {
+		u, _ := url.Parse(raw + "/v1/traces")
+		s, err := newSender("otlp", OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: u.Scheme == "http"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.close() })
+		return s
+	}
+	for _, c := range []struct {
+		status int // 0: no answer within the attempt's 50 ms
+		url    string
+		retry  bool
+	}{
+		{400, plain.URL, false}, {401, plain.URL, false}, {403, plain.URL, false}, {404, plain.URL, false},
+		{413, plain.URL, false}, {500, plain.URL, false}, {501, plain.URL, false},
+		{429, plain.URL, true}, {502, plain.URL, true}, {503, plain.URL, true}, {504, plain.URL, true},
+		{0, plain.URL, true}, {0, untrusted.URL, false}, {0, refusing.URL, false},
+	} {
+		code.Store(int32(c.status))
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		retry, _, err := sender(c.url).attempt(ctx, nil, new(coltracepb.ExportTraceServiceResponse))
+		cancel()
+		if err == nil || retry != c.retry {
+			t.Errorf("%s, status %d: retry %v (%v), want %v", c.url, c.status, retry, err, c.retry)
+		}
+	}
+	// Not retried: the export fails now, with the reason, though it had 5 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if _, err := send(ctx, sender(untrusted.URL), testRequest(t)); err == nil || !strings.Contains(err.Error(), "x509: certificate signed by unknown authority") ||
+		time.Since(begin) > time.Second {
+		t.Errorf("untrusted certificate: %v after %s, want the x509 error at once", err, time.Since(begin))
+	}
+
+	retryInfo, _ := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	retried := map[codes.Code]bool{codes.Canceled: true, codes.DeadlineExceeded: true, codes.Aborted: true, codes.OutOfRange: true,
+		codes.Unavailable: true, codes.DataLoss: true}
+	for c := codes.OK + 1; c <= codes.Unauthenticated; c++ {
+		if retry, _ := retryableStatus(status.New(c, "")); retry != retried[c] {
+			t.Errorf("gRPC %s: retry %v, want %v", c, retry, retried[c])
+		}
+	}
+	if retry, throttle := retryableStatus(retryInfo); !retry || throttle != time.Second {
+		t.Errorf("RESOURCE_EXHAUSTED with RetryInfo: retry %v after %s, want after 1s", retry, throttle)
 	}
 }

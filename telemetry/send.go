@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -177,14 +178,17 @@ func (s *grpcSender) attempt(ctx context.Context, req []byte, resp *coltracepb.E
 
 func (s *grpcSender) close() error { return s.conn.Close() }
 
-// retryableStatus: the codes the OTLP specification says to retry; RESOURCE_EXHAUSTED
-// only when the receiver says when (RetryInfo).
+// retryableStatus: the codes the OTLP specification says to retry, as the SDK's
+// exporter does; RESOURCE_EXHAUSTED only when the receiver says when (its first
+// RetryInfo). A connection that failed (refused, a certificate that does not verify)
+// is UNAVAILABLE: retried, as the SDK does.
 func retryableStatus(s *status.Status) (bool, time.Duration) {
 	var throttle time.Duration
 	hasInfo := false
 	for _, d := range s.Details() {
 		if info, ok := d.(*errdetails.RetryInfo); ok {
 			throttle, hasInfo = info.RetryDelay.AsDuration(), true
+			break
 		}
 	}
 	switch s.Code() {
@@ -279,7 +283,10 @@ func (s *httpSender) attempt(ctx context.Context, req []byte, resp *coltracepb.E
 	}
 	res, err := s.client.Do(r)
 	if err != nil {
-		return true, 0, err // refused, reset: the SDK's exporter retries these too
+		// Retried if temporary (a timeout), as the SDK's exporter does; not a
+		// certificate that does not verify, a refused connection, a bad request.
+		var uerr *url.Error
+		return errors.As(err, &uerr) && uerr.Temporary(), 0, err
 	}
 	defer res.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
