@@ -249,7 +249,7 @@ func TestRetryClassification(t *testing.T) {
 	var code atomic.Int32
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c := int(code.Load()); c == 0 {
-			time.Sleep(200 * time.Millisecond)
+			<-r.Context().Done() // no answer: the client gives up
 		} else {
 			w.WriteHeader(c)
 		}
@@ -271,7 +271,7 @@ func TestRetryClassification(t *testing.T) {
 		return s
 	}
 	for _, c := range []struct {
-		status int // 0: no answer within the attempt's 50 ms
+		status int // 0: no answer within the attempt's timeout, 100 ms
 		url    string
 		retry  bool
 	}{
@@ -281,7 +281,11 @@ func TestRetryClassification(t *testing.T) {
 		{0, plain.URL, true}, {0, untrusted.URL, false}, {0, refusing.URL, false},
 	} {
 		code.Store(int32(c.status))
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		timeout := 5 * time.Second
+		if c.status == 0 && c.url == plain.URL {
+			timeout = 100 * time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		retry, _, err := sender(c.url).attempt(ctx, nil, new(coltracepb.ExportTraceServiceResponse))
 		cancel()
 		if err == nil || retry != c.retry {
@@ -308,4 +312,52 @@ func TestRetryClassification(t *testing.T) {
 	if retry, throttle := retryableStatus(retryInfo); !retry || throttle != time.Second {
 		t.Errorf("RESOURCE_EXHAUSTED with RetryInfo: retry %v after %s, want after 1s", retry, throttle)
 	}
+}
+
+// A flush that runs out of time says why, for each signal: the spans' last export
+// error is in their stats (the loss report at exit says it), the metrics' is said at
+// once. Here over gRPC to a collector whose certificate does not verify: UNAVAILABLE,
+// retried until the deadline.
+func TestShutdownSaysTheLastExportError(t *testing.T) {
+	untrusted := httptest.NewUnstartedServer(http.NotFoundHandler())
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0)
+	untrusted.EnableHTTP2 = true // gRPC wants h2 before it checks the certificate
+	untrusted.StartTLS()
+	defer untrusted.Close()
+	cfg, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://" + untrusted.Listener.Addr().String(), "OTEL_METRICS_EXPORTER": "otlp"}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil)))
+	p, err := New(context.Background(), App{Path: "/app"}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Emit(&Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, Kind: trace.SpanKindServer, Name: "GET", Start: 1, End: 2,
+		Attributes: []attribute.KeyValue{attribute.String("http.request.method", "GET")}})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(ctx); err == nil {
+		t.Error("Shutdown: no error")
+	}
+	const cause = "x509: certificate signed by unknown authority"
+	if st := p.Stats()[0]; st.Unexported() != 1 || !strings.Contains(st.LastError, cause) {
+		t.Errorf("stats %+v, want the span unexported and the %s", st, cause)
+	}
+	if out := logged.String(); !strings.Contains(out, "exporting metrics: ") || !strings.Contains(out, cause) {
+		t.Errorf("the metrics' last export error was not said:\n%s", out)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }
