@@ -131,12 +131,14 @@ func newForwardProxy(t *testing.T) *forwardProxy {
 				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
-			w.WriteHeader(http.StatusOK)
 			down, buf, err := http.NewResponseController(w).Hijack()
 			if err != nil {
 				up.Close()
 				return
 			}
+			// As proxies answer: no body, no length (net/http's own answer would be
+			// chunked, and gRPC's client reads to the end of such a body).
+			down.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
 			go func() { io.Copy(up, buf); up.Close() }()
 			io.Copy(down, up)
 			down.Close()
