@@ -486,12 +486,26 @@ func (s *Session) logLoss(when string, final bool) {
 				parts = append(parts, fmt.Sprintf("%d with the queue to %s full (%d spans, OTEL_BSP_MAX_QUEUE_SIZE or --max-queue: the collector did not keep up)", n, st.Exporter, s.cfg.Batch.MaxQueueSize))
 				total += n
 			}
+			// At exit, why, once: an export still being retried has said nothing yet,
+			// and a failed one's error may have been held back (said once per 10 s).
+			lastErr, unexported := "", st.Unexported()
+			if final {
+				lastErr = st.LastError
+			}
 			if n := st.Failed - was.Failed; n > 0 {
-				parts = append(parts, fmt.Sprintf("%d in failed exports to %s (collector down, slow or refusing)", n, st.Exporter))
+				why := "collector down, slow or refusing"
+				if lastErr != "" && unexported == 0 {
+					why += "; the last export error: " + lastErr
+				}
+				parts = append(parts, fmt.Sprintf("%d in failed exports to %s (%s)", n, st.Exporter, why))
 				total += n
 			}
-			if n := st.Unexported(); final && n > 0 {
-				parts = append(parts, fmt.Sprintf("%d not exported to %s within --flush-timeout", n, st.Exporter))
+			if n := unexported; final && n > 0 {
+				part := fmt.Sprintf("%d not exported to %s within --flush-timeout", n, st.Exporter)
+				if lastErr != "" {
+					part += " (the last export error: " + lastErr + ")"
+				}
+				parts = append(parts, part)
 				total += n
 			}
 			s.reported[st.Exporter] = st

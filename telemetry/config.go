@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Config is the OpenTelemetry configuration, read once from the environment as the
@@ -304,7 +305,7 @@ func (e *env) otlp(sig signal) (OTLP, error) {
 		return o, err
 	}
 	if name, h := e.signal(sig, "HEADERS"); h != "" {
-		o.Headers = e.headers(name, h)
+		o.Headers = e.headers(name, h, o.Protocol)
 	}
 	if name, t := e.signal(sig, "TIMEOUT"); t != "" {
 		ms, err := strconv.Atoi(t)
@@ -421,8 +422,14 @@ func (o *OTLP) endpoint(e *env, sig signal) error {
 	return nil
 }
 
-// headers reads W3C-baggage-like "key=value,key2=value2" pairs, values URL-encoded.
-func (e *env) headers(name, raw string) map[string]string {
+// headers reads W3C-baggage-like "key=value,key2=value2" pairs, values URL-encoded,
+// as the SDK's exporters do: an entry without "=", a value that does not decode or a
+// name that is not an HTTP token is left out, the others kept (the value is decoded,
+// then trimmed). So is, unlike the SDK, a header that protocol could not carry - a
+// value with control characters; for gRPC a name outside [0-9a-z-_.] once lower-cased,
+// or a value that is not printable ASCII -: the SDK keeps those, and every export fails.
+// Each is said once.
+func (e *env) headers(name, raw, protocol string) map[string]string {
 	h := map[string]string{}
 	for _, pair := range strings.Split(raw, ",") {
 		if strings.TrimSpace(pair) == "" {
@@ -430,14 +437,39 @@ func (e *env) headers(name, raw string) map[string]string {
 		}
 		k, v, ok := strings.Cut(pair, "=")
 		k = strings.TrimSpace(k)
-		val, err := url.PathUnescape(strings.TrimSpace(v))
-		if !ok || k == "" || err != nil {
+		val, err := url.PathUnescape(v)
+		val = strings.TrimSpace(val)
+		switch {
+		case !ok || k == "" || err != nil:
 			e.warn("%s: %q is not key=value (URL-encoded): left out", name, strings.TrimSpace(pair))
-			continue
+		case !httpguts.ValidHeaderFieldName(k):
+			e.warn("%s: header name %q is not a token: left out", name, k)
+		case !httpguts.ValidHeaderFieldValue(val):
+			e.warn("%s: the value of header %q has control characters: left out", name, k)
+		case protocol == "grpc" && !grpcMetadataKey(strings.ToLower(k)):
+			e.warn("%s: header name %q is not a gRPC metadata key (0-9 a-z - _ .): left out", name, k)
+		case protocol == "grpc" && !strings.HasSuffix(strings.ToLower(k), "-bin") && !printableASCII(val):
+			e.warn("%s: the value of header %q is not printable ASCII, as gRPC metadata must be: left out", name, k)
+		default:
+			h[k] = val
 		}
-		h[k] = val
 	}
 	return h
+}
+
+// grpcMetadataKey: the characters gRPC allows in a metadata key (grpc-go refuses a
+// call whose metadata has others).
+func grpcMetadataKey(k string) bool {
+	return k != "" && strings.Trim(k, "0123456789abcdefghijklmnopqrstuvwxyz-_.") == ""
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *env) batch() Batch {

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -404,6 +405,49 @@ func TestResourceAsTheSDK(t *testing.T) {
 		ours := resource.NewSchemaless(cfg.Resource...)
 		if !ours.Equal(sdk) {
 			t.Errorf("OTEL_RESOURCE_ATTRIBUTES=%q OTEL_SERVICE_NAME=%q: %v, the SDK %v", c.attrs, c.service, ours.Attributes(), sdk.Attributes())
+		}
+	}
+}
+
+// A header the exporters could not send is left out and said, once, the others kept:
+// a name that is not an HTTP token (as the SDK's exporters do), a value with control
+// characters, and for gRPC what grpc-go refuses in metadata (the SDK keeps those, and
+// every export fails). Values are decoded, then trimmed, as the SDK does.
+func TestHeadersLeftOut(t *testing.T) {
+	for _, c := range []struct {
+		env      vars
+		traces   map[string]string
+		metrics  map[string]string
+		warnings []string
+	}{
+		{vars{"OTEL_EXPORTER_OTLP_HEADERS": "x bad=1,api-key= k%20v ,ok=2"},
+			map[string]string{"api-key": "k v", "ok": "2"}, map[string]string{"api-key": "k v", "ok": "2"},
+			[]string{`OTEL_EXPORTER_OTLP_HEADERS: header name "x bad" is not a token: left out`}},
+		{vars{"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=k,x bad=1", "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "a(b)=1,m=2"},
+			map[string]string{"api-key": "k"}, map[string]string{"m": "2"},
+			[]string{`OTEL_EXPORTER_OTLP_TRACES_HEADERS: header name "x bad" is not a token: left out`,
+				`OTEL_EXPORTER_OTLP_METRICS_HEADERS: header name "a(b)" is not a token: left out`}},
+		{vars{"OTEL_EXPORTER_OTLP_HEADERS": "a=1%0A2,b=2"}, map[string]string{"b": "2"}, map[string]string{"b": "2"},
+			[]string{`OTEL_EXPORTER_OTLP_HEADERS: the value of header "a" has control characters: left out`}},
+		// gRPC's metadata: keys [0-9a-z-_.] once lower-cased, printable ASCII values
+		// (any bytes in a -bin key's); HTTP takes both.
+		{vars{"OTEL_EXPORTER_OTLP_HEADERS": "X-Key=1,x!y=2,v=%C3%A9,k-bin=%C3%A9"},
+			map[string]string{"X-Key": "1", "k-bin": "é"}, map[string]string{"X-Key": "1", "k-bin": "é"},
+			[]string{`OTEL_EXPORTER_OTLP_HEADERS: header name "x!y" is not a gRPC metadata key (0-9 a-z - _ .): left out`,
+				`OTEL_EXPORTER_OTLP_HEADERS: the value of header "v" is not printable ASCII, as gRPC metadata must be: left out`}},
+		{vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_HEADERS": "X-Key=1,x!y=2,v=%C3%A9"},
+			map[string]string{"X-Key": "1", "x!y": "2", "v": "é"}, map[string]string{"X-Key": "1", "x!y": "2", "v": "é"}, nil},
+	} {
+		cfg, err := configFrom(c.env.get)
+		if err != nil {
+			t.Errorf("%v: %v", c.env, err)
+			continue
+		}
+		if !maps.Equal(cfg.OTLP.Headers, c.traces) || !maps.Equal(cfg.Metrics.OTLP.Headers, c.metrics) {
+			t.Errorf("%v: traces' headers %q, metrics' %q; want %q, %q", c.env, cfg.OTLP.Headers, cfg.Metrics.OTLP.Headers, c.traces, c.metrics)
+		}
+		if !slices.Equal(cfg.Warnings, c.warnings) {
+			t.Errorf("%v: warnings %q, want %q", c.env, cfg.Warnings, c.warnings)
 		}
 	}
 }

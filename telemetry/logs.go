@@ -36,7 +36,24 @@ func (s sdkSink) Info(_ int, msg string, kv ...any) {
 }
 
 func (s sdkSink) Error(err error, msg string, kv ...any) {
-	slog.Warn(fmt.Sprintf("OpenTelemetry SDK: %s: %v%s%s", msg, err, s.values, pairs(kv)))
+	line := fmt.Sprintf("OpenTelemetry SDK: %s: %v%s%s", msg, err, s.values, pairs(kv))
+	if envReading[msg] {
+		slog.Debug(line + " (the launcher's own reading of the variable said it; the exporter is given its setting)")
+		return
+	}
+	slog.Warn(line)
+}
+
+// envReading are the messages of the SDK's OTLP exporters about the OTEL_EXPORTER_OTLP_*
+// variables they read themselves. The launcher's metrics exporters are given every such
+// setting explicitly, as ConfigFromEnv read it, replacing theirs: what was wrong with a
+// variable is said once, by Config.Warnings or its error, in words true of what the
+// launcher did with it ("invalid header key" would be said of a header the exporter
+// was then given anyway, or of none).
+var envReading = map[string]bool{
+	"parse headers": true, "escape header value": true, "parse duration": true, "parse url": true,
+	"read tls ca cert file": true, "create tls cert pool": true, "read tls client cert": true,
+	"read tls client key": true, "create tls client key pair": true,
 }
 
 func (s sdkSink) WithValues(kv ...any) logr.LogSink { return sdkSink{s.values + pairs(kv)} }

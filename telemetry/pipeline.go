@@ -152,7 +152,9 @@ func (p *Pipeline) ForceFlush(ctx context.Context) error {
 
 // Shutdown exports what is queued, within ctx. Spans emitted afterwards are not
 // exported, nor counted. Later calls wait for the first (within their own ctx) and
-// return its result.
+// return its result. Export failures are said, as they are while running: the metrics'
+// last export, whose failure would otherwise go unsaid, at once ("exporting metrics:
+// ..."); the spans', by Stats (LastError).
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	p.shutdown.Do(func() {
 		go func() {
@@ -160,13 +162,15 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			close(p.stop)
 			p.done.Wait()
 			var wg sync.WaitGroup
-			errs := make([]error, len(p.queues)+1)
+			errs := make([]error, len(p.queues))
 			for i, q := range p.queues {
 				wg.Add(1)
 				go func() { defer wg.Done(); errs[i] = q.shutdown(ctx) }()
 			}
 			if p.metrics != nil {
-				errs[len(p.queues)] = p.metrics.shutdown(ctx)
+				if err := p.metrics.shutdown(ctx); err != nil {
+					p.errors.now("exporting metrics: ", err)
+				}
 			}
 			wg.Wait()
 			p.shutdownErr = errors.Join(errs...)
@@ -176,9 +180,20 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	case <-p.finished:
 		return p.shutdownErr
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	// The metrics' last export ends with ctx too, with its reason (the SDK's retries
+	// wrap the last attempt's error): a moment for it to be said before the launcher
+	// exits.
+	select {
+	case <-p.finished:
+	case <-time.After(shutdownGrace):
+	}
+	return ctx.Err()
 }
+
+// shutdownGrace bounds the wait, past Shutdown's deadline, for its exports to say why
+// they ended (well within the launcher's own wait for the final loss report).
+const shutdownGrace = 500 * time.Millisecond
 
 // ExporterStats account for the sampled spans handed to one exporter.
 type ExporterStats struct {
@@ -187,6 +202,9 @@ type ExporterStats struct {
 	Exported uint64 // exported
 	Failed   uint64 // in exports that failed (after the exporter's retries), or rejected by the collector
 	Dropped  uint64 // never queued: the queue was full (OTEL_BSP_MAX_QUEUE_SIZE, --max-queue)
+	// LastError is the error of the last export attempt, "" if it succeeded (or none
+	// was made): why spans still unexported at exit were not.
+	LastError string
 }
 
 // Unexported counts the spans queued but neither exported nor failed: those still
@@ -227,7 +245,12 @@ func newRateLimitedErrors(every time.Duration) *rateLimitedErrors {
 func (r *rateLimitedErrors) Handle(err error) { r.report("exporting metrics: ", err) }
 
 // report logs err, said of what, unless one was said of it in the last interval.
-func (r *rateLimitedErrors) report(what string, err error) {
+func (r *rateLimitedErrors) report(what string, err error) { r.log(what, err, false) }
+
+// now logs err, said of what, whatever was said before: an error that is the last.
+func (r *rateLimitedErrors) now(what string, err error) { r.log(what, err, true) }
+
+func (r *rateLimitedErrors) log(what string, err error, now bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := r.kinds[what]
@@ -235,7 +258,7 @@ func (r *rateLimitedErrors) report(what string, err error) {
 		k = &errorKind{}
 		r.kinds[what] = k
 	}
-	if time.Since(k.last) < r.every {
+	if !now && time.Since(k.last) < r.every {
 		k.withheld++
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )
 
 // queue is one exporter's batch span processor, over encoded spans: it batches them
@@ -35,6 +37,9 @@ type queue struct {
 	done    chan struct{}   // the export loop ended
 
 	queued, exported, failed, dropped atomic.Uint64
+	// lastErr is the error of the last export attempt if it failed: at exit, an
+	// export still being retried has no outcome yet, and this is why.
+	lastErr atomic.Pointer[string]
 }
 
 type batch struct {
@@ -171,7 +176,7 @@ func (q *queue) export(b *batch) error {
 	if q.cfg.ExportTimeout > 0 { // 0: no timeout (OTEL_BSP_EXPORT_TIMEOUT=0, as the SDK)
 		ctx, cancel = context.WithTimeout(context.Background(), q.cfg.ExportTimeout)
 	}
-	rejected, err := send(ctx, q.send, q.enc.request(b.buf))
+	rejected, err := send(ctx, noting{q.send, &q.lastErr}, q.enc.request(b.buf))
 	cancel()
 	var partial *partialSuccessError
 	if err == nil || errors.As(err, &partial) { // it went: only what was rejected failed
@@ -228,5 +233,26 @@ func (q *queue) shutdown(ctx context.Context) error {
 }
 
 func (q *queue) stats() ExporterStats {
-	return ExporterStats{Exporter: q.name, Queued: q.queued.Load(), Exported: q.exported.Load(), Failed: q.failed.Load(), Dropped: q.dropped.Load()}
+	st := ExporterStats{Exporter: q.name, Queued: q.queued.Load(), Exported: q.exported.Load(), Failed: q.failed.Load(), Dropped: q.dropped.Load()}
+	if e := q.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
+}
+
+// noting is a sender that keeps the error of its last attempt, nil after a success.
+type noting struct {
+	sender
+	last *atomic.Pointer[string]
+}
+
+func (n noting) attempt(ctx context.Context, req []byte, resp *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
+	retry, throttle, err := n.sender.attempt(ctx, req, resp)
+	if err != nil {
+		e := err.Error()
+		n.last.Store(&e)
+	} else {
+		n.last.Store(nil)
+	}
+	return retry, throttle, err
 }

@@ -5,16 +5,19 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"golang.org/x/net/http/httpproxy"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -175,14 +178,17 @@ func (s *grpcSender) attempt(ctx context.Context, req []byte, resp *coltracepb.E
 
 func (s *grpcSender) close() error { return s.conn.Close() }
 
-// retryableStatus: the codes the OTLP specification says to retry; RESOURCE_EXHAUSTED
-// only when the receiver says when (RetryInfo).
+// retryableStatus: the codes the OTLP specification says to retry, as the SDK's
+// exporter does; RESOURCE_EXHAUSTED only when the receiver says when (its first
+// RetryInfo). A connection that failed (refused, a certificate that does not verify)
+// is UNAVAILABLE: retried, as the SDK does.
 func retryableStatus(s *status.Status) (bool, time.Duration) {
 	var throttle time.Duration
 	hasInfo := false
 	for _, d := range s.Details() {
 		if info, ok := d.(*errdetails.RetryInfo); ok {
 			throttle, hasInfo = info.RetryDelay.AsDuration(), true
+			break
 		}
 	}
 	switch s.Code() {
@@ -237,8 +243,17 @@ func newHTTPSender(o OTLP) (*httpSender, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsConfig
-	transport.Proxy = nil
+	transport.Proxy = environmentProxy()
 	return &httpSender{client: &http.Client{Transport: transport}, url: o.Endpoint.String(), headers: o.Headers, gzip: o.Compression == "gzip"}, nil
+}
+
+// environmentProxy is the proxy HTTP_PROXY, HTTPS_PROXY and NO_PROXY say, as the
+// SDK's HTTP exporters (and so the launcher's metrics) use it: http.ProxyFromEnvironment's
+// rules, none for localhost and loopback addresses. Read when the sender is made, with
+// the rest of the configuration (net/http reads it at a process's first request).
+func environmentProxy() func(*http.Request) (*url.URL, error) {
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
+	return func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
 }
 
 func (s *httpSender) attempt(ctx context.Context, req []byte, resp *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
@@ -268,7 +283,10 @@ func (s *httpSender) attempt(ctx context.Context, req []byte, resp *coltracepb.E
 	}
 	res, err := s.client.Do(r)
 	if err != nil {
-		return true, 0, err // refused, reset: the SDK's exporter retries these too
+		// Retried if temporary (a timeout), as the SDK's exporter does; not a
+		// certificate that does not verify, a refused connection, a bad request.
+		var uerr *url.Error
+		return errors.As(err, &uerr) && uerr.Temporary(), 0, err
 	}
 	defer res.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
