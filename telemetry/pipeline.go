@@ -30,7 +30,7 @@ const scopeName = "github.com/otel-go-launcher/otel-go-launcher"
 type Pipeline struct {
 	sampling Sampling
 	enc      *encoder
-	queues   []*queue
+	queues   []*queue[byte]
 	metrics  *requestMetrics // nil without a metrics exporter
 	errors   *rateLimitedErrors
 	scratch  sync.Pool // *[]byte: a span's encoding, before it is queued
@@ -45,7 +45,7 @@ type Pipeline struct {
 	// -tags sdkexporter (sdkexport.go), a measurement variant; nil otherwise.
 	sdk interface {
 		exporterQueue
-		add(s *Span, flags trace.TraceFlags)
+		emit(s *Span, flags trace.TraceFlags)
 	}
 }
 
@@ -123,8 +123,9 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 	if p.metrics, err = newRequestMetrics(ctx, cfg.Metrics, res); err != nil {
 		return nil, err
 	}
+	batch := cfg.exportBatch()
 	for _, s := range senders {
-		p.queues = append(p.queues, newQueue(s.name, s.sender, p.enc, cfg.exportBatch(), p.reportSpanError))
+		p.queues = append(p.queues, newQueue(s.name, encodedBatches{s.sender, p.enc, batch.MaxExportBatchSize}, batch, p.reportSpanError))
 	}
 	p.done.Add(1)
 	go p.refreshClock(clock)
@@ -173,7 +174,7 @@ func (p *Pipeline) Emit(s *Span) {
 		flags |= s.Parent.TraceFlags() // as the SDK keeps the parent's other flags
 	}
 	if p.sdk != nil {
-		p.sdk.add(s, flags)
+		p.sdk.emit(s, flags)
 		if len(p.queues) == 0 {
 			return // nothing to encode for
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -34,7 +35,7 @@ func TestSnapshotIsOurEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := &snapshotQueue{res: res, clock: clock}
+	q := sdkQueue{res: res, clock: clock}
 	for i, s := range testSpans() {
 		flags := spanFlags(s)
 		if err := exp.ExportSpans(ctx, []sdktrace.ReadOnlySpan{q.snapshot(s, flags)}); err != nil {
@@ -82,9 +83,27 @@ func TestSDKExporterToReceiver(t *testing.T) {
 }
 
 // exportThrough emits the spans into a pipeline exporting to a new receiver, the SDK's
-// (New) or ours (newPipeline), and returns what arrived, in span ID order.
+// or ours, and returns what arrived, in span ID order.
 func exportThrough(t *testing.T, spans []*Span, protocol string, sdk bool) []testenv.Span {
 	r := testenv.StartReceiver(t)
+	p := receiverPipeline(t, r, protocol, sdk)
+	for _, s := range spans {
+		p.Emit(s)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); len(st) != 1 || st[0].Exported != uint64(len(spans)) {
+		t.Errorf("stats %+v, want %d exported", st, len(spans))
+	}
+	got := r.Spans()
+	sort.Slice(got, func(i, j int) bool { return got[i].SpanID < got[j].SpanID })
+	return got
+}
+
+// receiverPipeline is a pipeline exporting to r over protocol: the SDK's exporter (New,
+// in this build) or ours (newPipeline).
+func receiverPipeline(t testing.TB, r *testenv.Receiver, protocol string, sdk bool) *Pipeline {
 	endpoint := r.Endpoint
 	if protocol != "grpc" {
 		var err error
@@ -112,16 +131,38 @@ func exportThrough(t *testing.T, spans []*Span, protocol string, sdk bool) []tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range spans {
-		p.Emit(s)
+	return p
+}
+
+// The exporters alone, a /hello server span at a time, a batch flushed and received
+// every 512 (the receiver decoding it in the same process: the same work for both),
+// for go test -tags sdkexporter -run x -bench Export ./telemetry; the bench's exporter
+// section weighs them in the launcher.
+func BenchmarkExportOurs(b *testing.B) { benchmarkExport(b, false) }
+func BenchmarkExportSDK(b *testing.B)  { benchmarkExport(b, true) }
+
+func benchmarkExport(b *testing.B, sdk bool) {
+	r := testenv.StartReceiver(b)
+	r.CountOnly()
+	p := receiverPipeline(b, r, "grpc", sdk)
+	now := monoNow()
+	span := &Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, Kind: trace.SpanKindServer, Name: "GET", Start: now, End: now + 50_000,
+		Attributes: []attribute.KeyValue{attribute.String("http.request.method", "GET"), attribute.String("url.path", "/hello"),
+			attribute.String("url.scheme", "http"), attribute.Int("http.response.status_code", 200), attribute.String("server.address", "127.0.0.1"),
+			attribute.Int("server.port", 8080), attribute.String("network.protocol.version", "1.1"), attribute.String("network.peer.address", "127.0.0.1"),
+			attribute.Int("network.peer.port", 40000), attribute.String("user_agent.original", "Go-http-client/1.1")}}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		span.SpanID[1] = byte(i)
+		p.Emit(span)
+		if i%512 == 511 {
+			p.ForceFlush(context.Background())
+		}
 	}
-	if err := p.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+	if err := p.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
 	}
-	if st := p.Stats(); len(st) != 1 || st[0].Exported != uint64(len(spans)) {
-		t.Errorf("stats %+v, want %d exported", st, len(spans))
+	if st := p.Stats()[0]; st.Dropped+st.Failed > 0 {
+		b.Fatalf("%+v: the benchmark lost spans", st)
 	}
-	got := r.Spans()
-	sort.Slice(got, func(i, j int) bool { return got[i].SpanID < got[j].SpanID })
-	return got
 }
