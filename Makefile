@@ -25,12 +25,15 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/launch-runtime ./cmd/launch-runtime
 
 # Installs what the tests need (Debian, as root), then runs every suite. Under CI=true
-# a missing prerequisite fails the run instead of skipping tests.
+# a missing prerequisite fails the run instead of skipping tests. -tags sdkexporter: the
+# SDK-exporter variant `bench exporter` measures (telemetry/sdkexport.go), whose tests
+# no other run builds.
 test: deps build
 	./scripts/check-generated.sh
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -count=1 -race -timeout 30m $$($(GO) list ./... | grep -v /e2e)
+	$(GO) test -count=1 -race -tags sdkexporter -run 'SDK|Snapshot' ./telemetry
 	LAUNCH_BIN=$(LAUNCH) $(GO) test -count=1 -timeout 30m ./e2e/...
 	@for f in $(FUZZ); do p=$${f%%:*}; r=$${f#*:}; n=$${r%%:*}; c=$${r#*:}; echo "fuzz $$p $$n ($$c)"; \
 		$(GO) test -run '^$$' -fuzz "^$$n\$$" -fuzztime $$c -fuzzminimizetime 100x ./$$p/ || exit 1; done

@@ -327,81 +327,22 @@ func tracingHTTP(env *benchEnv) error {
 
 // tracingOf is tracing for the test server at tg.
 func tracingOf(env *benchEnv, tg string, recv *testenv.Receiver, what string) error {
-	const dur, conns = 5 * time.Second, 16
 	rounds := 3
+	cases := []tracingCase{{name: "without launcher"}, {name: "with launcher", launcher: env.launch}}
 	if env.baseline != "" {
 		rounds = 6 // two launchers to tell apart: more rounds
+		cases = append(cases, tracingCase{name: "baseline launcher", launcher: env.baseline})
 	}
-	type result struct {
-		reqs               int
-		latency1           time.Duration // mean at one connection
-		launcherCPU        time.Duration
-		bpfTime            time.Duration // the probes' programs, in the kernel
-		hits, spans, rssKB int64
+	results, err := tracingRounds(tg, recv, cases, rounds)
+	if err != nil {
+		return err
 	}
-	cases := []struct{ name, launcher string }{{"without launcher", ""}, {"with launcher", env.launch}}
-	if env.baseline != "" {
-		cases = append(cases, struct{ name, launcher string }{"baseline launcher", env.baseline})
-	}
-	results := make([][]result, len(cases))
-	for r := 0; r < rounds; r++ {
-		for i, c := range cases {
-			launched := c.launcher != ""
-			s, err := startServerUnder(c.launcher, tg, recv.Endpoint)
-			if err != nil {
-				return err
-			}
-			load(s.addr, 1, 300*time.Millisecond) // warm up
-			var res result
-			_, res.latency1, err = load(s.addr, 1, dur/2)
-			if err != nil {
-				s.stop()
-				return err
-			}
-			if launched {
-				time.Sleep(time.Second) // the latency run's spans arrive before counting starts
-			}
-			runs0, bpf0 := ownStats([]int{s.launcher}, "server_")
-			spans0 := recv.Received()
-			cpu0 := time.Duration(0)
-			if launched {
-				cpu0 = cpuTime(s.launcher)
-			}
-			var stopRSS func() int64
-			if launched {
-				stopRSS = sampleRSS(s.launcher)
-			}
-			if res.reqs, _, err = load(s.addr, conns, dur); err != nil {
-				s.stop()
-				return err
-			}
-			if launched {
-				res.rssKB = stopRSS()
-				time.Sleep(500 * time.Millisecond) // let the last batch export
-				res.launcherCPU = cpuTime(s.launcher) - cpu0
-				runs, bpf := ownStats([]int{s.launcher}, "server_")
-				res.hits, res.bpfTime = int64(runs-runs0), bpf-bpf0
-				res.spans = int64(recv.Received() - spans0)
-			}
-			s.stop()
-			results[i] = append(results[i], res)
-		}
-	}
-	mean := func(rs []result, f func(result) float64) float64 {
-		var s float64
-		for _, r := range rs {
-			s += f(r)
-		}
-		return s / float64(len(rs))
-	}
-	rps := func(rs []result) float64 {
-		return mean(rs, func(r result) float64 { return float64(r.reqs) / dur.Seconds() })
-	}
-	lat := func(rs []result) float64 {
-		return mean(rs, func(r result) float64 { return float64(r.latency1.Microseconds()) })
+	rps := func(rs []tracingResult) float64 { return meanOf(rs, tracingResult.rps) }
+	lat := func(rs []tracingResult) float64 {
+		return meanOf(rs, func(r tracingResult) float64 { return float64(r.latency1.Microseconds()) })
 	}
 	direct := results[0]
-	fmt.Printf("### Tracing an HTTP server (%s, %d rounds of %s, interleaved)\n\n", what, rounds, dur)
+	fmt.Printf("### Tracing an HTTP server (%s, %d rounds of %s, interleaved)\n\n", what, rounds, tracingDur)
 	header, rule := "| measure | without launcher |", "|---|---:|"
 	for _, c := range cases[1:] {
 		header += " " + c.name + " | |"
@@ -409,7 +350,7 @@ func tracingOf(env *benchEnv, tg string, recv *testenv.Receiver, what string) er
 	}
 	fmt.Println(header)
 	fmt.Println(rule)
-	row := func(what, bare string, cell func(rs []result) (string, string)) {
+	row := func(what, bare string, cell func(rs []tracingResult) (string, string)) {
 		line := "| " + what + " | " + bare + " |"
 		for _, rs := range results[1:] {
 			v, note := cell(rs)
@@ -417,34 +358,116 @@ func tracingOf(env *benchEnv, tg string, recv *testenv.Receiver, what string) er
 		}
 		fmt.Println(line)
 	}
-	row(fmt.Sprintf("throughput, %d connections", conns), fmt.Sprintf("%.0f req/s", rps(direct)), func(rs []result) (string, string) {
+	row(fmt.Sprintf("throughput, %d connections", tracingConns), fmt.Sprintf("%.0f req/s", rps(direct)), func(rs []tracingResult) (string, string) {
 		return fmt.Sprintf("%.0f req/s", rps(rs)), fmt.Sprintf("**%.2f×**", rps(rs)/rps(direct))
 	})
-	row("mean latency, 1 connection", fmt.Sprintf("%.0f µs", lat(direct)), func(rs []result) (string, string) {
+	row("mean latency, 1 connection", fmt.Sprintf("%.0f µs", lat(direct)), func(rs []tracingResult) (string, string) {
 		return fmt.Sprintf("%.0f µs", lat(rs)), fmt.Sprintf("**+%.0f µs/request**", lat(rs)-lat(direct))
 	})
-	row("uprobe hits per request", "", func(rs []result) (string, string) {
-		return fmt.Sprintf("%.2f", mean(rs, func(r result) float64 { return float64(r.hits) / float64(r.reqs) })), "kernel run counts / requests"
+	row("uprobe hits per request", "", func(rs []tracingResult) (string, string) {
+		return fmt.Sprintf("%.2f", meanOf(rs, func(r tracingResult) float64 { return float64(r.hits) / float64(r.reqs) })), "kernel run counts / requests"
 	})
-	row("BPF program time per request", "", func(rs []result) (string, string) {
-		return fmt.Sprintf("%.2f µs", mean(rs, func(r result) float64 { return float64(r.bpfTime.Nanoseconds()) / 1000 / float64(r.reqs) })), "kernel run times / requests (the trap itself is not in it)"
+	row("BPF program time per request", "", func(rs []tracingResult) (string, string) {
+		return fmt.Sprintf("%.2f µs", meanOf(rs, func(r tracingResult) float64 { return float64(r.bpfTime.Nanoseconds()) / 1000 / float64(r.reqs) })), "kernel run times / requests (the trap itself is not in it)"
 	})
-	row("spans per request", "", func(rs []result) (string, string) {
-		return fmt.Sprintf("%.3f", mean(rs, func(r result) float64 { return float64(r.spans) / float64(r.reqs) })), "received by the OTLP receiver"
+	row("spans per request", "", func(rs []tracingResult) (string, string) {
+		return fmt.Sprintf("%.3f", meanOf(rs, func(r tracingResult) float64 { return float64(r.spans) / float64(r.reqs) })), "received by the OTLP receiver"
 	})
-	row("launcher CPU per span", "", func(rs []result) (string, string) {
-		return fmt.Sprintf("%.1f µs", mean(rs, func(r result) float64 { return float64(r.launcherCPU.Microseconds()) / float64(max(1, r.spans)) })),
-			fmt.Sprintf("user+system at %.0f req/s", rps(rs))
+	row("launcher CPU per span", "", func(rs []tracingResult) (string, string) {
+		return fmt.Sprintf("%.1f µs", meanOf(rs, tracingResult.cpuPerSpan)), fmt.Sprintf("user+system at %.0f req/s", rps(rs))
 	})
-	row("launcher RSS, peak under that load", "", func(rs []result) (string, string) {
-		peak := mean(rs, func(r result) float64 { return float64(r.rssKB) / 1024 })
-		for _, r := range rs {
-			peak = max(peak, float64(r.rssKB)/1024)
-		}
-		return fmt.Sprintf("%.1f MiB", peak), "VmRSS sampled every 50 ms, highest of the rounds"
+	row("launcher RSS, peak under that load", "", func(rs []tracingResult) (string, string) {
+		return fmt.Sprintf("%.1f MiB", peakRSSMiB(rs)), "VmRSS sampled every 50 ms, highest of the rounds"
 	})
 	fmt.Println()
 	return nil
+}
+
+// tracingCase is one way the tracing rounds run the test server: under the launcher
+// binary given ("" for none), with more environment.
+type tracingCase struct {
+	name, launcher string
+	env            []string
+}
+
+// tracingResult is one round of one case.
+type tracingResult struct {
+	reqs               int
+	latency1           time.Duration // mean at one connection
+	launcherCPU        time.Duration
+	bpfTime            time.Duration // the probes' programs, in the kernel
+	hits, spans, rssKB int64
+}
+
+func (r tracingResult) rps() float64 { return float64(r.reqs) / tracingDur.Seconds() }
+
+// cpuPerSpan is the launcher's user+system CPU per span received, in µs.
+func (r tracingResult) cpuPerSpan() float64 {
+	return float64(r.launcherCPU.Microseconds()) / float64(max(1, r.spans))
+}
+
+// peakRSSMiB is the launcher's highest RSS of the rounds.
+func peakRSSMiB(rs []tracingResult) float64 {
+	var peak int64
+	for _, r := range rs {
+		peak = max(peak, r.rssKB)
+	}
+	return float64(peak) / 1024
+}
+
+// The tracing rounds' load: tracingConns keep-alive connections for tracingDur.
+const tracingDur, tracingConns = 5 * time.Second, 16
+
+// tracingRounds runs the test server at tg in each case, the cases interleaved round by
+// round: requests at one connection (latency), then tracingConns connections for
+// tracingDur, over which the launcher's CPU, RSS, uprobe hits and BPF time and the spans
+// the receiver gets are counted. results[case][round].
+func tracingRounds(tg string, recv *testenv.Receiver, cases []tracingCase, rounds int) ([][]tracingResult, error) {
+	results := make([][]tracingResult, len(cases))
+	for r := 0; r < rounds; r++ {
+		for i, c := range cases {
+			res, err := tracingRound(tg, recv, c)
+			if err != nil {
+				return nil, err
+			}
+			results[i] = append(results[i], res)
+		}
+	}
+	return results, nil
+}
+
+func tracingRound(tg string, recv *testenv.Receiver, c tracingCase) (tracingResult, error) {
+	var res tracingResult
+	launched := c.launcher != ""
+	s, err := startServerUnder(c.launcher, tg, recv.Endpoint, c.env...)
+	if err != nil {
+		return res, err
+	}
+	defer s.stop()
+	load(s.addr, 1, 300*time.Millisecond) // warm up
+	if _, res.latency1, err = load(s.addr, 1, tracingDur/2); err != nil {
+		return res, err
+	}
+	if !launched {
+		res.reqs, _, err = load(s.addr, tracingConns, tracingDur)
+		return res, err
+	}
+	time.Sleep(time.Second) // the latency run's spans arrive before counting starts
+	runs0, bpf0 := ownStats([]int{s.launcher}, "server_")
+	spans0 := recv.Received()
+	cpu0 := cpuTime(s.launcher)
+	stopRSS := sampleRSS(s.launcher)
+	if res.reqs, _, err = load(s.addr, tracingConns, tracingDur); err != nil {
+		stopRSS()
+		return res, err
+	}
+	res.rssKB = stopRSS()
+	time.Sleep(500 * time.Millisecond) // let the last batch export
+	res.launcherCPU = cpuTime(s.launcher) - cpu0
+	runs, bpf := ownStats([]int{s.launcher}, "server_")
+	res.hits, res.bpfTime = int64(runs-runs0), bpf-bpf0
+	res.spans = int64(recv.Received() - spans0)
+	return res, nil
 }
 
 // countedBench is serverAndReceiver with the kernel counting BPF program runs (for

@@ -30,7 +30,7 @@ const scopeName = "github.com/otel-go-launcher/otel-go-launcher"
 type Pipeline struct {
 	sampling Sampling
 	enc      *encoder
-	queues   []*queue
+	queues   []*queue[byte]
 	metrics  *requestMetrics // nil without a metrics exporter
 	errors   *rateLimitedErrors
 	scratch  sync.Pool // *[]byte: a span's encoding, before it is queued
@@ -40,6 +40,13 @@ type Pipeline struct {
 	shutdown    sync.Once
 	shutdownErr error
 	finished    chan struct{} // closed once Shutdown's work is done
+
+	// sdk takes the sampled spans for the OTLP exporter in a launcher built with
+	// -tags sdkexporter (sdkexport.go), a measurement variant; nil otherwise.
+	sdk interface {
+		exporterQueue
+		emit(s *Span, flags trace.TraceFlags)
+	}
 }
 
 // New builds the pipeline from cfg for the app described by app, sampling as cfg says
@@ -48,11 +55,38 @@ func New(ctx context.Context, app App, cfg Config) (*Pipeline, error) {
 	if cfg.Disabled {
 		return nil, ErrDisabled
 	}
+	if sdkPipeline != nil {
+		return sdkPipeline(ctx, app, cfg)
+	}
 	senders, err := senders(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return newPipeline(ctx, app, cfg, senders)
+}
+
+// sdkPipeline is New in a launcher built with -tags sdkexporter (sdkexport.go): the
+// SDK's OTLP trace exporter in place of ours, to measure one against the other (bench
+// exporter). nil in the launcher.
+var sdkPipeline func(ctx context.Context, app App, cfg Config) (*Pipeline, error)
+
+// exporterQueue is what the pipeline asks of an exporter's queue beside its spans.
+type exporterQueue interface {
+	forceFlush(ctx context.Context) error
+	shutdown(ctx context.Context) error
+	stats() ExporterStats
+}
+
+// exporters are the exporters' queues.
+func (p *Pipeline) exporters() []exporterQueue {
+	qs := make([]exporterQueue, 0, len(p.queues)+1)
+	for _, q := range p.queues {
+		qs = append(qs, q)
+	}
+	if p.sdk != nil {
+		qs = append(qs, p.sdk)
+	}
+	return qs
 }
 
 // namedSender is an exporter's sender and the name it is logged by.
@@ -89,17 +123,26 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 	if p.metrics, err = newRequestMetrics(ctx, cfg.Metrics, res); err != nil {
 		return nil, err
 	}
-	batch := cfg.Batch
-	if cfg.OTLP.Timeout > 0 && (batch.ExportTimeout == 0 || cfg.OTLP.Timeout < batch.ExportTimeout) {
-		batch.ExportTimeout = cfg.OTLP.Timeout // the exporter's bound on an export, retries included
-	}
+	batch := cfg.exportBatch()
 	for _, s := range senders {
-		p.queues = append(p.queues, newQueue(s.name, s.sender, p.enc, batch, func(err error) { p.errors.report("exporting spans: ", err) }))
+		p.queues = append(p.queues, newQueue(s.name, encodedBatches{s.sender, p.enc, batch.MaxExportBatchSize}, batch, p.reportSpanError))
 	}
 	p.done.Add(1)
 	go p.refreshClock(clock)
 	return p, nil
 }
+
+// exportBatch is the batch configuration with the exporter's timeout as the bound on
+// an export, retries included, when it is the tighter.
+func (c Config) exportBatch() Batch {
+	b := c.Batch
+	if c.OTLP.Timeout > 0 && (b.ExportTimeout == 0 || c.OTLP.Timeout < b.ExportTimeout) {
+		b.ExportTimeout = c.OTLP.Timeout
+	}
+	return b
+}
+
+func (p *Pipeline) reportSpanError(err error) { p.errors.report("exporting spans: ", err) }
 
 func (p *Pipeline) refreshClock(c *Clock) {
 	defer p.done.Done()
@@ -123,12 +166,18 @@ func (p *Pipeline) Emit(s *Span) {
 	if p.metrics != nil {
 		p.metrics.record(s, sampled)
 	}
-	if !sampled || len(p.queues) == 0 {
+	if !sampled || len(p.queues) == 0 && p.sdk == nil {
 		return
 	}
 	flags := trace.FlagsSampled
 	if s.Parent.IsValid() {
 		flags |= s.Parent.TraceFlags() // as the SDK keeps the parent's other flags
+	}
+	if p.sdk != nil {
+		p.sdk.emit(s, flags)
+		if len(p.queues) == 0 {
+			return // nothing to encode for
+		}
 	}
 	buf := p.scratch.Get().(*[]byte)
 	*buf = p.enc.appendSpan((*buf)[:0], s, flags)
@@ -141,7 +190,7 @@ func (p *Pipeline) Emit(s *Span) {
 // ForceFlush exports what is queued, within ctx.
 func (p *Pipeline) ForceFlush(ctx context.Context) error {
 	var errs []error
-	for _, q := range p.queues {
+	for _, q := range p.exporters() {
 		errs = append(errs, q.forceFlush(ctx))
 	}
 	if p.metrics != nil {
@@ -162,8 +211,9 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			close(p.stop)
 			p.done.Wait()
 			var wg sync.WaitGroup
-			errs := make([]error, len(p.queues))
-			for i, q := range p.queues {
+			qs := p.exporters()
+			errs := make([]error, len(qs))
+			for i, q := range qs {
 				wg.Add(1)
 				go func() { defer wg.Done(); errs[i] = q.shutdown(ctx) }()
 			}
@@ -218,9 +268,9 @@ func (s ExporterStats) Unexported() uint64 {
 
 // Stats account for the spans of each exporter so far.
 func (p *Pipeline) Stats() []ExporterStats {
-	stats := make([]ExporterStats, len(p.queues))
-	for i, q := range p.queues {
-		stats[i] = q.stats()
+	var stats []ExporterStats
+	for _, q := range p.exporters() {
+		stats = append(stats, q.stats())
 	}
 	return stats
 }

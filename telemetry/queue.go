@@ -10,26 +10,27 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )
 
-// queue is one exporter's batch span processor, over encoded spans: it batches them
-// as the SDK's does (OTEL_BSP_*: a batch goes when it is full or ScheduleDelay after
-// the last export, one export at a time, each within ExportTimeout), holds at most
-// MaxQueueSize spans waiting, and accounts for every span it is given. Emitting never
-// waits: a span that finds the queue full is dropped and counted - the bound is what
-// rides out a slow or stalled collector, in memory, at ~300 bytes a span.
-type queue struct {
+// queue is one exporter's batch span processor, over spans as T values - bytes of
+// OTLP for our senders (one span is many), snapshots for the SDK's exporter in a
+// measurement build (sdkexport.go): it batches them as the SDK's does (OTEL_BSP_*: a
+// batch goes when it is full or ScheduleDelay after the last export, one export at a
+// time, each within ExportTimeout), holds at most MaxQueueSize spans waiting, and
+// accounts for every span it is given. Emitting never waits: a span that finds the
+// queue full is dropped and counted - the bound is what rides out a slow or stalled
+// collector, in memory, at ~300 bytes a span.
+type queue[T any] struct {
 	name   string
-	send   sender
-	enc    *encoder
+	exp    batchExporter[T]
 	cfg    Batch
 	report func(error)
 
 	mu      sync.Mutex
-	filling []byte   // the batch being filled: encoder.headroom bytes, then spans
-	spans   int      // in filling
-	full    []*batch // ready to export, oldest first
-	waiting int      // spans in filling and full
-	free    [][]byte // buffers of exported batches, for new ones
-	closed  bool     // after Shutdown: spans are neither queued nor counted
+	filling []T         // the batch being filled: as exp.start made it, then spans
+	spans   int         // in filling
+	full    []*batch[T] // ready to export, oldest first
+	waiting int         // spans in filling and full
+	free    [][]T       // buffers of exported batches, for new ones
+	closed  bool        // after Shutdown: spans are neither queued nor counted
 
 	wake    chan struct{}   // a batch is full
 	flushes chan chan error // ForceFlush's: everything queued so far, then reply
@@ -42,27 +43,34 @@ type queue struct {
 	lastErr atomic.Pointer[string]
 }
 
-type batch struct {
-	buf   []byte
+type batch[T any] struct {
+	buf   []T
 	spans int
+}
+
+// batchExporter exports a queue's batches.
+type batchExporter[T any] interface {
+	// start makes buf, an exported batch's buffer or nil, an empty batch.
+	start(buf []T) []T
+	// export sends a batch, and says how many of its spans the receiver rejected;
+	// note hears of each attempt's outcome.
+	export(ctx context.Context, buf []T, note func(error)) (rejected int, err error)
+	close() error
 }
 
 // maxFree bounds the buffers kept for reuse: a stall's backlog is given back.
 const maxFree = 4
 
-// spanBytes is about what an HTTP server span takes encoded: a new batch's room.
-const spanBytes = 320
-
-func newQueue(name string, s sender, enc *encoder, cfg Batch, report func(error)) *queue {
-	q := &queue{name: name, send: s, enc: enc, cfg: cfg, report: report,
+func newQueue[T any](name string, exp batchExporter[T], cfg Batch, report func(error)) *queue[T] {
+	q := &queue[T]{name: name, exp: exp, cfg: cfg, report: report,
 		wake: make(chan struct{}, 1), flushes: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{})}
 	go q.run()
 	return q
 }
 
-// add queues one encoded span (a ScopeSpans.spans field), or drops it if the queue
-// is full.
-func (q *queue) add(span []byte) {
+// add queues one span (for bytes, an encoded ScopeSpans.spans field), or drops it if
+// the queue is full.
+func (q *queue[T]) add(span []T) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -94,25 +102,25 @@ func (q *queue) add(span []byte) {
 }
 
 // seal moves the batch being filled to the ready ones. Called with mu held.
-func (q *queue) seal() {
+func (q *queue[T]) seal() {
 	if q.spans == 0 {
 		return
 	}
-	q.full = append(q.full, &batch{buf: q.filling, spans: q.spans})
+	q.full = append(q.full, &batch[T]{buf: q.filling, spans: q.spans})
 	q.filling, q.spans = nil, 0
 }
 
-func (q *queue) newBuffer() []byte {
+func (q *queue[T]) newBuffer() []T {
+	var b []T
 	if n := len(q.free); n > 0 {
-		b := q.free[n-1]
+		b = q.free[n-1]
 		q.free = q.free[:n-1]
-		return b[:q.enc.headroom]
 	}
-	return make([]byte, q.enc.headroom, q.enc.headroom+q.cfg.MaxExportBatchSize*spanBytes)
+	return q.exp.start(b)
 }
 
 // next takes the oldest ready batch; with all, the one being filled too.
-func (q *queue) next(all bool) *batch {
+func (q *queue[T]) next(all bool) *batch[T] {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.full) == 0 && all {
@@ -128,7 +136,7 @@ func (q *queue) next(all bool) *batch {
 	return b
 }
 
-func (q *queue) run() {
+func (q *queue[T]) run() {
 	defer close(q.done)
 	timer := time.NewTimer(q.cfg.ScheduleDelay)
 	defer timer.Stop()
@@ -153,7 +161,7 @@ func (q *queue) run() {
 }
 
 // exportAll exports what is queued now.
-func (q *queue) exportAll() error {
+func (q *queue[T]) exportAll() error {
 	var err error
 	q.mu.Lock()
 	q.seal()
@@ -171,12 +179,12 @@ func (q *queue) exportAll() error {
 
 // export sends one batch, within the export timeout, counts the outcome and keeps the
 // buffer for a new batch.
-func (q *queue) export(b *batch) error {
+func (q *queue[T]) export(b *batch[T]) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	if q.cfg.ExportTimeout > 0 { // 0: no timeout (OTEL_BSP_EXPORT_TIMEOUT=0, as the SDK)
 		ctx, cancel = context.WithTimeout(context.Background(), q.cfg.ExportTimeout)
 	}
-	rejected, err := send(ctx, noting{q.send, &q.lastErr}, q.enc.request(b.buf))
+	rejected, err := q.exp.export(ctx, b.buf, q.noteAttempt)
 	cancel()
 	var partial *partialSuccessError
 	if err == nil || errors.As(err, &partial) { // it went: only what was rejected failed
@@ -197,7 +205,7 @@ func (q *queue) export(b *batch) error {
 }
 
 // forceFlush exports what is queued, within ctx.
-func (q *queue) forceFlush(ctx context.Context) error {
+func (q *queue[T]) forceFlush(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {
 	case q.flushes <- reply:
@@ -216,7 +224,7 @@ func (q *queue) forceFlush(ctx context.Context) error {
 
 // shutdown stops taking spans, exports what is queued and closes the sender, within
 // ctx. What is still queued or being exported then is counted by stats (Unexported).
-func (q *queue) shutdown(ctx context.Context) error {
+func (q *queue[T]) shutdown(ctx context.Context) error {
 	q.mu.Lock()
 	already := q.closed
 	q.closed = true
@@ -226,13 +234,13 @@ func (q *queue) shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-q.done:
-		return q.send.close()
+		return q.exp.close()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (q *queue) stats() ExporterStats {
+func (q *queue[T]) stats() ExporterStats {
 	st := ExporterStats{Exporter: q.name, Queued: q.queued.Load(), Exported: q.exported.Load(), Failed: q.failed.Load(), Dropped: q.dropped.Load()}
 	if e := q.lastErr.Load(); e != nil {
 		st.LastError = *e
@@ -240,19 +248,50 @@ func (q *queue) stats() ExporterStats {
 	return st
 }
 
-// noting is a sender that keeps the error of its last attempt, nil after a success.
+// noteAttempt keeps the error of the last export attempt, nil after a success: at
+// exit, an export still being retried has no outcome yet, and this is why.
+func (q *queue[T]) noteAttempt(err error) {
+	if err == nil {
+		q.lastErr.Store(nil)
+		return
+	}
+	e := err.Error()
+	q.lastErr.Store(&e)
+}
+
+// noting is a sender that tells note of each attempt's outcome.
 type noting struct {
 	sender
-	last *atomic.Pointer[string]
+	note func(error)
 }
 
 func (n noting) attempt(ctx context.Context, req []byte, resp *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
 	retry, throttle, err := n.sender.attempt(ctx, req, resp)
-	if err != nil {
-		e := err.Error()
-		n.last.Store(&e)
-	} else {
-		n.last.Store(nil)
-	}
+	n.note(err)
 	return retry, throttle, err
 }
+
+// encodedBatches are our batches: spans encoded as OTLP, sent as one
+// ExportTraceServiceRequest.
+type encodedBatches struct {
+	send sender
+	enc  *encoder
+	size int // spans a batch holds
+}
+
+// spanBytes is about what an HTTP server span takes encoded: a new batch's room.
+const spanBytes = 320
+
+// start keeps encoder.headroom bytes for the request's head.
+func (e encodedBatches) start(buf []byte) []byte {
+	if buf == nil {
+		return make([]byte, e.enc.headroom, e.enc.headroom+e.size*spanBytes)
+	}
+	return buf[:e.enc.headroom]
+}
+
+func (e encodedBatches) export(ctx context.Context, buf []byte, note func(error)) (int, error) {
+	return send(ctx, noting{e.send, note}, e.enc.request(buf))
+}
+
+func (e encodedBatches) close() error { return e.send.close() }

@@ -1,9 +1,12 @@
 package testenv
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/hex"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Span is a received span, flattened for assertions.
@@ -37,6 +41,7 @@ type Receiver struct {
 	metrics   *metricsReceiver
 	Endpoint  string // http://127.0.0.1:PORT, for OTEL_EXPORTER_OTLP_ENDPOINT
 	srv       *grpc.Server
+	httpSrv   *http.Server // StartHTTP's
 	mu        sync.Mutex
 	spans     []Span
 	changed   chan struct{}
@@ -90,7 +95,59 @@ func newReceiver(addr string) (*Receiver, error) {
 }
 
 // Stop closes the receiver.
-func (r *Receiver) Stop() { r.srv.Stop() }
+func (r *Receiver) Stop() {
+	r.srv.Stop()
+	if r.httpSrv != nil {
+		r.httpSrv.Close()
+	}
+}
+
+// StartHTTP serves the same receiver over OTLP/HTTP (protobuf, traces) on another free
+// port, until Stop: it returns the endpoint for OTEL_EXPORTER_OTLP_ENDPOINT with
+// OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf. Call it before the receiver is used.
+func (r *Receiver) StartHTTP() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	r.httpSrv = &http.Server{Handler: http.HandlerFunc(r.exportHTTP)}
+	go r.httpSrv.Serve(l)
+	return "http://" + l.Addr().String(), nil
+}
+
+// exportHTTP is Export for a POST to /v1/traces.
+func (r *Receiver) exportHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path != "/v1/traces" || req.Method != http.MethodPost {
+		http.NotFound(w, req)
+		return
+	}
+	body := io.Reader(req.Body)
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		z, err := gzip.NewReader(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = z
+	}
+	data, err := io.ReadAll(body)
+	var in collectortrace.ExportTraceServiceRequest
+	if err == nil {
+		err = proto.Unmarshal(data, &in)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := r.Export(req.Context(), &in)
+	if err != nil { // the refusals FailEvery asks for: not retried
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out, _ := proto.Marshal(resp)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.Write(out)
+}
 
 // CountOnly makes the receiver count spans instead of keeping them.
 func (r *Receiver) CountOnly() {
