@@ -210,3 +210,33 @@ func BenchmarkEncodeServerSpan(b *testing.B) {
 		buf = enc.appendSpan(buf[:0], s, trace.FlagsSampled)
 	}
 }
+
+// What emitting one sampled span costs, up to its export: its encoding, its queueing,
+// and its share of building and sending the batch's request (to a sender that drops it).
+// Each full batch is waited for: the figure is the work, not how the export goroutine
+// and the benchmark's share the CPUs.
+func BenchmarkEmitSpan(b *testing.B) {
+	cfg := testConfig()
+	p, err := newPipeline(context.Background(), App{Path: "/app"}, cfg, []namedSender{{"discard", discardSender{}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	spans := testSpans()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		p.Emit(spans[i%2]) // a server span and its client span
+		if i++; i%cfg.Batch.MaxExportBatchSize == 0 {
+			p.ForceFlush(context.Background())
+		}
+	}
+	b.StopTimer()
+	p.Shutdown(context.Background())
+}
+
+type discardSender struct{}
+
+func (discardSender) attempt(context.Context, []byte, *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
+	return false, 0, nil
+}
+func (discardSender) close() error { return nil }
