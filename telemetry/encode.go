@@ -24,6 +24,7 @@ const (
 	fieldRSSchemaURL   protowire.Number = 3
 	fieldScope         protowire.Number = 1
 	fieldSpans         protowire.Number = 2
+	fieldSSSchemaURL   protowire.Number = 3 // ScopeSpans.schema_url
 	fieldResourceAttrs protowire.Number = 1 // Resource.attributes
 	fieldScopeName     protowire.Number = 1 // InstrumentationScope.name
 	fieldScopeVersion  protowire.Number = 2
@@ -55,16 +56,15 @@ const (
 	flagIsRemote       uint32           = 0x200
 )
 
-// encoder writes the spans of one app (its resource) and scope.
+// encoder writes the spans of one app (its resource).
 type encoder struct {
 	clock *Clock
-	// head is ResourceSpans.resource and the start of ScopeSpans: resource then
-	// scope, whole fields; tail is ResourceSpans.schema_url, after the scope spans.
-	resource, scope, tail []byte
-	headroom              int // the room a batch keeps before its spans for the request's head
+	// resource is ResourceSpans.resource, a whole field; tail is
+	// ResourceSpans.schema_url, after the scope spans.
+	resource, tail []byte
 }
 
-func newEncoder(res *resource.Resource, scopeName string, clock *Clock) *encoder {
+func newEncoder(res *resource.Resource, clock *Clock) *encoder {
 	e := &encoder{clock: clock}
 	var body []byte
 	for it := res.Iter(); it.Next(); {
@@ -72,38 +72,73 @@ func newEncoder(res *resource.Resource, scopeName string, clock *Clock) *encoder
 	}
 	e.resource = protowire.AppendTag(nil, fieldResource, protowire.BytesType)
 	e.resource = protowire.AppendBytes(e.resource, body)
-	body = protowire.AppendTag(nil, fieldScopeName, protowire.BytesType)
-	body = protowire.AppendString(body, scopeName)
-	e.scope = protowire.AppendTag(nil, fieldScope, protowire.BytesType)
-	e.scope = protowire.AppendBytes(e.scope, body)
-	if url := res.SchemaURL(); url != "" {
-		e.tail = protowire.AppendTag(nil, fieldRSSchemaURL, protowire.BytesType)
-		e.tail = protowire.AppendString(e.tail, url)
-	}
-	e.headroom = 2*(1+binaryVarintMax) + len(e.resource) + len(e.scope)
+	e.tail = appendStringField(nil, fieldRSSchemaURL, res.SchemaURL())
 	return e
 }
 
-const binaryVarintMax = 5 // a length below 4 GiB
+// batch is the encoded spans of one export, by scope.
+type batch struct {
+	scopes []scopeSpans // the scopes of its spans, in the order their first span came
+	spans  int
+}
 
-// request turns a batch - its spans as ScopeSpans.spans fields, after headroom bytes
-// of room - into an ExportTraceServiceRequest, in place: the head is written right
-// before the spans, the tail appended. It returns the request's bytes.
-func (e *encoder) request(batch []byte) []byte {
-	room := e.headroom
-	spans := len(batch) - room
-	scopeSpans := len(e.scope) + spans
-	resourceSpans := len(e.resource) + 1 + protowire.SizeVarint(uint64(scopeSpans)) + scopeSpans + len(e.tail)
-	var head [2 * (1 + binaryVarintMax)]byte
-	h := protowire.AppendTag(head[:0], fieldResourceSpans, protowire.BytesType)
-	h = protowire.AppendVarint(h, uint64(resourceSpans))
-	start := room - len(e.scope) - 1 - protowire.SizeVarint(uint64(scopeSpans)) - len(e.resource) - len(h)
-	b := append(batch[:start], h...)
-	b = append(b, e.resource...)
-	b = protowire.AppendTag(b, fieldScopeSpans, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(scopeSpans))
-	b = append(b, e.scope...)
-	return append(batch, e.tail...)[start:]
+// scopeSpans are the spans of one scope, as ScopeSpans.spans fields.
+type scopeSpans struct {
+	scope *Scope
+	spans []byte
+}
+
+// scopeBytes is the room a batch's first scope starts with: the spans of the
+// commonest app, of one or two libraries, grow little.
+const scopeBytes = 16 << 10
+
+// add appends an encoded span of scope's. A batch holds a few scopes: a scan finds
+// the span's, as fast as a map's lookup would be.
+func (b *batch) add(scope *Scope, span []byte) {
+	b.spans++
+	for i := range b.scopes {
+		if s := &b.scopes[i]; s.scope == scope {
+			s.spans = append(s.spans, span...)
+			return
+		}
+	}
+	if n := len(b.scopes); n < cap(b.scopes) { // a buffer a reset kept
+		b.scopes = b.scopes[:n+1]
+		s := &b.scopes[n]
+		s.scope, s.spans = scope, append(s.spans[:0], span...)
+		return
+	}
+	b.scopes = append(b.scopes, scopeSpans{scope, append(make([]byte, 0, max(scopeBytes, len(span))), span...)})
+}
+
+// reset empties b, keeping its buffers for the next batch.
+func (b *batch) reset() {
+	for i := range b.scopes {
+		b.scopes[i].scope = nil
+	}
+	b.scopes, b.spans = b.scopes[:0], 0
+}
+
+// request appends the ExportTraceServiceRequest of batch b to dst: one ResourceSpans,
+// and in it one ScopeSpans per scope, in the order of the scopes' first spans, as the
+// SDK's exporter groups them.
+func (e *encoder) request(dst []byte, b *batch) []byte {
+	resourceSpans := len(e.resource) + len(e.tail)
+	for _, s := range b.scopes {
+		n := len(s.scope.head) + len(s.spans) + len(s.scope.tail)
+		resourceSpans += 1 + protowire.SizeVarint(uint64(n)) + n
+	}
+	dst = protowire.AppendTag(dst, fieldResourceSpans, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(resourceSpans))
+	dst = append(dst, e.resource...)
+	for _, s := range b.scopes {
+		dst = protowire.AppendTag(dst, fieldScopeSpans, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(len(s.scope.head)+len(s.spans)+len(s.scope.tail)))
+		dst = append(dst, s.scope.head...)
+		dst = append(dst, s.spans...)
+		dst = append(dst, s.scope.tail...)
+	}
+	return append(dst, e.tail...)
 }
 
 // appendSpan appends s as a ScopeSpans.spans field. flags are its trace flags (the
@@ -238,6 +273,8 @@ func beginMessage(b []byte, num protowire.Number) ([]byte, int) {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return append(b, 0), len(b)
 }
+
+const binaryVarintMax = 5 // a length below 4 GiB
 
 func endMessage(b []byte, mark int) []byte {
 	n := len(b) - mark - 1

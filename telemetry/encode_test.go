@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -12,11 +14,15 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
 )
 
 // memSender keeps what it is sent, decoded; it can stall, wait at a gate, or fail every
@@ -90,26 +96,27 @@ func testSpans() []*Span {
 	local := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, TraceFlags: trace.FlagsSampled})
 	long := string(bytes.Repeat([]byte("/a-long-path"), 40)) // attributes and spans longer than 127 bytes
 	return []*Span{
-		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, Parent: remote, Kind: trace.SpanKindServer, Name: "GET /items/{id}",
+		{Scope: testScopes[0], TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, Parent: remote, Kind: trace.SpanKindServer, Name: "GET /items/{id}",
 			Start: now, End: now + 250_000, Attributes: []attribute.KeyValue{
 				attribute.String("http.request.method", "GET"), attribute.String("url.path", long), attribute.Int("http.response.status_code", 200),
 				attribute.Int("server.port", -1), attribute.Bool("b", true), attribute.Bool("f", false), attribute.Float64("x", 1.5),
 				attribute.StringSlice("ss", []string{"a", ""}), attribute.IntSlice("is", []int{1, -2}), attribute.BoolSlice("bs", []bool{true}),
 				attribute.Float64Slice("fs", []float64{0.25}), attribute.String("empty", ""),
 			}},
-		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{5}, Parent: local, Kind: trace.SpanKindClient, Name: "SELECT users",
+		{Scope: testScopes[1], TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{5}, Parent: local, Kind: trace.SpanKindClient, Name: "SELECT users",
 			Start: now + 10, End: now + 90, Status: codes.Error, StatusDescription: "connection reset",
 			Attributes: []attribute.KeyValue{attribute.String("db.system.name", "postgresql"), {Key: "empty-value"}, {Value: attribute.StringValue("no key")}}},
 		{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, Kind: trace.SpanKindInternal, Name: long, Start: now, End: now},
-		{TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, Name: "", Start: now, End: now + 1, Status: codes.Ok},
+		{Scope: testScopes[0], TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, Name: "", Start: now, End: now + 1, Status: codes.Ok},
 		// Ended by the launcher at the app's exit: the reason is its last attribute.
-		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{6}, Parent: local, Kind: trace.SpanKindClient, Name: "demo.Echo/Watch",
+		{Scope: testScopes[2], TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{6}, Parent: local, Kind: trace.SpanKindClient, Name: "demo.Echo/Watch",
 			Start: now, End: now + 5e9, Attributes: []attribute.KeyValue{attribute.String("rpc.method", "demo.Echo/Watch")}, EndReason: EndAppExit},
 	}
 }
 
 // The launcher's OTLP is the SDK exporter's, byte for byte, for the same spans: the
-// same resource, scope, IDs, parents, flags, trace state, times, attributes and status.
+// same resource, scopes, IDs, parents, flags, trace state, times, attributes and status;
+// a batch's spans grouped by scope as the SDK's exporter groups them.
 func TestEncodingMatchesSDK(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
 	ctx := context.Background()
@@ -127,9 +134,9 @@ func TestEncodingMatchesSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	recorder := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithIDGenerator(spanIDs{}),
-		sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
-	tracer := tp.Tracer(scopeName)
+		sdktrace.WithSyncer(exp), sdktrace.WithSpanProcessor(recorder), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
 	for _, s := range spans {
 		ctx := context.WithValue(ctx, spanIDs{}, s)
 		if s.Parent.IsValid() {
@@ -139,7 +146,7 @@ func TestEncodingMatchesSDK(t *testing.T) {
 		if s.EndReason != "" {
 			attrs = append(attrs[:len(attrs):len(attrs)], EndReasonKey.String(string(s.EndReason)))
 		}
-		_, span := tracer.Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
+		_, span := tracerOf(tp, s).Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
 		span.SetStatus(s.Status, s.StatusDescription)
 		span.End(trace.WithTimestamp(clock.Wall(s.End)))
 	}
@@ -149,32 +156,63 @@ func TestEncodingMatchesSDK(t *testing.T) {
 		r, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
 		sdkRequests = append(sdkRequests, r)
 	}
+	// And all the spans in one export: grouped by scope.
+	if err := exp.ExportSpans(ctx, recorder.Ended()); err != nil {
+		t.Fatal(err)
+	}
+	sdkAll, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: client.requests[len(client.requests)-1]})
 
 	// Ours: each span alone in a batch, as the SDK sent them; then all in one.
-	enc := newEncoder(res, scopeName, clock)
-	var all []byte
+	enc := newEncoder(res, clock)
+	var all batch
 	for i, s := range spans {
 		flags := trace.FlagsSampled
 		if s.Parent.IsValid() {
 			flags |= s.Parent.TraceFlags()
 		}
 		span := enc.appendSpan(nil, s, flags)
-		all = append(all, span...)
-		got := enc.request(append(make([]byte, enc.headroom), span...))
-		if !bytes.Equal(got, sdkRequests[i]) {
-			var g, w coltracepb.ExportTraceServiceRequest
-			proto.Unmarshal(got, &g)
-			proto.Unmarshal(sdkRequests[i], &w)
-			t.Errorf("span %d (%s): not the SDK's bytes\nours %x\nSDK's %x\nours %v\nSDK's %v", i, s.Name, got, sdkRequests[i], &g, &w)
+		all.add(scopeOf(s), span)
+		var one batch
+		one.add(scopeOf(s), span)
+		if got := enc.request(nil, &one); !bytes.Equal(got, sdkRequests[i]) {
+			t.Errorf("span %d (%s): not the SDK's bytes\n%s", i, s.Name, requestDiff(got, sdkRequests[i]))
 		}
 	}
+	got := enc.request(nil, &all)
+	if !bytes.Equal(got, sdkAll) {
+		t.Errorf("all spans in one request: not the SDK's bytes\n%s", requestDiff(got, sdkAll))
+	}
 	var one coltracepb.ExportTraceServiceRequest
-	if err := proto.Unmarshal(enc.request(append(make([]byte, enc.headroom), all...)), &one); err != nil {
+	if err := proto.Unmarshal(got, &one); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(one.ResourceSpans[0].ScopeSpans[0].Spans); n != len(spans) {
-		t.Errorf("a batch of %d spans decodes to %d", len(spans), n)
+	scopes := map[string]int{}
+	for _, ss := range one.ResourceSpans[0].ScopeSpans {
+		scopes[ss.Scope.Name] += len(ss.Spans)
+		if ss.Scope.Version != version.String() || ss.SchemaUrl != semconv.SchemaURL {
+			t.Errorf("scope %s: version %q, schema %q", ss.Scope.Name, ss.Scope.Version, ss.SchemaUrl)
+		}
 	}
+	if want := map[string]int{testScopes[0].Name: 2, testScopes[1].Name: 1, testScopes[2].Name: 1, LauncherScope.Name: 1}; !maps.Equal(scopes, want) {
+		t.Errorf("spans by scope %v, want %v", scopes, want)
+	}
+}
+
+// testScopes are the scopes of testSpans: those of three libraries (and the launcher's).
+var testScopes = []*Scope{NewScope("example.com/probes/http"), NewScope("example.com/probes/sql"), NewScope("example.com/probes/rpc")}
+
+// tracerOf is the SDK's tracer of s's scope.
+func tracerOf(tp trace.TracerProvider, s *Span) trace.Tracer {
+	scope := scopeOf(s)
+	return tp.Tracer(scope.Name, trace.WithInstrumentationVersion(scope.Version), trace.WithSchemaURL(scope.SchemaURL))
+}
+
+// requestDiff shows two requests, ours and the SDK's, bytes and decoded.
+func requestDiff(ours, sdk []byte) string {
+	var o, w coltracepb.ExportTraceServiceRequest
+	proto.Unmarshal(ours, &o)
+	proto.Unmarshal(sdk, &w)
+	return fmt.Sprintf("ours %x\nSDK's %x\nours %v\nSDK's %v", ours, sdk, &o, &w)
 }
 
 // spanIDs gives the SDK the IDs the spans have.
@@ -202,7 +240,7 @@ func (c *capturingClient) UploadTraces(_ context.Context, rs []*tracepb.Resource
 // ~20 µs of the launcher's CPU; see docs/benchmarks.md).
 func BenchmarkEncodeServerSpan(b *testing.B) {
 	res, _ := appResource(context.Background(), App{Path: "/app"})
-	enc := newEncoder(res, scopeName, NewClock())
+	enc := newEncoder(res, NewClock())
 	s := testSpans()[0]
 	buf := make([]byte, 0, 2048)
 	b.ReportAllocs()

@@ -20,9 +20,6 @@ import (
 // ErrDisabled is returned when OTEL_SDK_DISABLED=true: tracing is off by choice.
 var ErrDisabled = errors.New("tracing disabled by OTEL_SDK_DISABLED=true")
 
-// scopeName is the instrumentation scope of every span.
-const scopeName = "github.com/otel-go-launcher/otel-go-launcher"
-
 // Pipeline samples the probes' spans, counts them in the request metrics, encodes the
 // sampled ones as OTLP once and queues them for each exporter, and accounts for each:
 // exported, failed to export, dropped (its queue was full), or never exported (still
@@ -80,7 +77,7 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 		return nil, err
 	}
 	clock := NewClock()
-	p := &Pipeline{sampling: cfg.Sampling, enc: newEncoder(res, scopeName, clock), stop: make(chan struct{}), finished: make(chan struct{})}
+	p := &Pipeline{sampling: cfg.Sampling, enc: newEncoder(res, clock), stop: make(chan struct{}), finished: make(chan struct{})}
 	p.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
 	// The metrics SDK reports its errors through otel.Handle; the spans' are the
 	// queues' own. Either way, once per 10 s.
@@ -132,8 +129,9 @@ func (p *Pipeline) Emit(s *Span) {
 	}
 	buf := p.scratch.Get().(*[]byte)
 	*buf = p.enc.appendSpan((*buf)[:0], s, flags)
+	scope := scopeOf(s)
 	for _, q := range p.queues {
-		q.add(*buf)
+		q.add(scope, *buf)
 	}
 	p.scratch.Put(buf)
 }

@@ -22,12 +22,12 @@ type queue struct {
 	report func(error)
 
 	mu      sync.Mutex
-	filling []byte   // the batch being filled: encoder.headroom bytes, then spans
-	spans   int      // in filling
+	filling *batch   // the batch being filled
 	full    []*batch // ready to export, oldest first
 	waiting int      // spans in filling and full
-	free    [][]byte // buffers of exported batches, for new ones
+	free    []*batch // exported batches, emptied, for new ones
 	closed  bool     // after Shutdown: spans are neither queued nor counted
+	req     []byte   // the request being exported (by run, one at a time)
 
 	wake    chan struct{}   // a batch is full
 	flushes chan chan error // ForceFlush's: everything queued so far, then reply
@@ -37,16 +37,8 @@ type queue struct {
 	queued, exported, failed, dropped atomic.Uint64
 }
 
-type batch struct {
-	buf   []byte
-	spans int
-}
-
 // maxFree bounds the buffers kept for reuse: a stall's backlog is given back.
 const maxFree = 4
-
-// spanBytes is about what an HTTP server span takes encoded: a new batch's room.
-const spanBytes = 320
 
 func newQueue(name string, s sender, enc *encoder, cfg Batch, report func(error)) *queue {
 	q := &queue{name: name, send: s, enc: enc, cfg: cfg, report: report,
@@ -55,9 +47,9 @@ func newQueue(name string, s sender, enc *encoder, cfg Batch, report func(error)
 	return q
 }
 
-// add queues one encoded span (a ScopeSpans.spans field), or drops it if the queue
-// is full.
-func (q *queue) add(span []byte) {
+// add queues one encoded span (a ScopeSpans.spans field) of scope's, or drops it if
+// the queue is full.
+func (q *queue) add(scope *Scope, span []byte) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -69,13 +61,12 @@ func (q *queue) add(span []byte) {
 		return
 	}
 	if q.filling == nil {
-		q.filling = q.newBuffer()
+		q.filling = q.newBatch()
 	}
-	q.filling = append(q.filling, span...)
-	q.spans++
+	q.filling.add(scope, span)
 	q.waiting++
 	q.queued.Add(1)
-	ready := q.spans >= q.cfg.MaxExportBatchSize
+	ready := q.filling.spans >= q.cfg.MaxExportBatchSize
 	if ready {
 		q.seal()
 	}
@@ -90,20 +81,20 @@ func (q *queue) add(span []byte) {
 
 // seal moves the batch being filled to the ready ones. Called with mu held.
 func (q *queue) seal() {
-	if q.spans == 0 {
+	if q.filling == nil || q.filling.spans == 0 {
 		return
 	}
-	q.full = append(q.full, &batch{buf: q.filling, spans: q.spans})
-	q.filling, q.spans = nil, 0
+	q.full = append(q.full, q.filling)
+	q.filling = nil
 }
 
-func (q *queue) newBuffer() []byte {
+func (q *queue) newBatch() *batch {
 	if n := len(q.free); n > 0 {
 		b := q.free[n-1]
 		q.free = q.free[:n-1]
-		return b[:q.enc.headroom]
+		return b
 	}
-	return make([]byte, q.enc.headroom, q.enc.headroom+q.cfg.MaxExportBatchSize*spanBytes)
+	return &batch{}
 }
 
 // next takes the oldest ready batch; with all, the one being filled too.
@@ -171,7 +162,8 @@ func (q *queue) export(b *batch) error {
 	if q.cfg.ExportTimeout > 0 { // 0: no timeout (OTEL_BSP_EXPORT_TIMEOUT=0, as the SDK)
 		ctx, cancel = context.WithTimeout(context.Background(), q.cfg.ExportTimeout)
 	}
-	rejected, err := send(ctx, q.send, q.enc.request(b.buf))
+	q.req = q.enc.request(q.req[:0], b)
+	rejected, err := send(ctx, q.send, q.req)
 	cancel()
 	var partial *partialSuccessError
 	if err == nil || errors.As(err, &partial) { // it went: only what was rejected failed
@@ -183,9 +175,10 @@ func (q *queue) export(b *batch) error {
 	if err != nil {
 		q.report(err)
 	}
+	b.reset()
 	q.mu.Lock()
 	if len(q.free) < maxFree {
-		q.free = append(q.free, b.buf)
+		q.free = append(q.free, b)
 	}
 	q.mu.Unlock()
 	return err
