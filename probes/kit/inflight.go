@@ -37,12 +37,16 @@ func (o *Object) EndInFlight(end uint64, why telemetry.EndReason, emit func(*tel
 	ended := map[string]int{}
 	var errs []error
 	var span telemetry.Span
+	scoped := func(s *telemetry.Span) {
+		s.Scope = o.spec.Library.Scope
+		emit(s)
+	}
 	for _, f := range o.spec.InFlight {
 		m := o.objs.Map(f.Map)
 		if m == nil {
 			continue // not made: none of the programs loaded for the app uses it
 		}
-		n, err := EndSpansIn(m, f, end, why, &span, emit)
+		n, err := EndSpansIn(m, f, end, why, &span, scoped)
 		if n > 0 {
 			ended[f.Spec] += n
 		}

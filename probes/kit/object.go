@@ -493,6 +493,7 @@ func (o *Object) Run(ctx context.Context, emit func(*telemetry.Span)) {
 	var span telemetry.Span
 	reader.Run(ctx, func(raw []byte) {
 		if o.spec.Decode(raw, &span) {
+			span.Scope = o.spec.Library.Scope
 			emit(&span)
 		}
 	})
