@@ -198,6 +198,67 @@ func TestEncodingMatchesSDK(t *testing.T) {
 	}
 }
 
+// A span made under a server span has the server span's tracestate - the one its
+// request came with - as the SDK gives a span its parent's: the probe kit gives it to
+// the span's parent (kit.traceStates), and the encoding is the SDK's for the same tree.
+func TestChildSpansCarryTraceState(t *testing.T) {
+	ctx := context.Background()
+	res, err := appResource(ctx, App{Path: "/srv/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := NewClock()
+	now := monoNow()
+	ts, _ := trace.ParseTraceState("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+	incoming := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled, TraceState: ts, Remote: true})
+	server := &Span{Scope: testScopes[0], TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Parent: incoming, Kind: trace.SpanKindServer, Name: "GET /", Start: now, End: now + 100}
+	// As the kit gives it: the server span's context, with the tracestate the kernel sent.
+	local := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled, TraceState: ts})
+	query := &Span{Scope: testScopes[1], TraceID: trace.TraceID{1}, SpanID: trace.SpanID{3}, Parent: local, Kind: trace.SpanKindClient, Name: "SELECT", Start: now + 10, End: now + 20}
+	call := &Span{Scope: testScopes[0], TraceID: trace.TraceID{1}, SpanID: trace.SpanID{4}, Parent: local, Kind: trace.SpanKindClient, Name: "GET", Start: now + 30, End: now + 40}
+
+	// The SDK's: the children started under the server span itself.
+	client := &capturingClient{}
+	exp, err := otlptrace.New(ctx, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithIDGenerator(spanIDs{}), sdktrace.WithSpanProcessor(recorder))
+	sctx, sdkServer := tracerOf(tp, server).Start(trace.ContextWithRemoteSpanContext(context.WithValue(ctx, spanIDs{}, server), incoming),
+		server.Name, trace.WithSpanKind(server.Kind), trace.WithTimestamp(clock.Wall(server.Start)))
+	for _, c := range []*Span{query, call} {
+		_, span := tracerOf(tp, c).Start(context.WithValue(sctx, spanIDs{}, c), c.Name, trace.WithSpanKind(c.Kind), trace.WithTimestamp(clock.Wall(c.Start)))
+		if got := span.SpanContext().TraceState().String(); got != ts.String() {
+			t.Fatalf("the SDK's child: tracestate %q", got)
+		}
+		span.End(trace.WithTimestamp(clock.Wall(c.End)))
+	}
+	sdkServer.End(trace.WithTimestamp(clock.Wall(server.End)))
+	if err := exp.ExportSpans(ctx, recorder.Ended()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: client.requests[0]})
+
+	enc := newEncoder(res, clock)
+	var b batch
+	for _, s := range []*Span{query, call, server} { // in the order they end
+		b.add(scopeOf(s), enc.appendSpan(nil, s, trace.FlagsSampled))
+	}
+	if got := enc.request(nil, &b); !bytes.Equal(got, want) {
+		t.Errorf("not the SDK's bytes\n%s", requestDiff(got, want))
+	}
+	var r coltracepb.ExportTraceServiceRequest
+	proto.Unmarshal(want, &r)
+	for _, ss := range r.ResourceSpans[0].ScopeSpans {
+		for _, s := range ss.Spans {
+			if s.TraceState != ts.String() {
+				t.Errorf("%s: tracestate %q", s.Name, s.TraceState)
+			}
+		}
+	}
+}
+
 // testScopes are the scopes of testSpans: those of three libraries (and the launcher's).
 var testScopes = []*Scope{NewScope("example.com/probes/http"), NewScope("example.com/probes/sql"), NewScope("example.com/probes/rpc")}
 

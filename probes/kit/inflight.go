@@ -37,8 +37,8 @@ func (o *Object) EndInFlight(end uint64, why telemetry.EndReason, emit func(*tel
 	ended := map[string]int{}
 	var errs []error
 	var span telemetry.Span
-	scoped := func(s *telemetry.Span) {
-		s.Scope = o.spec.Library.Scope
+	finished := func(s *telemetry.Span) {
+		o.finish(s)
 		emit(s)
 	}
 	for _, f := range o.spec.InFlight {
@@ -46,7 +46,7 @@ func (o *Object) EndInFlight(end uint64, why telemetry.EndReason, emit func(*tel
 		if m == nil {
 			continue // not made: none of the programs loaded for the app uses it
 		}
-		n, err := EndSpansIn(m, f, end, why, &span, scoped)
+		n, err := EndSpansIn(m, f, end, why, &span, finished)
 		if n > 0 {
 			ended[f.Spec] += n
 		}
