@@ -78,6 +78,7 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 	}
 	clock := NewClock()
 	p := &Pipeline{sampling: cfg.Sampling, enc: newEncoder(res, clock), stop: make(chan struct{}), finished: make(chan struct{})}
+	p.enc.limits = cfg.Limits
 	p.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
 	// The metrics SDK reports its errors through otel.Handle; the spans' are the
 	// queues' own. Either way, once per 10 s.
