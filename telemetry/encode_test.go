@@ -300,8 +300,15 @@ func (c *capturingClient) UploadTraces(_ context.Context, rs []*tracepb.Resource
 // What encoding one server span costs (the SDK's span, transform and marshal cost
 // ~20 µs of the launcher's CPU; see docs/benchmarks.md).
 func BenchmarkEncodeServerSpan(b *testing.B) {
+	b.Run("default limits", func(b *testing.B) { benchmarkEncode(b, testConfig().Limits) })
+	// Every string value cut to 64 characters: the long url.path is.
+	b.Run("length limit", func(b *testing.B) { benchmarkEncode(b, Limits{AttributeValueLength: 64, AttributeCount: 128}) })
+}
+
+func benchmarkEncode(b *testing.B, limits Limits) {
 	res, _ := appResource(context.Background(), App{Path: "/app"})
 	enc := newEncoder(res, NewClock())
+	enc.limits = limits
 	s := testSpans()[0]
 	buf := make([]byte, 0, 2048)
 	b.ReportAllocs()
