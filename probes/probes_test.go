@@ -71,6 +71,27 @@ func TestSpecNamesAreUnique(t *testing.T) {
 	}
 }
 
+// Each library that makes spans has its own instrumentation scope, named after its
+// package; a router's makes no span, and has none.
+func TestLibraryScopes(t *testing.T) {
+	seen := map[string]string{}
+	for _, lib := range allLibraries() {
+		router := lib.Clients[lib.Specs[0].Name]&kit.Routes != 0
+		switch {
+		case router && lib.Scope != nil:
+			t.Errorf("%s: a router's library, with a scope %s", lib.Name, lib.Scope.Name)
+		case !router && lib.Scope == nil:
+			t.Errorf("%s: no scope", lib.Name)
+		case !router && !strings.HasPrefix(lib.Scope.Name, "github.com/otel-go-launcher/otel-go-launcher/probes/"):
+			t.Errorf("%s: scope %s, not a package of probes/", lib.Name, lib.Scope.Name)
+		case !router && seen[lib.Scope.Name] != "":
+			t.Errorf("%s: scope %s, %s's too", lib.Name, lib.Scope.Name, seen[lib.Scope.Name])
+		case !router:
+			seen[lib.Scope.Name] = lib.Name
+		}
+	}
+}
+
 // tracedServer runs the httpserver test program (not under the launcher: the probes
 // attach to the running process) and instruments it with libs, exporting to a real
 // OTLP receiver.
@@ -119,7 +140,8 @@ func tracedServer(t *testing.T, libs []kit.Library) (*Session, *testenv.Receiver
 
 // A span from one library's BPF object is parented by the server span another's made:
 // the in-flight spans are one map for every object of the app, looked up by the
-// request's context (from a goroutine the handler started) and by the goroutine.
+// request's context (from a goroutine the handler started) and by the goroutine. Each
+// span is under its library's scope.
 func TestSpansParentedAcrossObjects(t *testing.T) {
 	s, recv, base := tracedServer(t, append(Libraries(Options{Propagate: true}), probetest.Library()))
 	want := []string{nethttp.ServerSpec.Name, nethttp.ClientSpec.Name, databasesql.Spec.Name, probetest.ByContext.Name, probetest.ByGoroutine.Name}
@@ -148,6 +170,9 @@ func TestSpansParentedAcrossObjects(t *testing.T) {
 	for _, sp := range spans {
 		if sp.Name == "GET /work" {
 			servers[sp.SpanID] = sp
+			if want := nethttp.Library().Scope; sp.Scope.Name != want.Name || sp.Scope.Version != want.Version || sp.Scope.SchemaURL != want.SchemaURL {
+				t.Errorf("%s: scope %+v, want net/http's %+v", sp.Name, sp.Scope, *want)
+			}
 		}
 	}
 	counts := map[string]int{}
@@ -156,6 +181,9 @@ func TestSpansParentedAcrossObjects(t *testing.T) {
 			continue
 		}
 		counts[sp.Name]++
+		if want := probetest.Library().Scope.Name; sp.Scope.Name != want {
+			t.Errorf("%s: scope %s, want %s", sp.Name, sp.Scope.Name, want)
+		}
 		parent, ok := servers[sp.ParentSpanID]
 		if !ok || parent.TraceID != sp.TraceID {
 			t.Errorf("%s: parent %s in trace %s is no server span of /work", sp.Name, sp.ParentSpanID, sp.TraceID)

@@ -32,6 +32,7 @@ type Config struct {
 	// OTEL_SERVICE_NAME, the pod's variables), later entries winning: it overrides
 	// what the launcher detects, on spans and metrics alike.
 	Resource []attribute.KeyValue
+	Limits   Limits // OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT, OTEL_[SPAN_]ATTRIBUTE_COUNT_LIMIT
 	// Warnings are settings the specification says to replace, when invalid, by their
 	// default: each says which and what was used instead.
 	Warnings []string
@@ -188,6 +189,7 @@ func (e *env) config() (Config, error) {
 	c.TraceContext, c.Baggage = e.propagators()
 	c.Batch = e.batch()
 	c.Resource = e.resource()
+	c.Limits = e.limits()
 	c.Warnings = e.warnings
 	return c, errors.Join(errs...)
 }
@@ -510,4 +512,49 @@ func (o OTLP) String() string {
 		s += ", the default: set OTEL_EXPORTER_OTLP_ENDPOINT"
 	}
 	return s + ")"
+}
+
+// Limits are the span limits on attributes, as the SDK's tracer provider applies them
+// (sdk/trace.SpanLimits) to every span's: a negative limit is none.
+type Limits struct {
+	// AttributeValueLength is the most characters a string value keeps - each of a
+	// string slice's, the bytes of a byte slice's -: OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+	// else OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT; none by default.
+	AttributeValueLength int
+	// AttributeCount is how many attributes a span keeps, the first ones (the others
+	// counted as dropped): OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, else
+	// OTEL_ATTRIBUTE_COUNT_LIMIT; 128 by default.
+	AttributeCount int
+}
+
+// NoLimits keeps every attribute whole.
+var NoLimits = Limits{AttributeValueLength: -1, AttributeCount: -1}
+
+// limits reads the span limits as sdk/trace does: the span's variable if set, else the
+// generic one; a value that is not an integer is the default (the other variable is
+// not read then); a negative one is no limit. Both said, once.
+func (e *env) limits() Limits {
+	limit := func(def int, what string, names ...string) int {
+		for _, name := range names {
+			v := e.get(name) // untrimmed, as the SDK reads it
+			if v == "" {
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			switch {
+			case err != nil:
+				e.warn("%s=%q is not an integer: using %s, as the SDK does", name, v, what)
+				return def
+			case n < 0:
+				e.warn("%s=%d is negative: no limit, as the Go SDK takes it", name, n)
+				return -1
+			}
+			return n
+		}
+		return def
+	}
+	return Limits{
+		AttributeValueLength: limit(-1, "no limit", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
+		AttributeCount:       limit(128, "128", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"),
+	}
 }

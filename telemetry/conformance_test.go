@@ -296,7 +296,7 @@ func conformanceChild(name string) {
 		stub := tracetest.SpanStub{Name: name, SpanKind: trace.SpanKindServer, StartTime: now, EndTime: now.Add(time.Millisecond),
 			SpanContext:          trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled}),
 			Resource:             resource.Empty(),
-			InstrumentationScope: instrumentation.Scope{Name: scopeName},
+			InstrumentationScope: instrumentation.Scope{Name: LauncherScope.Name},
 		}
 		err = exp.ExportSpans(ctx, []sdktrace.ReadOnlySpan{stub.Snapshot()})
 		exp.Shutdown(ctx)

@@ -24,6 +24,7 @@ func (c Config) Settings() []string {
 		"propagation: "+c.propagation(),
 		fmt.Sprintf("batches: every %s, up to %d spans an export, %d spans queued per exporter, export timeout %s",
 			c.Batch.ScheduleDelay, c.Batch.MaxExportBatchSize, c.Batch.MaxQueueSize, orNone(c.Batch.ExportTimeout)))
+	lines = append(lines, "span attributes: "+c.Limits.String())
 	switch {
 	case c.Metrics.Off != "":
 		lines = append(lines, "metrics: off: "+c.Metrics.Off)
@@ -97,4 +98,16 @@ func (s Sampling) String() string {
 		return "parentbased_" + name
 	}
 	return name
+}
+
+// String: "at most 128 a span, values whole".
+func (l Limits) String() string {
+	count, length := "any number a span", "values whole"
+	if l.AttributeCount >= 0 {
+		count = fmt.Sprintf("at most %d a span", l.AttributeCount)
+	}
+	if l.AttributeValueLength >= 0 {
+		length = fmt.Sprintf("values cut to %d characters", l.AttributeValueLength)
+	}
+	return count + ", " + length + " (the rest counted as dropped)"
 }

@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"math"
+	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -24,6 +26,7 @@ const (
 	fieldRSSchemaURL   protowire.Number = 3
 	fieldScope         protowire.Number = 1
 	fieldSpans         protowire.Number = 2
+	fieldSSSchemaURL   protowire.Number = 3 // ScopeSpans.schema_url
 	fieldResourceAttrs protowire.Number = 1 // Resource.attributes
 	fieldScopeName     protowire.Number = 1 // InstrumentationScope.name
 	fieldScopeVersion  protowire.Number = 2
@@ -55,55 +58,93 @@ const (
 	flagIsRemote       uint32           = 0x200
 )
 
-// encoder writes the spans of one app (its resource) and scope.
+// encoder writes the spans of one app (its resource).
 type encoder struct {
-	clock *Clock
-	// head is ResourceSpans.resource and the start of ScopeSpans: resource then
-	// scope, whole fields; tail is ResourceSpans.schema_url, after the scope spans.
-	resource, scope, tail []byte
-	headroom              int // the room a batch keeps before its spans for the request's head
+	clock  *Clock
+	limits Limits // on each span's attributes; none unless the pipeline sets them
+	// resource is ResourceSpans.resource, a whole field; tail is
+	// ResourceSpans.schema_url, after the scope spans.
+	resource, tail []byte
 }
 
-func newEncoder(res *resource.Resource, scopeName string, clock *Clock) *encoder {
-	e := &encoder{clock: clock}
+func newEncoder(res *resource.Resource, clock *Clock) *encoder {
+	e := &encoder{clock: clock, limits: NoLimits}
 	var body []byte
 	for it := res.Iter(); it.Next(); {
 		body = appendKeyValue(body, fieldResourceAttrs, it.Attribute())
 	}
 	e.resource = protowire.AppendTag(nil, fieldResource, protowire.BytesType)
 	e.resource = protowire.AppendBytes(e.resource, body)
-	body = protowire.AppendTag(nil, fieldScopeName, protowire.BytesType)
-	body = protowire.AppendString(body, scopeName)
-	e.scope = protowire.AppendTag(nil, fieldScope, protowire.BytesType)
-	e.scope = protowire.AppendBytes(e.scope, body)
-	if url := res.SchemaURL(); url != "" {
-		e.tail = protowire.AppendTag(nil, fieldRSSchemaURL, protowire.BytesType)
-		e.tail = protowire.AppendString(e.tail, url)
-	}
-	e.headroom = 2*(1+binaryVarintMax) + len(e.resource) + len(e.scope)
+	e.tail = appendStringField(nil, fieldRSSchemaURL, res.SchemaURL())
 	return e
 }
 
-const binaryVarintMax = 5 // a length below 4 GiB
+// batch is the encoded spans of one export, by scope.
+type batch struct {
+	scopes []scopeSpans // the scopes of its spans, in the order their first span came
+	spans  int
+}
 
-// request turns a batch - its spans as ScopeSpans.spans fields, after headroom bytes
-// of room - into an ExportTraceServiceRequest, in place: the head is written right
-// before the spans, the tail appended. It returns the request's bytes.
-func (e *encoder) request(batch []byte) []byte {
-	room := e.headroom
-	spans := len(batch) - room
-	scopeSpans := len(e.scope) + spans
-	resourceSpans := len(e.resource) + 1 + protowire.SizeVarint(uint64(scopeSpans)) + scopeSpans + len(e.tail)
-	var head [2 * (1 + binaryVarintMax)]byte
-	h := protowire.AppendTag(head[:0], fieldResourceSpans, protowire.BytesType)
-	h = protowire.AppendVarint(h, uint64(resourceSpans))
-	start := room - len(e.scope) - 1 - protowire.SizeVarint(uint64(scopeSpans)) - len(e.resource) - len(h)
-	b := append(batch[:start], h...)
-	b = append(b, e.resource...)
-	b = protowire.AppendTag(b, fieldScopeSpans, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(scopeSpans))
-	b = append(b, e.scope...)
-	return append(batch, e.tail...)[start:]
+// scopeSpans are the spans of one scope, as ScopeSpans.spans fields.
+type scopeSpans struct {
+	scope *Scope
+	spans []byte
+}
+
+// scopeBytes is the room a batch's first scope starts with: the spans of the
+// commonest app, of one or two libraries, grow little.
+const scopeBytes = 16 << 10
+
+// add appends an encoded span of its scope's. A batch holds a few scopes: a scan
+// finds the span's, as fast as a map's lookup would be.
+func (b *batch) add(s scopedSpan) {
+	scope, span := s.scope, s.span
+	b.spans++
+	for i := range b.scopes {
+		if s := &b.scopes[i]; s.scope == scope {
+			s.spans = append(s.spans, span...)
+			return
+		}
+	}
+	if n := len(b.scopes); n < cap(b.scopes) { // a buffer a reset kept
+		b.scopes = b.scopes[:n+1]
+		s := &b.scopes[n]
+		s.scope, s.spans = scope, append(s.spans[:0], span...)
+		return
+	}
+	b.scopes = append(b.scopes, scopeSpans{scope, append(make([]byte, 0, max(scopeBytes, len(span))), span...)})
+}
+
+func (b *batch) len() int { return b.spans }
+
+// reset empties b, keeping its buffers for the next batch.
+func (b *batch) reset() {
+	for i := range b.scopes {
+		b.scopes[i].scope = nil
+	}
+	b.scopes, b.spans = b.scopes[:0], 0
+}
+
+// request appends the ExportTraceServiceRequest of batch b to dst: one ResourceSpans,
+// and in it one ScopeSpans per scope, in the order of the scopes' first spans, as the
+// SDK's exporter groups them.
+func (e *encoder) request(dst []byte, b *batch) []byte {
+	resourceSpans := len(e.resource) + len(e.tail)
+	for _, s := range b.scopes {
+		n := len(s.scope.head) + len(s.spans) + len(s.scope.tail)
+		resourceSpans += 1 + protowire.SizeVarint(uint64(n)) + n
+	}
+	dst = protowire.AppendTag(dst, fieldResourceSpans, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(resourceSpans))
+	dst = append(dst, e.resource...)
+	for _, s := range b.scopes {
+		dst = protowire.AppendTag(dst, fieldScopeSpans, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(len(s.scope.head)+len(s.spans)+len(s.scope.tail)))
+		dst = append(dst, s.scope.head...)
+		dst = append(dst, s.spans...)
+		dst = append(dst, s.scope.tail...)
+	}
+	return append(dst, e.tail...)
 }
 
 // appendSpan appends s as a ScopeSpans.spans field. flags are its trace flags (the
@@ -128,17 +169,24 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 	b = protowire.AppendVarint(b, spanKind(s.Kind))
 	b = appendFixed64Field(b, fieldStartTime, e.unixNano(s.Start))
 	b = appendFixed64Field(b, fieldEndTime, e.unixNano(s.End))
-	// The probes give each key once (their tests say so), as the SDK would keep it.
-	dropped := uint64(0)
+	// The probes give each key once (their tests say so), as the SDK would keep it. As
+	// the SDK's span limits: an invalid attribute is dropped; past the count limit, the
+	// others are, the reason's too; a value is cut to the length limit.
+	dropped, kept, count, length := uint64(0), 0, e.limits.AttributeCount, e.limits.AttributeValueLength
 	for _, kv := range s.Attributes {
-		if !kv.Valid() {
-			dropped++ // as the SDK does
+		if !kv.Valid() || count >= 0 && kept >= count {
+			dropped++
 			continue
 		}
-		b = appendKeyValue(b, fieldAttributes, kv)
+		kept++
+		b = appendLimitedKeyValue(b, fieldAttributes, kv, length)
 	}
 	if s.EndReason != "" {
-		b = appendKeyValue(b, fieldAttributes, EndReasonKey.String(string(s.EndReason)))
+		if count >= 0 && kept >= count {
+			dropped++
+		} else {
+			b = appendLimitedKeyValue(b, fieldAttributes, EndReasonKey.String(string(s.EndReason)), length)
+		}
 	}
 	if dropped > 0 {
 		b = protowire.AppendTag(b, fieldDroppedAttrs, protowire.VarintType)
@@ -174,19 +222,26 @@ func spanKind(k trace.SpanKind) uint64 {
 }
 
 func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	return appendLimitedKeyValue(b, num, kv, -1)
+}
+
+// appendLimitedKeyValue writes kv, its value cut to limit (truncated) unless negative.
+func appendLimitedKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue, limit int) []byte {
 	b, mark := beginMessage(b, num)
 	b = appendStringField(b, fieldKeyValueKey, string(kv.Key))
-	b = appendAnyValue(b, fieldKeyValueValue, kv.Value)
+	b = appendAnyValue(b, fieldKeyValueValue, kv.Value, limit)
 	return endMessage(b, mark)
 }
 
-// appendAnyValue writes v as the SDK's exporter converts it.
-func appendAnyValue(b []byte, num protowire.Number, v attribute.Value) []byte {
+// appendAnyValue writes v as the SDK's exporter converts it, its strings cut to limit
+// characters and its bytes to limit bytes (truncated) unless limit is negative, as the
+// SDK's span limits cut them, in slices and maps too.
+func appendAnyValue(b []byte, num protowire.Number, v attribute.Value, limit int) []byte {
 	b, mark := beginMessage(b, num)
 	switch v.Type() {
 	case attribute.STRING:
 		b = protowire.AppendTag(b, anyString, protowire.BytesType)
-		b = protowire.AppendString(b, v.AsString())
+		b = protowire.AppendString(b, truncated(v.AsString(), limit))
 	case attribute.INT64:
 		b = protowire.AppendTag(b, anyInt, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
@@ -197,22 +252,26 @@ func appendAnyValue(b []byte, num protowire.Number, v attribute.Value) []byte {
 		b = protowire.AppendTag(b, anyDouble, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	case attribute.BYTESLICE:
+		bs := v.AsByteSlice()
+		if limit >= 0 && len(bs) > limit {
+			bs = bs[:limit]
+		}
 		b = protowire.AppendTag(b, anyBytes, protowire.BytesType)
-		b = protowire.AppendBytes(b, v.AsByteSlice())
+		b = protowire.AppendBytes(b, bs)
 	case attribute.STRINGSLICE:
-		b = appendArray(b, v.AsStringSlice(), attribute.StringValue)
+		b = appendArray(b, v.AsStringSlice(), attribute.StringValue, limit)
 	case attribute.INT64SLICE:
-		b = appendArray(b, v.AsInt64Slice(), attribute.Int64Value)
+		b = appendArray(b, v.AsInt64Slice(), attribute.Int64Value, limit)
 	case attribute.BOOLSLICE:
-		b = appendArray(b, v.AsBoolSlice(), attribute.BoolValue)
+		b = appendArray(b, v.AsBoolSlice(), attribute.BoolValue, limit)
 	case attribute.FLOAT64SLICE:
-		b = appendArray(b, v.AsFloat64Slice(), attribute.Float64Value)
+		b = appendArray(b, v.AsFloat64Slice(), attribute.Float64Value, limit)
 	case attribute.SLICE:
-		b = appendArray(b, v.AsSlice(), func(v attribute.Value) attribute.Value { return v })
+		b = appendArray(b, v.AsSlice(), func(v attribute.Value) attribute.Value { return v }, limit)
 	case attribute.MAP:
 		b, list := beginMessage(b, anyKvlist)
 		for _, kv := range v.AsMap() {
-			b = appendKeyValue(b, fieldArrayValues, kv)
+			b = appendLimitedKeyValue(b, fieldArrayValues, kv, limit)
 		}
 		return endMessage(endMessage(b, list), mark)
 	case attribute.EMPTY: // an AnyValue with no value
@@ -223,12 +282,52 @@ func appendAnyValue(b []byte, num protowire.Number, v attribute.Value) []byte {
 	return endMessage(b, mark)
 }
 
-func appendArray[T any](b []byte, vs []T, value func(T) attribute.Value) []byte {
+func appendArray[T any](b []byte, vs []T, value func(T) attribute.Value, limit int) []byte {
 	b, mark := beginMessage(b, anyArray)
 	for _, v := range vs {
-		b = appendAnyValue(b, fieldArrayValues, value(v))
+		b = appendAnyValue(b, fieldArrayValues, value(v), limit)
 	}
 	return endMessage(b, mark)
+}
+
+// truncated is s cut to limit characters as the SDK's span limits cut a value: one of
+// at most limit bytes is left as it is (it cannot hold more characters); a longer one
+// keeps its first limit characters, and loses its bytes that are not UTF-8 on the way
+// (a cut must not split a character, nor count a broken one). A negative limit is none.
+func truncated(s string, limit int) string {
+	if limit < 0 || len(s) <= limit {
+		return s
+	}
+	chars := 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return validPrefix(s, i, chars, limit)
+		}
+		if chars == limit {
+			return s[:i]
+		}
+		chars++
+		i += size
+	}
+	return s
+}
+
+// validPrefix is truncated's slow path, for s with a byte that is not UTF-8 at i: s[:i]
+// (chars characters), then the characters after it up to limit, without such bytes.
+func validPrefix(s string, i, chars, limit int) string {
+	var out strings.Builder
+	out.Grow(len(s) - 1)
+	out.WriteString(s[:i])
+	for i < len(s) && chars < limit {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r != utf8.RuneError || size > 1 {
+			out.WriteString(s[i : i+size])
+			chars++
+		}
+		i += size
+	}
+	return out.String()
 }
 
 // beginMessage starts an embedded message field whose length is not known yet:
@@ -238,6 +337,8 @@ func beginMessage(b []byte, num protowire.Number) ([]byte, int) {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return append(b, 0), len(b)
 }
+
+const binaryVarintMax = 5 // a length below 4 GiB
 
 func endMessage(b []byte, mark int) []byte {
 	n := len(b) - mark - 1

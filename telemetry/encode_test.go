@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -12,11 +14,15 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
 )
 
 // memSender keeps what it is sent, decoded; it can stall, wait at a gate, or fail every
@@ -90,26 +96,27 @@ func testSpans() []*Span {
 	local := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, TraceFlags: trace.FlagsSampled})
 	long := string(bytes.Repeat([]byte("/a-long-path"), 40)) // attributes and spans longer than 127 bytes
 	return []*Span{
-		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, Parent: remote, Kind: trace.SpanKindServer, Name: "GET /items/{id}",
+		{Scope: testScopes[0], TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{4}, Parent: remote, Kind: trace.SpanKindServer, Name: "GET /items/{id}",
 			Start: now, End: now + 250_000, Attributes: []attribute.KeyValue{
 				attribute.String("http.request.method", "GET"), attribute.String("url.path", long), attribute.Int("http.response.status_code", 200),
 				attribute.Int("server.port", -1), attribute.Bool("b", true), attribute.Bool("f", false), attribute.Float64("x", 1.5),
 				attribute.StringSlice("ss", []string{"a", ""}), attribute.IntSlice("is", []int{1, -2}), attribute.BoolSlice("bs", []bool{true}),
 				attribute.Float64Slice("fs", []float64{0.25}), attribute.String("empty", ""),
 			}},
-		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{5}, Parent: local, Kind: trace.SpanKindClient, Name: "SELECT users",
+		{Scope: testScopes[1], TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{5}, Parent: local, Kind: trace.SpanKindClient, Name: "SELECT users",
 			Start: now + 10, End: now + 90, Status: codes.Error, StatusDescription: "connection reset",
 			Attributes: []attribute.KeyValue{attribute.String("db.system.name", "postgresql"), {Key: "empty-value"}, {Value: attribute.StringValue("no key")}}},
 		{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, Kind: trace.SpanKindInternal, Name: long, Start: now, End: now},
-		{TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, Name: "", Start: now, End: now + 1, Status: codes.Ok},
+		{Scope: testScopes[0], TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, Name: "", Start: now, End: now + 1, Status: codes.Ok},
 		// Ended by the launcher at the app's exit: the reason is its last attribute.
-		{TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{6}, Parent: local, Kind: trace.SpanKindClient, Name: "demo.Echo/Watch",
+		{Scope: testScopes[2], TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{6}, Parent: local, Kind: trace.SpanKindClient, Name: "demo.Echo/Watch",
 			Start: now, End: now + 5e9, Attributes: []attribute.KeyValue{attribute.String("rpc.method", "demo.Echo/Watch")}, EndReason: EndAppExit},
 	}
 }
 
 // The launcher's OTLP is the SDK exporter's, byte for byte, for the same spans: the
-// same resource, scope, IDs, parents, flags, trace state, times, attributes and status.
+// same resource, scopes, IDs, parents, flags, trace state, times, attributes and status;
+// a batch's spans grouped by scope as the SDK's exporter groups them.
 func TestEncodingMatchesSDK(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
 	ctx := context.Background()
@@ -127,9 +134,9 @@ func TestEncodingMatchesSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	recorder := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithIDGenerator(spanIDs{}),
-		sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
-	tracer := tp.Tracer(scopeName)
+		sdktrace.WithSyncer(exp), sdktrace.WithSpanProcessor(recorder), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
 	for _, s := range spans {
 		ctx := context.WithValue(ctx, spanIDs{}, s)
 		if s.Parent.IsValid() {
@@ -139,7 +146,7 @@ func TestEncodingMatchesSDK(t *testing.T) {
 		if s.EndReason != "" {
 			attrs = append(attrs[:len(attrs):len(attrs)], EndReasonKey.String(string(s.EndReason)))
 		}
-		_, span := tracer.Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
+		_, span := tracerOf(tp, s).Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
 		span.SetStatus(s.Status, s.StatusDescription)
 		span.End(trace.WithTimestamp(clock.Wall(s.End)))
 	}
@@ -149,32 +156,124 @@ func TestEncodingMatchesSDK(t *testing.T) {
 		r, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
 		sdkRequests = append(sdkRequests, r)
 	}
+	// And all the spans in one export: grouped by scope.
+	if err := exp.ExportSpans(ctx, recorder.Ended()); err != nil {
+		t.Fatal(err)
+	}
+	sdkAll, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: client.requests[len(client.requests)-1]})
 
 	// Ours: each span alone in a batch, as the SDK sent them; then all in one.
-	enc := newEncoder(res, scopeName, clock)
-	var all []byte
+	enc := newEncoder(res, clock)
+	var all batch
 	for i, s := range spans {
 		flags := trace.FlagsSampled
 		if s.Parent.IsValid() {
 			flags |= s.Parent.TraceFlags()
 		}
 		span := enc.appendSpan(nil, s, flags)
-		all = append(all, span...)
-		got := enc.request(append(make([]byte, enc.headroom), span...))
-		if !bytes.Equal(got, sdkRequests[i]) {
-			var g, w coltracepb.ExportTraceServiceRequest
-			proto.Unmarshal(got, &g)
-			proto.Unmarshal(sdkRequests[i], &w)
-			t.Errorf("span %d (%s): not the SDK's bytes\nours %x\nSDK's %x\nours %v\nSDK's %v", i, s.Name, got, sdkRequests[i], &g, &w)
+		all.add(scopedSpan{scopeOf(s), span})
+		var one batch
+		one.add(scopedSpan{scopeOf(s), span})
+		if got := enc.request(nil, &one); !bytes.Equal(got, sdkRequests[i]) {
+			t.Errorf("span %d (%s): not the SDK's bytes\n%s", i, s.Name, requestDiff(got, sdkRequests[i]))
 		}
 	}
+	got := enc.request(nil, &all)
+	if !bytes.Equal(got, sdkAll) {
+		t.Errorf("all spans in one request: not the SDK's bytes\n%s", requestDiff(got, sdkAll))
+	}
 	var one coltracepb.ExportTraceServiceRequest
-	if err := proto.Unmarshal(enc.request(append(make([]byte, enc.headroom), all...)), &one); err != nil {
+	if err := proto.Unmarshal(got, &one); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(one.ResourceSpans[0].ScopeSpans[0].Spans); n != len(spans) {
-		t.Errorf("a batch of %d spans decodes to %d", len(spans), n)
+	scopes := map[string]int{}
+	for _, ss := range one.ResourceSpans[0].ScopeSpans {
+		scopes[ss.Scope.Name] += len(ss.Spans)
+		if ss.Scope.Version != version.String() || ss.SchemaUrl != semconv.SchemaURL {
+			t.Errorf("scope %s: version %q, schema %q", ss.Scope.Name, ss.Scope.Version, ss.SchemaUrl)
+		}
 	}
+	if want := map[string]int{testScopes[0].Name: 2, testScopes[1].Name: 1, testScopes[2].Name: 1, LauncherScope.Name: 1}; !maps.Equal(scopes, want) {
+		t.Errorf("spans by scope %v, want %v", scopes, want)
+	}
+}
+
+// A span made under a server span has the server span's tracestate - the one its
+// request came with - as the SDK gives a span its parent's: the probe kit gives it to
+// the span's parent (kit.traceStates), and the encoding is the SDK's for the same tree.
+func TestChildSpansCarryTraceState(t *testing.T) {
+	ctx := context.Background()
+	res, err := appResource(ctx, App{Path: "/srv/app"}, envResource(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := NewClock()
+	now := monoNow()
+	ts, _ := trace.ParseTraceState("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+	incoming := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled, TraceState: ts, Remote: true})
+	server := &Span{Scope: testScopes[0], TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Parent: incoming, Kind: trace.SpanKindServer, Name: "GET /", Start: now, End: now + 100}
+	// As the kit gives it: the server span's context, with the tracestate the kernel sent.
+	local := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled, TraceState: ts})
+	query := &Span{Scope: testScopes[1], TraceID: trace.TraceID{1}, SpanID: trace.SpanID{3}, Parent: local, Kind: trace.SpanKindClient, Name: "SELECT", Start: now + 10, End: now + 20}
+	call := &Span{Scope: testScopes[0], TraceID: trace.TraceID{1}, SpanID: trace.SpanID{4}, Parent: local, Kind: trace.SpanKindClient, Name: "GET", Start: now + 30, End: now + 40}
+
+	// The SDK's: the children started under the server span itself.
+	client := &capturingClient{}
+	exp, err := otlptrace.New(ctx, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithIDGenerator(spanIDs{}), sdktrace.WithSpanProcessor(recorder))
+	sctx, sdkServer := tracerOf(tp, server).Start(trace.ContextWithRemoteSpanContext(context.WithValue(ctx, spanIDs{}, server), incoming),
+		server.Name, trace.WithSpanKind(server.Kind), trace.WithTimestamp(clock.Wall(server.Start)))
+	for _, c := range []*Span{query, call} {
+		_, span := tracerOf(tp, c).Start(context.WithValue(sctx, spanIDs{}, c), c.Name, trace.WithSpanKind(c.Kind), trace.WithTimestamp(clock.Wall(c.Start)))
+		if got := span.SpanContext().TraceState().String(); got != ts.String() {
+			t.Fatalf("the SDK's child: tracestate %q", got)
+		}
+		span.End(trace.WithTimestamp(clock.Wall(c.End)))
+	}
+	sdkServer.End(trace.WithTimestamp(clock.Wall(server.End)))
+	if err := exp.ExportSpans(ctx, recorder.Ended()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: client.requests[0]})
+
+	enc := newEncoder(res, clock)
+	var b batch
+	for _, s := range []*Span{query, call, server} { // in the order they end
+		b.add(scopedSpan{scopeOf(s), enc.appendSpan(nil, s, trace.FlagsSampled)})
+	}
+	if got := enc.request(nil, &b); !bytes.Equal(got, want) {
+		t.Errorf("not the SDK's bytes\n%s", requestDiff(got, want))
+	}
+	var r coltracepb.ExportTraceServiceRequest
+	proto.Unmarshal(want, &r)
+	for _, ss := range r.ResourceSpans[0].ScopeSpans {
+		for _, s := range ss.Spans {
+			if s.TraceState != ts.String() {
+				t.Errorf("%s: tracestate %q", s.Name, s.TraceState)
+			}
+		}
+	}
+}
+
+// testScopes are the scopes of testSpans: those of three libraries (and the launcher's).
+var testScopes = []*Scope{NewScope("example.com/probes/http"), NewScope("example.com/probes/sql"), NewScope("example.com/probes/rpc")}
+
+// tracerOf is the SDK's tracer of s's scope.
+func tracerOf(tp trace.TracerProvider, s *Span) trace.Tracer {
+	scope := scopeOf(s)
+	return tp.Tracer(scope.Name, trace.WithInstrumentationVersion(scope.Version), trace.WithSchemaURL(scope.SchemaURL))
+}
+
+// requestDiff shows two requests, ours and the SDK's, bytes and decoded.
+func requestDiff(ours, sdk []byte) string {
+	var o, w coltracepb.ExportTraceServiceRequest
+	proto.Unmarshal(ours, &o)
+	proto.Unmarshal(sdk, &w)
+	return fmt.Sprintf("ours %x\nSDK's %x\nours %v\nSDK's %v", ours, sdk, &o, &w)
 }
 
 // spanIDs gives the SDK the IDs the spans have.
@@ -201,8 +300,15 @@ func (c *capturingClient) UploadTraces(_ context.Context, rs []*tracepb.Resource
 // What encoding one server span costs (the SDK's span, transform and marshal cost
 // ~20 µs of the launcher's CPU; see docs/benchmarks.md).
 func BenchmarkEncodeServerSpan(b *testing.B) {
+	b.Run("default limits", func(b *testing.B) { benchmarkEncode(b, testConfig().Limits) })
+	// Every string value cut to 64 characters: the long url.path is.
+	b.Run("length limit", func(b *testing.B) { benchmarkEncode(b, Limits{AttributeValueLength: 64, AttributeCount: 128}) })
+}
+
+func benchmarkEncode(b *testing.B, limits Limits) {
 	res, _ := appResource(context.Background(), App{Path: "/app"}, envResource(b))
-	enc := newEncoder(res, scopeName, NewClock())
+	enc := newEncoder(res, NewClock())
+	enc.limits = limits
 	s := testSpans()[0]
 	buf := make([]byte, 0, 2048)
 	b.ReportAllocs()
@@ -210,3 +316,33 @@ func BenchmarkEncodeServerSpan(b *testing.B) {
 		buf = enc.appendSpan(buf[:0], s, trace.FlagsSampled)
 	}
 }
+
+// What emitting one sampled span costs, up to its export: its encoding, its queueing,
+// and its share of building and sending the batch's request (to a sender that drops it).
+// Each full batch is waited for: the figure is the work, not how the export goroutine
+// and the benchmark's share the CPUs.
+func BenchmarkEmitSpan(b *testing.B) {
+	cfg := testConfig()
+	p, err := newPipeline(context.Background(), App{Path: "/app"}, cfg, []namedSender{{"discard", discardSender{}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	spans := testSpans()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		p.Emit(spans[i%2]) // a server span and its client span
+		if i++; i%cfg.Batch.MaxExportBatchSize == 0 {
+			p.ForceFlush(context.Background())
+		}
+	}
+	b.StopTimer()
+	p.Shutdown(context.Background())
+}
+
+type discardSender struct{}
+
+func (discardSender) attempt(context.Context, []byte, *coltracepb.ExportTraceServiceResponse) (bool, time.Duration, error) {
+	return false, 0, nil
+}
+func (discardSender) close() error { return nil }

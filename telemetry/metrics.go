@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
@@ -40,13 +41,21 @@ type durationMetric struct {
 }
 
 // requestMetrics records the conventions' duration histograms from spans: every span
-// the probes make, sampled or not, and exports them with the metrics SDK.
+// the probes make, sampled or not, and exports them with the metrics SDK. Each scope's
+// spans are measured by the scope's meter (its name, version and schema URL), as an
+// instrumentation library's metrics are by its own.
 type requestMetrics struct {
-	mp                                               *sdkmetric.MeterProvider
+	mp        *sdkmetric.MeterProvider
+	scopes    sync.Map   // *Scope -> *scopeMetrics, made at the scope's first span
+	making    sync.Mutex // one scope's histograms made once
+	pool      sync.Pool  // []attribute.KeyValue buffers
+	contexts  sync.Pool  // *spanContext
+	exemplars bool       // the exemplar filter may take one: the span's IDs go with its measurement
+}
+
+// scopeMetrics are the histograms of one scope's meter.
+type scopeMetrics struct {
 	httpServer, httpClient, rpcServer, rpcClient, db durationMetric
-	pool                                             sync.Pool // []attribute.KeyValue buffers
-	contexts                                         sync.Pool // *spanContext
-	exemplars                                        bool      // the exemplar filter may take one: the span's IDs go with its measurement
 }
 
 // The conventions' recommended bucket boundaries, in seconds.
@@ -77,7 +86,26 @@ func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource,
 	m := &requestMetrics{mp: sdkmetric.NewMeterProvider(opts...), exemplars: cfg.ExemplarFilter != "always_off"}
 	m.pool.New = func() any { return new([]attribute.KeyValue) }
 	m.contexts.New = newSpanContext
-	meter := m.mp.Meter("github.com/otel-go-launcher/otel-go-launcher")
+	// The launcher's scope now: what would fail for any scope fails here.
+	if _, err := m.scope(LauncherScope); err != nil {
+		m.mp.Shutdown(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+// scope is the histograms of scope's meter, made at its first span.
+func (m *requestMetrics) scope(scope *Scope) (*scopeMetrics, error) {
+	if sm, ok := m.scopes.Load(scope); ok {
+		return sm.(*scopeMetrics), nil
+	}
+	m.making.Lock()
+	defer m.making.Unlock()
+	if sm, ok := m.scopes.Load(scope); ok {
+		return sm.(*scopeMetrics), nil
+	}
+	meter := m.mp.Meter(scope.Name, metric.WithInstrumentationVersion(scope.Version), metric.WithSchemaURL(scope.SchemaURL))
+	sm := &scopeMetrics{}
 	var err error
 	histogram := func(dst *durationMetric, name, desc string, buckets []float64, keys ...attribute.Key) {
 		if err != nil {
@@ -91,29 +119,29 @@ func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource,
 			dst.keep[k] = true
 		}
 	}
-	histogram(&m.httpServer, httpconv.ServerRequestDuration{}.Name(), httpconv.ServerRequestDuration{}.Description(), httpBuckets,
+	histogram(&sm.httpServer, httpconv.ServerRequestDuration{}.Name(), httpconv.ServerRequestDuration{}.Description(), httpBuckets,
 		semconv.HTTPRequestMethodKey, semconv.HTTPResponseStatusCodeKey, semconv.HTTPRouteKey, semconv.URLSchemeKey,
 		semconv.NetworkProtocolNameKey, semconv.NetworkProtocolVersionKey)
-	histogram(&m.httpClient, httpconv.ClientRequestDuration{}.Name(), httpconv.ClientRequestDuration{}.Description(), httpBuckets,
+	histogram(&sm.httpClient, httpconv.ClientRequestDuration{}.Name(), httpconv.ClientRequestDuration{}.Description(), httpBuckets,
 		semconv.HTTPRequestMethodKey, semconv.HTTPResponseStatusCodeKey, semconv.ServerAddressKey, semconv.ServerPortKey,
 		semconv.URLSchemeKey, semconv.NetworkProtocolNameKey, semconv.NetworkProtocolVersionKey)
-	histogram(&m.rpcServer, rpcconv.ServerCallDuration{}.Name(), rpcconv.ServerCallDuration{}.Description(), httpBuckets,
+	histogram(&sm.rpcServer, rpcconv.ServerCallDuration{}.Name(), rpcconv.ServerCallDuration{}.Description(), httpBuckets,
 		semconv.RPCSystemNameKey, semconv.RPCMethodKey, semconv.RPCResponseStatusCodeKey)
-	histogram(&m.rpcClient, rpcconv.ClientCallDuration{}.Name(), rpcconv.ClientCallDuration{}.Description(), httpBuckets,
+	histogram(&sm.rpcClient, rpcconv.ClientCallDuration{}.Name(), rpcconv.ClientCallDuration{}.Description(), httpBuckets,
 		semconv.RPCSystemNameKey, semconv.RPCMethodKey, semconv.RPCResponseStatusCodeKey, semconv.ServerAddressKey, semconv.ServerPortKey)
-	histogram(&m.db, dbconv.ClientOperationDuration{}.Name(), dbconv.ClientOperationDuration{}.Description(), dbBuckets,
+	histogram(&sm.db, dbconv.ClientOperationDuration{}.Name(), dbconv.ClientOperationDuration{}.Description(), dbBuckets,
 		semconv.DBSystemNameKey, semconv.DBOperationNameKey, semconv.DBCollectionNameKey, semconv.DBNamespaceKey,
 		semconv.DBResponseStatusCodeKey, semconv.ServerAddressKey, semconv.ServerPortKey)
 	if err != nil {
-		m.mp.Shutdown(ctx)
-		return nil, err
+		return nil, fmt.Errorf("the request metrics of %s: %w", scope.Name, err)
 	}
-	return m, nil
+	m.scopes.Store(scope, sm)
+	return sm, nil
 }
 
-// metricOf is the histogram a span counts in, by what its attributes say it is; nil
-// for none.
-func (m *requestMetrics) metricOf(s *Span) *durationMetric {
+// metricOf is the histogram of sm a span counts in, by what its attributes say it is;
+// nil for none.
+func (sm *scopeMetrics) metricOf(s *Span) *durationMetric {
 	var rpc, db, http bool
 	for _, kv := range s.Attributes {
 		switch kv.Key {
@@ -128,15 +156,15 @@ func (m *requestMetrics) metricOf(s *Span) *durationMetric {
 	server := s.Kind == trace.SpanKindServer
 	switch {
 	case rpc && server:
-		return &m.rpcServer
+		return &sm.rpcServer
 	case rpc:
-		return &m.rpcClient
+		return &sm.rpcClient
 	case db:
-		return &m.db
+		return &sm.db
 	case http && server:
-		return &m.httpServer
+		return &sm.httpServer
 	case http:
-		return &m.httpClient
+		return &sm.httpClient
 	}
 	return nil
 }
@@ -144,10 +172,18 @@ func (m *requestMetrics) metricOf(s *Span) *durationMetric {
 // record counts the span in its histogram. With exemplars, the span's context goes
 // with the measurement: a sampled span (an exported one) may be an exemplar's trace.
 func (m *requestMetrics) record(s *Span, sampled bool) {
-	d := m.metricOf(s)
 	// A span the launcher ended (the app exited while it was open) lasted as long as
 	// the app let it, not as long as its request: no measurement of the request.
-	if d == nil || s.End < s.Start || s.EndReason != "" {
+	if s.End < s.Start || s.EndReason != "" {
+		return
+	}
+	sm, err := m.scope(scopeOf(s))
+	if err != nil {
+		otel.Handle(err)
+		return
+	}
+	d := sm.metricOf(s)
+	if d == nil {
 		return
 	}
 	ctx := context.Background()

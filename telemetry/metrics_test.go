@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"maps"
 	"sort"
 	"strings"
 	"testing"
@@ -12,10 +13,13 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
 )
 
 // Each library's spans count in their convention's histogram, in seconds, with that
-// histogram's attributes only: never an id, a path, a query's text or a client port.
+// histogram's attributes only: never an id, a path, a query's text or a client port;
+// under the library's scope (its meter's name, version and schema URL).
 func TestRequestMetricsOfEachKind(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	m, err := newRequestMetrics(context.Background(), Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), reader)
@@ -23,22 +27,23 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.shutdown(context.Background())
-	record := func(kind trace.SpanKind, ms uint64, attrs ...attribute.KeyValue) {
-		m.record(&Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Kind: kind, Start: 1e9, End: 1e9 + ms*1e6, Attributes: attrs}, true)
+	http, sql, rpc := testScopes[0], testScopes[1], testScopes[2]
+	record := func(scope *Scope, kind trace.SpanKind, ms uint64, attrs ...attribute.KeyValue) {
+		m.record(&Span{Scope: scope, TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Kind: kind, Start: 1e9, End: 1e9 + ms*1e6, Attributes: attrs}, true)
 	}
-	record(trace.SpanKindServer, 20, semconv.HTTPRequestMethodGet, semconv.HTTPRoute("/items/{id}"), semconv.URLPath("/items/7"),
+	record(http, trace.SpanKindServer, 20, semconv.HTTPRequestMethodGet, semconv.HTTPRoute("/items/{id}"), semconv.URLPath("/items/7"),
 		semconv.HTTPResponseStatusCode(200), semconv.ClientAddress("10.0.0.1"), semconv.ClientPort(50123), semconv.UserAgentOriginal("curl"))
-	record(trace.SpanKindClient, 30, semconv.HTTPRequestMethodPost, semconv.URLFull("http://api:8080/x?token=1"), semconv.ServerAddress("api"),
+	record(http, trace.SpanKindClient, 30, semconv.HTTPRequestMethodPost, semconv.URLFull("http://api:8080/x?token=1"), semconv.ServerAddress("api"),
 		semconv.ServerPort(8080), semconv.HTTPResponseStatusCode(503), semconv.ErrorTypeKey.String("503"))
-	record(trace.SpanKindServer, 5, semconv.RPCSystemNameGRPC, semconv.RPCMethod("hello.Greeter/Say"), semconv.RPCResponseStatusCode("OK"),
+	record(rpc, trace.SpanKindServer, 5, semconv.RPCSystemNameGRPC, semconv.RPCMethod("hello.Greeter/Say"), semconv.RPCResponseStatusCode("OK"),
 		semconv.ClientAddress("10.0.0.2"))
-	record(trace.SpanKindClient, 6, semconv.RPCSystemNameGRPC, semconv.RPCMethod("hello.Greeter/Say"), semconv.RPCResponseStatusCode("UNAVAILABLE"),
+	record(rpc, trace.SpanKindClient, 6, semconv.RPCSystemNameGRPC, semconv.RPCMethod("hello.Greeter/Say"), semconv.RPCResponseStatusCode("UNAVAILABLE"),
 		semconv.ServerAddress("greeter"), semconv.ServerPort(50051), semconv.ErrorTypeKey.String("UNAVAILABLE"))
-	record(trace.SpanKindClient, 2, semconv.DBSystemNamePostgreSQL, semconv.DBQueryText("SELECT * FROM t WHERE id = $1"),
+	record(sql, trace.SpanKindClient, 2, semconv.DBSystemNamePostgreSQL, semconv.DBQueryText("SELECT * FROM t WHERE id = $1"),
 		semconv.DBOperationName("SELECT"), semconv.DBCollectionName("t"), semconv.ServerAddress("10.0.0.3"), semconv.ServerPort(5432))
-	record(trace.SpanKindClient, 1, semconv.DBSystemNameRedis, semconv.DBOperationName("GET"), semconv.DBNamespace("3"),
+	record(nil, trace.SpanKindClient, 1, semconv.DBSystemNameRedis, semconv.DBOperationName("GET"), semconv.DBNamespace("3"),
 		semconv.DBResponseStatusCode("WRONGTYPE"), semconv.ErrorTypeKey.String("WRONGTYPE"))
-	record(trace.SpanKindInternal, 1) // nothing a convention measures
+	record(http, trace.SpanKindInternal, 1) // nothing a convention measures
 	// A span the launcher ended at the app's exit: its duration is not its request's.
 	m.record(&Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{3}, Kind: trace.SpanKindServer, Start: 1e9, End: 9e9, EndReason: EndAppExit,
 		Attributes: []attribute.KeyValue{semconv.HTTPRequestMethodGet, semconv.HTTPRoute("/watch")}}, true)
@@ -48,8 +53,13 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string][]string{}
+	scopes := map[string]string{} // metric: its scopes
 	for _, sm := range rm.ScopeMetrics {
+		if sm.Scope.Version != version.String() || sm.Scope.SchemaURL != semconv.SchemaURL {
+			t.Errorf("scope %s: version %q, schema %q", sm.Scope.Name, sm.Scope.Version, sm.Scope.SchemaURL)
+		}
 		for _, mt := range sm.Metrics {
+			scopes[mt.Name] += " " + sm.Scope.Name
 			if mt.Unit != "s" {
 				t.Errorf("%s: unit %q", mt.Name, mt.Unit)
 			}
@@ -83,6 +93,17 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("metrics %v", got)
+	}
+	wantScopes := map[string]string{
+		"http.server.request.duration": " " + http.Name, "http.client.request.duration": " " + http.Name,
+		"rpc.server.call.duration": " " + rpc.Name, "rpc.client.call.duration": " " + rpc.Name,
+	}
+	if scopes["db.client.operation.duration"] != " "+sql.Name+" "+LauncherScope.Name && scopes["db.client.operation.duration"] != " "+LauncherScope.Name+" "+sql.Name {
+		t.Errorf("db.client.operation.duration: scopes%s, want %s and %s", scopes["db.client.operation.duration"], sql.Name, LauncherScope.Name)
+	}
+	delete(scopes, "db.client.operation.duration")
+	if !maps.Equal(scopes, wantScopes) {
+		t.Errorf("scopes %v\nwant %v", scopes, wantScopes)
 	}
 }
 

@@ -20,9 +20,6 @@ import (
 // ErrDisabled is returned when OTEL_SDK_DISABLED=true: tracing is off by choice.
 var ErrDisabled = errors.New("tracing disabled by OTEL_SDK_DISABLED=true")
 
-// scopeName is the instrumentation scope of every span.
-const scopeName = "github.com/otel-go-launcher/otel-go-launcher"
-
 // Pipeline samples the probes' spans, counts them in the request metrics, encodes the
 // sampled ones as OTLP once and queues them for each exporter, and accounts for each:
 // exported, failed to export, dropped (its queue was full), or never exported (still
@@ -30,7 +27,7 @@ const scopeName = "github.com/otel-go-launcher/otel-go-launcher"
 type Pipeline struct {
 	sampling Sampling
 	enc      *encoder
-	queues   []*queue[byte]
+	queues   []*queue[scopedSpan, *batch]
 	metrics  *requestMetrics // nil without a metrics exporter
 	errors   *rateLimitedErrors
 	scratch  sync.Pool // *[]byte: a span's encoding, before it is queued
@@ -114,7 +111,8 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 		return nil, err
 	}
 	clock := NewClock()
-	p := &Pipeline{sampling: cfg.Sampling, enc: newEncoder(res, scopeName, clock), stop: make(chan struct{}), finished: make(chan struct{})}
+	p := &Pipeline{sampling: cfg.Sampling, enc: newEncoder(res, clock), stop: make(chan struct{}), finished: make(chan struct{})}
+	p.enc.limits = cfg.Limits
 	p.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
 	// The metrics SDK reports its errors through otel.Handle; the spans' are the
 	// queues' own. Either way, once per 10 s.
@@ -125,7 +123,7 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 	}
 	batch := cfg.exportBatch()
 	for _, s := range senders {
-		p.queues = append(p.queues, newQueue(s.name, encodedBatches{s.sender, p.enc, batch.MaxExportBatchSize}, batch, p.reportSpanError))
+		p.queues = append(p.queues, newQueue[scopedSpan](s.name, &encodedBatches{send: s.sender, enc: p.enc}, batch, p.reportSpanError))
 	}
 	p.done.Add(1)
 	go p.refreshClock(clock)
@@ -181,8 +179,9 @@ func (p *Pipeline) Emit(s *Span) {
 	}
 	buf := p.scratch.Get().(*[]byte)
 	*buf = p.enc.appendSpan((*buf)[:0], s, flags)
+	scope := scopeOf(s)
 	for _, q := range p.queues {
-		q.add(*buf)
+		q.add(scopedSpan{scope, *buf})
 	}
 	p.scratch.Put(buf)
 }

@@ -88,14 +88,14 @@ func newSDKExporter(ctx context.Context, o OTLP) (sdktrace.SpanExporter, error) 
 
 // sdkQueue is our queue (queue.go) over span snapshots, in front of the SDK's exporter.
 type sdkQueue struct {
-	*queue[sdktrace.ReadOnlySpan]
+	*queue[sdktrace.ReadOnlySpan, *snapshotBatch]
 	res   *resource.Resource
 	clock *Clock
 }
 
 // emit queues s's snapshot, made as ours is encoded: before the queue, outside its lock.
 func (q sdkQueue) emit(s *Span, flags trace.TraceFlags) {
-	q.add([]sdktrace.ReadOnlySpan{q.snapshot(s, flags)})
+	q.add(q.snapshot(s, flags))
 }
 
 // snapshot is s as the SDK's span would have ended: the pipeline's wall clock, the
@@ -129,7 +129,7 @@ func (q sdkQueue) snapshot(s *Span, flags trace.TraceFlags) sdktrace.ReadOnlySpa
 		DroppedAttributes:    dropped,
 		Status:               status,
 		Resource:             q.res,
-		InstrumentationScope: instrumentation.Scope{Name: scopeName},
+		InstrumentationScope: instrumentation.Scope{Name: scopeOf(s).Name, Version: scopeOf(s).Version, SchemaURL: scopeOf(s).SchemaURL},
 	}.Snapshot()
 }
 
@@ -139,19 +139,24 @@ type sdkBatches struct {
 	size int // spans a batch holds
 }
 
-func (e sdkBatches) start(buf []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
-	if buf == nil {
-		return make([]sdktrace.ReadOnlySpan, 0, e.size)
-	}
-	return buf[:0]
+// snapshotBatch is a batch of span snapshots.
+type snapshotBatch struct{ spans []sdktrace.ReadOnlySpan }
+
+func (b *snapshotBatch) add(s sdktrace.ReadOnlySpan) { b.spans = append(b.spans, s) }
+func (b *snapshotBatch) len() int                    { return len(b.spans) }
+
+// reset keeps the buffer for another batch, but not its snapshots.
+func (b *snapshotBatch) reset() { clear(b.spans); b.spans = b.spans[:0] }
+
+func (e sdkBatches) newBatch() *snapshotBatch {
+	return &snapshotBatch{spans: make([]sdktrace.ReadOnlySpan, 0, e.size)}
 }
 
 // export counts no rejected spans: the SDK's exporter gives a partial success to
 // otel.Handle, not to its caller.
-func (e sdkBatches) export(ctx context.Context, buf []sdktrace.ReadOnlySpan, note func(error)) (int, error) {
-	err := e.exp.ExportSpans(ctx, buf)
+func (e sdkBatches) export(ctx context.Context, b *snapshotBatch, note func(error)) (int, error) {
+	err := e.exp.ExportSpans(ctx, b.spans)
 	note(err)
-	clear(buf) // the buffer is kept for another batch: not its snapshots
 	return 0, err
 }
 

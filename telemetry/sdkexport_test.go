@@ -29,7 +29,7 @@ func TestSnapshotIsOurEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := NewClock()
-	enc := newEncoder(res, scopeName, clock)
+	enc := newEncoder(res, clock)
 	client := &capturingClient{}
 	exp, err := otlptrace.New(ctx, client)
 	if err != nil {
@@ -42,7 +42,9 @@ func TestSnapshotIsOurEncoding(t *testing.T) {
 			t.Fatal(err)
 		}
 		sdk, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: client.requests[i]})
-		ours := enc.request(enc.appendSpan(make([]byte, enc.headroom), s, flags))
+		var b batch
+		b.add(scopedSpan{scopeOf(s), enc.appendSpan(nil, s, flags)})
+		ours := enc.request(nil, &b)
 		if !bytes.Equal(sdk, ours) {
 			t.Errorf("span %d (%s): the snapshot exports as\n%x\nnot as ours\n%x", i, s.Name, sdk, ours)
 		}

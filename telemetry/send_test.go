@@ -159,12 +159,12 @@ func testRequest(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc := newEncoder(res, scopeName, NewClock())
-	b := make([]byte, enc.headroom)
+	enc := newEncoder(res, NewClock())
+	var b batch
 	for _, s := range testSpans() {
-		b = enc.appendSpan(b, s, 1)
+		b.add(scopedSpan{scopeOf(s), enc.appendSpan(nil, s, 1)})
 	}
-	return enc.request(b)
+	return enc.request(nil, &b)
 }
 
 func decodeRequest(t *testing.T, b []byte) *coltracepb.ExportTraceServiceRequest {

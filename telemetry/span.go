@@ -10,6 +10,9 @@ import (
 // times are CLOCK_MONOTONIC nanoseconds. The pipeline keeps nothing of a Span once
 // Emit returns (it encodes it), so a decoder reuses one, and its Attributes' storage.
 type Span struct {
+	// Scope is the instrumentation scope of the library whose probe made the span;
+	// nil for the launcher's own (LauncherScope).
+	Scope      *Scope
 	TraceID    trace.TraceID
 	SpanID     trace.SpanID
 	Parent     trace.SpanContext // remote parent; invalid for a root span

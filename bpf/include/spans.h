@@ -223,21 +223,3 @@ static __always_inline struct span_ref *parent_by_context(__u64 tab, __u64 data)
 {
 	return find_parent(tab, data, 0, 0, 0);
 }
-
-/* start_client_span gives a client span its IDs: the trace of its parent (a server span
- * find_parent found), or a new trace without one, and a
- * new span ID. has_parent and trace_flags say what it was given (the parent's flags,
- * for the sampler). */
-static __always_inline void start_client_span(const struct span_ref *parent, struct span_context *sc,
-					      __u8 *parent_span_id, __u8 *has_parent, __u8 *trace_flags)
-{
-	if (parent) {
-		__builtin_memcpy(sc->trace_id, parent->sc.trace_id, TRACE_ID_SIZE);
-		__builtin_memcpy(parent_span_id, parent->sc.span_id, SPAN_ID_SIZE);
-		*has_parent = 1;
-		*trace_flags = parent->flags;
-	} else {
-		random_bytes(sc->trace_id, TRACE_ID_SIZE);
-	}
-	random_bytes(sc->span_id, SPAN_ID_SIZE);
-}

@@ -32,6 +32,12 @@ type Span struct {
 	StatusCode                    tracepb.Status_StatusCode
 	StatusMessage                 string
 	Resource                      map[string]any
+	Scope                         Scope
+}
+
+// Scope is a span's instrumentation scope, and its ScopeSpans' schema URL.
+type Scope struct {
+	Name, Version, SchemaURL string
 }
 
 // Receiver is a real OTLP/gRPC receiver: the collector's TraceService, and its
@@ -202,6 +208,7 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 	for _, rs := range req.ResourceSpans {
 		res := attrMap(rs.GetResource().GetAttributes())
 		for _, ss := range rs.ScopeSpans {
+			scope := Scope{ss.GetScope().GetName(), ss.GetScope().GetVersion(), ss.SchemaUrl}
 			for _, s := range ss.Spans {
 				got = append(got, Span{
 					TraceID:       hex.EncodeToString(s.TraceId),
@@ -216,6 +223,7 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 					StatusCode:    s.GetStatus().GetCode(),
 					StatusMessage: s.GetStatus().GetMessage(),
 					Resource:      res,
+					Scope:         scope,
 				})
 			}
 		}

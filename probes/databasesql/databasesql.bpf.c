@@ -33,6 +33,7 @@
  * failed operation reads more than the error's type word. */
 #include "common.h"
 #include "spans.h"
+#include "client.h"
 #include "net_conn.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

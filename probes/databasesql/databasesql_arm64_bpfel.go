@@ -244,6 +244,7 @@ const (
 	databasesqlVarTypePqConn                = "type_pq_conn"
 	databasesqlVarTypeStdlibConn            = "type_stdlib_Conn"
 	databasesqlVarUnusedSqlEvent            = "unused_sql_event"
+	databasesqlVarUnusedTracestateRecord    = "unused_tracestate_record"
 	databasesqlVarZeroes                    = "zeroes"
 )
 
@@ -360,6 +361,7 @@ type databasesqlVariableSpecs struct {
 	TypePqConn                *ebpf.VariableSpec `ebpf:"type_pq_conn"`
 	TypeStdlibConn            *ebpf.VariableSpec `ebpf:"type_stdlib_Conn"`
 	UnusedSqlEvent            *ebpf.VariableSpec `ebpf:"unused_sql_event"`
+	UnusedTracestateRecord    *ebpf.VariableSpec `ebpf:"unused_tracestate_record"`
 	Zeroes                    *ebpf.VariableSpec `ebpf:"zeroes"`
 }
 
@@ -450,6 +452,7 @@ type databasesqlVariables struct {
 	TypePqConn                *ebpf.Variable `ebpf:"type_pq_conn"`
 	TypeStdlibConn            *ebpf.Variable `ebpf:"type_stdlib_Conn"`
 	UnusedSqlEvent            *ebpf.Variable `ebpf:"unused_sql_event"`
+	UnusedTracestateRecord    *ebpf.Variable `ebpf:"unused_tracestate_record"`
 	Zeroes                    *ebpf.Variable `ebpf:"zeroes"`
 }
 

@@ -3,6 +3,7 @@ package databasesql
 import (
 	"context"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"unsafe"
@@ -11,11 +12,16 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
+// scope is the instrumentation scope of the library's spans and metrics, named after
+// this package.
+var scope = telemetry.NewScope(reflect.TypeFor[Probe]().PkgPath())
+
 // Library is database/sql for the probe kit.
 func Library() kit.Library {
 	lib := kit.Library{
 		Name:   "database/sql",
 		Specs:  Specs,
+		Scope:  scope,
 		Object: objectSpec,
 		// By the call's context first; by the goroutine for a query made without one
 		// (DB.Query) in the handler's goroutine.

@@ -26,6 +26,7 @@
  * one below it: the set-up shows under the command that opened the connection. */
 #include "common.h"
 #include "spans.h"
+#include "client.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

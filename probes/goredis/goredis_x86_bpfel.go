@@ -84,6 +84,7 @@ const (
 	goredisVarSamplerRoot             = "sampler_root"
 	goredisVarTraceContext            = "trace_context"
 	goredisVarUnusedRedisEvent        = "unused_redis_event"
+	goredisVarUnusedTracestateRecord  = "unused_tracestate_record"
 	goredisVarZeroEvent               = "zero_event"
 )
 
@@ -163,6 +164,7 @@ type goredisVariableSpecs struct {
 	SamplerRoot             *ebpf.VariableSpec `ebpf:"sampler_root"`
 	TraceContext            *ebpf.VariableSpec `ebpf:"trace_context"`
 	UnusedRedisEvent        *ebpf.VariableSpec `ebpf:"unused_redis_event"`
+	UnusedTracestateRecord  *ebpf.VariableSpec `ebpf:"unused_tracestate_record"`
 	ZeroEvent               *ebpf.VariableSpec `ebpf:"zero_event"`
 }
 
@@ -221,6 +223,7 @@ type goredisVariables struct {
 	SamplerRoot             *ebpf.Variable `ebpf:"sampler_root"`
 	TraceContext            *ebpf.Variable `ebpf:"trace_context"`
 	UnusedRedisEvent        *ebpf.Variable `ebpf:"unused_redis_event"`
+	UnusedTracestateRecord  *ebpf.Variable `ebpf:"unused_tracestate_record"`
 	ZeroEvent               *ebpf.Variable `ebpf:"zero_event"`
 }
 

@@ -2,6 +2,7 @@ package goredis
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"unsafe"
 
@@ -9,11 +10,16 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
+// scope is the instrumentation scope of the library's spans and metrics, named after
+// this package.
+var scope = telemetry.NewScope(reflect.TypeFor[Probe]().PkgPath())
+
 // Library is go-redis for the probe kit.
 func Library() kit.Library {
 	lib := kit.Library{
 		Name:   "go-redis",
 		Specs:  Specs,
+		Scope:  scope,
 		Object: objectSpec,
 		// By the call's context first; by the goroutine for a command made with a
 		// context not derived from the request's (context.Background()) in the

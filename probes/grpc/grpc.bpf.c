@@ -48,6 +48,7 @@
 #include "common.h"
 #include "tracestate.h"
 #include "spans.h"
+#include "client.h"
 #include "outgoing.h"
 #include "net.h" /* a *net.TCPAddr's offsets */
 

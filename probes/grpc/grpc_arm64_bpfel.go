@@ -262,6 +262,7 @@ const (
 	grpcVarTraceContext                           = "trace_context"
 	grpcVarUnusedClientEvent                      = "unused_client_event"
 	grpcVarUnusedServerEvent                      = "unused_server_event"
+	grpcVarUnusedTracestateRecord                 = "unused_tracestate_record"
 	grpcVarZeroes                                 = "zeroes"
 )
 
@@ -380,6 +381,7 @@ type grpcVariableSpecs struct {
 	TraceContext                           *ebpf.VariableSpec `ebpf:"trace_context"`
 	UnusedClientEvent                      *ebpf.VariableSpec `ebpf:"unused_client_event"`
 	UnusedServerEvent                      *ebpf.VariableSpec `ebpf:"unused_server_event"`
+	UnusedTracestateRecord                 *ebpf.VariableSpec `ebpf:"unused_tracestate_record"`
 	Zeroes                                 *ebpf.VariableSpec `ebpf:"zeroes"`
 }
 
@@ -479,6 +481,7 @@ type grpcVariables struct {
 	TraceContext                           *ebpf.Variable `ebpf:"trace_context"`
 	UnusedClientEvent                      *ebpf.Variable `ebpf:"unused_client_event"`
 	UnusedServerEvent                      *ebpf.Variable `ebpf:"unused_server_event"`
+	UnusedTracestateRecord                 *ebpf.Variable `ebpf:"unused_tracestate_record"`
 	Zeroes                                 *ebpf.Variable `ebpf:"zeroes"`
 }
 

@@ -37,12 +37,16 @@ func (o *Object) EndInFlight(end uint64, why telemetry.EndReason, emit func(*tel
 	ended := map[string]int{}
 	var errs []error
 	var span telemetry.Span
+	finished := func(s *telemetry.Span) {
+		o.finish(s)
+		emit(s)
+	}
 	for _, f := range o.spec.InFlight {
 		m := o.objs.Map(f.Map)
 		if m == nil {
 			continue // not made: none of the programs loaded for the app uses it
 		}
-		n, err := EndSpansIn(m, f, end, why, &span, emit)
+		n, err := EndSpansIn(m, f, end, why, &span, finished)
 		if n > 0 {
 			ended[f.Spec] += n
 		}

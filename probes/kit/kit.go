@@ -33,6 +33,11 @@ import (
 type Library struct {
 	Name  string         // "net/http"
 	Specs []offsets.Spec // its probes' needs, one spec per probe ("net/http.server")
+	// Scope is the instrumentation scope of its spans and request metrics, named after
+	// its package (telemetry.NewScope(reflect.TypeFor[Probe]().PkgPath())), declared once
+	// there; the kit gives it to every span the library's probe makes. nil for a
+	// library that makes no span (a router's).
+	Scope *telemetry.Scope
 	// Object is the library's BPF object, parsed once (bpf2go's load function behind a
 	// sync.OnceValues): the session parses it from the launcher's first step.
 	Object func() (*ebpf.CollectionSpec, error)

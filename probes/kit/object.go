@@ -81,6 +81,8 @@ type Object struct {
 	reader  *bpf.Reader
 	enabled []string
 	writers []Uprobe // attached
+
+	traceStates traceStates // of the client spans on their way
 }
 
 var _ Probe = (*Object)(nil)
@@ -492,10 +494,22 @@ func (o *Object) Run(ctx context.Context, emit func(*telemetry.Span)) {
 	}
 	var span telemetry.Span
 	reader.Run(ctx, func(raw []byte) {
+		if RecordKind(raw) == RecordTraceState {
+			o.traceStates.file(raw)
+			return
+		}
 		if o.spec.Decode(raw, &span) {
+			o.finish(&span)
 			emit(&span)
 		}
 	})
+}
+
+// finish gives a span the library made what the kit knows of it: its library's scope,
+// its tracestate.
+func (o *Object) finish(span *telemetry.Span) {
+	span.Scope = o.spec.Library.Scope
+	o.traceStates.give(span)
 }
 
 // Lost is the number of spans the kernel dropped because the ring buffer was full.

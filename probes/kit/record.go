@@ -44,7 +44,7 @@ func RecordPrefixAs[T any](raw []byte, buf *T, min int) *T {
 }
 
 // ClientParent is the parent of a client span, as the C programs record it: the trace
-// ID, the parent's span ID and its flags (start_client_span, bpf/include/spans.h);
+// ID, the parent's span ID and its flags (start_client_span, bpf/include/client.h);
 // invalid when the span had none.
 func ClientParent(hasParent uint8, traceID [16]uint8, parentSpanID [8]uint8, flags uint8) trace.SpanContext {
 	if hasParent == 0 {

@@ -48,6 +48,7 @@
 #include "headers.h"
 #include "tracestate.h"
 #include "spans.h"
+#include "client.h"
 #include "routes.h"
 #include "outgoing.h"
 

@@ -352,6 +352,7 @@ const (
 	nethttpVarTraceContext                          = "trace_context"
 	nethttpVarUnusedClientEvent                     = "unused_client_event"
 	nethttpVarUnusedServerEvent                     = "unused_server_event"
+	nethttpVarUnusedTracestateRecord                = "unused_tracestate_record"
 	nethttpVarXnetServerEnabled                     = "xnet_server_enabled"
 	nethttpVarZeroes                                = "zeroes"
 )
@@ -490,6 +491,7 @@ type nethttpVariableSpecs struct {
 	TraceContext                          *ebpf.VariableSpec `ebpf:"trace_context"`
 	UnusedClientEvent                     *ebpf.VariableSpec `ebpf:"unused_client_event"`
 	UnusedServerEvent                     *ebpf.VariableSpec `ebpf:"unused_server_event"`
+	UnusedTracestateRecord                *ebpf.VariableSpec `ebpf:"unused_tracestate_record"`
 	XnetServerEnabled                     *ebpf.VariableSpec `ebpf:"xnet_server_enabled"`
 	Zeroes                                *ebpf.VariableSpec `ebpf:"zeroes"`
 }
@@ -603,6 +605,7 @@ type nethttpVariables struct {
 	TraceContext                          *ebpf.Variable `ebpf:"trace_context"`
 	UnusedClientEvent                     *ebpf.Variable `ebpf:"unused_client_event"`
 	UnusedServerEvent                     *ebpf.Variable `ebpf:"unused_server_event"`
+	UnusedTracestateRecord                *ebpf.Variable `ebpf:"unused_tracestate_record"`
 	XnetServerEnabled                     *ebpf.Variable `ebpf:"xnet_server_enabled"`
 	Zeroes                                *ebpf.Variable `ebpf:"zeroes"`
 }

@@ -2,6 +2,7 @@ package nethttp
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"unsafe"
 
@@ -10,11 +11,16 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
+// scope is the instrumentation scope of the library's spans and metrics, named after
+// this package.
+var scope = telemetry.NewScope(reflect.TypeFor[Probe]().PkgPath())
+
 // Library is net/http for the probe kit.
 func Library() kit.Library {
 	lib := kit.Library{
 		Name:   "net/http",
 		Specs:  Specs,
+		Scope:  scope,
 		Object: objectSpec,
 		// By the call's context first; by the goroutine for a call made without the
 		// request's (http.Get) in the handler's goroutine.

@@ -8,6 +8,7 @@ package probetest
 
 import (
 	"context"
+	"reflect"
 	"sync"
 
 	"go.opentelemetry.io/otel/trace"
@@ -25,10 +26,15 @@ var (
 
 var objectSpec = sync.OnceValues(loadProbetest)
 
+// scope is the instrumentation scope of the test library's spans, named after this
+// package.
+var scope = telemetry.NewScope(reflect.TypeFor[probetestWorkEvent]().PkgPath())
+
 // Library is the test library.
 func Library() kit.Library {
 	lib := kit.Library{
 		Name:    "test",
+		Scope:   scope,
 		Specs:   []offsets.Spec{ByContext, ByGoroutine},
 		Object:  objectSpec,
 		Clients: map[string]kit.Lookup{ByContext.Name: kit.ByContext, ByGoroutine.Name: kit.ByGoroutine},
