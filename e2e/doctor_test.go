@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -103,11 +104,23 @@ func TestDoctorEndpoint(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d and %q in\n%s%s", c.env, e.code, c.code, c.want, out, stderr)
 		}
 	}
+	// Flags over LAUNCH_ variables over OTEL_* over defaults, as the run takes them.
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_MAX_QUEUE_SIZE=5000", "LAUNCH_MAX_QUEUE=")
+	for _, c := range []struct {
+		env  []string
+		args []string
+		want int
+	}{{nil, nil, 5000}, {[]string{"LAUNCH_MAX_QUEUE=2000"}, nil, 2000}, {[]string{"LAUNCH_MAX_QUEUE=2000"}, []string{"--max-queue", "1000"}, 1000}} {
+		_, out, _ := runLaunch(t, opts{env: append(env, c.env...)}, append(append([]string{launchBin(t)}, c.args...), "doctor")...)
+		if want := fmt.Sprintf("ok     configuration: batches: every 5s, up to 512 spans an export, %d spans queued per exporter", c.want); !strings.Contains(out, want) {
+			t.Errorf("%q %q: no %q in\n%s", c.env, c.args, want, out)
+		}
+	}
 	if got, _ := posted.Load().(string); got != "POST /v1/traces application/x-protobuf s3cr=t" {
 		t.Errorf("the http/protobuf check sent %q", got)
 	}
 	// The specification's default endpoint, with a collector there or not.
-	env := append(os.Environ(), "OTEL_TRACES_EXPORTER=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_PROTOCOL=")
+	env = append(os.Environ(), "OTEL_TRACES_EXPORTER=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_PROTOCOL=")
 	want := "OTLP endpoint http://localhost:4317 (grpc, plaintext, the default: set OTEL_EXPORTER_OTLP_ENDPOINT)"
 	if l, err := net.Listen("tcp", "127.0.0.1:4317"); err == nil {
 		l.Close()

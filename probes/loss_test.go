@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // The loss report at exit says why spans were not exported: the last export error,
@@ -32,7 +33,7 @@ func TestFinalLossReportSaysTheLastExportError(t *testing.T) {
 		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://"+untrusted.Listener.Addr().String())
 		t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
 		t.Setenv("OTEL_METRICS_EXPORTER", "none")
-		cfg, err := telemetry.ConfigFromEnv()
+		cfg, err := otelconfig.FromEnv()
 		if err != nil {
 			t.Fatal(err)
 		}

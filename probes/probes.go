@@ -31,12 +31,13 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/wire"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // Options configure the probes.
 type Options struct {
-	RingBufferSize int              // bytes per probe; a power of two, at least a page
-	Telemetry      telemetry.Config // the pipeline, and the sampler and propagators the kernel applies
+	RingBufferSize int               // bytes per probe; a power of two, at least a page
+	Telemetry      otelconfig.Config // the pipeline, and the sampler and propagators the kernel applies
 	// Propagate puts a traceparent naming the client span into the app's outgoing
 	// plain HTTP/1 requests and HTTP/2 streams, from the kernel (--propagate).
 	Propagate bool
@@ -122,7 +123,7 @@ func (o Options) kit() kit.Options {
 // Session is an instrumented app: attached probes feeding a pipeline.
 type Session struct {
 	app     telemetry.App
-	cfg     telemetry.Config
+	cfg     otelconfig.Config
 	probes  []kit.Probe
 	names   []string // enabled specs
 	shared  *kit.Shared

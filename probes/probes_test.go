@@ -25,6 +25,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 func TestMain(m *testing.M) {
@@ -115,7 +116,7 @@ func tracedServer(t *testing.T, libs []kit.Library) (*Session, *testenv.Receiver
 
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.Endpoint)
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
-	cfg, err := telemetry.ConfigFromEnv()
+	cfg, err := otelconfig.FromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +339,7 @@ func missingLibrary() kit.Library {
 func TestInstrumentHonoursContext(t *testing.T) {
 	testenv.RequireRoot(t)
 	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
-	opts := Options{RingBufferSize: 1 << 16, Telemetry: telemetry.Config{Sampling: telemetry.DefaultSampling, TraceContext: true}, Propagate: true}
+	opts := Options{RingBufferSize: 1 << 16, Telemetry: otelconfig.Config{Sampling: otelconfig.DefaultSampling, TraceContext: true}, Propagate: true}
 	before := links(t)
 	cancelled := 0
 	for _, after := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond, time.Second} {

@@ -8,11 +8,28 @@ import (
 	"os"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
-// TLSConfig is the TLS the exporter uses: the system's CAs, or those of
+// CheckExport sends the collector an export of no spans, with the exporter's own
+// sender - same endpoint, protocol, TLS and headers - once, and says whether it was
+// accepted. For `launch doctor`.
+func CheckExport(ctx context.Context, o otelconfig.OTLP) error {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	s, err := newSender("otlp", o)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	_, _, err = s.attempt(ctx, nil, new(collectortrace.ExportTraceServiceResponse))
+	return err
+}
+
+// tlsConfig is the TLS the exporter uses: the system's CAs, or those of
 // OTEL_EXPORTER_OTLP_CERTIFICATE, and the client certificate if one is set.
-func (o OTLP) TLSConfig() (*tls.Config, error) {
+func tlsConfig(o otelconfig.OTLP) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.Certificate != "" {
 		pem, err := os.ReadFile(o.Certificate)
@@ -32,19 +49,4 @@ func (o OTLP) TLSConfig() (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
-}
-
-// CheckExport sends the collector an export of no spans, with the exporter's own
-// sender - same endpoint, protocol, TLS and headers - once, and says whether it was
-// accepted. For `launch doctor`.
-func (o OTLP) CheckExport(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	s, err := newSender("otlp", o)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	_, _, err = s.attempt(ctx, nil, new(collectortrace.ExportTraceServiceResponse))
-	return err
 }

@@ -43,6 +43,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // conformanceRow is one setting of the OTLP exporter environment specification (and
@@ -157,7 +159,7 @@ const (
 
 // For each setting of the OTLP exporter specification, the SDK's trace exporter
 // (otlptracegrpc or otlptracehttp v1.47.0, built from the environment alone) and the
-// launcher's pipeline (ConfigFromEnv, New, Emit, Shutdown) send a span to the same
+// launcher's pipeline (otelconfig.FromEnv, New, Emit, Shutdown) send a span to the same
 // receivers: it arrives, or not, the same way - path, headers, compression, TLS, client
 // certificate, proxy - but where a row says why not. Each row runs in a process of its
 // own with that environment (Go reads the proxy variables once a process, and the SDK
@@ -309,7 +311,7 @@ func conformanceChild(name string) {
 	// The launcher's.
 	begin = time.Now()
 	err = func() error {
-		cfg, err := ConfigFromEnv()
+		cfg, err := otelconfig.FromEnv()
 		res.Ours.Warnings = cfg.Warnings
 		if err != nil {
 			return err

@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // The launcher writes OTLP protobuf itself, from the probes' spans to the bytes of an
@@ -61,14 +63,14 @@ const (
 // encoder writes the spans of one app (its resource).
 type encoder struct {
 	clock  *Clock
-	limits Limits // on each span's attributes; none unless the pipeline sets them
+	limits otelconfig.Limits // on each span's attributes; none unless the pipeline sets them
 	// resource is ResourceSpans.resource, a whole field; tail is
 	// ResourceSpans.schema_url, after the scope spans.
 	resource, tail []byte
 }
 
 func newEncoder(res *resource.Resource, clock *Clock) *encoder {
-	e := &encoder{clock: clock, limits: NoLimits}
+	e := &encoder{clock: clock, limits: otelconfig.NoLimits}
 	var body []byte
 	for it := res.Iter(); it.Next(); {
 		body = appendKeyValue(body, fieldResourceAttrs, it.Attribute())

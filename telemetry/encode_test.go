@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // memSender keeps what it is sent, decoded; it can stall, wait at a gate, or fail every
@@ -302,10 +303,12 @@ func (c *capturingClient) UploadTraces(_ context.Context, rs []*tracepb.Resource
 func BenchmarkEncodeServerSpan(b *testing.B) {
 	b.Run("default limits", func(b *testing.B) { benchmarkEncode(b, testConfig().Limits) })
 	// Every string value cut to 64 characters: the long url.path is.
-	b.Run("length limit", func(b *testing.B) { benchmarkEncode(b, Limits{AttributeValueLength: 64, AttributeCount: 128}) })
+	b.Run("length limit", func(b *testing.B) {
+		benchmarkEncode(b, otelconfig.Limits{AttributeValueLength: 64, AttributeCount: 128})
+	})
 }
 
-func benchmarkEncode(b *testing.B, limits Limits) {
+func benchmarkEncode(b *testing.B, limits otelconfig.Limits) {
 	res, _ := appResource(context.Background(), App{Path: "/app"}, envResource(b))
 	enc := newEncoder(res, NewClock())
 	enc.limits = limits

@@ -15,6 +15,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // limitVariables are the span limits' variables.
@@ -31,30 +33,30 @@ var limitVariables = []string{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_AT
 func TestAttributeLimitsMatchSDK(t *testing.T) {
 	for _, c := range []struct {
 		env  vars
-		want Limits
+		want otelconfig.Limits
 		warn string // in the configuration's warnings
 	}{
-		{vars{}, Limits{-1, 128}, ""},
-		{vars{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "5"}, Limits{5, 128}, ""},
-		{vars{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "3", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"}, Limits{3, 128}, ""},
-		{vars{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "0"}, Limits{0, 128}, ""},
-		{vars{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "1"}, Limits{1, 128}, ""},
-		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "2", "OTEL_ATTRIBUTE_COUNT_LIMIT": "5"}, Limits{-1, 2}, ""},
-		{vars{"OTEL_ATTRIBUTE_COUNT_LIMIT": "3", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4"}, Limits{4, 3}, ""},
-		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "0"}, Limits{-1, 0}, ""},
-		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "1"}, Limits{-1, 1}, ""},
-		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "-1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "-7"}, Limits{-1, -1},
+		{vars{}, otelconfig.Limits{AttributeValueLength: -1, AttributeCount: 128}, ""},
+		{vars{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "5"}, otelconfig.Limits{AttributeValueLength: 5, AttributeCount: 128}, ""},
+		{vars{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "3", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"}, otelconfig.Limits{AttributeValueLength: 3, AttributeCount: 128}, ""},
+		{vars{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "0"}, otelconfig.Limits{AttributeValueLength: 0, AttributeCount: 128}, ""},
+		{vars{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "1"}, otelconfig.Limits{AttributeValueLength: 1, AttributeCount: 128}, ""},
+		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "2", "OTEL_ATTRIBUTE_COUNT_LIMIT": "5"}, otelconfig.Limits{AttributeValueLength: -1, AttributeCount: 2}, ""},
+		{vars{"OTEL_ATTRIBUTE_COUNT_LIMIT": "3", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4"}, otelconfig.Limits{AttributeValueLength: 4, AttributeCount: 3}, ""},
+		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "0"}, otelconfig.Limits{AttributeValueLength: -1, AttributeCount: 0}, ""},
+		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "1"}, otelconfig.Limits{AttributeValueLength: -1, AttributeCount: 1}, ""},
+		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "-1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "-7"}, otelconfig.Limits{AttributeValueLength: -1, AttributeCount: -1},
 			"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=-1 is negative: no limit"},
-		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "many", "OTEL_ATTRIBUTE_COUNT_LIMIT": "2"}, Limits{-1, 128},
+		{vars{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "many", "OTEL_ATTRIBUTE_COUNT_LIMIT": "2"}, otelconfig.Limits{AttributeValueLength: -1, AttributeCount: 128},
 			`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT="many" is not an integer: using 128`},
-		{vars{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": " 4", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "2"}, Limits{-1, 128},
+		{vars{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": " 4", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "2"}, otelconfig.Limits{AttributeValueLength: -1, AttributeCount: 128},
 			`OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT=" 4" is not an integer: using no limit`},
 	} {
 		t.Run(fmt.Sprint(c.env), func(t *testing.T) {
 			for _, name := range limitVariables {
 				t.Setenv(name, c.env[name])
 			}
-			cfg, err := ConfigFromEnv()
+			cfg, err := otelconfig.FromEnv()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -46,7 +46,7 @@ func (s sdkSink) Error(err error, msg string, kv ...any) {
 
 // envReading are the messages of the SDK's OTLP exporters about the OTEL_EXPORTER_OTLP_*
 // variables they read themselves. The launcher's metrics exporters are given every such
-// setting explicitly, as ConfigFromEnv read it, replacing theirs: what was wrong with a
+// setting explicitly, as otelconfig.FromEnv read it, replacing theirs: what was wrong with a
 // variable is said once, by Config.Warnings or its error, in words true of what the
 // launcher did with it ("invalid header key" would be said of a header the exporter
 // was then given anyway, or of none).

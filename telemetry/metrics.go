@@ -24,6 +24,8 @@ import (
 	"go.opentelemetry.io/otel/semconv/v1.43.0/rpcconv"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // cardinalityLimit bounds the attribute sets of each histogram: past it, measurements
@@ -66,12 +68,12 @@ var (
 
 // newRequestMetrics builds the metrics pipeline cfg describes, with the spans' resource
 // (and readers, for tests); nil without an exporter (OTEL_METRICS_EXPORTER=none).
-func newRequestMetrics(ctx context.Context, cfg Metrics, res *resource.Resource, readers ...sdkmetric.Reader) (*requestMetrics, error) {
+func newRequestMetrics(ctx context.Context, cfg otelconfig.Metrics, res *resource.Resource, readers ...sdkmetric.Reader) (*requestMetrics, error) {
 	if len(cfg.Exporters) == 0 && len(readers) == 0 {
 		return nil, nil
 	}
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithCardinalityLimit(cardinalityLimit),
-		sdkmetric.WithExemplarFilter(cfg.exemplarFilter())}
+		sdkmetric.WithExemplarFilter(exemplarFilter(cfg))}
 	for _, r := range readers {
 		opts = append(opts, sdkmetric.WithReader(r))
 	}
@@ -288,7 +290,7 @@ func (m *requestMetrics) shutdown(ctx context.Context) error { return m.mp.Shutd
 func (m *requestMetrics) forceFlush(ctx context.Context) error { return m.mp.ForceFlush(ctx) }
 
 // exemplarFilter is OTEL_METRICS_EXEMPLAR_FILTER's.
-func (m Metrics) exemplarFilter() exemplar.Filter {
+func exemplarFilter(m otelconfig.Metrics) exemplar.Filter {
 	switch m.ExemplarFilter {
 	case "always_on":
 		return exemplar.AlwaysOnFilter
@@ -299,7 +301,11 @@ func (m Metrics) exemplarFilter() exemplar.Filter {
 }
 
 // temporality is the temporality selector of OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE.
-func (m Metrics) temporality(kind sdkmetric.InstrumentKind) metricdata.Temporality {
+func temporality(m otelconfig.Metrics) sdkmetric.TemporalitySelector {
+	return func(kind sdkmetric.InstrumentKind) metricdata.Temporality { return temporalityOf(m, kind) }
+}
+
+func temporalityOf(m otelconfig.Metrics, kind sdkmetric.InstrumentKind) metricdata.Temporality {
 	switch kind {
 	case sdkmetric.InstrumentKindCounter, sdkmetric.InstrumentKindHistogram:
 		if m.Temporality == "delta" || m.Temporality == "lowmemory" {
@@ -314,16 +320,16 @@ func (m Metrics) temporality(kind sdkmetric.InstrumentKind) metricdata.Temporali
 }
 
 // metricExporter builds the exporter name, with every setting explicit.
-func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Exporter, error) {
+func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics) (sdkmetric.Exporter, error) {
 	switch name {
 	case "console":
-		return stdoutmetric.New(stdoutmetric.WithPrettyPrint(), stdoutmetric.WithTemporalitySelector(cfg.temporality))
+		return stdoutmetric.New(stdoutmetric.WithPrettyPrint(), stdoutmetric.WithTemporalitySelector(temporality(cfg)))
 	case "otlp":
 	default:
 		return nil, fmt.Errorf("no such exporter")
 	}
 	o := cfg.OTLP
-	creds, tlsConfig, err := o.transport()
+	creds, tlsConfig, err := transport(o)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +339,7 @@ func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Ex
 			otlpmetrichttp.WithURLPath(o.Endpoint.Path),
 			otlpmetrichttp.WithHeaders(o.Headers),
 			otlpmetrichttp.WithTimeout(o.Timeout),
-			otlpmetrichttp.WithTemporalitySelector(cfg.temporality),
+			otlpmetrichttp.WithTemporalitySelector(temporality(cfg)),
 			otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression),
 		}
 		if tlsConfig == nil {
@@ -351,7 +357,7 @@ func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Ex
 		otlpmetricgrpc.WithHeaders(o.Headers),
 		otlpmetricgrpc.WithTimeout(o.Timeout),
 		otlpmetricgrpc.WithTLSCredentials(creds),
-		otlpmetricgrpc.WithTemporalitySelector(cfg.temporality),
+		otlpmetricgrpc.WithTemporalitySelector(temporality(cfg)),
 	}
 	if o.Compression == "gzip" {
 		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // Each library's spans count in their convention's histogram, in seconds, with that
@@ -22,7 +23,7 @@ import (
 // under the library's scope (its meter's name, version and schema URL).
 func TestRequestMetricsOfEachKind(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
-	m, err := newRequestMetrics(context.Background(), Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), reader)
+	m, err := newRequestMetrics(context.Background(), otelconfig.Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestMetricExportersFromEnvironment(t *testing.T) {
 // What recording one server span's duration costs the launcher: the figure issue 17
 // bounds (≤ 1 µs a request), without the noise of a whole launcher under load.
 func BenchmarkRecordServerSpan(b *testing.B) {
-	m, err := newRequestMetrics(context.Background(), Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), sdkmetric.NewManualReader())
+	m, err := newRequestMetrics(context.Background(), otelconfig.Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), sdkmetric.NewManualReader())
 	if err != nil {
 		b.Fatal(err)
 	}

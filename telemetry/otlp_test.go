@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // otlpHTTPReceiver answers every POST 200 and keeps, for each, the path and headers.
@@ -67,7 +69,7 @@ func TestBadHeaderNameLeftOutOfBothSignals(t *testing.T) {
 	defer slog.SetDefault(slog.Default())
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
 	otel.SetLogger(logr.New(sdkSink{}))
-	cfg, err := ConfigFromEnv()
+	cfg, err := otelconfig.FromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +227,7 @@ func TestHTTPSenderUsesTheEnvironmentsProxy(t *testing.T) {
 	}{{"", true}, {host, false}} {
 		setProxyEnv(t, proxy.URL, "", c.noProxy)
 		before := proxy.used()
-		s, err := newSender("otlp", OTLP{Protocol: "http/protobuf", Endpoint: endpoint, Insecure: true})
+		s, err := newSender("otlp", otelconfig.OTLP{Protocol: "http/protobuf", Endpoint: endpoint, Insecure: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +267,7 @@ func TestRetryClassification(t *testing.T) {
 	refusing.Close()
 	sender := func(raw string) sender {
 		u, _ := url.Parse(raw + "/v1/traces")
-		s, err := newSender("otlp", OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: u.Scheme == "http"})
+		s, err := newSender("otlp", otelconfig.OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: u.Scheme == "http"})
 		if err != nil {
 			t.Fatal(err)
 		}

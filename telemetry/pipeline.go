@@ -1,8 +1,8 @@
 // Package telemetry turns the probes' kernel-side spans into OpenTelemetry spans and
-// exports them: the configuration read once from the standard OTEL_* variables, clock
-// conversion, sampling, OTLP encoding and batching with an account of every span
-// (encode.go, queue.go, send.go), the request metrics (metrics.go, on the OTel metrics
-// SDK), the app's resource.
+// exports them, as its configuration (package otelconfig) says: clock conversion,
+// sampling, OTLP encoding and batching with an account of every span (encode.go,
+// queue.go, send.go), the request metrics (metrics.go, on the OTel metrics SDK), the
+// app's resource.
 package telemetry
 
 import (
@@ -15,6 +15,8 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // ErrDisabled is returned when OTEL_SDK_DISABLED=true: tracing is off by choice.
@@ -25,7 +27,7 @@ var ErrDisabled = errors.New("tracing disabled by OTEL_SDK_DISABLED=true")
 // exported, failed to export, dropped (its queue was full), or never exported (still
 // queued when the launcher had to exit).
 type Pipeline struct {
-	sampling Sampling
+	sampling otelconfig.Sampling
 	enc      *encoder
 	queues   []*queue[scopedSpan, *batch]
 	metrics  *requestMetrics // nil without a metrics exporter
@@ -48,7 +50,7 @@ type Pipeline struct {
 
 // New builds the pipeline from cfg for the app described by app, sampling as cfg says
 // (the probes decide the same in the kernel, see Sampling).
-func New(ctx context.Context, app App, cfg Config) (*Pipeline, error) {
+func New(ctx context.Context, app App, cfg otelconfig.Config) (*Pipeline, error) {
 	if cfg.Disabled {
 		return nil, ErrDisabled
 	}
@@ -65,7 +67,7 @@ func New(ctx context.Context, app App, cfg Config) (*Pipeline, error) {
 // sdkPipeline is New in a launcher built with -tags sdkexporter (sdkexport.go): the
 // SDK's OTLP trace exporter in place of ours, to measure one against the other (bench
 // exporter). nil in the launcher.
-var sdkPipeline func(ctx context.Context, app App, cfg Config) (*Pipeline, error)
+var sdkPipeline func(ctx context.Context, app App, cfg otelconfig.Config) (*Pipeline, error)
 
 // exporterQueue is what the pipeline asks of an exporter's queue beside its spans.
 type exporterQueue interface {
@@ -93,7 +95,7 @@ type namedSender struct {
 }
 
 // senders builds the senders of the exporters cfg names.
-func senders(cfg Config) ([]namedSender, error) {
+func senders(cfg otelconfig.Config) ([]namedSender, error) {
 	var ss []namedSender
 	for _, name := range cfg.Exporters {
 		s, err := newSender(name, cfg.OTLP)
@@ -105,7 +107,7 @@ func senders(cfg Config) ([]namedSender, error) {
 	return ss, nil
 }
 
-func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender) (*Pipeline, error) {
+func newPipeline(ctx context.Context, app App, cfg otelconfig.Config, senders []namedSender) (*Pipeline, error) {
 	res, err := appResource(ctx, app, cfg.Resource)
 	if err != nil {
 		return nil, err
@@ -121,7 +123,7 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 	if p.metrics, err = newRequestMetrics(ctx, cfg.Metrics, res); err != nil {
 		return nil, err
 	}
-	batch := cfg.exportBatch()
+	batch := exportBatch(cfg)
 	for _, s := range senders {
 		p.queues = append(p.queues, newQueue[scopedSpan](s.name, &encodedBatches{send: s.sender, enc: p.enc}, batch, p.reportSpanError))
 	}
@@ -132,7 +134,7 @@ func newPipeline(ctx context.Context, app App, cfg Config, senders []namedSender
 
 // exportBatch is the batch configuration with the exporter's timeout as the bound on
 // an export, retries included, when it is the tighter.
-func (c Config) exportBatch() Batch {
+func exportBatch(c otelconfig.Config) otelconfig.Batch {
 	b := c.Batch
 	if c.OTLP.Timeout > 0 && (b.ExportTimeout == 0 || c.OTLP.Timeout < b.ExportTimeout) {
 		b.ExportTimeout = c.OTLP.Timeout
@@ -160,7 +162,7 @@ func (p *Pipeline) refreshClock(c *Clock) {
 // sampled, queues it for export. It never waits: a span that finds an exporter's
 // queue full is dropped for that exporter, and counted.
 func (p *Pipeline) Emit(s *Span) {
-	sampled := p.sampling.sampled(s)
+	sampled := sampled(p.sampling, s)
 	if p.metrics != nil {
 		p.metrics.record(s, sampled)
 	}

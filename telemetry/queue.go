@@ -8,6 +8,8 @@ import (
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // queue is one exporter's batch span processor, over spans as S values in batches of
@@ -21,7 +23,7 @@ import (
 type queue[S any, B spanBatch[S]] struct {
 	name   string
 	exp    batchExporter[B]
-	cfg    Batch
+	cfg    otelconfig.Batch
 	report func(error)
 
 	mu      sync.Mutex
@@ -62,7 +64,7 @@ type batchExporter[B any] interface {
 // maxFree bounds the buffers kept for reuse: a stall's backlog is given back.
 const maxFree = 4
 
-func newQueue[S any, B spanBatch[S]](name string, exp batchExporter[B], cfg Batch, report func(error)) *queue[S, B] {
+func newQueue[S any, B spanBatch[S]](name string, exp batchExporter[B], cfg otelconfig.Batch, report func(error)) *queue[S, B] {
 	q := &queue[S, B]{name: name, exp: exp, cfg: cfg, report: report,
 		wake: make(chan struct{}, 1), flushes: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{})}
 	go q.run()

@@ -24,13 +24,15 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 func init() { sdkPipeline = newSDKPipeline }
 
 // newSDKPipeline is New with the SDK's exporter for "otlp"; the other exporters
 // (console) stay ours.
-func newSDKPipeline(ctx context.Context, app App, cfg Config) (*Pipeline, error) {
+func newSDKPipeline(ctx context.Context, app App, cfg otelconfig.Config) (*Pipeline, error) {
 	otlp := slices.Contains(cfg.Exporters, "otlp")
 	cfg.Exporters = slices.DeleteFunc(slices.Clone(cfg.Exporters), func(n string) bool { return n == "otlp" })
 	ss, err := senders(cfg)
@@ -51,15 +53,15 @@ func newSDKPipeline(ctx context.Context, app App, cfg Config) (*Pipeline, error)
 		p.Shutdown(ctx)
 		return nil, err
 	}
-	batch := cfg.exportBatch()
+	batch := exportBatch(cfg)
 	p.sdk = sdkQueue{newQueue[sdktrace.ReadOnlySpan]("otlp", sdkBatches{exp, batch.MaxExportBatchSize}, batch, p.reportSpanError), res, p.enc.clock}
 	return p, nil
 }
 
 // newSDKExporter is the SDK's OTLP trace exporter for o: the same endpoint, transport,
 // headers, timeout and compression as our senders use.
-func newSDKExporter(ctx context.Context, o OTLP) (sdktrace.SpanExporter, error) {
-	creds, tlsConfig, err := o.transport()
+func newSDKExporter(ctx context.Context, o otelconfig.OTLP) (sdktrace.SpanExporter, error) {
+	creds, tlsConfig, err := transport(o)
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // sender sends encoded ExportTraceServiceRequests: over OTLP/gRPC, OTLP/HTTP, or to
@@ -52,7 +53,7 @@ func send(ctx context.Context, s sender, req []byte) (rejected int, err error) {
 }
 
 // newSender is the sender of the exporter name.
-func newSender(name string, o OTLP) (sender, error) {
+func newSender(name string, o otelconfig.OTLP) (sender, error) {
 	switch name {
 	case "otlp":
 		if o.Protocol == "http/protobuf" {
@@ -69,15 +70,15 @@ func newSender(name string, o OTLP) (sender, error) {
 // always explicit (the metrics exporter's own reading of OTEL_EXPORTER_OTLP_CERTIFICATE
 // would otherwise win over plaintext), and the TLS configuration for http/protobuf,
 // nil for plaintext.
-func (o OTLP) transport() (credentials.TransportCredentials, *tls.Config, error) {
+func transport(o otelconfig.OTLP) (credentials.TransportCredentials, *tls.Config, error) {
 	if o.Insecure {
 		return insecure.NewCredentials(), nil, nil
 	}
-	tlsConfig, err := o.TLSConfig()
+	tc, err := tlsConfig(o)
 	if err != nil {
 		return nil, nil, err
 	}
-	return credentials.NewTLS(tlsConfig), tlsConfig, nil
+	return credentials.NewTLS(tc), tc, nil
 }
 
 var userAgent = "otel-go-launcher/" + version.String()
@@ -147,8 +148,8 @@ type grpcSender struct {
 
 const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
-func newGRPCSender(o OTLP) (*grpcSender, error) {
-	creds, _, err := o.transport()
+func newGRPCSender(o otelconfig.OTLP) (*grpcSender, error) {
+	creds, _, err := transport(o)
 	if err != nil {
 		return nil, err
 	}
@@ -236,8 +237,8 @@ type httpSender struct {
 	zw      *gzip.Writer // reused: a new one allocates ~800 KB
 }
 
-func newHTTPSender(o OTLP) (*httpSender, error) {
-	_, tlsConfig, err := o.transport()
+func newHTTPSender(o otelconfig.OTLP) (*httpSender, error) {
+	_, tlsConfig, err := transport(o)
 	if err != nil {
 		return nil, err
 	}

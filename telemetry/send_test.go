@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // traceService answers each export with the next of its answers (the last one
@@ -59,7 +61,7 @@ func TestGRPCSender(t *testing.T) {
 	go srv.Serve(l)
 	defer srv.Stop()
 
-	s, err := newSender("otlp", OTLP{Protocol: "grpc", Endpoint: &url.URL{Scheme: "http", Host: l.Addr().String()}, Insecure: true, Headers: map[string]string{"api-key": "k"}})
+	s, err := newSender("otlp", otelconfig.OTLP{Protocol: "grpc", Endpoint: &url.URL{Scheme: "http", Host: l.Addr().String()}, Insecure: true, Headers: map[string]string{"api-key": "k"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func TestHTTPSender(t *testing.T) {
 	}))
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL + "/v1/traces")
-	s, err := newSender("otlp", OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: true, Headers: map[string]string{"api-key": "k"}})
+	s, err := newSender("otlp", otelconfig.OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: true, Headers: map[string]string{"api-key": "k"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +140,7 @@ func TestHTTPSender(t *testing.T) {
 	mu.Lock()
 	status = []int{http.StatusOK}
 	mu.Unlock()
-	z, err := newSender("otlp", OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: true, Headers: map[string]string{"api-key": "k"}, Compression: "gzip"})
+	z, err := newSender("otlp", otelconfig.OTLP{Protocol: "http/protobuf", Endpoint: u, Insecure: true, Headers: map[string]string{"api-key": "k"}, Compression: "gzip"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 func doctorCommand() *cli.Command {
@@ -35,7 +36,8 @@ cannot work.`,
 			}
 			slog.SetDefault(slog.New(newLineHandler(os.Stderr, slog.LevelWarn)))
 			telemetry.RouteInternalLogs()
-			if failed := doctor(os.Stdout); failed {
+			otel, err := otelConfig(c)
+			if failed := doctor(os.Stdout, otel, err); failed {
 				return exitError{1}
 			}
 			return nil
@@ -45,7 +47,7 @@ cannot work.`,
 
 // doctor prints the report and says whether anything needed failed. Every line is
 // the result of a check.
-func doctor(w io.Writer) (failed bool) {
+func doctor(w io.Writer, otel otelconfig.Config, otelErr error) (failed bool) {
 	var fs []kit.Finding
 	add := func(status kit.Status, format string, args ...any) {
 		fs = append(fs, kit.Finding{Status: status, Text: fmt.Sprintf(format, args...)})
@@ -75,7 +77,6 @@ func doctor(w io.Writer) (failed bool) {
 		add(kit.OK, "capabilities: SYS_ADMIN (uprobes), BPF, PERFMON; the app runs without them")
 	}
 
-	otel, otelErr := telemetry.ConfigFromEnv()
 	if err == nil && len(missing) == 0 {
 		check(bpf.CheckBPF(), "BPF: programs load")
 		check(bpf.CheckUprobes(), "uprobes: attach and detach")
@@ -108,7 +109,7 @@ func doctor(w io.Writer) (failed bool) {
 
 // telemetryFindings check the OTEL_* configuration and, with the OTLP exporter, that
 // the collector accepts an export as the exporter will send it.
-func telemetryFindings(otel telemetry.Config, err error) []kit.Finding {
+func telemetryFindings(otel otelconfig.Config, err error) []kit.Finding {
 	switch {
 	case err != nil:
 		return []kit.Finding{{Status: kit.Fail, Text: "configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")}}
@@ -135,21 +136,21 @@ var baggageLimit = kit.Finding{Status: kit.Limit, Text: "baggage: OTEL_PROPAGATO
 
 // traceExportFinding says where spans go and, with the OTLP exporter, whether the
 // collector accepts an export.
-func traceExportFinding(otel telemetry.Config) kit.Finding {
+func traceExportFinding(otel otelconfig.Config) kit.Finding {
 	if len(otel.Exporters) == 0 {
 		return kit.Finding{Status: kit.Warn, Text: "no exporter (OTEL_TRACES_EXPORTER=none): spans are made and dropped"}
 	}
 	if !slices.Contains(otel.Exporters, "otlp") {
 		return kit.Finding{Status: kit.OK, Text: "exporters: " + strings.Join(otel.Exporters, ", ")}
 	}
-	if err := otel.OTLP.CheckExport(context.Background()); err != nil {
+	if err := telemetry.CheckExport(context.Background(), otel.OTLP); err != nil {
 		return kit.Finding{Status: kit.Warn, Text: fmt.Sprintf("OTLP endpoint %s: an export failed: %v: spans are dropped until a collector accepts them there (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _CERTIFICATE, _HEADERS)", otel.OTLP, err)}
 	}
 	return kit.Finding{Status: kit.OK, Text: fmt.Sprintf("OTLP endpoint %s accepts exports", otel.OTLP)}
 }
 
 // metricsFinding says where the request metrics go, and how often.
-func metricsFinding(m telemetry.Metrics) kit.Finding {
+func metricsFinding(m otelconfig.Metrics) kit.Finding {
 	if m.Off != "" {
 		return kit.Finding{Status: kit.Warn, Text: "metrics off: " + m.Off}
 	}

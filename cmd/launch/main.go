@@ -21,6 +21,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 func main() {
@@ -142,7 +143,7 @@ func newApp(command []string) *cli.App {
 		&cli.BoolFlag{Name: "require-instrumentation", Usage: "exit 1 instead of starting the app untraced"},
 		&cli.BoolFlag{Name: "propagate", Value: true, Usage: "insert a W3C traceparent naming the client span into the app's outgoing HTTP/1 requests and plaintext HTTP/2 streams (gRPC, h2c), from the kernel (needs CAP_NET_ADMIN and cgroup v2; TLS cannot be changed below it: HTTPS and gRPC-with-TLS calls get client spans only); --propagate=false to leave requests as they are"},
 		&cli.StringFlag{Name: "offsets-db", Usage: "take struct field offsets for binaries without DWARF from this `FILE` (written by make offsets) instead of the database built into the launcher: for Go releases newer than the launcher; command line only"},
-		&cli.IntFlag{Name: "max-queue", Value: telemetry.DefaultMaxQueueSize, Usage: "spans held in memory per exporter while the collector is slow or away (`N`, ~300 bytes each; OTEL_BSP_MAX_QUEUE_SIZE sets it too, this flag wins); past it, spans are dropped and counted, never the app slowed"},
+		&cli.IntFlag{Name: "max-queue", Value: otelconfig.DefaultMaxQueueSize, Usage: "spans held in memory per exporter while the collector is slow or away (`N`, ~300 bytes each; OTEL_BSP_MAX_QUEUE_SIZE sets it too, this flag wins); past it, spans are dropped and counted, never the app slowed"},
 		&cli.StringFlag{Name: "ring-buffer", Value: "1MiB", Usage: "kernel buffer per probe for spans on their way to the exporter (`SIZE`: a power of two, KiB or MiB); when it is full, spans are dropped and counted, never the app slowed"},
 		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile of the launcher itself (go tool pprof) to `FILE` when it exits: where its time per span goes; command line only"},
 	}
@@ -185,18 +186,25 @@ LAUNCH_ variable wins. launch doctor prints the configuration in effect.`,
 	}
 }
 
+// otelConfig is the OpenTelemetry configuration: the OTEL_* variables, with the flags
+// that say the same things on top (--max-queue, or LAUNCH_MAX_QUEUE, over
+// OTEL_BSP_MAX_QUEUE_SIZE). The app's run and doctor take it from here alike.
+func otelConfig(c *cli.Context) (otelconfig.Config, error) {
+	cfg, err := otelconfig.FromEnv()
+	if n := c.Int("max-queue"); c.IsSet("max-queue") && n > 0 {
+		cfg.Batch = cfg.Batch.WithMaxQueueSize(n)
+	}
+	return cfg, err
+}
+
 func runApp(c *cli.Context, command []string) int {
 	// The OpenTelemetry configuration, read once; what tracing needs is prepared in
 	// the background from here, unless it is off.
-	otel, otelErr := telemetry.ConfigFromEnv()
-	if c.IsSet("max-queue") {
-		n := c.Int("max-queue")
-		if n <= 0 {
-			fmt.Fprintf(os.Stderr, "launch: --max-queue %d: want a positive number of spans\n", n)
-			return launcher.ExitUsage
-		}
-		otel.Batch = otel.Batch.WithMaxQueueSize(n)
+	if n := c.Int("max-queue"); c.IsSet("max-queue") && n <= 0 {
+		fmt.Fprintf(os.Stderr, "launch: --max-queue %d: want a positive number of spans\n", n)
+		return launcher.ExitUsage
 	}
+	otel, otelErr := otelConfig(c)
 	probeOpts := probes.Options{Telemetry: otel, Propagate: c.Bool("propagate")}
 	if otelErr == nil && !otel.Disabled {
 		probes.Prepare(probeOpts)

@@ -19,7 +19,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/images"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/version"
-	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 func wrapCommand() *cli.Command {
@@ -365,7 +365,7 @@ func checkOTelEnv(w io.Writer, env []string) error {
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "OTEL_") }) {
 		return nil
 	}
-	cfg, err := telemetry.ConfigFromList(env)
+	cfg, err := otelconfig.FromList(env)
 	if err != nil {
 		return fmt.Errorf("--env: the launcher would not trace with these settings: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}

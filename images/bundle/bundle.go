@@ -18,6 +18,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/images/internal/rawconfig"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/capability"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/seccomp"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // The edited config goes to a bundle of its own (TracedDir), whose root and relative
@@ -141,6 +142,7 @@ func EditConfig(raw []byte, o Options) (out []byte, changed bool, err error) {
 	}
 	if env2 := annotatedEnv(slices.Clone(env), annotations, warn); !slices.Equal(env2, env) {
 		proc["env"] = rawconfig.Must(env2)
+		checkOTelEnv(env2, warn)
 	}
 	top["process"] = rawconfig.Must(proc)
 
@@ -272,6 +274,21 @@ func annotatedEnv(env []string, annotations map[string]string, warn func(string)
 		env = rawconfig.SetEnv(env, []string{name + "=" + annotations[k]})
 	}
 	return env
+}
+
+// checkOTelEnv reads the container's OTEL_* settings, those the annotations set
+// among them, with the launcher's own reader, and says now, in the runtime's log,
+// what the launcher would replace by a default or not trace with: the tenant who
+// wrote the annotations sees it where a create's problems go. The files they name are
+// the container's, not looked for here.
+func checkOTelEnv(env []string, warn func(string)) {
+	cfg, err := otelconfig.FromList(env)
+	if err != nil {
+		warn("OTEL_* settings: the launcher will run the app untraced: " + strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	for _, w := range cfg.Warnings {
+		warn("OTEL_* settings: " + w)
+	}
 }
 
 // otelName reports whether name is an OpenTelemetry setting's name: OTEL_ and then

@@ -231,3 +231,24 @@ func TestManyGroups(t *testing.T) {
 		t.Errorf("arguments of %d bytes, %d groups for the launcher; want --groups inherit and the launcher holding all 20000", size, len(got.Process.User.AdditionalGids))
 	}
 }
+
+// The OTEL_* settings annotations give are read by the launcher's own reader at
+// create: what it would replace by a default, or not trace with, is said in the
+// runtime's log, one line each.
+func TestAnnotatedSettingsChecked(t *testing.T) {
+	for _, c := range []struct{ annotations, want string }{
+		{`"otel-go-launcher.github.io/env.OTEL_TRACES_EXPORTER": "zipkin"`, "OTEL_* settings: OTEL_TRACES_EXPORTER=zipkin: zipkin not an exporter the launcher has"},
+		{`"otel-go-launcher.github.io/env.OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://collector:4317"`, "OTEL_* settings: the launcher will run the app untraced: OTEL_EXPORTER_OTLP_ENDPOINT=ftp://collector:4317"},
+		// The certificate is the container's file, not this host's.
+		{`"otel-go-launcher.github.io/env.OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem"`, ""},
+	} {
+		config := strings.Replace(bundleConfig, "%s", `"otel-go-launcher.github.io/trace": "true", `+c.annotations, 1)
+		var warnings []string
+		if _, _, err := bundle.EditConfig([]byte(config), bundle.Options{Launcher: "/l", Warn: func(m string) { warnings = append(warnings, m) }}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(warnings, "\n"); c.want == "" && got != "" || !strings.Contains(got, c.want) {
+			t.Errorf("%s: warnings %q, want %q", c.annotations, got, c.want)
+		}
+	}
+}

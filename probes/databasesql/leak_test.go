@@ -12,6 +12,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // Statements written as each database reads them, with secrets in their literals and
@@ -696,7 +697,7 @@ func TestGeneratedStatementsNeverLeakThroughExport(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, err := telemetry.ConfigFromEnv()
+	cfg, err := otelconfig.FromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}

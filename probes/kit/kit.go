@@ -27,6 +27,7 @@ import (
 
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // Library is one instrumented library.
@@ -104,9 +105,9 @@ func (r Reports) Enabled(spec string) bool { return r[spec].Enabled }
 
 // Options are the launcher's settings every probe applies.
 type Options struct {
-	RingBufferSize int                // bytes per probe: a power of two, at least a page
-	Sampling       telemetry.Sampling // OTEL_TRACES_SAMPLER[_ARG], decided in the kernel
-	TraceContext   bool               // W3C trace context: join incoming, send outgoing
+	RingBufferSize int                 // bytes per probe: a power of two, at least a page
+	Sampling       otelconfig.Sampling // OTEL_TRACES_SAMPLER[_ARG], decided in the kernel
+	TraceContext   bool                // W3C trace context: join incoming, send outgoing
 	// Propagate puts the client spans' trace context on the wire (probes/wire): the
 	// probes load what files it; they file it only if the wire is attached
 	// (Shared.Propagating).

@@ -1,4 +1,12 @@
-package telemetry
+// Package otelconfig is the OpenTelemetry configuration of a traced app: every OTEL_*
+// variable the launcher honours (exporters, OTLP endpoints, sampler, propagators,
+// batching, attribute limits, metrics, the resource), read once, as the SDK's
+// environment specification says, into one Config that the spans, the metrics, the
+// resource and `launch doctor` all take, and that `launch wrap` uses to check what it
+// puts in an image. Invalid values are replaced by their defaults and said (Warnings),
+// never a reason to stop tracing unless no export could work. It reads and imports
+// nothing else - no exporter, no SDK - so any command can check a configuration.
+package otelconfig
 
 import (
 	"errors"
@@ -16,7 +24,7 @@ import (
 )
 
 // Config is the OpenTelemetry configuration, read once from the environment as the
-// specification defines it (ConfigFromEnv); the launcher's flags go on top. Everything
+// specification defines it (FromEnv); the launcher's flags go on top. Everything
 // that builds telemetry or checks it (`launch doctor`) takes it from here, so what is
 // checked is what the exporter does.
 type Config struct {
@@ -116,15 +124,15 @@ var (
 
 var defaultBatch = Batch{ScheduleDelay: 5 * time.Second, ExportTimeout: 30 * time.Second, MaxQueueSize: DefaultMaxQueueSize, MaxExportBatchSize: 512}
 
-// ConfigFromEnv reads the configuration from the environment. An error names the
+// FromEnv reads the configuration from the environment. An error names the
 // variable and says what it wants: with that setting, no span could be exported.
-func ConfigFromEnv() (Config, error) { return configFrom(os.Getenv) }
+func FromEnv() (Config, error) { return configFrom(os.Getenv) }
 
-// ConfigFromList reads the configuration from KEY=VALUE pairs, the last of a key
+// FromList reads the configuration from KEY=VALUE pairs, the last of a key
 // winning as in a process's environment: what launch wrap puts in an image's config,
 // checked by the same reader the launcher runs. The files its settings name are in
 // the image, not here: they are not looked for.
-func ConfigFromList(list []string) (Config, error) {
+func FromList(list []string) (Config, error) {
 	vars := map[string]string{}
 	for _, kv := range list {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -163,7 +171,11 @@ func (e *env) signal(sig signal, suffix string) (name, value string) {
 	return "", ""
 }
 
-func configFrom(getenv func(string) string) (Config, error) { return (&env{get: getenv}).config() }
+// From reads the configuration from the variables getenv gives, as FromEnv does from
+// the process's environment.
+func From(getenv func(string) string) (Config, error) { return (&env{get: getenv}).config() }
+
+func configFrom(getenv func(string) string) (Config, error) { return From(getenv) }
 
 func (e *env) config() (Config, error) {
 	var c Config
