@@ -138,25 +138,9 @@ func TestEncodingMatchesSDK(t *testing.T) {
 	recorder := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithIDGenerator(spanIDs{}),
 		sdktrace.WithSyncer(exp), sdktrace.WithSpanProcessor(recorder), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
-	for _, s := range spans {
-		ctx := context.WithValue(ctx, spanIDs{}, s)
-		if s.Parent.IsValid() {
-			ctx = trace.ContextWithSpanContext(ctx, s.Parent)
-		}
-		attrs := s.Attributes
-		if s.EndReason != "" {
-			attrs = append(attrs[:len(attrs):len(attrs)], EndReasonKey.String(string(s.EndReason)))
-		}
-		_, span := tracerOf(tp, s).Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
-		span.SetStatus(s.Status, s.StatusDescription)
-		span.End(trace.WithTimestamp(clock.Wall(s.End)))
-	}
+	endSDKSpans(ctx, tp, spans, clock)
 	tp.Shutdown(ctx)
-	var sdkRequests [][]byte
-	for _, rs := range client.requests {
-		r, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
-		sdkRequests = append(sdkRequests, r)
-	}
+	sdkRequests := marshalRequests(t, client.requests)
 	// And all the spans in one export: grouped by scope.
 	if err := exp.ExportSpans(ctx, recorder.Ended()); err != nil {
 		t.Fatal(err)
@@ -349,3 +333,36 @@ func (discardSender) attempt(context.Context, []byte, *coltracepb.ExportTraceSer
 	return false, 0, nil
 }
 func (discardSender) close() error { return nil }
+
+// endSDKSpans starts and ends, with the SDK's tracer provider tp (its IDs from
+// spanIDs), spans with the IDs, parents, times, attributes and status ours have: what
+// the SDK makes of the same spans.
+func endSDKSpans(ctx context.Context, tp *sdktrace.TracerProvider, spans []*Span, clock *Clock) {
+	for _, s := range spans {
+		ctx := context.WithValue(ctx, spanIDs{}, s)
+		if s.Parent.IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, s.Parent)
+		}
+		attrs := s.Attributes
+		if s.EndReason != "" {
+			attrs = append(attrs[:len(attrs):len(attrs)], EndReasonKey.String(string(s.EndReason)))
+		}
+		_, span := tracerOf(tp, s).Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
+		span.SetStatus(s.Status, s.StatusDescription)
+		span.End(trace.WithTimestamp(clock.Wall(s.End)))
+	}
+}
+
+// marshalRequests are the requests a capturingClient kept, as bytes.
+func marshalRequests(t *testing.T, requests [][]*tracepb.ResourceSpans) [][]byte {
+	t.Helper()
+	var reqs [][]byte
+	for _, rs := range requests {
+		r, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, r)
+	}
+	return reqs
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 
@@ -13,8 +12,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
@@ -137,28 +134,9 @@ func sdkRequests(t *testing.T, spans []*Span) [][]byte {
 		t.Fatal(err)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(resourceForTests(t)), sdktrace.WithIDGenerator(spanIDs{}), sdktrace.WithSyncer(exp))
-	for _, s := range spans {
-		ctx := context.WithValue(ctx, spanIDs{}, s)
-		if s.Parent.IsValid() {
-			ctx = trace.ContextWithSpanContext(ctx, s.Parent)
-		}
-		attrs := slices.Clone(s.Attributes)
-		if s.EndReason != "" {
-			attrs = append(attrs, EndReasonKey.String(string(s.EndReason)))
-		}
-		_, span := tracerOf(tp, s).Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(testClock.Wall(s.Start)), trace.WithAttributes(attrs...))
-		span.SetStatus(s.Status, s.StatusDescription)
-		span.End(trace.WithTimestamp(testClock.Wall(s.End)))
-	}
+	endSDKSpans(ctx, tp, spans, testClock)
 	tp.Shutdown(ctx)
-	var reqs [][]byte
-	for _, rs := range client.requests {
-		r, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		reqs = append(reqs, r)
-	}
+	reqs := marshalRequests(t, client.requests)
 	if len(reqs) != len(spans) {
 		t.Fatalf("the SDK exported %d spans of %d", len(reqs), len(spans))
 	}
