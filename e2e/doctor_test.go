@@ -41,7 +41,7 @@ func TestDoctor(t *testing.T) {
 		"ok     lockdown: ",
 		"ok     offsets database: go1.21.0 to go1.",
 		"ok     OTLP endpoint " + recv.Endpoint + " (grpc, plaintext) accepts exports",
-		"ok     metrics: request durations every 1m0s (cumulative) to otlp " + recv.Endpoint + " (grpc, plaintext)",
+		"ok     metrics: request durations every 1m0s (cumulative) to otlp " + recv.Endpoint + " (grpc, plaintext), which accepts exports",
 		"ok     configuration: traces: otlp\n",
 		"ok     configuration: sampler: parentbased_always_on\n",
 		"ok     configuration: propagation: W3C trace context joined from incoming requests and inserted into outgoing ones; W3C baggage not carried",
@@ -75,7 +75,9 @@ func TestDoctorEndpoint(t *testing.T) {
 	recv := testenv.StartReceiver(t)
 	var posted atomic.Value
 	httpRecv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		posted.Store(r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type") + " " + r.Header.Get("Api-Key"))
+		if r.URL.Path == "/v1/traces" { // doctor checks the metrics' endpoint, here the same receiver, too
+			posted.Store(r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type") + " " + r.Header.Get("Api-Key"))
+		}
 	}))
 	defer httpRecv.Close()
 	plain := strings.TrimPrefix(recv.Endpoint, "http://")
@@ -97,6 +99,9 @@ func TestDoctorEndpoint(t *testing.T) {
 		{[]string{"OTEL_PROPAGATORS=Baggage", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0,
 			"warn   configuration: OTEL_PROPAGATORS=Baggage has no tracecontext: incoming traceparents are not joined and outgoing requests get none"},
 		{[]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=garbage", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0, "warn   metrics off: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=garbage"},
+		// The metrics' endpoint is checked with an export too.
+		{[]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=http://127.0.0.1:1/v1/metrics", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT=2000", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint}, 0,
+			"warn   metrics: request durations every 1m0s (cumulative) to otlp http://127.0.0.1:1/v1/metrics (http/protobuf, plaintext): an export failed: "},
 	} {
 		env := append(os.Environ(), "OTEL_TRACES_EXPORTER=", "OTEL_EXPORTER_OTLP_PROTOCOL=", "OTEL_EXPORTER_OTLP_HEADERS=", "OTEL_EXPORTER_OTLP_INSECURE=")
 		e, out, stderr := runLaunch(t, opts{env: append(env, c.env...)}, launchBin(t), "doctor")

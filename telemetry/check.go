@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
@@ -25,6 +27,20 @@ func CheckExport(ctx context.Context, o otelconfig.OTLP) error {
 	defer s.close()
 	_, _, err = s.attempt(ctx, nil, new(collectortrace.ExportTraceServiceResponse))
 	return err
+}
+
+// CheckMetricsExport sends the collector an export of no metrics, with the metrics
+// exporter the pipeline would build - same endpoint, protocol, TLS, headers and
+// timeout - once, not retried, and says whether it was accepted. For `launch doctor`.
+func CheckMetricsExport(ctx context.Context, m otelconfig.Metrics) error {
+	exp, err := metricExporter(ctx, "otlp", m, false)
+	if err != nil {
+		return err
+	}
+	defer exp.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(ctx, m.OTLP.Timeout)
+	defer cancel()
+	return exp.Export(ctx, &metricdata.ResourceMetrics{Resource: resource.Empty()})
 }
 
 // tlsConfig is the TLS the exporter uses: the system's CAs, or those of

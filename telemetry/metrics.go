@@ -78,7 +78,7 @@ func newRequestMetrics(ctx context.Context, cfg otelconfig.Metrics, res *resourc
 		opts = append(opts, sdkmetric.WithReader(r))
 	}
 	for _, name := range cfg.Exporters {
-		exp, err := metricExporter(ctx, name, cfg)
+		exp, err := metricExporter(ctx, name, cfg, true)
 		if err != nil {
 			return nil, fmt.Errorf("%s metrics exporter: %w", name, err)
 		}
@@ -319,8 +319,9 @@ func temporalityOf(m otelconfig.Metrics, kind sdkmetric.InstrumentKind) metricda
 	return metricdata.CumulativeTemporality
 }
 
-// metricExporter builds the exporter name, with every setting explicit.
-func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics) (sdkmetric.Exporter, error) {
+// metricExporter builds the exporter name, with every setting explicit; without retry,
+// an export is one attempt (doctor's check).
+func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics, retry bool) (sdkmetric.Exporter, error) {
 	switch name {
 	case "console":
 		return stdoutmetric.New(stdoutmetric.WithPrettyPrint(), stdoutmetric.WithTemporalitySelector(temporality(cfg)))
@@ -350,6 +351,9 @@ func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics) (s
 		if o.Compression == "gzip" {
 			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))
 		}
+		if !retry {
+			opts = append(opts, otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}))
+		}
 		return otlpmetrichttp.New(ctx, opts...)
 	}
 	opts := []otlpmetricgrpc.Option{
@@ -361,6 +365,9 @@ func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics) (s
 	}
 	if o.Compression == "gzip" {
 		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
+	}
+	if !retry {
+		opts = append(opts, otlpmetricgrpc.WithRetry(otlpmetricgrpc.RetryConfig{Enabled: false}))
 	}
 	return otlpmetricgrpc.New(ctx, opts...)
 }

@@ -128,7 +128,7 @@ func TestMetricExportersFromEnvironment(t *testing.T) {
 		}
 		m := cfg.Metrics
 		for _, name := range m.Exporters {
-			exp, err := metricExporter(context.Background(), name, m)
+			exp, err := metricExporter(context.Background(), name, m, true)
 			if err != nil {
 				t.Errorf("%v: %s: %v", c.env, name, err)
 				continue

@@ -158,10 +158,14 @@ func metricsFinding(m otelconfig.Metrics) kit.Finding {
 		return kit.Finding{Status: kit.OK, Text: "metrics off (OTEL_METRICS_EXPORTER=none)"}
 	}
 	to := strings.Join(m.Exporters, ", ")
-	if slices.Contains(m.Exporters, "otlp") {
-		to = strings.Replace(to, "otlp", "otlp "+m.OTLP.String(), 1)
+	if !slices.Contains(m.Exporters, "otlp") {
+		return kit.Finding{Status: kit.OK, Text: fmt.Sprintf("metrics: request durations every %s (%s) to %s", m.Interval, m.Temporality, to)}
 	}
-	return kit.Finding{Status: kit.OK, Text: fmt.Sprintf("metrics: request durations every %s (%s) to %s", m.Interval, m.Temporality, to)}
+	to = strings.Replace(to, "otlp", "otlp "+m.OTLP.String(), 1)
+	if err := telemetry.CheckMetricsExport(context.Background(), m); err != nil {
+		return kit.Finding{Status: kit.Warn, Text: fmt.Sprintf("metrics: request durations every %s (%s) to %s: an export failed: %v: metrics are dropped until a collector accepts them there (OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, _PROTOCOL, _CERTIFICATE, _HEADERS)", m.Interval, m.Temporality, to, err)}
+	}
+	return kit.Finding{Status: kit.OK, Text: fmt.Sprintf("metrics: request durations every %s (%s) to %s, which accepts exports", m.Interval, m.Temporality, to)}
 }
 
 func capNames(caps []capability.Cap) string {
