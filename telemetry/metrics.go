@@ -337,7 +337,9 @@ func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Ex
 			otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression),
 		}
 		if tlsConfig == nil {
-			opts = append(opts, otlpmetrichttp.WithInsecure())
+			// The exporter reads OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE (and the client's)
+			// itself: cleared, or it refuses to start for an http:// endpoint, and New with it.
+			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(nil), otlpmetrichttp.WithInsecure())
 		} else {
 			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(tlsConfig))
 		}
