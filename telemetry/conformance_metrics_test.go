@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -224,16 +225,23 @@ func metricsConformanceChild(name, scenario string) {
 			m.shutdown(ctx)
 		}
 	}
-	if m, err := sdkMetrics(exportName(name, "sdk")); err != nil {
-		res.SDK.Err = err.Error()
-	} else {
-		play(&res.SDK, m)
-	}
-	if m, err := ourMetrics(exportName(name, "ours"), &res.Ours); err != nil {
-		res.Ours.Err = err.Error()
-	} else {
-		play(&res.Ours, m)
-	}
+	// Side by side: each waits for the same timeouts.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if m, err := sdkMetrics(exportName(name, "sdk")); err != nil {
+			res.SDK.Err = err.Error()
+		} else {
+			play(&res.SDK, m)
+		}
+	})
+	wg.Go(func() {
+		if m, err := ourMetrics(exportName(name, "ours"), &res.Ours); err != nil {
+			res.Ours.Err = err.Error()
+		} else {
+			play(&res.Ours, m)
+		}
+	})
+	wg.Wait()
 	sayConformance(res)
 }
 
