@@ -514,11 +514,14 @@ func listenAll(t *testing.T) net.Listener {
 
 // grpcReceiver is a TraceService that keeps what it takes; grpcMetricsReceiver the
 // MetricsService beside it. One that stalls answers nothing; one that is slow answers
-// after slowAnswer.
+// a connection's first request after slowAnswer, the others at once.
 type grpcReceiver struct {
 	coltracepb.UnimplementedTraceServiceServer
 	recs *conformanceRecords
 	mode string
+
+	mu   sync.Mutex
+	seen map[string]bool // slow: the connections answered
 }
 
 type grpcMetricsReceiver struct {
@@ -528,7 +531,7 @@ type grpcMetricsReceiver struct {
 
 // slowAnswer is how late a slow receiver answers: a batch processor's queue fills
 // meanwhile.
-const slowAnswer = 150 * time.Millisecond
+const slowAnswer = 400 * time.Millisecond
 
 type compressionKey struct{}
 
@@ -570,7 +573,13 @@ func (g *grpcReceiver) take(ctx context.Context, req proto.Message) error {
 	r.body, _ = proto.Marshal(req)
 	g.recs.add(r)
 	if g.mode == "slow" {
-		time.Sleep(slowAnswer)
+		g.mu.Lock()
+		first := !g.seen[r.remote]
+		g.seen[r.remote] = true
+		g.mu.Unlock()
+		if first {
+			time.Sleep(slowAnswer)
+		}
 	}
 	return nil
 }
@@ -602,7 +611,7 @@ func startGRPCReceiver(t *testing.T, pki *testPKI, mode string, recs *conformanc
 		opts = append(opts, grpc.Creds(credentials.NewTLS(c)))
 	}
 	srv := grpc.NewServer(opts...)
-	g := &grpcReceiver{recs: recs, mode: mode}
+	g := &grpcReceiver{recs: recs, mode: mode, seen: map[string]bool{}}
 	coltracepb.RegisterTraceServiceServer(srv, g)
 	colmetricpb.RegisterMetricsServiceServer(srv, grpcMetricsReceiver{g: g})
 	l := listenAll(t)
