@@ -313,3 +313,18 @@ func ourMetrics(name string, e *conformanceExport) (measuredMetrics, error) {
 		flush: m.forceFlush, shutdown: m.shutdown,
 	}, nil
 }
+
+// OTEL_METRIC_EXPORT_TIMEOUT=0 is no timeout to neither reader: the SDK's reading of the
+// variable takes it as invalid, and sdkmetric.WithTimeout(0) keeps the default, 30 s
+// (the rows above: both end at the exporter's timeout). The configuration says what is
+// used, as describe and doctor print it.
+func TestMetricExportTimeoutZeroIsTheDefault(t *testing.T) {
+	t.Setenv("OTEL_METRIC_EXPORT_TIMEOUT", "0")
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Metrics.Timeout != 30*time.Second {
+		t.Errorf("timeout %s, want the 30 s the periodic reader uses", cfg.Metrics.Timeout)
+	}
+}
