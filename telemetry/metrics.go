@@ -328,20 +328,18 @@ func metricExporter(ctx context.Context, name string, cfg Metrics) (sdkmetric.Ex
 		return nil, err
 	}
 	if o.Protocol == "http/protobuf" {
+		// The exporter reads the variables itself too; where its reading would refuse a
+		// setting the launcher takes, ours replaces it: the endpoint's scheme decides
+		// plaintext (OTEL_EXPORTER_OTLP_INSECURE=true is not for an https:// endpoint), and
+		// a plaintext one has no TLS settings (OTEL_EXPORTER_OTLP_CERTIFICATE's are
+		// another endpoint's). The exporter refuses both to start, and New with it.
 		opts := []otlpmetrichttp.Option{
-			otlpmetrichttp.WithEndpoint(o.Endpoint.Host),
-			otlpmetrichttp.WithURLPath(o.Endpoint.Path),
+			otlpmetrichttp.WithEndpointURL(o.Endpoint.String()),
+			otlpmetrichttp.WithTLSClientConfig(tlsConfig),
 			otlpmetrichttp.WithHeaders(o.Headers),
 			otlpmetrichttp.WithTimeout(o.Timeout),
 			otlpmetrichttp.WithTemporalitySelector(cfg.temporality),
 			otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression),
-		}
-		if tlsConfig == nil {
-			// The exporter reads OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE (and the client's)
-			// itself: cleared, or it refuses to start for an http:// endpoint, and New with it.
-			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(nil), otlpmetrichttp.WithInsecure())
-		} else {
-			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(tlsConfig))
 		}
 		if o.Compression == "gzip" {
 			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))
