@@ -125,6 +125,9 @@ var conformanceRows = []conformanceRow{
 		sdk: "fail", why: "the specification applies INSECURE only to a gRPC endpoint without a scheme; the SDK applies it after the scheme, and speaks TLS to http://"},
 	{name: "insecure false, http:// endpoint, http", env: map[string]string{"PROTOCOL": "http/protobuf", "ENDPOINT": "http://{http}", "INSECURE": "false"}, want: "http:/v1/traces plain",
 		sdk: "fail", why: "the same: the SDK speaks TLS to an http:// endpoint when INSECURE=false"},
+	{name: "insecure true, https:// endpoint, grpc", env: map[string]string{"ENDPOINT": "https://{grpc-tls}", "CERTIFICATE": "{ca}", "INSECURE": "true", "TIMEOUT": "500"}, want: "grpc tls"},
+	{name: "insecure true, https:// endpoint, http", env: map[string]string{"PROTOCOL": "http/protobuf", "ENDPOINT": "https://{http-tls}", "CERTIFICATE": "{ca}", "INSECURE": "true", "TIMEOUT": "500"},
+		want: "http:/v1/traces tls", sdk: "fail", why: "the SDK's HTTP exporter applies INSECURE after the scheme, then refuses the CA with it (it does not start); the scheme decides"},
 	// Certificate: the collector's CA; without it, a certificate that does not verify
 	// fails every export - over gRPC UNAVAILABLE, retried until the timeout by both; over
 	// HTTP at once (well before a timeout of 5 s, with room for a loaded machine), by both.
