@@ -51,8 +51,8 @@ import (
 // env's names are OTEL_EXPORTER_OTLP_'s suffixes unless they begin with OTEL_ or end
 // with _PROXY; placeholders in its values ({grpc}, {http-tls}, {ca}, ...) are the
 // test's receivers and files. want is what the launcher delivers (the test's outcome
-// words, "fail" for nothing); sdk, when it differs on purpose, is what the SDK
-// delivers, and why says why.
+// words, "fail" for nothing); sdk, when it differs, is what the SDK delivers, and why
+// says why.
 type conformanceRow struct {
 	name     string
 	env      map[string]string
@@ -61,7 +61,7 @@ type conformanceRow struct {
 	sdk      string
 	why      string
 	within   time.Duration // the launcher's export ends within it (0: unchecked)
-	atLeast  time.Duration // and not before it
+	atLeast  time.Duration // nor before it (0: unchecked)
 	sdkToo   bool          // and the SDK's
 }
 
@@ -196,9 +196,9 @@ type conformanceSetup struct {
 }
 
 // newConformanceSetup starts the receivers - gRPC and HTTP, each in plaintext, TLS,
-// mTLS, one that never answers ("stall") and one that answers late ("slow") - and the
-// proxy; the children's environment is this process's without any variable a row may
-// set, and with extra.
+// mTLS and one that never answers ("stall"), and a gRPC one that answers each
+// connection's first request late ("slow") - and the proxy; the children's environment
+// is this process's without any variable a row may set, and with extra.
 func newConformanceSetup(t *testing.T, extra ...string) *conformanceSetup {
 	host := reachableHost(t)
 	pki := newTestPKI(t, host)
