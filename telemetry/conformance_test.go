@@ -36,6 +36,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -47,19 +48,23 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
-// conformanceRow is one setting of the OTLP exporter environment specification (and
-// the proxy variables) as the trace exporter reads it. Placeholders in env ({grpc},
-// {http-tls}, {ca}, ...) are the test's receivers and files. want is what the
-// launcher's pipeline delivers (outcome's words, "fail" for nothing); sdk, when it
-// differs on purpose, is what the SDK's exporter delivers, and why says why.
+// conformanceRow is one setting of the environment specification (an OTLP exporter's,
+// the proxy variables, a reader's or processor's), as one signal's exporter reads it.
+// env's names are OTEL_EXPORTER_OTLP_'s suffixes unless they begin with OTEL_ or end
+// with _PROXY; placeholders in its values ({grpc}, {http-tls}, {ca}, ...) are the
+// test's receivers and files. want is what the launcher delivers (the test's outcome
+// words, "fail" for nothing); sdk, when it differs, is what the SDK delivers, and why
+// says why.
 type conformanceRow struct {
-	name   string
-	env    map[string]string
-	want   string
-	sdk    string
-	why    string
-	within time.Duration // the launcher's export ends within it (0: unchecked)
-	sdkToo bool          // and the SDK's
+	name     string
+	env      map[string]string
+	scenario string // what the child does, in the test's terms ("": one export)
+	want     string
+	sdk      string
+	why      string
+	within   time.Duration // the launcher's export ends within it (0: unchecked)
+	atLeast  time.Duration // nor before it (0: unchecked)
+	sdkToo   bool          // and the SDK's
 }
 
 // conformanceRows: the specification's list, for gRPC and http/protobuf.
@@ -79,7 +84,7 @@ var conformanceRows = []conformanceRow{
 	// Protocol.
 	{name: "protocol traces-specific wins", env: map[string]string{"PROTOCOL": "grpc", "TRACES_PROTOCOL": "http/protobuf", "ENDPOINT": "http://{http}"}, want: "http:/v1/traces plain"},
 	{name: "protocol http/json", env: map[string]string{"PROTOCOL": "http/json", "ENDPOINT": "http://{http}"}, want: "http:/v1/traces plain",
-		sdk: "http:/v1/traces ct=application/json plain", why: "the launcher encodes protobuf only: http/json is sent as http/protobuf, to the same path (every OTLP/HTTP receiver takes both), with a warning"},
+		sdk: "http:/v1/traces ct=application/json plain", why: "the launcher encodes protobuf only: http/json is sent as http/protobuf, to the same path (every otelconfig.OTLP/HTTP receiver takes both), with a warning"},
 	// Headers: URL-encoded values, decoded then trimmed; the traces-specific variable
 	// replaces the generic one; entries the exporters could not send are left out.
 	{name: "headers url-encoded, grpc", env: map[string]string{"ENDPOINT": "http://{grpc}", "HEADERS": "api-key=s3cr%3Dt,tenant= a%20b "}, want: "grpc plain {api-key:s3cr=t,tenant:a b}"},
@@ -122,11 +127,14 @@ var conformanceRows = []conformanceRow{
 		sdk: "fail", why: "the specification applies INSECURE only to a gRPC endpoint without a scheme; the SDK applies it after the scheme, and speaks TLS to http://"},
 	{name: "insecure false, http:// endpoint, http", env: map[string]string{"PROTOCOL": "http/protobuf", "ENDPOINT": "http://{http}", "INSECURE": "false"}, want: "http:/v1/traces plain",
 		sdk: "fail", why: "the same: the SDK speaks TLS to an http:// endpoint when INSECURE=false"},
+	{name: "insecure true, https:// endpoint, grpc", env: map[string]string{"ENDPOINT": "https://{grpc-tls}", "CERTIFICATE": "{ca}", "INSECURE": "true", "TIMEOUT": "500"}, want: "grpc tls"},
+	{name: "insecure true, https:// endpoint, http", env: map[string]string{"PROTOCOL": "http/protobuf", "ENDPOINT": "https://{http-tls}", "CERTIFICATE": "{ca}", "INSECURE": "true", "TIMEOUT": "500"},
+		want: "http:/v1/traces tls", sdk: "fail", why: "the SDK's HTTP exporter applies INSECURE after the scheme, then refuses the CA with it (it does not start); the scheme decides"},
 	// Certificate: the collector's CA; without it, a certificate that does not verify
 	// fails every export - over gRPC UNAVAILABLE, retried until the timeout by both; over
-	// HTTP at once, by both.
+	// HTTP at once (well before a timeout of 5 s, with room for a loaded machine), by both.
 	{name: "certificate none, grpc", env: map[string]string{"ENDPOINT": "https://{grpc-tls}", "TIMEOUT": "500"}, want: "fail", within: 2 * time.Second, sdkToo: true},
-	{name: "certificate none, http", env: map[string]string{"PROTOCOL": "http/protobuf", "ENDPOINT": "https://{http-tls}"}, want: "fail", within: time.Second, sdkToo: true},
+	{name: "certificate none, http", env: map[string]string{"PROTOCOL": "http/protobuf", "ENDPOINT": "https://{http-tls}", "TIMEOUT": "5000"}, want: "fail", within: 2 * time.Second, sdkToo: true},
 	{name: "certificate traces-specific wins, grpc", env: map[string]string{"ENDPOINT": "https://{grpc-tls}", "CERTIFICATE": "{other-ca}", "TRACES_CERTIFICATE": "{ca}"}, want: "grpc tls"},
 	{name: "certificate with an http:// endpoint, http", env: map[string]string{"PROTOCOL": "http/protobuf", "ENDPOINT": "http://{http}", "CERTIFICATE": "{ca}"}, want: "http:/v1/traces plain",
 		sdk: "fail", why: "the SDK's HTTP exporter refuses TLS settings with an http:// endpoint (it does not start); the scheme decides, as the specification says, and a CA set for other endpoints does no harm"},
@@ -153,8 +161,9 @@ var conformanceRows = []conformanceRow{
 }
 
 const (
-	conformanceChildEnv = "TELEMETRY_CONFORMANCE_CHILD" // the span's name: run as the child
-	conformanceMarker   = "conformance result: "
+	conformanceChildEnv    = "TELEMETRY_CONFORMANCE_CHILD"    // the row's name: run as the child
+	conformanceScenarioEnv = "TELEMETRY_CONFORMANCE_SCENARIO" // the row's scenario
+	conformanceMarker      = "conformance result: "
 )
 
 // For each setting of the OTLP exporter specification, the SDK's trace exporter
@@ -166,57 +175,100 @@ const (
 // reads its variables when an exporter is made): this test binary again.
 func TestOTLPConformance(t *testing.T) {
 	if name := os.Getenv(conformanceChildEnv); name != "" {
-		conformanceChild(name)
+		traceConformanceChild(name)
 		return
 	}
+	setup := newConformanceSetup(t, "OTEL_METRICS_EXPORTER=none")
+	setup.run(t, "TestOTLPConformance", conformanceRows, func(_ conformanceRow, name string, _ conformanceResult) (string, string) {
+		return setup.recs.outcome(exportName(name, "ours"), setup.proxy), setup.recs.outcome(exportName(name, "sdk"), setup.proxy)
+	})
+}
+
+// exportName is what the export of who ("sdk" or "ours") in the child named name
+// carries - a span's name, a resource attribute -: one no other export's has in it.
+func exportName(name, who string) string { return name + who + ";" }
+
+// conformanceSetup is what every row of a conformance test shares: the receivers and
+// what they took, the proxy, the PKI's files, and the children's environment.
+type conformanceSetup struct {
+	recs   *conformanceRecords
+	proxy  *forwardProxy
+	places *strings.Replacer // a row's placeholders
+	base   []string          // the children's environment before the row's
+}
+
+// newConformanceSetup starts the receivers - gRPC and HTTP, each in plaintext, TLS,
+// mTLS and one that never answers ("stall"), and a gRPC one that answers each
+// connection's first request late ("slow") - and the proxy; the children's environment
+// is this process's without any variable a row may set, and with extra.
+func newConformanceSetup(t *testing.T, extra ...string) *conformanceSetup {
 	host := reachableHost(t)
 	pki := newTestPKI(t, host)
-	recs := &conformanceRecords{}
-	proxy := newForwardProxy(t)
-	grpcAddr := func(mode string) string { return startGRPCReceiver(t, pki, mode, recs) }
-	httpAddr := func(mode string) string { return startHTTPReceiver(t, pki, mode, recs) }
+	s := &conformanceSetup{recs: &conformanceRecords{}, proxy: newForwardProxy(t)}
+	grpcAddr := func(mode string) string { return startGRPCReceiver(t, pki, mode, s.recs) }
+	httpAddr := func(mode string) string { return startHTTPReceiver(t, pki, mode, s.recs) }
 	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead.Close()
-	g, gt, gm, gs := grpcAddr("plain"), grpcAddr("tls"), grpcAddr("mtls"), grpcAddr("stall")
+	g, gt, gm, gs, gl := grpcAddr("plain"), grpcAddr("tls"), grpcAddr("mtls"), grpcAddr("stall"), grpcAddr("slow")
 	h, ht, hm, hs := httpAddr("plain"), httpAddr("tls"), httpAddr("mtls"), httpAddr("stall")
-	places := strings.NewReplacer(
+	s.places = strings.NewReplacer(
 		"{grpc}", "127.0.0.1:"+port(g), "{grpc-port}", port(g), "{grpc-tls}", "127.0.0.1:"+port(gt), "{grpc-tls-port}", port(gt),
-		"{grpc-mtls}", "127.0.0.1:"+port(gm), "{grpc-stall}", "127.0.0.1:"+port(gs),
+		"{grpc-mtls}", "127.0.0.1:"+port(gm), "{grpc-stall}", "127.0.0.1:"+port(gs), "{grpc-slow}", "127.0.0.1:"+port(gl),
 		"{http}", "127.0.0.1:"+port(h), "{http-tls}", "127.0.0.1:"+port(ht), "{http-mtls}", "127.0.0.1:"+port(hm), "{http-stall}", "127.0.0.1:"+port(hs),
 		"{host-http}", net.JoinHostPort(host, port(h)), "{host-http-tls}", net.JoinHostPort(host, port(ht)), "{host-grpc}", net.JoinHostPort(host, port(g)),
-		"{host}", host, "{proxy}", proxy.URL, "{dead}", dead.Addr().String(),
+		"{host}", host, "{proxy}", s.proxy.URL, "{dead}", dead.Addr().String(),
 		"{ca}", pki.ca, "{other-ca}", pki.otherCA, "{client-cert}", pki.clientCert, "{client-key}", pki.clientKey)
 
-	// What the children may not inherit: every variable a row may set.
-	var base []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, "OTEL_") && !strings.HasSuffix(strings.ToUpper(name), "_PROXY") && name != "REQUEST_METHOD" && name != "GORACE" {
-			base = append(base, kv)
+			s.base = append(s.base, kv)
 		}
 	}
 	// Under -race a process waits 1 s at exit (for late reports) unless told not to.
-	base = append(base, "OTEL_METRICS_EXPORTER=none", "OTEL_EXPORTER_OTLP_TIMEOUT=1500", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
-	for i, row := range conformanceRows {
+	s.base = append(s.base, "OTEL_EXPORTER_OTLP_TIMEOUT=1500", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	s.base = append(s.base, extra...)
+	return s
+}
+
+// run runs each row's child (the test named test, again) in parallel, and holds what
+// outcome says each exporter delivered - the launcher's, the SDK's - to the row.
+func (s *conformanceSetup) run(t *testing.T, test string, rows []conformanceRow, outcome func(row conformanceRow, name string, res conformanceResult) (ours, sdk string)) {
+	children := make(chan struct{}, 12) // at once: each waits more than it works
+	for i, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
-			t.Parallel()
 			if row.sdk != "" && row.why == "" {
 				t.Fatal("a row that differs says why")
 			}
-			span := fmt.Sprintf("conformance-row-%02d;", i) // no name is in another
-			env := append(slices.Clone(base), conformanceChildEnv+"="+span)
+			name := fmt.Sprintf("conformance-row-%02d;", i) // no name is in another
+			env := append(slices.Clone(s.base), conformanceChildEnv+"="+name, conformanceScenarioEnv+"="+row.scenario)
 			for k, v := range row.env {
-				if !strings.HasSuffix(k, "_PROXY") {
+				if !strings.HasSuffix(k, "_PROXY") && !strings.HasPrefix(k, "OTEL_") {
 					k = "OTEL_EXPORTER_OTLP_" + k
 				}
-				env = append(env, k+"="+places.Replace(v))
+				env = append(env, k+"="+s.places.Replace(v))
 			}
-			res := runConformanceChild(t, env)
-			sdk, ours := recs.outcome(span, "sdk", proxy), recs.outcome(span, "ours", proxy)
+			// The child starts before t.Parallel: most of a row's time is waiting (for a
+			// timeout, a slow receiver), and -parallel (GOMAXPROCS) rows at a time would
+			// add the waits up.
+			done := make(chan error, 1)
+			var res conformanceResult
+			go func() {
+				children <- struct{}{}
+				defer func() { <-children }()
+				var err error
+				res, err = runConformanceChild(test, env)
+				done <- err
+			}()
+			t.Parallel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			ours, sdk := outcome(row, name, res)
 			wantSDK := row.want
 			if row.sdk != "" {
 				wantSDK = row.sdk
@@ -228,100 +280,113 @@ func TestOTLPConformance(t *testing.T) {
 			if row.within > 0 && (res.Ours.Took > row.within || row.sdkToo && res.SDK.Took > row.within) {
 				t.Errorf("the exports took %s (launcher) and %s (SDK), want within %s", res.Ours.Took, res.SDK.Took, row.within)
 			}
+			if res.Ours.Took < row.atLeast || row.sdkToo && res.SDK.Took < row.atLeast {
+				t.Errorf("the exports took %s (launcher) and %s (SDK), want at least %s", res.Ours.Took, res.SDK.Took, row.atLeast)
+			}
 		})
 	}
 }
 
-// conformanceResult is what a child says of each exporter's export.
-type conformanceResult struct {
-	SDK, Ours struct {
-		Err      string
-		Took     time.Duration
-		Warnings []string
-	}
-	stderr string
+// conformanceExport is what a child says of one exporter's export.
+type conformanceExport struct {
+	Err      string
+	Took     time.Duration
+	Warnings []string
+	Dropped  uint64 // the spans the launcher's queue dropped
 }
 
-func runConformanceChild(t *testing.T, env []string) conformanceResult {
+// conformanceResult is what a child says of each exporter's export.
+type conformanceResult struct {
+	SDK, Ours conformanceExport
+	stderr    string
+}
+
+// runConformanceChild runs test in a child process with env, and returns what the
+// child said.
+func runConformanceChild(test string, env []string) (conformanceResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestOTLPConformance$", "-test.count=1")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("child: %v\n%s%s", err, stdout.String(), stderr.String())
+		return conformanceResult{}, fmt.Errorf("child: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 	var res conformanceResult
 	for _, line := range strings.Split(stdout.String(), "\n") {
 		if j, ok := strings.CutPrefix(line, conformanceMarker); ok {
-			if err := json.Unmarshal([]byte(j), &res); err != nil {
-				t.Fatal(err)
-			}
 			res.stderr = stderr.String()
-			return res
+			return res, json.Unmarshal([]byte(j), &res)
 		}
 	}
-	t.Fatalf("child said nothing:\n%s%s", stdout.String(), stderr.String())
-	return res
+	return res, fmt.Errorf("child said nothing:\n%s%s", stdout.String(), stderr.String())
 }
 
-// conformanceChild exports one span named name with the SDK's exporter, then with the
+// sayConformance is how a child says its result.
+func sayConformance(res conformanceResult) {
+	j, _ := json.Marshal(res)
+	fmt.Println(conformanceMarker + string(j))
+}
+
+// measure runs export and notes its duration and error in e.
+func (e *conformanceExport) measure(export func() error) {
+	begin := time.Now()
+	err := export()
+	e.Took = time.Since(begin)
+	if err != nil {
+		e.Err = err.Error()
+	}
+}
+
+// envProtocol is the protocol the environment asks of a signal's OTLP exporter, as
+// autoexport chooses between the SDK's: grpc unless said otherwise.
+func envProtocol(signal string) string {
+	for _, v := range []string{"OTEL_EXPORTER_OTLP_" + signal + "_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if p := strings.TrimSpace(os.Getenv(v)); p != "" {
+			return p
+		}
+	}
+	return "grpc"
+}
+
+// stubSpan is the i-th of the SDK's spans named name: a sampled root server span.
+func stubSpan(name string, i int) sdktrace.ReadOnlySpan {
+	now := time.Now()
+	id := trace.SpanID{1, byte(i), byte(i >> 8)}
+	return tracetest.SpanStub{Name: name, SpanKind: trace.SpanKindServer, StartTime: now, EndTime: now.Add(time.Millisecond),
+		SpanContext:          trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, byte(i), byte(i >> 8)}, SpanID: id, TraceFlags: trace.FlagsSampled}),
+		Resource:             resource.Empty(),
+		InstrumentationScope: instrumentation.Scope{Name: LauncherScope.Name},
+	}.Snapshot()
+}
+
+// traceConformanceChild exports one span with the SDK's exporter, then with the
 // launcher's pipeline, both configured by this process's environment alone, and says
 // how each went.
-func conformanceChild(name string) {
+func traceConformanceChild(name string) {
 	var res conformanceResult
-	now := time.Now()
-	protocol := "grpc"
-	for _, v := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
-		if p := strings.TrimSpace(os.Getenv(v)); p != "" {
-			protocol = p
-			break
-		}
-	}
 	// The SDK's: otlptracegrpc or otlptracehttp by the protocol, as autoexport chooses,
 	// within a deadline of the caller's (the batch span processor's, in an app).
-	begin := time.Now()
-	err := func() error {
+	res.SDK.measure(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		var exp *otlptrace.Exporter
-		var err error
-		if protocol == "grpc" {
-			exp, err = otlptracegrpc.New(ctx)
-		} else {
-			exp, err = otlptracehttp.New(ctx)
-		}
+		exp, err := envTraceExporter(ctx)
 		if err != nil {
 			return err
 		}
-		stub := tracetest.SpanStub{Name: name, SpanKind: trace.SpanKindServer, StartTime: now, EndTime: now.Add(time.Millisecond),
-			SpanContext:          trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled}),
-			Resource:             resource.Empty(),
-			InstrumentationScope: instrumentation.Scope{Name: LauncherScope.Name},
-		}
-		err = exp.ExportSpans(ctx, []sdktrace.ReadOnlySpan{stub.Snapshot()})
+		err = exp.ExportSpans(ctx, []sdktrace.ReadOnlySpan{stubSpan(exportName(name, "sdk"), 1)})
 		exp.Shutdown(ctx)
 		return err
-	}()
-	res.SDK.Took = time.Since(begin)
-	if err != nil {
-		res.SDK.Err = err.Error()
-	}
+	})
 	// The launcher's.
-	begin = time.Now()
-	err = func() error {
-		cfg, err := otelconfig.FromEnv()
-		res.Ours.Warnings = cfg.Warnings
-		if err != nil {
-			return err
-		}
-		p, err := New(context.Background(), App{Path: "/conformance"}, cfg)
+	res.Ours.measure(func() error {
+		p, err := envPipeline(&res.Ours)
 		if err != nil {
 			return err
 		}
 		mono := monoNow()
-		p.Emit(&Span{TraceID: trace.TraceID{2}, SpanID: trace.SpanID{2}, Kind: trace.SpanKindServer, Name: name, Start: mono, End: mono + 1e6})
+		p.Emit(&Span{TraceID: trace.TraceID{2}, SpanID: trace.SpanID{2}, Kind: trace.SpanKindServer, Name: exportName(name, "ours"), Start: mono, End: mono + 1e6})
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 		defer cancel()
 		if err := p.Shutdown(ctx); err != nil {
@@ -331,19 +396,32 @@ func conformanceChild(name string) {
 			return fmt.Errorf("not exported: %s", st.LastError)
 		}
 		return nil
-	}()
-	res.Ours.Took = time.Since(begin)
-	if err != nil {
-		res.Ours.Err = err.Error()
+	})
+	sayConformance(res)
+}
+
+// envTraceExporter is the SDK's OTLP trace exporter the environment asks for.
+func envTraceExporter(ctx context.Context) (*otlptrace.Exporter, error) {
+	if envProtocol("TRACES") == "grpc" {
+		return otlptracegrpc.New(ctx)
 	}
-	j, _ := json.Marshal(res)
-	fmt.Println(conformanceMarker + string(j))
+	return otlptracehttp.New(ctx)
+}
+
+// envPipeline is the launcher's pipeline as the environment configures it; its
+// configuration's warnings go to e.
+func envPipeline(e *conformanceExport) (*Pipeline, error) {
+	cfg, err := otelconfig.FromEnv()
+	e.Warnings = cfg.Warnings
+	if err != nil {
+		return nil, err
+	}
+	return New(context.Background(), App{Path: "/conformance"}, cfg)
 }
 
 // conformanceRecord is one export a receiver took.
 type conformanceRecord struct {
-	body        []byte // the request, uncompressed: the span's name is in it
-	who         string // "sdk" or "ours", by the user agent
+	body        []byte // the request, uncompressed: its export's name is in it
 	kind        string // "grpc", or "http:" and the path
 	contentType string // http
 	headers     map[string]string
@@ -363,25 +441,24 @@ func (c *conformanceRecords) add(r conformanceRecord) {
 	c.recs = append(c.recs, r)
 }
 
-func whoByUserAgent(ua string) string {
-	if strings.HasPrefix(ua, "otel-go-launcher/") {
-		return "ours"
-	}
-	return "sdk"
-}
-
-// outcome says how the span named span of who arrived: "grpc" or "http:PATH", "tls"
-// (with the client's certificate) or "plain", "gzip", "proxied", {headers}; "fail" if
-// it did not.
-func (c *conformanceRecords) outcome(span, who string, proxy *forwardProxy) string {
+// of is what the receivers took of the export named name, in the order they took it.
+func (c *conformanceRecords) of(name string) []conformanceRecord {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var got []conformanceRecord
 	for _, r := range c.recs {
-		if r.who == who && bytes.Contains(r.body, []byte(span)) {
+		if bytes.Contains(r.body, []byte(name)) {
 			got = append(got, r)
 		}
 	}
+	return got
+}
+
+// outcome says how the export named name arrived: "grpc" or "http:PATH", "tls" (with
+// the client's certificate) or "plain", "gzip", "proxied", {headers}; "fail" if it did
+// not.
+func (c *conformanceRecords) outcome(name string, proxy *forwardProxy) string {
+	got := c.of(name)
 	if len(got) == 0 {
 		return "fail"
 	}
@@ -418,7 +495,7 @@ func (c *conformanceRecords) outcome(span, who string, proxy *forwardProxy) stri
 	return strings.Join(words, " ")
 }
 
-// serverTLS is a receiver's TLS: none ("plain", "stall"), the test CA's server
+// serverTLS is a receiver's TLS: none ("plain", "stall", "slow"), the test CA's server
 // certificate ("tls"), and a client's certificate required ("mtls").
 func (p *testPKI) serverTLS(mode string) *tls.Config {
 	switch mode {
@@ -440,20 +517,42 @@ func listenAll(t *testing.T) net.Listener {
 	return l
 }
 
-// grpcReceiver is a TraceService that keeps what it takes (and a stalled one that
-// answers nothing).
+// grpcReceiver is a TraceService that keeps what it takes; grpcMetricsReceiver the
+// MetricsService beside it. One that stalls answers nothing; one that is slow answers
+// a connection's first request after slowAnswer, the others at once.
 type grpcReceiver struct {
 	coltracepb.UnimplementedTraceServiceServer
-	recs  *conformanceRecords
-	stall bool
+	recs *conformanceRecords
+	mode string
+
+	mu   sync.Mutex
+	seen map[string]bool // slow: the connections answered
 }
+
+type grpcMetricsReceiver struct {
+	colmetricpb.UnimplementedMetricsServiceServer
+	g *grpcReceiver
+}
+
+// slowAnswer is how late a slow receiver answers: a batch processor's queue fills
+// meanwhile.
+const slowAnswer = 400 * time.Millisecond
 
 type compressionKey struct{}
 
 func (g *grpcReceiver) Export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
-	if g.stall {
+	return &coltracepb.ExportTraceServiceResponse{}, g.take(ctx, req)
+}
+
+func (m grpcMetricsReceiver) Export(ctx context.Context, req *colmetricpb.ExportMetricsServiceRequest) (*colmetricpb.ExportMetricsServiceResponse, error) {
+	return &colmetricpb.ExportMetricsServiceResponse{}, m.g.take(ctx, req)
+}
+
+// take keeps a request, its metadata, compression, TLS and peer.
+func (g *grpcReceiver) take(ctx context.Context, req proto.Message) error {
+	if g.mode == "stall" {
 		<-ctx.Done()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	r := conformanceRecord{kind: "grpc", headers: map[string]string{}}
@@ -464,7 +563,6 @@ func (g *grpcReceiver) Export(ctx context.Context, req *coltracepb.ExportTraceSe
 			r.headers[k] = strings.Join(vs, ";")
 		}
 	}
-	r.who = whoByUserAgent(strings.Join(md.Get("user-agent"), ""))
 	if c, ok := ctx.Value(compressionKey{}).(*string); ok {
 		r.gzip = *c == "gzip"
 	}
@@ -479,7 +577,16 @@ func (g *grpcReceiver) Export(ctx context.Context, req *coltracepb.ExportTraceSe
 	}
 	r.body, _ = proto.Marshal(req)
 	g.recs.add(r)
-	return &coltracepb.ExportTraceServiceResponse{}, nil
+	if g.mode == "slow" {
+		g.mu.Lock()
+		first := !g.seen[r.remote]
+		g.seen[r.remote] = true
+		g.mu.Unlock()
+		if first {
+			time.Sleep(slowAnswer)
+		}
+	}
+	return nil
 }
 
 // compressionStats hands each call's request compression (its grpc-encoding, which
@@ -509,7 +616,9 @@ func startGRPCReceiver(t *testing.T, pki *testPKI, mode string, recs *conformanc
 		opts = append(opts, grpc.Creds(credentials.NewTLS(c)))
 	}
 	srv := grpc.NewServer(opts...)
-	coltracepb.RegisterTraceServiceServer(srv, &grpcReceiver{recs: recs, stall: mode == "stall"})
+	g := &grpcReceiver{recs: recs, mode: mode, seen: map[string]bool{}}
+	coltracepb.RegisterTraceServiceServer(srv, g)
+	colmetricpb.RegisterMetricsServiceServer(srv, grpcMetricsReceiver{g: g})
 	l := listenAll(t)
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
@@ -528,7 +637,7 @@ func startHTTPReceiver(t *testing.T, pki *testPKI, mode string, recs *conformanc
 		}
 		var body io.Reader = req.Body
 		r := conformanceRecord{kind: "http:" + req.URL.Path, contentType: req.Header.Get("Content-Type"), headers: map[string]string{},
-			who: whoByUserAgent(req.UserAgent()), remote: req.RemoteAddr, tls: req.TLS != nil}
+			remote: req.RemoteAddr, tls: req.TLS != nil}
 		if req.Header.Get("Content-Encoding") == "gzip" {
 			zr, err := gzip.NewReader(req.Body)
 			if err != nil {

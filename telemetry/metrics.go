@@ -335,18 +335,18 @@ func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics, re
 		return nil, err
 	}
 	if o.Protocol == "http/protobuf" {
+		// The exporter reads the variables itself too; where its reading would refuse a
+		// setting the launcher takes, ours replaces it: the endpoint's scheme decides
+		// plaintext (OTEL_EXPORTER_OTLP_INSECURE=true is not for an https:// endpoint), and
+		// a plaintext one has no TLS settings (OTEL_EXPORTER_OTLP_CERTIFICATE's are
+		// another endpoint's). The exporter refuses both to start, and New with it.
 		opts := []otlpmetrichttp.Option{
-			otlpmetrichttp.WithEndpoint(o.Endpoint.Host),
-			otlpmetrichttp.WithURLPath(o.Endpoint.Path),
+			otlpmetrichttp.WithEndpointURL(o.Endpoint.String()),
+			otlpmetrichttp.WithTLSClientConfig(tlsConfig),
 			otlpmetrichttp.WithHeaders(o.Headers),
 			otlpmetrichttp.WithTimeout(o.Timeout),
 			otlpmetrichttp.WithTemporalitySelector(temporality(cfg)),
 			otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression),
-		}
-		if tlsConfig == nil {
-			opts = append(opts, otlpmetrichttp.WithInsecure())
-		} else {
-			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(tlsConfig))
 		}
 		if o.Compression == "gzip" {
 			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))

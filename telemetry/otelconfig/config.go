@@ -255,7 +255,7 @@ func (e *env) metrics() (Metrics, error) {
 		}
 	}
 	e.milliseconds("OTEL_METRIC_EXPORT_INTERVAL", &m.Interval, false)
-	e.milliseconds("OTEL_METRIC_EXPORT_TIMEOUT", &m.Timeout, true)
+	e.milliseconds("OTEL_METRIC_EXPORT_TIMEOUT", &m.Timeout, false)
 	m.Temporality = e.choice("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative", "delta", "lowmemory")
 	m.ExemplarFilter = e.choice("OTEL_METRICS_EXEMPLAR_FILTER", "trace_based", "always_on", "always_off")
 	return m, errors.Join(errs...)
