@@ -157,6 +157,10 @@ func TestSDKDisabledFromEnv(t *testing.T) {
 			if cfg.Disabled != disabled || errors.Is(err, ErrDisabled) != disabled {
 				t.Errorf("disabled %v, New: %v; want disabled %v", cfg.Disabled, err, disabled)
 			}
+			// The specification: a value other than true or false is warned about.
+			if warned := len(cfg.Warnings) > 0; warned != (value == "1" || value == "yes") {
+				t.Errorf("warnings %q", cfg.Warnings)
+			}
 			if p != nil {
 				p.Shutdown(context.Background())
 			}

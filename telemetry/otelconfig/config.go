@@ -179,8 +179,12 @@ func configFrom(getenv func(string) string) (Config, error) { return From(getenv
 
 func (e *env) config() (Config, error) {
 	var c Config
-	if strings.EqualFold(strings.TrimSpace(e.get("OTEL_SDK_DISABLED")), "true") {
+	// A boolean as the specification has them: only "true", in any case, is true;
+	// anything else but "false" is said (1 and yes do not disable).
+	if v := strings.TrimSpace(e.get("OTEL_SDK_DISABLED")); strings.EqualFold(v, "true") {
 		return Config{Disabled: true}, nil
+	} else if v != "" && !strings.EqualFold(v, "false") {
+		e.warn("OTEL_SDK_DISABLED=%s: only true (in any case) disables: tracing and metrics stay on", v)
 	}
 	var errs []error
 	var err error
@@ -503,8 +507,10 @@ func (e *env) batch() Batch {
 	count("OTEL_BSP_MAX_QUEUE_SIZE", &b.MaxQueueSize)
 	count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &b.MaxExportBatchSize)
 	if b.MaxExportBatchSize > b.MaxQueueSize {
-		e.warn("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%d is more than OTEL_BSP_MAX_QUEUE_SIZE=%d: using %d", b.MaxExportBatchSize, b.MaxQueueSize, b.MaxQueueSize)
-		b.MaxExportBatchSize = b.MaxQueueSize
+		// As the SDK's batch span processor: the default, unless the queue is smaller.
+		use := min(defaultBatch.MaxExportBatchSize, b.MaxQueueSize)
+		e.warn("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%d is more than OTEL_BSP_MAX_QUEUE_SIZE=%d: using %d", b.MaxExportBatchSize, b.MaxQueueSize, use)
+		b.MaxExportBatchSize = use
 	}
 	return b
 }
