@@ -319,12 +319,27 @@ func temporalityOf(m otelconfig.Metrics, kind sdkmetric.InstrumentKind) metricda
 	return metricdata.CumulativeTemporality
 }
 
+// aggregation is the exporters' aggregation selector for
+// OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: explicit, the default, or
+// base-2 exponential histograms of the sizes the SDK's OTLP exporters give them.
+func aggregation(m otelconfig.Metrics) sdkmetric.AggregationSelector {
+	if m.HistogramAggregation != "base2_exponential_bucket_histogram" {
+		return sdkmetric.DefaultAggregationSelector
+	}
+	return func(kind sdkmetric.InstrumentKind) sdkmetric.Aggregation {
+		if kind == sdkmetric.InstrumentKindHistogram {
+			return sdkmetric.AggregationBase2ExponentialHistogram{MaxSize: 160, MaxScale: 20}
+		}
+		return sdkmetric.DefaultAggregationSelector(kind)
+	}
+}
+
 // metricExporter builds the exporter name, with every setting explicit; without retry,
 // an export is one attempt (doctor's check).
 func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics, retry bool) (sdkmetric.Exporter, error) {
 	switch name {
 	case "console":
-		return stdoutmetric.New(stdoutmetric.WithPrettyPrint(), stdoutmetric.WithTemporalitySelector(temporality(cfg)))
+		return stdoutmetric.New(stdoutmetric.WithPrettyPrint(), stdoutmetric.WithTemporalitySelector(temporality(cfg)), stdoutmetric.WithAggregationSelector(aggregation(cfg)))
 	case "otlp":
 	default:
 		return nil, fmt.Errorf("no such exporter")
@@ -346,6 +361,7 @@ func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics, re
 			otlpmetrichttp.WithHeaders(o.Headers),
 			otlpmetrichttp.WithTimeout(o.Timeout),
 			otlpmetrichttp.WithTemporalitySelector(temporality(cfg)),
+			otlpmetrichttp.WithAggregationSelector(aggregation(cfg)),
 			otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression),
 		}
 		if o.Compression == "gzip" {
@@ -362,6 +378,7 @@ func metricExporter(ctx context.Context, name string, cfg otelconfig.Metrics, re
 		otlpmetricgrpc.WithTimeout(o.Timeout),
 		otlpmetricgrpc.WithTLSCredentials(creds),
 		otlpmetricgrpc.WithTemporalitySelector(temporality(cfg)),
+		otlpmetricgrpc.WithAggregationSelector(aggregation(cfg)),
 	}
 	if o.Compression == "gzip" {
 		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))

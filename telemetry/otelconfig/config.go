@@ -77,6 +77,10 @@ type Metrics struct {
 	// Temporality is OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "cumulative"
 	// (the default), "delta" or "lowmemory".
 	Temporality string
+	// HistogramAggregation is OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION:
+	// "explicit_bucket_histogram" (the default: the conventions' buckets) or
+	// "base2_exponential_bucket_histogram".
+	HistogramAggregation string
 	// ExemplarFilter is OTEL_METRICS_EXEMPLAR_FILTER: "trace_based" (the default: a
 	// measurement of a sampled span may be an exemplar), "always_on" or "always_off".
 	ExemplarFilter string
@@ -262,6 +266,7 @@ func (e *env) metrics() (Metrics, error) {
 	e.milliseconds("OTEL_METRIC_EXPORT_TIMEOUT", &m.Timeout, false)
 	m.Temporality = e.choice("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative", "delta", "lowmemory")
 	m.ExemplarFilter = e.choice("OTEL_METRICS_EXEMPLAR_FILTER", "trace_based", "always_on", "always_off")
+	m.HistogramAggregation = e.choice("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "explicit_bucket_histogram", "base2_exponential_bucket_histogram")
 	return m, errors.Join(errs...)
 }
 

@@ -203,7 +203,7 @@ func TestEffectiveSettings(t *testing.T) {
 		"propagation: no trace context (OTEL_PROPAGATORS has no tracecontext)",
 		"W3C baggage not carried by the launcher",
 		"batches: every 5s, up to 512 spans an export, 32768 spans queued per exporter, export timeout none",
-		"metrics: otlp, every 1m0s, export timeout 30s, cumulative temporality, exemplars trace_based",
+		"metrics: otlp, every 1m0s, export timeout 30s, cumulative temporality, explicit bucket histogram, exemplars trace_based",
 		"span attributes: at most 128 a span, values whole (the rest counted as dropped)",
 	} {
 		if !strings.Contains(got, want) {

@@ -31,8 +31,9 @@ func (c Config) Settings() []string {
 	case len(c.Metrics.Exporters) == 0:
 		lines = append(lines, "metrics: "+exportersText(nil, "OTEL_METRICS_EXPORTER"))
 	default:
-		lines = append(lines, fmt.Sprintf("metrics: %s, every %s, export timeout %s, %s temporality, exemplars %s",
-			exportersText(c.Metrics.Exporters, ""), c.Metrics.Interval, orNone(c.Metrics.Timeout), c.Metrics.Temporality, c.Metrics.ExemplarFilter))
+		lines = append(lines, fmt.Sprintf("metrics: %s, every %s, export timeout %s, %s temporality, %s, exemplars %s",
+			exportersText(c.Metrics.Exporters, ""), c.Metrics.Interval, orNone(c.Metrics.Timeout), c.Metrics.Temporality,
+			strings.ReplaceAll(c.Metrics.HistogramAggregation, "_", " "), c.Metrics.ExemplarFilter))
 		if slices.Contains(c.Metrics.Exporters, "otlp") {
 			lines = append(lines, "metrics OTLP: "+c.Metrics.OTLP.details())
 		}
