@@ -130,7 +130,7 @@ var defaultBatch = Batch{ScheduleDelay: 5 * time.Second, ExportTimeout: 30 * tim
 
 // FromEnv reads the configuration from the environment. An error names the
 // variable and says what it wants: with that setting, no span could be exported.
-func FromEnv() (Config, error) { return configFrom(os.Getenv) }
+func FromEnv() (Config, error) { return From(os.Getenv) }
 
 // FromList reads the configuration from KEY=VALUE pairs, the last of a key
 // winning as in a process's environment: what launch wrap puts in an image's config,
@@ -178,8 +178,6 @@ func (e *env) signal(sig signal, suffix string) (name, value string) {
 // From reads the configuration from the variables getenv gives, as FromEnv does from
 // the process's environment.
 func From(getenv func(string) string) (Config, error) { return (&env{get: getenv}).config() }
-
-func configFrom(getenv func(string) string) (Config, error) { return From(getenv) }
 
 func (e *env) config() (Config, error) {
 	var c Config

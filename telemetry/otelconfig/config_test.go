@@ -35,7 +35,7 @@ func TestEndpoint(t *testing.T) {
 		{vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom"}, "http://c:4318/custom", true, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
 		{vars{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, "http://c:80/v1/traces", true, "OTEL_EXPORTER_OTLP_ENDPOINT"},
 	} {
-		cfg, err := configFrom(c.env.get)
+		cfg, err := From(c.env.get)
 		if err != nil {
 			t.Errorf("%v: %v", c.env, err)
 			continue
@@ -58,7 +58,7 @@ func TestInsecureIsTrueOnly(t *testing.T) {
 		"1": {false, true}, "t": {false, true}, "yes": {false, true}, "0": {false, true},
 	} {
 		for _, name := range []string{"OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE"} {
-			cfg, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317", name: value}.get)
+			cfg, err := From(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317", name: value}.get)
 			if err != nil {
 				t.Fatalf("%s=%s: %v", name, value, err)
 			}
@@ -80,12 +80,12 @@ func TestBadEndpoint(t *testing.T) {
 		"http://user:pw@c:4317":  "credentials go in OTEL_EXPORTER_OTLP_HEADERS",
 		"http://c:4317 x":        "not a URL",
 	} {
-		_, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": value}.get)
+		_, err := From(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": value}.get)
 		if err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_ENDPOINT="+value) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v; want an error naming the variable and %q", value, err, want)
 		}
 	}
-	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318"}.get); err == nil ||
+	if _, err := From(vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318"}.get); err == nil ||
 		!strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
 		t.Errorf("http/protobuf without a scheme: %v", err)
 	}
@@ -94,7 +94,7 @@ func TestBadEndpoint(t *testing.T) {
 // Settings the specification says to ignore when invalid are warned about and
 // defaulted; the rest are read as given.
 func TestSettings(t *testing.T) {
-	cfg, err := configFrom(vars{
+	cfg, err := From(vars{
 		"OTEL_EXPORTER_OTLP_HEADERS":        "api-key=abc%20def, x=1,broken",
 		"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "2500",
 		"OTEL_EXPORTER_OTLP_COMPRESSION":    "gzip",
@@ -124,10 +124,10 @@ func TestSettings(t *testing.T) {
 	if len(cfg.Warnings) != 3 {
 		t.Errorf("warnings %q", cfg.Warnings)
 	}
-	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"}.get); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem") {
+	if _, err := From(vars{"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"}.get); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem") {
 		t.Errorf("missing CA file: %v", err)
 	}
-	if c, _ := configFrom(vars{"OTEL_SDK_DISABLED": "TRUE", "OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); !c.Disabled {
+	if c, _ := From(vars{"OTEL_SDK_DISABLED": "TRUE", "OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); !c.Disabled {
 		t.Error("OTEL_SDK_DISABLED=TRUE: not disabled")
 	}
 }
@@ -136,7 +136,7 @@ func TestSettings(t *testing.T) {
 // /v1/metrics, or the metrics-specific one as given), interval, timeout, temporality
 // and exemplar filter; invalid values warned about and defaulted.
 func TestMetricsSettings(t *testing.T) {
-	cfg, err := configFrom(vars{}.get)
+	cfg, err := From(vars{}.get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestMetricsSettings(t *testing.T) {
 		m.Timeout != 30*time.Second || m.Temporality != "cumulative" || m.ExemplarFilter != "trace_based" {
 		t.Errorf("defaults %+v", m)
 	}
-	cfg, err = configFrom(vars{
+	cfg, err = From(vars{
 		"OTEL_METRICS_EXPORTER":                             "console,otlp",
 		"OTEL_EXPORTER_OTLP_PROTOCOL":                       "http/protobuf",
 		"OTEL_EXPORTER_OTLP_ENDPOINT":                       "http://c:4318",
@@ -167,30 +167,30 @@ func TestMetricsSettings(t *testing.T) {
 	if len(cfg.Warnings) != 2 {
 		t.Errorf("warnings %q, want OTEL_METRIC_EXPORT_TIMEOUT's and OTEL_METRICS_EXEMPLAR_FILTER's", cfg.Warnings)
 	}
-	cfg, err = configFrom(vars{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:9/custom", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "none"}.get)
+	cfg, err = From(vars{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:9/custom", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "none"}.get)
 	if err != nil || len(cfg.Metrics.Exporters) != 0 {
 		t.Errorf("none: %v %+v", err, cfg.Metrics)
 	}
 	// An endpoint the launcher cannot export metrics to turns them off, with a warning
 	// and the reason doctor gives: the traces are still exported.
-	cfg, err = configFrom(vars{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "garbage"}.get)
+	cfg, err = From(vars{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "garbage"}.get)
 	if err != nil || len(cfg.Metrics.Exporters) != 0 || len(cfg.Exporters) != 1 || len(cfg.Warnings) != 1 || !strings.HasSuffix(cfg.Warnings[0], ": no metrics") ||
 		!strings.Contains(cfg.Metrics.Off, "garbage") {
 		t.Errorf("bad metrics endpoint: %v, metrics %+v, warnings %q", err, cfg.Metrics, cfg.Warnings)
 	}
 	// An exporter the launcher does not have (another SDK's) is said, and OTLP used.
-	cfg, err = configFrom(vars{"OTEL_METRICS_EXPORTER": "prometheus"}.get)
+	cfg, err = From(vars{"OTEL_METRICS_EXPORTER": "prometheus"}.get)
 	if err != nil || !slices.Equal(cfg.Metrics.Exporters, []string{"otlp"}) || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "prometheus") {
 		t.Errorf("prometheus: %v, metrics %v, warnings %q", err, cfg.Metrics.Exporters, cfg.Warnings)
 	}
-	if _, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); err == nil || strings.Count(err.Error(), "garbage") != 1 {
+	if _, err := From(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "garbage"}.get); err == nil || strings.Count(err.Error(), "garbage") != 1 {
 		t.Errorf("a bad generic endpoint is said once: %v", err)
 	}
 }
 
 // The effective configuration doctor prints: defaults, replacements and no secret.
 func TestEffectiveSettings(t *testing.T) {
-	cfg, err := configFrom(vars{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_PROPAGATORS": "Baggage",
+	cfg, err := From(vars{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_PROPAGATORS": "Baggage",
 		"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cret", "OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP", "OTEL_BSP_EXPORT_TIMEOUT": "0", "OTEL_METRICS_EXPORTER": "prometheus"}.get)
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +264,7 @@ func TestHeadersLeftOut(t *testing.T) {
 		{vars{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_HEADERS": "X-Key=1,x!y=2,v=%C3%A9"},
 			map[string]string{"X-Key": "1", "x!y": "2", "v": "é"}, map[string]string{"X-Key": "1", "x!y": "2", "v": "é"}, nil},
 	} {
-		cfg, err := configFrom(c.env.get)
+		cfg, err := From(c.env.get)
 		if err != nil {
 			t.Errorf("%v: %v", c.env, err)
 			continue
