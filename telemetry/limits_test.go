@@ -145,7 +145,7 @@ func sdkRequests(t *testing.T, spans []*Span) [][]byte {
 
 // The pipeline applies the configuration's limits.
 func TestPipelineAppliesLimits(t *testing.T) {
-	cfg, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "none", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "3"}.get)
+	cfg, err := otelconfig.From(vars{"OTEL_METRICS_EXPORTER": "none", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "1", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "3"}.get)
 	if err != nil {
 		t.Fatal(err)
 	}

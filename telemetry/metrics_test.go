@@ -122,7 +122,7 @@ func TestMetricExportersFromEnvironment(t *testing.T) {
 		{vars{"OTEL_METRICS_EXPORTER": "console,otlp", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "lowmemory"}, 2, true},
 		{vars{"OTEL_METRICS_EXPORTER": "none"}, 0, false},
 	} {
-		cfg, err := configFrom(c.env.get)
+		cfg, err := otelconfig.From(c.env.get)
 		if err != nil {
 			t.Fatalf("%v: %v", c.env, err)
 		}

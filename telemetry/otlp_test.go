@@ -328,7 +328,7 @@ func TestShutdownSaysTheLastExportError(t *testing.T) {
 	untrusted.EnableHTTP2 = true // gRPC wants h2 before it checks the certificate
 	untrusted.StartTLS()
 	defer untrusted.Close()
-	cfg, err := configFrom(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://" + untrusted.Listener.Addr().String(), "OTEL_METRICS_EXPORTER": "otlp"}.get)
+	cfg, err := otelconfig.From(vars{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://" + untrusted.Listener.Addr().String(), "OTEL_METRICS_EXPORTER": "otlp"}.get)
 	if err != nil {
 		t.Fatal(err)
 	}

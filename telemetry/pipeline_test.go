@@ -17,7 +17,7 @@ import (
 // testConfig is the configuration of the test's environment (its t.Setenv), for the
 // trace pipeline alone.
 func testConfig() otelconfig.Config {
-	c, err := configFrom(func(name string) string {
+	c, err := otelconfig.From(func(name string) string {
 		if name == "OTEL_METRICS_EXPORTER" {
 			return "none"
 		}
@@ -119,7 +119,7 @@ func TestFullQueueDrops(t *testing.T) {
 // OTEL_BSP_EXPORT_TIMEOUT=0 is no timeout, as in the SDK's batch processor: exports
 // are bounded by the exporter's own (OTEL_EXPORTER_OTLP_TIMEOUT), not failed at once.
 func TestExportTimeoutZeroIsNone(t *testing.T) {
-	cfg, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "none", "OTEL_BSP_EXPORT_TIMEOUT": "0", "OTEL_BSP_SCHEDULE_DELAY": "10"}.get)
+	cfg, err := otelconfig.From(vars{"OTEL_METRICS_EXPORTER": "none", "OTEL_BSP_EXPORT_TIMEOUT": "0", "OTEL_BSP_SCHEDULE_DELAY": "10"}.get)
 	if err != nil || len(cfg.Warnings) != 0 || cfg.Batch.ExportTimeout != 0 {
 		t.Fatalf("config %v, warnings %q, export timeout %v", err, cfg.Warnings, cfg.Batch.ExportTimeout)
 	}
@@ -165,7 +165,7 @@ func TestStalledCollectorLosesNothing(t *testing.T) {
 // One malformed entry of OTEL_RESOURCE_ATTRIBUTES is left out and said, as the SDK
 // does; the others are kept, and tracing goes on. OTEL_SERVICE_NAME wins.
 func TestMalformedResourceAttribute(t *testing.T) {
-	cfg, err := configFrom(vars{"OTEL_RESOURCE_ATTRIBUTES": "a=b,bad,c=d%20e,service.name=x,f=%zz", "OTEL_SERVICE_NAME": "checkout"}.get)
+	cfg, err := otelconfig.From(vars{"OTEL_RESOURCE_ATTRIBUTES": "a=b,bad,c=d%20e,service.name=x,f=%zz", "OTEL_SERVICE_NAME": "checkout"}.get)
 	if err != nil {
 		t.Fatalf("tracing off: %v", err)
 	}
@@ -185,11 +185,7 @@ func TestMalformedResourceAttribute(t *testing.T) {
 	}
 }
 
-// configFrom is the configuration of the variables get gives, for tests that give
-// them as vars.
-func configFrom(get func(string) string) (otelconfig.Config, error) { return otelconfig.From(get) }
-
-// vars is an environment for configFrom.
+// vars is an environment for otelconfig.From.
 type vars map[string]string
 
 func (v vars) get(name string) string { return v[name] }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // A snapshot is exported by the SDK as the bytes our encoder writes for the same span:
@@ -113,7 +114,7 @@ func receiverPipeline(t testing.TB, r *testenv.Receiver, protocol string, sdk bo
 			t.Fatal(err)
 		}
 	}
-	cfg, err := configFrom(vars{"OTEL_METRICS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}.get)
+	cfg, err := otelconfig.From(vars{"OTEL_METRICS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}.get)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 func monoNow() uint64 {
@@ -102,7 +104,7 @@ func TestExportersFromEnvironment(t *testing.T) {
 		{"zipkin", "", []string{"otlp"}, true}, {"zipkin,console", "", []string{"console"}, true}, {"zipkin,none", "", nil, true},
 		{"otlp", "http/json", []string{"otlp"}, true}, {"otlp", "thrift", []string{"otlp"}, true},
 	} {
-		cfg, err := configFrom(vars{"OTEL_TRACES_EXPORTER": c.exporter, "OTEL_EXPORTER_OTLP_PROTOCOL": c.protocol}.get)
+		cfg, err := otelconfig.From(vars{"OTEL_TRACES_EXPORTER": c.exporter, "OTEL_EXPORTER_OTLP_PROTOCOL": c.protocol}.get)
 		if err != nil {
 			t.Errorf("%q %q: %v", c.exporter, c.protocol, err)
 			continue
@@ -116,11 +118,11 @@ func TestExportersFromEnvironment(t *testing.T) {
 		}
 	}
 	for p, want := range map[string]string{"HTTP/Protobuf": "http/protobuf", "GRPC": "grpc", "http/json": "http/protobuf", "thrift": "grpc"} {
-		if cfg, _ := configFrom(vars{"OTEL_EXPORTER_OTLP_PROTOCOL": p}.get); cfg.OTLP.Protocol != want {
+		if cfg, _ := otelconfig.From(vars{"OTEL_EXPORTER_OTLP_PROTOCOL": p}.get); cfg.OTLP.Protocol != want {
 			t.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%s: %s, want %s", p, cfg.OTLP.Protocol, want)
 		}
 	}
-	cfg, _ := configFrom(vars{"OTEL_SDK_DISABLED": "true"}.get)
+	cfg, _ := otelconfig.From(vars{"OTEL_SDK_DISABLED": "true"}.get)
 	if _, err := New(context.Background(), App{Path: "/app"}, cfg); err != ErrDisabled {
 		t.Errorf("OTEL_SDK_DISABLED: %v", err)
 	}

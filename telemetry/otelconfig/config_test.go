@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 )
 
-// vars is an environment for configFrom.
+// vars is an environment for From.
 type vars map[string]string
 
 func (v vars) get(name string) string { return v[name] }
