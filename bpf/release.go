@@ -15,8 +15,8 @@ import (
 // too, one link after another. Each link is pinned in a bpffs mounted nowhere (fsopen,
 // fsmount: no path or namespace is touched), its descriptor closed, then the mount's:
 // the pins, the links' last references, go with the mount's inodes, from an RCU
-// callback, and the kernel frees the links from a workqueue, after the launcher may
-// have exited. Links that cannot be handed over so (no CAP_SYS_ADMIN for the mount, a
+// callback, and the kernel frees the links from a workqueue, maybe after the caller
+// has exited. Links that cannot be handed over so (no CAP_SYS_ADMIN for the mount, a
 // kernel before 6.5, a seccomp filter) are closed as CloseAll closes them.
 func Release(links []link.Link) error {
 	if len(links) == 0 {

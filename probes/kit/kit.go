@@ -149,7 +149,8 @@ type Probe interface {
 	Release() error
 	// EndInFlight ends the spans still in flight in the probe's maps - begun, their
 	// end never seen: the app exited during them - at end (CLOCK_MONOTONIC ns),
-	// marked with why, and emits them; it returns how many, by spec. After Detach.
+	// marked with why, and emits them; it returns how many, by spec. After Detach, or
+	// Release.
 	EndInFlight(end uint64, why telemetry.EndReason, emit func(*telemetry.Span)) (map[string]int, error)
 	// Close detaches and frees the programs, maps and ring buffer.
 	Close() error
