@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"log/slog"
 	"runtime"
 	"strconv"
 	"unsafe"
@@ -24,11 +25,15 @@ func Release(links []link.Link) error {
 	}
 	mnt, err := detachedBPFFS()
 	if err != nil {
+		slog.Debug("detaching here, waiting for the kernel: no bpffs to hand the links over in", "err", err)
 		return CloseAll(links)
 	}
 	var rest []link.Link
 	for i, l := range links {
-		if pinAt(mnt, strconv.Itoa(i), l) != nil {
+		if err := pinAt(mnt, strconv.Itoa(i), l); err != nil {
+			if len(rest) == 0 {
+				slog.Debug("detaching here, waiting for the kernel: a link cannot be pinned", "err", err)
+			}
 			rest = append(rest, l)
 			continue
 		}
