@@ -581,14 +581,19 @@ func (s *Session) Accounted() <-chan struct{} { return s.accounted }
 
 func (s *Session) stop(ctx context.Context) error {
 	defer close(s.report)
+	begin := time.Now()
 	var errs []error
-	for _, p := range s.probes {
-		if err := p.Detach(); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	end, why := uint64(s.exitedAt.Load()), telemetry.EndAppExit
-	if end == 0 {
+	detached := make(chan error, 1)
+	if end != 0 {
+		// The app is gone: its probes, bound to its process, fire no more, and all it
+		// made is in the ring buffers and maps already. The kernel detaches them in
+		// the background (a grace period, 25-60 ms a link here, not waited for), or
+		// else beside the flush, not before it.
+		go func() { detached <- s.detach(kit.Probe.Release) }()
+	} else {
+		// The app may still run: no span may come once the maps are swept.
+		detached <- s.detach(kit.Probe.Detach)
 		end, why = monotonicNow(), telemetry.EndDetach
 	}
 	s.cancel() // the readers drain the ring buffers, and end
@@ -615,6 +620,11 @@ func (s *Session) stop(ctx context.Context) error {
 	}
 	s.logLoss("in all", true)
 	close(s.accounted)
+	slog.Debug("telemetry flushed", "took", time.Since(begin))
+	if err := <-detached; err != nil {
+		errs = append(errs, err)
+	}
+	slog.Debug("probes detached", "took", time.Since(begin))
 	if s.wire != nil {
 		s.logWire()
 		if err := s.wire.Close(); err != nil {
@@ -629,6 +639,20 @@ func (s *Session) stop(ctx context.Context) error {
 	if err := s.shared.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	slog.Debug("probes closed", "took", time.Since(begin))
+	return errors.Join(errs...)
+}
+
+// detach detaches every probe with how (Detach, Release), all at once: a detach may
+// wait for a kernel grace period, and they overlap.
+func (s *Session) detach(how func(kit.Probe) error) error {
+	errs := make([]error, len(s.probes))
+	var wg sync.WaitGroup
+	for i, p := range s.probes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = how(p) }()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

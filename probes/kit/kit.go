@@ -144,9 +144,13 @@ type Probe interface {
 	Programs() []*ebpf.Program
 	// Detach stops new events; Run still delivers those already queued.
 	Detach() error
+	// Release is Detach for an app that has exited, whose probes can fire no more: the
+	// kernel finishes detaching in the background (bpf.Release).
+	Release() error
 	// EndInFlight ends the spans still in flight in the probe's maps - begun, their
 	// end never seen: the app exited during them - at end (CLOCK_MONOTONIC ns),
-	// marked with why, and emits them; it returns how many, by spec. After Detach.
+	// marked with why, and emits them; it returns how many, by spec. After Detach, or
+	// Release.
 	EndInFlight(end uint64, why telemetry.EndReason, emit func(*telemetry.Span)) (map[string]int, error)
 	// Close detaches and frees the programs, maps and ring buffer.
 	Close() error

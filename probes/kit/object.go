@@ -404,7 +404,7 @@ func (o *Object) ConfigureWith(reps Reports, inflight Lookup, vars map[string]ui
 	}
 	o.mu.Unlock()
 	if len(off) > 0 {
-		go closeAttachments(off) // waits out a grace period: not in the gate
+		go closeAttachments(off, bpf.CloseAll) // waits out a grace period: not in the gate
 	}
 	if len(enabled) == 0 {
 		return fail(errors.New("no probe left to enable"))
@@ -561,15 +561,24 @@ func (o *Object) Programs() []*ebpf.Program {
 }
 
 // Detach removes every uprobe; events already queued can still be read.
-func (o *Object) Detach() error {
+func (o *Object) Detach() error { return closeAttachments(o.takeAttachments(), bpf.CloseAll) }
+
+// Release removes every uprobe of an app that has exited, the kernel finishing in the
+// background; events already queued can still be read.
+func (o *Object) Release() error {
+	return closeAttachments(o.takeAttachments(), bpf.Release)
+}
+
+// takeAttachments takes every attachment out of the object, for detaching.
+func (o *Object) takeAttachments() []attachment {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	var all []attachment
 	for _, as := range o.links {
 		all = append(all, as...)
 	}
 	o.links = map[string][]attachment{}
-	o.mu.Unlock()
-	return closeAttachments(all)
+	return all
 }
 
 // Close detaches and frees the programs, maps and ring buffer.
@@ -600,13 +609,13 @@ func (o *Object) TypeName(addr uint64) string {
 	return o.types.Name(o.target.PID, addr)
 }
 
-// closeAttachments detaches, concurrently: each detach may wait for a grace period.
-func closeAttachments(as []attachment) error {
+// closeAttachments detaches with closeLinks (bpf.CloseAll, bpf.Release).
+func closeAttachments(as []attachment, closeLinks func([]link.Link) error) error {
 	var links []link.Link
 	for _, a := range as {
 		links = append(links, a.links...)
 	}
-	return bpf.CloseAll(links)
+	return closeLinks(links)
 }
 
 // PointerTypes are the addresses, in the app, of the type descriptors of *T for the

@@ -1,0 +1,91 @@
+package bpf
+
+import (
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+)
+
+// Release hands links to the kernel to detach in the background: they are gone soon
+// after, none left behind, and their program runs no more. Without the mount (no
+// CAP_SYS_ADMIN, an older kernel) they are closed as CloseAll does.
+func TestReleaseFreesLinks(t *testing.T) {
+	t.Run("pinned", testRelease)
+	t.Run("no bpffs", func(t *testing.T) {
+		saved := detachedBPFFS
+		defer func() { detachedBPFFS = saved }()
+		detachedBPFFS = func() (int, error) { return -1, unix.EPERM }
+		testRelease(t)
+	})
+}
+
+func testRelease(t *testing.T) {
+	testenv.RequireRoot(t)
+	if !haveUprobeMulti() {
+		t.Skip("this kernel has no uprobe_multi links")
+	}
+	ticker := testenv.Build(t, "./bpf/testdata/ticker")
+	b, err := offsets.Open(ticker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns, err := b.Functions("main.tick")
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ticker)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c := counter(t, ebpf.AttachTraceUprobeMulti)
+	links, err := AttachUprobes(ticker, cmd.Process.Pid, Uprobe{Symbol: "main.tick", Program: c.Program, Offsets: []uint64{fns["main.tick"].Offset}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []link.ID
+	for _, l := range links {
+		info, err := l.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, info.ID)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if count(t, c) == 0 {
+		t.Fatal("the uprobe never fired")
+	}
+
+	begin := time.Now()
+	if err := Release(links); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Release returned in %v", time.Since(begin))
+	for _, id := range ids {
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			l, err := link.NewFromID(id)
+			if err != nil {
+				break
+			}
+			l.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("link %d still exists 5 s after Release", id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("links gone %v after Release", time.Since(begin))
+	n := count(t, c)
+	time.Sleep(50 * time.Millisecond)
+	if after := count(t, c); after != n {
+		t.Errorf("%d hits after the links were gone", after-n)
+	}
+}
