@@ -28,9 +28,7 @@ func TestReleaseFreesLinks(t *testing.T) {
 
 func testRelease(t *testing.T) {
 	testenv.RequireRoot(t)
-	if !haveUprobeMulti() {
-		t.Skip("this kernel has no uprobe_multi links")
-	}
+	testenv.Require(t, haveUprobeMulti(), "uprobe_multi links (Linux 6.6 or later)")
 	ticker := testenv.Build(t, "./bpf/testdata/ticker")
 	b, err := offsets.Open(ticker)
 	if err != nil {
