@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,13 +55,47 @@ func CheckBPF() error {
 // CheckUprobes attaches a uprobe to this process's own executable, at its entry point,
 // and detaches it.
 func CheckUprobes() error {
-	exe, err := os.Executable()
+	links, err := attachSelf()
 	if err != nil {
 		return err
 	}
-	f, err := elf.Open(exe)
+	return CloseAll(links)
+}
+
+// CheckRelease checks that uprobe links can be handed to the kernel to detach in the
+// background (Release), as they are at the app's exit: where they cannot, the launcher
+// waits for the kernel to detach them before it exits, 40-100 ms here.
+func CheckRelease() error {
+	links, err := attachSelf()
 	if err != nil {
 		return err
+	}
+	mnt, err := detachedBPFFS()
+	if err != nil {
+		CloseAll(links)
+		return fmt.Errorf("a bpffs mounted nowhere (fsopen, fsmount): %w%s", err, permissionHint(err, "CAP_SYS_ADMIN"))
+	}
+	defer unix.Close(mnt)
+	for i, l := range links {
+		if err := pinAt(mnt, strconv.Itoa(i), l); err != nil {
+			CloseAll(links[i:])
+			return fmt.Errorf("pin a link in it (BPF_F_PATH_FD, Linux 6.5): %w", err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// attachSelf attaches an empty uprobe program to this process's own executable, at its
+// entry point, as the probes' programs are attached.
+func attachSelf() ([]link.Link, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return nil, err
 	}
 	var entry uint64
 	for _, p := range f.Progs {
@@ -75,15 +110,10 @@ func CheckUprobes() error {
 	}
 	prog, err := emptyProgram(ebpf.Kprobe, attach)
 	if err != nil {
-		return fmt.Errorf("load a uprobe program: %w%s", err, permissionHint(err, "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"))
+		return nil, fmt.Errorf("load a uprobe program: %w%s", err, permissionHint(err, "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"))
 	}
-	defer prog.Close()
-	links, err := AttachUprobes(exe, os.Getpid(), Uprobe{Symbol: "entry point", Program: prog, Offsets: []uint64{entry}})
-	if err != nil {
-		return err
-	}
-	CloseAll(links)
-	return nil
+	defer prog.Close() // the links hold the program
+	return AttachUprobes(exe, os.Getpid(), Uprobe{Symbol: "entry point", Program: prog, Offsets: []uint64{entry}})
 }
 
 // CheckRingBuffer creates a ring buffer map.

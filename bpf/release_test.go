@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +86,19 @@ func testRelease(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if after := count(t, c); after != n {
 		t.Errorf("%d hits after the links were gone", after-n)
+	}
+}
+
+// doctor's check of the hand-over: it works here, and says why not where it cannot.
+func TestCheckRelease(t *testing.T) {
+	testenv.RequireRoot(t)
+	if err := CheckRelease(); err != nil {
+		t.Errorf("CheckRelease: %v", err)
+	}
+	saved := detachedBPFFS
+	defer func() { detachedBPFFS = saved }()
+	detachedBPFFS = func() (int, error) { return -1, unix.EPERM }
+	if err := CheckRelease(); err == nil || !strings.Contains(err.Error(), "fsopen, fsmount") {
+		t.Errorf("without a bpffs: %v", err)
 	}
 }

@@ -80,6 +80,11 @@ func doctor(w io.Writer, otel otelconfig.Config, otelErr error) (failed bool) {
 	if err == nil && len(missing) == 0 {
 		check(bpf.CheckBPF(), "BPF: programs load")
 		check(bpf.CheckUprobes(), "uprobes: attach and detach")
+		if err := bpf.CheckRelease(); err != nil {
+			add(kit.Warn, "exit: uprobes cannot be handed to the kernel to detach in the background (%v): the launcher waits for their detaching at the app's exit, 40-100 ms", err)
+		} else {
+			add(kit.OK, "exit: uprobes are handed to the kernel to detach in the background: the launcher exits right after the app's last export")
+		}
 		check(bpf.CheckRingBuffer(), "ring buffers")
 		fs = append(fs, probes.CheckHost(context.Background(), probes.Options{Telemetry: otel})...)
 		if mode, err := bpf.Lockdown(); err != nil {
