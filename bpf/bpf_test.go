@@ -44,17 +44,7 @@ func count(t *testing.T, c *testenv.RunCounter) uint64 {
 // in no other, and stop when detached.
 func TestAttachUprobes(t *testing.T) {
 	testenv.RequireRoot(t)
-	ticker := testenv.Build(t, "./bpf/testdata/ticker")
-	b, err := offsets.Open(ticker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := b.Functions("main.tick")
-	b.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tick := fns["main.tick"].Offset
+	ticker, tick := buildTicker(t)
 
 	run := func(name string, args ...string) *exec.Cmd {
 		cmd := exec.Command(name, args...)
@@ -228,4 +218,21 @@ func argSummer(t *testing.T, attach ebpf.AttachType) (*ebpf.Program, *ebpf.Map) 
 	}
 	t.Cleanup(func() { p.Close() })
 	return p, m
+}
+
+// buildTicker builds the test program that calls main.tick in a loop, and finds the
+// function's file offset, where the tests attach.
+func buildTicker(t *testing.T) (path string, tick uint64) {
+	t.Helper()
+	path = testenv.Build(t, "./bpf/testdata/ticker")
+	b, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns, err := b.Functions("main.tick")
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, fns["main.tick"].Offset
 }

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
-	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 )
 
 // Release hands links to the kernel to detach in the background: they are gone soon
@@ -30,23 +29,14 @@ func TestReleaseFreesLinks(t *testing.T) {
 func testRelease(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.Require(t, haveUprobeMulti(), "uprobe_multi links (Linux 6.6 or later)")
-	ticker := testenv.Build(t, "./bpf/testdata/ticker")
-	b, err := offsets.Open(ticker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := b.Functions("main.tick")
-	b.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ticker, tick := buildTicker(t)
 	cmd := exec.Command(ticker)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	c := counter(t, ebpf.AttachTraceUprobeMulti)
-	links, err := AttachUprobes(ticker, cmd.Process.Pid, Uprobe{Symbol: "main.tick", Program: c.Program, Offsets: []uint64{fns["main.tick"].Offset}})
+	links, err := AttachUprobes(ticker, cmd.Process.Pid, Uprobe{Symbol: "main.tick", Program: c.Program, Offsets: []uint64{tick}})
 	if err != nil {
 		t.Fatal(err)
 	}
