@@ -3,6 +3,7 @@ package kit
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -34,6 +35,9 @@ const maxTraceStates = 16384
 type traceStates struct {
 	mu   sync.Mutex
 	byID map[trace.SpanID]trace.TraceState
+	// filed is len(byID), read without the lock: most apps' requests carry no
+	// tracestate, and give runs for every span.
+	filed atomic.Int32
 }
 
 // file keeps the tracestate of a RecordTraceState record. The kernel sends only a
@@ -58,23 +62,22 @@ func (t *traceStates) file(raw []byte) {
 		t.byID = map[trace.SpanID]trace.TraceState{}
 	}
 	t.byID[id] = ts
+	t.filed.Store(int32(len(t.byID)))
 }
 
 // give gives span the tracestate filed for it, if any: its parent's. A span whose
 // parent is a span of the same object still in flight (a Redis command under the
 // one that opened its connection) gets its parent's, as the SDK would.
 func (t *traceStates) give(span *telemetry.Span) {
-	if !span.Parent.IsValid() {
+	if !span.Parent.IsValid() || t.filed.Load() == 0 {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.byID) == 0 {
-		return
-	}
 	ts, ok := t.byID[span.SpanID]
 	if ok {
 		delete(t.byID, span.SpanID)
+		t.filed.Store(int32(len(t.byID)))
 	} else if !span.Parent.IsRemote() {
 		ts, ok = t.byID[span.Parent.SpanID()]
 	}
