@@ -3,13 +3,23 @@
 
 /* net/http: server spans, client spans, and the W3C traceparent on outgoing requests.
  *
- * Server, two uprobe hits per request. Entry of net/http.serverHandler.ServeHTTP(sh,
- * rw, req): the request is parsed; read it, choose the span's IDs (joining the incoming
- * trace, if any), keep the state per goroutine, and register the span among the
- * in-flight server spans every probe shares (spans.h), under its context (req.ctx) and
- * its goroutine, where some probe looks. Each RET: read the route (a router's, filed by
- * its probe in routes.h, else ServeMux's pattern) and status, output the span,
- * unregister it.
+ * Server, two uprobe hits per request, both entries (an entry probe is emulated, a RET
+ * single-stepped: a third of the cost on amd64). Entry of
+ * net/http.serverHandler.ServeHTTP(sh, rw, req): the request is parsed; read it, choose
+ * the span's IDs (joining the incoming trace, if any), keep the state per goroutine,
+ * and register the span among the in-flight server spans every probe shares (spans.h),
+ * under its context (req.ctx) and its goroutine, where some probe looks. The span ends
+ * at the entry of what runs next in that goroutine once the handler has returned, where
+ * the response still holds the status: HTTP/1's (*response).finishRequest(w), HTTP/2's
+ * (*responseWriter).handlerDone(rw) (net/http's bundled copy before Go 1.27,
+ * net/http/internal/http2 since); there read the route (a router's, filed by its probe
+ * in routes.h, else ServeMux's pattern) and status, output the span, unregister it. An
+ * HTTP/1 request that reaches no finishRequest - its handler hijacked the connection,
+ * or panicked (conn.serve recovers) - ends at the entry of conn.serve's deferred
+ * function, once per connection; the entry of (*response).Hijack, hit only by a
+ * hijack, tells the two apart. An HTTP/2 handler that panics reaches no handlerDone:
+ * its span is lost, as it was at serverHandler's RETs, and its state replaced when the
+ * goroutine serves again.
  *
  * An HTTP/2 server that calls the handler without serverHandler, two hits too:
  * golang.org/x/net/http2's own (h2c.NewHandler, http2.Server.ServeConn), and Go
@@ -17,11 +27,11 @@
  * entry of its serverConn.runHandler(sc, rw, req, handler) begins the span as above,
  * the entry of responseWriter.handlerDone(rw), which runHandler defers, ends it while
  * rw still holds the status. A handler that does reach serverHandler under it (the
- * same request: the same URL) adopts the span: serverHandler's return, which has the
- * route, ends it, and handlerDone finds nothing left to do. A request whose handler
- * gives its connection to x/net's server (h2c's Upgrade: h2c) goes on there as stream
- * 1: the entry of (*Server).serveConn, once per connection, drops its serverHandler
- * span, which would last as long as the connection.
+ * same request: the same URL) adopts the span: it swaps in its *http.Request, which has
+ * the route, and handlerDone ends it. A request whose handler gives its connection to
+ * x/net's server (h2c's Upgrade: h2c) goes on there as stream 1: the entry of
+ * (*Server).serveConn, once per connection, marks its serverHandler span, which would
+ * last as long as the connection, to be dropped.
  *
  * Client, two hits per call, three with propagation. Entry of
  * net/http.(*Transport).roundTrip(t, req) - or of golang.org/x/net/http2's
@@ -138,7 +148,8 @@ struct http_server_event {
 	__u16 remote_len;
 	__u8 routed; /* the route is a router's template (routes.h), not a ServeMux pattern */
 	__u8 tls;    /* the request came over TLS (its TLS field is set): url.scheme https */
-	__u8 _pad[6];
+	__u8 panicked; /* the handler panicked: no response but what it wrote before */
+	__u8 _pad[5];
 	__u8 method[METHOD_MAX];
 	__u8 path[PATH_MAX];
 	__u8 route[ROUTE_MAX];
@@ -175,8 +186,8 @@ struct http_client_event {
 	__u8 query[QUERY_MAX];
 };
 
-/* Requests between entry and return, keyed by goroutine. An entry whose return never
- * came (a handler that panicked) is replaced when its goroutine serves again. */
+/* Requests between their begin and end, keyed by goroutine. An entry whose end never
+ * came (an HTTP/2 handler that panicked) is replaced when its goroutine serves again. */
 struct server_call {
 	struct http_server_event ev;
 	__u64 req;
@@ -192,6 +203,7 @@ struct server_call {
 	__u8 xnet;          /* that server is x/net's own, not net/http's */
 	__u8 adopted;       /* serverHandler took it over: req is now an *http.Request */
 	__u8 handed_over;   /* its handler gave the connection to x/net's HTTP/2 server */
+	__u8 hijacked;      /* its handler took the HTTP/1 connection: no finishRequest */
 };
 
 /* The tracestate's scratch costs no room: it fits in the span_ref it shares. */
@@ -331,7 +343,8 @@ static __always_inline int server_begin(struct go_regs *ctx, __u64 resp, __u64 r
 }
 
 /* server_end reads the route and the status, outputs the span and forgets it. A
- * handler that wrote no header gets 200 when it returns. */
+ * handler that wrote no header gets 200 when it returns; one that panicked, only what
+ * it wrote. */
 static __always_inline void server_end(struct server_call *st, __u64 g)
 {
 	st->ev.end_ns = bpf_ktime_get_ns();
@@ -345,7 +358,7 @@ static __always_inline void server_end(struct server_call *st, __u64 g)
 		status_off = off_x_http2_responseWriterState_status;
 	} else if (st->ev.proto_major == 1) {
 		__u64 status = read_ptr(st->resp + off_http_response_status);
-		st->ev.status = status ? (__u16)status : 200;
+		st->ev.status = status || st->ev.panicked ? (__u16)status : 200;
 	} else if (st->ev.proto_major == 2) {
 		rws_off = off_http_http2responseWriter_rws;
 		status_off = off_http_http2responseWriterState_status;
@@ -432,20 +445,59 @@ int server_entry_hmap(struct go_regs *ctx)
 	return server_entry(ctx, 0);
 }
 
-SEC("uprobe/serverHandler_ServeHTTP_return")
-int server_return(struct go_regs *ctx)
+/* server_done ends the request's span, or drops it if its connection went on as
+ * HTTP/2 in x/net's server (whose streams have spans of their own). */
+static __always_inline void server_done(struct server_call *st, __u64 g)
+{
+	if (!st->handed_over) {
+		server_end(st, g);
+		return;
+	}
+	if (st->inflight)
+		inflight_end(g, st->ctx, st->inflight);
+	bpf_map_delete_elem(&server_calls, &g);
+}
+
+/* (*response).finishRequest(w): conn.serve calls it once serverHandler returned,
+ * unless the handler hijacked the connection. It also answers a request no handler
+ * saw (an unmet Expect): w is not the span's then. */
+SEC("uprobe/response_finishRequest")
+int server_finish(struct go_regs *ctx)
 {
 	__u64 g = go_goroutine(ctx);
 	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
-	if (!st)
+	if (!st || st->outer || st->resp != go_arg(ctx, 1))
 		return 0;
-	if (st->handed_over) {
-		if (st->inflight)
-			inflight_end(g, st->ctx, st->inflight);
-		bpf_map_delete_elem(&server_calls, &g);
+	server_done(st, g);
+	return 0;
+}
+
+/* (*response).Hijack(w): the handler takes the connection; conn.serve will skip
+ * finishRequest. Hit once per hijack. */
+SEC("uprobe/response_Hijack")
+int server_hijack(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
+	if (st && !st->outer && st->resp == go_arg(ctx, 1))
+		st->hijacked = 1;
+	return 0;
+}
+
+/* The function (*conn).serve defers, at its entry: the connection is done. A span
+ * still open in its goroutine reached no finishRequest: its handler hijacked the
+ * connection and returned, or panicked (or called runtime.Goexit). Once per
+ * connection, not per request. */
+SEC("uprobe/conn_serve_func1")
+int server_conn_done(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
+	if (!st || st->outer)
 		return 0;
-	}
-	server_end(st, g);
+	if (!st->hijacked)
+		st->ev.panicked = 1;
+	server_done(st, g);
 	return 0;
 }
 
@@ -516,15 +568,18 @@ int h2_server_entry_swiss(struct go_regs *ctx)
 	return h2_server_entry(ctx, 1, 0);
 }
 
-/* The (*responseWriter).handlerDone(rw) of either, in runHandler's goroutine. */
+/* (*responseWriter).handlerDone(rw), which an HTTP/2 server's runHandler defers, in
+ * its goroutine: net/http's (bundled, or Go 1.27's internal) or x/net's. rw is the
+ * ResponseWriter serverHandler got (a span it began), or runHandler's (a span
+ * runHandler began, adopted or not). */
 SEC("uprobe/http2_responseWriter_handlerDone")
 int h2_server_done(struct go_regs *ctx)
 {
 	__u64 g = go_goroutine(ctx);
 	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
-	if (!st || !st->outer || st->resp != go_arg(ctx, 1))
+	if (!st || st->resp != go_arg(ctx, 1))
 		return 0;
-	server_end(st, g);
+	server_done(st, g);
 	return 0;
 }
 

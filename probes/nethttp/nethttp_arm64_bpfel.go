@@ -105,7 +105,8 @@ type nethttpHttpServerEvent struct {
 	RemoteLen    uint16
 	Routed       uint8
 	Tls          uint8
-	Pad          [6]uint8
+	Panicked     uint8
+	Pad          [5]uint8
 	Method       [16]uint8
 	Path         [128]uint8
 	Route        [128]uint8
@@ -173,7 +174,8 @@ type nethttpServerCall struct {
 	Xnet       uint8
 	Adopted    uint8
 	HandedOver uint8
-	_          [3]byte
+	Hijacked   uint8
+	_          [2]byte
 }
 
 type nethttpSpanRef struct {
@@ -216,7 +218,8 @@ type nethttpZeroValue struct {
 			RemoteLen    uint16
 			Routed       uint8
 			Tls          uint8
-			Pad          [6]uint8
+			Panicked     uint8
+			Pad          [5]uint8
 			Method       [16]uint8
 			Path         [128]uint8
 			Route        [128]uint8
@@ -264,7 +267,8 @@ type nethttpZeroValue struct {
 		Xnet       uint8
 		Adopted    uint8
 		HandedOver uint8
-		_          [3]byte
+		Hijacked   uint8
+		_          [2]byte
 	}
 }
 
@@ -292,9 +296,11 @@ const (
 	nethttpProgH2ServerDone                         = "h2_server_done"
 	nethttpProgH2ServerEntrySwiss                   = "h2_server_entry_swiss"
 	nethttpProgRequestWrite                         = "request_write"
+	nethttpProgServerConnDone                       = "server_conn_done"
 	nethttpProgServerEntryHmap                      = "server_entry_hmap"
 	nethttpProgServerEntrySwiss                     = "server_entry_swiss"
-	nethttpProgServerReturn                         = "server_return"
+	nethttpProgServerFinish                         = "server_finish"
+	nethttpProgServerHijack                         = "server_hijack"
 	nethttpProgXnetServeConn                        = "xnet_serve_conn"
 	nethttpProgXnetServerEntryHmap                  = "xnet_server_entry_hmap"
 	nethttpProgXnetServerEntrySwiss                 = "xnet_server_entry_swiss"
@@ -407,9 +413,11 @@ type nethttpProgramSpecs struct {
 	H2ServerDone           *ebpf.ProgramSpec `ebpf:"h2_server_done"`
 	H2ServerEntrySwiss     *ebpf.ProgramSpec `ebpf:"h2_server_entry_swiss"`
 	RequestWrite           *ebpf.ProgramSpec `ebpf:"request_write"`
+	ServerConnDone         *ebpf.ProgramSpec `ebpf:"server_conn_done"`
 	ServerEntryHmap        *ebpf.ProgramSpec `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss       *ebpf.ProgramSpec `ebpf:"server_entry_swiss"`
-	ServerReturn           *ebpf.ProgramSpec `ebpf:"server_return"`
+	ServerFinish           *ebpf.ProgramSpec `ebpf:"server_finish"`
+	ServerHijack           *ebpf.ProgramSpec `ebpf:"server_hijack"`
 	XnetServeConn          *ebpf.ProgramSpec `ebpf:"xnet_serve_conn"`
 	XnetServerEntryHmap    *ebpf.ProgramSpec `ebpf:"xnet_server_entry_hmap"`
 	XnetServerEntrySwiss   *ebpf.ProgramSpec `ebpf:"xnet_server_entry_swiss"`
@@ -622,9 +630,11 @@ type nethttpPrograms struct {
 	H2ServerDone           *ebpf.Program `ebpf:"h2_server_done"`
 	H2ServerEntrySwiss     *ebpf.Program `ebpf:"h2_server_entry_swiss"`
 	RequestWrite           *ebpf.Program `ebpf:"request_write"`
+	ServerConnDone         *ebpf.Program `ebpf:"server_conn_done"`
 	ServerEntryHmap        *ebpf.Program `ebpf:"server_entry_hmap"`
 	ServerEntrySwiss       *ebpf.Program `ebpf:"server_entry_swiss"`
-	ServerReturn           *ebpf.Program `ebpf:"server_return"`
+	ServerFinish           *ebpf.Program `ebpf:"server_finish"`
+	ServerHijack           *ebpf.Program `ebpf:"server_hijack"`
 	XnetServeConn          *ebpf.Program `ebpf:"xnet_serve_conn"`
 	XnetServerEntryHmap    *ebpf.Program `ebpf:"xnet_server_entry_hmap"`
 	XnetServerEntrySwiss   *ebpf.Program `ebpf:"xnet_server_entry_swiss"`
@@ -640,9 +650,11 @@ func (p *nethttpPrograms) Close() error {
 		p.H2ServerDone,
 		p.H2ServerEntrySwiss,
 		p.RequestWrite,
+		p.ServerConnDone,
 		p.ServerEntryHmap,
 		p.ServerEntrySwiss,
-		p.ServerReturn,
+		p.ServerFinish,
+		p.ServerHijack,
 		p.XnetServeConn,
 		p.XnetServerEntryHmap,
 		p.XnetServerEntrySwiss,

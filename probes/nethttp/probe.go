@@ -71,7 +71,10 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
-			{Spec: ServerSpec.Name, Symbol: serveHTTP, Entry: "server_entry" + layout, Return: "server_return"},
+			{Spec: ServerSpec.Name, Symbol: serveHTTP, Entry: "server_entry" + layout},
+			{Spec: ServerSpec.Name, Symbol: finishRequest, Entry: "server_finish"},
+			{Spec: ServerSpec.Name, Symbol: connServeDeferred, Entry: "server_conn_done"},
+			{Spec: ServerSpec.Name, Symbol: responseHijack, Entry: "server_hijack"},
 			{Spec: ClientSpec.Name, Symbol: roundTrip, Entry: "client_entry" + layout, Return: "client_return"},
 		},
 		Enable: map[string]string{
@@ -93,6 +96,7 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		spec.Uprobes = append(spec.Uprobes, xnet)
 	}
 	// An HTTP/2 server that runs handlers itself: x/net's own, or Go 1.27's for x/net.
+	ownH2Done := true // the server spec probes handlerDone itself
 	if rep := reps[XNetServerSpec.Name]; rep.Enabled {
 		run := kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetRunHandler, Entry: "xnet_server_entry" + layout}
 		done := kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetHandlerDone, Entry: "h2_server_done"}
@@ -101,6 +105,12 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		}
 		serve := kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetServer[0], Entry: "xnet_serve_conn"}
 		spec.Uprobes = append(spec.Uprobes, run, done, serve)
+		ownH2Done = done.Symbol != h2HandlerDone127
+	}
+	// net/http's own HTTP/2 requests end at its handlerDone too, unless the x/net spec
+	// already probes it (Go 1.27's): one program serves both.
+	if ownH2Done {
+		spec.Uprobes = append(spec.Uprobes, kit.Uprobe{Spec: ServerSpec.Name, Symbol: h2HandlerDone, Entry: "h2_server_done"})
 	}
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {

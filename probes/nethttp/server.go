@@ -46,10 +46,16 @@ func serverSpan(ev *nethttpHttpServerEvent, span *telemetry.Span) {
 		semconv.URLScheme(scheme(ev)))
 	if ev.Status != 0 {
 		attrs = append(attrs, semconv.HTTPResponseStatusCode(int(ev.Status)))
-		if ev.Status >= 500 {
-			span.Status = codes.Error
-			attrs = append(attrs, semconv.ErrorTypeKey.String(strconv.Itoa(int(ev.Status))))
-		}
+	}
+	switch {
+	case ev.Panicked != 0:
+		// The server closed the connection (HTTP/1) unanswered, or after what the
+		// handler wrote: an error whatever that status said.
+		span.Status, span.StatusDescription = codes.Error, "the handler panicked"
+		attrs = append(attrs, semconv.ErrorTypeKey.String(panicErrorType))
+	case ev.Status >= 500:
+		span.Status = codes.Error
+		attrs = append(attrs, semconv.ErrorTypeKey.String(strconv.Itoa(int(ev.Status))))
 	}
 	if host, port := splitHostPort(str(ev.Host[:], ev.HostLen)); host != "" {
 		attrs = append(attrs, semconv.ServerAddress(host))
@@ -84,6 +90,10 @@ func serverSpan(ev *nethttpHttpServerEvent, span *telemetry.Span) {
 		})
 	}
 }
+
+// panicErrorType is error.type for a request whose handler panicked: no status was
+// answered, and the panic's value is not read.
+const panicErrorType = "panic"
 
 // scheme is url.scheme: https when the request came over TLS (the server set its TLS
 // field from the connection), else http.

@@ -64,6 +64,24 @@ func TestServerSpanFollowsSemanticConventions(t *testing.T) {
 	}
 }
 
+// A handler that panicked is an error whatever status it wrote before; with none
+// written, the span has no status code.
+func TestServerSpanOfPanic(t *testing.T) {
+	for _, status := range []uint16{0, 200} {
+		ev := event("GET", "/panic", "/panic", status)
+		ev.Panicked = 1
+		var s telemetry.Span
+		serverSpan(ev, &s)
+		a := attrs(&s)
+		if s.Status != codes.Error || s.StatusDescription == "" || a["error.type"].AsString() != panicErrorType {
+			t.Errorf("status %d: span status %v %q, error.type %q", status, s.Status, s.StatusDescription, a["error.type"].AsString())
+		}
+		if _, has := a["http.response.status_code"]; has != (status != 0) {
+			t.Errorf("status %d: http.response.status_code %v", status, a["http.response.status_code"])
+		}
+	}
+}
+
 // url.scheme is https for a request that came over TLS, HTTP/1.1 or HTTP/2, else http
 // (h2c's plaintext HTTP/2 too).
 func TestServerSpanScheme(t *testing.T) {

@@ -81,14 +81,25 @@ func main() {
 `
 
 // ServerSpec: one uprobe at the entry of serverHandler.ServeHTTP, the one function every
-// request to a net/http server passes through, and one at each of its RETs - two hits
-// per request. At entry the request is complete (method, URL, headers); at return the
-// handler has run, so the route pattern is set and the response status written.
+// request to a net/http server passes through, where the request is complete (method,
+// URL, headers); and one at the entry of what runs after the handler in the same
+// goroutine, where the route pattern is set and the response status written: HTTP/1's
+// (*response).finishRequest, HTTP/2's (*responseWriter).handlerDone. Two hits per
+// request, both entries: a RET would be single-stepped, three times the cost on amd64.
+// An HTTP/1 request that never reaches finishRequest (hijacked, or its handler
+// panicked) ends at the entry of the function conn.serve defers, once per connection;
+// the entry of (*response).Hijack, hit only by a hijack, tells the two apart.
 var ServerSpec = offsets.Spec{
 	Name:   "net/http.server",
 	Module: "std",
 	Functions: []offsets.FuncSpec{
-		{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Returns: true},
+		{Symbols: []string{serveHTTP}},
+		{Symbols: []string{finishRequest}},
+		{Symbols: []string{connServeDeferred}},
+		// Absent where nothing in the program can hijack (the linker drops it).
+		{Symbols: []string{responseHijack}, Optional: true},
+		// Absent in a program built without HTTP/2 (-tags nethttpomithttp2).
+		{Symbols: []string{h2HandlerDone, h2HandlerDone127}, Optional: true},
 	},
 	Fields:      append(append([]offsets.FieldSpec{}, serverFields...), headerMapFields...),
 	Experiments: mapExperiments,
@@ -223,6 +234,15 @@ var Specs = []offsets.Spec{ServerSpec, ClientSpec, XNetServerSpec}
 
 const (
 	serveHTTP    = "net/http.serverHandler.ServeHTTP"
+	// What runs after an HTTP/1 handler: finishRequest, unless it hijacked the
+	// connection; the function conn.serve defers (its first closure, in every release
+	// from Go 1.20 to 1.27) when the connection ends, hijacked, or after a panic.
+	finishRequest     = "net/http.(*response).finishRequest"
+	connServeDeferred = "net/http.(*conn).serve.func1"
+	responseHijack    = "net/http.(*response).Hijack"
+	// What an HTTP/2 handler's runHandler defers: net/http's bundled copy before Go
+	// 1.27.
+	h2HandlerDone = "net/http.(*http2responseWriter).handlerDone"
 	roundTrip    = "net/http.(*Transport).roundTrip"
 	requestWrite = "net/http.(*Request).write"
 	// HTTP/2 clients' header writers, (cs *clientStream, req *http.Request); Go 1.27
