@@ -40,8 +40,20 @@ func TestInspectJSONContract(t *testing.T) {
 			}
 		}
 		u := p["uprobes"].([]any)[0].(map[string]any)
-		if u["symbol"] != "net/http.serverHandler.ServeHTTP" || u["offset"].(float64) <= 0 || len(u["returns"].([]any)) == 0 {
+		if _, ok := u["returns"]; u["symbol"] != "net/http.serverHandler.ServeHTTP" || u["offset"].(float64) <= 0 || !ok {
 			t.Errorf("%s: uprobe %v", tg, u)
+		}
+		// The server span ends at an entry, not at RETs: no single-stepped hit.
+		if end := p["uprobes"].([]any)[1].(map[string]any); end["symbol"] != "net/http.(*response).finishRequest" || end["entry_probe"] == nil {
+			t.Errorf("%s: the server span's end %v, want finishRequest's entry", tg, end)
+		}
+		for _, up := range p["uprobes"].([]any) {
+			if r, _ := up.(map[string]any)["returns"].([]any); len(r) > 0 {
+				t.Errorf("%s: server uprobe at RETs: %v", tg, up)
+			}
+		}
+		if c := probes[1].(map[string]any); c["name"] != "net/http.client" || len(c["uprobes"].([]any)[0].(map[string]any)["returns"].([]any)) == 0 {
+			t.Errorf("%s: client probe %v, want roundTrip's RETs", tg, c)
 		}
 		// ServeHTTP starts with CMPQ SP, 16(R14); JLS: its entry probe is on the JLS.
 		if entry, want := u["entry_probe"], u["offset"].(float64)+4; entry != want {

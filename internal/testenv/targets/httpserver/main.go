@@ -61,6 +61,7 @@ func routes() *http.ServeMux {
 	addH2CRoutes(mux)
 	addWorkRoute(mux)
 	addSQLRoute(mux)
+	addHijackRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "root") })
 	return mux
 }

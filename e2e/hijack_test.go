@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+)
+
+// HTTP/1 requests that never reach net/http's finishRequest, where a server span
+// ends: the handler hijacked the connection (a WebSocket upgrade), or panicked. Each
+// is one span, ended when its handler is done, with the calls the handler made after
+// the hijack as its children; a panic is an error. Nothing stays in flight: at exit
+// the launcher has no open span to end.
+func TestHijackAndPanicSpans(t *testing.T) {
+	upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "echo") })}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go upstream.Serve(l)
+	t.Cleanup(func() { upstream.Close() })
+
+	for _, tg := range testenv.BuildTargets(t, "httpserver", testenv.Toolchains, []testenv.Variant{testenv.Plain}) {
+		t.Run(tg.Toolchain, func(t *testing.T) {
+			recv := testenv.StartReceiver(t)
+			r, addr := tracedServer(t, tg, recv, "UPSTREAM=http://"+l.Addr().String())
+			firstRequest(t, addr, "/items/first")
+
+			// raw sends one request on a connection of its own and reads until the
+			// server closes it.
+			raw := func(path string) (string, time.Time, time.Time) {
+				t.Helper()
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				before := time.Now()
+				fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr)
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b, _ := io.ReadAll(c)
+				return string(b), before, time.Now()
+			}
+			const n, hold = 5, 50 * time.Millisecond
+			type window struct{ before, after time.Time }
+			var hijacks []window
+			for i := 0; i < n; i++ {
+				got, before, after := raw("/hijack?d=" + hold.String())
+				if !strings.HasPrefix(got, "HTTP/1.1 200 OK") {
+					t.Fatalf("hijack: %q", got)
+				}
+				hijacks = append(hijacks, window{before, after})
+				if got, _, _ := raw("/panic"); got != "" {
+					t.Fatalf("panic: answered %q, want the connection closed", got)
+				}
+			}
+			firstRequest(t, addr, "/items/after")
+
+			count := func(spans []testenv.Span, path string) int {
+				c := 0
+				for _, s := range spans {
+					if s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Attrs["url.path"] == path {
+						c++
+					}
+				}
+				return c
+			}
+			spans, ok := recv.WaitFor(20*time.Second, func(s []testenv.Span) bool {
+				return count(s, "/hijack") >= n && count(s, "/panic") >= n && findPath(s, "/items/after") != nil && len(s) >= 3*n+2
+			})
+			if !ok {
+				t.Fatalf("spans: %s\n%s", spanList(spans), r.stderr)
+			}
+			clients := map[string]testenv.Span{} // by parent
+			for _, s := range spans {
+				if s.Kind == tracepb.Span_SPAN_KIND_CLIENT {
+					clients[s.ParentSpanID] = s
+				}
+			}
+			var hijacked []testenv.Span
+			for _, s := range spans {
+				if s.Kind != tracepb.Span_SPAN_KIND_SERVER {
+					continue
+				}
+				switch s.Attrs["url.path"] {
+				case "/hijack":
+					hijacked = append(hijacked, s)
+					// Ended when the handler returned, as it was at serverHandler's RETs,
+					// not at the hijack: its status is the implicit 200 it had there.
+					if s.End.Sub(s.Start) < hold || s.StatusCode != tracepb.Status_STATUS_CODE_UNSET ||
+						s.Attrs["http.response.status_code"] != int64(200) || s.Attrs[endReason] != nil || s.Name != "GET /hijack" {
+						t.Errorf("hijacked request: %s", spanList([]testenv.Span{s}))
+					}
+					c, ok := clients[s.SpanID]
+					if !ok || c.TraceID != s.TraceID || c.End.After(s.End) {
+						t.Errorf("the call after the hijack is not the child of %s: %s", s.SpanID, spanList(spans))
+					}
+				case "/panic":
+					if s.StatusCode != tracepb.Status_STATUS_CODE_ERROR || s.Attrs["error.type"] != "panic" ||
+						s.Attrs["http.response.status_code"] != nil || s.Attrs[endReason] != nil || s.Name != "GET /panic" {
+						t.Errorf("panicked request: %s", spanList([]testenv.Span{s}))
+					}
+				}
+			}
+			// Each span lies within the client's view of its request (allowing for the
+			// clock conversion's error).
+			const slack = 500 * time.Microsecond
+			sort.Slice(hijacked, func(i, j int) bool { return hijacked[i].Start.Before(hijacked[j].Start) })
+			for i, s := range hijacked {
+				if i < len(hijacks) && (s.Start.Before(hijacks[i].before.Add(-slack)) || s.End.After(hijacks[i].after.Add(slack))) {
+					t.Errorf("hijacked span %d [%s, %s] outside its request's window [%s, %s]", i, s.Start.Format(time.StampMicro),
+						s.End.Format(time.StampMicro), hijacks[i].before.Format(time.StampMicro), hijacks[i].after.Format(time.StampMicro))
+				}
+			}
+
+			r.signal(syscall.SIGTERM)
+			if e := r.wait(10 * time.Second); e.code != 128+int(syscall.SIGTERM) {
+				t.Errorf("launcher %v after SIGTERM, want the app's 143", e)
+			}
+			time.Sleep(300 * time.Millisecond) // a span ended at exit would arrive now
+			spans = recv.Spans()
+			if h, p := count(spans, "/hijack"), count(spans, "/panic"); h != n || p != n {
+				t.Errorf("%d hijacked and %d panicked requests gave %d and %d server spans: %s", n, n, h, p, spanList(spans))
+			}
+			if strings.Contains(r.stderr.String(), "still open at the app's exit") {
+				t.Errorf("spans left in flight:\n%s", r.stderr)
+			}
+		})
+	}
+}
