@@ -388,8 +388,18 @@ func TestAnalyzeServerProbe(t *testing.T) {
 		if !p.Enabled {
 			t.Errorf("%s: disabled: %s", tg, p.Reason)
 		}
-		if len(p.Uprobes) != 1 || len(p.Uprobes[0].Returns) == 0 {
-			t.Errorf("%s: uprobes %+v", tg, p.Uprobes)
+		// Entries only: serverHandler begins the span; finishRequest, conn.serve's
+		// deferred function (and, optional, Hijack and HTTP/2's handlerDone) end it.
+		var syms []string
+		for _, u := range p.Uprobes {
+			syms = append(syms, u.Symbol)
+			if u.EntryProbe == nil || len(u.Returns) > 0 {
+				t.Errorf("%s: %s not an entry alone: %+v", tg, u.Symbol, u)
+			}
+		}
+		if len(syms) < 3 || syms[0] != "net/http.serverHandler.ServeHTTP" || syms[1] != "net/http.(*response).finishRequest" ||
+			syms[2] != "net/http.(*conn).serve.func1" {
+			t.Errorf("%s: uprobes %v", tg, syms)
 		}
 		// Pattern arrived in Go 1.23.
 		_, hasPattern := p.FieldOffset(offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"})
