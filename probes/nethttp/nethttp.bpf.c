@@ -18,7 +18,10 @@
  * or panicked (conn.serve recovers) - ends at the entry of conn.serve's deferred
  * function, once per connection; the entry of (*response).Hijack, hit only by a
  * hijack, tells the two apart. An HTTP/2 handler that panics reaches no handlerDone:
- * its span is lost, as it was at serverHandler's RETs, and its state replaced when the
+ * the stream's runHandler recovers in its deferred function, which then calls
+ * writeFrameFromHandler to reset the stream, a call made only after a panic; a probe
+ * on that call (emulated, as an entry) ends the span. x/net's own server's panics are
+ * not probed: their spans are lost, as they were, and the state replaced when the
  * goroutine serves again.
  *
  * An HTTP/2 server that calls the handler without serverHandler, two hits too:
@@ -369,7 +372,7 @@ static __always_inline void server_end(struct server_call *st, __u64 g)
 	}
 	if (rws_off != OFFSET_NONE && status_off != OFFSET_NONE) {
 		__u64 status = read_ptr(read_ptr(st->resp + rws_off) + status_off);
-		st->ev.status = status ? (__u16)status : 200;
+		st->ev.status = status || st->ev.panicked ? (__u16)status : 200;
 	}
 	/* A router's template, if one filed it (routes.h), wins over ServeMux's pattern:
 	 * a catch-all "/" around a router. */
@@ -579,6 +582,22 @@ int h2_server_done(struct go_regs *ctx)
 	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
 	if (!st || st->resp != go_arg(ctx, 1))
 		return 0;
+	server_done(st, g);
+	return 0;
+}
+
+/* An HTTP/2 handler panicked: the deferred function of net/http's runHandler (bundled,
+ * or Go 1.27's internal) recovered, and calls writeFrameFromHandler to reset the
+ * stream; rw.rws, which handlerDone would free, still holds the status. In the
+ * handler's goroutine: its span, begun by serverHandler or by runHandler. */
+SEC("uprobe/http2_serverConn_runHandler_func1")
+int h2_server_panic(struct go_regs *ctx)
+{
+	__u64 g = go_goroutine(ctx);
+	struct server_call *st = bpf_map_lookup_elem(&server_calls, &g);
+	if (!st || (!st->outer && st->ev.proto_major != 2))
+		return 0;
+	st->ev.panicked = 1;
 	server_done(st, g);
 	return 0;
 }

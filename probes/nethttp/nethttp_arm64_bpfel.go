@@ -295,6 +295,7 @@ const (
 	nethttpProgH2RequestWriteInternal               = "h2_request_write_internal"
 	nethttpProgH2ServerDone                         = "h2_server_done"
 	nethttpProgH2ServerEntrySwiss                   = "h2_server_entry_swiss"
+	nethttpProgH2ServerPanic                        = "h2_server_panic"
 	nethttpProgRequestWrite                         = "request_write"
 	nethttpProgServerConnDone                       = "server_conn_done"
 	nethttpProgServerEntryHmap                      = "server_entry_hmap"
@@ -412,6 +413,7 @@ type nethttpProgramSpecs struct {
 	H2RequestWriteInternal *ebpf.ProgramSpec `ebpf:"h2_request_write_internal"`
 	H2ServerDone           *ebpf.ProgramSpec `ebpf:"h2_server_done"`
 	H2ServerEntrySwiss     *ebpf.ProgramSpec `ebpf:"h2_server_entry_swiss"`
+	H2ServerPanic          *ebpf.ProgramSpec `ebpf:"h2_server_panic"`
 	RequestWrite           *ebpf.ProgramSpec `ebpf:"request_write"`
 	ServerConnDone         *ebpf.ProgramSpec `ebpf:"server_conn_done"`
 	ServerEntryHmap        *ebpf.ProgramSpec `ebpf:"server_entry_hmap"`
@@ -629,6 +631,7 @@ type nethttpPrograms struct {
 	H2RequestWriteInternal *ebpf.Program `ebpf:"h2_request_write_internal"`
 	H2ServerDone           *ebpf.Program `ebpf:"h2_server_done"`
 	H2ServerEntrySwiss     *ebpf.Program `ebpf:"h2_server_entry_swiss"`
+	H2ServerPanic          *ebpf.Program `ebpf:"h2_server_panic"`
 	RequestWrite           *ebpf.Program `ebpf:"request_write"`
 	ServerConnDone         *ebpf.Program `ebpf:"server_conn_done"`
 	ServerEntryHmap        *ebpf.Program `ebpf:"server_entry_hmap"`
@@ -649,6 +652,7 @@ func (p *nethttpPrograms) Close() error {
 		p.H2RequestWriteInternal,
 		p.H2ServerDone,
 		p.H2ServerEntrySwiss,
+		p.H2ServerPanic,
 		p.RequestWrite,
 		p.ServerConnDone,
 		p.ServerEntryHmap,

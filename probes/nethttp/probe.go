@@ -75,6 +75,7 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 			{Spec: ServerSpec.Name, Symbol: finishRequest, Entry: "server_finish"},
 			{Spec: ServerSpec.Name, Symbol: connServeDeferred, Entry: "server_conn_done"},
 			{Spec: ServerSpec.Name, Symbol: responseHijack, Entry: "server_hijack"},
+			{Spec: ServerSpec.Name, Symbol: h2RunHandlerDeferred, Call: "h2_server_panic"},
 			{Spec: ClientSpec.Name, Symbol: roundTrip, Entry: "client_entry" + layout, Return: "client_return"},
 		},
 		Enable: map[string]string{

@@ -88,7 +88,9 @@ func main() {
 // request, both entries: a RET would be single-stepped, three times the cost on amd64.
 // An HTTP/1 request that never reaches finishRequest (hijacked, or its handler
 // panicked) ends at the entry of the function conn.serve defers, once per connection;
-// the entry of (*response).Hijack, hit only by a hijack, tells the two apart.
+// the entry of (*response).Hijack, hit only by a hijack, tells the two apart. An HTTP/2
+// request whose handler panicked ends at the call that resets its stream, made only
+// then.
 var ServerSpec = offsets.Spec{
 	Name:   "net/http.server",
 	Module: "std",
@@ -100,6 +102,8 @@ var ServerSpec = offsets.Spec{
 		{Symbols: []string{responseHijack}, Optional: true},
 		// Absent in a program built without HTTP/2 (-tags nethttpomithttp2).
 		{Symbols: []string{h2HandlerDone, h2HandlerDone127}, Optional: true},
+		// Where runHandler's deferred function resets a panicked stream.
+		{Symbols: []string{h2RunHandlerDeferred, h2RunHandlerDeferred127}, Calls: []string{h2WriteFromHandler, h2WriteFromHandler127}, Optional: true},
 	},
 	Fields:      append(append([]offsets.FieldSpec{}, serverFields...), headerMapFields...),
 	Experiments: mapExperiments,
@@ -243,6 +247,13 @@ const (
 	// What an HTTP/2 handler's runHandler defers: net/http's bundled copy before Go
 	// 1.27.
 	h2HandlerDone = "net/http.(*http2responseWriter).handlerDone"
+	// runHandler's deferred function (its first closure, in every release from Go 1.20
+	// to 1.27), which resets the stream of a handler that panicked, and only then, by
+	// a call to writeFrameFromHandler.
+	h2RunHandlerDeferred    = "net/http.(*http2serverConn).runHandler.func1"
+	h2RunHandlerDeferred127 = "net/http/internal/http2.(*serverConn).runHandler.func1"
+	h2WriteFromHandler      = "net/http.(*http2serverConn).writeFrameFromHandler"
+	h2WriteFromHandler127   = "net/http/internal/http2.(*serverConn).writeFrameFromHandler"
 	roundTrip    = "net/http.(*Transport).roundTrip"
 	requestWrite = "net/http.(*Request).write"
 	// HTTP/2 clients' header writers, (cs *clientStream, req *http.Request); Go 1.27
