@@ -150,7 +150,7 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 }
 
 // openServerSpan fills span from a request whose handler has not returned: no status
-// nor route yet (both are read at its return). A request whose handler gave its
+// nor route yet (both are read where it ends). A request whose handler gave its
 // connection to x/net's HTTP/2 server has no span (its stream has its own).
 func openServerSpan(value []byte, span *telemetry.Span) bool {
 	st := kit.RecordAs[nethttpServerCall](value)
