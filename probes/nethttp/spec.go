@@ -237,7 +237,7 @@ var ClientSpec = offsets.Spec{
 var Specs = []offsets.Spec{ServerSpec, ClientSpec, XNetServerSpec}
 
 const (
-	serveHTTP    = "net/http.serverHandler.ServeHTTP"
+	serveHTTP = "net/http.serverHandler.ServeHTTP"
 	// What runs after an HTTP/1 handler: finishRequest, unless it hijacked the
 	// connection; the function conn.serve defers (its first closure, in every release
 	// from Go 1.20 to 1.27) when the connection ends, hijacked, or after a panic.
@@ -254,8 +254,8 @@ const (
 	h2RunHandlerDeferred127 = "net/http/internal/http2.(*serverConn).runHandler.func1"
 	h2WriteFromHandler      = "net/http.(*http2serverConn).writeFrameFromHandler"
 	h2WriteFromHandler127   = "net/http/internal/http2.(*serverConn).writeFrameFromHandler"
-	roundTrip    = "net/http.(*Transport).roundTrip"
-	requestWrite = "net/http.(*Request).write"
+	roundTrip               = "net/http.(*Transport).roundTrip"
+	requestWrite            = "net/http.(*Request).write"
 	// HTTP/2 clients' header writers, (cs *clientStream, req *http.Request); Go 1.27
 	// moved net/http's into net/http/internal/http2, with a request type of its own
 	// (req *ClientRequest).
