@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/otel-go-launcher/otel-go-launcher/bpf"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
@@ -175,6 +176,15 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	resolved := kit.ReportsOf(rep) // where to attach; rep changes with AddFields
 	// What the app needs is known: Prepare parses no other object.
 	propagate := opts.Propagate && opts.Telemetry.TraceContext && slices.ContainsFunc(propagatingClients, resolved.Enabled)
+	// The socket programs go at the app's own cgroup: where they may not (the host's
+	// root), nothing of propagation loads, the clients' writers neither.
+	var cgroup *bpf.Cgroup
+	if propagate {
+		if cgroup, err = bpf.AppCgroup(pid); err != nil {
+			slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", err))
+			propagate = false
+		}
+	}
 	need := map[string]bool{wireObject: propagate}
 	for _, l := range libs {
 		need[l.Name] = slices.ContainsFunc(l.Specs, func(s offsets.Spec) bool { return resolved.Enabled(s.Name) })
@@ -193,6 +203,9 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	if len(errs)+len(unused) == len(rep.Probes) { // nothing to trace: do not hold the app for DWARF
 		bin.Close()
+		if cgroup != nil {
+			cgroup.Close()
+		}
 		return nil, errors.Join(append(errs, unused...)...)
 	}
 
@@ -212,6 +225,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 
 	t := kit.Target{Path: path, PID: pid, GoVersion: bin.GoVersion, Modules: bin.Modules}
 	env := kit.Env{Options: opts.kit(), Shared: kit.NewShared()}
+	env.Propagate = propagate
 	type attached struct {
 		lib   int // index in libs
 		probe kit.Probe
@@ -226,7 +240,8 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	wired := make(chan wireResult, 1)
 	if propagate {
 		go func() {
-			w, err := wire.Attach(pid, env.Shared)
+			w, err := wire.AttachTo(cgroup, pid, env.Shared)
+			cgroup.Close()
 			wired <- wireResult{w, err}
 		}()
 	} else {
