@@ -100,4 +100,3 @@ func (h *Hold) resume() (bool, error) {
 	}
 	return true, err
 }
-
