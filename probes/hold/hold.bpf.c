@@ -22,17 +22,33 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the launcher once every probe is attached and enabled. */
 volatile __u64 released = 0;
-/* Stops sent: the launcher continues the app if any was. */
+/* Runs begun and ended, and stops sent: once released is set, the launcher waits
+ * for the runs that began before (left catches up with entered), then continues the
+ * app if any stop was sent. */
+__u64 entered = 0;
+__u64 left = 0;
 __u64 stops = 0;
+
+/* count adds one to *c with a fetching atomic, which is fully ordered on every
+ * architecture (a plain atomic add is relaxed on arm64); the fetched value is used
+ * only so that it stays a fetch (2^64 runs never come). */
+static __always_inline void count(__u64 *c)
+{
+	if (__sync_fetch_and_add(c, 1) == ~0ULL)
+		*c = 0;
+}
 
 SEC("uprobe/hold")
 int hold(void *ctx)
 {
-	if (released)
-		return 0;
-	/* The signal first, then the count: a count the launcher reads means the stop
-	 * was sent already, and its SIGCONT comes after it. */
-	if (bpf_send_signal(SIGSTOP) == 0)
-		__sync_fetch_and_add(&stops, 1);
+	/* released is read after entered counts this run, and the launcher reads entered
+	 * after setting released (Dekker's pattern): a run it does not see begun sees
+	 * released. */
+	count(&entered);
+	/* The signal first, then the count, then left: a run that ended has counted the
+	 * stop it sent. */
+	if (!released && bpf_send_signal(SIGSTOP) == 0)
+		count(&stops);
+	count(&left);
 	return 0;
 }

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -54,38 +56,54 @@ func Attach(path string, pid int, offsets []uint64) (*Hold, error) {
 }
 
 // Release lets the app go on: no call stops from now on, and an app stopped is
-// continued. It reports whether the app was stopped. A stop the kernel was sending as
-// Release ran is answered once the hold is detached, in the background (detaching
-// waits until no hold program runs: a grace period). Later calls do nothing.
+// continued. It reports whether the app was stopped. It waits only for the hold's runs
+// already under way (microseconds); the kernel detaches the hold in the background
+// (bpf.Release: detaching waits out a grace period, and an exit would wait for it).
+// Later calls do nothing.
 func (h *Hold) Release() (held bool, err error) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.released {
-		h.mu.Unlock()
 		return false, nil
 	}
 	h.released = true
-	h.mu.Unlock()
-	if err := h.objs.SetVariables(map[string]uint64{"released": 1}); err != nil {
-		// The program may go on stopping the app: detach it before answering.
-		err = fmt.Errorf("release the hold: %w", err)
-		bpf.CloseAll(h.links)
-		held, cerr := h.resume()
-		h.objs.Close()
-		return held, errors.Join(err, cerr)
-	}
-	held, err = h.resume()
-	go func() {
-		bpf.CloseAll(h.links)
-		h.resume()
+	defer func() {
+		bpf.Release(h.links)
 		h.objs.Close()
 	}()
-	return held, err
+	if err := h.objs.SetVariables(map[string]uint64{"released": 1}); err != nil {
+		// The program may go on stopping the app: detach it, and wait for that.
+		bpf.CloseAll(h.links)
+		h.links = nil
+		held, cerr := h.resume()
+		return held, errors.Join(fmt.Errorf("release the hold: %w", err), cerr)
+	}
+	// A full barrier between the store above and the loads below (a locked
+	// instruction on amd64, acquire and release on arm64): the other half of the
+	// program's ordering.
+	var fence atomic.Uint64
+	fence.Add(1)
+	entered, err := h.objs.Variable("entered")
+	if err != nil {
+		return false, err
+	}
+	for begin := time.Now(); ; time.Sleep(20 * time.Microsecond) {
+		left, err := h.objs.Variable("left")
+		if err != nil {
+			return false, err
+		}
+		if left >= entered {
+			break
+		}
+		if time.Since(begin) > time.Second { // a run cannot take this long
+			return false, fmt.Errorf("release the hold: %d of its runs did not end", entered-left)
+		}
+	}
+	return h.resume()
 }
 
 // resume continues the app if the hold stopped it since the last call.
 func (h *Hold) resume() (bool, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	stops, err := h.objs.Variable("stops")
 	if err != nil {
 		// Unknown: continuing an app that is not stopped does nothing.

@@ -17,6 +17,8 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	holdProgHold    = "hold"
+	holdVarEntered  = "entered"
+	holdVarLeft     = "left"
 	holdVarReleased = "released"
 	holdVarStops    = "stops"
 )
@@ -76,6 +78,8 @@ type holdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type holdVariableSpecs struct {
+	Entered  *ebpf.VariableSpec `ebpf:"entered"`
+	Left     *ebpf.VariableSpec `ebpf:"left"`
 	Released *ebpf.VariableSpec `ebpf:"released"`
 	Stops    *ebpf.VariableSpec `ebpf:"stops"`
 }
@@ -110,6 +114,8 @@ func (m *holdMaps) Close() error {
 //
 // It can be passed to loadHoldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type holdVariables struct {
+	Entered  *ebpf.Variable `ebpf:"entered"`
+	Left     *ebpf.Variable `ebpf:"left"`
 	Released *ebpf.Variable `ebpf:"released"`
 	Stops    *ebpf.Variable `ebpf:"stops"`
 }
