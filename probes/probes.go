@@ -478,11 +478,20 @@ func (s *Session) attach(ctx context.Context, a analysis) error {
 // no connection is made before the socket programs can see it.
 const connectFunc = "net.(*netFD).connect"
 
-// holdAt attaches the hold at the first instruction of each function the probes a
-// found instrument (and at connectFunc's when a.propagate). It refuses where an entry
-// probe is at its function's first instruction (a function without a stack check): a
-// call held there would have passed it.
+// holdAt attaches the hold at holdPoints(a).
 func holdAt(a analysis) (*hold.Hold, error) {
+	at, err := holdPoints(a)
+	if err != nil {
+		return nil, err
+	}
+	return hold.Attach(a.path, a.pid, at)
+}
+
+// holdPoints are the first instructions of the functions the probes a found
+// instrument (and connectFunc's when a.propagate), as ELF file offsets. It refuses
+// where an entry probe is at its function's first instruction (a function without a
+// stack check): a call held there would have passed it.
+func holdPoints(a analysis) ([]uint64, error) {
 	var at []uint64
 	add := func(off uint64) {
 		if !slices.Contains(at, off) {
@@ -511,7 +520,7 @@ func holdAt(a analysis) (*hold.Hold, error) {
 		}
 		add(fn.Offset)
 	}
-	return hold.Attach(a.path, a.pid, at)
+	return at, nil
 }
 
 // attachHeld is attach with the app let go: the hold h stops it at its first
