@@ -924,7 +924,15 @@ func CheckHost(ctx context.Context, opts Options) []kit.Finding {
 	for _, l := range Libraries(opts) {
 		fs = append(fs, l.Check(ctx, env)...)
 	}
-	return append(fs, wire.Check(), wire.Limits, wire.OwnLimits)
+	return append(fs, checkHold(), wire.Check(), wire.Limits, wire.OwnLimits)
+}
+
+// checkHold says whether the app can start while the probes load (Options.Overlap).
+func checkHold() kit.Finding {
+	if err := hold.Check(); err != nil {
+		return kit.Finding{Status: kit.Warn, Text: fmt.Sprintf("start: %v: the app waits at the start gate until the probes are attached", err)}
+	}
+	return kit.Finding{Status: kit.OK, Text: "start: the app starts while the probes load; its first instrumented call (or connection, with propagation) waits for them: the kernel stops it (SIGSTOP) and the launcher continues it (SIGCONT) once they are attached, or after --attach-timeout; --gate holds it at the start gate instead"}
 }
 
 // sameCause joins the probe errors with one cause into one ("grpc.server, grpc.client:

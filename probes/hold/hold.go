@@ -118,3 +118,18 @@ func (h *Hold) resume() (bool, error) {
 	}
 	return true, err
 }
+
+// Check loads the hold, as Attach does: whether this kernel lets a program stop the
+// app (bpf_send_signal) - for `launch doctor`.
+func Check() error {
+	spec, err := loadHold()
+	if err != nil {
+		return fmt.Errorf("parse the hold program: %w", err)
+	}
+	objs, err := bpf.LoadObjects(spec, bpf.LoadOptions{})
+	if err != nil {
+		return fmt.Errorf("load the hold program: %w", err)
+	}
+	objs.Close()
+	return nil
+}
