@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, exit, analysis, gate, readiness, tracing, tracing-http, exporter, routes, contexts, metrics, profile, proxy, rate, stall, grpc, sql, sql-postgres, redis, container, wrap, runtime, neighbour.
+// Sections: startup, exit, analysis, gate, readiness, tracing, tracing-http, exporter, routes, contexts, metrics, profile, proxy, rate, stall, contention, grpc, sql, sql-postgres, redis, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -33,6 +33,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"proxy":        proxy,
 	"rate":         rate,
 	"stall":        stall,
+	"contention":   contention,
 	"readiness":    readiness,
 	"gate":         gate,
 	"container":    container,
@@ -60,7 +61,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "grpc", "sql", "sql-postgres", "redis", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "contention", "grpc", "sql", "sql-postgres", "redis", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they

@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,11 +18,14 @@ import (
 )
 
 // readiness: what a user of the app sees of the start gate - wall time from fork/exec
-// to the first TCP connect the app's port accepts, started directly, under the launcher
-// (tracing on, spans to a real OTLP receiver, --require-instrumentation so that a start
-// that failed open cannot pass for a fast one) and under the launcher with tracing off
+// to the first TCP connect the app's port accepts, and to the answer to its first
+// request - started directly, under the launcher (tracing on, spans to a real OTLP
+// receiver: the app's start overlapping the probes' loading, the default; and with
+// --gate, held until they are attached) and under the launcher with tracing off
 // (OTEL_SDK_DISABLED=true), for the gate section's 30 MB generated server and the
 // 9 MB test server (which also has client routes: both probes and the socket programs).
+// A traced run's first request must reach the receiver as a span by the launcher's
+// exit: a start that failed open cannot pass for a fast one.
 func readiness(env *benchEnv) error {
 	rounds := min(max(env.rounds, 10), 40)
 	big, err := readinessServer()
@@ -54,16 +60,18 @@ func readiness(env *benchEnv) error {
 	off := append(otlp[:len(otlp):len(otlp)], "OTEL_SDK_DISABLED=true")
 	cases := []kase{
 		{"bare", nil, otlp},
-		{"launch", []string{env.launch, "--require-instrumentation", "--"}, otlp},
+		{"launch", []string{env.launch, "--"}, otlp},
+		{"launch --gate", []string{env.launch, "--gate", "--"}, otlp},
 		{"launch, OTEL_SDK_DISABLED=true", []string{env.launch, "--"}, off},
 	}
 	if env.baseline != "" { // another launcher in the same rounds (-baseline)
 		cases = append(cases,
-			kase{"baseline launch", []string{env.baseline, "--require-instrumentation", "--"}, otlp},
+			kase{"baseline launch", []string{env.baseline, "--"}, otlp},
 			kase{"baseline launch, OTEL_SDK_DISABLED=true", []string{env.baseline, "--"}, off})
 	}
 	type key struct{ bin, kase int }
 	wall := map[key][]time.Duration{}
+	answer := map[key][]time.Duration{}
 	var order []key
 	for b := range bins {
 		for c := range cases {
@@ -74,47 +82,54 @@ func readiness(env *benchEnv) error {
 		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, k := range order {
 			c := cases[k.kase]
-			d, err := timeToAccept(append(append([]string{}, c.launch...), bins[k.bin].path), c.env)
+			before := recv.Received()
+			d, a, err := timeToAnswer(append(append([]string{}, c.launch...), bins[k.bin].path), c.env)
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", bins[k.bin].name, c.name, err)
 			}
+			if traced := c.launch != nil && !slices.Contains(c.env, "OTEL_SDK_DISABLED=true"); traced && recv.Received() == before {
+				return fmt.Errorf("%s, %s: no span for the first request by the launcher's exit: tracing failed open", bins[k.bin].name, c.name)
+			}
 			wall[k] = append(wall[k], d)
+			answer[k] = append(answer[k], a)
 		}
 	}
 
-	fmt.Printf("### Readiness: exec to the app's port accepting (%d interleaved rounds, connect polled every 0.2 ms)\n\n", rounds)
-	fmt.Println("| app | started | median | p90 | added vs bare (median) |")
-	fmt.Println("|---|---|---:|---:|---:|")
+	fmt.Printf("### Readiness: exec to the app's port accepting, and to its first answer (%d interleaved rounds, connect polled every 0.2 ms)\n\n", rounds)
+	fmt.Println("| app | started | accepting, median | p90 | added vs bare (median) | first answer, median | added vs bare |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
 	for b := range bins {
-		bare := median(wall[key{b, 0}])
+		bare, bareAnswer := median(wall[key{b, 0}]), median(answer[key{b, 0}])
 		for c := range cases {
-			w := wall[key{b, c}]
-			added := "-"
+			w, a := wall[key{b, c}], answer[key{b, c}]
+			added, addedAnswer := "-", "-"
 			if c > 0 {
 				added = "**+" + ms(median(w)-bare) + "**"
+				addedAnswer = "+" + ms(median(a)-bareAnswer)
 			}
-			fmt.Printf("| %s | %s | %s | %s | %s |\n", bins[b].name, cases[c].name, ms(median(w)), ms(pct(w, 90)), added)
+			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", bins[b].name, cases[c].name, ms(median(w)), ms(pct(w, 90)), added, ms(median(a)), addedAnswer)
 		}
 	}
 	fmt.Println()
 	return nil
 }
 
-// timeToAccept starts argv with ADDR appended (a free loopback port) and returns the
-// time from just before its fork to the first connect to ADDR that succeeds; then it
-// stops the process (SIGTERM; the launcher relays it) and waits for it.
-func timeToAccept(argv, env []string) (time.Duration, error) {
+// timeToAnswer starts argv with ADDR appended (a free loopback port) and returns the
+// time from just before its fork to the first connect to ADDR that succeeds, and to
+// the answer to a GET / sent then (any status); then it stops the process (SIGTERM;
+// the launcher relays it) and waits for it.
+func timeToAnswer(argv, env []string) (accept, answer time.Duration, err error) {
 	addr := freePort()
 	cmd := exec.Command(argv[0], append(argv[1:], addr)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	sa, err := sockaddr(addr)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -131,16 +146,24 @@ func timeToAccept(argv, env []string) (time.Duration, error) {
 	pause := unix.NsecToTimespec((200 * time.Microsecond).Nanoseconds())
 	for deadline := begin.Add(10 * time.Second); time.Now().Before(deadline); {
 		if connects(sa) {
-			return time.Since(begin), nil
+			accept = time.Since(begin)
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+			res, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				return 0, 0, fmt.Errorf("%s: the first request: %w", strings.Join(argv, " "), err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			return accept, time.Since(begin), nil
 		}
 		select {
 		case <-exited:
-			return 0, fmt.Errorf("%s exited before its port accepted", strings.Join(argv, " "))
+			return 0, 0, fmt.Errorf("%s exited before its port accepted", strings.Join(argv, " "))
 		default:
 		}
 		unix.Nanosleep(&pause, nil)
 	}
-	return 0, fmt.Errorf("%s: %s did not accept within 10 s", strings.Join(argv, " "), addr)
+	return 0, 0, fmt.Errorf("%s: %s did not accept within 10 s", strings.Join(argv, " "), addr)
 }
 
 // connects tries one blocking TCP connect (loopback: accepted or refused at once).

@@ -358,6 +358,8 @@ func CloseAll(links []link.Link) error {
 type Reader struct {
 	rd   *ringbuf.Reader
 	lost *ebpf.Map
+
+	poll, minPoll time.Duration // bounds of the wait between drains (tests make it long)
 }
 
 // NewReader reads the ring buffer map events; lost is the per-CPU counter of records
@@ -370,14 +372,17 @@ func NewReader(events, lost *ebpf.Map) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
-	return &Reader{rd: rd, lost: lost}, nil
+	return &Reader{rd: rd, lost: lost, poll: poll, minPoll: minPoll}, nil
 }
 
-// The reader drains the ring buffer on a timer. Programs never wake it: a wakeup is
-// an interrupt in the app, and a reader blocked in the kernel costs the launcher a
-// thread hand-off per wakeup. The next drain is timed for when the buffer will be a
-// quarter full at the rate the last drain saw, within [minPoll, poll]: every 20 ms for
-// a quiet app, sooner under load (1 MiB holds 2 ms of 500,000 spans a second).
+// The reader drains the ring buffer on a timer. Programs do not wake it while the
+// ring is less than half full (common.h): a wakeup is an interrupt in the app, and a
+// thread hand-off in the launcher, per batch. The next drain is timed for when the
+// buffer will be a quarter full at the rate the last drain saw, within [minPoll, poll]:
+// every 20 ms for a quiet app, sooner under load (1 MiB holds 2 ms of 500,000 spans a
+// second). The wait is in epoll, so past half full the kernel wakes the reader early:
+// a timer that fires late (a busy machine) or a burst the rate did not foresee does not
+// overflow the ring.
 const (
 	poll    = 20 * time.Millisecond
 	minPoll = 2 * time.Millisecond
@@ -389,13 +394,17 @@ const (
 func (r *Reader) Run(ctx context.Context, fn func([]byte)) {
 	var rec ringbuf.Record
 	var failing time.Time // when a read error was last logged
-	timer := time.NewTimer(poll)
-	defer timer.Stop()
+	// The end of ctx ends the wait in epoll (ReadInto returns ErrFlushed).
+	defer context.AfterFunc(ctx, func() { _ = r.rd.Flush() })()
 	quarter := float64(r.rd.BufferSize() / 4)
 	last := time.Now()
+	wait := r.poll
 	for {
 		draining := ctx.Err() != nil
-		read, err := r.drain(&rec, fn)
+		if draining {
+			wait = 0
+		}
+		read, err := r.drain(&rec, fn, wait)
 		switch {
 		case errors.Is(err, ringbuf.ErrClosed):
 			return
@@ -407,40 +416,49 @@ func (r *Reader) Run(ctx context.Context, fn func([]byte)) {
 				slog.Warn(fmt.Sprintf("reading spans from the kernel: %v; retrying", err))
 				failing = time.Now()
 			}
+			// Not at once: the error may well come back.
+			select {
+			case <-ctx.Done():
+			case <-time.After(r.poll):
+			}
 		case draining:
 			return
 		}
 		now := time.Now()
-		next := poll
+		wait = r.poll
 		if read > 0 {
-			next = time.Duration(quarter / float64(read) * float64(now.Sub(last)))
-			next = min(poll, max(minPoll, next))
+			wait = time.Duration(quarter / float64(read) * float64(now.Sub(last)))
+			wait = min(r.poll, max(r.minPoll, wait))
 		}
 		last = now
-		timer.Reset(next)
-		select {
-		case <-ctx.Done():
-		case <-timer.C:
-		}
 	}
 }
 
-// drain reads the records waiting, without waiting for more; it returns their size.
-func (r *Reader) drain(rec *ringbuf.Record, fn func([]byte)) (int, error) {
-	r.rd.SetDeadline(time.Now()) // no waiting in the kernel: take what is there
+// drain waits up to wait for a record (the kernel wakes it when the ring passes half
+// full, else the wait ends), then reads the records waiting, without waiting for more;
+// it returns their size.
+func (r *Reader) drain(rec *ringbuf.Record, fn func([]byte), wait time.Duration) (int, error) {
+	r.rd.SetDeadline(time.Now().Add(wait))
 	read := 0
 	for {
 		err := r.rd.ReadInto(rec)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
 				err = nil
 			}
 			return read, err
+		}
+		if read == 0 {
+			r.rd.SetDeadline(time.Now()) // awake: take what is there
 		}
 		read += len(rec.RawSample)
 		fn(rec.RawSample)
 	}
 }
+
+// SetPoll bounds the wait between drains, for a test of the kernel's wakeups: call it
+// before Run.
+func (r *Reader) SetPoll(minPoll, poll time.Duration) { r.minPoll, r.poll = minPoll, poll }
 
 // Pending is the number of bytes of records waiting to be read.
 func (r *Reader) Pending() int { return r.rd.AvailableBytes() }

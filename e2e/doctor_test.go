@@ -27,6 +27,7 @@ func TestDoctor(t *testing.T) {
 		"ok     capabilities: SYS_ADMIN",
 		"ok     uprobes: attach and detach",
 		"ok     exit: uprobes are handed to the kernel to detach in the background",
+		"ok     start: the app starts while the probes load",
 		"ok     probes net/http.server, net/http.client, x/net/http2.server: 14 programs verified",
 		"ok     probes database/sql: 11 programs verified",
 		"ok     probes go-redis: 4 programs verified",

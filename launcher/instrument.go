@@ -29,6 +29,14 @@ type Session interface {
 	Shutdown(ctx context.Context) error
 }
 
+// Loading is a Session that goes on attaching after Instrument returned: its app is
+// let go at once, and held by the kernel at its first instrumented call until the
+// probes are in place. The launcher keeps start-up's settings (no garbage collection,
+// every CPU) until Loaded is closed.
+type Loading interface {
+	Loaded() <-chan struct{}
+}
+
 // ExitAware is a Session that wants to know when the app exited: the launcher tells it
 // before Shutdown, so that what was still in flight then ends then.
 type ExitAware interface {

@@ -115,6 +115,19 @@ type supervisor struct {
 	// one) set: maybe after the gate opened (--attach-timeout).
 	attached chan struct{}
 	session  Session
+	gc       int // the garbage collector's percentage, set aside while attaching
+}
+
+// settle puts the launcher in its steady state once attaching is over, which may be
+// after the gate opened (a Loading session, --attach-timeout): garbage collection
+// back on, one CPU, start-up's memory given back.
+func (s *supervisor) settle() {
+	<-s.attached
+	if l, ok := s.session.(Loading); ok {
+		<-l.Loaded()
+	}
+	debug.SetGCPercent(s.gc)
+	settle()
 }
 
 func (s *supervisor) run(path string, spec gate.Spec) int {
@@ -151,7 +164,7 @@ func (s *supervisor) run(path string, spec gate.Spec) int {
 		s.relay(sig)
 	}
 	s.pending = nil
-	settle()
+	go s.settle()
 
 	var status unix.WaitStatus
 	for waiting := true; waiting; {
@@ -175,9 +188,10 @@ var errAttachTimeout = errors.New("attaching took longer than --attach-timeout")
 // attach runs the Instrumenter while the app waits at the gate, queueing signals meant
 // for the app. It returns the app's wait status if it died at the gate.
 func (s *supervisor) attach(ctx context.Context, t Target) (*unix.WaitStatus, error) {
-	// No garbage collection while the app waits: loading and analysis allocate a few
-	// megabytes, and collecting them mid-way would only lengthen the wait.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	// No garbage collection while attaching: loading and analysis allocate a few
+	// megabytes, and collecting them mid-way would only lengthen the wait. settle
+	// turns it back on.
+	s.gc = debug.SetGCPercent(-1)
 	s.attached = make(chan struct{})
 	done := make(chan error, 1)
 	go func() {

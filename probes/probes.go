@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/otel-go-launcher/otel-go-launcher/bpf"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/chi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/databasesql"
@@ -27,6 +28,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/hold"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/wire"
@@ -43,6 +45,14 @@ type Options struct {
 	Propagate bool
 	// Libraries replaces the instrumented libraries (tests add their own); nil: all.
 	Libraries []kit.Library
+	// Overlap lets the app start before the probes are attached: Instrument returns
+	// once the hold (package hold) is in place, and the app runs its own start until
+	// its first instrumented call, where it waits for them. Without it, or where the
+	// hold cannot go, Instrument returns once they are attached.
+	Overlap bool
+	// HoldLimit bounds how long the hold may keep the app waiting for the probes
+	// (--attach-timeout); 0: no bound.
+	HoldLimit time.Duration
 }
 
 // Libraries are the instrumented libraries, each configured by its own options.
@@ -122,6 +132,11 @@ func (o Options) kit() kit.Options {
 
 // Session is an instrumented app: attached probes feeding a pipeline.
 type Session struct {
+	// loaded is closed once attach has returned (at once without Overlap): the fields
+	// below it are set then.
+	loaded  chan struct{}
+	loadErr error // attach's: nothing is traced
+
 	app     telemetry.App
 	cfg     otelconfig.Config
 	probes  []kit.Probe
@@ -175,6 +190,15 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	resolved := kit.ReportsOf(rep) // where to attach; rep changes with AddFields
 	// What the app needs is known: Prepare parses no other object.
 	propagate := opts.Propagate && opts.Telemetry.TraceContext && slices.ContainsFunc(propagatingClients, resolved.Enabled)
+	// The socket programs go at the app's own cgroup: where they may not (the host's
+	// root), nothing of propagation loads, the clients' writers neither.
+	var cgroup *bpf.Cgroup
+	if propagate {
+		if cgroup, err = bpf.AppCgroup(pid); err != nil {
+			slog.Warn(fmt.Sprintf("outgoing requests will not carry traceparent: %v (client spans are still made)", err))
+			propagate = false
+		}
+	}
 	need := map[string]bool{wireObject: propagate}
 	for _, l := range libs {
 		need[l.Name] = slices.ContainsFunc(l.Specs, func(s offsets.Spec) bool { return resolved.Enabled(s.Name) })
@@ -193,9 +217,56 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	if len(errs)+len(unused) == len(rep.Probes) { // nothing to trace: do not hold the app for DWARF
 		bin.Close()
+		if cgroup != nil {
+			cgroup.Close()
+		}
 		return nil, errors.Join(append(errs, unused...)...)
 	}
 
+	a := analysis{path: path, pid: pid, opts: opts, libs: libs, specs: specs, bin: bin, rep: rep, resolved: resolved,
+		cgroup: cgroup, propagate: propagate, errs: errs, unused: unused}
+	s := newSession(path, pid, bin.GoVersion, opts)
+	if opts.Overlap {
+		h, err := holdAt(a)
+		if err == nil {
+			go s.attachHeld(ctx, a, h)
+			return s, nil
+		}
+		slog.Debug("the app waits at the start gate until the probes are attached: " + err.Error())
+	}
+	defer close(s.loaded)
+	if err := s.attach(ctx, a); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// analysis is what Instrument found of the app before loading anything.
+type analysis struct {
+	path      string
+	pid       int
+	opts      Options
+	libs      []kit.Library
+	specs     []offsets.Spec
+	bin       *offsets.Binary // closed by attach
+	rep       *offsets.Report
+	resolved  kit.Reports
+	cgroup    *bpf.Cgroup // the app's, for the socket programs; nil without propagation
+	propagate bool
+	errs      []error // probes that cannot attach, to be said
+	unused    []error // probes of what the program does not use
+}
+
+func newSession(path string, pid int, goVersion string, opts Options) *Session {
+	return &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: goVersion}, cfg: opts.Telemetry, loaded: make(chan struct{}),
+		started: make(chan struct{}), report: make(chan struct{}), reported: map[string]telemetry.ExporterStats{}, finished: make(chan struct{}), accounted: make(chan struct{})}
+}
+
+// attach loads and attaches the probes a found, and starts the pipeline. It fails only
+// when no probe could be attached.
+func (s *Session) attach(ctx context.Context, a analysis) error {
+	path, pid, opts, libs, specs, bin, rep, resolved := a.path, a.pid, a.opts, a.libs, a.specs, a.bin, a.rep, a.resolved
+	cgroup, propagate, errs, unused := a.cgroup, a.propagate, a.errs, a.unused
 	fields := make(chan error, 1)
 	go func() {
 		fields <- rep.AddFields(bin, specs)
@@ -212,6 +283,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 
 	t := kit.Target{Path: path, PID: pid, GoVersion: bin.GoVersion, Modules: bin.Modules}
 	env := kit.Env{Options: opts.kit(), Shared: kit.NewShared()}
+	env.Propagate = propagate
 	type attached struct {
 		lib   int // index in libs
 		probe kit.Probe
@@ -226,7 +298,8 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	wired := make(chan wireResult, 1)
 	if propagate {
 		go func() {
-			w, err := wire.Attach(pid, env.Shared)
+			w, err := wire.AttachTo(cgroup, pid, env.Shared)
+			cgroup.Close()
 			wired <- wireResult{w, err}
 		}()
 	} else {
@@ -281,7 +354,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			probes = append(probes, r.probe)
 		case <-ctx.Done():
 			abandon(probes, pending)
-			return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
+			return fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 		}
 	}
 	// In library order, whatever order they attached in.
@@ -302,7 +375,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		wired <- wireResult{} // for abandon
 	case <-ctx.Done():
 		abandon(probes, 0)
-		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
+		return fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 	}
 	env.Shared.SetPropagating(w != nil)
 	slog.Debug("socket programs", "attached", w != nil, "propagate", env.Propagate)
@@ -314,7 +387,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		if w != nil {
 			go w.Close()
 		}
-		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
+		return fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 	}
 
 	var cps contextParents
@@ -325,7 +398,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		if w != nil {
 			go w.Close()
 		}
-		return nil, fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
+		return fmt.Errorf("instrumenting %s: %w", path, ctx.Err())
 	}
 	if cps.err != nil {
 		slog.Debug("context types not read: only parents in their first word are followed", "err", cps.err)
@@ -352,8 +425,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			}
 		}
 	}
-	s := &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: t.GoVersion}, cfg: opts.Telemetry, shared: env.Shared,
-		started: make(chan struct{}), report: make(chan struct{}), reported: map[string]telemetry.ExporterStats{}, finished: make(chan struct{}), accounted: make(chan struct{})}
+	s.shared = env.Shared
 	if fieldErr == nil {
 		for _, p := range probes {
 			if err := p.Configure(reps, inflight); err != nil {
@@ -372,7 +444,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			}
 			env.Shared.Close()
 		}()
-		return nil, errors.Join(errs...)
+		return errors.Join(errs...)
 	}
 	if w != nil {
 		if err := w.Enable(); err != nil {
@@ -398,7 +470,92 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	go s.start(runCtx)
 	slog.Debug("probes attached", "probes", strings.Join(s.names, ","), "pid", pid, "offsets", offsetSources(rep))
-	return s, nil
+	return nil
+}
+
+// connectFunc is where the app's TCP connections are made (net.Dial, the HTTP and
+// gRPC clients' dialers): with propagation, the hold stops the app there too, so that
+// no connection is made before the socket programs can see it.
+const connectFunc = "net.(*netFD).connect"
+
+// holdAt attaches the hold at holdPoints(a).
+func holdAt(a analysis) (*hold.Hold, error) {
+	at, err := holdPoints(a)
+	if err != nil {
+		return nil, err
+	}
+	return hold.Attach(a.path, a.pid, at)
+}
+
+// holdPoints are the first instructions of the functions the probes a found
+// instrument (and connectFunc's when a.propagate), as ELF file offsets. It refuses
+// where an entry probe is at its function's first instruction (a function without a
+// stack check): a call held there would have passed it.
+func holdPoints(a analysis) ([]uint64, error) {
+	var at []uint64
+	add := func(off uint64) {
+		if !slices.Contains(at, off) {
+			at = append(at, off)
+		}
+	}
+	for _, p := range a.rep.Probes {
+		if !p.Enabled {
+			continue
+		}
+		for _, u := range p.Uprobes {
+			if u.EntryProbe != nil && *u.EntryProbe == u.Offset {
+				return nil, fmt.Errorf("%s has no stack check: its entry probe is at its first instruction, where the hold would go", u.Symbol)
+			}
+			add(u.Offset)
+		}
+	}
+	if a.propagate {
+		fns, err := a.bin.Functions(connectFunc)
+		if err != nil {
+			return nil, fmt.Errorf("find %s: %w", connectFunc, err)
+		}
+		fn, ok := fns[connectFunc]
+		if !ok {
+			return nil, fmt.Errorf("%s not in the binary: connections could be made before the socket programs see them", connectFunc)
+		}
+		add(fn.Offset)
+	}
+	return at, nil
+}
+
+// attachHeld is attach with the app let go: the hold h stops it at its first
+// instrumented call until the probes are in place (or could not be, or HoldLimit
+// has passed), then Release continues it.
+func (s *Session) attachHeld(ctx context.Context, a analysis, h *hold.Hold) {
+	release := func() {
+		held, err := h.Release()
+		if err != nil {
+			slog.Warn(err.Error())
+		}
+		slog.Debug("hold released", "held", held)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.attach(ctx, a) }()
+	var limit <-chan time.Time
+	if a.opts.HoldLimit > 0 {
+		t := time.NewTimer(a.opts.HoldLimit)
+		defer t.Stop()
+		limit = t.C
+	}
+	var err error
+	select {
+	case err = <-done:
+		release()
+	case <-limit:
+		release()
+		slog.Warn(fmt.Sprintf("%s let go after --attach-timeout (%s) with its probes still attaching: its calls until they are attached are not traced", a.path, a.opts.HoldLimit))
+		err = <-done
+	}
+	s.loadErr = err
+	close(s.loaded)
+	if err != nil && ctx.Err() == nil {
+		slog.Warn(fmt.Sprintf("not tracing %s: %s; the app runs without tracing", a.path, strings.ReplaceAll(err.Error(), "\n", "; ")))
+	}
 }
 
 // offsetSources says where the enabled probes' offsets came from: "db:33" for a
@@ -417,8 +574,15 @@ func offsetSources(rep *offsets.Report) string {
 	return strings.Join(parts, ",")
 }
 
+// Loaded is closed once the probes are attached, or could not be: at once unless
+// Options.Overlap let the app go before.
+func (s *Session) Loaded() <-chan struct{} { return s.loaded }
+
 // Probes names the specs the session traces with.
-func (s *Session) Probes() []string { return slices.Clone(s.names) }
+func (s *Session) Probes() []string {
+	<-s.loaded
+	return slices.Clone(s.names)
+}
 
 // start builds the pipeline and starts delivering spans. Without a pipeline, the
 // probes are detached: tracing is off, said once.
@@ -519,6 +683,7 @@ func (s *Session) logLoss(when string, final bool) {
 
 // Programs lists every attached BPF program (for run counts).
 func (s *Session) Programs() []*ebpf.Program {
+	<-s.loaded
 	var progs []*ebpf.Program
 	for _, p := range s.probes {
 		progs = append(progs, p.Programs()...)
@@ -529,6 +694,12 @@ func (s *Session) Programs() []*ebpf.Program {
 // ForceFlush exports the spans made so far, within ctx: those waiting in the kernel
 // are read first.
 func (s *Session) ForceFlush(ctx context.Context) error {
+	if !ready(s.loaded, ctx) {
+		return ctx.Err()
+	}
+	if s.loadErr != nil {
+		return nil
+	}
 	select {
 	case <-s.started:
 	case <-ctx.Done():
@@ -580,6 +751,14 @@ func (s *Session) AppExited(monotonic time.Duration) { s.exitedAt.Store(int64(mo
 func (s *Session) Accounted() <-chan struct{} { return s.accounted }
 
 func (s *Session) stop(ctx context.Context) error {
+	if !ready(s.loaded, ctx) {
+		close(s.accounted)
+		return fmt.Errorf("the probes were still attaching: %w", ctx.Err())
+	}
+	if s.loadErr != nil { // nothing attached: nothing to flush
+		close(s.accounted)
+		return nil
+	}
 	defer close(s.report)
 	begin := time.Now()
 	var errs []error
@@ -713,6 +892,7 @@ func (s *Session) logWire() {
 
 // WireCounts is what the socket programs did so far; false without propagation.
 func (s *Session) WireCounts() (wire.Counts, bool) {
+	<-s.loaded
 	if s.wire == nil {
 		return wire.Counts{}, false
 	}
@@ -744,7 +924,15 @@ func CheckHost(ctx context.Context, opts Options) []kit.Finding {
 	for _, l := range Libraries(opts) {
 		fs = append(fs, l.Check(ctx, env)...)
 	}
-	return append(fs, wire.Check(), wire.Limits, wire.OwnLimits)
+	return append(fs, checkHold(), wire.Check(), wire.Limits, wire.OwnLimits)
+}
+
+// checkHold says whether the app can start while the probes load (Options.Overlap).
+func checkHold() kit.Finding {
+	if err := hold.Check(); err != nil {
+		return kit.Finding{Status: kit.Warn, Text: fmt.Sprintf("start: %v: the app waits at the start gate until the probes are attached", err)}
+	}
+	return kit.Finding{Status: kit.OK, Text: "start: the app starts while the probes load; its first instrumented call (or connection, with propagation) waits for them: the kernel stops it (SIGSTOP) and the launcher continues it (SIGCONT) once they are attached, or after --attach-timeout; --gate holds it at the start gate instead"}
 }
 
 // sameCause joins the probe errors with one cause into one ("grpc.server, grpc.client:

@@ -38,10 +38,7 @@ __noinline int output_tracestate(const struct span_ref *parent, const struct spa
 		return 0;
 	struct tracestate_record *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (!rec) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
-		if (n)
-			*n += 1;
+		count_lost();
 		return 0;
 	}
 	rec->kind = RECORD_TRACESTATE;
@@ -49,7 +46,7 @@ __noinline int output_tracestate(const struct span_ref *parent, const struct spa
 	rec->_pad = 0;
 	__builtin_memcpy(rec->span_id, sc->span_id, SPAN_ID_SIZE);
 	__builtin_memcpy(rec->tracestate, parent->tracestate, TRACESTATE_MAX);
-	bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(rec, wakeup_flag());
 	return 1;
 }
 

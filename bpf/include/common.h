@@ -26,16 +26,30 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-/* Never wake the reader: it drains the ring buffer on a timer (bpf/bpf.go). A wakeup
- * would be an interrupt in the app and a thread hand-off in the launcher, per batch. */
+/* The reader drains the ring buffer on a timer (bpf/bpf.go): a wakeup is an interrupt
+ * in the app and a thread hand-off in the launcher, so records do not wake it - until
+ * the ring is half full: then every record does, so a launcher whose timer came late
+ * (a busy machine) reads before the ring overflows, with half the ring left to fill
+ * while it is scheduled. */
+static __always_inline __u64 wakeup_flag(void)
+{
+	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > size / 2 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* count_lost counts a record the ring buffer had no room for. */
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
+	if (n)
+		*n += 1;
+}
+
 static __always_inline void submit(void *rec, __u64 size)
 {
-	if (bpf_ringbuf_output(&events, rec, size, BPF_RB_NO_WAKEUP) != 0) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
-		if (n)
-			*n += 1;
-	}
+	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag()) != 0)
+		count_lost();
 }
 
 /* new_entry creates map[key] as a copy of zero and returns it, to be filled in place:

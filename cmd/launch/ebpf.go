@@ -9,8 +9,12 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 )
 
-// The probes' session ends the spans still open at the app's exit then.
-var _ launcher.ExitAware = (*probes.Session)(nil)
+// The probes' session ends the spans still open at the app's exit then, and may go on
+// attaching once the app runs (Options.Overlap).
+var (
+	_ launcher.ExitAware = (*probes.Session)(nil)
+	_ launcher.Loading   = (*probes.Session)(nil)
+)
 
 // ebpfInstrumenter attaches the eBPF probes: the launcher's real Instrumenter. It lives
 // here, beside its one user, so that process supervision (package launcher) knows no

@@ -130,7 +130,8 @@ func commands() []*cli.Command {
 func newApp(command []string) *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "launcher messages on stderr: debug, info, warn or error"},
-		&cli.DurationFlag{Name: "attach-timeout", Value: 5 * time.Second, Usage: "start the app after this long even if probes are still attaching"},
+		&cli.DurationFlag{Name: "attach-timeout", Value: 5 * time.Second, Usage: "let the app go on after this long even if probes are still attaching (its calls until then are not traced)"},
+		&cli.BoolFlag{Name: "gate", Usage: "keep the app at the start gate until every probe is attached, as --require-instrumentation does; by default it starts once a small hold program is in place, and only its first instrumented call waits for the probes"},
 		&cli.DurationFlag{Name: "flush-timeout", Value: 5 * time.Second, Usage: "bound on exporting buffered spans and metrics after the app exits"},
 		&cli.DurationFlag{Name: "grace", Value: 0, Usage: "when the app exits, send SIGTERM to what it left running and SIGKILL after this `DURATION` (0: leave it running)"},
 		&cli.BoolFlag{Name: "signal-group", Usage: "relay signals to the app's whole process group, not only to the app"},
@@ -246,6 +247,10 @@ func runApp(c *cli.Context, command []string) int {
 		SignalGroup:            c.Bool("signal-group"),
 		RequireInstrumentation: c.Bool("require-instrumentation"),
 	}
+	// The app's own start overlaps the probes' loading, unless it must not run
+	// untraced at all: then it waits at the gate, and does not start if they fail.
+	probeOpts.Overlap = !c.Bool("gate") && !cfg.RequireInstrumentation
+	probeOpts.HoldLimit = cfg.AttachTimeout
 	if probeOpts.RingBufferSize, err = parseSize(c.String("ring-buffer")); err != nil {
 		fmt.Fprintf(os.Stderr, "launch: --ring-buffer %q: %v\n", c.String("ring-buffer"), err)
 		return launcher.ExitUsage

@@ -38,6 +38,18 @@ type Wire struct {
 // Attach loads the socket programs, with the maps the app's probes share, and
 // attaches them to the cgroup v2 of process pid. They change nothing until Enable.
 func Attach(pid int, shared *kit.Shared) (*Wire, error) {
+	cgroup, err := bpf.AppCgroup(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer cgroup.Close()
+	return AttachTo(cgroup, pid, shared)
+}
+
+// AttachTo is Attach with process pid's cgroup already open (bpf.AppCgroup): opened
+// first, so that where the programs may not go nothing is loaded. The cgroup stays
+// the caller's to close.
+func AttachTo(cgroup *bpf.Cgroup, pid int, shared *kit.Shared) (*Wire, error) {
 	spec, err := objectSpec()
 	if err != nil {
 		return nil, fmt.Errorf("parse the socket programs: %w", err)
@@ -60,7 +72,7 @@ func Attach(pid int, shared *kit.Shared) (*Wire, error) {
 		objs.Close()
 		return nil, err
 	}
-	if w.sockets, err = attachTo(pid, objs); err != nil {
+	if w.sockets, err = attachTo(cgroup, objs); err != nil {
 		objs.Close()
 		return nil, err
 	}
@@ -93,12 +105,7 @@ func appIdentity(pid int) map[string]uint64 {
 
 // attachTo attaches the socket programs at the app's own cgroup: they run on the
 // connections of the processes in it (the app's container), never a neighbour's.
-func attachTo(pid int, objs *bpf.Objects) (*bpf.SocketPrograms, error) {
-	cgroup, err := bpf.AppCgroup(pid)
-	if err != nil {
-		return nil, err
-	}
-	defer cgroup.Close()
+func attachTo(cgroup *bpf.Cgroup, objs *bpf.Objects) (*bpf.SocketPrograms, error) {
 	sockops, err1 := objs.Program("app_sockops")
 	inject, err2 := objs.Program("inject")
 	if err := errors.Join(err1, err2); err != nil {

@@ -1,0 +1,73 @@
+package probes
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+)
+
+// The overlapped start holds every probe's first call: in the services of each
+// library (plain and stripped, the oldest and newest Go), every function a probe
+// attaches to gets the hold at its first instruction, and no entry probe is there
+// (a function without a stack check would make Instrument keep the app at the gate
+// instead). With propagation, connect is held too.
+func TestHoldCoversEveryProbe(t *testing.T) {
+	type build struct {
+		target     string
+		toolchains []string
+		wants      []string // probes that must be enabled
+	}
+	builds := []build{
+		{"httpserver", []string{"go1.22.12", "go1.26.8", "go1.27.3"}, []string{"net/http.server", "net/http.client"}},
+		{"grpcservice", []string{"go1.26.8"}, []string{"grpc.server", "grpc.client", "x/net/http2.server"}},
+		{"dbservice", []string{"go1.26.8"}, []string{"database/sql"}},
+		{"cacheservice", []string{"go1.26.8"}, []string{"go-redis"}},
+		{"chiservice", []string{"go1.26.8"}, []string{"chi.route"}},
+		{"ginservice", []string{"go1.26.8"}, []string{"gin.route"}},
+		{"echoservice", []string{"go1.26.8"}, []string{"echo.route"}},
+		{"muxservice", []string{"go1.26.8"}, []string{"gorilla/mux.route"}},
+	}
+	specs := specsOf(Libraries(Options{}))
+	for _, b := range builds {
+		for _, tg := range testenv.BuildTargets(t, b.target, b.toolchains, []testenv.Variant{testenv.Plain, testenv.Stripped}) {
+			t.Run(tg.String(), func(t *testing.T) {
+				bin, err := offsets.Open(tg.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer bin.Close()
+				rep, err := offsets.AnalyzeFunctions(bin, specs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				at, err := holdPoints(analysis{bin: bin, rep: rep, propagate: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				enabled := map[string]bool{}
+				for _, p := range rep.Probes {
+					enabled[p.Name] = p.Enabled
+					if !p.Enabled {
+						continue
+					}
+					for _, u := range p.Uprobes {
+						if !slices.Contains(at, u.Offset) {
+							t.Errorf("%s: %s is not held", p.Name, u.Symbol)
+						}
+					}
+				}
+				for _, name := range b.wants {
+					if !enabled[name] {
+						t.Errorf("%s is not enabled: the test covers nothing of it", name)
+					}
+				}
+				fns, err := bin.Functions(connectFunc)
+				if err != nil || !slices.Contains(at, fns[connectFunc].Offset) {
+					t.Errorf("%s is not held (%v)", connectFunc, err)
+				}
+			})
+		}
+	}
+}
