@@ -265,8 +265,8 @@ type analysis struct {
 	// http2Later: attach does not wait for the socket programs to follow HTTP/2; the
 	// app's HTTP/2 connection set-up is held until attachHeld has them do it.
 	http2Later bool
-	errs      []error // probes that cannot attach, to be said
-	unused    []error // probes of what the program does not use
+	errs       []error // probes that cannot attach, to be said
+	unused     []error // probes of what the program does not use
 }
 
 func newSession(path string, pid int, goVersion string, opts Options) *Session {
