@@ -1,12 +1,17 @@
 package probes
 
 import (
+	"context"
+	"errors"
+	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
 )
 
 // The overlapped start holds every probe's first call: in the services of each
@@ -80,6 +85,42 @@ func TestHoldCoversEveryProbe(t *testing.T) {
 					t.Errorf("%s is not held (%v)", connectFunc, err)
 				}
 			})
+		}
+	}
+}
+
+// With the overlapped start, Instrument returns once the hold is attached, and the
+// probes attach after: whenever the launcher gives up on them (ctx ends, the app having
+// exited) and whatever --attach-timeout (HoldLimit, which lets the app go first), the
+// session shuts down and leaves no BPF link behind, the hold's included.
+func TestOverlappedInstrumentHonoursContext(t *testing.T) {
+	testenv.RequireRoot(t)
+	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
+	before := links(t)
+	for _, limit := range []time.Duration{0, time.Microsecond} {
+		for _, after := range []time.Duration{0, time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond, time.Second} {
+			opts := Options{RingBufferSize: 1 << 16, Telemetry: otelconfig.Config{Sampling: otelconfig.DefaultSampling, TraceContext: true},
+				Propagate: true, Overlap: true, HoldLimit: limit}
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(after, cancel)
+			s, err := Instrument(ctx, tg.Path, os.Getpid(), opts)
+			if err != nil {
+				t.Fatalf("hold limit %s, cancelled after %s: %v", limit, after, err)
+			}
+			select {
+			case <-s.Loaded():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("hold limit %s, cancelled after %s: the probes neither attached nor gave up", limit, after)
+			}
+			if err := s.Shutdown(context.Background()); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("hold limit %s, cancelled after %s: shutdown: %v", limit, after, err)
+			}
+			cancel()
+			for deadline := time.Now().Add(10 * time.Second); links(t) > before; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("hold limit %s, cancelled after %s: %d BPF links left (%d before)", limit, after, links(t), before)
+				}
+			}
 		}
 	}
 }
