@@ -242,6 +242,7 @@ type Uprobe struct {
 	Symbol  string // for messages
 	Program *ebpf.Program
 	Offsets []uint64 // ELF file offsets
+	Cookies []uint64 // bpf_get_attach_cookie at each offset; nil: none
 }
 
 // AttachUprobes attaches every uprobe at each of its offsets in the executable at path,
@@ -273,7 +274,7 @@ func AttachUprobes(path string, pid int, ups ...Uprobe) ([]link.Link, error) {
 	for _, u := range ups {
 		if u.Program.Type() == ebpf.Kprobe && haveUprobeMulti() {
 			attach(func() (link.Link, error) {
-				l, err := ex.UprobeMulti(nil, u.Program, &link.UprobeMultiOptions{Addresses: u.Offsets, PID: uint32(pid)})
+				l, err := ex.UprobeMulti(nil, u.Program, &link.UprobeMultiOptions{Addresses: u.Offsets, Cookies: u.Cookies, PID: uint32(pid)})
 				if err != nil {
 					err = fmt.Errorf("uprobe %s on %s: %w%s", u.Symbol, path, err, hint(err))
 				}
@@ -281,9 +282,13 @@ func AttachUprobes(path string, pid int, ups ...Uprobe) ([]link.Link, error) {
 			})
 			continue
 		}
-		for _, off := range u.Offsets {
+		for i, off := range u.Offsets {
+			var cookie uint64
+			if u.Cookies != nil {
+				cookie = u.Cookies[i]
+			}
 			attach(func() (link.Link, error) {
-				l, err := ex.Uprobe(u.Symbol, u.Program, &link.UprobeOptions{Address: off, PID: pid})
+				l, err := ex.Uprobe(u.Symbol, u.Program, &link.UprobeOptions{Address: off, PID: pid, Cookie: cookie})
 				if err != nil {
 					err = fmt.Errorf("uprobe %s on %s: %w%s", u.Symbol, path, err, hint(err))
 				}

@@ -136,6 +136,9 @@ type Session struct {
 	// below it are set then.
 	loaded  chan struct{}
 	loadErr error // attach's: nothing is traced
+	// http2 is closed once the socket programs follow HTTP/2 or never will (with
+	// Overlap, after loaded): the wire is not closed before.
+	http2 chan struct{}
 
 	app     telemetry.App
 	cfg     otelconfig.Config
@@ -227,14 +230,20 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 		cgroup: cgroup, propagate: propagate, errs: errs, unused: unused}
 	s := newSession(path, pid, bin.GoVersion, opts)
 	if opts.Overlap {
-		h, err := holdAt(a)
+		core, http2, err := holdPoints(a)
+		var h *hold.Hold
 		if err == nil {
+			h, err = hold.Attach(path, pid, core, http2)
+		}
+		if err == nil {
+			a.http2Later = len(http2) > 0
 			go s.attachHeld(ctx, a, h)
 			return s, nil
 		}
 		slog.Debug("the app waits at the start gate until the probes are attached: " + err.Error())
 	}
 	defer close(s.loaded)
+	defer close(s.http2)
 	if err := s.attach(ctx, a); err != nil {
 		return nil, err
 	}
@@ -253,12 +262,15 @@ type analysis struct {
 	resolved  kit.Reports
 	cgroup    *bpf.Cgroup // the app's, for the socket programs; nil without propagation
 	propagate bool
-	errs      []error // probes that cannot attach, to be said
-	unused    []error // probes of what the program does not use
+	// http2Later: attach does not wait for the socket programs to follow HTTP/2; the
+	// app's HTTP/2 connection set-up is held until attachHeld has them do it.
+	http2Later bool
+	errs       []error // probes that cannot attach, to be said
+	unused     []error // probes of what the program does not use
 }
 
 func newSession(path string, pid int, goVersion string, opts Options) *Session {
-	return &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: goVersion}, cfg: opts.Telemetry, loaded: make(chan struct{}),
+	return &Session{app: telemetry.App{Path: path, PID: pid, GoVersion: goVersion}, cfg: opts.Telemetry, loaded: make(chan struct{}), http2: make(chan struct{}),
 		started: make(chan struct{}), report: make(chan struct{}), reported: map[string]telemetry.ExporterStats{}, finished: make(chan struct{}), accounted: make(chan struct{})}
 }
 
@@ -298,8 +310,14 @@ func (s *Session) attach(ctx context.Context, a analysis) error {
 	wired := make(chan wireResult, 1)
 	if propagate {
 		go func() {
-			w, err := wire.AttachTo(cgroup, pid, env.Shared)
+			w, err := wire.AttachTo(cgroup, pid, env.Shared, !a.http2Later)
 			cgroup.Close()
+			if err == nil && !a.http2Later {
+				if err = w.FollowHTTP2(); err != nil {
+					w.Close()
+					w = nil
+				}
+			}
 			wired <- wireResult{w, err}
 		}()
 	} else {
@@ -478,64 +496,118 @@ func (s *Session) attach(ctx context.Context, a analysis) error {
 // no connection is made before the socket programs can see it.
 const connectFunc = "net.(*netFD).connect"
 
-// holdAt attaches the hold at holdPoints(a).
-func holdAt(a analysis) (*hold.Hold, error) {
-	at, err := holdPoints(a)
-	if err != nil {
-		return nil, err
-	}
-	return hold.Attach(a.path, a.pid, at)
-}
-
-// holdPoints are the first instructions of the functions the probes a found
-// instrument (and connectFunc's when a.propagate), as ELF file offsets. It refuses
-// where an entry probe is at its function's first instruction (a function without a
-// stack check): a call held there would have passed it.
-func holdPoints(a analysis) ([]uint64, error) {
-	var at []uint64
-	add := func(off uint64) {
-		if !slices.Contains(at, off) {
-			at = append(at, off)
-		}
-	}
+// holdPoints are where the hold goes, as ELF file offsets, in two groups. core: the
+// first instructions of the functions the probes a found instrument, and, with
+// propagation, of connectFunc, so that no connection is made before the socket
+// programs can see it. http2: with propagation, the libraries' HTTP/2 connection
+// set-up (kit.Library.PrefaceWriters), held until the socket programs follow HTTP/2;
+// nil when a library's is not found (then core waits for that too). It refuses where
+// an entry probe is at its function's first instruction (a function without a stack
+// check): a call held there would have passed it.
+func holdPoints(a analysis) (core, http2 []uint64, err error) {
 	for _, p := range a.rep.Probes {
 		if !p.Enabled {
 			continue
 		}
 		for _, u := range p.Uprobes {
 			if u.EntryProbe != nil && *u.EntryProbe == u.Offset {
-				return nil, fmt.Errorf("%s has no stack check: its entry probe is at its first instruction, where the hold would go", u.Symbol)
+				return nil, nil, fmt.Errorf("%s has no stack check: its entry probe is at its first instruction, where the hold would go", u.Symbol)
 			}
-			add(u.Offset)
+			if !slices.Contains(core, u.Offset) {
+				core = append(core, u.Offset)
+			}
 		}
 	}
-	if a.propagate {
-		fns, err := a.bin.Functions(connectFunc)
-		if err != nil {
-			return nil, fmt.Errorf("find %s: %w", connectFunc, err)
-		}
-		fn, ok := fns[connectFunc]
-		if !ok {
-			return nil, fmt.Errorf("%s not in the binary: connections could be made before the socket programs see them", connectFunc)
-		}
-		add(fn.Offset)
+	if !a.propagate {
+		return core, nil, nil
 	}
-	return at, nil
+	var writers []*kit.Library // enabled libraries with HTTP/2 connections of their own
+	names := []string{connectFunc}
+	for i := range a.libs {
+		l := &a.libs[i]
+		if len(l.PrefaceWriters) > 0 && slices.ContainsFunc(l.Specs, func(s offsets.Spec) bool { return a.resolved.Enabled(s.Name) }) {
+			writers = append(writers, l)
+			names = append(names, l.PrefaceWriters...)
+		}
+	}
+	fns, err := a.bin.Functions(names...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find %s: %w", connectFunc, err)
+	}
+	connect, ok := fns[connectFunc]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s not in the binary: connections could be made before the socket programs see them", connectFunc)
+	}
+	core = append(core, connect.Offset)
+	for _, l := range writers {
+		found := false
+		for _, name := range l.PrefaceWriters {
+			if fn, ok := fns[name]; ok && !slices.Contains(core, fn.Offset) && !slices.Contains(http2, fn.Offset) {
+				http2, found = append(http2, fn.Offset), true
+			}
+		}
+		if !found {
+			slog.Debug(l.Name + ": no HTTP/2 connection set-up found: the app's calls wait for the socket programs to follow HTTP/2")
+			return core, nil, nil
+		}
+	}
+	return core, http2, nil
 }
 
 // attachHeld is attach with the app let go: the hold h stops it at its first
 // instrumented call until the probes are in place (or could not be, or HoldLimit
-// has passed), then Release continues it.
+// has passed), then lets it go on. With a.http2Later, its HTTP/2 connection set-up
+// stays held, and the socket programs follow HTTP/2 only once the app reaches it
+// (followHTTP2): an app that opens no plaintext HTTP/2 connection never waits for the
+// verification of their largest program.
 func (s *Session) attachHeld(ctx context.Context, a analysis, h *hold.Hold) {
-	release := func() {
-		held, err := h.Release()
-		if err != nil {
-			slog.Warn(err.Error())
-		}
-		slog.Debug("hold released", "held", held)
+	var limit <-chan time.Time
+	if a.opts.HoldLimit > 0 {
+		t := time.NewTimer(a.opts.HoldLimit)
+		defer t.Stop()
+		limit = t.C
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.attach(ctx, a) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-limit:
+		s.letGo(h, a)
+		err = <-done
+	}
+	http2 := err == nil && a.http2Later && s.wire != nil
+	if http2 {
+		continued, rerr := h.ReleaseCore()
+		logRelease("core", continued, rerr)
+	} else {
+		continued, rerr := h.Release()
+		logRelease("all", continued, rerr)
+		close(s.http2)
+	}
+	s.loadErr = err
+	close(s.loaded)
+	if err != nil && ctx.Err() == nil {
+		slog.Warn(fmt.Sprintf("not tracing %s: %s; the app runs without tracing", a.path, strings.ReplaceAll(err.Error(), "\n", "; ")))
+	}
+	if http2 {
+		s.followHTTP2(ctx, a, h)
+	}
+}
+
+// followHTTP2 has the socket programs follow HTTP/2 once the app reaches its HTTP/2
+// connection set-up, where the hold stopped it, then lets it go on; or lets it go when
+// ctx ends (the app exited).
+func (s *Session) followHTTP2(ctx context.Context, a analysis, h *hold.Hold) {
+	defer close(s.http2)
+	select {
+	case <-h.Later():
+	case <-ctx.Done():
+		h.Release()
+		return
+	}
+	followed := make(chan error, 1)
+	go func() { followed <- s.wire.FollowHTTP2() }()
 	var limit <-chan time.Time
 	if a.opts.HoldLimit > 0 {
 		t := time.NewTimer(a.opts.HoldLimit)
@@ -544,18 +616,30 @@ func (s *Session) attachHeld(ctx context.Context, a analysis, h *hold.Hold) {
 	}
 	var err error
 	select {
-	case err = <-done:
-		release()
+	case err = <-followed:
+		continued, rerr := h.Release()
+		logRelease("HTTP/2", continued, rerr)
 	case <-limit:
-		release()
-		slog.Warn(fmt.Sprintf("%s let go after --attach-timeout (%s) with its probes still attaching: its calls until they are attached are not traced", a.path, a.opts.HoldLimit))
-		err = <-done
+		s.letGo(h, a)
+		err = <-followed
 	}
-	s.loadErr = err
-	close(s.loaded)
 	if err != nil && ctx.Err() == nil {
-		slog.Warn(fmt.Sprintf("not tracing %s: %s; the app runs without tracing", a.path, strings.ReplaceAll(err.Error(), "\n", "; ")))
+		slog.Warn(fmt.Sprintf("outgoing HTTP/2 requests will not carry traceparent: %v (client spans are still made)", err))
 	}
+}
+
+// letGo releases the hold after --attach-timeout, saying so.
+func (s *Session) letGo(h *hold.Hold, a analysis) {
+	continued, err := h.Release()
+	logRelease("all, at --attach-timeout", continued, err)
+	slog.Warn(fmt.Sprintf("%s let go after --attach-timeout (%s) with its probes still attaching: its calls until they are attached are not traced", a.path, a.opts.HoldLimit))
+}
+
+func logRelease(what string, continued bool, err error) {
+	if err != nil {
+		slog.Warn(err.Error())
+	}
+	slog.Debug("hold released", "points", what, "continued", continued)
 }
 
 // offsetSources says where the enabled probes' offsets came from: "db:33" for a
@@ -806,8 +890,15 @@ func (s *Session) stop(ctx context.Context) error {
 	slog.Debug("probes detached", "took", time.Since(begin))
 	if s.wire != nil {
 		s.logWire()
-		if err := s.wire.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detach the socket programs: %w", err))
+		select {
+		case <-s.http2:
+			if err := s.wire.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("detach the socket programs: %w", err))
+			}
+		default:
+			// HTTP/2's program is still being verified, which Close would wait
+			// for: the wire goes with the launcher's exit, which ends the verifier.
+			go s.wire.Close()
 		}
 	}
 	for _, p := range s.probes {

@@ -25,6 +25,8 @@ func Library() kit.Library {
 		// By the call's context first; by the goroutine for a call made with
 		// context.Background() in the handler's goroutine, as for net/http.
 		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext | kit.ByGoroutine},
+		// The client transport's set-up (exported from v1.67).
+		PrefaceWriters: []string{"google.golang.org/grpc/internal/transport.NewHTTP2Client", "google.golang.org/grpc/internal/transport.newHTTP2Client"},
 	}
 	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 		return load(ctx, &lib, t, reps, env)

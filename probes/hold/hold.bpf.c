@@ -20,14 +20,28 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define SIGSTOP 19
 
-/* Set by the launcher once every probe is attached and enabled. */
+/* The hold points' groups, their attach cookies: GROUP_CORE is released once the
+ * probes are attached and enabled; GROUP_LATER (the HTTP/2 clients' connection set-up,
+ * with propagation) once the socket programs follow HTTP/2, which the launcher does
+ * only when the app first reaches one of those points (later_reached says when). */
+#define GROUP_CORE 0
+#define GROUP_LATER 1
+
+/* The groups released: 0 none, 1 the core, 2 both. */
 volatile __u64 released = 0;
-/* Runs begun and ended, and stops sent: once released is set, the launcher waits
- * for the runs that began before (left catches up with entered), then continues the
- * app if any stop was sent. */
+/* Runs begun and ended, and stops sent by group: once released is set, the launcher
+ * waits for the runs that began before (left catches up with entered), then continues
+ * the app if it stopped, unless it stopped at a point still held. */
 __u64 entered = 0;
 __u64 left = 0;
-__u64 stops = 0;
+__u64 stops_core = 0;
+__u64 stops_later = 0;
+
+/* A record for each stop at a later point: wakes the launcher (never many). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} later_reached SEC(".maps");
 
 /* count adds one to *c with a fetching atomic, which is fully ordered on every
  * architecture (a plain atomic add is relaxed on arm64); the fetched value is used
@@ -45,10 +59,17 @@ int hold(void *ctx)
 	 * after setting released (Dekker's pattern): a run it does not see begun sees
 	 * released. */
 	count(&entered);
+	__u64 group = bpf_get_attach_cookie(ctx);
 	/* The signal first, then the count, then left: a run that ended has counted the
 	 * stop it sent. */
-	if (!released && bpf_send_signal(SIGSTOP) == 0)
-		count(&stops);
+	if (group >= released && bpf_send_signal(SIGSTOP) == 0) {
+		if (group == GROUP_CORE) {
+			count(&stops_core);
+		} else {
+			count(&stops_later);
+			bpf_ringbuf_output(&later_reached, &group, sizeof(group), BPF_RB_FORCE_WAKEUP);
+		}
+	}
 	count(&left);
 	return 0;
 }

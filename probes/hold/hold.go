@@ -5,6 +5,12 @@
 // runtime, its package initializers, its set-up up to its first request or call -
 // runs meanwhile; no call is missed, as each stops before its entry probe's address
 // (see hold.bpf.c).
+//
+// Points come in two groups: the core, released once the probes are attached, and
+// later points, released after: with propagation, the HTTP/2 clients' connection
+// set-up, held until the socket programs follow HTTP/2, which is done only once the
+// app reaches one (Later). Stops are process-wide: the app stopped at a later point
+// stays stopped until the later points are released too.
 package hold
 
 import (
@@ -15,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/bpf"
@@ -22,18 +29,20 @@ import (
 
 // Hold is the program attached to one app.
 type Hold struct {
-	pid   int
-	objs  *bpf.Objects
-	links []link.Link
+	pid    int
+	objs   *bpf.Objects
+	links  []link.Link
+	reader *ringbuf.Reader // later_reached; nil without later points
+	later  chan struct{}   // closed once the app reached a later point
 
-	mu        sync.Mutex
-	continued uint64 // stops answered with a SIGCONT
-	released  bool
+	mu                            sync.Mutex
+	released                      int    // 0 none, 1 the core, 2 all
+	continuedCore, continuedLater uint64 // stops answered with a SIGCONT
 }
 
-// Attach loads the hold and attaches it at offsets (ELF file offsets of functions'
-// first instructions) in the executable at path, for process pid.
-func Attach(path string, pid int, offsets []uint64) (*Hold, error) {
+// Attach loads the hold and attaches it in the executable at path, for process pid,
+// at core and later points (ELF file offsets of functions' first instructions).
+func Attach(path string, pid int, core, later []uint64) (*Hold, error) {
 	spec, err := loadHold()
 	if err != nil {
 		return nil, fmt.Errorf("parse the hold program: %w", err)
@@ -47,36 +56,71 @@ func Attach(path string, pid int, offsets []uint64) (*Hold, error) {
 		objs.Close()
 		return nil, err
 	}
-	links, err := bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: "the instrumented functions (hold)", Program: prog, Offsets: offsets})
+	offsets := append(append([]uint64{}, core...), later...)
+	cookies := make([]uint64, len(offsets)) // the group: 0 core, 1 later
+	for i := len(core); i < len(offsets); i++ {
+		cookies[i] = 1
+	}
+	h := &Hold{pid: pid, objs: objs, later: make(chan struct{})}
+	if len(later) > 0 {
+		if h.reader, err = ringbuf.NewReader(objs.Map("later_reached")); err != nil {
+			objs.Close()
+			return nil, fmt.Errorf("read the hold's stops: %w", err)
+		}
+		go h.watch()
+	}
+	h.links, err = bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: "the instrumented functions (hold)", Program: prog, Offsets: offsets, Cookies: cookies})
 	if err != nil {
-		objs.Close()
+		h.close()
 		return nil, err
 	}
-	return &Hold{pid: pid, objs: objs, links: links}, nil
+	return h, nil
 }
 
-// Release lets the app go on: no call stops from now on, and an app stopped is
-// continued. It reports whether the app was stopped. It waits only for the hold's runs
-// already under way (microseconds); the kernel detaches the hold in the background
-// (bpf.Release: detaching waits out a grace period, and an exit would wait for it).
-// Later calls do nothing.
-func (h *Hold) Release() (held bool, err error) {
+// watch closes later at the first stop at a later point.
+func (h *Hold) watch() {
+	if _, err := h.reader.Read(); err == nil {
+		close(h.later)
+	}
+}
+
+// Later is closed once the app stopped at a later point: it waits for them to be
+// released. It is never closed if the app reaches none.
+func (h *Hold) Later() <-chan struct{} { return h.later }
+
+// ReleaseCore lets the app go on at the core points: no call there stops from now on,
+// and the app, if stopped, is continued, unless it stopped at a later point. It
+// reports whether the app was continued.
+func (h *Hold) ReleaseCore() (bool, error) { return h.release(1) }
+
+// Release lets the app go on everywhere, continuing it if it stopped, and detaches the
+// hold. It reports whether the app was continued. Later calls do nothing.
+func (h *Hold) Release() (bool, error) { return h.release(2) }
+
+// release sets released to groups and continues the app if it may go on. It waits
+// only for the hold's runs already under way (microseconds). Once all is released, the
+// kernel detaches the hold in the background (bpf.Release: detaching waits out a grace
+// period, and an exit would wait for it).
+func (h *Hold) release(groups int) (bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.released {
+	if groups <= h.released {
 		return false, nil
 	}
-	h.released = true
-	defer func() {
-		bpf.Release(h.links)
-		h.objs.Close()
-	}()
-	if err := h.objs.SetVariables(map[string]uint64{"released": 1}); err != nil {
-		// The program may go on stopping the app: detach it, and wait for that.
+	h.released = groups
+	if groups == 2 {
+		defer h.close()
+	}
+	if err := h.objs.SetVariables(map[string]uint64{"released": uint64(groups)}); err != nil {
+		// The program may go on stopping the app: detach it, wait for that, and let
+		// the app go.
 		bpf.CloseAll(h.links)
-		h.links = nil
-		held, cerr := h.resume()
-		return held, errors.Join(fmt.Errorf("release the hold: %w", err), cerr)
+		h.links, h.released = nil, 2
+		continued, cerr := h.resume()
+		if groups < 2 {
+			h.close()
+		}
+		return continued, errors.Join(fmt.Errorf("release the hold: %w", err), cerr)
 	}
 	// A full barrier between the store above and the loads below (a locked
 	// instruction on amd64, acquire and release on arm64): the other half of the
@@ -102,21 +146,38 @@ func (h *Hold) Release() (held bool, err error) {
 	return h.resume()
 }
 
-// resume continues the app if the hold stopped it since the last call.
+// resume continues the app if the hold stopped it since the last time, unless a stop
+// was at a point still held: a stop is the whole process's.
 func (h *Hold) resume() (bool, error) {
-	stops, err := h.objs.Variable("stops")
-	if err != nil {
-		// Unknown: continuing an app that is not stopped does nothing.
-		stops = h.continued + 1
+	core, err1 := h.objs.Variable("stops_core")
+	later, err2 := h.objs.Variable("stops_later")
+	if err := errors.Join(err1, err2); err != nil {
+		// Unknown: continue it, as if it had stopped at the core points only.
+		core, later = h.continuedCore+1, h.continuedLater
+		if h.released < 2 {
+			return false, err
+		}
 	}
-	if stops == h.continued {
+	if later > h.continuedLater && h.released < 2 {
+		return false, nil // stopped at a later point: it waits for those
+	}
+	if core == h.continuedCore && later == h.continuedLater {
 		return false, nil
 	}
-	h.continued = stops
-	if kerr := unix.Kill(h.pid, unix.SIGCONT); kerr != nil && kerr != unix.ESRCH {
-		return true, fmt.Errorf("continue the app (pid %d) held at its first instrumented call: %w", h.pid, kerr)
+	h.continuedCore, h.continuedLater = core, later
+	if err := unix.Kill(h.pid, unix.SIGCONT); err != nil && err != unix.ESRCH {
+		return true, fmt.Errorf("continue the app (pid %d) held at its first instrumented call: %w", h.pid, err)
 	}
-	return true, err
+	return true, nil
+}
+
+// close stops watching and hands the hold to the kernel to detach.
+func (h *Hold) close() {
+	if h.reader != nil {
+		h.reader.Close()
+	}
+	bpf.Release(h.links)
+	h.objs.Close()
 }
 
 // Check loads the hold, as Attach does: whether this kernel lets a program stop the

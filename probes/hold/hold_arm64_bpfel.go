@@ -16,11 +16,13 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	holdProgHold    = "hold"
-	holdVarEntered  = "entered"
-	holdVarLeft     = "left"
-	holdVarReleased = "released"
-	holdVarStops    = "stops"
+	holdMapLaterReached = "later_reached"
+	holdProgHold        = "hold"
+	holdVarEntered      = "entered"
+	holdVarLeft         = "left"
+	holdVarReleased     = "released"
+	holdVarStopsCore    = "stops_core"
+	holdVarStopsLater   = "stops_later"
 )
 
 // loadHold returns the embedded CollectionSpec for hold.
@@ -72,16 +74,18 @@ type holdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type holdMapSpecs struct {
+	LaterReached *ebpf.MapSpec `ebpf:"later_reached"`
 }
 
 // holdVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type holdVariableSpecs struct {
-	Entered  *ebpf.VariableSpec `ebpf:"entered"`
-	Left     *ebpf.VariableSpec `ebpf:"left"`
-	Released *ebpf.VariableSpec `ebpf:"released"`
-	Stops    *ebpf.VariableSpec `ebpf:"stops"`
+	Entered    *ebpf.VariableSpec `ebpf:"entered"`
+	Left       *ebpf.VariableSpec `ebpf:"left"`
+	Released   *ebpf.VariableSpec `ebpf:"released"`
+	StopsCore  *ebpf.VariableSpec `ebpf:"stops_core"`
+	StopsLater *ebpf.VariableSpec `ebpf:"stops_later"`
 }
 
 // holdObjects contains all objects after they have been loaded into the kernel.
@@ -104,20 +108,24 @@ func (o *holdObjects) Close() error {
 //
 // It can be passed to loadHoldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type holdMaps struct {
+	LaterReached *ebpf.Map `ebpf:"later_reached"`
 }
 
 func (m *holdMaps) Close() error {
-	return _HoldClose()
+	return _HoldClose(
+		m.LaterReached,
+	)
 }
 
 // holdVariables contains all global variables after they have been loaded into the kernel.
 //
 // It can be passed to loadHoldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type holdVariables struct {
-	Entered  *ebpf.Variable `ebpf:"entered"`
-	Left     *ebpf.Variable `ebpf:"left"`
-	Released *ebpf.Variable `ebpf:"released"`
-	Stops    *ebpf.Variable `ebpf:"stops"`
+	Entered    *ebpf.Variable `ebpf:"entered"`
+	Left       *ebpf.Variable `ebpf:"left"`
+	Released   *ebpf.Variable `ebpf:"released"`
+	StopsCore  *ebpf.Variable `ebpf:"stops_core"`
+	StopsLater *ebpf.Variable `ebpf:"stops_later"`
 }
 
 // holdPrograms contains all programs after they have been loaded into the kernel.

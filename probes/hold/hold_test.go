@@ -87,7 +87,7 @@ func TestHoldStopsBeforeTheEntryProbe(t *testing.T) {
 	t.Cleanup(func() { app.Process.Kill(); app.Wait() })
 	pid := app.Process.Pid
 
-	h, err := Attach(path, pid, []uint64{work.Offset})
+	h, err := Attach(path, pid, []uint64{work.Offset}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestHoldStopsBeforeTheEntryProbe(t *testing.T) {
 	if err := app.Wait(); err != nil {
 		t.Fatalf("the app: %v (output %q)", err, out.String())
 	}
-	if got, want := out.String(), "work 0\nwork 1\nwork 2\n"; got != want {
+	if got, want := out.String(), "work 0\nwork 1\nwork 2\nmore 3\n"; got != want {
 		t.Errorf("the app printed %q, want %q", got, want)
 	}
 	for n := range uint32(3) {
@@ -192,7 +192,7 @@ func TestHoldReleasedBeforeAnyCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { app.Process.Kill(); app.Wait() })
-	h, err := Attach(path, app.Process.Pid, []uint64{fns["main.work"].Offset})
+	h, err := Attach(path, app.Process.Pid, []uint64{fns["main.work"].Offset}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,82 @@ func TestHoldReleasedBeforeAnyCall(t *testing.T) {
 	if err := app.Wait(); err != nil {
 		t.Fatalf("the app: %v (output %q)", err, out.String())
 	}
-	if got := out.String(); got != "work 0\nwork 1\nwork 2\n" {
+	if got := out.String(); got != "work 0\nwork 1\nwork 2\nmore 3\n" {
 		t.Errorf("the app printed %q", got)
+	}
+}
+
+// Later points are held after the core is released: the app runs through the core
+// points, stops at a later one (and Later says so), and goes on once all is released.
+// Stopped at a later point before the core is released, it stays stopped then.
+func TestHoldLater(t *testing.T) {
+	testenv.RequireRoot(t)
+	path := testenv.Build(t, "./probes/hold/testdata/held")
+	bin, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns, err := bin.Functions("main.work", "main.more")
+	bin.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, more := []uint64{fns["main.work"].Offset}, []uint64{fns["main.more"].Offset}
+	for _, c := range []struct {
+		name        string
+		core, later []uint64
+		afterCore   string // the app's output, stopped, once the core is released
+	}{
+		{"later point reached after the core is released", work, more, "work 0\nwork 1\nwork 2\n"},
+		{"later point reached first", more, work, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			app := exec.Command(path)
+			stdin, err := app.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out syncBuffer
+			app.Stdout = &out
+			if err := app.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { app.Process.Kill(); app.Wait() })
+			pid := app.Process.Pid
+			h, err := Attach(path, pid, c.core, c.later)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped := func(want string) {
+				t.Helper()
+				for deadline := time.Now().Add(10 * time.Second); state(pid) != "T" || out.String() != want; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the app is not stopped after %q: state %s, output %q", want, state(pid), out.String())
+					}
+				}
+			}
+			stdin.Write([]byte("go\n"))
+			stopped("")
+			if _, err := h.ReleaseCore(); err != nil {
+				t.Fatal(err)
+			}
+			stopped(c.afterCore)
+			select {
+			case <-h.Later():
+			case <-time.After(10 * time.Second):
+				t.Fatal("stopped at a later point, and Later is not closed")
+			}
+			time.Sleep(50 * time.Millisecond) // were it wrongly continued, it would run on now
+			stopped(c.afterCore)
+			if held, err := h.Release(); err != nil || !held {
+				t.Fatalf("Release: continued %v, err %v", held, err)
+			}
+			if err := app.Wait(); err != nil {
+				t.Fatalf("the app: %v (output %q)", err, out.String())
+			}
+			if got := out.String(); got != "work 0\nwork 1\nwork 2\nmore 3\n" {
+				t.Errorf("the app printed %q", got)
+			}
+		})
 	}
 }

@@ -47,6 +47,14 @@ type Library struct {
 	// route of the server span it finds (routes.h), is one too. Server spans are
 	// registered only where an enabled one looks.
 	Clients map[string]Lookup
+	// PrefaceWriters are the functions that open the library's HTTP/2 client
+	// connections, writing their preface (alternatives across versions). The socket
+	// programs decide a connection's protocol from its first bytes, and follow HTTP/2
+	// only once their HTTP/2 program is verified (the largest, tens of milliseconds):
+	// with propagation, the overlapped start holds these until then, and the rest of
+	// the app's calls only until the probes are attached. A library with a client
+	// spec but none of these in the binary keeps every call held until then.
+	PrefaceWriters []string
 	// Load loads the library's probe for the app t, whose reports say which of Specs
 	// resolved (the session loads a library only if one did). It runs while the
 	// binary's field offsets are still being read: reps have functions, not fields.

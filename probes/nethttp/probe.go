@@ -25,6 +25,10 @@ func Library() kit.Library {
 		// By the call's context first; by the goroutine for a call made without the
 		// request's (http.Get) in the handler's goroutine.
 		Clients: map[string]kit.Lookup{ClientSpec.Name: kit.ByContext | kit.ByGoroutine},
+		// The HTTP/2 transports' connection set-up: net/http's bundled one (its own
+		// package from Go 1.27), and x/net's.
+		PrefaceWriters: []string{"net/http.(*http2Transport).newClientConn", "net/http/internal/http2.(*Transport).newClientConn",
+			"golang.org/x/net/http2.(*Transport).newClientConn"},
 	}
 	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
 		return load(ctx, &lib, t, reps, env)

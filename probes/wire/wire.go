@@ -36,20 +36,31 @@ type Wire struct {
 }
 
 // Attach loads the socket programs, with the maps the app's probes share, and
-// attaches them to the cgroup v2 of process pid. They change nothing until Enable.
+// attaches them to the cgroup v2 of process pid, HTTP/2's program included. They
+// change nothing until Enable.
 func Attach(pid int, shared *kit.Shared) (*Wire, error) {
 	cgroup, err := bpf.AppCgroup(pid)
 	if err != nil {
 		return nil, err
 	}
 	defer cgroup.Close()
-	return AttachTo(cgroup, pid, shared)
+	w, err := AttachTo(cgroup, pid, shared, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.FollowHTTP2(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
 }
 
 // AttachTo is Attach with process pid's cgroup already open (bpf.AppCgroup): opened
-// first, so that where the programs may not go nothing is loaded. The cgroup stays
-// the caller's to close.
-func AttachTo(cgroup *bpf.Cgroup, pid int, shared *kit.Shared) (*Wire, error) {
+// first, so that where the programs may not go nothing is loaded. It does not wait
+// for HTTP/2's program: FollowHTTP2 does. Its verification starts now with http2
+// (to run beside the others'), else when FollowHTTP2 asks for it (not to take the
+// CPU from those the app waits for). The cgroup stays the caller's to close.
+func AttachTo(cgroup *bpf.Cgroup, pid int, shared *kit.Shared, http2 bool) (*Wire, error) {
 	spec, err := objectSpec()
 	if err != nil {
 		return nil, fmt.Errorf("parse the socket programs: %w", err)
@@ -62,13 +73,13 @@ func AttachTo(cgroup *bpf.Cgroup, pid int, shared *kit.Shared) (*Wire, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the socket programs: %w", err)
 	}
-	objs.Preload(objs.Slow()...) // verified in parallel, each on its own
+	for _, name := range objs.Slow() { // verified in parallel, each on its own
+		if http2 || name != h2Program {
+			objs.Preload(name)
+		}
+	}
 	w := &Wire{objs: objs}
 	if err := objs.SetVariables(appIdentity(pid)); err != nil {
-		objs.Close()
-		return nil, err
-	}
-	if err := handOn(objs); err != nil {
 		objs.Close()
 		return nil, err
 	}
@@ -79,14 +90,20 @@ func AttachTo(cgroup *bpf.Cgroup, pid int, shared *kit.Shared) (*Wire, error) {
 	return w, nil
 }
 
-// handOn puts the programs inject hands writes on to (a tail call: each program is
-// verified within its own budget) where it finds them.
-func handOn(objs *bpf.Objects) error {
-	h2, err := objs.Program("inject_h2")
+// h2Program is the socket programs' HTTP/2 part, which inject hands on to.
+const h2Program = "inject_h2"
+
+// FollowHTTP2 waits for the HTTP/2 program to be verified, then puts it where inject
+// hands HTTP/2 connections on to it (a tail call: each program is verified within its
+// own budget). Until then, a connection whose first bytes are HTTP/2's preface is left
+// alone for its lifetime, and HTTP/1 is served: the overlapped start holds the app's
+// HTTP/2 connection set-up meanwhile (kit.Library.PrefaceWriters).
+func (w *Wire) FollowHTTP2() error {
+	h2, err := w.objs.Program(h2Program)
 	if err != nil {
 		return err
 	}
-	if err := objs.Map("wire_programs").Put(uint32(0), h2); err != nil {
+	if err := w.objs.Map("wire_programs").Put(uint32(0), h2); err != nil {
 		return fmt.Errorf("hand HTTP/2 on to its program: %w", err)
 	}
 	return nil

@@ -1,5 +1,6 @@
-// Command held waits for a line on stdin, then calls work three times, printing each
-// result: a target for the hold's tests, which stop it at its first call.
+// Command held waits for a line on stdin, then calls work three times and more once,
+// printing each result: a target for the hold's tests, which stop it at its first
+// call of each.
 package main
 
 import (
@@ -11,9 +12,13 @@ import (
 //go:noinline
 func work(n int) string { return fmt.Sprint("work ", n) }
 
+//go:noinline
+func more(n int) string { return fmt.Sprint("more ", n) }
+
 func main() {
 	bufio.NewReader(os.Stdin).ReadString('\n')
 	for n := range 3 {
 		fmt.Println(work(n))
 	}
+	fmt.Println(more(3))
 }
