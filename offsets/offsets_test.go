@@ -406,6 +406,20 @@ func TestAnalyzeServerProbe(t *testing.T) {
 			syms[2] != "net/http.(*conn).serve.func1" {
 			t.Errorf("%s: uprobes %v", tg, syms)
 		}
+		// The closures probed by their names are the deferred functions that recover
+		// a handler's panic: conn.serve's, and HTTP/2's runHandler's.
+		for _, sym := range syms {
+			if !strings.HasSuffix(sym, ".func1") {
+				continue
+			}
+			fns, err := b.Functions(sym, "runtime.gorecover")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls, err := b.CallOffsets(fns[sym], fns["runtime.gorecover"]); err != nil || len(calls) != 1 {
+				t.Errorf("%s: %s calls recover at %v (%v), want once: not the deferred function", tg, sym, calls, err)
+			}
+		}
 		// Pattern arrived in Go 1.23.
 		_, hasPattern := p.FieldOffset(offsets.FieldRef{Struct: "net/http.Request", Field: "Pattern"})
 		if hasPattern != (version.Compare(tg.Toolchain, "go1.23") >= 0) {
