@@ -28,7 +28,7 @@ func TestDoctor(t *testing.T) {
 		"ok     uprobes: attach and detach",
 		"ok     exit: uprobes are handed to the kernel to detach in the background",
 		"ok     start: the app starts while the probes load",
-		"ok     probes net/http.server, net/http.client, x/net/http2.server: 14 programs verified",
+		"ok     probes net/http.server, net/http.client, x/net/http2.server: 17 programs verified",
 		"ok     probes database/sql: 11 programs verified",
 		"ok     probes go-redis: 4 programs verified",
 		"ok     probes chi.route: 1 program verified",
