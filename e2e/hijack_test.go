@@ -15,6 +15,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 )
 
 // Requests that never reach net/http's finishRequest (HTTP/1) or handlerDone (HTTP/2),
@@ -150,6 +151,86 @@ func TestHijackAndPanicSpans(t *testing.T) {
 			}
 			if strings.Contains(r.stderr.String(), "still open at the app's exit") {
 				t.Errorf("spans left in flight:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+// HTTP/2 handlers that panic, on each HTTP/2 server: net/http's over TLS and over h2c
+// (Go 1.24+), and x/net's h2c handler (its own server; Go 1.27's under x/net v0.60+).
+// The stream is reset; its span ends then, an error, one per request, none left in
+// flight at exit.
+func TestHTTP2PanicSpans(t *testing.T) {
+	tgs := testenv.BuildGRPC(t, append(testenv.GRPCBuilds, testenv.GRPCBuild{Version: "v1.85.0", Toolchain: "go1.27.3"})...)
+	for _, tg := range tgs {
+		t.Run(tg.Toolchain+"-"+tg.Variant.Name, func(t *testing.T) {
+			recv := testenv.StartReceiver(t)
+			tlsAddr, h2cAddr, xh2cAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+			app, grpcAddr := tracedGRPC(t, tg, recv, "", "GRPCSERVICE_TLS="+tlsAddr, "GRPCSERVICE_H2C="+h2cAddr, "GRPCSERVICE_XH2C="+xh2cAddr)
+			dialGRPC(t, grpcAddr) // serving: the HTTP servers started before
+			h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+			h2c := &http.Transport{Protocols: new(http.Protocols)}
+			h2c.Protocols.SetUnencryptedHTTP2(true)
+			defer h2.CloseIdleConnections()
+			defer h2c.CloseIdleConnections()
+			servers := map[string]struct {
+				url string
+				rt  http.RoundTripper
+			}{"TLS": {"https://" + tlsAddr, h2}, "x/net h2c": {"http://" + xh2cAddr, h2c}}
+			if offsets.VersionAtLeast(tg.Toolchain, "go1.24") { // http.Protocols
+				servers["h2c"] = struct {
+					url string
+					rt  http.RoundTripper
+				}{"http://" + h2cAddr, h2c}
+			}
+			const n = 3
+			for name, s := range servers {
+				for i := 0; i < n; i++ {
+					req, _ := http.NewRequest(http.MethodGet, s.url+"/panic", nil)
+					req.Header.Set("User-Agent", name) // each server's spans, told apart
+					if resp, err := (&http.Client{Transport: s.rt}).Do(req); err == nil {
+						resp.Body.Close()
+						t.Fatalf("%s: answered %s, want the stream reset", name, resp.Status)
+					}
+				}
+			}
+			count := func(spans []testenv.Span, name string) int {
+				c := 0
+				for _, s := range spans {
+					if s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Attrs["url.path"] == "/panic" && s.Attrs["user_agent.original"] == name {
+						c++
+					}
+				}
+				return c
+			}
+			spans, ok := recv.WaitFor(20*time.Second, func(ss []testenv.Span) bool {
+				for name := range servers {
+					if count(ss, name) < n {
+						return false
+					}
+				}
+				return true
+			})
+			if !ok {
+				t.Fatalf("spans: %s\n%s", spanList(spans), app.stderr)
+			}
+			for _, s := range spans {
+				if s.Attrs["url.path"] == "/panic" && (s.StatusCode != tracepb.Status_STATUS_CODE_ERROR || s.Attrs["error.type"] != "panic" ||
+					s.Attrs["network.protocol.version"] != "2" || s.Attrs["http.response.status_code"] != nil || s.Attrs[endReason] != nil) {
+					t.Errorf("panicked HTTP/2 request: %s", spanList([]testenv.Span{s}))
+				}
+			}
+			app.signal(syscall.SIGTERM)
+			app.wait(10 * time.Second)
+			time.Sleep(300 * time.Millisecond) // a span ended at exit would arrive now
+			spans = recv.Spans()
+			for name := range servers {
+				if c := count(spans, name); c != n {
+					t.Errorf("%s: %d panicked requests gave %d spans: %s", name, n, c, spanList(spans))
+				}
+			}
+			if strings.Contains(app.stderr.String(), "still open at the app's exit") {
+				t.Errorf("spans left in flight:\n%s", app.stderr)
 			}
 		})
 	}

@@ -20,9 +20,7 @@
  * hijack, tells the two apart. An HTTP/2 handler that panics reaches no handlerDone:
  * the stream's runHandler recovers in its deferred function, which then calls
  * writeFrameFromHandler to reset the stream, a call made only after a panic; a probe
- * on that call (emulated, as an entry) ends the span. x/net's own server's panics are
- * not probed: their spans are lost, as they were, and the state replaced when the
- * goroutine serves again.
+ * on that call (emulated, as an entry) ends the span; x/net's own server's too.
  *
  * An HTTP/2 server that calls the handler without serverHandler, two hits too:
  * golang.org/x/net/http2's own (h2c.NewHandler, http2.Server.ServeConn), and Go
@@ -586,9 +584,9 @@ int h2_server_done(struct go_regs *ctx)
 	return 0;
 }
 
-/* An HTTP/2 handler panicked: the deferred function of net/http's runHandler (bundled,
- * or Go 1.27's internal) recovered, and calls writeFrameFromHandler to reset the
- * stream; rw.rws, which handlerDone would free, still holds the status. In the
+/* An HTTP/2 handler panicked: the deferred function of runHandler (net/http's bundled
+ * one, Go 1.27's internal one, x/net's) recovered, and calls writeFrameFromHandler to
+ * reset the stream; rw.rws, which handlerDone would free, still holds the status. In the
  * handler's goroutine: its span, begun by serverHandler or by runHandler. */
 SEC("uprobe/http2_serverConn_runHandler_func1")
 int h2_server_panic(struct go_regs *ctx)

@@ -110,6 +110,9 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		}
 		serve := kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetServer[0], Entry: "xnet_serve_conn"}
 		spec.Uprobes = append(spec.Uprobes, run, done, serve)
+		if run.Symbol == xnetRunHandler {
+			spec.Uprobes = append(spec.Uprobes, kit.Uprobe{Spec: XNetServerSpec.Name, Symbol: xnetRunHandlerDeferred, Call: "h2_server_panic"})
+		}
 		ownH2Done = done.Symbol != h2HandlerDone127
 	}
 	// net/http's own HTTP/2 requests end at its handlerDone too, unless the x/net spec

@@ -130,6 +130,9 @@ var XNetServerSpec = offsets.Spec{
 		// Once per connection: a request whose handler hands its connection over
 		// (h2c's Upgrade) is served as the HTTP/2 stream 1, and is that span only.
 		{Symbols: xnetServer},
+		// Where x/net's own runHandler's deferred function resets a panicked stream, as
+		// net/http's does (ServerSpec).
+		{Symbols: []string{xnetRunHandlerDeferred}, Calls: []string{xnetWriteFromHandler}, Optional: true, Needs: xnetServer},
 	},
 	Fields: append(append([]offsets.FieldSpec{
 		// x/net's own server's (x/net v0.60+ built with Go 1.27 has none). Optional:
@@ -273,6 +276,10 @@ const (
 	xnetModule      = "golang.org/x/net"
 	xnetRunHandler  = "golang.org/x/net/http2.(*serverConn).runHandler"
 	xnetHandlerDone = "golang.org/x/net/http2.(*responseWriter).handlerDone"
+	// x/net's own runHandler's deferred function and the call it makes only after a
+	// panic.
+	xnetRunHandlerDeferred = "golang.org/x/net/http2.(*serverConn).runHandler.func1"
+	xnetWriteFromHandler   = "golang.org/x/net/http2.(*serverConn).writeFrameFromHandler"
 	// Go 1.27's HTTP/2 server, which x/net v0.60+ wraps when built with Go 1.27.
 	h2RunHandler127  = "net/http/internal/http2.(*serverConn).runHandler"
 	h2HandlerDone127 = "net/http/internal/http2.(*responseWriter).handlerDone"

@@ -6,7 +6,7 @@
 //
 // serves demo.Echo on ADDR; Relay calls Say on NEXT. With GRPCSERVICE_HTTP=ADDR it
 // also serves HTTP/1 there: /relay calls Say on NEXT with the request's context, /hello
-// answers hello, /unavailable 503; GRPCSERVICE_TLS=ADDR serves the same over TLS (a
+// answers hello, /unavailable 503, /panic panics; GRPCSERVICE_TLS=ADDR serves the same over TLS (a
 // self-signed certificate; HTTP/2 by ALPN), GRPCSERVICE_H2C=ADDR over HTTP/1 and
 // plaintext HTTP/2 (Go 1.24+), GRPCSERVICE_XH2C=ADDR with golang.org/x/net's h2c
 // handler. Methods:
@@ -246,12 +246,13 @@ func (e *echo) fetch(ctx context.Context, in *wrapperspb.StringValue) (*wrappers
 	return wrapperspb.String(string(body)), nil
 }
 
-// routes: /relay (Say on the next hop, with the request's context), /hello and
-// /unavailable.
+// routes: /relay (Say on the next hop, with the request's context), /hello,
+// /unavailable and /panic (the handler panics).
 func (e *echo) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	mux.HandleFunc("/unavailable", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) { panic("/panic") })
 	// /sha: the SHA-256 of the request body, and the traceparent it came with.
 	mux.HandleFunc("/sha", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
