@@ -120,7 +120,8 @@ var ServerSpec = offsets.Spec{
 // hits per request, both entries. Only in a program with x/net's server: elsewhere
 // every request reaches serverHandler. A request that reaches serverHandler under it
 // too (x/net's ConfigureServer over TLS; every HTTP/2 request of a Go 1.27 program
-// with x/net's h2c) is still one span, with four hits.
+// with x/net's h2c) is still one span, with three hits. A request whose handler
+// panicked reaches no handlerDone: it ends at the call that resets its stream.
 var XNetServerSpec = offsets.Spec{
 	Name:   "x/net/http2.server",
 	Module: xnetModule,
