@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -28,26 +27,8 @@ import (
 type server struct {
 	cmd      *exec.Cmd
 	addr     string
-	launcher int         // the launcher's PID, 0 when direct
-	stderr   *syncBuffer // what it said, also passed on to the bench's stderr
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and the bench's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	launcher int                 // the launcher's PID, 0 when direct
+	stderr   *testenv.SyncBuffer // what it said, also passed on to the bench's stderr
 }
 
 func startServer(env *benchEnv, path string, launched bool, otlp string, extraEnv ...string) (*server, error) {
@@ -86,7 +67,7 @@ func startAppUnder(launcher []string, otlp string, argvFor func(addr string) []s
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp, "OTEL_BSP_SCHEDULE_DELAY=200")
 	cmd.Env = append(cmd.Env, extraEnv...)
-	stderr := &syncBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	cmd.Stderr = io.MultiWriter(os.Stderr, stderr)
 	if err := cmd.Start(); err != nil {
 		return nil, err

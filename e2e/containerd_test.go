@@ -28,7 +28,7 @@ func startContainerd(t *testing.T) (sock string, ctr func(args ...string) string
 	config := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n",
 		filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc")
 	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644)
-	daemonLog := &syncBuffer{}
+	daemonLog := &testenv.SyncBuffer{}
 	daemon := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
 	daemon.Stdout, daemon.Stderr = daemonLog, daemonLog
 	if err := daemon.Start(); err != nil {

@@ -232,7 +232,7 @@ func startPostgres(t *testing.T, databases ...string) (dsn string, stop func()) 
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	server := asNobody("postgres", "-D", data, "-p", port, "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
 	server.Stdout, server.Stderr = &log, &log
 	if err := server.Start(); err != nil {
@@ -300,7 +300,7 @@ func startMariaDB(t *testing.T, database string) string {
 		os.Chown(d, 65534, 65534)
 	}
 	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	server := exec.Command(bin, "--no-defaults", "--datadir="+data, "--socket="+filepath.Join(dir, "sock"),
 		"--pid-file="+filepath.Join(dir, "pid"), "--port="+port, "--bind-address=127.0.0.1", "--skip-grant-tables",
 		"--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M")

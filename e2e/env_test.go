@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
 // report mirrors testapp's Report.
@@ -70,7 +72,7 @@ func TestAppEnvironmentIsUntouched(t *testing.T) {
 	defer pr.Close()
 	defer pw.Close()
 
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	// Four inherited fds (3-6): the gate process reuses 3 and 4 for its pipes.
 	r := start(t, opts{env: env, dir: dir, extra: []*os.File{leaked, pw, leaked, pw}, stdin: strings.NewReader(""), stdout: &out},
 		launchBin(t), "--", testApp(t), "report", "a b", "", "--", "-x", "--user")

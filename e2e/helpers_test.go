@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +46,7 @@ type run struct {
 	pid    int // the launcher's PID (in our namespace), also as PID 1 of its own
 	stdin  io.WriteCloser
 	lines  chan string // stdout, line by line
-	stderr *syncBuffer
+	stderr *testenv.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -72,7 +71,7 @@ func start(t testing.TB, o opts, argv ...string) *run {
 		full = append([]string{"unshare", "-pf", "--mount-proc"}, full...)
 	}
 	r := &run{t: t, cmd: exec.Command(full[0], full[1:]...), lines: make(chan string, 4096),
-		stderr: &syncBuffer{}, done: make(chan struct{})}
+		stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	r.cmd.Env, r.cmd.Dir, r.cmd.ExtraFiles = o.env, o.dir, o.extra
 	r.cmd.Stderr = r.stderr
 	r.cmd.WaitDelay = time.Second // an orphan holding our pipes must not hang Wait
@@ -225,7 +224,7 @@ func (r *run) wait(timeout time.Duration) exit {
 // runLaunch runs a launcher to completion and returns its exit, stdout and stderr.
 func runLaunch(t testing.TB, o opts, argv ...string) (exit, string, string) {
 	t.Helper()
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	o.stdout = &out
 	if o.stdin == nil {
 		o.stdin = strings.NewReader("")
@@ -233,23 +232,6 @@ func runLaunch(t testing.TB, o opts, argv ...string) (exit, string, string) {
 	r := start(t, o, argv...)
 	e := r.wait(60 * time.Second)
 	return e, out.String(), r.stderr.String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // procStat is what /proc/PID/stat says of a process.

@@ -186,7 +186,7 @@ func TestRequestMetricsConsole(t *testing.T) {
 	testenv.RequireRoot(t)
 	tg := testenv.BuildTargets(t, "httpserver", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})[0]
 	addr := freeAddr(t)
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	env := append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=console", "OTEL_SERVICE_NAME=console-metrics")
 	r := start(t, opts{env: env, stdin: strings.NewReader(""), stdout: &out}, launchBin(t), "--require-instrumentation", "--", tg.Path, addr)
 	firstRequest(t, addr, "/items/first")

@@ -172,7 +172,7 @@ func startRedis(t *testing.T) (addr string, stop func()) {
 	bin := testenv.RequireCommand(t, "redis-server")
 	addr = freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	server := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", t.TempDir(), "--daemonize", "no")
 	server.Stdout, server.Stderr = &log, &log

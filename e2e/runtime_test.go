@@ -237,7 +237,7 @@ func TestLaunchRuntimeContainerd(t *testing.T) {
 	addr := freeAddr(t)
 	const name = "otel-go-launcher-e2e-runtime-containerd"
 	defer removeContainerdTask(sock, name)
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	run := exec.Command("ctr", "-a", sock, "run", "--net-host", "--runc-binary", runtime,
 		"--annotation", bundle.AnnotationTrace+"=true", "--annotation", bundle.AnnotationEnvPrefix+"OTEL_SERVICE_NAME="+name,
 		"--env", "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "--env", "OTEL_BSP_SCHEDULE_DELAY=200", image, name, "/app", "-addr", addr)
@@ -336,7 +336,7 @@ func TestLaunchRuntimeRunc(t *testing.T) {
 
 	const service = "otel-go-launcher-e2e-runtime-runc"
 	traced := writeConfig(map[string]string{bundle.AnnotationTrace: "true", bundle.AnnotationEnvPrefix + "OTEL_SERVICE_NAME": service})
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	run := wrapped("run", "traced")
 	run.Stdout, run.Stderr = &out, &out
 	if err := run.Start(); err != nil {

@@ -1,13 +1,12 @@
 package hold
 
 import (
-	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,27 +24,60 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is the app's stdout, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// all is what the held program prints when it runs to its end.
+const all = "work 0\nwork 1\nwork 2\nmore 3\n"
+
+// heldApp is the held program (testdata/held), started and waiting for a line on
+// stdin before its calls.
+type heldApp struct {
+	t          *testing.T
+	path       string
+	pid        int
+	work, more offsets.Func
+	entry      uint64 // where main.work's entry probe goes
+	cmd        *exec.Cmd
+	stdin      io.Writer
+	out        testenv.SyncBuffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+func startHeld(t *testing.T) *heldApp {
+	t.Helper()
+	testenv.RequireRoot(t)
+	a := &heldApp{t: t, path: testenv.Build(t, "./probes/hold/testdata/held")}
+	bin, err := offsets.Open(a.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	fns, err := bin.Functions("main.work", "main.more")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.work, a.more = fns["main.work"], fns["main.more"]
+	if a.entry = bin.EntryProbeOffset(a.work); a.entry == a.work.Offset {
+		t.Fatalf("main.work's entry probe is at its first instruction (%#x): the tests need a stack check", a.entry)
+	}
+	a.cmd = exec.Command(a.path)
+	stdin, err := a.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.stdin = stdin
+	a.cmd.Stdout = &a.out
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cmd.Process.Kill(); a.cmd.Wait() })
+	a.pid = a.cmd.Process.Pid
+	return a
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// run lets it make its calls.
+func (a *heldApp) run() { a.stdin.Write([]byte("go\n")) }
 
-// state is process pid's state letter (/proc/PID/stat): T when stopped.
-func state(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// state is its state letter (/proc/PID/stat): T when stopped.
+func (a *heldApp) state() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.pid))
 	if err != nil {
 		return "gone"
 	}
@@ -53,74 +85,48 @@ func state(pid int) string {
 	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
 }
 
+// stopped waits until it is stopped, having printed printed.
+func (a *heldApp) stopped(printed string) {
+	a.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); a.state() != "T" || a.out.String() != printed; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			a.t.Fatalf("the app is not stopped after printing %q: state %s, output %q", printed, a.state(), a.out.String())
+		}
+	}
+}
+
+// finished waits for its exit and checks that it printed all.
+func (a *heldApp) finished() {
+	a.t.Helper()
+	if err := a.cmd.Wait(); err != nil {
+		a.t.Fatalf("the app: %v (output %q)", err, a.out.String())
+	}
+	if got := a.out.String(); got != all {
+		a.t.Errorf("the app printed %q, want %q", got, all)
+	}
+}
+
 // The app is stopped at its first call of a held function, before that function's
 // entry probe address; a probe attached while it is stopped sees that call, and
 // Release lets it finish. No call is missed.
 func TestHoldStopsBeforeTheEntryProbe(t *testing.T) {
-	testenv.RequireRoot(t)
-	path := testenv.Build(t, "./probes/hold/testdata/held")
-	bin, err := offsets.Open(path)
+	a := startHeld(t)
+	h, err := Attach(a.path, a.pid, []uint64{a.work.Offset}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fns, err := bin.Functions("main.work")
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := fns["main.work"]
-	entry := bin.EntryProbeOffset(work)
-	bin.Close()
-	if entry == work.Offset {
-		t.Fatalf("main.work's entry probe is at its first instruction (%#x): the test needs a stack check", entry)
-	}
-
-	app := exec.Command(path)
-	stdin, err := app.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out syncBuffer
-	app.Stdout = &out
-	if err := app.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { app.Process.Kill(); app.Wait() })
-	pid := app.Process.Pid
-
-	h, err := Attach(path, pid, []uint64{work.Offset}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin.Write([]byte("go\n"))
-	for deadline := time.Now().Add(10 * time.Second); state(pid) != "T"; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the app was not stopped at main.work: state %s, output %q", state(pid), out.String())
-		}
-	}
-	if got := out.String(); got != "" {
-		t.Fatalf("the stopped app printed %q: it ran past its first call", got)
-	}
-
+	a.run()
+	a.stopped("")
 	seen, prog := callsSeen(t)
-	links, err := bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: "main.work", Program: prog, Offsets: []uint64{entry}})
+	links, err := bpf.AttachUprobes(a.path, a.pid, bpf.Uprobe{Symbol: "main.work", Program: prog, Offsets: []uint64{a.entry}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bpf.CloseAll(links)
-
-	held, err := h.Release()
-	if err != nil {
-		t.Fatal(err)
+	if continued, err := h.Release(); err != nil || !continued {
+		t.Fatalf("Release: continued %v, err %v", continued, err)
 	}
-	if !held {
-		t.Error("Release says the app was not held")
-	}
-	if err := app.Wait(); err != nil {
-		t.Fatalf("the app: %v (output %q)", err, out.String())
-	}
-	if got, want := out.String(), "work 0\nwork 1\nwork 2\nmore 3\n"; got != want {
-		t.Errorf("the app printed %q, want %q", got, want)
-	}
+	a.finished()
 	for n := range uint32(3) {
 		var v uint64
 		if err := seen.Lookup(n, &v); err != nil {
@@ -170,116 +176,57 @@ func callsSeen(t *testing.T) (*ebpf.Map, *ebpf.Program) {
 // An app that reaches no held function before Release is never stopped, and Release
 // says so.
 func TestHoldReleasedBeforeAnyCall(t *testing.T) {
-	testenv.RequireRoot(t)
-	path := testenv.Build(t, "./probes/hold/testdata/held")
-	bin, err := offsets.Open(path)
+	a := startHeld(t)
+	h, err := Attach(a.path, a.pid, []uint64{a.work.Offset}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fns, err := bin.Functions("main.work")
-	bin.Close()
-	if err != nil {
-		t.Fatal(err)
+	if continued, err := h.Release(); err != nil || continued {
+		t.Fatalf("Release before any call: continued %v, err %v", continued, err)
 	}
-	app := exec.Command(path)
-	stdin, err := app.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out syncBuffer
-	app.Stdout = &out
-	if err := app.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { app.Process.Kill(); app.Wait() })
-	h, err := Attach(path, app.Process.Pid, []uint64{fns["main.work"].Offset}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := h.Release()
-	if err != nil || held {
-		t.Fatalf("Release before any call: held %v, err %v", held, err)
-	}
-	stdin.Write([]byte("go\n"))
-	if err := app.Wait(); err != nil {
-		t.Fatalf("the app: %v (output %q)", err, out.String())
-	}
-	if got := out.String(); got != "work 0\nwork 1\nwork 2\nmore 3\n" {
-		t.Errorf("the app printed %q", got)
-	}
+	a.run()
+	a.finished()
 }
 
 // Later points are held after the core is released: the app runs through the core
 // points, stops at a later one (and Later says so), and goes on once all is released.
 // Stopped at a later point before the core is released, it stays stopped then.
 func TestHoldLater(t *testing.T) {
-	testenv.RequireRoot(t)
-	path := testenv.Build(t, "./probes/hold/testdata/held")
-	bin, err := offsets.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := bin.Functions("main.work", "main.more")
-	bin.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, more := []uint64{fns["main.work"].Offset}, []uint64{fns["main.more"].Offset}
 	for _, c := range []struct {
-		name        string
-		core, later []uint64
-		afterCore   string // the app's output, stopped, once the core is released
+		name      string
+		later     bool   // main.work is the later point, main.more the core one
+		afterCore string // the app's output, stopped, once the core is released
 	}{
-		{"later point reached after the core is released", work, more, "work 0\nwork 1\nwork 2\n"},
-		{"later point reached first", more, work, ""},
+		{"later point reached after the core is released", false, "work 0\nwork 1\nwork 2\n"},
+		{"later point reached first", true, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			app := exec.Command(path)
-			stdin, err := app.StdinPipe()
+			a := startHeld(t)
+			core, later := []uint64{a.work.Offset}, []uint64{a.more.Offset}
+			if c.later {
+				core, later = later, core
+			}
+			h, err := Attach(a.path, a.pid, core, later)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var out syncBuffer
-			app.Stdout = &out
-			if err := app.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { app.Process.Kill(); app.Wait() })
-			pid := app.Process.Pid
-			h, err := Attach(path, pid, c.core, c.later)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stopped := func(want string) {
-				t.Helper()
-				for deadline := time.Now().Add(10 * time.Second); state(pid) != "T" || out.String() != want; time.Sleep(time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatalf("the app is not stopped after %q: state %s, output %q", want, state(pid), out.String())
-					}
-				}
-			}
-			stdin.Write([]byte("go\n"))
-			stopped("")
+			a.run()
+			a.stopped("")
 			if _, err := h.ReleaseCore(); err != nil {
 				t.Fatal(err)
 			}
-			stopped(c.afterCore)
+			a.stopped(c.afterCore)
 			select {
 			case <-h.Later():
 			case <-time.After(10 * time.Second):
 				t.Fatal("stopped at a later point, and Later is not closed")
 			}
 			time.Sleep(50 * time.Millisecond) // were it wrongly continued, it would run on now
-			stopped(c.afterCore)
-			if held, err := h.Release(); err != nil || !held {
-				t.Fatalf("Release: continued %v, err %v", held, err)
+			a.stopped(c.afterCore)
+			if continued, err := h.Release(); err != nil || !continued {
+				t.Fatalf("Release: continued %v, err %v", continued, err)
 			}
-			if err := app.Wait(); err != nil {
-				t.Fatalf("the app: %v (output %q)", err, out.String())
-			}
-			if got := out.String(); got != "work 0\nwork 1\nwork 2\nmore 3\n" {
-				t.Errorf("the app printed %q", got)
-			}
+			a.finished()
 		})
 	}
 }
