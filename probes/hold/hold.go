@@ -31,7 +31,8 @@ import (
 type Hold struct {
 	pid    int
 	objs   *bpf.Objects
-	links  []link.Link
+	core   []link.Link     // at the core points: handed to the kernel once they are released
+	links  []link.Link     // at the later points
 	reader *ringbuf.Reader // later_reached; nil without later points
 	later  chan struct{}   // closed once the app reached a later point
 
@@ -56,11 +57,6 @@ func Attach(path string, pid int, core, later []uint64) (*Hold, error) {
 		objs.Close()
 		return nil, err
 	}
-	offsets := append(append([]uint64{}, core...), later...)
-	cookies := make([]uint64, len(offsets)) // the group: 0 core, 1 later
-	for i := len(core); i < len(offsets); i++ {
-		cookies[i] = 1
-	}
 	h := &Hold{pid: pid, objs: objs, later: make(chan struct{})}
 	if len(later) > 0 {
 		if h.reader, err = ringbuf.NewReader(objs.Map("later_reached")); err != nil {
@@ -69,7 +65,17 @@ func Attach(path string, pid int, core, later []uint64) (*Hold, error) {
 		}
 		go h.watch()
 	}
-	h.links, err = bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: "the instrumented functions (hold)", Program: prog, Offsets: offsets, Cookies: cookies})
+	// A link per group (the cookie says which), so that the core's goes once it is
+	// released: every hit of an offset costs a trap, single-stepped at a function's
+	// first instruction.
+	h.core, err = bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: "the instrumented functions (hold)", Program: prog, Offsets: core, Cookies: make([]uint64, len(core))})
+	if err == nil && len(later) > 0 {
+		cookies := make([]uint64, len(later))
+		for i := range cookies {
+			cookies[i] = 1
+		}
+		h.links, err = bpf.AttachUprobes(path, pid, bpf.Uprobe{Symbol: "the HTTP/2 connection set-up (hold)", Program: prog, Offsets: later, Cookies: cookies})
+	}
 	if err != nil {
 		h.close()
 		return nil, err
@@ -110,12 +116,14 @@ func (h *Hold) release(groups int) (bool, error) {
 	h.released = groups
 	if groups == 2 {
 		defer h.close()
+	} else {
+		defer h.releaseCore()
 	}
 	if err := h.objs.SetVariables(map[string]uint64{"released": uint64(groups)}); err != nil {
 		// The program may go on stopping the app: detach it, wait for that, and let
 		// the app go.
-		bpf.CloseAll(h.links)
-		h.links, h.released = nil, 2
+		bpf.CloseAll(append(h.core, h.links...))
+		h.core, h.links, h.released = nil, nil, 2
 		continued, cerr := h.resume()
 		if groups < 2 {
 			h.close()
@@ -171,12 +179,19 @@ func (h *Hold) resume() (bool, error) {
 	return true, nil
 }
 
+// releaseCore hands the core points' link to the kernel to detach.
+func (h *Hold) releaseCore() {
+	bpf.Release(h.core)
+	h.core = nil
+}
+
 // close stops watching and hands the hold to the kernel to detach.
 func (h *Hold) close() {
 	if h.reader != nil {
 		h.reader.Close()
 	}
-	bpf.Release(h.links)
+	bpf.Release(append(h.core, h.links...))
+	h.core, h.links = nil, nil
 	h.objs.Close()
 }
 

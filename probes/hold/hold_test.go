@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/otel-go-launcher/otel-go-launcher/bpf"
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
@@ -216,6 +217,13 @@ func TestHoldLater(t *testing.T) {
 				t.Fatal(err)
 			}
 			a.stopped(c.afterCore)
+			// The core's link goes (each hit would cost the app a trap); the later
+			// points' stays.
+			for deadline := time.Now().Add(10 * time.Second); holdLinks(t, h) != 1; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d links of the hold after the core's release, want 1", holdLinks(t, h))
+				}
+			}
 			select {
 			case <-h.Later():
 			case <-time.After(10 * time.Second):
@@ -229,4 +237,26 @@ func TestHoldLater(t *testing.T) {
 			a.finished()
 		})
 	}
+}
+
+// holdLinks counts the BPF links of h's program in the system.
+func holdLinks(t *testing.T, h *Hold) int {
+	t.Helper()
+	prog, err := h.objs.Program("hold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	n := 0
+	var it link.Iterator
+	for it.Next() {
+		if li, err := it.Link.Info(); err == nil && li.Program == id {
+			n++
+		}
+	}
+	return n
 }
