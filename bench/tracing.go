@@ -434,7 +434,8 @@ func tracingRound(tg string, recv *testenv.Receiver, c tracingCase) (tracingResu
 		return res, err
 	}
 	time.Sleep(time.Second) // the latency run's spans arrive before counting starts
-	runs0, bpf0 := ownStats([]int{s.launcher}, "server_")
+	// The hold's program too: it must not be hit once the probes are attached.
+	runs0, bpf0 := ownStats([]int{s.launcher}, "server_", "hold")
 	spans0 := recv.Received()
 	cpu0 := cpuTime(s.launcher)
 	stopRSS := sampleRSS(s.launcher)
@@ -445,7 +446,7 @@ func tracingRound(tg string, recv *testenv.Receiver, c tracingCase) (tracingResu
 	res.rssKB = stopRSS()
 	time.Sleep(500 * time.Millisecond) // let the last batch export
 	res.launcherCPU = cpuTime(s.launcher) - cpu0
-	runs, bpf := ownStats([]int{s.launcher}, "server_")
+	runs, bpf := ownStats([]int{s.launcher}, "server_", "hold")
 	res.hits, res.bpfTime = int64(runs-runs0), bpf-bpf0
 	res.spans = int64(recv.Received() - spans0)
 	return res, nil
