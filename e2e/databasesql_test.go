@@ -80,7 +80,9 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, db sqlDatabase) {
 	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
 		"OTEL_SERVICE_NAME=dbservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
 		"OTEL_METRICS_EXPORTER=", "OTEL_METRIC_EXPORT_INTERVAL=")
-	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path,
+	// Overlapped (the default): the CREATE TABLEs at start and the first request wait
+	// for the probes, held by the kernel.
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path,
 		"-addr", addr, "-driver", driver, "-dsn", dsn)
 	get := func(path string) { t.Helper(); getOK(t, r, addr, path) }
 	firstRequest(t, addr, "/items/first")

@@ -39,7 +39,7 @@ func tracedGRPC(t *testing.T, tg testenv.Target, recv *testenv.Receiver, next st
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint,
 		"OTEL_BSP_SCHEDULE_DELAY=200",
 		"OTEL_SERVICE_NAME=", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
-	args := []string{launchBin(t), "--require-instrumentation", "--", tg.Path, addr}
+	args := []string{launchBin(t), "--", tg.Path, addr} // overlapped: the first RPC waits for the probes
 	if next != "" {
 		args = append(args, next)
 	}

@@ -44,7 +44,8 @@ func redisSpans(t *testing.T, tg testenv.Target, server string) {
 	addr := freeAddr(t)
 	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
 		"OTEL_SERVICE_NAME=cacheservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=")
-	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--require-instrumentation", "--", tg.Path,
+	// Overlapped (the default): the first request's commands wait for the probes.
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path,
 		"-addr", addr, "-redis", server, "-db", redisDB)
 	get := func(path string) { t.Helper(); getOK(t, r, addr, path) }
 	firstRequest(t, addr, "/set?key=first")
