@@ -487,25 +487,8 @@ func TestHTTP2ServerSpans(t *testing.T) {
 	for _, tg := range tgs {
 		t.Run(tg.Toolchain+"-"+tg.Variant.Name, func(t *testing.T) {
 			recv := testenv.StartReceiver(t)
-			tlsAddr, h2cAddr, xh2cAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-			app, grpcAddr := tracedGRPC(t, tg, recv, "", "GRPCSERVICE_TLS="+tlsAddr, "GRPCSERVICE_H2C="+h2cAddr, "GRPCSERVICE_XH2C="+xh2cAddr)
-			dialGRPC(t, grpcAddr) // serving: the HTTP servers started before
-			h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
-			h2c := &http.Transport{Protocols: new(http.Protocols)}
-			h2c.Protocols.SetUnencryptedHTTP2(true)
+			app, servers, xh2cAddr := tracedHTTP2Servers(t, tg, recv)
 			traceID, parentID := "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-			servers := []struct {
-				name string
-				url  string
-				rt   http.RoundTripper
-			}{{"TLS", "https://" + tlsAddr, h2}, {"x/net h2c", "http://" + xh2cAddr, h2c}}
-			if offsets.VersionAtLeast(tg.Toolchain, "go1.24") { // http.Protocols
-				servers = append(servers, struct {
-					name string
-					url  string
-					rt   http.RoundTripper
-				}{"h2c", "http://" + h2cAddr, h2c})
-			}
 			for _, c := range servers {
 				for _, path := range []string{"/hello", "/unavailable", "/proxy?to=http://" + xh2cAddr + "/sha"} {
 					req, _ := http.NewRequest(http.MethodGet, c.url+path, nil)
@@ -532,8 +515,9 @@ func TestHTTP2ServerSpans(t *testing.T) {
 				t.Fatalf("curl --http2: %q %v", out, err)
 			}
 			// Closed: the preface's "request" would end, and have its span, now.
-			h2.CloseIdleConnections()
-			h2c.CloseIdleConnections()
+			for _, c := range servers {
+				c.rt.(*http.Transport).CloseIdleConnections()
+			}
 			// Per server: three server spans, one client span (/proxy's) and the
 			// server span of the request it made; and the upgraded request's.
 			spans, ok := recv.WaitFor(20*time.Second, func(ss []testenv.Span) bool { return len(ss) >= 5*len(servers)+1 })
@@ -823,4 +807,31 @@ func TestGRPCTooOld(t *testing.T) {
 	if said := launcherLines(app); said != want {
 		t.Errorf("the launcher said:\n%s\nwant the one line:\n%s", said, want)
 	}
+}
+
+// http2Server is one of grpcservice's HTTP/2 servers, and a transport that reaches it.
+type http2Server struct {
+	name string // "TLS", "x/net h2c", "h2c"
+	url  string
+	rt   http.RoundTripper
+}
+
+// tracedHTTP2Servers runs grpcservice under the launcher with its HTTP/2 servers -
+// net/http's over TLS and over h2c (prior knowledge, Go 1.24's http.Protocols), x/net's
+// h2c handler - and returns it, serving, with each server and x/net's address.
+func tracedHTTP2Servers(t *testing.T, tg testenv.Target, recv *testenv.Receiver) (app *run, servers []http2Server, xh2cAddr string) {
+	t.Helper()
+	tlsAddr, h2cAddr, xh2cAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	app, grpcAddr := tracedGRPC(t, tg, recv, "", "GRPCSERVICE_TLS="+tlsAddr, "GRPCSERVICE_H2C="+h2cAddr, "GRPCSERVICE_XH2C="+xh2cAddr)
+	dialGRPC(t, grpcAddr) // serving: the HTTP servers started before
+	h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(h2.CloseIdleConnections)
+	t.Cleanup(h2c.CloseIdleConnections)
+	servers = []http2Server{{"TLS", "https://" + tlsAddr, h2}, {"x/net h2c", "http://" + xh2cAddr, h2c}}
+	if offsets.VersionAtLeast(tg.Toolchain, "go1.24") { // http.Protocols
+		servers = append(servers, http2Server{"h2c", "http://" + h2cAddr, h2c})
+	}
+	return app, servers, xh2cAddr
 }

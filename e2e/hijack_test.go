@@ -15,7 +15,6 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
-	"github.com/otel-go-launcher/otel-go-launcher/offsets"
 )
 
 // Requests that never reach net/http's finishRequest (HTTP/1) or handlerDone (HTTP/2),
@@ -165,26 +164,10 @@ func TestHTTP2PanicSpans(t *testing.T) {
 	for _, tg := range tgs {
 		t.Run(tg.Toolchain+"-"+tg.Variant.Name, func(t *testing.T) {
 			recv := testenv.StartReceiver(t)
-			tlsAddr, h2cAddr, xh2cAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-			app, grpcAddr := tracedGRPC(t, tg, recv, "", "GRPCSERVICE_TLS="+tlsAddr, "GRPCSERVICE_H2C="+h2cAddr, "GRPCSERVICE_XH2C="+xh2cAddr)
-			dialGRPC(t, grpcAddr) // serving: the HTTP servers started before
-			h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
-			h2c := &http.Transport{Protocols: new(http.Protocols)}
-			h2c.Protocols.SetUnencryptedHTTP2(true)
-			defer h2.CloseIdleConnections()
-			defer h2c.CloseIdleConnections()
-			servers := map[string]struct {
-				url string
-				rt  http.RoundTripper
-			}{"TLS": {"https://" + tlsAddr, h2}, "x/net h2c": {"http://" + xh2cAddr, h2c}}
-			if offsets.VersionAtLeast(tg.Toolchain, "go1.24") { // http.Protocols
-				servers["h2c"] = struct {
-					url string
-					rt  http.RoundTripper
-				}{"http://" + h2cAddr, h2c}
-			}
+			app, servers, _ := tracedHTTP2Servers(t, tg, recv)
 			const n = 3
-			for name, s := range servers {
+			for _, s := range servers {
+				name := s.name
 				for i := 0; i < n; i++ {
 					req, _ := http.NewRequest(http.MethodGet, s.url+"/panic", nil)
 					req.Header.Set("User-Agent", name) // each server's spans, told apart
@@ -204,8 +187,8 @@ func TestHTTP2PanicSpans(t *testing.T) {
 				return c
 			}
 			spans, ok := recv.WaitFor(20*time.Second, func(ss []testenv.Span) bool {
-				for name := range servers {
-					if count(ss, name) < n {
+				for _, s := range servers {
+					if count(ss, s.name) < n {
 						return false
 					}
 				}
@@ -224,9 +207,9 @@ func TestHTTP2PanicSpans(t *testing.T) {
 			app.wait(10 * time.Second)
 			time.Sleep(300 * time.Millisecond) // a span ended at exit would arrive now
 			spans = recv.Spans()
-			for name := range servers {
-				if c := count(spans, name); c != n {
-					t.Errorf("%s: %d panicked requests gave %d spans: %s", name, n, c, spanList(spans))
+			for _, s := range servers {
+				if c := count(spans, s.name); c != n {
+					t.Errorf("%s: %d panicked requests gave %d spans: %s", s.name, n, c, spanList(spans))
 				}
 			}
 			if strings.Contains(app.stderr.String(), "still open at the app's exit") {
