@@ -460,3 +460,23 @@ func buildModule(name, pkg, version, toolchain string) (string, error) {
 	defer targetMu.Unlock()
 	return out, targetErr[out]
 }
+
+// KafkaGoBuilds cover segmentio/kafka-go: an old release (v0.4.30, before
+// Writer.AllowAutoTopicCreation) on an old toolchain, and the newest (kafkaservice's
+// go.mod), also stripped.
+var KafkaGoBuilds = []ModuleBuild{
+	{Version: "v0.4.30", Toolchain: "go1.22.12"},
+	{Version: KafkaGoDefault, Toolchain: "go1.26.8"},
+	{Version: KafkaGoDefault, Toolchain: "go1.26.8", Stripped: true},
+}
+
+// KafkaGoDefault is the kafka-go release of kafkaservice's go.mod.
+const KafkaGoDefault = "v0.4.51"
+
+var kafkaService = moduleTarget{Name: "kafkaservice", Tag: "kafkago", Default: KafkaGoDefault}
+
+// BuildKafkaGo builds the kafkaservice target for each build, cached as BuildTargets does.
+func BuildKafkaGo(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	return kafkaService.mustBuild(t, builds)
+}
