@@ -105,6 +105,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	afterConsume := "http://" + *addr + "/after-consume"
+	// Consumer groups named after the topic: a service that follows another on the
+	// same broker would otherwise wait for the gone member's session to time out.
 	reader := func(group string) *kafka.Reader {
 		return kafka.NewReader(kafka.ReaderConfig{
 			Brokers:     []string{*broker},
@@ -128,7 +130,7 @@ func main() {
 	// ReadMessage: a consumer group's reader commits each message as it returns it.
 	go func() {
 		defer workers.Done()
-		r := reader("kafkaservice-read")
+		r := reader("kafkaservice-read-" + *topic)
 		defer r.Close()
 		for {
 			m, err := r.ReadMessage(ctx)
@@ -145,7 +147,7 @@ func main() {
 	// FetchMessage: the app commits after handling the message.
 	go func() {
 		defer workers.Done()
-		r := reader("kafkaservice-fetch")
+		r := reader("kafkaservice-fetch-" + *topic)
 		defer r.Close()
 		for {
 			m, err := r.FetchMessage(ctx)

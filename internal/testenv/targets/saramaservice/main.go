@@ -185,9 +185,12 @@ func main() {
 			resp.Body.Close()
 		}
 	}
-	group, err := sarama.NewConsumerGroup(brokers, "saramaservice", cfg)
+	// A consumer group named after the topic: a service that follows another on the
+	// same broker would otherwise wait for the gone member's session to time out.
+	groupName := "saramaservice-" + *topic
+	group, err := sarama.NewConsumerGroup(brokers, groupName, cfg)
 	if err != nil {
-		log.Fatalf("saramaservice: join consumer group saramaservice at %s: %v", *broker, err)
+		log.Fatalf("saramaservice: join consumer group %s at %s: %v", groupName, *broker, err)
 	}
 	defer group.Close()
 	consumerDone := make(chan struct{})
