@@ -37,7 +37,7 @@ func main() {
 		statePrefix := unshift(^old, last)
 		crcPrefix := ^statePrefix
 		edited := append([]byte{0x9c, 0x01}, last...) // a wider length varint, say
-		edited[len(edited)-1] ^= 0x02                  // a header count changed
+		edited[len(edited)-1] ^= 0x02                 // a header count changed
 		edited = append(edited, bytes.Repeat([]byte{'t'}, 68)...)
 		got := crc32.Update(crcPrefix, tab, edited)
 		want := crc32.Checksum(append(append([]byte{}, prefix...), edited...), tab)
