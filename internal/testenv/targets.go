@@ -460,3 +460,42 @@ func buildModule(name, pkg, version, toolchain string) (string, error) {
 	defer targetMu.Unlock()
 	return out, targetErr[out]
 }
+
+// KafkaGoBuilds cover segmentio/kafka-go: an old release (v0.4.30, before
+// Writer.AllowAutoTopicCreation) on an old toolchain, and the newest (kafkaservice's
+// go.mod), also stripped.
+var KafkaGoBuilds = []ModuleBuild{
+	{Version: "v0.4.30", Toolchain: "go1.22.12"},
+	{Version: KafkaGoDefault, Toolchain: "go1.26.8"},
+	{Version: KafkaGoDefault, Toolchain: "go1.26.8", Stripped: true},
+}
+
+// KafkaGoDefault is the kafka-go release of kafkaservice's go.mod.
+const KafkaGoDefault = "v0.4.51"
+
+var kafkaService = moduleTarget{Name: "kafkaservice", Tag: "kafkago", Default: KafkaGoDefault}
+
+// BuildKafkaGo builds the kafkaservice target for each build, cached as BuildTargets does.
+func BuildKafkaGo(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	return kafkaService.mustBuild(t, builds)
+}
+
+// SaramaBuilds cover IBM/sarama: the first release under the IBM module path
+// (v1.40.1) on an old toolchain, and the newest (saramaservice's go.mod), also stripped.
+var SaramaBuilds = []ModuleBuild{
+	{Version: "v1.40.1", Toolchain: "go1.22.12"},
+	{Version: SaramaDefault, Toolchain: "go1.26.8"},
+	{Version: SaramaDefault, Toolchain: "go1.26.8", Stripped: true},
+}
+
+// SaramaDefault is the sarama release of saramaservice's go.mod.
+const SaramaDefault = "v1.62.0"
+
+var saramaService = moduleTarget{Name: "saramaservice", Tag: "sarama", Default: SaramaDefault}
+
+// BuildSarama builds the saramaservice target for each build, cached as BuildTargets does.
+func BuildSarama(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	return saramaService.mustBuild(t, builds)
+}

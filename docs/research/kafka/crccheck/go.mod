@@ -1,0 +1,3 @@
+module crccheck
+
+go 1.26.0
