@@ -44,13 +44,9 @@ type Hold struct {
 // Attach loads the hold and attaches it in the executable at path, for process pid,
 // at core and later points (ELF file offsets of functions' first instructions).
 func Attach(path string, pid int, core, later []uint64) (*Hold, error) {
-	spec, err := loadHold()
+	objs, err := load()
 	if err != nil {
-		return nil, fmt.Errorf("parse the hold program: %w", err)
-	}
-	objs, err := bpf.LoadObjects(spec, bpf.LoadOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("load the hold program: %w", err)
+		return nil, err
 	}
 	prog, err := objs.Program("hold")
 	if err != nil {
@@ -198,14 +194,23 @@ func (h *Hold) close() {
 // Check loads the hold, as Attach does: whether this kernel lets a program stop the
 // app (bpf_send_signal) - for `launch doctor`.
 func Check() error {
-	spec, err := loadHold()
+	objs, err := load()
 	if err != nil {
-		return fmt.Errorf("parse the hold program: %w", err)
-	}
-	objs, err := bpf.LoadObjects(spec, bpf.LoadOptions{})
-	if err != nil {
-		return fmt.Errorf("load the hold program: %w", err)
+		return err
 	}
 	objs.Close()
 	return nil
+}
+
+// load parses and loads the hold's BPF object.
+func load() (*bpf.Objects, error) {
+	spec, err := loadHold()
+	if err != nil {
+		return nil, fmt.Errorf("parse the hold program: %w", err)
+	}
+	objs, err := bpf.LoadObjects(spec, bpf.LoadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("load the hold program: %w", err)
+	}
+	return objs, nil
 }
