@@ -31,6 +31,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/hold"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/pgx"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/wire"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
@@ -65,6 +66,7 @@ func Libraries(opts Options) []kit.Library {
 		grpc.Library(),
 		databasesql.Library(),
 		goredis.Library(),
+		pgx.Library(),
 		chi.Library(),
 		gorillamux.Library(),
 		gin.Library(),

@@ -35,6 +35,7 @@
 #include "spans.h"
 #include "client.h"
 #include "net_conn.h"
+#include "sql_goroutines.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -69,6 +70,10 @@ volatile __u64 type_pgconn_PgError = 0;      /* *pgconn.PgError */
 volatile __u64 type_pgconn_PrepareError = 0; /* *pgconn.PrepareError */
 volatile __u64 type_pq_Error = 0;            /* *pq.Error */
 volatile __u64 type_mysql_MySQLError = 0;    /* *mysql.MySQLError */
+
+/* Whether to mark the goroutines of operations in sql_goroutines: for an app that links
+ * pgx, whose own probe must make no second span for them. */
+volatile __u64 sql_mark_goroutines = 0;
 
 /* Set last, once everything else is. */
 volatile __u64 sql_enabled = 0;
@@ -190,6 +195,10 @@ static __always_inline struct sql_event *begin(__u64 g, __u64 ctx_tab, __u64 ctx
 		return 0;
 	ev->kind = EVENT_OPERATION;
 	ev->op = op;
+	if (sql_mark_goroutines) {
+		__u8 mark = 1;
+		bpf_map_update_elem(&sql_goroutines, &g, &mark, BPF_ANY);
+	}
 	ev->start_ns = bpf_ktime_get_ns();
 	struct span_ref *parent = find_parent(ctx_tab, ctx, 0, g, 1);
 	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
@@ -331,6 +340,8 @@ static __always_inline void end(__u64 g, __u64 err_tab, __u64 err_data)
 		size = sizeof(*ev);
 	submit(ev, size);
 	bpf_map_delete_elem(&operations, &g);
+	if (sql_mark_goroutines)
+		bpf_map_delete_elem(&sql_goroutines, &g);
 }
 
 SEC("uprobe/DB_queryDC")

@@ -192,6 +192,7 @@ const (
 	databasesqlMapLostEvents                = "lost_events"
 	databasesqlMapOperations                = "operations"
 	databasesqlMapPreparing                 = "preparing"
+	databasesqlMapSqlGoroutines             = "sql_goroutines"
 	databasesqlMapStatements                = "statements"
 	databasesqlProgExecEntry                = "exec_entry"
 	databasesqlProgExecReturn               = "exec_return"
@@ -233,6 +234,7 @@ const (
 	databasesqlVarSamplerRatioBound         = "sampler_ratio_bound"
 	databasesqlVarSamplerRoot               = "sampler_root"
 	databasesqlVarSqlEnabled                = "sql_enabled"
+	databasesqlVarSqlMarkGoroutines         = "sql_mark_goroutines"
 	databasesqlVarTraceContext              = "trace_context"
 	databasesqlVarTypeMysqlMySQLError       = "type_mysql_MySQLError"
 	databasesqlVarTypeMysqlMysqlConn        = "type_mysql_mysqlConn"
@@ -314,6 +316,7 @@ type databasesqlMapSpecs struct {
 	LostEvents         *ebpf.MapSpec `ebpf:"lost_events"`
 	Operations         *ebpf.MapSpec `ebpf:"operations"`
 	Preparing          *ebpf.MapSpec `ebpf:"preparing"`
+	SqlGoroutines      *ebpf.MapSpec `ebpf:"sql_goroutines"`
 	Statements         *ebpf.MapSpec `ebpf:"statements"`
 }
 
@@ -350,6 +353,7 @@ type databasesqlVariableSpecs struct {
 	SamplerRatioBound         *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
 	SamplerRoot               *ebpf.VariableSpec `ebpf:"sampler_root"`
 	SqlEnabled                *ebpf.VariableSpec `ebpf:"sql_enabled"`
+	SqlMarkGoroutines         *ebpf.VariableSpec `ebpf:"sql_mark_goroutines"`
 	TraceContext              *ebpf.VariableSpec `ebpf:"trace_context"`
 	TypeMysqlMySQLError       *ebpf.VariableSpec `ebpf:"type_mysql_MySQLError"`
 	TypeMysqlMysqlConn        *ebpf.VariableSpec `ebpf:"type_mysql_mysqlConn"`
@@ -392,6 +396,7 @@ type databasesqlMaps struct {
 	LostEvents         *ebpf.Map `ebpf:"lost_events"`
 	Operations         *ebpf.Map `ebpf:"operations"`
 	Preparing          *ebpf.Map `ebpf:"preparing"`
+	SqlGoroutines      *ebpf.Map `ebpf:"sql_goroutines"`
 	Statements         *ebpf.Map `ebpf:"statements"`
 }
 
@@ -404,6 +409,7 @@ func (m *databasesqlMaps) Close() error {
 		m.LostEvents,
 		m.Operations,
 		m.Preparing,
+		m.SqlGoroutines,
 		m.Statements,
 	)
 }
@@ -441,6 +447,7 @@ type databasesqlVariables struct {
 	SamplerRatioBound         *ebpf.Variable `ebpf:"sampler_ratio_bound"`
 	SamplerRoot               *ebpf.Variable `ebpf:"sampler_root"`
 	SqlEnabled                *ebpf.Variable `ebpf:"sql_enabled"`
+	SqlMarkGoroutines         *ebpf.Variable `ebpf:"sql_mark_goroutines"`
 	TraceContext              *ebpf.Variable `ebpf:"trace_context"`
 	TypeMysqlMySQLError       *ebpf.Variable `ebpf:"type_mysql_MySQLError"`
 	TypeMysqlMysqlConn        *ebpf.Variable `ebpf:"type_mysql_mysqlConn"`

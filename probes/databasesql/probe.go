@@ -46,6 +46,9 @@ type Probe struct {
 	// (type_* variables), and whether it has them.
 	types    map[string]uint64
 	typesSet bool
+	// Whether the app links pgx, whose own probe must make no second span for an
+	// operation of its database/sql adapter (sql_goroutines.h).
+	markGoroutines bool
 }
 
 // typeVariables are the C program's type_* variables, by the struct whose pointer
@@ -65,7 +68,7 @@ var typeVariables = map[string]string{
 var _ kit.Probe = (*Probe)(nil)
 
 func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
-	p := &Probe{system: systemOf(t.Modules)}
+	p := &Probe{system: systemOf(t.Modules), markGoroutines: t.Modules.Version(PgxModule) != ""}
 	spec := kit.ObjectSpec{
 		Library: lib,
 		Uprobes: []kit.Uprobe{
@@ -96,6 +99,12 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 	vars, err := p.typeAddresses()
 	p.typesSet = err == nil
+	if vars == nil {
+		vars = map[string]uint64{}
+	}
+	if p.markGoroutines {
+		vars["sql_mark_goroutines"] = 1
+	}
 	return p.ConfigureWith(reps, inflight, vars)
 }
 

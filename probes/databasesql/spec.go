@@ -51,6 +51,10 @@ var (
 	mysqlConfigName  = offsets.FieldRef{Struct: "github.com/go-sql-driver/mysql.Config", Field: "DBName"}
 )
 
+// PgxModule is pgx v5, whose database/sql adapter the probe reads, and whose own probe
+// (probes/pgx) must make no second span for the adapter's operations.
+const PgxModule = "github.com/jackc/pgx/v5"
+
 // pqConfigSince is the first lib/pq release whose connection keeps a pq.Config.
 const pqConfigSince = "v1.11.0"
 
@@ -145,7 +149,7 @@ var Spec = offsets.Spec{
 var (
 	PgxSpec = offsets.Spec{
 		Name:       "database/sql.pgx",
-		Module:     "github.com/jackc/pgx/v5",
+		Module:     PgxModule,
 		MinVersion: "v5.0.0",
 		Fields: []offsets.FieldSpec{{FieldRef: pgxAdapterConn}, {FieldRef: pgxConnPgConn}, {FieldRef: pgConnConn},
 			{FieldRef: pgConnConfig, Optional: true}, {FieldRef: pgConfigDatabase, Optional: true},

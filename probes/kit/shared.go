@@ -13,9 +13,11 @@ import (
 // SharedMaps are the maps every object of one app uses the same of: those of
 // bpf/include/spans.h (the in-flight server spans, by request context and by goroutine;
 // where the app's context types keep their parent), of bpf/include/routes.h (the
-// templates routers matched, for those spans) and of bpf/include/outgoing.h (the trace
-// context on its way to the wire, and the app's process ID as the kernel knows it).
-var SharedMaps = []string{"inflight_contexts", "inflight_goroutines", "context_parents", "inflight_routes", "outgoing_http1", "outgoing_h2", "app_process"}
+// templates routers matched, for those spans), of bpf/include/outgoing.h (the trace
+// context on its way to the wire, and the app's process ID as the kernel knows it) and of
+// bpf/include/sql_goroutines.h (the goroutines inside a database/sql operation, which a
+// driver's own probe makes no second span for).
+var SharedMaps = []string{"inflight_contexts", "inflight_goroutines", "context_parents", "inflight_routes", "outgoing_http1", "outgoing_h2", "app_process", "sql_goroutines"}
 
 // Shared holds the maps the probes of one app share. Each is created when the first
 // object that declares it loads, from that declaration (all come from spans.h); a

@@ -1,0 +1,143 @@
+package pgx
+
+import (
+	"context"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+// scope is the instrumentation scope of the library's spans and metrics, named after
+// this package.
+var scope = telemetry.NewScope(reflect.TypeFor[Probe]().PkgPath())
+
+// Library is pgx for the probe kit.
+func Library() kit.Library {
+	lib := kit.Library{
+		Name:   "pgx",
+		Specs:  Specs,
+		Scope:  scope,
+		Object: objectSpec,
+		// By the call's context first; by the goroutine for a query made with a
+		// context not derived from the request's (context.Background()) in the
+		// handler's goroutine.
+		Clients: map[string]kit.Lookup{Spec.Name: kit.ByContext | kit.ByGoroutine},
+	}
+	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+		return load(ctx, &lib, t, reps, env)
+	}
+	lib.Check = func(ctx context.Context, env kit.Env) []kit.Finding {
+		return kit.CheckFindings(&lib, "pgx: no span yet for SendBatch and CopyFrom")
+	}
+	return lib
+}
+
+// objectSpec is the embedded BPF object, parsed once.
+var objectSpec = sync.OnceValues(loadPgx)
+
+// Probe is the pgx instrumentation of one app.
+type Probe struct {
+	*kit.Object
+	event pgxPgxEvent // a record cut short, completed (decode runs in one goroutine)
+	// The link addresses of the types the C program tells apart (type_* variables),
+	// and whether it has them.
+	types    map[string]uint64
+	typesSet bool
+}
+
+// typeVariables are the C program's type_* variables, by the struct whose pointer
+// type each is.
+var typeVariables = map[string]string{
+	tcpConnType:      "type_net_TCPConn",
+	tcpAddrType:      "type_net_TCPAddr",
+	pgErrorType:      "type_pgconn_PgError",
+	prepareErrorType: "type_pgconn_PrepareError",
+}
+
+var _ kit.Probe = (*Probe)(nil)
+
+func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+	p := &Probe{}
+	spec := kit.ObjectSpec{
+		Library: lib,
+		Uprobes: []kit.Uprobe{
+			{Spec: Spec.Name, Symbol: connExec, Entry: "exec_entry", Return: "exec_return"},
+			{Spec: Spec.Name, Symbol: connQuery, Entry: "query_entry", Return: "query_return"},
+		},
+		Enable: map[string]string{Spec.Name: "pgx_enabled"},
+		Decode: p.decode,
+		// Operations waiting for the server's answer when the app exits.
+		InFlight: []kit.InFlight{{Map: "operations", Spec: Spec.Name, Span: p.openOperationSpan}},
+	}
+	var err error
+	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
+		return nil, err
+	}
+	// Without them, spans have no server address or error code: not worth failing for.
+	p.types, _ = p.PointerTypes(slices.Collect(maps.Keys(typeVariables))...)
+	return p, nil
+}
+
+// Configure also sets the types' addresses, where they are known before the app runs
+// (it is not position-independent).
+func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
+	vars, err := p.typeAddresses()
+	p.typesSet = err == nil
+	return p.ConfigureWith(reps, inflight, vars)
+}
+
+// typeAddresses are the values of the C program's type_* variables.
+func (p *Probe) typeAddresses() (map[string]uint64, error) {
+	addrs, err := p.InApp(p.types)
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]uint64{}
+	for st, addr := range addrs {
+		vars[typeVariables[st]] = addr
+	}
+	return vars, nil
+}
+
+// setTypes sets the type_* variables of a position-independent app, once it runs.
+func (p *Probe) setTypes() {
+	p.typesSet = true // one try: the app runs, or never will
+	if vars, err := p.typeAddresses(); err == nil {
+		p.SetVariables(vars)
+	}
+}
+
+// decode fills span from an event.
+func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
+	if kit.RecordKind(raw) != eventOperation {
+		return false
+	}
+	if !p.typesSet {
+		p.setTypes() // its operations run: the app's exec is done
+	}
+	ev := kit.RecordPrefixAs(raw, &p.event, int(unsafe.Offsetof(p.event.Query)))
+	if ev == nil {
+		return false
+	}
+	p.operationSpan(ev, span)
+	return true
+}
+
+// openOperationSpan fills span from an operation still waiting for the server's
+// answer: no error known. The map holds the whole record: nothing to complete.
+func (p *Probe) openOperationSpan(value []byte, span *telemetry.Span) bool {
+	ev := kit.RecordAs[pgxPgxEvent](value)
+	if ev == nil || ev.Kind != eventOperation {
+		return false
+	}
+	p.operationSpan(ev, span)
+	return true
+}
+
+// eventOperation is the C program's only event kind.
+const eventOperation = 1
