@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,7 @@ type Receiver struct {
 	count     int
 	failEvery int // refuse every n-th export (0: none)
 	exports   int
+	exported  *exportedBytes // KeepBytes's
 	// A slow collector: exports wait until pausedUntil, and each takes latency, one
 	// at a time (a disk that fsyncs each).
 	pausedUntil time.Time
@@ -155,6 +157,49 @@ func (r *Receiver) exportHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Write(out)
 }
 
+// exportedBytes keeps every export's bytes, traces and metrics, as the exporter sent them.
+type exportedBytes struct {
+	mu  sync.Mutex
+	all []byte
+}
+
+// keep appends req's bytes, if e keeps them.
+func (e *exportedBytes) keep(req proto.Message) {
+	if e == nil {
+		return
+	}
+	b, _ := proto.Marshal(req)
+	e.mu.Lock()
+	e.all = append(e.all, b...)
+	e.mu.Unlock()
+}
+
+// KeepBytes makes the receiver keep the bytes of every export from now on, for
+// ExportedBytes: a test that greps everything exported for what must never leave.
+func (r *Receiver) KeepBytes() {
+	e := &exportedBytes{}
+	r.mu.Lock()
+	r.exported = e
+	r.mu.Unlock()
+	r.metrics.mu.Lock()
+	r.metrics.exported = e
+	r.metrics.mu.Unlock()
+}
+
+// ExportedBytes are the bytes of the exports received since KeepBytes, traces and
+// metrics (protobuf: strings as they were sent).
+func (r *Receiver) ExportedBytes() []byte {
+	r.mu.Lock()
+	e := r.exported
+	r.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.all)
+}
+
 // CountOnly makes the receiver count spans instead of keeping them.
 func (r *Receiver) CountOnly() {
 	r.mu.Lock()
@@ -197,13 +242,14 @@ func (r *Receiver) Received() int {
 // Export implements the collector's TraceService.
 func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
 	r.mu.Lock()
-	paused, latency := time.Until(r.pausedUntil), r.latency
+	paused, latency, exported := time.Until(r.pausedUntil), r.latency, r.exported
 	r.mu.Unlock()
 	if paused > 0 || latency > 0 {
 		r.slow.Lock()
 		time.Sleep(max(paused, 0) + latency)
 		r.slow.Unlock()
 	}
+	exported.keep(req)
 	var got []Span
 	for _, rs := range req.ResourceSpans {
 		res := attrMap(rs.GetResource().GetAttributes())

@@ -36,11 +36,16 @@ type metricsReceiver struct {
 	mu         sync.Mutex
 	histograms []Histogram
 	changed    chan struct{}
+	exported   *exportedBytes // KeepBytes's
 }
 
 // Export implements the collector's MetricsService: histogram points are kept, other
 // points accepted.
 func (m *metricsReceiver) Export(_ context.Context, req *collectormetrics.ExportMetricsServiceRequest) (*collectormetrics.ExportMetricsServiceResponse, error) {
+	m.mu.Lock()
+	exported := m.exported
+	m.mu.Unlock()
+	exported.keep(req)
 	var got []Histogram
 	for _, rm := range req.ResourceMetrics {
 		res := attrMap(rm.GetResource().GetAttributes())
