@@ -25,10 +25,11 @@ import (
 // replaced, operation and table; a missing table's SQLSTATE (42P01) as
 // db.response.status_code and error.type, status Error; the same pool through pgx's
 // database/sql adapter one span per operation (database/sql's). Nothing of a
-// statement's literal in any byte exported, spans or metrics. Plain and stripped.
+// statement's literal in any byte exported, spans or metrics. pgx v5.5.5 (read
+// differently) and the newest, plain and stripped.
 func TestPgxSpans(t *testing.T) {
 	testenv.RequireRoot(t)
-	targets := testenv.BuildTargets(t, "pgxservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain, testenv.Stripped})
+	targets := testenv.BuildPgx(t, testenv.PgxBuilds...)
 	dsn, _ := startPostgres(t, "shop")
 	for _, tg := range targets {
 		t.Run(tg.Variant.Name, func(t *testing.T) { pgxSpans(t, tg, dsn) })

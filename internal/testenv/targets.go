@@ -311,6 +311,27 @@ func BuildRedis(t testing.TB, builds ...ModuleBuild) []Target {
 // BuildRedisErr is BuildRedis for code that is not a test (benchmarks).
 func BuildRedisErr(builds ...ModuleBuild) ([]Target, error) { return cacheService.build(builds) }
 
+// PgxBuilds cover the pgx releases the pgx probe reads differently: v5.5.5 (PgError's
+// Code at 16, no PrepareError: the server's error itself) and the newest (go.mod's),
+// plain and stripped.
+var PgxBuilds = []ModuleBuild{
+	{Version: "v5.5.5", Toolchain: "go1.26.8"},
+	{Version: "v5.5.5", Toolchain: "go1.26.8", Stripped: true},
+	{Version: PgxDefault, Toolchain: "go1.26.8"},
+	{Version: PgxDefault, Toolchain: "go1.26.8", Stripped: true},
+}
+
+// PgxDefault is the pgx release of pgxservice's go.mod.
+const PgxDefault = "v5.13.0"
+
+var pgxService = moduleTarget{Name: "pgxservice", Tag: "pgx", Default: PgxDefault}
+
+// BuildPgx builds the pgxservice target for each build, cached as BuildTargets does.
+func BuildPgx(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	return pgxService.mustBuild(t, builds)
+}
+
 // SQLDriversDefault names the drivers of dbservice's go.mod (pgx v5.13.0, lib/pq
 // v1.12.3, go-sql-driver/mysql v1.11.0); SQLDriversOld those of go.drivers-old.mod,
 // older releases the database/sql probe reads differently: pgx v5.5.5 (PgError's Code
