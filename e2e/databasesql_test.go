@@ -46,8 +46,8 @@ func TestDatabaseSQLSpans(t *testing.T) {
 			// SQLite's error is read by none: its Go type, no code, no description.
 			{driver: "sqlite", system: "sqlite", errType: "*sqlite.Error"},
 			// pgx's *pgconn.PrepareError, lib/pq's *pq.Error: the SQLSTATE inside.
-			{"pgx", pg, "postgresql", "postgres", "42P01", "42P01", "relation ? does not exist"},
-			{"postgres", pg, "postgresql", "postgres", "42P01", "42P01", "relation ? does not exist"},
+			{"pgx", pg, "postgresql", "postgres", "42P01", "42P01", "relation ? does not exist", true},
+			{"postgres", pg, "postgresql", "postgres", "42P01", "42P01", "relation ? does not exist", false},
 		} {
 			t.Run(tg.Variant.Name+"/"+db.driver, func(t *testing.T) {
 				if db.dsn == "" {
@@ -66,6 +66,9 @@ type sqlDatabase struct {
 	// What /fail's query of a table that does not exist ends with: error.type, its
 	// db.response.status_code ("" for none) and its status description.
 	errType, code, description string
+	// pgx's own probe traces a transaction's BEGIN and COMMIT, which pgx's adapter runs
+	// as Execs of its *pgx.Conn, and which database/sql makes no span for.
+	txControl bool
 }
 
 func databaseSQLSpans(t *testing.T, tg testenv.Target, db sqlDatabase) {
@@ -95,6 +98,9 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, db sqlDatabase) {
 
 	// The two CREATE TABLEs at start, without a parent; then per request.
 	want := 2 + 2 + 2 + 2 + 1 + 1 + 3 + 1 + 1 + 1 + 2*100
+	if db.txControl {
+		want += 2
+	}
 	servers := 1 + 8 + 100
 	spans := exactSpans(t, recv, want+servers, 30*time.Second, r.stderr)
 	byID := map[string]testenv.Span{}
@@ -153,7 +159,12 @@ func databaseSQLSpans(t *testing.T, tg testenv.Target, db sqlDatabase) {
 		dbSpan{"CREATE TABLE creds", "CREATE TABLE IF NOT EXISTS creds (token TEXT)", ""})
 	insert := dbSpan{"INSERT items", "INSERT INTO items (name, qty) VALUES ($1, $2)", ""}
 	count := dbSpan{"SELECT items", "SELECT count(*) FROM items WHERE name = $1", ""}
-	check("GET /tx", insert, dbSpan{"UPDATE items", "UPDATE items SET qty = qty + ? WHERE name = $1", ""})
+	update := dbSpan{"UPDATE items", "UPDATE items SET qty = qty + ? WHERE name = $1", ""}
+	if db.txControl {
+		check("GET /tx", dbSpan{"BEGIN", "begin", ""}, insert, update, dbSpan{"COMMIT", "commit", ""})
+	} else {
+		check("GET /tx", insert, update)
+	}
 	prepared := dbSpan{"SELECT items", "SELECT qty FROM items WHERE name = $1", ""}
 	check("GET /prepared", prepared, prepared)
 	check("GET /fail", dbSpan{"SELECT no_such_table", "SELECT * FROM no_such_table", errorType})
