@@ -18,7 +18,8 @@ import (
 
 // pgx spans from an HTTP service (internal/testenv/targets/pgxservice) using a private
 // PostgreSQL server through pgx's own API: every Exec, Query and QueryRow of a pool, a
-// transaction (its BEGIN and COMMIT are Execs too) and a pooled connection a CLIENT
+// transaction (its BEGIN and COMMIT are Execs too) and a pooled connection, and a
+// pool's CopyFrom (named after its table; its rows never read), a CLIENT
 // span, the child of the request's server span — from the handler's goroutine, from
 // goroutines it starts with its context, and without a context — with the server's
 // address and port, the database's name, the statement's text with its literals
@@ -51,7 +52,7 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		"OTEL_METRICS_EXPORTER=", "OTEL_METRIC_EXPORT_INTERVAL=")
 	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path, "-addr", addr, "-dsn", dsn)
 	firstRequest(t, addr, "/items/first")
-	paths := []string{"/query", "/tx", "/conn", "/fail", "/secret", "/fanout", "/noctx", "/stdlib"}
+	paths := []string{"/query", "/tx", "/conn", "/fail", "/copy", "/secret", "/fanout", "/noctx", "/stdlib"}
 	for _, path := range paths {
 		getOK(t, r, addr, path)
 	}
@@ -61,7 +62,7 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 	}
 
 	// The CREATE TABLE at start, without a parent; then per request.
-	want := 1 + 1 + 4 + 1 + 1 + 1 + 3 + 1 + 2 + 2*(1+items)
+	want := 1 + 1 + 4 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 2*(1+items)
 	servers := 1 + len(paths) + items
 	spans := exactSpans(t, recv, want+servers, 30*time.Second, r.stderr)
 	byID := map[string]testenv.Span{}
@@ -116,6 +117,7 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		dbSpan{"UPDATE items", "UPDATE items SET qty = qty + ? WHERE name = $1", "", pgxScope}, dbSpan{"COMMIT", "commit", "", pgxScope})
 	check("GET /conn", all)
 	check("GET /fail", dbSpan{"SELECT no_such_table", "SELECT * FROM no_such_table", "42P01", pgxScope})
+	check("GET /copy", dbSpan{"COPY public.items", "", "", pgxScope})
 	check("GET /secret", dbSpan{"INSERT items", "INSERT INTO items (name, qty) VALUES (?, ?)", "", pgxScope})
 	check("GET /fanout", all, all, all)
 	check("GET /noctx", dbSpan{"SELECT items", "SELECT count(*) FROM items WHERE qty > ?", "", pgxScope})
@@ -146,7 +148,7 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		t.Fatal("no export's bytes kept")
 	}
 	if bytes.Contains(exported, []byte("s3cr3t")) {
-		t.Error("/secret's literal is in the bytes exported")
+		t.Error("/secret's literal or a row /copy copied is in the bytes exported")
 	}
 	if said := launcherLines(r); said != "" {
 		t.Errorf("the launcher said:\n%s", said)

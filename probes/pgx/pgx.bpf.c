@@ -11,7 +11,8 @@
  * the connection's server address and database name through its *pgconn.PgConn; each
  * of their RETs ends it, with the error and, for a *pgconn.PgError (also inside a
  * *pgconn.PrepareError), its SQLSTATE and the start of its message. Two hits per
- * operation. A Query's span ends when Query returns, as database/sql's: the server has
+ * operation. CopyFrom's entry and RETs too, its table's name for the statement. A
+ * Query's span ends when Query returns, as database/sql's: the server has
  * answered (the row description, or the error); reading the rows is the app's.
  *
  * Through pgx's database/sql adapter the same methods run inside database/sql's
@@ -48,6 +49,12 @@ volatile __u64 pgx_enabled = 0;
 #define CODE_MAX 8     /* a SQLSTATE is 5 */
 #define MESSAGE_MAX 128
 
+/* What the span is of. */
+#define OP_STATEMENT 1 /* Query or Exec: query holds the statement's text */
+#define OP_COPY 2      /* CopyFrom: query holds the table's name, its parts PART_MAX apart */
+
+#define PART_MAX 64 /* a part of a table's name: PostgreSQL's are at most 63 bytes */
+
 #define ERROR_SQLSTATE 1 /* as database/sql's: code holds a SQLSTATE */
 
 struct pgx_error {
@@ -64,7 +71,8 @@ struct pgx_event {
 	__u32 kind;
 	__u8 has_parent;
 	__u8 trace_flags; /* the parent's */
-	__u16 _pad;
+	__u8 op;          /* OP_* */
+	__u8 parts;       /* OP_COPY: the table's name's parts copied (schema, table) */
 	__u64 start_ns;
 	__u64 end_ns;
 	struct span_context sc;
@@ -72,7 +80,8 @@ struct pgx_event {
 	__u64 error_type; /* the error's dynamic type; 0 without an error */
 	struct tcp_addr server;
 	__u32 name_len; /* the database's name; 0 for none */
-	__u32 _pad2;
+	__u8 part_len[2]; /* OP_COPY: the parts' lengths, at query and query + PART_MAX */
+	__u16 _pad2;
 	__u8 name[DB_NAME_MAX];
 	__u64 query_len; /* the statement's full length */
 	__u32 query_copied;
@@ -117,26 +126,48 @@ static __always_inline void read_conn(struct pgx_event *ev, __u64 c)
 	ev->name_len = copy_go_string(ev->name, DB_NAME_MAX, &s);
 }
 
-/* begin starts the span of an operation of the *pgx.Conn c on the goroutine g, unless
- * database/sql has one for it. */
-static __always_inline void begin(struct go_regs *ctx)
+/* begin starts the span of an operation of a *pgx.Conn (its receiver, then a context:
+ * the arguments of Query, Exec and CopyFrom), unless database/sql has one for the
+ * goroutine. */
+static __always_inline struct pgx_event *begin(struct go_regs *ctx, __u8 op)
 {
 	if (!pgx_enabled)
-		return;
+		return 0;
 	__u64 g = go_goroutine(ctx);
 	if (bpf_map_lookup_elem(&sql_goroutines, &g))
-		return; /* through database/sql: its span */
+		return 0; /* through database/sql: its span */
 	struct pgx_event *ev = new_entry(&operations, &g, &zeroes);
 	if (!ev)
-		return;
+		return 0;
 	ev->kind = EVENT_OPERATION;
+	ev->op = op;
 	ev->start_ns = bpf_ktime_get_ns();
 	struct span_ref *parent = find_parent(go_arg(ctx, 2), go_arg(ctx, 3), 0, g, 1);
 	start_client_span(parent, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
 	read_conn(ev, go_arg(ctx, 1));
+	return ev;
+}
+
+/* statement_begin starts the span of a Query or Exec, with its statement's text. */
+static __always_inline void statement_begin(struct go_regs *ctx)
+{
+	struct pgx_event *ev = begin(ctx, OP_STATEMENT);
+	if (!ev)
+		return;
 	struct go_string s = {.ptr = go_arg(ctx, 4), .len = go_arg(ctx, 5)};
 	ev->query_len = s.len;
 	ev->query_copied = copy_go_string(ev->query, QUERY_MAX, &s);
+}
+
+/* read_part copies the i-th string of the table's name (a pgx.Identifier's elements
+ * at parts) to query + i * PART_MAX, whole or not at all: a name cut short would be
+ * another table's. */
+static __always_inline void read_part(struct pgx_event *ev, __u64 parts, __u32 i)
+{
+	struct go_string s = {};
+	if (read_user(&s, sizeof(s), parts + i * sizeof(s)) != 0 || s.len <= 0 || s.len >= PART_MAX)
+		return;
+	ev->part_len[i & 1] = copy_go_string(ev->query + (i & 1) * PART_MAX, PART_MAX, &s);
 }
 
 /* read_error reads a *pgconn.PgError's SQLSTATE and the start of its message; a
@@ -190,7 +221,7 @@ static __always_inline void end(__u64 g, __u64 err_tab, __u64 err_data)
 SEC("uprobe/Conn_Exec")
 int exec_entry(struct go_regs *ctx)
 {
-	begin(ctx);
+	statement_begin(ctx);
 	return 0;
 }
 
@@ -204,7 +235,7 @@ int exec_return(struct go_regs *ctx)
 SEC("uprobe/Conn_Query")
 int query_entry(struct go_regs *ctx)
 {
-	begin(ctx);
+	statement_begin(ctx);
 	return 0;
 }
 
@@ -212,5 +243,32 @@ SEC("uprobe/Conn_Query_return")
 int query_return(struct go_regs *ctx)
 {
 	end(go_goroutine(ctx), go_arg(ctx, 3), go_arg(ctx, 4)); /* (Rows, error) */
+	return 0;
+}
+
+/* (*Conn).CopyFrom(c, ctx, tableName Identifier, columnNames []string, rowSrc): the
+ * table's name, a []string of one part or two (schema, table); a name of more parts
+ * is no table's, and gets none. Column names and rows are never read. */
+SEC("uprobe/Conn_CopyFrom")
+int copy_entry(struct go_regs *ctx)
+{
+	struct pgx_event *ev = begin(ctx, OP_COPY);
+	if (!ev)
+		return 0;
+	__u64 parts = go_arg(ctx, 4), n = go_arg(ctx, 5);
+	if (!parts || n < 1 || n > 2)
+		return 0;
+	ev->parts = n;
+	read_part(ev, parts, 0);
+	if (n == 2)
+		read_part(ev, parts, 1);
+	ev->query_copied = 2 * PART_MAX;
+	return 0;
+}
+
+SEC("uprobe/Conn_CopyFrom_return")
+int copy_return(struct go_regs *ctx)
+{
+	end(go_goroutine(ctx), go_arg(ctx, 2), go_arg(ctx, 3)); /* (int64, error) */
 	return 0;
 }

@@ -24,7 +24,8 @@ type pgxPgxEvent struct {
 	Kind       uint32
 	HasParent  uint8
 	TraceFlags uint8
-	Pad        uint16
+	Op         uint8
+	Parts      uint8
 	StartNs    uint64
 	EndNs      uint64
 	Sc         struct {
@@ -43,7 +44,8 @@ type pgxPgxEvent struct {
 		Pad2  uint32
 	}
 	NameLen     uint32
-	Pad2        uint32
+	PartLen     [2]uint8
+	Pad2        uint16
 	Name        [64]uint8
 	QueryLen    uint64
 	QueryCopied uint32
@@ -85,6 +87,8 @@ const (
 	pgxMapLostEvents               = "lost_events"
 	pgxMapOperations               = "operations"
 	pgxMapSqlGoroutines            = "sql_goroutines"
+	pgxProgCopyEntry               = "copy_entry"
+	pgxProgCopyReturn              = "copy_return"
 	pgxProgExecEntry               = "exec_entry"
 	pgxProgExecReturn              = "exec_return"
 	pgxProgQueryEntry              = "query_entry"
@@ -159,6 +163,8 @@ type pgxSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxProgramSpecs struct {
+	CopyEntry   *ebpf.ProgramSpec `ebpf:"copy_entry"`
+	CopyReturn  *ebpf.ProgramSpec `ebpf:"copy_return"`
 	ExecEntry   *ebpf.ProgramSpec `ebpf:"exec_entry"`
 	ExecReturn  *ebpf.ProgramSpec `ebpf:"exec_return"`
 	QueryEntry  *ebpf.ProgramSpec `ebpf:"query_entry"`
@@ -287,6 +293,8 @@ type pgxVariables struct {
 //
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxPrograms struct {
+	CopyEntry   *ebpf.Program `ebpf:"copy_entry"`
+	CopyReturn  *ebpf.Program `ebpf:"copy_return"`
 	ExecEntry   *ebpf.Program `ebpf:"exec_entry"`
 	ExecReturn  *ebpf.Program `ebpf:"exec_return"`
 	QueryEntry  *ebpf.Program `ebpf:"query_entry"`
@@ -295,6 +303,8 @@ type pgxPrograms struct {
 
 func (p *pgxPrograms) Close() error {
 	return _PgxClose(
+		p.CopyEntry,
+		p.CopyReturn,
 		p.ExecEntry,
 		p.ExecReturn,
 		p.QueryEntry,

@@ -1,5 +1,5 @@
 // Package pgx instruments github.com/jackc/pgx/v5 used natively: a client span per
-// Query, QueryRow and Exec of a Conn, a pgxpool.Pool, a Tx or a pool's Conn, parented
+// Query, QueryRow, Exec and CopyFrom of a Conn, a pgxpool.Pool, a Tx or a pool's Conn, parented
 // by the server span of the request that made it. This file declares what the probe
 // needs from a target binary.
 package pgx
@@ -21,7 +21,9 @@ const (
 const (
 	connExec  = "github.com/jackc/pgx/v5.(*Conn).Exec"
 	connQuery = "github.com/jackc/pgx/v5.(*Conn).Query"
-	specName  = "pgx"
+	// CopyFrom is the pool's, a transaction's and a pooled connection's too.
+	connCopyFrom = "github.com/jackc/pgx/v5.(*Conn).CopyFrom"
+	specName     = "pgx"
 )
 
 // Fields the program reads: the way from a *pgx.Conn to its TCP connection (the
@@ -75,10 +77,11 @@ func main() {
 	if rows, err := conn.Query(ctx, "SELECT 1"); err == nil {
 		rows.Close()
 	}
+	conn.CopyFrom(ctx, pgx.Identifier{"t"}, []string{"c"}, pgx.CopyFromRows([][]any{{1}}))
 }
 `
 
-// Spec: the entry and RETs of Exec and Query, two hits per operation. A program links
+// Spec: the entry and RETs of Exec, Query and CopyFrom, two hits per operation. A program links
 // only what it calls: each is optional, and a program with neither does not use pgx.
 var Spec = offsets.Spec{
 	Name:       specName,
@@ -87,6 +90,7 @@ var Spec = offsets.Spec{
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{connExec}, Returns: true, Optional: true},
 		{Symbols: []string{connQuery}, Returns: true, Optional: true},
+		{Symbols: []string{connCopyFrom}, Returns: true, Optional: true},
 	},
 	Fields: append([]offsets.FieldSpec{{FieldRef: connPgConn}, {FieldRef: pgConnConn},
 		{FieldRef: pgConnConfig, Optional: true}, {FieldRef: configDatabase, Optional: true},

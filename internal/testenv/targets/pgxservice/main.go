@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -115,6 +116,16 @@ func main() {
 			return
 		}
 		fmt.Fprintln(w, "failed as expected")
+	})
+	// Rows copied into a table, a secret among them: CopyFrom's rows are never read.
+	mux.HandleFunc("GET /copy", func(w http.ResponseWriter, r *http.Request) {
+		rows := [][]any{{"copied", 1}, {"s3cr3t-C0py-42", 2}}
+		n, err := pool.CopyFrom(r.Context(), pgx.Identifier{"public", "items"}, []string{"name", "qty"}, pgx.CopyFromRows(rows))
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		fmt.Fprintln(w, n)
 	})
 	// A secret written into the statement as a literal.
 	mux.HandleFunc("GET /secret", func(w http.ResponseWriter, r *http.Request) {
