@@ -21,6 +21,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/semconv/v1.43.0/dbconv"
 	"go.opentelemetry.io/otel/semconv/v1.43.0/httpconv"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/messagingconv"
 	"go.opentelemetry.io/otel/semconv/v1.43.0/rpcconv"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -42,6 +43,14 @@ type durationMetric struct {
 	sets *attributeSets
 }
 
+// messageCounter is one of the messaging conventions' message counters, and the
+// attributes of a span it keeps.
+type messageCounter struct {
+	counter metric.Int64Counter
+	keep    map[attribute.Key]bool
+	sets    *attributeSets
+}
+
 // requestMetrics records the conventions' duration histograms from spans: every span
 // the probes make, sampled or not, and exports them with the metrics SDK. Each scope's
 // spans are measured by the scope's meter (its name, version and schema URL), as an
@@ -57,7 +66,9 @@ type requestMetrics struct {
 
 // scopeMetrics are the histograms of one scope's meter.
 type scopeMetrics struct {
-	httpServer, httpClient, rpcServer, rpcClient, db durationMetric
+	httpServer, httpClient, rpcServer, rpcClient, db, messaging durationMetric
+	// The messages a producer span sent and a consumer span delivered to the app.
+	sent, consumed messageCounter
 }
 
 // The conventions' recommended bucket boundaries, in seconds.
@@ -134,6 +145,23 @@ func (m *requestMetrics) scope(scope *Scope) (*scopeMetrics, error) {
 	histogram(&sm.db, dbconv.ClientOperationDuration{}.Name(), dbconv.ClientOperationDuration{}.Description(), dbBuckets,
 		semconv.DBSystemNameKey, semconv.DBOperationNameKey, semconv.DBCollectionNameKey, semconv.DBNamespaceKey,
 		semconv.DBResponseStatusCodeKey, semconv.ServerAddressKey, semconv.ServerPortKey)
+	messagingKeys := []attribute.Key{semconv.MessagingSystemKey, semconv.MessagingOperationNameKey, semconv.MessagingDestinationNameKey,
+		semconv.MessagingDestinationPartitionIDKey, semconv.MessagingConsumerGroupNameKey, semconv.ServerAddressKey, semconv.ServerPortKey}
+	histogram(&sm.messaging, messagingconv.ClientOperationDuration{}.Name(), messagingconv.ClientOperationDuration{}.Description(), httpBuckets,
+		append(messagingKeys, semconv.MessagingOperationTypeKey)...)
+	counter := func(dst *messageCounter, name, desc string) {
+		if err != nil {
+			return
+		}
+		dst.counter, err = meter.Int64Counter(name, metric.WithUnit("{message}"), metric.WithDescription(desc))
+		dst.keep = map[attribute.Key]bool{semconv.ErrorTypeKey: true}
+		dst.sets = &attributeSets{seed: maphash.MakeSeed(), sets: map[uint64][]attributeSet{}}
+		for _, k := range messagingKeys {
+			dst.keep[k] = true
+		}
+	}
+	counter(&sm.sent, messagingconv.ClientSentMessages{}.Name(), messagingconv.ClientSentMessages{}.Description())
+	counter(&sm.consumed, messagingconv.ClientConsumedMessages{}.Name(), messagingconv.ClientConsumedMessages{}.Description())
 	if err != nil {
 		return nil, fmt.Errorf("the request metrics of %s: %w", scope.Name, err)
 	}
@@ -144,9 +172,11 @@ func (m *requestMetrics) scope(scope *Scope) (*scopeMetrics, error) {
 // metricOf is the histogram of sm a span counts in, by what its attributes say it is;
 // nil for none.
 func (sm *scopeMetrics) metricOf(s *Span) *durationMetric {
-	var rpc, db, http bool
+	var rpc, db, http, messaging bool
 	for _, kv := range s.Attributes {
 		switch kv.Key {
+		case semconv.MessagingSystemKey:
+			messaging = true
 		case semconv.RPCSystemNameKey:
 			rpc = true
 		case semconv.DBSystemNameKey:
@@ -157,6 +187,8 @@ func (sm *scopeMetrics) metricOf(s *Span) *durationMetric {
 	}
 	server := s.Kind == trace.SpanKindServer
 	switch {
+	case messaging:
+		return &sm.messaging
 	case rpc && server:
 		return &sm.rpcServer
 	case rpc:
@@ -207,8 +239,40 @@ func (m *requestMetrics) record(s *Span, sampled bool) {
 		}
 	}
 	d.hist.Record(ctx, float64(s.End-s.Start)/1e9, d.sets.option(attrs))
+	if d == &sm.messaging {
+		attrs = sm.countMessages(ctx, s, attrs)
+	}
 	*buf = attrs
 	m.pool.Put(buf)
+}
+
+// countMessages counts a messaging span's messages: those a producer span sent, or a
+// consumer span delivered to the app - one, or its messaging.batch.message_count. A
+// span of neither kind (a settlement) counts none. attrs is a buffer to reuse.
+func (sm *scopeMetrics) countMessages(ctx context.Context, s *Span, attrs []attribute.KeyValue) []attribute.KeyValue {
+	var c *messageCounter
+	switch s.Kind {
+	case trace.SpanKindProducer:
+		c = &sm.sent
+	case trace.SpanKindConsumer:
+		c = &sm.consumed
+	default:
+		return attrs
+	}
+	n := int64(1)
+	attrs = attrs[:0]
+	for _, kv := range s.Attributes {
+		if kv.Key == semconv.MessagingBatchMessageCountKey && kv.Value.Type() == attribute.INT64 {
+			n = kv.Value.AsInt64()
+		}
+		if c.keep[kv.Key] {
+			attrs = append(attrs, kv)
+		}
+	}
+	if n > 0 {
+		c.counter.Add(ctx, n, c.sets.option(attrs))
+	}
+	return attrs
 }
 
 // spanContext is a context that holds a span's IDs for the exemplar reservoir, which
@@ -244,13 +308,13 @@ type attributeSets struct {
 
 type attributeSet struct {
 	attrs  []attribute.KeyValue // as filtered, in the span's order
-	option metric.RecordOption
+	option metric.MeasurementOption
 }
 
 const maxSets = 2 * cardinalityLimit
 
 // option is the measurement option of attrs' set.
-func (a *attributeSets) option(attrs []attribute.KeyValue) metric.RecordOption {
+func (a *attributeSets) option(attrs []attribute.KeyValue) metric.MeasurementOption {
 	var h maphash.Hash
 	h.SetSeed(a.seed)
 	for _, kv := range attrs {

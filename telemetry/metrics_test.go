@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"sort"
 	"strings"
@@ -21,6 +22,7 @@ import (
 // Each library's spans count in their convention's histogram, in seconds, with that
 // histogram's attributes only: never an id, a path, a query's text or a client port;
 // under the library's scope (its meter's name, version and schema URL).
+// Messaging spans also count their messages: sent by a producer, delivered by a consumer.
 func TestRequestMetricsOfEachKind(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	m, err := newRequestMetrics(context.Background(), otelconfig.Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), reader)
@@ -28,7 +30,7 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.shutdown(context.Background())
-	http, sql, rpc := testScopes[0], testScopes[1], testScopes[2]
+	http, sql, rpc, msg := testScopes[0], testScopes[1], testScopes[2], NewScope("example.com/kafka")
 	record := func(scope *Scope, kind trace.SpanKind, ms uint64, attrs ...attribute.KeyValue) {
 		m.record(&Span{Scope: scope, TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Kind: kind, Start: 1e9, End: 1e9 + ms*1e6, Attributes: attrs}, true)
 	}
@@ -44,6 +46,12 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		semconv.DBOperationName("SELECT"), semconv.DBCollectionName("t"), semconv.ServerAddress("10.0.0.3"), semconv.ServerPort(5432))
 	record(nil, trace.SpanKindClient, 1, semconv.DBSystemNameRedis, semconv.DBOperationName("GET"), semconv.DBNamespace("3"),
 		semconv.DBResponseStatusCode("WRONGTYPE"), semconv.ErrorTypeKey.String("WRONGTYPE"))
+	// Kafka: a batch of three sent, one message delivered; never its offset, which is per message.
+	record(msg, trace.SpanKindProducer, 3, semconv.MessagingSystemKafka, semconv.MessagingOperationTypeSend, semconv.MessagingOperationName("send"),
+		semconv.MessagingDestinationName("orders"), semconv.MessagingBatchMessageCount(3))
+	record(msg, trace.SpanKindConsumer, 4, semconv.MessagingSystemKafka, semconv.MessagingOperationTypeReceive, semconv.MessagingOperationName("receive"),
+		semconv.MessagingDestinationName("orders"), semconv.MessagingDestinationPartitionID("2"), semconv.MessagingKafkaOffset(41),
+		semconv.MessagingConsumerGroupName("billing"))
 	record(http, trace.SpanKindInternal, 1) // nothing a convention measures
 	// A span the launcher ended at the app's exit: its duration is not its request's.
 	m.record(&Span{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{3}, Kind: trace.SpanKindServer, Start: 1e9, End: 9e9, EndReason: EndAppExit,
@@ -61,6 +69,19 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		}
 		for _, mt := range sm.Metrics {
 			scopes[mt.Name] += " " + sm.Scope.Name
+			if sum, ok := mt.Data.(metricdata.Sum[int64]); ok {
+				for _, p := range sum.DataPoints {
+					var kv []string
+					for _, a := range p.Attributes.ToSlice() {
+						kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+					}
+					got[mt.Name] = append(got[mt.Name], fmt.Sprintf("%d: %s", p.Value, strings.Join(kv, " ")))
+				}
+				if mt.Unit != "{message}" || !sum.IsMonotonic {
+					t.Errorf("%s: unit %q, monotonic %v", mt.Name, mt.Unit, sum.IsMonotonic)
+				}
+				continue
+			}
 			if mt.Unit != "s" {
 				t.Errorf("%s: unit %q", mt.Name, mt.Unit)
 			}
@@ -83,6 +104,12 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 		"rpc.client.call.duration":     {"error.type=UNAVAILABLE rpc.method=hello.Greeter/Say rpc.response.status_code=UNAVAILABLE rpc.system.name=grpc server.address=greeter server.port=50051"},
 		"db.client.operation.duration": {"db.collection.name=t db.operation.name=SELECT db.system.name=postgresql server.address=10.0.0.3 server.port=5432",
 			"db.namespace=3 db.operation.name=GET db.response.status_code=WRONGTYPE db.system.name=redis error.type=WRONGTYPE"},
+		"messaging.client.operation.duration": {
+			"messaging.destination.name=orders messaging.operation.name=send messaging.operation.type=send messaging.system=kafka",
+			"messaging.consumer.group.name=billing messaging.destination.name=orders messaging.destination.partition.id=2 messaging.operation.name=receive messaging.operation.type=receive messaging.system=kafka"},
+		"messaging.client.sent.messages": {"3: messaging.destination.name=orders messaging.operation.name=send messaging.system=kafka"},
+		"messaging.client.consumed.messages": {
+			"1: messaging.consumer.group.name=billing messaging.destination.name=orders messaging.destination.partition.id=2 messaging.operation.name=receive messaging.system=kafka"},
 	}
 	for name, sets := range want {
 		g := got[name]
@@ -98,6 +125,8 @@ func TestRequestMetricsOfEachKind(t *testing.T) {
 	wantScopes := map[string]string{
 		"http.server.request.duration": " " + http.Name, "http.client.request.duration": " " + http.Name,
 		"rpc.server.call.duration": " " + rpc.Name, "rpc.client.call.duration": " " + rpc.Name,
+		"messaging.client.operation.duration": " " + msg.Name, "messaging.client.sent.messages": " " + msg.Name,
+		"messaging.client.consumed.messages": " " + msg.Name,
 	}
 	if scopes["db.client.operation.duration"] != " "+sql.Name+" "+LauncherScope.Name && scopes["db.client.operation.duration"] != " "+LauncherScope.Name+" "+sql.Name {
 		t.Errorf("db.client.operation.duration: scopes%s, want %s and %s", scopes["db.client.operation.duration"], sql.Name, LauncherScope.Name)
