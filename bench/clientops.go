@@ -95,6 +95,40 @@ func sqlPostgresBench(env *benchEnv) error {
 	})
 }
 
+// pgxBench: pgx's own probe, on a pool's QueryRow (pgxservice /ops?n=1 and n=10, pgx
+// v5.13.0, a private PostgreSQL on the loopback): its entry and RET, two hits.
+func pgxBench(env *benchEnv) error { return pgxOpsBench(env, "pgx", "/ops", "pgx v5.13.0's pool") }
+
+// pgxStdlibBench: the same QueryRow through pgx's database/sql adapter, the program's
+// only driver: database/sql's probe is left to pgx's, so the hits of both libraries'
+// programs (query_, exec_ ...) are pgx's two, not four.
+func pgxStdlibBench(env *benchEnv) error {
+	return pgxOpsBench(env, "pgx through database/sql", "/sqlops", "pgx v5.13.0's database/sql adapter, its only driver")
+}
+
+func pgxOpsBench(env *benchEnv, library, path, through string) error {
+	tgs, err := testenv.BuildTargetsErr("pgxservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})
+	if err != nil {
+		return err
+	}
+	dsn, stop, err := startPostgres()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return clientOpsBench(env, clientOps{
+		library:  library,
+		op:       "QueryRow",
+		heading:  library + " (PostgreSQL on the loopback through " + through + "; Go 1.26",
+		target:   tgs[0].Path,
+		programs: []string{"query_", "exec_", "prepare_", "stmt_", "copy_"},
+		paths:    [2]string{path + "?n=1", path + "?n=10"},
+		argv: func(addr string, r, i int) []string {
+			return []string{tgs[0].Path, "-addr", addr, "-dsn", dsn}
+		},
+	})
+}
+
 // startPostgres runs a private PostgreSQL server (Debian's postgresql: initdb into a
 // temporary directory as nobody, a free port on the loopback) and returns its DSN.
 func startPostgres() (dsn string, stop func(), err error) {

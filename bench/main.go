@@ -40,6 +40,8 @@ var sections = map[string]func(env *benchEnv) error{
 	"grpc":         grpcBench,
 	"sql":          sqlBench,
 	"sql-postgres": sqlPostgresBench,
+	"pgx":          pgxBench,
+	"pgx-stdlib":   pgxStdlibBench,
 	"redis":        redisBench,
 	"metrics":      metricsBench,
 	"profile":      profileBench,

@@ -1,10 +1,12 @@
 package offsets
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Func is a function found in the binary.
@@ -23,6 +25,24 @@ func (b *Binary) Functions(names ...string) (map[string]Func, error) {
 		return b.PclntabFunctions(names...)
 	}
 	return b.SymtabFunctions(names...)
+}
+
+// FunctionsEndingIn names the functions whose names end in suffix, from the pclntab
+// (which stripping keeps): a walk of the whole table, for what no list of names asks
+// (which types have a method of some name).
+func (b *Binary) FunctionsEndingIn(suffix string) ([]string, error) {
+	t, err := b.pclntab()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	err = t.forEach(func(name []byte, _, _ uint64, _ uint8) bool {
+		if bytes.HasSuffix(name, []byte(suffix)) && !slices.Contains(names, string(name)) {
+			names = append(names, string(name))
+		}
+		return true
+	})
+	return names, err
 }
 
 // SymtabFunctions finds functions in .symtab. The table is walked in place and names

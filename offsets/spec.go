@@ -30,6 +30,10 @@ type Spec struct {
 	// offsets tracker builds it with each version of Module and reads the fields'
 	// offsets from its DWARF. Specs of one module may share it.
 	Program string
+	// LeftTo says why, in the program b, another probe traces all this one would (a
+	// driver's own probe under database/sql): the probe is then off, as for a
+	// program that does not use it. "" (or nil) where it is needed.
+	LeftTo func(b *Binary) string `json:"-"`
 }
 
 // FuncSpec is a function the probe attaches to.
@@ -384,6 +388,13 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		return p
 	case s.MinVersion != "" && compareVersions(ver, s.MinVersion) < 0:
 		p.disable("%s %s is older than the oldest supported, %s", s.Module, ver, s.MinVersion)
+	}
+	if s.LeftTo != nil {
+		if why := s.LeftTo(b); why != "" {
+			p.disable("%s", why)
+			p.absences++ // nothing is lost: nothing to say
+			return p
+		}
 	}
 	for _, e := range b.Experiments {
 		if slices.Contains(s.Experiments, e) {

@@ -206,7 +206,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 	}
 	need := map[string]bool{wireObject: propagate}
 	for _, l := range libs {
-		need[l.Name] = slices.ContainsFunc(l.Specs, func(s offsets.Spec) bool { return resolved.Enabled(s.Name) })
+		need[l.Name] = l.Used(resolved)
 	}
 	needed.Store(&need)
 	var errs, unused []error // unused: probes of what the program does not use, said at debug level
@@ -220,7 +220,7 @@ func Instrument(ctx context.Context, path string, pid int, opts Options) (*Sessi
 			}
 		}
 	}
-	if len(errs)+len(unused) == len(rep.Probes) { // nothing to trace: do not hold the app for DWARF
+	if !slices.ContainsFunc(libs, func(l kit.Library) bool { return l.Used(resolved) }) { // nothing to trace: do not hold the app for DWARF
 		bin.Close()
 		if cgroup != nil {
 			cgroup.Close()
@@ -328,7 +328,7 @@ func (s *Session) attach(ctx context.Context, a analysis) error {
 	loading := 0
 	for i := range libs {
 		lib := &libs[i]
-		if !slices.ContainsFunc(lib.Specs, func(s offsets.Spec) bool { return resolved.Enabled(s.Name) }) {
+		if !lib.Used(resolved) {
 			continue
 		}
 		loading++
@@ -527,7 +527,7 @@ func holdPoints(a analysis) (core, http2 []uint64, err error) {
 	names := []string{connectFunc}
 	for i := range a.libs {
 		l := &a.libs[i]
-		if len(l.PrefaceWriters) > 0 && slices.ContainsFunc(l.Specs, func(s offsets.Spec) bool { return a.resolved.Enabled(s.Name) }) {
+		if len(l.PrefaceWriters) > 0 && l.Used(a.resolved) {
 			writers = append(writers, l)
 			names = append(names, l.PrefaceWriters...)
 		}

@@ -4,7 +4,11 @@
 // file declares what the probe needs from a target binary.
 package databasesql
 
-import "github.com/otel-go-launcher/otel-go-launcher/offsets"
+import (
+	"golang.org/x/mod/semver"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+)
 
 // Functions the probe attaches to: the same in every Go release supported.
 const (
@@ -54,6 +58,30 @@ var (
 // PgxModule is pgx v5, whose database/sql adapter the probe reads, and whose own probe
 // (probes/pgx) must make no second span for the adapter's operations.
 const PgxModule = "github.com/jackc/pgx/v5"
+
+// Where pgx's adapter is the program's only database/sql driver, every operation
+// database/sql makes reaches pgx's own probe (probes/pgx) as a (*pgx.Conn).Exec or
+// Query with the statement's text - a prepared Stmt's too, from pgx v5.5.0 (before,
+// the statement's name) - and that probe makes its span alone: two uprobe hits an
+// operation instead of four. A driver is known by its statement type's NumInput
+// method, which database/sql calls through driver.Stmt, so the linker keeps it for
+// every driver a program can open.
+const (
+	pgxAdapterNumInput = "github.com/jackc/pgx/v5/stdlib.(*Stmt).NumInput"
+	pgxStmtTextSince   = "v5.5.0"
+)
+
+// leftToPgx is Spec's LeftTo.
+func leftToPgx(b *offsets.Binary) string {
+	if v := b.Modules.Version(PgxModule); v == "" || semver.Compare(v, pgxStmtTextSince) < 0 {
+		return ""
+	}
+	drivers, err := b.FunctionsEndingIn(".NumInput")
+	if err != nil || len(drivers) != 1 || drivers[0] != pgxAdapterNumInput {
+		return ""
+	}
+	return "its operations are traced by pgx's probe: pgx's adapter (github.com/jackc/pgx/v5/stdlib) is the program's only database/sql driver"
+}
 
 // pqConfigSince is the first lib/pq release whose connection keeps a pq.Config.
 const pqConfigSince = "v1.11.0"
@@ -138,6 +166,7 @@ var Spec = offsets.Spec{
 	},
 	Fields:  append([]offsets.FieldSpec{{FieldRef: connDriver}}, tcpFields...),
 	Program: trackerProgram,
+	LeftTo:  leftToPgx,
 }
 
 // PgxSpec, PQSpec and MySQLSpec are what the probe reads of three drivers: the

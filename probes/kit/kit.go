@@ -21,6 +21,7 @@ package kit
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -86,6 +87,13 @@ func (l *Library) SpecNames() string {
 		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// Used reports whether one of the library's probes that attach to functions is
+// enabled in r: only then is it loaded. A spec that only reads a dependency's fields
+// (database/sql.pgx) is enabled wherever the dependency is, used or not.
+func (l *Library) Used(r Reports) bool {
+	return slices.ContainsFunc(l.Specs, func(s offsets.Spec) bool { return len(s.Functions) > 0 && r.Enabled(s.Name) })
 }
 
 // Target is the app's process, held at the start gate, and its binary.

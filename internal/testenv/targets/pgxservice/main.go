@@ -1,7 +1,8 @@
 // Command pgxservice is an HTTP service that uses PostgreSQL through pgx's own API (a
 // pgxpool.Pool), for the pgx probe's tests: each endpoint does one kind of operation
 // inside its handler. /stdlib uses the same database through pgx's database/sql
-// adapter, whose operations database/sql's probe traces.
+// adapter, its only database/sql driver. /ops and /sqlops?n=N make N QueryRows, of the
+// pool and through the adapter, for the benchmarks.
 package main
 
 import (
@@ -158,8 +159,31 @@ func main() {
 		}
 		fmt.Fprintln(w, n)
 	})
-	// The same pool through pgx's database/sql adapter: database/sql's spans, one per
-	// operation.
+	// N QueryRows, natively or through the adapter (the benchmarks' one and ten).
+	queryRows := func(w http.ResponseWriter, r *http.Request, row func(ctx context.Context) error) {
+		n := 1
+		fmt.Sscan(r.URL.Query().Get("n"), &n)
+		for range n {
+			if err := row(r.Context()); err != nil {
+				fail(w, err)
+				return
+			}
+		}
+	}
+	mux.HandleFunc("GET /ops", func(w http.ResponseWriter, r *http.Request) {
+		queryRows(w, r, func(ctx context.Context) error {
+			var n int
+			return pool.QueryRow(ctx, "SELECT count(*) FROM items WHERE qty > $1", 0).Scan(&n)
+		})
+	})
+	mux.HandleFunc("GET /sqlops", func(w http.ResponseWriter, r *http.Request) {
+		queryRows(w, r, func(ctx context.Context) error {
+			var n int
+			return db.QueryRowContext(ctx, "SELECT count(*) FROM items WHERE qty > $1", 0).Scan(&n)
+		})
+	})
+	// The same pool through pgx's database/sql adapter: one span per operation, pgx's
+	// (database/sql's probe is left to pgx's, the adapter being the only driver).
 	mux.HandleFunc("GET /stdlib", func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		if _, err := db.ExecContext(ctx, "INSERT INTO items (name, qty) VALUES ($1, $2)", "stdlib", 1); err != nil {
