@@ -71,8 +71,8 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		byID[s.SpanID] = s
 	}
 	type dbSpan struct{ name, text, errType, scope string }
-	const pgxScope = "pgx" // the probe's package, last element
-	children := map[string][]dbSpan{}               // by the server span's route: db spans under it
+	const pgxScope = "pgx"            // the probe's package, last element
+	children := map[string][]dbSpan{} // by the server span's route: db spans under it
 	for _, s := range spans {
 		if s.Kind != tracepb.Span_SPAN_KIND_CLIENT {
 			continue
