@@ -53,7 +53,7 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		"OTEL_METRICS_EXPORTER=", "OTEL_METRIC_EXPORT_INTERVAL=")
 	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path, "-addr", addr, "-dsn", dsn)
 	firstRequest(t, addr, "/items/first")
-	paths := []string{"/query", "/tx", "/conn", "/fail", "/copy", "/secret", "/fanout", "/noctx", "/stdlib"}
+	paths := []string{"/query", "/tx", "/conn", "/fail", "/copy", "/secret", "/fanout", "/noctx", "/stdlib", "/batch", "/batch-mixed"}
 	for _, path := range paths {
 		getOK(t, r, addr, path)
 	}
@@ -63,7 +63,7 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 	}
 
 	// The CREATE TABLE at start, without a parent; then per request.
-	want := 1 + 1 + 4 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 2*(1+items)
+	want := 1 + 1 + 4 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 1 + 1 + 2*(1+items)
 	servers := 1 + len(paths) + items
 	spans := exactSpans(t, recv, want+servers, 30*time.Second, r.stderr)
 	byID := map[string]testenv.Span{}
@@ -71,8 +71,9 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		byID[s.SpanID] = s
 	}
 	type dbSpan struct{ name, text, errType, scope string }
-	const pgxScope = "pgx"            // the probe's package, last element
-	children := map[string][]dbSpan{} // by the server span's route: db spans under it
+	const pgxScope = "pgx" // the probe's package, last element
+	children := map[string][]dbSpan{}
+	batchSizes := map[string][]any{} // by the server span's route: db spans under it
 	for _, s := range spans {
 		if s.Kind != tracepb.Span_SPAN_KIND_CLIENT {
 			continue
@@ -107,6 +108,12 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		text, _ := s.Attrs["db.query.text"].(string)
 		scope := s.Scope.Name[strings.LastIndex(s.Scope.Name, "/")+1:]
 		children[route] = append(children[route], dbSpan{s.Name, text, errType, scope})
+		if n, ok := s.Attrs["db.operation.batch.size"]; ok {
+			batchSizes[route] = append(batchSizes[route], n)
+		}
+	}
+	if got := fmt.Sprint(batchSizes); got != "map[GET /batch:[3] GET /batch-mixed:[2]]" {
+		t.Errorf("db.operation.batch.size by route: %s", got)
 	}
 	check := func(route string, want ...dbSpan) { t.Helper(); checkChildren(t, route, children[route], want) }
 	check("(none)", dbSpan{"CREATE TABLE items", "CREATE TABLE IF NOT EXISTS items (name TEXT, qty INTEGER)", "", pgxScope})
@@ -121,6 +128,9 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 	check("GET /copy", dbSpan{"COPY public.items", "", "", pgxScope})
 	check("GET /secret", dbSpan{"INSERT items", "INSERT INTO items (name, qty) VALUES (?, ?)", "", pgxScope})
 	check("GET /fanout", all, all, all)
+	// SendBatch: one span per batch, named as the conventions name a batch.
+	check("GET /batch", dbSpan{"BATCH INSERT items", "INSERT INTO items (name, qty) VALUES (?, ?)", "", pgxScope})
+	check("GET /batch-mixed", dbSpan{"BATCH items", "UPDATE items SET qty = qty + ? WHERE name = ?; SELECT count(*) FROM items", "", pgxScope})
 	check("GET /noctx", dbSpan{"SELECT items", "SELECT count(*) FROM items WHERE qty > ?", "", pgxScope})
 	// Through database/sql, with pgx's adapter its only driver: pgx's spans, the same.
 	check("GET /stdlib", insert, count)
@@ -147,7 +157,7 @@ func pgxSpans(t *testing.T, tg testenv.Target, dsn string) {
 		t.Fatal("no export's bytes kept")
 	}
 	if bytes.Contains(exported, []byte("s3cr3t")) {
-		t.Error("/secret's literal or a row /copy copied is in the bytes exported")
+		t.Error("/secret's or /batch's literal or a row /copy copied is in the bytes exported")
 	}
 	if said := launcherLines(r); said != "" {
 		t.Errorf("the launcher said:\n%s", said)

@@ -14,6 +14,9 @@
  * operation. CopyFrom's entry and RETs too, its table's name for the statement. A
  * Query's span ends when Query returns, as database/sql's: the server has
  * answered (the row description, or the error); reading the rows is the app's.
+ * SendBatch's entry and RETs too: one span per batch, its size and the first
+ * BATCH_TEXTS queued statements' texts; the results, read later by the app, are the
+ * app's.
  *
  * Through pgx's database/sql adapter the same methods run inside database/sql's
  * operation, which has its span: a goroutine database/sql marked (sql_goroutines.h)
@@ -35,6 +38,11 @@ volatile __u64 off_pgconn_Config_Database = OFFSET_NONE; /* string */
 volatile __u64 off_pgconn_PgError_Code = OFFSET_NONE;    /* string: the SQLSTATE */
 volatile __u64 off_pgconn_PgError_Message = OFFSET_NONE; /* string */
 volatile __u64 off_pgconn_PrepareError_err = OFFSET_NONE; /* error: the server's *PgError, if it said no */
+/* A *pgx.Batch's queue ([]*QueuedQuery) and a queued statement's text (string), from
+ * v5.5.3, which exported them: before, a batch's span has neither its size nor texts
+ * (their old names differ only in case, which bpf2go's Go names cannot tell apart). */
+volatile __u64 off_pgx_Batch_QueuedQueries = OFFSET_NONE;
+volatile __u64 off_pgx_QueuedQuery_SQL = OFFSET_NONE;
 /* The error types' descriptors in the app; 0 for none. */
 volatile __u64 type_pgconn_PgError = 0;      /* *pgconn.PgError */
 volatile __u64 type_pgconn_PrepareError = 0; /* *pgconn.PrepareError */
@@ -52,6 +60,10 @@ volatile __u64 pgx_enabled = 0;
 /* What the span is of. */
 #define OP_STATEMENT 1 /* Query or Exec: query holds the statement's text */
 #define OP_COPY 2      /* CopyFrom: query holds the table's name, its parts PART_MAX apart */
+#define OP_BATCH 3     /* SendBatch: query_len is its size, query its first texts, TEXT_MAX apart */
+
+#define BATCH_TEXTS 4
+#define TEXT_MAX (QUERY_MAX / BATCH_TEXTS)
 
 #define PART_MAX 64 /* a part of a table's name: PostgreSQL's are at most 63 bytes */
 
@@ -82,6 +94,7 @@ struct pgx_event {
 	__u32 name_len; /* the database's name; 0 for none */
 	__u8 part_len[2]; /* OP_COPY: the parts' lengths, at query and query + PART_MAX */
 	__u16 _pad2;
+	__u16 text_len[BATCH_TEXTS]; /* OP_BATCH: the texts' lengths copied, at query + i * TEXT_MAX */
 	__u8 name[DB_NAME_MAX];
 	__u64 query_len; /* the statement's full length */
 	__u32 query_copied;
@@ -263,6 +276,51 @@ int copy_entry(struct go_regs *ctx)
 	if (n == 2)
 		read_part(ev, parts, 1);
 	ev->query_copied = 2 * PART_MAX;
+	return 0;
+}
+
+/* read_text copies the i-th queued statement's text of a batch's queue (its
+ * *QueuedQuery at queue + 8i) to query + i * TEXT_MAX. */
+static __always_inline void read_text(struct pgx_event *ev, __u64 queue, __u64 off_sql, __u32 i)
+{
+	__u64 q = read_ptr(queue + i * 8);
+	struct go_string s = {};
+	if (!q || read_user(&s, sizeof(s), q + off_sql) != 0 || s.len <= 0)
+		return;
+	i &= BATCH_TEXTS - 1;
+	ev->text_len[i] = copy_go_string(ev->query + i * TEXT_MAX, TEXT_MAX, &s);
+}
+
+/* (*Conn).SendBatch(c, ctx, b *Batch): the batch's size, and the texts of its first
+ * statements; their arguments are never read. */
+SEC("uprobe/Conn_SendBatch")
+int batch_entry(struct go_regs *ctx)
+{
+	struct pgx_event *ev = begin(ctx, OP_BATCH);
+	if (!ev)
+		return 0;
+	__u64 off_queue = off_pgx_Batch_QueuedQueries, off_sql = off_pgx_QueuedQuery_SQL;
+	__u64 b = go_arg(ctx, 4);
+	struct go_slice queue = {};
+	if (!b || off_queue == OFFSET_NONE || read_user(&queue, sizeof(queue), b + off_queue) != 0 || queue.len <= 0)
+		return 0;
+	ev->query_len = queue.len;
+	ev->query_copied = QUERY_MAX;
+	if (off_sql == OFFSET_NONE || !queue.ptr)
+		return 0;
+	for (__u32 i = 0; i < BATCH_TEXTS; i++) {
+		if (i >= queue.len)
+			break;
+		read_text(ev, queue.ptr, off_sql, i);
+	}
+	return 0;
+}
+
+/* SendBatch returns BatchResults, an interface: its error is the app's to read. */
+SEC("uprobe/Conn_SendBatch_return")
+int batch_return(struct go_regs *ctx)
+{
+	end(go_goroutine(ctx), 0, 0);
 	return 0;
 }
 

@@ -46,6 +46,7 @@ type pgxPgxEvent struct {
 	NameLen     uint32
 	PartLen     [2]uint8
 	Pad2        uint16
+	TextLen     [4]uint16
 	Name        [64]uint8
 	QueryLen    uint64
 	QueryCopied uint32
@@ -87,6 +88,8 @@ const (
 	pgxMapLostEvents               = "lost_events"
 	pgxMapOperations               = "operations"
 	pgxMapSqlGoroutines            = "sql_goroutines"
+	pgxProgBatchEntry              = "batch_entry"
+	pgxProgBatchReturn             = "batch_return"
 	pgxProgCopyEntry               = "copy_entry"
 	pgxProgCopyReturn              = "copy_return"
 	pgxProgExecEntry               = "exec_entry"
@@ -106,7 +109,9 @@ const (
 	pgxVarOffPgconnPgErrorCode     = "off_pgconn_PgError_Code"
 	pgxVarOffPgconnPgErrorMessage  = "off_pgconn_PgError_Message"
 	pgxVarOffPgconnPrepareErrorErr = "off_pgconn_PrepareError_err"
+	pgxVarOffPgxBatchQueuedQueries = "off_pgx_Batch_QueuedQueries"
 	pgxVarOffPgxConnPgConn         = "off_pgx_Conn_pgConn"
+	pgxVarOffPgxQueuedQuerySQL     = "off_pgx_QueuedQuery_SQL"
 	pgxVarPgxEnabled               = "pgx_enabled"
 	pgxVarSamplerParentBased       = "sampler_parent_based"
 	pgxVarSamplerRatioBound        = "sampler_ratio_bound"
@@ -163,6 +168,8 @@ type pgxSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxProgramSpecs struct {
+	BatchEntry  *ebpf.ProgramSpec `ebpf:"batch_entry"`
+	BatchReturn *ebpf.ProgramSpec `ebpf:"batch_return"`
 	CopyEntry   *ebpf.ProgramSpec `ebpf:"copy_entry"`
 	CopyReturn  *ebpf.ProgramSpec `ebpf:"copy_return"`
 	ExecEntry   *ebpf.ProgramSpec `ebpf:"exec_entry"`
@@ -201,7 +208,9 @@ type pgxVariableSpecs struct {
 	OffPgconnPgErrorCode     *ebpf.VariableSpec `ebpf:"off_pgconn_PgError_Code"`
 	OffPgconnPgErrorMessage  *ebpf.VariableSpec `ebpf:"off_pgconn_PgError_Message"`
 	OffPgconnPrepareErrorErr *ebpf.VariableSpec `ebpf:"off_pgconn_PrepareError_err"`
+	OffPgxBatchQueuedQueries *ebpf.VariableSpec `ebpf:"off_pgx_Batch_QueuedQueries"`
 	OffPgxConnPgConn         *ebpf.VariableSpec `ebpf:"off_pgx_Conn_pgConn"`
+	OffPgxQueuedQuerySQL     *ebpf.VariableSpec `ebpf:"off_pgx_QueuedQuery_SQL"`
 	PgxEnabled               *ebpf.VariableSpec `ebpf:"pgx_enabled"`
 	SamplerParentBased       *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
 	SamplerRatioBound        *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
@@ -274,7 +283,9 @@ type pgxVariables struct {
 	OffPgconnPgErrorCode     *ebpf.Variable `ebpf:"off_pgconn_PgError_Code"`
 	OffPgconnPgErrorMessage  *ebpf.Variable `ebpf:"off_pgconn_PgError_Message"`
 	OffPgconnPrepareErrorErr *ebpf.Variable `ebpf:"off_pgconn_PrepareError_err"`
+	OffPgxBatchQueuedQueries *ebpf.Variable `ebpf:"off_pgx_Batch_QueuedQueries"`
 	OffPgxConnPgConn         *ebpf.Variable `ebpf:"off_pgx_Conn_pgConn"`
+	OffPgxQueuedQuerySQL     *ebpf.Variable `ebpf:"off_pgx_QueuedQuery_SQL"`
 	PgxEnabled               *ebpf.Variable `ebpf:"pgx_enabled"`
 	SamplerParentBased       *ebpf.Variable `ebpf:"sampler_parent_based"`
 	SamplerRatioBound        *ebpf.Variable `ebpf:"sampler_ratio_bound"`
@@ -293,6 +304,8 @@ type pgxVariables struct {
 //
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxPrograms struct {
+	BatchEntry  *ebpf.Program `ebpf:"batch_entry"`
+	BatchReturn *ebpf.Program `ebpf:"batch_return"`
 	CopyEntry   *ebpf.Program `ebpf:"copy_entry"`
 	CopyReturn  *ebpf.Program `ebpf:"copy_return"`
 	ExecEntry   *ebpf.Program `ebpf:"exec_entry"`
@@ -303,6 +316,8 @@ type pgxPrograms struct {
 
 func (p *pgxPrograms) Close() error {
 	return _PgxClose(
+		p.BatchEntry,
+		p.BatchReturn,
 		p.CopyEntry,
 		p.CopyReturn,
 		p.ExecEntry,

@@ -32,7 +32,7 @@ func Library() kit.Library {
 		return load(ctx, &lib, t, reps, env)
 	}
 	lib.Check = func(ctx context.Context, env kit.Env) []kit.Finding {
-		return kit.CheckFindings(&lib, "pgx: no span yet for SendBatch")
+		return kit.CheckFindings(&lib)
 	}
 	return lib
 }
@@ -69,6 +69,7 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 			{Spec: Spec.Name, Symbol: connExec, Entry: "exec_entry", Return: "exec_return"},
 			{Spec: Spec.Name, Symbol: connQuery, Entry: "query_entry", Return: "query_return"},
 			{Spec: Spec.Name, Symbol: connCopyFrom, Entry: "copy_entry", Return: "copy_return"},
+			{Spec: Spec.Name, Symbol: connSendBatch, Entry: "batch_entry", Return: "batch_return"},
 		},
 		Enable: map[string]string{Spec.Name: "pgx_enabled"},
 		Decode: p.decode,

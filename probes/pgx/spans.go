@@ -1,6 +1,7 @@
 package pgx
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -31,9 +32,12 @@ func (p *Probe) operationSpan(ev *pgxPgxEvent, span *telemetry.Span) {
 	if name, ok := databasesql.Namespace(ev.Name[:], ev.NameLen); ok {
 		attrs = append(attrs, semconv.DBNamespace(name))
 	}
-	if ev.Op == opCopy {
+	switch ev.Op {
+	case opCopy:
 		attrs = appendCopy(attrs, span, ev)
-	} else {
+	case opBatch:
+		attrs = appendBatch(attrs, span, ev)
+	default:
 		n := min(int(ev.QueryCopied), len(ev.Query))
 		attrs = databasesql.AppendStatement(attrs, span, system, ev.Query[:n])
 	}
@@ -56,9 +60,83 @@ func (p *Probe) operationSpan(ev *pgxPgxEvent, span *telemetry.Span) {
 // What a span is of (the C program's OP_*), and how far apart the parts of a COPY's
 // table name are (PART_MAX).
 const (
-	opCopy  = 2
-	partMax = 64
+	opCopy     = 2
+	opBatch    = 3
+	partMax    = 64
+	batchTexts = 4 // BATCH_TEXTS: the statements whose texts are read, TEXT_MAX apart
 )
+
+// appendBatch says what a SendBatch's span is of, as the conventions say it of a batch:
+// its size (db.operation.batch.size, from two statements), and from the texts of its
+// first statements - all of them, if it has no more - each sanitized as a statement's:
+// db.query.text (the texts joined by "; ", or one if all are the same) and, when they
+// share it, the operation ("BATCH INSERT") and collection, which name the span;
+// otherwise BATCH. A batch of one is that statement's span.
+func appendBatch(attrs []attribute.KeyValue, span *telemetry.Span, ev *pgxPgxEvent) []attribute.KeyValue {
+	size := int(ev.QueryLen)
+	textMax := len(ev.Query) / batchTexts
+	var texts, operations, collections []string
+	for i := range min(size, batchTexts) {
+		n := min(int(ev.TextLen[i]), textMax)
+		if n == 0 {
+			continue
+		}
+		var one telemetry.Span
+		for _, kv := range databasesql.AppendStatement(nil, &one, system, ev.Query[i*textMax:i*textMax+n]) {
+			switch kv.Key {
+			case semconv.DBQueryTextKey:
+				texts = append(texts, kv.Value.AsString())
+			case semconv.DBOperationNameKey:
+				operations = append(operations, kv.Value.AsString())
+			case semconv.DBCollectionNameKey:
+				collections = append(collections, kv.Value.AsString())
+			}
+		}
+	}
+	// What all the statements share is known only if every one was read.
+	known := size > 0 && size <= batchTexts && len(texts) == size
+	shared := func(values []string) string {
+		if !known || len(values) != size || slices.ContainsFunc(values, func(v string) bool { return v != values[0] }) {
+			return ""
+		}
+		return values[0]
+	}
+	if size == 1 {
+		if len(texts) == 1 {
+			attrs = append(attrs, semconv.DBQueryText(texts[0]))
+		}
+		if op := shared(operations); op != "" {
+			attrs = append(attrs, semconv.DBOperationName(op))
+			span.Name = op
+			if coll := shared(collections); coll != "" {
+				attrs = append(attrs, semconv.DBCollectionName(coll))
+				span.Name += " " + coll
+			}
+			return attrs
+		}
+		span.Name = system
+		return attrs
+	}
+	if size > 1 {
+		attrs = append(attrs, semconv.DBOperationBatchSize(size))
+	}
+	if text := shared(texts); text != "" {
+		attrs = append(attrs, semconv.DBQueryText(text))
+	} else if len(texts) > 0 {
+		attrs = append(attrs, semconv.DBQueryText(strings.Join(texts, "; ")))
+	}
+	operation := "BATCH"
+	if op := shared(operations); op != "" {
+		operation += " " + op
+	}
+	attrs = append(attrs, semconv.DBOperationName(operation))
+	span.Name = operation
+	if coll := shared(collections); coll != "" {
+		attrs = append(attrs, semconv.DBCollectionName(coll))
+		span.Name += " " + coll
+	}
+	return attrs
+}
 
 // appendCopy names a CopyFrom's span after its table, as pgx's COPY statement names it:
 // COPY and the table's name ("schema.table" for two parts). A name the C program could

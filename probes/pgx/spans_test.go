@@ -72,3 +72,39 @@ func TestCopySpan(t *testing.T) {
 		}
 	}
 }
+
+// A SendBatch's span: its size from two statements; its texts sanitized, one if all
+// are the same, else joined; BATCH and the operation and collection all share, known
+// only when every statement's text was read; a batch of one is its statement's span.
+func TestBatchSpan(t *testing.T) {
+	const ins, sel = "INSERT INTO t (a) VALUES ('s3cr3t')", "SELECT a FROM t WHERE a = 's3cr3t'"
+	for _, c := range []struct {
+		size  int
+		texts []string // "" for one not read
+		name  string
+		attrs string
+	}{
+		{3, []string{ins, ins, ins}, "BATCH INSERT t",
+			"db.operation.batch.size=3 db.query.text=INSERT INTO t (a) VALUES (?) db.operation.name=BATCH INSERT db.collection.name=t"},
+		{2, []string{ins, sel}, "BATCH t",
+			"db.operation.batch.size=2 db.query.text=INSERT INTO t (a) VALUES (?); SELECT a FROM t WHERE a = ? db.operation.name=BATCH db.collection.name=t"},
+		{6, []string{ins, ins, ins, ins}, "BATCH", // two statements unread: nothing shared is known
+			"db.operation.batch.size=6 db.query.text=INSERT INTO t (a) VALUES (?); INSERT INTO t (a) VALUES (?); INSERT INTO t (a) VALUES (?); INSERT INTO t (a) VALUES (?) db.operation.name=BATCH"},
+		{2, []string{ins, ""}, "BATCH",
+			"db.operation.batch.size=2 db.query.text=INSERT INTO t (a) VALUES (?) db.operation.name=BATCH"},
+		{1, []string{sel}, "SELECT t", "db.query.text=SELECT a FROM t WHERE a = ? db.operation.name=SELECT db.collection.name=t"},
+		{0, nil, "BATCH", "db.operation.name=BATCH"}, // before v5.5.3: nothing read
+	} {
+		ev := &pgxPgxEvent{Kind: eventOperation, Op: opBatch, QueryLen: uint64(c.size)}
+		textMax := len(ev.Query) / batchTexts
+		for i, text := range c.texts {
+			ev.TextLen[i] = uint16(copy(ev.Query[i*textMax:(i+1)*textMax], text))
+		}
+		var span telemetry.Span
+		(&Probe{}).operationSpan(ev, &span)
+		got := strings.TrimPrefix(attrs(&span), "db.system.name=postgresql ")
+		if got != c.attrs || span.Name != c.name || strings.Contains(got, "s3cr3t") {
+			t.Errorf("%d %q: span %q\n%s\nwant %q\n%s", c.size, c.texts, span.Name, got, c.name, c.attrs)
+		}
+	}
+}

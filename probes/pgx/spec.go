@@ -23,6 +23,8 @@ const (
 	connQuery = "github.com/jackc/pgx/v5.(*Conn).Query"
 	// CopyFrom is the pool's, a transaction's and a pooled connection's too.
 	connCopyFrom = "github.com/jackc/pgx/v5.(*Conn).CopyFrom"
+	// SendBatch is the pool's, a transaction's and a pooled connection's too.
+	connSendBatch = "github.com/jackc/pgx/v5.(*Conn).SendBatch"
 	specName     = "pgx"
 )
 
@@ -39,6 +41,12 @@ var (
 	pgErrorMessage    = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5/pgconn.PgError", Field: "Message"}
 	prepareErrorErr   = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5/pgconn.PrepareError", Field: "err"}
 	prepareErrorSince = "v5.8.0"
+	// A batch's queue and a queued statement's text, as exported from v5.5.3 (before,
+	// the same fields in lower case: a C variable of that name would clash with these
+	// in bpf2go's Go names, so older batches' spans have neither size nor texts).
+	batchQueue        = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5.Batch", Field: "QueuedQueries"}
+	queuedText        = offsets.FieldRef{Struct: "github.com/jackc/pgx/v5.QueuedQuery", Field: "SQL"}
+	batchExportedFrom = "v5.5.3"
 	tcpFields         = []offsets.FieldSpec{
 		{FieldRef: offsets.FieldRef{Struct: "net.TCPConn", Field: "conn"}, Optional: true},
 		{FieldRef: offsets.FieldRef{Struct: "net.conn", Field: "fd"}, Optional: true},
@@ -78,10 +86,13 @@ func main() {
 		rows.Close()
 	}
 	conn.CopyFrom(ctx, pgx.Identifier{"t"}, []string{"c"}, pgx.CopyFromRows([][]any{{1}}))
+	b := &pgx.Batch{}
+	b.Queue("SELECT 1")
+	conn.SendBatch(ctx, b).Close()
 }
 `
 
-// Spec: the entry and RETs of Exec, Query and CopyFrom, two hits per operation. A program links
+// Spec: the entry and RETs of Exec, Query, CopyFrom and SendBatch, two hits per operation. A program links
 // only what it calls: each is optional, and a program with neither does not use pgx.
 var Spec = offsets.Spec{
 	Name:       specName,
@@ -91,11 +102,13 @@ var Spec = offsets.Spec{
 		{Symbols: []string{connExec}, Returns: true, Optional: true},
 		{Symbols: []string{connQuery}, Returns: true, Optional: true},
 		{Symbols: []string{connCopyFrom}, Returns: true, Optional: true},
+		{Symbols: []string{connSendBatch}, Returns: true, Optional: true},
 	},
 	Fields: append([]offsets.FieldSpec{{FieldRef: connPgConn}, {FieldRef: pgConnConn},
 		{FieldRef: pgConnConfig, Optional: true}, {FieldRef: configDatabase, Optional: true},
 		{FieldRef: pgErrorCode, Optional: true}, {FieldRef: pgErrorMessage, Optional: true},
-		{FieldRef: prepareErrorErr, Since: prepareErrorSince, Optional: true}}, tcpFields...),
+		{FieldRef: prepareErrorErr, Since: prepareErrorSince, Optional: true},
+		{FieldRef: batchQueue, Since: batchExportedFrom, Optional: true}, {FieldRef: queuedText, Since: batchExportedFrom, Optional: true}}, tcpFields...),
 	Program: trackerProgram,
 }
 

@@ -136,6 +136,26 @@ func main() {
 		}
 		fmt.Fprintln(w, "stored")
 	})
+	// A batch of three INSERTs (one statement, literals in it) and one of two kinds of
+	// statement, sent in one round trip; their results read after.
+	sendBatch := func(w http.ResponseWriter, r *http.Request, statements ...string) {
+		b := &pgx.Batch{}
+		for _, s := range statements {
+			b.Queue(s)
+		}
+		if err := pool.SendBatch(r.Context(), b).Close(); err != nil {
+			fail(w, err)
+			return
+		}
+		fmt.Fprintln(w, b.Len())
+	}
+	mux.HandleFunc("GET /batch", func(w http.ResponseWriter, r *http.Request) {
+		insert := "INSERT INTO items (name, qty) VALUES ('s3cr3t-batch', 3)"
+		sendBatch(w, r, insert, insert, insert)
+	})
+	mux.HandleFunc("GET /batch-mixed", func(w http.ResponseWriter, r *http.Request) {
+		sendBatch(w, r, "UPDATE items SET qty = qty + 1 WHERE name = 's3cr3t-batch'", "SELECT count(*) FROM items")
+	})
 	// Queries from goroutines the handler starts, with its context.
 	mux.HandleFunc("GET /fanout", func(w http.ResponseWriter, r *http.Request) {
 		var wg sync.WaitGroup
