@@ -25,7 +25,7 @@ const (
 	connCopyFrom = "github.com/jackc/pgx/v5.(*Conn).CopyFrom"
 	// SendBatch is the pool's, a transaction's and a pooled connection's too.
 	connSendBatch = "github.com/jackc/pgx/v5.(*Conn).SendBatch"
-	specName     = "pgx"
+	specName      = "pgx"
 )
 
 // Fields the program reads: the way from a *pgx.Conn to its TCP connection (the
