@@ -104,10 +104,13 @@ func main() {
 	}()
 
 	fail := func(w http.ResponseWriter, err error) { http.Error(w, err.Error(), http.StatusBadGateway) }
-	// message is the message a request asks for: ?value=, and ?traceparent= as a
-	// record header the app writes itself.
+	// message is the message a request asks for: ?value=, ?key= if given, and
+	// ?traceparent= as a record header the app writes itself.
 	message := func(r *http.Request, value string) *sarama.ProducerMessage {
 		m := &sarama.ProducerMessage{Topic: *topic, Value: sarama.StringEncoder(value)}
+		if k := r.URL.Query().Get("key"); k != "" {
+			m.Key = sarama.StringEncoder(k)
+		}
 		if tp := r.URL.Query().Get("traceparent"); tp != "" {
 			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte("traceparent"), Value: []byte(tp)})
 		}
