@@ -520,3 +520,6 @@ func BuildSarama(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
 	return saramaService.mustBuild(t, builds)
 }
+
+// BuildSaramaErr is BuildSarama outside a test (benchmarks).
+func BuildSaramaErr(builds ...ModuleBuild) ([]Target, error) { return saramaService.build(builds) }

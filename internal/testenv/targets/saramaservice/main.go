@@ -61,6 +61,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	broker := flag.String("broker", "127.0.0.1:9092", "the Kafka broker's host:port")
 	topic := flag.String("topic", "orders", "the topic written and consumed")
+	consume := flag.Bool("consume", true, "consume the topic in a consumer group (off for benchmarks of producing alone)")
 	flag.Parse()
 
 	cfg := sarama.NewConfig()
@@ -118,13 +119,22 @@ func main() {
 	}
 
 	mux := http.NewServeMux()
-	// One message, SyncProducer.SendMessage.
+	// One message, SyncProducer.SendMessage; ?times= calls of it, one after the other.
 	mux.HandleFunc("/produce", func(w http.ResponseWriter, r *http.Request) {
-		if _, _, err := syncProducer.SendMessage(message(r, r.URL.Query().Get("value"))); err != nil {
-			fail(w, err)
-			return
+		times := 1
+		if t := r.URL.Query().Get("times"); t != "" {
+			if times, _ = strconv.Atoi(t); times < 1 {
+				http.Error(w, "times: want a count of calls, 1 or more", http.StatusBadRequest)
+				return
+			}
 		}
-		fmt.Fprintln(w, "produced 1")
+		for i := 0; i < times; i++ {
+			if _, _, err := syncProducer.SendMessage(message(r, r.URL.Query().Get("value"))); err != nil {
+				fail(w, err)
+				return
+			}
+		}
+		fmt.Fprintln(w, "produced", times)
 	})
 	// ?n= messages in one SyncProducer.SendMessages call, valued VALUE-0, VALUE-1...
 	mux.HandleFunc("/produce-batch", func(w http.ResponseWriter, r *http.Request) {
@@ -191,22 +201,24 @@ func main() {
 	// A consumer group named after the topic: a service that follows another on the
 	// same broker would otherwise wait for the gone member's session to time out.
 	groupName := "saramaservice-" + *topic
-	group, err := sarama.NewConsumerGroup(brokers, groupName, cfg)
-	if err != nil {
-		log.Fatalf("saramaservice: join consumer group %s at %s: %v", groupName, *broker, err)
-	}
-	defer group.Close()
 	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		// Consume returns at each rebalance; the loop rejoins.
-		for ctx.Err() == nil {
-			if err := group.Consume(ctx, []string{*topic}, groupHandler{got: &got, call: call}); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) && ctx.Err() == nil {
-				log.Printf("saramaservice: consume %s: %v", *topic, err)
-				time.Sleep(100 * time.Millisecond)
+	if !*consume {
+		close(consumerDone)
+	} else if group, err := sarama.NewConsumerGroup(brokers, groupName, cfg); err != nil {
+		log.Fatalf("saramaservice: join consumer group %s at %s: %v", groupName, *broker, err)
+	} else {
+		defer group.Close()
+		go func() {
+			defer close(consumerDone)
+			// Consume returns at each rebalance; the loop rejoins.
+			for ctx.Err() == nil {
+				if err := group.Consume(ctx, []string{*topic}, groupHandler{got: &got, call: call}); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) && ctx.Err() == nil {
+					log.Printf("saramaservice: consume %s: %v", *topic, err)
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
-		}
-	}()
+		}()
+	}
 
 	srv := &http.Server{Addr: *addr, Handler: mux}
 	go func() {
