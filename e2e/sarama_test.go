@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -16,11 +17,13 @@ import (
 // sarama's spans from an HTTP service (internal/testenv/targets/saramaservice) on the
 // tests' Kafka broker (kfake), with the first IBM/sarama release (v1.40.1, Go 1.22:
 // SendMessage without a context) and the newest (SendMessageContext; plain and
-// stripped): a SyncProducer's SendMessage and SendMessages each one PRODUCER span,
-// the child of the request's server span, with the topic, a batch's size, a single
-// message's partition and offset; an AsyncProducer's message none (a limit); every
-// message the consumer group receives one CONSUMER span, the child of the traceparent
-// the app wrote on it, else a root; no message key or value in any byte exported.
+// stripped): a SyncProducer's SendMessage, SendMessageContext and SendMessages each one
+// PRODUCER span, the child of the request's server span (by the handler's goroutine, or
+// by the context from another goroutine), with the topic, a batch's size, a single
+// message's partition and offset, or the error; an AsyncProducer's message none (a
+// limit); every message the consumer group receives one CONSUMER span, the child of
+// the traceparent the app wrote on it, else a root; no message key or value in any
+// byte exported.
 func TestSaramaSpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildSarama(t, testenv.SaramaBuilds...)
@@ -61,7 +64,16 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 	get("/produce?key=k3y-carried&value=s3cr3t-carried&traceparent=" + kafkaTraceparent)
 	get("/produce-batch?key=k3y-batch&value=s3cr3t-batch&n=3")
 	get("/produce-async?key=k3y-async&value=s3cr3t-async")
-	const messages = 1 + 1 + 3 + 1
+	get("/produce-ctx?key=k3y-ctx&value=s3cr3t-ctx")
+	get("/produce-ctx?goroutine=1&key=k3y-ctxg&value=s3cr3t-ctxg")
+	// Over Producer.MaxMessageBytes: refused by the producer, never sent.
+	if resp, err := http.Get("http://" + addr + "/produce?bytes=2000000&key=k3y-big&value=s3cr3t-big"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a message too large: status %d, want 502 (the send's error)", resp.StatusCode)
+	}
+	const messages = 1 + 1 + 3 + 1 + 1 + 1
+	const sent = 6 // SyncProducer calls
 
 	count := func(spans []testenv.Span, kind tracepb.Span_SpanKind) int {
 		n := 0
@@ -73,10 +85,10 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 		return n
 	}
 	spans, ok := recv.WaitFor(60*time.Second, func(s []testenv.Span) bool {
-		return count(s, tracepb.Span_SPAN_KIND_PRODUCER) >= 3 && count(s, tracepb.Span_SPAN_KIND_CONSUMER) >= messages
+		return count(s, tracepb.Span_SPAN_KIND_PRODUCER) >= sent && count(s, tracepb.Span_SPAN_KIND_CONSUMER) >= messages
 	})
 	if !ok {
-		t.Fatalf("want 3 PRODUCER and %d CONSUMER spans: %s\n%s", messages, spanList(spans), r.stderr)
+		t.Fatalf("want %d PRODUCER and %d CONSUMER spans: %s\n%s", sent, messages, spanList(spans), r.stderr)
 	}
 	time.Sleep(500 * time.Millisecond) // any span more, exported behind them
 	spans = recv.Spans()
@@ -87,10 +99,11 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 
 	// Producing: one span per SyncProducer call, under the request that made it.
 	type sendSpan struct {
-		route     string
+		route     string // its parent's path; "" for a root
 		count     int64
 		partition string
 		offset    bool
+		errType   string
 	}
 	var sends []sendSpan
 	consumed := map[int64]testenv.Span{} // by offset
@@ -100,20 +113,25 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 		}
 		switch s.Kind {
 		case tracepb.Span_SPAN_KIND_PRODUCER:
+			errType, _ := s.Attrs["error.type"].(string)
 			if s.Name != "send "+topic || s.Attrs["messaging.destination.name"] != topic ||
 				s.Attrs["messaging.operation.type"] != "send" || s.Attrs["messaging.operation.name"] != "send" ||
-				s.StatusCode == tracepb.Status_STATUS_CODE_ERROR {
+				(s.StatusCode == tracepb.Status_STATUS_CODE_ERROR) != (errType != "") {
 				t.Errorf("PRODUCER span %s %v %v", s.Name, s.StatusCode, s.Attrs)
 			}
-			parent, ok := byID[s.ParentSpanID]
-			if !ok || parent.Kind != tracepb.Span_SPAN_KIND_SERVER || parent.TraceID != s.TraceID {
-				t.Errorf("PRODUCER span %s: parent %q (%s %s) is not the request's server span", s.Name, s.ParentSpanID, parent.Kind, parent.Name)
-				continue
+			route := ""
+			if s.ParentSpanID != "" {
+				parent, ok := byID[s.ParentSpanID]
+				if !ok || parent.Kind != tracepb.Span_SPAN_KIND_SERVER || parent.TraceID != s.TraceID {
+					t.Errorf("PRODUCER span %s: parent %q (%s %s) is not the request's server span", s.Name, s.ParentSpanID, parent.Kind, parent.Name)
+					continue
+				}
+				route = fmt.Sprint(parent.Attrs["url.path"])
 			}
 			n, _ := s.Attrs["messaging.batch.message_count"].(int64)
 			part, _ := s.Attrs["messaging.destination.partition.id"].(string)
 			_, off := s.Attrs["messaging.kafka.offset"].(int64)
-			sends = append(sends, sendSpan{fmt.Sprint(parent.Attrs["url.path"]), n, part, off})
+			sends = append(sends, sendSpan{route, n, part, off, errType})
 		case tracepb.Span_SPAN_KIND_CONSUMER:
 			off, ok := s.Attrs["messaging.kafka.offset"].(int64)
 			if s.Name != "receive "+topic || s.Attrs["messaging.destination.name"] != topic || !ok ||
@@ -127,8 +145,18 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 			consumed[off] = s
 		}
 	}
+	// From a goroutine of the handler, only SendMessageContext's context leads to the
+	// request's span: v1.40.1's SendMessage has none, and its span is a root.
+	// A message too large is refused with a ConfigurationError (v1.40.1: the KError
+	// ErrMessageSizeTooLarge).
+	fromGoroutine, tooLarge := "/produce-ctx", "sarama.ConfigurationError"
+	if strings.Contains(tg.Variant.Name, "v1.40.1") {
+		fromGoroutine, tooLarge = "", "sarama.KError"
+	}
 	checkChildren(t, "SyncProducer", sends, []sendSpan{
-		{"/produce", 0, "0", true}, {"/produce", 0, "0", true}, {"/produce-batch", 3, "", false},
+		{"/produce", 0, "0", true, ""}, {"/produce", 0, "0", true, ""}, {"/produce-batch", 3, "", false, ""},
+		{"/produce-ctx", 0, "0", true, ""}, {fromGoroutine, 0, "0", true, ""},
+		{"/produce", 0, "", false, tooLarge},
 	})
 
 	// Consuming: a span per message, in the order produced (one partition): the

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -105,9 +106,13 @@ func main() {
 	}()
 
 	fail := func(w http.ResponseWriter, err error) { http.Error(w, err.Error(), http.StatusBadGateway) }
-	// message is the message a request asks for: ?value=, ?key= if given, and
+	// message is the message a request asks for: ?value=, padded to ?bytes= if given
+	// (over Producer.MaxMessageBytes, 1 MB, it fails), ?key= if given, and
 	// ?traceparent= as a record header the app writes itself.
 	message := func(r *http.Request, value string) *sarama.ProducerMessage {
+		if n, _ := strconv.Atoi(r.URL.Query().Get("bytes")); n > len(value) {
+			value += strings.Repeat("x", n-len(value))
+		}
 		m := &sarama.ProducerMessage{Topic: *topic, Value: sarama.StringEncoder(value)}
 		if k := r.URL.Query().Get("key"); k != "" {
 			m.Key = sarama.StringEncoder(k)
@@ -135,6 +140,35 @@ func main() {
 			}
 		}
 		fmt.Fprintln(w, "produced", times)
+	})
+	// One message with the request's context, SendMessageContext where the release has
+	// it (v1.62.0; SendMessage in v1.40.1), from a goroutine of the handler with
+	// ?goroutine=1: where only the context leads to the request's span.
+	mux.HandleFunc("/produce-ctx", func(w http.ResponseWriter, r *http.Request) {
+		send := func() error {
+			m := message(r, r.URL.Query().Get("value"))
+			if p, ok := syncProducer.(interface {
+				SendMessageContext(context.Context, *sarama.ProducerMessage) (int32, int64, error)
+			}); ok {
+				_, _, err := p.SendMessageContext(r.Context(), m)
+				return err
+			}
+			_, _, err := syncProducer.SendMessage(m)
+			return err
+		}
+		var err error
+		if r.URL.Query().Get("goroutine") != "" {
+			done := make(chan error)
+			go func() { done <- send() }()
+			err = <-done
+		} else {
+			err = send()
+		}
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		fmt.Fprintln(w, "produced 1")
 	})
 	// ?n= messages in one SyncProducer.SendMessages call, valued VALUE-0, VALUE-1...
 	mux.HandleFunc("/produce-batch", func(w http.ResponseWriter, r *http.Request) {
