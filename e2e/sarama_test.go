@@ -187,3 +187,82 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 		t.Errorf("the launcher said:\n%s", said)
 	}
 }
+
+// An AsyncProducer's messages, in a program without a SyncProducer (the saramaasync
+// target), on the same releases: one PRODUCER span per message, from its partitioning
+// to its acknowledgement, with its topic, partition and offset; a root, since sarama's
+// own goroutines send it; no key or value exported.
+func TestSaramaAsyncSpans(t *testing.T) {
+	testenv.RequireRoot(t)
+	targets := testenv.BuildSaramaAsync(t, testenv.SaramaBuilds...)
+	var topics []string
+	for _, tg := range targets {
+		topics = append(topics, saramaTopic(tg))
+	}
+	broker, _ := testenv.StartKafka(t, topics...)
+	for _, tg := range targets {
+		t.Run(tg.Toolchain+"/"+tg.Variant.Name, func(t *testing.T) { saramaAsyncSpans(t, tg, broker) })
+	}
+}
+
+func saramaAsyncSpans(t *testing.T, tg testenv.Target, broker string) {
+	recv := testenv.StartReceiver(t)
+	recv.KeepBytes()
+	addr := freeAddr(t)
+	topic := saramaTopic(tg)
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_SERVICE_NAME=saramaasync", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
+		"OTEL_PROPAGATORS=")
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path,
+		"-addr", addr, "-broker", broker, "-topic", topic)
+	firstRequest(t, addr, "/produce-async?key=k3y-first&value=s3cr3t-first")
+	getOK(t, r, addr, "/produce-async?n=3&key=k3y-three&value=s3cr3t-three")
+	const messages = 4
+
+	producers := func(spans []testenv.Span) []testenv.Span {
+		var out []testenv.Span
+		for _, s := range spans {
+			if s.Kind == tracepb.Span_SPAN_KIND_PRODUCER {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool { return len(producers(s)) >= messages })
+	if !ok {
+		t.Fatalf("want %d PRODUCER spans: %s\n%s", messages, spanList(spans), r.stderr)
+	}
+	time.Sleep(500 * time.Millisecond) // any span more, exported behind them
+	sends := producers(recv.Spans())
+	if len(sends) != messages {
+		t.Errorf("%d PRODUCER spans, want %d: %s", len(sends), messages, spanList(sends))
+	}
+	offsets := map[int64]bool{}
+	for _, s := range sends {
+		off, ok := s.Attrs["messaging.kafka.offset"].(int64)
+		if s.Name != "send "+topic || s.Attrs["messaging.destination.name"] != topic || s.Attrs["messaging.system"] != "kafka" ||
+			s.Attrs["messaging.operation.type"] != "send" || s.Attrs["messaging.destination.partition.id"] != "0" || !ok ||
+			s.Attrs["messaging.batch.message_count"] != nil || s.StatusCode == tracepb.Status_STATUS_CODE_ERROR {
+			t.Errorf("PRODUCER span %s %v %v", s.Name, s.StatusCode, s.Attrs)
+		}
+		if s.ParentSpanID != "" {
+			t.Errorf("PRODUCER span %s (offset %d): parent %s, want a root (sarama's goroutines send it)", s.Name, off, s.ParentSpanID)
+		}
+		if offsets[off] {
+			t.Errorf("two PRODUCER spans for offset %d", off)
+		}
+		offsets[off] = true
+	}
+	for off := int64(0); off < messages; off++ {
+		if !offsets[off] {
+			t.Errorf("no PRODUCER span for offset %d: %s", off, spanList(sends))
+		}
+	}
+	exported := recv.ExportedBytes()
+	if bytes.Contains(exported, []byte("s3cr3t")) || bytes.Contains(exported, []byte("k3y-")) {
+		t.Error("a message's key or value is in the bytes exported")
+	}
+	if said := launcherLines(r); said != "" {
+		t.Errorf("the launcher said:\n%s", said)
+	}
+}

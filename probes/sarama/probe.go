@@ -17,7 +17,7 @@ var scope = telemetry.NewScope(reflect.TypeFor[Probe]().PkgPath())
 // Limits are what sarama's probes do not trace, whatever the host (`launch doctor`).
 var Limits = []string{
 	"sarama: produced messages carry no trace context from the launcher: it would have to add a traceparent record header, which means writing the app's memory (refused under kernel lockdown) or editing the Produce request on the socket, whose record batch CRC-32C covers the headers (docs/design.md, Kafka); a consumed message that already carries a traceparent (written by the app or another service) is joined",
-	"sarama: no span for AsyncProducer messages: the functions run once per message are also run for every SyncProducer message, and would cost each send more than its two uprobe hits",
+	"sarama: AsyncProducer messages have spans only in a program that has no SyncProducer (sarama runs a SyncProducer's messages through the same functions, which would cost each send more than its two uprobe hits); they have no parent (sarama's goroutines send them), and a message that fails after its retries (returnError, inlined) has none",
 	"sarama: a consumed message's span is its receipt (the fetch response's parse, in sarama's goroutine), not the app's processing: the app's own work for it is not under it",
 }
 
@@ -61,10 +61,15 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 			{Spec: ProducerSpec.Name, Symbol: sendMessageContext, Entry: "send_message_entry", Return: "send_message_return"},
 			{Spec: ProducerSpec.Name, Symbol: sendMessagesContext, Entry: "send_messages_entry", Return: "send_messages_return"},
 			{Spec: ConsumerSpec.Name, Symbol: parseResponse, Entry: "parse_response_entry", Return: "parse_response_return"},
+			{Spec: AsyncProducerSpec.Name, Symbol: partitionMessage, Entry: "partition_message_entry"},
+			{Spec: AsyncProducerSpec.Name, Symbol: returnSuccesses, Entry: "return_successes_entry"},
+			{Spec: AsyncProducerSpec.Name, Symbol: returnErrors, Entry: "return_errors_entry"},
 		},
-		Enable: map[string]string{ProducerSpec.Name: "producer_enabled", ConsumerSpec.Name: "consumer_enabled"},
+		Enable: map[string]string{ProducerSpec.Name: "producer_enabled", ConsumerSpec.Name: "consumer_enabled", AsyncProducerSpec.Name: "async_enabled"},
 		Decode: p.decode,
-		// Sends waiting for the broker's acknowledgement when the app exits.
+		// Sends waiting for the broker's acknowledgement when the app exits. Not the
+		// AsyncProducer's messages: those that failed through returnError never end,
+		// and would all be said open at the app's exit.
 		InFlight: []kit.InFlight{{Map: "sends", Spec: ProducerSpec.Name, Span: p.openSendSpan}},
 	}
 	var err error
@@ -96,7 +101,7 @@ func boolValue(b bool) uint64 {
 // decode fills span from an event.
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	switch kit.RecordKind(raw) {
-	case eventSend:
+	case eventSend, eventAsyncSend:
 		ev := kit.RecordPrefixAs(raw, &p.send, int(unsafe.Offsetof(p.send.Topic)))
 		if ev == nil {
 			return false
@@ -127,6 +132,7 @@ func (p *Probe) openSendSpan(value []byte, span *telemetry.Span) bool {
 
 // The C program's event kinds.
 const (
-	eventSend    = 1
-	eventReceive = 2
+	eventSend      = 1
+	eventReceive   = 2
+	eventAsyncSend = 3 // an AsyncProducer message's, in a send's record
 )

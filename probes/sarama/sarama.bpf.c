@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 //go:build ignore
 
-/* IBM/sarama: a PRODUCER span per SyncProducer send, a CONSUMER span per message a
- * partition consumer receives.
+/* IBM/sarama: a PRODUCER span per SyncProducer send, or per AsyncProducer message in
+ * a program without a SyncProducer, and a CONSUMER span per message a partition
+ * consumer receives.
  *
  * Producing. A send's entry starts the span (its parent by the call's context, in the
  * releases whose sends take one, else by the goroutine: the request's server span) and
@@ -16,6 +17,16 @@
  * topic, and whether the next BATCH_CHECK messages' topics are the same. At a RET: the
  * error's dynamic type, else a single message's partition and offset, which the
  * function returns.
+ *
+ * An AsyncProducer's message: in a program that has no SyncProducer send (the loader
+ * attaches these only then: a SyncProducer's messages go the same way, and would cost
+ * its sends more hits), its span starts at the entry of
+ *   (*topicProducer).partitionMessage(tp, msg)   once per message, retries excepted
+ * and ends at the entry of the function that returns its batch's result:
+ *   (*asyncProducer).returnSuccesses(p, batch []*ProducerMessage)
+ *   (*asyncProducer).returnErrors(p, batch, err error)
+ * At most two hits per message (one, and one per batch). They run in sarama's own
+ * goroutines: the span has no parent, and starts a trace.
  *
  * Consuming. A partition consumer's goroutine turns each fetch response into the
  * messages it hands to the app's channel in parseResponse(child, response)
@@ -35,6 +46,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Field offsets in the app, named after the Go fields (kit.VarName) and set by the
  * loader. */
 volatile __u64 off_sarama_ProducerMessage_Topic = OFFSET_NONE;     /* string */
+volatile __u64 off_sarama_ProducerMessage_Partition = OFFSET_NONE; /* int32, set by the producer */
+volatile __u64 off_sarama_ProducerMessage_Offset = OFFSET_NONE;    /* int64, set by the producer */
 volatile __u64 off_sarama_ConsumerMessage_Headers = OFFSET_NONE;   /* []*RecordHeader */
 volatile __u64 off_sarama_ConsumerMessage_Topic = OFFSET_NONE;     /* string */
 volatile __u64 off_sarama_ConsumerMessage_Partition = OFFSET_NONE; /* int32 */
@@ -49,10 +62,12 @@ volatile __u64 send_messages_ctx = 0;
 
 /* Set last, once everything else is. */
 volatile __u64 producer_enabled = 0;
+volatile __u64 async_enabled = 0;
 volatile __u64 consumer_enabled = 0;
 
 #define EVENT_SEND 1
 #define EVENT_RECEIVE 2
+#define EVENT_ASYNC_SEND 3 /* a send_event */
 
 #define TOPIC_MAX 256      /* Kafka's topic names have at most 249 characters */
 #define BATCH_CHECK 64     /* a batch's messages whose topic is compared with the first's */
@@ -120,6 +135,18 @@ struct {
 	__type(key, __u64);
 	__type(value, struct receive_event);
 } receives SEC(".maps");
+
+/* AsyncProducer messages in flight, by the message's address, from their partitioning
+ * to their result. An LRU map: a message whose failure goes through returnError, which
+ * the compiler inlines into its callers (nowhere to probe), never ends, and is evicted
+ * by newer ones; so is the oldest of more than ASYNC_MAX messages in flight. */
+#define ASYNC_MAX 4096
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ASYNC_MAX);
+	__type(key, __u64);
+	__type(value, struct send_event);
+} async_sends SEC(".maps");
 
 /* Zeroes to create map entries from. Never written. */
 struct send_event zero_send;
@@ -430,5 +457,87 @@ int parse_response_return(struct go_regs *ctx)
 	struct receive_loop l = {.g = g, .msgs = msgs, .n = n < MESSAGES_MAX ? n : MESSAGES_MAX};
 	bpf_loop(MESSAGES_MAX, receive_step, &l, 0);
 	bpf_map_delete_elem(&receives, &g);
+	return 0;
+}
+
+SEC("uprobe/topicProducer_partitionMessage")
+int partition_message_entry(struct go_regs *ctx)
+{
+	if (!async_enabled)
+		return 0;
+	__u64 msg = go_arg(ctx, 2);
+	if (!msg)
+		return 0;
+	struct send_event *ev = new_entry(&async_sends, &msg, &zero_send);
+	if (!ev)
+		return 0;
+	ev->kind = EVENT_ASYNC_SEND;
+	ev->count = 1;
+	ev->offset = -1;
+	ev->partition = -1;
+	ev->start_ns = bpf_ktime_get_ns();
+	start_client_span(0, &ev->sc, ev->parent_span_id, &ev->has_parent, &ev->trace_flags);
+	struct go_string topic = {};
+	if (read_topic(&topic, msg) == 0)
+		ev->topic_len = copy_go_string(ev->topic, TOPIC_MAX, &topic);
+	return 0;
+}
+
+/* What the batch result loop's steps see: scalars only. */
+struct async_result {
+	__u64 msgs; /* the batch's array of *ProducerMessage */
+	__u64 n;
+	__u64 err_type; /* the error's dynamic type; 0 for successes */
+	__u64 now;
+};
+
+/* async_end_step outputs the span of the batch's message i, if it has one. */
+static long async_end_step(__u32 i, void *arg)
+{
+	struct async_result *r = arg;
+	if (i >= r->n)
+		return 1;
+	__u64 msg = read_ptr(r->msgs + (__u64)i * 8);
+	struct send_event *ev = msg ? bpf_map_lookup_elem(&async_sends, &msg) : 0;
+	if (!ev)
+		return 0;
+	ev->end_ns = r->now;
+	ev->error_type = r->err_type;
+	if (!r->err_type) {
+		if (off_sarama_ProducerMessage_Partition != OFFSET_NONE)
+			read_user(&ev->partition, sizeof(ev->partition), msg + off_sarama_ProducerMessage_Partition);
+		if (off_sarama_ProducerMessage_Offset != OFFSET_NONE)
+			read_user(&ev->offset, sizeof(ev->offset), msg + off_sarama_ProducerMessage_Offset);
+	}
+	__u64 size = sizeof(*ev) - TOPIC_MAX + ev->topic_len;
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	submit(ev, size);
+	bpf_map_delete_elem(&async_sends, &msg);
+	return 0;
+}
+
+static __always_inline void async_results(__u64 msgs, __s64 n, __u64 err_tab)
+{
+	if (!async_enabled || !msgs || n <= 0)
+		return;
+	struct async_result r = {.msgs = msgs, .n = n < MESSAGES_MAX ? n : MESSAGES_MAX, .now = bpf_ktime_get_ns()};
+	if (err_tab)
+		r.err_type = read_ptr(err_tab + 8); /* itab.Type */
+	bpf_loop(MESSAGES_MAX, async_end_step, &r, 0);
+}
+
+SEC("uprobe/asyncProducer_returnSuccesses")
+int return_successes_entry(struct go_regs *ctx)
+{
+	async_results(go_arg(ctx, 2), (__s64)go_arg(ctx, 3), 0);
+	return 0;
+}
+
+/* returnErrors(p, batch, err): the batch's three words, then the error's two. */
+SEC("uprobe/asyncProducer_returnErrors")
+int return_errors_entry(struct go_regs *ctx)
+{
+	async_results(go_arg(ctx, 2), (__s64)go_arg(ctx, 3), go_arg(ctx, 5));
 	return 0;
 }

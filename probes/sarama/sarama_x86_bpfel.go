@@ -79,6 +79,7 @@ type saramaSpanRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	saramaMapAsyncSends                        = "async_sends"
 	saramaMapContextParents                    = "context_parents"
 	saramaMapEvents                            = "events"
 	saramaMapFetches                           = "fetches"
@@ -89,10 +90,14 @@ const (
 	saramaMapSends                             = "sends"
 	saramaProgParseResponseEntry               = "parse_response_entry"
 	saramaProgParseResponseReturn              = "parse_response_return"
+	saramaProgPartitionMessageEntry            = "partition_message_entry"
+	saramaProgReturnErrorsEntry                = "return_errors_entry"
+	saramaProgReturnSuccessesEntry             = "return_successes_entry"
 	saramaProgSendMessageEntry                 = "send_message_entry"
 	saramaProgSendMessageReturn                = "send_message_return"
 	saramaProgSendMessagesEntry                = "send_messages_entry"
 	saramaProgSendMessagesReturn               = "send_messages_return"
+	saramaVarAsyncEnabled                      = "async_enabled"
 	saramaVarConsumerEnabled                   = "consumer_enabled"
 	saramaVarContextWrappers                   = "context_wrappers"
 	saramaVarInflightWanted                    = "inflight_wanted"
@@ -100,6 +105,8 @@ const (
 	saramaVarOffSaramaConsumerMessageOffset    = "off_sarama_ConsumerMessage_Offset"
 	saramaVarOffSaramaConsumerMessagePartition = "off_sarama_ConsumerMessage_Partition"
 	saramaVarOffSaramaConsumerMessageTopic     = "off_sarama_ConsumerMessage_Topic"
+	saramaVarOffSaramaProducerMessageOffset    = "off_sarama_ProducerMessage_Offset"
+	saramaVarOffSaramaProducerMessagePartition = "off_sarama_ProducerMessage_Partition"
 	saramaVarOffSaramaProducerMessageTopic     = "off_sarama_ProducerMessage_Topic"
 	saramaVarOffSaramaRecordHeaderKey          = "off_sarama_RecordHeader_Key"
 	saramaVarOffSaramaRecordHeaderValue        = "off_sarama_RecordHeader_Value"
@@ -159,18 +166,22 @@ type saramaSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type saramaProgramSpecs struct {
-	ParseResponseEntry  *ebpf.ProgramSpec `ebpf:"parse_response_entry"`
-	ParseResponseReturn *ebpf.ProgramSpec `ebpf:"parse_response_return"`
-	SendMessageEntry    *ebpf.ProgramSpec `ebpf:"send_message_entry"`
-	SendMessageReturn   *ebpf.ProgramSpec `ebpf:"send_message_return"`
-	SendMessagesEntry   *ebpf.ProgramSpec `ebpf:"send_messages_entry"`
-	SendMessagesReturn  *ebpf.ProgramSpec `ebpf:"send_messages_return"`
+	ParseResponseEntry    *ebpf.ProgramSpec `ebpf:"parse_response_entry"`
+	ParseResponseReturn   *ebpf.ProgramSpec `ebpf:"parse_response_return"`
+	PartitionMessageEntry *ebpf.ProgramSpec `ebpf:"partition_message_entry"`
+	ReturnErrorsEntry     *ebpf.ProgramSpec `ebpf:"return_errors_entry"`
+	ReturnSuccessesEntry  *ebpf.ProgramSpec `ebpf:"return_successes_entry"`
+	SendMessageEntry      *ebpf.ProgramSpec `ebpf:"send_message_entry"`
+	SendMessageReturn     *ebpf.ProgramSpec `ebpf:"send_message_return"`
+	SendMessagesEntry     *ebpf.ProgramSpec `ebpf:"send_messages_entry"`
+	SendMessagesReturn    *ebpf.ProgramSpec `ebpf:"send_messages_return"`
 }
 
 // saramaMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type saramaMapSpecs struct {
+	AsyncSends         *ebpf.MapSpec `ebpf:"async_sends"`
 	ContextParents     *ebpf.MapSpec `ebpf:"context_parents"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	Fetches            *ebpf.MapSpec `ebpf:"fetches"`
@@ -185,6 +196,7 @@ type saramaMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type saramaVariableSpecs struct {
+	AsyncEnabled                      *ebpf.VariableSpec `ebpf:"async_enabled"`
 	ConsumerEnabled                   *ebpf.VariableSpec `ebpf:"consumer_enabled"`
 	ContextWrappers                   *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted                    *ebpf.VariableSpec `ebpf:"inflight_wanted"`
@@ -192,6 +204,8 @@ type saramaVariableSpecs struct {
 	OffSaramaConsumerMessageOffset    *ebpf.VariableSpec `ebpf:"off_sarama_ConsumerMessage_Offset"`
 	OffSaramaConsumerMessagePartition *ebpf.VariableSpec `ebpf:"off_sarama_ConsumerMessage_Partition"`
 	OffSaramaConsumerMessageTopic     *ebpf.VariableSpec `ebpf:"off_sarama_ConsumerMessage_Topic"`
+	OffSaramaProducerMessageOffset    *ebpf.VariableSpec `ebpf:"off_sarama_ProducerMessage_Offset"`
+	OffSaramaProducerMessagePartition *ebpf.VariableSpec `ebpf:"off_sarama_ProducerMessage_Partition"`
 	OffSaramaProducerMessageTopic     *ebpf.VariableSpec `ebpf:"off_sarama_ProducerMessage_Topic"`
 	OffSaramaRecordHeaderKey          *ebpf.VariableSpec `ebpf:"off_sarama_RecordHeader_Key"`
 	OffSaramaRecordHeaderValue        *ebpf.VariableSpec `ebpf:"off_sarama_RecordHeader_Value"`
@@ -229,6 +243,7 @@ func (o *saramaObjects) Close() error {
 //
 // It can be passed to loadSaramaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type saramaMaps struct {
+	AsyncSends         *ebpf.Map `ebpf:"async_sends"`
 	ContextParents     *ebpf.Map `ebpf:"context_parents"`
 	Events             *ebpf.Map `ebpf:"events"`
 	Fetches            *ebpf.Map `ebpf:"fetches"`
@@ -241,6 +256,7 @@ type saramaMaps struct {
 
 func (m *saramaMaps) Close() error {
 	return _SaramaClose(
+		m.AsyncSends,
 		m.ContextParents,
 		m.Events,
 		m.Fetches,
@@ -256,6 +272,7 @@ func (m *saramaMaps) Close() error {
 //
 // It can be passed to loadSaramaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type saramaVariables struct {
+	AsyncEnabled                      *ebpf.Variable `ebpf:"async_enabled"`
 	ConsumerEnabled                   *ebpf.Variable `ebpf:"consumer_enabled"`
 	ContextWrappers                   *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted                    *ebpf.Variable `ebpf:"inflight_wanted"`
@@ -263,6 +280,8 @@ type saramaVariables struct {
 	OffSaramaConsumerMessageOffset    *ebpf.Variable `ebpf:"off_sarama_ConsumerMessage_Offset"`
 	OffSaramaConsumerMessagePartition *ebpf.Variable `ebpf:"off_sarama_ConsumerMessage_Partition"`
 	OffSaramaConsumerMessageTopic     *ebpf.Variable `ebpf:"off_sarama_ConsumerMessage_Topic"`
+	OffSaramaProducerMessageOffset    *ebpf.Variable `ebpf:"off_sarama_ProducerMessage_Offset"`
+	OffSaramaProducerMessagePartition *ebpf.Variable `ebpf:"off_sarama_ProducerMessage_Partition"`
 	OffSaramaProducerMessageTopic     *ebpf.Variable `ebpf:"off_sarama_ProducerMessage_Topic"`
 	OffSaramaRecordHeaderKey          *ebpf.Variable `ebpf:"off_sarama_RecordHeader_Key"`
 	OffSaramaRecordHeaderValue        *ebpf.Variable `ebpf:"off_sarama_RecordHeader_Value"`
@@ -284,18 +303,24 @@ type saramaVariables struct {
 //
 // It can be passed to loadSaramaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type saramaPrograms struct {
-	ParseResponseEntry  *ebpf.Program `ebpf:"parse_response_entry"`
-	ParseResponseReturn *ebpf.Program `ebpf:"parse_response_return"`
-	SendMessageEntry    *ebpf.Program `ebpf:"send_message_entry"`
-	SendMessageReturn   *ebpf.Program `ebpf:"send_message_return"`
-	SendMessagesEntry   *ebpf.Program `ebpf:"send_messages_entry"`
-	SendMessagesReturn  *ebpf.Program `ebpf:"send_messages_return"`
+	ParseResponseEntry    *ebpf.Program `ebpf:"parse_response_entry"`
+	ParseResponseReturn   *ebpf.Program `ebpf:"parse_response_return"`
+	PartitionMessageEntry *ebpf.Program `ebpf:"partition_message_entry"`
+	ReturnErrorsEntry     *ebpf.Program `ebpf:"return_errors_entry"`
+	ReturnSuccessesEntry  *ebpf.Program `ebpf:"return_successes_entry"`
+	SendMessageEntry      *ebpf.Program `ebpf:"send_message_entry"`
+	SendMessageReturn     *ebpf.Program `ebpf:"send_message_return"`
+	SendMessagesEntry     *ebpf.Program `ebpf:"send_messages_entry"`
+	SendMessagesReturn    *ebpf.Program `ebpf:"send_messages_return"`
 }
 
 func (p *saramaPrograms) Close() error {
 	return _SaramaClose(
 		p.ParseResponseEntry,
 		p.ParseResponseReturn,
+		p.PartitionMessageEntry,
+		p.ReturnErrorsEntry,
+		p.ReturnSuccessesEntry,
 		p.SendMessageEntry,
 		p.SendMessageReturn,
 		p.SendMessagesEntry,

@@ -134,3 +134,18 @@ func TestOpenSendSpan(t *testing.T) {
 		t.Error("an entry that is no send: a span")
 	}
 }
+
+// An AsyncProducer message's span: a send's, of one message, with no parent.
+func TestAsyncSendSpan(t *testing.T) {
+	p := &Probe{}
+	ev := saramaSendEvent{Kind: eventAsyncSend, Count: 1, Partition: 0, Offset: 12}
+	ev.TopicLen = uint32(copy(ev.Topic[:], "orders"))
+	var span telemetry.Span
+	if !p.decode(record(&ev), &span) {
+		t.Fatal("no span")
+	}
+	want := "messaging.destination.name=orders messaging.destination.partition.id=0 messaging.kafka.offset=12 messaging.operation.name=send messaging.operation.type=send messaging.system=kafka"
+	if got := attrString(&span); span.Name != "send orders" || got != want || span.Kind != trace.SpanKindProducer || span.Parent.IsValid() {
+		t.Errorf("span %q %s %s parent %v", span.Name, span.Kind, got, span.Parent)
+	}
+}

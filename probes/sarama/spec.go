@@ -31,13 +31,29 @@ const (
 	parseResponse       = "github.com/IBM/sarama.(*partitionConsumer).parseResponse"  // (child, response) ([]*ConsumerMessage, error)
 	producerSpecName    = "sarama.producer"
 	consumerSpecName    = "sarama.consumer"
+	asyncSpecName       = "sarama.async-producer"
 )
+
+// An AsyncProducer's messages, one by one: each new message is partitioned once, and
+// its batch's result returned by one of two functions (a third, returnError, is
+// inlined into its callers: nowhere to probe; returnErrors too in some builds).
+const (
+	partitionMessage = "github.com/IBM/sarama.(*topicProducer).partitionMessage" // (tp, msg) error
+	returnSuccesses  = "github.com/IBM/sarama.(*asyncProducer).returnSuccesses"  // (p, batch)
+	returnErrors     = "github.com/IBM/sarama.(*asyncProducer).returnErrors"     // (p, batch, err)
+)
+
+// syncSends are the SyncProducer's send functions: a program that has one sends
+// through a SyncProducer, whose messages also go through the AsyncProducer's functions.
+var syncSends = []string{sendMessageContext, sendMessage, sendMessagesContext, sendMessages}
 
 // Fields the programs read: a produced message's topic; a consumed message's topic,
 // partition, offset and headers, and a header's key and (for a traceparent) value.
 // Never a message's Key or Value.
 var (
 	producerMessageTopic   = offsets.FieldRef{Struct: "github.com/IBM/sarama.ProducerMessage", Field: "Topic"}
+	producerMessagePart    = offsets.FieldRef{Struct: "github.com/IBM/sarama.ProducerMessage", Field: "Partition"}
+	producerMessageOffset  = offsets.FieldRef{Struct: "github.com/IBM/sarama.ProducerMessage", Field: "Offset"}
 	consumerMessageHeaders = offsets.FieldRef{Struct: "github.com/IBM/sarama.ConsumerMessage", Field: "Headers"}
 	consumerMessageTopic   = offsets.FieldRef{Struct: "github.com/IBM/sarama.ConsumerMessage", Field: "Topic"}
 	consumerMessagePart    = offsets.FieldRef{Struct: "github.com/IBM/sarama.ConsumerMessage", Field: "Partition"}
@@ -59,6 +75,12 @@ func main() {
 	if err == nil {
 		p.SendMessage(&sarama.ProducerMessage{Topic: "t"})
 		p.SendMessages([]*sarama.ProducerMessage{{Topic: "t"}})
+	}
+	ap, err := sarama.NewAsyncProducer([]string{"127.0.0.1:1"}, cfg)
+	if err == nil {
+		ap.Input() <- &sarama.ProducerMessage{Topic: "t"}
+		m := <-ap.Successes()
+		println(m.Partition, m.Offset)
 	}
 	c, err := sarama.NewConsumer([]string{"127.0.0.1:1"}, cfg)
 	if err == nil {
@@ -104,5 +126,27 @@ var ConsumerSpec = offsets.Spec{
 	Program: trackerProgram,
 }
 
+// AsyncProducerSpec: a span per AsyncProducer message, at most two hits each (its
+// partitioning's entry, and its batch's result's), only in a program that has no
+// SyncProducer send: there every SyncProducer message would trap there too.
+var AsyncProducerSpec = offsets.Spec{
+	Name:       asyncSpecName,
+	Module:     Module,
+	MinVersion: MinVersion,
+	Functions: []offsets.FuncSpec{
+		{Symbols: []string{partitionMessage}, Unless: syncSends},
+		{Symbols: []string{returnSuccesses}},
+		// Inlined into its callers in some builds (v1.40.1 with Go 1.22): the
+		// messages whose batch fails are not ended there, as returnError's.
+		{Symbols: []string{returnErrors}, Optional: true},
+	},
+	Fields: []offsets.FieldSpec{
+		{FieldRef: producerMessageTopic},
+		{FieldRef: producerMessagePart},
+		{FieldRef: producerMessageOffset},
+	},
+	Program: trackerProgram,
+}
+
 // Specs are this package's probes.
-var Specs = []offsets.Spec{ProducerSpec, ConsumerSpec}
+var Specs = []offsets.Spec{ProducerSpec, AsyncProducerSpec, ConsumerSpec}
