@@ -20,8 +20,8 @@ import (
 // stripped): a SyncProducer's SendMessage, SendMessageContext and SendMessages each one
 // PRODUCER span, the child of the request's server span (by the handler's goroutine, or
 // by the context from another goroutine), with the topic, a batch's size, a single
-// message's partition and offset, or the error; an AsyncProducer's message none (a
-// limit); every message the consumer group receives one CONSUMER span, the child of
+// message's partition and offset, or the error; an AsyncProducer's message none (the
+// program has a SyncProducer: TestSaramaAsyncSpans); every message the consumer group receives one CONSUMER span, the child of
 // the traceparent the app wrote on it, else a root; no message key or value in any
 // byte exported.
 func TestSaramaSpans(t *testing.T) {

@@ -1,8 +1,9 @@
 // Package sarama instruments github.com/IBM/sarama: a PRODUCER span per SyncProducer
 // send (one message or a batch), parented by the server span of the request that
-// sent it, and a CONSUMER span per message a partition consumer receives, which joins
-// the trace of a traceparent header the message carries. This file declares what the
-// probes need from a target binary.
+// sent it; in a program without a SyncProducer, a PRODUCER span per AsyncProducer
+// message, with no parent; and a CONSUMER span per message a partition consumer
+// receives, which joins the trace of a traceparent header the message carries. This
+// file declares what the probes need from a target binary.
 package sarama
 
 import "github.com/otel-go-launcher/otel-go-launcher/offsets"
