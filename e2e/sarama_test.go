@@ -29,7 +29,7 @@ func TestSaramaSpans(t *testing.T) {
 	targets := testenv.BuildSarama(t, testenv.SaramaBuilds...)
 	var topics []string
 	for _, tg := range targets {
-		topics = append(topics, saramaTopic(tg))
+		topics = append(topics, saramaTopic(tg), saramaTopic(tg)+"-b") // -b: a mixed batch's other topic
 	}
 	broker, _ := testenv.StartKafka(t, topics...)
 	for _, tg := range targets {
@@ -72,8 +72,12 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 	} else if resp.Body.Close(); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("a message too large: status %d, want 502 (the send's error)", resp.StatusCode)
 	}
-	const messages = 1 + 1 + 3 + 1 + 1 + 1
-	const sent = 6 // SyncProducer calls
+	// Batches of one topic in strings of their own (the program compares their bytes),
+	// and of two topics (the last message to the other, not consumed).
+	get("/produce-batch?clone=1&n=2&key=k3y-clone&value=s3cr3t-clone")
+	get("/produce-batch?mixed=1&n=3&key=k3y-mixed&value=s3cr3t-mixed")
+	const messages = 1 + 1 + 3 + 1 + 1 + 1 + 2 + 2
+	const sent = 8 // SyncProducer calls
 
 	count := func(spans []testenv.Span, kind tracepb.Span_SpanKind) int {
 		n := 0
@@ -100,6 +104,7 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 	// Producing: one span per SyncProducer call, under the request that made it.
 	type sendSpan struct {
 		route     string // its parent's path; "" for a root
+		topic     string // its destination; "" for none
 		count     int64
 		partition string
 		offset    bool
@@ -114,7 +119,8 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 		switch s.Kind {
 		case tracepb.Span_SPAN_KIND_PRODUCER:
 			errType, _ := s.Attrs["error.type"].(string)
-			if s.Name != "send "+topic || s.Attrs["messaging.destination.name"] != topic ||
+			dest, _ := s.Attrs["messaging.destination.name"].(string)
+			if dest != "" && dest != topic || s.Name != strings.TrimSpace("send "+dest) ||
 				s.Attrs["messaging.operation.type"] != "send" || s.Attrs["messaging.operation.name"] != "send" ||
 				(s.StatusCode == tracepb.Status_STATUS_CODE_ERROR) != (errType != "") {
 				t.Errorf("PRODUCER span %s %v %v", s.Name, s.StatusCode, s.Attrs)
@@ -131,7 +137,7 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 			n, _ := s.Attrs["messaging.batch.message_count"].(int64)
 			part, _ := s.Attrs["messaging.destination.partition.id"].(string)
 			_, off := s.Attrs["messaging.kafka.offset"].(int64)
-			sends = append(sends, sendSpan{route, n, part, off, errType})
+			sends = append(sends, sendSpan{route, dest, n, part, off, errType})
 		case tracepb.Span_SPAN_KIND_CONSUMER:
 			off, ok := s.Attrs["messaging.kafka.offset"].(int64)
 			if s.Name != "receive "+topic || s.Attrs["messaging.destination.name"] != topic || !ok ||
@@ -154,9 +160,11 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 		fromGoroutine, tooLarge = "", "sarama.KError"
 	}
 	checkChildren(t, "SyncProducer", sends, []sendSpan{
-		{"/produce", 0, "0", true, ""}, {"/produce", 0, "0", true, ""}, {"/produce-batch", 3, "", false, ""},
-		{"/produce-ctx", 0, "0", true, ""}, {fromGoroutine, 0, "0", true, ""},
-		{"/produce", 0, "", false, tooLarge},
+		{"/produce", topic, 0, "0", true, ""}, {"/produce", topic, 0, "0", true, ""},
+		{"/produce-batch", topic, 3, "", false, ""},
+		{"/produce-ctx", topic, 0, "0", true, ""}, {fromGoroutine, topic, 0, "0", true, ""},
+		{"/produce", topic, 0, "", false, tooLarge},
+		{"/produce-batch", topic, 2, "", false, ""}, {"/produce-batch", "", 3, "", false, ""},
 	})
 
 	// Consuming: a span per message, in the order produced (one partition): the

@@ -170,7 +170,8 @@ func main() {
 		}
 		fmt.Fprintln(w, "produced 1")
 	})
-	// ?n= messages in one SyncProducer.SendMessages call, valued VALUE-0, VALUE-1...
+	// ?n= messages in one SyncProducer.SendMessages call, valued VALUE-0, VALUE-1...;
+	// ?clone=1, ?mixed=1 below.
 	mux.HandleFunc("/produce-batch", func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
 		if err != nil || n < 1 {
@@ -179,7 +180,14 @@ func main() {
 		}
 		var msgs []*sarama.ProducerMessage
 		for i := 0; i < n; i++ {
-			msgs = append(msgs, message(r, fmt.Sprintf("%s-%d", r.URL.Query().Get("value"), i)))
+			m := message(r, fmt.Sprintf("%s-%d", r.URL.Query().Get("value"), i))
+			switch {
+			case r.URL.Query().Get("mixed") != "" && i == n-1:
+				m.Topic = *topic + "-b" // ?mixed=1: the last to the topic's -b, a batch of two topics
+			case r.URL.Query().Get("clone") != "":
+				m.Topic = strings.Clone(m.Topic) // ?clone=1: one topic, a string of its own each
+			}
+			msgs = append(msgs, m)
 		}
 		if err := syncProducer.SendMessages(msgs); err != nil {
 			fail(w, err)
