@@ -532,3 +532,6 @@ func BuildSaramaAsync(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
 	return saramaAsync.mustBuild(t, builds)
 }
+
+// BuildSaramaAsyncErr is BuildSaramaAsync outside a test (benchmarks).
+func BuildSaramaAsyncErr(builds ...ModuleBuild) ([]Target, error) { return saramaAsync.build(builds) }
