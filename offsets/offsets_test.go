@@ -621,6 +621,28 @@ func TestFunctionNeeds(t *testing.T) {
 	}
 }
 
+// A function probed Unless another is there is not probed where the program has that
+// one: it counts as unused, as an absent function does.
+func TestFunctionUnless(t *testing.T) {
+	tg := targets(t)[0]
+	b := open(t, tg.Path)
+	spec := func(unless ...string) offsets.Spec {
+		return offsets.Spec{Name: "unless", Module: "std", Functions: []offsets.FuncSpec{
+			{Symbols: []string{"net/http.serverHandler.ServeHTTP"}, Unless: unless},
+		}}
+	}
+	r, err := offsets.Analyze(b, []offsets.Spec{spec("no/such.Function"), spec("no/such.Function", "net/http.(*Transport).roundTrip")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Probes[0]; !p.Enabled || len(p.Uprobes) != 1 {
+		t.Errorf("%s: none of its exclusions there: %+v", tg, p)
+	}
+	if p := r.Probes[1]; p.Enabled || !p.Unused() || !strings.Contains(p.Reason, "without net/http.(*Transport).roundTrip") {
+		t.Errorf("%s: with one of its exclusions: enabled %v, unused %v, %q", tg, p.Enabled, p.Unused(), p.Reason)
+	}
+}
+
 // A spec of one package of a larger module (std), its functions all optional: enabled
 // with those the program has; without any, the program does not use the package.
 func TestSpecPackage(t *testing.T) {

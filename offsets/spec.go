@@ -45,6 +45,9 @@ type FuncSpec struct {
 	// Needs: probe it only in a program that also has one of these functions (where
 	// they are what makes it the right place); without them it counts as absent.
 	Needs []string
+	// Unless: probe it only in a program that has none of these functions (where
+	// another probe sees what it would, at less cost); with one, it counts as absent.
+	Unless []string
 	// Calls: probe its direct calls to these functions (CallOffsets) instead of its
 	// entry - where the callee's arguments are in registers, in this caller only. A
 	// function that makes none (the callee inlined) disables the probe, saying so.
@@ -183,7 +186,7 @@ func AnalyzeFunctions(b *Binary, specs []Spec) (r *Report, err error) {
 	var names []string
 	for _, s := range specs {
 		for _, f := range s.Functions {
-			names = append(append(append(names, f.Symbols...), f.Needs...), f.Calls...)
+			names = append(append(append(append(names, f.Symbols...), f.Needs...), f.Calls...), f.Unless...)
 		}
 	}
 	funcs, funcErr := b.Functions(names...)
@@ -334,7 +337,7 @@ func analyze(b *Binary, specs []Spec) *Report {
 	var fields []moduleField
 	for _, s := range specs {
 		for _, f := range s.Functions {
-			names = append(append(append(names, f.Symbols...), f.Needs...), f.Calls...)
+			names = append(append(append(append(names, f.Symbols...), f.Needs...), f.Calls...), f.Unless...)
 		}
 		fields = append(fields, s.fieldsFor(b)...)
 	}
@@ -411,10 +414,19 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		if ok && len(f.Needs) > 0 && !slices.ContainsFunc(f.Needs, func(sym string) bool { _, has := funcs[sym]; return has }) {
 			ok = false
 		}
+		excluded := ""
+		for _, sym := range f.Unless {
+			if _, has := funcs[sym]; ok && has {
+				ok, excluded = false, sym
+			}
+		}
 		switch {
 		case funcErr != nil:
 			p.disable("cannot read functions: %v", funcErr)
 		case !ok && f.Optional:
+		case !ok && excluded != "":
+			p.disable("%s is probed only in a program without %s, which this one has", strings.Join(f.Symbols, " or "), excluded)
+			p.absences++
 		case !ok:
 			what := strings.Join(f.Symbols, " or ")
 			if len(f.Needs) > 0 {

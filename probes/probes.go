@@ -32,6 +32,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/pgx"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/sarama"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/wire"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry/otelconfig"
@@ -67,6 +68,7 @@ func Libraries(opts Options) []kit.Library {
 		databasesql.Library(),
 		goredis.Library(),
 		pgx.Library(),
+		sarama.Library(),
 		chi.Library(),
 		gorillamux.Library(),
 		gin.Library(),

@@ -520,3 +520,18 @@ func BuildSarama(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
 	return saramaService.mustBuild(t, builds)
 }
+
+// BuildSaramaErr is BuildSarama outside a test (benchmarks).
+func BuildSaramaErr(builds ...ModuleBuild) ([]Target, error) { return saramaService.build(builds) }
+
+var saramaAsync = moduleTarget{Name: "saramaasync", Tag: "sarama", Default: SaramaDefault}
+
+// BuildSaramaAsync builds the saramaasync target (an AsyncProducer, no SyncProducer)
+// for each build, cached as BuildTargets does.
+func BuildSaramaAsync(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	return saramaAsync.mustBuild(t, builds)
+}
+
+// BuildSaramaAsyncErr is BuildSaramaAsync outside a test (benchmarks).
+func BuildSaramaAsyncErr(builds ...ModuleBuild) ([]Target, error) { return saramaAsync.build(builds) }

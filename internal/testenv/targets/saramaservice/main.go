@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,6 +62,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	broker := flag.String("broker", "127.0.0.1:9092", "the Kafka broker's host:port")
 	topic := flag.String("topic", "orders", "the topic written and consumed")
+	consume := flag.Bool("consume", true, "consume the topic in a consumer group (off for benchmarks of producing alone)")
 	flag.Parse()
 
 	cfg := sarama.NewConfig()
@@ -104,10 +106,17 @@ func main() {
 	}()
 
 	fail := func(w http.ResponseWriter, err error) { http.Error(w, err.Error(), http.StatusBadGateway) }
-	// message is the message a request asks for: ?value=, and ?traceparent= as a
-	// record header the app writes itself.
+	// message is the message a request asks for: ?value=, padded to ?bytes= if given
+	// (over Producer.MaxMessageBytes, 1 MB, it fails), ?key= if given, and
+	// ?traceparent= as a record header the app writes itself.
 	message := func(r *http.Request, value string) *sarama.ProducerMessage {
+		if n, _ := strconv.Atoi(r.URL.Query().Get("bytes")); n > len(value) {
+			value += strings.Repeat("x", n-len(value))
+		}
 		m := &sarama.ProducerMessage{Topic: *topic, Value: sarama.StringEncoder(value)}
+		if k := r.URL.Query().Get("key"); k != "" {
+			m.Key = sarama.StringEncoder(k)
+		}
 		if tp := r.URL.Query().Get("traceparent"); tp != "" {
 			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte("traceparent"), Value: []byte(tp)})
 		}
@@ -115,15 +124,54 @@ func main() {
 	}
 
 	mux := http.NewServeMux()
-	// One message, SyncProducer.SendMessage.
+	// One message, SyncProducer.SendMessage; ?times= calls of it, one after the other.
 	mux.HandleFunc("/produce", func(w http.ResponseWriter, r *http.Request) {
-		if _, _, err := syncProducer.SendMessage(message(r, r.URL.Query().Get("value"))); err != nil {
+		times := 1
+		if t := r.URL.Query().Get("times"); t != "" {
+			if times, _ = strconv.Atoi(t); times < 1 {
+				http.Error(w, "times: want a count of calls, 1 or more", http.StatusBadRequest)
+				return
+			}
+		}
+		for i := 0; i < times; i++ {
+			if _, _, err := syncProducer.SendMessage(message(r, r.URL.Query().Get("value"))); err != nil {
+				fail(w, err)
+				return
+			}
+		}
+		fmt.Fprintln(w, "produced", times)
+	})
+	// One message with the request's context, SendMessageContext where the release has
+	// it (v1.62.0; SendMessage in v1.40.1), from a goroutine of the handler with
+	// ?goroutine=1: where only the context leads to the request's span.
+	mux.HandleFunc("/produce-ctx", func(w http.ResponseWriter, r *http.Request) {
+		send := func() error {
+			m := message(r, r.URL.Query().Get("value"))
+			if p, ok := syncProducer.(interface {
+				SendMessageContext(context.Context, *sarama.ProducerMessage) (int32, int64, error)
+			}); ok {
+				_, _, err := p.SendMessageContext(r.Context(), m)
+				return err
+			}
+			_, _, err := syncProducer.SendMessage(m)
+			return err
+		}
+		var err error
+		if r.URL.Query().Get("goroutine") != "" {
+			done := make(chan error)
+			go func() { done <- send() }()
+			err = <-done
+		} else {
+			err = send()
+		}
+		if err != nil {
 			fail(w, err)
 			return
 		}
 		fmt.Fprintln(w, "produced 1")
 	})
-	// ?n= messages in one SyncProducer.SendMessages call, valued VALUE-0, VALUE-1...
+	// ?n= messages in one SyncProducer.SendMessages call, valued VALUE-0, VALUE-1...;
+	// ?clone=1, ?mixed=1 below.
 	mux.HandleFunc("/produce-batch", func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
 		if err != nil || n < 1 {
@@ -132,7 +180,14 @@ func main() {
 		}
 		var msgs []*sarama.ProducerMessage
 		for i := 0; i < n; i++ {
-			msgs = append(msgs, message(r, fmt.Sprintf("%s-%d", r.URL.Query().Get("value"), i)))
+			m := message(r, fmt.Sprintf("%s-%d", r.URL.Query().Get("value"), i))
+			switch {
+			case r.URL.Query().Get("mixed") != "" && i == n-1:
+				m.Topic = *topic + "-b" // ?mixed=1: the last to the topic's -b, a batch of two topics
+			case r.URL.Query().Get("clone") != "":
+				m.Topic = strings.Clone(m.Topic) // ?clone=1: one topic, a string of its own each
+			}
+			msgs = append(msgs, m)
 		}
 		if err := syncProducer.SendMessages(msgs); err != nil {
 			fail(w, err)
@@ -188,22 +243,24 @@ func main() {
 	// A consumer group named after the topic: a service that follows another on the
 	// same broker would otherwise wait for the gone member's session to time out.
 	groupName := "saramaservice-" + *topic
-	group, err := sarama.NewConsumerGroup(brokers, groupName, cfg)
-	if err != nil {
-		log.Fatalf("saramaservice: join consumer group %s at %s: %v", groupName, *broker, err)
-	}
-	defer group.Close()
 	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		// Consume returns at each rebalance; the loop rejoins.
-		for ctx.Err() == nil {
-			if err := group.Consume(ctx, []string{*topic}, groupHandler{got: &got, call: call}); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) && ctx.Err() == nil {
-				log.Printf("saramaservice: consume %s: %v", *topic, err)
-				time.Sleep(100 * time.Millisecond)
+	if !*consume {
+		close(consumerDone)
+	} else if group, err := sarama.NewConsumerGroup(brokers, groupName, cfg); err != nil {
+		log.Fatalf("saramaservice: join consumer group %s at %s: %v", groupName, *broker, err)
+	} else {
+		defer group.Close()
+		go func() {
+			defer close(consumerDone)
+			// Consume returns at each rebalance; the loop rejoins.
+			for ctx.Err() == nil {
+				if err := group.Consume(ctx, []string{*topic}, groupHandler{got: &got, call: call}); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) && ctx.Err() == nil {
+					log.Printf("saramaservice: consume %s: %v", *topic, err)
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
-		}
-	}()
+		}()
+	}
 
 	srv := &http.Server{Addr: *addr, Handler: mux}
 	go func() {
