@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, exit, analysis, gate, readiness, tracing, tracing-http, exporter, routes, contexts, metrics, profile, proxy, rate, stall, contention, grpc, sql, sql-postgres, redis, container, wrap, runtime, neighbour.
+// Sections: startup, exit, analysis, gate, readiness, tracing, tracing-http, exporter, routes, contexts, metrics, profile, proxy, rate, stall, contention, grpc, sql, sql-postgres, redis, kafka-go, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -41,6 +41,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"sql":          sqlBench,
 	"sql-postgres": sqlPostgresBench,
 	"redis":        redisBench,
+	"kafka-go":     kafkaGoBench,
 	"metrics":      metricsBench,
 	"profile":      profileBench,
 	"neighbour":    neighbour,
@@ -61,7 +62,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "contention", "grpc", "sql", "sql-postgres", "redis", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "contention", "grpc", "sql", "sql-postgres", "redis", "kafka-go", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they
