@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ import (
 // kafka-go spans from kafkaservice under the launcher, against the tests' broker
 // (kfake), with v0.4.30 (Go 1.22) and v0.4.51 (plain and stripped): every
 // WriteMessages call one PRODUCER span, the child of the handler's server span, with
-// its topic and a batch's count, a refused message's error type; every message each of
+// its topic and a batch's count, a refused message's error type (messages that name
+// their topic: the topic they share, none for two); every message each of
 // the two workers (ReadMessage, FetchMessage; a consumer group each) receives one
 // CONSUMER span with its partition, offset and group, the child of the traceparent
 // the app wrote on it, else a root; the HTTP call a worker makes for the message the
@@ -28,11 +30,12 @@ func TestKafkaGoSpans(t *testing.T) {
 	targets := kafkaServices["kafka-go"].builds(t)
 	var topics []string
 	for _, tg := range targets {
-		topics = append(topics, kafkaTopic(tg)+"-spans")
+		// Each build's topic, and another its messages naming two topics go to.
+		topics = append(topics, kafkaTopic(tg)+"-spans", kafkaTopic(tg)+"-other")
 	}
 	broker, _ := testenv.StartKafka(t, topics...)
 	for i, tg := range targets {
-		t.Run(tg.Toolchain+"/"+tg.Variant.Name, func(t *testing.T) { kafkaGoSpans(t, tg, broker, topics[i]) })
+		t.Run(tg.Toolchain+"/"+tg.Variant.Name, func(t *testing.T) { kafkaGoSpans(t, tg, broker, topics[2*i], topics[2*i+1]) })
 	}
 }
 
@@ -42,7 +45,7 @@ const (
 	kafkaSpanID  = "b7ad6b7169203331"
 )
 
-func kafkaGoSpans(t *testing.T, tg testenv.Target, broker, topic string) {
+func kafkaGoSpans(t *testing.T, tg testenv.Target, broker, topic, other string) {
 	recv := testenv.StartReceiver(t)
 	recv.KeepBytes()
 	addr := freeAddr(t)
@@ -53,12 +56,15 @@ func kafkaGoSpans(t *testing.T, tg testenv.Target, broker, topic string) {
 		"-addr", addr, "-broker", broker, "-topic", topic)
 	firstRequest(t, addr, "/consumed")
 	get := func(path string) { t.Helper(); getOK(t, r, addr, path) }
-	// In this order, on one partition: offsets 0 (plain), 1 (carried), 2 to 4 (batch).
+	// In this order, on one partition: offsets 0 (plain), 1 (carried), 2 to 4 (batch),
+	// 5 and 6 (two messages naming the topic), 7 (one of two to two topics).
 	get("/produce?value=p4yl0ad-plain")
 	get("/produce?value=p4yl0ad-carried&traceparent=" + kafkaTraceparent)
 	get("/produce-batch?value=p4yl0ad-batch&n=3")
 	get("/produce-too-large")
-	const messages, workers = 5, 2
+	get("/produce-topics?value=p4yl0ad-same&topics=" + topic + "," + topic)
+	get("/produce-topics?value=p4yl0ad-two&topics=" + topic + "," + other)
+	const messages, workers = 8, 2
 	var lines []string
 	if !eventually(60*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/consumed")
@@ -83,12 +89,15 @@ func kafkaGoSpans(t *testing.T, tg testenv.Target, broker, topic string) {
 		return n
 	}
 	// Every consumed message's span and its worker's call (a client span each).
+	const produceCalls = 6
 	spans, ok := recv.WaitFor(30*time.Second, func(s []testenv.Span) bool {
 		return count(s, tracepb.Span_SPAN_KIND_CONSUMER) >= messages*workers && count(s, tracepb.Span_SPAN_KIND_CLIENT) >= messages*workers &&
-			count(s, tracepb.Span_SPAN_KIND_PRODUCER) >= 4
+			count(s, tracepb.Span_SPAN_KIND_PRODUCER) >= produceCalls
 	})
 	if !ok {
-		t.Fatalf("spans missing: %s\n%s", spanList(spans), r.stderr)
+		t.Fatalf("spans missing: %d consumer, %d client, %d producer, want %d, %d, %d: %s\n%s",
+			count(spans, tracepb.Span_SPAN_KIND_CONSUMER), count(spans, tracepb.Span_SPAN_KIND_CLIENT), count(spans, tracepb.Span_SPAN_KIND_PRODUCER),
+			messages*workers, messages*workers, produceCalls, spanList(spans), r.stderr)
 	}
 	time.Sleep(500 * time.Millisecond) // anything more than one per call shows
 	spans = recv.Spans()
@@ -104,13 +113,22 @@ func kafkaGoSpans(t *testing.T, tg testenv.Target, broker, topic string) {
 		}
 	}
 
-	// Producers: the child of their handler's server span.
-	producers := map[string][]string{} // by the handler's path: count, error type
+	// Producers: the child of their handler's server span; messages bound for two
+	// topics name none.
+	producers := map[string][]string{} // by the handler's path: its topic, count, error type
 	for _, s := range spans {
 		if s.Kind != tracepb.Span_SPAN_KIND_PRODUCER {
 			continue
 		}
-		common(s, "send")
+		destination := "topic"
+		if s.Name == "send" {
+			destination = "none"
+			if _, ok := s.Attrs["messaging.destination.name"]; ok || s.Attrs["messaging.operation.name"] != "send" {
+				t.Errorf("%s: attributes %v", s.Name, s.Attrs)
+			}
+		} else {
+			common(s, "send")
+		}
 		parent, ok := byID[s.ParentSpanID]
 		if !ok || parent.Kind != tracepb.Span_SPAN_KIND_SERVER || parent.TraceID != s.TraceID {
 			t.Errorf("%s: parent %q is no server span of its trace", s.Name, s.ParentSpanID)
@@ -121,12 +139,16 @@ func kafkaGoSpans(t *testing.T, tg testenv.Target, broker, topic string) {
 			t.Errorf("%s: error.type %q, status %v", s.Name, errType, s.StatusCode)
 		}
 		producers[fmt.Sprint(parent.Attrs["url.path"])] = append(producers[fmt.Sprint(parent.Attrs["url.path"])],
-			fmt.Sprintf("%v %s", s.Attrs["messaging.batch.message_count"], errType))
+			fmt.Sprintf("%s %v %s", destination, s.Attrs["messaging.batch.message_count"], errType))
 	}
 	want := map[string][]string{
-		"/produce":           {"<nil> ", "<nil> "},
-		"/produce-batch":     {"3 "},
-		"/produce-too-large": {"<nil> kafka.MessageTooLargeError"},
+		"/produce":           {"topic <nil> ", "topic <nil> "},
+		"/produce-batch":     {"topic 3 "},
+		"/produce-too-large": {"topic <nil> kafka.MessageTooLargeError"},
+		"/produce-topics":    {"none 2 ", "topic 2 "},
+	}
+	for _, calls := range producers {
+		slices.Sort(calls)
 	}
 	if fmt.Sprint(producers) != fmt.Sprint(want) {
 		t.Errorf("producer spans by handler %v, want %v", producers, want)

@@ -1,10 +1,10 @@
 // Command kafkaservice is an HTTP service that produces and consumes Kafka messages
 // through segmentio/kafka-go, for the kafka-go probe's tests: its handlers write with
 // Writer.WriteMessages (one message, a batch, a message carrying a traceparent header
-// the app wrote, one too large, which it refuses), and two workers consume the topic,
-// one with Reader.ReadMessage and one with Reader.FetchMessage, each in a consumer
-// group of its own, and make an HTTP call for every message, so that a consumer span's
-// children can be checked.
+// the app wrote, one too large, which it refuses, messages that name their topics), and
+// two workers consume the topic, one with Reader.ReadMessage and one with
+// Reader.FetchMessage, each in a consumer group of its own, and make an HTTP call for
+// every message, so that a consumer span's children can be checked.
 package main
 
 import (
@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -107,6 +108,27 @@ func main() {
 			}
 		}
 		fmt.Fprintln(w, "produced", n)
+	})
+	// ?topics=A,B...: a message to each topic, through a Writer that names none (the
+	// messages do); the same name twice is two strings of the same bytes.
+	anyWriter := &kafka.Writer{
+		Addr:         kafka.TCP(*broker),
+		BatchTimeout: 5 * time.Millisecond,
+		RequiredAcks: kafka.RequireOne,
+	}
+	defer anyWriter.Close()
+	mux.HandleFunc("/produce-topics", func(w http.ResponseWriter, r *http.Request) {
+		var msgs []kafka.Message
+		for i, t := range strings.Split(r.URL.Query().Get("topics"), ",") {
+			m := message(r, fmt.Sprintf("%s-%d", r.URL.Query().Get("value"), i))
+			m.Topic = t
+			msgs = append(msgs, m)
+		}
+		if err := anyWriter.WriteMessages(r.Context(), msgs...); err != nil {
+			fail(w, err)
+			return
+		}
+		fmt.Fprintln(w, "produced", len(msgs))
 	})
 	// A message larger than the Writer's BatchBytes (1 MiB): WriteMessages refuses it
 	// with a MessageTooLargeError, before any request.
