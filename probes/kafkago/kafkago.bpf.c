@@ -88,7 +88,8 @@ struct {
 } produces SEC(".maps");
 
 /* A goroutine's FetchMessage: the call in flight, then the span of the message it
- * returned, registered until the goroutine's next call. */
+ * returned, registered until the goroutine's next call; an entry stays between calls
+ * only while it holds a registered span. */
 struct fetch_state {
 	struct kafka_event ev;
 	struct span_ref ref; /* what the calls under the consumer span get */
@@ -344,8 +345,10 @@ int fetch_return(struct go_regs *ctx)
 	if (!st || !st->active)
 		return 0;
 	st->active = 0;
-	if (go_arg(ctx, 1)) /* an error: no message */
+	if (go_arg(ctx, 1)) { /* an error: no message */
+		bpf_map_delete_elem(&fetches, &g);
 		return 0;
+	}
 	struct kafka_event *ev = &st->ev;
 	ev->kind = EVENT_CONSUME;
 	ev->end_ns = bpf_ktime_get_ns();
@@ -375,8 +378,12 @@ int fetch_return(struct go_regs *ctx)
 
 	/* The calls the goroutine makes while it handles the message: the span's children,
 	 * unless it serves a request. */
-	if (!(inflight_wanted & INFLIGHT_BY_GOROUTINE) || bpf_map_lookup_elem(&inflight_goroutines, &g))
+	if (!(inflight_wanted & INFLIGHT_BY_GOROUTINE) || bpf_map_lookup_elem(&inflight_goroutines, &g)) {
+		/* Nothing to keep until the next call: the goroutine's entry goes, so that
+		 * handlers that read a message each leave none behind. */
+		bpf_map_delete_elem(&fetches, &g);
 		return 0;
+	}
 	struct span_ref *ref = &st->ref;
 	__builtin_memcpy(&ref->sc, &ev->sc, sizeof(ref->sc));
 	ref->flags = sample(ev->sc.trace_id, ev->has_parent, ev->trace_flags);
@@ -386,5 +393,7 @@ int fetch_return(struct go_regs *ctx)
 		__builtin_memcpy(ref->tracestate, parent->tracestate, TRACESTATE_MAX);
 	}
 	st->inflight = inflight_begin(g, 0, ref);
+	if (!st->inflight)
+		bpf_map_delete_elem(&fetches, &g);
 	return 0;
 }
