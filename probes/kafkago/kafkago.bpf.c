@@ -342,8 +342,18 @@ int fetch_return(struct go_regs *ctx)
 {
 	__u64 g = go_goroutine(ctx);
 	struct fetch_state *st = bpf_map_lookup_elem(&fetches, &g);
-	if (!st || !st->active)
-		return 0;
+	if (!st || !st->active) {
+		/* A call whose entry the probe did not see (begun before the probes were in
+		 * place): its message still gets a span, without a start, a group or the
+		 * call's context. */
+		if (!kafka_enabled || go_arg(ctx, 1))
+			return 0;
+		if (st)
+			unregister(g, st);
+		st = new_entry(&fetches, &g, &zero_fetch);
+		if (!st)
+			return 0;
+	}
 	st->active = 0;
 	if (go_arg(ctx, 1)) { /* an error: no message */
 		bpf_map_delete_elem(&fetches, &g);
@@ -352,6 +362,8 @@ int fetch_return(struct go_regs *ctx)
 	struct kafka_event *ev = &st->ev;
 	ev->kind = EVENT_CONSUME;
 	ev->end_ns = bpf_ktime_get_ns();
+	if (!ev->start_ns)
+		ev->start_ns = ev->end_ns;
 	ev->partition = -1;
 	ev->offset = -1;
 	__u64 msg = ctx->sp + 8; /* the Message result, on the stack */
