@@ -1,13 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"os/exec"
-	"strings"
-	"time"
-
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
@@ -23,7 +16,7 @@ func kafkaGoBench(env *benchEnv) error {
 		return err
 	}
 	const topic = "bench"
-	broker, stop, err := startKafka(topic)
+	broker, stop, err := testenv.StartKafkaErr(topic)
 	if err != nil {
 		return err
 	}
@@ -39,41 +32,4 @@ func kafkaGoBench(env *benchEnv) error {
 			return []string{tgs[0].Path, "-addr", addr, "-broker", broker, "-topic", topic, "-consume=false"}
 		},
 	})
-}
-
-// startKafka runs the tests' Kafka-protocol broker (kfake, the kafkabroker target) on a
-// free port of the loopback with topics made, and returns its address.
-func startKafka(topics ...string) (addr string, stop func(), err error) {
-	built, err := testenv.BuildTargetsErr("kafkabroker", []string{testenv.KafkaBrokerToolchain}, []testenv.Variant{testenv.Plain})
-	if err != nil {
-		return "", nil, fmt.Errorf("the Kafka broker (kfake, from the module proxy) did not build: %w", err)
-	}
-	cmd := exec.Command(built[0].Path, "-topics", strings.Join(topics, ","))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start the Kafka broker %s: %w", built[0].Path, err)
-	}
-	stop = func() { cmd.Process.Kill(); cmd.Wait() }
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "ready "); ok {
-				ready <- a
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case a, ok := <-ready:
-		if ok {
-			return a, stop, nil
-		}
-	case <-time.After(30 * time.Second):
-	}
-	stop()
-	return "", nil, errors.New("the Kafka broker was not ready in 30 s")
 }
