@@ -167,12 +167,18 @@ func killPID(pid int, sig syscall.Signal) {
 // expectLine waits for the next stdout line and checks it.
 func (r *run) expectLine(want string) {
 	r.t.Helper()
-	if got := r.nextLine(10 * time.Second); got != want {
+	if got := r.nextLineFor(want, 10*time.Second); got != want {
 		r.t.Fatalf("stdout line %q, want %q\nstderr:\n%s", got, want, r.stderr)
 	}
 }
 
 func (r *run) nextLine(timeout time.Duration) string {
+	r.t.Helper()
+	return r.nextLineFor("", timeout)
+}
+
+// nextLineFor is nextLine saying, if none comes, which line was awaited.
+func (r *run) nextLineFor(want string, timeout time.Duration) string {
 	r.t.Helper()
 	select {
 	case l, ok := <-r.lines:
@@ -181,7 +187,7 @@ func (r *run) nextLine(timeout time.Duration) string {
 		}
 		return l
 	case <-time.After(timeout):
-		r.t.Fatalf("no stdout line within %s\nstderr:\n%s", timeout, r.stderr)
+		r.t.Fatalf("no stdout line within %s (awaiting %q)\nstderr:\n%s", timeout, want, r.stderr)
 	}
 	return ""
 }
