@@ -31,6 +31,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/hold"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/otelapi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/pgx"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/sarama"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/wire"
@@ -69,6 +70,7 @@ func Libraries(opts Options) []kit.Library {
 		goredis.Library(),
 		pgx.Library(),
 		sarama.Library(),
+		otelapi.Library(),
 		chi.Library(),
 		gorillamux.Library(),
 		gin.Library(),

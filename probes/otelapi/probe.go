@@ -1,0 +1,203 @@
+package otelapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/otel-go-launcher/otel-go-launcher/offsets"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
+	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
+)
+
+// scope is the instrumentation scope of a span whose tracer's record was lost: named
+// after this package. The others have their tracer's (scopes).
+var scope = telemetry.NewScope(reflect.TypeFor[Probe]().PkgPath())
+
+// Library is the OpenTelemetry API's global tracer for the probe kit.
+func Library() kit.Library {
+	lib := kit.Library{
+		Name:   "OpenTelemetry API",
+		Specs:  Specs,
+		Scope:  scope,
+		Object: objectSpec,
+		// By the context the app starts a span with, alone: a span started from
+		// context.Background() is a root, as the SDK would make it.
+		Clients: map[string]kit.Lookup{Spec.Name: kit.ByContext},
+	}
+	lib.Load = func(ctx context.Context, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+		return load(ctx, &lib, t, reps, env)
+	}
+	lib.Check = func(ctx context.Context, env kit.Env) []kit.Finding {
+		return kit.CheckFindings(&lib,
+			"OpenTelemetry API: spans of apps that set no SDK (go.opentelemetry.io/otel "+MinVersion+" on) are exported; "+
+				"an app that sets its own SDK exports them itself, and older releases have nothing to probe",
+			"OpenTelemetry API: span events and links are not exported yet; RecordError's error gives exception.type "+
+				"(and exception.message for errors.New and fmt.Errorf's) as span attributes")
+	}
+	return lib
+}
+
+// objectSpec is the embedded BPF object, parsed once.
+var objectSpec = sync.OnceValues(loadOtelapi)
+
+// Probe is the OpenTelemetry API bridge of one app.
+type Probe struct {
+	*kit.Object
+	event otelapiApiEvent // a record cut short, completed (decode runs in one goroutine)
+	// Link addresses of what the C program tells apart: type_* variables, and the
+	// option types and closures of option_addrs (OPT_*); whether they are set.
+	types   map[string]uint64
+	options map[uint64]uint32
+	set     bool
+
+	spans *assembly
+}
+
+// typeVariables are the C program's type_* variables, by the struct whose pointer
+// type each is.
+var typeVariables = map[string]string{
+	valueCtxType:    "type_context_valueCtx",
+	errorStringType: "type_errors_errorString",
+	wrapErrorType:   "type_fmt_wrapError",
+}
+
+// What an address of option_addrs is (the C program's OPT_*).
+const (
+	optAttributes = 1
+	optTimestamp  = 2
+	optKind       = 3
+	optVersion    = 4
+	optSchema     = 5
+)
+
+var _ kit.Probe = (*Probe)(nil)
+
+func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports, env kit.Env) (kit.Probe, error) {
+	p := &Probe{spans: newAssembly(maxPending)}
+	spec := kit.ObjectSpec{
+		Library: lib,
+		Uprobes: []kit.Uprobe{
+			{Spec: Spec.Name, Symbol: symNewSpan, Entry: "new_span_entry", Return: "new_span_return"},
+			{Spec: Spec.Name, Symbol: symSpanEnd, Entry: "end"},
+			{Spec: Spec.Name, Symbol: symSetAttributes, Entry: "set_attributes"},
+			{Spec: Spec.Name, Symbol: symSetStatus, Entry: "set_status"},
+			{Spec: Spec.Name, Symbol: symSetName, Entry: "set_name"},
+			{Spec: Spec.Name, Symbol: symRecordError, Entry: "record_error"},
+			{Spec: Spec.Name, Symbol: symAddEvent, Entry: "add_event"},
+		},
+		Enable: map[string]string{Spec.Name: "otelapi_enabled"},
+		Decode: p.decode,
+	}
+	var err error
+	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
+		return nil, err
+	}
+	// Without them, spans have no kind, attributes, scope version or error message:
+	// not worth failing for.
+	p.types, p.options, _ = findAddresses(t.Path)
+	return p, nil
+}
+
+// findAddresses reads the binary for the link addresses of the types and closures the
+// C program tells apart.
+func findAddresses(path string) (types map[string]uint64, options map[uint64]uint32, err error) {
+	b, err := offsets.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer b.Close()
+	types, err1 := b.PointerTypeAddrs(slices.Collect(maps.Keys(typeVariables)))
+	options = map[uint64]uint32{}
+	named, err2 := b.ItabTypeAddrs([]string{attributeOption, timestampOption})
+	if a, ok := named[attributeOption]; ok {
+		options[a] = optAttributes
+	}
+	if a, ok := named[timestampOption]; ok {
+		options[a] = optTimestamp
+	}
+	fns, err3 := b.FunctionsMatching(closures)
+	for name, addr := range fns {
+		switch {
+		case kindOption.MatchString(name):
+			options[addr] = optKind
+		case versionOption.MatchString(name):
+			options[addr] = optVersion
+		case schemaOption.MatchString(name):
+			options[addr] = optSchema
+		}
+	}
+	return types, options, errors.Join(err1, err2, err3)
+}
+
+// Configure also sets the types' and closures' addresses, where they are known before
+// the app runs (it is not position-independent).
+func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
+	vars, err := p.typeAddresses()
+	if err == nil {
+		err = p.setOptions()
+	}
+	p.set = err == nil
+	return p.ConfigureWith(reps, inflight, vars)
+}
+
+// typeAddresses are the values of the C program's type_* variables.
+func (p *Probe) typeAddresses() (map[string]uint64, error) {
+	addrs, err := p.InApp(p.types)
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]uint64{}
+	for st, addr := range addrs {
+		vars[typeVariables[st]] = addr
+	}
+	return vars, nil
+}
+
+// setOptions fills option_addrs with the app's addresses.
+func (p *Probe) setOptions() error {
+	links := map[string]uint64{}
+	for addr := range p.options {
+		links[fmt.Sprint(addr)] = addr
+	}
+	addrs, err := p.InApp(links)
+	if err != nil {
+		return err
+	}
+	m := p.Map("option_addrs")
+	if m == nil {
+		return errors.New("no option_addrs map (a bug)")
+	}
+	for name, addr := range addrs {
+		what := p.options[links[name]]
+		if err := m.Update(addr, what, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("option_addrs: %w", err)
+		}
+	}
+	return nil
+}
+
+// setLate sets what a position-independent app has where only its exec said.
+func (p *Probe) setLate() {
+	p.set = true // one try: the app runs, or never will
+	if vars, err := p.typeAddresses(); err == nil {
+		p.SetVariables(vars)
+	}
+	p.setOptions()
+}
+
+// EndInFlight ends the spans the app started and never ended, or had not ended when
+// it exited: they are in userspace, assembled from their records.
+func (p *Probe) EndInFlight(end uint64, why telemetry.EndReason, emit func(*telemetry.Span)) (map[string]int, error) {
+	n := p.spans.endAll(end, why, emit)
+	if n == 0 {
+		return map[string]int{}, nil
+	}
+	return map[string]int{Spec.Name: n}, nil
+}
