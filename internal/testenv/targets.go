@@ -332,6 +332,27 @@ func BuildPgx(t testing.TB, builds ...ModuleBuild) []Target {
 	return pgxService.mustBuild(t, builds)
 }
 
+// OtelAPIBuilds cover two releases of the OpenTelemetry API (go.opentelemetry.io/otel)
+// the otelapi probe bridges, the newest (otelapiservice's go.mod) and v1.40.0, plain and
+// stripped.
+var OtelAPIBuilds = []ModuleBuild{
+	{Version: "v1.40.0", Toolchain: "go1.26.8"},
+	{Version: "v1.40.0", Toolchain: "go1.26.8", Stripped: true},
+	{Version: OtelAPIDefault, Toolchain: "go1.26.8"},
+	{Version: OtelAPIDefault, Toolchain: "go1.26.8", Stripped: true},
+}
+
+// OtelAPIDefault is the otel release of otelapiservice's go.mod.
+const OtelAPIDefault = "v1.47.0"
+
+var otelAPIService = moduleTarget{Name: "otelapiservice", Tag: "otel", Default: OtelAPIDefault}
+
+// BuildOtelAPI builds the otelapiservice target for each build, cached as BuildTargets does.
+func BuildOtelAPI(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	return otelAPIService.mustBuild(t, builds)
+}
+
 // SQLDriversDefault names the drivers of dbservice's go.mod (pgx v5.13.0, lib/pq
 // v1.12.3, go-sql-driver/mysql v1.11.0); SQLDriversOld those of go.drivers-old.mod,
 // older releases the database/sql probe reads differently: pgx v5.5.5 (PgError's Code
