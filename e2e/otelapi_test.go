@@ -113,12 +113,17 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 			if s.StatusCode != tracepb.Status_STATUS_CODE_UNSET {
 				t.Errorf("%s: status %v", s.Name, s.StatusCode)
 			}
+			if len(s.Events) != 1 || s.Events[0].Name != "validated" || fmt.Sprint(s.Events[0].Attrs) != "map[checks:2]" ||
+				s.Events[0].Time.Before(s.Start) || s.Events[0].Time.After(s.End) {
+				t.Errorf("%s: events %+v, want validated with checks=2, during the span", s.Name, s.Events)
+			}
 		case s.Name == "query-stock":
 			if s.StatusCode != tracepb.Status_STATUS_CODE_ERROR || s.StatusMessage != "stock low" {
 				t.Errorf("%s: status %v %q, want Error \"stock low\"", s.Name, s.StatusCode, s.StatusMessage)
 			}
-			if s.Attrs["exception.type"] != "*errors.errorString" || s.Attrs["exception.message"] != "stock low" {
-				t.Errorf("%s: attributes %v, want RecordError's exception.type and exception.message", s.Name, s.Attrs)
+			if len(s.Events) != 1 || s.Events[0].Name != "exception" ||
+				fmt.Sprint(s.Events[0].Attrs) != "map[exception.message:stock low exception.type:*errors.errorString]" {
+				t.Errorf("%s: events %+v, want RecordError's exception", s.Name, s.Events)
 			}
 		case s.Name == "never-ended":
 			if s.Attrs["otel_go_launcher.span.end_reason"] != "app_exit" {

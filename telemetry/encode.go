@@ -47,6 +47,10 @@ const (
 	fieldEndTime       protowire.Number = 8
 	fieldAttributes    protowire.Number = 9
 	fieldDroppedAttrs  protowire.Number = 10
+	fieldEvents        protowire.Number = 11 // Span.events
+	fieldEventTime     protowire.Number = 1  // Span.Event.time_unix_nano
+	fieldEventName     protowire.Number = 2
+	fieldEventAttrs    protowire.Number = 3
 	fieldStatus        protowire.Number = 15
 	fieldFlags         protowire.Number = 16
 	anyString          protowire.Number = 1 // AnyValue's oneof
@@ -194,6 +198,9 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 		b = protowire.AppendTag(b, fieldDroppedAttrs, protowire.VarintType)
 		b = protowire.AppendVarint(b, dropped)
 	}
+	for _, ev := range s.Events {
+		b = e.appendEvent(b, &ev, length)
+	}
 	b, status := beginMessage(b, fieldStatus)
 	switch s.Status {
 	case codes.Error: // the SDK keeps a description only for an error
@@ -207,6 +214,20 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 	b = endMessage(b, status)
 	b = protowire.AppendTag(b, fieldFlags, protowire.Fixed32Type)
 	b = protowire.AppendFixed32(b, spanFlags)
+	return endMessage(b, mark)
+}
+
+// appendEvent appends ev as a Span.events field, its attributes' values cut to length
+// (the span's limit) and invalid ones dropped, as the SDK's.
+func (e *encoder) appendEvent(b []byte, ev *Event, length int) []byte {
+	b, mark := beginMessage(b, fieldEvents)
+	b = appendFixed64Field(b, fieldEventTime, e.unixNano(ev.Time))
+	b = appendStringField(b, fieldEventName, ev.Name)
+	for _, kv := range ev.Attributes {
+		if kv.Valid() {
+			b = appendLimitedKeyValue(b, fieldEventAttrs, kv, length)
+		}
+	}
 	return endMessage(b, mark)
 }
 

@@ -119,7 +119,12 @@ func (q sdkQueue) snapshot(s *Span, flags trace.TraceFlags) sdktrace.ReadOnlySpa
 	if s.Status == codes.Error {
 		status.Description = s.StatusDescription
 	}
+	var events []sdktrace.Event
+	for _, ev := range s.Events {
+		events = append(events, sdktrace.Event{Name: ev.Name, Time: q.clock.Wall(ev.Time), Attributes: slices.Clone(ev.Attributes)})
+	}
 	return tracetest.SpanStub{
+		Events:               events,
 		Name: s.Name,
 		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: s.TraceID, SpanID: s.SpanID, TraceFlags: flags,
 			TraceState: s.Parent.TraceState()}),

@@ -27,6 +27,16 @@ type Span struct {
 	// end a probe saw: it is exported as the attribute EndReasonKey, and the span is
 	// kept out of the request duration metrics (its duration is not the request's).
 	EndReason EndReason
+	// Events are what happened during the span (the OpenTelemetry API's AddEvent and
+	// RecordError), in order; the probes that make them bound their number.
+	Events []Event
+}
+
+// Event is a span's event: its name, when (CLOCK_MONOTONIC ns), its attributes.
+type Event struct {
+	Name       string
+	Time       uint64
+	Attributes []attribute.KeyValue
 }
 
 // EndReason says why a span was ended by the launcher rather than by its probe.

@@ -34,6 +34,14 @@ type Span struct {
 	StatusMessage                 string
 	Resource                      map[string]any
 	Scope                         Scope
+	Events                        []Event
+}
+
+// Event is a span's event.
+type Event struct {
+	Name  string
+	Time  time.Time
+	Attrs map[string]any
 }
 
 // Scope is a span's instrumentation scope, and its ScopeSpans' schema URL.
@@ -256,7 +264,12 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 		for _, ss := range rs.ScopeSpans {
 			scope := Scope{ss.GetScope().GetName(), ss.GetScope().GetVersion(), ss.SchemaUrl}
 			for _, s := range ss.Spans {
+				var events []Event
+				for _, ev := range s.Events {
+					events = append(events, Event{Name: ev.Name, Time: time.Unix(0, int64(ev.TimeUnixNano)), Attrs: attrMap(ev.Attributes)})
+				}
 				got = append(got, Span{
+					Events:        events,
 					TraceID:       hex.EncodeToString(s.TraceId),
 					SpanID:        hex.EncodeToString(s.SpanId),
 					ParentSpanID:  hex.EncodeToString(s.ParentSpanId),

@@ -38,8 +38,9 @@ func Library() kit.Library {
 		return kit.CheckFindings(&lib,
 			"OpenTelemetry API: spans of apps that set no SDK (go.opentelemetry.io/otel "+MinVersion+" on) are exported; "+
 				"an app that sets its own SDK exports them itself, and older releases have nothing to probe",
-			"OpenTelemetry API: span events and links are not exported yet; RecordError's error gives exception.type "+
-				"(and exception.message for errors.New and fmt.Errorf's) as span attributes")
+			"OpenTelemetry API: read of each call: its first 16 attributes (keys up to 64 bytes, strings cut at 128; "+
+				"slices not read), names and messages cut at 128 bytes; links, WithTimestamp and an exception's message "+
+				"other than errors.New's and fmt.Errorf's are not read")
 	}
 	return lib
 }

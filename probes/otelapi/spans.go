@@ -42,6 +42,7 @@ const (
 const (
 	maxPending    = 16384
 	maxAttributes = 1024
+	maxEvents     = 128 // the SDK's default (OTEL_SPAN_EVENT_COUNT_LIMIT is not read)
 )
 
 // assembly holds the spans being assembled from their records, by key (the span's
@@ -98,18 +99,17 @@ func (a *assembly) apply(ev *otelapiApiEvent, out *telemetry.Span, typeName func
 			s.Name = name
 		}
 	case eventError:
-		// The SDK records an error as an "exception" event; without events, its
-		// attributes go on the span.
-		attrs := []attribute.KeyValue{}
+		// As the SDK records an error: an "exception" event, its type and message.
+		var attrs []attribute.KeyValue
 		if t := typeName(ev.ErrorType); t != "" {
 			attrs = append(attrs, semconv.ExceptionType(t))
 		}
 		if msg := text(ev); msg != "" {
 			attrs = append(attrs, semconv.ExceptionMessage(msg))
 		}
-		s.Attributes = setKeyValues(s.Attributes, attrs...)
+		addEvent(s, telemetry.Event{Name: semconv.ExceptionEventName, Time: ev.TimeNs, Attributes: attrs})
 	case eventEvent:
-		// Events are not exported yet (telemetry.Span has none).
+		addEvent(s, telemetry.Event{Name: text(ev), Time: ev.TimeNs, Attributes: setAttributes(nil, ev)})
 	case eventEnd:
 		*out = *s
 		out.End = max(ev.TimeNs, s.Start)
@@ -177,6 +177,14 @@ func (a *assembly) endAll(end uint64, why telemetry.EndReason, emit func(*teleme
 	}
 	a.order = nil
 	return n
+}
+
+// addEvent adds ev to s, up to the SDK's default limit: the later ones are dropped, as
+// the SDK drops them.
+func addEvent(s *telemetry.Span, ev telemetry.Event) {
+	if len(s.Events) < maxEvents {
+		s.Events = append(s.Events, ev)
+	}
 }
 
 // spanKind is the trace.SpanKind the app gave (WithSpanKind), internal by default as

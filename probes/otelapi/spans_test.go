@@ -71,6 +71,10 @@ func TestAssembly(t *testing.T) {
 	failed := record(eventError, 0x1000, "stock low")
 	failed.ErrorType = 0x50
 	apply(failed)
+	event := record(eventEvent, 0x1000, "validated")
+	event.TimeNs = 200
+	attr(event, typeBool, "valid", 1, "")
+	apply(event)
 	apply(record(eventAttributes, 0x2000, "")) // no such span: dropped
 	end := record(eventEnd, 0x1000, "")
 	end.TimeNs = 250
@@ -88,10 +92,18 @@ func TestAssembly(t *testing.T) {
 		t.Errorf("IDs %v %v, parent %v", out.TraceID, out.SpanID, out.Parent)
 	}
 	want := []attribute.KeyValue{attribute.String("order.id", "42"), attribute.Int64("order.items", 4),
-		attribute.Float64("order.total", 9.5), attribute.Bool("order.paid", true), attribute.String("customer", "ada"),
-		attribute.String("exception.type", "*errors.errorString"), attribute.String("exception.message", "stock low")}
+		attribute.Float64("order.total", 9.5), attribute.Bool("order.paid", true), attribute.String("customer", "ada")}
 	if fmt.Sprint(out.Attributes) != fmt.Sprint(want) {
 		t.Errorf("attributes\n%v\nwant\n%v", out.Attributes, want)
+	}
+	// RecordError: an "exception" event, as the SDK's.
+	events := []telemetry.Event{
+		{Name: "exception", Attributes: []attribute.KeyValue{attribute.String("exception.type", "*errors.errorString"),
+			attribute.String("exception.message", "stock low")}},
+		{Name: "validated", Time: 200, Attributes: []attribute.KeyValue{attribute.Bool("valid", true)}},
+	}
+	if fmt.Sprint(out.Events) != fmt.Sprint(events) {
+		t.Errorf("events\n%v\nwant\n%v", out.Events, events)
 	}
 	if out.Status != codes.Error || out.StatusDescription != "stock low" {
 		t.Errorf("status %v %q", out.Status, out.StatusDescription)

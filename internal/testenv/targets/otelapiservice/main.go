@@ -70,7 +70,7 @@ func main() {
 		query.RecordError(errors.New("stock low"))
 		query.End()
 
-		order.AddEvent("validated")
+		order.AddEvent("validated", trace.WithAttributes(attribute.Int("checks", 2)))
 		order.SetName("load-order " + r.URL.Query().Get("id"))
 
 		// Ended in another goroutine.
