@@ -23,8 +23,9 @@ import (
 // called handler starts under its server span. Each API span with its tracer's scope
 // (name, version, schema URL), its kind, its start options' and SetAttributes'
 // attributes of every type read, SetName's name, SetStatus's error and RecordError's
-// type and message; a span ended in another goroutine; a span never ended, ended at
-// the app's exit and marked so. otel v1.40.0 and the newest, plain and stripped.
+// exception event, AddEvent's event; a span ended in another goroutine; a span never
+// ended, ended at the app's exit and marked so; WithTimestamp's times. otel v1.40.0
+// and the newest, plain and stripped.
 func TestOtelAPISpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildOtelAPI(t, testenv.OtelAPIBuilds...)
@@ -49,16 +50,19 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	r.signal(syscall.SIGTERM)
 	r.wait(20 * time.Second)
 
-	// CREATE TABLE at start; /price's server span and its API span; per order, ten.
-	spans := exactSpans(t, recv, 1+2+orders*10, 30*time.Second, r.stderr)
+	// CREATE TABLE at start; /price's server span and its API span; per order, eleven.
+	spans := exactSpans(t, recv, 1+2+orders*11, 30*time.Second, r.stderr)
 	children := map[string][]testenv.Span{}
+	byID := map[string]testenv.Span{}
 	for _, s := range spans {
+		byID[s.SpanID] = s
 		children[s.ParentSpanID] = append(children[s.ParentSpanID], s)
 	}
 	var tree func(b *strings.Builder, s testenv.Span, depth int)
 	tree = func(b *strings.Builder, s testenv.Span, depth int) {
 		fmt.Fprintf(b, "%s%s (%s)\n", strings.Repeat("  ", depth), s.Name, strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_"))
 		kids := children[s.SpanID]
+		// By start: backdated, begun a second before its parent (WithTimestamp), first.
 		slices.SortFunc(kids, func(a, b testenv.Span) int { return a.Start.Compare(b.Start) })
 		for _, k := range kids {
 			if k.TraceID != s.TraceID {
@@ -69,6 +73,7 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	}
 	const order = `GET /order (SERVER)
   load-order %d (INTERNAL)
+    backdated (INTERNAL)
     fetch-price (CLIENT)
       GET (CLIENT)
         GET /price (SERVER)
@@ -124,6 +129,14 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 			if len(s.Events) != 1 || s.Events[0].Name != "exception" ||
 				fmt.Sprint(s.Events[0].Attrs) != "map[exception.message:stock low exception.type:*errors.errorString]" {
 				t.Errorf("%s: events %+v, want RecordError's exception", s.Name, s.Events)
+			}
+		case s.Name == "backdated":
+			// WithTimestamp's times, to the microsecond (the clocks' conversions).
+			if d := s.End.Sub(s.Start); d < 500*time.Millisecond-time.Microsecond || d > 500*time.Millisecond+time.Microsecond {
+				t.Errorf("%s: lasted %v, want WithTimestamp's 500ms", s.Name, d)
+			}
+			if parent := byID[s.ParentSpanID]; !s.Start.Before(parent.Start.Add(-900 * time.Millisecond)) {
+				t.Errorf("%s: starts at %v, its parent at %v: want WithTimestamp's, a second before", s.Name, s.Start, parent.Start)
 			}
 		case s.Name == "never-ended":
 			if s.Attrs["otel_go_launcher.span.end_reason"] != "app_exit" {

@@ -113,6 +113,12 @@ struct api_event {
 	__u64 tracer;   /* START */
 	__u64 time_ns;  /* CLOCK_MONOTONIC */
 	__u64 error_type; /* ERROR: the error's dynamic type */
+	/* A WithTimestamp option's time.Time (START, EVENT, END): its wall and ext words,
+	 * which userspace reads as package time does; has_time says there was one. */
+	__u64 time_wall;
+	__s64 time_ext;
+	__u32 has_time;
+	__u32 _pad;
 	__u32 code;     /* STATUS: codes.Code */
 	__u32 attrs_total; /* attributes the call had */
 	__u32 text_len; /* copied */
@@ -261,6 +267,7 @@ static __always_inline struct api_event *begin_record(__u64 g, __u32 kind, __u64
 	ev->attrs_total = 0;
 	ev->text_len = 0;
 	ev->text_full = 0;
+	ev->has_time = 0;
 	ev->time_ns = bpf_ktime_get_ns();
 	return ev;
 }
@@ -322,7 +329,8 @@ static __always_inline void tracer_record(__u64 g, __u64 t)
 	send(ev);
 }
 
-/* start_options reads a span's start options: its kind, its attributes. */
+/* start_options reads a span's start options (or an event's, or End's): its kind,
+ * its attributes, its timestamp. */
 static __always_inline void start_options(struct api_event *ev, __u64 ptr, __s64 n)
 {
 	if (!ptr)
@@ -339,6 +347,16 @@ static __always_inline void start_options(struct api_event *ev, __u64 ptr, __s64
 			struct go_slice kvs = {};
 			if (read_user(&kvs, sizeof(kvs), o.data) == 0)
 				read_attrs(ev, kvs.ptr, kvs.len);
+			continue;
+		}
+		if (what && *what == OPT_TIMESTAMP) {
+			/* time.Time{wall uint64, ext int64, loc}: its first two words. */
+			__u64 words[2] = {};
+			if (read_user(words, sizeof(words), o.data) == 0) {
+				ev->time_wall = words[0];
+				ev->time_ext = words[1];
+				ev->has_time = 1;
+			}
 			continue;
 		}
 		__u64 fn = read_ptr(o.data);
@@ -556,7 +574,10 @@ int end(struct go_regs *ctx)
 		bpf_map_delete_elem(&api_aliases, &s->alias);
 	bpf_map_delete_elem(&api_spans, &key);
 	struct api_event *ev = begin_record(go_goroutine(ctx), EVENT_END, key);
-	if (ev)
-		send(ev);
+	if (!ev)
+		return 0;
+	start_options(ev, go_arg(ctx, 2), go_arg(ctx, 3)); /* WithTimestamp */
+	ev->attrs_read = 0; /* End takes no attributes */
+	send(ev);
 	return 0;
 }

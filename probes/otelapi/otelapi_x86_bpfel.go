@@ -37,6 +37,10 @@ type otelapiApiEvent struct {
 	Tracer     uint64
 	TimeNs     uint64
 	ErrorType  uint64
+	TimeWall   uint64
+	TimeExt    int64
+	HasTime    uint32
+	Pad        uint32
 	Code       uint32
 	AttrsTotal uint32
 	TextLen    uint32

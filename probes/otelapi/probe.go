@@ -39,7 +39,7 @@ func Library() kit.Library {
 			"OpenTelemetry API: spans of apps that set no SDK (go.opentelemetry.io/otel "+MinVersion+" on) are exported; "+
 				"an app that sets its own SDK exports them itself, and older releases have nothing to probe",
 			"OpenTelemetry API: read of each call: its first 16 attributes (keys up to 64 bytes, strings cut at 128; "+
-				"slices not read), names and messages cut at 128 bytes; links, WithTimestamp and an exception's message "+
+				"slices not read), names and messages cut at 128 bytes; links and an exception's message "+
 				"other than errors.New's and fmt.Errorf's are not read")
 	}
 	return lib

@@ -3,6 +3,7 @@ package otelapi
 import (
 	"math"
 	"sync"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
 
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/telemetry"
@@ -109,10 +111,10 @@ func (a *assembly) apply(ev *otelapiApiEvent, out *telemetry.Span, typeName func
 		}
 		addEvent(s, telemetry.Event{Name: semconv.ExceptionEventName, Time: ev.TimeNs, Attributes: attrs})
 	case eventEvent:
-		addEvent(s, telemetry.Event{Name: text(ev), Time: ev.TimeNs, Attributes: setAttributes(nil, ev)})
+		addEvent(s, telemetry.Event{Name: text(ev), Time: eventTime(ev), Attributes: setAttributes(nil, ev)})
 	case eventEnd:
 		*out = *s
-		out.End = max(ev.TimeNs, s.Start)
+		out.End = max(eventTime(ev), s.Start)
 		a.remove(ev.Key)
 		return true
 	}
@@ -144,7 +146,7 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 		SpanID:  ev.Sc.SpanId,
 		Kind:    spanKind(ev.SpanKind),
 		Name:    text(ev),
-		Start:   ev.TimeNs,
+		Start:   eventTime(ev),
 		Parent:  kit.ClientParent(ev.HasParent, ev.Sc.TraceId, ev.ParentSpanId, ev.Flags),
 	}
 	s.Attributes = setAttributes(nil, ev)
@@ -185,6 +187,51 @@ func addEvent(s *telemetry.Span, ev telemetry.Event) {
 	if len(s.Events) < maxEvents {
 		s.Events = append(s.Events, ev)
 	}
+}
+
+// eventTime is when the record says its call happened: the time a WithTimestamp
+// option gave, else when the probe ran (CLOCK_MONOTONIC ns).
+func eventTime(ev *otelapiApiEvent) uint64 {
+	if ev.HasTime == 0 {
+		return ev.TimeNs
+	}
+	unixNs, ok := goTime(ev.TimeWall, ev.TimeExt)
+	if !ok {
+		return ev.TimeNs
+	}
+	// The same instant on CLOCK_MONOTONIC: now on both clocks, apart as the app's.
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return ev.TimeNs
+	}
+	mono := ts.Nano() + (unixNs - time.Now().UnixNano())
+	if mono <= 0 {
+		return ev.TimeNs
+	}
+	return uint64(mono)
+}
+
+// goTime is the Unix time in ns of a time.Time's wall and ext words, read as package
+// time reads them (its layout since Go 1.9): with the monotonic bit, wall holds
+// seconds since 1885 and the nanoseconds; without, ext holds seconds since year 1.
+func goTime(wall uint64, ext int64) (int64, bool) {
+	const (
+		hasMonotonic   = 1 << 63
+		nsecMask       = 1<<30 - 1
+		nsecShift      = 30
+		secondsPerDay  = 86400
+		wallToInternal = (1884*365 + 1884/4 - 1884/100 + 1884/400) * secondsPerDay
+		unixToInternal = (1969*365 + 1969/4 - 1969/100 + 1969/400) * secondsPerDay
+	)
+	sec := ext
+	if wall&hasMonotonic != 0 {
+		sec = wallToInternal + int64(wall<<1>>(nsecShift+1))
+	}
+	unixSec := sec - unixToInternal
+	if unixSec <= 0 || unixSec > math.MaxInt64/int64(time.Second)-1 {
+		return 0, false // before 1970, or beyond int64 nanoseconds: not a span's time
+	}
+	return unixSec*1e9 + int64(wall&nsecMask), true
 }
 
 // spanKind is the trace.SpanKind the app gave (WithSpanKind), internal by default as

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -148,5 +150,17 @@ func TestSetStatus(t *testing.T) {
 	setStatus(&s, codes.Error, "late")
 	if s.Status != codes.Ok {
 		t.Errorf("Ok changed to %v", s.Status)
+	}
+}
+
+// time.Time's words, read as package time reads them, with and without a monotonic
+// reading.
+func TestGoTime(t *testing.T) {
+	for _, tm := range []time.Time{time.Now(), time.Now().Round(0), time.Date(2026, 12, 7, 1, 2, 3, 456789, time.UTC)} {
+		words := (*[2]uint64)(unsafe.Pointer(&tm))
+		got, ok := goTime(words[0], int64(words[1]))
+		if !ok || got != tm.UnixNano() {
+			t.Errorf("%v: %d %v, want %d", tm, got, ok, tm.UnixNano())
+		}
 	}
 }

@@ -2,7 +2,8 @@
 // configures no SDK, for the otelapi probe's tests: GET /order makes a tree of API
 // spans under the request's context - one around an outgoing HTTP call (to this
 // service's GET /price), one around a SQL query, one with an error status, an event
-// and attributes of every type, one ended in another goroutine, one never ended.
+// and attributes of every type, one ended in another goroutine, one with its times
+// given, one never ended.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -81,6 +83,11 @@ func main() {
 			close(done)
 		}()
 		<-done
+
+		// Its times given: begun a second ago, half a second long.
+		begun := time.Now().Add(-time.Second)
+		_, backdated := tracer.Start(ctx, "backdated", trace.WithTimestamp(begun))
+		backdated.End(trace.WithTimestamp(begun.Add(500 * time.Millisecond)))
 
 		// Never ended.
 		tracer.Start(ctx, "never-ended")
