@@ -27,6 +27,9 @@ type Span struct {
 	// end a probe saw: it is exported as the attribute EndReasonKey, and the span is
 	// kept out of the request duration metrics (its duration is not the request's).
 	EndReason EndReason
+	// NoMetrics keeps the span out of the request metrics: a span the app made itself
+	// (the OpenTelemetry API's), whose request a probe's span already measures.
+	NoMetrics bool
 	// Events are what happened during the span (the OpenTelemetry API's AddEvent and
 	// RecordError), in order; the probes that make them bound their number.
 	Events []Event

@@ -148,6 +148,9 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 		Name:    text(ev),
 		Start:   eventTime(ev),
 		Parent:  kit.ClientParent(ev.HasParent, ev.Sc.TraceId, ev.ParentSpanId, ev.Flags),
+		// The app's names, whatever their attributes say: an otelhttp server span, an
+		// API span around a call, measure a request a probe's span already does.
+		NoMetrics: true,
 	}
 	s.Attributes = setAttributes(nil, ev)
 	a.pending[ev.Key] = s

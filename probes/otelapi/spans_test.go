@@ -107,6 +107,9 @@ func TestAssembly(t *testing.T) {
 	if fmt.Sprint(out.Events) != fmt.Sprint(events) {
 		t.Errorf("events\n%v\nwant\n%v", out.Events, events)
 	}
+	if !out.NoMetrics {
+		t.Error("an API span counts in the request metrics")
+	}
 	if out.Status != codes.Error || out.StatusDescription != "stock low" {
 		t.Errorf("status %v %q", out.Status, out.StatusDescription)
 	}
