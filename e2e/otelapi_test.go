@@ -25,7 +25,8 @@ import (
 // attributes of every type read, SetName's name, SetStatus's error and RecordError's
 // exception event, AddEvent's event; a span ended in another goroutine; a span never
 // ended, ended at the app's exit and marked so; WithTimestamp's times. otel v1.40.0
-// and the newest, plain and stripped.
+// and the newest, plain and stripped. otelhttp's middleware: its server span under
+// ours, the handler's API span under it.
 func TestOtelAPISpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildOtelAPI(t, testenv.OtelAPIBuilds...)
@@ -33,6 +34,9 @@ func TestOtelAPISpans(t *testing.T) {
 		t.Run(tg.Variant.Name, func(t *testing.T) { otelAPISpans(t, tg) })
 	}
 }
+
+// otelhttpScope is otelhttp's tracer's name: its spans' scope.
+const otelhttpScope = "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 func otelAPISpans(t *testing.T, tg testenv.Target) {
 	recv := testenv.StartReceiver(t)
@@ -46,12 +50,14 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	for i := range orders {
 		getOK(t, r, addr, fmt.Sprintf("/order?id=%d", i))
 	}
+	getOK(t, r, addr, "/wrapped")
 	// The spans never ended end at the app's exit.
 	r.signal(syscall.SIGTERM)
 	r.wait(20 * time.Second)
 
-	// CREATE TABLE at start; /price's server span and its API span; per order, eleven.
-	spans := exactSpans(t, recv, 1+2+orders*11, 30*time.Second, r.stderr)
+	// CREATE TABLE at start; /price's server span and its API span; per order, eleven;
+	// /wrapped's server span, otelhttp's and the API span inside.
+	spans := exactSpans(t, recv, 1+2+orders*11+3, 30*time.Second, r.stderr)
 	children := map[string][]testenv.Span{}
 	byID := map[string]testenv.Span{}
 	for _, s := range spans {
@@ -60,7 +66,11 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	}
 	var tree func(b *strings.Builder, s testenv.Span, depth int)
 	tree = func(b *strings.Builder, s testenv.Span, depth int) {
-		fmt.Fprintf(b, "%s%s (%s)\n", strings.Repeat("  ", depth), s.Name, strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_"))
+		name := s.Name
+		if s.Scope.Name == otelhttpScope {
+			name = "[otelhttp]" // named "GET /wrapped" from v0.72.0 (its route), "wrapped" before
+		}
+		fmt.Fprintf(b, "%s%s (%s)\n", strings.Repeat("  ", depth), name, strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_"))
 		kids := children[s.SpanID]
 		// By start: backdated, begun a second before its parent (WithTimestamp), first.
 		slices.SortFunc(kids, func(a, b testenv.Span) int { return a.Start.Compare(b.Start) })
@@ -92,7 +102,8 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 		roots++
 	}
 	slices.Sort(got)
-	want := []string{"CREATE TABLE items (CLIENT)\n", "GET /price (SERVER)\n  compute-price (INTERNAL)\n"}
+	want := []string{"CREATE TABLE items (CLIENT)\n", "GET /price (SERVER)\n  compute-price (INTERNAL)\n",
+		"GET /wrapped (SERVER)\n  [otelhttp] (SERVER)\n    inside-otelhttp (INTERNAL)\n"}
 	for i := range orders {
 		want = append(want, fmt.Sprintf(order, i))
 	}
@@ -105,10 +116,18 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	for _, s := range spans {
 		api := s.Kind == tracepb.Span_SPAN_KIND_INTERNAL || s.Kind == tracepb.Span_SPAN_KIND_PRODUCER ||
 			strings.HasPrefix(s.Name, "fetch-price")
+		if s.Scope.Name == otelhttpScope {
+			api = false // its own tracer's
+		}
 		if api && s.Scope != app {
 			t.Errorf("%s: scope %+v, want %+v", s.Name, s.Scope, app)
 		}
 		switch {
+		case s.Scope.Name == otelhttpScope:
+			// otelhttp's own span, as it would export it: its scope and attributes.
+			if s.Scope.Version == "" || s.Attrs["http.request.method"] != "GET" || s.Attrs["url.path"] != "/wrapped" {
+				t.Errorf("otelhttp's span %s: scope %+v, attributes %v", s.Name, s.Scope, s.Attrs)
+			}
 		case strings.HasPrefix(s.Name, "load-order"):
 			wantAttrs := map[string]any{"order.id": "42", "order.items": int64(3), "order.total": 9.5, "order.paid": true,
 				"customer": "ada", "retries": int64(2)}

@@ -3,7 +3,7 @@
 // spans under the request's context - one around an outgoing HTTP call (to this
 // service's GET /price), one around a SQL query, one with an error status, an event
 // and attributes of every type, one ended in another goroutine, one with its times
-// given, one never ended.
+// given, one never ended; GET /wrapped is a handler in otelhttp's middleware.
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -94,6 +95,13 @@ func main() {
 
 		fmt.Fprintln(w, "ok", n)
 	})
+	// A library's otel middleware: otelhttp's server span, and the API span the handler
+	// it wraps starts from the request's context, which otelhttp's span is in.
+	mux.Handle("GET /wrapped", otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, span := tracer.Start(r.Context(), "inside-otelhttp")
+		span.End()
+		fmt.Fprintln(w, "ok")
+	}), "wrapped"))
 	srv := &http.Server{Addr: *addr, Handler: mux}
 	go func() {
 		sig := make(chan os.Signal, 1)
