@@ -552,7 +552,7 @@ int add_event(struct go_regs *ctx)
 /* (*nonRecordingSpan).End(s, opts ...SpanEndOption): the span ends, in any goroutine;
  * its context is unregistered, if it still holds this span. */
 SEC("uprobe/nonRecordingSpan_End")
-int end(struct go_regs *ctx)
+int span_end(struct go_regs *ctx)
 {
 	__u64 key = span_key(go_arg(ctx, 1));
 	if (!key)

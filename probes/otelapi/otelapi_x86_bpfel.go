@@ -101,13 +101,13 @@ const (
 	otelapiMapStarting                  = "starting"
 	otelapiMapTracersSeen               = "tracers_seen"
 	otelapiProgAddEvent                 = "add_event"
-	otelapiProgEnd                      = "end"
 	otelapiProgNewSpanEntry             = "new_span_entry"
 	otelapiProgNewSpanReturn            = "new_span_return"
 	otelapiProgRecordError              = "record_error"
 	otelapiProgSetAttributes            = "set_attributes"
 	otelapiProgSetName                  = "set_name"
 	otelapiProgSetStatus                = "set_status"
+	otelapiProgSpanEnd                  = "span_end"
 	otelapiVarContextWrappers           = "context_wrappers"
 	otelapiVarInflightWanted            = "inflight_wanted"
 	otelapiVarOffAttributeKeyValueValue = "off_attribute_KeyValue_Value"
@@ -177,13 +177,13 @@ type otelapiSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type otelapiProgramSpecs struct {
 	AddEvent      *ebpf.ProgramSpec `ebpf:"add_event"`
-	End           *ebpf.ProgramSpec `ebpf:"end"`
 	NewSpanEntry  *ebpf.ProgramSpec `ebpf:"new_span_entry"`
 	NewSpanReturn *ebpf.ProgramSpec `ebpf:"new_span_return"`
 	RecordError   *ebpf.ProgramSpec `ebpf:"record_error"`
 	SetAttributes *ebpf.ProgramSpec `ebpf:"set_attributes"`
 	SetName       *ebpf.ProgramSpec `ebpf:"set_name"`
 	SetStatus     *ebpf.ProgramSpec `ebpf:"set_status"`
+	SpanEnd       *ebpf.ProgramSpec `ebpf:"span_end"`
 }
 
 // otelapiMapSpecs contains maps before they are loaded into the kernel.
@@ -317,25 +317,25 @@ type otelapiVariables struct {
 // It can be passed to loadOtelapiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type otelapiPrograms struct {
 	AddEvent      *ebpf.Program `ebpf:"add_event"`
-	End           *ebpf.Program `ebpf:"end"`
 	NewSpanEntry  *ebpf.Program `ebpf:"new_span_entry"`
 	NewSpanReturn *ebpf.Program `ebpf:"new_span_return"`
 	RecordError   *ebpf.Program `ebpf:"record_error"`
 	SetAttributes *ebpf.Program `ebpf:"set_attributes"`
 	SetName       *ebpf.Program `ebpf:"set_name"`
 	SetStatus     *ebpf.Program `ebpf:"set_status"`
+	SpanEnd       *ebpf.Program `ebpf:"span_end"`
 }
 
 func (p *otelapiPrograms) Close() error {
 	return _OtelapiClose(
 		p.AddEvent,
-		p.End,
 		p.NewSpanEntry,
 		p.NewSpanReturn,
 		p.RecordError,
 		p.SetAttributes,
 		p.SetName,
 		p.SetStatus,
+		p.SpanEnd,
 	)
 }
 

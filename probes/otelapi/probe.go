@@ -86,7 +86,7 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 		Library: lib,
 		Uprobes: []kit.Uprobe{
 			{Spec: Spec.Name, Symbol: symNewSpan, Entry: "new_span_entry", Return: "new_span_return"},
-			{Spec: Spec.Name, Symbol: symSpanEnd, Entry: "end"},
+			{Spec: Spec.Name, Symbol: symSpanEnd, Entry: "span_end"},
 			{Spec: Spec.Name, Symbol: symSetAttributes, Entry: "set_attributes"},
 			{Spec: Spec.Name, Symbol: symSetStatus, Entry: "set_status"},
 			{Spec: Spec.Name, Symbol: symSetName, Entry: "set_name"},

@@ -3,7 +3,8 @@
 // spans under the request's context - one around an outgoing HTTP call (to this
 // service's GET /price), one around a SQL query, one with an error status, an event
 // and attributes of every type, one ended in another goroutine, one with its times
-// given, one never ended; GET /wrapped is a handler in otelhttp's middleware.
+// given, one never ended; GET /wrapped is a handler in otelhttp's middleware; GET
+// /spans?n=N starts and ends N spans (the bench).
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -94,6 +96,15 @@ func main() {
 		tracer.Start(ctx, "never-ended")
 
 		fmt.Fprintln(w, "ok", n)
+	})
+	// For the bench: n API spans started and ended, nothing else.
+	mux.HandleFunc("GET /spans", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		for range n {
+			_, span := tracer.Start(r.Context(), "op")
+			span.End()
+		}
+		fmt.Fprintln(w, "ok")
 	})
 	// A library's otel middleware: otelhttp's server span, and the API span the handler
 	// it wraps starts from the request's context, which otelhttp's span is in.
