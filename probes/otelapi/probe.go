@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"reflect"
 	"slices"
@@ -61,6 +62,9 @@ type Probe struct {
 	spans *assembly
 }
 
+// sdkModule is the OpenTelemetry SDK's module.
+const sdkModule = "go.opentelemetry.io/otel/sdk"
+
 // typeVariables are the C program's type_* variables, by the struct whose pointer
 // type each is.
 var typeVariables = map[string]string{
@@ -99,6 +103,11 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	var err error
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
 		return nil, err
+	}
+	// An app that sets its SDK starts its spans there, once it has: said once, as
+	// what the launcher cannot bridge. The SDK linked is a sign, not a proof.
+	if v := t.Modules.Version(sdkModule); v != "" {
+		slog.Warn(fmt.Sprintf("the app links the OpenTelemetry SDK (%s %s): the spans it starts once it sets its own tracer provider go to its exporter, not the launcher's; those started before, or with none set, are exported", sdkModule, v))
 	}
 	// Without them, spans have no kind, attributes, scope version or error message:
 	// not worth failing for.
