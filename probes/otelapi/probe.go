@@ -2,13 +2,18 @@ package otelapi
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -201,6 +206,79 @@ func (p *Probe) setLate() {
 	}
 	p.setOptions()
 }
+
+// Run also sweeps, every sweepEvery, the contexts of spans open for longer than that
+// (assembly.stale): reading the app, never writing it.
+func (p *Probe) Run(ctx context.Context, emit func(*telemetry.Span)) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.sweep(ctx)
+	}()
+	p.Object.Run(ctx, emit)
+	<-done
+}
+
+const sweepEvery = time.Second
+
+// sweep unregisters, until ctx ends, the contexts that no longer hold their span.
+func (p *Probe) sweep(ctx context.Context) {
+	off, err := p.Variable("off_context_valueCtx_val")
+	m := p.Map("inflight_contexts")
+	if err != nil || off == offsetNone || m == nil {
+		return // no alias read, nothing to compare with: registrations stay until End
+	}
+	// Opened on the first need: most apps end their spans, and have none to check.
+	var mem *os.File
+	defer func() {
+		if mem != nil {
+			mem.Close()
+		}
+	}()
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	var word [8]byte
+	failed := false
+	holds := func(r registration) bool {
+		if mem == nil && !failed {
+			if mem, err = os.Open(fmt.Sprintf("/proc/%d/mem", p.Target().PID)); err != nil {
+				failed = true
+				if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ESRCH) { // not the app gone
+					slog.Warn(fmt.Sprintf("OpenTelemetry API: cannot read the app's memory (%v): the contexts of spans "+
+						"never ended stay registered, and a context the app allocates at one's address later may find "+
+						"that span as its parent", err))
+				}
+			}
+		}
+		if mem == nil {
+			return true // unknown: left as it is
+		}
+		// The valueCtx's val: an interface, its data word second.
+		if _, err := mem.ReadAt(word[:], int64(r.ctx+off+8)); err != nil {
+			return false
+		}
+		return binary.LittleEndian.Uint64(word[:]) == r.holds
+	}
+	ref := make([]byte, m.ValueSize())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, r := range p.spans.stale(time.Now().Add(-sweepEvery), holds) {
+			// Only if the context's entry is still this span's (span_ref: its trace
+			// ID, then its span ID).
+			if err := m.Lookup(r.ctx, ref); err == nil && len(ref) >= 24 && [8]byte(ref[16:24]) == r.spanID {
+				m.Delete(r.ctx)
+			}
+			p.spans.swept.Add(1)
+		}
+	}
+}
+
+// offsetNone is OFFSET_NONE: a field the app does not have.
+const offsetNone = ^uint64(0)
 
 // EndInFlight ends the spans the app started and never ended, or had not ended when
 // it exited: they are in userspace, assembled from their records.

@@ -3,6 +3,7 @@ package otelapi
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -55,12 +56,26 @@ type assembly struct {
 	pending map[uint64]*telemetry.Span
 	order   []uint64 // keys by start, for evicting the oldest
 	scopes  map[uint64]*telemetry.Scope
+	// registered are the contexts the pending spans are registered for (their
+	// children's parent), by span key: the sweep checks they still hold the span.
+	registered map[uint64]registration
 	// Evicted counts the spans never ended that left for newer ones.
 	Evicted int
+	// swept counts the registrations the sweep removed.
+	swept atomic.Int64
+}
+
+// registration is the context a span returned, registered in inflight_contexts.
+type registration struct {
+	ctx    uint64 // the *context.valueCtx
+	holds  uint64 // the data word of the span it holds in val: the span's alias, or key
+	spanID [8]byte
+	since  time.Time
 }
 
 func newAssembly(max int) *assembly {
-	return &assembly{max: max, pending: map[uint64]*telemetry.Span{}, scopes: map[uint64]*telemetry.Scope{}}
+	return &assembly{max: max, pending: map[uint64]*telemetry.Span{}, scopes: map[uint64]*telemetry.Scope{},
+		registered: map[uint64]registration{}}
 }
 
 // decode handles one record; it fills span, and returns true, when a span ended.
@@ -154,6 +169,13 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 	}
 	s.Attributes = setAttributes(nil, ev)
 	a.pending[ev.Key] = s
+	if ev.Ctx != 0 {
+		holds := ev.Alias
+		if holds == 0 {
+			holds = ev.Key
+		}
+		a.registered[ev.Key] = registration{ctx: ev.Ctx, holds: holds, spanID: ev.Sc.SpanId, since: time.Now()}
+	}
 	a.order = append(a.order, ev.Key)
 	if len(a.order) > 2*a.max { // keys of spans ended since: compact
 		kept := a.order[:0]
@@ -166,7 +188,48 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 	}
 }
 
-func (a *assembly) remove(key uint64) { delete(a.pending, key) }
+func (a *assembly) remove(key uint64) {
+	delete(a.pending, key)
+	delete(a.registered, key)
+}
+
+// stale returns, and forgets, the registrations older than before whose context no
+// longer holds their span (holds reads the word it should be): the app dropped the
+// context of a span not yet ended - never, perhaps - and the memory now holds another
+// value, maybe another context, which would find the span as its parent. The span
+// itself stays pending, for its End.
+func (a *assembly) stale(before time.Time, holds func(r registration) bool) []registration {
+	a.mu.Lock()
+	var old []registration
+	for _, r := range a.registered {
+		if r.since.Before(before) {
+			old = append(old, r)
+		}
+	}
+	a.mu.Unlock()
+	// Read without the lock: decode goes on meanwhile.
+	var gone []registration
+	for _, r := range old {
+		if !holds(r) {
+			gone = append(gone, r)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	isGone := map[registration]bool{}
+	for _, g := range gone {
+		isGone[g] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key, r := range a.registered {
+		if isGone[r] {
+			delete(a.registered, key)
+		}
+	}
+	return gone
+}
 
 // endAll ends every span still assembled at end, marked with why (EndInFlight).
 func (a *assembly) endAll(end uint64, why telemetry.EndReason, emit func(*telemetry.Span)) int {
@@ -181,6 +244,7 @@ func (a *assembly) endAll(end uint64, why telemetry.EndReason, emit func(*teleme
 		n++
 	}
 	a.order = nil
+	clear(a.registered)
 	return n
 }
 

@@ -167,3 +167,32 @@ func TestGoTime(t *testing.T) {
 		}
 	}
 }
+
+// The sweep: a registration older than the bound whose context no longer holds its span
+// is returned once, and forgotten; the span stays pending for its End; one that holds
+// it, or is younger, stays.
+func TestStale(t *testing.T) {
+	a := newAssembly(16)
+	var out telemetry.Span
+	for key := uint64(1); key <= 3; key++ {
+		ev := record(eventStart, key, "s")
+		ev.Ctx, ev.Alias = key*0x100, key*0x1000
+		a.apply(ev, &out, nil)
+	}
+	ev := record(eventStart, 4, "no alias")
+	ev.Ctx = 0x400
+	a.apply(ev, &out, nil)
+	a.registered[3] = registration{ctx: 0x300, holds: 0x3000, since: time.Now().Add(time.Hour)} // young
+	memory := map[uint64]uint64{0x100: 0x1000, 0x200: 0xdead, 0x300: 0xdead, 0x400: 4}
+	holds := func(r registration) bool { return memory[r.ctx] == r.holds }
+	gone := a.stale(time.Now().Add(time.Minute), holds)
+	if len(gone) != 1 || gone[0].ctx != 0x200 {
+		t.Fatalf("stale: %+v, want the context 0x200's", gone)
+	}
+	if again := a.stale(time.Now().Add(time.Minute), holds); len(again) != 0 {
+		t.Errorf("stale again: %+v", again)
+	}
+	if a.pending[2] == nil || len(a.registered) != 3 {
+		t.Errorf("span 2 pending %v, %d registrations left", a.pending[2] != nil, len(a.registered))
+	}
+}
