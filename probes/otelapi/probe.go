@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,7 +63,8 @@ type Probe struct {
 	// option types and closures of option_addrs (OPT_*); whether they are set.
 	types   map[string]uint64
 	options map[uint64]uint32
-	set     bool
+	set     atomic.Bool
+	setOnce sync.Mutex // setLate's, from decode or Run's poll
 
 	spans *assembly
 }
@@ -158,7 +160,7 @@ func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 	if err == nil {
 		err = p.setOptions()
 	}
-	p.set = err == nil
+	p.set.Store(err == nil)
 	return p.ConfigureWith(reps, inflight, vars)
 }
 
@@ -198,13 +200,51 @@ func (p *Probe) setOptions() error {
 	return nil
 }
 
-// setLate sets what a position-independent app has where only its exec said.
-func (p *Probe) setLate() {
-	p.set = true // one try: the app runs, or never will
-	if vars, err := p.typeAddresses(); err == nil {
+// setLate sets what a position-independent app has where only its exec said, once
+// it can: true when done (or given up). The tracers seen before are forgotten, so that
+// their scope, read without the options' addresses, is read again.
+func (p *Probe) setLate(last bool) bool {
+	p.setOnce.Lock()
+	defer p.setOnce.Unlock()
+	if p.set.Load() {
+		return true
+	}
+	vars, err := p.typeAddresses()
+	if err != nil && !last {
+		return false // not running yet
+	}
+	p.set.Store(true)
+	if err == nil {
 		p.SetVariables(vars)
 	}
 	p.setOptions()
+	if m := p.Map("tracers_seen"); m != nil {
+		var keys []uint64
+		var key uint64
+		var seen uint8
+		for it := m.Iterate(); it.Next(&key, &seen); {
+			keys = append(keys, key)
+		}
+		for _, k := range keys {
+			m.Delete(k)
+		}
+	}
+	return true
+}
+
+// pollLate sets a position-independent app's addresses as soon as it runs (its exec
+// at the gate's release), before its first spans as a rule: polled every 2 ms for 10 s.
+func (p *Probe) pollLate(ctx context.Context) {
+	for deadline := time.Now().Add(10 * time.Second); !p.set.Load() && time.Now().Before(deadline); {
+		if p.setLate(false) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // Run also sweeps, every sweepEvery, the contexts of spans open for longer than that
@@ -213,6 +253,7 @@ func (p *Probe) Run(ctx context.Context, emit func(*telemetry.Span)) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		p.pollLate(ctx)
 		p.sweep(ctx)
 	}()
 	p.Object.Run(ctx, emit)

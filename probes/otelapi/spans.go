@@ -80,8 +80,8 @@ func newAssembly(max int) *assembly {
 
 // decode handles one record; it fills span, and returns true, when a span ended.
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
-	if !p.set {
-		p.setLate() // a record: the app's exec is done
+	if !p.set.Load() {
+		p.setLate(true) // a record: the app's exec is done
 	}
 	ev := kit.RecordPrefixAs(raw, &p.event, int(unsafe.Offsetof(p.event.Attrs)))
 	if ev == nil {
