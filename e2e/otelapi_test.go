@@ -25,8 +25,8 @@ import (
 // attributes of every type read, SetName's name, SetStatus's error and RecordError's
 // exception event, AddEvent's event; a span ended in another goroutine; a span never
 // ended, ended at the app's exit and marked so; WithTimestamp's times. otel v1.40.0
-// and the newest, plain and stripped. otelhttp's middleware: its server span under
-// ours, the handler's API span under it.
+// and the newest, plain and stripped; the newest position-independent too. otelhttp's
+// middleware: its server span under ours, the handler's API span under it.
 func TestOtelAPISpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildOtelAPI(t, testenv.OtelAPIBuilds...)
