@@ -325,6 +325,14 @@ const offsetNone = ^uint64(0)
 // it exited: they are in userspace, assembled from their records.
 func (p *Probe) EndInFlight(end uint64, why telemetry.EndReason, emit func(*telemetry.Span)) (map[string]int, error) {
 	n := p.spans.endAll(end, why, emit)
+	p.spans.mu.Lock()
+	evicted := p.spans.Evicted
+	p.spans.mu.Unlock()
+	if evicted > 0 || p.spans.swept.Load() > 0 {
+		slog.Info(fmt.Sprintf("OpenTelemetry API: %d spans never ended were dropped for newer ones (%d open at most), "+
+			"and %d contexts of spans not ended were unregistered once the app reused their memory",
+			evicted, maxPending, p.spans.swept.Load()))
+	}
 	if n == 0 {
 		return map[string]int{}, nil
 	}
