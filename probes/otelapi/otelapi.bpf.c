@@ -457,7 +457,13 @@ static __always_inline __u64 span_key(__u64 data)
 	if (bpf_map_lookup_elem(&api_spans, &data))
 		return data;
 	__u64 *key = bpf_map_lookup_elem(&api_aliases, &data);
-	return key ? *key : 0;
+	if (!key)
+		return 0;
+	/* An alias left by a span evicted never ended may name a key the app's memory
+	 * now gives another span: it counts only if that span has it as its alias. */
+	__u64 k = *key;
+	struct api_span *s = bpf_map_lookup_elem(&api_spans, &k);
+	return s && s->alias == data ? k : 0;
 }
 
 /* (*nonRecordingSpan).SetAttributes(s, kv ...attribute.KeyValue) */
