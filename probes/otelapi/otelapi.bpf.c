@@ -51,10 +51,28 @@ volatile __u64 off_attribute_Value_slice = OFFSET_NONE;   /* any: the last field
 volatile __u64 off_context_valueCtx_val = OFFSET_NONE;    /* any: the span, for the alias */
 volatile __u64 off_errors_errorString_s = OFFSET_NONE;    /* string */
 volatile __u64 off_fmt_wrapError_msg = OFFSET_NONE;       /* string */
-/* Type descriptors in the app; 0 for none. */
+/* Type descriptors, by their link addresses in the binary; 0 for none. */
 volatile __u64 type_context_valueCtx = 0; /* *context.valueCtx */
 volatile __u64 type_errors_errorString = 0; /* *errors.errorString */
 volatile __u64 type_fmt_wrapError = 0;      /* *fmt.wrapError */
+
+/* Where the app is loaded: a position-independent app's addresses are its link
+ * addresses plus a bias known only once it runs - after the gate, perhaps after its
+ * first spans. So the programs learn it themselves, from where newSpan's entry probe
+ * fired (its link address, new_span_link, is the loader's), page-aligned as a load
+ * bias is: every address they compare (types, option closures) is taken back to a
+ * link address. 0 for an app at fixed addresses. */
+volatile __u64 new_span_link = 0;
+__u64 app_bias = 0;
+
+static __always_inline __u64 go_ip(const struct go_regs *r)
+{
+#if defined(__TARGET_ARCH_x86)
+	return r->ip;
+#else
+	return r->pc;
+#endif
+}
 
 /* Set last, once everything else is. */
 volatile __u64 otelapi_enabled = 0;
@@ -112,7 +130,7 @@ struct api_event {
 	__u64 alias;    /* START: the span's other data word, 0 for none */
 	__u64 tracer;   /* START */
 	__u64 time_ns;  /* CLOCK_MONOTONIC */
-	__u64 error_type; /* ERROR: the error's dynamic type */
+	__u64 error_type; /* ERROR: the error's dynamic type, its link address */
 	/* A WithTimestamp option's time.Time (START, EVENT, END): its wall and ext words,
 	 * which userspace reads as package time does; has_time says there was one. */
 	__u64 time_wall;
@@ -179,7 +197,7 @@ struct {
 	__type(value, __u8);
 } tracers_seen SEC(".maps");
 
-/* Option types and closures' code (OPT_*), by their address in the app: the loader's. */
+/* Option types and closures' code (OPT_*), by their link address: the loader's. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
@@ -316,7 +334,7 @@ static __always_inline void tracer_record(__u64 g, __u64 t)
 			struct go_iface o = {};
 			if (read_user(&o, sizeof(o), opts.ptr + i * sizeof(o)) != 0 || !o.data)
 				continue;
-			__u64 fn = read_ptr(o.data);
+			__u64 fn = read_ptr(o.data) - app_bias;
 			__u32 *what = bpf_map_lookup_elem(&option_addrs, &fn);
 			if (!what)
 				continue;
@@ -341,7 +359,7 @@ static __always_inline void start_options(struct api_event *ev, __u64 ptr, __s64
 		struct go_iface o = {};
 		if (read_user(&o, sizeof(o), ptr + i * sizeof(o)) != 0 || !o.tab || !o.data)
 			continue;
-		__u64 type = read_ptr(o.tab + 8); /* itab.Type */
+		__u64 type = read_ptr(o.tab + 8) - app_bias; /* itab.Type */
 		__u32 *what = bpf_map_lookup_elem(&option_addrs, &type);
 		if (what && *what == OPT_ATTRIBUTES) {
 			struct go_slice kvs = {};
@@ -359,7 +377,7 @@ static __always_inline void start_options(struct api_event *ev, __u64 ptr, __s64
 			}
 			continue;
 		}
-		__u64 fn = read_ptr(o.data);
+		__u64 fn = read_ptr(o.data) - app_bias;
 		what = bpf_map_lookup_elem(&option_addrs, &fn);
 		if (what && *what == OPT_KIND)
 			ev->span_kind = read_ptr(o.data + 8);
@@ -376,6 +394,8 @@ int new_span_entry(struct go_regs *ctx)
 	__u8 auto_span = 0;
 	if (read_user(&auto_span, sizeof(auto_span), go_arg(ctx, 4)) == 0 && auto_span)
 		return 0; /* another agent's SDK takes it */
+	if (new_span_link)
+		app_bias = (go_ip(ctx) - new_span_link) & ~0xfffULL;
 	__u64 t = go_arg(ctx, 1);
 	tracer_record(g, t);
 	struct span_ref *ref = new_entry(&starting, &g, &zero_ref);
@@ -435,7 +455,7 @@ int new_span_return(struct go_regs *ctx)
 	ev->ctx = s.ctx;
 	/* The span in the context, reached by trace.SpanFromContext: an alias. */
 	if (ctx_data && off_context_valueCtx_val != OFFSET_NONE &&
-	    (!type_context_valueCtx || read_ptr(ctx_tab + 8) == type_context_valueCtx)) {
+	    (!type_context_valueCtx || read_ptr(ctx_tab + 8) - app_bias == type_context_valueCtx)) {
 		__u64 alias = read_ptr(ctx_data + off_context_valueCtx_val + 8);
 		if (alias && alias != span && bpf_map_update_elem(&api_aliases, &alias, &span, BPF_ANY) == 0)
 			s.alias = alias;
@@ -525,11 +545,12 @@ int record_error(struct go_regs *ctx)
 	if (!ev)
 		return 0;
 	__u64 type = read_ptr(tab + 8);
-	ev->error_type = type;
+	__u64 link = type - app_bias;
+	ev->error_type = link; /* userspace names it from the binary */
 	__u64 off = OFFSET_NONE;
-	if (type && type == type_errors_errorString)
+	if (type && link == type_errors_errorString)
 		off = off_errors_errorString_s;
-	else if (type && type == type_fmt_wrapError)
+	else if (type && link == type_fmt_wrapError)
 		off = off_fmt_wrapError_msg;
 	struct go_string s = {};
 	if (off != OFFSET_NONE && data && read_user(&s, sizeof(s), data + off) == 0)

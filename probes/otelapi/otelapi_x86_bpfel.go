@@ -108,8 +108,10 @@ const (
 	otelapiProgSetName                  = "set_name"
 	otelapiProgSetStatus                = "set_status"
 	otelapiProgSpanEnd                  = "span_end"
+	otelapiVarAppBias                   = "app_bias"
 	otelapiVarContextWrappers           = "context_wrappers"
 	otelapiVarInflightWanted            = "inflight_wanted"
+	otelapiVarNewSpanLink               = "new_span_link"
 	otelapiVarOffAttributeKeyValueValue = "off_attribute_KeyValue_Value"
 	otelapiVarOffAttributeValueNumeric  = "off_attribute_Value_numeric"
 	otelapiVarOffAttributeValueSlice    = "off_attribute_Value_slice"
@@ -207,8 +209,10 @@ type otelapiMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type otelapiVariableSpecs struct {
+	AppBias                   *ebpf.VariableSpec `ebpf:"app_bias"`
 	ContextWrappers           *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	InflightWanted            *ebpf.VariableSpec `ebpf:"inflight_wanted"`
+	NewSpanLink               *ebpf.VariableSpec `ebpf:"new_span_link"`
 	OffAttributeKeyValueValue *ebpf.VariableSpec `ebpf:"off_attribute_KeyValue_Value"`
 	OffAttributeValueNumeric  *ebpf.VariableSpec `ebpf:"off_attribute_Value_numeric"`
 	OffAttributeValueSlice    *ebpf.VariableSpec `ebpf:"off_attribute_Value_slice"`
@@ -286,8 +290,10 @@ func (m *otelapiMaps) Close() error {
 //
 // It can be passed to loadOtelapiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type otelapiVariables struct {
+	AppBias                   *ebpf.Variable `ebpf:"app_bias"`
 	ContextWrappers           *ebpf.Variable `ebpf:"context_wrappers"`
 	InflightWanted            *ebpf.Variable `ebpf:"inflight_wanted"`
+	NewSpanLink               *ebpf.Variable `ebpf:"new_span_link"`
 	OffAttributeKeyValueValue *ebpf.Variable `ebpf:"off_attribute_KeyValue_Value"`
 	OffAttributeValueNumeric  *ebpf.Variable `ebpf:"off_attribute_Value_numeric"`
 	OffAttributeValueSlice    *ebpf.Variable `ebpf:"off_attribute_Value_slice"`

@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,14 +58,16 @@ var objectSpec = sync.OnceValues(loadOtelapi)
 type Probe struct {
 	*kit.Object
 	event otelapiApiEvent // a record cut short, completed (decode runs in one goroutine)
-	// Link addresses of what the C program tells apart: type_* variables, and the
-	// option types and closures of option_addrs (OPT_*); whether they are set.
+	// Link addresses of what the C program tells apart - type_* variables, and the
+	// option types and closures of option_addrs (OPT_*) - and of newSpan, from which
+	// it learns a position-independent app's bias.
 	types   map[string]uint64
 	options map[uint64]uint32
-	set     atomic.Bool
-	setOnce sync.Mutex // setLate's, from decode or Run's poll
+	newSpan uint64
 
 	spans *assembly
+	// typeNames names errors' types by their link addresses (the C program's).
+	typeNames *offsets.TypeNames
 }
 
 // sdkModule is the OpenTelemetry SDK's module.
@@ -118,18 +119,21 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	}
 	// Without them, spans have no kind, attributes, scope version or error message:
 	// not worth failing for.
-	p.types, p.options, _ = findAddresses(t.Path)
+	p.types, p.options, p.newSpan, _ = findAddresses(t.Path)
+	p.typeNames = offsets.NewTypeNames(t.Path)
 	return p, nil
 }
 
 // findAddresses reads the binary for the link addresses of the types and closures the
-// C program tells apart.
-func findAddresses(path string) (types map[string]uint64, options map[uint64]uint32, err error) {
+// C program tells apart, and of newSpan.
+func findAddresses(path string) (types map[string]uint64, options map[uint64]uint32, newSpanAddr uint64, err error) {
 	b, err := offsets.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	defer b.Close()
+	fns, err0 := b.Functions(symNewSpan)
+	newSpanAddr = fns[symNewSpan].Addr
 	types, err1 := b.PointerTypeAddrs(slices.Collect(maps.Keys(typeVariables)))
 	options = map[uint64]uint32{}
 	named, err2 := b.ItabTypeAddrs([]string{attributeOption, timestampOption})
@@ -139,8 +143,8 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 	if a, ok := named[timestampOption]; ok {
 		options[a] = optTimestamp
 	}
-	fns, err3 := b.FunctionsMatching(closures)
-	for name, addr := range fns {
+	closureFns, err3 := b.FunctionsMatching(closures)
+	for name, addr := range closureFns {
 		switch {
 		case kindOption.MatchString(name):
 			options[addr] = optKind
@@ -150,101 +154,31 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 			options[addr] = optSchema
 		}
 	}
-	return types, options, errors.Join(err1, err2, err3)
+	return types, options, newSpanAddr, errors.Join(err0, err1, err2, err3)
 }
 
-// Configure also sets the types' and closures' addresses, where they are known before
-// the app runs (it is not position-independent).
+// Configure also sets the link addresses of the types and closures the C program tells
+// apart, and of newSpan, whence it learns where the app is loaded: nothing waits for a
+// position-independent app to run.
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
-	vars, err := p.typeAddresses()
-	if err == nil {
-		err = p.setOptions()
+	vars := map[string]uint64{"new_span_link": p.newSpan}
+	for st, addr := range p.types {
+		vars[typeVariables[st]] = addr
 	}
-	p.set.Store(err == nil)
+	if m := p.Map("option_addrs"); m != nil {
+		for addr, what := range p.options {
+			if err := m.Update(addr, what, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("otelapi: set option_addrs: %w", err)
+			}
+		}
+	}
 	return p.ConfigureWith(reps, inflight, vars)
 }
 
-// typeAddresses are the values of the C program's type_* variables.
-func (p *Probe) typeAddresses() (map[string]uint64, error) {
-	addrs, err := p.InApp(p.types)
-	if err != nil {
-		return nil, err
-	}
-	vars := map[string]uint64{}
-	for st, addr := range addrs {
-		vars[typeVariables[st]] = addr
-	}
-	return vars, nil
-}
-
-// setOptions fills option_addrs with the app's addresses.
-func (p *Probe) setOptions() error {
-	links := map[string]uint64{}
-	for addr := range p.options {
-		links[fmt.Sprint(addr)] = addr
-	}
-	addrs, err := p.InApp(links)
-	if err != nil {
-		return err
-	}
-	m := p.Map("option_addrs")
-	if m == nil {
-		return errors.New("no option_addrs map (a bug)")
-	}
-	for name, addr := range addrs {
-		what := p.options[links[name]]
-		if err := m.Update(addr, what, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("option_addrs: %w", err)
-		}
-	}
-	return nil
-}
-
-// setLate sets what a position-independent app has where only its exec said, once
-// it can: true when done (or given up). The tracers seen before are forgotten, so that
-// their scope, read without the options' addresses, is read again.
-func (p *Probe) setLate(last bool) bool {
-	p.setOnce.Lock()
-	defer p.setOnce.Unlock()
-	if p.set.Load() {
-		return true
-	}
-	vars, err := p.typeAddresses()
-	if err != nil && !last {
-		return false // not running yet
-	}
-	p.set.Store(true)
-	if err == nil {
-		p.SetVariables(vars)
-	}
-	p.setOptions()
-	if m := p.Map("tracers_seen"); m != nil {
-		var keys []uint64
-		var key uint64
-		var seen uint8
-		for it := m.Iterate(); it.Next(&key, &seen); {
-			keys = append(keys, key)
-		}
-		for _, k := range keys {
-			m.Delete(k)
-		}
-	}
-	return true
-}
-
-// pollLate sets a position-independent app's addresses as soon as it runs (its exec
-// at the gate's release), before its first spans as a rule: polled every 2 ms for 10 s.
-func (p *Probe) pollLate(ctx context.Context) {
-	for deadline := time.Now().Add(10 * time.Second); !p.set.Load() && time.Now().Before(deadline); {
-		if p.setLate(false) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
+// Close also closes the binary typeNames reads.
+func (p *Probe) Close() error {
+	p.typeNames.Close()
+	return p.Object.Close()
 }
 
 // Run also sweeps, every sweepEvery, the contexts of spans open for longer than that
@@ -253,7 +187,6 @@ func (p *Probe) Run(ctx context.Context, emit func(*telemetry.Span)) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.pollLate(ctx)
 		p.sweep(ctx)
 	}()
 	p.Object.Run(ctx, emit)

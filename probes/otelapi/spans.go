@@ -59,6 +59,10 @@ type assembly struct {
 	// registered are the contexts the pending spans are registered for (their
 	// children's parent), by span key: the sweep checks they still hold the span.
 	registered map[uint64]registration
+	// tracerOf is each pending span's tracer: its scope is taken at the span's end,
+	// the latest its tracer's records gave (a position-independent app's first
+	// spans may come before the addresses its options are told apart by).
+	tracerOf map[uint64]uint64
 	// Evicted counts the spans never ended that left for newer ones.
 	Evicted int
 	// swept counts the registrations the sweep removed.
@@ -75,19 +79,16 @@ type registration struct {
 
 func newAssembly(max int) *assembly {
 	return &assembly{max: max, pending: map[uint64]*telemetry.Span{}, scopes: map[uint64]*telemetry.Scope{},
-		registered: map[uint64]registration{}}
+		registered: map[uint64]registration{}, tracerOf: map[uint64]uint64{}}
 }
 
 // decode handles one record; it fills span, and returns true, when a span ended.
 func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
-	if !p.set.Load() {
-		p.setLate(true) // a record: the app's exec is done
-	}
 	ev := kit.RecordPrefixAs(raw, &p.event, int(unsafe.Offsetof(p.event.Attrs)))
 	if ev == nil {
 		return false
 	}
-	return p.spans.apply(ev, span, p.TypeName)
+	return p.spans.apply(ev, span, p.typeNames.NameAtLink)
 }
 
 // apply handles one record (decode), typeName naming an error's dynamic type.
@@ -128,6 +129,9 @@ func (a *assembly) apply(ev *otelapiApiEvent, out *telemetry.Span, typeName func
 	case eventEvent:
 		addEvent(s, telemetry.Event{Name: text(ev), Time: eventTime(ev), Attributes: setAttributes(nil, ev)})
 	case eventEnd:
+		if sc := a.scopes[a.tracerOf[ev.Key]]; sc != nil {
+			s.Scope = sc
+		}
 		*out = *s
 		out.End = max(eventTime(ev), s.Start)
 		a.remove(ev.Key)
@@ -147,7 +151,7 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 		oldest := a.order[0]
 		a.order = a.order[1:]
 		if _, ok := a.pending[oldest]; ok {
-			delete(a.pending, oldest)
+			a.remove(oldest)
 			a.Evicted++
 		}
 	}
@@ -169,6 +173,7 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 	}
 	s.Attributes = setAttributes(nil, ev)
 	a.pending[ev.Key] = s
+	a.tracerOf[ev.Key] = ev.Tracer
 	if ev.Ctx != 0 {
 		holds := ev.Alias
 		if holds == 0 {
@@ -191,6 +196,7 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 func (a *assembly) remove(key uint64) {
 	delete(a.pending, key)
 	delete(a.registered, key)
+	delete(a.tracerOf, key)
 }
 
 // stale returns, and forgets, the registrations older than before whose context no
@@ -245,6 +251,7 @@ func (a *assembly) endAll(end uint64, why telemetry.EndReason, emit func(*teleme
 	}
 	a.order = nil
 	clear(a.registered)
+	clear(a.tracerOf)
 	return n
 }
 
