@@ -48,9 +48,10 @@ volatile __u64 off_attribute_Value_vtype = OFFSET_NONE;   /* attribute.Type (int
 volatile __u64 off_attribute_Value_numeric = OFFSET_NONE; /* uint64: bool, int64, float64 bits */
 volatile __u64 off_attribute_Value_stringly = OFFSET_NONE; /* string */
 volatile __u64 off_attribute_Value_slice = OFFSET_NONE;   /* any: the last field, sizing a KeyValue */
-volatile __u64 off_context_valueCtx_val = OFFSET_NONE;    /* any: the span, for the alias */
-volatile __u64 off_errors_errorString_s = OFFSET_NONE;    /* string */
-volatile __u64 off_fmt_wrapError_msg = OFFSET_NONE;       /* string */
+/* Standard library fields, which the probe measures itself (stdFields). */
+volatile __u64 valuectx_val_off = OFFSET_NONE;  /* context.valueCtx.val (any): the span, for the alias */
+volatile __u64 errorstring_s_off = OFFSET_NONE; /* errors.errorString.s (string) */
+volatile __u64 wraperror_msg_off = OFFSET_NONE; /* fmt.wrapError.msg (string) */
 /* Type descriptors, by their link addresses in the binary; 0 for none. */
 volatile __u64 type_context_valueCtx = 0; /* *context.valueCtx */
 volatile __u64 type_errors_errorString = 0; /* *errors.errorString */
@@ -454,9 +455,9 @@ int new_span_return(struct go_regs *ctx)
 		s.ctx = ctx_data;
 	ev->ctx = s.ctx;
 	/* The span in the context, reached by trace.SpanFromContext: an alias. */
-	if (ctx_data && off_context_valueCtx_val != OFFSET_NONE &&
+	if (ctx_data && valuectx_val_off != OFFSET_NONE &&
 	    (!type_context_valueCtx || read_ptr(ctx_tab + 8) - app_bias == type_context_valueCtx)) {
-		__u64 alias = read_ptr(ctx_data + off_context_valueCtx_val + 8);
+		__u64 alias = read_ptr(ctx_data + valuectx_val_off + 8);
 		if (alias && alias != span && bpf_map_update_elem(&api_aliases, &alias, &span, BPF_ANY) == 0)
 			s.alias = alias;
 	}
@@ -549,9 +550,9 @@ int record_error(struct go_regs *ctx)
 	ev->error_type = link; /* userspace names it from the binary */
 	__u64 off = OFFSET_NONE;
 	if (type && link == type_errors_errorString)
-		off = off_errors_errorString_s;
+		off = errorstring_s_off;
 	else if (type && link == type_fmt_wrapError)
-		off = off_fmt_wrapError_msg;
+		off = wraperror_msg_off;
 	struct go_string s = {};
 	if (off != OFFSET_NONE && data && read_user(&s, sizeof(s), data + off) == 0)
 		set_text(ev, s.ptr, s.len);

@@ -110,6 +110,7 @@ const (
 	otelapiProgSpanEnd                  = "span_end"
 	otelapiVarAppBias                   = "app_bias"
 	otelapiVarContextWrappers           = "context_wrappers"
+	otelapiVarErrorstringS_off          = "errorstring_s_off"
 	otelapiVarInflightWanted            = "inflight_wanted"
 	otelapiVarNewSpanLink               = "new_span_link"
 	otelapiVarOffAttributeKeyValueValue = "off_attribute_KeyValue_Value"
@@ -117,9 +118,6 @@ const (
 	otelapiVarOffAttributeValueSlice    = "off_attribute_Value_slice"
 	otelapiVarOffAttributeValueStringly = "off_attribute_Value_stringly"
 	otelapiVarOffAttributeValueVtype    = "off_attribute_Value_vtype"
-	otelapiVarOffContextValueCtxVal     = "off_context_valueCtx_val"
-	otelapiVarOffErrorsErrorStringS     = "off_errors_errorString_s"
-	otelapiVarOffFmtWrapErrorMsg        = "off_fmt_wrapError_msg"
 	otelapiVarOffGlobalTracerName       = "off_global_tracer_name"
 	otelapiVarOffGlobalTracerOpts       = "off_global_tracer_opts"
 	otelapiVarOtelapiEnabled            = "otelapi_enabled"
@@ -132,6 +130,8 @@ const (
 	otelapiVarTypeFmtWrapError          = "type_fmt_wrapError"
 	otelapiVarUnusedApiAttr             = "unused_api_attr"
 	otelapiVarUnusedApiEvent            = "unused_api_event"
+	otelapiVarValuectxValOff            = "valuectx_val_off"
+	otelapiVarWraperrorMsgOff           = "wraperror_msg_off"
 	otelapiVarZeroEvent                 = "zero_event"
 	otelapiVarZeroRef                   = "zero_ref"
 )
@@ -211,6 +211,7 @@ type otelapiMapSpecs struct {
 type otelapiVariableSpecs struct {
 	AppBias                   *ebpf.VariableSpec `ebpf:"app_bias"`
 	ContextWrappers           *ebpf.VariableSpec `ebpf:"context_wrappers"`
+	ErrorstringS_off          *ebpf.VariableSpec `ebpf:"errorstring_s_off"`
 	InflightWanted            *ebpf.VariableSpec `ebpf:"inflight_wanted"`
 	NewSpanLink               *ebpf.VariableSpec `ebpf:"new_span_link"`
 	OffAttributeKeyValueValue *ebpf.VariableSpec `ebpf:"off_attribute_KeyValue_Value"`
@@ -218,9 +219,6 @@ type otelapiVariableSpecs struct {
 	OffAttributeValueSlice    *ebpf.VariableSpec `ebpf:"off_attribute_Value_slice"`
 	OffAttributeValueStringly *ebpf.VariableSpec `ebpf:"off_attribute_Value_stringly"`
 	OffAttributeValueVtype    *ebpf.VariableSpec `ebpf:"off_attribute_Value_vtype"`
-	OffContextValueCtxVal     *ebpf.VariableSpec `ebpf:"off_context_valueCtx_val"`
-	OffErrorsErrorStringS     *ebpf.VariableSpec `ebpf:"off_errors_errorString_s"`
-	OffFmtWrapErrorMsg        *ebpf.VariableSpec `ebpf:"off_fmt_wrapError_msg"`
 	OffGlobalTracerName       *ebpf.VariableSpec `ebpf:"off_global_tracer_name"`
 	OffGlobalTracerOpts       *ebpf.VariableSpec `ebpf:"off_global_tracer_opts"`
 	OtelapiEnabled            *ebpf.VariableSpec `ebpf:"otelapi_enabled"`
@@ -233,6 +231,8 @@ type otelapiVariableSpecs struct {
 	TypeFmtWrapError          *ebpf.VariableSpec `ebpf:"type_fmt_wrapError"`
 	UnusedApiAttr             *ebpf.VariableSpec `ebpf:"unused_api_attr"`
 	UnusedApiEvent            *ebpf.VariableSpec `ebpf:"unused_api_event"`
+	ValuectxValOff            *ebpf.VariableSpec `ebpf:"valuectx_val_off"`
+	WraperrorMsgOff           *ebpf.VariableSpec `ebpf:"wraperror_msg_off"`
 	ZeroEvent                 *ebpf.VariableSpec `ebpf:"zero_event"`
 	ZeroRef                   *ebpf.VariableSpec `ebpf:"zero_ref"`
 }
@@ -292,6 +292,7 @@ func (m *otelapiMaps) Close() error {
 type otelapiVariables struct {
 	AppBias                   *ebpf.Variable `ebpf:"app_bias"`
 	ContextWrappers           *ebpf.Variable `ebpf:"context_wrappers"`
+	ErrorstringS_off          *ebpf.Variable `ebpf:"errorstring_s_off"`
 	InflightWanted            *ebpf.Variable `ebpf:"inflight_wanted"`
 	NewSpanLink               *ebpf.Variable `ebpf:"new_span_link"`
 	OffAttributeKeyValueValue *ebpf.Variable `ebpf:"off_attribute_KeyValue_Value"`
@@ -299,9 +300,6 @@ type otelapiVariables struct {
 	OffAttributeValueSlice    *ebpf.Variable `ebpf:"off_attribute_Value_slice"`
 	OffAttributeValueStringly *ebpf.Variable `ebpf:"off_attribute_Value_stringly"`
 	OffAttributeValueVtype    *ebpf.Variable `ebpf:"off_attribute_Value_vtype"`
-	OffContextValueCtxVal     *ebpf.Variable `ebpf:"off_context_valueCtx_val"`
-	OffErrorsErrorStringS     *ebpf.Variable `ebpf:"off_errors_errorString_s"`
-	OffFmtWrapErrorMsg        *ebpf.Variable `ebpf:"off_fmt_wrapError_msg"`
 	OffGlobalTracerName       *ebpf.Variable `ebpf:"off_global_tracer_name"`
 	OffGlobalTracerOpts       *ebpf.Variable `ebpf:"off_global_tracer_opts"`
 	OtelapiEnabled            *ebpf.Variable `ebpf:"otelapi_enabled"`
@@ -314,6 +312,8 @@ type otelapiVariables struct {
 	TypeFmtWrapError          *ebpf.Variable `ebpf:"type_fmt_wrapError"`
 	UnusedApiAttr             *ebpf.Variable `ebpf:"unused_api_attr"`
 	UnusedApiEvent            *ebpf.Variable `ebpf:"unused_api_event"`
+	ValuectxValOff            *ebpf.Variable `ebpf:"valuectx_val_off"`
+	WraperrorMsgOff           *ebpf.Variable `ebpf:"wraperror_msg_off"`
 	ZeroEvent                 *ebpf.Variable `ebpf:"zero_event"`
 	ZeroRef                   *ebpf.Variable `ebpf:"zero_ref"`
 }

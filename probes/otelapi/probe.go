@@ -64,6 +64,7 @@ type Probe struct {
 	types   map[string]uint64
 	options map[uint64]uint32
 	newSpan uint64
+	std     map[string]uint64 // stdFields' variables
 
 	spans *assembly
 	// typeNames names errors' types by their link addresses (the C program's).
@@ -119,17 +120,17 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	}
 	// Without them, spans have no kind, attributes, scope version or error message:
 	// not worth failing for.
-	p.types, p.options, p.newSpan, _ = findAddresses(t.Path)
+	p.types, p.options, p.newSpan, p.std, _ = findAddresses(t.Path)
 	p.typeNames = offsets.NewTypeNames(t.Path)
 	return p, nil
 }
 
 // findAddresses reads the binary for the link addresses of the types and closures the
-// C program tells apart, and of newSpan.
-func findAddresses(path string) (types map[string]uint64, options map[uint64]uint32, newSpanAddr uint64, err error) {
+// C program tells apart, and of newSpan; and the standard library fields it reads.
+func findAddresses(path string) (types map[string]uint64, options map[uint64]uint32, newSpanAddr uint64, std map[string]uint64, err error) {
 	b, err := offsets.Open(path)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, nil, err
 	}
 	defer b.Close()
 	fns, err0 := b.Functions(symNewSpan)
@@ -154,7 +155,16 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 			options[addr] = optSchema
 		}
 	}
-	return types, options, newSpanAddr, errors.Join(err0, err1, err2, err3)
+	var refs []offsets.FieldRef
+	for r := range stdFields {
+		refs = append(refs, r)
+	}
+	std = map[string]uint64{}
+	found, err4 := b.TypeInfoFieldOffsets(refs)
+	for r, off := range found {
+		std[stdFields[r]] = off
+	}
+	return types, options, newSpanAddr, std, errors.Join(err0, err1, err2, err3, err4)
 }
 
 // Configure also sets the link addresses of the types and closures the C program tells
@@ -162,6 +172,9 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 // position-independent app to run.
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 	vars := map[string]uint64{"new_span_link": p.newSpan}
+	for name, off := range p.std {
+		vars[name] = off
+	}
 	for st, addr := range p.types {
 		vars[typeVariables[st]] = addr
 	}
@@ -197,7 +210,7 @@ const sweepEvery = time.Second
 
 // sweep unregisters, until ctx ends, the contexts that no longer hold their span.
 func (p *Probe) sweep(ctx context.Context) {
-	off, err := p.Variable("off_context_valueCtx_val")
+	off, err := p.Variable("valuectx_val_off")
 	m := p.Map("inflight_contexts")
 	if err != nil || off == offsetNone || m == nil {
 		return // no alias read, nothing to compare with: registrations stay until End

@@ -36,8 +36,8 @@ const (
 )
 
 // Fields the program reads: the tracer's name and options (its scope), an
-// attribute.KeyValue's parts, the span a context returned holds (the span's other
-// data word), and the message of the commonest errors.
+// attribute.KeyValue's parts (and, below, the span a context returned holds - its other
+// data word - and the message of the commonest errors).
 var (
 	tracerName    = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/internal/global.tracer", Field: "name"}
 	tracerOpts    = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/internal/global.tracer", Field: "opts"}
@@ -46,10 +46,17 @@ var (
 	valueNumeric  = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "numeric"}
 	valueString   = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "stringly"}
 	valueSlice    = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "slice"}
-	valueCtxVal   = offsets.FieldRef{Struct: "context.valueCtx", Field: "val"}
-	errorStringS  = offsets.FieldRef{Struct: "errors.errorString", Field: "s"}
-	wrapErrorMsg  = offsets.FieldRef{Struct: "fmt.wrapError", Field: "msg"}
 )
+
+// Standard library fields the program reads, which the probe measures itself from the
+// binary's type information (offsets.TypeInfoFieldOffsets: these types are always
+// converted to interfaces, stripped or not), by the C variable each sets: not in the
+// spec, whose standard library fields the offsets database holds for every Go release.
+var stdFields = map[offsets.FieldRef]string{
+	{Struct: "context.valueCtx", Field: "val"}: "valuectx_val_off",  // the span, for the alias
+	{Struct: "errors.errorString", Field: "s"}: "errorstring_s_off", // an error's message
+	{Struct: "fmt.wrapError", Field: "msg"}:    "wraperror_msg_off",
+}
 
 // Types whose descriptors the program compares an interface's type word with: the
 // context newSpan returns, and the errors whose message it reads (pointer types), and
@@ -120,8 +127,7 @@ var Spec = offsets.Spec{
 		{FieldRef: tracerName, Optional: true}, {FieldRef: tracerOpts, Optional: true},
 		{FieldRef: keyValueValue, Optional: true}, {FieldRef: valueType, Optional: true},
 		{FieldRef: valueNumeric, Optional: true}, {FieldRef: valueString, Optional: true},
-		{FieldRef: valueSlice, Optional: true}, {FieldRef: valueCtxVal, Optional: true},
-		{FieldRef: errorStringS, Optional: true}, {FieldRef: wrapErrorMsg, Optional: true},
+		{FieldRef: valueSlice, Optional: true},
 	},
 	Program: trackerProgram,
 }
