@@ -24,9 +24,10 @@ import (
 // (name, version, schema URL), its kind, its start options' and SetAttributes'
 // attributes of every type read, SetName's name, SetStatus's error and RecordError's
 // exception event, AddEvent's event; a span ended in another goroutine; a span never
-// ended, ended at the app's exit and marked so; WithTimestamp's times. otel v1.40.0
-// and the newest, plain and stripped; the newest position-independent too. otelhttp's
-// middleware: its server span under ours, the handler's API span under it.
+// ended, ended at the app's exit and marked so; WithTimestamp's times; WithNewRoot's
+// span a root. otel v1.40.0 and the newest, plain and stripped; the newest
+// position-independent too. otelhttp's middleware: its server span under ours, the
+// handler's API span under it.
 func TestOtelAPISpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildOtelAPI(t, testenv.OtelAPIBuilds...)
@@ -55,9 +56,9 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	r.signal(syscall.SIGTERM)
 	r.wait(20 * time.Second)
 
-	// CREATE TABLE at start; /price's server span and its API span; per order, eleven;
+	// CREATE TABLE at start; /price's server span and its API span; per order, twelve;
 	// /wrapped's server span, otelhttp's and the API span inside.
-	spans := exactSpans(t, recv, 1+2+orders*11+3, 30*time.Second, r.stderr)
+	spans := exactSpans(t, recv, 1+2+orders*12+3, 30*time.Second, r.stderr)
 	children := map[string][]testenv.Span{}
 	byID := map[string]testenv.Span{}
 	for _, s := range spans {
@@ -103,6 +104,7 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	}
 	slices.Sort(got)
 	want := []string{"CREATE TABLE items (CLIENT)\n", "GET /price (SERVER)\n  compute-price (INTERNAL)\n",
+		"detached (INTERNAL)\n", "detached (INTERNAL)\n", "detached (INTERNAL)\n", // WithNewRoot
 		"GET /wrapped (SERVER)\n  [otelhttp] (SERVER)\n    inside-otelhttp (INTERNAL)\n"}
 	for i := range orders {
 		want = append(want, fmt.Sprintf(order, i))

@@ -94,6 +94,7 @@ volatile __u64 otelapi_enabled = 0;
 #define OPT_KIND 3       /* WithSpanKind's closure: the kind, an int, at +8 */
 #define OPT_VERSION 4    /* WithInstrumentationVersion's closure: a string at +8 */
 #define OPT_SCHEMA 5     /* WithSchemaURL's closure: a string at +8 */
+#define OPT_NEW_ROOT 6   /* WithNewRoot's closure */
 
 /* Bounds: attributes per record (the first ones), a key's and a string's bytes, a
  * name's; options read per call. */
@@ -137,7 +138,7 @@ struct api_event {
 	__u64 time_wall;
 	__s64 time_ext;
 	__u32 has_time;
-	__u32 _pad;
+	__u32 new_root; /* START: WithNewRoot - no parent, whatever the context */
 	__u32 code;     /* STATUS: codes.Code */
 	__u32 attrs_total; /* attributes the call had */
 	__u32 text_len; /* copied */
@@ -287,6 +288,7 @@ static __always_inline struct api_event *begin_record(__u64 g, __u32 kind, __u64
 	ev->text_len = 0;
 	ev->text_full = 0;
 	ev->has_time = 0;
+	ev->new_root = 0;
 	ev->time_ns = bpf_ktime_get_ns();
 	return ev;
 }
@@ -382,6 +384,8 @@ static __always_inline void start_options(struct api_event *ev, __u64 ptr, __s64
 		what = bpf_map_lookup_elem(&option_addrs, &fn);
 		if (what && *what == OPT_KIND)
 			ev->span_kind = read_ptr(o.data + 8);
+		else if (what && *what == OPT_NEW_ROOT)
+			ev->new_root = 1;
 	}
 }
 
@@ -413,8 +417,10 @@ int new_span_entry(struct go_regs *ctx)
 	start_options(ev, go_arg(ctx, 7), go_arg(ctx, 8));
 
 	/* Its parent: by the context alone - a span the app starts from
-	 * context.Background() is a root, as the SDK makes it. */
-	struct span_ref *parent = find_parent(go_arg(ctx, 2), go_arg(ctx, 3), 0, g, 0);
+	 * context.Background() is a root, as the SDK makes it; with WithNewRoot, none. */
+	struct span_ref *parent = 0;
+	if (!ev->new_root)
+		parent = find_parent(go_arg(ctx, 2), go_arg(ctx, 3), 0, g, 0);
 	ev->has_parent = 0;
 	ev->flags = 0;
 	if (parent) {

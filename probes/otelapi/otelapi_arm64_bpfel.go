@@ -40,7 +40,7 @@ type otelapiApiEvent struct {
 	TimeWall   uint64
 	TimeExt    int64
 	HasTime    uint32
-	Pad        uint32
+	NewRoot    uint32
 	Code       uint32
 	AttrsTotal uint32
 	TextLen    uint32

@@ -89,6 +89,7 @@ const (
 	optKind       = 3
 	optVersion    = 4
 	optSchema     = 5
+	optNewRoot    = 6
 )
 
 var _ kit.Probe = (*Probe)(nil)
@@ -153,6 +154,8 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 			options[addr] = optVersion
 		case schemaOption.MatchString(name):
 			options[addr] = optSchema
+		case newRootOption.MatchString(name):
+			options[addr] = optNewRoot
 		}
 	}
 	var refs []offsets.FieldRef

@@ -76,7 +76,8 @@ var (
 	kindOption    = regexp.MustCompile(`(^|\.)WithSpanKind\.(func)?[0-9]+$`)
 	versionOption = regexp.MustCompile(`(^|\.)WithInstrumentationVersion\.(func)?[0-9]+$`)
 	schemaOption  = regexp.MustCompile(`(^|\.)WithSchemaURL\.(func)?[0-9]+$`)
-	closures      = regexp.MustCompile(`(^|\.)(WithSpanKind|WithInstrumentationVersion|WithSchemaURL)\.(func)?[0-9]+$`)
+	newRootOption = regexp.MustCompile(`(^|\.)WithNewRoot\.(func)?[0-9]+$`)
+	closures      = regexp.MustCompile(`(^|\.)(WithSpanKind|WithNewRoot|WithInstrumentationVersion|WithSchemaURL)\.(func)?[0-9]+$`)
 )
 
 // trackerProgram reaches the functions and types the probe reads: the offsets tracker

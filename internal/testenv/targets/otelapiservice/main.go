@@ -3,7 +3,7 @@
 // spans under the request's context - one around an outgoing HTTP call (to this
 // service's GET /price), one around a SQL query, one with an error status, an event
 // and attributes of every type, one ended in another goroutine, one with its times
-// given, one never ended; GET /wrapped is a handler in otelhttp's middleware; GET
+// given, one a new root, one never ended; GET /wrapped is a handler in otelhttp's middleware; GET
 // /spans?n=N starts and ends N spans (the bench).
 package main
 
@@ -91,6 +91,10 @@ func main() {
 		begun := time.Now().Add(-time.Second)
 		_, backdated := tracer.Start(ctx, "backdated", trace.WithTimestamp(begun))
 		backdated.End(trace.WithTimestamp(begun.Add(500 * time.Millisecond)))
+
+		// A new trace, whatever the context says.
+		_, detached := tracer.Start(ctx, "detached", trace.WithNewRoot())
+		detached.End()
 
 		// Never ended.
 		tracer.Start(ctx, "never-ended")
