@@ -3,8 +3,8 @@
 // spans under the request's context - one around an outgoing HTTP call (to this
 // service's GET /price), one around a SQL query, one with an error status, an event
 // and attributes of every type, one ended in another goroutine, one with its times
-// given, one a new root, one never ended; GET /wrapped is a handler in otelhttp's middleware; GET
-// /spans?n=N starts and ends N spans (the bench).
+// given, one a new root, one never ended; GET /wrapped is a handler in otelhttp's
+// middleware; GET /spans?n=N starts and ends N spans (the bench).
 package main
 
 import (
