@@ -25,9 +25,9 @@ import (
 // attributes of every type read, SetName's name, SetStatus's error and RecordError's
 // exception event, AddEvent's event; a span ended in another goroutine; a span never
 // ended, ended at the app's exit and marked so; WithTimestamp's times; WithNewRoot's
-// span a root. otel v1.40.0 and the newest, plain and stripped; the newest
-// position-independent too. otelhttp's middleware: its server span under ours, the
-// handler's API span under it.
+// span a root; WithLinks' link. otel v1.40.0 and the newest, plain and stripped; the
+// newest position-independent too. otelhttp's middleware: its server span under ours,
+// the handler's API span under it.
 func TestOtelAPISpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	targets := testenv.BuildOtelAPI(t, testenv.OtelAPIBuilds...)
@@ -56,9 +56,9 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 	r.signal(syscall.SIGTERM)
 	r.wait(20 * time.Second)
 
-	// CREATE TABLE at start; /price's server span and its API span; per order, twelve;
+	// CREATE TABLE at start; /price's server span and its API span; per order, thirteen;
 	// /wrapped's server span, otelhttp's and the API span inside.
-	spans := exactSpans(t, recv, 1+2+orders*12+3, 30*time.Second, r.stderr)
+	spans := exactSpans(t, recv, 1+2+orders*13+3, 30*time.Second, r.stderr)
 	children := map[string][]testenv.Span{}
 	byID := map[string]testenv.Span{}
 	for _, s := range spans {
@@ -92,6 +92,7 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
     query-stock (INTERNAL)
       SELECT items (CLIENT)
     async-work (PRODUCER)
+    linked (INTERNAL)
     never-ended (INTERNAL)
 `
 	var got []string
@@ -159,6 +160,12 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 			}
 			if parent := byID[s.ParentSpanID]; !s.Start.Before(parent.Start.Add(-900 * time.Millisecond)) {
 				t.Errorf("%s: starts at %v, its parent at %v: want WithTimestamp's, a second before", s.Name, s.Start, parent.Start)
+			}
+		case s.Name == "linked":
+			// WithLinks: the other trace's span, sampled and remote (SpanFlags 0x301).
+			want := []testenv.Link{{TraceID: "0a0b0000000000000000000000000000", SpanID: "0c0d000000000000", Flags: 0x301}}
+			if fmt.Sprint(s.Links) != fmt.Sprint(want) {
+				t.Errorf("%s: links %+v, want %+v", s.Name, s.Links, want)
 			}
 		case s.Name == "never-ended":
 			if s.Attrs["otel_go_launcher.span.end_reason"] != "app_exit" {

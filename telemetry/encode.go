@@ -51,6 +51,12 @@ const (
 	fieldEventTime     protowire.Number = 1  // Span.Event.time_unix_nano
 	fieldEventName     protowire.Number = 2
 	fieldEventAttrs    protowire.Number = 3
+	fieldLinks         protowire.Number = 13 // Span.links
+	fieldLinkTraceID   protowire.Number = 1  // Span.Link.trace_id
+	fieldLinkSpanID    protowire.Number = 2
+	fieldLinkState     protowire.Number = 3
+	fieldLinkAttrs     protowire.Number = 4
+	fieldLinkFlags     protowire.Number = 6
 	fieldStatus        protowire.Number = 15
 	fieldFlags         protowire.Number = 16
 	anyString          protowire.Number = 1 // AnyValue's oneof
@@ -201,6 +207,9 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 	for _, ev := range s.Events {
 		b = e.appendEvent(b, &ev, length)
 	}
+	for _, l := range s.Links {
+		b = appendLink(b, &l, length)
+	}
 	b, status := beginMessage(b, fieldStatus)
 	switch s.Status {
 	case codes.Error: // the SDK keeps a description only for an error
@@ -228,6 +237,31 @@ func (e *encoder) appendEvent(b []byte, ev *Event, length int) []byte {
 			b = appendLimitedKeyValue(b, fieldEventAttrs, kv, length)
 		}
 	}
+	return endMessage(b, mark)
+}
+
+// appendLink appends l as a Span.links field, as the SDK's exporter writes it: its IDs,
+// tracestate, attributes (values cut to length, invalid ones dropped) and flags (the
+// sampled bit, and whether the linked span is remote).
+func appendLink(b []byte, l *Link, length int) []byte {
+	b, mark := beginMessage(b, fieldLinks)
+	tid, sid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
+	b = appendBytesField(b, fieldLinkTraceID, tid[:])
+	b = appendBytesField(b, fieldLinkSpanID, sid[:])
+	if ts := l.SpanContext.TraceState(); ts.Len() > 0 {
+		b = appendStringField(b, fieldLinkState, ts.String())
+	}
+	for _, kv := range l.Attributes {
+		if kv.Valid() {
+			b = appendLimitedKeyValue(b, fieldLinkAttrs, kv, length)
+		}
+	}
+	flags := uint32(l.SpanContext.TraceFlags()) | flagHasIsRemote
+	if l.SpanContext.IsRemote() {
+		flags |= flagIsRemote
+	}
+	b = protowire.AppendTag(b, fieldLinkFlags, protowire.Fixed32Type)
+	b = protowire.AppendFixed32(b, flags)
 	return endMessage(b, mark)
 }
 

@@ -33,6 +33,15 @@ type Span struct {
 	// Events are what happened during the span (the OpenTelemetry API's AddEvent and
 	// RecordError), in order; the probes that make them bound their number.
 	Events []Event
+	// Links are the span's links, in order; the probes that make them bound their
+	// number.
+	Links []Link
+}
+
+// Link is a span's link to another span (the OpenTelemetry API's WithLinks).
+type Link struct {
+	SpanContext trace.SpanContext
+	Attributes  []attribute.KeyValue
 }
 
 // Event is a span's event: its name, when (CLOCK_MONOTONIC ns), its attributes.

@@ -35,6 +35,13 @@ type Span struct {
 	Resource                      map[string]any
 	Scope                         Scope
 	Events                        []Event
+	Links                         []Link
+}
+
+// Link is a span's link.
+type Link struct {
+	TraceID, SpanID string // hex
+	Flags           uint32
 }
 
 // Event is a span's event.
@@ -268,8 +275,13 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 				for _, ev := range s.Events {
 					events = append(events, Event{Name: ev.Name, Time: time.Unix(0, int64(ev.TimeUnixNano)), Attrs: attrMap(ev.Attributes)})
 				}
+				var links []Link
+				for _, l := range s.Links {
+					links = append(links, Link{TraceID: hex.EncodeToString(l.TraceId), SpanID: hex.EncodeToString(l.SpanId), Flags: l.Flags})
+				}
 				got = append(got, Span{
 					Events:        events,
+					Links:         links,
 					TraceID:       hex.EncodeToString(s.TraceId),
 					SpanID:        hex.EncodeToString(s.SpanId),
 					ParentSpanID:  hex.EncodeToString(s.ParentSpanId),

@@ -48,6 +48,14 @@ volatile __u64 off_attribute_Value_vtype = OFFSET_NONE;   /* attribute.Type (int
 volatile __u64 off_attribute_Value_numeric = OFFSET_NONE; /* uint64: bool, int64, float64 bits */
 volatile __u64 off_attribute_Value_stringly = OFFSET_NONE; /* string */
 volatile __u64 off_attribute_Value_slice = OFFSET_NONE;   /* any: the last field, sizing a KeyValue */
+/* A trace.Link (WithLinks): its SpanContext's IDs and flags, and its Attributes, the
+ * last field, sizing a Link. */
+volatile __u64 off_trace_Link_SpanContext = OFFSET_NONE;
+volatile __u64 off_trace_Link_Attributes = OFFSET_NONE;
+volatile __u64 off_trace_SpanContext_traceID = OFFSET_NONE; /* [16]byte */
+volatile __u64 off_trace_SpanContext_spanID = OFFSET_NONE;  /* [8]byte */
+volatile __u64 off_trace_SpanContext_traceFlags = OFFSET_NONE; /* byte */
+volatile __u64 off_trace_SpanContext_remote = OFFSET_NONE;  /* bool */
 /* Standard library fields, which the probe measures itself (stdFields). */
 volatile __u64 valuectx_val_off = OFFSET_NONE;  /* context.valueCtx.val (any): the span, for the alias */
 volatile __u64 errorstring_s_off = OFFSET_NONE; /* errors.errorString.s (string) */
@@ -95,6 +103,7 @@ volatile __u64 otelapi_enabled = 0;
 #define OPT_VERSION 4    /* WithInstrumentationVersion's closure: a string at +8 */
 #define OPT_SCHEMA 5     /* WithSchemaURL's closure: a string at +8 */
 #define OPT_NEW_ROOT 6   /* WithNewRoot's closure */
+#define OPT_LINKS 7      /* WithLinks' closure: a []trace.Link at +8 */
 
 /* Bounds: attributes per record (the first ones), a key's and a string's bytes, a
  * name's; options read per call. */
@@ -103,6 +112,7 @@ volatile __u64 otelapi_enabled = 0;
 #define VALUE_MAX 128
 #define TEXT_MAX 128
 #define OPTIONS_MAX 8
+#define LINKS_MAX 4 /* links read of a span's start (their attributes are not) */
 
 /* attribute.Type values read; slices are sent with their type only. */
 #define TYPE_BOOL 1
@@ -118,6 +128,14 @@ struct api_attr {
 	__u64 numeric;
 	__u8 key[KEY_MAX];
 	__u8 value[VALUE_MAX];
+};
+
+struct api_link {
+	__u8 trace_id[TRACE_ID_SIZE];
+	__u8 span_id[SPAN_ID_SIZE];
+	__u8 flags;
+	__u8 remote;
+	__u8 _pad[6];
 };
 
 /* One record of any kind: sent up to attrs[attrs_read]. */
@@ -139,12 +157,15 @@ struct api_event {
 	__s64 time_ext;
 	__u32 has_time;
 	__u32 new_root; /* START: WithNewRoot - no parent, whatever the context */
+	__u32 links_read; /* START: links in links */
+	__u32 links_total;
 	__u32 code;     /* STATUS: codes.Code */
 	__u32 attrs_total; /* attributes the call had */
 	__u32 text_len; /* copied */
 	__u32 text_full;
 	struct span_context sc;
 	__u8 parent_span_id[SPAN_ID_SIZE];
+	struct api_link links[LINKS_MAX];
 	__u8 text[TEXT_MAX];
 	struct api_attr attrs[ATTRS_MAX];
 };
@@ -212,6 +233,7 @@ struct span_ref zero_ref;
 
 const struct api_event *unused_api_event __attribute__((unused)); /* bpf2go -type */
 const struct api_attr *unused_api_attr __attribute__((unused));
+const struct api_link *unused_api_link __attribute__((unused));
 
 static __always_inline struct api_event *record_for(__u64 g)
 {
@@ -289,6 +311,8 @@ static __always_inline struct api_event *begin_record(__u64 g, __u32 kind, __u64
 	ev->text_full = 0;
 	ev->has_time = 0;
 	ev->new_root = 0;
+	ev->links_read = 0;
+	ev->links_total = 0;
 	ev->time_ns = bpf_ktime_get_ns();
 	return ev;
 }
@@ -350,6 +374,37 @@ static __always_inline void tracer_record(__u64 g, __u64 t)
 	send(ev);
 }
 
+/* read_links reads the first LINKS_MAX links of a []trace.Link (ptr, n): their span
+ * contexts. A global function: verified once. */
+__noinline int read_links(struct api_event *ev, __u64 ptr, __s64 n)
+{
+	if (!ev || !ptr || n <= 0 || off_trace_Link_SpanContext == OFFSET_NONE || off_trace_Link_Attributes == OFFSET_NONE ||
+	    off_trace_SpanContext_traceID == OFFSET_NONE || off_trace_SpanContext_spanID == OFFSET_NONE)
+		return 0;
+	__u64 size = off_trace_Link_Attributes + 24; /* a slice, its last field */
+	ev->links_total += n;
+	for (int i = 0; i < LINKS_MAX; i++) {
+		if (i >= n)
+			break;
+		__u32 at = ev->links_read;
+		if (at >= LINKS_MAX)
+			break;
+		struct api_link *l = &ev->links[at];
+		__u64 sc = ptr + i * size + off_trace_Link_SpanContext;
+		if (read_user(l->trace_id, TRACE_ID_SIZE, sc + off_trace_SpanContext_traceID) != 0 ||
+		    read_user(l->span_id, SPAN_ID_SIZE, sc + off_trace_SpanContext_spanID) != 0)
+			continue;
+		l->flags = 0;
+		l->remote = 0;
+		if (off_trace_SpanContext_traceFlags != OFFSET_NONE)
+			read_user(&l->flags, 1, sc + off_trace_SpanContext_traceFlags);
+		if (off_trace_SpanContext_remote != OFFSET_NONE)
+			read_user(&l->remote, 1, sc + off_trace_SpanContext_remote);
+		ev->links_read = at + 1;
+	}
+	return 0;
+}
+
 /* start_options reads a span's start options (or an event's, or End's): its kind,
  * its attributes, its timestamp. */
 static __always_inline void start_options(struct api_event *ev, __u64 ptr, __s64 n)
@@ -386,6 +441,11 @@ static __always_inline void start_options(struct api_event *ev, __u64 ptr, __s64
 			ev->span_kind = read_ptr(o.data + 8);
 		else if (what && *what == OPT_NEW_ROOT)
 			ev->new_root = 1;
+		else if (what && *what == OPT_LINKS) {
+			struct go_slice links = {};
+			if (read_user(&links, sizeof(links), o.data + 8) == 0)
+				read_links(ev, links.ptr, links.len);
+		}
 	}
 }
 

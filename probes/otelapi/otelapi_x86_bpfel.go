@@ -41,6 +41,8 @@ type otelapiApiEvent struct {
 	TimeExt    int64
 	HasTime    uint32
 	NewRoot    uint32
+	LinksRead  uint32
+	LinksTotal uint32
 	Code       uint32
 	AttrsTotal uint32
 	TextLen    uint32
@@ -51,8 +53,18 @@ type otelapiApiEvent struct {
 		SpanId  [8]uint8
 	}
 	ParentSpanId [8]uint8
+	Links        [4]otelapiApiLink
 	Text         [128]uint8
 	Attrs        [16]otelapiApiAttr
+}
+
+type otelapiApiLink struct {
+	_       structs.HostLayout
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Remote  uint8
+	Pad     [6]uint8
 }
 
 type otelapiApiSpan struct {
@@ -89,51 +101,58 @@ type otelapiSpanRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	otelapiMapApiAliases                = "api_aliases"
-	otelapiMapApiSpans                  = "api_spans"
-	otelapiMapContextParents            = "context_parents"
-	otelapiMapEvents                    = "events"
-	otelapiMapInflightContexts          = "inflight_contexts"
-	otelapiMapInflightGoroutines        = "inflight_goroutines"
-	otelapiMapLostEvents                = "lost_events"
-	otelapiMapOptionAddrs               = "option_addrs"
-	otelapiMapRecords                   = "records"
-	otelapiMapStarting                  = "starting"
-	otelapiMapTracersSeen               = "tracers_seen"
-	otelapiProgAddEvent                 = "add_event"
-	otelapiProgNewSpanEntry             = "new_span_entry"
-	otelapiProgNewSpanReturn            = "new_span_return"
-	otelapiProgRecordError              = "record_error"
-	otelapiProgSetAttributes            = "set_attributes"
-	otelapiProgSetName                  = "set_name"
-	otelapiProgSetStatus                = "set_status"
-	otelapiProgSpanEnd                  = "span_end"
-	otelapiVarAppBias                   = "app_bias"
-	otelapiVarContextWrappers           = "context_wrappers"
-	otelapiVarErrorstringS_off          = "errorstring_s_off"
-	otelapiVarInflightWanted            = "inflight_wanted"
-	otelapiVarNewSpanLink               = "new_span_link"
-	otelapiVarOffAttributeKeyValueValue = "off_attribute_KeyValue_Value"
-	otelapiVarOffAttributeValueNumeric  = "off_attribute_Value_numeric"
-	otelapiVarOffAttributeValueSlice    = "off_attribute_Value_slice"
-	otelapiVarOffAttributeValueStringly = "off_attribute_Value_stringly"
-	otelapiVarOffAttributeValueVtype    = "off_attribute_Value_vtype"
-	otelapiVarOffGlobalTracerName       = "off_global_tracer_name"
-	otelapiVarOffGlobalTracerOpts       = "off_global_tracer_opts"
-	otelapiVarOtelapiEnabled            = "otelapi_enabled"
-	otelapiVarSamplerParentBased        = "sampler_parent_based"
-	otelapiVarSamplerRatioBound         = "sampler_ratio_bound"
-	otelapiVarSamplerRoot               = "sampler_root"
-	otelapiVarTraceContext              = "trace_context"
-	otelapiVarTypeContextValueCtx       = "type_context_valueCtx"
-	otelapiVarTypeErrorsErrorString     = "type_errors_errorString"
-	otelapiVarTypeFmtWrapError          = "type_fmt_wrapError"
-	otelapiVarUnusedApiAttr             = "unused_api_attr"
-	otelapiVarUnusedApiEvent            = "unused_api_event"
-	otelapiVarValuectxValOff            = "valuectx_val_off"
-	otelapiVarWraperrorMsgOff           = "wraperror_msg_off"
-	otelapiVarZeroEvent                 = "zero_event"
-	otelapiVarZeroRef                   = "zero_ref"
+	otelapiMapApiAliases                    = "api_aliases"
+	otelapiMapApiSpans                      = "api_spans"
+	otelapiMapContextParents                = "context_parents"
+	otelapiMapEvents                        = "events"
+	otelapiMapInflightContexts              = "inflight_contexts"
+	otelapiMapInflightGoroutines            = "inflight_goroutines"
+	otelapiMapLostEvents                    = "lost_events"
+	otelapiMapOptionAddrs                   = "option_addrs"
+	otelapiMapRecords                       = "records"
+	otelapiMapStarting                      = "starting"
+	otelapiMapTracersSeen                   = "tracers_seen"
+	otelapiProgAddEvent                     = "add_event"
+	otelapiProgNewSpanEntry                 = "new_span_entry"
+	otelapiProgNewSpanReturn                = "new_span_return"
+	otelapiProgRecordError                  = "record_error"
+	otelapiProgSetAttributes                = "set_attributes"
+	otelapiProgSetName                      = "set_name"
+	otelapiProgSetStatus                    = "set_status"
+	otelapiProgSpanEnd                      = "span_end"
+	otelapiVarAppBias                       = "app_bias"
+	otelapiVarContextWrappers               = "context_wrappers"
+	otelapiVarErrorstringS_off              = "errorstring_s_off"
+	otelapiVarInflightWanted                = "inflight_wanted"
+	otelapiVarNewSpanLink                   = "new_span_link"
+	otelapiVarOffAttributeKeyValueValue     = "off_attribute_KeyValue_Value"
+	otelapiVarOffAttributeValueNumeric      = "off_attribute_Value_numeric"
+	otelapiVarOffAttributeValueSlice        = "off_attribute_Value_slice"
+	otelapiVarOffAttributeValueStringly     = "off_attribute_Value_stringly"
+	otelapiVarOffAttributeValueVtype        = "off_attribute_Value_vtype"
+	otelapiVarOffGlobalTracerName           = "off_global_tracer_name"
+	otelapiVarOffGlobalTracerOpts           = "off_global_tracer_opts"
+	otelapiVarOffTraceLinkAttributes        = "off_trace_Link_Attributes"
+	otelapiVarOffTraceLinkSpanContext       = "off_trace_Link_SpanContext"
+	otelapiVarOffTraceSpanContextRemote     = "off_trace_SpanContext_remote"
+	otelapiVarOffTraceSpanContextSpanID     = "off_trace_SpanContext_spanID"
+	otelapiVarOffTraceSpanContextTraceFlags = "off_trace_SpanContext_traceFlags"
+	otelapiVarOffTraceSpanContextTraceID    = "off_trace_SpanContext_traceID"
+	otelapiVarOtelapiEnabled                = "otelapi_enabled"
+	otelapiVarSamplerParentBased            = "sampler_parent_based"
+	otelapiVarSamplerRatioBound             = "sampler_ratio_bound"
+	otelapiVarSamplerRoot                   = "sampler_root"
+	otelapiVarTraceContext                  = "trace_context"
+	otelapiVarTypeContextValueCtx           = "type_context_valueCtx"
+	otelapiVarTypeErrorsErrorString         = "type_errors_errorString"
+	otelapiVarTypeFmtWrapError              = "type_fmt_wrapError"
+	otelapiVarUnusedApiAttr                 = "unused_api_attr"
+	otelapiVarUnusedApiEvent                = "unused_api_event"
+	otelapiVarUnusedApiLink                 = "unused_api_link"
+	otelapiVarValuectxValOff                = "valuectx_val_off"
+	otelapiVarWraperrorMsgOff               = "wraperror_msg_off"
+	otelapiVarZeroEvent                     = "zero_event"
+	otelapiVarZeroRef                       = "zero_ref"
 )
 
 // loadOtelapi returns the embedded CollectionSpec for otelapi.
@@ -209,32 +228,39 @@ type otelapiMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type otelapiVariableSpecs struct {
-	AppBias                   *ebpf.VariableSpec `ebpf:"app_bias"`
-	ContextWrappers           *ebpf.VariableSpec `ebpf:"context_wrappers"`
-	ErrorstringS_off          *ebpf.VariableSpec `ebpf:"errorstring_s_off"`
-	InflightWanted            *ebpf.VariableSpec `ebpf:"inflight_wanted"`
-	NewSpanLink               *ebpf.VariableSpec `ebpf:"new_span_link"`
-	OffAttributeKeyValueValue *ebpf.VariableSpec `ebpf:"off_attribute_KeyValue_Value"`
-	OffAttributeValueNumeric  *ebpf.VariableSpec `ebpf:"off_attribute_Value_numeric"`
-	OffAttributeValueSlice    *ebpf.VariableSpec `ebpf:"off_attribute_Value_slice"`
-	OffAttributeValueStringly *ebpf.VariableSpec `ebpf:"off_attribute_Value_stringly"`
-	OffAttributeValueVtype    *ebpf.VariableSpec `ebpf:"off_attribute_Value_vtype"`
-	OffGlobalTracerName       *ebpf.VariableSpec `ebpf:"off_global_tracer_name"`
-	OffGlobalTracerOpts       *ebpf.VariableSpec `ebpf:"off_global_tracer_opts"`
-	OtelapiEnabled            *ebpf.VariableSpec `ebpf:"otelapi_enabled"`
-	SamplerParentBased        *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
-	SamplerRatioBound         *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
-	SamplerRoot               *ebpf.VariableSpec `ebpf:"sampler_root"`
-	TraceContext              *ebpf.VariableSpec `ebpf:"trace_context"`
-	TypeContextValueCtx       *ebpf.VariableSpec `ebpf:"type_context_valueCtx"`
-	TypeErrorsErrorString     *ebpf.VariableSpec `ebpf:"type_errors_errorString"`
-	TypeFmtWrapError          *ebpf.VariableSpec `ebpf:"type_fmt_wrapError"`
-	UnusedApiAttr             *ebpf.VariableSpec `ebpf:"unused_api_attr"`
-	UnusedApiEvent            *ebpf.VariableSpec `ebpf:"unused_api_event"`
-	ValuectxValOff            *ebpf.VariableSpec `ebpf:"valuectx_val_off"`
-	WraperrorMsgOff           *ebpf.VariableSpec `ebpf:"wraperror_msg_off"`
-	ZeroEvent                 *ebpf.VariableSpec `ebpf:"zero_event"`
-	ZeroRef                   *ebpf.VariableSpec `ebpf:"zero_ref"`
+	AppBias                       *ebpf.VariableSpec `ebpf:"app_bias"`
+	ContextWrappers               *ebpf.VariableSpec `ebpf:"context_wrappers"`
+	ErrorstringS_off              *ebpf.VariableSpec `ebpf:"errorstring_s_off"`
+	InflightWanted                *ebpf.VariableSpec `ebpf:"inflight_wanted"`
+	NewSpanLink                   *ebpf.VariableSpec `ebpf:"new_span_link"`
+	OffAttributeKeyValueValue     *ebpf.VariableSpec `ebpf:"off_attribute_KeyValue_Value"`
+	OffAttributeValueNumeric      *ebpf.VariableSpec `ebpf:"off_attribute_Value_numeric"`
+	OffAttributeValueSlice        *ebpf.VariableSpec `ebpf:"off_attribute_Value_slice"`
+	OffAttributeValueStringly     *ebpf.VariableSpec `ebpf:"off_attribute_Value_stringly"`
+	OffAttributeValueVtype        *ebpf.VariableSpec `ebpf:"off_attribute_Value_vtype"`
+	OffGlobalTracerName           *ebpf.VariableSpec `ebpf:"off_global_tracer_name"`
+	OffGlobalTracerOpts           *ebpf.VariableSpec `ebpf:"off_global_tracer_opts"`
+	OffTraceLinkAttributes        *ebpf.VariableSpec `ebpf:"off_trace_Link_Attributes"`
+	OffTraceLinkSpanContext       *ebpf.VariableSpec `ebpf:"off_trace_Link_SpanContext"`
+	OffTraceSpanContextRemote     *ebpf.VariableSpec `ebpf:"off_trace_SpanContext_remote"`
+	OffTraceSpanContextSpanID     *ebpf.VariableSpec `ebpf:"off_trace_SpanContext_spanID"`
+	OffTraceSpanContextTraceFlags *ebpf.VariableSpec `ebpf:"off_trace_SpanContext_traceFlags"`
+	OffTraceSpanContextTraceID    *ebpf.VariableSpec `ebpf:"off_trace_SpanContext_traceID"`
+	OtelapiEnabled                *ebpf.VariableSpec `ebpf:"otelapi_enabled"`
+	SamplerParentBased            *ebpf.VariableSpec `ebpf:"sampler_parent_based"`
+	SamplerRatioBound             *ebpf.VariableSpec `ebpf:"sampler_ratio_bound"`
+	SamplerRoot                   *ebpf.VariableSpec `ebpf:"sampler_root"`
+	TraceContext                  *ebpf.VariableSpec `ebpf:"trace_context"`
+	TypeContextValueCtx           *ebpf.VariableSpec `ebpf:"type_context_valueCtx"`
+	TypeErrorsErrorString         *ebpf.VariableSpec `ebpf:"type_errors_errorString"`
+	TypeFmtWrapError              *ebpf.VariableSpec `ebpf:"type_fmt_wrapError"`
+	UnusedApiAttr                 *ebpf.VariableSpec `ebpf:"unused_api_attr"`
+	UnusedApiEvent                *ebpf.VariableSpec `ebpf:"unused_api_event"`
+	UnusedApiLink                 *ebpf.VariableSpec `ebpf:"unused_api_link"`
+	ValuectxValOff                *ebpf.VariableSpec `ebpf:"valuectx_val_off"`
+	WraperrorMsgOff               *ebpf.VariableSpec `ebpf:"wraperror_msg_off"`
+	ZeroEvent                     *ebpf.VariableSpec `ebpf:"zero_event"`
+	ZeroRef                       *ebpf.VariableSpec `ebpf:"zero_ref"`
 }
 
 // otelapiObjects contains all objects after they have been loaded into the kernel.
@@ -290,32 +316,39 @@ func (m *otelapiMaps) Close() error {
 //
 // It can be passed to loadOtelapiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type otelapiVariables struct {
-	AppBias                   *ebpf.Variable `ebpf:"app_bias"`
-	ContextWrappers           *ebpf.Variable `ebpf:"context_wrappers"`
-	ErrorstringS_off          *ebpf.Variable `ebpf:"errorstring_s_off"`
-	InflightWanted            *ebpf.Variable `ebpf:"inflight_wanted"`
-	NewSpanLink               *ebpf.Variable `ebpf:"new_span_link"`
-	OffAttributeKeyValueValue *ebpf.Variable `ebpf:"off_attribute_KeyValue_Value"`
-	OffAttributeValueNumeric  *ebpf.Variable `ebpf:"off_attribute_Value_numeric"`
-	OffAttributeValueSlice    *ebpf.Variable `ebpf:"off_attribute_Value_slice"`
-	OffAttributeValueStringly *ebpf.Variable `ebpf:"off_attribute_Value_stringly"`
-	OffAttributeValueVtype    *ebpf.Variable `ebpf:"off_attribute_Value_vtype"`
-	OffGlobalTracerName       *ebpf.Variable `ebpf:"off_global_tracer_name"`
-	OffGlobalTracerOpts       *ebpf.Variable `ebpf:"off_global_tracer_opts"`
-	OtelapiEnabled            *ebpf.Variable `ebpf:"otelapi_enabled"`
-	SamplerParentBased        *ebpf.Variable `ebpf:"sampler_parent_based"`
-	SamplerRatioBound         *ebpf.Variable `ebpf:"sampler_ratio_bound"`
-	SamplerRoot               *ebpf.Variable `ebpf:"sampler_root"`
-	TraceContext              *ebpf.Variable `ebpf:"trace_context"`
-	TypeContextValueCtx       *ebpf.Variable `ebpf:"type_context_valueCtx"`
-	TypeErrorsErrorString     *ebpf.Variable `ebpf:"type_errors_errorString"`
-	TypeFmtWrapError          *ebpf.Variable `ebpf:"type_fmt_wrapError"`
-	UnusedApiAttr             *ebpf.Variable `ebpf:"unused_api_attr"`
-	UnusedApiEvent            *ebpf.Variable `ebpf:"unused_api_event"`
-	ValuectxValOff            *ebpf.Variable `ebpf:"valuectx_val_off"`
-	WraperrorMsgOff           *ebpf.Variable `ebpf:"wraperror_msg_off"`
-	ZeroEvent                 *ebpf.Variable `ebpf:"zero_event"`
-	ZeroRef                   *ebpf.Variable `ebpf:"zero_ref"`
+	AppBias                       *ebpf.Variable `ebpf:"app_bias"`
+	ContextWrappers               *ebpf.Variable `ebpf:"context_wrappers"`
+	ErrorstringS_off              *ebpf.Variable `ebpf:"errorstring_s_off"`
+	InflightWanted                *ebpf.Variable `ebpf:"inflight_wanted"`
+	NewSpanLink                   *ebpf.Variable `ebpf:"new_span_link"`
+	OffAttributeKeyValueValue     *ebpf.Variable `ebpf:"off_attribute_KeyValue_Value"`
+	OffAttributeValueNumeric      *ebpf.Variable `ebpf:"off_attribute_Value_numeric"`
+	OffAttributeValueSlice        *ebpf.Variable `ebpf:"off_attribute_Value_slice"`
+	OffAttributeValueStringly     *ebpf.Variable `ebpf:"off_attribute_Value_stringly"`
+	OffAttributeValueVtype        *ebpf.Variable `ebpf:"off_attribute_Value_vtype"`
+	OffGlobalTracerName           *ebpf.Variable `ebpf:"off_global_tracer_name"`
+	OffGlobalTracerOpts           *ebpf.Variable `ebpf:"off_global_tracer_opts"`
+	OffTraceLinkAttributes        *ebpf.Variable `ebpf:"off_trace_Link_Attributes"`
+	OffTraceLinkSpanContext       *ebpf.Variable `ebpf:"off_trace_Link_SpanContext"`
+	OffTraceSpanContextRemote     *ebpf.Variable `ebpf:"off_trace_SpanContext_remote"`
+	OffTraceSpanContextSpanID     *ebpf.Variable `ebpf:"off_trace_SpanContext_spanID"`
+	OffTraceSpanContextTraceFlags *ebpf.Variable `ebpf:"off_trace_SpanContext_traceFlags"`
+	OffTraceSpanContextTraceID    *ebpf.Variable `ebpf:"off_trace_SpanContext_traceID"`
+	OtelapiEnabled                *ebpf.Variable `ebpf:"otelapi_enabled"`
+	SamplerParentBased            *ebpf.Variable `ebpf:"sampler_parent_based"`
+	SamplerRatioBound             *ebpf.Variable `ebpf:"sampler_ratio_bound"`
+	SamplerRoot                   *ebpf.Variable `ebpf:"sampler_root"`
+	TraceContext                  *ebpf.Variable `ebpf:"trace_context"`
+	TypeContextValueCtx           *ebpf.Variable `ebpf:"type_context_valueCtx"`
+	TypeErrorsErrorString         *ebpf.Variable `ebpf:"type_errors_errorString"`
+	TypeFmtWrapError              *ebpf.Variable `ebpf:"type_fmt_wrapError"`
+	UnusedApiAttr                 *ebpf.Variable `ebpf:"unused_api_attr"`
+	UnusedApiEvent                *ebpf.Variable `ebpf:"unused_api_event"`
+	UnusedApiLink                 *ebpf.Variable `ebpf:"unused_api_link"`
+	ValuectxValOff                *ebpf.Variable `ebpf:"valuectx_val_off"`
+	WraperrorMsgOff               *ebpf.Variable `ebpf:"wraperror_msg_off"`
+	ZeroEvent                     *ebpf.Variable `ebpf:"zero_event"`
+	ZeroRef                       *ebpf.Variable `ebpf:"zero_ref"`
 }
 
 // otelapiPrograms contains all programs after they have been loaded into the kernel.

@@ -45,8 +45,8 @@ func Library() kit.Library {
 			"OpenTelemetry API: spans of apps that set no SDK (go.opentelemetry.io/otel "+MinVersion+" on) are exported; "+
 				"an app that sets its own SDK exports them itself, and older releases have nothing to probe",
 			"OpenTelemetry API: read of each call: its first 16 attributes (keys up to 64 bytes, strings cut at 128; "+
-				"slices not read), names and messages cut at 128 bytes; links and an exception's message "+
-				"other than errors.New's and fmt.Errorf's are not read")
+				"slices not read), names and messages cut at 128 bytes, the first 4 links of WithLinks (not their "+
+				"attributes); AddLink, and an exception's message other than errors.New's and fmt.Errorf's, are not read")
 	}
 	return lib
 }
@@ -90,6 +90,7 @@ const (
 	optVersion    = 4
 	optSchema     = 5
 	optNewRoot    = 6
+	optLinks      = 7
 )
 
 var _ kit.Probe = (*Probe)(nil)
@@ -156,6 +157,8 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 			options[addr] = optSchema
 		case newRootOption.MatchString(name):
 			options[addr] = optNewRoot
+		case linksOption.MatchString(name):
+			options[addr] = optLinks
 		}
 	}
 	var refs []offsets.FieldRef

@@ -172,6 +172,7 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 		NoMetrics: true,
 	}
 	s.Attributes = setAttributes(nil, ev)
+	s.Links = links(ev)
 	a.pending[ev.Key] = s
 	a.tracerOf[ev.Key] = ev.Tracer
 	if ev.Ctx != 0 {
@@ -253,6 +254,21 @@ func (a *assembly) endAll(end uint64, why telemetry.EndReason, emit func(*teleme
 	clear(a.registered)
 	clear(a.tracerOf)
 	return n
+}
+
+// links are the record's links (WithLinks at the start), those with a valid span
+// context: the API drops the others.
+func links(ev *otelapiApiEvent) []telemetry.Link {
+	var out []telemetry.Link
+	for i := range min(int(ev.LinksRead), len(ev.Links)) {
+		l := &ev.Links[i]
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: l.TraceId, SpanID: l.SpanId,
+			TraceFlags: trace.TraceFlags(l.Flags), Remote: l.Remote != 0})
+		if sc.IsValid() {
+			out = append(out, telemetry.Link{SpanContext: sc})
+		}
+	}
+	return out
 }
 
 // addEvent adds ev to s, up to the SDK's default limit: the later ones are dropped, as

@@ -46,6 +46,13 @@ var (
 	valueNumeric  = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "numeric"}
 	valueString   = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "stringly"}
 	valueSlice    = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "slice"}
+	// WithLinks' links (module go.opentelemetry.io/otel/trace, released with otel).
+	linkSpanContext = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.Link", Field: "SpanContext"}
+	linkAttributes  = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.Link", Field: "Attributes"}
+	scTraceID       = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "traceID"}
+	scSpanID        = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "spanID"}
+	scTraceFlags    = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "traceFlags"}
+	scRemote        = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "remote"}
 )
 
 // Standard library fields the program reads, which the probe measures itself from the
@@ -77,7 +84,8 @@ var (
 	versionOption = regexp.MustCompile(`(^|\.)WithInstrumentationVersion\.(func)?[0-9]+$`)
 	schemaOption  = regexp.MustCompile(`(^|\.)WithSchemaURL\.(func)?[0-9]+$`)
 	newRootOption = regexp.MustCompile(`(^|\.)WithNewRoot\.(func)?[0-9]+$`)
-	closures      = regexp.MustCompile(`(^|\.)(WithSpanKind|WithNewRoot|WithInstrumentationVersion|WithSchemaURL)\.(func)?[0-9]+$`)
+	linksOption   = regexp.MustCompile(`(^|\.)WithLinks\.(func)?[0-9]+$`)
+	closures      = regexp.MustCompile(`(^|\.)(WithSpanKind|WithNewRoot|WithLinks|WithInstrumentationVersion|WithSchemaURL)\.(func)?[0-9]+$`)
 )
 
 // trackerProgram reaches the functions and types the probe reads: the offsets tracker
@@ -129,6 +137,9 @@ var Spec = offsets.Spec{
 		{FieldRef: keyValueValue, Optional: true}, {FieldRef: valueType, Optional: true},
 		{FieldRef: valueNumeric, Optional: true}, {FieldRef: valueString, Optional: true},
 		{FieldRef: valueSlice, Optional: true},
+		{FieldRef: linkSpanContext, Optional: true}, {FieldRef: linkAttributes, Optional: true},
+		{FieldRef: scTraceID, Optional: true}, {FieldRef: scSpanID, Optional: true},
+		{FieldRef: scTraceFlags, Optional: true}, {FieldRef: scRemote, Optional: true},
 	},
 	Program: trackerProgram,
 }

@@ -3,7 +3,7 @@
 // spans under the request's context - one around an outgoing HTTP call (to this
 // service's GET /price), one around a SQL query, one with an error status, an event
 // and attributes of every type, one ended in another goroutine, one with its times
-// given, one a new root, one never ended; GET /wrapped is a handler in otelhttp's
+// given, one a new root, one linked, one never ended; GET /wrapped is a handler in otelhttp's
 // middleware; GET /spans?n=N starts and ends N spans (the bench).
 package main
 
@@ -95,6 +95,12 @@ func main() {
 		// A new trace, whatever the context says.
 		_, detached := tracer.Start(ctx, "detached", trace.WithNewRoot())
 		detached.End()
+
+		// A link to another trace's span (a message's, say).
+		other := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0x0a, 0x0b}, SpanID: trace.SpanID{0x0c, 0x0d},
+			TraceFlags: trace.FlagsSampled, Remote: true})
+		_, linked := tracer.Start(ctx, "linked", trace.WithLinks(trace.Link{SpanContext: other}))
+		linked.End()
 
 		// Never ended.
 		tracer.Start(ctx, "never-ended")
