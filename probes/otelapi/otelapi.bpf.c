@@ -49,14 +49,14 @@ volatile __u64 off_attribute_Value_numeric = OFFSET_NONE; /* uint64: bool, int64
 volatile __u64 off_attribute_Value_stringly = OFFSET_NONE; /* string */
 volatile __u64 off_attribute_Value_slice = OFFSET_NONE;   /* any: the last field, sizing a KeyValue */
 /* A trace.Link (WithLinks): its SpanContext's IDs and flags, and its Attributes, the
- * last field, sizing a Link. */
-volatile __u64 off_trace_Link_SpanContext = OFFSET_NONE;
-volatile __u64 off_trace_Link_Attributes = OFFSET_NONE;
-volatile __u64 off_trace_SpanContext_traceID = OFFSET_NONE; /* [16]byte */
-volatile __u64 off_trace_SpanContext_spanID = OFFSET_NONE;  /* [8]byte */
-volatile __u64 off_trace_SpanContext_traceFlags = OFFSET_NONE; /* byte */
-volatile __u64 off_trace_SpanContext_remote = OFFSET_NONE;  /* bool */
-/* Standard library fields, which the probe measures itself (stdFields). */
+ * last field, sizing a Link; measured by the probe (selfMeasured). */
+volatile __u64 link_sc_off = OFFSET_NONE;
+volatile __u64 link_attrs_off = OFFSET_NONE;
+volatile __u64 sc_traceid_off = OFFSET_NONE; /* [16]byte */
+volatile __u64 sc_spanid_off = OFFSET_NONE;  /* [8]byte */
+volatile __u64 sc_flags_off = OFFSET_NONE;   /* byte */
+volatile __u64 sc_remote_off = OFFSET_NONE;  /* bool */
+/* Standard library fields, which the probe measures itself (selfMeasured). */
 volatile __u64 valuectx_val_off = OFFSET_NONE;  /* context.valueCtx.val (any): the span, for the alias */
 volatile __u64 errorstring_s_off = OFFSET_NONE; /* errors.errorString.s (string) */
 volatile __u64 wraperror_msg_off = OFFSET_NONE; /* fmt.wrapError.msg (string) */
@@ -378,10 +378,10 @@ static __always_inline void tracer_record(__u64 g, __u64 t)
  * contexts. A global function: verified once. */
 __noinline int read_links(struct api_event *ev, __u64 ptr, __s64 n)
 {
-	if (!ev || !ptr || n <= 0 || off_trace_Link_SpanContext == OFFSET_NONE || off_trace_Link_Attributes == OFFSET_NONE ||
-	    off_trace_SpanContext_traceID == OFFSET_NONE || off_trace_SpanContext_spanID == OFFSET_NONE)
+	if (!ev || !ptr || n <= 0 || link_sc_off == OFFSET_NONE || link_attrs_off == OFFSET_NONE ||
+	    sc_traceid_off == OFFSET_NONE || sc_spanid_off == OFFSET_NONE)
 		return 0;
-	__u64 size = off_trace_Link_Attributes + 24; /* a slice, its last field */
+	__u64 size = link_attrs_off + 24; /* a slice, its last field */
 	ev->links_total += n;
 	for (int i = 0; i < LINKS_MAX; i++) {
 		if (i >= n)
@@ -390,16 +390,16 @@ __noinline int read_links(struct api_event *ev, __u64 ptr, __s64 n)
 		if (at >= LINKS_MAX)
 			break;
 		struct api_link *l = &ev->links[at];
-		__u64 sc = ptr + i * size + off_trace_Link_SpanContext;
-		if (read_user(l->trace_id, TRACE_ID_SIZE, sc + off_trace_SpanContext_traceID) != 0 ||
-		    read_user(l->span_id, SPAN_ID_SIZE, sc + off_trace_SpanContext_spanID) != 0)
+		__u64 sc = ptr + i * size + link_sc_off;
+		if (read_user(l->trace_id, TRACE_ID_SIZE, sc + sc_traceid_off) != 0 ||
+		    read_user(l->span_id, SPAN_ID_SIZE, sc + sc_spanid_off) != 0)
 			continue;
 		l->flags = 0;
 		l->remote = 0;
-		if (off_trace_SpanContext_traceFlags != OFFSET_NONE)
-			read_user(&l->flags, 1, sc + off_trace_SpanContext_traceFlags);
-		if (off_trace_SpanContext_remote != OFFSET_NONE)
-			read_user(&l->remote, 1, sc + off_trace_SpanContext_remote);
+		if (sc_flags_off != OFFSET_NONE)
+			read_user(&l->flags, 1, sc + sc_flags_off);
+		if (sc_remote_off != OFFSET_NONE)
+			read_user(&l->remote, 1, sc + sc_remote_off);
 		ev->links_read = at + 1;
 	}
 	return 0;

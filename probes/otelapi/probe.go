@@ -64,7 +64,7 @@ type Probe struct {
 	types   map[string]uint64
 	options map[uint64]uint32
 	newSpan uint64
-	std     map[string]uint64 // stdFields' variables
+	std     map[string]uint64 // selfMeasured's variables
 
 	spans *assembly
 	// typeNames names errors' types by their link addresses (the C program's).
@@ -128,7 +128,7 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 }
 
 // findAddresses reads the binary for the link addresses of the types and closures the
-// C program tells apart, and of newSpan; and the standard library fields it reads.
+// C program tells apart, and of newSpan; and the fields it measures itself.
 func findAddresses(path string) (types map[string]uint64, options map[uint64]uint32, newSpanAddr uint64, std map[string]uint64, err error) {
 	b, err := offsets.Open(path)
 	if err != nil {
@@ -162,13 +162,13 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 		}
 	}
 	var refs []offsets.FieldRef
-	for r := range stdFields {
+	for r := range selfMeasured {
 		refs = append(refs, r)
 	}
 	std = map[string]uint64{}
 	found, err4 := b.TypeInfoFieldOffsets(refs)
 	for r, off := range found {
-		std[stdFields[r]] = off
+		std[selfMeasured[r]] = off
 	}
 	return types, options, newSpanAddr, std, errors.Join(err0, err1, err2, err3, err4)
 }

@@ -46,23 +46,25 @@ var (
 	valueNumeric  = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "numeric"}
 	valueString   = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "stringly"}
 	valueSlice    = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/attribute.Value", Field: "slice"}
-	// WithLinks' links (module go.opentelemetry.io/otel/trace, released with otel).
-	linkSpanContext = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.Link", Field: "SpanContext"}
-	linkAttributes  = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.Link", Field: "Attributes"}
-	scTraceID       = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "traceID"}
-	scSpanID        = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "spanID"}
-	scTraceFlags    = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "traceFlags"}
-	scRemote        = offsets.FieldRef{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "remote"}
 )
 
-// Standard library fields the program reads, which the probe measures itself from the
-// binary's type information (offsets.TypeInfoFieldOffsets: these types are always
-// converted to interfaces, stripped or not), by the C variable each sets: not in the
-// spec, whose standard library fields the offsets database holds for every Go release.
-var stdFields = map[offsets.FieldRef]string{
+// Fields the program reads that the probe measures itself from the binary's type
+// information (offsets.TypeInfoFieldOffsets: these types are converted to interfaces,
+// stripped or not), by the C variable each sets. Not in the spec: the standard
+// library's, whose fields there the offsets database would hold for every Go release;
+// go.opentelemetry.io/otel/trace's, another module than the spec's, which the offsets
+// tracker would measure as a module of its own.
+var selfMeasured = map[offsets.FieldRef]string{
 	{Struct: "context.valueCtx", Field: "val"}: "valuectx_val_off",  // the span, for the alias
 	{Struct: "errors.errorString", Field: "s"}: "errorstring_s_off", // an error's message
 	{Struct: "fmt.wrapError", Field: "msg"}:    "wraperror_msg_off",
+	// WithLinks' links: each one's span context, and its size (Attributes is last).
+	{Struct: "go.opentelemetry.io/otel/trace.Link", Field: "SpanContext"}:       "link_sc_off",
+	{Struct: "go.opentelemetry.io/otel/trace.Link", Field: "Attributes"}:        "link_attrs_off",
+	{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "traceID"}:    "sc_traceid_off",
+	{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "spanID"}:     "sc_spanid_off",
+	{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "traceFlags"}: "sc_flags_off",
+	{Struct: "go.opentelemetry.io/otel/trace.SpanContext", Field: "remote"}:     "sc_remote_off",
 }
 
 // Types whose descriptors the program compares an interface's type word with: the
@@ -137,9 +139,6 @@ var Spec = offsets.Spec{
 		{FieldRef: keyValueValue, Optional: true}, {FieldRef: valueType, Optional: true},
 		{FieldRef: valueNumeric, Optional: true}, {FieldRef: valueString, Optional: true},
 		{FieldRef: valueSlice, Optional: true},
-		{FieldRef: linkSpanContext, Optional: true}, {FieldRef: linkAttributes, Optional: true},
-		{FieldRef: scTraceID, Optional: true}, {FieldRef: scSpanID, Optional: true},
-		{FieldRef: scTraceFlags, Optional: true}, {FieldRef: scRemote, Optional: true},
 	},
 	Program: trackerProgram,
 }
