@@ -4,7 +4,7 @@
 //
 //	go run ./bench [-rounds N] [-launch PATH] [-baseline PATH] [section ...]
 //
-// Sections: startup, exit, analysis, gate, readiness, tracing, tracing-http, exporter, routes, contexts, metrics, profile, proxy, rate, stall, contention, grpc, sql, sql-postgres, redis, sarama, sarama-async, container, wrap, runtime, neighbour.
+// Sections: startup, exit, analysis, gate, readiness, tracing, tracing-http, exporter, routes, contexts, metrics, profile, proxy, rate, stall, contention, grpc, sql, sql-postgres, pgx, pgx-stdlib, redis, kafka-go, sarama, sarama-async, container, wrap, runtime, neighbour.
 package main
 
 import (
@@ -46,6 +46,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"redis":        redisBench,
 	"sarama":       saramaBench,
 	"sarama-async": saramaAsyncBench,
+	"kafka-go":     kafkaGoBench,
 	"metrics":      metricsBench,
 	"profile":      profileBench,
 	"neighbour":    neighbour,
@@ -66,7 +67,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "contention", "grpc", "sql", "sql-postgres", "redis", "sarama", "sarama-async", "otelapi", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "contention", "grpc", "sql", "sql-postgres", "pgx", "pgx-stdlib", "redis", "kafka-go", "sarama", "sarama-async", "otelapi", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they

@@ -1,13 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
-	"os/exec"
-	"strings"
-	"syscall"
-	"time"
-
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
@@ -22,7 +15,7 @@ func saramaBench(env *benchEnv) error {
 		return err
 	}
 	const topic = "bench"
-	broker, stop, err := startKafkaBroker(topic)
+	broker, stop, err := testenv.StartKafkaErr(topic)
 	if err != nil {
 		return err
 	}
@@ -51,7 +44,7 @@ func saramaAsyncBench(env *benchEnv) error {
 		return err
 	}
 	const topic = "bench"
-	broker, stop, err := startKafkaBroker(topic)
+	broker, stop, err := testenv.StartKafkaErr(topic)
 	if err != nil {
 		return err
 	}
@@ -67,44 +60,4 @@ func saramaAsyncBench(env *benchEnv) error {
 			return []string{tgs[0].Path, "-addr", addr, "-broker", broker, "-topic", topic}
 		},
 	})
-}
-
-// startKafkaBroker runs the tests' Kafka-protocol broker (the kafkabroker target,
-// franz-go's kfake) on a free port of the loopback with topics made, and returns its
-// address.
-func startKafkaBroker(topics ...string) (addr string, stop func(), err error) {
-	built, err := testenv.BuildTargetsErr("kafkabroker", []string{testenv.KafkaBrokerToolchain}, []testenv.Variant{testenv.Plain})
-	if err != nil {
-		return "", nil, fmt.Errorf("build the Kafka broker (kfake, from the module proxy): %w", err)
-	}
-	cmd := exec.Command(built[0].Path, "-topics", strings.Join(topics, ","))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start the Kafka broker %s: %w", built[0].Path, err)
-	}
-	stop = func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait() }
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "ready "); ok {
-				ready <- a
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case a, ok := <-ready:
-		if ok {
-			return a, stop, nil
-		}
-		stop()
-		return "", nil, fmt.Errorf("the Kafka broker %s exited before it was ready", built[0].Path)
-	case <-time.After(30 * time.Second):
-		stop()
-		return "", nil, fmt.Errorf("the Kafka broker %s was not ready in 30 s", built[0].Path)
-	}
 }

@@ -31,6 +31,8 @@ func TestDoctor(t *testing.T) {
 		"ok     probes net/http.server, net/http.client, x/net/http2.server: 17 programs verified",
 		"ok     probes database/sql: 11 programs verified",
 		"ok     probes go-redis: 4 programs verified",
+		"ok     probes kafka-go: 4 programs verified",
+		"limit  kafka-go: produced messages carry no trace context from the launcher",
 		"ok     probes chi.route: 1 program verified",
 		"ok     probes gorilla/mux.route: 1 program verified",
 		"ok     probes gin.route: 1 program verified",

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,6 +183,33 @@ func saramaSpans(t *testing.T, tg testenv.Target, broker string) {
 		case off != 1 && (s.ParentSpanID != "" || s.TraceID == kafkaTraceparentTrace):
 			t.Errorf("offset %d, sent without a traceparent: span in trace %s, parent %q: want a root", off, s.TraceID, s.ParentSpanID)
 		}
+	}
+
+	// Request metrics, flushed at exit: the send calls and receives timed, and the
+	// messages counted - a batch's as many as it holds; the failed send's under its
+	// error.type.
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+	ops := map[string]uint64{}
+	for _, h := range recv.Histograms() {
+		if h.Metric == "messaging.client.operation.duration" && h.Attrs["messaging.destination.name"] == topic {
+			ops[fmt.Sprint(h.Attrs["messaging.operation.type"], " ", h.Attrs["error.type"])] += h.Count
+		}
+	}
+	// (The mixed batch's send has no single destination: not under the topic.)
+	if want := fmt.Sprint(map[string]uint64{"send <nil>": sent - 2, "send " + tooLarge: 1, "receive <nil>": messages}); fmt.Sprint(ops) != want {
+		t.Errorf("messaging.client.operation.duration on %s by operation and error: %v, want %s", topic, ops, want)
+	}
+	counted := map[string]int64{}
+	for _, c := range recv.Counts() {
+		if c.Attrs["messaging.destination.name"] == topic && c.Attrs["error.type"] == nil {
+			counted[c.Metric] += c.Value
+		}
+	}
+	// Sent: SyncProducer calls' messages (1+1+3+1+1+2 to the topic; the mixed batch has no
+	// single destination) and the AsyncProducer's message has no span in this program.
+	if want := fmt.Sprint(map[string]int64{"messaging.client.consumed.messages": messages, "messaging.client.sent.messages": 9}); fmt.Sprint(counted) != want {
+		t.Errorf("messages counted on %s: %v, want %s", topic, counted, want)
 	}
 
 	exported := recv.ExportedBytes()

@@ -16,6 +16,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/goredis"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
 	grpcprobe "github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kafkago"
 )
 
 // moduleFields are the fields the probes of module read in a binary of its version v.
@@ -47,6 +48,12 @@ func TestGRPCSourcesAgreeWithDWARF(t *testing.T) {
 // newest v9 lines.
 func TestRedisSourcesAgreeWithDWARF(t *testing.T) {
 	checkModuleSources(t, goredis.Module, testenv.BuildRedis(t, testenv.RedisBuilds...))
+}
+
+// The kafka-go probe reads structs of kafka-go (Writer, Reader, Message, protocol's
+// Header): the same, in builds of v0.4.30 (Go 1.22) and v0.4.51.
+func TestKafkaGoSourcesAgreeWithDWARF(t *testing.T) {
+	checkModuleSources(t, kafkago.Module, testenv.BuildKafkaGo(t, testenv.KafkaGoBuilds...))
 }
 
 // The route probes read their router's structs: the same, in builds of the oldest

@@ -665,6 +665,15 @@ func TestSpecPackage(t *testing.T) {
 	if p := r.Probes[1]; p.Enabled || !p.Unused() || p.Reason != "the program does not use some/pkg" {
 		t.Errorf("%s: with none: enabled %v, unused %v, %q", tg, p.Enabled, p.Unused(), p.Reason)
 	}
+	// A spec of a whole module the program links, whose optional functions it calls
+	// none of (sarama linked, nothing produced): nothing to attach, silently.
+	module := offsets.Spec{Name: "mod", Module: "std", Functions: []offsets.FuncSpec{{Symbols: []string{"no/such.Function"}, Optional: true}}}
+	if r, err = offsets.Analyze(b, []offsets.Spec{module}); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Probes[0]; p.Enabled || !p.Unused() || !strings.Contains(p.Reason, "calls none of std's functions") {
+		t.Errorf("%s: a module's spec with none of its functions: enabled %v, unused %v, %q", tg, p.Enabled, p.Unused(), p.Reason)
+	}
 }
 
 // A field is looked up in the database under the module of its package: the longest

@@ -452,8 +452,13 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 			p.Uprobes = append(p.Uprobes, u)
 		}
 	}
-	if s.Package != "" && funcErr == nil && len(p.Uprobes) == 0 {
+	switch {
+	case funcErr != nil || len(s.Functions) == 0 || len(p.Uprobes) > 0:
+	case s.Package != "":
 		p.disable("the program does not use %s", s.Package)
+		p.absences++
+	case p.Enabled: // the module is linked, but none of the probe's functions (all optional)
+		p.disable("the program calls none of %s's functions the probe attaches to", s.Module)
 		p.absences++
 	}
 	return p

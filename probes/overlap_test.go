@@ -33,6 +33,7 @@ func TestHoldCoversEveryProbe(t *testing.T) {
 		{"dbservice", []string{"go1.26.8"}, []string{"database/sql"}, 0},
 		{"cacheservice", []string{"go1.26.8"}, []string{"go-redis"}, 0},
 		{"pgxservice", []string{"go1.26.8"}, []string{"pgx"}, 0}, // database/sql is left to pgx
+		{"kafkaservice", []string{"go1.26.8"}, []string{"kafka-go"}, 0},
 		{"chiservice", []string{"go1.26.8"}, []string{"chi.route"}, 0},
 		{"ginservice", []string{"go1.26.8"}, []string{"gin.route"}, 0},
 		{"echoservice", []string{"go1.26.8"}, []string{"echo.route"}, 0},

@@ -29,6 +29,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/gorillamux"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/grpc"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/hold"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/kafkago"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/otelapi"
@@ -69,6 +70,7 @@ func Libraries(opts Options) []kit.Library {
 		databasesql.Library(),
 		goredis.Library(),
 		pgx.Library(),
+		kafkago.Library(),
 		sarama.Library(),
 		otelapi.Library(),
 		chi.Library(),

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -84,7 +85,9 @@ func transport(o otelconfig.OTLP) (credentials.TransportCredentials, *tls.Config
 var userAgent = "otel-go-launcher/" + version.String()
 
 // The backoff between retries, as the SDK's OTLP exporters do it.
-var retryInitial = 5 * time.Second // a test shortens it
+// retryInitial is the first wait between attempts, in nanoseconds: atomic, as a test
+// shortens it while another test's exporter may still be retrying.
+var retryInitial = func() *atomic.Int64 { var d atomic.Int64; d.Store(int64(5 * time.Second)); return &d }()
 
 const (
 	retryMax        = 30 * time.Second
@@ -95,7 +98,7 @@ const (
 // whether its error may be retried and how long the receiver asked to wait, if it did.
 func retrying(ctx context.Context, attempt func(context.Context) (retry bool, throttle time.Duration, err error)) error {
 	begin := time.Now()
-	interval := retryInitial
+	interval := time.Duration(retryInitial.Load())
 	for {
 		retry, throttle, err := attempt(ctx)
 		if err == nil || !retry {

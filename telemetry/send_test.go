@@ -49,8 +49,7 @@ func (s *traceService) Export(ctx context.Context, req *coltracepb.ExportTraceSe
 // The gRPC sender sends the encoded request as it is, with the headers; it retries
 // UNAVAILABLE, not INVALID_ARGUMENT, and reports a partial success's rejected spans.
 func TestGRPCSender(t *testing.T) {
-	retryInitial = 10 * time.Millisecond
-	defer func() { retryInitial = 5 * time.Second }()
+	defer retryInitial.Store(retryInitial.Swap(int64(10 * time.Millisecond)))
 	svc := &traceService{answers: []error{status.Error(codes.Unavailable, "restarting"), nil}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,8 +82,7 @@ func TestGRPCSender(t *testing.T) {
 // The HTTP sender POSTs the request as it is; it retries 503 (after Retry-After), not
 // 400, and reports a partial success's rejected spans.
 func TestHTTPSender(t *testing.T) {
-	retryInitial = 10 * time.Millisecond
-	defer func() { retryInitial = 5 * time.Second }()
+	defer retryInitial.Store(retryInitial.Swap(int64(10 * time.Millisecond)))
 	var mu sync.Mutex
 	var bodies [][]byte
 	status := []int{http.StatusServiceUnavailable, http.StatusOK}

@@ -41,6 +41,7 @@ func main() {
 	dbPath := flag.String("db", "offsets/database.json", "the database to refresh")
 	jobs := flag.Int("j", runtime.NumCPU(), "builds at once")
 	only := flag.String("versions", "", "comma-separated versions to measure (default: every release)")
+	module := flag.String("module", "", "measure only this module (\"std\" for the Go releases); with -versions, releases its proxy list omits may be named")
 	force := flag.Bool("force", false, "measure again versions the database has")
 	keep := flag.Bool("keep-toolchains", false, "keep downloaded toolchains (about 300 MB each)")
 	cache := flag.String("cache", defaultCache(), "where toolchains and modules are downloaded")
@@ -51,7 +52,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	t := &tracker{dbPath: *dbPath, specs: probes.Specs(), jobs: max(*jobs, 1), force: *force, keep: *keep, cache: *cache, log: os.Stderr}
+	t := &tracker{dbPath: *dbPath, specs: probes.Specs(), jobs: max(*jobs, 1), force: *force, keep: *keep, cache: *cache, log: os.Stderr, module: *module}
 	if *only != "" {
 		t.only = strings.Split(*only, ",")
 	}
@@ -75,6 +76,7 @@ type tracker struct {
 	log       io.Writer
 	jobs      int
 	only      []string
+	module    string // "": every module
 	force     bool
 	keep      bool
 	cache     string
@@ -121,6 +123,12 @@ func (t *tracker) run(ctx context.Context) error {
 	var todo []job
 	have := 0
 	matched := map[string]bool{}
+	if t.module != "" {
+		targets = slices.DeleteFunc(targets, func(tg *target) bool { return tg.module != t.module })
+		if len(targets) == 0 {
+			return fmt.Errorf("-module: no spec instruments %s", t.module)
+		}
+	}
 	for _, tg := range targets {
 		versions, err := t.versions(ctx, tg)
 		if err != nil {
@@ -319,6 +327,28 @@ func (t *tracker) versions(ctx context.Context, tg *target) ([]string, error) {
 		for _, v := range vs {
 			if slices.Contains(t.only, v) {
 				picked = append(picked, v)
+			}
+		}
+		// The proxy's list of a module may omit releases it serves (kafka-go's lists
+		// a few of its v0.4 tags): with -module, a release named is taken if the
+		// proxy resolves it.
+		if t.module == tg.module && tg.module != "std" {
+			for _, v := range t.only {
+				if slices.Contains(picked, v) || semver.Prerelease(v) != "" || (tg.minVer != "" && !offsets.VersionAtLeast(v, tg.minVer)) {
+					continue
+				}
+				dir, err := os.MkdirTemp("", "tracker-list-")
+				if err != nil {
+					return nil, err
+				}
+				err = os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module offsetstracker\n\ngo 1.21\n"), 0o644)
+				if err == nil {
+					_, err = t.goCmd(ctx, dir, nil, "list", "-m", tg.module+"@"+v)
+				}
+				os.RemoveAll(dir)
+				if err == nil {
+					picked = append(picked, v)
+				}
 			}
 		}
 		vs = picked

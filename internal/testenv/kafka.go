@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
@@ -22,15 +23,33 @@ func StartKafka(t testing.TB, topics ...string) (addr string, stop func()) {
 	t.Helper()
 	built, err := BuildTargetsErr("kafkabroker", []string{KafkaBrokerToolchain}, []Variant{Plain})
 	Require(t, err == nil, "the Kafka broker for the tests (kfake, from the module proxy) did not build: %v", err)
-	var log SyncBuffer
-	broker := exec.Command(built[0].Path, "-topics", strings.Join(topics, ","))
-	broker.Stderr = &log
-	out, err := broker.StdoutPipe()
+	addr, stop, err = startKafka(built[0].Path, topics)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(stop)
+	return addr, stop
+}
+
+// StartKafkaErr is StartKafka for the benchmarks: the caller stops it.
+func StartKafkaErr(topics ...string) (addr string, stop func(), err error) {
+	built, err := BuildTargetsErr("kafkabroker", []string{KafkaBrokerToolchain}, []Variant{Plain})
+	if err != nil {
+		return "", nil, fmt.Errorf("build the Kafka broker (kfake, from the module proxy): %w", err)
+	}
+	return startKafka(built[0].Path, topics)
+}
+
+func startKafka(path string, topics []string) (addr string, stop func(), err error) {
+	var log SyncBuffer
+	broker := exec.Command(path, "-topics", strings.Join(topics, ","))
+	broker.Stderr = &log
+	out, err := broker.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
 	if err := broker.Start(); err != nil {
-		t.Fatalf("start the Kafka broker %s: %v", built[0].Path, err)
+		return "", nil, fmt.Errorf("start the Kafka broker %s: %w", path, err)
 	}
 	var once sync.Once
 	stop = func() {
@@ -39,7 +58,6 @@ func StartKafka(t testing.TB, topics ...string) (addr string, stop func()) {
 			broker.Wait()
 		})
 	}
-	t.Cleanup(stop)
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -52,14 +70,13 @@ func StartKafka(t testing.TB, topics ...string) (addr string, stop func()) {
 	}()
 	select {
 	case a, ok := <-ready:
-		if !ok {
-			stop()
-			t.Fatalf("the Kafka broker exited before it was ready:\n%s", log.String())
+		if ok {
+			return a, stop, nil
 		}
-		return a, stop
+		stop()
+		return "", nil, fmt.Errorf("the Kafka broker %s exited before it was ready:\n%s", path, log.String())
 	case <-time.After(30 * time.Second):
 		stop()
-		t.Fatalf("the Kafka broker was not ready in 30 s:\n%s", log.String())
+		return "", nil, fmt.Errorf("the Kafka broker %s was not ready in 30 s:\n%s", path, log.String())
 	}
-	return "", nil
 }

@@ -23,6 +23,15 @@ type Histogram struct {
 	Time        time.Time
 }
 
+// Count is one received integer sum's data point (a counter's): its metric, attributes
+// and value.
+type Count struct {
+	Metric string // "messaging.client.sent.messages"
+	Unit   string
+	Attrs  map[string]any
+	Value  int64
+}
+
 // Exemplar is a histogram point's exemplar: the span a measurement came from.
 type Exemplar struct {
 	TraceID, SpanID string // hex
@@ -35,22 +44,29 @@ type metricsReceiver struct {
 	collectormetrics.UnimplementedMetricsServiceServer
 	mu         sync.Mutex
 	histograms []Histogram
+	counts     []Count
 	changed    chan struct{}
 	exported   *exportedBytes // KeepBytes's
 }
 
-// Export implements the collector's MetricsService: histogram points are kept, other
-// points accepted.
+// Export implements the collector's MetricsService: histogram and integer sum points
+// are kept, other points accepted.
 func (m *metricsReceiver) Export(_ context.Context, req *collectormetrics.ExportMetricsServiceRequest) (*collectormetrics.ExportMetricsServiceResponse, error) {
 	m.mu.Lock()
 	exported := m.exported
 	m.mu.Unlock()
 	exported.keep(req)
 	var got []Histogram
+	var counts []Count
 	for _, rm := range req.ResourceMetrics {
 		res := attrMap(rm.GetResource().GetAttributes())
 		for _, sm := range rm.ScopeMetrics {
 			for _, mt := range sm.Metrics {
+				for _, p := range mt.GetSum().GetDataPoints() {
+					if v, ok := p.Value.(*metricspb.NumberDataPoint_AsInt); ok {
+						counts = append(counts, Count{Metric: mt.Name, Unit: mt.Unit, Attrs: attrMap(p.Attributes), Value: v.AsInt})
+					}
+				}
 				h := mt.GetHistogram()
 				if h == nil {
 					continue
@@ -68,6 +84,7 @@ func (m *metricsReceiver) Export(_ context.Context, req *collectormetrics.Export
 	}
 	m.mu.Lock()
 	m.histograms = append(m.histograms, got...)
+	m.counts = append(m.counts, counts...)
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
@@ -79,6 +96,13 @@ func (r *Receiver) Histograms() []Histogram {
 	r.metrics.mu.Lock()
 	defer r.metrics.mu.Unlock()
 	return append([]Histogram(nil), r.metrics.histograms...)
+}
+
+// Counts returns the integer sum points received so far, in order of arrival.
+func (r *Receiver) Counts() []Count {
+	r.metrics.mu.Lock()
+	defer r.metrics.mu.Unlock()
+	return append([]Count(nil), r.metrics.counts...)
 }
 
 // WaitForHistograms waits until match returns true for the histogram points received,

@@ -529,6 +529,9 @@ func BuildKafkaGo(t testing.TB, builds ...ModuleBuild) []Target {
 	return kafkaService.mustBuild(t, builds)
 }
 
+// BuildKafkaGoErr is BuildKafkaGo for code that is not a test (benchmarks).
+func BuildKafkaGoErr(builds ...ModuleBuild) ([]Target, error) { return kafkaService.build(builds) }
+
 // SaramaBuilds cover IBM/sarama: the first release under the IBM module path
 // (v1.40.1) on an old toolchain, and the newest (saramaservice's go.mod), also stripped.
 var SaramaBuilds = []ModuleBuild{

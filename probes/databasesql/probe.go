@@ -2,9 +2,7 @@ package databasesql
 
 import (
 	"context"
-	"maps"
 	"reflect"
-	"slices"
 	"sync"
 	"unsafe"
 
@@ -42,10 +40,7 @@ type Probe struct {
 	*kit.Object
 	system string              // db.system.name, from the drivers compiled in
 	event  databasesqlSqlEvent // a record cut short, completed (decode runs in one goroutine)
-	// The link addresses of the connection types the C program tells apart
-	// (type_* variables), and whether it has them.
-	types    map[string]uint64
-	typesSet bool
+	types  *kit.TypeVariables  // the C program's type_* variables
 	// Whether the app links pgx, whose own probe must make no second span for an
 	// operation of its database/sql adapter (sql_goroutines.h).
 	markGoroutines bool
@@ -88,45 +83,18 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 	if p.Object, err = kit.LoadObject(ctx, t, reps, env, spec); err != nil {
 		return nil, err
 	}
-	// Without them, spans have no server address, database name or error code: not
-	// worth failing for.
-	p.types, _ = p.PointerTypes(slices.Collect(maps.Keys(typeVariables))...)
+	p.types = p.TypeVariables(typeVariables)
 	return p, nil
 }
 
 // Configure also sets the connection types' addresses, where they are known before the
 // app runs (it is not position-independent).
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
-	vars, err := p.typeAddresses()
-	p.typesSet = err == nil
-	if vars == nil {
-		vars = map[string]uint64{}
-	}
+	vars := p.types.Values()
 	if p.markGoroutines {
 		vars["sql_mark_goroutines"] = 1
 	}
 	return p.ConfigureWith(reps, inflight, vars)
-}
-
-// typeAddresses are the values of the C program's type_* variables.
-func (p *Probe) typeAddresses() (map[string]uint64, error) {
-	addrs, err := p.InApp(p.types)
-	if err != nil {
-		return nil, err
-	}
-	vars := map[string]uint64{}
-	for st, addr := range addrs {
-		vars[typeVariables[st]] = addr
-	}
-	return vars, nil
-}
-
-// setTypes sets the type_* variables of a position-independent app, once it runs.
-func (p *Probe) setTypes() {
-	p.typesSet = true // one try: the app runs, or never will
-	if vars, err := p.typeAddresses(); err == nil {
-		p.SetVariables(vars)
-	}
 }
 
 // decode fills span from an event.
@@ -134,9 +102,7 @@ func (p *Probe) decode(raw []byte, span *telemetry.Span) bool {
 	if kit.RecordKind(raw) != eventOperation {
 		return false
 	}
-	if !p.typesSet {
-		p.setTypes() // its operations run: the app's exec is done
-	}
+	p.types.SetOnce() // its operations run: the app's exec is done
 	ev := kit.RecordPrefixAs(raw, &p.event, int(unsafe.Offsetof(p.event.Query.Text)))
 	if ev == nil {
 		return false

@@ -36,6 +36,9 @@ __u64 entered = 0;
 __u64 left = 0;
 __u64 stops_core = 0;
 __u64 stops_later = 0;
+/* Runs that should have stopped the app and could not (bpf_send_signal refused): the
+ * call went on, perhaps before its entry probe was in place. The launcher says so. */
+__u64 send_failures = 0;
 
 /* A record for each stop at a later point: wakes the launcher (never many). */
 struct {
@@ -62,8 +65,10 @@ int hold(void *ctx)
 	__u64 group = bpf_get_attach_cookie(ctx);
 	/* The signal first, then the count, then left: a run that ended has counted the
 	 * stop it sent. */
-	if (group >= released && bpf_send_signal(SIGSTOP) == 0) {
-		if (group == GROUP_CORE) {
+	if (group >= released) {
+		if (bpf_send_signal(SIGSTOP) != 0) {
+			count(&send_failures);
+		} else if (group == GROUP_CORE) {
 			count(&stops_core);
 		} else {
 			count(&stops_later);

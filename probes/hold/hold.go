@@ -16,6 +16,7 @@ package hold
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ type Hold struct {
 	mu                            sync.Mutex
 	released                      int    // 0 none, 1 the core, 2 all
 	continuedCore, continuedLater uint64 // stops answered with a SIGCONT
+	failures                      uint64 // send_failures already said
 }
 
 // Attach loads the hold and attaches it in the executable at path, for process pid,
@@ -146,6 +148,10 @@ func (h *Hold) release(groups int) (bool, error) {
 		if time.Since(begin) > time.Second { // a run cannot take this long
 			return false, fmt.Errorf("release the hold: %d of its runs did not end", entered-left)
 		}
+	}
+	if failed, err := h.objs.Variable("send_failures"); err == nil && failed > h.failures {
+		slog.Warn(fmt.Sprintf("the start hold could not stop the app at %d of its first instrumented calls (bpf_send_signal refused): those calls may be untraced", failed-h.failures))
+		h.failures = failed
 	}
 	return h.resume()
 }

@@ -21,6 +21,7 @@ const (
 	holdVarEntered      = "entered"
 	holdVarLeft         = "left"
 	holdVarReleased     = "released"
+	holdVarSendFailures = "send_failures"
 	holdVarStopsCore    = "stops_core"
 	holdVarStopsLater   = "stops_later"
 )
@@ -81,11 +82,12 @@ type holdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type holdVariableSpecs struct {
-	Entered    *ebpf.VariableSpec `ebpf:"entered"`
-	Left       *ebpf.VariableSpec `ebpf:"left"`
-	Released   *ebpf.VariableSpec `ebpf:"released"`
-	StopsCore  *ebpf.VariableSpec `ebpf:"stops_core"`
-	StopsLater *ebpf.VariableSpec `ebpf:"stops_later"`
+	Entered      *ebpf.VariableSpec `ebpf:"entered"`
+	Left         *ebpf.VariableSpec `ebpf:"left"`
+	Released     *ebpf.VariableSpec `ebpf:"released"`
+	SendFailures *ebpf.VariableSpec `ebpf:"send_failures"`
+	StopsCore    *ebpf.VariableSpec `ebpf:"stops_core"`
+	StopsLater   *ebpf.VariableSpec `ebpf:"stops_later"`
 }
 
 // holdObjects contains all objects after they have been loaded into the kernel.
@@ -121,11 +123,12 @@ func (m *holdMaps) Close() error {
 //
 // It can be passed to loadHoldObjects or ebpf.CollectionSpec.LoadAndAssign.
 type holdVariables struct {
-	Entered    *ebpf.Variable `ebpf:"entered"`
-	Left       *ebpf.Variable `ebpf:"left"`
-	Released   *ebpf.Variable `ebpf:"released"`
-	StopsCore  *ebpf.Variable `ebpf:"stops_core"`
-	StopsLater *ebpf.Variable `ebpf:"stops_later"`
+	Entered      *ebpf.Variable `ebpf:"entered"`
+	Left         *ebpf.Variable `ebpf:"left"`
+	Released     *ebpf.Variable `ebpf:"released"`
+	SendFailures *ebpf.Variable `ebpf:"send_failures"`
+	StopsCore    *ebpf.Variable `ebpf:"stops_core"`
+	StopsLater   *ebpf.Variable `ebpf:"stops_later"`
 }
 
 // holdPrograms contains all programs after they have been loaded into the kernel.
