@@ -54,7 +54,6 @@ const (
 	fieldLinks         protowire.Number = 13 // Span.links
 	fieldLinkTraceID   protowire.Number = 1  // Span.Link.trace_id
 	fieldLinkSpanID    protowire.Number = 2
-	fieldLinkState     protowire.Number = 3
 	fieldLinkAttrs     protowire.Number = 4
 	fieldLinkFlags     protowire.Number = 6
 	fieldStatus        protowire.Number = 15
@@ -204,11 +203,12 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 		b = protowire.AppendTag(b, fieldDroppedAttrs, protowire.VarintType)
 		b = protowire.AppendVarint(b, dropped)
 	}
+	// The SDK cuts the span's attribute values only, not its events' and links'.
 	for _, ev := range s.Events {
-		b = e.appendEvent(b, &ev, length)
+		b = e.appendEvent(b, &ev, -1)
 	}
 	for _, l := range s.Links {
-		b = appendLink(b, &l, length)
+		b = appendLink(b, &l, -1)
 	}
 	b, status := beginMessage(b, fieldStatus)
 	switch s.Status {
@@ -241,16 +241,14 @@ func (e *encoder) appendEvent(b []byte, ev *Event, length int) []byte {
 }
 
 // appendLink appends l as a Span.links field, as the SDK's exporter writes it: its IDs,
-// tracestate, attributes (values cut to length, invalid ones dropped) and flags (the
-// sampled bit, and whether the linked span is remote).
+// attributes (values cut to length, invalid ones dropped) and flags (the sampled bit,
+// and whether the linked span is remote) - not its tracestate, which the SDK's exporter
+// leaves out.
 func appendLink(b []byte, l *Link, length int) []byte {
 	b, mark := beginMessage(b, fieldLinks)
 	tid, sid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
 	b = appendBytesField(b, fieldLinkTraceID, tid[:])
 	b = appendBytesField(b, fieldLinkSpanID, sid[:])
-	if ts := l.SpanContext.TraceState(); ts.Len() > 0 {
-		b = appendStringField(b, fieldLinkState, ts.String())
-	}
 	for _, kv := range l.Attributes {
 		if kv.Valid() {
 			b = appendLimitedKeyValue(b, fieldLinkAttrs, kv, length)

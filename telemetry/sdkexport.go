@@ -128,9 +128,9 @@ func (q sdkQueue) snapshot(s *Span, flags trace.TraceFlags) sdktrace.ReadOnlySpa
 		links = append(links, sdktrace.Link{SpanContext: l.SpanContext, Attributes: slices.Clone(l.Attributes)})
 	}
 	return tracetest.SpanStub{
-		Events:               events,
-		Links:                links,
-		Name: s.Name,
+		Events: events,
+		Links:  links,
+		Name:   s.Name,
 		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: s.TraceID, SpanID: s.SpanID, TraceFlags: flags,
 			TraceState: s.Parent.TraceState()}),
 		Parent:               s.Parent,
