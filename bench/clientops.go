@@ -129,6 +129,27 @@ func pgxOpsBench(env *benchEnv, library, path, through string) error {
 	})
 }
 
+// otelAPIBench: the OpenTelemetry API bridged (otelapiservice /spans?n=1 and n=10, otel
+// v1.47.0, no SDK): a span started and ended is three hits, newSpan's entry and RET
+// and End's entry.
+func otelAPIBench(env *benchEnv) error {
+	tgs, err := testenv.BuildTargetsErr("otelapiservice", []string{"go1.26.8"}, []testenv.Variant{testenv.Plain})
+	if err != nil {
+		return err
+	}
+	return clientOpsBench(env, clientOps{
+		library:  "OpenTelemetry API",
+		op:       "span",
+		heading:  "OpenTelemetry API (otel v1.47.0's global tracer, no SDK: tracer.Start and span.End; Go 1.26",
+		target:   tgs[0].Path,
+		programs: []string{"new_span_", "span_end", "set_attributes", "set_status", "set_name", "record_error", "add_event"},
+		paths:    [2]string{"/spans?n=1", "/spans?n=10"},
+		argv: func(addr string, r, i int) []string {
+			return []string{tgs[0].Path, "-addr", addr}
+		},
+	})
+}
+
 // startPostgres runs a private PostgreSQL server (Debian's postgresql: initdb into a
 // temporary directory as nobody, a free port on the loopback) and returns its DSN.
 func startPostgres() (dsn string, stop func(), err error) {

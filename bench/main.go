@@ -42,6 +42,7 @@ var sections = map[string]func(env *benchEnv) error{
 	"sql-postgres": sqlPostgresBench,
 	"pgx":          pgxBench,
 	"pgx-stdlib":   pgxStdlibBench,
+	"otelapi":      otelAPIBench,
 	"redis":        redisBench,
 	"sarama":       saramaBench,
 	"sarama-async": saramaAsyncBench,
@@ -66,7 +67,7 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
-		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "contention", "grpc", "sql", "sql-postgres", "pgx", "pgx-stdlib", "redis", "kafka-go", "sarama", "sarama-async", "container", "wrap", "runtime", "neighbour"}
+		names = []string{"startup", "exit", "analysis", "gate", "readiness", "tracing", "tracing-http", "exporter", "routes", "contexts", "metrics", "profile", "proxy", "rate", "stall", "contention", "grpc", "sql", "sql-postgres", "pgx", "pgx-stdlib", "redis", "kafka-go", "sarama", "sarama-async", "otelapi", "container", "wrap", "runtime", "neighbour"}
 	}
 	defer testenv.Cleanup()
 	// The launchers run here as in a container: in a cgroup of their own, where they

@@ -87,6 +87,21 @@ func (tn *TypeNames) Name(pid int, addr uint64) string {
 	return name
 }
 
+// NameAtLink names the type whose descriptor is at link address addr in the executable,
+// or returns "": no process needed (a probe that learnt the app's load bias itself
+// reports link addresses, and may be read after the app exited).
+func (tn *TypeNames) NameAtLink(addr uint64) string {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if tn.f == nil && tn.initErr == nil {
+		tn.initErr = tn.open()
+	}
+	if tn.initErr != nil || addr == 0 {
+		return ""
+	}
+	return tn.read(addr)
+}
+
 // ready reads the executable, and where process pid loaded it, once.
 func (tn *TypeNames) ready(pid int) error {
 	if tn.f == nil && tn.initErr == nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kafkago"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/kit"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/nethttp"
+	"github.com/otel-go-launcher/otel-go-launcher/probes/otelapi"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/pgx"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/sarama"
 	"github.com/otel-go-launcher/otel-go-launcher/probes/wire"
@@ -71,6 +72,7 @@ func Libraries(opts Options) []kit.Library {
 		pgx.Library(),
 		kafkago.Library(),
 		sarama.Library(),
+		otelapi.Library(),
 		chi.Library(),
 		gorillamux.Library(),
 		gin.Library(),

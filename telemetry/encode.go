@@ -47,6 +47,15 @@ const (
 	fieldEndTime       protowire.Number = 8
 	fieldAttributes    protowire.Number = 9
 	fieldDroppedAttrs  protowire.Number = 10
+	fieldEvents        protowire.Number = 11 // Span.events
+	fieldEventTime     protowire.Number = 1  // Span.Event.time_unix_nano
+	fieldEventName     protowire.Number = 2
+	fieldEventAttrs    protowire.Number = 3
+	fieldLinks         protowire.Number = 13 // Span.links
+	fieldLinkTraceID   protowire.Number = 1  // Span.Link.trace_id
+	fieldLinkSpanID    protowire.Number = 2
+	fieldLinkAttrs     protowire.Number = 4
+	fieldLinkFlags     protowire.Number = 6
 	fieldStatus        protowire.Number = 15
 	fieldFlags         protowire.Number = 16
 	anyString          protowire.Number = 1 // AnyValue's oneof
@@ -194,6 +203,13 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 		b = protowire.AppendTag(b, fieldDroppedAttrs, protowire.VarintType)
 		b = protowire.AppendVarint(b, dropped)
 	}
+	// The SDK cuts the span's attribute values only, not its events' and links'.
+	for _, ev := range s.Events {
+		b = e.appendEvent(b, &ev, -1)
+	}
+	for _, l := range s.Links {
+		b = appendLink(b, &l, -1)
+	}
 	b, status := beginMessage(b, fieldStatus)
 	switch s.Status {
 	case codes.Error: // the SDK keeps a description only for an error
@@ -207,6 +223,43 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 	b = endMessage(b, status)
 	b = protowire.AppendTag(b, fieldFlags, protowire.Fixed32Type)
 	b = protowire.AppendFixed32(b, spanFlags)
+	return endMessage(b, mark)
+}
+
+// appendEvent appends ev as a Span.events field, its attributes' values cut to length
+// (the span's limit) and invalid ones dropped, as the SDK's.
+func (e *encoder) appendEvent(b []byte, ev *Event, length int) []byte {
+	b, mark := beginMessage(b, fieldEvents)
+	b = appendFixed64Field(b, fieldEventTime, e.unixNano(ev.Time))
+	b = appendStringField(b, fieldEventName, ev.Name)
+	for _, kv := range ev.Attributes {
+		if kv.Valid() {
+			b = appendLimitedKeyValue(b, fieldEventAttrs, kv, length)
+		}
+	}
+	return endMessage(b, mark)
+}
+
+// appendLink appends l as a Span.links field, as the SDK's exporter writes it: its IDs,
+// attributes (values cut to length, invalid ones dropped) and flags (the sampled bit,
+// and whether the linked span is remote) - not its tracestate, which the SDK's exporter
+// leaves out.
+func appendLink(b []byte, l *Link, length int) []byte {
+	b, mark := beginMessage(b, fieldLinks)
+	tid, sid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
+	b = appendBytesField(b, fieldLinkTraceID, tid[:])
+	b = appendBytesField(b, fieldLinkSpanID, sid[:])
+	for _, kv := range l.Attributes {
+		if kv.Valid() {
+			b = appendLimitedKeyValue(b, fieldLinkAttrs, kv, length)
+		}
+	}
+	flags := uint32(l.SpanContext.TraceFlags()) | flagHasIsRemote
+	if l.SpanContext.IsRemote() {
+		flags |= flagIsRemote
+	}
+	b = protowire.AppendTag(b, fieldLinkFlags, protowire.Fixed32Type)
+	b = protowire.AppendFixed32(b, flags)
 	return endMessage(b, mark)
 }
 

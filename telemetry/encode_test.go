@@ -109,6 +109,16 @@ func testSpans() []*Span {
 			Attributes: []attribute.KeyValue{attribute.String("db.system.name", "postgresql"), {Key: "empty-value"}, {Value: attribute.StringValue("no key")}}},
 		{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, Kind: trace.SpanKindInternal, Name: long, Start: now, End: now},
 		{Scope: testScopes[0], TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, Name: "", Start: now, End: now + 1, Status: codes.Ok},
+		// The OpenTelemetry API's: events (one with attributes) and links (remote and
+		// sampled; local and not, with a tracestate the SDK's exporter leaves out).
+		{Scope: testScopes[1], TraceID: trace.TraceID{1, 3}, SpanID: trace.SpanID{8}, Kind: trace.SpanKindInternal, Name: "load-order",
+			Start: now, End: now + 1000, Events: []Event{{Name: "exception", Time: now + 10, Attributes: []attribute.KeyValue{
+				attribute.String("exception.type", "*errors.errorString"), attribute.String("exception.message", "stock low")}},
+				{Name: "validated", Time: now + 20}},
+			Links: []Link{{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0xa}, SpanID: trace.SpanID{0xb},
+				TraceFlags: trace.FlagsSampled, Remote: true})},
+				{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0xc}, SpanID: trace.SpanID{0xd},
+					TraceState: ts})}}},
 		// Ended by the launcher at the app's exit: the reason is its last attribute.
 		{Scope: testScopes[2], TraceID: trace.TraceID{1, 2}, SpanID: trace.SpanID{6}, Parent: local, Kind: trace.SpanKindClient, Name: "demo.Echo/Watch",
 			Start: now, End: now + 5e9, Attributes: []attribute.KeyValue{attribute.String("rpc.method", "demo.Echo/Watch")}, EndReason: EndAppExit},
@@ -178,7 +188,7 @@ func TestEncodingMatchesSDK(t *testing.T) {
 			t.Errorf("scope %s: version %q, schema %q", ss.Scope.Name, ss.Scope.Version, ss.SchemaUrl)
 		}
 	}
-	if want := map[string]int{testScopes[0].Name: 2, testScopes[1].Name: 1, testScopes[2].Name: 1, LauncherScope.Name: 1}; !maps.Equal(scopes, want) {
+	if want := map[string]int{testScopes[0].Name: 2, testScopes[1].Name: 2, testScopes[2].Name: 1, LauncherScope.Name: 1}; !maps.Equal(scopes, want) {
 		t.Errorf("spans by scope %v, want %v", scopes, want)
 	}
 }
@@ -347,7 +357,15 @@ func endSDKSpans(ctx context.Context, tp *sdktrace.TracerProvider, spans []*Span
 		if s.EndReason != "" {
 			attrs = append(attrs[:len(attrs):len(attrs)], EndReasonKey.String(string(s.EndReason)))
 		}
-		_, span := tracerOf(tp, s).Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...))
+		var links []trace.Link
+		for _, l := range s.Links {
+			links = append(links, trace.Link{SpanContext: l.SpanContext, Attributes: l.Attributes})
+		}
+		_, span := tracerOf(tp, s).Start(ctx, s.Name, trace.WithSpanKind(s.Kind), trace.WithTimestamp(clock.Wall(s.Start)), trace.WithAttributes(attrs...),
+			trace.WithLinks(links...))
+		for _, ev := range s.Events {
+			span.AddEvent(ev.Name, trace.WithTimestamp(clock.Wall(ev.Time)), trace.WithAttributes(ev.Attributes...))
+		}
 		span.SetStatus(s.Status, s.StatusDescription)
 		span.End(trace.WithTimestamp(clock.Wall(s.End)))
 	}

@@ -208,7 +208,7 @@ func (sm *scopeMetrics) metricOf(s *Span) *durationMetric {
 func (m *requestMetrics) record(s *Span, sampled bool) {
 	// A span the launcher ended (the app exited while it was open) lasted as long as
 	// the app let it, not as long as its request: no measurement of the request.
-	if s.End < s.Start || s.EndReason != "" {
+	if s.End < s.Start || s.EndReason != "" || s.NoMetrics {
 		return
 	}
 	sm, err := m.scope(scopeOf(s))

@@ -24,7 +24,14 @@ type Scope struct {
 // version, whose spans follow the semantic conventions the launcher pins (the
 // resource's schema too).
 func NewScope(name string) *Scope {
-	s := &Scope{Name: name, Version: version.String(), SchemaURL: semconv.SchemaURL}
+	return NewScopeOf(name, version.String(), semconv.SchemaURL)
+}
+
+// NewScopeOf is the scope of another instrumentation than a probe's: the app's own,
+// which the OpenTelemetry API names (its tracer's name, version and schema URL; "" for
+// none).
+func NewScopeOf(name, ver, schemaURL string) *Scope {
+	s := &Scope{Name: name, Version: ver, SchemaURL: schemaURL}
 	var body []byte
 	body = appendStringField(body, fieldScopeName, s.Name)
 	body = appendStringField(body, fieldScopeVersion, s.Version)

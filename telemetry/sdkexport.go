@@ -119,8 +119,18 @@ func (q sdkQueue) snapshot(s *Span, flags trace.TraceFlags) sdktrace.ReadOnlySpa
 	if s.Status == codes.Error {
 		status.Description = s.StatusDescription
 	}
+	var events []sdktrace.Event
+	for _, ev := range s.Events {
+		events = append(events, sdktrace.Event{Name: ev.Name, Time: q.clock.Wall(ev.Time), Attributes: slices.Clone(ev.Attributes)})
+	}
+	var links []sdktrace.Link
+	for _, l := range s.Links {
+		links = append(links, sdktrace.Link{SpanContext: l.SpanContext, Attributes: slices.Clone(l.Attributes)})
+	}
 	return tracetest.SpanStub{
-		Name: s.Name,
+		Events: events,
+		Links:  links,
+		Name:   s.Name,
 		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: s.TraceID, SpanID: s.SpanID, TraceFlags: flags,
 			TraceState: s.Parent.TraceState()}),
 		Parent:               s.Parent,

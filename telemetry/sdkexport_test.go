@@ -77,6 +77,12 @@ func TestSDKExporterToReceiver(t *testing.T) {
 					t.Errorf("span %s: %v to %v, ours %v to %v", got[i].Name, got[i].Start, got[i].End, want[i].Start, want[i].End)
 				}
 				got[i].Start, got[i].End, want[i].Start, want[i].End = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+				for j := range min(len(got[i].Events), len(want[i].Events)) {
+					if d := got[i].Events[j].Time.Sub(want[i].Events[j].Time).Abs(); d > time.Millisecond {
+						t.Errorf("span %s: event %s at %v, ours at %v", got[i].Name, got[i].Events[j].Name, got[i].Events[j].Time, want[i].Events[j].Time)
+					}
+					got[i].Events[j].Time, want[i].Events[j].Time = time.Time{}, time.Time{}
+				}
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("the SDK's exporter delivered\n%+v\nours\n%+v", got, want)

@@ -27,6 +27,28 @@ type Span struct {
 	// end a probe saw: it is exported as the attribute EndReasonKey, and the span is
 	// kept out of the request duration metrics (its duration is not the request's).
 	EndReason EndReason
+	// NoMetrics keeps the span out of the request metrics: a span the app made itself
+	// (the OpenTelemetry API's), whose request a probe's span already measures.
+	NoMetrics bool
+	// Events are what happened during the span (the OpenTelemetry API's AddEvent and
+	// RecordError), in order; the probes that make them bound their number.
+	Events []Event
+	// Links are the span's links, in order; the probes that make them bound their
+	// number.
+	Links []Link
+}
+
+// Link is a span's link to another span (the OpenTelemetry API's WithLinks).
+type Link struct {
+	SpanContext trace.SpanContext
+	Attributes  []attribute.KeyValue
+}
+
+// Event is a span's event: its name, when (CLOCK_MONOTONIC ns), its attributes.
+type Event struct {
+	Name       string
+	Time       uint64
+	Attributes []attribute.KeyValue
 }
 
 // EndReason says why a span was ended by the launcher rather than by its probe.

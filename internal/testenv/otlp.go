@@ -34,6 +34,21 @@ type Span struct {
 	StatusMessage                 string
 	Resource                      map[string]any
 	Scope                         Scope
+	Events                        []Event
+	Links                         []Link
+}
+
+// Link is a span's link.
+type Link struct {
+	TraceID, SpanID string // hex
+	Flags           uint32
+}
+
+// Event is a span's event.
+type Event struct {
+	Name  string
+	Time  time.Time
+	Attrs map[string]any
 }
 
 // Scope is a span's instrumentation scope, and its ScopeSpans' schema URL.
@@ -256,7 +271,17 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 		for _, ss := range rs.ScopeSpans {
 			scope := Scope{ss.GetScope().GetName(), ss.GetScope().GetVersion(), ss.SchemaUrl}
 			for _, s := range ss.Spans {
+				var events []Event
+				for _, ev := range s.Events {
+					events = append(events, Event{Name: ev.Name, Time: time.Unix(0, int64(ev.TimeUnixNano)), Attrs: attrMap(ev.Attributes)})
+				}
+				var links []Link
+				for _, l := range s.Links {
+					links = append(links, Link{TraceID: hex.EncodeToString(l.TraceId), SpanID: hex.EncodeToString(l.SpanId), Flags: l.Flags})
+				}
 				got = append(got, Span{
+					Events:        events,
+					Links:         links,
 					TraceID:       hex.EncodeToString(s.TraceId),
 					SpanID:        hex.EncodeToString(s.SpanId),
 					ParentSpanID:  hex.EncodeToString(s.ParentSpanId),

@@ -201,6 +201,7 @@ type ModuleBuild struct {
 	Version   string // "v1.40.0"; its go.mod is go.MODULE-VERSION.mod ("" for go.mod's)
 	Toolchain string
 	Stripped  bool
+	PIE       bool // -buildmode=pie: its addresses known only once it runs
 }
 
 // moduleTarget is a target built against several releases of its module: its go.mod
@@ -230,6 +231,10 @@ func (m moduleTarget) build(builds []ModuleBuild) ([]Target, error) {
 		if b.Stripped {
 			v.Name += "-stripped"
 			v.Flags = append(v.Flags, "-ldflags=-s -w")
+		}
+		if b.PIE {
+			v.Name += "-pie"
+			v.Flags = append(v.Flags, "-buildmode=pie")
 		}
 		targets = append(targets, Target{Name: m.Name, Toolchain: b.Toolchain, Variant: v})
 	}
@@ -330,6 +335,28 @@ var pgxService = moduleTarget{Name: "pgxservice", Tag: "pgx", Default: PgxDefaul
 func BuildPgx(t testing.TB, builds ...ModuleBuild) []Target {
 	t.Helper()
 	return pgxService.mustBuild(t, builds)
+}
+
+// OtelAPIBuilds cover two releases of the OpenTelemetry API (go.opentelemetry.io/otel)
+// the otelapi probe bridges, the newest (otelapiservice's go.mod) and v1.40.0, plain and
+// stripped; and the newest position-independent (the probe's addresses set once it runs).
+var OtelAPIBuilds = []ModuleBuild{
+	{Version: "v1.40.0", Toolchain: "go1.26.8"},
+	{Version: "v1.40.0", Toolchain: "go1.26.8", Stripped: true},
+	{Version: OtelAPIDefault, Toolchain: "go1.26.8"},
+	{Version: OtelAPIDefault, Toolchain: "go1.26.8", Stripped: true},
+	{Version: OtelAPIDefault, Toolchain: "go1.26.8", PIE: true},
+}
+
+// OtelAPIDefault is the otel release of otelapiservice's go.mod.
+const OtelAPIDefault = "v1.47.0"
+
+var otelAPIService = moduleTarget{Name: "otelapiservice", Tag: "otel", Default: OtelAPIDefault}
+
+// BuildOtelAPI builds the otelapiservice target for each build, cached as BuildTargets does.
+func BuildOtelAPI(t testing.TB, builds ...ModuleBuild) []Target {
+	t.Helper()
+	return otelAPIService.mustBuild(t, builds)
 }
 
 // SQLDriversDefault names the drivers of dbservice's go.mod (pgx v5.13.0, lib/pq

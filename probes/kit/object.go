@@ -505,10 +505,13 @@ func (o *Object) Run(ctx context.Context, emit func(*telemetry.Span)) {
 	})
 }
 
-// finish gives a span the library made what the kit knows of it: its library's scope,
+// finish gives a span the library made what the kit knows of it: its library's scope
+// (unless the decoder gave it one: the OpenTelemetry API's spans have their tracer's),
 // its tracestate.
 func (o *Object) finish(span *telemetry.Span) {
-	span.Scope = o.spec.Library.Scope
+	if span.Scope == nil {
+		span.Scope = o.spec.Library.Scope
+	}
 	o.traceStates.give(span)
 }
 
