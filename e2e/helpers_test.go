@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// A run under nohup ignores SIGHUP, and every launcher started here would pass that
+	// on to its app, as the launcher keeps an inherited ignore (README, Signals): the
+	// signal tests expect a container's start, with nothing ignored. A handler here
+	// makes the launchers' exec reset it to the default.
+	for _, sig := range []os.Signal{syscall.SIGHUP, syscall.SIGINT} {
+		if signal.Ignored(sig) {
+			signal.Notify(make(chan os.Signal, 1), sig)
+		}
+	}
 	// The launchers run here as in a container: in a cgroup of their own.
 	restore, err := testenv.OwnCgroup()
 	if err != nil {
