@@ -51,11 +51,15 @@ const (
 	fieldEventTime     protowire.Number = 1  // Span.Event.time_unix_nano
 	fieldEventName     protowire.Number = 2
 	fieldEventAttrs    protowire.Number = 3
+	fieldEventDropped  protowire.Number = 4
+	fieldDroppedEvents protowire.Number = 12
 	fieldLinks         protowire.Number = 13 // Span.links
 	fieldLinkTraceID   protowire.Number = 1  // Span.Link.trace_id
 	fieldLinkSpanID    protowire.Number = 2
 	fieldLinkAttrs     protowire.Number = 4
+	fieldLinkDropped   protowire.Number = 5
 	fieldLinkFlags     protowire.Number = 6
+	fieldDroppedLinks  protowire.Number = 14
 	fieldStatus        protowire.Number = 15
 	fieldFlags         protowire.Number = 16
 	anyString          protowire.Number = 1 // AnyValue's oneof
@@ -183,7 +187,7 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 	// The probes give each key once (their tests say so), as the SDK would keep it. As
 	// the SDK's span limits: an invalid attribute is dropped; past the count limit, the
 	// others are, the reason's too; a value is cut to the length limit.
-	dropped, kept, count, length := uint64(0), 0, e.limits.AttributeCount, e.limits.AttributeValueLength
+	dropped, kept, count, length := uint64(s.DroppedAttributes), 0, e.limits.AttributeCount, e.limits.AttributeValueLength
 	for _, kv := range s.Attributes {
 		if !kv.Valid() || count >= 0 && kept >= count {
 			dropped++
@@ -199,17 +203,19 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 			b = appendLimitedKeyValue(b, fieldAttributes, EndReasonKey.String(string(s.EndReason)), length)
 		}
 	}
-	if dropped > 0 {
-		b = protowire.AppendTag(b, fieldDroppedAttrs, protowire.VarintType)
-		b = protowire.AppendVarint(b, dropped)
+	b = appendCount(b, fieldDroppedAttrs, int(dropped))
+	// As the SDK's evicted queues: the latest events and links are kept, the others
+	// counted. It cuts the span's attribute values only, not its events' and links'.
+	events, droppedEvents := latest(s.Events, e.limits.EventCount)
+	for _, ev := range events {
+		b = e.appendEvent(b, &ev, e.limits.EventAttributeCount)
 	}
-	// The SDK cuts the span's attribute values only, not its events' and links'.
-	for _, ev := range s.Events {
-		b = e.appendEvent(b, &ev, -1)
+	b = appendCount(b, fieldDroppedEvents, droppedEvents+s.DroppedEvents)
+	links, droppedLinks := latest(s.Links, e.limits.LinkCount)
+	for _, l := range links {
+		b = appendLink(b, &l, e.limits.LinkAttributeCount)
 	}
-	for _, l := range s.Links {
-		b = appendLink(b, &l, -1)
-	}
+	b = appendCount(b, fieldDroppedLinks, droppedLinks+s.DroppedLinks)
 	b, status := beginMessage(b, fieldStatus)
 	switch s.Status {
 	case codes.Error: // the SDK keeps a description only for an error
@@ -226,34 +232,28 @@ func (e *encoder) appendSpan(b []byte, s *Span, flags trace.TraceFlags) []byte {
 	return endMessage(b, mark)
 }
 
-// appendEvent appends ev as a Span.events field, its attributes' values cut to length
-// (the span's limit) and invalid ones dropped, as the SDK's.
-func (e *encoder) appendEvent(b []byte, ev *Event, length int) []byte {
+// appendEvent appends ev as a Span.events field: its first count attributes (all for a
+// negative count), the others counted, as the SDK's (appendAttributes).
+func (e *encoder) appendEvent(b []byte, ev *Event, count int) []byte {
 	b, mark := beginMessage(b, fieldEvents)
 	b = appendFixed64Field(b, fieldEventTime, e.unixNano(ev.Time))
 	b = appendStringField(b, fieldEventName, ev.Name)
-	for _, kv := range ev.Attributes {
-		if kv.Valid() {
-			b = appendLimitedKeyValue(b, fieldEventAttrs, kv, length)
-		}
-	}
+	b, dropped := appendAttributes(b, fieldEventAttrs, ev.Attributes, count)
+	b = appendCount(b, fieldEventDropped, dropped+ev.DroppedAttributes)
 	return endMessage(b, mark)
 }
 
 // appendLink appends l as a Span.links field, as the SDK's exporter writes it: its IDs,
-// attributes (values cut to length, invalid ones dropped) and flags (the sampled bit,
-// and whether the linked span is remote) - not its tracestate, which the SDK's exporter
+// first count attributes (the others counted) and flags (the sampled bit, and
+// whether the linked span is remote) - not its tracestate, which the SDK's exporter
 // leaves out.
-func appendLink(b []byte, l *Link, length int) []byte {
+func appendLink(b []byte, l *Link, count int) []byte {
 	b, mark := beginMessage(b, fieldLinks)
 	tid, sid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
 	b = appendBytesField(b, fieldLinkTraceID, tid[:])
 	b = appendBytesField(b, fieldLinkSpanID, sid[:])
-	for _, kv := range l.Attributes {
-		if kv.Valid() {
-			b = appendLimitedKeyValue(b, fieldLinkAttrs, kv, length)
-		}
-	}
+	b, dropped := appendAttributes(b, fieldLinkAttrs, l.Attributes, count)
+	b = appendCount(b, fieldLinkDropped, dropped+l.DroppedAttributes)
 	flags := uint32(l.SpanContext.TraceFlags()) | flagHasIsRemote
 	if l.SpanContext.IsRemote() {
 		flags |= flagIsRemote
@@ -261,6 +261,42 @@ func appendLink(b []byte, l *Link, length int) []byte {
 	b = protowire.AppendTag(b, fieldLinkFlags, protowire.Fixed32Type)
 	b = protowire.AppendFixed32(b, flags)
 	return endMessage(b, mark)
+}
+
+// appendAttributes appends an event's or a link's attributes: the first count (all
+// for a negative count), those beyond dropped as the SDK drops them before its
+// exporter sees them; an invalid one among those kept is left out by the exporter,
+// not counted.
+func appendAttributes(b []byte, num protowire.Number, attrs []attribute.KeyValue, count int) ([]byte, int) {
+	dropped := 0
+	if count >= 0 && len(attrs) > count {
+		dropped = len(attrs) - count
+		attrs = attrs[:count]
+	}
+	for _, kv := range attrs {
+		if kv.Valid() {
+			b = appendLimitedKeyValue(b, num, kv, -1)
+		}
+	}
+	return b, dropped
+}
+
+// latest are the last limit of all (all of them for a negative limit), and how many
+// were left out.
+func latest[T any](all []T, limit int) ([]T, int) {
+	if limit < 0 || len(all) <= limit {
+		return all, 0
+	}
+	return all[len(all)-limit:], len(all) - limit
+}
+
+// appendCount appends a dropped count, if any (proto3 leaves out a zero).
+func appendCount(b []byte, num protowire.Number, n int) []byte {
+	if n <= 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(n))
 }
 
 func (e *encoder) unixNano(mono uint64) uint64 {

@@ -111,7 +111,7 @@ func (q sdkQueue) snapshot(s *Span, flags trace.TraceFlags) sdktrace.ReadOnlySpa
 			attrs = append(attrs, kv)
 		}
 	}
-	dropped := len(s.Attributes) - len(attrs)
+	dropped := len(s.Attributes) - len(attrs) + s.DroppedAttributes
 	if s.EndReason != "" {
 		attrs = append(attrs, EndReasonKey.String(string(s.EndReason)))
 	}
@@ -121,11 +121,13 @@ func (q sdkQueue) snapshot(s *Span, flags trace.TraceFlags) sdktrace.ReadOnlySpa
 	}
 	var events []sdktrace.Event
 	for _, ev := range s.Events {
-		events = append(events, sdktrace.Event{Name: ev.Name, Time: q.clock.Wall(ev.Time), Attributes: slices.Clone(ev.Attributes)})
+		events = append(events, sdktrace.Event{Name: ev.Name, Time: q.clock.Wall(ev.Time), Attributes: slices.Clone(ev.Attributes),
+			DroppedAttributeCount: ev.DroppedAttributes})
 	}
 	var links []sdktrace.Link
 	for _, l := range s.Links {
-		links = append(links, sdktrace.Link{SpanContext: l.SpanContext, Attributes: slices.Clone(l.Attributes)})
+		links = append(links, sdktrace.Link{SpanContext: l.SpanContext, Attributes: slices.Clone(l.Attributes),
+			DroppedAttributeCount: l.DroppedAttributes})
 	}
 	return tracetest.SpanStub{
 		Events: events,
@@ -139,6 +141,8 @@ func (q sdkQueue) snapshot(s *Span, flags trace.TraceFlags) sdktrace.ReadOnlySpa
 		EndTime:              q.clock.Wall(s.End),
 		Attributes:           attrs,
 		DroppedAttributes:    dropped,
+		DroppedEvents:        s.DroppedEvents,
+		DroppedLinks:         s.DroppedLinks,
 		Status:               status,
 		Resource:             q.res,
 		InstrumentationScope: instrumentation.Scope{Name: scopeOf(s).Name, Version: scopeOf(s).Version, SchemaURL: scopeOf(s).SchemaURL},

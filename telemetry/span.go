@@ -36,19 +36,25 @@ type Span struct {
 	// Links are the span's links, in order; the probes that make them bound their
 	// number.
 	Links []Link
+	// DroppedAttributes, DroppedEvents and DroppedLinks count what the probe that made
+	// the span could not keep (its bounds on what it reads, its memory): the exporter
+	// adds them to what the span limits drop.
+	DroppedAttributes, DroppedEvents, DroppedLinks int
 }
 
 // Link is a span's link to another span (the OpenTelemetry API's WithLinks).
 type Link struct {
-	SpanContext trace.SpanContext
-	Attributes  []attribute.KeyValue
+	SpanContext       trace.SpanContext
+	Attributes        []attribute.KeyValue
+	DroppedAttributes int // by the probe
 }
 
 // Event is a span's event: its name, when (CLOCK_MONOTONIC ns), its attributes.
 type Event struct {
-	Name       string
-	Time       uint64
-	Attributes []attribute.KeyValue
+	Name              string
+	Time              uint64
+	Attributes        []attribute.KeyValue
+	DroppedAttributes int // by the probe
 }
 
 // EndReason says why a span was ended by the launcher rather than by its probe.

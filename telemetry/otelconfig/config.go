@@ -40,7 +40,7 @@ type Config struct {
 	// OTEL_SERVICE_NAME, the pod's variables), later entries winning: it overrides
 	// what the launcher detects, on spans and metrics alike.
 	Resource []attribute.KeyValue
-	Limits   Limits // OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT, OTEL_[SPAN_]ATTRIBUTE_COUNT_LIMIT
+	Limits   Limits // OTEL_[SPAN_]ATTRIBUTE_*_LIMIT, OTEL_SPAN_{EVENT,LINK}_COUNT_LIMIT, OTEL_{EVENT,LINK}_ATTRIBUTE_COUNT_LIMIT
 	// Warnings are settings the specification says to replace, when invalid, by their
 	// default: each says which and what was used instead.
 	Warnings []string
@@ -535,21 +535,35 @@ func (o OTLP) String() string {
 	return s + ")"
 }
 
-// Limits are the span limits on attributes, as the SDK's tracer provider applies them
-// (sdk/trace.SpanLimits) to every span's: a negative limit is none.
+// Limits are the span limits, as the SDK's tracer provider applies them
+// (sdk/trace.SpanLimits) to every span: a negative limit is none.
 type Limits struct {
 	// AttributeValueLength is the most characters a string value keeps - each of a
 	// string slice's, the bytes of a byte slice's -: OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
-	// else OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT; none by default.
+	// else OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT; none by default. The span's attributes
+	// only, as the SDK's: not its events' or links'.
 	AttributeValueLength int
 	// AttributeCount is how many attributes a span keeps, the first ones (the others
 	// counted as dropped): OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, else
 	// OTEL_ATTRIBUTE_COUNT_LIMIT; 128 by default.
 	AttributeCount int
+	// EventCount is how many events a span keeps, the latest ones (the SDK evicts
+	// the oldest, counted): OTEL_SPAN_EVENT_COUNT_LIMIT, 128 by default.
+	EventCount int
+	// LinkCount is how many links a span keeps, the latest ones:
+	// OTEL_SPAN_LINK_COUNT_LIMIT, 128 by default.
+	LinkCount int
+	// EventAttributeCount and LinkAttributeCount are how many attributes an event, a
+	// link, keeps, the first ones: OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT,
+	// OTEL_LINK_ATTRIBUTE_COUNT_LIMIT, 128 by default (the generic
+	// OTEL_ATTRIBUTE_COUNT_LIMIT is not theirs, as in the SDK).
+	EventAttributeCount int
+	LinkAttributeCount  int
 }
 
-// NoLimits keeps every attribute whole.
-var NoLimits = Limits{AttributeValueLength: -1, AttributeCount: -1}
+// NoLimits keeps every attribute, event and link whole.
+var NoLimits = Limits{AttributeValueLength: -1, AttributeCount: -1, EventCount: -1, LinkCount: -1,
+	EventAttributeCount: -1, LinkAttributeCount: -1}
 
 // limits reads the span limits as sdk/trace does: the span's variable if set, else the
 // generic one; a value that is not an integer is the default (the other variable is
@@ -577,5 +591,9 @@ func (e *env) limits() Limits {
 	return Limits{
 		AttributeValueLength: limit(-1, "no limit", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
 		AttributeCount:       limit(128, "128", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"),
+		EventCount:           limit(128, "128", "OTEL_SPAN_EVENT_COUNT_LIMIT"),
+		LinkCount:            limit(128, "128", "OTEL_SPAN_LINK_COUNT_LIMIT"),
+		EventAttributeCount:  limit(128, "128", "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT"),
+		LinkAttributeCount:   limit(128, "128", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"),
 	}
 }

@@ -205,6 +205,7 @@ func TestEffectiveSettings(t *testing.T) {
 		"batches: every 5s, up to 512 spans an export, 32768 spans queued per exporter, export timeout none",
 		"metrics: otlp, every 1m0s, export timeout 30s, cumulative temporality, explicit bucket histogram, exemplars trace_based",
 		"span attributes: at most 128 a span, values whole (the rest counted as dropped)",
+		"span events: at most 128 a span, the latest, at most 128 attributes each; links: at most 128 a span, the latest, at most 128 attributes each (the rest counted as dropped)",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in\n%s", want, got)

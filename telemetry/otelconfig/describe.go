@@ -24,7 +24,7 @@ func (c Config) Settings() []string {
 		"propagation: "+c.propagation(),
 		fmt.Sprintf("batches: every %s, up to %d spans an export, %d spans queued per exporter, export timeout %s",
 			c.Batch.ScheduleDelay, c.Batch.MaxExportBatchSize, c.Batch.MaxQueueSize, orNone(c.Batch.ExportTimeout)))
-	lines = append(lines, "span attributes: "+c.Limits.String())
+	lines = append(lines, "span attributes: "+c.Limits.String(), "span "+c.Limits.eventsAndLinks())
 	switch {
 	case c.Metrics.Off != "":
 		lines = append(lines, "metrics: off: "+c.Metrics.Off)
@@ -103,12 +103,23 @@ func (s Sampling) String() string {
 
 // String: "at most 128 a span, values whole".
 func (l Limits) String() string {
-	count, length := "any number a span", "values whole"
-	if l.AttributeCount >= 0 {
-		count = fmt.Sprintf("at most %d a span", l.AttributeCount)
-	}
+	length := "values whole"
 	if l.AttributeValueLength >= 0 {
 		length = fmt.Sprintf("values cut to %d characters", l.AttributeValueLength)
 	}
-	return count + ", " + length + " (the rest counted as dropped)"
+	return atMost(l.AttributeCount, " a span") + ", " + length + " (the rest counted as dropped)"
+}
+
+// eventsAndLinks: "events: at most 128 a span, the latest, 128 attributes each; links: ...".
+func (l Limits) eventsAndLinks() string {
+	return fmt.Sprintf("events: %s, the latest, %s each; links: %s, the latest, %s each (the rest counted as dropped)",
+		atMost(l.EventCount, " a span"), atMost(l.EventAttributeCount, " attributes"),
+		atMost(l.LinkCount, " a span"), atMost(l.LinkAttributeCount, " attributes"))
+}
+
+func atMost(limit int, what string) string {
+	if limit < 0 {
+		return "any number" + what
+	}
+	return fmt.Sprintf("at most %d%s", limit, what)
 }
