@@ -56,6 +56,14 @@ static __always_inline unsigned long go_return_address(const struct go_regs *r)
 #error "define __TARGET_ARCH_x86 or __TARGET_ARCH_arm64"
 #endif
 
+/* go_stack_args is where, at a function's entry, the arguments the register ABI leaves
+ * on the stack begin (a struct holding an array, say): past the return address on
+ * amd64, past the slot the callee saves its link register in on arm64. */
+static __always_inline unsigned long go_stack_args(const struct go_regs *r)
+{
+	return r->sp + 8;
+}
+
 /* go_goroutine identifies the running goroutine: the address of its g. It is the same
  * at a function's entry and at its returns, whichever thread runs it. */
 static __always_inline __u64 go_goroutine(const struct go_regs *r)

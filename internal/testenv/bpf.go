@@ -29,7 +29,7 @@ func ProgramsLoad(t *testing.T, spec *ebpf.CollectionSpec) {
 		}
 		coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}})
 		if err != nil {
-			t.Errorf("%s: %v", name, err)
+			t.Errorf("%s: %+v", name, err)
 			continue
 		}
 		m := processed.FindStringSubmatch(coll.Programs[name].VerifierLog)

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,19 +37,24 @@ type Span struct {
 	Scope                         Scope
 	Events                        []Event
 	Links                         []Link
+	// What the span limits, or the probe's bounds, dropped.
+	DroppedAttrs, DroppedEvents, DroppedLinks uint32
 }
 
 // Link is a span's link.
 type Link struct {
 	TraceID, SpanID string // hex
 	Flags           uint32
+	Attrs           map[string]any
+	DroppedAttrs    uint32
 }
 
 // Event is a span's event.
 type Event struct {
-	Name  string
-	Time  time.Time
-	Attrs map[string]any
+	Name         string
+	Time         time.Time
+	Attrs        map[string]any
+	DroppedAttrs uint32
 }
 
 // Scope is a span's instrumentation scope, and its ScopeSpans' schema URL.
@@ -273,11 +279,17 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 			for _, s := range ss.Spans {
 				var events []Event
 				for _, ev := range s.Events {
-					events = append(events, Event{Name: ev.Name, Time: time.Unix(0, int64(ev.TimeUnixNano)), Attrs: attrMap(ev.Attributes)})
+					events = append(events, Event{Name: ev.Name, Time: time.Unix(0, int64(ev.TimeUnixNano)), Attrs: attrMap(ev.Attributes),
+						DroppedAttrs: ev.DroppedAttributesCount})
 				}
 				var links []Link
 				for _, l := range s.Links {
-					links = append(links, Link{TraceID: hex.EncodeToString(l.TraceId), SpanID: hex.EncodeToString(l.SpanId), Flags: l.Flags})
+					var attrs map[string]any
+					if len(l.Attributes) > 0 {
+						attrs = attrMap(l.Attributes)
+					}
+					links = append(links, Link{TraceID: hex.EncodeToString(l.TraceId), SpanID: hex.EncodeToString(l.SpanId), Flags: l.Flags,
+						Attrs: attrs, DroppedAttrs: l.DroppedAttributesCount})
 				}
 				got = append(got, Span{
 					Events:        events,
@@ -295,6 +307,9 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 					StatusMessage: s.GetStatus().GetMessage(),
 					Resource:      res,
 					Scope:         scope,
+					DroppedAttrs:  s.DroppedAttributesCount,
+					DroppedEvents: s.DroppedEventsCount,
+					DroppedLinks:  s.DroppedLinksCount,
 				})
 			}
 		}
@@ -319,20 +334,32 @@ func (r *Receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 func attrMap(kvs []*commonpb.KeyValue) map[string]any {
 	m := map[string]any{}
 	for _, kv := range kvs {
-		switch v := kv.Value.GetValue().(type) {
-		case *commonpb.AnyValue_StringValue:
-			m[kv.Key] = v.StringValue
-		case *commonpb.AnyValue_IntValue:
-			m[kv.Key] = v.IntValue
-		case *commonpb.AnyValue_BoolValue:
-			m[kv.Key] = v.BoolValue
-		case *commonpb.AnyValue_DoubleValue:
-			m[kv.Key] = v.DoubleValue
-		default:
-			m[kv.Key] = kv.Value.String()
-		}
+		m[kv.Key] = anyValue(kv.Value)
 	}
 	return m
+}
+
+// anyValue is v as Go: string, int64, bool, float64, []byte, []any of those.
+func anyValue(v *commonpb.AnyValue) any {
+	switch v := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return v.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return v.IntValue
+	case *commonpb.AnyValue_BoolValue:
+		return v.BoolValue
+	case *commonpb.AnyValue_DoubleValue:
+		return v.DoubleValue
+	case *commonpb.AnyValue_BytesValue:
+		return v.BytesValue
+	case *commonpb.AnyValue_ArrayValue:
+		var values []any
+		for _, e := range v.ArrayValue.GetValues() {
+			values = append(values, anyValue(e))
+		}
+		return values
+	}
+	return fmt.Sprint(v)
 }
 
 // Spans returns what has arrived so far.

@@ -338,11 +338,12 @@ func BuildPgx(t testing.TB, builds ...ModuleBuild) []Target {
 }
 
 // OtelAPIBuilds cover two releases of the OpenTelemetry API (go.opentelemetry.io/otel)
-// the otelapi probe bridges, the newest (otelapiservice's go.mod) and v1.40.0, plain and
-// stripped; and the newest position-independent (the probe's addresses set once it runs).
+// the otelapi probe bridges, the newest (otelapiservice's go.mod) and the oldest,
+// v1.33.0 (the first with newSpan), plain and stripped; and the newest
+// position-independent (the probe's addresses set once it runs).
 var OtelAPIBuilds = []ModuleBuild{
-	{Version: "v1.40.0", Toolchain: "go1.26.8"},
-	{Version: "v1.40.0", Toolchain: "go1.26.8", Stripped: true},
+	{Version: "v1.33.0", Toolchain: "go1.26.8"},
+	{Version: "v1.33.0", Toolchain: "go1.26.8", Stripped: true},
 	{Version: OtelAPIDefault, Toolchain: "go1.26.8"},
 	{Version: OtelAPIDefault, Toolchain: "go1.26.8", Stripped: true},
 	{Version: OtelAPIDefault, Toolchain: "go1.26.8", PIE: true},

@@ -22,7 +22,7 @@
  *   the span's methods, reached through the trace.Span interface: the compiler's
  *                    pointer-receiver wrappers (*nonRecordingSpan).M, whose first
  *                    argument is the interface's data word: SetAttributes, SetStatus,
- *                    SetName, RecordError, AddEvent - one record each - and End, which
+ *                    SetName, RecordError, AddEvent, AddLink - one record each - and End, which
  *                    unregisters the context and outputs END. Any goroutine.
  *
  * Userspace assembles the span from its records (probes/otelapi), by key. Nothing is
@@ -95,6 +95,7 @@ volatile __u64 otelapi_enabled = 0;
 #define EVENT_ERROR 6  /* error_type; text: the message, for the error types read */
 #define EVENT_EVENT 7  /* text: the event's name; attrs: its attributes */
 #define EVENT_END 8
+#define EVENT_LINK 9   /* links[0]: the link's span context; attrs: its attributes */
 
 /* What an address in option_addrs is. */
 #define OPT_ATTRIBUTES 1 /* an attributeOption's type */
@@ -114,18 +115,30 @@ volatile __u64 otelapi_enabled = 0;
 #define OPTIONS_MAX 8
 #define LINKS_MAX 4 /* links read of a span's start (their attributes are not) */
 
-/* attribute.Type values read; slices are sent with their type only. */
+/* attribute.Type values read (their numbers in every release); SLICE and MAP (of
+ * Values, from v1.41.0) are sent with their type only. */
 #define TYPE_BOOL 1
 #define TYPE_INT64 2
 #define TYPE_FLOAT64 3
 #define TYPE_STRING 4
+#define TYPE_BOOLSLICE 5
+#define TYPE_INT64SLICE 6
+#define TYPE_FLOAT64SLICE 7
+#define TYPE_STRINGSLICE 8
+#define TYPE_BYTESLICE 9 /* in stringly, as a string */
+
+/* A string slice's elements: the first STRINGS_MAX, each in a STRING_SLOT-byte slot of
+ * value, cut there, its length in numeric's bytes. */
+#define STRINGS_MAX 4
+#define STRING_SLOT (VALUE_MAX / STRINGS_MAX)
 
 struct api_attr {
 	__u8 type;      /* attribute.Type */
 	__u8 key_len;   /* copied; 0: the key was longer than KEY_MAX, the attribute dropped */
-	__u16 value_len; /* a string's bytes copied */
-	__u32 value_full; /* a string's length */
-	__u64 numeric;
+	__u16 value_len; /* a string's bytes copied; a slice's: bytes of value used, or
+	                  * a string slice's elements */
+	__u32 value_full; /* a string's length; a slice's elements */
+	__u64 numeric;  /* a string slice's: each element's bytes copied, one a byte */
 	__u8 key[KEY_MAX];
 	__u8 value[VALUE_MAX];
 };
@@ -251,6 +264,41 @@ static __always_inline void send(struct api_event *ev)
 	submit(ev, __builtin_offsetof(struct api_event, attrs) + n * sizeof(struct api_attr));
 }
 
+/* read_slice reads the slice of a slice attribute: an interface holding an array
+ * [N]T, its length its type's size (abi.Type.Size_, first) over T's. A global
+ * function: verified once, not once per attribute read_attrs' loop reads. */
+__noinline int read_slice(struct api_attr *a, __u64 v, __u32 vtype)
+{
+	struct go_iface arr = {};
+	if (!a || read_user(&arr, sizeof(arr), v + off_attribute_Value_slice) != 0 || !arr.tab || !arr.data)
+		return 0;
+	__u64 size = read_ptr(arr.tab);
+	__u64 elem = vtype == TYPE_BOOLSLICE ? 1 : vtype == TYPE_STRINGSLICE ? 16 : 8;
+	__u64 n = size / elem;
+	a->value_full = n > 0xffffffff ? 0xffffffff : n;
+	if (vtype != TYPE_STRINGSLICE) {
+		__u64 bytes = size < VALUE_MAX ? size : VALUE_MAX;
+		if (elem == 8)
+			bytes &= ~7ULL; /* whole elements */
+		asm volatile("" : "+r"(bytes));
+		if (bytes == 0 || bytes > VALUE_MAX)
+			return 0;
+		if (bpf_probe_read_user(a->value, bytes, (void *)arr.data) == 0)
+			a->value_len = bytes;
+		return 0;
+	}
+	for (int i = 0; i < STRINGS_MAX; i++) {
+		if (i >= n)
+			break;
+		struct go_string s = {};
+		if (read_user(&s, sizeof(s), arr.data + i * 16) != 0)
+			break;
+		((__u8 *)&a->numeric)[i] = copy_go_string(a->value + i * STRING_SLOT, STRING_SLOT, &s);
+		a->value_len = i + 1;
+	}
+	return 0;
+}
+
 /* read_attr reads the attribute.KeyValue at kv into a. */
 static __always_inline int read_attr(struct api_attr *a, __u64 kv)
 {
@@ -264,12 +312,15 @@ static __always_inline int read_attr(struct api_attr *a, __u64 kv)
 	a->value_len = 0;
 	a->value_full = 0;
 	a->numeric = read_ptr(v + off_attribute_Value_numeric);
-	if (vtype == TYPE_STRING) {
+	if (vtype == TYPE_STRING || vtype == TYPE_BYTESLICE) {
 		struct go_string s = {};
 		if (read_user(&s, sizeof(s), v + off_attribute_Value_stringly) == 0 && s.len > 0) {
 			a->value_full = s.len;
 			a->value_len = copy_go_string(a->value, VALUE_MAX, &s);
 		}
+	} else if (vtype >= TYPE_BOOLSLICE && vtype <= TYPE_STRINGSLICE) {
+		a->numeric = 0;
+		read_slice(a, v, vtype);
 	}
 	return a->key_len > 0;
 }
@@ -374,6 +425,21 @@ static __always_inline void tracer_record(__u64 g, __u64 t)
 	send(ev);
 }
 
+/* read_link reads the trace.SpanContext at sc into l. */
+static __always_inline int read_link(struct api_link *l, __u64 sc)
+{
+	if (read_user(l->trace_id, TRACE_ID_SIZE, sc + sc_traceid_off) != 0 ||
+	    read_user(l->span_id, SPAN_ID_SIZE, sc + sc_spanid_off) != 0)
+		return 0;
+	l->flags = 0;
+	l->remote = 0;
+	if (sc_flags_off != OFFSET_NONE)
+		read_user(&l->flags, 1, sc + sc_flags_off);
+	if (sc_remote_off != OFFSET_NONE)
+		read_user(&l->remote, 1, sc + sc_remote_off);
+	return 1;
+}
+
 /* read_links reads the first LINKS_MAX links of a []trace.Link (ptr, n): their span
  * contexts. A global function: verified once. */
 __noinline int read_links(struct api_event *ev, __u64 ptr, __s64 n)
@@ -389,18 +455,8 @@ __noinline int read_links(struct api_event *ev, __u64 ptr, __s64 n)
 		__u32 at = ev->links_read;
 		if (at >= LINKS_MAX)
 			break;
-		struct api_link *l = &ev->links[at];
-		__u64 sc = ptr + i * size + link_sc_off;
-		if (read_user(l->trace_id, TRACE_ID_SIZE, sc + sc_traceid_off) != 0 ||
-		    read_user(l->span_id, SPAN_ID_SIZE, sc + sc_spanid_off) != 0)
-			continue;
-		l->flags = 0;
-		l->remote = 0;
-		if (sc_flags_off != OFFSET_NONE)
-			read_user(&l->flags, 1, sc + sc_flags_off);
-		if (sc_remote_off != OFFSET_NONE)
-			read_user(&l->remote, 1, sc + sc_remote_off);
-		ev->links_read = at + 1;
+		if (read_link(&ev->links[at], ptr + i * size + link_sc_off))
+			ev->links_read = at + 1;
 	}
 	return 0;
 }
@@ -639,6 +695,29 @@ int add_event(struct go_regs *ctx)
 		return 0;
 	set_text(ev, go_arg(ctx, 2), go_arg(ctx, 3));
 	start_options(ev, go_arg(ctx, 4), go_arg(ctx, 5));
+	send(ev);
+	return 0;
+}
+
+/* (*nonRecordingSpan).AddLink(s, link trace.Link): the Link, holding arrays (its IDs),
+ * is passed on the stack; its span context and attributes. */
+SEC("uprobe/nonRecordingSpan_AddLink")
+int add_link(struct go_regs *ctx)
+{
+	__u64 key = span_key(go_arg(ctx, 1));
+	if (!key || link_sc_off == OFFSET_NONE || link_attrs_off == OFFSET_NONE || sc_traceid_off == OFFSET_NONE ||
+	    sc_spanid_off == OFFSET_NONE)
+		return 0;
+	struct api_event *ev = begin_record(go_goroutine(ctx), EVENT_LINK, key);
+	if (!ev)
+		return 0;
+	__u64 link = go_stack_args(ctx);
+	ev->links_total = 1;
+	if (read_link(&ev->links[0], link + link_sc_off))
+		ev->links_read = 1;
+	struct go_slice attrs = {};
+	if (read_user(&attrs, sizeof(attrs), link + link_attrs_off) == 0)
+		read_attrs(ev, attrs.ptr, attrs.len);
 	send(ev);
 	return 0;
 }

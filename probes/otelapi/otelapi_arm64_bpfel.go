@@ -113,6 +113,7 @@ const (
 	otelapiMapStarting                  = "starting"
 	otelapiMapTracersSeen               = "tracers_seen"
 	otelapiProgAddEvent                 = "add_event"
+	otelapiProgAddLink                  = "add_link"
 	otelapiProgNewSpanEntry             = "new_span_entry"
 	otelapiProgNewSpanReturn            = "new_span_return"
 	otelapiProgRecordError              = "record_error"
@@ -198,6 +199,7 @@ type otelapiSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type otelapiProgramSpecs struct {
 	AddEvent      *ebpf.ProgramSpec `ebpf:"add_event"`
+	AddLink       *ebpf.ProgramSpec `ebpf:"add_link"`
 	NewSpanEntry  *ebpf.ProgramSpec `ebpf:"new_span_entry"`
 	NewSpanReturn *ebpf.ProgramSpec `ebpf:"new_span_return"`
 	RecordError   *ebpf.ProgramSpec `ebpf:"record_error"`
@@ -356,6 +358,7 @@ type otelapiVariables struct {
 // It can be passed to loadOtelapiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type otelapiPrograms struct {
 	AddEvent      *ebpf.Program `ebpf:"add_event"`
+	AddLink       *ebpf.Program `ebpf:"add_link"`
 	NewSpanEntry  *ebpf.Program `ebpf:"new_span_entry"`
 	NewSpanReturn *ebpf.Program `ebpf:"new_span_return"`
 	RecordError   *ebpf.Program `ebpf:"record_error"`
@@ -368,6 +371,7 @@ type otelapiPrograms struct {
 func (p *otelapiPrograms) Close() error {
 	return _OtelapiClose(
 		p.AddEvent,
+		p.AddLink,
 		p.NewSpanEntry,
 		p.NewSpanReturn,
 		p.RecordError,

@@ -44,9 +44,11 @@ func Library() kit.Library {
 		return kit.CheckFindings(&lib,
 			"OpenTelemetry API: spans of apps that set no SDK (go.opentelemetry.io/otel "+MinVersion+" on) are exported; "+
 				"an app that sets its own SDK exports them itself, and older releases have nothing to probe",
-			"OpenTelemetry API: read of each call: its first 16 attributes (keys up to 64 bytes, strings cut at 128; "+
-				"slices not read), names and messages cut at 128 bytes, the first 4 links of WithLinks (not their "+
-				"attributes); AddLink, and an exception's message other than errors.New's and fmt.Errorf's, are not read")
+			"OpenTelemetry API: read of each call: its first 16 attributes (keys up to 64 bytes, strings cut at 128, "+
+				"slices' first 128 bytes - 16 numbers, 128 bools - and first 4 strings cut at 32; the Value slices and maps "+
+				"of otel v1.41.0 on not read), names and messages cut at 128 bytes, the first 4 links of WithLinks (not their "+
+				"attributes), AddLink's link and attributes; what is not read is counted as dropped. An exception's message "+
+				"other than errors.New's and fmt.Errorf's is not read")
 	}
 	return lib
 }
@@ -107,6 +109,7 @@ func load(ctx context.Context, lib *kit.Library, t kit.Target, reps kit.Reports,
 			{Spec: Spec.Name, Symbol: symSetName, Entry: "set_name"},
 			{Spec: Spec.Name, Symbol: symRecordError, Entry: "record_error"},
 			{Spec: Spec.Name, Symbol: symAddEvent, Entry: "add_event"},
+			{Spec: Spec.Name, Symbol: symAddLink, Entry: "add_link"},
 		},
 		Enable: map[string]string{Spec.Name: "otelapi_enabled"},
 		Decode: p.decode,

@@ -1,7 +1,9 @@
 package otelapi
 
 import (
+	"encoding/binary"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,24 +30,40 @@ const (
 	eventError      = 6
 	eventEvent      = 7
 	eventEnd        = 8
+	eventLink       = 9
 )
 
 // attribute.Type values the C program reads (their numbers in every release).
 const (
-	typeBool    = 1
-	typeInt64   = 2
-	typeFloat64 = 3
-	typeString  = 4
+	typeBool         = 1
+	typeInt64        = 2
+	typeFloat64      = 3
+	typeString       = 4
+	typeBoolSlice    = 5
+	typeInt64Slice   = 6
+	typeFloat64Slice = 7
+	typeStringSlice  = 8
+	typeByteSlice    = 9
+)
+
+// stringsMax and stringSlot are the C program's STRINGS_MAX and STRING_SLOT: a string
+// slice's elements read, each in its slot of the value.
+const (
+	stringsMax = 4
+	stringSlot = 128 / stringsMax
 )
 
 // Bounds of the spans assembled in userspace: spans started and not yet ended (a span
 // never ended leaves, the oldest first, counted: as the C program's map, 16384), and
-// the attributes one keeps - the exporter applies the configured limit
-// (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, 128 by default) to these, as the SDK does.
+// the attributes, events and links one keeps (the latest events and links, the others
+// counted as dropped) - the exporter applies the configured limits to these, as the
+// SDK does (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_EVENT_COUNT_LIMIT,
+// OTEL_SPAN_LINK_COUNT_LIMIT, 128 each by default).
 const (
 	maxPending    = 16384
 	maxAttributes = 1024
-	maxEvents     = 128 // the SDK's default (OTEL_SPAN_EVENT_COUNT_LIMIT is not read)
+	maxEvents     = 1024
+	maxLinks      = 1024
 )
 
 // assembly holds the spans being assembled from their records, by key (the span's
@@ -109,7 +127,9 @@ func (a *assembly) apply(ev *otelapiApiEvent, out *telemetry.Span, typeName func
 	}
 	switch ev.Kind {
 	case eventAttributes:
-		s.Attributes = setAttributes(s.Attributes, ev)
+		var dropped int
+		s.Attributes, dropped = setAttributes(s.Attributes, ev)
+		s.DroppedAttributes += dropped
 	case eventStatus:
 		setStatus(s, codes.Code(ev.Code), text(ev))
 	case eventName:
@@ -127,7 +147,14 @@ func (a *assembly) apply(ev *otelapiApiEvent, out *telemetry.Span, typeName func
 		}
 		addEvent(s, telemetry.Event{Name: semconv.ExceptionEventName, Time: ev.TimeNs, Attributes: attrs})
 	case eventEvent:
-		addEvent(s, telemetry.Event{Name: text(ev), Time: eventTime(ev), Attributes: setAttributes(nil, ev)})
+		e := telemetry.Event{Name: text(ev), Time: eventTime(ev)}
+		e.Attributes, e.DroppedAttributes = setAttributes(nil, ev)
+		addEvent(s, e)
+	case eventLink:
+		for _, l := range links(ev) {
+			l.Attributes, l.DroppedAttributes = setAttributes(nil, ev)
+			addLink(s, l)
+		}
 	case eventEnd:
 		if sc := a.scopes[a.tracerOf[ev.Key]]; sc != nil {
 			s.Scope = sc
@@ -171,8 +198,9 @@ func (a *assembly) start(ev *otelapiApiEvent) {
 		// API span around a call, measure a request a probe's span already does.
 		NoMetrics: true,
 	}
-	s.Attributes = setAttributes(nil, ev)
+	s.Attributes, s.DroppedAttributes = setAttributes(nil, ev)
 	s.Links = links(ev)
+	s.DroppedLinks = int(ev.LinksTotal) - int(ev.LinksRead)
 	a.pending[ev.Key] = s
 	a.tracerOf[ev.Key] = ev.Tracer
 	if ev.Ctx != 0 {
@@ -271,12 +299,23 @@ func links(ev *otelapiApiEvent) []telemetry.Link {
 	return out
 }
 
-// addEvent adds ev to s, up to the SDK's default limit: the later ones are dropped, as
-// the SDK drops them.
+// addEvent adds ev to s; past maxEvents, the oldest is dropped, and counted, as the
+// SDK's evicted queue drops it.
 func addEvent(s *telemetry.Span, ev telemetry.Event) {
-	if len(s.Events) < maxEvents {
-		s.Events = append(s.Events, ev)
+	if len(s.Events) >= maxEvents {
+		s.Events = slices.Delete(s.Events, 0, 1)
+		s.DroppedEvents++
 	}
+	s.Events = append(s.Events, ev)
+}
+
+// addLink adds l to s, as addEvent an event.
+func addLink(s *telemetry.Span, l telemetry.Link) {
+	if len(s.Links) >= maxLinks {
+		s.Links = slices.Delete(s.Links, 0, 1)
+		s.DroppedLinks++
+	}
+	s.Links = append(s.Links, l)
 }
 
 // eventTime is when the record says its call happened: the time a WithTimestamp
@@ -349,11 +388,7 @@ func setStatus(s *telemetry.Span, code codes.Code, description string) {
 // text is the record's text, if valid UTF-8 (a string cut in a character is cut
 // before it).
 func text(ev *otelapiApiEvent) string {
-	b := ev.Text[:min(int(ev.TextLen), len(ev.Text))]
-	for len(b) > 0 && !utf8.Valid(b) {
-		b = b[:len(b)-1]
-	}
-	return string(b)
+	return validPrefix(ev.Text[:min(int(ev.TextLen), len(ev.Text))])
 }
 
 // tracerScope is the scope of a TRACER record's tracer: its name, version and schema
@@ -368,19 +403,25 @@ func tracerScope(ev *otelapiApiEvent) *telemetry.Scope {
 
 // setAttributes sets the record's attributes on attrs, as the SDK's SetAttributes
 // does: a key set again takes the new value, in its first place; an invalid one is
-// dropped.
-func setAttributes(attrs []attribute.KeyValue, ev *otelapiApiEvent) []attribute.KeyValue {
+// dropped. It returns how many were dropped: those, a type not read, those past the C
+// program's bounds or maxAttributes.
+func setAttributes(attrs []attribute.KeyValue, ev *otelapiApiEvent) ([]attribute.KeyValue, int) {
 	n := min(int(ev.AttrsRead), len(ev.Attrs))
+	dropped := max(0, int(ev.AttrsTotal)-n)
 	kvs := make([]attribute.KeyValue, 0, n)
 	for i := range n {
 		if kv, ok := keyValue(&ev.Attrs[i]); ok {
 			kvs = append(kvs, kv)
+		} else {
+			dropped++
 		}
 	}
-	return setKeyValues(attrs, kvs...)
+	attrs, over := setKeyValues(attrs, kvs...)
+	return attrs, dropped + over
 }
 
-func setKeyValues(attrs []attribute.KeyValue, kvs ...attribute.KeyValue) []attribute.KeyValue {
+func setKeyValues(attrs []attribute.KeyValue, kvs ...attribute.KeyValue) ([]attribute.KeyValue, int) {
+	over := 0
 next:
 	for _, kv := range kvs {
 		for i := range attrs {
@@ -391,19 +432,22 @@ next:
 		}
 		if len(attrs) < maxAttributes {
 			attrs = append(attrs, kv)
+		} else {
+			over++
 		}
 	}
-	return attrs
+	return attrs, over
 }
 
-// keyValue is an attribute of a record: BOOL, INT64, FLOAT64 and STRING values (a
-// string cut at the C program's bound); slices are not read.
+// keyValue is an attribute of a record: every type but SLICE and MAP (slices of
+// Values), strings and slices cut at the C program's bounds.
 func keyValue(a *otelapiApiAttr) (attribute.KeyValue, bool) {
 	key := a.Key[:min(int(a.KeyLen), len(a.Key))]
 	if len(key) == 0 || !utf8.Valid(key) {
 		return attribute.KeyValue{}, false
 	}
 	k := attribute.Key(string(key))
+	v := a.Value[:min(int(a.ValueLen), len(a.Value))]
 	switch a.Type {
 	case typeBool:
 		return k.Bool(a.Numeric != 0), true
@@ -412,11 +456,44 @@ func keyValue(a *otelapiApiAttr) (attribute.KeyValue, bool) {
 	case typeFloat64:
 		return k.Float64(math.Float64frombits(a.Numeric)), true
 	case typeString:
-		v := a.Value[:min(int(a.ValueLen), len(a.Value))]
-		for len(v) > 0 && !utf8.Valid(v) {
-			v = v[:len(v)-1]
+		return k.String(validPrefix(v)), true
+	case typeByteSlice:
+		return attribute.KeyValue{Key: k, Value: attribute.ByteSliceValue(slices.Clone(v))}, true
+	case typeBoolSlice:
+		bools := make([]bool, len(v))
+		for i, b := range v {
+			bools[i] = b != 0
 		}
-		return k.String(string(v)), true
+		return k.BoolSlice(bools), true
+	case typeInt64Slice:
+		ints := make([]int64, len(v)/8)
+		for i := range ints {
+			ints[i] = int64(binary.LittleEndian.Uint64(v[8*i:]))
+		}
+		return k.Int64Slice(ints), true
+	case typeFloat64Slice:
+		floats := make([]float64, len(v)/8)
+		for i := range floats {
+			floats[i] = math.Float64frombits(binary.LittleEndian.Uint64(v[8*i:]))
+		}
+		return k.Float64Slice(floats), true
+	case typeStringSlice:
+		// ValueLen elements, each in its slot, its length a byte of Numeric.
+		strs := make([]string, min(int(a.ValueLen), stringsMax))
+		for i := range strs {
+			n := min(int(a.Numeric>>(8*i)&0xff), stringSlot)
+			strs[i] = validPrefix(a.Value[i*stringSlot : i*stringSlot+n])
+		}
+		return k.StringSlice(strs), true
 	}
 	return attribute.KeyValue{}, false
+}
+
+// validPrefix is b up to where it stops being valid UTF-8: a string the C program cut
+// in a character is cut before it.
+func validPrefix(b []byte) string {
+	for len(b) > 0 && !utf8.Valid(b) {
+		b = b[:len(b)-1]
+	}
+	return string(b)
 }

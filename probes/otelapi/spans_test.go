@@ -1,6 +1,7 @@
 package otelapi
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"testing"
@@ -22,13 +23,15 @@ func record(kind uint32, key uint64, text string) *otelapiApiEvent {
 	return ev
 }
 
-func attr(ev *otelapiApiEvent, typ uint8, key string, numeric uint64, value string) {
+func attr(ev *otelapiApiEvent, typ uint8, key string, numeric uint64, value string) *otelapiApiAttr {
 	a := &ev.Attrs[ev.AttrsRead]
 	a.Type = typ
 	a.KeyLen = uint8(copy(a.Key[:], key))
 	a.Numeric = numeric
 	a.ValueLen = uint16(copy(a.Value[:], value))
 	ev.AttrsRead++
+	ev.AttrsTotal++
+	return a
 }
 
 // A span assembled from its records, as the C program sends them: its tracer's scope,
@@ -55,7 +58,19 @@ func TestAssembly(t *testing.T) {
 	attr(st, typeInt64, "order.items", uint64(3), "")
 	attr(st, typeFloat64, "order.total", math.Float64bits(9.5), "")
 	attr(st, typeBool, "order.paid", 1, "")
-	attr(st, 8, "order.tags", 0, "") // a STRINGSLICE: not read
+	// Slices as the C program sends them: the array's bytes, or a string slice's
+	// elements in their slots, their lengths in numeric's bytes.
+	attr(st, typeInt64Slice, "order.sizes", 0, "\x01\x00\x00\x00\x00\x00\x00\x00\xfe\xff\xff\xff\xff\xff\xff\xff")
+	attr(st, typeFloat64Slice, "order.weights", 0, string(binary.LittleEndian.AppendUint64(nil, math.Float64bits(0.25))))
+	attr(st, typeBoolSlice, "order.flags", 0, "\x01\x00")
+	tags := attr(st, typeStringSlice, "order.tags", 2|5<<8|3<<16, "")
+	copy(tags.Value[:], "gift")
+	copy(tags.Value[stringSlot:], "rush\xe6")
+	copy(tags.Value[2*stringSlot:], "日本") // cut in a character at 3 bytes
+	tags.ValueLen = 3
+	attr(st, typeByteSlice, "order.blob", 0, "\x00\xff")
+	attr(st, 10, "order.mixed", 0, "") // a SLICE of Values: not read
+	st.AttrsTotal = uint32(st.AttrsRead) + 2 // two beyond the C program's bound
 	if apply(st) {
 		t.Fatal("a span ended at its start")
 	}
@@ -76,7 +91,13 @@ func TestAssembly(t *testing.T) {
 	event := record(eventEvent, 0x1000, "validated")
 	event.TimeNs = 200
 	attr(event, typeBool, "valid", 1, "")
+	event.AttrsTotal = 20
 	apply(event)
+	link := record(eventLink, 0x1000, "")
+	link.Links[0] = otelapiApiLink{TraceId: [16]uint8{9}, SpanId: [8]uint8{8}, Flags: 1, Remote: 1}
+	link.LinksRead, link.LinksTotal = 1, 1
+	attr(link, typeString, "link.kind", 0, "follows")
+	apply(link)
 	apply(record(eventAttributes, 0x2000, "")) // no such span: dropped
 	end := record(eventEnd, 0x1000, "")
 	end.TimeNs = 250
@@ -94,15 +115,26 @@ func TestAssembly(t *testing.T) {
 		t.Errorf("IDs %v %v, parent %v", out.TraceID, out.SpanID, out.Parent)
 	}
 	want := []attribute.KeyValue{attribute.String("order.id", "42"), attribute.Int64("order.items", 4),
-		attribute.Float64("order.total", 9.5), attribute.Bool("order.paid", true), attribute.String("customer", "ada")}
+		attribute.Float64("order.total", 9.5), attribute.Bool("order.paid", true),
+		attribute.Int64Slice("order.sizes", []int64{1, -2}), attribute.Float64Slice("order.weights", []float64{0.25}),
+		attribute.BoolSlice("order.flags", []bool{true, false}), attribute.StringSlice("order.tags", []string{"gi", "rush", "日"}),
+		{Key: "order.blob", Value: attribute.ByteSliceValue([]byte{0, 0xff})}, attribute.String("customer", "ada")}
 	if fmt.Sprint(out.Attributes) != fmt.Sprint(want) {
 		t.Errorf("attributes\n%v\nwant\n%v", out.Attributes, want)
+	}
+	if out.DroppedAttributes != 3 { // order.mixed, and two never read
+		t.Errorf("%d attributes dropped, want 3", out.DroppedAttributes)
+	}
+	wantLink := telemetry.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: [16]byte{9}, SpanID: [8]byte{8},
+		TraceFlags: trace.FlagsSampled, Remote: true}), Attributes: []attribute.KeyValue{attribute.String("link.kind", "follows")}}
+	if fmt.Sprint(out.Links) != fmt.Sprint([]telemetry.Link{wantLink}) {
+		t.Errorf("links %+v, want AddLink's %+v", out.Links, wantLink)
 	}
 	// RecordError: an "exception" event, as the SDK's.
 	events := []telemetry.Event{
 		{Name: "exception", Attributes: []attribute.KeyValue{attribute.String("exception.type", "*errors.errorString"),
 			attribute.String("exception.message", "stock low")}},
-		{Name: "validated", Time: 200, Attributes: []attribute.KeyValue{attribute.Bool("valid", true)}},
+		{Name: "validated", Time: 200, Attributes: []attribute.KeyValue{attribute.Bool("valid", true)}, DroppedAttributes: 19},
 	}
 	if fmt.Sprint(out.Events) != fmt.Sprint(events) {
 		t.Errorf("events\n%v\nwant\n%v", out.Events, events)

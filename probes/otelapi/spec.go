@@ -32,6 +32,7 @@ const (
 	symSetName       = "go.opentelemetry.io/otel/internal/global.(*nonRecordingSpan).SetName"
 	symRecordError   = "go.opentelemetry.io/otel/internal/global.(*nonRecordingSpan).RecordError"
 	symAddEvent      = "go.opentelemetry.io/otel/internal/global.(*nonRecordingSpan).AddEvent"
+	symAddLink       = "go.opentelemetry.io/otel/internal/global.(*nonRecordingSpan).AddLink"
 	specName         = "otelapi"
 )
 
@@ -115,6 +116,7 @@ func main() {
 	span.RecordError(errors.New("e"))
 	span.RecordError(fmt.Errorf("w: %w", errors.New("e")))
 	span.AddEvent("e")
+	span.AddLink(trace.Link{SpanContext: span.SpanContext(), Attributes: []attribute.KeyValue{attribute.StringSlice("l", []string{"v"})}})
 	span.End()
 }
 `
@@ -133,6 +135,7 @@ var Spec = offsets.Spec{
 		{Symbols: []string{symSetName}, Optional: true},
 		{Symbols: []string{symRecordError}, Optional: true},
 		{Symbols: []string{symAddEvent}, Optional: true},
+		{Symbols: []string{symAddLink}, Optional: true},
 	},
 	Fields: []offsets.FieldSpec{
 		{FieldRef: tracerName, Optional: true}, {FieldRef: tracerOpts, Optional: true},

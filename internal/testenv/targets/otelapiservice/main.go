@@ -3,7 +3,8 @@
 // spans under the request's context - one around an outgoing HTTP call (to this
 // service's GET /price), one around a SQL query, one with an error status, an event
 // and attributes of every type, one ended in another goroutine, one with its times
-// given, one a new root, one linked, one never ended; GET /wrapped is a handler in otelhttp's
+// given, one a new root, one linked (at its start and after, with more events than
+// the test's limit), one never ended; GET /wrapped is a handler in otelhttp's
 // middleware; GET /spans?n=N starts and ends N spans (the bench).
 package main
 
@@ -54,7 +55,9 @@ func main() {
 			trace.WithAttributes(attribute.String("order.id", "42"), attribute.Int64("order.items", 3),
 				attribute.Float64("order.total", 9.5), attribute.Bool("order.paid", true)))
 		defer order.End()
-		order.SetAttributes(attribute.String("customer", "ada"), attribute.Int("retries", 2))
+		order.SetAttributes(attribute.String("customer", "ada"), attribute.Int("retries", 2),
+			attribute.StringSlice("order.tags", []string{"gift", "rush"}), attribute.Int64Slice("order.sizes", []int64{1, -2}),
+			attribute.Float64Slice("order.weights", []float64{0.25, 1.5}), attribute.BoolSlice("order.flags", []bool{true, false}))
 
 		// An outgoing call under an API span: the client span is its child.
 		fctx, fetch := tracer.Start(ctx, "fetch-price", trace.WithSpanKind(trace.SpanKindClient))
@@ -100,6 +103,13 @@ func main() {
 		other := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0x0a, 0x0b}, SpanID: trace.SpanID{0x0c, 0x0d},
 			TraceFlags: trace.FlagsSampled, Remote: true})
 		_, linked := tracer.Start(ctx, "linked", trace.WithLinks(trace.Link{SpanContext: other}))
+		// And one added later, with attributes; and more events than the test's limit.
+		next := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0x0e}, SpanID: trace.SpanID{0x0f}})
+		linked.AddLink(trace.Link{SpanContext: next, Attributes: []attribute.KeyValue{attribute.String("link.kind", "follows"),
+			attribute.Int("link.n", 2)}})
+		for i := range 3 {
+			linked.AddEvent(fmt.Sprint("step ", i))
+		}
 		linked.End()
 
 		// Never ended.
