@@ -69,7 +69,7 @@ func TestAssembly(t *testing.T) {
 	copy(tags.Value[2*stringSlot:], "日本") // cut in a character at 3 bytes
 	tags.ValueLen = 3
 	attr(st, typeByteSlice, "order.blob", 0, "\x00\xff")
-	attr(st, 10, "order.mixed", 0, "") // a SLICE of Values: not read
+	attr(st, 10, "order.mixed", 0, "")       // a SLICE of Values: not read
 	st.AttrsTotal = uint32(st.AttrsRead) + 2 // two beyond the C program's bound
 	if apply(st) {
 		t.Fatal("a span ended at its start")
