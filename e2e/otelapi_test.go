@@ -202,3 +202,37 @@ func otelAPISpans(t *testing.T, tg testenv.Target) {
 		t.Errorf("the launcher said:\n%s", said)
 	}
 }
+
+// An otel release older than the first with newSpan (v1.32.0): nothing bridged, said
+// once at start, in one line; the probes' spans as ever, the calls the app makes under
+// its API spans children of the request's server span.
+func TestOtelAPITooOld(t *testing.T) {
+	testenv.RequireRoot(t)
+	tg := testenv.BuildOtelAPI(t, testenv.ModuleBuild{Version: "v1.32.0", Toolchain: "go1.26.8"})[0]
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_SERVICE_NAME=otelapiservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
+		"OTEL_METRICS_EXPORTER=none")
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path, "-addr", addr)
+	firstRequest(t, addr, "/order?id=1")
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+
+	// CREATE TABLE; GET /order, its HTTP call and the called /price, its query.
+	spans := exactSpans(t, recv, 5, 30*time.Second, r.stderr)
+	byName := map[string]testenv.Span{}
+	for _, s := range spans {
+		byName[s.Name] = s
+	}
+	server := byName["GET /order"]
+	for child, parent := range map[string]string{"GET": "GET /order", "GET /price": "GET", "SELECT items": "GET /order"} {
+		if byName[child].ParentSpanID != byName[parent].SpanID || byName[child].TraceID != server.TraceID {
+			t.Errorf("%s: parent %s, want %s's %s (spans %+v)", child, byName[child].ParentSpanID, parent, byName[parent].SpanID, spans)
+		}
+	}
+	want := "launch: warning: probe not attached: otelapi: go.opentelemetry.io/otel v1.32.0 is older than the oldest supported, v1.33.0"
+	if said := launcherLines(r); said != want {
+		t.Errorf("the launcher said:\n%s\nwant:\n%s", said, want)
+	}
+}

@@ -383,6 +383,7 @@ func (p *ProbeReport) disable(format string, args ...any) {
 func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) ProbeReport {
 	p := ProbeReport{Name: s.Name, Enabled: true, Uprobes: []Uprobe{}, Fields: []Field{}}
 	ver := s.version(b)
+	tooOld := false
 	switch {
 	case ver == "":
 		// Its functions are not there either: saying so for each would bury this.
@@ -391,6 +392,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		return p
 	case s.MinVersion != "" && compareVersions(ver, s.MinVersion) < 0:
 		p.disable("%s %s is older than the oldest supported, %s", s.Module, ver, s.MinVersion)
+		tooOld = true // what it lacks follows from that: not said too
 	}
 	if s.LeftTo != nil {
 		if why := s.LeftTo(b); why != "" {
@@ -423,7 +425,7 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 		switch {
 		case funcErr != nil:
 			p.disable("cannot read functions: %v", funcErr)
-		case !ok && f.Optional:
+		case !ok && f.Optional, !ok && tooOld:
 		case !ok && excluded != "":
 			p.disable("%s is probed only in a program without %s, which this one has", strings.Join(f.Symbols, " or "), excluded)
 			p.absences++
