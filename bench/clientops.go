@@ -40,7 +40,7 @@ type clientOps struct {
 	argv func(addr string, r, i int) []string
 }
 
-// sqlBench: what issue 16 asks of the database/sql probe. The dbservice target (Go
+// sqlBench: what the database/sql probe costs a query. The dbservice target (Go
 // 1.26, SQLite through modernc.org/sqlite, a file database, one connection) answers
 // GET /query with one QueryRowContext and GET /queries with ten.
 func sqlBench(env *benchEnv) error {
@@ -69,7 +69,7 @@ func sqlBench(env *benchEnv) error {
 
 // sqlPostgresBench: database/sql where the probe reads more than SQLite's connection
 // type: pgx's database/sql adapter to a private PostgreSQL on the loopback, each
-// query's entry reading its server's address and (since issue 29) its database's name.
+// query's entry reading its server's address and (since the namespace and error-code work) its database's name.
 // With -baseline, another launcher in the same rounds: what those reads cost in BPF
 // time, at the same hits.
 func sqlPostgresBench(env *benchEnv) error {
@@ -198,7 +198,7 @@ func startPostgres() (dsn string, stop func(), err error) {
 	}
 }
 
-// redisBench: what issue 16 asks of the go-redis probe. The cacheservice target (Go
+// redisBench: what the go-redis probe costs a command. The cacheservice target (Go
 // 1.26, go-redis v9.23.0) answers GET /command with one GET and GET /commands with
 // ten, against a private Redis server on the loopback.
 func redisBench(env *benchEnv) error {

@@ -11,7 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// contextsBench: what finding a client span's parent costs (issue 29). Service A (the
+// contextsBench: what finding a client span's parent costs (the bpf_loop context walk). Service A (the
 // test server, Go 1.26, under the launcher) calls B (the same, untraced) for each
 // request: with the request's context (/proxy), from a goroutine with a context N
 // layers above it (/deep?layers=N&go=1; the default mix of kinds, wrappers included;

@@ -8,7 +8,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
-// exporter: which trace exporter (issue 30). The launcher's own encoder and senders
+// exporter: which trace exporter, the SDK's or ours. The launcher's own encoder and senders
 // against the SDK's otlptracegrpc and otlptracehttp exporters fed read-only span
 // snapshots (a launcher built with -tags sdkexporter: telemetry/sdkexport.go), in the
 // same interleaved rounds of the tracing workload, to the same receiver, over each

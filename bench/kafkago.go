@@ -4,7 +4,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
-// kafkaGoBench: what issue 32 asks of the kafka-go probe, at most 2 uprobe hits per
+// kafkaGoBench: what the kafka-go probe costs, its target at most 2 uprobe hits per
 // produce call. The kafkaservice target (Go 1.26, kafka-go v0.4.51, its consuming
 // workers off) answers GET /produce with one WriteMessages call of one message and GET
 // /produce-each?n=10 with ten, against the tests' broker (kfake) on the loopback. A

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// profileBench: where the launcher's CPU per span goes (issue 18 asks to profile
-// first). The test HTTP server (Go 1.26) under the launcher with --cpu-profile, 16
+// profileBench: where the launcher's CPU per span goes (profiled
+// before cutting it). The test HTTP server (Go 1.26) under the launcher with --cpu-profile, 16
 // connections for 10 s, spans and metrics to the bench's counting OTLP receiver; then
 // pprof's top functions, cumulative, the launcher's own.
 func profileBench(env *benchEnv) error {

@@ -15,7 +15,7 @@ import (
 )
 
 // runtimeBench: what launch-runtime adds to `podman run --rm` of a Go hello world in a
-// FROM scratch image (issue 15: ≤ 5 ms when the container does not opt in), against
+// FROM scratch image (target: ≤ 5 ms when the container does not opt in), against
 // runc in the same rounds; and, without podman's noise, the wrapper's own exec cost.
 func runtimeBench(env *benchEnv) error {
 	const rounds, warmup, execRounds = 20, 2, 200
@@ -218,7 +218,7 @@ func runtimeBench(env *benchEnv) error {
 	}
 	perCall := median(execTimes[len(execTimes)-1]) - median(execTimes[0])
 	fmt.Printf("A `podman run --rm` calls the runtime %d times (%s); each call pays the wrapper's exec.\n\n", len(subcommands), strings.Join(subcommands, ", "))
-	fmt.Printf("Target (issue 15): ≤ 5 ms added to `podman run --rm` without tracing: through podman, %s; from the wrapper alone, %d calls × %s = %s.\n\n",
+	fmt.Printf("Target: ≤ 5 ms added to `podman run --rm` without tracing: through podman, %s; from the wrapper alone, %d calls × %s = %s.\n\n",
 		verdict(median(times[passThrough])-base), len(subcommands), ms(perCall), verdict(time.Duration(len(subcommands))*perCall))
 	return nil
 }

@@ -4,7 +4,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
-// saramaBench: what issue 32 asks of the sarama probe, at most 2 uprobe hits per
+// saramaBench: what the sarama probe costs, its target at most 2 uprobe hits per
 // produce call. The saramaservice target (Go 1.26, sarama v1.62.0, its consumer group
 // off: producing alone) answers GET /produce with one SyncProducer.SendMessage and
 // GET /produce?times=10 with ten, one after the other, to the tests' broker (kfake,

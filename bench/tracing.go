@@ -291,7 +291,7 @@ func tracing(env *benchEnv) error {
 
 // tracingHTTP: tracing, for the test server built without database/sql (-tags nosql):
 // an app whose only client probe is net/http's, whose servers register their spans by
-// goroutine only since issue 29 (the client's goroutine lookup; database/sql's already
+// goroutine only since the goroutine fallback (the client's goroutine lookup; database/sql's already
 // asked for it).
 func tracingHTTP(env *benchEnv) error {
 	tgs, err := testenv.BuildTargetsErr("httpserver", []string{"go1.26.8"}, []testenv.Variant{{Name: "nosql", Flags: []string{"-tags=nosql"}}})

@@ -23,7 +23,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
-// Proxies forward the incoming traceparent (issue 29): the launcher gives the
+// Proxies forward the incoming traceparent: the launcher gives the
 // forwarded header the value of the proxy's own client span, in place, so that the
 // proxy's hop is in the trace: A's server span -> A's client span -> the proxy's
 // server span -> its client span -> B's server span.

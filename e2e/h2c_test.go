@@ -74,7 +74,7 @@ func TestH2CPropagation(t *testing.T) {
 					t.Errorf("via %q: the back end saw traceparent %q, want one in trace %s", via, seen, traceID)
 				}
 				// The app's own traceparent: the front's client span's takes its
-				// place, alone (issue 29).
+				// place, alone.
 				_, h = proxy(via, true, []byte("hello"), incoming)
 				requests++
 				if seen := h.Get("X-Traceparent-Seen"); seen == incoming || len(seen) != 55 || !strings.HasPrefix(seen, "00-"+traceID+"-") {

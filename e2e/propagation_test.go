@@ -211,7 +211,7 @@ func TestPropagation(t *testing.T) {
 			}
 
 			// context.Background() in the handler's goroutine: the handler's span is
-			// its parent, found by goroutine (issue 29).
+			// its parent, found by goroutine.
 			e = s.echo(t, "/background", nil)
 			trace, _, _ = traceparentIDs(t, e.Traceparent)
 			s.chain(t, "/background", e, serverSpanOf("/background", &trace))
@@ -226,7 +226,7 @@ func TestPropagation(t *testing.T) {
 			}
 
 			// The app sent its own traceparent: A's client span's takes its place, in
-			// place, alone (issue 29).
+			// place, alone.
 			const own = "00-11111111111111111111111111111111-2222222222222222-01"
 			if e = s.echo(t, "/proxy?traceparent="+own, nil); e.Traceparent == own || e.TraceparentCount != 1 {
 				t.Errorf("app's own traceparent: B received %q (%d headers)", e.Traceparent, e.TraceparentCount)

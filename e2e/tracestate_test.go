@@ -20,7 +20,7 @@ import (
 	"github.com/otel-go-launcher/otel-go-launcher/internal/testenv"
 )
 
-// Incoming tracestate values (issue 28), and what A's server span, A's outgoing
+// Incoming tracestate values (hostile ones included), and what A's server span, A's outgoing
 // request and B's server span must carry of each: over 512 bytes, whole members are
 // dropped (those over 128 characters first, then from the end), never part of one;
 // a malformed list is dropped whole. Values a Go server refuses itself (CR, LF, NUL)
@@ -66,7 +66,7 @@ var (
 		}
 		return strings.Join(m, ",")
 	}()
-	// The issue's: k1=v1,...,k40=v40.
+	// Over the 32-member limit: k1=v1,...,k40=v40.
 	tracestateForty = func() string {
 		var m []string
 		for i := 1; i <= 40; i++ {

@@ -417,7 +417,7 @@ func TestWrapContainerd(t *testing.T) {
 }
 
 // Hostile inputs to the real launch binary, each a one-line repro of a finding of
-// issue 28 ("privilege boundary"): exit 1, one line on stderr saying what failed, on
+// the privilege boundary review: exit 1, one line on stderr saying what failed, on
 // what and what to do, at once, and nothing written where it should not be.
 func TestWrapHostileInputs(t *testing.T) {
 	dir := t.TempDir()

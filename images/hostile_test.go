@@ -30,7 +30,7 @@ import (
 )
 
 // Hostile inputs, made byte by byte as an attacker would make them: each test is the
-// regression test of one finding of issue 28 ("privilege boundary").
+// regression test of one finding of the privilege boundary review.
 
 // rawLayout writes an OCI layout's files by hand.
 type rawLayout struct {

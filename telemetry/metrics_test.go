@@ -173,7 +173,7 @@ func TestMetricExportersFromEnvironment(t *testing.T) {
 	}
 }
 
-// What recording one server span's duration costs the launcher: the figure issue 17
+// What recording one server span's duration costs the launcher: the figure its target
 // bounds (≤ 1 µs a request), without the noise of a whole launcher under load.
 func BenchmarkRecordServerSpan(b *testing.B) {
 	m, err := newRequestMetrics(context.Background(), otelconfig.Metrics{ExemplarFilter: "trace_based"}, resource.Empty(), sdkmetric.NewManualReader())

@@ -3,7 +3,7 @@
 // A measurement variant, not the product: a launcher built with -tags sdkexporter sends
 // its spans through the OpenTelemetry SDK's OTLP trace exporters (otlptracegrpc,
 // otlptracehttp) instead of its own encoder and senders, so that `go run ./bench
-// exporter` weighs the two in one run (issue 30, docs/benchmarks.md). Each sampled span
+// exporter` weighs the two in one run (docs/benchmarks.md). Each sampled span
 // becomes a read-only snapshot - no tracer, no batch processor - held in our own queue
 // (queue.go, OTEL_BSP_*: bounded, dropped and counted when full, batches of
 // MaxExportBatchSize or what ScheduleDelay finds, one export at a time), so that what

@@ -776,7 +776,7 @@ func TestGeneratedStatementsNeverLeakThroughExport(t *testing.T) {
 	}
 }
 
-// hostileStatements are issue 28's, each with "secret" in a literal or a comment.
+// hostileStatements are the privilege boundary review's, each with "secret" in a literal or a comment.
 var hostileStatements = []struct{ system, text string }{
 	{"postgresql", "SELECT * FROM /* secret */ users"},
 	{"postgresql", "SELECT 'from secret'"},

@@ -31,7 +31,7 @@ func attrString(s telemetry.Span) string {
 	return strings.Join(kv, " ")
 }
 
-// Issue 28: the span's name and db.collection.name were read from the statement as
+// Found in the privilege boundary review: the span's name and db.collection.name were read from the statement as
 // written, so a comment or a literal where the table's name is read named the span
 // ("SELECT secret"); PostgreSQL's nested comments and MySQL's # comments stayed in
 // db.query.text. Names come from the sanitized text only.

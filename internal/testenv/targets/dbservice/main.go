@@ -155,7 +155,7 @@ func main() {
 		}
 		fmt.Fprintln(w, "stored")
 	})
-	// A hostile statement (issue 28): a comment where the table's name is read (nested,
+	// A hostile statement (privilege boundary review): a comment where the table's name is read (nested,
 	// as PostgreSQL reads them), a string, a line comment. The secrets in them ("Qz7")
 	// must not be exported.
 	mux.HandleFunc("GET /hostile", func(w http.ResponseWriter, r *http.Request) {
