@@ -240,9 +240,14 @@ func (p *Probe) sweep(ctx context.Context) {
 			if mem, err = os.Open(fmt.Sprintf("/proc/%d/mem", p.Target().PID)); err != nil {
 				failed = true
 				if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ESRCH) { // not the app gone
+					do := ""
+					if errors.Is(err, fs.ErrPermission) {
+						// An app run as another user (--user) is read with CAP_SYS_PTRACE only.
+						do = ": give the launcher CAP_SYS_PTRACE"
+					}
 					slog.Warn(fmt.Sprintf("OpenTelemetry API: cannot read the app's memory (%v): the contexts of spans "+
 						"never ended stay registered, and a context the app allocates at one's address later may find "+
-						"that span as its parent", err))
+						"that span as its parent%s", err, do))
 				}
 			}
 		}
