@@ -41,8 +41,11 @@ test: deps build
 bench: deps build
 	$(GO) run ./bench -launch $(LAUNCH)
 
-demo: deps build
-	./scripts/demo.sh
+# The demo builds what it runs itself, saying so: the first run takes minutes.
+demo:
+	@echo "demo: checking prerequisites (scripts/deps.sh; the first run installs packages and downloads Go modules)…"
+	@./scripts/deps.sh
+	@./scripts/demo.sh
 
 deps:
 	@./scripts/deps.sh

@@ -268,7 +268,9 @@ func (s *supervisor) flush(cancelAttach context.CancelFunc) {
 		e.AppExited(time.Duration(s.reap.appExitAt.Load()))
 	}
 	if err := s.session.Shutdown(ctx); err != nil {
-		slog.Warn("flushing telemetry at exit: " + oneLine(err))
+		// The session's errors say what each is about (flushing spans, flushing
+		// metrics, detaching probes): "at exit" adds when, and no signal of its own.
+		slog.Warn("at exit: " + oneLine(err))
 		// Out of time, the session still says how many spans were dropped: worth
 		// a moment more, or they would vanish without a word.
 		if a, ok := s.session.(interface{ Accounted() <-chan struct{} }); ok {

@@ -871,7 +871,7 @@ func (s *Session) stop(ctx context.Context) error {
 	if !ready(s.started, ctx) {
 		// The pipeline is still being built (it never takes this long): what the
 		// probes hold is lost with the launcher.
-		errs = append(errs, fmt.Errorf("the telemetry pipeline was not ready within --flush-timeout: spans not exported: %w", ctx.Err()))
+		errs = append(errs, fmt.Errorf("the telemetry pipeline was not ready within --flush-timeout: the probes' spans, and their metrics, not exported: %w", ctx.Err()))
 		close(s.accounted)
 		return errors.Join(errs...)
 	}
@@ -885,8 +885,10 @@ func (s *Session) stop(ctx context.Context) error {
 		// detached - end now, before the last export. Read even if the readers have not
 		// drained: a span in a ring buffer is no longer in a map.
 		s.endInFlight(end, why)
+		// Not wrapped: the pipeline's errors name the signal each is about (spans or
+		// metrics), which a prefix here could only contradict.
 		if err := s.pipe.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flushing spans: %w", err))
+			errs = append(errs, err)
 		}
 	}
 	s.logLoss("in all", true)

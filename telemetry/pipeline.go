@@ -39,6 +39,10 @@ type Pipeline struct {
 	shutdown    sync.Once
 	shutdownErr error
 	finished    chan struct{} // closed once Shutdown's work is done
+	// spansFlushed and metricsFlushed are closed once Shutdown is done with each
+	// signal: what is left when its ctx ends is what its error names.
+	spansFlushed, metricsFlushed chan struct{}
+	metricsFailed                bool // the metrics' last export failed (said already)
 
 	// sdk takes the sampled spans for the OTLP exporter in a launcher built with
 	// -tags sdkexporter (sdkexport.go), a measurement variant; nil otherwise.
@@ -188,14 +192,26 @@ func (p *Pipeline) Emit(s *Span) {
 	p.scratch.Put(buf)
 }
 
+// The prefixes of the pipeline's errors: each names the one signal whose error it
+// wraps (see TestMessagesNameTheirSignal), so that a caller wraps them as "telemetry"
+// and never as one signal.
+const (
+	flushingSpans   = "flushing spans: "
+	flushingMetrics = "flushing metrics: "
+)
+
 // ForceFlush exports what is queued, within ctx.
 func (p *Pipeline) ForceFlush(ctx context.Context) error {
 	var errs []error
 	for _, q := range p.exporters() {
-		errs = append(errs, q.forceFlush(ctx))
+		if err := q.forceFlush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf(flushingSpans+"%w", err))
+		}
 	}
 	if p.metrics != nil {
-		errs = append(errs, p.metrics.forceFlush(ctx))
+		if err := p.metrics.forceFlush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf(flushingMetrics+"%w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -204,9 +220,13 @@ func (p *Pipeline) ForceFlush(ctx context.Context) error {
 // exported, nor counted. Later calls wait for the first (within their own ctx) and
 // return its result. Export failures are said, as they are while running: the metrics'
 // last export, whose failure would otherwise go unsaid, at once ("exporting metrics:
-// ..."); the spans', by Stats (LastError).
+// ..."); the spans', by Stats (LastError). The error returned names the signal each of
+// its parts is about: "flushing spans: ..." for a spans exporter's, and, out of time,
+// "flushing metrics: context deadline exceeded" for the signal still being exported,
+// not one for the other.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	p.shutdown.Do(func() {
+		p.spansFlushed, p.metricsFlushed = make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(p.finished)
 			close(p.stop)
@@ -216,15 +236,23 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 			errs := make([]error, len(qs))
 			for i, q := range qs {
 				wg.Add(1)
-				go func() { defer wg.Done(); errs[i] = q.shutdown(ctx) }()
+				go func() {
+					defer wg.Done()
+					if err := q.shutdown(ctx); err != nil {
+						errs[i] = fmt.Errorf(flushingSpans+"%s exporter: %w", q.stats().Exporter, err)
+					}
+				}()
 			}
 			if p.metrics != nil {
 				if err := p.metrics.shutdown(ctx); err != nil {
 					p.errors.now("exporting metrics: ", err)
+					p.metricsFailed = true // read once metricsFlushed is closed
 				}
 			}
+			close(p.metricsFlushed)
 			wg.Wait()
-			p.shutdownErr = errors.Join(errs...)
+			p.shutdownErr = errors.Join(errs...) // read once spansFlushed is closed
+			close(p.spansFlushed)
 		}()
 	})
 	select {
@@ -239,7 +267,27 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	case <-p.finished:
 	case <-time.After(shutdownGrace):
 	}
-	return ctx.Err()
+	// Said of each signal still being exported when ctx ended; a signal done by now
+	// says its own error, if any.
+	var errs []error
+	if !closed(p.metricsFlushed) || p.metricsFailed {
+		errs = append(errs, fmt.Errorf(flushingMetrics+"%w", ctx.Err()))
+	}
+	if closed(p.spansFlushed) {
+		errs = append(errs, p.shutdownErr)
+	} else {
+		errs = append(errs, fmt.Errorf(flushingSpans+"%w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // shutdownGrace bounds the wait, past Shutdown's deadline, for its exports to say why

@@ -1,68 +1,44 @@
-// Command otlp-printer is an OTLP/gRPC trace receiver that prints one line per span:
-// what `make demo` shows. It is not a collector; it is the smallest honest receiver.
+// Command otlp-printer is the OTLP receiver `make demo` shows its results with: it takes
+// traces and metrics over OTLP/gRPC and OTLP/HTTP (protobuf or JSON), keeps them, and
+// when it is stopped (SIGTERM or SIGINT) prints each trace as a tree with a waterfall
+// of its spans' timing, and a table of the requests per route from the duration
+// histograms. It is not a collector; it is the smallest honest receiver for a demo.
 package main
 
 import (
 	"context"
-	"encoding/hex"
 	"flag"
 	"fmt"
-	"log"
-	"net"
-	"sort"
-	"strings"
-	"time"
-
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/grpc"
+	"os"
+	"os/signal"
+	"syscall"
 )
 
-type printer struct {
-	collectortrace.UnimplementedTraceServiceServer
-}
-
-func (printer) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	for _, rs := range req.ResourceSpans {
-		service := ""
-		for _, a := range rs.GetResource().GetAttributes() {
-			if a.Key == "service.name" {
-				service = a.Value.GetStringValue()
-			}
-		}
-		for _, ss := range rs.ScopeSpans {
-			for _, s := range ss.Spans {
-				var attrs []string
-				for _, a := range s.Attributes {
-					v := a.Value.GetStringValue()
-					if v == "" {
-						v = strings.TrimPrefix(a.Value.String(), "int_value:")
-					}
-					attrs = append(attrs, a.Key+"="+v)
-				}
-				sort.Strings(attrs)
-				parent := hex.EncodeToString(s.ParentSpanId)
-				if parent == "" {
-					parent = "-"
-				}
-				d := time.Duration(s.EndTimeUnixNano - s.StartTimeUnixNano)
-				kind := strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_")
-				fmt.Printf("%s %-6s %-20q trace=%s span=%s parent=%s %s %s\n    %s\n",
-					service, kind, s.Name, hex.EncodeToString(s.TraceId), hex.EncodeToString(s.SpanId), parent,
-					d.Round(time.Microsecond), s.GetStatus().GetCode(), strings.Join(attrs, " "))
-			}
-		}
-	}
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
 func main() {
-	addr := flag.String("addr", "127.0.0.1:4317", "listen address")
+	grpcAddr := flag.String("grpc", "127.0.0.1:4317", "OTLP/gRPC listen address (\"\": none)")
+	flag.StringVar(grpcAddr, "addr", "127.0.0.1:4317", "the same as -grpc (the flag's older name)")
+	httpAddr := flag.String("http", "", "OTLP/HTTP listen address, e.g. 127.0.0.1:4318 (\"\": none)")
+	width := flag.Int("width", 40, "width of a trace's waterfall, in characters")
 	flag.Parse()
-	l, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
+	if *grpcAddr == "" && *httpAddr == "" {
+		fmt.Fprintln(os.Stderr, "otlp-printer: nothing to listen on: give -grpc ADDR or -http ADDR (or both)")
+		os.Exit(2)
 	}
-	srv := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(srv, printer{})
-	log.Fatal(srv.Serve(l))
+
+	// Printed when the printer is stopped, not as spans come: a trace's spans arrive
+	// in several exports, in any order, and the metrics' final cumulative values in
+	// the launcher's last export at exit. The demo stops the printer once the
+	// launcher has exited (and so flushed everything), which makes what is printed
+	// complete, whatever the timing of the exports.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	st := newStore()
+	srv, err := listen(st, *grpcAddr, *httpAddr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "otlp-printer: %v\n", err)
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	srv.stop() // exports in progress complete first
+	st.print(os.Stdout, *width)
 }
