@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -234,5 +236,43 @@ func TestOtelAPITooOld(t *testing.T) {
 	want := "launch: warning: probe not attached: otelapi: go.opentelemetry.io/otel v1.32.0 is older than the oldest supported, v1.33.0"
 	if said := launcherLines(r); said != want {
 		t.Errorf("the launcher said:\n%s\nwant:\n%s", said, want)
+	}
+}
+
+// An app that sets its own SDK: its API spans go to its own tracer provider (it has
+// them all), none is bridged; the launcher says so once, at start, in one line; the
+// probes' spans are exported as ever.
+func TestOtelAPIAppSetsSDK(t *testing.T) {
+	testenv.RequireRoot(t)
+	app := testenv.Build(t, "./e2e/testdata/otelsdk", "CGO_ENABLED=0")
+	recv := testenv.StartReceiver(t)
+	addr := freeAddr(t)
+	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_SERVICE_NAME=otelsdk", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
+		"OTEL_METRICS_EXPORTER=none")
+	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", app, "-addr", addr)
+	firstRequest(t, addr, "/work")
+	resp, err := http.Get("http://" + addr + "/work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := strings.TrimSpace(string(body)); got != "2" {
+		t.Errorf("the app's SDK recorded %s spans, want its 2", got)
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait(20 * time.Second)
+
+	spans := exactSpans(t, recv, 2, 30*time.Second, r.stderr)
+	for _, s := range spans {
+		if s.Name != "GET /work" || s.Kind != tracepb.Span_SPAN_KIND_SERVER {
+			t.Errorf("exported %s (%v): want only the server spans", s.Name, s.Kind)
+		}
+	}
+	said := launcherLines(r)
+	if n := strings.Count(said, "OpenTelemetry SDK"); n != 1 || strings.Count(said, "\n") != 0 ||
+		!strings.Contains(said, "the app links the OpenTelemetry SDK (go.opentelemetry.io/otel/sdk ") {
+		t.Errorf("the launcher said:\n%s\nwant one line on the app's SDK", said)
 	}
 }
