@@ -6,7 +6,7 @@ set -euo pipefail
 
 # A command or file, and the Debian package that provides it.
 needs=(
-	"unshare util-linux" "setpriv util-linux" "bash bash" "curl curl" "gcc gcc"
+	"unshare util-linux" "setpriv util-linux" "bash bash" "curl curl" "ps procps" "gcc gcc"
 	"clang clang" "llvm-strip llvm" "/usr/include/bpf/bpf_helpers.h libbpf-dev"
 	"/usr/include/asm-generic/types.h linux-libc-dev" "/usr/bin/time time"
 	"podman podman" "runc runc" "podman-compose podman-compose"
