@@ -27,6 +27,52 @@ func (b *Binary) EntryProbeOffset(fn Func) uint64 {
 	return fn.Offset + stackCheckBranch(code)
 }
 
+// FramedEntryOffset is EntryProbeOffset, but for a function without a stack check
+// that begins by setting up its frame pointer - PUSHQ BP; MOVQ SP, BP -, then only
+// tests and compares before a conditional branch, as the compiler's pointer-receiver
+// wrappers of value methods do (their nil check): that branch's offset, an
+// instruction the kernel emulates, where the arguments are still in their registers
+// and the stack a word lower (BP pushed). The entry probe is then not at the
+// function's first instruction, where the overlapped start's hold goes.
+func (b *Binary) FramedEntryOffset(fn Func) uint64 {
+	entry := b.EntryProbeOffset(fn)
+	if b.Arch != "amd64" || entry != fn.Offset || fn.End <= fn.Addr {
+		return entry
+	}
+	code := b.at(fn.Addr, min(fn.End-fn.Addr, 32))
+	if code == nil {
+		return entry
+	}
+	return fn.Offset + framedBranch(code)
+}
+
+// framedBranch returns the offset in code of the branch after PUSHQ BP; MOVQ SP, BP
+// and tests or compares (at most 3), or 0 when code does not start so.
+func framedBranch(code []byte) uint64 {
+	for pc, n := 0, 0; pc < len(code) && n < 6; n++ {
+		inst, err := x86asm.Decode(code[pc:], 64)
+		if err != nil {
+			return 0
+		}
+		switch {
+		case n == 0:
+			if inst.Op != x86asm.PUSH || inst.Args[0] != x86asm.RBP {
+				return 0
+			}
+		case n == 1:
+			if inst.Op != x86asm.MOV || inst.Args[0] != x86asm.RBP || inst.Args[1] != x86asm.RSP {
+				return 0
+			}
+		case isConditionalJump(inst.Op):
+			return uint64(pc)
+		case inst.Op != x86asm.TEST && inst.Op != x86asm.CMP:
+			return 0
+		}
+		pc += inst.Len
+	}
+	return 0
+}
+
 // stackCheckBranch returns the offset in code of the branch ending Go's amd64 stack
 // check (CMPQ SP, 16(R14); JLS - or LEAQ -n(SP), R12 / MOVQ SP, R12; SUBQ $n, R12;
 // JCS first - before CMPQ R12, 16(R14); JLS), or 0 when code does not start so.

@@ -34,3 +34,25 @@ func TestStackCheckBranch(t *testing.T) {
 		}
 	}
 }
+
+// The compiler's pointer-receiver wrapper of a value method: PUSHQ BP; MOVQ SP, BP;
+// TESTQ AX, AX; JE - the nil check's branch; nothing else is taken for one.
+func TestFramedBranch(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		code []byte
+		want uint64
+	}{
+		{"wrapper: PUSHQ BP; MOVQ SP, BP; TESTQ AX, AX; JE", []byte{0x55, 0x48, 0x89, 0xe5, 0x48, 0x85, 0xc0, 0x74, 0x02, 0x5d, 0xc3}, 7},
+		{"no MOVQ SP, BP", []byte{0x55, 0x48, 0x85, 0xc0, 0x74, 0x02}, 0},
+		{"a register written: PUSHQ BP; MOVQ SP, BP; MOVQ 8(AX), AX; JE",
+			[]byte{0x55, 0x48, 0x89, 0xe5, 0x48, 0x8b, 0x40, 0x08, 0x74, 0x02}, 0},
+		{"SP moved: PUSHQ BP; MOVQ SP, BP; SUBQ $16, SP; JE", []byte{0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0x74, 0x02}, 0},
+		{"a stack check first", []byte{0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x10, 0, 0, 0}, 0},
+		{"empty", nil, 0},
+	} {
+		if got := framedBranch(c.code); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}

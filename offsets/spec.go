@@ -52,6 +52,11 @@ type FuncSpec struct {
 	// entry - where the callee's arguments are in registers, in this caller only. A
 	// function that makes none (the callee inlined) disables the probe, saying so.
 	Calls []string
+	// FramedEntry: the entry probe may sit after the frame pointer's set-up of a
+	// function without a stack check (FramedEntryOffset: the compiler's wrappers),
+	// where the stack is a word lower - the probe's program reads no stack there, or
+	// knows it (Uprobe.EntryProbe past Offset says it is so).
+	FramedEntry bool
 }
 
 // FieldSpec is a struct field the probe reads.
@@ -442,6 +447,9 @@ func resolveFunctions(b *Binary, s Spec, funcs map[string]Func, funcErr error) P
 				u.Calls = resolveCalls(b, &p, fn, f.Calls, funcs)
 			} else if !f.ReturnsOnly {
 				entry := b.EntryProbeOffset(fn)
+				if f.FramedEntry {
+					entry = b.FramedEntryOffset(fn)
+				}
 				u.EntryProbe = &entry
 			}
 			if f.Returns || f.ReturnsOnly {

@@ -43,51 +43,60 @@ func TestHoldCoversEveryProbe(t *testing.T) {
 	specs := specsOf(libs)
 	for _, b := range builds {
 		for _, tg := range testenv.BuildTargets(t, b.target, b.toolchains, []testenv.Variant{testenv.Plain, testenv.Stripped}) {
-			t.Run(tg.String(), func(t *testing.T) {
-				bin, err := offsets.Open(tg.Path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer bin.Close()
-				rep, err := offsets.AnalyzeFunctions(bin, specs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				at, http2, err := holdPoints(analysis{libs: libs, bin: bin, rep: rep, resolved: kit.ReportsOf(rep), propagate: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(http2) < b.http2 {
-					t.Errorf("%d HTTP/2 connection set-ups held, want %d at least", len(http2), b.http2)
-				}
-				for _, off := range http2 {
-					if slices.Contains(at, off) {
-						t.Errorf("%#x is held in both groups", off)
-					}
-				}
-				enabled := map[string]bool{}
-				for _, p := range rep.Probes {
-					enabled[p.Name] = p.Enabled
-					if !p.Enabled {
-						continue
-					}
-					for _, u := range p.Uprobes {
-						if !slices.Contains(at, u.Offset) {
-							t.Errorf("%s: %s is not held", p.Name, u.Symbol)
-						}
-					}
-				}
-				for _, name := range b.wants {
-					if !enabled[name] {
-						t.Errorf("%s is not enabled: the test covers nothing of it", name)
-					}
-				}
-				fns, err := bin.Functions(connectFunc)
-				if err != nil || !slices.Contains(at, fns[connectFunc].Offset) {
-					t.Errorf("%s is not held (%v)", connectFunc, err)
-				}
-			})
+			t.Run(tg.String(), func(t *testing.T) { holdCovers(t, libs, specs, tg.Path, b.wants, b.http2) })
 		}
+	}
+	// The OpenTelemetry API's, whose span methods are the compiler's wrappers, with no
+	// stack check: their probes go after the frame's set-up.
+	for _, tg := range testenv.BuildOtelAPI(t, testenv.OtelAPIBuilds...) {
+		t.Run(tg.Variant.Name, func(t *testing.T) { holdCovers(t, libs, specs, tg.Path, []string{"otelapi", "net/http.server"}, 1) })
+	}
+}
+
+// holdCovers checks the hold points of the binary at path: every enabled probe's
+// functions held, connect too, and http2 connection set-ups at least in their group.
+func holdCovers(t *testing.T, libs []kit.Library, specs []offsets.Spec, path string, wants []string, wantHTTP2 int) {
+	bin, err := offsets.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	rep, err := offsets.AnalyzeFunctions(bin, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, http2, err := holdPoints(analysis{libs: libs, bin: bin, rep: rep, resolved: kit.ReportsOf(rep), propagate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(http2) < wantHTTP2 {
+		t.Errorf("%d HTTP/2 connection set-ups held, want %d at least", len(http2), wantHTTP2)
+	}
+	for _, off := range http2 {
+		if slices.Contains(at, off) {
+			t.Errorf("%#x is held in both groups", off)
+		}
+	}
+	enabled := map[string]bool{}
+	for _, p := range rep.Probes {
+		enabled[p.Name] = p.Enabled
+		if !p.Enabled {
+			continue
+		}
+		for _, u := range p.Uprobes {
+			if !slices.Contains(at, u.Offset) {
+				t.Errorf("%s: %s is not held", p.Name, u.Symbol)
+			}
+		}
+	}
+	for _, name := range wants {
+		if !enabled[name] {
+			t.Errorf("%s is not enabled: the test covers nothing of it", name)
+		}
+	}
+	fns, err := bin.Functions(connectFunc)
+	if err != nil || !slices.Contains(at, fns[connectFunc].Offset) {
+		t.Errorf("%s is not held (%v)", connectFunc, err)
 	}
 }
 

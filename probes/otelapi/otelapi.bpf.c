@@ -83,6 +83,10 @@ static __always_inline __u64 go_ip(const struct go_regs *r)
 #endif
 }
 
+/* Where AddLink's probe sits: 1 after its frame's set-up (offsets.FramedEntryOffset),
+ * where the stack is a word lower, its BP pushed; 0 at its first instruction. */
+volatile __u64 add_link_framed = 0;
+
 /* Set last, once everything else is. */
 volatile __u64 otelapi_enabled = 0;
 
@@ -711,7 +715,7 @@ int add_link(struct go_regs *ctx)
 	struct api_event *ev = begin_record(go_goroutine(ctx), EVENT_LINK, key);
 	if (!ev)
 		return 0;
-	__u64 link = go_stack_args(ctx);
+	__u64 link = go_stack_args(ctx) + (add_link_framed ? 8 : 0);
 	ev->links_total = 1;
 	if (read_link(&ev->links[0], link + link_sc_off))
 		ev->links_read = 1;

@@ -121,6 +121,7 @@ const (
 	otelapiProgSetName                  = "set_name"
 	otelapiProgSetStatus                = "set_status"
 	otelapiProgSpanEnd                  = "span_end"
+	otelapiVarAddLinkFramed             = "add_link_framed"
 	otelapiVarAppBias                   = "app_bias"
 	otelapiVarContextWrappers           = "context_wrappers"
 	otelapiVarErrorstringS_off          = "errorstring_s_off"
@@ -230,6 +231,7 @@ type otelapiMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type otelapiVariableSpecs struct {
+	AddLinkFramed             *ebpf.VariableSpec `ebpf:"add_link_framed"`
 	AppBias                   *ebpf.VariableSpec `ebpf:"app_bias"`
 	ContextWrappers           *ebpf.VariableSpec `ebpf:"context_wrappers"`
 	ErrorstringS_off          *ebpf.VariableSpec `ebpf:"errorstring_s_off"`
@@ -318,6 +320,7 @@ func (m *otelapiMaps) Close() error {
 //
 // It can be passed to loadOtelapiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type otelapiVariables struct {
+	AddLinkFramed             *ebpf.Variable `ebpf:"add_link_framed"`
 	AppBias                   *ebpf.Variable `ebpf:"app_bias"`
 	ContextWrappers           *ebpf.Variable `ebpf:"context_wrappers"`
 	ErrorstringS_off          *ebpf.Variable `ebpf:"errorstring_s_off"`

@@ -181,6 +181,11 @@ func findAddresses(path string) (types map[string]uint64, options map[uint64]uin
 // position-independent app to run.
 func (p *Probe) Configure(reps kit.Reports, inflight kit.Lookup) error {
 	vars := map[string]uint64{"new_span_link": p.newSpan}
+	for _, u := range reps[Spec.Name].Uprobes {
+		if u.Symbol == symAddLink && u.EntryProbe != nil && *u.EntryProbe != u.Offset {
+			vars["add_link_framed"] = 1
+		}
+	}
 	for name, off := range p.std {
 		vars[name] = off
 	}

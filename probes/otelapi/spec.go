@@ -129,13 +129,16 @@ var Spec = offsets.Spec{
 	MinVersion: MinVersion,
 	Functions: []offsets.FuncSpec{
 		{Symbols: []string{symNewSpan}, Returns: true},
-		{Symbols: []string{symSpanEnd}},
-		{Symbols: []string{symSetAttributes}, Optional: true},
-		{Symbols: []string{symSetStatus}, Optional: true},
-		{Symbols: []string{symSetName}, Optional: true},
-		{Symbols: []string{symRecordError}, Optional: true},
-		{Symbols: []string{symAddEvent}, Optional: true},
-		{Symbols: []string{symAddLink}, Optional: true},
+		// The span's methods are the compiler's wrappers, with no stack check: their
+		// probes go after the frame's set-up (FramedEntry), not on the first
+		// instruction, where the overlapped start's hold goes.
+		{Symbols: []string{symSpanEnd}, FramedEntry: true},
+		{Symbols: []string{symSetAttributes}, Optional: true, FramedEntry: true},
+		{Symbols: []string{symSetStatus}, Optional: true, FramedEntry: true},
+		{Symbols: []string{symSetName}, Optional: true, FramedEntry: true},
+		{Symbols: []string{symRecordError}, Optional: true, FramedEntry: true},
+		{Symbols: []string{symAddEvent}, Optional: true, FramedEntry: true},
+		{Symbols: []string{symAddLink}, Optional: true, FramedEntry: true},
 	},
 	Fields: []offsets.FieldSpec{
 		{FieldRef: tracerName, Optional: true}, {FieldRef: tracerOpts, Optional: true},
