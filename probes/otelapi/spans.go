@@ -299,23 +299,32 @@ func links(ev *otelapiApiEvent) []telemetry.Link {
 	return out
 }
 
-// addEvent adds ev to s; past maxEvents, the oldest is dropped, and counted, as the
-// SDK's evicted queue drops it.
+// addEvent adds ev to s, keeping at least the latest maxEvents (the exporter keeps the
+// latest of those its limit allows, as the SDK's evicted queue does); the oldest leave
+// in one go when twice as many have come, counted: no copy per event.
 func addEvent(s *telemetry.Span, ev telemetry.Event) {
-	if len(s.Events) >= maxEvents {
-		s.Events = slices.Delete(s.Events, 0, 1)
-		s.DroppedEvents++
-	}
-	s.Events = append(s.Events, ev)
+	var dropped int
+	s.Events, dropped = appendLatest(s.Events, ev, maxEvents)
+	s.DroppedEvents += dropped
 }
 
 // addLink adds l to s, as addEvent an event.
 func addLink(s *telemetry.Span, l telemetry.Link) {
-	if len(s.Links) >= maxLinks {
-		s.Links = slices.Delete(s.Links, 0, 1)
-		s.DroppedLinks++
+	var dropped int
+	s.Links, dropped = appendLatest(s.Links, l, maxLinks)
+	s.DroppedLinks += dropped
+}
+
+// appendLatest appends v to all and, once all holds 2×keep, keeps its latest keep,
+// returning how many it left out.
+func appendLatest[T any](all []T, v T, keep int) ([]T, int) {
+	all = append(all, v)
+	if len(all) < 2*keep {
+		return all, 0
 	}
-	s.Links = append(s.Links, l)
+	n := copy(all, all[len(all)-keep:])
+	clear(all[n:])
+	return all[:n], len(all) - n
 }
 
 // eventTime is when the record says its call happened: the time a WithTimestamp

@@ -228,3 +228,19 @@ func TestStale(t *testing.T) {
 		t.Errorf("span 2 pending %v, %d registrations left", a.pending[2] != nil, len(a.registered))
 	}
 }
+
+// Events (and links) past the bound: at least the latest kept, the others counted,
+// whatever the number added.
+func TestAppendLatest(t *testing.T) {
+	var all []int
+	dropped := 0
+	for i := range 10 {
+		var n int
+		all, n = appendLatest(all, i, 3)
+		dropped += n
+	}
+	// 6 reached at i=5: the latest 3 kept (3 4 5); again at i=8 (6 7 8); then 9.
+	if fmt.Sprint(all) != "[6 7 8 9]" || dropped != 6 {
+		t.Errorf("kept %v, %d dropped; want [6 7 8 9], 6", all, dropped)
+	}
+}
