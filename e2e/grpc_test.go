@@ -47,8 +47,9 @@ func tracedGRPC(t *testing.T, tg testenv.Target, recv *testenv.Receiver, next st
 	return r, addr
 }
 
-// dialGRPC connects to addr, waiting for it to accept.
-func dialGRPC(t *testing.T, addr string) *grpc.ClientConn {
+// dialGRPC connects to addr, waiting for it to accept; logs (the app's output) are
+// shown if it never does.
+func dialGRPC(t *testing.T, addr string, logs ...fmt.Stringer) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -63,10 +64,19 @@ func dialGRPC(t *testing.T, addr string) *grpc.ClientConn {
 			return conn
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("%s never answered: %v", addr, err)
+			t.Fatalf("%s never answered: %v%s", addr, err, joinLogs(logs))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// joinLogs is logs, each on lines of its own after a newline; "" for none.
+func joinLogs(logs []fmt.Stringer) string {
+	var b strings.Builder
+	for _, l := range logs {
+		b.WriteString("\n" + l.String())
+	}
+	return b.String()
 }
 
 // TestGRPCSpans traces gRPC services built with grpc releases on each side of every
@@ -823,7 +833,7 @@ func tracedHTTP2Servers(t *testing.T, tg testenv.Target, recv *testenv.Receiver)
 	t.Helper()
 	tlsAddr, h2cAddr, xh2cAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	app, grpcAddr := tracedGRPC(t, tg, recv, "", "GRPCSERVICE_TLS="+tlsAddr, "GRPCSERVICE_H2C="+h2cAddr, "GRPCSERVICE_XH2C="+xh2cAddr)
-	dialGRPC(t, grpcAddr) // serving: the HTTP servers started before
+	dialGRPC(t, grpcAddr, app.stderr) // serving: the HTTP servers started before
 	h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
 	h2c := &http.Transport{Protocols: new(http.Protocols)}
 	h2c.Protocols.SetUnencryptedHTTP2(true)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,13 +24,39 @@ import (
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A port below the kernel's ephemeral range (ip_local_port_range, from 32768 by
+	// default): one in it, free when asked, can become an outgoing connection's local
+	// port - other tests make hundreds - before the app binds it, and the app then
+	// fails to listen. Each port is handed out once per run.
+	for range 1000 {
+		port := 20000 + rand.IntN(ephemeralLow()-20000)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // someone's: try another
+		}
+		l.Close()
+		return l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
+
+// handedOut are the ports freeAddr gave.
+var handedOut sync.Map
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 if unread).
+var ephemeralLow = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if fields := strings.Fields(string(b)); err == nil && len(fields) == 2 {
+		if n, err := strconv.Atoi(fields[0]); err == nil && n > 21000 {
+			return n
+		}
+	}
+	return 32768
+})
 
 // tracedServer runs the test HTTP server under the launcher, exporting to recv.
 func tracedServer(t *testing.T, tg testenv.Target, recv *testenv.Receiver, env ...string) (*run, string) {
