@@ -40,16 +40,22 @@ func TestOtelAPISpans(t *testing.T) {
 	}
 }
 
+// startOtelAPIApp runs the app at path under the launcher on a free address, exporting
+// spans to recv (no metrics), with env added.
+func startOtelAPIApp(t *testing.T, recv *testenv.Receiver, path string, env ...string) (*run, string) {
+	addr := freeAddr(t)
+	env = append(append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_SERVICE_NAME=otelapiservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
+		"OTEL_METRICS_EXPORTER=none"), env...)
+	return start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", path, "-addr", addr), addr
+}
+
 // otelhttpScope is otelhttp's tracer's name: its spans' scope.
 const otelhttpScope = "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 func otelAPISpans(t *testing.T, tg testenv.Target) {
 	recv := testenv.StartReceiver(t)
-	addr := freeAddr(t)
-	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
-		"OTEL_SERVICE_NAME=otelapiservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
-		"OTEL_METRICS_EXPORTER=none", "OTEL_SPAN_EVENT_COUNT_LIMIT=2", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT=1")
-	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path, "-addr", addr)
+	r, addr := startOtelAPIApp(t, recv, tg.Path, "OTEL_SPAN_EVENT_COUNT_LIMIT=2", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT=1")
 	firstRequest(t, addr, "/price")
 	const orders = 3
 	for i := range orders {
@@ -212,11 +218,7 @@ func TestOtelAPITooOld(t *testing.T) {
 	testenv.RequireRoot(t)
 	tg := testenv.BuildOtelAPI(t, testenv.ModuleBuild{Version: "v1.32.0", Toolchain: "go1.26.8"})[0]
 	recv := testenv.StartReceiver(t)
-	addr := freeAddr(t)
-	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
-		"OTEL_SERVICE_NAME=otelapiservice", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
-		"OTEL_METRICS_EXPORTER=none")
-	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", tg.Path, "-addr", addr)
+	r, addr := startOtelAPIApp(t, recv, tg.Path)
 	firstRequest(t, addr, "/order?id=1")
 	r.signal(syscall.SIGTERM)
 	r.wait(20 * time.Second)
@@ -246,11 +248,7 @@ func TestOtelAPIAppSetsSDK(t *testing.T) {
 	testenv.RequireRoot(t)
 	app := testenv.Build(t, "./e2e/testdata/otelsdk", "CGO_ENABLED=0")
 	recv := testenv.StartReceiver(t)
-	addr := freeAddr(t)
-	env := append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint, "OTEL_BSP_SCHEDULE_DELAY=200",
-		"OTEL_SERVICE_NAME=otelsdk", "OTEL_RESOURCE_ATTRIBUTES=", "OTEL_TRACES_EXPORTER=", "OTEL_TRACES_SAMPLER=",
-		"OTEL_METRICS_EXPORTER=none")
-	r := start(t, opts{env: env, stdin: strings.NewReader("")}, launchBin(t), "--", app, "-addr", addr)
+	r, addr := startOtelAPIApp(t, recv, app)
 	firstRequest(t, addr, "/work")
 	resp, err := http.Get("http://" + addr + "/work")
 	if err != nil {
